@@ -1,0 +1,15 @@
+//! Domain types and rules of Slipway. No I/O lives here: everything in this crate is pure and
+//! can be tested without a database, a network or a clock beyond `now()`.
+
+pub mod errors;
+pub mod id;
+pub mod page;
+pub mod secret;
+pub mod secrets_key;
+pub mod time;
+
+pub use errors::FieldErrors;
+pub use id::new_id;
+pub use page::{PageMeta, PageRequest};
+pub use secret::Secret;
+pub use secrets_key::{SecretsKey, SecretsKeyError};

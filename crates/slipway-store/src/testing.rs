@@ -1,0 +1,97 @@
+//! Throwaway databases for tests: a SQLite file in a fresh directory, or a fresh PostgreSQL
+//! database (created on the server named by `SLIPWAY_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) that is dropped when the guard goes.
+//! A PostgreSQL server that cannot be reached fails the test: CI must exercise both backends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sqlx::Connection;
+
+use crate::{ConnectOptions, Store, connect};
+
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug)]
+pub enum TestDatabase {
+    Sqlite { dir: PathBuf, url: String },
+    Postgres { admin_url: String, name: String, url: String },
+}
+
+impl TestDatabase {
+    pub async fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!("slipway-test-{}", slipway_core::new_id().to_lowercase()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        let url = format!("sqlite://{}/slipway.db", dir.display());
+        TestDatabase::Sqlite { dir, url }
+    }
+
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!("slipway_test_{}", slipway_core::new_id().to_lowercase());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url} (set SLIPWAY_TEST_POSTGRES_URL): {e}"));
+        // The name is ours (a ULID), so it is safe to splice into the statement.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("admin URL parses");
+        url.set_path(&name);
+        TestDatabase::Postgres { admin_url, name, url: url.to_string() }
+    }
+
+    /// One of each backend, for tests that must hold on both.
+    pub async fn each() -> [TestDatabase; 2] {
+        [TestDatabase::sqlite().await, TestDatabase::postgres().await]
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDatabase::Sqlite { url, .. } | TestDatabase::Postgres { url, .. } => url,
+        }
+    }
+
+    /// A connected store with every migration applied.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let store = self.connect().await;
+        store.migrate().await.expect("migrations apply");
+        store
+    }
+
+    /// A connected store, not migrated.
+    pub async fn connect(&self) -> Arc<dyn Store> {
+        connect(self.url(), &ConnectOptions::default()).await.expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Sqlite { dir, .. } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            TestDatabase::Postgres { admin_url, name, .. } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop may run inside a runtime: do the async work on a thread of its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    rt.block_on(async {
+                        let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                            .execute(&mut admin)
+                            .await
+                            .ok()
+                    })
+                })
+                .join();
+            }
+        }
+    }
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("SLIPWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
+}
