@@ -1,1 +1,80 @@
+//! Slipway's HTTP API: the axum router, its conventions (envelopes, errors, pagination,
+//! request ids, metrics) and the OpenAPI document generated from the same code.
 
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+pub use error::ApiError;
+pub use state::{ApiConfig, AppState};
+
+use crate::extract::BodyLimit;
+use crate::routes::index::Collections;
+
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Every route with its spec entry. Add new resources here.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::ops::healthz))
+        .routes(routes!(routes::ops::readyz))
+        .routes(routes!(routes::ops::metrics))
+        .routes(routes!(routes::index::index))
+}
+
+/// The finished OpenAPI document, as served and as committed in `docs/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = api_routes().split_for_parts();
+    openapi::finish(&mut api);
+    api
+}
+
+/// The complete application: API routes, the interactive reference at `/docs`, and the
+/// layers that apply the conventions to every response.
+pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// The application with extra routes (the dashboard, test routes) held to the same
+/// conventions as the API.
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
+    let (router, mut api) = api_routes().split_for_parts();
+    openapi::finish(&mut api);
+    let collections = Arc::new(Collections::from_spec(&api));
+    // The validator would fetch a badge from the internet; the reference must work offline.
+    let swagger =
+        SwaggerUi::new("/docs").url(OPENAPI_PATH, api).config(SwaggerConfig::new([OPENAPI_PATH]).validator_url("none"));
+    with_conventions(router.merge(swagger).merge(extra).layer(Extension(collections)), state)
+}
+
+/// Applies the conventions every route follows: JSON 404/405 fallbacks, the body limit,
+/// panic containment, the JSON error envelope, request ids, access logs and metrics.
+fn with_conventions(router: Router<AppState>, state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    // Layers run outside-in in the reverse order they are added here.
+    router
+        .route_layer(axum::middleware::from_fn(middleware::record_route))
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(Extension(BodyLimit(limit)))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
+        .with_state(state)
+}

@@ -1,0 +1,174 @@
+//! Request extractors whose failures are [`ApiError`]s, so a bad request gets the same JSON
+//! envelope as every other error and a 422 names the offending field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use slipway_core::{FieldErrors, PageRequest};
+
+use crate::envelope::PageCursor;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON request body. Unlike `axum::Json`, a type mismatch becomes a 422 with the field path
+/// (`{"errors": {"limits.max": ["invalid type: …"]}}`) and a missing field reads
+/// "The name field is required.".
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest("The request body could not be read.".into())
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// The configured body limit, put in request extensions so errors can state it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else { return false };
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => match de.end() {
+            Ok(()) => Ok(value),
+            Err(trailing) => Err(ApiError::BadRequest(format!("The request body is not valid JSON: {trailing}."))),
+        },
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => Err(ApiError::Validation(data_error(&path, &inner))),
+                _ => Err(ApiError::BadRequest(format!("The request body is not valid JSON: {inner}."))),
+            }
+        }
+    }
+}
+
+/// Turns a serde data error into a field error with a readable message.
+fn data_error(path: &str, error: &serde_json::Error) -> FieldErrors {
+    let text = error.to_string();
+    // serde appends the position; the field path says more to an API user.
+    let text = text.split(" at line ").next().unwrap_or(&text);
+    let parent = if path == "." { "" } else { path };
+    if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
+        let full = if parent.is_empty() { field.to_string() } else { format!("{parent}.{field}") };
+        return FieldErrors::one(full.clone(), format!("The {full} field is required."));
+    }
+    let field = if parent.is_empty() { "body" } else { parent };
+    FieldErrors::one(field, format!("The {field} field is invalid: {text}."))
+}
+
+/// `?page=` and `?per_page=`, validated (422 when out of range), plus what is needed to build
+/// absolute links to other pages with every other query parameter kept.
+#[derive(Debug, Clone)]
+pub struct Page(pub PageCursor);
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let (mut page, mut per_page) = (None, None);
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "page" => page = Some(value.into_owned()),
+                "per_page" => {
+                    kept.append_pair(&key, &value);
+                    per_page = Some(value.into_owned());
+                }
+                _ => {
+                    kept.append_pair(&key, &value);
+                }
+            }
+        }
+        let request = PageRequest::parse(page.as_deref(), per_page.as_deref())?;
+        let kept = kept.finish();
+        let separator = if kept.is_empty() { "" } else { "&" };
+        let link_base = format!("{}{}?{kept}{separator}", state.config.public_url, parts.uri.path());
+        Ok(Page(PageCursor { request, link_base }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        limits: Limits,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Limits {
+        max: u32,
+    }
+
+    fn field_errors(result: Result<Body, ApiError>) -> FieldErrors {
+        match result {
+            Err(ApiError::Validation(e)) => e,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let e = field_errors(parse_json(br#"{"name": "a", "limits": {"max": "ten"}}"#));
+        let messages = e.get("limits.max").expect("error on limits.max");
+        assert!(messages[0].starts_with("The limits.max field is invalid: invalid type: string"), "{messages:?}");
+        assert!(!messages[0].contains("line 1"), "{messages:?}");
+    }
+
+    #[test]
+    fn missing_fields_read_like_the_reference() {
+        let e = field_errors(parse_json(br#"{"limits": {"max": 1}}"#));
+        assert_eq!(e.get("name").unwrap(), ["The name field is required."]);
+        let e = field_errors(parse_json(br#"{"name": "x", "limits": {}}"#));
+        assert_eq!(e.get("limits.max").unwrap(), ["The limits.max field is required."]);
+        let e = field_errors(parse_json(b"1"));
+        assert!(e.get("body").is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn syntax_errors_and_trailing_garbage_are_400() {
+        for body in [&br#"{"name": "#[..], br#"{"name": "a", "limits": {"max": 1}} {}"#, b"", b"\xff"] {
+            assert!(matches!(parse_json::<Body>(body), Err(ApiError::BadRequest(_))), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        let ok = |v: &str| is_json_content_type(Some(&axum::http::HeaderValue::from_str(v).unwrap()));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=utf-8"));
+        assert!(ok("application/merge-patch+json"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+        assert!(!is_json_content_type(None));
+    }
+}

@@ -1,0 +1,76 @@
+//! The OpenAPI document: the `ApiDoc` root, and a finishing pass that declares the error
+//! responses every operation can give, derived from the operation's shape so that none is
+//! forgotten when a route is added.
+
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+
+use crate::envelope::{PageLinks, PageMetaSchema};
+use crate::error::{ErrorBody, ValidationErrorBody};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Slipway API",
+        description = "Manage servers and sites: provisioning, zero-downtime deploys and everything around them. \
+                       JSON in and out; errors always carry a `message`, and validation errors (422) an `errors` \
+                       object keyed by field. See docs/api.md for conventions.",
+        license(name = "AGPL-3.0-only", identifier = "AGPL-3.0-only"),
+    ),
+    tags(
+        (name = "meta", description = "The API's index and description."),
+        (name = "operations", description = "Health, readiness and metrics for operators."),
+    ),
+    components(schemas(ErrorBody, ValidationErrorBody, PageMetaSchema, PageLinks))
+)]
+pub struct ApiDoc;
+
+/// Shared responses, referenced by status from every operation that can give them.
+const SHARED: [(&str, &str, &str, &str); 6] = [
+    ("400", "BadRequest", "The body is not valid JSON.", "ErrorBody"),
+    ("404", "NotFound", "No such resource, or not visible to you.", "ErrorBody"),
+    ("413", "PayloadTooLarge", "The body is larger than the configured limit.", "ErrorBody"),
+    ("415", "UnsupportedMediaType", "The body is not sent as application/json.", "ErrorBody"),
+    ("422", "ValidationFailed", "The input is invalid; `errors` says which field and why.", "ValidationErrorBody"),
+    ("500", "ServerError", "An unexpected failure; the cause is in the server log under the request id.", "ErrorBody"),
+];
+
+/// Adds the shared responses to the components and to every operation that can produce them.
+pub fn finish(api: &mut utoipa::openapi::OpenApi) {
+    let components = api.components.get_or_insert_with(Default::default);
+    for (_, name, description, schema) in SHARED {
+        let content = Content::new(Some(Ref::from_schema_name(schema)));
+        components.responses.insert(
+            name.to_string(),
+            RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build()),
+        );
+    }
+    for (path, item) in api.paths.paths.iter_mut() {
+        let has_path_params = path.contains('{');
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            let mut statuses = vec!["500"];
+            if op.request_body.is_some() {
+                statuses.extend(["400", "413", "415", "422"]);
+            }
+            if has_path_params {
+                statuses.push("404");
+            }
+            if has_query_param(op, "page") {
+                statuses.push("422");
+            }
+            for status in statuses {
+                let (_, name, _, _) = SHARED.iter().find(|(s, ..)| *s == status).expect("shared response exists");
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+            }
+        }
+    }
+}
+
+fn has_query_param(op: &Operation, name: &str) -> bool {
+    op.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.name == name))
+}
