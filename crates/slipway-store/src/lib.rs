@@ -14,7 +14,7 @@ pub mod testing;
 
 use async_trait::async_trait;
 
-pub use connect::{ConnectOptions, connect};
+pub use connect::{ConnectOptions, connect, redact_url};
 pub use error::StoreError;
 
 /// Which database a store runs on.

@@ -1,1 +1,97 @@
-fn main() {}
+//! `slipway`: the control plane (`serve`) and, later, its command-line client, in one binary.
+
+mod config;
+mod keys;
+mod logging;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ServerArgs, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "slipway", version, about = "Self-hosted control plane for servers and sites")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane: REST API, API reference and job runner
+    Serve(ServerArgs),
+    /// Apply pending database migrations and exit
+    Migrate(ServerArgs),
+    /// Print the effective configuration, secrets redacted
+    Config(ServerArgs),
+    /// Print the version
+    Version,
+    /// Print the OpenAPI document
+    Openapi,
+    /// Manage the secrets key
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Print a new random secrets key (for SLIPWAY_SECRET_KEY)
+    Generate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let env_key = || std::env::var("SLIPWAY_SECRET_KEY").ok();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::resolve(&args, env_key())?;
+            logging::init(settings.log_format, &settings.log)?;
+            runtime()?.block_on(serve::run(settings))
+        }
+        Command::Migrate(args) => {
+            let settings = Settings::resolve(&args, env_key())?;
+            logging::init(settings.log_format, &settings.log)?;
+            runtime()?.block_on(async {
+                serve::ensure_data_dir(&settings)?;
+                let store = serve::open_store(&settings).await?;
+                let applied = store.migrate().await?;
+                println!("Applied {applied} migration(s) to the {} database.", store.backend().as_str());
+                store.close().await;
+                Ok(())
+            })
+        }
+        Command::Config(args) => {
+            print!("{}", Settings::resolve(&args, env_key())?.render_redacted());
+            Ok(())
+        }
+        Command::Version => {
+            println!("slipway {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&slipway_api::openapi())?);
+            Ok(())
+        }
+        Command::Key(KeyCommand::Generate) => {
+            println!("{}", slipway_core::SecretsKey::generate().to_base64());
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

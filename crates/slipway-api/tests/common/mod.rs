@@ -42,7 +42,7 @@ impl Reply {
 
 impl TestApp {
     pub async fn on(db: TestDatabase) -> Self {
-        Self::with(db, |state| slipway_api::app(state)).await
+        Self::with(db, slipway_api::app).await
     }
 
     pub async fn sqlite() -> Self {

@@ -1,0 +1,257 @@
+//! Effective configuration: defaults, then a TOML file, then `SLIPWAY_*` environment
+//! variables, then command-line flags (clap reads flags and their environment variables; the
+//! file fills what neither gave).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use slipway_core::Secret;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
+pub const CONFIG_FILE_NAME: &str = "slipway.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Flags shared by the commands that run against the database (`serve`, `migrate`, `config`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// TOML configuration file [default: DATA_DIR/slipway.toml when it exists]
+    #[arg(long, env = "SLIPWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "SLIPWAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database, the secrets key and other state
+    /// [default: $XDG_DATA_HOME/slipway, ~/.local/share/slipway, or /var/lib/slipway]
+    #[arg(long, env = "SLIPWAY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://DATA_DIR/slipway.db]
+    #[arg(long, env = "SLIPWAY_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Base URL used in links Slipway returns [default: http://LISTEN]
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes [default: 1048576]
+    #[arg(long, env = "SLIPWAY_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Size of the database connection pool [default: 8]
+    #[arg(long, env = "SLIPWAY_DATABASE_MAX_CONNECTIONS", value_name = "N")]
+    pub database_max_connections: Option<u32>,
+    /// Log format [default: human]
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `slipway=debug,info` [default: info]
+    #[arg(long, env = "SLIPWAY_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The file's keys; every one optional, unknown keys rejected so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    database_max_connections: Option<u32>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    secret_key: Option<String>,
+}
+
+/// Where the secrets key comes from.
+#[derive(Debug, Clone)]
+pub enum SecretKeySource {
+    /// `SLIPWAY_SECRET_KEY` or `secret_key` in the file.
+    Given(Secret<String>),
+    /// A key file in the data directory, generated on first start.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_file: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Secret<String>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub database_max_connections: u32,
+    pub log_format: LogFormat,
+    pub log: String,
+    pub secret_key: SecretKeySource,
+}
+
+impl Settings {
+    /// Resolves the effective settings. `env_secret_key` is `SLIPWAY_SECRET_KEY`, passed in
+    /// so that it never appears among flags (and so in `ps` output or shell history).
+    pub fn resolve(args: &ServerArgs, env_secret_key: Option<String>) -> anyhow::Result<Self> {
+        let provisional_data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        let (config_file, file) = load_file(args.config.as_deref(), &provisional_data_dir)?;
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(default_data_dir);
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("slipway.db").display()));
+        let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("public_url must start with http:// or https:// (got {url:?})");
+        }
+        let max_body_bytes = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            bail!("max_body_bytes must be at least 1024 (got {max_body_bytes})");
+        }
+        let database_max_connections =
+            args.database_max_connections.or(file.database_max_connections).unwrap_or(DEFAULT_DB_MAX_CONNECTIONS);
+        if database_max_connections == 0 {
+            bail!("database_max_connections must be at least 1");
+        }
+        let secret_key = match env_secret_key.filter(|k| !k.trim().is_empty()).or(file.secret_key) {
+            Some(key) => SecretKeySource::Given(Secret::new(key)),
+            None => SecretKeySource::File(data_dir.join("secret.key")),
+        };
+        Ok(Settings {
+            config_file,
+            listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            data_dir,
+            database_url: Secret::new(database_url),
+            public_url,
+            max_body_bytes,
+            database_max_connections,
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Human),
+            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
+            secret_key,
+        })
+    }
+
+    /// The effective configuration as TOML, with secrets redacted, for `slipway config`.
+    pub fn render_redacted(&self) -> String {
+        let secret_key = match &self.secret_key {
+            SecretKeySource::Given(_) => "[redacted] (from SLIPWAY_SECRET_KEY or the config file)".to_string(),
+            SecretKeySource::File(path) => format!("file {}", path.display()),
+        };
+        let value = serde_json::json!({
+            "config_file": self.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into()),
+            "listen": self.listen.to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "database_url": slipway_store::redact_url(self.database_url.expose()),
+            "public_url": self.public_url.clone().unwrap_or_else(|| format!("http://{} (derived from listen)", self.listen)),
+            "max_body_bytes": self.max_body_bytes,
+            "database_max_connections": self.database_max_connections,
+            "log_format": self.log_format,
+            "log": self.log,
+            "secret_key": secret_key,
+        });
+        toml::to_string(&value).unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
+    }
+}
+
+fn load_file(explicit: Option<&Path>, data_dir: &Path) -> anyhow::Result<(Option<PathBuf>, FileConfig)> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let candidate = data_dir.join(CONFIG_FILE_NAME);
+            if !candidate.exists() {
+                return Ok((None, FileConfig::default()));
+            }
+            candidate
+        }
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let file = toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok((Some(path), file))
+}
+
+/// `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`, else `/var/lib/slipway`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("slipway");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/slipway");
+    }
+    PathBuf::from("/var/lib/slipway")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("slipway-config-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn defaults_derive_from_the_data_dir() {
+        let dir = temp_dir();
+        let args = ServerArgs { data_dir: Some(dir.clone()), ..Default::default() };
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.database_url.expose(), &format!("sqlite://{}/slipway.db", dir.display()));
+        assert!(matches!(s.secret_key, SecretKeySource::File(ref p) if *p == dir.join("secret.key")));
+        assert_eq!((s.max_body_bytes, s.log_format, s.config_file), (DEFAULT_MAX_BODY_BYTES, LogFormat::Human, None));
+    }
+
+    #[test]
+    fn file_fills_what_flags_do_not_give_and_flags_win() {
+        let dir = temp_dir();
+        std::fs::write(
+            dir.join(CONFIG_FILE_NAME),
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\nlog_format = \"json\"\npublic_url = \"https://cp.example/\"\n",
+        )
+        .unwrap();
+        let args = ServerArgs { data_dir: Some(dir.clone()), max_body_bytes: Some(8192), ..Default::default() };
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(s.max_body_bytes, 8192, "the flag wins over the file");
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.public_url.as_deref(), Some("https://cp.example"));
+        assert_eq!(s.config_file, Some(dir.join(CONFIG_FILE_NAME)));
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let dir = temp_dir();
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let args = ServerArgs { data_dir: Some(dir.clone()), ..Default::default() };
+        let err = format!("{:#}", Settings::resolve(&args, None).unwrap_err());
+        assert!(err.contains("unknown field `lisen`"), "{err}");
+
+        let args = ServerArgs { config: Some(dir.join("missing.toml")), ..Default::default() };
+        assert!(format!("{:#}", Settings::resolve(&args, None).unwrap_err()).contains("cannot read config file"));
+
+        let args =
+            ServerArgs { data_dir: Some(temp_dir()), public_url: Some("cp.example".into()), ..Default::default() };
+        assert!(Settings::resolve(&args, None).unwrap_err().to_string().contains("public_url must start with"));
+    }
+
+    #[test]
+    fn rendering_redacts_secrets() {
+        let args = ServerArgs {
+            data_dir: Some(temp_dir()),
+            database_url: Some("postgres://slipway:hunter2@db.internal/slipway".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, Some("c2VjcmV0LWtleS1tYXRlcmlhbA==".into())).unwrap();
+        let text = s.render_redacted();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        assert!(text.contains("postgres://slipway:redacted@db.internal/slipway"), "{text}");
+    }
+}

@@ -1,0 +1,237 @@
+//! End to end: the real binary, started on port 0 with a fresh data directory, on SQLite and
+//! on a fresh PostgreSQL database.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use slipway_store::testing::TestDatabase;
+
+const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+struct Server {
+    child: Child,
+    url: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `slipway serve` and waits (with a deadline) for its "listening" line.
+    fn start(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Result<Server, String> {
+        let mut child = slipway(data_dir, envs)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn slipway");
+        let (tx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (url_tx, url_rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("Slipway listening on ") {
+                    let _ = url_tx.send(rest.split_whitespace().next().unwrap().to_string());
+                }
+            }
+        });
+        match url_rx.recv_timeout(START_DEADLINE) {
+            Ok(url) => Ok(Server { child, url, stderr }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let log: Vec<String> = stderr.try_iter().collect();
+                Err(format!("slipway did not start ({status:?}):\n{}", log.join("\n")))
+            }
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.url)).await.expect("request")
+    }
+
+    /// Sends SIGTERM and waits for the exit, with a deadline.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id();
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = rx
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| {
+                Command::new("kill").args(["-KILL", &pid.to_string()]).status().ok();
+                panic!("slipway did not stop within 15 s of SIGTERM")
+            })
+            .expect("wait for slipway");
+        // The stderr reader ends when the process closes its end; collect what it read.
+        let log = self.stderr.iter().take_while(|_| true).collect();
+        (status, log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `slipway` command with a clean environment: no SLIPWAY_* from the caller leaks in.
+fn slipway(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SLIPWAY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("SLIPWAY_DATA_DIR", data_dir).env("SLIPWAY_LOG", "info");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn temp_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("slipway-e2e-{}", slipway_core::new_id().to_lowercase()))
+}
+
+async fn check_answers(server: &Server, backend: &str) {
+    let health = server.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<serde_json::Value>().await.unwrap()["status"], "ok");
+    assert_eq!(server.get("/readyz").await.status(), 200);
+
+    let index = server.get("/api/v1").await;
+    assert_eq!(index.status(), 200);
+    let index: serde_json::Value = index.json().await.unwrap();
+    assert_eq!(index["data"]["openapi"], format!("{}/api/v1/openapi.json", server.url));
+
+    let spec: serde_json::Value = server.get("/api/v1/openapi.json").await.json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+
+    let docs = server.get("/docs/").await;
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(!html.contains("https://") && !html.contains("http://"), "no external URLs in /docs/");
+
+    let not_found = server.get("/nope").await;
+    assert_eq!(not_found.status(), 404);
+    assert!(not_found.headers().contains_key("x-request-id"));
+
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(&format!("backend=\"{backend}\"")), "{metrics}");
+    assert!(
+        metrics.contains("slipway_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn serves_on_sqlite_keeps_its_key_private_and_stops_cleanly_on_sigterm() {
+    let dir = temp_data_dir();
+    let server = Server::start(&dir, &[]).unwrap();
+    check_answers(&server, "sqlite").await;
+
+    let key_mode = std::fs::metadata(dir.join("secret.key")).unwrap().permissions().mode();
+    assert_eq!(key_mode & 0o777, 0o600, "the generated key is owner-only");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(dir.join("slipway.db").exists());
+
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("SIGTERM received")), "{}", log.join("\n"));
+
+    // Restarting with the same data directory reuses the key and the database.
+    let again = Server::start(&dir, &[]).unwrap();
+    assert_eq!(again.get("/readyz").await.status(), 200);
+    drop(again);
+
+    // A different key is refused: secrets written with it could never be read back.
+    let other_key = slipway_core::SecretsKey::generate();
+    let err = Server::start(&dir, &[("SLIPWAY_SECRET_KEY", other_key.to_base64())]).err().expect("refused");
+    assert!(err.contains("the secrets key does not match"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn serves_on_a_fresh_postgres_database() {
+    let db = TestDatabase::postgres().await;
+    let dir = temp_data_dir();
+    let key = slipway_core::SecretsKey::generate();
+    let server =
+        Server::start(&dir, &[("SLIPWAY_DATABASE_URL", db.url()), ("SLIPWAY_SECRET_KEY", key.to_base64())]).unwrap();
+    check_answers(&server, "postgres").await;
+    assert!(!dir.join("secret.key").exists(), "a given key is not written to disk");
+    assert!(!dir.join("slipway.db").exists(), "no SQLite file when running on PostgreSQL");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = temp_data_dir();
+    let server = Server::start(&dir, &[("SLIPWAY_LOG_FORMAT", "json")]).unwrap();
+    let url = server.url.clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{url}/healthz"))
+            .header("x-request-id", "json-log-check")
+            .send()
+            .await
+            .unwrap();
+    });
+    let (_, log) = server.terminate();
+    let request_line = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "request" && v["route"] == "/healthz")
+        .unwrap_or_else(|| panic!("no JSON request log line in:\n{}", log.join("\n")));
+    assert_eq!(request_line["status"], 200);
+    assert_eq!(request_line["method"], "GET");
+    assert_eq!(request_line["span"]["request_id"], "json-log-check");
+    assert!(request_line["latency_ms"].is_number());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn migrate_config_version_and_openapi_commands() {
+    let dir = temp_data_dir();
+    let out = slipway(&dir, &[]).arg("migrate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Applied 1 migration(s) to the sqlite database.");
+    let out = slipway(&dir, &[]).arg("migrate").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Applied 0 migration(s) to the sqlite database.");
+
+    let out = slipway(&dir, &[("SLIPWAY_DATABASE_URL", "postgres://slipway:hunter2@db.internal/slipway")])
+        .arg("config")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("postgres://slipway:redacted@db.internal/slipway") && !text.contains("hunter2"), "{text}");
+
+    let out = slipway(&dir, &[]).args(["serve", "--listen", "not-an-address"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'not-an-address'"));
+
+    let out = slipway(&dir, &[]).arg("version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("slipway {}", env!("CARGO_PKG_VERSION")));
+
+    let out = slipway(&dir, &[]).arg("openapi").output().unwrap();
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let _ = std::fs::remove_dir_all(&dir);
+}
