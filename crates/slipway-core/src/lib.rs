@@ -1,13 +1,19 @@
 //! Domain types and rules of Slipway. No I/O lives here: everything in this crate is pure and
 //! can be tested without a database, a network or a clock beyond `now()`.
 
+pub mod ability;
 pub mod errors;
 pub mod id;
+pub mod identity;
 pub mod page;
+pub mod password;
 pub mod secret;
 pub mod secrets_key;
 pub mod time;
+pub mod token;
+pub mod totp;
 
+pub use ability::{Ability, AbilityPattern, AbilitySet, Action, Resource, Role};
 pub use errors::FieldErrors;
 pub use id::new_id;
 pub use page::{PageMeta, PageRequest};
