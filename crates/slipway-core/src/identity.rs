@@ -46,7 +46,18 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(Email::parse(" Ana@Example.com ").unwrap().normalized(), "ana@example.com");
-        for bad in ["", "ana", "ana@", "@example.com", "ana@example", "a b@example.com", "ana@@example.com", "ana@.example.com", "ana@example..com", "a\n@example.com"] {
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@example.com",
+            "ana@example",
+            "a b@example.com",
+            "ana@@example.com",
+            "ana@.example.com",
+            "ana@example..com",
+            "a\n@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -110,7 +110,10 @@ mod tests {
         assert_eq!(PlainToken::parse(&typo).unwrap_err(), TokenFormatError::BadChecksum);
         assert_eq!(PlainToken::parse("ghp_abc").unwrap_err(), TokenFormatError::NotSlipway);
         assert_eq!(PlainToken::parse(&t.expose()[..TOKEN_LEN - 1]).unwrap_err(), TokenFormatError::NotSlipway);
-        assert_eq!(PlainToken::parse(&format!("{}!", &t.expose()[..TOKEN_LEN - 1])).unwrap_err(), TokenFormatError::NotSlipway);
+        assert_eq!(
+            PlainToken::parse(&format!("{}!", &t.expose()[..TOKEN_LEN - 1])).unwrap_err(),
+            TokenFormatError::NotSlipway
+        );
     }
 
     #[test]

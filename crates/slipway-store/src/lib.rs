@@ -8,14 +8,21 @@
 
 mod connect;
 mod error;
+pub mod model;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 use async_trait::async_trait;
+use slipway_core::PageRequest;
+use slipway_core::time::Timestamp;
 
 pub use connect::{ConnectOptions, connect, redact_url};
 pub use error::StoreError;
+pub use model::*;
+
+/// Shorthand for the store's results.
+pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +59,116 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `value` unless the key already has one, and returns the value now stored. When
     /// several replicas race, all of them get the first writer's value.
     async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    // --- users, organisations, memberships ---
+
+    async fn count_users(&self) -> StoreResult<i64>;
+    /// Fails with [`StoreError::Conflict`] when the email is taken.
+    async fn create_user(&self, user: &NewUser) -> StoreResult<()>;
+    /// A user, a new organisation and their membership with `role`, atomically.
+    async fn create_user_with_organization(
+        &self,
+        user: &NewUser,
+        organization_id: &str,
+        organization_name: &str,
+        role: &str,
+    ) -> StoreResult<()>;
+    async fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<User>>;
+    /// Sets (or clears) the sealed TOTP secret, whether it is enabled, and the recovery codes.
+    async fn set_user_two_factor(
+        &self,
+        id: &str,
+        secret: Option<&[u8]>,
+        enabled: bool,
+        recovery_codes: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Records a used TOTP counter; false when it is not newer than the last one (a replay).
+    async fn record_totp_counter(&self, id: &str, counter: i64) -> StoreResult<bool>;
+    /// Replaces the stored recovery codes, but only if they still equal `expected` (so two
+    /// concurrent logins cannot spend the same code).
+    async fn swap_recovery_codes(&self, id: &str, expected: &str, new: &str) -> StoreResult<bool>;
+    async fn create_organization(&self, id: &str, name: &str, owner_user_id: &str) -> StoreResult<()>;
+    async fn organization(&self, id: &str) -> StoreResult<Option<Organization>>;
+    async fn organizations_of(&self, user_id: &str, page: PageRequest)
+    -> StoreResult<(Vec<OrganizationWithRole>, u64)>;
+    async fn update_organization(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        max_token_lifetime_seconds: Option<Option<i64>>,
+    ) -> StoreResult<()>;
+    async fn role_of(&self, organization_id: &str, user_id: &str) -> StoreResult<Option<String>>;
+    async fn members(&self, organization_id: &str, page: PageRequest) -> StoreResult<(Vec<Member>, u64)>;
+    async fn member(&self, organization_id: &str, user_id: &str) -> StoreResult<Option<Member>>;
+    /// Fails with [`StoreError::Conflict`] when the user is already a member.
+    async fn add_member(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<()>;
+    /// Fails with [`StoreError::LastOwner`] when it would leave the organisation without an owner.
+    async fn change_member_role(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<bool>;
+    /// Fails with [`StoreError::LastOwner`] when it would leave the organisation without an owner.
+    async fn remove_member(&self, organization_id: &str, user_id: &str) -> StoreResult<bool>;
+
+    // --- access tokens ---
+
+    async fn insert_token(&self, token: &AccessToken) -> StoreResult<()>;
+    async fn token(&self, id: &str) -> StoreResult<Option<AccessToken>>;
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
+    /// A user's personal tokens that are not revoked, newest first.
+    async fn tokens_of_user(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)>;
+    /// An organisation's organisation tokens that are not revoked, newest first.
+    async fn tokens_of_organization(
+        &self,
+        organization_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<AccessToken>, u64)>;
+    async fn update_token(&self, id: &str, changes: &TokenChanges) -> StoreResult<bool>;
+    /// Revokes a token unless it already is; true when this call revoked it.
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Revokes `old_id` and inserts `new` in one transaction; false (and nothing written) when
+    /// `old_id` was already revoked.
+    async fn rotate_token(&self, old_id: &str, new: &AccessToken, at: Timestamp) -> StoreResult<bool>;
+    async fn touch_token(&self, id: &str, at: Timestamp, ip: Option<&str>) -> StoreResult<()>;
+
+    // --- JWT exchange ---
+
+    async fn create_token_family(&self, family_id: &str, token_id: &str, first: &RefreshToken) -> StoreResult<()>;
+    async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks `id` used and stores `next` in one transaction; false when `id` was already used.
+    async fn use_refresh_token(&self, id: &str, at: Timestamp, next: &RefreshToken) -> StoreResult<bool>;
+    async fn revoke_token_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()>;
+    /// The parent token id of a family that is not revoked.
+    async fn active_token_family(&self, family_id: &str) -> StoreResult<Option<String>>;
+
+    // --- rate limits and idempotency ---
+
+    /// Counts one hit on `key` in the window starting at `window_start` (Unix seconds) and
+    /// returns the count so far. Shared by every replica using the same database.
+    async fn rate_limit_hit(&self, key: &str, window_start: i64, expires_at: i64) -> StoreResult<i64>;
+    async fn purge_rate_limits(&self, now: i64) -> StoreResult<u64>;
+    async fn idempotency_begin(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &str,
+        now: Timestamp,
+        not_before: Timestamp,
+    ) -> StoreResult<IdempotencyBegin>;
+    async fn idempotency_finish(
+        &self,
+        principal: &str,
+        key: &str,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> StoreResult<()>;
+    async fn idempotency_abandon(&self, principal: &str, key: &str) -> StoreResult<()>;
+    async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
+
+    // --- audit ---
+
+    async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Newest first.
+    async fn audit_events(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<(Vec<AuditEvent>, u64)>;
 
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);

@@ -6,12 +6,41 @@
 //! conformance suite.
 
 use async_trait::async_trait;
-use slipway_core::time::now;
+use slipway_core::PageRequest;
+use slipway_core::time::{Timestamp, now};
 use sqlx::migrate::Migrator;
-use sqlx::{Database, Pool, Postgres, Sqlite};
+use sqlx::{Database, Pool, Postgres, QueryBuilder, Sqlite};
 
 use crate::error::StoreError;
-use crate::{Backend, Store};
+use crate::model::*;
+use crate::{Backend, Store, StoreResult};
+
+macro_rules! user_columns {
+    () => {
+        "id, email, name, password_hash, totp_secret, totp_enabled, totp_last_counter, recovery_codes, created_at, updated_at"
+    };
+}
+macro_rules! token_columns {
+    () => {
+        "id, kind, user_id, organization_id, name, token_hash, abilities, server_ids, site_ids, allowed_ips, \
+         expires_at, created_at, created_via, created_by, last_used_at, last_used_ip, revoked_at"
+    };
+}
+macro_rules! org_columns {
+    () => {
+        "id, name, max_token_lifetime_seconds, created_at, updated_at"
+    };
+}
+macro_rules! audit_columns {
+    () => {
+        "id, occurred_at, actor_user_id, token_id, organization_id, action, method, route, resource_id, status, \
+         outcome, client_ip, user_agent, request_id, detail"
+    };
+}
+
+fn as_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -91,6 +120,368 @@ macro_rules! impl_store {
                 self.setting(key).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
             }
 
+            async fn count_users(&self) -> StoreResult<i64> {
+                sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn create_user(&self, user: &NewUser) -> StoreResult<()> {
+                let at = now();
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_normalized, name, password_hash, totp_enabled, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6)",
+                )
+                .bind(&user.id).bind(&user.email).bind(&user.email_normalized).bind(&user.name).bind(&user.password_hash).bind(at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn create_user_with_organization(&self, user: &NewUser, organization_id: &str, organization_name: &str, role: &str) -> StoreResult<()> {
+                let at = now();
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_normalized, name, password_hash, totp_enabled, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6)",
+                )
+                .bind(&user.id).bind(&user.email).bind(&user.email_normalized).bind(&user.name).bind(&user.password_hash).bind(at)
+                .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                    .bind(organization_id).bind(organization_name).bind(at)
+                    .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(organization_id).bind(&user.id).bind(role).bind(at)
+                    .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+                sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<User>> {
+                sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE email_normalized = $1"))
+                    .bind(email_normalized).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn set_user_two_factor(&self, id: &str, secret: Option<&[u8]>, enabled: bool, recovery_codes: Option<&str>) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE users SET totp_secret = $2, totp_enabled = $3, recovery_codes = $4, totp_last_counter = NULL, \
+                     updated_at = $5 WHERE id = $1",
+                )
+                .bind(id).bind(secret).bind(enabled).bind(recovery_codes).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn record_totp_counter(&self, id: &str, counter: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET totp_last_counter = $2 WHERE id = $1 AND (totp_last_counter IS NULL OR totp_last_counter < $2)",
+                )
+                .bind(id).bind(counter).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn swap_recovery_codes(&self, id: &str, expected: &str, new: &str) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE users SET recovery_codes = $3, updated_at = $4 WHERE id = $1 AND recovery_codes = $2")
+                    .bind(id).bind(expected).bind(new).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn create_organization(&self, id: &str, name: &str, owner_user_id: &str) -> StoreResult<()> {
+                let at = now();
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                    .bind(id).bind(name).bind(at).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
+                    .bind(id).bind(owner_user_id).bind(at).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn organization(&self, id: &str) -> StoreResult<Option<Organization>> {
+                sqlx::query_as(concat!("SELECT ", org_columns!(), " FROM organizations WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn organizations_of(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<OrganizationWithRole>, u64)> {
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1")
+                    .bind(user_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let rows = sqlx::query_as(
+                    "SELECT o.id, o.name, o.max_token_lifetime_seconds, o.created_at, o.updated_at, m.role \
+                     FROM organizations o JOIN memberships m ON m.organization_id = o.id \
+                     WHERE m.user_id = $1 ORDER BY o.id LIMIT $2 OFFSET $3",
+                )
+                .bind(user_id).bind(page.limit()).bind(page.offset())
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_organization(&self, id: &str, name: Option<&str>, max_token_lifetime_seconds: Option<Option<i64>>) -> StoreResult<()> {
+                let (set_max, max) = match max_token_lifetime_seconds { Some(v) => (true, v), None => (false, None) };
+                sqlx::query(
+                    "UPDATE organizations SET name = COALESCE($2, name), \
+                     max_token_lifetime_seconds = CASE WHEN $3 THEN $4 ELSE max_token_lifetime_seconds END, \
+                     updated_at = $5 WHERE id = $1",
+                )
+                .bind(id).bind(name).bind(set_max).bind(max).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn role_of(&self, organization_id: &str, user_id: &str) -> StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                    .bind(organization_id).bind(user_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn members(&self, organization_id: &str, page: PageRequest) -> StoreResult<(Vec<Member>, u64)> {
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE organization_id = $1")
+                    .bind(organization_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let rows = sqlx::query_as(
+                    "SELECT u.id AS user_id, u.email, u.name, m.role, m.created_at FROM memberships m \
+                     JOIN users u ON u.id = m.user_id WHERE m.organization_id = $1 ORDER BY u.id LIMIT $2 OFFSET $3",
+                )
+                .bind(organization_id).bind(page.limit()).bind(page.offset())
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn member(&self, organization_id: &str, user_id: &str) -> StoreResult<Option<Member>> {
+                sqlx::query_as(
+                    "SELECT u.id AS user_id, u.email, u.name, m.role, m.created_at FROM memberships m \
+                     JOIN users u ON u.id = m.user_id WHERE m.organization_id = $1 AND m.user_id = $2",
+                )
+                .bind(organization_id).bind(user_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn add_member(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<()> {
+                sqlx::query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(organization_id).bind(user_id).bind(role).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn change_member_role(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<bool> {
+                self.guarded_membership_change(organization_id, user_id, Some(role)).await
+            }
+
+            async fn remove_member(&self, organization_id: &str, user_id: &str) -> StoreResult<bool> {
+                self.guarded_membership_change(organization_id, user_id, None).await
+            }
+
+            async fn insert_token(&self, t: &AccessToken) -> StoreResult<()> {
+                insert_token_query::<$db>(t).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn token(&self, id: &str) -> StoreResult<Option<AccessToken>> {
+                sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM access_tokens WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
+                sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM access_tokens WHERE token_hash = $1"))
+                    .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn tokens_of_user(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)> {
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM access_tokens WHERE user_id = $1 AND kind = 'personal' AND revoked_at IS NULL",
+                )
+                .bind(user_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let rows = sqlx::query_as(concat!(
+                    "SELECT ", token_columns!(), " FROM access_tokens WHERE user_id = $1 AND kind = 'personal' \
+                     AND revoked_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(user_id).bind(page.limit()).bind(page.offset())
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn tokens_of_organization(&self, organization_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)> {
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM access_tokens WHERE organization_id = $1 AND kind = 'organization' AND revoked_at IS NULL",
+                )
+                .bind(organization_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let rows = sqlx::query_as(concat!(
+                    "SELECT ", token_columns!(), " FROM access_tokens WHERE organization_id = $1 AND kind = 'organization' \
+                     AND revoked_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(organization_id).bind(page.limit()).bind(page.offset())
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_token(&self, id: &str, c: &TokenChanges) -> StoreResult<bool> {
+                let flag = |o: &Option<Option<String>>| o.is_some();
+                let val = |o: &Option<Option<String>>| o.clone().flatten();
+                let done = sqlx::query(
+                    "UPDATE access_tokens SET name = COALESCE($2, name), abilities = COALESCE($3, abilities), \
+                     server_ids = CASE WHEN $4 THEN $5 ELSE server_ids END, \
+                     site_ids = CASE WHEN $6 THEN $7 ELSE site_ids END, \
+                     allowed_ips = CASE WHEN $8 THEN $9 ELSE allowed_ips END, \
+                     expires_at = CASE WHEN $10 THEN $11 ELSE expires_at END \
+                     WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id).bind(&c.name).bind(&c.abilities)
+                .bind(flag(&c.server_ids)).bind(val(&c.server_ids))
+                .bind(flag(&c.site_ids)).bind(val(&c.site_ids))
+                .bind(flag(&c.allowed_ips)).bind(val(&c.allowed_ips))
+                .bind(c.expires_at.is_some()).bind(c.expires_at.flatten())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id).bind(at).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn rotate_token(&self, old_id: &str, new: &AccessToken, at: Timestamp) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(old_id).bind(at).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await.map_err(StoreError::from_sqlx)?;
+                    return Ok(false);
+                }
+                insert_token_query::<$db>(new).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(true)
+            }
+
+            async fn touch_token(&self, id: &str, at: Timestamp, ip: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE access_tokens SET last_used_at = $2, last_used_ip = $3 WHERE id = $1")
+                    .bind(id).bind(at).bind(ip).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn create_token_family(&self, family_id: &str, token_id: &str, first: &RefreshToken) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                sqlx::query("INSERT INTO token_families (id, token_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(family_id).bind(token_id).bind(first.created_at)
+                    .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                insert_refresh_query::<$db>(first).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+                sqlx::query_as(
+                    "SELECT id, family_id, token_hash, expires_at, used_at, created_at FROM refresh_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn use_refresh_token(&self, id: &str, at: Timestamp, next: &RefreshToken) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let done = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
+                    .bind(id).bind(at).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await.map_err(StoreError::from_sqlx)?;
+                    return Ok(false);
+                }
+                insert_refresh_query::<$db>(next).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(true)
+            }
+
+            async fn revoke_token_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()> {
+                sqlx::query("UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(family_id).bind(at).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn active_token_family(&self, family_id: &str) -> StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT token_id FROM token_families WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(family_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn rate_limit_hit(&self, key: &str, window_start: i64, expires_at: i64) -> StoreResult<i64> {
+                sqlx::query_scalar(
+                    "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
+                     ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 RETURNING count",
+                )
+                .bind(key).bind(window_start).bind(expires_at)
+                .fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn purge_rate_limits(&self, now_unix: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM rate_limits WHERE expires_at < $1")
+                    .bind(now_unix).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &str, at: Timestamp, not_before: Timestamp) -> StoreResult<IdempotencyBegin> {
+                // A key older than the retention window counts as new.
+                sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND created_at < $3")
+                    .bind(principal).bind(key).bind(not_before).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys (principal, key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (principal, key) DO NOTHING",
+                )
+                .bind(principal).bind(key).bind(request_hash).bind(at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                if inserted.rows_affected() == 1 {
+                    return Ok(IdempotencyBegin::Started);
+                }
+                let row: Option<(String, Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT request_hash, status, content_type, body FROM idempotency_keys WHERE principal = $1 AND key = $2",
+                )
+                .bind(principal).bind(key).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(match row {
+                    None => IdempotencyBegin::InProgress,
+                    Some((hash, _, _, _)) if hash != request_hash => IdempotencyBegin::Mismatch,
+                    Some((_, None, _, _)) => IdempotencyBegin::InProgress,
+                    Some((_, Some(status), content_type, body)) => IdempotencyBegin::Replay {
+                        status: u16::try_from(status).unwrap_or(500),
+                        content_type,
+                        body: body.unwrap_or_default(),
+                    },
+                })
+            }
+
+            async fn idempotency_finish(&self, principal: &str, key: &str, status: u16, content_type: Option<&str>, body: &[u8]) -> StoreResult<()> {
+                sqlx::query("UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5 WHERE principal = $1 AND key = $2")
+                    .bind(principal).bind(key).bind(i64::from(status)).bind(content_type).bind(body)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn idempotency_abandon(&self, principal: &str, key: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND status IS NULL")
+                    .bind(principal).bind(key).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                    .bind(before).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO audit_events (", audit_columns!(), ") \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                ))
+                .bind(&e.id).bind(e.occurred_at).bind(&e.actor_user_id).bind(&e.token_id).bind(&e.organization_id)
+                .bind(&e.action).bind(&e.method).bind(&e.route).bind(&e.resource_id).bind(e.status).bind(&e.outcome)
+                .bind(&e.client_ip).bind(&e.user_agent).bind(&e.request_id).bind(&e.detail)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn audit_events(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<(Vec<AuditEvent>, u64)> {
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM audit_events WHERE ");
+                push_audit_filter(&mut count, filter);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE "));
+                push_audit_filter(&mut select, filter);
+                select.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
             async fn close(&self) {
                 self.pool.close().await;
             }
@@ -100,6 +491,160 @@ macro_rules! impl_store {
 
 impl_store!(Sqlite, Backend::Sqlite, SQLITE_MIGRATIONS);
 impl_store!(Postgres, Backend::Postgres, POSTGRES_MIGRATIONS);
+
+macro_rules! impl_membership_guard {
+    ($db:ty) => {
+        impl SqlStore<$db> {
+            /// Changes (`Some(role)`) or removes (`None`) a membership unless that would leave the
+            /// organisation without an owner. The organisation row is written first so that
+            /// concurrent changes to the same organisation run one after the other (a row lock on
+            /// PostgreSQL, the write lock on SQLite) and cannot both remove "the other" owner.
+            async fn guarded_membership_change(
+                &self,
+                organization_id: &str,
+                user_id: &str,
+                role: Option<&str>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                sqlx::query("UPDATE organizations SET updated_at = updated_at WHERE id = $1")
+                    .bind(organization_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                        .bind(organization_id)
+                        .bind(user_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                let Some(current) = current else { return Ok(false) };
+                if current == "owner" && role != Some("owner") {
+                    let owners: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM memberships WHERE organization_id = $1 AND role = 'owner'",
+                    )
+                    .bind(organization_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                    if owners <= 1 {
+                        return Err(StoreError::LastOwner);
+                    }
+                }
+                let change = match role {
+                    Some(role) => {
+                        sqlx::query("UPDATE memberships SET role = $3 WHERE organization_id = $1 AND user_id = $2")
+                            .bind(organization_id)
+                            .bind(user_id)
+                            .bind(role)
+                    }
+                    None => sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                        .bind(organization_id)
+                        .bind(user_id),
+                };
+                change.execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                Ok(true)
+            }
+        }
+    };
+}
+
+impl_membership_guard!(Sqlite);
+impl_membership_guard!(Postgres);
+
+fn insert_token_query<'q, DB>(t: &'q AccessToken) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments>
+where
+    DB: Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Timestamp>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(concat!(
+        "INSERT INTO access_tokens (",
+        token_columns!(),
+        ") \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+    ))
+    .bind(&t.id)
+    .bind(&t.kind)
+    .bind(&t.user_id)
+    .bind(&t.organization_id)
+    .bind(&t.name)
+    .bind(&t.token_hash)
+    .bind(&t.abilities)
+    .bind(&t.server_ids)
+    .bind(&t.site_ids)
+    .bind(&t.allowed_ips)
+    .bind(t.expires_at)
+    .bind(t.created_at)
+    .bind(&t.created_via)
+    .bind(&t.created_by)
+    .bind(t.last_used_at)
+    .bind(&t.last_used_ip)
+    .bind(t.revoked_at)
+}
+
+fn insert_refresh_query<'q, DB>(r: &'q RefreshToken) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments>
+where
+    DB: Database,
+    &'q String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Timestamp>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, token_hash, expires_at, used_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&r.id).bind(&r.family_id).bind(&r.token_hash).bind(r.expires_at).bind(r.used_at).bind(r.created_at)
+}
+
+/// Appends the visibility rule and the optional filters of an audit query.
+fn push_audit_filter<DB>(q: &mut QueryBuilder<DB>, f: &AuditFilter)
+where
+    DB: Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Timestamp: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    // Visibility: the caller's own events, or events in organisations they administer.
+    q.push("(");
+    let mut any = false;
+    if let Some(user) = &f.own_user_id {
+        q.push("actor_user_id = ").push_bind(user.clone());
+        any = true;
+    }
+    if !f.organization_ids.is_empty() {
+        if any {
+            q.push(" OR ");
+        }
+        q.push("organization_id IN (");
+        let mut ids = q.separated(", ");
+        for id in &f.organization_ids {
+            ids.push_bind(id.clone());
+        }
+        q.push(")");
+        any = true;
+    }
+    if !any {
+        q.push("1 = 0");
+    }
+    q.push(")");
+    for (column, value) in
+        [("actor_user_id", &f.actor), ("token_id", &f.token), ("action", &f.action), ("resource_id", &f.resource)]
+    {
+        if let Some(v) = value {
+            q.push(" AND ").push(column).push(" = ").push_bind(v.clone());
+        }
+    }
+    if let Some(from) = f.from {
+        q.push(" AND occurred_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.to {
+        q.push(" AND occurred_at <= ").push_bind(to);
+    }
+}
 
 /// Number of migrations recorded as applied (0 before the first run).
 async fn applied_count<DB>(pool: &Pool<DB>) -> Result<usize, StoreError>

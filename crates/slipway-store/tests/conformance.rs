@@ -51,6 +51,279 @@ mod cases {
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
     }
 
+    use slipway_core::PageRequest;
+    use slipway_core::time::now;
+    use slipway_store::*;
+
+    fn new_user(email: &str) -> NewUser {
+        NewUser {
+            id: slipway_core::new_id(),
+            email: email.to_string(),
+            email_normalized: email.to_lowercase(),
+            name: "Test User".into(),
+            password_hash: "$argon2id$placeholder".into(),
+        }
+    }
+
+    fn token_for(user_id: &str, hash: &str) -> AccessToken {
+        AccessToken {
+            id: slipway_core::new_id(),
+            kind: "personal".into(),
+            user_id: Some(user_id.into()),
+            organization_id: None,
+            name: "ci".into(),
+            token_hash: hash.into(),
+            abilities: r#"["*"]"#.into(),
+            server_ids: None,
+            site_ids: None,
+            allowed_ips: None,
+            expires_at: None,
+            created_at: now(),
+            created_via: "api".into(),
+            created_by: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+        }
+    }
+
+    const PAGE: PageRequest = PageRequest { page: 1, per_page: 15 };
+
+    pub async fn users_are_unique_by_normalized_email(db: &TestDatabase) {
+        let store = db.store().await;
+        let ana = new_user("Ana@Example.com");
+        store.create_user_with_organization(&ana, &slipway_core::new_id(), "Ana's org", "owner").await.unwrap();
+        assert_eq!(store.count_users().await.unwrap(), 1);
+        let found = store.user_by_email("ana@example.com").await.unwrap().unwrap();
+        assert_eq!(
+            (found.id.as_str(), found.email.as_str(), found.totp_enabled),
+            (ana.id.as_str(), "Ana@Example.com", false)
+        );
+        let err = store.create_user(&new_user("ANA@example.com")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        // A failed multi-row creation leaves nothing behind.
+        let org = slipway_core::new_id();
+        assert!(store.create_user_with_organization(&new_user("ana@example.com"), &org, "dup", "owner").await.is_err());
+        assert!(store.organization(&org).await.unwrap().is_none());
+        assert_eq!(store.count_users().await.unwrap(), 1);
+    }
+
+    pub async fn organizations_keep_at_least_one_owner(db: &TestDatabase) {
+        let store = db.store().await;
+        let (a, b) = (new_user("a@example.com"), new_user("b@example.com"));
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&a, &org, "Acme", "owner").await.unwrap();
+        store.create_user(&b).await.unwrap();
+        store.add_member(&org, &b.id, "viewer").await.unwrap();
+        assert!(matches!(store.add_member(&org, &b.id, "admin").await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.role_of(&org, &b.id).await.unwrap().as_deref(), Some("viewer"));
+        let (members, total) = store.members(&org, PAGE).await.unwrap();
+        assert_eq!((members.len(), total), (2, 2));
+        let (orgs, total) = store.organizations_of(&b.id, PAGE).await.unwrap();
+        assert_eq!((orgs[0].name.as_str(), orgs[0].role.as_str(), total), ("Acme", "viewer", 1));
+
+        assert!(matches!(store.change_member_role(&org, &a.id, "admin").await, Err(StoreError::LastOwner)));
+        assert!(matches!(store.remove_member(&org, &a.id).await, Err(StoreError::LastOwner)));
+        assert!(store.change_member_role(&org, &b.id, "owner").await.unwrap());
+        assert!(store.change_member_role(&org, &a.id, "admin").await.unwrap(), "another owner exists now");
+        assert!(!store.remove_member(&org, "nobody").await.unwrap());
+        assert!(store.remove_member(&org, &a.id).await.unwrap());
+        assert_eq!(store.role_of(&org, &a.id).await.unwrap(), None);
+
+        store.update_organization(&org, Some("Acme Ltd"), Some(Some(86_400))).await.unwrap();
+        let o = store.organization(&org).await.unwrap().unwrap();
+        assert_eq!((o.name.as_str(), o.max_token_lifetime_seconds), ("Acme Ltd", Some(86_400)));
+        store.update_organization(&org, None, Some(None)).await.unwrap();
+        assert_eq!(store.organization(&org).await.unwrap().unwrap().max_token_lifetime_seconds, None);
+    }
+
+    pub async fn concurrent_owner_demotions_leave_one_owner(db: &TestDatabase) {
+        let store = db.store().await;
+        let org = slipway_core::new_id();
+        let first = new_user("o1@example.com");
+        store.create_user_with_organization(&first, &org, "Race", "owner").await.unwrap();
+        let mut owners = vec![first.id.clone()];
+        for i in 2..=4 {
+            let u = new_user(&format!("o{i}@example.com"));
+            store.create_user(&u).await.unwrap();
+            store.add_member(&org, &u.id, "owner").await.unwrap();
+            owners.push(u.id);
+        }
+        let tasks: Vec<_> = owners
+            .iter()
+            .map(|id| {
+                let (store, org, id) = (store.clone(), org.clone(), id.clone());
+                tokio::spawn(async move { store.change_member_role(&org, &id, "member").await })
+            })
+            .collect();
+        let mut demoted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(true) => demoted += 1,
+                Ok(false) => panic!("member vanished"),
+                Err(StoreError::LastOwner) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(demoted, 3, "exactly one owner must remain");
+    }
+
+    pub async fn tokens_are_found_by_hash_listed_edited_revoked_and_rotated(db: &TestDatabase) {
+        let store = db.store().await;
+        let user = new_user("t@example.com");
+        store.create_user(&user).await.unwrap();
+        let t = token_for(&user.id, "hash-1");
+        store.insert_token(&t).await.unwrap();
+        assert_eq!(store.token_by_hash("hash-1").await.unwrap().unwrap().id, t.id);
+        assert!(store.token_by_hash("hash-2").await.unwrap().is_none());
+
+        let changes = TokenChanges {
+            name: Some("renamed".into()),
+            server_ids: Some(Some(r#"["s1"]"#.into())),
+            expires_at: Some(Some(now())),
+            ..Default::default()
+        };
+        assert!(store.update_token(&t.id, &changes).await.unwrap());
+        let edited = store.token(&t.id).await.unwrap().unwrap();
+        assert_eq!(
+            (edited.name.as_str(), edited.server_ids.as_deref(), edited.abilities.as_str()),
+            ("renamed", Some(r#"["s1"]"#), r#"["*"]"#)
+        );
+        assert!(edited.expires_at.is_some());
+        let clear = TokenChanges { server_ids: Some(None), expires_at: Some(None), ..Default::default() };
+        store.update_token(&t.id, &clear).await.unwrap();
+        let cleared = store.token(&t.id).await.unwrap().unwrap();
+        assert_eq!((cleared.server_ids, cleared.expires_at), (None, None));
+
+        store.touch_token(&t.id, now(), Some("127.0.0.1")).await.unwrap();
+        assert_eq!(store.token(&t.id).await.unwrap().unwrap().last_used_ip.as_deref(), Some("127.0.0.1"));
+
+        let next = token_for(&user.id, "hash-2");
+        assert!(store.rotate_token(&t.id, &next, now()).await.unwrap());
+        assert!(store.token(&t.id).await.unwrap().unwrap().revoked_at.is_some());
+        let again = token_for(&user.id, "hash-3");
+        assert!(!store.rotate_token(&t.id, &again, now()).await.unwrap(), "a revoked token cannot be rotated twice");
+        assert!(store.token_by_hash("hash-3").await.unwrap().is_none(), "nothing written by the refused rotation");
+
+        let (listed, total) = store.tokens_of_user(&user.id, PAGE).await.unwrap();
+        assert_eq!((listed.len(), total, listed[0].id.as_str()), (1, 1, next.id.as_str()));
+        assert!(store.revoke_token(&next.id, now()).await.unwrap());
+        assert!(!store.revoke_token(&next.id, now()).await.unwrap());
+        assert_eq!(store.tokens_of_user(&user.id, PAGE).await.unwrap().1, 0);
+        assert!(!store.update_token(&next.id, &changes).await.unwrap(), "revoked tokens are not edited");
+    }
+
+    pub async fn refresh_tokens_are_single_use(db: &TestDatabase) {
+        let store = db.store().await;
+        let user = new_user("r@example.com");
+        store.create_user(&user).await.unwrap();
+        let t = token_for(&user.id, "h");
+        store.insert_token(&t).await.unwrap();
+        let refresh = |hash: &str, family: &str| RefreshToken {
+            id: slipway_core::new_id(),
+            family_id: family.into(),
+            token_hash: hash.into(),
+            expires_at: now(),
+            used_at: None,
+            created_at: now(),
+        };
+        let family = slipway_core::new_id();
+        let first = refresh("r1", &family);
+        store.create_token_family(&family, &t.id, &first).await.unwrap();
+        assert_eq!(store.active_token_family(&family).await.unwrap().as_deref(), Some(t.id.as_str()));
+        let second = refresh("r2", &family);
+        assert!(store.use_refresh_token(&first.id, now(), &second).await.unwrap());
+        assert!(!store.use_refresh_token(&first.id, now(), &refresh("r3", &family)).await.unwrap());
+        assert!(store.refresh_token_by_hash("r3").await.unwrap().is_none());
+        assert!(store.refresh_token_by_hash("r1").await.unwrap().unwrap().used_at.is_some());
+        store.revoke_token_family(&family, now()).await.unwrap();
+        assert_eq!(store.active_token_family(&family).await.unwrap(), None);
+    }
+
+    pub async fn rate_limit_windows_count_and_expire(db: &TestDatabase) {
+        let store = db.store().await;
+        for expected in 1..=3 {
+            assert_eq!(store.rate_limit_hit("token:x", 1000, 1060).await.unwrap(), expected);
+        }
+        assert_eq!(store.rate_limit_hit("token:x", 1060, 1120).await.unwrap(), 1, "a new window starts at 1");
+        assert_eq!(store.rate_limit_hit("token:y", 1000, 1060).await.unwrap(), 1, "keys are independent");
+        assert_eq!(store.purge_rate_limits(1061).await.unwrap(), 2);
+        assert_eq!(store.rate_limit_hit("token:x", 1000, 1060).await.unwrap(), 1);
+    }
+
+    pub async fn idempotency_keys_replay_mismatch_and_expire(db: &TestDatabase) {
+        let store = db.store().await;
+        let old = now() - chrono::Duration::hours(25);
+        let t = now();
+        let cutoff = t - chrono::Duration::hours(24);
+        assert_eq!(store.idempotency_begin("p", "k", "h1", t, cutoff).await.unwrap(), IdempotencyBegin::Started);
+        assert_eq!(store.idempotency_begin("p", "k", "h1", t, cutoff).await.unwrap(), IdempotencyBegin::InProgress);
+        assert_eq!(store.idempotency_begin("p", "k", "h2", t, cutoff).await.unwrap(), IdempotencyBegin::Mismatch);
+        store.idempotency_finish("p", "k", 201, Some("application/json"), b"{\"a\":1}").await.unwrap();
+        assert_eq!(
+            store.idempotency_begin("p", "k", "h1", t, cutoff).await.unwrap(),
+            IdempotencyBegin::Replay {
+                status: 201,
+                content_type: Some("application/json".into()),
+                body: b"{\"a\":1}".to_vec()
+            }
+        );
+        assert_eq!(
+            store.idempotency_begin("other", "k", "h1", t, cutoff).await.unwrap(),
+            IdempotencyBegin::Started,
+            "keys are per principal"
+        );
+        store.idempotency_abandon("other", "k").await.unwrap();
+        assert_eq!(
+            store.idempotency_begin("other", "k", "h9", t, cutoff).await.unwrap(),
+            IdempotencyBegin::Started,
+            "abandoned keys are free"
+        );
+        assert_eq!(store.idempotency_begin("q", "k", "h", old, cutoff).await.unwrap(), IdempotencyBegin::Started);
+        assert_eq!(
+            store.idempotency_begin("q", "k", "other", t, cutoff).await.unwrap(),
+            IdempotencyBegin::Started,
+            "expired after 24 h"
+        );
+        assert!(store.purge_idempotency(t + chrono::Duration::seconds(1)).await.unwrap() >= 3);
+    }
+
+    pub async fn audit_events_filter_by_visibility_and_fields(db: &TestDatabase) {
+        let store = db.store().await;
+        let event = |actor: &str, org: Option<&str>, action: &str| AuditEvent {
+            id: slipway_core::new_id(),
+            occurred_at: now(),
+            actor_user_id: Some(actor.into()),
+            token_id: Some("tok".into()),
+            organization_id: org.map(Into::into),
+            action: action.into(),
+            method: Some("POST".into()),
+            route: Some("/api/v1/tokens".into()),
+            resource_id: None,
+            status: Some(201),
+            outcome: "success".into(),
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            request_id: Some("r".into()),
+            detail: None,
+        };
+        store.insert_audit_event(&event("u1", None, "login")).await.unwrap();
+        store.insert_audit_event(&event("u2", Some("o1"), "token.create")).await.unwrap();
+        store.insert_audit_event(&event("u2", Some("o2"), "token.create")).await.unwrap();
+        let own = AuditFilter { own_user_id: Some("u1".into()), ..Default::default() };
+        assert_eq!(store.audit_events(&own, PAGE).await.unwrap().1, 1);
+        let admin =
+            AuditFilter { own_user_id: Some("u1".into()), organization_ids: vec!["o1".into()], ..Default::default() };
+        let (rows, total) = store.audit_events(&admin, PAGE).await.unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(rows[0].action, "token.create", "newest first");
+        let filtered = AuditFilter { action: Some("login".into()), ..admin.clone() };
+        assert_eq!(store.audit_events(&filtered, PAGE).await.unwrap().1, 1);
+        assert_eq!(store.audit_events(&AuditFilter::default(), PAGE).await.unwrap().1, 0, "no visibility, no rows");
+        let future = AuditFilter { from: Some(now() + chrono::Duration::hours(1)), ..admin };
+        assert_eq!(store.audit_events(&future, PAGE).await.unwrap().1, 0);
+    }
+
     pub async fn reports_its_backend(db: &TestDatabase) {
         let store = db.store().await;
         let expected = match db {
@@ -78,6 +351,14 @@ conformance!(
     init_setting_keeps_the_first_writer,
     closed_store_reports_not_ready,
     reports_its_backend,
+    users_are_unique_by_normalized_email,
+    organizations_keep_at_least_one_owner,
+    concurrent_owner_demotions_leave_one_owner,
+    tokens_are_found_by_hash_listed_edited_revoked_and_rotated,
+    refresh_tokens_are_single_use,
+    rate_limit_windows_count_and_expire,
+    idempotency_keys_replay_mismatch_and_expire,
+    audit_events_filter_by_visibility_and_fields,
 );
 
 #[tokio::test]

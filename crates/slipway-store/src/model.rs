@@ -1,0 +1,144 @@
+//! Rows as the store returns them. Plain data; rules live in `slipway-core` and the API.
+
+use slipway_core::time::Timestamp;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+    pub totp_secret: Option<Vec<u8>>,
+    pub totp_enabled: bool,
+    pub totp_last_counter: Option<i64>,
+    pub recovery_codes: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: String,
+    pub email: String,
+    pub email_normalized: String,
+    pub name: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    pub max_token_lifetime_seconds: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An organisation as one of its members sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrganizationWithRole {
+    pub id: String,
+    pub name: String,
+    pub max_token_lifetime_seconds: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccessToken {
+    pub id: String,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub name: String,
+    pub token_hash: String,
+    pub abilities: String,
+    pub server_ids: Option<String>,
+    pub site_ids: Option<String>,
+    pub allowed_ips: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub created_via: String,
+    pub created_by: Option<String>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_used_ip: Option<String>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What changes when a token is edited; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct TokenChanges {
+    pub name: Option<String>,
+    pub abilities: Option<String>,
+    pub server_ids: Option<Option<String>>,
+    pub site_ids: Option<Option<String>>,
+    pub allowed_ips: Option<Option<String>>,
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshToken {
+    pub id: String,
+    pub family_id: String,
+    pub token_hash: String,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// A stored first response for an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// No earlier request: go ahead, then call `idempotency_finish`.
+    Started,
+    /// The same request already completed: replay this.
+    Replay { status: u16, content_type: Option<String>, body: Vec<u8> },
+    /// The same key was used with a different request.
+    Mismatch,
+    /// The first request is still running.
+    InProgress,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub id: String,
+    pub occurred_at: Timestamp,
+    pub actor_user_id: Option<String>,
+    pub token_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub action: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub resource_id: Option<String>,
+    pub status: Option<i64>,
+    pub outcome: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Which audit events a caller may see and wants.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Events whose actor is this user…
+    pub own_user_id: Option<String>,
+    /// …or that happened in one of these organisations (where the caller is owner/admin).
+    pub organization_ids: Vec<String>,
+    pub actor: Option<String>,
+    pub token: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
