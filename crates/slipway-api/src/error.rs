@@ -16,6 +16,12 @@ pub enum ApiError {
     /// 400: the body could not be parsed at all.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no credentials, or credentials that are invalid, expired or revoked.
+    #[error("Unauthenticated.")]
+    Unauthenticated { presented: bool },
+    /// 403: valid credentials that may not do this (the message says why).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: unknown route, or a resource that does not exist or is not visible to the caller.
     #[error("Not found.")]
     NotFound,
@@ -34,6 +40,9 @@ pub enum ApiError {
     /// 422: the input was understood but is not acceptable.
     #[error("The given data was invalid.")]
     Validation(FieldErrors),
+    /// 429: a rate limit was reached; the headers say when to retry.
+    #[error("Too many requests. Retry after {} seconds.", .0.retry_after())]
+    TooManyRequests(crate::ratelimit::Decision),
     /// 503: a dependency (the database) is not available right now.
     #[error("{0}")]
     Unavailable(String),
@@ -54,8 +63,16 @@ impl ApiError {
         ApiError::Validation(FieldErrors::one(field, message))
     }
 
+    /// 403 naming the ability the route requires.
+    pub fn missing_ability(ability: slipway_core::Ability) -> Self {
+        ApiError::Forbidden(format!("This action requires the {ability} ability, which this token does not have."))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -71,7 +88,12 @@ impl ApiError {
 
 impl From<slipway_store::StoreError> for ApiError {
     fn from(e: slipway_store::StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            slipway_store::StoreError::LastOwner => {
+                ApiError::Conflict("An organization must keep at least one owner.".into())
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -103,6 +125,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = match self {
+            ApiError::Unauthenticated { presented } => {
+                let mut r = (status, Json(ErrorBody { message: "Unauthenticated.".into() })).into_response();
+                let challenge = if presented {
+                    "Bearer realm=\"slipway\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"slipway\""
+                };
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                r
+            }
+            ApiError::TooManyRequests(decision) => {
+                let message = format!("Too many requests. Retry after {} seconds.", decision.retry_after());
+                let mut r = (status, Json(ErrorBody { message })).into_response();
+                decision.write_headers(r.headers_mut());
+                r
+            }
             ApiError::Validation(errors) => {
                 (status, Json(ValidationErrorBody { message: VALIDATION_MESSAGE.into(), errors })).into_response()
             }
@@ -126,6 +164,8 @@ mod tests {
     fn status_mapping_is_pinned() {
         let cases: Vec<(ApiError, u16)> = vec![
             (ApiError::BadRequest("x".into()), 400),
+            (ApiError::Unauthenticated { presented: false }, 401),
+            (ApiError::Forbidden("no".into()), 403),
             (ApiError::NotFound, 404),
             (ApiError::MethodNotAllowed("PATCH".into()), 405),
             (ApiError::Conflict("busy".into()), 409),

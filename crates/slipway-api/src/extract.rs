@@ -48,6 +48,15 @@ fn is_json_content_type(value: Option<&axum::http::HeaderValue>) -> bool {
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Bodies are objects. serde would otherwise read a struct from an array (`[null, null]`
+    // is a valid "empty" PATCH to it), which no client means.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(_) => Err(ApiError::validation("body", "The request body must be a JSON object.")),
+            Err(e) => Err(ApiError::BadRequest(format!("The request body is not valid JSON: {e}."))),
+        };
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut de) {
         Ok(value) => match de.end() {
@@ -77,6 +86,19 @@ fn data_error(path: &str, error: &serde_json::Error) -> FieldErrors {
     }
     let field = if parent.is_empty() { "body" } else { parent };
     FieldErrors::one(field, format!("The {field} field is invalid: {text}."))
+}
+
+/// The pagination query parameters as the OpenAPI document describes them (list handlers
+/// read them through [`Page`]).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page number (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<u32>,
+    /// Items per page (default 15, at most 100; more is a 422, not a silent clamp).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u32>,
 }
 
 /// `?page=` and `?per_page=`, validated (422 when out of range), plus what is needed to build
@@ -150,8 +172,10 @@ mod tests {
         assert_eq!(e.get("name").unwrap(), ["The name field is required."]);
         let e = field_errors(parse_json(br#"{"name": "x", "limits": {}}"#));
         assert_eq!(e.get("limits.max").unwrap(), ["The limits.max field is required."]);
-        let e = field_errors(parse_json(b"1"));
-        assert!(e.get("body").is_some(), "{e:?}");
+        for body in [&b"1"[..], b"[null, null]", b" \"text\"", b"null"] {
+            let e = field_errors(parse_json(body));
+            assert_eq!(e.get("body").unwrap(), ["The request body must be a JSON object."], "{body:?}");
+        }
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! Slipway's HTTP API: the axum router, its conventions (envelopes, errors, pagination,
 //! request ids, metrics) and the OpenAPI document generated from the same code.
 
+pub mod audit;
+pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 
@@ -35,6 +39,30 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))
         .routes(routes!(routes::index::index))
+        .routes(routes!(routes::account::setup))
+        .routes(routes!(routes::account::register))
+        .routes(routes!(routes::account::login))
+        .routes(routes!(routes::tokens::logout))
+        .routes(routes!(routes::account::current_user))
+        .routes(routes!(routes::account::enrol_two_factor))
+        .routes(routes!(routes::account::confirm_two_factor))
+        .routes(routes!(routes::account::disable_two_factor))
+        .routes(routes!(routes::tokens::list_tokens, routes::tokens::create_token))
+        .routes(routes!(routes::tokens::current_token, routes::tokens::revoke_current_token))
+        .routes(routes!(routes::tokens::get_token, routes::tokens::update_token, routes::tokens::revoke_token))
+        .routes(routes!(routes::tokens::rotate_token))
+        .routes(routes!(routes::jwt_exchange::exchange))
+        .routes(routes!(routes::jwt_exchange::refresh))
+        .routes(routes!(routes::organizations::list_organizations))
+        .routes(routes!(routes::organizations::get_organization, routes::organizations::update_organization))
+        .routes(routes!(routes::organizations::list_members, routes::organizations::add_member))
+        .routes(routes!(routes::organizations::change_member, routes::organizations::remove_member))
+        .routes(routes!(
+            routes::organizations::list_organization_tokens,
+            routes::organizations::create_organization_token
+        ))
+        .routes(routes!(routes::organizations::revoke_organization_token))
+        .routes(routes!(routes::audit_events::list_audit_events))
 }
 
 /// The finished OpenAPI document, as served and as committed in `docs/openapi.json`.
@@ -59,7 +87,10 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     // The validator would fetch a badge from the internet; the reference must work offline.
     let swagger =
         SwaggerUi::new("/docs").url(OPENAPI_PATH, api).config(SwaggerConfig::new([OPENAPI_PATH]).validator_url("none"));
-    with_conventions(router.merge(swagger).merge(extra).layer(Extension(collections)), state)
+    with_conventions(
+        router.merge(swagger).merge(routes::setup_page::router()).merge(extra).layer(Extension(collections)),
+        state,
+    )
 }
 
 /// Applies the conventions every route follows: JSON 404/405 fallbacks, the body limit,
@@ -68,6 +99,9 @@ fn with_conventions(router: Router<AppState>, state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     // Layers run outside-in in the reverse order they are added here.
     router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware::guard))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

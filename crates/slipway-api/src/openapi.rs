@@ -18,17 +18,46 @@ use crate::error::{ErrorBody, ValidationErrorBody};
                        object keyed by field. See docs/api.md for conventions.",
         license(name = "AGPL-3.0-only", identifier = "AGPL-3.0-only"),
     ),
+    modifiers(&SecurityScheme),
     tags(
         (name = "meta", description = "The API's index and description."),
+        (name = "account", description = "Setup, login, logout, the current user and two-factor authentication."),
+        (name = "tokens", description = "Personal access tokens."),
+        (name = "auth", description = "Exchanging an access token for short-lived JWTs."),
+        (name = "organizations", description = "Organizations, members, roles and organization tokens."),
+        (name = "audit", description = "The audit log."),
         (name = "operations", description = "Health, readiness and metrics for operators."),
     ),
     components(schemas(ErrorBody, ValidationErrorBody, PageMetaSchema, PageLinks))
 )]
 pub struct ApiDoc;
 
+/// `token`: `Authorization: Bearer <token>` (or `Token <token>`); the scopes listed on an
+/// operation are the ability it requires.
+#[derive(Debug)]
+struct SecurityScheme;
+
+impl utoipa::Modify for SecurityScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme as Scheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A personal or organization access token (`slp_…`) or a JWT from /api/v1/auth/exchange. \
+                 `Authorization: Token <token>` is accepted too. An operation's scopes name the ability it requires.",
+            ))
+            .build();
+        components.add_security_scheme(crate::auth::rules::SCHEME, Scheme::Http(scheme));
+    }
+}
+
 /// Shared responses, referenced by status from every operation that can give them.
-const SHARED: [(&str, &str, &str, &str); 6] = [
+const SHARED: [(&str, &str, &str, &str); 9] = [
     ("400", "BadRequest", "The body is not valid JSON.", "ErrorBody"),
+    ("401", "Unauthenticated", "No token, or a token that is invalid, expired or revoked.", "ErrorBody"),
+    ("403", "Forbidden", "The token lacks the ability this operation requires (the message names it).", "ErrorBody"),
+    ("429", "TooManyRequests", "Rate limited; `Retry-After` says when to try again.", "ErrorBody"),
     ("404", "NotFound", "No such resource, or not visible to you.", "ErrorBody"),
     ("413", "PayloadTooLarge", "The body is larger than the configured limit.", "ErrorBody"),
     ("415", "UnsupportedMediaType", "The body is not sent as application/json.", "ErrorBody"),
@@ -48,6 +77,7 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
     }
     for (path, item) in api.paths.paths.iter_mut() {
         let has_path_params = path.contains('{');
+        let is_api = path.starts_with("/api/v1");
         let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for op in ops.into_iter().flatten() {
             let mut statuses = vec!["500"];
@@ -59,6 +89,12 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
             }
             if has_query_param(op, "page") {
                 statuses.push("422");
+            }
+            if op.security.is_some() {
+                statuses.extend(["401", "403"]);
+            }
+            if is_api {
+                statuses.push("429");
             }
             for status in statuses {
                 let (_, name, _, _) = SHARED.iter().find(|(s, ..)| *s == status).expect("shared response exists");

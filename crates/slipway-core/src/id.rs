@@ -1,8 +1,16 @@
 //! Resource identifiers: ULID strings, sortable by creation time and safe in URLs.
 
+use std::sync::Mutex;
+
+/// One generator per process, so ids made in the same millisecond still sort in creation
+/// order ("newest first" lists order by id).
+static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+
 /// A fresh ULID as a 26-character Crockford base32 string.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string()
+    let mut generator = GENERATOR.lock().unwrap_or_else(|p| p.into_inner());
+    // Overflow needs 2^80 ids in one millisecond; fall back to a random one rather than fail.
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }
 
 /// Whether `s` has the form of an id we issued. Used to answer 404 early for garbage ids.
@@ -22,5 +30,7 @@ mod tests {
         assert!(a.len() == 26 && b.len() == 26);
         assert!(!looks_like_id("not-an-id"));
         assert!(!looks_like_id("01HZ0000000000000000000000X"));
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "monotonic within the process");
     }
 }

@@ -30,6 +30,7 @@ pub enum SecretsKeyError {
 #[derive(Clone)]
 pub struct SecretsKey {
     cipher: XChaCha20Poly1305,
+    bytes: [u8; KEY_LEN],
     encoded: String,
 }
 
@@ -51,7 +52,9 @@ impl SecretsKey {
             return Err(SecretsKeyError::BadKeyEncoding);
         }
         let cipher = XChaCha20Poly1305::new_from_slice(bytes).map_err(|_| SecretsKeyError::BadKeyEncoding)?;
-        Ok(Self { cipher, encoded: STANDARD.encode(bytes) })
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(bytes);
+        Ok(Self { cipher, bytes: key, encoded: STANDARD.encode(bytes) })
     }
 
     /// Parses the base64 form (padded or not; surrounding white space is ignored).
@@ -67,6 +70,16 @@ impl SecretsKey {
     /// The base64 form, for writing the key file. Handle with the same care as the key.
     pub fn to_base64(&self) -> &str {
         &self.encoded
+    }
+
+    /// A 256-bit key for another purpose (e.g. signing JWTs), derived as HMAC-SHA256(key, label)
+    /// so that it is independent of the encryption key and of keys derived for other labels.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.bytes).expect("HMAC takes any key length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Encrypts `plaintext`, bound to `context`.
@@ -128,6 +141,15 @@ mod tests {
         assert_eq!(key.open("env:a:KEY", &[]), Err(SecretsKeyError::UnknownFormat));
         assert_eq!(key.open("env:a:KEY", &[2; 60]), Err(SecretsKeyError::UnknownFormat));
         assert_eq!(key.open("env:a:KEY", &sealed[..20]), Err(SecretsKeyError::UnknownFormat));
+    }
+
+    #[test]
+    fn derived_keys_are_stable_and_label_specific() {
+        let key = SecretsKey::generate();
+        let again = SecretsKey::from_base64(key.to_base64()).unwrap();
+        assert_eq!(key.derive("jwt"), again.derive("jwt"));
+        assert_ne!(key.derive("jwt"), key.derive("other"));
+        assert_ne!(key.derive("jwt"), SecretsKey::generate().derive("jwt"));
     }
 
     #[test]

@@ -53,6 +53,21 @@ pub struct ServerArgs {
     /// Log filter, e.g. `info` or `slipway=debug,info` [default: info]
     #[arg(long, env = "SLIPWAY_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Allow POST /api/v1/register to create accounts [default: false]
+    #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
+    pub registration_enabled: Option<bool>,
+    /// API requests per minute per token (per address when unauthenticated) [default: 60]
+    #[arg(long, env = "SLIPWAY_RATE_LIMIT_API", value_name = "N")]
+    pub rate_limit_api: Option<u32>,
+    /// Login/register/setup attempts per minute per address and per account [default: 5]
+    #[arg(long, env = "SLIPWAY_RATE_LIMIT_AUTH", value_name = "N")]
+    pub rate_limit_auth: Option<u32>,
+    /// Tokens created (or rotated) per minute per caller [default: 10]
+    #[arg(long, env = "SLIPWAY_RATE_LIMIT_TOKEN_CREATE", value_name = "N")]
+    pub rate_limit_token_create: Option<u32>,
+    /// Backup downloads per hour per caller [default: 10]
+    #[arg(long, env = "SLIPWAY_RATE_LIMIT_BACKUP_DOWNLOAD", value_name = "N")]
+    pub rate_limit_backup_download: Option<u32>,
 }
 
 /// The file's keys; every one optional, unknown keys rejected so a typo is not silently ignored.
@@ -68,6 +83,11 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     log: Option<String>,
     secret_key: Option<String>,
+    registration_enabled: Option<bool>,
+    rate_limit_api: Option<u32>,
+    rate_limit_auth: Option<u32>,
+    rate_limit_token_create: Option<u32>,
+    rate_limit_backup_download: Option<u32>,
 }
 
 /// Where the secrets key comes from.
@@ -91,6 +111,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log: String,
     pub secret_key: SecretKeySource,
+    pub registration_enabled: bool,
+    pub rate_limits: slipway_api::state::RateLimits,
 }
 
 impl Settings {
@@ -124,7 +146,28 @@ impl Settings {
             Some(key) => SecretKeySource::Given(Secret::new(key)),
             None => SecretKeySource::File(data_dir.join("secret.key")),
         };
+        let defaults = slipway_api::state::RateLimits::default();
+        let rate_limits = slipway_api::state::RateLimits {
+            api_per_minute: args.rate_limit_api.or(file.rate_limit_api).unwrap_or(defaults.api_per_minute),
+            auth_per_minute: args.rate_limit_auth.or(file.rate_limit_auth).unwrap_or(defaults.auth_per_minute),
+            token_create_per_minute: args
+                .rate_limit_token_create
+                .or(file.rate_limit_token_create)
+                .unwrap_or(defaults.token_create_per_minute),
+            backup_download_per_hour: args
+                .rate_limit_backup_download
+                .or(file.rate_limit_backup_download)
+                .unwrap_or(defaults.backup_download_per_hour),
+        };
+        if rate_limits.api_per_minute == 0
+            || rate_limits.auth_per_minute == 0
+            || rate_limits.token_create_per_minute == 0
+        {
+            bail!("rate limits must be at least 1");
+        }
         Ok(Settings {
+            registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
+            rate_limits,
             config_file,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
             data_dir,
@@ -155,6 +198,11 @@ impl Settings {
             "log_format": self.log_format,
             "log": self.log,
             "secret_key": secret_key,
+            "registration_enabled": self.registration_enabled,
+            "rate_limit_api": self.rate_limits.api_per_minute,
+            "rate_limit_auth": self.rate_limits.auth_per_minute,
+            "rate_limit_token_create": self.rate_limits.token_create_per_minute,
+            "rate_limit_backup_download": self.rate_limits.backup_download_per_hour,
         });
         toml::to_string(&value).unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
     }

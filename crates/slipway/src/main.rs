@@ -1,5 +1,6 @@
 //! `slipway`: the control plane (`serve`) and, later, its command-line client, in one binary.
 
+mod admin;
 mod config;
 mod keys;
 mod logging;
@@ -33,6 +34,15 @@ enum Command {
     /// Manage the secrets key
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Administration straight against the database (for headless installs)
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a user in a new or existing organization
+    CreateUser(admin::CreateUserArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +94,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&slipway_api::openapi())?);
             Ok(())
+        }
+        Command::Admin(AdminCommand::CreateUser(args)) => {
+            let settings = Settings::resolve(&args.server, env_key())?;
+            logging::init(settings.log_format, "warn")?;
+            runtime()?.block_on(admin::create_user(args, env_key()))
         }
         Command::Key(KeyCommand::Generate) => {
             println!("{}", slipway_core::SecretsKey::generate().to_base64());

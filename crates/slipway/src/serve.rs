@@ -45,15 +45,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local: SocketAddr = listener.local_addr()?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
-    let config = ApiConfig { public_url: public_url.clone(), max_body_bytes: settings.max_body_bytes };
+    let mut config = ApiConfig::new(public_url.clone());
+    config.max_body_bytes = settings.max_body_bytes;
+    config.registration_enabled = settings.registration_enabled;
+    config.rate_limits = settings.rate_limits.clone();
     let state = AppState::new(store.clone(), secrets, config);
+    let setup_code = prepare_setup_code(store.as_ref()).await?;
     let app = slipway_api::app(state);
+    spawn_housekeeping(store.clone());
 
     tracing::info!(addr = %local, backend = store.backend().as_str(), version = env!("CARGO_PKG_VERSION"), "listening");
     // One plain line on stdout, for people and for scripts that start Slipway on port 0.
     #[allow(clippy::print_stdout)]
     {
         println!("Slipway listening on http://{local} (API reference: {public_url}/docs/)");
+        if let Some(code) = setup_code {
+            println!("No account exists yet. Create the first owner at {public_url}/setup?code={code}");
+            println!("(or POST /api/v1/setup with this code; it works once).");
+        }
     }
 
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -63,6 +72,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("in-flight requests finished; closing the database");
     store.close().await;
     Ok(())
+}
+
+/// With no user in the database, makes a fresh one-time setup code (only its hash is stored)
+/// and returns it for printing; it is replaced at every start until an owner exists.
+async fn prepare_setup_code(store: &dyn Store) -> anyhow::Result<Option<String>> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let code = slipway_core::token::random_base62(24);
+    store
+        .put_setting(slipway_api::routes::account::SETUP_CODE_SETTING, &slipway_core::token::sha256_hex(&code))
+        .await?;
+    Ok(Some(code))
+}
+
+/// Drops expired rate-limit windows and idempotency records every few minutes.
+fn spawn_housekeeping(store: Arc<dyn Store>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            let now = slipway_core::time::now();
+            if let Err(e) = store.purge_rate_limits(now.timestamp()).await {
+                tracing::warn!(error = %e, "could not purge rate-limit windows");
+            }
+            if let Err(e) = store.purge_idempotency(now - chrono::Duration::hours(24)).await {
+                tracing::warn!(error = %e, "could not purge idempotency records");
+            }
+        }
+    });
 }
 
 /// Resolves on SIGINT or SIGTERM; the server then stops accepting and drains.

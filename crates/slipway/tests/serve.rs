@@ -211,7 +211,12 @@ fn migrate_config_version_and_openapi_commands() {
     let dir = temp_data_dir();
     let out = slipway(&dir, &[]).arg("migrate").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Applied 1 migration(s) to the sqlite database.");
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../slipway-store/migrations/sqlite")).unwrap().count();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Applied {migrations} migration(s) to the sqlite database.")
+    );
     let out = slipway(&dir, &[]).arg("migrate").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Applied 0 migration(s) to the sqlite database.");
 

@@ -1,5 +1,11 @@
 //! Handlers, one module per resource. Each handler carries its `#[utoipa::path]`, and is
 //! registered with `routes!`, so a route cannot exist without its spec entry.
 
+pub mod account;
+pub mod audit_events;
 pub mod index;
+pub mod jwt_exchange;
 pub mod ops;
+pub mod organizations;
+pub mod setup_page;
+pub mod tokens;

@@ -2,9 +2,12 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use slipway_api::{ApiConfig, AppState};
 use slipway_core::SecretsKey;
@@ -40,9 +43,106 @@ impl Reply {
     }
 }
 
+/// A user with an organisation they own and a token with every ability.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub org_id: String,
+    pub token: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
 impl TestApp {
     pub async fn on(db: TestDatabase) -> Self {
         Self::with(db, slipway_api::app).await
+    }
+
+    /// The app with a custom configuration.
+    pub async fn configured(db: TestDatabase, tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        let store = db.store().await;
+        let mut config = ApiConfig::new(PUBLIC_URL);
+        tweak(&mut config);
+        let state = AppState::new(store, SecretsKey::generate(), config);
+        let router = slipway_api::app(state.clone());
+        Self { db, state, router }
+    }
+
+    /// Creates a user owning a new organisation, and a token for them with every ability.
+    pub async fn user(&self, email: &str) -> TestUser {
+        let id = slipway_core::new_id();
+        let org_id = slipway_core::new_id();
+        let new = slipway_store::NewUser {
+            id: id.clone(),
+            email: email.into(),
+            email_normalized: email.to_lowercase(),
+            name: "Test User".into(),
+            password_hash: slipway_core::password::hash_password(PASSWORD),
+        };
+        self.state
+            .store
+            .create_user_with_organization(&new, &org_id, &format!("{email}'s org"), "owner")
+            .await
+            .unwrap();
+        let token = self.token(&id, &["*"], |_| {}).await;
+        TestUser { id, email: email.into(), password: PASSWORD.into(), org_id, token }
+    }
+
+    /// Issues a personal token for `user_id` directly, with `abilities`; `tweak` edits the row.
+    pub async fn token(
+        &self,
+        user_id: &str,
+        abilities: &[&str],
+        tweak: impl FnOnce(&mut slipway_store::AccessToken),
+    ) -> String {
+        let plain = slipway_core::token::PlainToken::generate();
+        let mut row = slipway_store::AccessToken {
+            id: slipway_core::new_id(),
+            kind: "personal".into(),
+            user_id: Some(user_id.into()),
+            organization_id: None,
+            name: "test".into(),
+            token_hash: plain.hash(),
+            abilities: serde_json::to_string(abilities).unwrap(),
+            server_ids: None,
+            site_ids: None,
+            allowed_ips: None,
+            expires_at: None,
+            created_at: slipway_core::time::now(),
+            created_via: "api".into(),
+            created_by: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+        };
+        tweak(&mut row);
+        self.state.store.insert_token(&row).await.unwrap();
+        plain.expose().to_string()
+    }
+
+    /// A JSON request, with a token when given.
+    pub async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<serde_json::Value>) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => {
+                builder.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+            }
+            None => builder.body(Body::empty()).unwrap(),
+        };
+        self.send(request).await
+    }
+
+    pub async fn get_as(&self, uri: &str, token: &str) -> Reply {
+        self.call(Method::GET, uri, Some(token), None).await
+    }
+
+    pub async fn post_as(&self, uri: &str, token: &str, body: serde_json::Value) -> Reply {
+        self.call(Method::POST, uri, Some(token), Some(body)).await
     }
 
     pub async fn sqlite() -> Self {
@@ -52,13 +152,17 @@ impl TestApp {
     /// Builds the app with a custom router builder (for tests that mount extra routes).
     pub async fn with(db: TestDatabase, build: impl FnOnce(AppState) -> Router) -> Self {
         let store = db.store().await;
-        let config = ApiConfig { public_url: PUBLIC_URL.into(), max_body_bytes: 1024 * 1024 };
+        let config = ApiConfig::new(PUBLIC_URL);
         let state = AppState::new(store, SecretsKey::generate(), config);
         let router = build(state.clone());
         Self { db, state, router }
     }
 
-    pub async fn send(&self, request: Request<Body>) -> Reply {
+    /// Sends a request from 127.0.0.1 unless it already names a client address.
+    pub async fn send(&self, mut request: Request<Body>) -> Reply {
+        if request.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
+            request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        }
         let response = self.router.clone().oneshot(request).await.expect("router is infallible");
         let status = response.status();
         let headers = response.headers().clone();

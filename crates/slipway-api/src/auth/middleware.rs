@@ -1,0 +1,103 @@
+//! The guard every spec route passes through: authenticate when the route's spec entry has a
+//! `security` requirement, count the request against the API rate limit, check the ability the
+//! route names, and report rate-limit headers on the way out.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::audit::AuditSlot;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::ratelimit::RateLimitReport;
+use crate::routes::index::API_PREFIX;
+use crate::state::AppState;
+
+/// The client's address: the TCP peer. (Slipway does not trust `X-Forwarded-For`; put it
+/// directly on the network or behind a proxy whose address you allow in token restrictions.)
+pub fn client_ip(request: &Request) -> Option<IpAddr> {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(template) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else {
+        return next.run(request).await;
+    };
+    let Some(rule) = state.rules.get(request.method().as_str(), &template).cloned() else {
+        return next.run(request).await;
+    };
+    let report = RateLimitReport::default();
+    request.extensions_mut().insert(report.clone());
+    let ip = client_ip(&request);
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let limited = template.starts_with(API_PREFIX);
+    let slot = request.extensions().get::<AuditSlot>().cloned();
+
+    let outcome: Result<Option<Principal>, ApiError> = async {
+        let principal = if rule.authenticated {
+            match Principal::authenticate(&state, header.as_deref(), ip).await {
+                Ok(p) => {
+                    // Known from here on, so even a refusal below is attributed in the audit log.
+                    if let Some(slot) = &slot {
+                        slot.note(|n| {
+                            n.actor_user_id = p.user_id.clone();
+                            n.token_id = Some(p.token_id.clone());
+                            n.organization_id = n.organization_id.take().or_else(|| p.organization_id.clone());
+                        });
+                    }
+                    Some(p)
+                }
+                Err(failure) => {
+                    // Failed attempts count against the caller's address, so guessing is slow.
+                    if limited {
+                        let key = format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default());
+                        let d = state.limiter.hit("api", &key, state.config.rate_limits.api_per_minute, 60).await?;
+                        report.record(&d);
+                        if !d.allowed {
+                            return Err(d.into_error());
+                        }
+                    }
+                    return Err(failure.into());
+                }
+            }
+        } else {
+            None
+        };
+        if limited {
+            let key = match &principal {
+                Some(p) => format!("token:{}", p.token_id),
+                None => format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default()),
+            };
+            let d = state.limiter.hit("api", &key, state.config.rate_limits.api_per_minute, 60).await?;
+            report.record(&d);
+            if !d.allowed {
+                return Err(d.into_error());
+            }
+        }
+        if let (Some(ability), Some(p)) = (rule.ability, &principal)
+            && !p.abilities.allows(ability)
+        {
+            return Err(ApiError::missing_ability(ability));
+        }
+        Ok(principal)
+    }
+    .await;
+
+    let mut response = match outcome {
+        Ok(principal) => {
+            if let Some(p) = principal {
+                state.usage.record(&p.token_id, ip);
+                request.extensions_mut().insert(p);
+            }
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    };
+    if let Some(decision) = report.take() {
+        decision.write_headers(response.headers_mut());
+    }
+    response
+}

@@ -1,0 +1,192 @@
+//! The authenticated caller, and the checks every handler uses to decide what it may see.
+
+use std::net::IpAddr;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use ipnet::IpNet;
+use slipway_core::time::{Timestamp, now};
+use slipway_core::token::PlainToken;
+use slipway_core::{Ability, AbilitySet, Role};
+use slipway_store::AccessToken;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Acts for a user, within that user's roles.
+    Personal,
+    /// Belongs to an organisation (for CI); survives members leaving; acts with the admin role.
+    Organization,
+}
+
+/// Who is calling: resolved from a personal or organisation access token, or from a JWT
+/// obtained by exchanging one.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: String,
+    pub kind: TokenKind,
+    pub user_id: Option<String>,
+    /// The only organisation this token may act in (always set for organisation tokens).
+    pub organization_id: Option<String>,
+    pub abilities: AbilitySet,
+    pub server_ids: Option<Vec<String>>,
+    pub site_ids: Option<Vec<String>>,
+    pub allowed_ips: Option<Vec<IpNet>>,
+    pub expires_at: Option<Timestamp>,
+    /// Set when the request came with a JWT from this exchange family.
+    pub jwt_family: Option<String>,
+}
+
+/// Why authentication failed. Each becomes a 401 except a disallowed address (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Invalid,
+    AddressNotAllowed,
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Missing => ApiError::Unauthenticated { presented: false },
+            AuthFailure::Invalid => ApiError::Unauthenticated { presented: true },
+            AuthFailure::AddressNotAllowed => {
+                ApiError::Forbidden("This token may not be used from your network address.".into())
+            }
+        }
+    }
+}
+
+fn json_list(text: &Option<String>) -> Option<Vec<String>> {
+    text.as_deref().and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl Principal {
+    /// The principal a stored token stands for, provided it is neither revoked nor expired.
+    pub fn from_active_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
+        if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now()) {
+            return Err(AuthFailure::Invalid);
+        }
+        let abilities: Vec<String> = serde_json::from_str(&row.abilities).map_err(|_| AuthFailure::Invalid)?;
+        let abilities = AbilitySet::parse("abilities", &abilities).map_err(|_| AuthFailure::Invalid)?;
+        let allowed_ips = json_list(&row.allowed_ips)
+            .map(|list| list.iter().filter_map(|c| c.parse::<IpNet>().ok()).collect::<Vec<_>>());
+        Ok(Principal {
+            token_id: row.id.clone(),
+            kind: if row.kind == "organization" { TokenKind::Organization } else { TokenKind::Personal },
+            user_id: row.user_id.clone(),
+            organization_id: row.organization_id.clone(),
+            abilities,
+            server_ids: json_list(&row.server_ids),
+            site_ids: json_list(&row.site_ids),
+            allowed_ips,
+            expires_at: row.expires_at,
+            jwt_family: None,
+        })
+    }
+
+    /// Resolves the `Authorization` header: `Bearer` or `Token` (any case), then a Slipway
+    /// token or a JWT. No cache: revocation and expiry hold from the very next request.
+    pub async fn authenticate(
+        state: &AppState,
+        header: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, AuthFailure> {
+        let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(AuthFailure::Missing)?;
+        let (scheme, credential) = header.split_once(char::is_whitespace).ok_or(AuthFailure::Invalid)?;
+        if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("token") {
+            return Err(AuthFailure::Invalid);
+        }
+        let credential = credential.trim();
+        let principal = if credential.starts_with(slipway_core::token::TOKEN_PREFIX) {
+            // Typos and made-up strings fail the checksum here, before any database work.
+            let token = PlainToken::parse(credential).map_err(|_| AuthFailure::Invalid)?;
+            let row = state.store.token_by_hash(&token.hash()).await.map_err(|_| AuthFailure::Invalid)?;
+            Principal::from_active_token(&row.ok_or(AuthFailure::Invalid)?)?
+        } else if credential.split('.').count() == 3 {
+            let claims = state.jwt.verify_access(credential).map_err(|_| AuthFailure::Invalid)?;
+            // The parent token and the exchange family must both still be live.
+            let family_token = state.store.active_token_family(&claims.fam).await.map_err(|_| AuthFailure::Invalid)?;
+            if family_token.as_deref() != Some(claims.tid.as_str()) {
+                return Err(AuthFailure::Invalid);
+            }
+            let row = state.store.token(&claims.tid).await.map_err(|_| AuthFailure::Invalid)?;
+            let mut principal = Principal::from_active_token(&row.ok_or(AuthFailure::Invalid)?)?;
+            principal.jwt_family = Some(claims.fam);
+            principal
+        } else {
+            return Err(AuthFailure::Invalid);
+        };
+        if let Some(allowed) = &principal.allowed_ips {
+            let permitted = ip.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip)));
+            if !permitted {
+                return Err(AuthFailure::AddressNotAllowed);
+            }
+        }
+        Ok(principal)
+    }
+
+    /// The user behind a personal token; organisation tokens have none.
+    pub fn user_id(&self) -> Result<&str, ApiError> {
+        self.user_id.as_deref().ok_or_else(|| {
+            ApiError::Forbidden("This endpoint needs a personal access token; organisation tokens have no user.".into())
+        })
+    }
+
+    /// The role this principal acts with in `organization_id`, or 404 when the organisation is
+    /// not visible to it (not a member, or the token is restricted to another organisation).
+    pub async fn role_in(&self, state: &AppState, organization_id: &str) -> Result<Role, ApiError> {
+        if self.organization_id.as_deref().is_some_and(|only| only != organization_id) {
+            return Err(ApiError::NotFound);
+        }
+        match self.kind {
+            TokenKind::Organization => Ok(Role::Admin),
+            TokenKind::Personal => {
+                let user = self.user_id()?;
+                let role = state.store.role_of(organization_id, user).await?;
+                role.as_deref().and_then(Role::parse).ok_or(ApiError::NotFound)
+            }
+        }
+    }
+
+    /// Effective permission: the token's abilities ∩ the role in the organisation. 404 when the
+    /// organisation is not visible, 403 naming the ability when it is but the ability is missing.
+    pub async fn authorize_in(
+        &self,
+        state: &AppState,
+        organization_id: &str,
+        ability: Ability,
+    ) -> Result<Role, ApiError> {
+        let role = self.role_in(state, organization_id).await?;
+        if !self.abilities.allows(ability) {
+            return Err(ApiError::missing_ability(ability));
+        }
+        if !role.allows(ability) {
+            return Err(ApiError::Forbidden(format!(
+                "Your role in this organization ({role}) does not allow {ability}."
+            )));
+        }
+        Ok(role)
+    }
+
+    /// Whether the token's resource restrictions let it touch this server / site.
+    pub fn may_touch_server(&self, server_id: &str) -> bool {
+        self.server_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == server_id))
+    }
+
+    pub fn may_touch_site(&self, site_id: &str) -> bool {
+        self.site_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == site_id))
+    }
+}
+
+/// Handlers take `principal: Principal`; the guard middleware put it there. A route whose spec
+/// entry declares no security never has one, so asking for it there is a 401, not a panic.
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts.extensions.get::<Principal>().cloned().ok_or(ApiError::Unauthenticated { presented: false })
+    }
+}

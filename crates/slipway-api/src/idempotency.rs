@@ -1,0 +1,108 @@
+//! `Idempotency-Key` on POST: the first response for a key (per caller, for 24 hours) is stored
+//! and returned again for retries, so a CI pipeline that retries a request does the work once.
+//! The same key with a different request is a 422; while the first is still running, a 409.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use slipway_core::token::sha256_hex;
+use slipway_store::IdempotencyBegin;
+
+use crate::auth::Principal;
+use crate::auth::middleware::client_ip;
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::state::AppState;
+
+pub const HEADER: &str = "idempotency-key";
+const RETENTION_HOURS: i64 = 24;
+/// Stored responses larger than this are not kept (the request is then simply not idempotent).
+const MAX_STORED_BODY: usize = 256 * 1024;
+
+pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(HEADER).map(|v| v.to_str().map(str::to_string)) else {
+        return next.run(request).await;
+    };
+    match handle(state, key.ok(), request, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn handle(state: AppState, key: Option<String>, request: Request, next: Next) -> Result<Response, Response> {
+    let key = key.filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic())).ok_or_else(
+        || {
+            ApiError::validation("Idempotency-Key", "The Idempotency-Key must be 1 to 255 visible ASCII characters.")
+                .into_response()
+        },
+    )?;
+    let principal = match request.extensions().get::<Principal>() {
+        Some(p) => format!("token:{}", p.token_id),
+        None => format!("ip:{}", client_ip(&request).map(|i| i.to_string()).unwrap_or_default()),
+    };
+    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(1024 * 1024);
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge(limit).into_response())?;
+    let fingerprint = {
+        let mut text = format!("{} {}\n", parts.method, parts.uri.path());
+        text.push_str(&String::from_utf8_lossy(&bytes));
+        sha256_hex(&text)
+    };
+    let now = slipway_core::time::now();
+    let not_before = now - chrono::Duration::hours(RETENTION_HOURS);
+    let begin = state
+        .store
+        .idempotency_begin(&principal, &key, &fingerprint, now, not_before)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    match begin {
+        IdempotencyBegin::Started => {}
+        IdempotencyBegin::Replay { status, content_type, body } => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        IdempotencyBegin::Mismatch => {
+            return Err(ApiError::validation(
+                "Idempotency-Key",
+                "This Idempotency-Key was already used with a different request.",
+            )
+            .into_response());
+        }
+        IdempotencyBegin::InProgress => {
+            return Err(ApiError::Conflict("A request with this Idempotency-Key is still being processed.".into())
+                .into_response());
+        }
+    }
+
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let (parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, MAX_STORED_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let _ = state.store.idempotency_abandon(&principal, &key).await;
+            tracing::warn!("response too large to store for Idempotency-Key; not kept");
+            return Ok(ApiError::internal("response too large to replay").into_response());
+        }
+    };
+    // Failures that did no work (server errors, rate limits) are not replayed: a retry may succeed.
+    let keep = parts.status.as_u16() < 500 && parts.status != StatusCode::TOO_MANY_REQUESTS;
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let stored = if keep {
+        state.store.idempotency_finish(&principal, &key, parts.status.as_u16(), content_type, &bytes).await
+    } else {
+        state.store.idempotency_abandon(&principal, &key).await
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "could not store the idempotent response");
+    }
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}

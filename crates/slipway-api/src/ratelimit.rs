@@ -1,0 +1,176 @@
+//! Fixed-window rate limits with the `X-RateLimit-*` and IETF `RateLimit-Policy`/`RateLimit`
+//! headers. A window is counted in memory (one process, SQLite) or in the database (replicas on
+//! PostgreSQL, so every replica sees the same count).
+//!
+//! Why not `governor`: its GCRA state lives in one process, and the headers want a window with
+//! a reset time that all replicas agree on; a counter per window in the shared database gives
+//! both, and the in-memory variant keeps the same semantics on a single node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderValue};
+use slipway_store::Store;
+
+use crate::error::ApiError;
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    counts: Option<Mutex<HashMap<String, (i64, u32)>>>,
+    store: Option<Arc<dyn Store>>,
+}
+
+/// The outcome of counting one request against one limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub policy: &'static str,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Unix time at which the window resets.
+    pub reset: i64,
+    pub window_seconds: i64,
+    pub allowed: bool,
+}
+
+impl Decision {
+    pub fn retry_after(&self) -> i64 {
+        (self.reset - unix_now()).max(1)
+    }
+
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        };
+        set("x-ratelimit-limit", self.limit.to_string());
+        set("x-ratelimit-remaining", self.remaining.to_string());
+        set("x-ratelimit-reset", self.reset.to_string());
+        set("ratelimit-policy", format!("\"{}\";q={};w={}", self.policy, self.limit, self.window_seconds));
+        set("ratelimit", format!("\"{}\";r={};t={}", self.policy, self.remaining, (self.reset - unix_now()).max(0)));
+        if !self.allowed {
+            set("retry-after", self.retry_after().to_string());
+        }
+    }
+
+    pub fn into_error(self) -> ApiError {
+        ApiError::TooManyRequests(self)
+    }
+}
+
+/// The decisions taken for one request; the most restrictive one is reported in the headers.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitReport(pub Arc<Mutex<Option<Decision>>>);
+
+impl RateLimitReport {
+    pub fn record(&self, decision: &Decision) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let tighter = match &*slot {
+            None => true,
+            Some(current) => !decision.allowed || (current.allowed && decision.remaining < current.remaining),
+        };
+        if tighter {
+            *slot = Some(decision.clone());
+        }
+    }
+
+    pub fn take(&self) -> Option<Decision> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl RateLimiter {
+    pub fn in_memory() -> Self {
+        Self { counts: Some(Mutex::new(HashMap::new())), store: None }
+    }
+
+    pub fn shared(store: Arc<dyn Store>) -> Self {
+        Self { counts: None, store: Some(store) }
+    }
+
+    /// Counts one request for `key` against `limit` per `window_seconds`.
+    pub async fn hit(
+        &self,
+        policy: &'static str,
+        key: &str,
+        limit: u32,
+        window_seconds: i64,
+    ) -> Result<Decision, ApiError> {
+        let now = unix_now();
+        let window_start = now - now.rem_euclid(window_seconds);
+        let reset = window_start + window_seconds;
+        let count: u64 = match (&self.counts, &self.store) {
+            (Some(counts), _) => {
+                let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+                if counts.len() > 100_000 {
+                    counts.retain(|_, (start, _)| *start + window_seconds > now);
+                }
+                let entry = counts.entry(format!("{policy}:{key}")).or_insert((window_start, 0));
+                if entry.0 != window_start {
+                    *entry = (window_start, 0);
+                }
+                entry.1 = entry.1.saturating_add(1);
+                u64::from(entry.1)
+            }
+            (None, Some(store)) => {
+                let n = store.rate_limit_hit(&format!("{policy}:{key}"), window_start, reset + window_seconds).await?;
+                u64::try_from(n).unwrap_or(0)
+            }
+            (None, None) => unreachable!("a limiter has a backend"),
+        };
+        let allowed = count <= u64::from(limit);
+        let remaining = u64::from(limit).saturating_sub(count) as u32;
+        Ok(Decision { policy, limit, remaining, reset, window_seconds, allowed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_down_then_refuses_with_retry_after() {
+        let limiter = RateLimiter::in_memory();
+        for remaining in (0..3).rev() {
+            let d = limiter.hit("api", "token:a", 3, 60).await.unwrap();
+            assert!(d.allowed);
+            assert_eq!(d.remaining, remaining);
+        }
+        let refused = limiter.hit("api", "token:a", 3, 60).await.unwrap();
+        assert!(!refused.allowed);
+        assert!(refused.retry_after() >= 1 && refused.retry_after() <= 60);
+        assert!(limiter.hit("api", "token:b", 3, 60).await.unwrap().allowed, "keys are independent");
+        assert!(limiter.hit("login", "token:a", 3, 60).await.unwrap().allowed, "policies are independent");
+        let mut headers = HeaderMap::new();
+        refused.write_headers(&mut headers);
+        assert_eq!(headers["x-ratelimit-limit"], "3");
+        assert_eq!(headers["x-ratelimit-remaining"], "0");
+        assert_eq!(headers["ratelimit-policy"], "\"api\";q=3;w=60");
+        assert!(headers.contains_key("retry-after"));
+    }
+
+    #[test]
+    fn the_report_keeps_the_tightest_decision() {
+        let report = RateLimitReport::default();
+        let d = |policy, remaining, allowed| Decision {
+            policy,
+            limit: 10,
+            remaining,
+            reset: 0,
+            window_seconds: 60,
+            allowed,
+        };
+        report.record(&d("api", 50, true));
+        report.record(&d("login", 3, true));
+        report.record(&d("api", 49, true));
+        assert_eq!(report.take().unwrap().policy, "login");
+        report.record(&d("api", 0, false));
+        report.record(&d("login", 3, true));
+        assert!(!report.take().unwrap().allowed);
+    }
+}

@@ -1,0 +1,118 @@
+//! Reading the audit log: members see their own events, owners and admins their
+//! organisations' events too.
+
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use slipway_core::{PageRequest, Role};
+use slipway_store::{AuditEvent, AuditFilter};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Principal;
+use crate::auth::principal::TokenKind;
+use crate::envelope::Paginated;
+use crate::error::ApiError;
+use crate::extract::Page;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventResource {
+    pub id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_user_id: Option<String>,
+    pub token_id: Option<String>,
+    pub organization_id: Option<String>,
+    #[schema(example = "token.create")]
+    pub action: String,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub resource_id: Option<String>,
+    pub status: Option<i64>,
+    /// `success`, `denied`, `rate_limited` or `failure`.
+    pub outcome: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<AuditEvent> for AuditEventResource {
+    fn from(e: AuditEvent) -> Self {
+        AuditEventResource {
+            id: e.id,
+            occurred_at: e.occurred_at,
+            actor_user_id: e.actor_user_id,
+            token_id: e.token_id,
+            organization_id: e.organization_id,
+            action: e.action,
+            method: e.method,
+            route: e.route,
+            resource_id: e.resource_id,
+            status: e.status,
+            outcome: e.outcome,
+            client_ip: e.client_ip,
+            user_agent: e.user_agent,
+            request_id: e.request_id,
+            detail: e.detail,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only events by this user id.
+    pub actor: Option<String>,
+    /// Only events made with this token id.
+    pub token: Option<String>,
+    /// Only this action, e.g. `login.failed`.
+    pub action: Option<String>,
+    /// Only events about this resource id.
+    pub resource: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Only events at or before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Audit events, newest first: your own, plus every event of the organizations you own or
+/// administer.
+#[utoipa::path(
+    get, path = "/api/v1/audit-events", tag = "audit",
+    params(crate::extract::PageParams, AuditQuery),
+    security(("token" = ["audit:read"])),
+    responses((status = 200, body = Paginated<AuditEventResource>))
+)]
+pub async fn list_audit_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    Page(cursor): Page,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Paginated<AuditEventResource>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
+    let mut filter = AuditFilter {
+        actor: q.actor,
+        token: q.token,
+        action: q.action,
+        resource: q.resource,
+        from: q.from,
+        to: q.to,
+        ..Default::default()
+    };
+    match principal.kind {
+        TokenKind::Personal => {
+            let user = principal.user_id()?.to_string();
+            let (orgs, _) = state.store.organizations_of(&user, PageRequest { page: 1, per_page: 100 }).await?;
+            filter.organization_ids = orgs
+                .into_iter()
+                .filter(|o| Role::parse(&o.role).is_some_and(Role::manages_organization))
+                .filter(|o| principal.organization_id.as_ref().is_none_or(|only| *only == o.id))
+                .map(|o| o.id)
+                .collect();
+            filter.own_user_id = Some(user);
+        }
+        TokenKind::Organization => filter.organization_ids = principal.organization_id.clone().into_iter().collect(),
+    }
+    let (rows, total) = state.store.audit_events(&filter, cursor.request).await?;
+    Ok(cursor.page(rows.into_iter().map(AuditEventResource::from).collect(), total))
+}

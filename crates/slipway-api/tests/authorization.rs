@@ -1,0 +1,197 @@
+//! The authorisation matrix, generated from the OpenAPI document: every operation is either
+//! deliberately public or, for every kind of bad credential, refuses the right way. A route
+//! added later is covered here without anyone writing a test for it; a new path parameter
+//! needs a fixture below, and the test says so.
+
+mod common;
+
+use std::collections::HashMap;
+
+use axum::http::{Method, StatusCode};
+use common::TestApp;
+use serde_json::{Value, json};
+use slipway_store::testing::TestDatabase;
+
+/// Operations anyone may call. Anything else must declare a `security` requirement.
+const PUBLIC: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1"),
+    ("post", "/api/v1/setup"),
+    ("post", "/api/v1/register"),
+    ("post", "/api/v1/login"),
+    ("post", "/api/v1/auth/refresh"),
+];
+
+fn operations() -> Vec<(String, String, Value)> {
+    let spec = serde_json::to_value(slipway_api::openapi()).unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push((method.clone(), path.clone(), op.clone()));
+        }
+    }
+    ops
+}
+
+#[test]
+fn every_operation_is_guarded_or_deliberately_public() {
+    let ops = operations();
+    for (method, path, op) in &ops {
+        let public = PUBLIC.contains(&(method.as_str(), path.as_str()));
+        let secured = op.get("security").is_some();
+        assert!(
+            public != secured,
+            "{method} {path}: public={public} but secured={secured}; declare security or list it in PUBLIC"
+        );
+        if secured {
+            for status in ["401", "403"] {
+                assert!(op["responses"].get(status).is_some(), "{method} {path} does not document {status}");
+            }
+        }
+    }
+    for (method, path) in PUBLIC {
+        assert!(ops.iter().any(|(m, p, _)| m == method && p == path), "stale PUBLIC entry {method} {path}");
+    }
+}
+
+#[test]
+fn the_spec_names_the_ability_of_every_guarded_operation() {
+    for (method, path, op) in operations() {
+        let Some(security) = op.get("security") else { continue };
+        let scopes = security[0]["token"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path}: security without the token scheme"));
+        for scope in scopes {
+            let text = scope.as_str().unwrap();
+            assert!(slipway_core::Ability::parse(text).is_some(), "{method} {path}: {text:?} is not an ability");
+        }
+    }
+}
+
+struct Fixtures {
+    params: HashMap<&'static str, String>,
+    /// Per path prefix overrides (the same name means different things under different parents).
+    overrides: Vec<(&'static str, &'static str, String)>,
+}
+
+impl Fixtures {
+    fn fill(&self, path: &str) -> String {
+        let mut out = String::new();
+        let mut rest = path;
+        while let Some(start) = rest.find('{') {
+            let end = rest[start..].find('}').unwrap() + start;
+            let name = &rest[start + 1..end];
+            let value = self
+                .overrides
+                .iter()
+                .find(|(prefix, param, _)| path.starts_with(prefix) && *param == name)
+                .map(|(_, _, v)| v)
+                .or_else(|| self.params.get(name))
+                .unwrap_or_else(|| panic!("no fixture for {{{name}}} in {path}; add one to the authorization matrix"));
+            out.push_str(&rest[..start]);
+            out.push_str(value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+async fn matrix(db: TestDatabase) {
+    let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 1_000_000).await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+
+    // Resources of A that the path parameters point at.
+    let a_spare_token = app.token(&a.id, &["*"], |_| {}).await;
+    let a_spare_id = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&a_spare_token).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let org_token =
+        app.post_as(&format!("/api/v1/organizations/{}/tokens", a.org_id), &a.token, json!({"name": "ci"})).await;
+    assert_eq!(org_token.status, StatusCode::CREATED, "{}", org_token.text());
+    let org_token_id = org_token.json()["data"]["id"].as_str().unwrap().to_string();
+    let fixtures = Fixtures {
+        params: HashMap::from([("id", a_spare_id.clone()), ("organization", a.org_id.clone()), ("user", a.id.clone())]),
+        overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
+    };
+
+    let expired = app
+        .token(&a.id, &["*"], |t| t.expires_at = Some(slipway_core::time::now() - chrono::Duration::seconds(1)))
+        .await;
+    let revoked = app.token(&a.id, &["*"], |t| t.revoked_at = Some(slipway_core::time::now())).await;
+    let mistyped = {
+        let mut chars: Vec<char> = a.token.chars().collect();
+        chars[8] = if chars[8] == 'x' { 'y' } else { 'x' };
+        chars.into_iter().collect::<String>()
+    };
+
+    let mut checked = 0;
+    for (method, path, op) in operations() {
+        let Some(security) = op.get("security") else { continue };
+        let ability = security[0]["token"].as_array().unwrap().first().and_then(|v| v.as_str()).map(str::to_string);
+        let uri = fixtures.fill(&path);
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let body = matches!(method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
+        let call = |token: Option<String>| {
+            let (method, uri, body) = (method.clone(), uri.clone(), body.clone());
+            let app = &app;
+            async move { app.call(method, &uri, token.as_deref(), body).await }
+        };
+
+        for (case, token) in [
+            ("no token", None),
+            ("expired", Some(expired.clone())),
+            ("revoked", Some(revoked.clone())),
+            ("mistyped", Some(mistyped.clone())),
+        ] {
+            let reply = call(token).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path} with {case}: {}", reply.text());
+            assert_eq!(reply.json()["message"], "Unauthenticated.");
+            assert!(reply.header("www-authenticate").unwrap().starts_with("Bearer"), "{method} {path}");
+        }
+
+        if let Some(ability) = &ability {
+            let others: Vec<String> =
+                slipway_core::Ability::all().map(|a| a.to_string()).filter(|a| a != ability).collect();
+            let others: Vec<&str> = others.iter().map(String::as_str).collect();
+            let lacking = app.token(&a.id, &others, |_| {}).await;
+            let reply = call(Some(lacking)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path} without {ability}: {}", reply.text());
+            let message = reply.json()["message"].as_str().unwrap().to_string();
+            assert!(message.contains(ability.as_str()), "{method} {path}: 403 must name {ability}: {message}");
+        }
+
+        if path.contains('{') {
+            let reply = call(Some(b.token.clone())).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path} with another organization's token: {}",
+                reply.text()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} guarded operations were checked");
+
+    // Nothing above succeeded, so A's resources are intact.
+    assert_eq!(app.get_as("/api/v1/tokens/current", &a_spare_token).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn authorization_matrix_on_sqlite() {
+    matrix(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn authorization_matrix_on_postgres() {
+    matrix(TestDatabase::postgres().await).await;
+}

@@ -1,0 +1,112 @@
+//! `slipway admin …`: administration straight against the database, for headless installs.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use slipway_core::identity::{Email, check_label};
+use slipway_core::password::{hash_password, password_problem};
+use slipway_core::{FieldErrors, Role};
+use slipway_store::NewUser;
+
+use crate::config::{ServerArgs, Settings};
+use crate::serve;
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[arg(long)]
+    pub email: String,
+    #[arg(long)]
+    pub name: String,
+    /// An existing organization id to join, or the name of a new organization to create
+    #[arg(long)]
+    pub organization: String,
+    #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "member", "viewer"])]
+    pub role: String,
+    /// Read the password from the first line of standard input (else SLIPWAY_ADMIN_PASSWORD)
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+fn fail_on(errors: FieldErrors) -> anyhow::Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for field in errors.fields() {
+        for message in errors.get(field).unwrap_or_default() {
+            lines.push(format!("--{}: {message}", field.replace('_', "-")));
+        }
+    }
+    bail!("{}", lines.join("\n"))
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn create_user(args: CreateUserArgs, env_key: Option<String>) -> anyhow::Result<()> {
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        std::env::var("SLIPWAY_ADMIN_PASSWORD")
+            .context("give the password with --password-stdin or SLIPWAY_ADMIN_PASSWORD (never as a flag)")?
+    };
+    let mut errors = FieldErrors::new();
+    let email = Email::parse(&args.email).map_err(|m| errors.add("email", m)).ok();
+    check_label(&mut errors, "name", &args.name);
+    check_label(&mut errors, "organization", &args.organization);
+    if let Some(problem) = password_problem(&password) {
+        errors.add("password", problem);
+    }
+    fail_on(errors)?;
+    let email = email.expect("valid");
+    let role = Role::parse(&args.role).expect("clap checked the role");
+
+    let settings = Settings::resolve(&args.server, env_key)?;
+    serve::ensure_data_dir(&settings)?;
+    let store = serve::open_store(&settings).await?;
+    store.migrate().await?;
+    let user = NewUser {
+        id: slipway_core::new_id(),
+        email_normalized: email.normalized(),
+        email: email.as_str().to_string(),
+        name: args.name.trim().to_string(),
+        password_hash: tokio::task::spawn_blocking(move || hash_password(&password)).await?,
+    };
+    let existing = store.organization(&args.organization).await?;
+    let result = match existing {
+        Some(org) => {
+            store.create_user(&user).await.map_err(describe)?;
+            store.add_member(&org.id, &user.id, role.as_str()).await?;
+            format!("Created {} ({}) as {role} of {} ({}).", user.email, user.id, org.name, org.id)
+        }
+        None => {
+            if role != Role::Owner {
+                bail!("a new organization needs an owner: use --role owner, or give an existing organization id");
+            }
+            let org_id = slipway_core::new_id();
+            store
+                .create_user_with_organization(&user, &org_id, args.organization.trim(), "owner")
+                .await
+                .map_err(describe)?;
+            format!(
+                "Created {} ({}) as owner of the new organization {} ({org_id}).",
+                user.email,
+                user.id,
+                args.organization.trim()
+            )
+        }
+    };
+    println!("{result}");
+    store.close().await;
+    Ok(())
+}
+
+fn describe(e: slipway_store::StoreError) -> anyhow::Error {
+    match e {
+        slipway_store::StoreError::Conflict(_) => anyhow::anyhow!("a user with this email already exists"),
+        other => other.into(),
+    }
+}
