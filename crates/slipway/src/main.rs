@@ -1,6 +1,7 @@
 //! `slipway`: the control plane (`serve`) and, later, its command-line client, in one binary.
 
 mod admin;
+mod cli;
 mod config;
 mod keys;
 mod logging;
@@ -15,6 +16,8 @@ use crate::config::{ServerArgs, Settings};
 #[derive(Debug, Parser)]
 #[command(name = "slipway", version, about = "Self-hosted control plane for servers and sites")]
 struct Cli {
+    #[command(flatten)]
+    client: cli::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +30,15 @@ enum Command {
     Migrate(ServerArgs),
     /// Print the effective configuration, secrets redacted
     Config(ServerArgs),
+    /// Log in to a Slipway server and save the token in a profile
+    Login(cli::LoginArgs),
+    /// Revoke the saved token and forget it
+    Logout,
+    /// Show who the saved token belongs to and what it may do
+    Whoami,
+    /// Manage your access tokens
+    #[command(subcommand)]
+    Token(cli::TokenCommand),
     /// Print the version
     Version,
     /// Print the OpenAPI document
@@ -87,6 +99,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Settings::resolve(&args, env_key())?.render_redacted());
             Ok(())
         }
+        Command::Login(args) => cli::run(cli::login(args, &cli.client)),
+        Command::Logout => cli::run(cli::logout(&cli.client)),
+        Command::Whoami => cli::run(cli::whoami(&cli.client)),
+        Command::Token(command) => cli::run(cli::token(command, &cli.client)),
         Command::Version => {
             println!("slipway {}", env!("CARGO_PKG_VERSION"));
             Ok(())

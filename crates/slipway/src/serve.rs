@@ -58,11 +58,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // One plain line on stdout, for people and for scripts that start Slipway on port 0.
     #[allow(clippy::print_stdout)]
     {
-        println!("Slipway listening on http://{local} (API reference: {public_url}/docs/)");
         if let Some(code) = setup_code {
             println!("No account exists yet. Create the first owner at {public_url}/setup?code={code}");
             println!("(or POST /api/v1/setup with this code; it works once).");
         }
+        println!("Slipway listening on http://{local} (API reference: {public_url}/docs/)");
     }
 
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

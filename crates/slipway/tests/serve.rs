@@ -1,111 +1,12 @@
 //! End to end: the real binary, started on port 0 with a fresh data directory, on SQLite and
 //! on a fresh PostgreSQL database.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
+use common::{Server, slipway, temp_data_dir};
 use slipway_store::testing::TestDatabase;
-
-const BIN: &str = env!("CARGO_BIN_EXE_slipway");
-const START_DEADLINE: Duration = Duration::from_secs(30);
-
-struct Server {
-    child: Child,
-    url: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Server {
-    /// Starts `slipway serve` and waits (with a deadline) for its "listening" line.
-    fn start(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Result<Server, String> {
-        let mut child = slipway(data_dir, envs)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn slipway");
-        let (tx, stderr) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let (url_tx, url_rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Slipway listening on ") {
-                    let _ = url_tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-            }
-        });
-        match url_rx.recv_timeout(START_DEADLINE) {
-            Ok(url) => Ok(Server { child, url, stderr }),
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                let log: Vec<String> = stderr.try_iter().collect();
-                Err(format!("slipway did not start ({status:?}):\n{}", log.join("\n")))
-            }
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("{}{path}", self.url)).await.expect("request")
-    }
-
-    /// Sends SIGTERM and waits for the exit, with a deadline.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id();
-        Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
-        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = rx
-            .recv_timeout(Duration::from_secs(15))
-            .unwrap_or_else(|_| {
-                Command::new("kill").args(["-KILL", &pid.to_string()]).status().ok();
-                panic!("slipway did not stop within 15 s of SIGTERM")
-            })
-            .expect("wait for slipway");
-        // The stderr reader ends when the process closes its end; collect what it read.
-        let log = self.stderr.iter().take_while(|_| true).collect();
-        (status, log)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `slipway` command with a clean environment: no SLIPWAY_* from the caller leaks in.
-fn slipway(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SLIPWAY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("SLIPWAY_DATA_DIR", data_dir).env("SLIPWAY_LOG", "info");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn temp_data_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("slipway-e2e-{}", slipway_core::new_id().to_lowercase()))
-}
 
 async fn check_answers(server: &Server, backend: &str) {
     let health = server.get("/healthz").await;
@@ -186,12 +87,7 @@ fn json_logs_are_one_object_per_line() {
     let server = Server::start(&dir, &[("SLIPWAY_LOG_FORMAT", "json")]).unwrap();
     let url = server.url.clone();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        reqwest::Client::new()
-            .get(format!("{url}/healthz"))
-            .header("x-request-id", "json-log-check")
-            .send()
-            .await
-            .unwrap();
+        common::http().get(format!("{url}/healthz")).header("x-request-id", "json-log-check").send().await.unwrap();
     });
     let (_, log) = server.terminate();
     let request_line = log

@@ -1,0 +1,286 @@
+//! A typed HTTP client for the Slipway API, used by the `slipway` command-line client and by
+//! end-to-end tests. Errors carry the API's own message and field errors, so a caller can say
+//! exactly what to fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use slipway_core::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach Slipway at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{}", describe_api_error(*.status, .message, .errors))]
+    Api { status: u16, message: String, errors: BTreeMap<String, Vec<String>> },
+    #[error("unexpected response from Slipway ({status}): {detail}")]
+    Unexpected { status: u16, detail: String },
+}
+
+fn describe_api_error(status: u16, message: &str, errors: &BTreeMap<String, Vec<String>>) -> String {
+    let mut text = format!("{message} (HTTP {status})");
+    for (field, messages) in errors {
+        for m in messages {
+            text.push_str(&format!("\n  {field}: {m}"));
+        }
+    }
+    text
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => Some(*status),
+            ClientError::Unreachable { .. } => None,
+        }
+    }
+
+    /// Whether the server asked for a field, e.g. `otp` on a login with 2FA.
+    pub fn field_error(&self, field: &str) -> Option<&str> {
+        match self {
+            ClientError::Api { errors, .. } => errors.get(field).and_then(|m| m.first()).map(String::as_str),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    message: String,
+    #[serde(default)]
+    errors: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub meta: Value,
+    pub links: Value,
+}
+
+/// A token as the API shows it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub abilities: Vec<String>,
+    pub organization_id: Option<String>,
+    pub expires_at: Option<String>,
+    pub expired: bool,
+    pub created_at: String,
+    pub created_via: String,
+    pub last_used_at: Option<String>,
+    pub last_used_ip: Option<String>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// A token just created or rotated, with its secret.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NewToken {
+    #[serde(flatten)]
+    pub token: Token,
+    pub plain_text_token: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Membership {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub two_factor_enabled: bool,
+    pub organizations: Vec<Membership>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abilities: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CreateToken {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abilities: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_ips: Option<Vec<String>>,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<Secret<String>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).field("token", &self.token).finish()
+    }
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: Option<String>) -> Self {
+        // One TLS crypto provider for the process: ring, which the database driver uses too.
+        // Installing twice is harmless (the second attempt is refused and ignored).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client with default settings builds");
+        Self { http, base: base_url.trim_end_matches('/').to_string(), token: token.map(Secret::new) }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Option<T>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).header("accept", "application/json");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response =
+            request.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let status = response.status().as_u16();
+        let bytes =
+            response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        if status == 204 {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api { status, message: e.message, errors: e.errors },
+                Err(_) => ClientError::Unexpected {
+                    status,
+                    detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::Unexpected { status, detail: format!("cannot read the response: {e}") })
+    }
+
+    async fn expect<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        self.request(method, path, body)
+            .await?
+            .ok_or_else(|| ClientError::Unexpected { status: 204, detail: "no content where data was expected".into() })
+    }
+
+    pub async fn login(&self, request: &LoginRequest) -> Result<NewToken, ClientError> {
+        Ok(self.expect::<Data<NewToken>>(Method::POST, "/api/v1/login", Some(request)).await?.data)
+    }
+
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.request::<Value>(Method::POST, "/api/v1/logout", Some(&serde_json::json!({}))).await.map(|_| ())
+    }
+
+    pub async fn user(&self) -> Result<User, ClientError> {
+        Ok(self.expect::<Data<User>>(Method::GET, "/api/v1/user", None::<&()>).await?.data)
+    }
+
+    pub async fn current_token(&self) -> Result<Token, ClientError> {
+        Ok(self.expect::<Data<Token>>(Method::GET, "/api/v1/tokens/current", None::<&()>).await?.data)
+    }
+
+    pub async fn tokens(&self, page: u32) -> Result<Page<Token>, ClientError> {
+        self.expect(Method::GET, &format!("/api/v1/tokens?page={page}&per_page=100"), None::<&()>).await
+    }
+
+    pub async fn create_token(&self, request: &CreateToken) -> Result<NewToken, ClientError> {
+        Ok(self.expect::<Data<NewToken>>(Method::POST, "/api/v1/tokens", Some(request)).await?.data)
+    }
+
+    pub async fn rotate_token(&self, id: &str) -> Result<NewToken, ClientError> {
+        let path = format!("/api/v1/tokens/{}/rotate", encode_segment(id));
+        Ok(self.expect::<Data<NewToken>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/tokens/{}", encode_segment(id));
+        self.request::<Value>(Method::DELETE, &path, None::<&()>).await.map(|_| ())
+    }
+}
+
+/// Percent-encodes a path segment, so an id typed by a user cannot change the path.
+fn encode_segment(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_segment("01HZABC"), "01HZABC");
+        assert_eq!(encode_segment("../admin?x=1"), "..%2Fadmin%3Fx%3D1");
+    }
+
+    #[test]
+    fn api_errors_read_well() {
+        let e = ClientError::Api {
+            status: 422,
+            message: "The given data was invalid.".into(),
+            errors: BTreeMap::from([(
+                "email".to_string(),
+                vec!["The email must be a valid email address.".to_string()],
+            )]),
+        };
+        assert_eq!(
+            e.to_string(),
+            "The given data was invalid. (HTTP 422)\n  email: The email must be a valid email address."
+        );
+        assert_eq!(e.field_error("email"), Some("The email must be a valid email address."));
+        assert!(!format!("{:?}", Client::new("http://x", Some("slp_secret".into()))).contains("slp_secret"));
+    }
+}

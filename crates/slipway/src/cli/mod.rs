@@ -1,0 +1,295 @@
+//! The command-line client: `login`, `logout`, `whoami`, `token …`. It talks to a Slipway
+//! server over its API, with a token from the credentials file or `SLIPWAY_TOKEN`.
+
+pub mod credentials;
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use slipway_client::{Client, ClientError, CreateToken, LoginRequest, NewToken, Token};
+
+use self::credentials::{Credentials, DEFAULT_PROFILE, Profile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Which saved login to use
+    #[arg(long, env = "SLIPWAY_PROFILE", default_value = DEFAULT_PROFILE, global = true)]
+    pub profile: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Slipway's URL [asked when missing]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Account email [asked when missing]
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input instead of asking
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// One-time code, when two-factor authentication is on [asked when needed]
+    #[arg(long)]
+    pub otp: Option<String>,
+    /// Label of the token this login creates
+    #[arg(long, default_value = "slipway CLI")]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// List your tokens
+    List,
+    /// Create a token; its secret is printed once
+    Create {
+        name: String,
+        /// An ability or pattern (repeat): server:read, site:*, *:read, site:deploy …
+        #[arg(long = "ability")]
+        abilities: Vec<String>,
+        /// Restrict to one organization id
+        #[arg(long)]
+        organization: Option<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z)
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Allowed client network (repeat), e.g. 203.0.113.0/24
+        #[arg(long = "allowed-ip")]
+        allowed_ips: Vec<String>,
+    },
+    /// Give a token a new secret (the old one stops working at once)
+    Rotate { id: String },
+    /// Revoke a token
+    Revoke { id: String },
+}
+
+/// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile.
+fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+    let creds = Credentials::load()?;
+    let profile = creds.profiles.get(&args.profile);
+    let url = std::env::var("SLIPWAY_URL").ok().filter(|u| !u.is_empty()).or_else(|| profile.map(|p| p.url.clone()));
+    let token =
+        std::env::var("SLIPWAY_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| profile.and_then(|p| p.token.clone()));
+    match (url, token) {
+        (Some(url), Some(token)) => Ok(Client::new(&url, Some(token))),
+        _ => bail!(
+            "not logged in (profile {:?}): run `slipway login`, or set SLIPWAY_URL and SLIPWAY_TOKEN",
+            args.profile
+        ),
+    }
+}
+
+fn ask(prompt: &str) -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{prompt} is needed: pass it as a flag (standard input is not a terminal)");
+    }
+    eprint!("{prompt}: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn login(args: LoginArgs, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let mut creds = Credentials::load()?;
+    let saved_url = creds.profiles.get(&client_args.profile).map(|p| p.url.clone());
+    let url = match args.url.or(saved_url) {
+        Some(url) => url,
+        None => ask("Slipway URL (e.g. https://slipway.example.com)")?,
+    };
+    let email = match args.email {
+        Some(e) => e,
+        None => ask("Email")?,
+    };
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ")?
+    } else {
+        bail!("the password is needed: use --password-stdin (standard input is not a terminal)");
+    };
+    let client = Client::new(&url, None);
+    let mut request = LoginRequest { email, password, otp: args.otp, name: Some(args.name), abilities: None };
+    let token = match client.login(&request).await {
+        Err(e) if e.field_error("otp").is_some() && request.otp.is_none() && std::io::stdin().is_terminal() => {
+            request.otp = Some(ask("One-time code")?);
+            client.login(&request).await?
+        }
+        other => other?,
+    };
+    creds
+        .profiles
+        .insert(client_args.profile.clone(), Profile { url: url.clone(), token: Some(token.plain_text_token.clone()) });
+    let path = creds.save()?;
+    match client_args.output {
+        Output::Json => print_json(
+            &serde_json::json!({"profile": client_args.profile, "url": url, "token": token.token, "credentials_file": path}),
+        )?,
+        Output::Human => println!(
+            "Logged in to {url} as {} (profile {:?}; token saved in {}).",
+            request.email,
+            client_args.profile,
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn logout(client_args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    match client.logout().await {
+        Ok(()) => {}
+        // Already revoked or expired: forgetting it locally is all that is left to do.
+        Err(ClientError::Api { status: 401, .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut creds = Credentials::load()?;
+    if let Some(profile) = creds.profiles.get_mut(&client_args.profile) {
+        profile.token = None;
+        creds.save()?;
+    }
+    if client_args.output == Output::Human {
+        println!("Logged out; the token is revoked.");
+    } else {
+        print_json(&serde_json::json!({"logged_out": true}))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn whoami(client_args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    let token = client.current_token().await?;
+    let user = match client.user().await {
+        Ok(user) => Some(user),
+        Err(ClientError::Api { status: 403, .. }) => None, // an organization token has no user
+        Err(e) => return Err(e.into()),
+    };
+    match client_args.output {
+        Output::Json => print_json(&serde_json::json!({"url": client.base_url(), "user": user, "token": token}))?,
+        Output::Human => {
+            match &user {
+                Some(u) => println!("{} <{}> on {}", u.name, u.email, client.base_url()),
+                None => println!("Organization token on {}", client.base_url()),
+            }
+            println!("token: {} ({}), abilities: {}", token.name, token.id, token.abilities.join(" "));
+            if let Some(at) = &token.expires_at {
+                println!("expires: {at}");
+            }
+            for org in user.iter().flat_map(|u| &u.organizations) {
+                println!("organization: {} ({}) as {}", org.name, org.id, org.role);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_new_token(token: &NewToken, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => print_json(token),
+        Output::Human => {
+            println!("{}", token.plain_text_token);
+            eprintln!(
+                "Token {:?} ({}). This secret is shown only once; store it now.",
+                token.token.name, token.token.id
+            );
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_tokens(tokens: &[Token]) {
+    println!("{:<26}  {:<24}  {:<28}  {:<20}  LAST USED", "ID", "NAME", "ABILITIES", "EXPIRES");
+    for t in tokens {
+        let abilities = t.abilities.join(",");
+        let expires = match (&t.expires_at, t.expired) {
+            (_, true) => "expired".to_string(),
+            (Some(at), false) => at.chars().take(19).collect(),
+            (None, false) => "never".to_string(),
+        };
+        let used =
+            t.last_used_at.as_deref().map(|a| a.chars().take(19).collect::<String>()).unwrap_or_else(|| "never".into());
+        let name: String = t.name.chars().take(24).collect();
+        println!(
+            "{:<26}  {:<24}  {:<28}  {:<20}  {used}",
+            t.id,
+            name,
+            abilities.chars().take(28).collect::<String>(),
+            expires
+        );
+    }
+}
+
+pub async fn token(command: TokenCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    match command {
+        TokenCommand::List => {
+            let page = client.tokens(1).await?;
+            match client_args.output {
+                Output::Json => print_json(&page)?,
+                Output::Human => print_tokens(&page.data),
+            }
+        }
+        TokenCommand::Create { name, abilities, organization, expires_at, allowed_ips } => {
+            let request = CreateToken {
+                name,
+                abilities: (!abilities.is_empty()).then_some(abilities),
+                organization_id: organization,
+                expires_at,
+                allowed_ips: (!allowed_ips.is_empty()).then_some(allowed_ips),
+            };
+            print_new_token(&client.create_token(&request).await?, client_args.output)?;
+        }
+        TokenCommand::Rotate { id } => {
+            let current = client.current_token().await?;
+            let rotated = client.rotate_token(&id).await?;
+            // Rotating the token this client logs in with: keep the saved login working.
+            if current.id == id && std::env::var("SLIPWAY_TOKEN").is_err() {
+                let mut creds = Credentials::load()?;
+                if let Some(profile) = creds.profiles.get_mut(&client_args.profile) {
+                    profile.token = Some(rotated.plain_text_token.clone());
+                    creds.save()?;
+                    eprintln!(
+                        "This was the token of profile {:?}; the saved login now uses the new secret.",
+                        client_args.profile
+                    );
+                }
+            }
+            print_new_token(&rotated, client_args.output)?;
+        }
+        TokenCommand::Revoke { id } => {
+            client.revoke_token(&id).await?;
+            match client_args.output {
+                Output::Json => print_json(&serde_json::json!({"revoked": id}))?,
+                Output::Human => eprintln!("Token {id} is revoked."),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a client command on a small runtime.
+pub fn run<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(future)
+}

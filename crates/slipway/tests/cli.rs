@@ -1,0 +1,198 @@
+//! End to end through the real binary: first-start setup link, `admin create-user`, and the
+//! command-line client (`login`, `whoami`, `token …`, `logout`) against a running server.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use common::{Server, slipway, temp_data_dir};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Runs `slipway ARGS` with a credentials directory of the test's own, feeding `stdin`.
+fn run(data_dir: &std::path::PathBuf, config_dir: &Path, envs: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
+    let mut cmd = slipway(data_dir, envs);
+    cmd.env("SLIPWAY_CONFIG_DIR", config_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn first_start_prints_a_setup_link_that_works_once() {
+    let dir = temp_data_dir();
+    let server = Server::start(&dir, &[]).unwrap();
+    let link =
+        server.stdout.iter().find_map(|l| l.split_once(" at ").map(|(_, url)| url.to_string())).expect("a setup link");
+    assert!(link.starts_with(&format!("{}/setup?code=", server.url)), "{link}");
+    let code = link.rsplit('=').next().unwrap().to_string();
+    let page = common::http().get(&link).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Create the owner account"));
+
+    let body = serde_json::json!({"code": code, "email": "owner@example.com", "name": "Owner", "password": PASSWORD, "organization": "Acme"});
+    let http = common::http();
+    let created = http.post(format!("{}/api/v1/setup", server.url)).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let again = http.post(format!("{}/api/v1/setup", server.url)).json(&body).send().await.unwrap();
+    assert_eq!(again.status(), 422);
+    drop(server);
+
+    let restarted = Server::start(&dir, &[]).unwrap();
+    assert!(!restarted.stdout.iter().any(|l| l.contains("/setup?code=")), "no setup link once an owner exists");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
+    let dir = temp_data_dir();
+    let config = dir.join("cli-config");
+    let weak = run(
+        &dir,
+        &config,
+        &[],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ana@example.com",
+            "--name",
+            "Ana",
+            "--organization",
+            "Acme",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(text(&weak).1.contains("--password: The password must be at least 12 characters."), "{}", text(&weak).1);
+
+    let created = run(
+        &dir,
+        &config,
+        &[],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ana@example.com",
+            "--name",
+            "Ana",
+            "--organization",
+            "Acme",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(created.status.success(), "{:?}", text(&created));
+    assert!(text(&created).0.contains("as owner of the new organization Acme"));
+    let dup = run(
+        &dir,
+        &config,
+        &[],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ANA@example.com",
+            "--name",
+            "Ana",
+            "--organization",
+            "Acme",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(text(&dup).1.contains("already exists"));
+
+    let server = Server::start(&dir, &[]).unwrap();
+    assert!(!server.stdout.iter().any(|l| l.contains("/setup?code=")), "an owner exists already");
+    let url = server.url.clone();
+
+    let not_logged_in = run(&dir, &config, &[], &["whoami"], "");
+    assert!(text(&not_logged_in).1.contains("not logged in"), "{:?}", text(&not_logged_in));
+    let wrong = run(
+        &dir,
+        &config,
+        &[],
+        &["login", "--url", &url, "--email", "ana@example.com", "--password-stdin"],
+        "wrong password!!\n",
+    );
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).1.contains("These credentials do not match our records."), "{:?}", text(&wrong));
+
+    let login = run(
+        &dir,
+        &config,
+        &[],
+        &["login", "--url", &url, "--email", "ana@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(login.status.success(), "{:?}", text(&login));
+    let file = config.join("credentials.toml");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let who = run(&dir, &config, &[], &["whoami"], "");
+    assert!(text(&who).0.contains("Ana <ana@example.com>"), "{:?}", text(&who));
+    let who_json: serde_json::Value =
+        serde_json::from_slice(&run(&dir, &config, &[], &["whoami", "--output", "json"], "").stdout).unwrap();
+    assert_eq!(who_json["user"]["organizations"][0]["role"], "owner");
+    assert_eq!(who_json["token"]["created_via"], "login");
+
+    let ci = run(&dir, &config, &[], &["token", "create", "ci", "--ability", "site:deploy"], "");
+    assert!(ci.status.success(), "{:?}", text(&ci));
+    let ci_token = text(&ci).0.trim().to_string();
+    assert!(slipway_core::token::PlainToken::parse(&ci_token).is_ok(), "{ci_token}");
+    assert!(text(&ci).1.contains("shown only once"));
+    let bad = run(&dir, &config, &[], &["token", "create", "x", "--ability", "server:launch"], "");
+    assert!(text(&bad).1.contains("abilities.0"), "{:?}", text(&bad));
+
+    let list: serde_json::Value =
+        serde_json::from_slice(&run(&dir, &config, &[], &["token", "list", "--output", "json"], "").stdout).unwrap();
+    assert_eq!(list["meta"]["total"], 2);
+    let ci_id = list["data"].as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let human = text(&run(&dir, &config, &[], &["token", "list"], "")).0;
+    assert!(human.contains("site:deploy") && human.contains("ID"), "{human}");
+
+    // SLIPWAY_URL and SLIPWAY_TOKEN override the saved login.
+    let as_ci =
+        run(&dir, &config, &[("SLIPWAY_URL", &url), ("SLIPWAY_TOKEN", &ci_token)], &["whoami", "--output", "json"], "");
+    let as_ci: serde_json::Value = serde_json::from_slice(&as_ci.stdout).unwrap();
+    assert_eq!(as_ci["token"]["name"], "ci");
+
+    let rotated = run(&dir, &config, &[], &["token", "rotate", &ci_id, "--output", "json"], "");
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let new_ci = rotated["plain_text_token"].as_str().unwrap().to_string();
+    let old = run(&dir, &config, &[("SLIPWAY_URL", &url), ("SLIPWAY_TOKEN", &ci_token)], &["whoami"], "");
+    assert!(text(&old).1.contains("Unauthenticated"), "{:?}", text(&old));
+    let revoke = run(&dir, &config, &[], &["token", "revoke", rotated["id"].as_str().unwrap()], "");
+    assert!(revoke.status.success(), "{:?}", text(&revoke));
+    let gone = run(&dir, &config, &[("SLIPWAY_URL", &url), ("SLIPWAY_TOKEN", &new_ci)], &["whoami"], "");
+    assert!(!gone.status.success());
+
+    // Rotating the CLI's own token keeps the saved login working.
+    let own: serde_json::Value =
+        serde_json::from_slice(&run(&dir, &config, &[], &["whoami", "--output", "json"], "").stdout).unwrap();
+    let own_id = own["token"]["id"].as_str().unwrap().to_string();
+    let self_rotate = run(&dir, &config, &[], &["token", "rotate", &own_id], "");
+    assert!(text(&self_rotate).1.contains("now uses the new secret"), "{:?}", text(&self_rotate));
+    assert!(run(&dir, &config, &[], &["whoami"], "").status.success());
+
+    let logout = run(&dir, &config, &[], &["logout"], "");
+    assert!(logout.status.success(), "{:?}", text(&logout));
+    assert!(text(&run(&dir, &config, &[], &["whoami"], "")).1.contains("not logged in"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

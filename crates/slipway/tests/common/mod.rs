@@ -1,0 +1,131 @@
+//! Spawning the real `slipway` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// An HTTP client for tests (with the TLS crypto provider the binary uses).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub stdout: Vec<String>,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `slipway serve` and waits (with a deadline) for its "listening" line.
+    pub fn start(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Result<Server, String> {
+        let mut child = slipway(data_dir, envs)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn slipway");
+        let (tx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (url_tx, url_rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            // Start-up prints a few lines together; send them as one batch once the setup
+            // notice (if any) has been printed, which is right after the listening line.
+            let mut lines = BufReader::new(out).lines().map_while(Result::ok);
+            let mut seen = Vec::new();
+            for line in lines.by_ref() {
+                let done = line.starts_with("Slipway listening on ");
+                seen.push(line);
+                if done {
+                    // Only a server that got this far counts as started.
+                    let _ = url_tx.send(seen);
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        match url_rx.recv_timeout(START_DEADLINE) {
+            Ok(seen) => {
+                let line = seen.last().cloned().unwrap_or_default();
+                let url = line
+                    .trim_start_matches("Slipway listening on ")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                Ok(Server { child, url, stdout: seen, stderr })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let log: Vec<String> = stderr.try_iter().collect();
+                Err(format!("slipway did not start ({status:?}):\n{}", log.join("\n")))
+            }
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        http().get(format!("{}{path}", self.url)).send().await.expect("request")
+    }
+
+    /// Sends SIGTERM and waits for the exit, with a deadline.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id();
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = rx
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| {
+                Command::new("kill").args(["-KILL", &pid.to_string()]).status().ok();
+                panic!("slipway did not stop within 15 s of SIGTERM")
+            })
+            .expect("wait for slipway");
+        // The stderr reader ends when the process closes its end; collect what it read.
+        let log = self.stderr.iter().take_while(|_| true).collect();
+        (status, log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `slipway` command with a clean environment: no SLIPWAY_* from the caller leaks in.
+pub fn slipway(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SLIPWAY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("SLIPWAY_DATA_DIR", data_dir).env("SLIPWAY_LOG", "info");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn temp_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("slipway-e2e-{}", slipway_core::new_id().to_lowercase()))
+}
