@@ -55,12 +55,14 @@ fn is_mutating(method: &Method) -> bool {
 }
 
 pub async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    if !is_mutating(&method) {
+        return next.run(request).await;
+    }
     let Some(template) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else {
         return next.run(request).await;
     };
-    let method = request.method().clone();
-    let rule = state.rules.get(method.as_str(), &template).cloned();
-    let (true, Some(rule)) = (is_mutating(&method), rule) else {
+    let Some(rule) = state.rules.get(method.as_str(), &template).cloned() else {
         return next.run(request).await;
     };
     let slot = AuditSlot::default();

@@ -92,6 +92,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn organization(&self, id: &str) -> StoreResult<Option<Organization>>;
     async fn organizations_of(&self, user_id: &str, page: PageRequest)
     -> StoreResult<(Vec<OrganizationWithRole>, u64)>;
+    /// Every organisation of a user with their role (at most 1000), in one query.
+    async fn memberships_of(&self, user_id: &str) -> StoreResult<Vec<OrganizationWithRole>>;
     async fn update_organization(
         &self,
         id: &str,

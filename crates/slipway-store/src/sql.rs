@@ -216,6 +216,15 @@ macro_rules! impl_store {
                 Ok((rows, as_u64(total)))
             }
 
+            async fn memberships_of(&self, user_id: &str) -> StoreResult<Vec<OrganizationWithRole>> {
+                sqlx::query_as(
+                    "SELECT o.id, o.name, o.max_token_lifetime_seconds, o.created_at, o.updated_at, m.role \
+                     FROM organizations o JOIN memberships m ON m.organization_id = o.id \
+                     WHERE m.user_id = $1 ORDER BY o.id LIMIT 1000",
+                )
+                .bind(user_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
             async fn update_organization(&self, id: &str, name: Option<&str>, max_token_lifetime_seconds: Option<Option<i64>>) -> StoreResult<()> {
                 let (set_max, max) = match max_token_lifetime_seconds { Some(v) => (true, v), None => (false, None) };
                 sqlx::query(

@@ -121,6 +121,9 @@ mod cases {
         assert_eq!((members.len(), total), (2, 2));
         let (orgs, total) = store.organizations_of(&b.id, PAGE).await.unwrap();
         assert_eq!((orgs[0].name.as_str(), orgs[0].role.as_str(), total), ("Acme", "viewer", 1));
+        let all = store.memberships_of(&b.id).await.unwrap();
+        assert_eq!((all.len(), all[0].id.as_str(), all[0].role.as_str()), (1, org.as_str(), "viewer"));
+        assert!(store.memberships_of("nobody").await.unwrap().is_empty());
 
         assert!(matches!(store.change_member_role(&org, &a.id, "admin").await, Err(StoreError::LastOwner)));
         assert!(matches!(store.remove_member(&org, &a.id).await, Err(StoreError::LastOwner)));

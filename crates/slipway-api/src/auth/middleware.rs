@@ -23,10 +23,12 @@ pub fn client_ip(request: &Request) -> Option<IpAddr> {
 }
 
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(template) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else {
+    let Some(template) = request.extensions().get::<MatchedPath>().cloned() else {
         return next.run(request).await;
     };
-    let Some(rule) = state.rules.get(request.method().as_str(), &template).cloned() else {
+    let template = template.as_str();
+    let rules = state.rules.clone();
+    let Some(rule) = rules.get(request.method().as_str(), template) else {
         return next.run(request).await;
     };
     let report = RateLimitReport::default();

@@ -15,8 +15,9 @@ pub struct Rule {
     pub ability: Option<Ability>,
 }
 
+/// Rules by path template, then by method; looked up on every request without allocating.
 #[derive(Debug, Default)]
-pub struct RouteRules(HashMap<(String, String), Rule>);
+pub struct RouteRules(HashMap<String, Vec<(String, Rule)>>);
 
 impl RouteRules {
     /// Builds the table; panics on an ability the closed set does not know, so a typo in a
@@ -41,17 +42,13 @@ impl RouteRules {
                     authenticated: scopes.is_some(),
                     ability,
                 };
-                rules.insert((method.to_uppercase(), path.clone()), rule);
+                rules.entry(path.clone()).or_insert_with(Vec::new).push((method.to_uppercase(), rule));
             }
         }
         RouteRules(rules)
     }
 
     pub fn get(&self, method: &str, path_template: &str) -> Option<&Rule> {
-        self.0.get(&(method.to_string(), path_template.to_string()))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&(String, String), &Rule)> {
-        self.0.iter()
+        self.0.get(path_template)?.iter().find(|(m, _)| m == method).map(|(_, rule)| rule)
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use slipway_core::identity::{Email, check_label};
 use slipway_core::password::{dummy_hash, hash_password, password_problem, verify_password};
 use slipway_core::token::sha256_hex;
-use slipway_core::{FieldErrors, PageRequest, totp};
+use slipway_core::{FieldErrors, totp};
 use slipway_store::{NewUser, StoreError, User};
 use utoipa::ToSchema;
 
@@ -53,7 +53,7 @@ pub struct UserResource {
 }
 
 pub async fn user_resource(state: &AppState, user: &User) -> Result<UserResource, ApiError> {
-    let (orgs, _) = state.store.organizations_of(&user.id, PageRequest { page: 1, per_page: 100 }).await?;
+    let orgs = state.store.memberships_of(&user.id).await?;
     Ok(UserResource {
         id: user.id.clone(),
         email: user.email.clone(),

@@ -4,7 +4,7 @@
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use slipway_core::{PageRequest, Role};
+use slipway_core::Role;
 use slipway_store::{AuditEvent, AuditFilter};
 use utoipa::{IntoParams, ToSchema};
 
@@ -102,7 +102,7 @@ pub async fn list_audit_events(
     match principal.kind {
         TokenKind::Personal => {
             let user = principal.user_id()?.to_string();
-            let (orgs, _) = state.store.organizations_of(&user, PageRequest { page: 1, per_page: 100 }).await?;
+            let orgs = state.store.memberships_of(&user).await?;
             filter.organization_ids = orgs
                 .into_iter()
                 .filter(|o| Role::parse(&o.role).is_some_and(Role::manages_organization))

@@ -267,10 +267,7 @@ async fn lifetime_cap(
     };
     let orgs: Vec<String> = match (organization_id, user_id) {
         (Some(org), _) => vec![org.to_string()],
-        (None, Some(user)) => {
-            let page = slipway_core::PageRequest { page: 1, per_page: 100 };
-            state.store.organizations_of(user, page).await?.0.into_iter().map(|o| o.id).collect()
-        }
+        (None, Some(user)) => state.store.memberships_of(user).await?.into_iter().map(|o| o.id).collect(),
         (None, None) => vec![],
     };
     for org in orgs {
