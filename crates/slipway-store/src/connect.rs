@@ -47,7 +47,8 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Stor
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Arc::new(SqlStore::new(pool)))
+        // One process owns a SQLite database, so it can cache reads and evict exactly.
+        Ok(Arc::new(SqlStore::with_read_cache(pool)))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

@@ -6,6 +6,7 @@
 //! drivers accept. Only the migrations (column types) are per backend. A conformance suite
 //! (`tests/conformance.rs`) runs every case against both.
 
+mod cache;
 mod connect;
 mod error;
 pub mod model;

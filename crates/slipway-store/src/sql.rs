@@ -11,6 +11,7 @@ use slipway_core::time::{Timestamp, now};
 use sqlx::migrate::Migrator;
 use sqlx::{Database, Pool, Postgres, QueryBuilder, Sqlite};
 
+use crate::cache::ReadCache;
 use crate::error::StoreError;
 use crate::model::*;
 use crate::{Backend, Store, StoreResult};
@@ -47,11 +48,36 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
+    /// Only where this process makes every write (SQLite); see `cache.rs`.
+    cache: Option<ReadCache>,
 }
 
 impl<DB: Database> SqlStore<DB> {
     pub(crate) fn new(pool: Pool<DB>) -> Self {
-        Self { pool }
+        Self { pool, cache: None }
+    }
+
+    pub(crate) fn with_read_cache(pool: Pool<DB>) -> Self {
+        Self { pool, cache: Some(ReadCache::default()) }
+    }
+
+    /// Evicts when the returned guard drops, i.e. after the write has committed (or failed):
+    /// evicting before the write would let a concurrent read cache the old row again.
+    fn evict_after<F: FnOnce(&ReadCache)>(&self, f: F) -> EvictOnDrop<'_, F> {
+        EvictOnDrop { cache: self.cache.as_ref(), evict: Some(f) }
+    }
+}
+
+struct EvictOnDrop<'a, F: FnOnce(&ReadCache)> {
+    cache: Option<&'a ReadCache>,
+    evict: Option<F>,
+}
+
+impl<F: FnOnce(&ReadCache)> Drop for EvictOnDrop<'_, F> {
+    fn drop(&mut self) {
+        if let (Some(cache), Some(evict)) = (self.cache, self.evict.take()) {
+            evict(cache);
+        }
     }
 }
 
@@ -136,6 +162,7 @@ macro_rules! impl_store {
             }
 
             async fn create_user_with_organization(&self, user: &NewUser, organization_id: &str, organization_name: &str, role: &str) -> StoreResult<()> {
+                let _evict = self.evict_after(|c| c.evict_memberships(&user.id));
                 let at = now();
                 let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
                 sqlx::query(
@@ -154,8 +181,16 @@ macro_rules! impl_store {
             }
 
             async fn user(&self, id: &str) -> StoreResult<Option<User>> {
-                sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+                if let Some(hit) = self.cache.as_ref().and_then(|c| c.user(id)) {
+                    return Ok(Some(hit));
+                }
+                let generation = self.cache.as_ref().map(ReadCache::generation);
+                let row: Option<User> = sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                if let (Some(cache), Some(g), Some(user)) = (&self.cache, generation, &row) {
+                    cache.put_user(g, user);
+                }
+                Ok(row)
             }
 
             async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<User>> {
@@ -164,6 +199,7 @@ macro_rules! impl_store {
             }
 
             async fn set_user_two_factor(&self, id: &str, secret: Option<&[u8]>, enabled: bool, recovery_codes: Option<&str>) -> StoreResult<()> {
+                let _evict = self.evict_after(|c| c.evict_user(id));
                 sqlx::query(
                     "UPDATE users SET totp_secret = $2, totp_enabled = $3, recovery_codes = $4, totp_last_counter = NULL, \
                      updated_at = $5 WHERE id = $1",
@@ -174,6 +210,7 @@ macro_rules! impl_store {
             }
 
             async fn record_totp_counter(&self, id: &str, counter: i64) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_user(id));
                 let done = sqlx::query(
                     "UPDATE users SET totp_last_counter = $2 WHERE id = $1 AND (totp_last_counter IS NULL OR totp_last_counter < $2)",
                 )
@@ -182,6 +219,7 @@ macro_rules! impl_store {
             }
 
             async fn swap_recovery_codes(&self, id: &str, expected: &str, new: &str) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_user(id));
                 let done = sqlx::query("UPDATE users SET recovery_codes = $3, updated_at = $4 WHERE id = $1 AND recovery_codes = $2")
                     .bind(id).bind(expected).bind(new).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -189,6 +227,7 @@ macro_rules! impl_store {
             }
 
             async fn create_organization(&self, id: &str, name: &str, owner_user_id: &str) -> StoreResult<()> {
+                let _evict = self.evict_after(|c| c.evict_memberships(owner_user_id));
                 let at = now();
                 let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
                 sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
@@ -217,15 +256,24 @@ macro_rules! impl_store {
             }
 
             async fn memberships_of(&self, user_id: &str) -> StoreResult<Vec<OrganizationWithRole>> {
-                sqlx::query_as(
+                if let Some(hit) = self.cache.as_ref().and_then(|c| c.memberships(user_id)) {
+                    return Ok(hit);
+                }
+                let generation = self.cache.as_ref().map(ReadCache::generation);
+                let rows: Vec<OrganizationWithRole> = sqlx::query_as(
                     "SELECT o.id, o.name, o.max_token_lifetime_seconds, o.created_at, o.updated_at, m.role \
                      FROM organizations o JOIN memberships m ON m.organization_id = o.id \
                      WHERE m.user_id = $1 ORDER BY o.id LIMIT 1000",
                 )
-                .bind(user_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+                .bind(user_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                if let (Some(cache), Some(g)) = (&self.cache, generation) {
+                    cache.put_memberships(g, user_id, &rows);
+                }
+                Ok(rows)
             }
 
             async fn update_organization(&self, id: &str, name: Option<&str>, max_token_lifetime_seconds: Option<Option<i64>>) -> StoreResult<()> {
+                let _evict = self.evict_after(ReadCache::evict_all_memberships);
                 let (set_max, max) = match max_token_lifetime_seconds { Some(v) => (true, v), None => (false, None) };
                 sqlx::query(
                     "UPDATE organizations SET name = COALESCE($2, name), \
@@ -263,6 +311,7 @@ macro_rules! impl_store {
             }
 
             async fn add_member(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<()> {
+                let _evict = self.evict_after(|c| c.evict_memberships(user_id));
                 sqlx::query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(organization_id).bind(user_id).bind(role).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -270,10 +319,12 @@ macro_rules! impl_store {
             }
 
             async fn change_member_role(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_memberships(user_id));
                 self.guarded_membership_change(organization_id, user_id, Some(role)).await
             }
 
             async fn remove_member(&self, organization_id: &str, user_id: &str) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_memberships(user_id));
                 self.guarded_membership_change(organization_id, user_id, None).await
             }
 
@@ -288,8 +339,16 @@ macro_rules! impl_store {
             }
 
             async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
-                sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM access_tokens WHERE token_hash = $1"))
-                    .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+                if let Some(hit) = self.cache.as_ref().and_then(|c| c.token(token_hash)) {
+                    return Ok(Some(hit));
+                }
+                let generation = self.cache.as_ref().map(ReadCache::generation);
+                let row: Option<AccessToken> = sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM access_tokens WHERE token_hash = $1"))
+                    .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                if let (Some(cache), Some(g), Some(token)) = (&self.cache, generation, &row) {
+                    cache.put_token(g, token);
+                }
+                Ok(row)
             }
 
             async fn tokens_of_user(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)> {
@@ -321,6 +380,7 @@ macro_rules! impl_store {
             }
 
             async fn update_token(&self, id: &str, c: &TokenChanges) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_token(id));
                 let flag = |o: &Option<Option<String>>| o.is_some();
                 let val = |o: &Option<Option<String>>| o.clone().flatten();
                 let done = sqlx::query(
@@ -341,12 +401,14 @@ macro_rules! impl_store {
             }
 
             async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_token(id));
                 let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(id).bind(at).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn rotate_token(&self, old_id: &str, new: &AccessToken, at: Timestamp) -> StoreResult<bool> {
+                let _evict = self.evict_after(|c| c.evict_token(old_id));
                 let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
                 let done = sqlx::query("UPDATE access_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(old_id).bind(at).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;

@@ -327,6 +327,53 @@ mod cases {
         assert_eq!(store.audit_events(&future, PAGE).await.unwrap().1, 0);
     }
 
+    /// The reads on every authenticated request may be cached (SQLite); each must still see
+    /// every write that changes it on the very next read.
+    pub async fn hot_reads_see_every_write_at_once(db: &TestDatabase) {
+        let store = db.store().await;
+        let user = new_user("hot@example.com");
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&user, &org, "Hot", "owner").await.unwrap();
+        let t = token_for(&user.id, "hot-hash");
+        store.insert_token(&t).await.unwrap();
+
+        for _ in 0..2 {
+            assert!(store.token_by_hash("hot-hash").await.unwrap().unwrap().revoked_at.is_none());
+        }
+        let narrowed = TokenChanges { abilities: Some(r#"["site:read"]"#.into()), ..Default::default() };
+        store.update_token(&t.id, &narrowed).await.unwrap();
+        assert_eq!(store.token_by_hash("hot-hash").await.unwrap().unwrap().abilities, r#"["site:read"]"#);
+        store.revoke_token(&t.id, now()).await.unwrap();
+        assert!(store.token_by_hash("hot-hash").await.unwrap().unwrap().revoked_at.is_some());
+
+        let r = token_for(&user.id, "rot-hash");
+        store.insert_token(&r).await.unwrap();
+        store.token_by_hash("rot-hash").await.unwrap();
+        store.rotate_token(&r.id, &token_for(&user.id, "rot-hash-2"), now()).await.unwrap();
+        assert!(store.token_by_hash("rot-hash").await.unwrap().unwrap().revoked_at.is_some());
+
+        assert!(!store.user(&user.id).await.unwrap().unwrap().totp_enabled);
+        store.set_user_two_factor(&user.id, Some(b"sealed"), true, Some("[]")).await.unwrap();
+        assert!(store.user(&user.id).await.unwrap().unwrap().totp_enabled);
+        store.record_totp_counter(&user.id, 7).await.unwrap();
+        assert_eq!(store.user(&user.id).await.unwrap().unwrap().totp_last_counter, Some(7));
+
+        let other = new_user("hot2@example.com");
+        store.create_user(&other).await.unwrap();
+        assert!(store.memberships_of(&other.id).await.unwrap().is_empty());
+        store.add_member(&org, &other.id, "viewer").await.unwrap();
+        assert_eq!(store.memberships_of(&other.id).await.unwrap()[0].role, "viewer");
+        store.change_member_role(&org, &other.id, "admin").await.unwrap();
+        assert_eq!(store.memberships_of(&other.id).await.unwrap()[0].role, "admin");
+        store.update_organization(&org, Some("Renamed"), None).await.unwrap();
+        assert_eq!(store.memberships_of(&other.id).await.unwrap()[0].name, "Renamed");
+        store.remove_member(&org, &other.id).await.unwrap();
+        assert!(store.memberships_of(&other.id).await.unwrap().is_empty());
+        let new_org = slipway_core::new_id();
+        store.create_organization(&new_org, "Second", &other.id).await.unwrap();
+        assert_eq!(store.memberships_of(&other.id).await.unwrap()[0].role, "owner");
+    }
+
     pub async fn reports_its_backend(db: &TestDatabase) {
         let store = db.store().await;
         let expected = match db {
@@ -362,6 +409,7 @@ conformance!(
     rate_limit_windows_count_and_expire,
     idempotency_keys_replay_mismatch_and_expire,
     audit_events_filter_by_visibility_and_fields,
+    hot_reads_see_every_write_at_once,
 );
 
 #[tokio::test]
