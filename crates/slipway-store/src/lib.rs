@@ -173,6 +173,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Newest first.
     async fn audit_events(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<(Vec<AuditEvent>, u64)>;
 
+    // --- durable jobs ---
+
+    async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
+    async fn job(&self, id: &str) -> StoreResult<Option<Job>>;
+    /// Jobs about one resource (e.g. `server:<id>`), newest first.
+    async fn jobs_for_resource(&self, resource_key: &str, page: PageRequest) -> StoreResult<(Vec<Job>, u64)>;
+    /// Claims the next due job whose resource has no running job, with a lease until
+    /// `lease_until`, in one committed statement; `None` when there is nothing to do (or another
+    /// worker won the race).
+    async fn claim_job(&self, worker: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<Job>>;
+    /// Renews the lease of a job this worker holds.
+    async fn heartbeat_job(&self, id: &str, worker: &str, lease_until: Timestamp) -> StoreResult<Heartbeat>;
+    /// Records how a job this worker holds ended; false when the lease was lost meanwhile.
+    async fn finish_job(&self, id: &str, worker: &str, end: &JobEnd, at: Timestamp) -> StoreResult<bool>;
+    async fn cancel_job(&self, id: &str, at: Timestamp) -> StoreResult<CancelOutcome>;
+    /// Recovers jobs whose lease expired before `now` (their worker died): idempotent jobs with
+    /// attempts left go back to the queue at `retry_at(attempts)`, the others fail as interrupted.
+    async fn reap_jobs(
+        &self,
+        now: Timestamp,
+        retry_at: &(dyn Fn(i64) -> Timestamp + Send + Sync),
+    ) -> StoreResult<Reaped>;
+    /// Appends lines to a job's log, numbering them after the last one stored.
+    async fn append_job_log(&self, job_id: &str, stream: &str, lines: &[String], at: Timestamp) -> StoreResult<()>;
+    /// Log lines after `after_seq`, oldest first.
+    async fn job_log(&self, job_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<JobLogLine>>;
+
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);
 }

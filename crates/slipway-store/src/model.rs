@@ -142,3 +142,94 @@ pub struct AuditFilter {
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
 }
+
+/// A durable job: the queue entry and the operation record in one.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub organization_id: Option<String>,
+    pub resource_key: Option<String>,
+    pub idempotent: bool,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: Timestamp,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub cancel_requested_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub exit_code: Option<i64>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub organization_id: Option<String>,
+    pub resource_key: Option<String>,
+    pub idempotent: bool,
+    pub max_attempts: i64,
+    pub run_at: Timestamp,
+}
+
+/// How a running job ended, as recorded by the worker holding its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    Succeeded,
+    Failed {
+        reason: String,
+        exit_code: Option<i64>,
+    },
+    Cancelled {
+        reason: String,
+    },
+    /// Back to the queue, to run again at `run_at`.
+    Retry {
+        run_at: Timestamp,
+        reason: String,
+    },
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Still ours; keep going.
+    Held,
+    /// Still ours, and someone asked to cancel it.
+    CancelRequested,
+    /// No longer ours (reaped or finished elsewhere): stop at once.
+    Lost,
+}
+
+/// What a request to cancel a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It had not started; it never will.
+    Cancelled,
+    /// It is running; its worker will stop it at the next heartbeat.
+    Requested,
+    /// It had already finished.
+    AlreadyFinished,
+    NotFound,
+}
+
+/// What the reaper did with jobs whose worker stopped renewing its lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub requeued: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, PartialEq, Eq)]
+pub struct JobLogLine {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub stream: String,
+    pub line: String,
+}

@@ -374,6 +374,158 @@ mod cases {
         assert_eq!(store.memberships_of(&other.id).await.unwrap()[0].role, "owner");
     }
 
+    fn job(resource: Option<&str>, idempotent: bool) -> NewJob {
+        NewJob {
+            id: slipway_core::new_id(),
+            kind: "test.echo".into(),
+            payload: "{}".into(),
+            organization_id: None,
+            resource_key: resource.map(Into::into),
+            idempotent,
+            max_attempts: 3,
+            run_at: now() - chrono::Duration::seconds(1),
+        }
+    }
+
+    fn lease() -> slipway_core::time::Timestamp {
+        now() + chrono::Duration::seconds(60)
+    }
+
+    pub async fn jobs_are_claimed_in_order_one_per_resource(db: &TestDatabase) {
+        let store = db.store().await;
+        let (a1, a2, b1) = (job(Some("server:a"), true), job(Some("server:a"), true), job(Some("server:b"), true));
+        for j in [&a1, &a2, &b1] {
+            store.enqueue_job(j).await.unwrap();
+        }
+        let first = store.claim_job("w1", now(), lease()).await.unwrap().unwrap();
+        assert_eq!((first.id.as_str(), first.status.as_str(), first.attempts), (a1.id.as_str(), "running", 1));
+        assert_eq!(first.lease_owner.as_deref(), Some("w1"));
+        let second = store.claim_job("w2", now(), lease()).await.unwrap().unwrap();
+        assert_eq!(second.id, b1.id, "server:a is busy, so its second job waits");
+        assert!(store.claim_job("w2", now(), lease()).await.unwrap().is_none());
+        assert!(store.finish_job(&a1.id, "w1", &JobEnd::Succeeded, now()).await.unwrap());
+        assert_eq!(store.claim_job("w2", now(), lease()).await.unwrap().unwrap().id, a2.id);
+        let done = store.job(&a1.id).await.unwrap().unwrap();
+        assert_eq!((done.status.as_str(), done.lease_owner), ("succeeded", None));
+        assert!(done.finished_at.is_some() && done.started_at.is_some());
+        assert_eq!(store.jobs_for_resource("server:a", PAGE).await.unwrap().1, 2);
+    }
+
+    pub async fn concurrent_workers_claim_each_job_exactly_once(db: &TestDatabase) {
+        let store = db.store().await;
+        for i in 0..24 {
+            store.enqueue_job(&job(Some(&format!("server:{i}")), true)).await.unwrap();
+        }
+        for _ in 0..6 {
+            store.enqueue_job(&job(Some("server:shared"), true)).await.unwrap();
+        }
+        let workers: Vec<_> = (0..6)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    while let Some(j) = store.claim_job(&format!("w{w}"), now(), lease()).await.unwrap() {
+                        mine.push((j.id, j.resource_key));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        let mut ids: Vec<_> = all.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len(), "no job claimed twice");
+        assert_eq!(all.len(), 25, "every free job claimed, and only one of the shared resource's");
+        assert_eq!(all.iter().filter(|(_, r)| r.as_deref() == Some("server:shared")).count(), 1);
+    }
+
+    pub async fn heartbeats_carry_cancellation_and_lost_leases(db: &TestDatabase) {
+        let store = db.store().await;
+        let j = job(Some("site:x"), false);
+        store.enqueue_job(&j).await.unwrap();
+        store.claim_job("w1", now(), lease()).await.unwrap().unwrap();
+        assert_eq!(store.heartbeat_job(&j.id, "w1", lease()).await.unwrap(), Heartbeat::Held);
+        assert_eq!(store.heartbeat_job(&j.id, "intruder", lease()).await.unwrap(), Heartbeat::Lost);
+        assert_eq!(store.cancel_job(&j.id, now()).await.unwrap(), CancelOutcome::Requested);
+        assert_eq!(store.heartbeat_job(&j.id, "w1", lease()).await.unwrap(), Heartbeat::CancelRequested);
+        assert!(!store.finish_job(&j.id, "intruder", &JobEnd::Succeeded, now()).await.unwrap());
+        let end = JobEnd::Cancelled { reason: "cancelled by a user".into() };
+        assert!(store.finish_job(&j.id, "w1", &end, now()).await.unwrap());
+        assert_eq!(store.cancel_job(&j.id, now()).await.unwrap(), CancelOutcome::AlreadyFinished);
+        assert_eq!(store.cancel_job("missing", now()).await.unwrap(), CancelOutcome::NotFound);
+
+        let queued = job(None, true);
+        store.enqueue_job(&queued).await.unwrap();
+        assert_eq!(store.cancel_job(&queued.id, now()).await.unwrap(), CancelOutcome::Cancelled);
+        assert!(store.claim_job("w1", now(), lease()).await.unwrap().is_none(), "a cancelled job never starts");
+        assert_eq!(store.job(&queued.id).await.unwrap().unwrap().status, "cancelled");
+    }
+
+    pub async fn the_reaper_retries_idempotent_jobs_and_fails_the_others(db: &TestDatabase) {
+        let store = db.store().await;
+        let (safe, unsafe_, exhausted) = (job(Some("s:1"), true), job(Some("s:2"), false), job(Some("s:3"), true));
+        for j in [&safe, &unsafe_, &exhausted] {
+            store.enqueue_job(j).await.unwrap();
+        }
+        let short = now() + chrono::Duration::milliseconds(1);
+        for _ in 0..3 {
+            store.claim_job("dead", now(), short).await.unwrap().unwrap();
+        }
+        use_up_attempts(&store, &exhausted.id).await;
+        let later = now() + chrono::Duration::seconds(30);
+        let retry_at = move |_attempts: i64| later;
+        let reaped = store.reap_jobs(now() + chrono::Duration::seconds(1), &retry_at).await.unwrap();
+        assert_eq!(reaped.requeued, vec![safe.id.clone()]);
+        let mut failed = reaped.failed.clone();
+        failed.sort();
+        let mut expected = vec![unsafe_.id.clone(), exhausted.id.clone()];
+        expected.sort();
+        assert_eq!(failed, expected);
+        let u = store.job(&unsafe_.id).await.unwrap().unwrap();
+        assert_eq!((u.status.as_str(), u.failure_reason.as_deref()), ("failed", Some("interrupted")));
+        assert_eq!(store.heartbeat_job(&unsafe_.id, "dead", lease()).await.unwrap(), Heartbeat::Lost);
+        assert!(!store.finish_job(&unsafe_.id, "dead", &JobEnd::Succeeded, now()).await.unwrap());
+        // The requeued job waits for its backoff, then runs again as attempt 2.
+        assert!(store.claim_job("w2", now(), lease()).await.unwrap().is_none());
+        let again = store.claim_job("w2", later + chrono::Duration::seconds(1), lease()).await.unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempts), (safe.id.as_str(), 2));
+        assert!(store.reap_jobs(now(), &retry_at).await.unwrap() == Reaped::default(), "live leases are left alone");
+    }
+
+    /// Uses up a job's attempts through the queue itself: fail-and-retry until the last one.
+    async fn use_up_attempts(store: &Arc<dyn Store>, id: &str) {
+        // The job was claimed once (attempts = 1); two more claim/retry rounds make it 3 = max.
+        for round in 0..2 {
+            let end = JobEnd::Retry { run_at: now() - chrono::Duration::seconds(1), reason: format!("round {round}") };
+            assert!(store.finish_job(id, "dead", &end, now()).await.unwrap());
+            let short = now() + chrono::Duration::milliseconds(1);
+            let claimed = store.claim_job("dead", now(), short).await.unwrap().unwrap();
+            assert_eq!(claimed.id, id);
+        }
+        assert_eq!(store.job(id).await.unwrap().unwrap().attempts, 3);
+    }
+
+    pub async fn job_logs_number_lines_across_appends(db: &TestDatabase) {
+        let store = db.store().await;
+        let j = job(None, true);
+        store.enqueue_job(&j).await.unwrap();
+        store.append_job_log(&j.id, "stdout", &["one".into(), "two".into()], now()).await.unwrap();
+        store.append_job_log(&j.id, "stderr", &["three with 'quotes' and ünïcode".into()], now()).await.unwrap();
+        store.append_job_log(&j.id, "stdout", &[], now()).await.unwrap();
+        let lines = store.job_log(&j.id, 0, 100).await.unwrap();
+        let seen: Vec<(i64, &str, &str)> = lines.iter().map(|l| (l.seq, l.stream.as_str(), l.line.as_str())).collect();
+        assert_eq!(
+            seen,
+            vec![(1, "stdout", "one"), (2, "stdout", "two"), (3, "stderr", "three with 'quotes' and ünïcode")]
+        );
+        assert_eq!(store.job_log(&j.id, 2, 100).await.unwrap().len(), 1);
+        assert_eq!(store.job_log(&j.id, 0, 1).await.unwrap().len(), 1);
+    }
+
     pub async fn reports_its_backend(db: &TestDatabase) {
         let store = db.store().await;
         let expected = match db {
@@ -410,6 +562,11 @@ conformance!(
     idempotency_keys_replay_mismatch_and_expire,
     audit_events_filter_by_visibility_and_fields,
     hot_reads_see_every_write_at_once,
+    jobs_are_claimed_in_order_one_per_resource,
+    concurrent_workers_claim_each_job_exactly_once,
+    heartbeats_carry_cancellation_and_lost_leases,
+    the_reaper_retries_idempotent_jobs_and_fails_the_others,
+    job_logs_number_lines_across_appends,
 );
 
 #[tokio::test]
