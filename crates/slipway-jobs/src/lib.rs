@@ -1,0 +1,227 @@
+//! Durable jobs: every action on a server is a job, stored in Slipway's database, claimed by a
+//! worker with a lease, kept alive by heartbeats, retried with backoff when it is safe to, and
+//! recovered by a reaper when its worker dies. The queue itself lives in the store
+//! (`claim_job`, `heartbeat_job`, `finish_job`, `reap_jobs`); this crate runs it.
+//!
+//! A job's handler gets a [`JobContext`]: its payload, a log that streams to the job's record
+//! (with registered secrets masked), and a cancellation signal it must honour (it fires when a
+//! user cancels, or when the worker loses the lease and someone else may now run the job).
+
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use slipway_core::time::Timestamp;
+use slipway_store::{NewJob, Store, StoreError};
+use tokio::sync::watch;
+
+pub use worker::{Worker, WorkerConfig};
+
+/// How a job's handler can end other than by succeeding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// A failure to report as final: the reason in words, and the remote exit code if any.
+    #[error("{reason}")]
+    Failed { reason: String, exit_code: Option<i64> },
+    /// A failure that may go away (a connection dropped): retried if the job is idempotent and
+    /// has attempts left, else final.
+    #[error("{reason}")]
+    Retryable { reason: String },
+    /// The handler stopped because it was asked to.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl JobError {
+    pub fn failed(reason: impl Into<String>) -> Self {
+        JobError::Failed { reason: reason.into(), exit_code: None }
+    }
+}
+
+/// The code that performs one kind of job. It must be idempotent when jobs of its kind are
+/// enqueued as idempotent (running it twice leaves the same state).
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
+}
+
+/// Handlers by job kind.
+#[derive(Default, Clone)]
+pub struct Registry(HashMap<String, Arc<dyn JobHandler>>);
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(mut self, kind: &str, handler: impl JobHandler) -> Self {
+        self.0.insert(kind.to_string(), Arc::new(handler));
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
+        self.0.get(kind).cloned()
+    }
+}
+
+/// What to enqueue.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub organization_id: Option<String>,
+    /// Jobs with the same key never run at the same time (e.g. `server:<id>`).
+    pub resource_key: Option<String>,
+    /// Whether running it again after an interruption is safe.
+    pub idempotent: bool,
+    pub max_attempts: i64,
+    pub run_at: Option<Timestamp>,
+}
+
+impl JobSpec {
+    pub fn new(kind: &str, payload: impl Serialize) -> Self {
+        JobSpec {
+            kind: kind.into(),
+            payload: serde_json::to_value(payload).expect("job payloads serialise"),
+            organization_id: None,
+            resource_key: None,
+            idempotent: false,
+            max_attempts: 1,
+            run_at: None,
+        }
+    }
+
+    pub fn resource(mut self, key: impl Into<String>) -> Self {
+        self.resource_key = Some(key.into());
+        self
+    }
+
+    pub fn organization(mut self, id: impl Into<String>) -> Self {
+        self.organization_id = Some(id.into());
+        self
+    }
+
+    /// Safe to run again: retried up to `max_attempts` times in all.
+    pub fn idempotent(mut self, max_attempts: i64) -> Self {
+        self.idempotent = true;
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    pub fn at(mut self, run_at: Timestamp) -> Self {
+        self.run_at = Some(run_at);
+        self
+    }
+}
+
+/// Stores a job for a worker to pick up; returns its id.
+pub async fn enqueue(store: &dyn Store, spec: JobSpec) -> Result<String, StoreError> {
+    let id = slipway_core::new_id();
+    let job = NewJob {
+        id: id.clone(),
+        kind: spec.kind,
+        payload: spec.payload.to_string(),
+        organization_id: spec.organization_id,
+        resource_key: spec.resource_key,
+        idempotent: spec.idempotent,
+        max_attempts: spec.max_attempts,
+        run_at: spec.run_at.unwrap_or_else(slipway_core::time::now),
+    };
+    store.enqueue_job(&job).await?;
+    Ok(id)
+}
+
+/// Everything a running handler can use.
+#[derive(Debug)]
+pub struct JobContext {
+    pub id: String,
+    pub kind: String,
+    /// 1 on the first run, 2 on the first retry, …
+    pub attempt: i64,
+    pub payload: serde_json::Value,
+    cancel: watch::Receiver<bool>,
+    log: Arc<LogBuffer>,
+}
+
+impl JobContext {
+    /// Whether the job should stop (cancelled by a user, or its lease was lost).
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Resolves when the job should stop; use it in `select!` around long remote work.
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancel.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Adds a line to the job's log (flushed to the store within half a second).
+    pub fn log(&self, stream: &str, line: impl Into<String>) {
+        self.log.push(stream, line.into());
+    }
+
+    /// Masks every later occurrence of `value` in this job's log.
+    pub fn add_secret(&self, value: impl Into<String>) {
+        self.log.add_secret(value.into());
+    }
+
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_value(self.payload.clone()).map_err(|e| JobError::failed(format!("invalid job payload: {e}")))
+    }
+}
+
+/// Log lines waiting to be written, and the secrets to mask in them.
+#[derive(Debug, Default)]
+pub(crate) struct LogBuffer {
+    lines: Mutex<Vec<(String, String)>>,
+    secrets: Mutex<Vec<String>>,
+}
+
+pub const MASK: &str = "********";
+
+impl LogBuffer {
+    fn add_secret(&self, value: String) {
+        // Very short values would mask ordinary text; they are not secrets worth the name.
+        if value.len() >= 4 {
+            self.secrets.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+        }
+    }
+
+    fn push(&self, stream: &str, line: String) {
+        let mut line = line;
+        for secret in self.secrets.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if line.contains(secret.as_str()) {
+                line = line.replace(secret.as_str(), MASK);
+            }
+        }
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).push((stream.to_string(), line));
+    }
+
+    fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Writes buffered lines, grouped by consecutive stream, in order.
+    pub(crate) async fn flush(&self, store: &dyn Store, job_id: &str) {
+        let lines = self.take();
+        let mut start = 0;
+        while start < lines.len() {
+            let stream = &lines[start].0;
+            let end = lines[start..].iter().position(|(s, _)| s != stream).map_or(lines.len(), |n| start + n);
+            let batch: Vec<String> = lines[start..end].iter().map(|(_, l)| l.clone()).collect();
+            if let Err(e) = store.append_job_log(job_id, stream, &batch, slipway_core::time::now()).await {
+                tracing::warn!(error = %e, job.id = %job_id, "could not write job log lines");
+            }
+            start = end;
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The worker loop: reap, claim while there is capacity, run each job in its own task with a
+//! heartbeat beside it, and record how it ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipway_core::time::{Timestamp, now};
+use slipway_store::{Heartbeat, Job, JobEnd, Store};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::{JobContext, JobError, LogBuffer, Registry};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique per process; recorded as the lease owner.
+    pub worker_id: String,
+    pub concurrency: usize,
+    /// How long a claim lasts without a heartbeat. Much longer than `heartbeat`, so a slow
+    /// database round trip never loses a healthy job.
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// How often to look for due jobs and expired leases.
+    pub poll: Duration,
+    /// How often buffered log lines are written.
+    pub log_flush: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            worker_id: format!("worker-{}", slipway_core::new_id()),
+            concurrency: 8,
+            lease: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            log_flush: Duration::from_millis(500),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(600),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// When attempt `attempts + 1` may start: base × 2^(attempts − 1), capped.
+    pub fn retry_at(&self, attempts: i64) -> Timestamp {
+        let exp = u32::try_from((attempts - 1).clamp(0, 20)).unwrap_or(20);
+        let delay = self.backoff_base.saturating_mul(2u32.saturating_pow(exp)).min(self.backoff_max);
+        now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(600))
+    }
+
+    fn lease_until(&self) -> Timestamp {
+        now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Self {
+        Self { store, registry, config }
+    }
+
+    /// Runs until `shutdown` turns true, then waits for the jobs in flight to end.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut running = JoinSet::new();
+        let mut tick = tokio::time::interval(self.config.poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(worker = %self.config.worker_id, "job worker started");
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = tick.tick() => {}
+                // A slot came free: look for more work at once.
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+            self.reap().await;
+            while let Ok(slot) = slots.clone().try_acquire_owned() {
+                match self.store.claim_job(&self.config.worker_id, now(), self.config.lease_until()).await {
+                    Ok(Some(job)) => {
+                        let span =
+                            tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);
+                        let this = self.clone();
+                        running.spawn(
+                            async move {
+                                this.run_job(job).await;
+                                drop(slot);
+                            }
+                            .instrument(span),
+                        );
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not claim a job");
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!(worker = %self.config.worker_id, in_flight = running.len(), "job worker stopping");
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn reap(&self) {
+        let config = self.config.clone();
+        let retry_at = move |attempts: i64| config.retry_at(attempts);
+        match self.store.reap_jobs(now(), &retry_at).await {
+            Ok(reaped) => {
+                for id in &reaped.requeued {
+                    tracing::warn!(job.id = %id, "job's worker stopped renewing its lease; queued again");
+                }
+                for id in &reaped.failed {
+                    tracing::warn!(job.id = %id, "job's worker stopped renewing its lease; failed as interrupted");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not reap expired jobs"),
+        }
+    }
+
+    async fn run_job(&self, job: Job) {
+        let Some(handler) = self.registry.get(&job.kind) else {
+            let end = JobEnd::Failed { reason: format!("no handler for jobs of kind {:?}", job.kind), exit_code: None };
+            self.finish(&job, end).await;
+            return;
+        };
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let log = Arc::new(LogBuffer::default());
+        let ctx = JobContext {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            attempt: job.attempts,
+            payload: serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null),
+            cancel: cancel_rx,
+            log: log.clone(),
+        };
+        // Its own task, so a panic in a handler is a failed job, not a dead worker.
+        let mut execution = tokio::spawn(async move { handler.run(&ctx).await });
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat);
+        heartbeat.tick().await;
+        let mut flush = tokio::time::interval(self.config.log_flush);
+        let (mut cancel_requested, mut lease_lost) = (false, false);
+        let result = loop {
+            tokio::select! {
+                result = &mut execution => break result,
+                _ = flush.tick() => log.flush(self.store.as_ref(), &job.id).await,
+                _ = heartbeat.tick(), if !lease_lost => {
+                    match self.store.heartbeat_job(&job.id, &self.config.worker_id, self.config.lease_until()).await {
+                        Ok(Heartbeat::Held) => {}
+                        Ok(Heartbeat::CancelRequested) => {
+                            if !cancel_requested {
+                                tracing::info!(job.id = %job.id, "cancellation requested");
+                            }
+                            cancel_requested = true;
+                            let _ = cancel_tx.send(true);
+                        }
+                        Ok(Heartbeat::Lost) => {
+                            tracing::warn!(job.id = %job.id, "lost the job's lease; stopping it");
+                            lease_lost = true;
+                            let _ = cancel_tx.send(true);
+                        }
+                        // A failed renewal is not a lost lease: the lease is long enough to retry.
+                        Err(e) => tracing::warn!(error = %e, job.id = %job.id, "could not renew the job's lease"),
+                    }
+                }
+            }
+        };
+        log.flush(self.store.as_ref(), &job.id).await;
+        if lease_lost {
+            return; // someone else owns the record now
+        }
+        let end = match result {
+            Ok(Ok(())) => JobEnd::Succeeded,
+            Ok(Err(JobError::Cancelled)) => JobEnd::Cancelled { reason: "cancelled by request".into() },
+            Ok(Err(_)) if cancel_requested => JobEnd::Cancelled { reason: "cancelled by request".into() },
+            Ok(Err(JobError::Failed { reason, exit_code })) => JobEnd::Failed { reason, exit_code },
+            Ok(Err(JobError::Retryable { reason })) if job.idempotent && job.attempts < job.max_attempts => {
+                JobEnd::Retry { run_at: self.config.retry_at(job.attempts), reason }
+            }
+            Ok(Err(JobError::Retryable { reason })) => JobEnd::Failed { reason, exit_code: None },
+            Err(join) => {
+                let detail = match join.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "no message".into()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(job.id = %job.id, panic = %detail, "job handler panicked");
+                JobEnd::Failed {
+                    reason: format!("internal error: the job's handler panicked ({detail})"),
+                    exit_code: None,
+                }
+            }
+        };
+        self.finish(&job, end).await;
+    }
+
+    async fn finish(&self, job: &Job, end: JobEnd) {
+        match self.store.finish_job(&job.id, &self.config.worker_id, &end, now()).await {
+            Ok(true) => tracing::info!(job.id = %job.id, outcome = ?end, "job ended"),
+            Ok(false) => tracing::warn!(job.id = %job.id, "job ended after its lease was lost; outcome not recorded"),
+            Err(e) => tracing::error!(error = %e, job.id = %job.id, "could not record how the job ended"),
+        }
+    }
+}

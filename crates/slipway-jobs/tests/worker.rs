@@ -1,0 +1,212 @@
+//! The worker against a real store, on SQLite and PostgreSQL: success, failure, retries with
+//! backoff, panics, cancellation, recovery after a worker dies, exactly-once across two
+//! workers, one job at a time per resource, and masked secrets in logs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use slipway_core::time::now;
+use slipway_jobs::{JobContext, JobError, JobHandler, JobSpec, Registry, Worker, WorkerConfig, enqueue};
+use slipway_store::testing::TestDatabase;
+use slipway_store::{Job, Store};
+use tokio::sync::watch;
+
+/// What the test handlers did, for assertions.
+#[derive(Default)]
+struct Record {
+    runs: Mutex<HashMap<String, usize>>,
+    running_per_resource: Mutex<HashMap<String, usize>>,
+    overlaps: AtomicUsize,
+}
+
+struct Echo(Arc<Record>);
+
+#[async_trait]
+impl JobHandler for Echo {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        *self.0.runs.lock().unwrap().entry(ctx.id.clone()).or_default() += 1;
+        let resource = ctx.payload["resource"].as_str().unwrap_or("").to_string();
+        {
+            let mut running = self.0.running_per_resource.lock().unwrap();
+            let n = running.entry(resource.clone()).or_default();
+            *n += 1;
+            if *n > 1 {
+                self.0.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        ctx.add_secret("hunter2-password");
+        ctx.log("stdout", format!("hello from attempt {}", ctx.attempt));
+        ctx.log("stderr", "connecting with password hunter2-password");
+        tokio::task::yield_now().await;
+        *self.0.running_per_resource.lock().unwrap().get_mut(&resource).unwrap() -= 1;
+        match ctx.payload["mode"].as_str() {
+            Some("fail") => Err(JobError::Failed { reason: "apt-get exited with 100".into(), exit_code: Some(100) }),
+            Some("flaky") if ctx.attempt < 3 => Err(JobError::Retryable { reason: "connection reset".into() }),
+            Some("panic") => panic!("boom"),
+            Some("wait") => {
+                ctx.cancelled().await;
+                Err(JobError::Cancelled)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn fast_config(id: &str) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: id.into(),
+        concurrency: 4,
+        lease: Duration::from_secs(5),
+        heartbeat: Duration::from_millis(50),
+        poll: Duration::from_millis(20),
+        log_flush: Duration::from_millis(20),
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+    }
+}
+
+fn start(store: Arc<dyn Store>, record: Arc<Record>, id: &str) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, rx) = watch::channel(false);
+    let worker = Worker::new(store, Registry::new().register("test.echo", Echo(record)), fast_config(id));
+    (stop, tokio::spawn(worker.run(rx)))
+}
+
+/// Polls until the job reaches a final status, with a deadline.
+async fn finished(store: &dyn Store, id: &str) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        every.tick().await;
+        let job = store.job(id).await.unwrap().unwrap();
+        if matches!(job.status.as_str(), "succeeded" | "failed" | "cancelled") {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {} after 20 s", job.status);
+    }
+}
+
+fn spec(mode: &str, resource: &str) -> JobSpec {
+    JobSpec::new("test.echo", serde_json::json!({"mode": mode, "resource": resource}))
+}
+
+async fn outcomes(db: TestDatabase) {
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let (stop, worker) = start(store.clone(), record.clone(), "w1");
+
+    let ok = enqueue(store.as_ref(), spec("ok", "a")).await.unwrap();
+    let job = finished(store.as_ref(), &ok).await;
+    assert_eq!((job.status.as_str(), job.attempts, job.failure_reason), ("succeeded", 1, None));
+    let log = store.job_log(&ok, 0, 100).await.unwrap();
+    let lines: Vec<&str> = log.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(lines, ["hello from attempt 1", "connecting with password ********"], "secrets are masked");
+
+    let fail = enqueue(store.as_ref(), spec("fail", "b")).await.unwrap();
+    let job = finished(store.as_ref(), &fail).await;
+    assert_eq!(
+        (job.status.as_str(), job.exit_code, job.failure_reason.as_deref()),
+        ("failed", Some(100), Some("apt-get exited with 100"))
+    );
+
+    let flaky = enqueue(store.as_ref(), spec("flaky", "c").idempotent(5)).await.unwrap();
+    let job = finished(store.as_ref(), &flaky).await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 3), "retried with backoff until it worked");
+    let once = enqueue(store.as_ref(), spec("flaky", "d")).await.unwrap();
+    let job = finished(store.as_ref(), &once).await;
+    assert_eq!(
+        (job.status.as_str(), job.failure_reason.as_deref()),
+        ("failed", Some("connection reset")),
+        "not idempotent: no retry"
+    );
+
+    let panics = enqueue(store.as_ref(), spec("panic", "e")).await.unwrap();
+    let job = finished(store.as_ref(), &panics).await;
+    assert_eq!(job.status, "failed");
+    assert!(job.failure_reason.unwrap().contains("panicked (boom)"));
+    let after = enqueue(store.as_ref(), spec("ok", "e")).await.unwrap();
+    assert_eq!(finished(store.as_ref(), &after).await.status, "succeeded", "the worker survived the panic");
+
+    let waiting = enqueue(store.as_ref(), spec("wait", "f")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.job(&waiting).await.unwrap().unwrap().status != "running" {
+        assert!(Instant::now() < deadline, "never started");
+        tokio::task::yield_now().await;
+    }
+    store.cancel_job(&waiting, now()).await.unwrap();
+    let job = finished(store.as_ref(), &waiting).await;
+    assert_eq!((job.status.as_str(), job.failure_reason.as_deref()), ("cancelled", Some("cancelled by request")));
+
+    let unknown = enqueue(store.as_ref(), JobSpec::new("no.such.kind", ())).await.unwrap();
+    let job = finished(store.as_ref(), &unknown).await;
+    assert!(job.failure_reason.unwrap().contains("no handler"));
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker).await.expect("the worker stops").unwrap();
+}
+
+#[tokio::test]
+async fn outcomes_on_sqlite() {
+    outcomes(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn outcomes_on_postgres() {
+    outcomes(TestDatabase::postgres().await).await;
+}
+
+async fn recovery(db: TestDatabase) {
+    let store = db.store().await;
+    // A worker claims two jobs and dies (its lease runs out without a heartbeat).
+    let safe = enqueue(store.as_ref(), spec("ok", "s1").idempotent(3)).await.unwrap();
+    let unsafe_ = enqueue(store.as_ref(), spec("ok", "s2")).await.unwrap();
+    let short = now() + chrono::Duration::milliseconds(100);
+    store.claim_job("dead-worker", now(), short).await.unwrap().unwrap();
+    store.claim_job("dead-worker", now(), short).await.unwrap().unwrap();
+
+    let record = Arc::new(Record::default());
+    let (stop, worker) = start(store.clone(), record.clone(), "w-new");
+    let job = finished(store.as_ref(), &safe).await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 2), "recovered and run again");
+    let job = finished(store.as_ref(), &unsafe_).await;
+    assert_eq!((job.status.as_str(), job.failure_reason.as_deref()), ("failed", Some("interrupted")));
+    assert_eq!(record.runs.lock().unwrap().get(&unsafe_), None, "a non-idempotent job is never run twice");
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn recovery_after_a_worker_dies_on_sqlite() {
+    recovery(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn recovery_after_a_worker_dies_on_postgres() {
+    recovery(TestDatabase::postgres().await).await;
+}
+
+#[tokio::test]
+async fn two_replicas_run_each_job_once_and_one_per_resource_at_a_time() {
+    let db = TestDatabase::postgres().await;
+    let (store1, store2) = (db.store().await, db.connect().await);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(enqueue(store1.as_ref(), spec("ok", &format!("r{}", i % 3))).await.unwrap());
+    }
+    let record = Arc::new(Record::default());
+    let (stop1, w1) = start(store1.clone(), record.clone(), "replica-1");
+    let (stop2, w2) = start(store2, record.clone(), "replica-2");
+    for id in &ids {
+        assert_eq!(finished(store1.as_ref(), id).await.status, "succeeded");
+    }
+    let runs = record.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 30);
+    assert!(runs.values().all(|&n| n == 1), "each job ran exactly once: {runs:?}");
+    assert_eq!(record.overlaps.load(Ordering::SeqCst), 0, "never two jobs at once on one resource");
+    stop1.send(true).unwrap();
+    stop2.send(true).unwrap();
+    w1.await.unwrap();
+    w2.await.unwrap();
+}
