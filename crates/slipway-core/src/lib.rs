@@ -9,6 +9,7 @@ pub mod page;
 pub mod password;
 pub mod secret;
 pub mod secrets_key;
+pub mod server_input;
 pub mod shell;
 pub mod time;
 pub mod token;
