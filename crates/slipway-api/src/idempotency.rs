@@ -1,6 +1,9 @@
-//! `Idempotency-Key` on POST: the first response for a key (per caller, for 24 hours) is stored
-//! and returned again for retries, so a CI pipeline that retries a request does the work once.
-//! The same key with a different request is a 422; while the first is still running, a 409.
+//! `Idempotency-Key` on an authenticated POST: the first response for a key (per token, for 24
+//! hours) is stored and returned again for retries, so a CI pipeline that retries a request does
+//! the work once. The same key with a different request is a 422; while the first is still
+//! running, a 409. Stored responses can hold new secrets (a rotated token), so they are sealed
+//! with the secrets key. Unauthenticated requests (login, refresh) ignore the header: callers
+//! behind one proxy address would share a key space.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -11,7 +14,6 @@ use slipway_core::token::sha256_hex;
 use slipway_store::IdempotencyBegin;
 
 use crate::auth::Principal;
-use crate::auth::middleware::client_ip;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::state::AppState;
@@ -20,6 +22,10 @@ pub const HEADER: &str = "idempotency-key";
 const RETENTION_HOURS: i64 = 24;
 /// Stored responses larger than this are not kept (the request is then simply not idempotent).
 const MAX_STORED_BODY: usize = 256 * 1024;
+
+fn seal_context(principal: &str, key: &str) -> String {
+    format!("idempotency:{principal}:{key}")
+}
 
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
@@ -40,9 +46,8 @@ async fn handle(state: AppState, key: Option<String>, request: Request, next: Ne
                 .into_response()
         },
     )?;
-    let principal = match request.extensions().get::<Principal>() {
-        Some(p) => format!("token:{}", p.token_id),
-        None => format!("ip:{}", client_ip(&request).map(|i| i.to_string()).unwrap_or_default()),
+    let Some(principal) = request.extensions().get::<Principal>().map(|p| format!("token:{}", p.token_id)) else {
+        return Ok(next.run(request).await);
     };
     let limit = request.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(1024 * 1024);
     let (parts, body) = request.into_parts();
@@ -62,6 +67,9 @@ async fn handle(state: AppState, key: Option<String>, request: Request, next: Ne
     match begin {
         IdempotencyBegin::Started => {}
         IdempotencyBegin::Replay { status, content_type, body } => {
+            let body = state.secrets.open(&seal_context(&principal, &key), &body).map_err(|e| {
+                ApiError::internal(format!("stored idempotent response does not open: {e}")).into_response()
+            })?;
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
@@ -97,7 +105,8 @@ async fn handle(state: AppState, key: Option<String>, request: Request, next: Ne
     let keep = parts.status.as_u16() < 500 && parts.status != StatusCode::TOO_MANY_REQUESTS;
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let stored = if keep {
-        state.store.idempotency_finish(&principal, &key, parts.status.as_u16(), content_type, &bytes).await
+        let sealed = state.secrets.seal(&seal_context(&principal, &key), &bytes);
+        state.store.idempotency_finish(&principal, &key, parts.status.as_u16(), content_type, &sealed).await
     } else {
         state.store.idempotency_abandon(&principal, &key).await
     };

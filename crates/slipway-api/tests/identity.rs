@@ -775,3 +775,97 @@ async fn token_use_is_recorded_without_a_write_per_request() {
     assert!(shown["data"]["last_used_at"].is_string());
     let _ = PUBLIC_URL;
 }
+
+#[tokio::test]
+async fn a_narrow_token_cannot_reach_a_wider_token_of_the_same_user() {
+    let app = app().await;
+    let user = app.user("narrow@example.com").await;
+    let wide_id =
+        app.get_as("/api/v1/tokens/current", &user.token).await.json()["data"]["id"].as_str().unwrap().to_string();
+    let narrow = app
+        .token(&user.id, &["token:read", "token:update", "token:delete"], |t| {
+            t.organization_id = Some(user.org_id.clone());
+            t.allowed_ips = Some(r#"["127.0.0.1/32"]"#.into());
+        })
+        .await;
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/tokens/{wide_id}")),
+        (Method::POST, format!("/api/v1/tokens/{wide_id}/rotate")),
+        (Method::PATCH, format!("/api/v1/tokens/{wide_id}")),
+        (Method::DELETE, format!("/api/v1/tokens/{wide_id}")),
+    ] {
+        let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({"allowed_ips": ["10.0.0.0/8"]}));
+        let reply = app.call(method.clone(), &path, Some(&narrow), body).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}: {}", reply.text());
+    }
+    assert_eq!(app.get_as("/api/v1/user", &user.token).await.status, StatusCode::OK, "the wide token is untouched");
+    // The wide token still manages the narrow one, and a token manages itself.
+    let listed = app.get_as("/api/v1/tokens", &user.token).await.json();
+    let narrow_id = listed["data"].as_array().unwrap().iter().find(|t| t["id"] != wide_id.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.get_as(&format!("/api/v1/tokens/{narrow_id}"), &user.token).await.status, StatusCode::OK);
+    assert_eq!(app.get_as(&format!("/api/v1/tokens/{narrow_id}"), &narrow).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn stored_idempotent_responses_hold_no_plain_secret_and_anonymous_keys_are_ignored() {
+    let app = app().await;
+    let user = app.user("sealed@example.com").await;
+    let request = Request::post("/api/v1/tokens")
+        .header("authorization", format!("Bearer {}", user.token))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "sealed-1")
+        .body(Body::from(json!({"name": "ci"}).to_string()))
+        .unwrap();
+    let created = app.send(request).await.json();
+    let secret = created["data"]["plain_text_token"].as_str().unwrap().to_string();
+    let TestDatabase::Sqlite { url, .. } = &app.db else { unreachable!() };
+    let db = std::fs::read(url.trim_start_matches("sqlite://")).unwrap();
+    let wal = std::fs::read(format!("{}-wal", url.trim_start_matches("sqlite://"))).unwrap_or_default();
+    let needle = secret.as_bytes();
+    let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(&db) && !contains(&wal), "the new secret is not stored in clear");
+
+    // Two anonymous logins with the same key are two logins: the key is ignored without a token.
+    let login_with_key = || {
+        let request = Request::post("/api/v1/login")
+            .header("content-type", "application/json")
+            .header("idempotency-key", "shared-key")
+            .body(Body::from(json!({"email": "sealed@example.com", "password": PASSWORD}).to_string()))
+            .unwrap();
+        app.send(request)
+    };
+    let (a, b) = (login_with_key().await.json(), login_with_key().await.json());
+    assert_ne!(a["data"]["id"], b["data"]["id"]);
+}
+
+#[tokio::test]
+async fn a_token_cannot_guess_the_password_faster_than_login_allows() {
+    let app = app().await;
+    let user = app.user("guess@example.com").await;
+    let narrow = app.token(&user.id, &["site:read"], |_| {}).await;
+    for _ in 0..5 {
+        let reply = app.post_as("/api/v1/user/two-factor", &narrow, json!({"password": "guess guess guess"})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let limited = app.post_as("/api/v1/user/two-factor", &narrow, json!({"password": PASSWORD})).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let events = app.get_as("/api/v1/audit-events?action=password_confirmation.failed", &user.token).await.json();
+    assert_eq!(events["meta"]["total"], 5);
+}
+
+#[tokio::test]
+async fn refreshing_honours_the_parent_tokens_network_restriction() {
+    let app = app().await;
+    let user = app.user("net@example.com").await;
+    let parent = app.token(&user.id, &["*"], |t| t.allowed_ips = Some(r#"["127.0.0.0/8"]"#.into())).await;
+    let pair = app.post_as("/api/v1/auth/exchange", &parent, json!({})).await.json();
+    let body = json!({"refresh_token": pair["refresh_token"]});
+    let elsewhere =
+        app.send(from_ip(json_request(Method::POST, "/api/v1/auth/refresh", None, body.clone()), [192, 0, 2, 1])).await;
+    assert_eq!(elsewhere.status, StatusCode::FORBIDDEN);
+    let here = app.send(from_ip(json_request(Method::POST, "/api/v1/auth/refresh", None, body), [127, 0, 0, 1])).await;
+    assert_eq!(here.status, StatusCode::OK, "{}", here.text());
+}

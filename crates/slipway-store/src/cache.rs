@@ -9,11 +9,17 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::model::{AccessToken, OrganizationWithRole, User};
 
 /// Entries per map before the map is simply cleared; far above one instance's active tokens.
 const MAX_ENTRIES: usize = 10_000;
+
+/// A backstop, not the mechanism: eviction makes changes visible at once. If a write is
+/// abandoned mid-flight (its request cancelled) and commits after its eviction ran, a read in
+/// between could cache the old row; entries older than this are read again.
+const MAX_AGE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 pub(crate) struct ReadCache {
@@ -25,16 +31,20 @@ struct Inner {
     /// Bumped by every eviction: a read that started before an eviction must not store its
     /// (possibly stale) result after it.
     generation: u64,
-    tokens_by_hash: HashMap<String, AccessToken>,
-    users: HashMap<String, User>,
-    memberships: HashMap<String, Vec<OrganizationWithRole>>,
+    tokens_by_hash: HashMap<String, (Instant, AccessToken)>,
+    users: HashMap<String, (Instant, User)>,
+    memberships: HashMap<String, (Instant, Vec<OrganizationWithRole>)>,
 }
 
-fn bounded_insert<V>(map: &mut HashMap<String, V>, key: String, value: V) {
+fn bounded_insert<V>(map: &mut HashMap<String, (Instant, V)>, key: String, value: V) {
     if map.len() >= MAX_ENTRIES {
         map.clear();
     }
-    map.insert(key, value);
+    map.insert(key, (Instant::now(), value));
+}
+
+fn fresh<V: Clone>(map: &HashMap<String, (Instant, V)>, key: &str) -> Option<V> {
+    map.get(key).filter(|(at, _)| at.elapsed() < MAX_AGE).map(|(_, v)| v.clone())
 }
 
 impl ReadCache {
@@ -47,7 +57,7 @@ impl ReadCache {
     }
 
     pub fn token(&self, hash: &str) -> Option<AccessToken> {
-        self.lock().tokens_by_hash.get(hash).cloned()
+        fresh(&self.lock().tokens_by_hash, hash)
     }
 
     pub fn put_token(&self, seen_generation: u64, token: &AccessToken) {
@@ -60,11 +70,11 @@ impl ReadCache {
     pub fn evict_token(&self, id: &str) {
         let mut inner = self.lock();
         inner.generation += 1;
-        inner.tokens_by_hash.retain(|_, t| t.id != id);
+        inner.tokens_by_hash.retain(|_, (_, t)| t.id != id);
     }
 
     pub fn user(&self, id: &str) -> Option<User> {
-        self.lock().users.get(id).cloned()
+        fresh(&self.lock().users, id)
     }
 
     pub fn put_user(&self, seen_generation: u64, user: &User) {
@@ -81,7 +91,7 @@ impl ReadCache {
     }
 
     pub fn memberships(&self, user_id: &str) -> Option<Vec<OrganizationWithRole>> {
-        self.lock().memberships.get(user_id).cloned()
+        fresh(&self.lock().memberships, user_id)
     }
 
     pub fn put_memberships(&self, seen_generation: u64, user_id: &str, rows: &[OrganizationWithRole]) {

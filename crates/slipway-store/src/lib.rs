@@ -61,6 +61,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// several replicas race, all of them get the first writer's value.
     async fn init_setting(&self, key: &str, value: &str) -> Result<String, StoreError>;
 
+    /// Replaces a setting only if it still holds `expected`; true when this call replaced it.
+    async fn swap_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool, StoreError>;
+
     // --- users, organisations, memberships ---
 
     async fn count_users(&self) -> StoreResult<i64>;

@@ -724,6 +724,13 @@ macro_rules! impl_store {
                     .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
+            async fn swap_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE settings SET value = $3, updated_at = $4 WHERE key = $1 AND value = $2")
+                    .bind(key).bind(expected).bind(new).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn close(&self) {
                 self.pool.close().await;
             }

@@ -24,6 +24,9 @@ mod cases {
         assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v1"));
         store.put_setting("k", "v2 with 'quotes' and ünïcode").await.unwrap();
         assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v2 with 'quotes' and ünïcode"));
+        assert!(!store.swap_setting("k", "stale", "v3").await.unwrap(), "only from the expected value");
+        assert!(store.swap_setting("k", "v2 with 'quotes' and ünïcode", "v3").await.unwrap());
+        assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v3"));
     }
 
     pub async fn init_setting_keeps_the_first_writer(db: &TestDatabase) {

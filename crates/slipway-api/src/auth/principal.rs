@@ -69,6 +69,11 @@ impl Principal {
         if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now()) {
             return Err(AuthFailure::Invalid);
         }
+        Self::of_token(row)
+    }
+
+    /// What a stored token would be allowed, whether or not it is still active.
+    pub fn of_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
         let abilities: Vec<String> = serde_json::from_str(&row.abilities).map_err(|_| AuthFailure::Invalid)?;
         let abilities = AbilitySet::parse("abilities", &abilities).map_err(|_| AuthFailure::Invalid)?;
         let allowed_ips = json_list(&row.allowed_ips)
@@ -169,6 +174,35 @@ impl Principal {
             )));
         }
         Ok(role)
+    }
+
+    /// Whether this principal may manage (see, edit, revoke, rotate) another token: only one
+    /// it entirely covers, so a narrow token can never reach a wider token's secret or settings.
+    pub fn covers_token(&self, target: &Principal) -> bool {
+        if self.token_id == target.token_id {
+            return true;
+        }
+        let ids_within = |mine: &Option<Vec<String>>, theirs: &Option<Vec<String>>| match (mine, theirs) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => theirs.iter().all(|id| mine.contains(id)),
+        };
+        let nets_within = match (&self.allowed_ips, &target.allowed_ips) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => theirs.iter().all(|net| mine.iter().any(|outer| outer.contains(net))),
+        };
+        let expiry_within = match (self.expires_at, target.expires_at) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => theirs <= mine,
+        };
+        self.abilities.covers(&target.abilities)
+            && self.organization_id.as_ref().is_none_or(|only| target.organization_id.as_ref() == Some(only))
+            && ids_within(&self.server_ids, &target.server_ids)
+            && ids_within(&self.site_ids, &target.site_ids)
+            && nets_within
+            && expiry_within
     }
 
     /// Whether the token's resource restrictions let it touch this server / site.

@@ -75,7 +75,7 @@ async fn count_auth_attempt(
     report: Option<&RateLimitReport>,
 ) -> Result<(), ApiError> {
     let limit = state.config.rate_limits.auth_per_minute;
-    let mut keys = vec![format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default())];
+    let mut keys: Vec<String> = ip.map(|i| format!("ip:{i}")).into_iter().collect();
     if let Some(account) = account {
         keys.push(format!("account:{}", account.to_lowercase()));
     }
@@ -173,8 +173,11 @@ pub async fn run_setup(state: &AppState, body: SetupRequest, ip: Option<IpAddr>)
     let account = validate_account(&body.email, &body.name, &body.password, &mut errors);
     errors.into_result()?;
     let account = account.expect("valid when there are no errors");
-    // Retire the code first: a concurrent second attempt then fails instead of racing.
-    state.store.put_setting(SETUP_CODE_SETTING, "").await?;
+    // Spend the code atomically: of two concurrent attempts, only one gets past this point.
+    let stored = state.store.setting(SETUP_CODE_SETTING).await?.unwrap_or_default();
+    if stored.is_empty() || !state.store.swap_setting(SETUP_CODE_SETTING, &stored, "").await? {
+        return Err(ApiError::validation("code", "The setup code is invalid or was already used."));
+    }
     let (user, organization_id) = create_account(state, account, &body.organization).await?;
     let (row, plain) = issue(state, None, login_token(&user.id, "setup", "setup", None, None)).await?;
     Ok(SetupResult {
@@ -401,12 +404,28 @@ pub struct TwoFactorEnrolment {
     pub otpauth_uri: String,
 }
 
-async fn confirm_password(state: &AppState, principal: &Principal, password: &str) -> Result<User, ApiError> {
+/// Checks the account password for a security change. It counts against the login limit for
+/// the account, so a stolen token cannot be used to guess the password faster than a login can.
+async fn confirm_password(
+    state: &AppState,
+    principal: &Principal,
+    password: &str,
+    audit: &AuditSlot,
+) -> Result<User, ApiError> {
     let user = state.store.user(principal.user_id()?).await?.ok_or(ApiError::NotFound)?;
+    count_auth_attempt(state, None, Some(&user.email), None).await?;
     let (hash, password) = (user.password_hash.clone(), password.to_string());
     let ok =
         tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
-    if ok { Ok(user) } else { Err(ApiError::validation("password", "The password is incorrect.")) }
+    if ok {
+        Ok(user)
+    } else {
+        audit.note(|n| {
+            n.action = Some("password_confirmation.failed".into());
+            n.detail = Some("wrong password for a two-factor change".into());
+        });
+        Err(ApiError::validation("password", "The password is incorrect."))
+    }
 }
 
 /// Start enrolling in two-factor authentication: returns a new secret. 2FA is on only after
@@ -420,9 +439,10 @@ async fn confirm_password(state: &AppState, principal: &Principal, password: &st
 pub async fn enrol_two_factor(
     State(state): State<AppState>,
     principal: Principal,
+    audit: AuditSlot,
     Json(body): Json<PasswordConfirmation>,
 ) -> Result<Data<TwoFactorEnrolment>, ApiError> {
-    let user = confirm_password(&state, &principal, &body.password).await?;
+    let user = confirm_password(&state, &principal, &body.password, &audit).await?;
     if user.totp_enabled {
         return Err(ApiError::Conflict("Two-factor authentication is already enabled; disable it first.".into()));
     }
@@ -505,7 +525,7 @@ pub async fn disable_two_factor(
     audit: AuditSlot,
     Json(body): Json<DisableTwoFactor>,
 ) -> Result<axum::Json<crate::routes::tokens::Message>, ApiError> {
-    let user = confirm_password(&state, &principal, &body.password).await?;
+    let user = confirm_password(&state, &principal, &body.password, &audit).await?;
     if !user.totp_enabled {
         return Err(ApiError::Conflict("Two-factor authentication is not enabled.".into()));
     }

@@ -134,10 +134,15 @@ pub struct RefreshRequest {
 #[utoipa::path(
     post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = crate::error::ErrorBody))
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = crate::error::ErrorBody),
+        (status = 403, description = "The parent token may not be used from this address", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn refresh(
     State(state): State<AppState>,
+    ip: crate::routes::account::ClientIp,
     audit: AuditSlot,
     Json(body): Json<RefreshRequest>,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
@@ -158,6 +163,13 @@ pub async fn refresh(
     let token_id = state.store.active_token_family(&row.family_id).await?.ok_or_else(invalid)?;
     let parent = state.store.token(&token_id).await?.ok_or_else(invalid)?;
     let principal = Principal::from_active_token(&parent).map_err(|_| invalid())?;
+    // The parent's network restriction holds for renewing too, not only for using the JWT.
+    if let Some(allowed) = &principal.allowed_ips {
+        let client = ip.as_ref().map(|c| c.0.0.ip());
+        if !client.is_some_and(|ip| allowed.iter().any(|net| net.contains(&ip))) {
+            return Err(ApiError::Forbidden("This token may not be used from your network address.".into()));
+        }
+    }
     let (next, plain) = new_refresh(&row.family_id, &state);
     if !state.store.use_refresh_token(&row.id, now(), &next).await? {
         // Lost a race with another use of the same token: that is reuse too.

@@ -293,7 +293,12 @@ impl FromRequestParts<AppState> for OwnToken {
         let user = principal.user_id()?;
         match state.store.token(&id).await? {
             Some(t) if t.user_id.as_deref() == Some(user) && t.kind == "personal" && t.revoked_at.is_none() => {
-                Ok(OwnToken(t))
+                // Only a token the caller entirely covers: a narrow token must not reach (nor
+                // rotate and receive the secret of) a wider one of the same user.
+                match Principal::of_token(&t) {
+                    Ok(target) if principal.covers_token(&target) => Ok(OwnToken(t)),
+                    _ => Err(ApiError::NotFound),
+                }
             }
             _ => Err(ApiError::NotFound),
         }

@@ -1,0 +1,102 @@
+//! Reaching a server: run a script there and stream its output, over SSH (russh) or on the
+//! machine Slipway runs on. Scripts are built from reviewed templates in which every user value
+//! is a validated newtype passed through `slipway_core::shell::quote`; this crate only carries
+//! them.
+
+mod local;
+mod ssh;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+pub use local::LocalTransport;
+pub use ssh::{SshConnection, SshKeypair, SshTarget, SshTimeouts, fingerprint};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// How a script ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The script's exit status; `None` when it was ended by a signal.
+    pub code: Option<u32>,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    #[error("cannot connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+    #[error(
+        "the server's host key changed (pinned {expected}, presented {presented}); refusing to connect. \
+         If the server was reinstalled, accept the new key through the API."
+    )]
+    HostKeyMismatch { expected: String, presented: String },
+    #[error("the server refused Slipway's key for user {user}; authorise the public key shown in the API")]
+    AuthenticationFailed { user: String },
+    #[error("no output and no exit within {0:?}; the command was stopped")]
+    Timeout(Duration),
+    #[error("the connection dropped: {0}")]
+    Disconnected(String),
+    #[error("stopped because it was cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Where scripts run.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Runs `script` with `sh -s`, calling `output` for every line as it arrives. Stops the
+    /// script (and reports so) when `cancel` turns true or when nothing happens for `idle`.
+    async fn run(
+        &self,
+        script: &str,
+        output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
+        cancel: watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Exit, RemoteError>;
+}
+
+/// Splits a byte stream into lines as chunks arrive (lossy UTF-8), keeping partial lines.
+#[derive(Debug, Default)]
+pub(crate) struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(&str)) {
+        self.pending.extend_from_slice(data);
+        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            emit(text.trim_end_matches('\r'));
+        }
+    }
+
+    pub fn finish(&mut self, mut emit: impl FnMut(&str)) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            emit(&String::from_utf8_lossy(&rest));
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Running scripts on the machine Slipway itself runs on (the "localhost" server).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::{Exit, LineSplitter, RemoteError, Stream, Transport};
+
+#[derive(Debug, Clone, Default)]
+pub struct LocalTransport;
+
+#[async_trait]
+impl Transport for LocalTransport {
+    async fn run(
+        &self,
+        script: &str,
+        output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
+        mut cancel: watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Exit, RemoteError> {
+        let mut child = Command::new("sh")
+            .arg("-s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so stopping it stops everything it started.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RemoteError::Io(format!("cannot start sh: {e}")))?;
+        let pid = child.id();
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(script.as_bytes()).await.map_err(|e| RemoteError::Io(e.to_string()))?;
+        drop(stdin);
+        let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let (mut out_lines, mut err_lines) = (LineSplitter::default(), LineSplitter::default());
+        let (mut out_buf, mut err_buf) = ([0u8; 8192], [0u8; 8192]);
+        let (mut out_open, mut err_open) = (true, true);
+        let stop = |signal: &str| {
+            if let Some(pid) = pid {
+                let _ = std::process::Command::new("kill").arg(format!("-{signal}")).arg(format!("-{pid}")).status();
+            }
+        };
+        while out_open || err_open {
+            tokio::select! {
+                n = out.read(&mut out_buf), if out_open => match n {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(n) => out_lines.push(&out_buf[..n], |l| output(Stream::Stdout, l)),
+                },
+                n = err.read(&mut err_buf), if err_open => match n {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => err_lines.push(&err_buf[..n], |l| output(Stream::Stderr, l)),
+                },
+                _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
+                    stop("KILL");
+                    let _ = child.wait().await;
+                    return Err(RemoteError::Cancelled);
+                }
+                _ = tokio::time::sleep(idle) => {
+                    stop("KILL");
+                    let _ = child.wait().await;
+                    return Err(RemoteError::Timeout(idle));
+                }
+            }
+        }
+        out_lines.finish(|l| output(Stream::Stdout, l));
+        err_lines.finish(|l| output(Stream::Stderr, l));
+        let status = child.wait().await.map_err(|e| RemoteError::Io(e.to_string()))?;
+        Ok(Exit { code: status.code().and_then(|c| u32::try_from(c).ok()) })
+    }
+}

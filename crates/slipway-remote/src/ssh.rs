@@ -1,0 +1,242 @@
+//! SSH with pinned host keys, key authentication, timeouts and keepalives; one connection per
+//! server with a channel per script, so scripts can run in parallel over it.
+//!
+//! Trust model: the host key a server presents at first contact is returned to the caller to be
+//! recorded (trust on first use, as the user authorised Slipway's key on that server a moment
+//! before); every later connection must present exactly that key, or it is refused with both
+//! fingerprints in the error.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::client::{self, Handle};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect, Sig};
+use slipway_core::Secret;
+use slipway_core::server_input::{Host, UnixUser};
+use tokio::sync::watch;
+
+use crate::{Exit, LineSplitter, RemoteError, Stream, Transport};
+
+/// An Ed25519 key pair for logging in to servers. The private half is a [`Secret`]: store it
+/// sealed with the secrets key, never in clear.
+#[derive(Debug, Clone)]
+pub struct SshKeypair {
+    private_openssh: Secret<String>,
+    public_openssh: String,
+}
+
+impl SshKeypair {
+    pub fn generate() -> Self {
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("Ed25519 key generation");
+        Self::from_key(&key)
+    }
+
+    fn from_key(key: &PrivateKey) -> Self {
+        let private = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).expect("encode private key");
+        let public = key.public_key().to_openssh().expect("encode public key");
+        SshKeypair { private_openssh: Secret::new(private.to_string()), public_openssh: public }
+    }
+
+    pub fn from_private_openssh(text: &str) -> Result<Self, String> {
+        let key = PrivateKey::from_openssh(text).map_err(|e| format!("invalid private key: {e}"))?;
+        Ok(Self::from_key(&key))
+    }
+
+    pub fn private_openssh(&self) -> &Secret<String> {
+        &self.private_openssh
+    }
+
+    /// `ssh-ed25519 AAAA…`, for `authorized_keys`.
+    pub fn public_openssh(&self) -> &str {
+        &self.public_openssh
+    }
+
+    fn private_key(&self) -> PrivateKey {
+        PrivateKey::from_openssh(self.private_openssh.expose()).expect("a stored key parses")
+    }
+}
+
+/// `SHA256:…` of a public key in OpenSSH form.
+pub fn fingerprint(public_openssh: &str) -> Option<String> {
+    PublicKey::from_openssh(public_openssh).ok().map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+}
+
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub host: Host,
+    pub port: u16,
+    pub user: UnixUser,
+    /// The host key recorded at first contact (OpenSSH form); `None` before it.
+    pub pinned_host_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshTimeouts {
+    pub connect: Duration,
+    pub keepalive: Duration,
+    /// Keepalives that may go unanswered before the connection counts as dropped.
+    pub keepalive_max: usize,
+}
+
+impl Default for SshTimeouts {
+    fn default() -> Self {
+        SshTimeouts { connect: Duration::from_secs(10), keepalive: Duration::from_secs(15), keepalive_max: 3 }
+    }
+}
+
+struct Pinning {
+    expected: Option<PublicKey>,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Pinning {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false); // host certificates are not part of the trust model
+        };
+        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
+        Ok(match &self.expected {
+            None => true,
+            Some(pinned) => pinned.key_data() == key.key_data(),
+        })
+    }
+}
+
+/// An authenticated connection to one server.
+pub struct SshConnection {
+    handle: Handle<Pinning>,
+    /// The key the server presented (OpenSSH form), to pin after a first contact.
+    pub host_key: String,
+    address: String,
+}
+
+impl std::fmt::Debug for SshConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConnection").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl SshConnection {
+    pub async fn connect(
+        target: &SshTarget,
+        keypair: &SshKeypair,
+        timeouts: &SshTimeouts,
+    ) -> Result<SshConnection, RemoteError> {
+        let address = format!("{}:{}", target.host.as_str(), target.port);
+        let expected = match &target.pinned_host_key {
+            Some(text) => Some(
+                PublicKey::from_openssh(text)
+                    .map_err(|e| RemoteError::Io(format!("the pinned host key is invalid: {e}")))?,
+            ),
+            None => None,
+        };
+        let presented = Arc::new(Mutex::new(None));
+        let handler = Pinning { expected: expected.clone(), presented: presented.clone() };
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(timeouts.keepalive),
+            keepalive_max: timeouts.keepalive_max,
+            inactivity_timeout: None,
+            ..Default::default()
+        });
+        let connecting = client::connect(config, (target.host.as_str(), target.port), handler);
+        let result = tokio::time::timeout(timeouts.connect, connecting).await;
+        let seen = presented.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut handle = match result {
+            Err(_) => {
+                return Err(RemoteError::Connect {
+                    address,
+                    reason: format!("no answer within {:?}", timeouts.connect),
+                });
+            }
+            Ok(Ok(handle)) => handle,
+            Ok(Err(e)) => {
+                if let (Some(expected), Some(seen)) = (&expected, &seen)
+                    && expected.key_data() != seen.key_data()
+                {
+                    return Err(RemoteError::HostKeyMismatch {
+                        expected: expected.fingerprint(HashAlg::Sha256).to_string(),
+                        presented: seen.fingerprint(HashAlg::Sha256).to_string(),
+                    });
+                }
+                return Err(RemoteError::Connect { address, reason: e.to_string() });
+            }
+        };
+        let host_key = seen.and_then(|k| k.to_openssh().ok()).unwrap_or_default();
+        let key = Arc::new(keypair.private_key());
+        let hash =
+            handle.best_supported_rsa_hash().await.map_err(|e| RemoteError::Disconnected(e.to_string()))?.flatten();
+        let auth = tokio::time::timeout(
+            timeouts.connect,
+            handle.authenticate_publickey(target.user.as_str(), PrivateKeyWithHashAlg::new(key, hash)),
+        )
+        .await
+        .map_err(|_| RemoteError::Connect {
+            address: address.clone(),
+            reason: "authentication did not finish in time".into(),
+        })?
+        .map_err(|e| RemoteError::Disconnected(e.to_string()))?;
+        if !auth.success() {
+            return Err(RemoteError::AuthenticationFailed { user: target.user.as_str().into() });
+        }
+        Ok(SshConnection { handle, host_key, address })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    pub async fn close(&self) {
+        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+#[async_trait]
+impl Transport for SshConnection {
+    async fn run(
+        &self,
+        script: &str,
+        output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
+        mut cancel: watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Exit, RemoteError> {
+        let dropped = |e: russh::Error| RemoteError::Disconnected(e.to_string());
+        let mut channel = self.handle.channel_open_session().await.map_err(dropped)?;
+        channel.exec(true, "sh -s").await.map_err(dropped)?;
+        channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
+        channel.eof().await.map_err(dropped)?;
+        let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
+        let mut code = None;
+        loop {
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => out.push(&data, |l| output(Stream::Stdout, l)),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => err.push(&data, |l| output(Stream::Stderr, l)),
+                    Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status),
+                    Some(ChannelMsg::ExitSignal { .. }) => code = None,
+                    Some(_) => {}
+                    None => break,
+                },
+                _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
+                    let _ = channel.signal(Sig::KILL).await;
+                    let _ = channel.close().await;
+                    return Err(RemoteError::Cancelled);
+                }
+                _ = tokio::time::sleep(idle) => {
+                    let _ = channel.signal(Sig::KILL).await;
+                    let _ = channel.close().await;
+                    return Err(RemoteError::Timeout(idle));
+                }
+            }
+        }
+        out.finish(|l| output(Stream::Stdout, l));
+        err.finish(|l| output(Stream::Stderr, l));
+        if self.handle.is_closed() && code.is_none() {
+            return Err(RemoteError::Disconnected(format!("connection to {} closed during the command", self.address)));
+        }
+        Ok(Exit { code })
+    }
+}
