@@ -161,7 +161,10 @@ impl JobContext {
     /// Resolves when the job should stop; use it in `select!` around long remote work.
     pub async fn cancelled(&self) {
         let mut rx = self.cancel.clone();
-        let _ = rx.wait_for(|stop| *stop).await;
+        // A worker that is gone cannot ask to stop; that is not a request to stop.
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Adds a line to the job's log (flushed to the store within half a second).

@@ -77,6 +77,14 @@ pub trait Transport: Send + Sync {
     ) -> Result<Exit, RemoteError>;
 }
 
+/// Resolves when cancellation is asked for. A sender that is gone can no longer ask, so that
+/// never counts as a cancellation.
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Splits a byte stream into lines as chunks arrive (lossy UTF-8), keeping partial lines.
 #[derive(Debug, Default)]
 pub(crate) struct LineSplitter {

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use crate::{Exit, LineSplitter, RemoteError, Stream, Transport};
+use crate::{Exit, LineSplitter, RemoteError, Stream, Transport, cancelled};
 
 #[derive(Debug, Clone, Default)]
 pub struct LocalTransport;
@@ -42,7 +42,8 @@ impl Transport for LocalTransport {
         let (mut out_open, mut err_open) = (true, true);
         let stop = |signal: &str| {
             if let Some(pid) = pid {
-                let _ = std::process::Command::new("kill").arg(format!("-{signal}")).arg(format!("-{pid}")).status();
+                // `--` so that the negative number (the process group) is not read as a signal.
+                let _ = std::process::Command::new("kill").args(["-s", signal, "--", &format!("-{pid}")]).status();
             }
         };
         while out_open || err_open {
@@ -55,7 +56,7 @@ impl Transport for LocalTransport {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(n) => err_lines.push(&err_buf[..n], |l| output(Stream::Stderr, l)),
                 },
-                _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
+                _ = cancelled(&mut cancel) => {
                     stop("KILL");
                     let _ = child.wait().await;
                     return Err(RemoteError::Cancelled);

@@ -12,12 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use russh::client::{self, Handle};
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, Disconnect, Sig};
+use russh::{ChannelMsg, Disconnect};
 use slipway_core::Secret;
 use slipway_core::server_input::{Host, UnixUser};
 use tokio::sync::watch;
 
-use crate::{Exit, LineSplitter, RemoteError, Stream, Transport};
+use crate::{Exit, LineSplitter, RemoteError, Stream, Transport, cancelled};
 
 /// An Ed25519 key pair for logging in to servers. The private half is a [`Secret`]: store it
 /// sealed with the secrets key, never in clear.
@@ -194,6 +194,23 @@ impl SshConnection {
     }
 }
 
+/// Runs the script read from stdin as a session leader that first prints its process group.
+const REMOTE_WRAPPER: &str = "setsid -w sh -c 'echo \"slipway-pgid $$\"; exec sh -s'";
+const PGID_MARKER: &str = "slipway-pgid ";
+/// How long a stop waits for the process group to be reported (it is the script's first line).
+const PGID_WAIT: Duration = Duration::from_secs(2);
+
+impl SshConnection {
+    /// Kills a remote process group over a channel of its own.
+    async fn kill_group(&self, pgid: u32) {
+        let Ok(mut channel) = self.handle.channel_open_session().await else { return };
+        // `pgid` is a number we parsed, so the command is fixed text plus digits.
+        if channel.exec(true, format!("kill -s KILL -- -{pgid}")).await.is_ok() {
+            while channel.wait().await.is_some() {}
+        }
+    }
+}
+
 #[async_trait]
 impl Transport for SshConnection {
     async fn run(
@@ -205,30 +222,59 @@ impl Transport for SshConnection {
     ) -> Result<Exit, RemoteError> {
         let dropped = |e: russh::Error| RemoteError::Disconnected(e.to_string());
         let mut channel = self.handle.channel_open_session().await.map_err(dropped)?;
-        channel.exec(true, "sh -s").await.map_err(dropped)?;
+        // The script runs as the leader of a session of its own and first reports its process
+        // group, so that stopping it (cancel, timeout) can kill everything it started: OpenSSH
+        // does not honour signal requests in every configuration, and closing the channel does
+        // not stop a process that is not writing.
+        channel.exec(true, REMOTE_WRAPPER).await.map_err(dropped)?;
         channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
         channel.eof().await.map_err(dropped)?;
         let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
         let mut code = None;
+        let mut pgid: Option<u32> = None;
+        // Set when asked to stop before the process group was known: keep reading until it is.
+        let mut stopping: Option<(RemoteError, tokio::time::Instant)> = None;
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
         loop {
+            if let (Some(id), Some(_)) = (pgid, &stopping) {
+                self.kill_group(id).await;
+                let _ = channel.close().await;
+                return Err(stopping.take().expect("checked").0);
+            }
+            let give_up = stopping.as_ref().map(|(_, at)| *at);
             tokio::select! {
                 msg = channel.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => out.push(&data, |l| output(Stream::Stdout, l)),
-                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => err.push(&data, |l| output(Stream::Stderr, l)),
+                    Some(ChannelMsg::Data { data }) => {
+                        // Output means the command is alive: the idle timeout starts again.
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        out.push(&data, |l| match l.strip_prefix(PGID_MARKER) {
+                            Some(id) if pgid.is_none() => pgid = id.trim().parse().ok(),
+                            _ => output(Stream::Stdout, l),
+                        })
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        err.push(&data, |l| output(Stream::Stderr, l))
+                    }
                     Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status),
                     Some(ChannelMsg::ExitSignal { .. }) => code = None,
                     Some(_) => {}
-                    None => break,
+                    None => match stopping.take() {
+                        Some((reason, _)) => return Err(reason),
+                        None => break,
+                    },
                 },
-                _ = async { let _ = cancel.wait_for(|c| *c).await; } => {
-                    let _ = channel.signal(Sig::KILL).await;
-                    let _ = channel.close().await;
-                    return Err(RemoteError::Cancelled);
+                _ = cancelled(&mut cancel), if stopping.is_none() => {
+                    stopping = Some((RemoteError::Cancelled, tokio::time::Instant::now() + PGID_WAIT));
                 }
-                _ = tokio::time::sleep(idle) => {
-                    let _ = channel.signal(Sig::KILL).await;
+                _ = &mut idle_timer, if stopping.is_none() => {
+                    stopping = Some((RemoteError::Timeout(idle), tokio::time::Instant::now() + PGID_WAIT));
+                }
+                _ = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                    // The wrapper never reported its group (no setsid?): close and report.
                     let _ = channel.close().await;
-                    return Err(RemoteError::Timeout(idle));
+                    return Err(stopping.take().expect("checked").0);
                 }
             }
         }

@@ -1,0 +1,261 @@
+//! The transports against real peers: a real OpenSSH sshd started by the test on a loopback
+//! port with its own host key, and the local shell. Every process the test starts it also ends,
+//! by PID.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use slipway_core::server_input::{Host, UnixUser};
+use slipway_remote::{
+    Exit, LocalTransport, RemoteError, SshConnection, SshKeypair, SshTarget, SshTimeouts, Stream, Transport,
+};
+use tokio::sync::watch;
+
+struct Sshd {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+    host_key_public: String,
+}
+
+impl Sshd {
+    /// Starts sshd on a free loopback port, trusting `authorized` for root.
+    fn start(authorized: &[&str]) -> Sshd {
+        let dir = std::env::temp_dir().join(format!("slipway-sshd-{}", slipway_core::new_id().to_lowercase()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let key = dir.join("host_ed25519");
+        let status =
+            Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+        assert!(status.success());
+        std::fs::write(dir.join("authorized_keys"), authorized.join("\n") + "\n").unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {dir}/sshd.pid\nAuthorizedKeysFile {dir}/authorized_keys\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             StrictModes no\nLogLevel ERROR\n",
+            key = key.display(),
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .spawn()
+            .expect("start sshd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen within 10 s");
+            std::thread::yield_now();
+        }
+        let host_key_public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let host_key_public = host_key_public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        Sshd { dir, port, child, host_key_public }
+    }
+
+    fn target(&self, pinned: Option<String>) -> SshTarget {
+        SshTarget {
+            host: Host::parse("127.0.0.1").unwrap(),
+            port: self.port,
+            user: UnixUser::parse("root").unwrap(),
+            pinned_host_key: pinned,
+        }
+    }
+
+    /// Ends the per-connection sshd processes (children of our listener), dropping sessions.
+    fn drop_sessions(&self) {
+        let _ = Command::new("pkill").args(["-KILL", "-P", &self.child.id().to_string()]).status();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.drop_sessions();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn run(t: &dyn Transport, script: &str, idle: Duration) -> (Result<Exit, RemoteError>, Vec<(Stream, String)>) {
+    let (_tx, rx) = watch::channel(false);
+    let mut lines = Vec::new();
+    let result = t.run(script, &mut |s, l| lines.push((s, l.to_string())), rx, idle).await;
+    (result, lines)
+}
+
+fn process_running(marker: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", marker])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) for a process to disappear.
+async fn gone(marker: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    while Instant::now() < deadline {
+        every.tick().await;
+        if !process_running(marker) {
+            return true;
+        }
+    }
+    false
+}
+
+async fn common_behaviour(t: &dyn Transport, label: &str) {
+    let (result, lines) =
+        run(t, "echo hello\necho 'to stderr' >&2\nprintf 'no newline'\nexit 3\n", Duration::from_secs(10)).await;
+    assert_eq!(result.unwrap(), Exit { code: Some(3) }, "{label}");
+    assert!(lines.contains(&(Stream::Stdout, "hello".into())), "{label}: {lines:?}");
+    assert!(lines.contains(&(Stream::Stderr, "to stderr".into())), "{label}: {lines:?}");
+    assert!(lines.contains(&(Stream::Stdout, "no newline".into())), "{label}: {lines:?}");
+
+    // A command that keeps printing is not idle, however long it runs in all.
+    let (result, lines) =
+        run(t, "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.2; done\n", Duration::from_millis(600)).await;
+    assert!(result.unwrap().success(), "{label}");
+    assert_eq!(lines.len(), 6, "{label}");
+
+    // A stalled command ends at the idle timeout, and the process is gone.
+    let marker = format!("sleep 31.{}", std::process::id() % 1000);
+    let started = Instant::now();
+    let (result, _) = run(t, &format!("{marker}\n"), Duration::from_millis(700)).await;
+    assert_eq!(result.unwrap_err(), RemoteError::Timeout(Duration::from_millis(700)), "{label}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{label}: no hang");
+    assert!(gone(&marker).await, "{label}: the stalled process was stopped");
+
+    // Cancellation stops the remote process too.
+    let marker = format!("sleep 32.{}", std::process::id() % 1000);
+    let (tx, rx) = watch::channel(false);
+    let script = format!("echo started\n{marker}\n");
+    let mut lines = Vec::new();
+    let cancel_soon = async {
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            every.tick().await;
+            if process_running(&marker) {
+                tx.send(true).unwrap();
+                break;
+            }
+        }
+    };
+    let mut collect = |s: Stream, l: &str| lines.push((s, l.to_string()));
+    let (result, ()) = tokio::join!(t.run(&script, &mut collect, rx, Duration::from_secs(30)), cancel_soon);
+    assert_eq!(result.unwrap_err(), RemoteError::Cancelled, "{label}");
+    assert!(gone(&marker).await, "{label}: the cancelled process was stopped");
+}
+
+#[tokio::test]
+async fn ssh_pins_host_keys_streams_output_and_stops_stalled_or_cancelled_commands() {
+    let slipway_key = SshKeypair::generate();
+    let sshd = Sshd::start(&[slipway_key.public_openssh()]);
+    let timeouts = SshTimeouts { connect: Duration::from_secs(5), ..Default::default() };
+
+    // First contact: the presented host key is returned for pinning.
+    let first = SshConnection::connect(&sshd.target(None), &slipway_key, &timeouts).await.unwrap();
+    assert_eq!(first.host_key, sshd.host_key_public);
+    common_behaviour(&first, "ssh").await;
+
+    // Several scripts at once over the one connection, each on its own channel.
+    let (a, b, c) = tokio::join!(
+        run(&first, "sleep 0.2; echo one\n", Duration::from_secs(10)),
+        run(&first, "sleep 0.2; echo two\n", Duration::from_secs(10)),
+        run(&first, "sleep 0.2; echo three\n", Duration::from_secs(10)),
+    );
+    for ((result, lines), word) in [(a, "one"), (b, "two"), (c, "three")] {
+        assert!(result.unwrap().success());
+        assert_eq!(lines, vec![(Stream::Stdout, word.to_string())]);
+    }
+
+    // The pinned key is accepted; another is refused with both fingerprints.
+    let pinned =
+        SshConnection::connect(&sshd.target(Some(first.host_key.clone())), &slipway_key, &timeouts).await.unwrap();
+    assert!(run(&pinned, "true\n", Duration::from_secs(5)).await.0.unwrap().success());
+    let impostor = SshKeypair::generate();
+    let err = SshConnection::connect(&sshd.target(Some(impostor.public_openssh().into())), &slipway_key, &timeouts)
+        .await
+        .unwrap_err();
+    match &err {
+        RemoteError::HostKeyMismatch { expected, presented } => {
+            assert_eq!(Some(expected.clone()), slipway_remote::fingerprint(impostor.public_openssh()));
+            assert_eq!(Some(presented.clone()), slipway_remote::fingerprint(&sshd.host_key_public));
+        }
+        other => panic!("expected a host key mismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("accept the new key"));
+
+    // A key the server does not trust.
+    let stranger = SshKeypair::generate();
+    let err = SshConnection::connect(&sshd.target(None), &stranger, &timeouts).await.unwrap_err();
+    assert_eq!(err, RemoteError::AuthenticationFailed { user: "root".into() });
+
+    // A dropped connection ends the command with a reason, not a hang.
+    let doomed =
+        SshConnection::connect(&sshd.target(Some(first.host_key.clone())), &slipway_key, &timeouts).await.unwrap();
+    let (tx, rx) = watch::channel(false);
+    let drop_it = async {
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        every.tick().await;
+        every.tick().await;
+        sshd.drop_sessions();
+    };
+    let mut sink = |_: Stream, _: &str| {};
+    let (result, ()) = tokio::join!(doomed.run("sleep 20\n", &mut sink, rx, Duration::from_secs(30)), drop_it);
+    assert!(matches!(result, Err(RemoteError::Disconnected(_)) | Ok(Exit { code: None })), "{result:?}");
+    drop(tx);
+}
+
+#[tokio::test]
+async fn ssh_to_a_server_that_never_answers_fails_within_the_connect_timeout() {
+    // A listener that accepts and then says nothing (no SSH banner ever arrives).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let target = SshTarget {
+        host: Host::parse("127.0.0.1").unwrap(),
+        port,
+        user: UnixUser::parse("root").unwrap(),
+        pinned_host_key: None,
+    };
+    let timeouts = SshTimeouts { connect: Duration::from_millis(800), ..Default::default() };
+    let started = Instant::now();
+    let err = SshConnection::connect(&target, &SshKeypair::generate(), &timeouts).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("no answer within"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A closed port is refused at once.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let target = SshTarget { port: closed, ..target };
+    assert!(matches!(
+        SshConnection::connect(&target, &SshKeypair::generate(), &timeouts).await,
+        Err(RemoteError::Connect { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_local_transport_behaves_like_ssh() {
+    common_behaviour(&LocalTransport, "local").await;
+}
+
+#[test]
+fn keypairs_round_trip_through_their_openssh_form() {
+    let key = SshKeypair::generate();
+    assert!(key.public_openssh().starts_with("ssh-ed25519 "));
+    assert!(slipway_core::server_input::SshPublicKey::parse(key.public_openssh()).is_ok());
+    let again = SshKeypair::from_private_openssh(key.private_openssh().expose()).unwrap();
+    assert_eq!(again.public_openssh(), key.public_openssh());
+    assert_eq!(format!("{:?}", key.private_openssh()), "[redacted]");
+    assert!(slipway_remote::fingerprint(key.public_openssh()).unwrap().starts_with("SHA256:"));
+}
