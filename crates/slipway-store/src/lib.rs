@@ -203,6 +203,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Log lines after `after_seq`, oldest first.
     async fn job_log(&self, job_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<JobLogLine>>;
 
+    // --- servers ---
+
+    /// The organisation's login key pair, creating it with `new` (public, sealed private) on
+    /// first use; concurrent callers all get the first one stored.
+    async fn organization_key(&self, organization_id: &str, new: (&str, &[u8])) -> StoreResult<(String, Vec<u8>)>;
+    async fn insert_server(&self, server: &Server) -> StoreResult<()>;
+    async fn server(&self, id: &str) -> StoreResult<Option<Server>>;
+    /// Servers of these organisations (optionally only these ids), oldest first.
+    async fn servers_of(
+        &self,
+        organization_ids: &[String],
+        only: Option<&[String]>,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Server>, u64)>;
+    async fn update_server(&self, id: &str, changes: &ServerChanges) -> StoreResult<bool>;
+    async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
+    /// Records what the first contact learned: the host key to pin and the operating system.
+    async fn record_server_contact(&self, id: &str, host_key: &str, os: Option<&str>) -> StoreResult<()>;
+    /// Accepts a new host key (after a reinstall), replacing the pinned one.
+    async fn replace_host_key(&self, id: &str, host_key: Option<&str>) -> StoreResult<()>;
+    async fn mark_provisioned(&self, id: &str, at: Timestamp) -> StoreResult<()>;
+    async fn delete_server(&self, id: &str) -> StoreResult<bool>;
+
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);
 }

@@ -233,3 +233,36 @@ pub struct JobLogLine {
     pub stream: String,
     pub line: String,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Server {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub provider: String,
+    pub ip_address: String,
+    pub ssh_port: i64,
+    pub ssh_user: String,
+    pub region: Option<String>,
+    pub size: Option<String>,
+    pub php_version: Option<String>,
+    pub database_type: String,
+    pub webserver: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub monitoring_enabled: bool,
+    pub os: Option<String>,
+    pub host_key: Option<String>,
+    pub provisioned_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The editable fields of a server (`PUT`); `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ServerChanges {
+    pub name: Option<String>,
+    pub ip_address: Option<String>,
+    pub ssh_port: Option<i64>,
+    pub monitoring_enabled: Option<bool>,
+}

@@ -38,6 +38,12 @@ macro_rules! job_columns {
          lease_owner, lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, exit_code, failure_reason"
     };
 }
+macro_rules! server_columns {
+    () => {
+        "id, organization_id, name, provider, ip_address, ssh_port, ssh_user, region, size, php_version, database_type, \
+         webserver, status, status_reason, monitoring_enabled, os, host_key, provisioned_at, created_at, updated_at"
+    };
+}
 macro_rules! audit_columns {
     () => {
         "id, occurred_at, actor_user_id, token_id, organization_id, action, method, route, resource_id, status, \
@@ -728,6 +734,110 @@ macro_rules! impl_store {
                 let done = sqlx::query("UPDATE settings SET value = $3, updated_at = $4 WHERE key = $1 AND value = $2")
                     .bind(key).bind(expected).bind(new).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn organization_key(&self, organization_id: &str, new: (&str, &[u8])) -> StoreResult<(String, Vec<u8>)> {
+                sqlx::query(
+                    "INSERT INTO organization_keys (organization_id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (organization_id) DO NOTHING",
+                )
+                .bind(organization_id).bind(new.0).bind(new.1).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                sqlx::query_as("SELECT public_key, private_key FROM organization_keys WHERE organization_id = $1")
+                    .bind(organization_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn insert_server(&self, v: &Server) -> StoreResult<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO servers (", server_columns!(), ") VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                ))
+                .bind(&v.id).bind(&v.organization_id).bind(&v.name).bind(&v.provider).bind(&v.ip_address).bind(v.ssh_port)
+                .bind(&v.ssh_user).bind(&v.region).bind(&v.size).bind(&v.php_version).bind(&v.database_type).bind(&v.webserver)
+                .bind(&v.status).bind(&v.status_reason).bind(v.monitoring_enabled).bind(&v.os).bind(&v.host_key)
+                .bind(v.provisioned_at).bind(v.created_at).bind(v.updated_at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn server(&self, id: &str) -> StoreResult<Option<Server>> {
+                sqlx::query_as(concat!("SELECT ", server_columns!(), " FROM servers WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn servers_of(&self, organization_ids: &[String], only: Option<&[String]>, page: PageRequest) -> StoreResult<(Vec<Server>, u64)> {
+                if organization_ids.is_empty() || only.is_some_and(<[String]>::is_empty) {
+                    return Ok((Vec::new(), 0));
+                }
+                let filter = |q: &mut QueryBuilder<$db>| {
+                    q.push("organization_id IN (");
+                    let mut ids = q.separated(", ");
+                    for id in organization_ids {
+                        ids.push_bind(id.clone());
+                    }
+                    q.push(")");
+                    if let Some(only) = only {
+                        q.push(" AND id IN (");
+                        let mut ids = q.separated(", ");
+                        for id in only {
+                            ids.push_bind(id.clone());
+                        }
+                        q.push(")");
+                    }
+                };
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM servers WHERE ");
+                filter(&mut count);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", server_columns!(), " FROM servers WHERE "));
+                filter(&mut select);
+                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_server(&self, id: &str, c: &ServerChanges) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE servers SET name = COALESCE($2, name), ip_address = COALESCE($3, ip_address), \
+                     ssh_port = COALESCE($4, ssh_port), monitoring_enabled = COALESCE($5, monitoring_enabled), updated_at = $6 \
+                     WHERE id = $1",
+                )
+                .bind(id).bind(&c.name).bind(&c.ip_address).bind(c.ssh_port).bind(c.monitoring_enabled).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE servers SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id).bind(status).bind(reason).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn record_server_contact(&self, id: &str, host_key: &str, os: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE servers SET host_key = COALESCE(host_key, $2), os = COALESCE($3, os), updated_at = $4 WHERE id = $1")
+                    .bind(id).bind(host_key).bind(os).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn replace_host_key(&self, id: &str, host_key: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE servers SET host_key = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id).bind(host_key).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn mark_provisioned(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+                sqlx::query("UPDATE servers SET status = 'active', status_reason = NULL, provisioned_at = $2, updated_at = $2 WHERE id = $1")
+                    .bind(id).bind(at)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn delete_server(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM servers WHERE id = $1")
+                    .bind(id).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
 

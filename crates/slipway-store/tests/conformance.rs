@@ -529,6 +529,84 @@ mod cases {
         assert_eq!(store.job_log(&j.id, 0, 1).await.unwrap().len(), 1);
     }
 
+    fn server(org: &str, name: &str) -> Server {
+        Server {
+            id: slipway_core::new_id(),
+            organization_id: org.into(),
+            name: name.into(),
+            provider: "custom".into(),
+            ip_address: "127.0.0.1".into(),
+            ssh_port: 22,
+            ssh_user: "root".into(),
+            region: None,
+            size: None,
+            php_version: None,
+            database_type: "none".into(),
+            webserver: "nginx".into(),
+            status: "pending".into(),
+            status_reason: None,
+            monitoring_enabled: false,
+            os: None,
+            host_key: None,
+            provisioned_at: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    pub async fn servers_are_scoped_to_organizations_and_pin_host_keys(db: &TestDatabase) {
+        let store = db.store().await;
+        let (a, b) = (new_user("sa@example.com"), new_user("sb@example.com"));
+        let (org_a, org_b) = (slipway_core::new_id(), slipway_core::new_id());
+        store.create_user_with_organization(&a, &org_a, "A", "owner").await.unwrap();
+        store.create_user_with_organization(&b, &org_b, "B", "owner").await.unwrap();
+        let (s1, s2, s3) = (server(&org_a, "web-1"), server(&org_a, "web-2"), server(&org_b, "other"));
+        for s in [&s1, &s2, &s3] {
+            store.insert_server(s).await.unwrap();
+        }
+        let (rows, total) = store.servers_of(std::slice::from_ref(&org_a), None, PAGE).await.unwrap();
+        assert_eq!((total, rows[0].name.as_str(), rows[1].name.as_str()), (2, "web-1", "web-2"));
+        let only = vec![s2.id.clone(), s3.id.clone()];
+        let (rows, total) = store.servers_of(std::slice::from_ref(&org_a), Some(&only), PAGE).await.unwrap();
+        assert_eq!(
+            (total, rows[0].id.as_str()),
+            (1, s2.id.as_str()),
+            "a restriction never reaches another organization"
+        );
+        assert_eq!(store.servers_of(&[], None, PAGE).await.unwrap().1, 0);
+
+        let changes = ServerChanges { name: Some("web-one".into()), ssh_port: Some(2222), ..Default::default() };
+        assert!(store.update_server(&s1.id, &changes).await.unwrap());
+        let got = store.server(&s1.id).await.unwrap().unwrap();
+        assert_eq!((got.name.as_str(), got.ssh_port, got.ip_address.as_str()), ("web-one", 2222, "127.0.0.1"));
+
+        store.record_server_contact(&s1.id, "ssh-ed25519 FIRST", Some("debian 12")).await.unwrap();
+        store.record_server_contact(&s1.id, "ssh-ed25519 SECOND", None).await.unwrap();
+        let got = store.server(&s1.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.host_key.as_deref(), got.os.as_deref()),
+            (Some("ssh-ed25519 FIRST"), Some("debian 12")),
+            "the first key stays pinned"
+        );
+        store.replace_host_key(&s1.id, Some("ssh-ed25519 SECOND")).await.unwrap();
+        assert_eq!(store.server(&s1.id).await.unwrap().unwrap().host_key.as_deref(), Some("ssh-ed25519 SECOND"));
+
+        store.set_server_status(&s1.id, "failed", Some("unsupported OS")).await.unwrap();
+        assert_eq!(store.server(&s1.id).await.unwrap().unwrap().status_reason.as_deref(), Some("unsupported OS"));
+        store.mark_provisioned(&s1.id, now()).await.unwrap();
+        let got = store.server(&s1.id).await.unwrap().unwrap();
+        assert_eq!((got.status.as_str(), got.status_reason, got.provisioned_at.is_some()), ("active", None, true));
+
+        assert!(store.delete_server(&s1.id).await.unwrap());
+        assert!(!store.delete_server(&s1.id).await.unwrap());
+        assert!(store.server(&s1.id).await.unwrap().is_none());
+
+        let first = store.organization_key(&org_a, ("ssh-ed25519 AAA", b"sealed-1")).await.unwrap();
+        let second = store.organization_key(&org_a, ("ssh-ed25519 BBB", b"sealed-2")).await.unwrap();
+        assert_eq!(first, ("ssh-ed25519 AAA".to_string(), b"sealed-1".to_vec()));
+        assert_eq!(second, first, "the first key made for an organization is the one kept");
+    }
+
     pub async fn reports_its_backend(db: &TestDatabase) {
         let store = db.store().await;
         let expected = match db {
@@ -570,6 +648,7 @@ conformance!(
     heartbeats_carry_cancellation_and_lost_leases,
     the_reaper_retries_idempotent_jobs_and_fails_the_others,
     job_logs_number_lines_across_appends,
+    servers_are_scoped_to_organizations_and_pin_host_keys,
 );
 
 #[tokio::test]
