@@ -63,6 +63,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(routes::organizations::revoke_organization_token))
         .routes(routes!(routes::audit_events::list_audit_events))
+        .routes(routes!(routes::servers::list_servers, routes::servers::create_server))
+        .routes(routes!(routes::servers::get_server, routes::servers::update_server, routes::servers::delete_server))
+        .routes(routes!(routes::servers::server_logs))
 }
 
 /// The finished OpenAPI document, as served and as committed in `docs/openapi.json`.

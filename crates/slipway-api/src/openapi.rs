@@ -26,6 +26,7 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "auth", description = "Exchanging an access token for short-lived JWTs."),
         (name = "organizations", description = "Organizations, members, roles and organization tokens."),
         (name = "audit", description = "The audit log."),
+        (name = "servers", description = "Servers Slipway manages over SSH."),
         (name = "operations", description = "Health, readiness and metrics for operators."),
     ),
     components(schemas(ErrorBody, ValidationErrorBody, PageMetaSchema, PageLinks))

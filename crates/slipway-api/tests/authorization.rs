@@ -118,8 +118,18 @@ async fn matrix(db: TestDatabase) {
         app.post_as(&format!("/api/v1/organizations/{}/tokens", a.org_id), &a.token, json!({"name": "ci"})).await;
     assert_eq!(org_token.status, StatusCode::CREATED, "{}", org_token.text());
     let org_token_id = org_token.json()["data"]["id"].as_str().unwrap().to_string();
+    let server = app
+        .post_as("/api/v1/servers", &a.token, json!({"name": "web-1", "provider": "custom", "ip_address": "127.0.0.1"}))
+        .await;
+    assert_eq!(server.status, StatusCode::CREATED, "{}", server.text());
+    let server_id = server.json()["data"]["id"].as_str().unwrap().to_string();
     let fixtures = Fixtures {
-        params: HashMap::from([("id", a_spare_id.clone()), ("organization", a.org_id.clone()), ("user", a.id.clone())]),
+        params: HashMap::from([
+            ("id", a_spare_id.clone()),
+            ("organization", a.org_id.clone()),
+            ("user", a.id.clone()),
+            ("server", server_id),
+        ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };
 

@@ -7,5 +7,6 @@ pub mod index;
 pub mod jwt_exchange;
 pub mod ops;
 pub mod organizations;
+pub mod servers;
 pub mod setup_page;
 pub mod tokens;

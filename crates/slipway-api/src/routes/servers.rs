@@ -1,0 +1,447 @@
+//! Servers (bring your own: provider `custom`): register one, see how to authorise Slipway's
+//! key on it, read and edit it, follow its operations, remove it.
+//! Removing a server forgets it in Slipway; nothing on the machine is touched.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use slipway_core::server_input::{Host, UnixUser};
+use slipway_core::time::now;
+use slipway_core::{Ability, Action, FieldErrors, Resource, identity, shell};
+use slipway_store::{Job, Server, ServerChanges};
+use utoipa::ToSchema;
+
+use crate::audit::AuditSlot;
+use crate::auth::Principal;
+use crate::auth::principal::TokenKind;
+use crate::envelope::{Data, Paginated};
+use crate::error::ApiError;
+use crate::extract::{Json, Page};
+use crate::state::AppState;
+
+const fn ability(action: Action) -> Ability {
+    Ability::new(Resource::Server, action)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerResource {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    #[schema(example = "custom")]
+    pub provider: String,
+    pub ip_address: String,
+    pub ssh_port: i64,
+    pub ssh_user: String,
+    pub region: Option<String>,
+    pub size: Option<String>,
+    pub php_version: Option<String>,
+    /// `mysql`, `mariadb`, `postgres` or `none`.
+    pub database_type: String,
+    pub webserver: String,
+    /// `pending`, `provisioning`, `active`, `failed` or `unreachable`.
+    pub status: String,
+    /// Why the server is failed or unreachable, in words.
+    pub status_reason: Option<String>,
+    pub monitoring_enabled: bool,
+    /// The operating system found at first contact, e.g. `debian 12`.
+    pub os: Option<String>,
+    /// SHA-256 fingerprint of the host key pinned at first contact.
+    pub host_key_fingerprint: Option<String>,
+    pub provisioned_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sites_count: u64,
+}
+
+impl From<&Server> for ServerResource {
+    fn from(s: &Server) -> Self {
+        ServerResource {
+            id: s.id.clone(),
+            organization_id: s.organization_id.clone(),
+            name: s.name.clone(),
+            provider: s.provider.clone(),
+            ip_address: s.ip_address.clone(),
+            ssh_port: s.ssh_port,
+            ssh_user: s.ssh_user.clone(),
+            region: s.region.clone(),
+            size: s.size.clone(),
+            php_version: s.php_version.clone(),
+            database_type: s.database_type.clone(),
+            webserver: s.webserver.clone(),
+            status: s.status.clone(),
+            status_reason: s.status_reason.clone(),
+            monitoring_enabled: s.monitoring_enabled,
+            os: s.os.clone(),
+            host_key_fingerprint: s.host_key.as_deref().and_then(slipway_remote::fingerprint),
+            provisioned_at: s.provisioned_at,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            sites_count: 0,
+        }
+    }
+}
+
+/// How to let Slipway in: its public key for the organization, and a command that installs it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Authorization {
+    pub public_key: String,
+    /// Run this on the server as the SSH user.
+    pub command: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedServer {
+    #[serde(flatten)]
+    pub server: ServerResource,
+    pub authorization: Authorization,
+}
+
+/// A server the caller can see, from the `{server}` path segment, or 404.
+#[derive(Debug)]
+pub struct VisibleServer {
+    pub server: Server,
+    pub principal: Principal,
+}
+
+impl FromRequestParts<AppState> for VisibleServer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let id = params.get("server").ok_or(ApiError::NotFound)?;
+        let server = state.store.server(id).await?.ok_or(ApiError::NotFound)?;
+        principal.role_in(state, &server.organization_id).await?;
+        if !principal.may_touch_server(&server.id) {
+            return Err(ApiError::NotFound);
+        }
+        Ok(VisibleServer { server, principal })
+    }
+}
+
+/// The organisations whose servers a principal may list.
+async fn visible_organizations(state: &AppState, principal: &Principal) -> Result<Vec<String>, ApiError> {
+    Ok(match (&principal.organization_id, principal.kind) {
+        (Some(only), _) => vec![only.clone()],
+        (None, TokenKind::Personal) => {
+            state.store.memberships_of(principal.user_id()?).await?.into_iter().map(|o| o.id).collect()
+        }
+        (None, TokenKind::Organization) => vec![],
+    })
+}
+
+/// The organization's login key pair, created on first use; the private half is sealed.
+pub async fn organization_keypair(
+    state: &AppState,
+    organization_id: &str,
+) -> Result<slipway_remote::SshKeypair, ApiError> {
+    let context = format!("org-ssh-key:{organization_id}");
+    let candidate = slipway_remote::SshKeypair::generate();
+    let sealed = state.secrets.seal(&context, candidate.private_openssh().expose().as_bytes());
+    let (_, stored) = state.store.organization_key(organization_id, (candidate.public_openssh(), &sealed)).await?;
+    let private = state.secrets.open(&context, &stored).map_err(ApiError::internal)?;
+    let private = String::from_utf8(private).map_err(ApiError::internal)?;
+    slipway_remote::SshKeypair::from_private_openssh(&private).map_err(ApiError::internal)
+}
+
+fn authorize_command(public_key: &str) -> String {
+    let line = shell::quote(&format!("{public_key} slipway")).expect("a public key has no NUL");
+    format!(
+        "mkdir -p ~/.ssh && chmod 700 ~/.ssh && echo {line} >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys"
+    )
+}
+
+/// Servers of your organizations (and only those your token may touch).
+#[utoipa::path(
+    get, path = "/api/v1/servers", tag = "servers",
+    params(crate::extract::PageParams),
+    security(("token" = ["server:read"])),
+    responses((status = 200, body = Paginated<ServerResource>))
+)]
+pub async fn list_servers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Page(cursor): Page,
+) -> Result<Paginated<ServerResource>, ApiError> {
+    let orgs = visible_organizations(&state, &principal).await?;
+    let (rows, total) = state.store.servers_of(&orgs, principal.server_ids.as_deref(), cursor.request).await?;
+    Ok(cursor.page(rows.iter().map(ServerResource::from).collect(), total))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServer {
+    #[schema(example = "web-1")]
+    pub name: String,
+    /// Only `custom` (a server you already have) for now.
+    #[schema(example = "custom")]
+    pub provider: String,
+    /// IP address or host name Slipway connects to.
+    #[schema(example = "203.0.113.10")]
+    pub ip_address: String,
+    /// Default 22.
+    #[schema(minimum = 1, maximum = 65535)]
+    pub ssh_port: Option<u16>,
+    /// The user Slipway logs in as; needs passwordless sudo, or root. Default `root`.
+    pub ssh_user: Option<String>,
+    /// Required when you belong to more than one organization.
+    pub organization_id: Option<String>,
+    pub region: Option<String>,
+    pub size: Option<String>,
+    /// PHP-FPM version to install (`8.1` to `8.4`), or none.
+    pub php_version: Option<String>,
+    /// `mysql`, `mariadb`, `postgres` or `none` (default).
+    pub database_type: Option<String>,
+    pub monitoring_enabled: Option<bool>,
+}
+
+const PHP_VERSIONS: [&str; 4] = ["8.1", "8.2", "8.3", "8.4"];
+const DATABASES: [&str; 4] = ["mysql", "mariadb", "postgres", "none"];
+
+/// Register a server you already have. Answers 201 with the server `pending` and the public key
+/// to authorise on it, with a one-line command that does so.
+#[utoipa::path(
+    post, path = "/api/v1/servers", tag = "servers",
+    request_body = CreateServer,
+    security(("token" = ["server:create"])),
+    responses((status = 201, body = Data<CreatedServer>))
+)]
+pub async fn create_server(
+    State(state): State<AppState>,
+    principal: Principal,
+    audit: AuditSlot,
+    Json(body): Json<CreateServer>,
+) -> Result<(StatusCode, Data<CreatedServer>), ApiError> {
+    let mut errors = FieldErrors::new();
+    identity::check_label(&mut errors, "name", &body.name);
+    if body.provider != "custom" {
+        errors.add("provider", "The provider must be custom (cloud providers are not available yet).");
+    }
+    let host =
+        Host::parse(body.ip_address.trim()).map_err(|m| errors.add("ip_address", format!("The ip_address {m}."))).ok();
+    let user = UnixUser::parse(body.ssh_user.as_deref().unwrap_or("root"))
+        .map_err(|m| errors.add("ssh_user", format!("The ssh_user {m}.")))
+        .ok();
+    if body.ssh_port == Some(0) {
+        errors.add("ssh_port", "The ssh_port must be between 1 and 65535.");
+    }
+    if let Some(v) = &body.php_version
+        && !PHP_VERSIONS.contains(&v.as_str())
+    {
+        errors.add("php_version", format!("The php_version must be one of {}.", PHP_VERSIONS.join(", ")));
+    }
+    let database = body.database_type.clone().unwrap_or_else(|| "none".into());
+    if !DATABASES.contains(&database.as_str()) {
+        errors.add("database_type", format!("The database_type must be one of {}.", DATABASES.join(", ")));
+    }
+    for (field, value) in [("region", &body.region), ("size", &body.size)] {
+        if let Some(v) = value {
+            identity::check_label(&mut errors, field, v);
+        }
+    }
+    let organization_id = match (&body.organization_id, &principal.organization_id) {
+        (Some(asked), Some(only)) if asked != only => {
+            errors.add("organization_id", "This token is restricted to another organization.");
+            None
+        }
+        (Some(asked), _) => Some(asked.clone()),
+        (None, Some(only)) => Some(only.clone()),
+        (None, None) => {
+            let orgs = visible_organizations(&state, &principal).await?;
+            if orgs.len() == 1 {
+                orgs.into_iter().next()
+            } else {
+                errors.add(
+                    "organization_id",
+                    "The organization_id is required when you belong to several organizations.",
+                );
+                None
+            }
+        }
+    };
+    if principal.server_ids.is_some() {
+        errors.add("organization_id", "A token restricted to some servers cannot create servers.");
+    }
+    errors.into_result()?;
+    let (organization_id, host, user) = (organization_id.expect("valid"), host.expect("valid"), user.expect("valid"));
+    principal.authorize_in(&state, &organization_id, ability(Action::Create)).await.map_err(|e| match e {
+        ApiError::NotFound => ApiError::validation("organization_id", "No such organization among yours."),
+        other => other,
+    })?;
+    let keypair = organization_keypair(&state, &organization_id).await?;
+    let at = now();
+    let server = Server {
+        id: slipway_core::new_id(),
+        organization_id: organization_id.clone(),
+        name: body.name.trim().to_string(),
+        provider: body.provider,
+        ip_address: host.as_str().to_string(),
+        ssh_port: i64::from(body.ssh_port.unwrap_or(22)),
+        ssh_user: user.as_str().to_string(),
+        region: body.region,
+        size: body.size,
+        php_version: body.php_version,
+        database_type: database,
+        webserver: "nginx".into(),
+        status: "pending".into(),
+        status_reason: None,
+        monitoring_enabled: body.monitoring_enabled.unwrap_or(false),
+        os: None,
+        host_key: None,
+        provisioned_at: None,
+        created_at: at,
+        updated_at: at,
+    };
+    state.store.insert_server(&server).await?;
+    audit.note(|n| {
+        n.action = Some("server.create".into());
+        n.organization_id = Some(organization_id);
+        n.resource_id = Some(server.id.clone());
+    });
+    let authorization = Authorization {
+        command: authorize_command(keypair.public_openssh()),
+        public_key: keypair.public_openssh().into(),
+    };
+    Ok((StatusCode::CREATED, Data { data: CreatedServer { server: (&server).into(), authorization } }))
+}
+
+/// One server.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}", tag = "servers",
+    params(("server" = String, Path)),
+    security(("token" = ["server:read"])),
+    responses((status = 200, body = Data<ServerResource>))
+)]
+pub async fn get_server(State(state): State<AppState>, v: VisibleServer) -> Result<Data<ServerResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Read)).await?;
+    Ok(Data { data: (&v.server).into() })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServer {
+    pub name: Option<String>,
+    pub ip_address: Option<String>,
+    #[schema(minimum = 1, maximum = 65535)]
+    pub ssh_port: Option<u16>,
+    pub monitoring_enabled: Option<bool>,
+}
+
+/// Rename a server or change how Slipway reaches it.
+#[utoipa::path(
+    put, path = "/api/v1/servers/{server}", tag = "servers",
+    params(("server" = String, Path)),
+    request_body = UpdateServer,
+    security(("token" = ["server:update"])),
+    responses((status = 200, body = Data<ServerResource>))
+)]
+pub async fn update_server(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    audit: AuditSlot,
+    Json(body): Json<UpdateServer>,
+) -> Result<Data<ServerResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
+    let mut errors = FieldErrors::new();
+    if let Some(name) = &body.name {
+        identity::check_label(&mut errors, "name", name);
+    }
+    let ip = body
+        .ip_address
+        .as_deref()
+        .map(|ip| Host::parse(ip.trim()).map_err(|m| errors.add("ip_address", format!("The ip_address {m}."))));
+    if body.ssh_port == Some(0) {
+        errors.add("ssh_port", "The ssh_port must be between 1 and 65535.");
+    }
+    errors.into_result()?;
+    let changes = ServerChanges {
+        name: body.name.map(|n| n.trim().to_string()),
+        ip_address: ip.and_then(Result::ok).map(|h| h.as_str().to_string()),
+        ssh_port: body.ssh_port.map(i64::from),
+        monitoring_enabled: body.monitoring_enabled,
+    };
+    state.store.update_server(&v.server.id, &changes).await?;
+    audit.note(|n| {
+        n.action = Some("server.update".into());
+        n.organization_id = Some(v.server.organization_id.clone());
+        n.resource_id = Some(v.server.id.clone());
+    });
+    let fresh = state.store.server(&v.server.id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Data { data: (&fresh).into() })
+}
+
+/// Forget a server. Nothing on the machine is changed: remove Slipway's key from its
+/// `authorized_keys` yourself if you no longer want it there.
+#[utoipa::path(
+    delete, path = "/api/v1/servers/{server}", tag = "servers",
+    params(("server" = String, Path)),
+    security(("token" = ["server:delete"])),
+    responses((status = 204, description = "Deleted"))
+)]
+pub async fn delete_server(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    audit: AuditSlot,
+) -> Result<StatusCode, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Delete)).await?;
+    state.store.delete_server(&v.server.id).await?;
+    audit.note(|n| {
+        n.action = Some("server.delete".into());
+        n.organization_id = Some(v.server.organization_id.clone());
+        n.resource_id = Some(v.server.id.clone());
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationResource {
+    pub id: String,
+    #[schema(example = "server.provision")]
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+    pub failure_reason: Option<String>,
+}
+
+impl From<&Job> for OperationResource {
+    fn from(j: &Job) -> Self {
+        OperationResource {
+            id: j.id.clone(),
+            kind: j.kind.clone(),
+            status: j.status.clone(),
+            attempts: j.attempts,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            exit_code: j.exit_code,
+            failure_reason: j.failure_reason.clone(),
+        }
+    }
+}
+
+/// The server's operations (provisioning, restarts, key and firewall changes), newest first.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/logs", tag = "servers",
+    params(("server" = String, Path), crate::extract::PageParams),
+    security(("token" = ["server:read"])),
+    responses((status = 200, body = Paginated<OperationResource>))
+)]
+pub async fn server_logs(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    Page(cursor): Page,
+) -> Result<Paginated<OperationResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Read)).await?;
+    let (rows, total) = state.store.jobs_for_resource(&format!("server:{}", v.server.id), cursor.request).await?;
+    Ok(cursor.page(rows.iter().map(OperationResource::from).collect(), total))
+}

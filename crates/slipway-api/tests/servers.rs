@@ -1,0 +1,145 @@
+//! Servers through the API: registering one (and the command that authorises Slipway's key,
+//! run in a real shell), visibility by organization and token restriction, roles, edits.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::TestApp;
+use serde_json::json;
+use slipway_store::testing::TestDatabase;
+
+async fn app() -> TestApp {
+    TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await
+}
+
+#[tokio::test]
+async fn registering_a_server_returns_the_key_and_a_command_that_installs_it() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let owner = app.user("srv@example.com").await;
+        let created = app
+            .post_as("/api/v1/servers", &owner.token, json!({"name": "web-1", "provider": "custom", "ip_address": "203.0.113.10", "ssh_user": "deploy", "php_version": "8.3"}))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        let data = created.json()["data"].clone();
+        assert_eq!(
+            (data["status"].as_str(), data["ssh_port"].as_i64(), data["ssh_user"].as_str()),
+            (Some("pending"), Some(22), Some("deploy"))
+        );
+        assert_eq!(data["organization_id"], owner.org_id.as_str());
+        let public_key = data["authorization"]["public_key"].as_str().unwrap().to_string();
+        assert!(slipway_core::server_input::SshPublicKey::parse(&public_key).is_ok(), "{public_key}");
+
+        // The command works in a real shell and installs exactly that key.
+        let home = std::env::temp_dir().join(format!("slipway-home-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(data["authorization"]["command"].as_str().unwrap())
+            .env("HOME", &home)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let installed = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
+        assert_eq!(installed, format!("{public_key} slipway\n"));
+        let _ = std::fs::remove_dir_all(&home);
+
+        // One key per organization, and its private half is stored sealed.
+        let second = app
+            .post_as(
+                "/api/v1/servers",
+                &owner.token,
+                json!({"name": "web-2", "provider": "custom", "ip_address": "web-2.example.com"}),
+            )
+            .await
+            .json();
+        assert_eq!(second["data"]["authorization"]["public_key"], public_key.as_str());
+    }
+}
+
+#[tokio::test]
+async fn invalid_servers_are_refused_field_by_field() {
+    let app = app().await;
+    let owner = app.user("bad@example.com").await;
+    let reply = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "", "provider": "digitalocean", "ip_address": "1.2.3.4; rm -rf /", "ssh_user": "Root$(id)", "php_version": "5.6", "database_type": "oracle", "ssh_port": 0}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = reply.json()["errors"].clone();
+    for field in ["name", "provider", "ip_address", "ssh_user", "php_version", "database_type", "ssh_port"] {
+        assert!(errors[field].is_array(), "{field}: {errors}");
+    }
+    assert_eq!(app.get_as("/api/v1/servers", &owner.token).await.json()["meta"]["total"], 0, "nothing half-created");
+}
+
+#[tokio::test]
+async fn servers_are_visible_only_within_organizations_and_token_restrictions() {
+    let app = app().await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    let create = |token: String, name: &'static str| {
+        let app = &app;
+        async move {
+            app.post_as(
+                "/api/v1/servers",
+                &token,
+                json!({"name": name, "provider": "custom", "ip_address": "127.0.0.1"}),
+            )
+            .await
+        }
+    };
+    let a1 = create(a.token.clone(), "a1").await.json()["data"]["id"].as_str().unwrap().to_string();
+    let a2 = create(a.token.clone(), "a2").await.json()["data"]["id"].as_str().unwrap().to_string();
+    create(b.token.clone(), "b1").await;
+
+    assert_eq!(app.get_as("/api/v1/servers", &a.token).await.json()["meta"]["total"], 2);
+    assert_eq!(app.get_as(&format!("/api/v1/servers/{a1}"), &b.token).await.status, StatusCode::NOT_FOUND);
+
+    let only_a2 =
+        app.token(&a.id, &["server:*"], |t| t.server_ids = Some(serde_json::to_string(&[&a2]).unwrap())).await;
+    let listed = app.get_as("/api/v1/servers", &only_a2).await.json();
+    assert_eq!((listed["meta"]["total"].as_u64(), listed["data"][0]["id"].as_str()), (Some(1), Some(a2.as_str())));
+    assert_eq!(app.get_as(&format!("/api/v1/servers/{a1}"), &only_a2).await.status, StatusCode::NOT_FOUND);
+    let blocked = create(only_a2.clone(), "x").await;
+    assert_eq!(blocked.status, StatusCode::UNPROCESSABLE_ENTITY, "a server-restricted token cannot add servers");
+
+    // A viewer reads but cannot change.
+    app.post_as(
+        &format!("/api/v1/organizations/{}/members", a.org_id),
+        &a.token,
+        json!({"email": "b@example.com", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(app.get_as(&format!("/api/v1/servers/{a1}"), &b.token).await.status, StatusCode::OK);
+    let put =
+        app.call(Method::PUT, &format!("/api/v1/servers/{a1}"), Some(&b.token), Some(json!({"name": "mine"}))).await;
+    assert_eq!(put.status, StatusCode::FORBIDDEN);
+    assert!(put.json()["message"].as_str().unwrap().contains("viewer"));
+    let needs_org = create(b.token.clone(), "ambiguous").await;
+    assert!(needs_org.json()["errors"]["organization_id"].is_array(), "b belongs to two organizations now");
+
+    let renamed = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/servers/{a1}"),
+            Some(&a.token),
+            Some(json!({"name": "a-one", "ssh_port": 2222})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text());
+    assert_eq!(
+        (renamed.json()["data"]["name"].as_str(), renamed.json()["data"]["ssh_port"].as_i64()),
+        (Some("a-one"), Some(2222))
+    );
+    let logs = app.get_as(&format!("/api/v1/servers/{a1}/logs"), &a.token).await;
+    assert_eq!((logs.status, logs.json()["meta"]["total"].as_u64()), (StatusCode::OK, Some(0)));
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/api/v1/servers/{a1}"), Some(&a.token), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get_as(&format!("/api/v1/servers/{a1}"), &a.token).await.status, StatusCode::NOT_FOUND);
+}
