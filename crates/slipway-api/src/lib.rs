@@ -66,6 +66,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::servers::list_servers, routes::servers::create_server))
         .routes(routes!(routes::servers::get_server, routes::servers::update_server, routes::servers::delete_server))
         .routes(routes!(routes::servers::server_logs))
+        .routes(routes!(routes::servers::verify_server))
+        .routes(routes!(routes::operations::get_operation))
+        .routes(routes!(routes::operations::operation_log))
+        .routes(routes!(routes::operations::cancel_operation))
 }
 
 /// The finished OpenAPI document, as served and as committed in `docs/openapi.json`.

@@ -27,7 +27,8 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "organizations", description = "Organizations, members, roles and organization tokens."),
         (name = "audit", description = "The audit log."),
         (name = "servers", description = "Servers Slipway manages over SSH."),
-        (name = "operations", description = "Health, readiness and metrics for operators."),
+        (name = "health", description = "Health, readiness and metrics for operators."),
+        (name = "operations", description = "The jobs behind every action on a server: status, log, cancel."),
     ),
     components(schemas(ErrorBody, ValidationErrorBody, PageMetaSchema, PageLinks))
 )]

@@ -123,12 +123,16 @@ async fn matrix(db: TestDatabase) {
         .await;
     assert_eq!(server.status, StatusCode::CREATED, "{}", server.text());
     let server_id = server.json()["data"]["id"].as_str().unwrap().to_string();
+    let operation = app.post_as(&format!("/api/v1/servers/{server_id}/verify"), &a.token, json!({})).await;
+    assert_eq!(operation.status, StatusCode::ACCEPTED, "{}", operation.text());
+    let operation_id = operation.json()["data"]["id"].as_str().unwrap().to_string();
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
             ("organization", a.org_id.clone()),
             ("user", a.id.clone()),
-            ("server", server_id),
+            ("server", server_id.clone()),
+            ("operation", operation_id),
         ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };

@@ -158,6 +158,12 @@ impl JobContext {
         *self.cancel.borrow()
     }
 
+    /// A receiver that turns true when the job should stop, for code that takes one (remote
+    /// transports).
+    pub fn cancel_receiver(&self) -> watch::Receiver<bool> {
+        self.cancel.clone()
+    }
+
     /// Resolves when the job should stop; use it in `select!` around long remote work.
     pub async fn cancelled(&self) {
         let mut rx = self.cancel.clone();

@@ -5,6 +5,8 @@
 
 mod local;
 mod ssh;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::Duration;
 

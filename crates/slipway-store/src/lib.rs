@@ -220,7 +220,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn update_server(&self, id: &str, changes: &ServerChanges) -> StoreResult<bool>;
     async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Records what the first contact learned: the host key to pin and the operating system.
-    async fn record_server_contact(&self, id: &str, host_key: &str, os: Option<&str>) -> StoreResult<()>;
+    async fn record_server_contact(&self, id: &str, host_key: Option<&str>, os: Option<&str>) -> StoreResult<()>;
     /// Accepts a new host key (after a reinstall), replacing the pinned one.
     async fn replace_host_key(&self, id: &str, host_key: Option<&str>) -> StoreResult<()>;
     async fn mark_provisioned(&self, id: &str, at: Timestamp) -> StoreResult<()>;

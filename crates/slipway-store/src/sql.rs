@@ -814,7 +814,7 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn record_server_contact(&self, id: &str, host_key: &str, os: Option<&str>) -> StoreResult<()> {
+            async fn record_server_contact(&self, id: &str, host_key: Option<&str>, os: Option<&str>) -> StoreResult<()> {
                 sqlx::query("UPDATE servers SET host_key = COALESCE(host_key, $2), os = COALESCE($3, os), updated_at = $4 WHERE id = $1")
                     .bind(id).bind(host_key).bind(os).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;

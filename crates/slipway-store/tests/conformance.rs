@@ -580,8 +580,8 @@ mod cases {
         let got = store.server(&s1.id).await.unwrap().unwrap();
         assert_eq!((got.name.as_str(), got.ssh_port, got.ip_address.as_str()), ("web-one", 2222, "127.0.0.1"));
 
-        store.record_server_contact(&s1.id, "ssh-ed25519 FIRST", Some("debian 12")).await.unwrap();
-        store.record_server_contact(&s1.id, "ssh-ed25519 SECOND", None).await.unwrap();
+        store.record_server_contact(&s1.id, Some("ssh-ed25519 FIRST"), Some("debian 12")).await.unwrap();
+        store.record_server_contact(&s1.id, Some("ssh-ed25519 SECOND"), None).await.unwrap();
         let got = store.server(&s1.id).await.unwrap().unwrap();
         assert_eq!(
             (got.host_key.as_deref(), got.os.as_deref()),

@@ -53,6 +53,9 @@ pub struct ServerArgs {
     /// Log filter, e.g. `info` or `slipway=debug,info` [default: info]
     #[arg(long, env = "SLIPWAY_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Run the job worker in this process [default: true]; turn it off for API-only replicas
+    #[arg(long, env = "SLIPWAY_JOB_WORKER", value_name = "BOOL")]
+    pub job_worker: Option<bool>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -84,6 +87,7 @@ struct FileConfig {
     log: Option<String>,
     secret_key: Option<String>,
     registration_enabled: Option<bool>,
+    job_worker: Option<bool>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -112,6 +116,7 @@ pub struct Settings {
     pub log: String,
     pub secret_key: SecretKeySource,
     pub registration_enabled: bool,
+    pub job_worker: bool,
     pub rate_limits: slipway_api::state::RateLimits,
 }
 
@@ -167,6 +172,7 @@ impl Settings {
         }
         Ok(Settings {
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
+            job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
             rate_limits,
             config_file,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
@@ -199,6 +205,7 @@ impl Settings {
             "log": self.log,
             "secret_key": secret_key,
             "registration_enabled": self.registration_enabled,
+            "job_worker": self.job_worker,
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,

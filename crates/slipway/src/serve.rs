@@ -49,7 +49,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     config.max_body_bytes = settings.max_body_bytes;
     config.registration_enabled = settings.registration_enabled;
     config.rate_limits = settings.rate_limits.clone();
-    let state = AppState::new(store.clone(), secrets, config);
+    let state = AppState::new(store.clone(), secrets.clone(), config);
     let setup_code = prepare_setup_code(store.as_ref()).await?;
     let app = slipway_api::app(state);
     spawn_housekeeping(store.clone());
@@ -65,10 +65,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         println!("Slipway listening on http://{local} (API reference: {public_url}/docs/)");
     }
 
+    // The job runner, in the same process: it claims work any replica enqueued.
+    let engine = slipway_engine::Engine::new(store.clone(), secrets);
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), slipway_jobs::WorkerConfig::default());
+    let worker = if settings.job_worker {
+        Some(tokio::spawn(worker.run(jobs_stopped)))
+    } else {
+        tracing::info!("job worker disabled; other replicas run the queued jobs");
+        None
+    };
+
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
+    // Jobs still running get a moment to finish; any left are recovered by a reaper later
+    // (retried if idempotent, else failed as interrupted), so stopping never loses track.
+    let _ = stop_jobs.send(true);
+    if let Some(worker) = worker
+        && tokio::time::timeout(Duration::from_secs(20), worker).await.is_err()
+    {
+        tracing::warn!("jobs still running after 20 s; leaving them to be recovered");
+    }
     tracing::info!("in-flight requests finished; closing the database");
     store.close().await;
     Ok(())

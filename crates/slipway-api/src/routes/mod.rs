@@ -5,6 +5,7 @@ pub mod account;
 pub mod audit_events;
 pub mod index;
 pub mod jwt_exchange;
+pub mod operations;
 pub mod ops;
 pub mod organizations;
 pub mod servers;

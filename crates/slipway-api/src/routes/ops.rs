@@ -21,14 +21,14 @@ pub struct Health {
 }
 
 /// Liveness: the process is up and serving HTTP. Touches nothing else.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
 /// Readiness: the database answers. 503 while it does not, so a balancer stops sending traffic.
 #[utoipa::path(
-    get, path = "/readyz", tag = "operations",
+    get, path = "/readyz", tag = "health",
     responses(
         (status = 200, body = Health),
         (status = 503, description = "The database is not reachable.", body = ErrorBody),
@@ -50,7 +50,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "operations",
+    get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {

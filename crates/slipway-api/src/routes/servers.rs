@@ -135,20 +135,6 @@ async fn visible_organizations(state: &AppState, principal: &Principal) -> Resul
     })
 }
 
-/// The organization's login key pair, created on first use; the private half is sealed.
-pub async fn organization_keypair(
-    state: &AppState,
-    organization_id: &str,
-) -> Result<slipway_remote::SshKeypair, ApiError> {
-    let context = format!("org-ssh-key:{organization_id}");
-    let candidate = slipway_remote::SshKeypair::generate();
-    let sealed = state.secrets.seal(&context, candidate.private_openssh().expose().as_bytes());
-    let (_, stored) = state.store.organization_key(organization_id, (candidate.public_openssh(), &sealed)).await?;
-    let private = state.secrets.open(&context, &stored).map_err(ApiError::internal)?;
-    let private = String::from_utf8(private).map_err(ApiError::internal)?;
-    slipway_remote::SshKeypair::from_private_openssh(&private).map_err(ApiError::internal)
-}
-
 fn authorize_command(public_key: &str) -> String {
     let line = shell::quote(&format!("{public_key} slipway")).expect("a public key has no NUL");
     format!(
@@ -273,7 +259,9 @@ pub async fn create_server(
         ApiError::NotFound => ApiError::validation("organization_id", "No such organization among yours."),
         other => other,
     })?;
-    let keypair = organization_keypair(&state, &organization_id).await?;
+    let keypair = slipway_engine::keys::organization_keypair(state.store.as_ref(), &state.secrets, &organization_id)
+        .await
+        .map_err(ApiError::internal)?;
     let at = now();
     let server = Server {
         id: slipway_core::new_id(),
@@ -444,4 +432,36 @@ pub async fn server_logs(
     v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Read)).await?;
     let (rows, total) = state.store.jobs_for_resource(&format!("server:{}", v.server.id), cursor.request).await?;
     Ok(cursor.page(rows.iter().map(OperationResource::from).collect(), total))
+}
+
+/// Check that Slipway can reach the server: connect with the organization's key, pin the host
+/// key at first contact (or refuse a changed one), and find the operating system. Runs as an
+/// operation; poll it, or the server's `status`.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/verify", tag = "servers",
+    params(("server" = String, Path)),
+    security(("token" = ["server:update"])),
+    responses((status = 202, body = crate::envelope::Accepted<OperationResource>))
+)]
+pub async fn verify_server(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    audit: AuditSlot,
+) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
+    let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
+    let spec = slipway_jobs::JobSpec::new(slipway_engine::SERVER_VERIFY, payload)
+        .resource(format!("server:{}", v.server.id))
+        .organization(v.server.organization_id.clone())
+        // Safe to repeat, but a check a user asked for should answer now, not after backoff.
+        .idempotent(1);
+    let id = slipway_jobs::enqueue(state.store.as_ref(), spec).await?;
+    audit.note(|n| {
+        n.action = Some("server.verify".into());
+        n.organization_id = Some(v.server.organization_id.clone());
+        n.resource_id = Some(v.server.id.clone());
+        n.detail = Some(format!("operation {id}"));
+    });
+    let job = state.store.job(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(crate::envelope::Accepted { message: "Checking the connection.".into(), data: (&job).into() })
 }

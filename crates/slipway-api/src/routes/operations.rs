@@ -1,0 +1,134 @@
+//! Operations: the durable jobs behind every action on a server, with their status and log.
+//! An operation is visible exactly when its server is.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use slipway_core::{Ability, Action, Resource};
+use slipway_store::{CancelOutcome, Job};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit::AuditSlot;
+use crate::auth::Principal;
+use crate::envelope::{Accepted, Data};
+use crate::error::ApiError;
+use crate::routes::servers::OperationResource;
+use crate::state::AppState;
+
+/// An operation the caller can see, from the `{operation}` path segment, or 404.
+#[derive(Debug)]
+pub struct VisibleOperation {
+    pub job: Job,
+    pub principal: Principal,
+    pub organization_id: String,
+}
+
+impl FromRequestParts<AppState> for VisibleOperation {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        let id = params.get("operation").ok_or(ApiError::NotFound)?;
+        let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
+        let organization_id = job.organization_id.clone().ok_or(ApiError::NotFound)?;
+        principal.role_in(state, &organization_id).await?;
+        if let Some(server) = job.resource_key.as_deref().and_then(|k| k.strip_prefix("server:"))
+            && !principal.may_touch_server(server)
+        {
+            return Err(ApiError::NotFound);
+        }
+        Ok(VisibleOperation { job, principal, organization_id })
+    }
+}
+
+/// One operation: what it is, where it stands, and why it failed if it did.
+#[utoipa::path(
+    get, path = "/api/v1/operations/{operation}", tag = "operations",
+    params(("operation" = String, Path)),
+    security(("token" = ["server:read"])),
+    responses((status = 200, body = Data<OperationResource>))
+)]
+pub async fn get_operation(
+    State(state): State<AppState>,
+    op: VisibleOperation,
+) -> Result<Data<OperationResource>, ApiError> {
+    op.principal.authorize_in(&state, &op.organization_id, Ability::new(Resource::Server, Action::Read)).await?;
+    Ok(Data { data: (&op.job).into() })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// Only lines after this sequence number (for following a running operation).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// At most this many lines (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogLine {
+    pub seq: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `stdout`, `stderr` or `info`.
+    pub stream: String,
+    pub line: String,
+}
+
+/// The operation's output, oldest first. Poll with `?after=` the last `seq` to follow it.
+#[utoipa::path(
+    get, path = "/api/v1/operations/{operation}/log", tag = "operations",
+    params(("operation" = String, Path), LogQuery),
+    security(("token" = ["server:read"])),
+    responses((status = 200, body = Data<Vec<LogLine>>))
+)]
+pub async fn operation_log(
+    State(state): State<AppState>,
+    op: VisibleOperation,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Data<Vec<LogLine>>, ApiError> {
+    op.principal.authorize_in(&state, &op.organization_id, Ability::new(Resource::Server, Action::Read)).await?;
+    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1000);
+    if after < 0 || !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation("limit", "The after must be at least 0 and the limit between 1 and 10000."));
+    }
+    let lines = state.store.job_log(&op.job.id, after, limit).await?;
+    Ok(Data {
+        data: lines.into_iter().map(|l| LogLine { seq: l.seq, at: l.at, stream: l.stream, line: l.line }).collect(),
+    })
+}
+
+/// Cancel an operation: one that has not started never will; a running one is stopped (its
+/// remote process killed) within seconds.
+#[utoipa::path(
+    post, path = "/api/v1/operations/{operation}/cancel", tag = "operations",
+    params(("operation" = String, Path)),
+    security(("token" = ["server:update"])),
+    responses((status = 202, body = Accepted<OperationResource>), (status = 409, body = crate::error::ErrorBody))
+)]
+pub async fn cancel_operation(
+    State(state): State<AppState>,
+    op: VisibleOperation,
+    audit: AuditSlot,
+) -> Result<Accepted<OperationResource>, ApiError> {
+    op.principal.authorize_in(&state, &op.organization_id, Ability::new(Resource::Server, Action::Update)).await?;
+    let message = match state.store.cancel_job(&op.job.id, slipway_core::time::now()).await? {
+        CancelOutcome::Cancelled => "Cancelled before it started.",
+        CancelOutcome::Requested => "Cancellation requested; the operation stops within seconds.",
+        CancelOutcome::AlreadyFinished => return Err(ApiError::Conflict("The operation has already finished.".into())),
+        CancelOutcome::NotFound => return Err(ApiError::NotFound),
+    };
+    audit.note(|n| {
+        n.action = Some("operation.cancel".into());
+        n.organization_id = Some(op.organization_id.clone());
+        n.resource_id = Some(op.job.id.clone());
+    });
+    let job = state.store.job(&op.job.id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Accepted { message: message.into(), data: (&job).into() })
+}

@@ -1,0 +1,36 @@
+//! The work Slipway does on servers, as job handlers: each reaches a server through
+//! `slipway-remote`, reports in the job's log, and records the true outcome on the server.
+//! The API only enqueues; `slipway serve` runs these in its job worker.
+
+pub mod keys;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slipway_core::SecretsKey;
+use slipway_jobs::Registry;
+use slipway_store::Store;
+
+pub use verify::{SERVER_VERIFY, VerifyServer};
+
+/// What every handler needs.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub secrets: SecretsKey,
+    pub ssh: slipway_remote::SshTimeouts,
+    /// Longest silence from a remote command before it is stopped.
+    pub command_idle: Duration,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, secrets: SecretsKey) -> Self {
+        Engine { store, secrets, ssh: slipway_remote::SshTimeouts::default(), command_idle: Duration::from_secs(300) }
+    }
+
+    /// Every job kind Slipway knows, for the worker.
+    pub fn registry(&self) -> Registry {
+        Registry::new().register(SERVER_VERIFY, VerifyServer(self.clone()))
+    }
+}

@@ -1,0 +1,122 @@
+//! End to end: the real binary and a real sshd on loopback. Register a server, authorise the
+//! organization's key on it, verify it (host key pinned, OS found), then meet a different host
+//! key and see the server refused and marked unreachable with the reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, http, temp_data_dir};
+use serde_json::{Value, json};
+use slipway_remote::testing::Sshd;
+
+struct Api {
+    url: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = http().request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Polls an operation until it ends, with a deadline.
+    async fn finished(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            every.tick().await;
+            let (_, op) = self.call(reqwest::Method::GET, &format!("/api/v1/operations/{id}"), None).await;
+            if matches!(op["data"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return op["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "operation {id} did not end: {op}");
+        }
+    }
+}
+
+async fn owner(server: &Server) -> Api {
+    let link = server.stdout.iter().find_map(|l| l.split_once(" at ").map(|(_, u)| u.to_string())).unwrap();
+    let code = link.rsplit('=').next().unwrap();
+    let body = json!({"code": code, "email": "ops@example.com", "name": "Ops", "password": "correct horse battery staple", "organization": "Ops"});
+    let setup: Value =
+        http().post(format!("{}/api/v1/setup", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
+    Api { url: server.url.clone(), token: setup["data"]["token"]["plain_text_token"].as_str().unwrap().to_string() }
+}
+
+#[tokio::test]
+async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[]).unwrap();
+    let api = owner(&slipway).await;
+    let sshd = Sshd::start(&[]);
+
+    let (status, created) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/servers",
+            Some(json!({"name": "loopback", "provider": "custom", "ip_address": "127.0.0.1", "ssh_port": sshd.port})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let server_id = created["data"]["id"].as_str().unwrap().to_string();
+    let public_key = created["data"]["authorization"]["public_key"].as_str().unwrap().to_string();
+
+    // Before the key is authorised, verification fails and says why.
+    let (status, op) =
+        api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{op}");
+    let op = api.finished(op["data"]["id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed");
+    assert!(op["failure_reason"].as_str().unwrap().contains("refused Slipway's key"), "{op}");
+    let (_, server) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    assert_eq!(server["data"]["status"], "unreachable");
+
+    // Authorised: first contact pins the host key and finds the OS.
+    sshd.authorize(&[&public_key]);
+    let (_, op) =
+        api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
+    let op_id = op["data"]["id"].as_str().unwrap().to_string();
+    let op = api.finished(&op_id).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let (_, server) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    let expected = slipway_remote::fingerprint(&sshd.host_key_public).unwrap();
+    assert_eq!(server["data"]["host_key_fingerprint"], expected.as_str());
+    assert_eq!(server["data"]["status"], "pending", "reachable again, not yet provisioned");
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let id = os_release.lines().find_map(|l| l.strip_prefix("ID=")).unwrap().trim_matches('"');
+    assert!(server["data"]["os"].as_str().unwrap().starts_with(id), "{server}");
+    let (_, log) = api.call(reqwest::Method::GET, &format!("/api/v1/operations/{op_id}/log"), None).await;
+    let lines: Vec<&str> = log["data"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap()).collect();
+    assert!(lines.iter().any(|l| l.contains("pinned host key")), "{lines:?}");
+    let (_, ops) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{server_id}/logs"), None).await;
+    assert_eq!(ops["meta"]["total"], 2);
+
+    // The same address now answers with another host key: refused, and said so.
+    let impostor = Sshd::start(&[&public_key]);
+    let (status, _) = api
+        .call(reqwest::Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ssh_port": impostor.port})))
+        .await;
+    assert_eq!(status, 200);
+    let (_, op) =
+        api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
+    let op = api.finished(op["data"]["id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed");
+    let reason = op["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("host key changed") && reason.contains(&expected), "{reason}");
+    let (_, server) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    assert_eq!(server["data"]["status"], "unreachable");
+    assert!(server["data"]["status_reason"].as_str().unwrap().contains("host key changed"));
+    assert_eq!(server["data"]["host_key_fingerprint"], expected.as_str(), "the pinned key is kept");
+
+    let (status, _) = slipway.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
