@@ -88,6 +88,16 @@ fn data_error(path: &str, error: &serde_json::Error) -> FieldErrors {
     FieldErrors::one(field, format!("The {field} field is invalid: {text}."))
 }
 
+/// One named segment of the matched path (`{server}`), or 404: resource extractors use it, so a
+/// missing or odd segment reads as "no such resource".
+pub async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<String, ApiError> {
+    let axum::extract::Path(mut params) =
+        axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+    params.remove(name).ok_or(ApiError::NotFound)
+}
+
 /// The pagination query parameters as the OpenAPI document describes them (list handlers
 /// read them through [`Page`]).
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

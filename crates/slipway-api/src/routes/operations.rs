@@ -1,7 +1,7 @@
 //! Operations: the durable jobs behind every action on a server, with their status and log.
 //! An operation is visible exactly when its server is.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use slipway_core::{Ability, Action, Resource};
@@ -28,10 +28,7 @@ impl FromRequestParts<AppState> for VisibleOperation {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        let id = params.get("operation").ok_or(ApiError::NotFound)?;
+        let id = &crate::extract::path_param(parts, state, "operation").await?;
         let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
         let organization_id = job.organization_id.clone().ok_or(ApiError::NotFound)?;
         principal.role_in(state, &organization_id).await?;

@@ -53,10 +53,7 @@ impl FromRequestParts<AppState> for VisibleOrganization {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        let id = params.get("organization").ok_or(ApiError::NotFound)?;
+        let id = &crate::extract::path_param(parts, state, "organization").await?;
         let role = principal.role_in(state, id).await?;
         let organization = state.store.organization(id).await?.ok_or(ApiError::NotFound)?;
         Ok(VisibleOrganization { organization, role, principal })

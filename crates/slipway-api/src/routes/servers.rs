@@ -2,7 +2,7 @@
 //! key on it, read and edit it, follow its operations, remove it.
 //! Removing a server forgets it in Slipway; nothing on the machine is touched.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
@@ -111,10 +111,7 @@ impl FromRequestParts<AppState> for VisibleServer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        let id = params.get("server").ok_or(ApiError::NotFound)?;
+        let id = &crate::extract::path_param(parts, state, "server").await?;
         let server = state.store.server(id).await?.ok_or(ApiError::NotFound)?;
         principal.role_in(state, &server.organization_id).await?;
         if !principal.may_touch_server(&server.id) {
