@@ -245,6 +245,47 @@ impl Client {
     }
 }
 
+impl Client {
+    pub async fn servers(&self, page: u32) -> Result<Page<Value>, ClientError> {
+        self.expect(Method::GET, &format!("/api/v1/servers?page={page}&per_page=100"), None::<&()>).await
+    }
+
+    pub async fn create_server(&self, request: &Value) -> Result<Value, ClientError> {
+        Ok(self.expect::<Data<Value>>(Method::POST, "/api/v1/servers", Some(request)).await?.data)
+    }
+
+    pub async fn server(&self, id: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .expect::<Data<Value>>(Method::GET, &format!("/api/v1/servers/{}", encode_segment(id)), None::<&()>)
+            .await?
+            .data)
+    }
+
+    /// Starts a connection check; returns the operation.
+    pub async fn verify_server(&self, id: &str) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}/verify", encode_segment(id));
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+    }
+
+    pub async fn server_operations(&self, id: &str) -> Result<Page<Value>, ClientError> {
+        self.expect(Method::GET, &format!("/api/v1/servers/{}/logs?per_page=100", encode_segment(id)), None::<&()>)
+            .await
+    }
+
+    pub async fn operation(&self, id: &str) -> Result<Value, ClientError> {
+        Ok(self
+            .expect::<Data<Value>>(Method::GET, &format!("/api/v1/operations/{}", encode_segment(id)), None::<&()>)
+            .await?
+            .data)
+    }
+
+    /// Log lines after `after`, oldest first.
+    pub async fn operation_log(&self, id: &str, after: i64) -> Result<Vec<Value>, ClientError> {
+        let path = format!("/api/v1/operations/{}/log?after={after}", encode_segment(id));
+        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+}
+
 /// Percent-encodes a path segment, so an id typed by a user cannot change the path.
 fn encode_segment(segment: &str) -> String {
     segment

@@ -39,6 +39,9 @@ enum Command {
     /// Manage your access tokens
     #[command(subcommand)]
     Token(cli::TokenCommand),
+    /// Manage servers
+    #[command(subcommand)]
+    Server(cli::ServerCommand),
     /// Print the version
     Version,
     /// Print the OpenAPI document
@@ -103,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout => cli::run(cli::logout(&cli.client)),
         Command::Whoami => cli::run(cli::whoami(&cli.client)),
         Command::Token(command) => cli::run(cli::token(command, &cli.client)),
+        Command::Server(command) => cli::run(cli::server(command, &cli.client)),
         Command::Version => {
             println!("slipway {}", env!("CARGO_PKG_VERSION"));
             Ok(())

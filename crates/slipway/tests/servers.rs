@@ -120,3 +120,43 @@ async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_cli_registers_verifies_and_shows_a_server() {
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[]).unwrap();
+    let api = owner(&slipway).await;
+    let sshd = Sshd::start(&[]);
+    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+    let run = |args: &[&str]| common::slipway(&dir, &env).args(args).output().unwrap();
+    let text = |out: &std::process::Output| {
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let port = sshd.port.to_string();
+    let created = run(&["server", "create", "cli-box", "--ip", "127.0.0.1", "--port", &port, "--output", "json"]);
+    assert!(created.status.success(), "{:?}", text(&created));
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    // The printed command, run as the server's user, is what authorises Slipway.
+    let home = dir.join("server-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let command = created["authorization"]["command"].as_str().unwrap();
+    assert!(std::process::Command::new("sh").arg("-c").arg(command).env("HOME", &home).status().unwrap().success());
+    let authorized = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
+    sshd.authorize(&[authorized.trim()]);
+
+    let verified = run(&["server", "verify", &id]);
+    let (out, err) = text(&verified);
+    assert!(verified.status.success(), "{out}\n{err}");
+    assert!(out.contains("pinned host key") && out.contains("status: pending"), "{out}");
+
+    let listed = text(&run(&["server", "list"])).0;
+    assert!(listed.contains("cli-box") && listed.contains(&format!("127.0.0.1:{port}")), "{listed}");
+    let logs = text(&run(&["server", "logs", &id])).0;
+    assert!(logs.contains("server.verify") && logs.contains("succeeded"), "{logs}");
+    let missing = run(&["server", "show", "01NOSUCHSERVER0000000000000"]);
+    assert!(!missing.status.success() && text(&missing).1.contains("Not found."), "{:?}", text(&missing));
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}

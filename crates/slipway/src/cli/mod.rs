@@ -72,6 +72,37 @@ pub enum TokenCommand {
     Revoke { id: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// List your servers
+    List,
+    /// Register a server you already have; prints the command that authorises Slipway on it
+    Create {
+        name: String,
+        /// IP address or host name
+        #[arg(long)]
+        ip: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        /// The user Slipway logs in as (root, or one with passwordless sudo)
+        #[arg(long, default_value = "root")]
+        user: String,
+        /// Organization id (needed when you belong to several)
+        #[arg(long)]
+        organization: Option<String>,
+    },
+    /// Show one server
+    Show { id: String },
+    /// Check that Slipway can reach the server (pins its host key at first contact)
+    Verify { id: String },
+    /// The server's operations; with --follow, stream the latest one's log until it ends
+    Logs {
+        id: String,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
 /// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile.
 fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
     let creds = Credentials::load()?;
@@ -283,6 +314,145 @@ pub async fn token(command: TokenCommand, client_args: &ClientArgs) -> anyhow::R
             match client_args.output {
                 Output::Json => print_json(&serde_json::json!({"revoked": id}))?,
                 Output::Human => eprintln!("Token {id} is revoked."),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_server(server: &serde_json::Value) {
+    let field = |k: &str| server[k].as_str().map(str::to_string).unwrap_or_else(|| server[k].to_string());
+    println!("{} {} ({}@{}:{})", field("id"), field("name"), field("ssh_user"), field("ip_address"), field("ssh_port"));
+    println!(
+        "status: {}{}",
+        field("status"),
+        server["status_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    if let Some(os) = server["os"].as_str() {
+        println!("os: {os}");
+    }
+    if let Some(fp) = server["host_key_fingerprint"].as_str() {
+        println!("host key: {fp}");
+    }
+}
+
+/// Prints an operation's log as it grows until the operation ends; returns its final state.
+#[allow(clippy::print_stdout)]
+async fn follow_operation(client: &Client, id: &str, output: Output) -> anyhow::Result<serde_json::Value> {
+    let mut after = 0;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        for line in client.operation_log(id, after).await? {
+            after = line["seq"].as_i64().unwrap_or(after);
+            if output == Output::Human {
+                let text = line["line"].as_str().unwrap_or_default();
+                if line["stream"] == "stderr" { eprintln!("{text}") } else { println!("{text}") }
+            }
+        }
+        let op = client.operation(id).await?;
+        if matches!(op["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+            // Lines written just before the end.
+            for line in client.operation_log(id, after).await? {
+                if output == Output::Human {
+                    println!("{}", line["line"].as_str().unwrap_or_default());
+                }
+            }
+            return Ok(op);
+        }
+    }
+}
+
+fn ended_well(op: &serde_json::Value) -> anyhow::Result<()> {
+    match op["status"].as_str() {
+        Some("succeeded") => Ok(()),
+        other => bail!(
+            "operation {} {}: {}",
+            op["id"].as_str().unwrap_or("?"),
+            other.unwrap_or("ended"),
+            op["failure_reason"].as_str().unwrap_or("no reason given")
+        ),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    let json = client_args.output == Output::Json;
+    match command {
+        ServerCommand::List => {
+            let page = client.servers(1).await?;
+            if json {
+                return print_json(&page);
+            }
+            println!("{:<26}  {:<20}  {:<24}  {:<12}  OS", "ID", "NAME", "ADDRESS", "STATUS");
+            for s in &page.data {
+                let address = format!("{}:{}", s["ip_address"].as_str().unwrap_or(""), s["ssh_port"]);
+                println!(
+                    "{:<26}  {:<20}  {:<24}  {:<12}  {}",
+                    s["id"].as_str().unwrap_or(""),
+                    s["name"].as_str().unwrap_or("").chars().take(20).collect::<String>(),
+                    address,
+                    s["status"].as_str().unwrap_or(""),
+                    s["os"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        ServerCommand::Create { name, ip, port, user, organization } => {
+            let mut body = serde_json::json!({"name": name, "provider": "custom", "ip_address": ip, "ssh_port": port, "ssh_user": user});
+            if let Some(org) = organization {
+                body["organization_id"] = org.into();
+            }
+            let created = client.create_server(&body).await?;
+            if json {
+                return print_json(&created);
+            }
+            print_server(&created);
+            println!(
+                "\nAuthorise Slipway on the server by running, as {user} there:\n\n  {}\n",
+                created["authorization"]["command"].as_str().unwrap_or("")
+            );
+            println!("then: slipway server verify {}", created["id"].as_str().unwrap_or(""));
+        }
+        ServerCommand::Show { id } => {
+            let server = client.server(&id).await?;
+            if json { print_json(&server)? } else { print_server(&server) }
+        }
+        ServerCommand::Verify { id } => {
+            let op = client.verify_server(&id).await?;
+            let op = follow_operation(&client, op["id"].as_str().unwrap_or_default(), client_args.output).await?;
+            if json {
+                print_json(&op)?;
+            }
+            ended_well(&op)?;
+            if !json {
+                print_server(&client.server(&id).await?);
+            }
+        }
+        ServerCommand::Logs { id, follow } => {
+            let ops = client.server_operations(&id).await?;
+            if follow {
+                let latest = ops.data.first().ok_or_else(|| anyhow::anyhow!("the server has no operations yet"))?;
+                let op =
+                    follow_operation(&client, latest["id"].as_str().unwrap_or_default(), client_args.output).await?;
+                if json {
+                    print_json(&op)?;
+                }
+                return ended_well(&op);
+            }
+            if json {
+                return print_json(&ops);
+            }
+            for op in &ops.data {
+                println!(
+                    "{}  {:<16}  {:<10}  {}  {}",
+                    op["id"].as_str().unwrap_or(""),
+                    op["kind"].as_str().unwrap_or(""),
+                    op["status"].as_str().unwrap_or(""),
+                    op["created_at"].as_str().unwrap_or("").chars().take(19).collect::<String>(),
+                    op["failure_reason"].as_str().unwrap_or("")
+                );
             }
         }
     }
