@@ -56,6 +56,10 @@ pub struct ServerArgs {
     /// Run the job worker in this process [default: true]; turn it off for API-only replicas
     #[arg(long, env = "SLIPWAY_JOB_WORKER", value_name = "BOOL")]
     pub job_worker: Option<bool>,
+    /// How long a job's claim lasts without a heartbeat; a crashed worker's jobs are recovered
+    /// after this [default: 60]
+    #[arg(long, env = "SLIPWAY_JOB_LEASE_SECONDS", value_name = "SECONDS")]
+    pub job_lease_seconds: Option<u64>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -88,6 +92,7 @@ struct FileConfig {
     secret_key: Option<String>,
     registration_enabled: Option<bool>,
     job_worker: Option<bool>,
+    job_lease_seconds: Option<u64>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -117,6 +122,7 @@ pub struct Settings {
     pub secret_key: SecretKeySource,
     pub registration_enabled: bool,
     pub job_worker: bool,
+    pub job_lease_seconds: u64,
     pub rate_limits: slipway_api::state::RateLimits,
 }
 
@@ -151,6 +157,10 @@ impl Settings {
             Some(key) => SecretKeySource::Given(Secret::new(key)),
             None => SecretKeySource::File(data_dir.join("secret.key")),
         };
+        let job_lease_seconds = args.job_lease_seconds.or(file.job_lease_seconds).unwrap_or(60);
+        if !(2..=3600).contains(&job_lease_seconds) {
+            bail!("job_lease_seconds must be between 2 and 3600 (got {job_lease_seconds})");
+        }
         let defaults = slipway_api::state::RateLimits::default();
         let rate_limits = slipway_api::state::RateLimits {
             api_per_minute: args.rate_limit_api.or(file.rate_limit_api).unwrap_or(defaults.api_per_minute),
@@ -173,6 +183,7 @@ impl Settings {
         Ok(Settings {
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
+            job_lease_seconds,
             rate_limits,
             config_file,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
@@ -206,6 +217,7 @@ impl Settings {
             "secret_key": secret_key,
             "registration_enabled": self.registration_enabled,
             "job_worker": self.job_worker,
+            "job_lease_seconds": self.job_lease_seconds,
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,

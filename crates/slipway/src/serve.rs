@@ -68,7 +68,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // The job runner, in the same process: it claims work any replica enqueued.
     let engine = slipway_engine::Engine::new(store.clone(), secrets);
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
-    let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), slipway_jobs::WorkerConfig::default());
+    let lease = Duration::from_secs(settings.job_lease_seconds);
+    let worker_config = slipway_jobs::WorkerConfig {
+        lease,
+        // Six heartbeats per lease: a few slow database round trips never lose a healthy job.
+        heartbeat: lease / 6,
+        poll: Duration::from_secs(1).min(lease / 2),
+        ..Default::default()
+    };
+    let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), worker_config);
     let worker = if settings.job_worker {
         Some(tokio::spawn(worker.run(jobs_stopped)))
     } else {

@@ -160,3 +160,66 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_job_interrupted_by_kill_9_is_recovered_after_restart() {
+    let dir = temp_data_dir();
+    let lease = [("SLIPWAY_JOB_LEASE_SECONDS", "2")];
+    let mut slipway = Server::start(&dir, &lease).unwrap();
+    let api = owner(&slipway).await;
+
+    // A peer that accepts TCP and never speaks SSH: the verify job hangs in its connect.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (_, created) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/servers",
+            Some(json!({"name": "hangs", "provider": "custom", "ip_address": "127.0.0.1", "ssh_port": silent_port})),
+        )
+        .await;
+    let server_id = created["data"]["id"].as_str().unwrap().to_string();
+    let public_key = created["data"]["authorization"]["public_key"].as_str().unwrap().to_string();
+    let (_, op) =
+        api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
+    let op_id = op["data"]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        let (_, op) = api.call(reqwest::Method::GET, &format!("/api/v1/operations/{op_id}"), None).await;
+        if op["data"]["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started: {op}");
+    }
+
+    // kill -9: no chance to record anything.
+    std::process::Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
+    let _ = slipway.child.wait();
+    drop(slipway);
+
+    let restarted = Server::start(&dir, &lease).unwrap();
+    let api = Api { url: restarted.url.clone(), token: api.token.clone() };
+    let op = api.finished(&op_id).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert_eq!(
+        op["failure_reason"], "interrupted",
+        "a non-retried job whose worker died is failed as interrupted, not stuck"
+    );
+
+    // And the server can be verified once it is a real one.
+    let sshd = Sshd::start(&[&public_key]);
+    api.call(reqwest::Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ssh_port": sshd.port}))).await;
+    let (_, op) =
+        api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
+    assert_eq!(api.finished(op["data"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
