@@ -41,7 +41,11 @@ async fn registering_a_server_returns_the_key_and_a_command_that_installs_it() {
             .unwrap();
         assert!(status.success());
         let installed = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
-        assert_eq!(installed, format!("{public_key} slipway\n"));
+        assert_eq!(
+            installed,
+            format!("\n{public_key} slipway\n"),
+            "on a line of its own even after a file without a final newline"
+        );
         let _ = std::fs::remove_dir_all(&home);
 
         // One key per organization, and its private half is stored sealed.

@@ -92,10 +92,13 @@ impl JobHandler for VerifyServer {
         let mut release = String::new();
         let exit = connection
             .run(
-                "cat /etc/os-release\n",
+                "head -c 65536 /etc/os-release\n",
                 &mut |_, line| {
-                    release.push_str(line);
-                    release.push('\n');
+                    // A hostile server could answer with anything; keep at most 64 KiB.
+                    if release.len() < 64 * 1024 {
+                        release.push_str(line);
+                        release.push('\n');
+                    }
                 },
                 ctx_cancel(ctx),
                 self.0.command_idle,

@@ -164,7 +164,9 @@ impl JobContext {
         self.cancel.clone()
     }
 
-    /// Resolves when the job should stop; use it in `select!` around long remote work.
+    /// Resolves when the job should stop. For remote work, pass [`JobContext::cancel_receiver`]
+    /// to the transport instead of dropping its future in a `select!`: the transport then kills
+    /// the remote processes, which dropping would not.
     pub async fn cancelled(&self) {
         let mut rx = self.cancel.clone();
         // A worker that is gone cannot ask to stop; that is not a request to stop.
@@ -193,6 +195,8 @@ impl JobContext {
 pub(crate) struct LogBuffer {
     lines: Mutex<Vec<(String, String)>>,
     secrets: Mutex<Vec<String>>,
+    /// The number the next stored line gets; set from the store when the job starts.
+    next_seq: std::sync::atomic::AtomicI64,
 }
 
 pub const MASK: &str = "********";
@@ -206,31 +210,49 @@ impl LogBuffer {
     }
 
     fn push(&self, stream: &str, line: String) {
-        let mut line = line;
+        let line = self.mask(line);
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).push((stream.to_string(), line));
+    }
+
+    /// Replaces every registered secret in `text`.
+    pub(crate) fn mask(&self, mut text: String) -> String {
         for secret in self.secrets.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            if line.contains(secret.as_str()) {
-                line = line.replace(secret.as_str(), MASK);
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), MASK);
             }
         }
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).push((stream.to_string(), line));
+        text
+    }
+
+    pub(crate) fn start_after(&self, last_seq: i64) {
+        self.next_seq.store(last_seq + 1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn take(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Writes buffered lines, grouped by consecutive stream, in order.
-    pub(crate) async fn flush(&self, store: &dyn Store, job_id: &str) {
+    /// Writes buffered lines in one statement. When the write fails they go back to the front
+    /// of the buffer for the next flush, unless `keep` is false (the lease is gone: the lines
+    /// belong to no one now).
+    pub(crate) async fn flush(&self, store: &dyn Store, job_id: &str, keep: bool) {
         let lines = self.take();
-        let mut start = 0;
-        while start < lines.len() {
-            let stream = &lines[start].0;
-            let end = lines[start..].iter().position(|(s, _)| s != stream).map_or(lines.len(), |n| start + n);
-            let batch: Vec<String> = lines[start..end].iter().map(|(_, l)| l.clone()).collect();
-            if let Err(e) = store.append_job_log(job_id, stream, &batch, slipway_core::time::now()).await {
-                tracing::warn!(error = %e, job.id = %job_id, "could not write job log lines");
+        if lines.is_empty() {
+            return;
+        }
+        let first = self.next_seq.load(std::sync::atomic::Ordering::SeqCst);
+        match store.append_job_log(job_id, first, &lines, slipway_core::time::now()).await {
+            Ok(()) => {
+                self.next_seq.fetch_add(lines.len() as i64, std::sync::atomic::Ordering::SeqCst);
             }
-            start = end;
+            Err(e) => {
+                tracing::warn!(error = %e, job.id = %job_id, "could not write job log lines; will retry");
+                if keep {
+                    let mut buffered = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+                    let newer = std::mem::replace(&mut *buffered, lines);
+                    buffered.extend(newer);
+                }
+            }
         }
     }
 }

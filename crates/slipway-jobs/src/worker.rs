@@ -134,6 +134,11 @@ impl Worker {
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let log = Arc::new(LogBuffer::default());
+        // A retried job continues its earlier attempts' log.
+        match self.store.last_job_log_seq(&job.id).await {
+            Ok(last) => log.start_after(last),
+            Err(e) => tracing::warn!(error = %e, job.id = %job.id, "could not read the job's log position"),
+        }
         let ctx = JobContext {
             id: job.id.clone(),
             kind: job.kind.clone(),
@@ -148,14 +153,20 @@ impl Worker {
         heartbeat.tick().await;
         let mut flush = tokio::time::interval(self.config.log_flush);
         let (mut cancel_requested, mut lease_lost) = (false, false);
+        // Until when our lease surely holds (renewals that fail do not extend it). Past this,
+        // another replica may have reaped the job and be running it: stop ours.
+        let margin = self.config.heartbeat;
+        let mut lease_holds_until = tokio::time::Instant::now() + self.config.lease.saturating_sub(margin);
         let result = loop {
             tokio::select! {
                 result = &mut execution => break result,
-                _ = flush.tick() => log.flush(self.store.as_ref(), &job.id).await,
+                _ = flush.tick() => log.flush(self.store.as_ref(), &job.id, !lease_lost).await,
                 _ = heartbeat.tick(), if !lease_lost => {
+                    let renewing_from = tokio::time::Instant::now();
                     match self.store.heartbeat_job(&job.id, &self.config.worker_id, self.config.lease_until()).await {
-                        Ok(Heartbeat::Held) => {}
+                        Ok(Heartbeat::Held) => lease_holds_until = renewing_from + self.config.lease.saturating_sub(margin),
                         Ok(Heartbeat::CancelRequested) => {
+                            lease_holds_until = renewing_from + self.config.lease.saturating_sub(margin);
                             if !cancel_requested {
                                 tracing::info!(job.id = %job.id, "cancellation requested");
                             }
@@ -167,13 +178,21 @@ impl Worker {
                             lease_lost = true;
                             let _ = cancel_tx.send(true);
                         }
-                        // A failed renewal is not a lost lease: the lease is long enough to retry.
-                        Err(e) => tracing::warn!(error = %e, job.id = %job.id, "could not renew the job's lease"),
+                        // A failed renewal is not yet a lost lease: the lease is long enough to retry,
+                        // until it may have run out.
+                        Err(e) if tokio::time::Instant::now() < lease_holds_until => {
+                            tracing::warn!(error = %e, job.id = %job.id, "could not renew the job's lease; will retry");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, job.id = %job.id, "could not renew the job's lease before it ran out; stopping it");
+                            lease_lost = true;
+                            let _ = cancel_tx.send(true);
+                        }
                     }
                 }
             }
         };
-        log.flush(self.store.as_ref(), &job.id).await;
+        log.flush(self.store.as_ref(), &job.id, !lease_lost).await;
         if lease_lost {
             return; // someone else owns the record now
         }
@@ -181,11 +200,12 @@ impl Worker {
             Ok(Ok(())) => JobEnd::Succeeded,
             Ok(Err(JobError::Cancelled)) => JobEnd::Cancelled { reason: "cancelled by request".into() },
             Ok(Err(_)) if cancel_requested => JobEnd::Cancelled { reason: "cancelled by request".into() },
-            Ok(Err(JobError::Failed { reason, exit_code })) => JobEnd::Failed { reason, exit_code },
+            // Reasons are shown to users: the same masking as the log.
+            Ok(Err(JobError::Failed { reason, exit_code })) => JobEnd::Failed { reason: log.mask(reason), exit_code },
             Ok(Err(JobError::Retryable { reason })) if job.idempotent && job.attempts < job.max_attempts => {
-                JobEnd::Retry { run_at: self.config.retry_at(job.attempts), reason }
+                JobEnd::Retry { run_at: self.config.retry_at(job.attempts), reason: log.mask(reason) }
             }
-            Ok(Err(JobError::Retryable { reason })) => JobEnd::Failed { reason, exit_code: None },
+            Ok(Err(JobError::Retryable { reason })) => JobEnd::Failed { reason: log.mask(reason), exit_code: None },
             Err(join) => {
                 let detail = match join.try_into_panic() {
                     Ok(panic) => panic

@@ -40,12 +40,16 @@ impl JobHandler for Echo {
         ctx.add_secret("hunter2-password");
         ctx.log("stdout", format!("hello from attempt {}", ctx.attempt));
         ctx.log("stderr", "connecting with password hunter2-password");
-        tokio::task::yield_now().await;
+        // Long enough that two jobs of one resource would overlap if the lock failed.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
         *self.0.running_per_resource.lock().unwrap().get_mut(&resource).unwrap() -= 1;
         match ctx.payload["mode"].as_str() {
             Some("fail") => Err(JobError::Failed { reason: "apt-get exited with 100".into(), exit_code: Some(100) }),
             Some("flaky") if ctx.attempt < 3 => Err(JobError::Retryable { reason: "connection reset".into() }),
             Some("panic") => panic!("boom"),
+            Some("leak") => Err(JobError::failed("login with hunter2-password was refused")),
             Some("wait") => {
                 ctx.cancelled().await;
                 Err(JobError::Cancelled)
@@ -90,6 +94,7 @@ async fn finished(store: &dyn Store, id: &str) -> Job {
 
 fn spec(mode: &str, resource: &str) -> JobSpec {
     JobSpec::new("test.echo", serde_json::json!({"mode": mode, "resource": resource}))
+        .resource(format!("test:{resource}"))
 }
 
 async fn outcomes(db: TestDatabase) {
@@ -121,6 +126,10 @@ async fn outcomes(db: TestDatabase) {
         ("failed", Some("connection reset")),
         "not idempotent: no retry"
     );
+
+    let leak = enqueue(store.as_ref(), spec("leak", "g")).await.unwrap();
+    let job = finished(store.as_ref(), &leak).await;
+    assert_eq!(job.failure_reason.as_deref(), Some("login with ******** was refused"), "reasons are masked too");
 
     let panics = enqueue(store.as_ref(), spec("panic", "e")).await.unwrap();
     let job = finished(store.as_ref(), &panics).await;

@@ -79,6 +79,26 @@ pub trait Transport: Send + Sync {
     ) -> Result<Exit, RemoteError>;
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_bounded() {
+        let mut split = LineSplitter::default();
+        let mut lines = Vec::new();
+        split.push(b"one\ntw", |l| lines.push(l.to_string()));
+        split.push(b"o\r\nthree", |l| lines.push(l.to_string()));
+        split.finish(|l| lines.push(l.to_string()));
+        assert_eq!(lines, ["one", "two", "three"]);
+        let mut lines = Vec::new();
+        let endless = vec![b'x'; MAX_LINE_BYTES * 3 + 5];
+        split.push(&endless, |l| lines.push(l.len()));
+        assert_eq!(lines, [MAX_LINE_BYTES; 3]);
+        assert!(split.pending.len() < MAX_LINE_BYTES);
+    }
+}
+
 /// Resolves when cancellation is asked for. A sender that is gone can no longer ask, so that
 /// never counts as a cancellation.
 pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
@@ -86,6 +106,10 @@ pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
         std::future::pending::<()>().await;
     }
 }
+
+/// Longest line kept whole; longer output is split, so a remote that never sends a newline
+/// cannot make Slipway hold unbounded memory.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// Splits a byte stream into lines as chunks arrive (lossy UTF-8), keeping partial lines.
 #[derive(Debug, Default)]
@@ -98,8 +122,13 @@ impl LineSplitter {
         self.pending.extend_from_slice(data);
         while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            emit(text.trim_end_matches('\r'));
+            for piece in line[..line.len() - 1].chunks(MAX_LINE_BYTES) {
+                emit(String::from_utf8_lossy(piece).trim_end_matches('\r'));
+            }
+        }
+        while self.pending.len() >= MAX_LINE_BYTES {
+            let piece: Vec<u8> = self.pending.drain(..MAX_LINE_BYTES).collect();
+            emit(&String::from_utf8_lossy(&piece));
         }
     }
 

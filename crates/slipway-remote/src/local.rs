@@ -33,9 +33,13 @@ impl Transport for LocalTransport {
             .spawn()
             .map_err(|e| RemoteError::Io(format!("cannot start sh: {e}")))?;
         let pid = child.id();
+        // Written concurrently with reading: a long script whose first commands print a lot
+        // would otherwise fill both pipes and stall.
         let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(script.as_bytes()).await.map_err(|e| RemoteError::Io(e.to_string()))?;
-        drop(stdin);
+        let script_bytes = script.as_bytes().to_vec();
+        let feeder = tokio::spawn(async move {
+            let _ = stdin.write_all(&script_bytes).await;
+        });
         let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let (mut out_lines, mut err_lines) = (LineSplitter::default(), LineSplitter::default());
         let (mut out_buf, mut err_buf) = ([0u8; 8192], [0u8; 8192]);
@@ -68,6 +72,7 @@ impl Transport for LocalTransport {
                 }
             }
         }
+        feeder.abort();
         out_lines.finish(|l| output(Stream::Stdout, l));
         err_lines.finish(|l| output(Stream::Stderr, l));
         let status = child.wait().await.map_err(|e| RemoteError::Io(e.to_string()))?;

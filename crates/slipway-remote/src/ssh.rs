@@ -203,10 +203,26 @@ const PGID_WAIT: Duration = Duration::from_secs(2);
 impl SshConnection {
     /// Kills a remote process group over a channel of its own.
     async fn kill_group(&self, pgid: u32) {
-        let Ok(mut channel) = self.handle.channel_open_session().await else { return };
-        // `pgid` is a number we parsed, so the command is fixed text plus digits.
-        if channel.exec(true, format!("kill -s KILL -- -{pgid}")).await.is_ok() {
-            while channel.wait().await.is_some() {}
+        let kill = async {
+            let mut channel = self.handle.channel_open_session().await.ok()?;
+            // `pgid` is a number we parsed, so the command is fixed text plus digits.
+            channel.exec(true, format!("kill -s KILL -- -{pgid}")).await.ok()?;
+            let mut status = None;
+            while let Some(msg) = channel.wait().await {
+                if let ChannelMsg::ExitStatus { exit_status } = msg {
+                    status = Some(exit_status);
+                }
+            }
+            status
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(10), kill).await {
+            Ok(Some(0)) => {}
+            other => tracing::warn!(
+                address = %self.address,
+                pgid,
+                outcome = ?other,
+                "could not confirm that the stopped command's processes were killed"
+            ),
         }
     }
 }
@@ -221,14 +237,23 @@ impl Transport for SshConnection {
         idle: Duration,
     ) -> Result<Exit, RemoteError> {
         let dropped = |e: russh::Error| RemoteError::Disconnected(e.to_string());
-        let mut channel = self.handle.channel_open_session().await.map_err(dropped)?;
-        // The script runs as the leader of a session of its own and first reports its process
-        // group, so that stopping it (cancel, timeout) can kill everything it started: OpenSSH
-        // does not honour signal requests in every configuration, and closing the channel does
-        // not stop a process that is not writing.
-        channel.exec(true, REMOTE_WRAPPER).await.map_err(dropped)?;
-        channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
-        channel.eof().await.map_err(dropped)?;
+        // Opening the channel and handing over the script are bounded and cancellable too: a
+        // server that never confirms a channel must not hold a job (and its resource) forever.
+        let start = async {
+            let channel = self.handle.channel_open_session().await.map_err(dropped)?;
+            // The script runs as the leader of a session of its own and first reports its
+            // process group, so that stopping it (cancel, timeout) can kill everything it started:
+            // OpenSSH does not honour signal requests in every configuration, and closing the
+            // channel does not stop a process that is not writing.
+            channel.exec(true, REMOTE_WRAPPER).await.map_err(dropped)?;
+            channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
+            channel.eof().await.map_err(dropped)?;
+            Ok::<_, RemoteError>(channel)
+        };
+        let mut channel = tokio::select! {
+            started = tokio::time::timeout(idle, start) => started.map_err(|_| RemoteError::Timeout(idle))??,
+            _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
+        };
         let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
         let mut code = None;
         let mut pgid: Option<u32> = None;

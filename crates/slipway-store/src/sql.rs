@@ -630,11 +630,17 @@ macro_rules! impl_store {
 
             async fn finish_job(&self, id: &str, worker: &str, end: &JobEnd, at: Timestamp) -> StoreResult<bool> {
                 let query = match end {
+                    // A retry of a job someone asked to cancel is a cancellation instead.
                     JobEnd::Retry { run_at, reason } => sqlx::query(
-                        "UPDATE jobs SET status = 'queued', run_at = $3, failure_reason = $4, lease_owner = NULL, \
-                         lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                        "UPDATE jobs SET \
+                         status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END, \
+                         finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE $5 END, \
+                         run_at = $3, \
+                         failure_reason = CASE WHEN cancel_requested_at IS NULL THEN $4 ELSE 'cancelled by request' END, \
+                         lease_owner = NULL, lease_expires_at = NULL \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                     )
-                    .bind(id).bind(worker).bind(*run_at).bind(reason.clone()),
+                    .bind(id).bind(worker).bind(*run_at).bind(reason.clone()).bind(at),
                     other => {
                         let (status, reason, code) = match other {
                             JobEnd::Succeeded => ("succeeded", None, None),
@@ -677,14 +683,23 @@ macro_rules! impl_store {
             }
 
             async fn reap_jobs(&self, at: Timestamp, retry_at: &(dyn Fn(i64) -> Timestamp + Send + Sync)) -> StoreResult<Reaped> {
-                let expired: Vec<(String, bool, i64, i64)> = sqlx::query_as(
-                    "SELECT id, idempotent, attempts, max_attempts FROM jobs WHERE status = 'running' AND lease_expires_at < $1",
+                let expired: Vec<(String, bool, i64, i64, Option<Timestamp>)> = sqlx::query_as(
+                    "SELECT id, idempotent, attempts, max_attempts, cancel_requested_at FROM jobs \
+                     WHERE status = 'running' AND lease_expires_at < $1",
                 )
                 .bind(at).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut reaped = Reaped::default();
-                for (id, idempotent, attempts, max_attempts) in expired {
+                for (id, idempotent, attempts, max_attempts, cancel_requested) in expired {
                     // Each update re-checks the lease, so a heartbeat that arrived meanwhile wins.
-                    let (done, requeued) = if idempotent && attempts < max_attempts {
+                    let (done, requeued) = if cancel_requested.is_some() {
+                        // Someone asked to stop it: it ends cancelled, it does not run again.
+                        let q = sqlx::query(
+                            "UPDATE jobs SET status = 'cancelled', finished_at = $2, lease_owner = NULL, lease_expires_at = NULL, \
+                             failure_reason = 'cancelled by request' WHERE id = $1 AND status = 'running' AND lease_expires_at < $2",
+                        )
+                        .bind(&id).bind(at);
+                        (q.execute(&self.pool).await.map_err(StoreError::from_sqlx)?, false)
+                    } else if idempotent && attempts < max_attempts {
                         let q = sqlx::query(
                             "UPDATE jobs SET status = 'queued', run_at = $2, lease_owner = NULL, lease_expires_at = NULL, \
                              failure_reason = 'interrupted; retrying' \
@@ -707,21 +722,22 @@ macro_rules! impl_store {
                 Ok(reaped)
             }
 
-            async fn append_job_log(&self, job_id: &str, stream: &str, lines: &[String], at: Timestamp) -> StoreResult<()> {
-                if lines.is_empty() {
+            async fn last_job_log_seq(&self, job_id: &str) -> StoreResult<i64> {
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM job_logs WHERE job_id = $1")
+                    .bind(job_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn append_job_log(&self, job_id: &str, first_seq: i64, entries: &[(String, String)], at: Timestamp) -> StoreResult<()> {
+                if entries.is_empty() {
                     return Ok(());
                 }
-                // Only the lease holder writes a job's log, so numbering after the last line is safe.
-                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
-                let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM job_logs WHERE job_id = $1")
-                    .bind(job_id).fetch_one(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 let mut insert = QueryBuilder::<$db>::new("INSERT INTO job_logs (job_id, seq, at, stream, line) ");
-                insert.push_values(lines.iter().enumerate(), |mut row, (i, line)| {
-                    row.push_bind(job_id.to_string()).push_bind(last + 1 + i as i64).push_bind(at)
-                        .push_bind(stream.to_string()).push_bind(line.clone());
+                insert.push_values(entries.iter().enumerate(), |mut row, (i, (stream, line))| {
+                    row.push_bind(job_id.to_string()).push_bind(first_seq + i as i64).push_bind(at)
+                        .push_bind(stream.clone()).push_bind(line.clone());
                 });
-                insert.build().execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
-                tx.commit().await.map_err(StoreError::from_sqlx)
+                insert.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
             }
 
             async fn job_log(&self, job_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<JobLogLine>> {

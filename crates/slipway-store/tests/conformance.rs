@@ -516,9 +516,16 @@ mod cases {
         let store = db.store().await;
         let j = job(None, true);
         store.enqueue_job(&j).await.unwrap();
-        store.append_job_log(&j.id, "stdout", &["one".into(), "two".into()], now()).await.unwrap();
-        store.append_job_log(&j.id, "stderr", &["three with 'quotes' and ünïcode".into()], now()).await.unwrap();
-        store.append_job_log(&j.id, "stdout", &[], now()).await.unwrap();
+        let e = |stream: &str, line: &str| (stream.to_string(), line.to_string());
+        assert_eq!(store.last_job_log_seq(&j.id).await.unwrap(), 0);
+        store.append_job_log(&j.id, 1, &[e("stdout", "one"), e("stdout", "two")], now()).await.unwrap();
+        store.append_job_log(&j.id, 3, &[e("stderr", "three with 'quotes' and ünïcode")], now()).await.unwrap();
+        store.append_job_log(&j.id, 4, &[], now()).await.unwrap();
+        assert_eq!(store.last_job_log_seq(&j.id).await.unwrap(), 3);
+        assert!(
+            store.append_job_log(&j.id, 3, &[e("stdout", "duplicate")], now()).await.is_err(),
+            "numbers are unique"
+        );
         let lines = store.job_log(&j.id, 0, 100).await.unwrap();
         let seen: Vec<(i64, &str, &str)> = lines.iter().map(|l| (l.seq, l.stream.as_str(), l.line.as_str())).collect();
         assert_eq!(
@@ -527,6 +534,27 @@ mod cases {
         );
         assert_eq!(store.job_log(&j.id, 2, 100).await.unwrap().len(), 1);
         assert_eq!(store.job_log(&j.id, 0, 1).await.unwrap().len(), 1);
+    }
+
+    pub async fn cancellation_survives_reaping_and_retries(db: &TestDatabase) {
+        let store = db.store().await;
+        let (reaped, retried) = (job(Some("c:1"), true), job(Some("c:2"), true));
+        store.enqueue_job(&reaped).await.unwrap();
+        store.enqueue_job(&retried).await.unwrap();
+        let short = now() + chrono::Duration::milliseconds(1);
+        store.claim_job("dead", now(), short).await.unwrap().unwrap();
+        store.claim_job("w", now(), lease()).await.unwrap().unwrap();
+        store.cancel_job(&reaped.id, now()).await.unwrap();
+        store.cancel_job(&retried.id, now()).await.unwrap();
+        let retry_at = |_: i64| now();
+        let out = store.reap_jobs(now() + chrono::Duration::seconds(1), &retry_at).await.unwrap();
+        assert!(out.requeued.is_empty());
+        assert_eq!(store.job(&reaped.id).await.unwrap().unwrap().status, "cancelled", "not run again");
+        let end = JobEnd::Retry { run_at: now(), reason: "connection reset".into() };
+        assert!(store.finish_job(&retried.id, "w", &end, now()).await.unwrap());
+        let j = store.job(&retried.id).await.unwrap().unwrap();
+        assert_eq!((j.status.as_str(), j.failure_reason.as_deref()), ("cancelled", Some("cancelled by request")));
+        assert!(store.claim_job("w", now() + chrono::Duration::seconds(5), lease()).await.unwrap().is_none());
     }
 
     fn server(org: &str, name: &str) -> Server {
@@ -648,6 +676,7 @@ conformance!(
     heartbeats_carry_cancellation_and_lost_leases,
     the_reaper_retries_idempotent_jobs_and_fails_the_others,
     job_logs_number_lines_across_appends,
+    cancellation_survives_reaping_and_retries,
     servers_are_scoped_to_organizations_and_pin_host_keys,
 );
 

@@ -124,7 +124,13 @@ impl FromRequestParts<AppState> for VisibleServer {
 /// The organisations whose servers a principal may list.
 async fn visible_organizations(state: &AppState, principal: &Principal) -> Result<Vec<String>, ApiError> {
     Ok(match (&principal.organization_id, principal.kind) {
-        (Some(only), _) => vec![only.clone()],
+        // A token bound to one organization still needs its user to be a member of it (a
+        // member removed since keeps the token, not the access).
+        (Some(only), _) => match principal.role_in(state, only).await {
+            Ok(_) => vec![only.clone()],
+            Err(ApiError::NotFound) => vec![],
+            Err(e) => return Err(e),
+        },
         (None, TokenKind::Personal) => {
             state.store.memberships_of(principal.user_id()?).await?.into_iter().map(|o| o.id).collect()
         }
@@ -135,7 +141,7 @@ async fn visible_organizations(state: &AppState, principal: &Principal) -> Resul
 fn authorize_command(public_key: &str) -> String {
     let line = shell::quote(&format!("{public_key} slipway")).expect("a public key has no NUL");
     format!(
-        "mkdir -p ~/.ssh && chmod 700 ~/.ssh && echo {line} >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys"
+        "mkdir -p ~/.ssh && chmod 700 ~/.ssh && printf '\\n%s\\n' {line} >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys"
     )
 }
 
