@@ -69,7 +69,9 @@ impl Worker {
         Self { store, registry, config }
     }
 
-    /// Runs until `shutdown` turns true, then waits for the jobs in flight to end.
+    /// Runs until `shutdown` turns true, then stops the jobs in flight (their remote processes
+    /// are killed) and records each as interrupted: requeued when idempotent with attempts
+    /// left, else failed. A shutdown is not a user's cancel.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut running = JoinSet::new();
@@ -90,9 +92,10 @@ impl Worker {
                         let span =
                             tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);
                         let this = self.clone();
+                        let stopping = shutdown.clone();
                         running.spawn(
                             async move {
-                                this.run_job(job).await;
+                                this.run_job(job, stopping).await;
                                 drop(slot);
                             }
                             .instrument(span),
@@ -126,7 +129,7 @@ impl Worker {
         }
     }
 
-    async fn run_job(&self, job: Job) {
+    async fn run_job(&self, job: Job, mut stopping: watch::Receiver<bool>) {
         let Some(handler) = self.registry.get(&job.kind) else {
             let end = JobEnd::Failed { reason: format!("no handler for jobs of kind {:?}", job.kind), exit_code: None };
             self.finish(&job, end).await;
@@ -152,7 +155,7 @@ impl Worker {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
         heartbeat.tick().await;
         let mut flush = tokio::time::interval(self.config.log_flush);
-        let (mut cancel_requested, mut lease_lost) = (false, false);
+        let (mut cancel_requested, mut lease_lost, mut shut_down) = (false, false, false);
         // Until when our lease surely holds (renewals that fail do not extend it). Past this,
         // another replica may have reaped the job and be running it: stop ours.
         let margin = self.config.heartbeat;
@@ -160,6 +163,15 @@ impl Worker {
         let result = loop {
             tokio::select! {
                 result = &mut execution => break result,
+                _ = async {
+                    // A sender that is gone can no longer ask to stop; that is not a stop.
+                    if stopping.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }, if !shut_down => {
+                    shut_down = true;
+                    let _ = cancel_tx.send(true);
+                }
                 _ = flush.tick() => log.flush(self.store.as_ref(), &job.id, !lease_lost).await,
                 _ = heartbeat.tick(), if !lease_lost => {
                     let renewing_from = tokio::time::Instant::now();
@@ -198,6 +210,13 @@ impl Worker {
         }
         let end = match result {
             Ok(Ok(())) => JobEnd::Succeeded,
+            Ok(Err(_)) if shut_down && !cancel_requested => {
+                if job.idempotent && job.attempts < job.max_attempts {
+                    JobEnd::Retry { run_at: now(), reason: "interrupted by shutdown; retrying".into() }
+                } else {
+                    JobEnd::Failed { reason: "interrupted by shutdown".into(), exit_code: None }
+                }
+            }
             Ok(Err(JobError::Cancelled)) => JobEnd::Cancelled { reason: "cancelled by request".into() },
             Ok(Err(_)) if cancel_requested => JobEnd::Cancelled { reason: "cancelled by request".into() },
             // Reasons are shown to users: the same masking as the log.

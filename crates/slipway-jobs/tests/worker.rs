@@ -219,3 +219,33 @@ async fn two_replicas_run_each_job_once_and_one_per_resource_at_a_time() {
     w1.await.unwrap();
     w2.await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
+    let db = TestDatabase::sqlite().await;
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let (stop, worker) = start(store.clone(), record.clone(), "w-stop");
+    let retried = enqueue(store.as_ref(), spec("wait", "s1").idempotent(3)).await.unwrap();
+    let failed = enqueue(store.as_ref(), spec("wait", "s2")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        every.tick().await;
+        let running = [&retried, &failed];
+        let mut all = true;
+        for id in running {
+            all &= store.job(id).await.unwrap().unwrap().status == "running";
+        }
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs never started");
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker).await.expect("shutdown does not hang").unwrap();
+    let r = store.job(&retried).await.unwrap().unwrap();
+    assert_eq!((r.status.as_str(), r.failure_reason.as_deref()), ("queued", Some("interrupted by shutdown; retrying")));
+    let f = store.job(&failed).await.unwrap().unwrap();
+    assert_eq!((f.status.as_str(), f.failure_reason.as_deref()), ("failed", Some("interrupted by shutdown")));
+}
