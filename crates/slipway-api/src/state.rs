@@ -71,6 +71,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageRecorder>,
     pub jwt: Arc<JwtKeys>,
+    /// Notified after every enqueue, so this process's job worker starts the job at once.
+    pub jobs_enqueued: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             metrics,
             limiter,
             jwt,
+            jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

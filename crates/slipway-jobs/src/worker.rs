@@ -62,11 +62,19 @@ pub struct Worker {
     store: Arc<dyn Store>,
     registry: Registry,
     config: WorkerConfig,
+    wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Self {
-        Self { store, registry, config }
+        Self { store, registry, config, wakeup: Arc::new(tokio::sync::Notify::new()) }
+    }
+
+    /// Wakes the worker when notified, so work enqueued in this process starts at once
+    /// instead of at the next poll (other replicas still find it by polling).
+    pub fn with_wakeup(mut self, wakeup: Arc<tokio::sync::Notify>) -> Self {
+        self.wakeup = wakeup;
+        self
     }
 
     /// Runs until `shutdown` turns true, then stops the jobs in flight (their remote processes
@@ -82,6 +90,7 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 _ = tick.tick() => {}
+                _ = self.wakeup.notified() => {}
                 // A slot came free: look for more work at once.
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }

@@ -249,3 +249,33 @@ async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
     let f = store.job(&failed).await.unwrap().unwrap();
     assert_eq!((f.status.as_str(), f.failure_reason.as_deref()), ("failed", Some("interrupted by shutdown")));
 }
+
+#[tokio::test]
+async fn a_wakeup_starts_new_work_without_waiting_for_the_next_poll() {
+    let db = TestDatabase::sqlite().await;
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    // Polling once a minute: within the deadline below, only the wake-up can start the job.
+    let config = WorkerConfig { poll: Duration::from_secs(60), ..fast_config("w-wake") };
+    let worker = Worker::new(store.clone(), Registry::new().register("test.echo", Echo(record)), config)
+        .with_wakeup(wakeup.clone());
+    let (stop, rx) = watch::channel(false);
+    let handle = tokio::spawn(worker.run(rx));
+    // Let the first (immediate) poll pass with nothing to do.
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    every.tick().await;
+    every.tick().await;
+    let id = enqueue(store.as_ref(), spec("ok", "w")).await.unwrap();
+    wakeup.notify_one();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        every.tick().await;
+        if store.job(&id).await.unwrap().unwrap().status == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wake-up did not start the job");
+    }
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+}

@@ -50,6 +50,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     config.registration_enabled = settings.registration_enabled;
     config.rate_limits = settings.rate_limits.clone();
     let state = AppState::new(store.clone(), secrets.clone(), config);
+    let jobs_enqueued = state.jobs_enqueued.clone();
     let setup_code = prepare_setup_code(store.as_ref()).await?;
     let app = slipway_api::app(state);
     spawn_housekeeping(store.clone());
@@ -76,7 +77,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         poll: Duration::from_secs(1).min(lease / 2),
         ..Default::default()
     };
-    let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), worker_config);
+    let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), worker_config).with_wakeup(jobs_enqueued);
     let worker = if settings.job_worker {
         Some(tokio::spawn(worker.run(jobs_stopped)))
     } else {

@@ -459,6 +459,7 @@ pub async fn verify_server(
         // Safe to repeat, but a check a user asked for should answer now, not after backoff.
         .idempotent(1);
     let id = slipway_jobs::enqueue(state.store.as_ref(), spec).await?;
+    state.jobs_enqueued.notify_one();
     audit.note(|n| {
         n.action = Some("server.verify".into());
         n.organization_id = Some(v.server.organization_id.clone());
