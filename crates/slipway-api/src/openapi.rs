@@ -27,6 +27,8 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "organizations", description = "Organizations, members, roles and organization tokens."),
         (name = "audit", description = "The audit log."),
         (name = "servers", description = "Servers Slipway manages over SSH."),
+        (name = "ssh-keys", description = "Keys that may log in to a server as its deploy user."),
+        (name = "network-rules", description = "A server's firewall rules."),
         (name = "health", description = "Health, readiness and metrics for operators."),
         (name = "operations", description = "The jobs behind every action on a server: status, log, cancel."),
     ),

@@ -126,6 +126,15 @@ async fn matrix(db: TestDatabase) {
     let operation = app.post_as(&format!("/api/v1/servers/{server_id}/verify"), &a.token, json!({})).await;
     assert_eq!(operation.status, StatusCode::ACCEPTED, "{}", operation.text());
     let operation_id = operation.json()["data"]["id"].as_str().unwrap().to_string();
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgjfV5Zf0tGxJ+R1zQvq3YpJkGk0r1k3D7mJ0m8n9Qb";
+    let ssh_key = app
+        .post_as(&format!("/api/v1/servers/{server_id}/ssh-keys"), &a.token, json!({"name": "k", "public_key": key}))
+        .await;
+    assert_eq!(ssh_key.status, StatusCode::CREATED, "{}", ssh_key.text());
+    let rule = app
+        .post_as(&format!("/api/v1/servers/{server_id}/network-rules"), &a.token, json!({"name": "r", "port": 8080}))
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text());
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
@@ -133,6 +142,8 @@ async fn matrix(db: TestDatabase) {
             ("user", a.id.clone()),
             ("server", server_id.clone()),
             ("operation", operation_id),
+            ("ssh_key", ssh_key.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("network_rule", rule.json()["data"]["id"].as_str().unwrap().to_string()),
         ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };

@@ -147,3 +147,90 @@ async fn servers_are_visible_only_within_organizations_and_token_restrictions() 
     );
     assert_eq!(app.get_as(&format!("/api/v1/servers/{a1}"), &a.token).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn keys_and_rules_wait_for_provisioning_and_are_validated() {
+    let app = app().await;
+    let owner = app.user("items@example.com").await;
+    let server = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "web", "provider": "custom", "ip_address": "192.0.2.9"}),
+        )
+        .await;
+    let id = server.json()["data"]["id"].as_str().unwrap().to_string();
+    let other = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "db", "provider": "custom", "ip_address": "192.0.2.10"}),
+        )
+        .await;
+    let other_id = other.json()["data"]["id"].as_str().unwrap().to_string();
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgjfV5Zf0tGxJ+R1zQvq3YpJkGk0r1k3D7mJ0m8n9Qb ana@laptop";
+
+    let created = app
+        .post_as(&format!("/api/v1/servers/{id}/ssh-keys"), &owner.token, json!({"name": "ana", "public_key": key}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let data = created.json()["data"].clone();
+    assert_eq!(data["status"], "installing");
+    assert!(data["operation_id"].is_null(), "provisioning will apply it");
+    assert!(data["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    assert!(!data["public_key"].as_str().unwrap().contains("ana@laptop"), "the comment is not kept");
+    let again = app
+        .post_as(&format!("/api/v1/servers/{id}/ssh-keys"), &owner.token, json!({"name": "dup", "public_key": key}))
+        .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "the same key twice");
+    let key_id = data["id"].as_str().unwrap();
+    let elsewhere = app.get_as(&format!("/api/v1/servers/{other_id}/ssh-keys/{key_id}"), &owner.token).await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND, "a key is found only under its own server");
+
+    let rule = app
+        .post_as(
+            &format!("/api/v1/servers/{id}/network-rules"),
+            &owner.token,
+            json!({"name": "office", "port": "8000-8100", "protocol": "udp", "from": "203.0.113.0/24", "action": "deny"}),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text());
+    let rule = rule.json()["data"].clone();
+    assert_eq!(
+        (rule["port"].as_str(), rule["protocol"].as_str(), rule["from"].as_str()),
+        (Some("8000-8100"), Some("udp"), Some("203.0.113.0/24"))
+    );
+    for (body, field) in [
+        (json!({"name": "ssh", "port": "1-1024", "action": "deny"}), "port"),
+        (json!({"name": "x", "port": 80, "protocol": "icmp"}), "body"),
+        (json!({"name": "x", "port": "443", "from": "everywhere"}), "from"),
+    ] {
+        let reply = app.post_as(&format!("/api/v1/servers/{id}/network-rules"), &owner.token, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.text());
+        if field != "body" {
+            assert!(reply.json()["errors"][field].is_array(), "{}", reply.text());
+        }
+    }
+
+    // Not provisioned: deleting takes effect at once, and there is nothing to restart.
+    let deleted = app
+        .call(axum::http::Method::DELETE, &format!("/api/v1/servers/{id}/ssh-keys/{key_id}"), Some(&owner.token), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text());
+    assert_eq!(deleted.json()["data"]["status"], "removed");
+    assert_eq!(app.get_as(&format!("/api/v1/servers/{id}/ssh-keys"), &owner.token).await.json()["meta"]["total"], 0);
+    let restart =
+        app.post_as(&format!("/api/v1/servers/{id}/restart"), &owner.token, json!({"services": ["nginx"]})).await;
+    assert_eq!(restart.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", restart.text());
+    let nothing = app.post_as(&format!("/api/v1/servers/{id}/restart"), &owner.token, json!({})).await;
+    assert_eq!(nothing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let accept = app
+        .post_as(&format!("/api/v1/servers/{id}/accept-host-key"), &owner.token, json!({"fingerprint": "SHA256:x"}))
+        .await;
+    assert_eq!(accept.status, StatusCode::UNPROCESSABLE_ENTITY, "no key was offered");
+
+    let provision = app.post_as(&format!("/api/v1/servers/{id}/provision"), &owner.token, json!({})).await;
+    assert_eq!(provision.status, StatusCode::ACCEPTED, "{}", provision.text());
+    assert_eq!(provision.json()["data"]["kind"], "server.provision");
+    assert_eq!(provision.json()["data"]["status"], "queued");
+}

@@ -170,15 +170,35 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<Option<T>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).header("accept", "application/json");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token.expose());
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response =
-            request.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Unexpected { status: 0, detail: format!("cannot encode the request: {e}") })?;
+        // Rate limited: wait as long as Slipway asks (bounded), a few times, before giving up.
+        let mut waits = 0;
+        let response = loop {
+            let mut request = self.http.request(method.clone(), &url).header("accept", "application/json");
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token.expose());
+            }
+            if let Some(body) = &body {
+                request = request.header("content-type", "application/json").body(body.clone());
+            }
+            let response =
+                request.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+            if response.status().as_u16() != 429 || waits == 5 {
+                break response;
+            }
+            let seconds = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(5)
+                .clamp(1, 30);
+            waits += 1;
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        };
         let status = response.status().as_u16();
         let bytes =
             response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
@@ -261,12 +281,6 @@ impl Client {
             .data)
     }
 
-    /// Starts a connection check; returns the operation.
-    pub async fn verify_server(&self, id: &str) -> Result<Value, ClientError> {
-        let path = format!("/api/v1/servers/{}/verify", encode_segment(id));
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
-    }
-
     pub async fn server_operations(&self, id: &str) -> Result<Page<Value>, ClientError> {
         self.expect(Method::GET, &format!("/api/v1/servers/{}/logs?per_page=100", encode_segment(id)), None::<&()>)
             .await
@@ -283,6 +297,71 @@ impl Client {
     pub async fn operation_log(&self, id: &str, after: i64) -> Result<Vec<Value>, ClientError> {
         let path = format!("/api/v1/operations/{}/log?after={after}", encode_segment(id));
         Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+}
+
+/// Server actions the client can start; each answers with an operation.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerAction {
+    Verify,
+    Provision,
+    Restart,
+    AcceptHostKey,
+}
+
+impl ServerAction {
+    fn path(self) -> &'static str {
+        match self {
+            ServerAction::Verify => "verify",
+            ServerAction::Provision => "provision",
+            ServerAction::Restart => "restart",
+            ServerAction::AcceptHostKey => "accept-host-key",
+        }
+    }
+}
+
+/// The things kept on a server, by their path under `/servers/{server}`.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerItems {
+    SshKeys,
+    NetworkRules,
+}
+
+impl ServerItems {
+    fn path(self) -> &'static str {
+        match self {
+            ServerItems::SshKeys => "ssh-keys",
+            ServerItems::NetworkRules => "network-rules",
+        }
+    }
+}
+
+impl Client {
+    /// Starts an action on a server; returns the operation.
+    pub async fn server_action(&self, id: &str, action: ServerAction, body: &Value) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}/{}", encode_segment(id), action.path());
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+    }
+
+    pub async fn server_items(&self, server: &str, kind: ServerItems) -> Result<Page<Value>, ClientError> {
+        let path = format!("/api/v1/servers/{}/{}?per_page=100", encode_segment(server), kind.path());
+        self.expect(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Adds an item; the answer carries `operation_id` when a change was queued.
+    pub async fn create_server_item(
+        &self,
+        server: &str,
+        kind: ServerItems,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}/{}", encode_segment(server), kind.path());
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+    }
+
+    pub async fn delete_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
     }
 }
 

@@ -112,6 +112,98 @@ impl SshPublicKey {
     }
 }
 
+/// A port or an inclusive range of ports, `80` or `8000-8100`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let port = |p: &str| {
+            Some(p)
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| "must be a port (1-65535) or a range such as 8000-8100".to_string())
+        };
+        let (first, last) = match text.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(text)?, port(text)?),
+        };
+        if first > last {
+            return Err("must be a range whose first port is not above its last".into());
+        }
+        Ok(PortRange { first, last })
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last { write!(f, "{}", self.first) } else { write!(f, "{}-{}", self.first, self.last) }
+    }
+}
+
+/// An address or network in CIDR form, normalised (`10.0.0.7/8` is refused: host bits set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub address: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || "must be an IP address or a network in CIDR form, such as 203.0.113.0/24".to_string();
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let address: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() && p.len() <= 3 => {
+                p.parse::<u8>().map_err(|_| bad())?
+            }
+            Some(_) => return Err(bad()),
+            None => max,
+        };
+        if prefix > max {
+            return Err(format!("has a prefix longer than {max}"));
+        }
+        let cidr = Cidr { address, prefix };
+        if cidr.network() != address {
+            return Err(format!("has host bits set; did you mean {}/{prefix}?", cidr.network()));
+        }
+        Ok(cidr)
+    }
+
+    /// The address with the host bits cleared.
+    pub fn network(&self) -> std::net::IpAddr {
+        use std::net::IpAddr;
+        match self.address {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +217,28 @@ mod tests {
         }
         for bad in ["", "Root", "1abc", "-x", "a b", "a;rm", "a$(id)", "ü", &"a".repeat(33)] {
             assert!(UnixUser::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(PortRange::parse("80").unwrap(), PortRange { first: 80, last: 80 });
+        assert_eq!(PortRange::parse("8000-8100").unwrap().to_string(), "8000-8100");
+        assert!(PortRange::parse("8000-8100").unwrap().contains(8050));
+        for bad in ["", "0", "65536", "90-80", "80;", "80 || true", "-1", "1-", "$(id)", "80\n"] {
+            assert!(PortRange::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(Cidr::parse("203.0.113.0/24").unwrap().to_string(), "203.0.113.0/24");
+        assert_eq!(Cidr::parse("198.51.100.7").unwrap().to_string(), "198.51.100.7/32");
+        assert_eq!(Cidr::parse("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().prefix, 0);
+        assert!(Cidr::parse("10.0.0.7/8").unwrap_err().contains("10.0.0.0/8"));
+        for bad in ["", "any", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "1.2.3.4; drop", "::/129", "a/b"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -2,7 +2,12 @@
 //! `slipway-remote`, reports in the job's log, and records the true outcome on the server.
 //! The API only enqueues; `slipway serve` runs these in its job worker.
 
+pub mod items;
 pub mod keys;
+pub mod provision;
+pub mod restart;
+pub mod script;
+pub mod session;
 pub mod verify;
 
 use std::sync::Arc;
@@ -12,6 +17,9 @@ use slipway_core::SecretsKey;
 use slipway_jobs::Registry;
 use slipway_store::Store;
 
+pub use items::{SERVER_SYNC_NETWORK_RULES, SERVER_SYNC_SSH_KEYS};
+pub use provision::SERVER_PROVISION;
+pub use restart::SERVER_RESTART;
 pub use verify::{SERVER_VERIFY, VerifyServer};
 
 /// What every handler needs.
@@ -31,6 +39,11 @@ impl Engine {
 
     /// Every job kind Slipway knows, for the worker.
     pub fn registry(&self) -> Registry {
-        Registry::new().register(SERVER_VERIFY, VerifyServer(self.clone()))
+        Registry::new()
+            .register(SERVER_VERIFY, VerifyServer(self.clone()))
+            .register(SERVER_PROVISION, provision::ProvisionServer(self.clone()))
+            .register(SERVER_RESTART, restart::RestartServer(self.clone()))
+            .register(SERVER_SYNC_SSH_KEYS, items::SyncItems { engine: self.clone(), kind: items::SSH_KEY })
+            .register(SERVER_SYNC_NETWORK_RULES, items::SyncItems { engine: self.clone(), kind: items::NETWORK_RULE })
     }
 }

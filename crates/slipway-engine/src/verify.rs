@@ -4,12 +4,11 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use slipway_core::server_input::{Host, UnixUser};
 use slipway_jobs::{JobContext, JobError, JobHandler};
-use slipway_remote::{RemoteError, SshConnection, SshTarget, Transport};
-use slipway_store::Server;
+use slipway_remote::{SshConnection, Transport};
 
 use crate::Engine;
+use crate::session::{connect, load_server, store_error};
 
 pub const SERVER_VERIFY: &str = "server.verify";
 
@@ -32,50 +31,34 @@ pub fn parse_os_release(text: &str) -> Option<String> {
     Some(format!("{} {}", field("ID")?, field("VERSION_ID")?))
 }
 
-impl VerifyServer {
-    /// Connects and records what first contact learns; marks the server unreachable (with the
-    /// reason) when it cannot be reached.
-    pub async fn connect(&self, ctx: &JobContext, server: &Server) -> Result<SshConnection, JobError> {
-        let engine = &self.0;
-        let keypair =
-            crate::keys::organization_keypair(engine.store.as_ref(), &engine.secrets, &server.organization_id)
-                .await
-                .map_err(|e| JobError::failed(e.to_string()))?;
-        let target = SshTarget {
-            host: Host::parse(&server.ip_address).map_err(|e| JobError::failed(format!("invalid address: {e}")))?,
-            port: u16::try_from(server.ssh_port).map_err(|_| JobError::failed("invalid SSH port"))?,
-            user: UnixUser::parse(&server.ssh_user).map_err(|e| JobError::failed(format!("invalid SSH user: {e}")))?,
-            pinned_host_key: server.host_key.clone(),
-        };
-        ctx.log("info", format!("connecting to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port));
-        match SshConnection::connect(&target, &keypair, &engine.ssh).await {
-            Ok(connection) => {
-                if server.host_key.is_none() {
-                    engine
-                        .store
-                        .record_server_contact(&server.id, Some(&connection.host_key), None)
-                        .await
-                        .map_err(store_error)?;
-                    let fingerprint = slipway_remote::fingerprint(&connection.host_key).unwrap_or_default();
-                    ctx.log("info", format!("first contact: pinned host key {fingerprint}"));
-                }
-                Ok(connection)
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                ctx.log("stderr", reason.clone());
-                engine.store.set_server_status(&server.id, "unreachable", Some(&reason)).await.map_err(store_error)?;
-                Err(match e {
-                    RemoteError::Connect { .. } | RemoteError::Disconnected(_) => JobError::Retryable { reason },
-                    _ => JobError::failed(reason),
-                })
-            }
-        }
-    }
-}
+/// Operating systems provisioning supports, as `parse_os_release` names them.
+pub const SUPPORTED_OS: [&str; 4] = ["debian 12", "debian 13", "ubuntu 22.04", "ubuntu 24.04"];
 
-fn store_error(e: slipway_store::StoreError) -> JobError {
-    JobError::Retryable { reason: format!("database error: {e}") }
+/// Reads the server's operating system (`None` when it does not say in a way we believe).
+pub async fn detect_os(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &SshConnection,
+) -> Result<Option<String>, JobError> {
+    let mut release = String::new();
+    let exit = connection
+        .run(
+            "head -c 65536 /etc/os-release\n",
+            &mut |_, line| {
+                // A hostile server could answer with anything; keep at most 64 KiB.
+                if release.len() < 64 * 1024 {
+                    release.push_str(line);
+                    release.push('\n');
+                }
+            },
+            ctx.cancel_receiver(),
+            engine.command_idle,
+        )
+        .await
+        .map_err(|e| JobError::Retryable { reason: e.to_string() })?;
+    let os = exit.success().then(|| parse_os_release(&release)).flatten();
+    ctx.log("info", format!("operating system: {}", os.as_deref().unwrap_or("unknown")));
+    Ok(os)
 }
 
 #[async_trait]
@@ -83,31 +66,10 @@ impl JobHandler for VerifyServer {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: ServerJob = ctx.payload()?;
         let store = &self.0.store;
-        let server = store
-            .server(&job.server_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| JobError::failed("the server was deleted"))?;
-        let connection = self.connect(ctx, &server).await?;
-        let mut release = String::new();
-        let exit = connection
-            .run(
-                "head -c 65536 /etc/os-release\n",
-                &mut |_, line| {
-                    // A hostile server could answer with anything; keep at most 64 KiB.
-                    if release.len() < 64 * 1024 {
-                        release.push_str(line);
-                        release.push('\n');
-                    }
-                },
-                ctx_cancel(ctx),
-                self.0.command_idle,
-            )
-            .await
-            .map_err(|e| JobError::Retryable { reason: e.to_string() })?;
+        let server = load_server(&self.0, &job.server_id).await?;
+        let connection = connect(&self.0, ctx, &server).await?;
+        let os = detect_os(&self.0, ctx, &connection).await?;
         connection.close().await;
-        let os = exit.success().then(|| parse_os_release(&release)).flatten();
-        ctx.log("info", format!("operating system: {}", os.as_deref().unwrap_or("unknown")));
         store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;
         // Reachable again: back to what it was before it became unreachable.
         let status = if server.provisioned_at.is_some() {
@@ -120,11 +82,6 @@ impl JobHandler for VerifyServer {
         store.set_server_status(&server.id, status, None).await.map_err(store_error)?;
         Ok(())
     }
-}
-
-/// A receiver that follows the job's cancellation.
-fn ctx_cancel(ctx: &JobContext) -> tokio::sync::watch::Receiver<bool> {
-    ctx.cancel_receiver()
 }
 
 #[cfg(test)]

@@ -52,7 +52,12 @@ pub enum RemoteError {
         "the server's host key changed (pinned {expected}, presented {presented}); refusing to connect. \
          If the server was reinstalled, accept the new key through the API."
     )]
-    HostKeyMismatch { expected: String, presented: String },
+    HostKeyMismatch {
+        expected: String,
+        presented: String,
+        /// The presented key in OpenSSH form, for an admin to accept.
+        presented_key: String,
+    },
     #[error("the server refused Slipway's key for user {user}; authorise the public key shown in the API")]
     AuthenticationFailed { user: String },
     #[error("no output and no exit within {0:?}; the command was stopped")]

@@ -160,6 +160,7 @@ impl SshConnection {
                     return Err(RemoteError::HostKeyMismatch {
                         expected: expected.fingerprint(HashAlg::Sha256).to_string(),
                         presented: seen.fingerprint(HashAlg::Sha256).to_string(),
+                        presented_key: seen.to_openssh().unwrap_or_default(),
                     });
                 }
                 return Err(RemoteError::Connect { address, reason: e.to_string() });

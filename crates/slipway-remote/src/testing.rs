@@ -85,3 +85,147 @@ impl Sshd {
         std::fs::write(self.dir.join("authorized_keys"), keys.join("\n") + "\n").unwrap();
     }
 }
+
+/// A test host of its own: a network namespace joined to this machine by a veth pair, with a
+/// real sshd inside (port 22 on the namespace's address) trusting the listed keys for root and
+/// `~/.ssh/authorized_keys` for everyone else. A firewall applied there filters only the
+/// namespace's traffic, so provisioning can enable one without touching this machine's.
+///
+/// The namespace shares this machine's files, so what provisioning installs lands here; tests
+/// that provision must run one at a time (the `provisioning` test group). Inside it, `reboot`,
+/// `shutdown` and `systemctl` are a harmless stand-in (bind-mounted in a private mount
+/// namespace) that records each call in `power_calls()`. Dropping the host ends every process
+/// in the namespace by PID and removes it.
+#[derive(Debug)]
+pub struct NetnsHost {
+    pub name: String,
+    /// The namespace's address, reachable from this machine.
+    pub address: String,
+    /// This machine's end of the link.
+    pub gateway: String,
+    pub dir: PathBuf,
+    pub host_key_public: String,
+}
+
+impl NetnsHost {
+    pub fn start(authorized: &[&str]) -> NetnsHost {
+        Self::start_as(authorized, None)
+    }
+
+    /// The same, with `/etc/os-release` replaced (inside the namespace) by `os_release`, to play
+    /// another operating system.
+    pub fn start_as(authorized: &[&str], os_release: Option<&str>) -> NetnsHost {
+        let id = slipway_core::new_id().to_lowercase();
+        let short = &id[id.len() - 6..];
+        let name = format!("slp-{short}");
+        let dir = std::env::temp_dir().join(format!("slipway-netns-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        // A /30 from 10.231.0.0/16 that nothing on this machine uses yet.
+        let used = String::from_utf8(Command::new("ip").args(["-o", "addr"]).output().unwrap().stdout).unwrap();
+        let base = (0..16383u32)
+            .map(|n| (n.wrapping_mul(2654435761) % 16383) * 4)
+            .map(|off| (10u32 << 24) | (231 << 16) | off)
+            .find(|net| !used.contains(&format!(" {}/", std::net::Ipv4Addr::from(net + 1))))
+            .expect("a free /30");
+        let (gateway, address) =
+            (std::net::Ipv4Addr::from(base + 1).to_string(), std::net::Ipv4Addr::from(base + 2).to_string());
+        let (outer, inner) = (format!("slp{short}h"), format!("slp{short}n"));
+        let ip = |args: &[&str]| {
+            let status = Command::new("ip").args(args).status().unwrap();
+            assert!(status.success(), "ip {args:?}");
+        };
+        ip(&["netns", "add", &name]);
+        let mut host = NetnsHost {
+            name: name.clone(),
+            address: address.clone(),
+            gateway: gateway.clone(),
+            dir: dir.clone(),
+            host_key_public: String::new(),
+        };
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &name]);
+        ip(&["addr", "add", &format!("{gateway}/30"), "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("{address}/30"), "dev", &inner]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &inner, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+
+        let key = dir.join("host_ed25519");
+        let status =
+            Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+        assert!(status.success());
+        std::fs::write(dir.join("authorized_keys"), authorized.join("\n") + "\n").unwrap();
+        let config = format!(
+            "Port 22\nListenAddress {address}\nHostKey {key}\nPidFile {dir}/sshd.pid\n\
+             AuthorizedKeysFile .ssh/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel ERROR\n\
+             Match User root\n    AuthorizedKeysFile {dir}/authorized_keys\n",
+            key = key.display(),
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let stand_in = dir.join("power-stand-in");
+        std::fs::write(&stand_in, format!("#!/bin/sh\necho \"$0 $*\" >> {}/power-calls\n", dir.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fake_release = match os_release {
+            Some(text) => {
+                std::fs::write(dir.join("os-release"), text).unwrap();
+                format!("mount --bind {}/os-release /etc/os-release; ", dir.display())
+            }
+            None => String::new(),
+        };
+        // sshd daemonises; its children stay in the namespace, where drop finds them.
+        let inside = format!(
+            "set -e; {fake_release}for f in /usr/sbin/reboot /usr/sbin/shutdown /usr/sbin/poweroff /usr/sbin/halt /bin/systemctl; do \
+             [ -e \"$f\" ] && mount --bind {stand_in} \"$f\"; done; exec /usr/sbin/sshd -f {config}",
+            stand_in = stand_in.display(),
+            config = dir.join("sshd_config").display()
+        );
+        let status = Command::new("ip")
+            .args(["netns", "exec", &name, "unshare", "--mount", "--propagation", "private", "sh", "-c", &inside])
+            .status()
+            .unwrap();
+        assert!(status.success(), "sshd did not start in {name}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((address.as_str(), 22)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        host.host_key_public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        host
+    }
+
+    /// Runs a command inside the namespace (and its mount namespace is not needed for that).
+    pub fn exec(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip").args(["netns", "exec", &self.name]).args(args).output().unwrap()
+    }
+
+    /// What the power stand-in was asked to do, one call per line.
+    pub fn power_calls(&self) -> String {
+        std::fs::read_to_string(self.dir.join("power-calls")).unwrap_or_default()
+    }
+
+    fn pids(&self) -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "pids", &self.name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+    }
+}
+
+impl Drop for NetnsHost {
+    fn drop(&mut self) {
+        // Only processes inside our namespace: everything there was started by this test.
+        for _ in 0..50 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

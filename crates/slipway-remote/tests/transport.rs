@@ -116,7 +116,7 @@ async fn ssh_pins_host_keys_streams_output_and_stops_stalled_or_cancelled_comman
         .await
         .unwrap_err();
     match &err {
-        RemoteError::HostKeyMismatch { expected, presented } => {
+        RemoteError::HostKeyMismatch { expected, presented, .. } => {
             assert_eq!(Some(expected.clone()), slipway_remote::fingerprint(impostor.public_openssh()));
             assert_eq!(Some(presented.clone()), slipway_remote::fingerprint(&sshd.host_key_public));
         }

@@ -230,10 +230,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Records what the first contact learned: the host key to pin and the operating system.
     async fn record_server_contact(&self, id: &str, host_key: Option<&str>, os: Option<&str>) -> StoreResult<()>;
-    /// Accepts a new host key (after a reinstall), replacing the pinned one.
+    /// Accepts a new host key (after a reinstall), replacing the pinned one and forgetting any
+    /// offered one.
     async fn replace_host_key(&self, id: &str, host_key: Option<&str>) -> StoreResult<()>;
+    /// Remembers the key a server offered instead of the pinned one, for an admin to accept.
+    async fn record_offered_host_key(&self, id: &str, host_key: &str) -> StoreResult<()>;
     async fn mark_provisioned(&self, id: &str, at: Timestamp) -> StoreResult<()>;
     async fn delete_server(&self, id: &str) -> StoreResult<bool>;
+
+    // --- what Slipway keeps on a server ---
+
+    async fn insert_server_item(&self, item: &ServerItem) -> StoreResult<()>;
+    async fn server_item(&self, id: &str) -> StoreResult<Option<ServerItem>>;
+    /// A server's items of one kind, oldest first; `None` for all of them.
+    async fn server_items(
+        &self,
+        server_id: &str,
+        kind: &str,
+        page: Option<PageRequest>,
+    ) -> StoreResult<(Vec<ServerItem>, u64)>;
+    /// Sets the status (and reason) of these items; items not among them are left alone.
+    async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()>;
+    /// Deletes these items if they are still being removed (status `removing`).
+    async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()>;
 
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);

@@ -253,6 +253,10 @@ pub struct Server {
     pub monitoring_enabled: bool,
     pub os: Option<String>,
     pub host_key: Option<String>,
+    /// The key a server offered when it no longer matched the pinned one, until accepted.
+    pub offered_host_key: Option<String>,
+    /// Provisioning installs Node.js from the operating system's packages.
+    pub node: bool,
     pub provisioned_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -265,4 +269,21 @@ pub struct ServerChanges {
     pub ip_address: Option<String>,
     pub ssh_port: Option<i64>,
     pub monitoring_enabled: Option<bool>,
+}
+
+/// Something Slipway keeps on a server (an SSH key of the deploy user, a firewall rule). The
+/// `spec` is the item's validated fields as JSON; its `kind` says which type reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServerItem {
+    pub id: String,
+    pub server_id: String,
+    /// `ssh_key` or `network_rule`.
+    pub kind: String,
+    pub name: String,
+    pub spec: String,
+    /// `installing`, `installed`, `removing` or `failed`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }

@@ -41,7 +41,13 @@ macro_rules! job_columns {
 macro_rules! server_columns {
     () => {
         "id, organization_id, name, provider, ip_address, ssh_port, ssh_user, region, size, php_version, database_type, \
-         webserver, status, status_reason, monitoring_enabled, os, host_key, provisioned_at, created_at, updated_at"
+         webserver, status, status_reason, monitoring_enabled, os, host_key, offered_host_key, node, provisioned_at, \
+         created_at, updated_at"
+    };
+}
+macro_rules! server_item_columns {
+    () => {
+        "id, server_id, kind, name, spec, status, status_reason, created_at, updated_at"
     };
 }
 macro_rules! audit_columns {
@@ -49,6 +55,17 @@ macro_rules! audit_columns {
         "id, occurred_at, actor_user_id, token_id, organization_id, action, method, route, resource_id, status, \
          outcome, client_ip, user_agent, request_id, detail"
     };
+}
+
+/// Binds each id, comma-separated, and closes the `IN (` list the caller opened.
+macro_rules! push_id_list {
+    ($q:expr, $ids:expr) => {{
+        let mut list = $q.separated(", ");
+        for id in $ids {
+            list.push_bind(id.clone());
+        }
+        $q.push(")");
+    }};
 }
 
 fn as_u64(n: i64) -> u64 {
@@ -767,12 +784,12 @@ macro_rules! impl_store {
             async fn insert_server(&self, v: &Server) -> StoreResult<()> {
                 sqlx::query(concat!(
                     "INSERT INTO servers (", server_columns!(), ") VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
                 ))
                 .bind(&v.id).bind(&v.organization_id).bind(&v.name).bind(&v.provider).bind(&v.ip_address).bind(v.ssh_port)
                 .bind(&v.ssh_user).bind(&v.region).bind(&v.size).bind(&v.php_version).bind(&v.database_type).bind(&v.webserver)
                 .bind(&v.status).bind(&v.status_reason).bind(v.monitoring_enabled).bind(&v.os).bind(&v.host_key)
-                .bind(v.provisioned_at).bind(v.created_at).bind(v.updated_at)
+                .bind(&v.offered_host_key).bind(v.node).bind(v.provisioned_at).bind(v.created_at).bind(v.updated_at)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
@@ -788,18 +805,10 @@ macro_rules! impl_store {
                 }
                 let filter = |q: &mut QueryBuilder<$db>| {
                     q.push("organization_id IN (");
-                    let mut ids = q.separated(", ");
-                    for id in organization_ids {
-                        ids.push_bind(id.clone());
-                    }
-                    q.push(")");
+                    push_id_list!(q, organization_ids);
                     if let Some(only) = only {
                         q.push(" AND id IN (");
-                        let mut ids = q.separated(", ");
-                        for id in only {
-                            ids.push_bind(id.clone());
-                        }
-                        q.push(")");
+                        push_id_list!(q, only);
                     }
                 };
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM servers WHERE ");
@@ -838,7 +847,14 @@ macro_rules! impl_store {
             }
 
             async fn replace_host_key(&self, id: &str, host_key: Option<&str>) -> StoreResult<()> {
-                sqlx::query("UPDATE servers SET host_key = $2, updated_at = $3 WHERE id = $1")
+                sqlx::query("UPDATE servers SET host_key = $2, offered_host_key = NULL, updated_at = $3 WHERE id = $1")
+                    .bind(id).bind(host_key).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn record_offered_host_key(&self, id: &str, host_key: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE servers SET offered_host_key = $2, updated_at = $3 WHERE id = $1")
                     .bind(id).bind(host_key).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
@@ -855,6 +871,53 @@ macro_rules! impl_store {
                 let done = sqlx::query("DELETE FROM servers WHERE id = $1")
                     .bind(id).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_server_item(&self, v: &ServerItem) -> StoreResult<()> {
+                sqlx::query(concat!("INSERT INTO server_items (", server_item_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+                    .bind(&v.id).bind(&v.server_id).bind(&v.kind).bind(&v.name).bind(&v.spec).bind(&v.status)
+                    .bind(&v.status_reason).bind(v.created_at).bind(v.updated_at)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn server_item(&self, id: &str) -> StoreResult<Option<ServerItem>> {
+                sqlx::query_as(concat!("SELECT ", server_item_columns!(), " FROM server_items WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn server_items(&self, server_id: &str, kind: &str, page: Option<PageRequest>) -> StoreResult<(Vec<ServerItem>, u64)> {
+                let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
+                let rows: Vec<ServerItem> = sqlx::query_as(concat!(
+                    "SELECT ", server_item_columns!(), " FROM server_items WHERE server_id = $1 AND kind = $2 ORDER BY id LIMIT $3 OFFSET $4"
+                ))
+                .bind(server_id).bind(kind).bind(limit).bind(offset)
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM server_items WHERE server_id = $1 AND kind = $2")
+                    .bind(server_id).bind(kind).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut q = QueryBuilder::<$db>::new("UPDATE server_items SET status = ");
+                q.push_bind(status.to_string()).push(", status_reason = ").push_bind(reason.map(str::to_string));
+                q.push(", updated_at = ").push_bind(now()).push(" WHERE id IN (");
+                push_id_list!(q, ids);
+                q.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM server_items WHERE status = 'removing' AND id IN (");
+                push_id_list!(q, ids);
+                q.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
             }
 
             async fn close(&self) {
@@ -997,11 +1060,7 @@ where
             q.push(" OR ");
         }
         q.push("organization_id IN (");
-        let mut ids = q.separated(", ");
-        for id in &f.organization_ids {
-            ids.push_bind(id.clone());
-        }
-        q.push(")");
+        push_id_list!(q, &f.organization_ids);
         any = true;
     }
     if !any {

@@ -576,6 +576,8 @@ mod cases {
             monitoring_enabled: false,
             os: None,
             host_key: None,
+            offered_host_key: None,
+            node: false,
             provisioned_at: None,
             created_at: now(),
             updated_at: now(),
@@ -616,8 +618,16 @@ mod cases {
             (Some("ssh-ed25519 FIRST"), Some("debian 12")),
             "the first key stays pinned"
         );
+        store.record_offered_host_key(&s1.id, "ssh-ed25519 SECOND").await.unwrap();
+        let got = store.server(&s1.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.host_key.as_deref(), got.offered_host_key.as_deref()),
+            (Some("ssh-ed25519 FIRST"), Some("ssh-ed25519 SECOND")),
+            "an offered key is only remembered"
+        );
         store.replace_host_key(&s1.id, Some("ssh-ed25519 SECOND")).await.unwrap();
-        assert_eq!(store.server(&s1.id).await.unwrap().unwrap().host_key.as_deref(), Some("ssh-ed25519 SECOND"));
+        let got = store.server(&s1.id).await.unwrap().unwrap();
+        assert_eq!((got.host_key.as_deref(), got.offered_host_key), (Some("ssh-ed25519 SECOND"), None));
 
         store.set_server_status(&s1.id, "failed", Some("unsupported OS")).await.unwrap();
         assert_eq!(store.server(&s1.id).await.unwrap().unwrap().status_reason.as_deref(), Some("unsupported OS"));
@@ -633,6 +643,60 @@ mod cases {
         let second = store.organization_key(&org_a, ("ssh-ed25519 BBB", b"sealed-2")).await.unwrap();
         assert_eq!(first, ("ssh-ed25519 AAA".to_string(), b"sealed-1".to_vec()));
         assert_eq!(second, first, "the first key made for an organization is the one kept");
+    }
+
+    pub async fn server_items_are_listed_settled_and_removed(db: &TestDatabase) {
+        let store = db.store().await;
+        let user = new_user("items@example.com");
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&user, &org, "Items", "owner").await.unwrap();
+        let (s1, s2) = (server(&org, "one"), server(&org, "two"));
+        store.insert_server(&s1).await.unwrap();
+        store.insert_server(&s2).await.unwrap();
+        let item = |server: &Server, kind: &str, name: &str| ServerItem {
+            id: slipway_core::new_id(),
+            server_id: server.id.clone(),
+            kind: kind.into(),
+            name: name.into(),
+            spec: r#"{"port":80}"#.into(),
+            status: "installing".into(),
+            status_reason: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        let (k1, k2, rule, elsewhere) = (
+            item(&s1, "ssh_key", "laptop"),
+            item(&s1, "ssh_key", "ci"),
+            item(&s1, "network_rule", "web"),
+            item(&s2, "ssh_key", "x"),
+        );
+        for i in [&k1, &k2, &rule, &elsewhere] {
+            store.insert_server_item(i).await.unwrap();
+        }
+        let (keys, total) = store.server_items(&s1.id, "ssh_key", None).await.unwrap();
+        assert_eq!((total, keys.len(), keys[0].name.as_str()), (2, 2, "laptop"));
+        let (page, total) =
+            store.server_items(&s1.id, "ssh_key", Some(PageRequest { page: 2, per_page: 1 })).await.unwrap();
+        assert_eq!((total, page.len(), page[0].name.as_str()), (2, 1, "ci"));
+        assert_eq!(store.server_item(&rule.id).await.unwrap().unwrap().spec, r#"{"port":80}"#);
+
+        store.set_server_items_status(&[k1.id.clone(), k2.id.clone()], "failed", Some("unreachable")).await.unwrap();
+        let got = store.server_item(&k1.id).await.unwrap().unwrap();
+        assert_eq!((got.status.as_str(), got.status_reason.as_deref()), ("failed", Some("unreachable")));
+        assert_eq!(store.server_item(&rule.id).await.unwrap().unwrap().status, "installing", "others untouched");
+
+        // Only items still being removed are deleted.
+        store.set_server_items_status(std::slice::from_ref(&k1.id), "removing", None).await.unwrap();
+        store.delete_removed_server_items(&[k1.id.clone(), k2.id.clone()]).await.unwrap();
+        assert!(store.server_item(&k1.id).await.unwrap().is_none());
+        assert!(store.server_item(&k2.id).await.unwrap().is_some());
+        store.set_server_items_status(&[], "installed", None).await.unwrap();
+        store.delete_removed_server_items(&[]).await.unwrap();
+
+        // A server's items go with it.
+        assert!(store.delete_server(&s1.id).await.unwrap());
+        assert!(store.server_item(&k2.id).await.unwrap().is_none());
+        assert!(store.server_item(&elsewhere.id).await.unwrap().is_some());
     }
 
     pub async fn reports_its_backend(db: &TestDatabase) {
@@ -678,6 +742,7 @@ conformance!(
     job_logs_number_lines_across_appends,
     cancellation_survives_reaping_and_retries,
     servers_are_scoped_to_organizations_and_pin_host_keys,
+    server_items_are_listed_settled_and_removed,
 );
 
 #[tokio::test]

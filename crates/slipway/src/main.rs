@@ -42,6 +42,12 @@ enum Command {
     /// Manage servers
     #[command(subcommand)]
     Server(cli::ServerCommand),
+    /// SSH keys that may log in to a server as its deploy user
+    #[command(subcommand)]
+    SshKey(cli::SshKeyCommand),
+    /// A server's firewall rules
+    #[command(subcommand)]
+    NetworkRule(cli::NetworkRuleCommand),
     /// Print the version
     Version,
     /// Print the OpenAPI document
@@ -107,6 +113,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Whoami => cli::run(cli::whoami(&cli.client)),
         Command::Token(command) => cli::run(cli::token(command, &cli.client)),
         Command::Server(command) => cli::run(cli::server(command, &cli.client)),
+        Command::SshKey(command) => cli::run(cli::ssh_key(command, &cli.client)),
+        Command::NetworkRule(command) => cli::run(cli::network_rule(command, &cli.client)),
         Command::Version => {
             println!("slipway {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -6,50 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, http, temp_data_dir};
+use common::{Api, Server, owner, temp_data_dir};
 use serde_json::{Value, json};
 use slipway_remote::testing::Sshd;
-
-struct Api {
-    url: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = http().request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    /// Polls an operation until it ends, with a deadline.
-    async fn finished(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut every = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            every.tick().await;
-            let (_, op) = self.call(reqwest::Method::GET, &format!("/api/v1/operations/{id}"), None).await;
-            if matches!(op["data"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
-                return op["data"].clone();
-            }
-            assert!(Instant::now() < deadline, "operation {id} did not end: {op}");
-        }
-    }
-}
-
-async fn owner(server: &Server) -> Api {
-    let link = server.stdout.iter().find_map(|l| l.split_once(" at ").map(|(_, u)| u.to_string())).unwrap();
-    let code = link.rsplit('=').next().unwrap();
-    let body = json!({"code": code, "email": "ops@example.com", "name": "Ops", "password": "correct horse battery staple", "organization": "Ops"});
-    let setup: Value =
-        http().post(format!("{}/api/v1/setup", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
-    Api { url: server.url.clone(), token: setup["data"]["token"]["plain_text_token"].as_str().unwrap().to_string() }
-}
 
 #[tokio::test]
 async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
@@ -115,6 +74,22 @@ async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
     assert_eq!(server["data"]["status"], "unreachable");
     assert!(server["data"]["status_reason"].as_str().unwrap().contains("host key changed"));
     assert_eq!(server["data"]["host_key_fingerprint"], expected.as_str(), "the pinned key is kept");
+    let offered = slipway_remote::fingerprint(&impostor.host_key_public).unwrap();
+    assert_eq!(server["data"]["offered_host_key_fingerprint"], offered.as_str());
+
+    // An admin who knows why the key changed accepts the offered one, naming its fingerprint.
+    let accept = format!("/api/v1/servers/{server_id}/accept-host-key");
+    let (status, reply) = api.call(reqwest::Method::POST, &accept, Some(json!({"fingerprint": expected}))).await;
+    assert_eq!(status, 422, "only the offered key can be accepted: {reply}");
+    let (status, op) = api.call(reqwest::Method::POST, &accept, Some(json!({"fingerprint": offered}))).await;
+    assert_eq!(status, 202, "{op}");
+    assert_eq!(api.finished(op["data"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    let (_, server) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    assert_eq!(server["data"]["host_key_fingerprint"], offered.as_str());
+    assert!(server["data"]["offered_host_key_fingerprint"].is_null());
+    assert_eq!(server["data"]["status"], "pending", "reachable again: {server}");
+    let (status, _) = api.call(reqwest::Method::POST, &accept, Some(json!({"fingerprint": offered}))).await;
+    assert_eq!(status, 422, "nothing is offered any more");
 
     let (status, _) = slipway.terminate();
     assert!(status.success());

@@ -8,6 +8,7 @@ pub mod jwt_exchange;
 pub mod operations;
 pub mod ops;
 pub mod organizations;
+pub mod server_items;
 pub mod servers;
 pub mod setup_page;
 pub mod tokens;

@@ -50,6 +50,11 @@ pub struct ServerResource {
     pub os: Option<String>,
     /// SHA-256 fingerprint of the host key pinned at first contact.
     pub host_key_fingerprint: Option<String>,
+    /// When the server presented another host key: its fingerprint, to accept with
+    /// `POST /servers/{server}/accept-host-key` if the server was reinstalled.
+    pub offered_host_key_fingerprint: Option<String>,
+    /// Provisioning installs Node.js (from the operating system's packages).
+    pub node: bool,
     pub provisioned_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -76,6 +81,8 @@ impl From<&Server> for ServerResource {
             monitoring_enabled: s.monitoring_enabled,
             os: s.os.clone(),
             host_key_fingerprint: s.host_key.as_deref().and_then(slipway_remote::fingerprint),
+            offered_host_key_fingerprint: s.offered_host_key.as_deref().and_then(slipway_remote::fingerprint),
+            node: s.node,
             provisioned_at: s.provisioned_at,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -184,8 +191,10 @@ pub struct CreateServer {
     pub size: Option<String>,
     /// PHP-FPM version to install (`8.1` to `8.4`), or none.
     pub php_version: Option<String>,
-    /// `mysql`, `mariadb`, `postgres` or `none` (default).
+    /// `mysql` (Ubuntu only), `mariadb`, `postgres` or `none` (default).
     pub database_type: Option<String>,
+    /// Install Node.js from the operating system's packages. Default false.
+    pub node: Option<bool>,
     pub monitoring_enabled: Option<bool>,
 }
 
@@ -284,6 +293,8 @@ pub async fn create_server(
         monitoring_enabled: body.monitoring_enabled.unwrap_or(false),
         os: None,
         host_key: None,
+        offered_host_key: None,
+        node: body.node.unwrap_or(false),
         provisioned_at: None,
         created_at: at,
         updated_at: at,
@@ -453,19 +464,153 @@ pub async fn verify_server(
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
     v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
-    let spec = slipway_jobs::JobSpec::new(slipway_engine::SERVER_VERIFY, payload)
-        .resource(format!("server:{}", v.server.id))
-        .organization(v.server.organization_id.clone())
-        // Safe to repeat, but a check a user asked for should answer now, not after backoff.
-        .idempotent(1);
+    // Safe to repeat, but a check a user asked for should answer now, not after backoff.
+    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_VERIFY, payload, 1).await?;
+    note_operation(&audit, &v.server, "server.verify", &job);
+    Ok(crate::envelope::Accepted { message: "Checking the connection.".into(), data: (&job).into() })
+}
+
+/// Queues a job about a server and wakes the worker. `attempts` above 1 makes the job retried
+/// after a crash or a dropped connection (only for jobs safe to run twice).
+pub(crate) async fn enqueue_server_job(
+    state: &AppState,
+    server: &Server,
+    kind: &str,
+    payload: impl Serialize,
+    attempts: i64,
+) -> Result<Job, ApiError> {
+    let spec = slipway_jobs::JobSpec::new(kind, payload)
+        .resource(format!("server:{}", server.id))
+        .organization(server.organization_id.clone())
+        .idempotent(attempts);
     let id = slipway_jobs::enqueue(state.store.as_ref(), spec).await?;
     state.jobs_enqueued.notify_one();
+    state.store.job(&id).await?.ok_or(ApiError::NotFound)
+}
+
+pub(crate) fn note_operation(audit: &AuditSlot, server: &Server, action: &str, job: &Job) {
     audit.note(|n| {
-        n.action = Some("server.verify".into());
-        n.organization_id = Some(v.server.organization_id.clone());
-        n.resource_id = Some(v.server.id.clone());
-        n.detail = Some(format!("operation {id}"));
+        n.action = Some(action.into());
+        n.organization_id = Some(server.organization_id.clone());
+        n.resource_id = Some(server.id.clone());
+        n.detail = Some(format!("operation {}", job.id));
     });
-    let job = state.store.job(&id).await?.ok_or(ApiError::NotFound)?;
-    Ok(crate::envelope::Accepted { message: "Checking the connection.".into(), data: (&job).into() })
+}
+
+/// Provision the server (again): install and configure what it needs, then apply its SSH keys
+/// and firewall rules. Safe on an active server. The status moves to `provisioning`, then
+/// `active`, or `failed` with the reason; follow the operation for the log.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/provision", tag = "servers",
+    params(("server" = String, Path)),
+    security(("token" = ["server:update"])),
+    responses((status = 202, body = crate::envelope::Accepted<OperationResource>))
+)]
+pub async fn provision_server(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    audit: AuditSlot,
+) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
+    let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
+    // Provisioning is idempotent: after a crash it is simply run again.
+    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_PROVISION, payload, 3).await?;
+    note_operation(&audit, &v.server, "server.provision", &job);
+    Ok(crate::envelope::Accepted { message: "Provisioning queued.".into(), data: (&job).into() })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartServer {
+    /// Services to restart: `nginx`, `php-fpm`, `supervisor`, `cron`, `database`.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Reboot the server (after restarting any listed services).
+    #[serde(default)]
+    pub reboot: bool,
+}
+
+/// Restart managed services, or reboot the server.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/restart", tag = "servers",
+    params(("server" = String, Path)),
+    request_body = RestartServer,
+    security(("token" = ["server:update"])),
+    responses((status = 202, body = crate::envelope::Accepted<OperationResource>))
+)]
+pub async fn restart_server(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    audit: AuditSlot,
+    Json(body): Json<RestartServer>,
+) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
+    let mut errors = FieldErrors::new();
+    if body.services.is_empty() && !body.reboot {
+        errors.add("services", "Name at least one service to restart, or set reboot to true.");
+    }
+    let mut services: Vec<String> = Vec::new();
+    for name in &body.services {
+        if !slipway_engine::restart::SERVICES.contains(&name.as_str()) {
+            errors.add(
+                "services",
+                format!("Unknown service; choose from {}.", slipway_engine::restart::SERVICES.join(", ")),
+            );
+        } else if let Err(why) = slipway_engine::restart::system_service(&v.server, name) {
+            errors.add("services", format!("Cannot restart {name}: {why}."));
+        } else if !services.contains(name) {
+            services.push(name.clone());
+        }
+    }
+    if v.server.provisioned_at.is_none() {
+        errors.add("services", "The server is not provisioned yet.");
+    }
+    errors.into_result()?;
+    let payload = slipway_engine::restart::RestartJob { server_id: v.server.id.clone(), services, reboot: body.reboot };
+    // Not retried: a second reboot after a dropped connection is not what anyone asked for.
+    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_RESTART, payload, 1).await?;
+    let action = if body.reboot { "server.reboot" } else { "server.restart" };
+    note_operation(&audit, &v.server, action, &job);
+    let message = if body.reboot { "Reboot queued." } else { "Restart queued." };
+    Ok(crate::envelope::Accepted { message: message.into(), data: (&job).into() })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptHostKey {
+    /// The `offered_host_key_fingerprint` of the server, confirming which key you accept.
+    #[schema(example = "SHA256:k3bO8Tm2…")]
+    pub fingerprint: String,
+}
+
+/// Accept the host key a server presented instead of the pinned one (after a reinstall), then
+/// check the connection again. Only do this when you know why the key changed.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/accept-host-key", tag = "servers",
+    params(("server" = String, Path)),
+    request_body = AcceptHostKey,
+    security(("token" = ["server:update"])),
+    responses((status = 202, body = crate::envelope::Accepted<OperationResource>))
+)]
+pub async fn accept_host_key(
+    State(state): State<AppState>,
+    v: VisibleServer,
+    audit: AuditSlot,
+    Json(body): Json<AcceptHostKey>,
+) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
+    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
+    let Some(offered) = v.server.offered_host_key.as_deref() else {
+        return Err(ApiError::validation("fingerprint", "The server has not presented another host key."));
+    };
+    if slipway_remote::fingerprint(offered).as_deref() != Some(body.fingerprint.trim()) {
+        return Err(ApiError::validation(
+            "fingerprint",
+            "The fingerprint is not the one the server presented; read offered_host_key_fingerprint again.",
+        ));
+    }
+    state.store.replace_host_key(&v.server.id, Some(offered)).await?;
+    let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
+    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_VERIFY, payload, 1).await?;
+    note_operation(&audit, &v.server, "server.accept-host-key", &job);
+    Ok(crate::envelope::Accepted { message: "Host key accepted; checking the connection.".into(), data: (&job).into() })
 }

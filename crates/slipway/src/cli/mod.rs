@@ -1,5 +1,6 @@
-//! The command-line client: `login`, `logout`, `whoami`, `token …`. It talks to a Slipway
-//! server over its API, with a token from the credentials file or `SLIPWAY_TOKEN`.
+//! The command-line client: `login`, `logout`, `whoami`, `token …`, `server …`, `ssh-key …`,
+//! `network-rule …`. It talks to a Slipway server over its API, with a token from the
+//! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod credentials;
 
@@ -7,7 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use slipway_client::{Client, ClientError, CreateToken, LoginRequest, NewToken, Token};
+use slipway_client::{Client, ClientError, CreateToken, LoginRequest, NewToken, ServerAction, ServerItems, Token};
 
 use self::credentials::{Credentials, DEFAULT_PROFILE, Profile};
 
@@ -90,17 +91,83 @@ pub enum ServerCommand {
         /// Organization id (needed when you belong to several)
         #[arg(long)]
         organization: Option<String>,
+        /// PHP-FPM version provisioning installs (8.1 to 8.4)
+        #[arg(long)]
+        php: Option<String>,
+        /// Database provisioning installs: mysql, mariadb, postgres or none
+        #[arg(long, default_value = "none")]
+        database: String,
+        /// Install Node.js
+        #[arg(long)]
+        node: bool,
     },
     /// Show one server
     Show { id: String },
     /// Check that Slipway can reach the server (pins its host key at first contact)
     Verify { id: String },
+    /// Provision the server (again), streaming the log; fails when provisioning fails
+    Provision { id: String },
+    /// Restart services (repeat --service), or reboot
+    Restart {
+        id: String,
+        /// nginx, php-fpm, supervisor, cron or database
+        #[arg(long = "service")]
+        services: Vec<String>,
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Trust the new host key a reinstalled server presents (give its fingerprint)
+    AcceptHostKey { id: String, fingerprint: String },
     /// The server's operations; with --follow, stream the latest one's log until it ends
     Logs {
         id: String,
         #[arg(long)]
         follow: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshKeyCommand {
+    /// Keys that may log in to a server as its deploy user
+    List { server: String },
+    /// Let a key log in as the deploy user
+    Add {
+        server: String,
+        name: String,
+        /// The public key (or use --file)
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        key: Option<String>,
+        /// A .pub file holding the key
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Remove a key from the server
+    Delete { server: String, id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkRuleCommand {
+    /// A server's firewall rules
+    List { server: String },
+    /// Add a firewall rule (allow by default)
+    Add {
+        server: String,
+        name: String,
+        /// A port (3306) or a range (8000-8100)
+        #[arg(long)]
+        port: String,
+        /// tcp or udp
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// any, or an address or CIDR network
+        #[arg(long, default_value = "any")]
+        from: String,
+        /// Deny instead of allow
+        #[arg(long)]
+        deny: bool,
+    },
+    /// Remove a firewall rule
+    Delete { server: String, id: String },
 }
 
 /// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile.
@@ -335,13 +402,16 @@ fn print_server(server: &serde_json::Value) {
     if let Some(fp) = server["host_key_fingerprint"].as_str() {
         println!("host key: {fp}");
     }
+    if let Some(fp) = server["offered_host_key_fingerprint"].as_str() {
+        println!("offered host key: {fp} (accept with `slipway server accept-host-key ID {fp}` if it was reinstalled)");
+    }
 }
 
 /// Prints an operation's log as it grows until the operation ends; returns its final state.
 #[allow(clippy::print_stdout)]
 async fn follow_operation(client: &Client, id: &str, output: Output) -> anyhow::Result<serde_json::Value> {
     let mut after = 0;
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         every.tick().await;
         for line in client.operation_log(id, after).await? {
@@ -399,8 +469,11 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
                 );
             }
         }
-        ServerCommand::Create { name, ip, port, user, organization } => {
-            let mut body = serde_json::json!({"name": name, "provider": "custom", "ip_address": ip, "ssh_port": port, "ssh_user": user});
+        ServerCommand::Create { name, ip, port, user, organization, php, database, node } => {
+            let mut body = serde_json::json!({
+                "name": name, "provider": "custom", "ip_address": ip, "ssh_port": port, "ssh_user": user,
+                "php_version": php, "database_type": database, "node": node,
+            });
             if let Some(org) = organization {
                 body["organization_id"] = org.into();
             }
@@ -420,15 +493,18 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             if json { print_json(&server)? } else { print_server(&server) }
         }
         ServerCommand::Verify { id } => {
-            let op = client.verify_server(&id).await?;
-            let op = follow_operation(&client, op["id"].as_str().unwrap_or_default(), client_args.output).await?;
-            if json {
-                print_json(&op)?;
-            }
-            ended_well(&op)?;
-            if !json {
-                print_server(&client.server(&id).await?);
-            }
+            run_server_action(&client, &id, ServerAction::Verify, serde_json::json!({}), client_args.output).await?;
+        }
+        ServerCommand::Provision { id } => {
+            run_server_action(&client, &id, ServerAction::Provision, serde_json::json!({}), client_args.output).await?;
+        }
+        ServerCommand::Restart { id, services, reboot } => {
+            let body = serde_json::json!({"services": services, "reboot": reboot});
+            run_server_action(&client, &id, ServerAction::Restart, body, client_args.output).await?;
+        }
+        ServerCommand::AcceptHostKey { id, fingerprint } => {
+            let body = serde_json::json!({"fingerprint": fingerprint});
+            run_server_action(&client, &id, ServerAction::AcceptHostKey, body, client_args.output).await?;
         }
         ServerCommand::Logs { id, follow } => {
             let ops = client.server_operations(&id).await?;
@@ -457,6 +533,138 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
         }
     }
     Ok(())
+}
+
+/// Starts an action, streams its operation's log, and prints the server afterwards; fails when
+/// the operation does not succeed.
+async fn run_server_action(
+    client: &Client,
+    id: &str,
+    action: ServerAction,
+    body: serde_json::Value,
+    output: Output,
+) -> anyhow::Result<()> {
+    let op = client.server_action(id, action, &body).await?;
+    let op = follow_operation(client, op["id"].as_str().unwrap_or_default(), output).await?;
+    if output == Output::Json {
+        print_json(&op)?;
+    }
+    ended_well(&op)?;
+    if output == Output::Human {
+        print_server(&client.server(id).await?);
+    }
+    Ok(())
+}
+
+/// Waits for the operation a create or delete queued (if any) and says how it ended.
+async fn wait_for_change(client: &Client, item: &serde_json::Value, output: Output) -> anyhow::Result<()> {
+    match item["operation_id"].as_str() {
+        Some(op) => ended_well(&follow_operation(client, op, output).await?),
+        None => {
+            if output == Output::Human {
+                eprintln!("The server is not provisioned yet; provisioning applies this.");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_items(kind: ServerItems, items: &[serde_json::Value]) {
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    match kind {
+        ServerItems::SshKeys => {
+            println!("{:<26}  {:<20}  {:<12}  FINGERPRINT", "ID", "NAME", "STATUS");
+            for k in items {
+                let name: String = s(k, "name").chars().take(20).collect();
+                println!("{:<26}  {name:<20}  {:<12}  {}", s(k, "id"), s(k, "status"), s(k, "fingerprint"));
+            }
+        }
+        ServerItems::NetworkRules => {
+            println!(
+                "{:<26}  {:<20}  {:<6}  {:<12}  {:<5}  {:<18}  STATUS",
+                "ID", "NAME", "ACTION", "PORT", "PROTO", "FROM"
+            );
+            for r in items {
+                let name: String = s(r, "name").chars().take(20).collect();
+                println!(
+                    "{:<26}  {name:<20}  {:<6}  {:<12}  {:<5}  {:<18}  {}",
+                    s(r, "id"),
+                    s(r, "action"),
+                    s(r, "port"),
+                    s(r, "protocol"),
+                    s(r, "from"),
+                    s(r, "status")
+                );
+            }
+        }
+    }
+}
+
+/// List, add or delete an item kept on a server, waiting for the change to be applied.
+async fn server_items(
+    client_args: &ClientArgs,
+    kind: ServerItems,
+    list: Option<String>,
+    add: Option<(String, serde_json::Value)>,
+    delete: Option<(String, String)>,
+) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    let output = client_args.output;
+    if let Some(server) = list {
+        let page = client.server_items(&server, kind).await?;
+        if output == Output::Json {
+            return print_json(&page);
+        }
+        print_items(kind, &page.data);
+        return Ok(());
+    }
+    let item = match (add, delete) {
+        (Some((server, body)), _) => client.create_server_item(&server, kind, &body).await?,
+        (_, Some((server, id))) => client.delete_server_item(&server, kind, &id).await?,
+        _ => unreachable!("one of list, add or delete"),
+    };
+    wait_for_change(&client, &item, output).await?;
+    if output == Output::Json {
+        print_json(&item)?;
+    } else {
+        eprintln!("Done: {} {}.", item["id"].as_str().unwrap_or(""), item["name"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+pub async fn ssh_key(command: SshKeyCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let kind = ServerItems::SshKeys;
+    match command {
+        SshKeyCommand::List { server } => server_items(client_args, kind, Some(server), None, None).await,
+        SshKeyCommand::Add { server, name, key, file } => {
+            let key = match (key, file) {
+                (Some(key), _) => key,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the key from {}", path.display()))?,
+                (None, None) => bail!("give the key with --key or --file"),
+            };
+            let body = serde_json::json!({"name": name, "public_key": key.trim()});
+            server_items(client_args, kind, None, Some((server, body)), None).await
+        }
+        SshKeyCommand::Delete { server, id } => server_items(client_args, kind, None, None, Some((server, id))).await,
+    }
+}
+
+pub async fn network_rule(command: NetworkRuleCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let kind = ServerItems::NetworkRules;
+    match command {
+        NetworkRuleCommand::List { server } => server_items(client_args, kind, Some(server), None, None).await,
+        NetworkRuleCommand::Add { server, name, port, protocol, from, deny } => {
+            let action = if deny { "deny" } else { "allow" };
+            let body =
+                serde_json::json!({"name": name, "port": port, "protocol": protocol, "from": from, "action": action});
+            server_items(client_args, kind, None, Some((server, body)), None).await
+        }
+        NetworkRuleCommand::Delete { server, id } => {
+            server_items(client_args, kind, None, None, Some((server, id))).await
+        }
+    }
 }
 
 /// Runs a client command on a small runtime.

@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 /// An HTTP client for tests (with the TLS crypto provider the binary uses).
 pub fn http() -> reqwest::Client {
@@ -128,4 +130,51 @@ pub fn slipway(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Command {
 
 pub fn temp_data_dir() -> PathBuf {
     std::env::temp_dir().join(format!("slipway-e2e-{}", slipway_core::new_id().to_lowercase()))
+}
+
+/// A signed-in API caller.
+pub struct Api {
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = http().request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Polls an operation until it ends, with a deadline.
+    pub async fn finished(&self, id: &str) -> Value {
+        self.finished_within(id, Duration::from_secs(60)).await
+    }
+
+    pub async fn finished_within(&self, id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            every.tick().await;
+            let (_, op) = self.call(reqwest::Method::GET, &format!("/api/v1/operations/{id}"), None).await;
+            if matches!(op["data"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return op["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "operation {id} did not end: {op}");
+        }
+    }
+}
+
+/// Completes the first-run setup and returns its owner's token.
+pub async fn owner(server: &Server) -> Api {
+    let link = server.stdout.iter().find_map(|l| l.split_once(" at ").map(|(_, u)| u.to_string())).unwrap();
+    let code = link.rsplit('=').next().unwrap();
+    let body = json!({"code": code, "email": "ops@example.com", "name": "Ops", "password": "correct horse battery staple", "organization": "Ops"});
+    let setup: Value =
+        http().post(format!("{}/api/v1/setup", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
+    Api { url: server.url.clone(), token: setup["data"]["token"]["plain_text_token"].as_str().unwrap().to_string() }
 }

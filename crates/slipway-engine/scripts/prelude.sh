@@ -1,0 +1,59 @@
+# Shared by every Slipway script. Values from Slipway arrive as the quoted variable
+# assignments above this line; nothing below is built from user input.
+set -eu
+umask 022
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# A step heading, shown as progress.
+step() { printf '==> %s\n' "$*"; }
+# Ends the script; Slipway reports the text as the reason.
+fail() { printf 'slipway-error: %s\n' "$*" >&2; exit 1; }
+
+has_systemd() { [ -d /run/systemd/system ]; }
+
+# Starts a service and enables it at boot; leaves a running one alone.
+service_up() {
+    if has_systemd; then
+        systemctl enable --now "$1" >/dev/null
+    elif ! service "$1" status >/dev/null 2>&1; then
+        service "$1" start
+    fi
+}
+
+# Makes a running service read its configuration again (starting it if it is down).
+service_reload() {
+    if has_systemd; then
+        systemctl reload-or-restart "$1"
+    elif service "$1" status >/dev/null 2>&1; then
+        service "$1" reload
+    else
+        service "$1" start
+    fi
+}
+
+service_restart() {
+    if has_systemd; then systemctl restart "$1"; else service "$1" restart; fi
+}
+
+# Writes a file atomically from base64 (so any bytes arrive intact): put_file PATH MODE BASE64
+put_file() {
+    mkdir -p "$(dirname "$1")"
+    printf '%s' "$3" | base64 -d > "$1.slipway-new"
+    chmod "$2" "$1.slipway-new"
+    mv -f "$1.slipway-new" "$1"
+}
+
+# Installs the packages that are not installed yet (installed ones are left at their version,
+# so running provisioning again neither upgrades nor needs the network).
+apt_install() {
+    missing=
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
+            missing="$missing $package"
+    done
+    [ -n "$missing" ] || return 0
+    step "installing:$missing"
+    # shellcheck disable=SC2086 # a list of package names chosen by Slipway
+    apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $missing
+}

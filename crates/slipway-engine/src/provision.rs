@@ -1,0 +1,87 @@
+//! `server.provision`: make a fresh Debian or Ubuntu server ready for sites (see
+//! `scripts/provision.sh` for what is installed), then apply its SSH keys and firewall rules.
+//! Safe to run again on a provisioned server; the status moves `provisioning → active`, or
+//! `failed` with the reason.
+
+use async_trait::async_trait;
+use slipway_core::time::now;
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_store::Server;
+
+use crate::Engine;
+use crate::items::{self, DEPLOY_USER, NETWORK_RULE, SSH_KEY};
+use crate::script::Script;
+use crate::session::{connect, load_server, run_script, store_error};
+use crate::verify::{SUPPORTED_OS, ServerJob, detect_os};
+
+pub const SERVER_PROVISION: &str = "server.provision";
+
+#[derive(Debug)]
+pub struct ProvisionServer(pub Engine);
+
+/// The provisioning script for a server's settings.
+pub fn provision_script(server: &Server) -> Script {
+    Script::new("provisioning", include_str!("../scripts/provision.sh"))
+        .var("DEPLOY_USER", DEPLOY_USER)
+        .var("PHP_VERSION", server.php_version.as_deref().unwrap_or(""))
+        .var("NODE", if server.node { "yes" } else { "no" })
+        .var("DATABASE", &server.database_type)
+}
+
+impl ProvisionServer {
+    async fn provision(&self, ctx: &JobContext, server: &Server) -> Result<(), JobError> {
+        let engine = &self.0;
+        let connection = connect(engine, ctx, server).await?;
+        let result = async {
+            let os = detect_os(engine, ctx, &connection).await?;
+            engine.store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;
+            match os.as_deref() {
+                Some(os) if SUPPORTED_OS.contains(&os) => {}
+                other => {
+                    return Err(JobError::failed(format!(
+                        "unsupported operating system: {}; Slipway provisions {}",
+                        other.unwrap_or("unknown"),
+                        SUPPORTED_OS.join(", ")
+                    )));
+                }
+            }
+            run_script(engine, ctx, &connection, server, &provision_script(server)).await?;
+            ctx.log("info", "==> applying the firewall");
+            items::apply(engine, ctx, &connection, server, NETWORK_RULE).await?;
+            ctx.log("info", "==> installing SSH keys of the deploy user");
+            items::apply(engine, ctx, &connection, server, SSH_KEY).await
+        }
+        .await;
+        connection.close().await;
+        result
+    }
+}
+
+#[async_trait]
+impl JobHandler for ProvisionServer {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: ServerJob = ctx.payload()?;
+        let store = &self.0.store;
+        let server = load_server(&self.0, &job.server_id).await?;
+        store.set_server_status(&server.id, "provisioning", None).await.map_err(store_error)?;
+        match self.provision(ctx, &server).await {
+            Ok(()) => {
+                store.mark_provisioned(&server.id, now()).await.map_err(store_error)?;
+                ctx.log("info", "the server is active");
+                Ok(())
+            }
+            Err(e) => {
+                let reason = match &e {
+                    JobError::Cancelled => "provisioning was cancelled".to_string(),
+                    other => other.to_string(),
+                };
+                // A server that could not be reached keeps saying so; anything else failed.
+                let current = store.server(&server.id).await.map_err(store_error)?;
+                if current.is_some_and(|s| s.status == "provisioning") {
+                    store.set_server_status(&server.id, "failed", Some(&reason)).await.map_err(store_error)?;
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Building the scripts Slipway runs on servers: a reviewed template from `scripts/`, the shared
+//! prelude, and the values it needs as quoted variable assignments at the top. Values never
+//! reach a template by formatting; files travel as base64 so any bytes arrive intact.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use slipway_core::shell;
+
+const PRELUDE: &str = include_str!("../scripts/prelude.sh");
+
+/// A script ready to run: the variables, the prelude and one template.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Names the script in logs and failure reasons, e.g. `provision`.
+    pub name: &'static str,
+    assignments: Vec<String>,
+    body: &'static str,
+}
+
+impl Script {
+    pub fn new(name: &'static str, body: &'static str) -> Self {
+        Script { name, assignments: Vec::new(), body }
+    }
+
+    /// Sets a variable the template reads. Values are quoted; a NUL byte (which no shell can
+    /// hold) is refused by the validated types long before this.
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.assignments.push(shell::env_assign(name, value).expect("values passed to scripts hold no NUL"));
+        self
+    }
+
+    /// Sets a variable to the base64 form of `bytes` (for `put_file` and the like).
+    pub fn file_var(self, name: &str, bytes: &[u8]) -> Self {
+        let encoded = STANDARD.encode(bytes);
+        self.var(name, &encoded)
+    }
+
+    /// The text to run with `sh -s`.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for line in &self.assignments {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(PRELUDE);
+        text.push('\n');
+        text.push_str(self.body);
+        text.push('\n');
+        text
+    }
+
+    /// The same script for a login user that is not root: run through `sudo -n` (which fails
+    /// at once, with a message, when a password would be needed).
+    pub fn text_for(&self, ssh_user: &str) -> String {
+        if ssh_user == "root" {
+            self.text()
+        } else {
+            let inner = shell::quote(&self.text()).expect("script text holds no NUL");
+            format!("exec sudo -n sh -c {inner}\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a script in a real shell with `put_file` and the variables, proving hostile values
+    /// arrive intact and run nothing.
+    #[test]
+    fn hostile_values_arrive_intact_and_inert() {
+        let dir = std::env::temp_dir().join(format!("slipway-script-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pwned = dir.join("pwned");
+        let hostile = format!(
+            "'; touch {p}; echo '\n$(touch {p})`touch {p}`\"$HOME\" && touch {p} # \\ end",
+            p = pwned.display()
+        );
+        let target = dir.join("out");
+        let body: &'static str = "printf '%s' \"$VALUE\" > \"$TARGET.var\"\nput_file \"$TARGET\" 640 \"$CONTENT\"\n";
+        let script = Script::new("test", body)
+            .var("VALUE", &hostile)
+            .var("TARGET", target.to_str().unwrap())
+            .file_var("CONTENT", b"\xff\xfe binary \x01 and 'quotes'\n");
+        let out = std::process::Command::new("sh").arg("-c").arg(script.text()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(dir.join("out.var")).unwrap(), hostile);
+        assert_eq!(std::fs::read(&target).unwrap(), b"\xff\xfe binary \x01 and 'quotes'\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640);
+        assert!(!pwned.exists(), "nothing in the value ran");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn fail_reports_its_reason_on_stderr() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(Script::new("t", "fail \"no way\"\necho after").text())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "slipway-error: no way");
+        assert!(out.stdout.is_empty());
+    }
+
+    #[test]
+    fn non_root_users_run_through_sudo() {
+        let text = Script::new("t", "echo hi").text_for("deploy");
+        assert!(text.starts_with("exec sudo -n sh -c '"), "{text}");
+        assert_eq!(Script::new("t", "echo hi").text_for("root"), Script::new("t", "echo hi").text());
+    }
+}

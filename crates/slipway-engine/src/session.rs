@@ -1,0 +1,108 @@
+//! Reaching a server for a job: connect with the organisation's key (pinning the host key at
+//! first contact, remembering a changed one for an admin to accept), and run scripts with their
+//! output streamed into the job's log and a failure turned into a reason in words.
+
+use slipway_core::server_input::{Host, UnixUser};
+use slipway_jobs::{JobContext, JobError};
+use slipway_remote::{RemoteError, SshConnection, SshTarget, Transport};
+use slipway_store::Server;
+
+use crate::Engine;
+use crate::script::Script;
+
+/// The line prefix scripts use (through `fail`) to say why they stopped.
+const ERROR_PREFIX: &str = "slipway-error: ";
+
+pub(crate) fn store_error(e: slipway_store::StoreError) -> JobError {
+    JobError::Retryable { reason: format!("database error: {e}") }
+}
+
+/// The server a job is about, or a final failure when it was deleted meanwhile.
+pub(crate) async fn load_server(engine: &Engine, id: &str) -> Result<Server, JobError> {
+    engine.store.server(id).await.map_err(store_error)?.ok_or_else(|| JobError::failed("the server was deleted"))
+}
+
+/// Connects and records what first contact learns; marks the server unreachable (with the
+/// reason) when it cannot be reached.
+pub async fn connect(engine: &Engine, ctx: &JobContext, server: &Server) -> Result<SshConnection, JobError> {
+    let keypair = crate::keys::organization_keypair(engine.store.as_ref(), &engine.secrets, &server.organization_id)
+        .await
+        .map_err(|e| JobError::failed(e.to_string()))?;
+    let target = SshTarget {
+        host: Host::parse(&server.ip_address).map_err(|e| JobError::failed(format!("invalid address: {e}")))?,
+        port: u16::try_from(server.ssh_port).map_err(|_| JobError::failed("invalid SSH port"))?,
+        user: UnixUser::parse(&server.ssh_user).map_err(|e| JobError::failed(format!("invalid SSH user: {e}")))?,
+        pinned_host_key: server.host_key.clone(),
+    };
+    ctx.log("info", format!("connecting to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port));
+    match SshConnection::connect(&target, &keypair, &engine.ssh).await {
+        Ok(connection) => {
+            if server.host_key.is_none() {
+                engine
+                    .store
+                    .record_server_contact(&server.id, Some(&connection.host_key), None)
+                    .await
+                    .map_err(store_error)?;
+                let fingerprint = slipway_remote::fingerprint(&connection.host_key).unwrap_or_default();
+                ctx.log("info", format!("first contact: pinned host key {fingerprint}"));
+            }
+            Ok(connection)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            ctx.log("stderr", reason.clone());
+            if let RemoteError::HostKeyMismatch { presented_key, .. } = &e {
+                engine.store.record_offered_host_key(&server.id, presented_key).await.map_err(store_error)?;
+            }
+            engine.store.set_server_status(&server.id, "unreachable", Some(&reason)).await.map_err(store_error)?;
+            Err(match e {
+                RemoteError::Connect { .. } | RemoteError::Disconnected(_) => JobError::Retryable { reason },
+                _ => JobError::failed(reason),
+            })
+        }
+    }
+}
+
+/// Runs `script` as root on the server, streaming its lines into the job's log. A non-zero exit
+/// fails the job with the script's own reason (its `fail` line, else its last error line).
+pub async fn run_script(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &SshConnection,
+    server: &Server,
+    script: &Script,
+) -> Result<(), JobError> {
+    let mut last_error: Option<String> = None;
+    let mut stated: Option<String> = None;
+    let result = connection
+        .run(
+            &script.text_for(&server.ssh_user),
+            &mut |stream, line| {
+                if stream == slipway_remote::Stream::Stderr {
+                    if let Some(reason) = line.strip_prefix(ERROR_PREFIX) {
+                        stated = Some(reason.to_string());
+                    } else if !line.trim().is_empty() {
+                        last_error = Some(line.to_string());
+                    }
+                }
+                ctx.log(stream.as_str(), line);
+            },
+            ctx.cancel_receiver(),
+            engine.command_idle,
+        )
+        .await;
+    match result {
+        Ok(exit) if exit.success() => Ok(()),
+        Ok(exit) => {
+            let why = stated.or(last_error).unwrap_or_else(|| "no error output".into());
+            let reason = match exit.code {
+                Some(code) => format!("{} failed (exit {code}): {why}", script.name),
+                None => format!("{} was ended by a signal: {why}", script.name),
+            };
+            Err(JobError::Failed { reason, exit_code: exit.code.map(i64::from) })
+        }
+        Err(RemoteError::Cancelled) => Err(JobError::Cancelled),
+        Err(e @ RemoteError::Disconnected(_)) => Err(JobError::Retryable { reason: format!("{}: {e}", script.name) }),
+        Err(e) => Err(JobError::failed(format!("{}: {e}", script.name))),
+    }
+}

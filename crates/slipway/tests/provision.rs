@@ -1,0 +1,415 @@
+//! Provisioning for real, end to end: the real binary, a test host in a network namespace of
+//! its own (so the firewall that provisioning enables filters only that host's traffic), real
+//! apt, nginx, nftables, sshd. The host shares this machine's files, so these tests run one at
+//! a time (nextest group `provisioning`); the packages they need are installed beforehand by
+//! `scripts/install-test-deps`, because the namespace has no route to a mirror.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Api, Server, owner, temp_data_dir};
+use reqwest::Method;
+use serde_json::{Value, json};
+use slipway_remote::testing::NetnsHost;
+
+/// These tests poll operations often; the per-token API limit is not what they test.
+const UNLIMITED: (&str, &str) = ("SLIPWAY_RATE_LIMIT_API", "1000000");
+
+/// Creates a server in Slipway for `address` and returns its id and Slipway's public key.
+async fn register(api: &Api, address: &str, extra: Value) -> (String, String) {
+    let mut body = json!({"name": "netns", "provider": "custom", "ip_address": address, "ssh_port": 22});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let (status, created) = api.call(Method::POST, "/api/v1/servers", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["data"]["id"].as_str().unwrap().to_string(),
+        created["data"]["authorization"]["public_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Starts an operation with `POST path` and waits for it to end.
+async fn operate(api: &Api, path: &str, body: Value) -> Value {
+    let (status, op) = api.call(Method::POST, path, Some(body)).await;
+    assert_eq!(status, 202, "{path}: {op}");
+    api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(180)).await
+}
+
+/// Waits for an operation a create/delete response named.
+async fn applied(api: &Api, response: &Value) {
+    let id = response["data"]["operation_id"].as_str().unwrap_or_else(|| panic!("no operation in {response}"));
+    let op = api.finished(id).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+}
+
+async fn log_of(api: &Api, op_id: &str) -> String {
+    let (_, log) = api.call(Method::GET, &format!("/api/v1/operations/{op_id}/log?per_page=100"), None).await;
+    log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn keypair(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap().trim().to_string();
+    (path, public)
+}
+
+/// Whether `ssh` with this key logs in to the host as the deploy user.
+fn logs_in(host: &NetnsHost, key: &Path) -> bool {
+    Command::new("ssh")
+        .args(["-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("slipway@{}", host.address))
+        .arg("test \"$(id -un)\" = slipway")
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The body of `http://address:port/`, or `None` when nothing answers within 2 s.
+async fn fetch(address: &str, port: u16) -> Option<String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let response = client.get(format!("http://{address}:{port}/")).send().await.ok()?;
+    response.text().await.ok()
+}
+
+#[tokio::test]
+async fn a_server_is_provisioned_for_real_and_its_keys_rules_and_services_are_managed() {
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let pwned = dir.join("pwned");
+    let (server_id, slipway_key) = {
+        // The address is known only once the host exists, and the host must trust Slipway's key.
+        let (id, key) = register(&api, "192.0.2.1", json!({"php_version": "8.2"})).await;
+        (id, key)
+    };
+    let host = NetnsHost::start(&[&slipway_key]);
+    let (status, _) =
+        api.call(Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ip_address": host.address}))).await;
+    assert_eq!(status, 200);
+    let server_path = format!("/api/v1/servers/{server_id}");
+
+    // A key added before provisioning waits for it.
+    let (first_key, first_public) = keypair(&dir, "first");
+    let (status, first) = api
+        .call(
+            Method::POST,
+            &format!("{server_path}/ssh-keys"),
+            Some(json!({"name": "first", "public_key": first_public})),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["data"]["status"], "installing");
+    assert!(first["data"]["operation_id"].is_null(), "nothing to apply before provisioning: {first}");
+
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    let log = log_of(&api, op["id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}\n{log}");
+    assert!(log.contains("==> creating the deploy user slipway") && log.contains("firewall rules applied"), "{log}");
+    let (_, server) = api.call(Method::GET, &server_path, None).await;
+    assert_eq!(server["data"]["status"], "active", "{server}");
+    assert!(server["data"]["provisioned_at"].is_string());
+    assert!(server["data"]["os"].as_str().unwrap().starts_with("debian"), "{server}");
+
+    // nginx answers with the default site; PHP-FPM runs; the deploy user exists and the key
+    // added earlier logs in as it.
+    let page = fetch(&host.address, 80).await.expect("nginx answers on port 80");
+    assert!(page.contains("managed by Slipway"), "{page}");
+    assert!(host.exec(&["pgrep", "-x", "php-fpm8.2"]).status.success(), "php8.2-fpm runs");
+    assert!(Command::new("id").arg("slipway").output().unwrap().status.success(), "the deploy user exists");
+    assert!(logs_in(&host, &first_key), "the key added before provisioning logs in");
+    let (_, listed) = api.call(Method::GET, &format!("{server_path}/ssh-keys"), None).await;
+    assert_eq!(listed["data"][0]["status"], "installed", "{listed}");
+
+    // A second key logs in once added; the first no longer does once deleted.
+    let (second_key, second_public) = keypair(&dir, "second");
+    let (_, second) = api
+        .call(
+            Method::POST,
+            &format!("{server_path}/ssh-keys"),
+            Some(json!({"name": "second", "public_key": second_public})),
+        )
+        .await;
+    applied(&api, &second).await;
+    assert!(logs_in(&host, &second_key));
+    let (status, deleted) = api
+        .call(Method::DELETE, &format!("{server_path}/ssh-keys/{}", first["data"]["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, 202, "{deleted}");
+    assert_eq!(deleted["data"]["status"], "removing");
+    applied(&api, &deleted).await;
+    assert!(!logs_in(&host, &first_key), "a deleted key no longer logs in");
+    assert!(logs_in(&host, &second_key), "the other key still does");
+    let (_, listed) = api.call(Method::GET, &format!("{server_path}/ssh-keys"), None).await;
+    assert_eq!(listed["meta"]["total"], 1, "{listed}");
+
+    // Invalid or hostile keys are refused; a hostile name is stored but never reaches the server.
+    let hostile_name = format!("'; touch {}; echo '", pwned.display());
+    for bad in [
+        "ssh-ed25519 not-base64!".to_string(),
+        format!("command=\"touch {}\" {second_public}", pwned.display()),
+        format!("{second_public}\nssh-ed25519 AAAA"),
+        "ssh-dss AAAAB3NzaC1kc3M=".to_string(),
+    ] {
+        let (status, reply) = api
+            .call(Method::POST, &format!("{server_path}/ssh-keys"), Some(json!({"name": "bad", "public_key": bad})))
+            .await;
+        assert_eq!(status, 422, "{bad}: {reply}");
+        assert!(reply["errors"]["public_key"].is_array(), "{reply}");
+    }
+    let (third_key, third_public) = keypair(&dir, "third");
+    let with_comment = format!("{third_public} $(touch {})", pwned.display());
+    let (status, third) = api
+        .call(
+            Method::POST,
+            &format!("{server_path}/ssh-keys"),
+            Some(json!({"name": hostile_name, "public_key": with_comment})),
+        )
+        .await;
+    assert_eq!(status, 201, "{third}");
+    applied(&api, &third).await;
+    assert!(logs_in(&host, &third_key));
+    let authorized = std::fs::read_to_string("/home/slipway/.ssh/authorized_keys").unwrap();
+    assert!(
+        !authorized.contains("touch") && !authorized.contains("third"),
+        "only key data and Slipway's marker: {authorized}"
+    );
+
+    // Firewall: port 80 answers; a deny rule closes it (SSH still works); deleting reopens it.
+    let (status, reply) = api
+        .call(
+            Method::POST,
+            &format!("{server_path}/network-rules"),
+            Some(json!({"name": "no ssh", "port": 22, "action": "deny"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply["errors"]["port"][0].as_str().unwrap().contains("block SSH"), "{reply}");
+    for (field, body) in [
+        ("port", json!({"name": "x", "port": "80; reboot"})),
+        ("port", json!({"name": "x", "port": 70000})),
+        ("from", json!({"name": "x", "port": 80, "from": format!("1.2.3.4; touch {}", pwned.display())})),
+        ("from", json!({"name": "x", "port": 80, "from": "10.0.0.1/8"})),
+    ] {
+        let (status, reply) = api.call(Method::POST, &format!("{server_path}/network-rules"), Some(body)).await;
+        assert_eq!(status, 422, "{reply}");
+        assert!(reply["errors"][field].is_array(), "{reply}");
+    }
+    assert!(fetch(&host.address, 80).await.is_some());
+    let (status, deny) = api
+        .call(
+            Method::POST,
+            &format!("{server_path}/network-rules"),
+            Some(json!({"name": "close web", "port": 80, "action": "deny"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{deny}");
+    applied(&api, &deny).await;
+    assert!(fetch(&host.address, 80).await.is_none(), "the deny rule blocks port 80");
+    assert!(logs_in(&host, &second_key), "SSH stays open");
+    let (_, removed) = api
+        .call(Method::DELETE, &format!("{server_path}/network-rules/{}", deny["data"]["id"].as_str().unwrap()), None)
+        .await;
+    applied(&api, &removed).await;
+    assert!(fetch(&host.address, 80).await.is_some(), "deleting the rule restores access");
+
+    // A port nothing allows is dropped until an allow rule from this machine's address opens it.
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &host.name, "python3", "-m", "http.server", "8081", "--bind", &host.address])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let inside = Instant::now() + Duration::from_secs(10);
+    while !host.exec(&["curl", "-s", "-o", "/dev/null", &format!("http://{}:8081/", host.address)]).status.success() {
+        assert!(Instant::now() < inside, "the test listener did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(fetch(&host.address, 8081).await.is_none(), "closed by default");
+    let (_, allow) = api
+        .call(
+            Method::POST,
+            &format!("{server_path}/network-rules"),
+            Some(json!({"name": "from here", "port": "8081", "from": format!("{}/32", host.gateway)})),
+        )
+        .await;
+    applied(&api, &allow).await;
+    assert!(fetch(&host.address, 8081).await.is_some(), "the allow rule opens it");
+    let _ = listener.kill();
+    let _ = listener.wait();
+
+    // Restarting a service, and a reboot (the host's reboot is a harmless stand-in).
+    let (status, reply) =
+        api.call(Method::POST, &format!("{server_path}/restart"), Some(json!({"services": ["nginx; reboot"]}))).await;
+    assert_eq!(status, 422, "{reply}");
+    let (status, reply) =
+        api.call(Method::POST, &format!("{server_path}/restart"), Some(json!({"services": ["database"]}))).await;
+    assert_eq!(status, 422, "the server has no database: {reply}");
+    let op = operate(&api, &format!("{server_path}/restart"), json!({"services": ["nginx", "php-fpm"]})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(fetch(&host.address, 80).await.is_some(), "nginx is back after its restart");
+    assert!(host.power_calls().is_empty());
+    let op = operate(&api, &format!("{server_path}/restart"), json!({"reboot": true})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !host.power_calls().contains("reboot") {
+        assert!(Instant::now() < until, "the reboot was not requested: {:?}", host.power_calls());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Provisioning again is safe: same result, keys and rules still in force.
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(logs_in(&host, &second_key) && !logs_in(&host, &first_key));
+    assert!(fetch(&host.address, 80).await.unwrap().contains("managed by Slipway"));
+    assert!(!pwned.exists(), "no hostile value ran anywhere");
+
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_unsupported_operating_system_fails_with_the_reason() {
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let (server_id, key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start_as(&[&key], Some("ID=centos\nVERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7\"\n"));
+    api.call(Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ip_address": host.address}))).await;
+    let op = operate(&api, &format!("/api/v1/servers/{server_id}/provision"), json!({})).await;
+    assert_eq!(op["status"], "failed");
+    let reason = op["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("unsupported operating system: centos 7") && reason.contains("debian 12"), "{reason}");
+    let (_, server) = api.call(Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    assert_eq!(
+        (server["data"]["status"].as_str(), server["data"]["status_reason"].as_str()),
+        (Some("failed"), Some(reason))
+    );
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn provisioning_interrupted_by_kill_9_is_completed_after_restart() {
+    let dir = temp_data_dir();
+    let lease = [("SLIPWAY_JOB_LEASE_SECONDS", "2"), UNLIMITED];
+    let mut slipway = Server::start(&dir, &lease).unwrap();
+    let api = owner(&slipway).await;
+    let (server_id, key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start(&[&key]);
+    api.call(Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ip_address": host.address}))).await;
+    let (_, op) = api.call(Method::POST, &format!("/api/v1/servers/{server_id}/provision"), Some(json!({}))).await;
+    let op_id = op["data"]["id"].as_str().unwrap().to_string();
+
+    // Kill Slipway once the script is running on the server.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_of(&api, &op_id).await.contains("==> ") {
+        assert!(Instant::now() < deadline, "provisioning never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, server) = api.call(Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    assert_eq!(server["data"]["status"], "provisioning");
+    Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
+    let _ = slipway.child.wait();
+    drop(slipway);
+
+    let restarted = Server::start(&dir, &lease).unwrap();
+    let api = Api { url: restarted.url.clone(), token: api.token.clone() };
+    let op = api.finished_within(&op_id, Duration::from_secs(180)).await;
+    assert_eq!(op["status"], "succeeded", "idempotent provisioning is run again: {op}");
+    assert!(op["attempts"].as_i64().unwrap() >= 2, "{op}");
+    let (_, server) = api.call(Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
+    assert_eq!(server["data"]["status"], "active", "{server}");
+    assert!(fetch(&host.address, 80).await.is_some());
+    drop(host);
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+    let run = |args: &[&str]| {
+        let out = common::slipway(&dir, &env).args(args).output().unwrap();
+        let text =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        (out.status.success(), text.0, text.1)
+    };
+
+    let (ok, out, err) =
+        run(&["server", "create", "cli-netns", "--ip", "192.0.2.1", "--php", "8.2", "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let host = NetnsHost::start(&[created["authorization"]["public_key"].as_str().unwrap()]);
+    api.call(Method::PUT, &format!("/api/v1/servers/{id}"), Some(json!({"ip_address": host.address}))).await;
+
+    let (ok, out, err) = run(&["server", "provision", &id]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("==> configuring nginx") && out.contains("status: active"), "the log is streamed: {out}");
+
+    let (key, _) = keypair(&dir, "cli");
+    let pub_file = key.with_extension("pub");
+    let (ok, out, err) = run(&["ssh-key", "add", &id, "cli key", "--file", pub_file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(logs_in(&host, &key));
+    let (_, listed, _) = run(&["ssh-key", "list", &id]);
+    assert!(listed.contains("cli key") && listed.contains("installed"), "{listed}");
+
+    let (ok, _, err) = run(&["network-rule", "add", &id, "lockout", "--port", "22", "--deny"]);
+    assert!(!ok && err.contains("block SSH"), "{err}");
+    let (ok, out, err) = run(&["network-rule", "add", &id, "no web", "--port", "80", "--deny", "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    assert!(fetch(&host.address, 80).await.is_none());
+    let rule: Value = serde_json::from_str(&out).unwrap();
+    let (_, listed, _) = run(&["network-rule", "list", &id]);
+    assert!(listed.contains("no web") && listed.contains("deny"), "{listed}");
+    let (ok, out, err) = run(&["network-rule", "delete", &id, rule["id"].as_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(fetch(&host.address, 80).await.is_some());
+
+    let (ok, out, err) = run(&["server", "restart", &id, "--service", "nginx"]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(&["server", "restart", &id, "--service", "database"]);
+    assert!(!ok && err.contains("no database"), "{err}");
+    let (_, logs, _) = run(&["server", "logs", &id]);
+    for kind in ["server.provision", "server.sync-ssh-keys", "server.sync-network-rules", "server.restart"] {
+        assert!(logs.contains(kind), "{kind} in {logs}");
+    }
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
