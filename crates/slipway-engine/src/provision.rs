@@ -59,6 +59,18 @@ impl ProvisionServer {
 
 #[async_trait]
 impl JobHandler for ProvisionServer {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        let Ok(payload) = serde_json::from_str::<ServerJob>(&job.payload) else { return };
+        if let Ok(Some(server)) = self.0.store.server(&payload.server_id).await
+            && server.status == "provisioning"
+        {
+            let reason = "provisioning was interrupted (Slipway stopped while it ran); provision again";
+            if let Err(e) = self.0.store.set_server_status(&server.id, "failed", Some(reason)).await {
+                tracing::warn!(server.id = %server.id, error = %e, "could not record the interrupted provisioning");
+            }
+        }
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: ServerJob = ctx.payload()?;
         let store = &self.0.store;

@@ -46,6 +46,10 @@ impl JobError {
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
+
+    /// Called when a job of this kind failed without its handler finishing (its worker died
+    /// and it will not be retried), to put right what `run` would have recorded at its end.
+    async fn abandoned(&self, _job: &slipway_store::Job) {}
 }
 
 /// Handlers by job kind.

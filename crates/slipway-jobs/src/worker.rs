@@ -132,6 +132,11 @@ impl Worker {
                 }
                 for id in &reaped.failed {
                     tracing::warn!(job.id = %id, "job's worker stopped renewing its lease; failed as interrupted");
+                    if let Ok(Some(job)) = self.store.job(id).await
+                        && let Some(handler) = self.registry.get(&job.kind)
+                    {
+                        handler.abandoned(&job).await;
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not reap expired jobs"),

@@ -20,12 +20,17 @@ struct Record {
     runs: Mutex<HashMap<String, usize>>,
     running_per_resource: Mutex<HashMap<String, usize>>,
     overlaps: AtomicUsize,
+    abandoned: Mutex<Vec<String>>,
 }
 
 struct Echo(Arc<Record>);
 
 #[async_trait]
 impl JobHandler for Echo {
+    async fn abandoned(&self, job: &Job) {
+        self.0.abandoned.lock().unwrap().push(job.id.clone());
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         *self.0.runs.lock().unwrap().entry(ctx.id.clone()).or_default() += 1;
         let resource = ctx.payload["resource"].as_str().unwrap_or("").to_string();
@@ -182,6 +187,12 @@ async fn recovery(db: TestDatabase) {
     let job = finished(store.as_ref(), &unsafe_).await;
     assert_eq!((job.status.as_str(), job.failure_reason.as_deref()), ("failed", Some("interrupted")));
     assert_eq!(record.runs.lock().unwrap().get(&unsafe_), None, "a non-idempotent job is never run twice");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while record.abandoned.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the handler was not told its job was abandoned");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*record.abandoned.lock().unwrap(), vec![unsafe_.clone()], "only the job that will not run again");
     stop.send(true).unwrap();
     worker.await.unwrap();
 }

@@ -3,7 +3,8 @@
 //! dropped. Needs `openssh-server` installed and root.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,13 @@ impl NetnsHost {
     /// The same, with `/etc/os-release` replaced (inside the namespace) by `os_release`, to play
     /// another operating system.
     pub fn start_as(authorized: &[&str], os_release: Option<&str>) -> NetnsHost {
+        Self::start_with(authorized, os_release, &[])
+    }
+
+    /// The same, where each program in `hangable` (absolute paths) can be made to hang silently
+    /// with [`NetnsHost::hang`], to test stalled and dropped commands. Until then it runs the
+    /// real program (a copy kept in the host's directory).
+    pub fn start_with(authorized: &[&str], os_release: Option<&str>, hangable: &[&str]) -> NetnsHost {
         let id = slipway_core::new_id().to_lowercase();
         let short = &id[id.len() - 6..];
         let name = format!("slp-{short}");
@@ -167,7 +175,6 @@ impl NetnsHost {
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let stand_in = dir.join("power-stand-in");
         std::fs::write(&stand_in, format!("#!/bin/sh\necho \"$0 $*\" >> {}/power-calls\n", dir.display())).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
         let fake_release = match os_release {
             Some(text) => {
@@ -176,9 +183,28 @@ impl NetnsHost {
             }
             None => String::new(),
         };
+        let mut wrappers = String::new();
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        for program in hangable {
+            let name = Path::new(program).file_name().unwrap().to_str().unwrap();
+            let real = dir.join("real").join(name);
+            std::fs::copy(program, &real).unwrap();
+            let wrapper = dir.join(format!("wrap-{name}"));
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nif [ -e {d}/hang-{name} ]; then exec sleep 600; fi\nexec {real} \"$@\"\n",
+                    d = dir.display(),
+                    real = real.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            wrappers.push_str(&format!("mount --bind {} {program}; ", wrapper.display()));
+        }
         // sshd daemonises; its children stay in the namespace, where drop finds them.
         let inside = format!(
-            "set -e; {fake_release}for f in /usr/sbin/reboot /usr/sbin/shutdown /usr/sbin/poweroff /usr/sbin/halt /bin/systemctl; do \
+            "set -e; {fake_release}{wrappers}for f in /usr/sbin/reboot /usr/sbin/shutdown /usr/sbin/poweroff /usr/sbin/halt /bin/systemctl; do \
              [ -e \"$f\" ] && mount --bind {stand_in} \"$f\"; done; exec /usr/sbin/sshd -f {config}",
             stand_in = stand_in.display(),
             config = dir.join("sshd_config").display()
@@ -201,6 +227,31 @@ impl NetnsHost {
     /// Runs a command inside the namespace (and its mount namespace is not needed for that).
     pub fn exec(&self, args: &[&str]) -> std::process::Output {
         Command::new("ip").args(["netns", "exec", &self.name]).args(args).output().unwrap()
+    }
+
+    /// Makes a program named in `start_with` hang silently (or run normally again).
+    pub fn hang(&self, program: &str, on: bool) {
+        let flag = self.dir.join(format!("hang-{program}"));
+        if on {
+            std::fs::write(flag, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+
+    /// Ends every SSH connection to the host (the per-connection sshd processes), as a network
+    /// failure would; the listener stays.
+    pub fn drop_sessions(&self) {
+        let listener = std::fs::read_to_string(self.dir.join("sshd.pid")).unwrap();
+        let _ = Command::new("pkill").args(["-KILL", "-P", listener.trim()]).status();
+    }
+
+    /// Processes in the namespace whose name is `name`.
+    pub fn processes_named(&self, name: &str) -> usize {
+        self.pids()
+            .iter()
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+            .count()
     }
 
     /// What the power stand-in was asked to do, one call per line.

@@ -60,6 +60,12 @@ pub struct ServerArgs {
     /// after this [default: 60]
     #[arg(long, env = "SLIPWAY_JOB_LEASE_SECONDS", value_name = "SECONDS")]
     pub job_lease_seconds: Option<u64>,
+    /// Seconds to wait for a server to accept an SSH connection and log in [default: 10]
+    #[arg(long, env = "SLIPWAY_SSH_CONNECT_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub ssh_connect_timeout_seconds: Option<u64>,
+    /// Seconds a remote command may stay silent before it is stopped [default: 300]
+    #[arg(long, env = "SLIPWAY_COMMAND_IDLE_SECONDS", value_name = "SECONDS")]
+    pub command_idle_seconds: Option<u64>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -93,6 +99,8 @@ struct FileConfig {
     registration_enabled: Option<bool>,
     job_worker: Option<bool>,
     job_lease_seconds: Option<u64>,
+    ssh_connect_timeout_seconds: Option<u64>,
+    command_idle_seconds: Option<u64>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -123,6 +131,8 @@ pub struct Settings {
     pub registration_enabled: bool,
     pub job_worker: bool,
     pub job_lease_seconds: u64,
+    pub ssh_connect_timeout_seconds: u64,
+    pub command_idle_seconds: u64,
     pub rate_limits: slipway_api::state::RateLimits,
 }
 
@@ -161,6 +171,15 @@ impl Settings {
         if !(2..=3600).contains(&job_lease_seconds) {
             bail!("job_lease_seconds must be between 2 and 3600 (got {job_lease_seconds})");
         }
+        let ssh_connect_timeout_seconds =
+            args.ssh_connect_timeout_seconds.or(file.ssh_connect_timeout_seconds).unwrap_or(10);
+        if !(1..=600).contains(&ssh_connect_timeout_seconds) {
+            bail!("ssh_connect_timeout_seconds must be between 1 and 600 (got {ssh_connect_timeout_seconds})");
+        }
+        let command_idle_seconds = args.command_idle_seconds.or(file.command_idle_seconds).unwrap_or(300);
+        if !(1..=86_400).contains(&command_idle_seconds) {
+            bail!("command_idle_seconds must be between 1 and 86400 (got {command_idle_seconds})");
+        }
         let defaults = slipway_api::state::RateLimits::default();
         let rate_limits = slipway_api::state::RateLimits {
             api_per_minute: args.rate_limit_api.or(file.rate_limit_api).unwrap_or(defaults.api_per_minute),
@@ -184,6 +203,8 @@ impl Settings {
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
             job_lease_seconds,
+            ssh_connect_timeout_seconds,
+            command_idle_seconds,
             rate_limits,
             config_file,
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
@@ -218,6 +239,8 @@ impl Settings {
             "registration_enabled": self.registration_enabled,
             "job_worker": self.job_worker,
             "job_lease_seconds": self.job_lease_seconds,
+            "ssh_connect_timeout_seconds": self.ssh_connect_timeout_seconds,
+            "command_idle_seconds": self.command_idle_seconds,
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,

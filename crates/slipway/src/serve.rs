@@ -67,7 +67,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     // The job runner, in the same process: it claims work any replica enqueued.
-    let engine = slipway_engine::Engine::new(store.clone(), secrets);
+    let mut engine = slipway_engine::Engine::new(store.clone(), secrets);
+    engine.ssh.connect = Duration::from_secs(settings.ssh_connect_timeout_seconds);
+    engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let lease = Duration::from_secs(settings.job_lease_seconds);
     let worker_config = slipway_jobs::WorkerConfig {

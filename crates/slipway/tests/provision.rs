@@ -413,3 +413,78 @@ async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_a_reason_in_time() {
+    let dir = temp_data_dir();
+    let timeouts = [UNLIMITED, ("SLIPWAY_SSH_CONNECT_TIMEOUT_SECONDS", "2"), ("SLIPWAY_COMMAND_IDLE_SECONDS", "3")];
+    let slipway = Server::start(&dir, &timeouts).unwrap();
+    let api = owner(&slipway).await;
+
+    // A peer that accepts TCP and never speaks: the connect timeout ends the wait.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (mute, _) = register(&api, "127.0.0.1", json!({"ssh_port": silent_port})).await;
+    let started = Instant::now();
+    let op = operate(&api, &format!("/api/v1/servers/{mute}/verify"), json!({})).await;
+    assert_eq!(op["status"], "failed");
+    assert!(op["failure_reason"].as_str().unwrap().contains("no answer within 2s"), "{op}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let (_, server) = api.call(Method::GET, &format!("/api/v1/servers/{mute}"), None).await;
+    assert_eq!(server["data"]["status"], "unreachable");
+
+    let (server_id, key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start_with(&[&key], None, &["/usr/bin/apt-get", "/usr/sbin/service"]);
+    api.call(Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ip_address": host.address}))).await;
+    let server_path = format!("/api/v1/servers/{server_id}");
+
+    // A command that stalls (apt-get hangs, printing nothing) is stopped after the idle timeout,
+    // with its processes on the server.
+    host.hang("apt-get", true);
+    let started = Instant::now();
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert!(op["failure_reason"].as_str().unwrap().contains("no output and no exit within 3s"), "{op}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    let (_, server) = api.call(Method::GET, &server_path, None).await;
+    assert_eq!(server["data"]["status"], "failed", "{server}");
+    assert!(server["data"]["status_reason"].as_str().unwrap().contains("no output"), "{server}");
+    let until = Instant::now() + Duration::from_secs(5);
+    while host.processes_named("sleep") > 0 {
+        assert!(Instant::now() < until, "the stalled command was left running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Once apt works again, provisioning completes.
+    host.hang("apt-get", false);
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+
+    // A connection that drops mid-command (restarts are not retried) fails with the reason.
+    host.hang("service", true);
+    let (_, op) = api.call(Method::POST, &format!("{server_path}/restart"), Some(json!({"services": ["nginx"]}))).await;
+    let op_id = op["data"]["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !log_of(&api, &op_id).await.contains("==> restarting nginx") {
+        assert!(Instant::now() < until, "the restart never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    host.drop_sessions();
+    let started = Instant::now();
+    let op = api.finished_within(&op_id, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    let reason = op["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("connection dropped") || reason.contains("ended by a signal"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    host.hang("service", false);
+
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
