@@ -422,14 +422,7 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
     let api = owner(&slipway).await;
 
     // A peer that accepts TCP and never speaks: the connect timeout ends the wait.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let _held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-        }
-    });
+    let (silent_port, _held) = common::silent_peer().await;
     let (mute, _) = register(&api, "127.0.0.1", json!({"ssh_port": silent_port})).await;
     let started = Instant::now();
     let op = operate(&api, &format!("/api/v1/servers/{mute}/verify"), json!({})).await;

@@ -144,14 +144,7 @@ async fn a_job_interrupted_by_kill_9_is_recovered_after_restart() {
     let api = owner(&slipway).await;
 
     // A peer that accepts TCP and never speaks SSH: the verify job hangs in its connect.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let _held = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            held.push(socket);
-        }
-    });
+    let (silent_port, _held) = common::silent_peer().await;
     let (_, created) = api
         .call(
             reqwest::Method::POST,

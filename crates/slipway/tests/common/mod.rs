@@ -178,3 +178,17 @@ pub async fn owner(server: &Server) -> Api {
         http().post(format!("{}/api/v1/setup", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
     Api { url: server.url.clone(), token: setup["data"]["token"]["plain_text_token"].as_str().unwrap().to_string() }
 }
+
+/// A loopback peer that accepts TCP connections and never says anything (a server that hangs
+/// before SSH starts). Returns its port and the task holding the connections open.
+pub async fn silent_peer() -> (u16, tokio::task::JoinHandle<()>) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
