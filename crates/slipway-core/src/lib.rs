@@ -2,6 +2,7 @@
 //! can be tested without a database, a network or a clock beyond `now()`.
 
 pub mod ability;
+pub mod dotenv;
 pub mod errors;
 pub mod id;
 pub mod identity;
@@ -11,6 +12,7 @@ pub mod secret;
 pub mod secrets_key;
 pub mod server_input;
 pub mod shell;
+pub mod site_input;
 pub mod time;
 pub mod token;
 pub mod totp;

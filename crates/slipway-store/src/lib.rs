@@ -254,6 +254,42 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes these items if they are still being removed (status `removing`).
     async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()>;
 
+    // --- sites, deployments, environment ---
+
+    /// Stores a site, choosing its `app_port` (the next free pair on the server; the given value
+    /// is ignored); returns the site as stored. A domain already on the server is a `Conflict`.
+    async fn insert_site(&self, site: &Site) -> StoreResult<Site>;
+    async fn site(&self, id: &str) -> StoreResult<Option<Site>>;
+    /// A server's sites, oldest first; `None` for all of them.
+    async fn sites_of_server(&self, server_id: &str, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)>;
+    async fn update_site(&self, id: &str, changes: &SiteChanges) -> StoreResult<bool>;
+    async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
+    /// Records a deployment's progress on its site: the status always, the current release and
+    /// the time only when given.
+    async fn record_site_deployment(
+        &self,
+        id: &str,
+        deployment_status: &str,
+        current_release: Option<&str>,
+        deployed_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    async fn delete_site(&self, id: &str) -> StoreResult<bool>;
+
+    async fn insert_deployment(&self, deployment: &Deployment) -> StoreResult<()>;
+    async fn deployment(&self, id: &str) -> StoreResult<Option<Deployment>>;
+    async fn deployment_by_job(&self, job_id: &str) -> StoreResult<Option<Deployment>>;
+    /// A site's deployments, newest first.
+    async fn deployments_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<Deployment>, u64)>;
+    async fn update_deployment(&self, id: &str, update: &DeploymentUpdate) -> StoreResult<()>;
+    /// Deployments whose release is on the server, newest first.
+    async fn releases_of_site(&self, site_id: &str) -> StoreResult<Vec<Deployment>>;
+
+    /// Sets a variable (sealed value), creating or replacing it.
+    async fn put_site_env(&self, site_id: &str, key: &str, sealed: &[u8]) -> StoreResult<()>;
+    async fn delete_site_env(&self, site_id: &str, key: &str) -> StoreResult<bool>;
+    /// All of a site's variables, by key.
+    async fn site_env(&self, site_id: &str) -> StoreResult<Vec<SiteEnvVar>>;
+
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);
 }

@@ -287,3 +287,102 @@ pub struct ServerItem {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Site {
+    pub id: String,
+    pub server_id: String,
+    pub organization_id: String,
+    pub domain: String,
+    /// JSON array of names.
+    pub aliases: String,
+    pub project_type: String,
+    pub web_directory: String,
+    /// Sealed with the secrets key (a URL may carry a token).
+    pub repository_url: Option<Vec<u8>>,
+    pub repository_branch: String,
+    pub deploy_script: String,
+    pub app_command: Option<String>,
+    pub health_check_path: String,
+    pub health_check_status: i64,
+    pub health_check_timeout: i64,
+    pub zero_downtime: bool,
+    pub keep_releases: i64,
+    /// The first of the two ports an app alternates between (set by the store).
+    pub app_port: i64,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub suspended: bool,
+    pub deployment_status: Option<String>,
+    pub last_deployed_at: Option<Timestamp>,
+    pub current_release: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The editable fields of a site; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SiteChanges {
+    pub aliases: Option<String>,
+    pub web_directory: Option<String>,
+    pub repository_url: Option<Option<Vec<u8>>>,
+    pub repository_branch: Option<String>,
+    pub deploy_script: Option<String>,
+    pub app_command: Option<Option<String>>,
+    pub health_check_path: Option<String>,
+    pub health_check_status: Option<i64>,
+    pub health_check_timeout: Option<i64>,
+    pub keep_releases: Option<i64>,
+    pub suspended: Option<bool>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Deployment {
+    pub id: String,
+    pub site_id: String,
+    pub server_id: String,
+    pub organization_id: String,
+    pub job_id: String,
+    pub status: String,
+    pub trigger_kind: String,
+    pub triggered_by_user: Option<String>,
+    pub triggered_by_token: Option<String>,
+    /// For a rollback: the deployment whose release it switches back to.
+    pub release_of: Option<String>,
+    pub commit_sha: Option<String>,
+    pub commit_message: Option<String>,
+    pub commit_author: Option<String>,
+    pub port: Option<i64>,
+    pub failed_step: Option<String>,
+    pub failure_reason: Option<String>,
+    /// Its release directory is on the server (not pruned, not cleaned up after a failure).
+    pub release_present: bool,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// What a deployment learned or how it ended; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentUpdate {
+    pub status: Option<String>,
+    pub commit_sha: Option<String>,
+    pub commit_message: Option<String>,
+    pub commit_author: Option<String>,
+    pub port: Option<i64>,
+    pub failed_step: Option<String>,
+    pub failure_reason: Option<String>,
+    pub release_present: Option<bool>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SiteEnvVar {
+    pub site_id: String,
+    pub key: String,
+    /// Sealed with the secrets key.
+    pub value: Vec<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}

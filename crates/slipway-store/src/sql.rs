@@ -50,6 +50,21 @@ macro_rules! server_item_columns {
         "id, server_id, kind, name, spec, status, status_reason, created_at, updated_at"
     };
 }
+macro_rules! site_columns {
+    () => {
+        "id, server_id, organization_id, domain, aliases, project_type, web_directory, repository_url, repository_branch, \
+         deploy_script, app_command, health_check_path, health_check_status, health_check_timeout, zero_downtime, \
+         keep_releases, app_port, status, status_reason, suspended, deployment_status, last_deployed_at, current_release, \
+         created_at, updated_at"
+    };
+}
+macro_rules! deployment_columns {
+    () => {
+        "id, site_id, server_id, organization_id, job_id, status, trigger_kind, triggered_by_user, triggered_by_token, \
+         release_of, commit_sha, commit_message, commit_author, port, failed_step, failure_reason, release_present, \
+         created_at, started_at, finished_at"
+    };
+}
 macro_rules! audit_columns {
     () => {
         "id, occurred_at, actor_user_id, token_id, organization_id, action, method, route, resource_id, status, \
@@ -918,6 +933,161 @@ macro_rules! impl_store {
                 push_id_list!(q, ids);
                 q.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
+            }
+
+            async fn insert_site(&self, v: &Site) -> StoreResult<Site> {
+                sqlx::query(concat!(
+                    "INSERT INTO sites (", site_columns!(), ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                     $15, $16, COALESCE((SELECT MAX(app_port) FROM sites WHERE server_id = $2), 19998) + 2, \
+                     $17, $18, $19, $20, $21, $22, $23, $24"
+                ))
+                .bind(&v.id).bind(&v.server_id).bind(&v.organization_id).bind(&v.domain).bind(&v.aliases)
+                .bind(&v.project_type).bind(&v.web_directory).bind(&v.repository_url).bind(&v.repository_branch)
+                .bind(&v.deploy_script).bind(&v.app_command).bind(&v.health_check_path).bind(v.health_check_status)
+                .bind(v.health_check_timeout).bind(v.zero_downtime).bind(v.keep_releases)
+                .bind(&v.status).bind(&v.status_reason).bind(v.suspended).bind(&v.deployment_status)
+                .bind(v.last_deployed_at).bind(&v.current_release).bind(v.created_at).bind(v.updated_at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                self.site(&v.id).await?.ok_or_else(|| StoreError::Conflict("site vanished".into()))
+            }
+
+            async fn site(&self, id: &str) -> StoreResult<Option<Site>> {
+                sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn sites_of_server(&self, server_id: &str, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)> {
+                let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
+                let rows: Vec<Site> = sqlx::query_as(concat!(
+                    "SELECT ", site_columns!(), " FROM sites WHERE server_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
+                ))
+                .bind(server_id).bind(limit).bind(offset)
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sites WHERE server_id = $1")
+                    .bind(server_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_site(&self, id: &str, c: &SiteChanges) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE sites SET aliases = COALESCE($2, aliases), web_directory = COALESCE($3, web_directory), \
+                     repository_url = CASE WHEN $4 THEN $5 ELSE repository_url END, \
+                     repository_branch = COALESCE($6, repository_branch), deploy_script = COALESCE($7, deploy_script), \
+                     app_command = CASE WHEN $8 THEN $9 ELSE app_command END, \
+                     health_check_path = COALESCE($10, health_check_path), \
+                     health_check_status = COALESCE($11, health_check_status), \
+                     health_check_timeout = COALESCE($12, health_check_timeout), \
+                     keep_releases = COALESCE($13, keep_releases), suspended = COALESCE($14, suspended), updated_at = $15 \
+                     WHERE id = $1",
+                )
+                .bind(id).bind(&c.aliases).bind(&c.web_directory)
+                .bind(c.repository_url.is_some()).bind(c.repository_url.clone().flatten())
+                .bind(&c.repository_branch).bind(&c.deploy_script)
+                .bind(c.app_command.is_some()).bind(c.app_command.clone().flatten())
+                .bind(&c.health_check_path).bind(c.health_check_status).bind(c.health_check_timeout)
+                .bind(c.keep_releases).bind(c.suspended).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE sites SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id).bind(status).bind(reason).bind(now())
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn record_site_deployment(&self, id: &str, deployment_status: &str, current_release: Option<&str>, deployed_at: Option<Timestamp>) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE sites SET deployment_status = $2, current_release = COALESCE($3, current_release), \
+                     last_deployed_at = COALESCE($4, last_deployed_at), updated_at = $5 WHERE id = $1",
+                )
+                .bind(id).bind(deployment_status).bind(current_release).bind(deployed_at).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn delete_site(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sites WHERE id = $1")
+                    .bind(id).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_deployment(&self, v: &Deployment) -> StoreResult<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO deployments (", deployment_columns!(), ") VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                ))
+                .bind(&v.id).bind(&v.site_id).bind(&v.server_id).bind(&v.organization_id).bind(&v.job_id).bind(&v.status)
+                .bind(&v.trigger_kind).bind(&v.triggered_by_user).bind(&v.triggered_by_token).bind(&v.release_of)
+                .bind(&v.commit_sha).bind(&v.commit_message).bind(&v.commit_author).bind(v.port).bind(&v.failed_step)
+                .bind(&v.failure_reason).bind(v.release_present).bind(v.created_at).bind(v.started_at).bind(v.finished_at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn deployment(&self, id: &str) -> StoreResult<Option<Deployment>> {
+                sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn deployment_by_job(&self, job_id: &str) -> StoreResult<Option<Deployment>> {
+                sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE job_id = $1"))
+                    .bind(job_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn deployments_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<Deployment>, u64)> {
+                let rows: Vec<Deployment> = sqlx::query_as(concat!(
+                    "SELECT ", deployment_columns!(), " FROM deployments WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(site_id).bind(page.limit()).bind(page.offset())
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE site_id = $1")
+                    .bind(site_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_deployment(&self, id: &str, u: &DeploymentUpdate) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE deployments SET status = COALESCE($2, status), commit_sha = COALESCE($3, commit_sha), \
+                     commit_message = COALESCE($4, commit_message), commit_author = COALESCE($5, commit_author), \
+                     port = COALESCE($6, port), failed_step = COALESCE($7, failed_step), \
+                     failure_reason = COALESCE($8, failure_reason), release_present = COALESCE($9, release_present), \
+                     started_at = COALESCE($10, started_at), finished_at = COALESCE($11, finished_at) WHERE id = $1",
+                )
+                .bind(id).bind(&u.status).bind(&u.commit_sha).bind(&u.commit_message).bind(&u.commit_author).bind(u.port)
+                .bind(&u.failed_step).bind(&u.failure_reason).bind(u.release_present).bind(u.started_at).bind(u.finished_at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn releases_of_site(&self, site_id: &str) -> StoreResult<Vec<Deployment>> {
+                sqlx::query_as(concat!(
+                    "SELECT ", deployment_columns!(), " FROM deployments WHERE site_id = $1 AND release_present ORDER BY id DESC"
+                ))
+                .bind(site_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn put_site_env(&self, site_id: &str, key: &str, sealed: &[u8]) -> StoreResult<()> {
+                let at = now();
+                sqlx::query(
+                    "INSERT INTO site_env (site_id, key, value, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+                     ON CONFLICT (site_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(site_id).bind(key).bind(sealed).bind(at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn delete_site_env(&self, site_id: &str, key: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM site_env WHERE site_id = $1 AND key = $2")
+                    .bind(site_id).bind(key).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn site_env(&self, site_id: &str) -> StoreResult<Vec<SiteEnvVar>> {
+                sqlx::query_as("SELECT site_id, key, value, created_at, updated_at FROM site_env WHERE site_id = $1 ORDER BY key")
+                    .bind(site_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn close(&self) {

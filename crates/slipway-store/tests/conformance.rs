@@ -699,6 +699,157 @@ mod cases {
         assert!(store.server_item(&elsewhere.id).await.unwrap().is_some());
     }
 
+    fn site(server: &Server, domain: &str) -> Site {
+        Site {
+            id: slipway_core::new_id(),
+            server_id: server.id.clone(),
+            organization_id: server.organization_id.clone(),
+            domain: domain.into(),
+            aliases: "[]".into(),
+            project_type: "static".into(),
+            web_directory: "public".into(),
+            repository_url: Some(b"sealed-url".to_vec()),
+            repository_branch: "main".into(),
+            deploy_script: "true".into(),
+            app_command: None,
+            health_check_path: "/".into(),
+            health_check_status: 200,
+            health_check_timeout: 30,
+            zero_downtime: true,
+            keep_releases: 5,
+            app_port: 0,
+            status: "installing".into(),
+            status_reason: None,
+            suspended: false,
+            deployment_status: None,
+            last_deployed_at: None,
+            current_release: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn deployment(site: &Site, status: &str) -> Deployment {
+        Deployment {
+            id: slipway_core::new_id(),
+            site_id: site.id.clone(),
+            server_id: site.server_id.clone(),
+            organization_id: site.organization_id.clone(),
+            job_id: slipway_core::new_id(),
+            status: status.into(),
+            trigger_kind: "api".into(),
+            triggered_by_user: None,
+            triggered_by_token: None,
+            release_of: None,
+            commit_sha: None,
+            commit_message: None,
+            commit_author: None,
+            port: None,
+            failed_step: None,
+            failure_reason: None,
+            release_present: false,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    pub async fn sites_deployments_and_environments(db: &TestDatabase) {
+        let store = db.store().await;
+        let user = new_user("sites@example.com");
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&user, &org, "Sites", "owner").await.unwrap();
+        let (s1, s2) = (server(&org, "one"), server(&org, "two"));
+        store.insert_server(&s1).await.unwrap();
+        store.insert_server(&s2).await.unwrap();
+
+        // Ports are handed out in pairs per server; a domain is unique per server.
+        let a = store.insert_site(&site(&s1, "a.example.com")).await.unwrap();
+        let b = store.insert_site(&site(&s1, "b.example.com")).await.unwrap();
+        let c = store.insert_site(&site(&s2, "a.example.com")).await.unwrap();
+        assert_eq!((a.app_port, b.app_port, c.app_port), (20000, 20002, 20000));
+        assert!(matches!(store.insert_site(&site(&s1, "a.example.com")).await, Err(StoreError::Conflict(_))));
+        let (rows, total) = store.sites_of_server(&s1.id, None).await.unwrap();
+        assert_eq!(
+            (total, rows[0].domain.as_str(), rows[0].repository_url.as_deref()),
+            (2, "a.example.com", Some(&b"sealed-url"[..]))
+        );
+
+        let changes = SiteChanges {
+            repository_url: Some(None),
+            app_command: Some(Some("node server.js".into())),
+            keep_releases: Some(3),
+            ..Default::default()
+        };
+        assert!(store.update_site(&a.id, &changes).await.unwrap());
+        let got = store.site(&a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.repository_url, got.app_command.as_deref(), got.keep_releases, got.deploy_script.as_str()),
+            (None, Some("node server.js"), 3, "true")
+        );
+        store.set_site_status(&a.id, "installed", None).await.unwrap();
+
+        // Deployments, newest first; releases are those still on the server.
+        let d1 = deployment(&a, "queued");
+        let d2 = deployment(&a, "queued");
+        store.insert_deployment(&d1).await.unwrap();
+        store.insert_deployment(&d2).await.unwrap();
+        let update = DeploymentUpdate {
+            status: Some("succeeded".into()),
+            commit_sha: Some("abc123".into()),
+            port: Some(20001),
+            release_present: Some(true),
+            finished_at: Some(now()),
+            ..Default::default()
+        };
+        store.update_deployment(&d1.id, &update).await.unwrap();
+        store
+            .update_deployment(
+                &d2.id,
+                &DeploymentUpdate {
+                    status: Some("failed".into()),
+                    failed_step: Some("build".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let (rows, total) = store.deployments_of_site(&a.id, PAGE).await.unwrap();
+        assert_eq!((total, rows[0].id.as_str(), rows[0].failed_step.as_deref()), (2, d2.id.as_str(), Some("build")));
+        let releases = store.releases_of_site(&a.id).await.unwrap();
+        assert_eq!(
+            (releases.len(), releases[0].commit_sha.as_deref(), releases[0].port),
+            (1, Some("abc123"), Some(20001))
+        );
+        assert_eq!(store.deployment_by_job(&d1.job_id).await.unwrap().unwrap().id, d1.id);
+        store.record_site_deployment(&a.id, "succeeded", Some(&d1.id), Some(now())).await.unwrap();
+        store.record_site_deployment(&a.id, "running", None, None).await.unwrap();
+        let got = store.site(&a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.deployment_status.as_deref(), got.current_release.as_deref(), got.last_deployed_at.is_some()),
+            (Some("running"), Some(d1.id.as_str()), true)
+        );
+
+        // Environment variables are upserted by key.
+        store.put_site_env(&a.id, "B_KEY", b"sealed-1").await.unwrap();
+        store.put_site_env(&a.id, "A_KEY", b"sealed-2").await.unwrap();
+        store.put_site_env(&a.id, "B_KEY", b"sealed-3").await.unwrap();
+        let env = store.site_env(&a.id).await.unwrap();
+        assert_eq!(
+            env.iter().map(|v| (v.key.as_str(), v.value.as_slice())).collect::<Vec<_>>(),
+            vec![("A_KEY", &b"sealed-2"[..]), ("B_KEY", &b"sealed-3"[..])]
+        );
+        assert!(store.delete_site_env(&a.id, "A_KEY").await.unwrap());
+        assert!(!store.delete_site_env(&a.id, "A_KEY").await.unwrap());
+
+        // A site's deployments and variables go with it, and sites go with their server.
+        assert!(store.delete_site(&a.id).await.unwrap());
+        assert!(store.deployment(&d1.id).await.unwrap().is_none());
+        assert!(store.site_env(&a.id).await.unwrap().is_empty());
+        assert!(store.delete_server(&s1.id).await.unwrap());
+        assert!(store.site(&b.id).await.unwrap().is_none());
+    }
+
     pub async fn reports_its_backend(db: &TestDatabase) {
         let store = db.store().await;
         let expected = match db {
@@ -743,6 +894,7 @@ conformance!(
     cancellation_survives_reaping_and_retries,
     servers_are_scoped_to_organizations_and_pin_host_keys,
     server_items_are_listed_settled_and_removed,
+    sites_deployments_and_environments,
 );
 
 #[tokio::test]

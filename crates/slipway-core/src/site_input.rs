@@ -1,0 +1,198 @@
+//! Validated values of a site that reach scripts, nginx files and paths on servers: the domain
+//! (which names the site's directory), a path inside a release, an environment key, a git
+//! repository URL and branch. Each parse refuses anything a shell, nginx or a path could read as
+//! more than a value.
+
+/// A lowercase DNS name (optionally with one leading `*.` label for an alias), at most 253 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain(String);
+
+impl Domain {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_inner(text, false)
+    }
+
+    /// Also accepts a wildcard (`*.example.com`), which nginx can match but which cannot name a
+    /// directory.
+    pub fn parse_alias(text: &str) -> Result<Self, String> {
+        Self::parse_inner(text, true)
+    }
+
+    fn parse_inner(text: &str, wildcard: bool) -> Result<Self, String> {
+        let lower = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        let rest = match lower.strip_prefix("*.") {
+            Some(rest) if wildcard => rest,
+            Some(_) => return Err("may not be a wildcard".into()),
+            None => lower.as_str(),
+        };
+        let labels: Vec<&str> = rest.split('.').collect();
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if lower.len() > 253 || labels.len() < 2 || !labels.iter().all(|l| valid_label(l)) {
+            return Err("must be a domain name such as example.com".into());
+        }
+        Ok(Domain(lower))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A relative path inside a release (`public`, `dist/site`), or empty for the release itself.
+/// No `..`, no leading `/`, only `[A-Za-z0-9._-]` in each part.
+pub fn relative_path(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    for part in trimmed.split('/') {
+        if part.is_empty()
+            || part == "."
+            || part == ".."
+            || !part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err("must be a relative path of letters, digits, '.', '_' and '-' (no '..')".into());
+        }
+    }
+    if trimmed.len() > 255 {
+        return Err("may not be longer than 255 characters".into());
+    }
+    Ok(trimmed.to_string())
+}
+
+/// An HTTP path for a health check: starts with `/`, printable ASCII without spaces, quotes or
+/// backslashes, at most 255 bytes.
+pub fn http_path(text: &str) -> Result<String, String> {
+    let ok = text.starts_with('/')
+        && text.len() <= 255
+        && text.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'\\' | b'`' | b'$' | b';'));
+    if ok { Ok(text.to_string()) } else { Err("must be a path such as /health".into()) }
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, at most 255 bytes.
+pub fn env_key(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 255
+        && !text.as_bytes()[0].is_ascii_digit()
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok { Ok(text.to_string()) } else { Err("must match [A-Za-z_][A-Za-z0-9_]*".into()) }
+}
+
+/// A git branch name, per the rules of `git check-ref-format` that matter here, and no leading
+/// `-` (it would read as an option).
+pub fn git_branch(text: &str) -> Result<String, String> {
+    let bad = text.is_empty()
+        || text.len() > 255
+        || text.starts_with(['-', '/', '.'])
+        || text.ends_with(['/', '.'])
+        || text.ends_with(".lock")
+        || text.contains("..")
+        || text.contains("//")
+        || text.contains("@{")
+        || text.bytes().any(|b| b.is_ascii_control() || b" ~^:?*[\\\"'`$;&|<>(){}".contains(&b) || b >= 0x80);
+    if bad { Err("must be a branch name such as main".into()) } else { Ok(text.to_string()) }
+}
+
+/// A repository URL git can fetch: `https://…`, `ssh://…`, `git@host:path` (scp form), or an
+/// absolute path on the server (`/srv/git/app.git`). Never an option (`-…`) or a `ext::` transport.
+pub fn git_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let printable = !text.is_empty()
+        && text.len() <= 1024
+        && text.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'\'' | b'"' | b'`' | b'\\' | b';' | b'$'));
+    let scheme_ok = text.starts_with("https://")
+        || text.starts_with("http://")
+        || text.starts_with("ssh://")
+        || text.starts_with("git://")
+        || text.starts_with('/')
+        || (!text.contains("://") && scp_like(text));
+    if printable && scheme_ok && !text.contains("::") {
+        Ok(text.to_string())
+    } else {
+        Err("must be an https://, ssh:// or git@host:path URL, or an absolute path on the server".into())
+    }
+}
+
+fn scp_like(text: &str) -> bool {
+    match text.split_once(':') {
+        Some((user_host, path)) => {
+            !user_host.is_empty()
+                && !user_host.starts_with('-')
+                && user_host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'-' | b'_'))
+                && !path.is_empty()
+        }
+        None => false,
+    }
+}
+
+/// The URL with any password or token in its user part replaced, for logs and responses.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && !userinfo.contains('/')
+    {
+        let user = userinfo.split(':').next().unwrap_or("");
+        return if userinfo.contains(':') || !user.is_empty() && scheme.starts_with("http") {
+            format!("{scheme}://***@{host}")
+        } else {
+            url.to_string()
+        };
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(Domain::parse("Example.COM.").unwrap().as_str(), "example.com");
+        assert_eq!(Domain::parse_alias("*.example.com").unwrap().as_str(), "*.example.com");
+        for bad in ["", "localhost", "a..b", "-a.com", "a_b.com", "*.a.com", "a.com;rm", "a.com/x", "ü.com", "a .com"]
+        {
+            assert!(Domain::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn paths_keys_branches_urls() {
+        assert_eq!(relative_path("/public/").unwrap(), "public");
+        assert_eq!(relative_path("").unwrap(), "");
+        for bad in ["../etc", "a/../b", "a b", "a;b", "$(x)", "a//b"] {
+            assert!(relative_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(http_path("/health?full=1").is_ok());
+        for bad in ["health", "/a b", "/a\"b", "/$(x)", "/a;b"] {
+            assert!(http_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(env_key("APP_KEY").is_ok() && env_key("_x1").is_ok());
+        for bad in ["", "1A", "A-B", "A B", "A=B", "Ä"] {
+            assert!(env_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(git_branch("feature/x-1").is_ok());
+        for bad in ["", "-f", "a..b", "a b", "a;b", "a.lock", "$(x)", "a\nb", "/a"] {
+            assert!(git_branch(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["https://github.com/a/b.git", "git@github.com:a/b.git", "/srv/git/app.git", "ssh://git@h:22/a"] {
+            assert!(git_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-uhttp://x", "ext::sh -c touch", "file:///x", "a b", "https://x/$(id)", "git@h:a;b", "x"] {
+            assert!(git_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("https://user:s3cret@github.com/a/b.git"), "https://***@github.com/a/b.git");
+        assert_eq!(redact_url("https://ghp_token@github.com/a/b.git"), "https://***@github.com/a/b.git");
+        assert_eq!(redact_url("git@github.com:a/b.git"), "git@github.com:a/b.git");
+        assert_eq!(redact_url("ssh://git@host/a"), "ssh://git@host/a");
+    }
+}
