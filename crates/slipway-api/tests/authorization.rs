@@ -135,6 +135,27 @@ async fn matrix(db: TestDatabase) {
         .post_as(&format!("/api/v1/servers/{server_id}/network-rules"), &a.token, json!({"name": "r", "port": 8080}))
         .await;
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text());
+    app.state.store.mark_provisioned(&server_id, slipway_core::time::now()).await.unwrap();
+    let site = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/sites"),
+            &a.token,
+            json!({"domain": "shop.example.com", "project_type": "static", "repository_url": "https://example.com/a.git"}),
+        )
+        .await;
+    assert_eq!(site.status, StatusCode::CREATED, "{}", site.text());
+    let site_id = site.json()["data"]["id"].as_str().unwrap().to_string();
+    let deployment =
+        app.post_as(&format!("/api/v1/servers/{server_id}/sites/{site_id}/deploy"), &a.token, json!({})).await;
+    assert_eq!(deployment.status, StatusCode::ACCEPTED, "{}", deployment.text());
+    let env = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/sites/{site_id}/environment-variables"),
+            &a.token,
+            json!({"variables": {"APP_KEY": "secret"}}),
+        )
+        .await;
+    assert_eq!(env.status, StatusCode::OK, "{}", env.text());
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
@@ -144,6 +165,9 @@ async fn matrix(db: TestDatabase) {
             ("operation", operation_id),
             ("ssh_key", ssh_key.json()["data"]["id"].as_str().unwrap().to_string()),
             ("network_rule", rule.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("site", site_id.clone()),
+            ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("key", "APP_KEY".to_string()),
         ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };

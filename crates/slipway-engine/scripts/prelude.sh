@@ -31,6 +31,26 @@ service_reload() {
     fi
 }
 
+# Reloads nginx gracefully and waits (up to 5 s) until workers with the new configuration run,
+# so that the next request is answered by it. Starts nginx when it is not running.
+nginx_reload() {
+    master=$(cat /run/nginx.pid 2>/dev/null || true)
+    if [ -z "$master" ] || ! kill -0 "$master" 2>/dev/null; then
+        service_up nginx
+        return
+    fi
+    before=$(pgrep -P "$master" | sort)
+    service_reload nginx
+    tries=0
+    while [ "$tries" -lt 50 ]; do
+        now=$(pgrep -P "$master" | sort)
+        [ -n "$(printf '%s\n' "$now" | grep -vxF -e "$before" || true)" ] && return 0
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    echo "warning: nginx was asked to reload but no new workers appeared within 5 s" >&2
+}
+
 service_restart() {
     if has_systemd; then systemctl restart "$1"; else service "$1" restart; fi
 }

@@ -16,7 +16,7 @@ if ! apt-get update -q -o DPkg::Lock::Timeout=600 -o Acquire::Retries=1; then
     echo "warning: apt-get update failed; using the package lists already on the server" >&2
 fi
 
-packages="nginx git supervisor cron nftables curl ca-certificates unzip"
+packages="nginx git supervisor cron nftables curl ca-certificates unzip procps"
 if [ -n "$PHP_VERSION" ]; then
     apt-cache show "php$PHP_VERSION-fpm" >/dev/null 2>&1 ||
         fail "PHP $PHP_VERSION is not available on $PRETTY_NAME (no package php$PHP_VERSION-fpm)"
@@ -76,7 +76,7 @@ ln -sfn ../sites-available/slipway-default.conf /etc/nginx/sites-enabled/slipway
 rm -f /etc/nginx/sites-enabled/default
 nginx -t -q || fail "the nginx configuration does not pass nginx -t"
 service_up nginx
-service_reload nginx
+nginx_reload
 
 step "starting supervisor and cron"
 service_up supervisor

@@ -2,12 +2,14 @@
 //! `slipway-remote`, reports in the job's log, and records the true outcome on the server.
 //! The API only enqueues; `slipway serve` runs these in its job worker.
 
+pub mod deploy;
 pub mod items;
 pub mod keys;
 pub mod provision;
 pub mod restart;
 pub mod script;
 pub mod session;
+pub mod sites;
 pub mod verify;
 
 use std::sync::Arc;
@@ -17,9 +19,11 @@ use slipway_core::SecretsKey;
 use slipway_jobs::Registry;
 use slipway_store::Store;
 
+pub use deploy::SITE_DEPLOY;
 pub use items::{SERVER_SYNC_NETWORK_RULES, SERVER_SYNC_SSH_KEYS};
 pub use provision::SERVER_PROVISION;
 pub use restart::SERVER_RESTART;
+pub use sites::{SITE_APPLY, SITE_REMOVE};
 pub use verify::{SERVER_VERIFY, VerifyServer};
 
 /// What every handler needs.
@@ -45,5 +49,8 @@ impl Engine {
             .register(SERVER_RESTART, restart::RestartServer(self.clone()))
             .register(SERVER_SYNC_SSH_KEYS, items::SyncItems { engine: self.clone(), kind: items::SSH_KEY })
             .register(SERVER_SYNC_NETWORK_RULES, items::SyncItems { engine: self.clone(), kind: items::NETWORK_RULE })
+            .register(SITE_APPLY, sites::ApplySite(self.clone()))
+            .register(SITE_REMOVE, sites::RemoveSite(self.clone()))
+            .register(SITE_DEPLOY, deploy::DeploySite(self.clone()))
     }
 }

@@ -72,8 +72,22 @@ pub async fn run_script(
     server: &Server,
     script: &Script,
 ) -> Result<(), JobError> {
+    run_script_with(engine, ctx, connection, server, script, ctx.cancel_receiver()).await.map(|_| ())
+}
+
+/// The same with its own cancellation signal (a step that must not be cut short gets one that
+/// never fires), returning the stdout lines that start with `slipway-` (values a script reports).
+pub async fn run_script_with(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &SshConnection,
+    server: &Server,
+    script: &Script,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<String>, JobError> {
     let mut last_error: Option<String> = None;
     let mut stated: Option<String> = None;
+    let mut reported = Vec::new();
     let result = connection
         .run(
             &script.text_for(&server.ssh_user),
@@ -84,15 +98,17 @@ pub async fn run_script(
                     } else if !line.trim().is_empty() {
                         last_error = Some(line.to_string());
                     }
+                } else if line.starts_with("slipway-") && reported.len() < 1000 {
+                    reported.push(line.to_string());
                 }
                 ctx.log(stream.as_str(), line);
             },
-            ctx.cancel_receiver(),
+            cancel,
             engine.command_idle,
         )
         .await;
     match result {
-        Ok(exit) if exit.success() => Ok(()),
+        Ok(exit) if exit.success() => Ok(reported),
         Ok(exit) => {
             let why = stated.or(last_error).unwrap_or_else(|| "no error output".into());
             let reason = match exit.code {

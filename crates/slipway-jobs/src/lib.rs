@@ -89,6 +89,8 @@ pub struct JobSpec {
     pub idempotent: bool,
     pub max_attempts: i64,
     pub run_at: Option<Timestamp>,
+    /// A job id chosen by the caller (to store a record naming the job before it can run).
+    pub id: Option<String>,
 }
 
 impl JobSpec {
@@ -101,7 +103,14 @@ impl JobSpec {
             idempotent: false,
             max_attempts: 1,
             run_at: None,
+            id: None,
         }
+    }
+
+    /// Uses this id for the job (a fresh ULID from `slipway_core::new_id`).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
     }
 
     pub fn resource(mut self, key: impl Into<String>) -> Self {
@@ -129,7 +138,7 @@ impl JobSpec {
 
 /// Stores a job for a worker to pick up; returns its id.
 pub async fn enqueue(store: &dyn Store, spec: JobSpec) -> Result<String, StoreError> {
-    let id = slipway_core::new_id();
+    let id = spec.id.unwrap_or_else(slipway_core::new_id);
     let job = NewJob {
         id: id.clone(),
         kind: spec.kind,
@@ -154,9 +163,16 @@ pub struct JobContext {
     pub payload: serde_json::Value,
     cancel: watch::Receiver<bool>,
     log: Arc<LogBuffer>,
+    store: Arc<dyn Store>,
 }
 
 impl JobContext {
+    /// Writes the buffered log lines now, so that a record the handler marks as finished next
+    /// never shows a log that is still missing its last lines.
+    pub async fn flush_log(&self) {
+        self.log.flush(self.store.as_ref(), &self.id, true).await;
+    }
+
     /// Whether the job should stop (cancelled by a user, or its lease was lost).
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
@@ -199,6 +215,8 @@ impl JobContext {
 pub(crate) struct LogBuffer {
     lines: Mutex<Vec<(String, String)>>,
     secrets: Mutex<Vec<String>>,
+    /// One flush at a time: each numbers its lines from `next_seq`.
+    flushing: tokio::sync::Mutex<()>,
     /// The number the next stored line gets; set from the store when the job starts.
     next_seq: std::sync::atomic::AtomicI64,
 }
@@ -240,6 +258,7 @@ impl LogBuffer {
     /// of the buffer for the next flush, unless `keep` is false (the lease is gone: the lines
     /// belong to no one now).
     pub(crate) async fn flush(&self, store: &dyn Store, job_id: &str, keep: bool) {
+        let _one_at_a_time = self.flushing.lock().await;
         let lines = self.take();
         if lines.is_empty() {
             return;

@@ -163,6 +163,7 @@ impl Worker {
             payload: serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null),
             cancel: cancel_rx,
             log: log.clone(),
+            store: self.store.clone(),
         };
         // Its own task, so a panic in a handler is a failed job, not a dead worker.
         let mut execution = tokio::spawn(async move { handler.run(&ctx).await });

@@ -264,13 +264,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn sites_of_server(&self, server_id: &str, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)>;
     async fn update_site(&self, id: &str, changes: &SiteChanges) -> StoreResult<bool>;
     async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
-    /// Records a deployment's progress on its site: the status always, the current release and
-    /// the time only when given.
+    /// Records a deployment's progress on its site: the status always; what is live now (the
+    /// release's deployment id and the app's port) and the time only when given.
     async fn record_site_deployment(
         &self,
         id: &str,
         deployment_status: &str,
-        current_release: Option<&str>,
+        live: Option<(&str, Option<i64>)>,
         deployed_at: Option<Timestamp>,
     ) -> StoreResult<()>;
     async fn delete_site(&self, id: &str) -> StoreResult<bool>;

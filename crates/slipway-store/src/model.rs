@@ -316,6 +316,8 @@ pub struct Site {
     pub deployment_status: Option<String>,
     pub last_deployed_at: Option<Timestamp>,
     pub current_release: Option<String>,
+    /// The port the live app listens on (apps only).
+    pub active_port: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

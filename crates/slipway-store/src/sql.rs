@@ -55,7 +55,7 @@ macro_rules! site_columns {
         "id, server_id, organization_id, domain, aliases, project_type, web_directory, repository_url, repository_branch, \
          deploy_script, app_command, health_check_path, health_check_status, health_check_timeout, zero_downtime, \
          keep_releases, app_port, status, status_reason, suspended, deployment_status, last_deployed_at, current_release, \
-         created_at, updated_at"
+         active_port, created_at, updated_at"
     };
 }
 macro_rules! deployment_columns {
@@ -939,14 +939,14 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "INSERT INTO sites (", site_columns!(), ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
                      $15, $16, COALESCE((SELECT MAX(app_port) FROM sites WHERE server_id = $2), 19998) + 2, \
-                     $17, $18, $19, $20, $21, $22, $23, $24"
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25"
                 ))
                 .bind(&v.id).bind(&v.server_id).bind(&v.organization_id).bind(&v.domain).bind(&v.aliases)
                 .bind(&v.project_type).bind(&v.web_directory).bind(&v.repository_url).bind(&v.repository_branch)
                 .bind(&v.deploy_script).bind(&v.app_command).bind(&v.health_check_path).bind(v.health_check_status)
                 .bind(v.health_check_timeout).bind(v.zero_downtime).bind(v.keep_releases)
                 .bind(&v.status).bind(&v.status_reason).bind(v.suspended).bind(&v.deployment_status)
-                .bind(v.last_deployed_at).bind(&v.current_release).bind(v.created_at).bind(v.updated_at)
+                .bind(v.last_deployed_at).bind(&v.current_release).bind(v.active_port).bind(v.created_at).bind(v.updated_at)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 self.site(&v.id).await?.ok_or_else(|| StoreError::Conflict("site vanished".into()))
             }
@@ -997,12 +997,14 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn record_site_deployment(&self, id: &str, deployment_status: &str, current_release: Option<&str>, deployed_at: Option<Timestamp>) -> StoreResult<()> {
+            async fn record_site_deployment(&self, id: &str, deployment_status: &str, live: Option<(&str, Option<i64>)>, deployed_at: Option<Timestamp>) -> StoreResult<()> {
                 sqlx::query(
-                    "UPDATE sites SET deployment_status = $2, current_release = COALESCE($3, current_release), \
-                     last_deployed_at = COALESCE($4, last_deployed_at), updated_at = $5 WHERE id = $1",
+                    "UPDATE sites SET deployment_status = $2, current_release = CASE WHEN $3 THEN $4 ELSE current_release END, \
+                     active_port = CASE WHEN $3 THEN $5 ELSE active_port END, \
+                     last_deployed_at = COALESCE($6, last_deployed_at), updated_at = $7 WHERE id = $1",
                 )
-                .bind(id).bind(deployment_status).bind(current_release).bind(deployed_at).bind(now())
+                .bind(id).bind(deployment_status).bind(live.is_some()).bind(live.map(|l| l.0)).bind(live.and_then(|l| l.1))
+                .bind(deployed_at).bind(now())
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }

@@ -724,6 +724,7 @@ mod cases {
             deployment_status: None,
             last_deployed_at: None,
             current_release: None,
+            active_port: None,
             created_at: now(),
             updated_at: now(),
         }
@@ -822,7 +823,7 @@ mod cases {
             (1, Some("abc123"), Some(20001))
         );
         assert_eq!(store.deployment_by_job(&d1.job_id).await.unwrap().unwrap().id, d1.id);
-        store.record_site_deployment(&a.id, "succeeded", Some(&d1.id), Some(now())).await.unwrap();
+        store.record_site_deployment(&a.id, "succeeded", Some((&d1.id, Some(20001))), Some(now())).await.unwrap();
         store.record_site_deployment(&a.id, "running", None, None).await.unwrap();
         let got = store.site(&a.id).await.unwrap().unwrap();
         assert_eq!(

@@ -11,4 +11,5 @@ pub mod organizations;
 pub mod server_items;
 pub mod servers;
 pub mod setup_page;
+pub mod sites;
 pub mod tokens;

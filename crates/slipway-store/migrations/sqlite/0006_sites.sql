@@ -23,7 +23,8 @@ CREATE TABLE sites (
     suspended             BOOLEAN NOT NULL,
     deployment_status     TEXT,
     last_deployed_at      TEXT,
-    current_release       TEXT,
+    current_release       TEXT,                   -- the deployment whose release directory is live
+    active_port           BIGINT,                 -- the port the live app listens on (apps)
     created_at            TEXT NOT NULL,
     updated_at            TEXT NOT NULL,
     UNIQUE (server_id, domain),

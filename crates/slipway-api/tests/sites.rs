@@ -1,0 +1,160 @@
+//! Sites, deployments and environment variables through the API, without a server behind them
+//! (jobs stay queued here; `crates/slipway/tests/deploy.rs` runs them for real): validation,
+//! hostile values, masking and the rules about what can be deployed or rolled back.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::TestApp;
+use serde_json::json;
+use slipway_store::testing::TestDatabase;
+
+async fn provisioned_server(app: &TestApp, token: &str) -> String {
+    let server = app
+        .post_as("/api/v1/servers", token, json!({"name": "web", "provider": "custom", "ip_address": "192.0.2.5"}))
+        .await;
+    let id = server.json()["data"]["id"].as_str().unwrap().to_string();
+    app.state.store.mark_provisioned(&id, slipway_core::time::now()).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn sites_are_validated_field_by_field_and_hostile_values_refused() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("sites@example.com").await;
+    let unprovisioned = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "new", "provider": "custom", "ip_address": "192.0.2.6"}),
+        )
+        .await;
+    let unprovisioned = unprovisioned.json()["data"]["id"].as_str().unwrap().to_string();
+    let reply = app
+        .post_as(
+            &format!("/api/v1/servers/{unprovisioned}/sites"),
+            &owner.token,
+            json!({"domain": "a.example.com", "project_type": "static"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text().contains("not provisioned"), "{}", reply.text());
+
+    let server = provisioned_server(&app, &owner.token).await;
+    let sites = format!("/api/v1/servers/{server}/sites");
+    let hostile = json!({
+        "domain": "a.com; include /etc/passwd", "aliases": ["ok.example.com", "evil.com\n}"],
+        "project_type": "cgi", "web_directory": "../../etc", "repository_url": "ext::sh -c touch% /tmp/pwned",
+        "branch": "--upload-pack=touch", "health_check_path": "/$(id)", "health_check_status": 42,
+        "health_check_timeout": 0, "keep_releases": 99, "zero_downtime": false
+    });
+    let reply = app.post_as(&sites, &owner.token, hostile).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    let errors = reply.json()["errors"].clone();
+    for field in [
+        "domain",
+        "aliases",
+        "project_type",
+        "web_directory",
+        "repository_url",
+        "branch",
+        "health_check_path",
+        "health_check_status",
+        "health_check_timeout",
+        "keep_releases",
+        "zero_downtime",
+    ] {
+        assert!(errors[field].is_array(), "{field}: {errors}");
+    }
+    let generic =
+        app.post_as(&sites, &owner.token, json!({"domain": "app.example.com", "project_type": "generic"})).await;
+    assert!(generic.json()["errors"]["app_command"].is_array(), "{}", generic.text());
+    let php = app.post_as(&sites, &owner.token, json!({"domain": "php.example.com", "project_type": "laravel"})).await;
+    assert!(php.text().contains("no PHP"), "{}", php.text());
+    assert_eq!(app.get_as(&sites, &owner.token).await.json()["meta"]["total"], 0, "nothing half-created");
+
+    // A valid site; credentials in its URL are never shown.
+    let created = app
+        .post_as(
+            &sites,
+            &owner.token,
+            json!({"domain": "Shop.Example.com", "project_type": "static", "repository_url": "https://deploy:tok3n-s3cret@git.example.com/shop.git"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let site = created.json()["data"].clone();
+    assert_eq!(site["domain"], "shop.example.com");
+    assert_eq!(site["repository"]["url"], "https://***@git.example.com/shop.git");
+    assert!(!created.text().contains("tok3n-s3cret"));
+    assert_eq!(site["status"], "installing");
+    assert!(site["operation_id"].is_string());
+    let again =
+        app.post_as(&sites, &owner.token, json!({"domain": "shop.example.com", "project_type": "static"})).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "one site per domain per server");
+    let site_path = format!("{sites}/{}", site["id"].as_str().unwrap());
+    assert!(!app.get_as(&site_path, &owner.token).await.text().contains("tok3n-s3cret"));
+
+    // Nothing to roll back to yet; deploying queues one, a second waits behind it.
+    let rollback = app.post_as(&format!("{site_path}/rollback"), &owner.token, json!({})).await;
+    assert_eq!(rollback.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let first = app.post_as(&format!("{site_path}/deploy"), &owner.token, json!({})).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text());
+    assert_eq!(first.json()["data"]["status"], "queued");
+    let second = app.post_as(&format!("{site_path}/deploy"), &owner.token, json!({"trigger": "cli"})).await;
+    assert!(second.json()["message"].as_str().unwrap().contains("Queued behind"), "{}", second.text());
+    assert_eq!(second.json()["data"]["trigger"], "cli");
+    let id = second.json()["data"]["id"].as_str().unwrap().to_string();
+    let cancelled = app.post_as(&format!("{site_path}/deployments/{id}/cancel"), &owner.token, json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.text());
+    assert_eq!(cancelled.json()["data"]["status"], "cancelled");
+    let again = app.post_as(&format!("{site_path}/deployments/{id}/cancel"), &owner.token, json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let list = app.get_as(&format!("{site_path}/deployments"), &owner.token).await;
+    assert_eq!(list.json()["meta"]["total"], 2);
+}
+
+#[tokio::test]
+async fn environment_values_are_encrypted_masked_and_revealed_only_to_editors() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("env@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let created = app
+        .post_as(
+            &format!("/api/v1/servers/{server}/sites"),
+            &owner.token,
+            json!({"domain": "env.example.com", "project_type": "static"}),
+        )
+        .await;
+    let env = format!(
+        "/api/v1/servers/{server}/sites/{}/environment-variables",
+        created.json()["data"]["id"].as_str().unwrap()
+    );
+    let value = "p@ss \"w0rd\" $HOME\n# not a comment";
+    let set =
+        app.post_as(&env, &owner.token, json!({"variables": {"DB_PASSWORD": value, "APP_ENV": "production"}})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text());
+    let bad = app.post_as(&env, &owner.token, json!({"variables": {"1BAD": "x", "A-B": "y", "OK": "nul\u{0}"}})).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.json()["errors"]["variables"].as_array().unwrap().len(), 3, "{}", bad.text());
+
+    // Stored sealed: the database never holds the value in clear.
+    let site_id = created.json()["data"]["id"].as_str().unwrap().to_string();
+    let stored = app.state.store.site_env(&site_id).await.unwrap();
+    assert!(stored.iter().all(|v| !String::from_utf8_lossy(&v.value).contains("p@ss")));
+
+    let listed = app.get_as(&env, &owner.token).await;
+    assert!(listed.text().contains("DB_PASSWORD") && !listed.text().contains("p@ss"), "{}", listed.text());
+    let revealed = app.get_as(&format!("{env}?reveal=true"), &owner.token).await;
+    let data = revealed.json()["data"].clone();
+    let db = data.as_array().unwrap().iter().find(|v| v["key"] == "DB_PASSWORD").unwrap().clone();
+    assert_eq!(db["value"], value, "round-trips exactly");
+    let reader = app.token(&owner.id, &["site:read"], |_| {}).await;
+    assert_eq!(app.get_as(&env, &reader).await.status, StatusCode::OK);
+    let denied = app.get_as(&format!("{env}?reveal=true"), &reader).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "revealing needs site:update");
+
+    let deleted = app.call(Method::DELETE, &format!("{env}/APP_ENV"), Some(&owner.token), None).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let missing = app.call(Method::DELETE, &format!("{env}/APP_ENV"), Some(&owner.token), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,37 @@
+# Starts the release and checks its health before any traffic reaches it.
+# Static and PHP sites: the web directory must exist (and the health path, if not "/").
+# Apps: a supervisor program runs the app on PORT; GET HEALTH_PATH on it must answer
+# HEALTH_STATUS within HEALTH_TIMEOUT seconds.
+# Inputs: ROOT, RELEASE, KIND (files/app), WEB_DIR, HEALTH_PATH, HEALTH_STATUS, HEALTH_TIMEOUT,
+# PORT, PROGRAM, PROGRAM_CONF and START (base64).
+release="$ROOT/releases/$RELEASE"
+[ -d "$release" ] || fail "the release directory is missing"
+if [ "$KIND" = files ]; then
+    step "checking the release"
+    [ -d "$release/$WEB_DIR" ] || fail "health check failed: the web directory ${WEB_DIR:-.} does not exist in the release"
+    if [ "$HEALTH_PATH" != / ]; then
+        path=${HEALTH_PATH%%\?*}
+        [ -e "$release/$WEB_DIR$path" ] || fail "health check failed: $HEALTH_PATH does not exist in the release"
+    fi
+    exit 0
+fi
+step "starting the release on port $PORT"
+conf="/etc/supervisor/conf.d/$PROGRAM.conf"
+# A program left on this port by an interrupted deploy is replaced.
+supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
+put_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
+chown "$DEPLOY_USER:$DEPLOY_USER" "$ROOT/.slipway/start-$PORT.sh"
+put_file "$conf" 644 "$PROGRAM_CONF"
+supervisorctl reread >/dev/null
+supervisorctl update "$PROGRAM" >/dev/null 2>&1 || supervisorctl update >/dev/null
+supervisorctl start "$PROGRAM" >/dev/null 2>&1 || true
+step "health check: GET $HEALTH_PATH on port $PORT, expecting $HEALTH_STATUS"
+deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+code=none
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$HEALTH_PATH" || true)
+    [ "$code" = "$HEALTH_STATUS" ] && { step "healthy"; exit 0; }
+    sleep 0.3
+done
+tail -n 5 "$ROOT/.slipway/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true
+fail "health check failed: GET $HEALTH_PATH on the new release answered ${code:-nothing}, expected $HEALTH_STATUS within ${HEALTH_TIMEOUT}s"

@@ -1,0 +1,33 @@
+# Moves traffic to the release: apps first get the nginx block that proxies to the new port
+# (checked, then a graceful reload); then "current" is pointed at the release by an atomic
+# rename; the old app is stopped after in-flight requests have drained.
+# Inputs: ROOT, RELEASE, NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
+# OLD_PROGRAM (empty when none), DRAIN_SECONDS.
+release="$ROOT/releases/$RELEASE"
+[ -d "$release" ] || fail "the release directory is missing"
+if [ -n "$NGINX_CONF" ]; then
+    step "switching nginx to the new release"
+    available="/etc/nginx/sites-available/$NGINX_NAME"
+    cp -p "$available" "$available.slipway-previous"
+    put_file "$available" 644 "$NGINX_CONF"
+    if ! nginx -t -q 2>/dev/null; then
+        mv -f "$available.slipway-previous" "$available"
+        fail "nginx rejects the new configuration; the previous release keeps serving"
+    fi
+    rm -f "$available.slipway-previous"
+    nginx_reload
+fi
+step "pointing current at $RELEASE"
+ln -sfn "releases/$RELEASE" "$ROOT/current.slipway-new"
+mv -Tf "$ROOT/current.slipway-new" "$ROOT/current"
+if [ -n "$PHP_VERSION" ]; then
+    service_reload "php$PHP_VERSION-fpm"
+fi
+if [ -n "$OLD_PROGRAM" ]; then
+    step "draining the previous release"
+    sleep "$DRAIN_SECONDS"
+    supervisorctl stop "$OLD_PROGRAM" >/dev/null 2>&1 || true
+    rm -f "/etc/supervisor/conf.d/$OLD_PROGRAM.conf"
+    supervisorctl update >/dev/null 2>&1 || true
+fi
+step "live"

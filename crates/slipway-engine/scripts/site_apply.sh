@@ -1,0 +1,37 @@
+# Makes a site real on the server (or updates it): its directories, its nginx server block, and
+# for PHP a php-fpm pool of its own. Safe to run again. Inputs: DEPLOY_USER, ROOT (the site's
+# directory), NGINX_NAME (file name of the server block), NGINX_CONF (base64), PHP_VERSION and
+# PHP_POOL (base64; empty when the site has no PHP), MAINTENANCE (base64 of the 503 page).
+id "$DEPLOY_USER" >/dev/null 2>&1 || fail "the deploy user $DEPLOY_USER does not exist; provision the server first"
+step "preparing $ROOT"
+for dir in "$ROOT" "$ROOT/releases" "$ROOT/shared" "$ROOT/.slipway"; do
+    install -d -m 750 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$dir"
+done
+put_file /var/www/slipway-default/slipway-maintenance.html 644 "$MAINTENANCE"
+
+if [ -n "$PHP_VERSION" ]; then
+    step "configuring the PHP $PHP_VERSION pool"
+    pool="/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME"
+    put_file "$pool" 644 "$PHP_POOL"
+    "php-fpm$PHP_VERSION" -t >/dev/null 2>&1 || { rm -f "$pool"; fail "php-fpm rejects the pool configuration"; }
+    service_reload "php$PHP_VERSION-fpm"
+fi
+
+step "configuring nginx"
+available="/etc/nginx/sites-available/$NGINX_NAME"
+[ -e "$available" ] && cp -p "$available" "$available.slipway-previous"
+put_file "$available" 644 "$NGINX_CONF"
+ln -sfn "../sites-available/$NGINX_NAME" "/etc/nginx/sites-enabled/$NGINX_NAME"
+if ! nginx -t -q 2>/dev/null; then
+    # Put the previous block back so nginx keeps serving everything else.
+    if [ -e "$available.slipway-previous" ]; then
+        mv -f "$available.slipway-previous" "$available"
+    else
+        rm -f "$available" "/etc/nginx/sites-enabled/$NGINX_NAME"
+    fi
+    nginx -t 2>&1 | tail -n 3 >&2 || true
+    fail "nginx rejects the site's configuration; the previous one is kept"
+fi
+rm -f "$available.slipway-previous"
+nginx_reload
+step "site ready"

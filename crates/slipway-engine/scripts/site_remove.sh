@@ -1,0 +1,18 @@
+# Removes a site from the server: its app processes, nginx block, PHP pool and directory.
+# Inputs: ROOT, NGINX_NAME, PROGRAM_PREFIX, PHP_VERSION.
+step "stopping the site's processes"
+for conf in /etc/supervisor/conf.d/"$PROGRAM_PREFIX"-*.conf; do
+    [ -e "$conf" ] || continue
+    rm -f "$conf"
+done
+command -v supervisorctl >/dev/null && supervisorctl update >/dev/null 2>&1 || true
+step "removing the nginx block"
+rm -f "/etc/nginx/sites-enabled/$NGINX_NAME" "/etc/nginx/sites-available/$NGINX_NAME"
+if nginx -t -q 2>/dev/null; then nginx_reload; fi
+if [ -n "$PHP_VERSION" ] && [ -e "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME" ]; then
+    rm -f "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME"
+    service_reload "php$PHP_VERSION-fpm"
+fi
+step "removing $ROOT"
+rm -rf -- "$ROOT"
+step "site removed"

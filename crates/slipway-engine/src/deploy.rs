@@ -1,0 +1,373 @@
+//! `site.deploy`: a deployment, or a rollback to a kept release. The steps, each a script on the
+//! server: fetch (mirror the repository, unpack the commit as a new release), build (environment,
+//! shared `.env`, the deploy script as the deploy user), start (apps: a new process on the other
+//! port of the site's pair; every kind: a health check) — all before any traffic moves — then
+//! switch (nginx to the new port with a graceful reload, `current` by atomic rename, drain and stop
+//! the old process) and prune. A failure or cancel before the switch removes what was built and
+//! leaves the previous release serving; the switch itself is never cut short.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use slipway_core::time::now;
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_remote::SshConnection;
+use slipway_store::{Deployment, DeploymentUpdate, Server, Site};
+
+use crate::Engine;
+use crate::items::DEPLOY_USER;
+use crate::script::Script;
+use crate::session::{connect, load_server, run_script_with, store_error};
+use crate::sites::{SitePaths, is_app, load_site, nginx_conf, start_script, supervisor_program, uses_php};
+
+pub const SITE_DEPLOY: &str = "site.deploy";
+
+/// Seconds the previous app keeps running after the switch, for requests already sent to it.
+const DRAIN_SECONDS: &str = "2";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployJob {
+    pub deployment_id: String,
+}
+
+/// How to read a site's sealed values; shared with the API, which seals them.
+pub fn repository_context(site_id: &str) -> String {
+    format!("site-repository:{site_id}")
+}
+
+pub fn env_context(site_id: &str, key: &str) -> String {
+    format!("site-env:{site_id}:{key}")
+}
+
+#[derive(Debug)]
+pub struct DeploySite(pub Engine);
+
+/// What a deployment has done so far, for the cleanup after a failure.
+#[derive(Debug, Default)]
+struct Progress {
+    step: &'static str,
+    /// The supervisor program started for the new release.
+    started_program: Option<String>,
+    switched: bool,
+}
+
+/// What went live.
+struct Live {
+    release: String,
+    port: Option<i64>,
+}
+
+impl DeploySite {
+    /// The site's environment, decrypted, with every value registered as a secret of the job.
+    async fn environment(&self, ctx: &JobContext, site: &Site) -> Result<Vec<(String, String)>, JobError> {
+        let engine = &self.0;
+        let mut vars = Vec::new();
+        for var in engine.store.site_env(&site.id).await.map_err(store_error)? {
+            let value = engine
+                .secrets
+                .open(&env_context(&site.id, &var.key), &var.value)
+                .map_err(|e| JobError::failed(format!("environment variable {} cannot be read: {e}", var.key)))?;
+            let value = String::from_utf8(value).map_err(|_| JobError::failed("an environment value is not UTF-8"))?;
+            for line in value.lines() {
+                ctx.add_secret(line);
+            }
+            ctx.add_secret(value.clone());
+            vars.push((var.key, value));
+        }
+        Ok(vars)
+    }
+
+    fn repository_url(&self, ctx: &JobContext, site: &Site) -> Result<String, JobError> {
+        let sealed = site.repository_url.as_ref().ok_or_else(|| JobError::failed("the site has no repository"))?;
+        let url = self
+            .0
+            .secrets
+            .open(&repository_context(&site.id), sealed)
+            .map_err(|e| JobError::failed(format!("the repository URL cannot be read: {e}")))?;
+        let url = String::from_utf8(url).map_err(|_| JobError::failed("the repository URL is not UTF-8"))?;
+        // Credentials in the URL are masked wherever they would be printed.
+        if let Some((_, rest)) = url.split_once("://")
+            && let Some((userinfo, _)) = rest.split_once('@')
+        {
+            ctx.add_secret(userinfo);
+            if let Some((_, password)) = userinfo.split_once(':') {
+                ctx.add_secret(password);
+            }
+        }
+        Ok(url)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pipeline(
+        &self,
+        ctx: &JobContext,
+        connection: &SshConnection,
+        server: &Server,
+        site: &Site,
+        deployment: &Deployment,
+        progress: &mut Progress,
+        uncancellable: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Live, JobError> {
+        let engine = &self.0;
+        let paths = SitePaths::of(site)?;
+        let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
+        let run = |script: Script, cancel: tokio::sync::watch::Receiver<bool>| async move {
+            run_script_with(engine, ctx, connection, server, &script, cancel).await
+        };
+        let release = match &deployment.release_of {
+            Some(release) => {
+                ctx.log("info", format!("==> rolling back to release {release}"));
+                release.clone()
+            }
+            None => {
+                progress.step = "fetch";
+                let url = self.repository_url(ctx, site)?;
+                let fetch = Script::new("fetch", include_str!("../scripts/deploy_fetch.sh"))
+                    .var("DEPLOY_USER", DEPLOY_USER)
+                    .var("ROOT", &paths.root)
+                    .var("RELEASE", &deployment.id)
+                    .var("REPO_URL", &url)
+                    .var("BRANCH", &site.repository_branch);
+                let reported = run(fetch, ctx.cancel_receiver()).await?;
+                if let Some(commit) = reported.iter().find_map(|l| l.strip_prefix("slipway-commit ")) {
+                    let mut parts = commit.splitn(3, '\t');
+                    let update = DeploymentUpdate {
+                        commit_sha: parts.next().map(str::to_string),
+                        commit_author: parts.next().map(str::to_string),
+                        commit_message: parts.next().map(str::to_string),
+                        ..Default::default()
+                    };
+                    engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
+                }
+
+                progress.step = "build";
+                let env = self.environment(ctx, site).await?;
+                let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let mut env_sh = String::from("# Managed by Slipway.\n");
+                for (key, value) in &env {
+                    let assign = slipway_core::shell::env_assign(key, value)
+                        .map_err(|_| JobError::failed(format!("environment variable {key} holds a NUL byte")))?;
+                    env_sh.push_str(&format!("export {assign}\n"));
+                }
+                let build = Script::new("build", include_str!("../scripts/deploy_build.sh"))
+                    .var("DEPLOY_USER", DEPLOY_USER)
+                    .var("ROOT", &paths.root)
+                    .var("RELEASE", &deployment.id)
+                    .file_var("DOTENV", dotenv.as_bytes())
+                    .file_var("ENV_SH", env_sh.as_bytes())
+                    .file_var("SCRIPT", site.deploy_script.as_bytes());
+                run(build, ctx.cancel_receiver()).await?;
+                deployment.id.clone()
+            }
+        };
+
+        progress.step = "health check";
+        let app = is_app(&site.project_type);
+        let port = app.then(|| if site.active_port == Some(site.app_port) { site.app_port + 1 } else { site.app_port });
+        let mut start = Script::new("health check", include_str!("../scripts/deploy_start.sh"))
+            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("ROOT", &paths.root)
+            .var("RELEASE", &release)
+            .var("KIND", if app { "app" } else { "files" })
+            .var("WEB_DIR", &slipway_core::site_input::relative_path(&site.web_directory).map_err(JobError::failed)?)
+            .var("HEALTH_PATH", &site.health_check_path)
+            .var("HEALTH_STATUS", &site.health_check_status.to_string())
+            .var("HEALTH_TIMEOUT", &site.health_check_timeout.to_string());
+        if let Some(port) = port {
+            let command = site.app_command.as_deref().unwrap_or("npm start");
+            start = start
+                .var("PORT", &port.to_string())
+                .var("PROGRAM", &paths.program(port))
+                .file_var("PROGRAM_CONF", supervisor_program(&paths, &release, port).as_bytes())
+                .file_var("START", start_script(&paths, &release, port, command).as_bytes());
+            progress.started_program = Some(paths.program(port));
+        } else {
+            start = start.var("PORT", "").var("PROGRAM", "").var("PROGRAM_CONF", "").var("START", "");
+        }
+        run(start, ctx.cancel_receiver()).await?;
+
+        // The last moment a cancel is honoured: the switch runs to its end.
+        if ctx.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        progress.step = "switch";
+        let old_program = match (port, site.active_port) {
+            (Some(new), Some(old)) if new != old => paths.program(old),
+            _ => String::new(),
+        };
+        // Files sites keep their nginx block (it points at `current`); apps get the new port.
+        let conf = if app { nginx_conf(site, php, port)? } else { String::new() };
+        let switch = Script::new("switch", include_str!("../scripts/deploy_switch.sh"))
+            .var("ROOT", &paths.root)
+            .var("RELEASE", &release)
+            .var("NGINX_NAME", &paths.conf_name)
+            .file_var("NGINX_CONF", conf.as_bytes())
+            .var("PHP_VERSION", php.unwrap_or(""))
+            .var("OLD_PROGRAM", &old_program)
+            .var("DRAIN_SECONDS", DRAIN_SECONDS);
+        run(switch, uncancellable.clone()).await?;
+        progress.switched = true;
+        Ok(Live { release, port })
+    }
+
+    /// Removes releases beyond `keep_releases` (never the live one); a failure here is reported
+    /// but does not undo a deployment that is live.
+    async fn prune(&self, ctx: &JobContext, connection: &SshConnection, server: &Server, site: &Site, live: &str) {
+        let engine = &self.0;
+        let result = async {
+            let releases = engine.store.releases_of_site(&site.id).await.map_err(store_error)?;
+            let keep_count = usize::try_from(site.keep_releases.max(1)).unwrap_or(1);
+            let mut keep: Vec<&str> = releases.iter().take(keep_count).map(|d| d.id.as_str()).collect();
+            keep.push(live);
+            let paths = SitePaths::of(site)?;
+            let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
+                .var("ROOT", &paths.root)
+                .var("KEEP", &keep.join(" "));
+            let reported = run_script_with(engine, ctx, connection, server, &prune, ctx.cancel_receiver()).await?;
+            let gone: Vec<&str> = reported.iter().filter_map(|l| l.strip_prefix("slipway-pruned ")).collect();
+            for release in &releases {
+                if gone.contains(&release.id.as_str()) || !keep.contains(&release.id.as_str()) {
+                    let update = DeploymentUpdate { release_present: Some(false), ..Default::default() };
+                    engine.store.update_deployment(&release.id, &update).await.map_err(store_error)?;
+                }
+            }
+            Ok::<(), JobError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            ctx.log("stderr", format!("pruning old releases failed (the deployment is live): {e}"));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn cleanup(
+        &self,
+        ctx: &JobContext,
+        connection: &SshConnection,
+        server: &Server,
+        site: &Site,
+        deployment: &Deployment,
+        progress: &Progress,
+        uncancellable: &tokio::sync::watch::Receiver<bool>,
+    ) {
+        if progress.switched {
+            return;
+        }
+        let Ok(paths) = SitePaths::of(site) else { return };
+        let release = if deployment.release_of.is_some() { "" } else { deployment.id.as_str() };
+        let script = Script::new("cleanup", include_str!("../scripts/deploy_cleanup.sh"))
+            .var("ROOT", &paths.root)
+            .var("RELEASE", release)
+            .var("PROGRAM", progress.started_program.as_deref().unwrap_or(""));
+        if let Err(e) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await {
+            ctx.log("stderr", format!("cleaning up failed: {e}"));
+        }
+    }
+}
+
+/// Records a deployment's end on it and on its site.
+async fn finish(engine: &Engine, deployment: &Deployment, update: DeploymentUpdate) -> Result<(), JobError> {
+    let status = update.status.clone().unwrap_or_default();
+    engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
+    engine.store.record_site_deployment(&deployment.site_id, &status, None, None).await.map_err(store_error)
+}
+
+#[async_trait]
+impl JobHandler for DeploySite {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: DeployJob = ctx.payload()?;
+        let engine = &self.0;
+        let deployment = engine
+            .store
+            .deployment(&job.deployment_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| JobError::failed("the deployment was deleted"))?;
+        let site = load_site(engine, &deployment.site_id).await?;
+        let server = load_server(engine, &site.server_id).await?;
+        let started =
+            DeploymentUpdate { status: Some("running".into()), started_at: Some(now()), ..Default::default() };
+        engine.store.update_deployment(&deployment.id, &started).await.map_err(store_error)?;
+        engine.store.record_site_deployment(&site.id, "running", None, None).await.map_err(store_error)?;
+
+        let (_keep_open, uncancellable) = tokio::sync::watch::channel(false);
+        let mut progress = Progress { step: "connect", ..Default::default() };
+        let connection = match connect(engine, ctx, &server).await {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.flush_log().await;
+                let update = failed_update(&e, progress.step);
+                finish(engine, &deployment, update).await?;
+                return Err(e);
+            }
+        };
+        let outcome = self.pipeline(ctx, &connection, &server, &site, &deployment, &mut progress, &uncancellable).await;
+        match outcome {
+            Ok(live) => {
+                // Live now: recorded at once, so that pruning keeps this release.
+                let update = DeploymentUpdate {
+                    port: live.port,
+                    release_present: Some(deployment.release_of.is_none()),
+                    ..Default::default()
+                };
+                engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
+                engine
+                    .store
+                    .record_site_deployment(&site.id, "running", Some((&live.release, live.port)), Some(now()))
+                    .await
+                    .map_err(store_error)?;
+                self.prune(ctx, &connection, &server, &site, &live.release).await;
+                connection.close().await;
+                ctx.log("info", format!("==> deployed: release {} is live", live.release));
+                // The whole log is stored before the deployment says it ended.
+                ctx.flush_log().await;
+                let update = DeploymentUpdate {
+                    status: Some("succeeded".into()),
+                    finished_at: Some(now()),
+                    ..Default::default()
+                };
+                finish(engine, &deployment, update).await?;
+                Ok(())
+            }
+            Err(e) => {
+                ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
+                self.cleanup(ctx, &connection, &server, &site, &deployment, &progress, &uncancellable).await;
+                connection.close().await;
+                ctx.flush_log().await;
+                let update = failed_update(&e, progress.step);
+                finish(engine, &deployment, update).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        let engine = &self.0;
+        if let Ok(Some(deployment)) = engine.store.deployment_by_job(&job.id).await
+            && matches!(deployment.status.as_str(), "queued" | "running")
+        {
+            let update = DeploymentUpdate {
+                status: Some("failed".into()),
+                failure_reason: Some("interrupted".into()),
+                finished_at: Some(now()),
+                ..Default::default()
+            };
+            if let Err(e) = finish(engine, &deployment, update).await {
+                tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record the interrupted deployment");
+            }
+        }
+    }
+}
+
+fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
+    let (status, reason) = match e {
+        JobError::Cancelled => ("cancelled", "cancelled by request".to_string()),
+        other => ("failed", other.to_string()),
+    };
+    DeploymentUpdate {
+        status: Some(status.into()),
+        failed_step: Some(step.into()),
+        failure_reason: Some(reason),
+        finished_at: Some(now()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,373 @@
+//! Sites on a server: where they live, the nginx, php-fpm and supervisor files Slipway renders
+//! for them (from validated values only), and the jobs that apply and remove a site.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use slipway_core::site_input::Domain;
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_store::{Server, Site};
+
+use crate::Engine;
+use crate::items::DEPLOY_USER;
+use crate::script::Script;
+use crate::session::{connect, run_script, store_error};
+
+pub const SITE_APPLY: &str = "site.apply";
+pub const SITE_REMOVE: &str = "site.remove";
+
+pub const PROJECT_TYPES: [&str; 5] = ["static", "php", "laravel", "node", "generic"];
+
+/// Whether a project type is served from files by nginx (and PHP), or is an app behind a proxy.
+pub fn is_app(project_type: &str) -> bool {
+    matches!(project_type, "node" | "generic")
+}
+
+pub fn uses_php(project_type: &str) -> bool {
+    matches!(project_type, "php" | "laravel")
+}
+
+/// The deploy script a new site starts with.
+pub fn default_deploy_script(project_type: &str) -> &'static str {
+    match project_type {
+        "php" => {
+            "# Runs in the new release, as the deploy user, before it goes live.\n\
+                  if [ -f composer.json ]; then composer install --no-dev --no-interaction --prefer-dist; fi\n"
+        }
+        "laravel" => {
+            "# Runs in the new release, as the deploy user, before it goes live.\n\
+                      composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader\n\
+                      php artisan migrate --force\nphp artisan config:cache\nphp artisan route:cache\n"
+        }
+        "node" => {
+            "# Runs in the new release, as the deploy user, before it goes live.\n\
+                   npm ci\nnpm run build --if-present\n"
+        }
+        _ => "# Runs in the new release, as the deploy user, before it goes live.\ntrue\n",
+    }
+}
+
+pub fn default_web_directory(project_type: &str) -> &'static str {
+    if project_type == "laravel" { "public" } else { "" }
+}
+
+/// Where a site's pieces are on the server, all derived from its validated domain.
+#[derive(Debug, Clone)]
+pub struct SitePaths {
+    pub domain: String,
+    /// `/home/slipway/<domain>`.
+    pub root: String,
+    /// The nginx server block's (and php-fpm pool's) file name.
+    pub conf_name: String,
+    /// Prefix of the site's supervisor programs; one per port.
+    pub program_prefix: String,
+}
+
+impl SitePaths {
+    pub fn of(site: &Site) -> Result<SitePaths, JobError> {
+        let domain = Domain::parse(&site.domain).map_err(|e| JobError::failed(format!("invalid domain: {e}")))?;
+        let domain = domain.as_str().to_string();
+        Ok(SitePaths {
+            root: format!("/home/{DEPLOY_USER}/{domain}"),
+            conf_name: format!("slipway-{domain}.conf"),
+            program_prefix: format!("slipway-{}", domain.replace('.', "_")),
+            domain,
+        })
+    }
+
+    pub fn program(&self, port: i64) -> String {
+        format!("{}-{port}", self.program_prefix)
+    }
+
+    fn php_socket(&self, version: &str) -> String {
+        format!("/run/php/php{version}-fpm-{}.sock", self.domain)
+    }
+}
+
+/// The names nginx answers to: the domain, then the aliases (validated again here).
+fn server_names(site: &Site) -> Result<Vec<String>, JobError> {
+    let aliases: Vec<String> =
+        serde_json::from_str(&site.aliases).map_err(|e| JobError::failed(format!("invalid aliases: {e}")))?;
+    let mut names = vec![site.domain.clone()];
+    for alias in aliases {
+        let alias = Domain::parse_alias(&alias).map_err(|e| JobError::failed(format!("invalid alias: {e}")))?;
+        names.push(alias.as_str().to_string());
+    }
+    Ok(names)
+}
+
+/// The site's nginx server block. `app_port` is the port an app is proxied to (apps only).
+pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>) -> Result<String, JobError> {
+    let paths = SitePaths::of(site)?;
+    let web_dir = slipway_core::site_input::relative_path(&site.web_directory)
+        .map_err(|e| JobError::failed(format!("invalid web directory: {e}")))?;
+    let root = if web_dir.is_empty() {
+        format!("{}/current", paths.root)
+    } else {
+        format!("{}/current/{web_dir}", paths.root)
+    };
+    let mut out = format!(
+        "# Managed by Slipway for site {id}; edits are overwritten.\nserver {{\n    listen 80;\n    server_name {names};\n\
+         \x20   root {root};\n    index index.html index.htm index.php;\n    charset utf-8;\n    client_max_body_size 64m;\n\
+         \x20   # Dotfiles (.env, .git) are never served.\n    location ~ /\\.(?!well-known) {{ deny all; }}\n",
+        id = site.id,
+        names = server_names(site)?.join(" "),
+    );
+    if site.suspended {
+        out.push_str(
+            "    # Suspended: every request gets the maintenance page.\n    error_page 503 /slipway-maintenance.html;\n\
+             \x20   location = /slipway-maintenance.html { root /var/www/slipway-default; internal; }\n\
+             \x20   location / { return 503; }\n}\n",
+        );
+        return Ok(out);
+    }
+    match site.project_type.as_str() {
+        t if is_app(t) => {
+            let port = app_port.unwrap_or(site.app_port);
+            out.push_str(&format!(
+                "    location / {{\n        proxy_pass http://127.0.0.1:{port};\n        proxy_http_version 1.1;\n\
+                 \x20       proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n\
+                 \x20       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 \x20       proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header Connection \"\";\n    }}\n"
+            ));
+        }
+        t if uses_php(t) => {
+            let version = php_version
+                .ok_or_else(|| JobError::failed("the server has no PHP; provision it with a php_version"))?;
+            out.push_str(&format!(
+                "    location / {{ try_files $uri $uri/ /index.php?$query_string; }}\n    location ~ \\.php$ {{\n\
+                 \x20       include snippets/fastcgi-php.conf;\n        fastcgi_pass unix:{};\n\
+                 \x20       fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n\
+                 \x20       fastcgi_param DOCUMENT_ROOT $realpath_root;\n    }}\n",
+                paths.php_socket(version)
+            ));
+        }
+        _ => out.push_str("    location / { try_files $uri $uri/ =404; }\n"),
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// A php-fpm pool that runs the site's PHP as the deploy user.
+pub fn php_pool(site: &Site, version: &str) -> Result<String, JobError> {
+    let paths = SitePaths::of(site)?;
+    Ok(format!(
+        "; Managed by Slipway for site {id}.\n[{name}]\nuser = {DEPLOY_USER}\ngroup = {DEPLOY_USER}\nlisten = {sock}\n\
+         listen.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\npm = dynamic\npm.max_children = 5\n\
+         pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = 3\n",
+        id = site.id,
+        name = paths.program_prefix,
+        sock = paths.php_socket(version),
+    ))
+}
+
+/// The supervisor program that runs an app release on `port`.
+pub fn supervisor_program(paths: &SitePaths, release: &str, port: i64) -> String {
+    format!(
+        "; Managed by Slipway.\n[program:{name}]\ncommand={root}/.slipway/start-{port}.sh\ndirectory={root}/releases/{release}\n\
+         user={DEPLOY_USER}\nautostart=true\nautorestart=true\nstartsecs=1\nstopasgroup=true\nkillasgroup=true\n\
+         stopsignal=TERM\nstopwaitsecs=10\nstdout_logfile={root}/.slipway/app-{port}.log\nstdout_logfile_maxbytes=5MB\n\
+         stdout_logfile_backups=1\nredirect_stderr=true\n",
+        name = paths.program(port),
+        root = paths.root,
+    )
+}
+
+/// The script supervisor starts: the site's environment, `PORT`, then the app's command.
+pub fn start_script(paths: &SitePaths, release: &str, port: i64, command: &str) -> String {
+    let command = slipway_core::shell::quote(command).expect("commands hold no NUL");
+    format!(
+        "#!/bin/sh\n# Managed by Slipway.\nset -a\n. {root}/.slipway/env.sh\nset +a\nexport PORT={port}\n\
+         cd {root}/releases/{release} || exit 1\nexec sh -c {command}\n",
+        root = paths.root,
+    )
+}
+
+pub const MAINTENANCE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Down for maintenance</title>\
+    </head><body><h1>Down for maintenance</h1><p>This site is temporarily unavailable. Please try again soon.</p></body></html>\n";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteJob {
+    pub site_id: String,
+}
+
+pub(crate) async fn load_site(engine: &Engine, id: &str) -> Result<Site, JobError> {
+    engine.store.site(id).await.map_err(store_error)?.ok_or_else(|| JobError::failed("the site was deleted"))
+}
+
+/// `site.apply`: creates or updates the site on its server (directories, nginx, PHP pool), and
+/// also suspends and resumes it.
+#[derive(Debug)]
+pub struct ApplySite(pub Engine);
+
+impl ApplySite {
+    pub fn script(site: &Site, server: &Server, app_port: Option<i64>) -> Result<Script, JobError> {
+        let paths = SitePaths::of(site)?;
+        let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
+        let pool = match php {
+            Some(v) => php_pool(site, v)?,
+            None => String::new(),
+        };
+        Ok(Script::new("site setup", include_str!("../scripts/site_apply.sh"))
+            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("ROOT", &paths.root)
+            .var("NGINX_NAME", &paths.conf_name)
+            .file_var("NGINX_CONF", nginx_conf(site, php, app_port)?.as_bytes())
+            .var("PHP_VERSION", php.unwrap_or(""))
+            .file_var("PHP_POOL", pool.as_bytes())
+            .file_var("MAINTENANCE", MAINTENANCE_PAGE.as_bytes()))
+    }
+}
+
+#[async_trait]
+impl JobHandler for ApplySite {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: SiteJob = ctx.payload()?;
+        let engine = &self.0;
+        let site = load_site(engine, &job.site_id).await?;
+        let server = crate::session::load_server(engine, &site.server_id).await?;
+        let result = async {
+            let script = Self::script(&site, &server, site.active_port)?;
+            let connection = connect(engine, ctx, &server).await?;
+            let result = run_script(engine, ctx, &connection, &server, &script).await;
+            connection.close().await;
+            result
+        }
+        .await;
+        let (status, reason) = match &result {
+            Ok(()) => ("installed", None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        engine.store.set_site_status(&site.id, status, reason.as_deref()).await.map_err(store_error)?;
+        result
+    }
+}
+
+/// `site.remove`: removes the site from the server, then from Slipway.
+#[derive(Debug)]
+pub struct RemoveSite(pub Engine);
+
+#[async_trait]
+impl JobHandler for RemoveSite {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: SiteJob = ctx.payload()?;
+        let engine = &self.0;
+        let site = load_site(engine, &job.site_id).await?;
+        let server = crate::session::load_server(engine, &site.server_id).await?;
+        let paths = SitePaths::of(&site)?;
+        let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
+        let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
+            .var("ROOT", &paths.root)
+            .var("NGINX_NAME", &paths.conf_name)
+            .var("PROGRAM_PREFIX", &paths.program_prefix)
+            .var("PHP_VERSION", php.unwrap_or(""));
+        let connection = connect(engine, ctx, &server).await?;
+        let result = run_script(engine, ctx, &connection, &server, &script).await;
+        connection.close().await;
+        match result {
+            Ok(()) => {
+                engine.store.delete_site(&site.id).await.map_err(store_error)?;
+                Ok(())
+            }
+            Err(e) => {
+                engine.store.set_site_status(&site.id, "failed", Some(&e.to_string())).await.map_err(store_error)?;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(project_type: &str) -> Site {
+        let now = slipway_core::time::now();
+        Site {
+            id: "01SITE".into(),
+            server_id: "01SERVER".into(),
+            organization_id: "01ORG".into(),
+            domain: "shop.example.com".into(),
+            aliases: r#"["www.shop.example.com","*.shop.example.com"]"#.into(),
+            project_type: project_type.into(),
+            web_directory: "public".into(),
+            repository_url: None,
+            repository_branch: "main".into(),
+            deploy_script: "true".into(),
+            app_command: Some("node server.js".into()),
+            health_check_path: "/".into(),
+            health_check_status: 200,
+            health_check_timeout: 30,
+            zero_downtime: true,
+            keep_releases: 5,
+            app_port: 20000,
+            status: "installing".into(),
+            status_reason: None,
+            suspended: false,
+            deployment_status: None,
+            last_deployed_at: None,
+            current_release: None,
+            active_port: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Every rendered block passes `nginx -t` (nginx is installed for the test suite).
+    #[test]
+    fn nginx_accepts_every_kind_of_block() {
+        let dir = std::env::temp_dir().join(format!("slipway-nginx-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Includes are relative to the configuration's directory, as under /etc/nginx.
+        for shared in ["snippets", "fastcgi.conf"] {
+            std::os::unix::fs::symlink(format!("/etc/nginx/{shared}"), dir.join(shared)).unwrap();
+        }
+        let mut blocks = vec![
+            nginx_conf(&site("static"), None, None).unwrap(),
+            nginx_conf(&site("generic"), None, Some(20001)).unwrap(),
+            nginx_conf(&Site { suspended: true, ..site("static") }, None, None).unwrap(),
+        ];
+        let mut php = site("laravel");
+        php.domain = "php.example.com".into();
+        php.aliases = "[]".into();
+        blocks.push(nginx_conf(&php, Some("8.2"), None).unwrap());
+        for (i, block) in blocks.iter().enumerate() {
+            let conf = dir.join(format!("nginx-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\naccess_log off;\n{block}}}\n",
+                    d = dir.display()
+                ),
+            )
+            .unwrap();
+            let out =
+                std::process::Command::new("nginx").arg("-t").arg("-q").arg("-c").arg(&conf).output().expect("nginx");
+            assert!(out.status.success(), "{block}\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(blocks[1].contains("proxy_pass http://127.0.0.1:20001;"));
+        assert!(blocks[0].contains("server_name shop.example.com www.shop.example.com *.shop.example.com;"));
+        assert!(blocks[2].contains("return 503"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hostile_stored_values_are_refused_before_rendering() {
+        let mut bad = site("static");
+        bad.domain = "x.com; include /etc/passwd".into();
+        assert!(nginx_conf(&bad, None, None).is_err());
+        let mut bad = site("static");
+        bad.aliases = r#"["ok.com", "evil.com;\n}"]"#.into();
+        assert!(nginx_conf(&bad, None, None).is_err());
+        let mut bad = site("static");
+        bad.web_directory = "../../etc".into();
+        assert!(nginx_conf(&bad, None, None).is_err());
+    }
+
+    #[test]
+    fn the_start_script_runs_the_command_as_one_quoted_word() {
+        let paths = SitePaths::of(&site("generic")).unwrap();
+        let script = start_script(&paths, "01REL", 20001, "echo '$HOME'; node server.js");
+        assert!(script.ends_with("exec sh -c 'echo '\\''$HOME'\\''; node server.js'\n"), "{script}");
+        assert!(supervisor_program(&paths, "01REL", 20001).contains("[program:slipway-shop_example_com-20001]"));
+    }
+}

@@ -1,0 +1,349 @@
+//! Sites and deployments for real: a provisioned test host in a network namespace (see
+//! `provision.rs`), a git repository made by the test and served by `git daemon` on this
+//! machine's side of the link, real nginx and supervisor. What nginx serves is checked after
+//! every step.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{Api, Server, owner, temp_data_dir};
+use reqwest::Method;
+use serde_json::{Value, json};
+use slipway_remote::testing::NetnsHost;
+
+const UNLIMITED: (&str, &str) = ("SLIPWAY_RATE_LIMIT_API", "1000000");
+
+/// A repository with a work tree, pushed to a bare copy that `git daemon` serves.
+struct GitRepo {
+    work: PathBuf,
+    daemon: Child,
+    pub url: String,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl GitRepo {
+    fn serve(dir: &Path, listen: &str) -> GitRepo {
+        let work = dir.join("work");
+        let served = dir.join("served");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&served).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["config", "user.email", "dev@example.com"]);
+        git(&work, &["config", "user.name", "Dev"]);
+        git(&served, &["init", "-q", "--bare", "app.git"]);
+        let port = std::net::TcpListener::bind((listen, 0)).unwrap().local_addr().unwrap().port();
+        let daemon = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--informative-errors"])
+            .arg(format!("--base-path={}", served.display()))
+            .arg(format!("--listen={listen}"))
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((listen, port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        git(&work, &["remote", "add", "origin", served.join("app.git").to_str().unwrap()]);
+        GitRepo { work, daemon, url: format!("git://{listen}:{port}/app.git") }
+    }
+
+    /// Writes files, commits and pushes; returns the commit.
+    fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            let file = self.work.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(&self.work, &["push", "-q", "-f", "origin", "main"]);
+        let out = Command::new("git").arg("-C").arg(&self.work).args(["rev-parse", "HEAD"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for GitRepo {
+    fn drop(&mut self) {
+        // The daemon and the helpers it forked per connection: its own process group.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.daemon.id())]).status();
+        let _ = self.daemon.wait();
+    }
+}
+
+/// A provisioned test host with Slipway and a served repository.
+struct Stage {
+    api: Api,
+    host: NetnsHost,
+    repo: GitRepo,
+    server_path: String,
+    dir: PathBuf,
+    slipway: Option<Server>,
+}
+
+impl Stage {
+    async fn new(envs: &[(&str, &str)]) -> Stage {
+        let dir = temp_data_dir();
+        let mut all = vec![UNLIMITED];
+        all.extend_from_slice(envs);
+        let slipway = Server::start(&dir, &all).unwrap();
+        let api = owner(&slipway).await;
+        let body = json!({"name": "web", "provider": "custom", "ip_address": "192.0.2.1", "ssh_port": 22});
+        let (status, created) = api.call(Method::POST, "/api/v1/servers", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["data"]["id"].as_str().unwrap().to_string();
+        let host = NetnsHost::start(&[created["data"]["authorization"]["public_key"].as_str().unwrap()]);
+        let server_path = format!("/api/v1/servers/{id}");
+        api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+        let (_, op) = api.call(Method::POST, &format!("{server_path}/provision"), Some(json!({}))).await;
+        let op = api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(180)).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+        let repo = GitRepo::serve(&dir.join("git"), &host.gateway);
+        Stage { api, host, repo, server_path, dir, slipway: Some(slipway) }
+    }
+
+    /// Creates a site and waits until it is installed; returns its API path.
+    async fn site(&self, body: Value) -> String {
+        let (status, site) = self.api.call(Method::POST, &format!("{}/sites", self.server_path), Some(body)).await;
+        assert_eq!(status, 201, "{site}");
+        let op = self.api.finished(site["data"]["operation_id"].as_str().unwrap()).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+        format!("{}/sites/{}", self.server_path, site["data"]["id"].as_str().unwrap())
+    }
+
+    /// Starts a deployment (or rollback) and waits for it to end.
+    async fn deploy(&self, site: &str, action: &str, body: Value) -> Value {
+        let (status, d) = self.api.call(Method::POST, &format!("{site}/{action}"), Some(body)).await;
+        assert_eq!(status, 202, "{d}");
+        self.wait(site, d["data"]["id"].as_str().unwrap()).await
+    }
+
+    async fn wait(&self, site: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, d) = self.api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
+            if matches!(d["data"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return d["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "deployment {id} did not end: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn log(&self, site: &str, id: &str) -> String {
+        let (_, log) = self.api.call(Method::GET, &format!("{site}/deployments/{id}/log"), None).await;
+        log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["line"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// What nginx on the host answers for `domain` (status, body).
+    async fn get(&self, domain: &str, path: &str) -> (u16, String) {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        let response = client
+            .get(format!("http://{}{path}", self.host.address))
+            .header("host", domain)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{domain}{path}: {e}"));
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        drop(self.slipway.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
+    let stage = Stage::new(&[]).await;
+    let secret = "s3cr3t-planted-value-9f2c";
+    stage.repo.commit(&[("public/index.html", "version one\n")], "first version");
+    let site = stage
+        .site(json!({
+            "domain": "static.example.com", "aliases": ["www.static.example.com"], "project_type": "static",
+            "web_directory": "public", "repository_url": stage.repo.url, "branch": "main",
+            "deploy_script": "echo \"building with APP_SECRET=$APP_SECRET\"\ntest -f public/index.html\n"
+        }))
+        .await;
+    let (status, reply) = stage
+        .api
+        .call(
+            Method::POST,
+            &format!("{site}/environment-variables"),
+            Some(json!({"variables": {"APP_SECRET": secret, "QUOTED": "a \"b\" $c\n#d"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+
+    let first = stage.deploy(&site, "deploy", json!({})).await;
+    let log = stage.log(&site, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["status"], "succeeded", "{first}\n{log}");
+    assert_eq!(first["commit_message"], "first version");
+    assert_eq!(stage.get("static.example.com", "/").await, (200, "version one\n".to_string()));
+    assert_eq!(stage.get("www.static.example.com", "/").await.1, "version one\n", "aliases are served");
+    assert!(log.contains("building with APP_SECRET=********"), "{log}");
+    assert!(!log.contains(secret), "the secret is masked in the log");
+    // The .env on the server holds the values exactly, and is never served.
+    let dotenv = std::fs::read_to_string("/home/slipway/static.example.com/shared/.env").unwrap();
+    let parsed = slipway_core::dotenv::parse(&dotenv).unwrap();
+    assert!(parsed.contains(&("QUOTED".to_string(), "a \"b\" $c\n#d".to_string())), "{dotenv}");
+    assert_eq!(stage.get("static.example.com", "/.env").await.0, 403);
+
+    // A second version, then a rollback to the first.
+    stage.repo.commit(&[("public/index.html", "version two\n")], "second version");
+    let second = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
+    let (_, releases) = stage.api.call(Method::GET, &format!("{site}/releases"), None).await;
+    assert_eq!(releases["data"].as_array().unwrap().len(), 2, "{releases}");
+    assert_eq!(releases["data"][0]["current"], true);
+    let back = stage.deploy(&site, "rollback", json!({})).await;
+    assert_eq!(back["status"], "succeeded", "{back}");
+    assert_eq!(back["trigger"], "rollback");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version one\n", "rolled back");
+    let forward = stage.deploy(&site, "rollback", json!({"release": second["id"]})).await;
+    assert_eq!(forward["status"], "succeeded", "{forward}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
+
+    // A failing deploy script: the deploy fails at build, version two keeps serving.
+    stage.repo.commit(&[("public/index.html", "version three\n")], "third version");
+    let (_, _) =
+        stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo about to fail\nexit 3\n"}))).await;
+    let failed = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["failed_step"].as_str()),
+        (Some("failed"), Some("build")),
+        "{failed}"
+    );
+    assert!(failed["failure_reason"].as_str().unwrap().contains("deploy script failed"), "{failed}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
+    let releases_dir = Path::new("/home/slipway/static.example.com/releases");
+    assert!(!releases_dir.join(failed["id"].as_str().unwrap()).exists(), "the half-built release is removed");
+
+    // A failing health check (the web directory is missing in this commit).
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "rm -rf public\n"}))).await;
+    let unhealthy = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(
+        (unhealthy["status"].as_str(), unhealthy["failed_step"].as_str()),
+        (Some("failed"), Some("health check")),
+        "{unhealthy}"
+    );
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
+
+    // Cancelled midway: the script is stopped, the release removed, the site unlocked.
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo started\nsleep 60\n"}))).await;
+    let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    let id = d["data"]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stage.log(&site, &id).await.contains("started") {
+        assert!(Instant::now() < deadline, "the deploy script never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, reply) =
+        stage.api.call(Method::POST, &format!("{site}/deployments/{id}/cancel"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{reply}");
+    let cancelled = stage.wait(&site, &id).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
+    assert!(!releases_dir.join(&id).exists());
+    assert_eq!(stage.host.processes_named("sleep"), 0, "the remote script was stopped");
+
+    // Unlocked: the next deploy runs and succeeds.
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "true\n"}))).await;
+    let third = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(third["status"], "succeeded", "{third}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
+
+    // Suspend and resume.
+    let (status, reply) = stage.api.call(Method::POST, &format!("{site}/suspend"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    let (code, body) = stage.get("static.example.com", "/").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("maintenance"), "{body}");
+    let (_, reply) = stage.api.call(Method::POST, &format!("{site}/resume"), Some(json!({}))).await;
+    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
+
+    // Values are masked in lists unless revealed; never in any response by default.
+    let (_, env) = stage.api.call(Method::GET, &format!("{site}/environment-variables"), None).await;
+    assert!(env.to_string().contains("APP_SECRET") && !env.to_string().contains(secret), "{env}");
+    let (_, env) = stage.api.call(Method::GET, &format!("{site}/environment-variables?reveal=true"), None).await;
+    assert!(env.to_string().contains(secret));
+
+    // Deleting the site removes it from the server.
+    let (status, reply) = stage.api.call(Method::DELETE, &site, None).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    assert!(!Path::new("/home/slipway/static.example.com").exists());
+    assert!(!Path::new("/etc/nginx/sites-enabled/slipway-static.example.com.conf").exists());
+    let (_, body) = stage.get("static.example.com", "/").await;
+    assert!(body.contains("managed by Slipway"), "the default site answers again: {body}");
+    let stdout = stage.slipway.as_ref().map(|s| s.stdout.join("\n")).unwrap_or_default();
+    assert!(!stdout.contains(secret));
+}
+
+/// The generic app: `python3 -m http.server` on `$PORT`, serving the release directory.
+fn app_site(domain: &str, url: &str) -> Value {
+    json!({
+        "domain": domain, "project_type": "generic", "repository_url": url,
+        "app_command": "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1",
+        "health_check_path": "/health.txt", "health_check_timeout": 20
+    })
+}
+
+#[tokio::test]
+async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("index.html", "app one\n"), ("health.txt", "ok\n")], "app one");
+    let site = stage.site(app_site("app.example.com", &stage.repo.url)).await;
+    let first = stage.deploy(&site, "deploy", json!({})).await;
+    let log = stage.log(&site, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["status"], "succeeded", "{first}\n{log}");
+    assert_eq!(stage.get("app.example.com", "/").await, (200, "app one\n".to_string()));
+
+    stage.repo.commit(&[("index.html", "app two\n")], "app two");
+    let second = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(stage.get("app.example.com", "/").await.1, "app two\n");
+    // Only the new release's process runs once the old one has drained.
+    assert_eq!(stage.host.processes_named("python3"), 1);
+
+    // An app that never becomes healthy: the previous one keeps serving.
+    stage.repo.commit(&[("index.html", "app three\n")], "app three");
+    stage.api.call(Method::PUT, &site, Some(json!({"health_check_path": "/missing"}))).await;
+    let unhealthy = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(
+        (unhealthy["status"].as_str(), unhealthy["failed_step"].as_str()),
+        (Some("failed"), Some("health check")),
+        "{unhealthy}"
+    );
+    assert!(unhealthy["failure_reason"].as_str().unwrap().contains("answered 404"), "{unhealthy}");
+    assert_eq!(stage.get("app.example.com", "/").await.1, "app two\n");
+    assert_eq!(stage.host.processes_named("python3"), 1, "the unhealthy process was stopped");
+    stage.api.call(Method::PUT, &site, Some(json!({"health_check_path": "/health.txt"}))).await;
+
+    let back = stage.deploy(&site, "rollback", json!({})).await;
+    assert_eq!(back["status"], "succeeded", "{back}");
+    assert_eq!(stage.get("app.example.com", "/").await.1, "app one\n");
+    assert_eq!(stage.host.processes_named("python3"), 1);
+}
