@@ -19,6 +19,10 @@ pub enum ApiError {
     /// 401: no credentials, or credentials that are invalid, expired or revoked.
     #[error("Unauthenticated.")]
     Unauthenticated { presented: bool },
+    /// 401 for a signed delivery (a git webhook) whose signature is missing or wrong; no
+    /// `WWW-Authenticate`, since no token would help.
+    #[error("{0}")]
+    BadSignature(String),
     /// 403: valid credentials that may not do this (the message says why).
     #[error("{0}")]
     Forbidden(String),
@@ -70,7 +74,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated { .. } | ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -22,6 +22,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/v1/register"),
     ("post", "/api/v1/login"),
     ("post", "/api/v1/auth/refresh"),
+    // Signed by the git host instead: the signature is checked against the repository's secret.
+    ("post", "/webhooks/git-repository/{uuid}"),
 ];
 
 fn operations() -> Vec<(String, String, Value)> {
@@ -156,6 +158,12 @@ async fn matrix(db: TestDatabase) {
         )
         .await;
     assert_eq!(env.status, StatusCode::OK, "{}", env.text());
+    let provider = app.post_as("/api/v1/git-providers", &a.token, json!({"name": "gh", "kind": "github"})).await;
+    assert_eq!(provider.status, StatusCode::CREATED, "{}", provider.text());
+    let repository = app
+        .post_as("/api/v1/git-repositories", &a.token, json!({"url": "git@github.com:acme/shop.git", "kind": "github"}))
+        .await;
+    assert_eq!(repository.status, StatusCode::CREATED, "{}", repository.text());
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
@@ -168,6 +176,9 @@ async fn matrix(db: TestDatabase) {
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),
+            ("git_provider", provider.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("git_repository", repository.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("uuid", "nosuchwebhook".to_string()),
         ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };

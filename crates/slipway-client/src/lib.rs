@@ -60,6 +60,13 @@ pub struct Data<T> {
     pub data: T,
 }
 
+/// An action accepted to run in the background (HTTP 202): what happens next, and the resource.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Accepted<T> {
+    pub message: String,
+    pub data: T,
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 pub struct Page<T> {
     pub data: Vec<T>,
@@ -361,6 +368,121 @@ impl Client {
 
     pub async fn delete_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
         let path = format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
+    }
+}
+
+/// A site's path: `/api/v1/servers/{server}/sites/{site}`.
+fn site_path(server: &str, site: &str) -> String {
+    format!("/api/v1/servers/{}/sites/{}", encode_segment(server), encode_segment(site))
+}
+
+/// Sites, their deployments, releases and environment variables. A site's changes run as
+/// operations: their ids are in `operation_id`.
+impl Client {
+    pub async fn sites(&self, server: &str, page: u32) -> Result<Page<Value>, ClientError> {
+        let path = format!("/api/v1/servers/{}/sites?page={page}&per_page=100", encode_segment(server));
+        self.expect(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Creates a site; the answer's `operation_id` is the operation that installs it.
+    pub async fn create_site(&self, server: &str, body: &Value) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}/sites", encode_segment(server));
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+    }
+
+    pub async fn site(&self, server: &str, site: &str) -> Result<Value, ClientError> {
+        Ok(self.expect::<Data<Value>>(Method::GET, &site_path(server, site), None::<&()>).await?.data)
+    }
+
+    pub async fn update_site(&self, server: &str, site: &str, body: &Value) -> Result<Value, ClientError> {
+        Ok(self.expect::<Data<Value>>(Method::PUT, &site_path(server, site), Some(body)).await?.data)
+    }
+
+    /// Starts removing a site; the answer's `operation_id` is the removal.
+    pub async fn delete_site(&self, server: &str, site: &str) -> Result<Value, ClientError> {
+        Ok(self.expect::<Data<Value>>(Method::DELETE, &site_path(server, site), None::<&()>).await?.data)
+    }
+
+    /// Suspends (nginx answers 503) or resumes a site; the answer's `operation_id` applies it.
+    pub async fn suspend_site(&self, server: &str, site: &str, suspended: bool) -> Result<Value, ClientError> {
+        let path = format!("{}/{}", site_path(server, site), if suspended { "suspend" } else { "resume" });
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+    }
+
+    /// Queues a deployment; `trigger` is `api`, `cli` or `dashboard`. The message says whether it
+    /// waits behind another one.
+    pub async fn deploy(&self, server: &str, site: &str, trigger: &str) -> Result<Accepted<Value>, ClientError> {
+        let path = format!("{}/deploy", site_path(server, site));
+        self.expect(Method::POST, &path, Some(&serde_json::json!({"trigger": trigger}))).await
+    }
+
+    /// Queues a switch back to a kept release (default: the one before the live one).
+    pub async fn rollback(
+        &self,
+        server: &str,
+        site: &str,
+        release: Option<&str>,
+    ) -> Result<Accepted<Value>, ClientError> {
+        let path = format!("{}/rollback", site_path(server, site));
+        self.expect(Method::POST, &path, Some(&serde_json::json!({"release": release}))).await
+    }
+
+    /// Deployments, newest first.
+    pub async fn deployments(&self, server: &str, site: &str, page: u32) -> Result<Page<Value>, ClientError> {
+        let path = format!("{}/deployments?page={page}&per_page=100", site_path(server, site));
+        self.expect(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn deployment(&self, server: &str, site: &str, id: &str) -> Result<Value, ClientError> {
+        let path = format!("{}/deployments/{}", site_path(server, site), encode_segment(id));
+        Ok(self.expect::<Data<Value>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
+    /// Log lines after `after` (a `seq`), oldest first, at most 1000 at a time.
+    pub async fn deployment_log(
+        &self,
+        server: &str,
+        site: &str,
+        id: &str,
+        after: i64,
+    ) -> Result<Vec<Value>, ClientError> {
+        let path = format!("{}/deployments/{}/log?after={after}", site_path(server, site), encode_segment(id));
+        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
+    pub async fn cancel_deployment(&self, server: &str, site: &str, id: &str) -> Result<Accepted<Value>, ClientError> {
+        let path = format!("{}/deployments/{}/cancel", site_path(server, site), encode_segment(id));
+        self.expect(Method::POST, &path, Some(&serde_json::json!({}))).await
+    }
+
+    /// Releases kept on the server, newest first; `current` marks the live one.
+    pub async fn releases(&self, server: &str, site: &str) -> Result<Vec<Value>, ClientError> {
+        let path = format!("{}/releases", site_path(server, site));
+        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
+    /// Environment variables by key; values are `null` unless `reveal`.
+    pub async fn env_vars(&self, server: &str, site: &str, reveal: bool) -> Result<Vec<Value>, ClientError> {
+        let path = format!("{}/environment-variables?reveal={reveal}", site_path(server, site));
+        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
+    /// Sets variables; with `deploy`, the answer's `deployment` is the deployment it started.
+    pub async fn set_env_vars(
+        &self,
+        server: &str,
+        site: &str,
+        variables: &BTreeMap<String, String>,
+        deploy: bool,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{}/environment-variables?deploy={deploy}", site_path(server, site));
+        let body = serde_json::json!({"variables": variables});
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&body)).await?.data)
+    }
+
+    pub async fn unset_env_var(&self, server: &str, site: &str, key: &str, deploy: bool) -> Result<Value, ClientError> {
+        let path = format!("{}/environment-variables/{}?deploy={deploy}", site_path(server, site), encode_segment(key));
         Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
     }
 }

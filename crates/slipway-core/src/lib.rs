@@ -16,6 +16,7 @@ pub mod site_input;
 pub mod time;
 pub mod token;
 pub mod totp;
+pub mod webhook;
 
 pub use ability::{Ability, AbilityPattern, AbilitySet, Action, Resource, Role};
 pub use errors::FieldErrors;

@@ -164,6 +164,11 @@ impl Cidr {
             None => (text.trim(), None),
         };
         let address: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        if let std::net::IpAddr::V6(v6) = address
+            && v6.to_ipv4_mapped().is_some()
+        {
+            return Err("is an IPv4 address written as IPv6; write it as IPv4".into());
+        }
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() && p.len() <= 3 => {
@@ -237,7 +242,9 @@ mod tests {
         assert_eq!(Cidr::parse("2001:db8::/32").unwrap().to_string(), "2001:db8::/32");
         assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().prefix, 0);
         assert!(Cidr::parse("10.0.0.7/8").unwrap_err().contains("10.0.0.0/8"));
-        for bad in ["", "any", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "1.2.3.4; drop", "::/129", "a/b"] {
+        for bad in
+            ["", "any", "::ffff:1.2.3.4", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "1.2.3.4; drop", "::/129", "a/b"]
+        {
             assert!(Cidr::parse(bad).is_err(), "{bad:?}");
         }
     }

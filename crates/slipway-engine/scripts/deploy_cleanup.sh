@@ -1,5 +1,5 @@
 # After a failed or cancelled deploy: removes the half-built release and stops its app if it was
-# started (never the one serving). Inputs: ROOT, RELEASE (empty for a rollback), PROGRAM (empty
+# started (never the one serving). Inputs: DEPLOY_USER, ROOT, RELEASE (empty for a rollback), PROGRAM (empty
 # when no app was started).
 if [ -n "$PROGRAM" ]; then
     supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
@@ -7,6 +7,6 @@ if [ -n "$PROGRAM" ]; then
     supervisorctl update >/dev/null 2>&1 || true
 fi
 if [ -n "$RELEASE" ] && [ "$(readlink "$ROOT/current" 2>/dev/null)" != "releases/$RELEASE" ]; then
-    rm -rf -- "$ROOT/releases/$RELEASE" "$ROOT/.slipway/deploy-$RELEASE.sh"
+    as_user rm -rf -- "$ROOT/releases/$RELEASE" "$ROOT/.slipway/deploy-$RELEASE.sh"
 fi
 step "cleaned up; the previous release keeps serving"

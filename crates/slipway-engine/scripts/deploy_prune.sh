@@ -1,4 +1,4 @@
-# Removes releases beyond those kept (never the current one). Inputs: ROOT, KEEP (space-separated
+# Removes releases beyond those kept (never the current one). Inputs: DEPLOY_USER, ROOT, KEEP (space-separated
 # release ids to keep). Prints "slipway-pruned ID" for each one removed.
 current=$(readlink "$ROOT/current" 2>/dev/null || true)
 for dir in "$ROOT"/releases/*; do
@@ -6,6 +6,6 @@ for dir in "$ROOT"/releases/*; do
     id=${dir##*/}
     case " $KEEP " in *" $id "*) continue ;; esac
     [ "releases/$id" = "$current" ] && continue
-    rm -rf -- "$dir"
+    as_user rm -rf -- "$dir"
     printf 'slipway-pruned %s\n' "$id"
 done

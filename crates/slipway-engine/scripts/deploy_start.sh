@@ -2,7 +2,7 @@
 # Static and PHP sites: the web directory must exist (and the health path, if not "/").
 # Apps: a supervisor program runs the app on PORT; GET HEALTH_PATH on it must answer
 # HEALTH_STATUS within HEALTH_TIMEOUT seconds.
-# Inputs: ROOT, RELEASE, KIND (files/app), WEB_DIR, HEALTH_PATH, HEALTH_STATUS, HEALTH_TIMEOUT,
+# Inputs: DEPLOY_USER, ROOT, LOG_DIR, RELEASE, KIND (files/app), WEB_DIR, HEALTH_PATH, HEALTH_STATUS, HEALTH_TIMEOUT,
 # PORT, PROGRAM, PROGRAM_CONF and START (base64).
 release="$ROOT/releases/$RELEASE"
 [ -d "$release" ] || fail "the release directory is missing"
@@ -19,8 +19,7 @@ step "starting the release on port $PORT"
 conf="/etc/supervisor/conf.d/$PROGRAM.conf"
 # A program left on this port by an interrupted deploy is replaced.
 supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
-put_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
-chown "$DEPLOY_USER:$DEPLOY_USER" "$ROOT/.slipway/start-$PORT.sh"
+put_user_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
 put_file "$conf" 644 "$PROGRAM_CONF"
 supervisorctl reread >/dev/null
 supervisorctl update "$PROGRAM" >/dev/null 2>&1 || supervisorctl update >/dev/null
@@ -33,5 +32,5 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     [ "$code" = "$HEALTH_STATUS" ] && { step "healthy"; exit 0; }
     sleep 0.3
 done
-tail -n 5 "$ROOT/.slipway/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true
+tail -n 5 "$LOG_DIR/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true
 fail "health check failed: GET $HEALTH_PATH on the new release answered ${code:-nothing}, expected $HEALTH_STATUS within ${HEALTH_TIMEOUT}s"

@@ -1,7 +1,7 @@
 # Moves traffic to the release: apps first get the nginx block that proxies to the new port
 # (checked, then a graceful reload); then "current" is pointed at the release by an atomic
 # rename; the old app is stopped after in-flight requests have drained.
-# Inputs: ROOT, RELEASE, NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
+# Inputs: DEPLOY_USER, ROOT, RELEASE, NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
 # OLD_PROGRAM (empty when none), DRAIN_SECONDS.
 release="$ROOT/releases/$RELEASE"
 [ -d "$release" ] || fail "the release directory is missing"
@@ -18,8 +18,8 @@ if [ -n "$NGINX_CONF" ]; then
     nginx_reload
 fi
 step "pointing current at $RELEASE"
-ln -sfn "releases/$RELEASE" "$ROOT/current.slipway-new"
-mv -Tf "$ROOT/current.slipway-new" "$ROOT/current"
+as_user sh -c 'ln -sfn "releases/$2" "$1/current.slipway-new" && mv -Tf "$1/current.slipway-new" "$1/current"' \
+    sh "$ROOT" "$RELEASE"
 if [ -n "$PHP_VERSION" ]; then
     service_reload "php$PHP_VERSION-fpm"
 fi

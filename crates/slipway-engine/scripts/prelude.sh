@@ -63,6 +63,16 @@ put_file() {
     mv -f "$1.slipway-new" "$1"
 }
 
+# Runs a command as the deploy user. Everything in the deploy user's home is touched only this
+# way: as root, a symlink it planted (`.env.new -> /etc/passwd`) would redirect the write.
+as_user() { runuser -u "$DEPLOY_USER" -- env HOME="/home/$DEPLOY_USER" "$@"; }
+
+# put_user_file PATH MODE BASE64: put_file, done by the deploy user inside its own tree.
+put_user_file() {
+    printf '%s' "$3" | base64 -d | as_user sh -c \
+        'umask 077; t=$(mktemp "$1.XXXXXX") && cat > "$t" && chmod "$2" "$t" && mv -f "$t" "$1"' sh "$1" "$2"
+}
+
 # Installs the packages that are not installed yet (installed ones are left at their version,
 # so running provisioning again neither upgrades nor needs the network).
 apt_install() {

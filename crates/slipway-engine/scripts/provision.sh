@@ -47,10 +47,16 @@ fi
 case "$(getent shadow "$DEPLOY_USER" | cut -d: -f2)" in
     '!'*) usermod -p '*' "$DEPLOY_USER" ;;
 esac
+# The deploy user must not be able to become root: refuse to adopt a privileged account.
+if [ "$(id -u "$DEPLOY_USER")" -lt 1000 ] || id -nG "$DEPLOY_USER" | grep -qwE 'sudo|admin|wheel|root'; then
+    fail "the existing user $DEPLOY_USER is privileged (uid below 1000, or in sudo/admin/wheel); Slipway will not use it as the deploy user"
+fi
 home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
+[ "$home" = "/home/$DEPLOY_USER" ] || fail "the deploy user's home is $home; Slipway expects /home/$DEPLOY_USER"
 install -d -m 750 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$home"
-install -d -m 700 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$home/.ssh"
-[ -e "$home/.ssh/authorized_keys" ] || install -m 600 -o "$DEPLOY_USER" -g "$DEPLOY_USER" /dev/null "$home/.ssh/authorized_keys"
+[ ! -L "$home/.ssh" ] || fail "$home/.ssh is a symlink; refusing to follow it"
+as_user sh -c 'umask 077; mkdir -p "$HOME/.ssh"; touch "$HOME/.ssh/authorized_keys"'
+install -d -m 755 /var/log/slipway
 # nginx (www-data) reads the sites in the deploy user's home through the group.
 usermod -a -G "$DEPLOY_USER" www-data
 

@@ -1,12 +1,12 @@
 # Makes a site real on the server (or updates it): its directories, its nginx server block, and
 # for PHP a php-fpm pool of its own. Safe to run again. Inputs: DEPLOY_USER, ROOT (the site's
-# directory), NGINX_NAME (file name of the server block), NGINX_CONF (base64), PHP_VERSION and
+# directory), LOG_DIR (root-owned, for its app's output), NGINX_NAME (file name of the server block), NGINX_CONF (base64), PHP_VERSION and
 # PHP_POOL (base64; empty when the site has no PHP), MAINTENANCE (base64 of the 503 page).
 id "$DEPLOY_USER" >/dev/null 2>&1 || fail "the deploy user $DEPLOY_USER does not exist; provision the server first"
 step "preparing $ROOT"
-for dir in "$ROOT" "$ROOT/releases" "$ROOT/shared" "$ROOT/.slipway"; do
-    install -d -m 750 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$dir"
-done
+as_user sh -c 'umask 027; mkdir -p "$1" "$1/releases" "$1/shared" "$1/.slipway"' sh "$ROOT"
+install -d -m 755 /var/log/slipway
+install -d -m 750 "$LOG_DIR"
 put_file /var/www/slipway-default/slipway-maintenance.html 644 "$MAINTENANCE"
 
 if [ -n "$PHP_VERSION" ]; then

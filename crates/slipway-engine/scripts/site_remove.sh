@@ -1,5 +1,5 @@
 # Removes a site from the server: its app processes, nginx block, PHP pool and directory.
-# Inputs: ROOT, NGINX_NAME, PROGRAM_PREFIX, PHP_VERSION.
+# Inputs: DEPLOY_USER, ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX, PHP_VERSION.
 step "stopping the site's processes"
 for conf in /etc/supervisor/conf.d/"$PROGRAM_PREFIX"-*.conf; do
     [ -e "$conf" ] || continue
@@ -14,5 +14,6 @@ if [ -n "$PHP_VERSION" ] && [ -e "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME" 
     service_reload "php$PHP_VERSION-fpm"
 fi
 step "removing $ROOT"
-rm -rf -- "$ROOT"
+as_user rm -rf -- "$ROOT"
+rm -rf -- "$LOG_DIR"
 step "site removed"

@@ -38,6 +38,24 @@ pub fn env_context(site_id: &str, key: &str) -> String {
     format!("site-env:{site_id}:{key}")
 }
 
+/// A git repository's URL and deploy key, sealed by the API.
+pub fn repository_url_context(repository_id: &str) -> String {
+    format!("git-repository-url:{repository_id}")
+}
+
+pub fn deploy_key_context(repository_id: &str) -> String {
+    format!("git-repository-key:{repository_id}")
+}
+
+/// Where a repository comes from for one deploy.
+struct Source {
+    url: String,
+    /// The private key to fetch with (OpenSSH form), when the repository has a deploy key.
+    deploy_key: Option<String>,
+    /// Names the key file on the server.
+    key_name: String,
+}
+
 #[derive(Debug)]
 pub struct DeploySite(pub Engine);
 
@@ -76,16 +94,46 @@ impl DeploySite {
         Ok(vars)
     }
 
-    fn repository_url(&self, ctx: &JobContext, site: &Site) -> Result<String, JobError> {
-        let sealed = site.repository_url.as_ref().ok_or_else(|| JobError::failed("the site has no repository"))?;
-        let url = self
-            .0
-            .secrets
-            .open(&repository_context(&site.id), sealed)
-            .map_err(|e| JobError::failed(format!("the repository URL cannot be read: {e}")))?;
-        let url = String::from_utf8(url).map_err(|_| JobError::failed("the repository URL is not UTF-8"))?;
-        // Credentials in the URL are masked wherever they would be printed.
-        if let Some((_, rest)) = url.split_once("://")
+    /// The URL (and deploy key) to fetch: the site's git repository, else its own URL. Any
+    /// credentials are registered as secrets of the job, so they are masked in its log.
+    async fn source(&self, ctx: &JobContext, site: &Site) -> Result<Source, JobError> {
+        let secrets = &self.0.secrets;
+        let open = |context: &str, sealed: &[u8], what: &str| {
+            secrets
+                .open(context, sealed)
+                .map_err(|e| JobError::failed(format!("the {what} cannot be read: {e}")))
+                .and_then(|b| String::from_utf8(b).map_err(|_| JobError::failed(format!("the {what} is not UTF-8"))))
+        };
+        let source = match &site.git_repository_id {
+            Some(id) => {
+                let repo = self
+                    .0
+                    .store
+                    .git_repository(id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| JobError::failed("the site's git repository was deleted"))?;
+                let key = match &repo.deploy_key_private {
+                    Some(sealed) => Some(open(&deploy_key_context(&repo.id), sealed, "deploy key")?),
+                    None => None,
+                };
+                Source {
+                    url: open(&repository_url_context(&repo.id), &repo.url, "repository URL")?,
+                    deploy_key: key,
+                    key_name: format!("slipway-repo-{}", repo.id),
+                }
+            }
+            None => {
+                let sealed =
+                    site.repository_url.as_ref().ok_or_else(|| JobError::failed("the site has no repository"))?;
+                Source {
+                    url: open(&repository_context(&site.id), sealed, "repository URL")?,
+                    deploy_key: None,
+                    key_name: String::new(),
+                }
+            }
+        };
+        if let Some((_, rest)) = source.url.split_once("://")
             && let Some((userinfo, _)) = rest.split_once('@')
         {
             ctx.add_secret(userinfo);
@@ -93,7 +141,7 @@ impl DeploySite {
                 ctx.add_secret(password);
             }
         }
-        Ok(url)
+        Ok(source)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -120,13 +168,21 @@ impl DeploySite {
             }
             None => {
                 progress.step = "fetch";
-                let url = self.repository_url(ctx, site)?;
+                let source = self.source(ctx, site).await?;
+                let commit = match &deployment.requested_commit {
+                    Some(c) if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_hexdigit()) => c.clone(),
+                    Some(_) => return Err(JobError::failed("the requested commit is not a commit id")),
+                    None => String::new(),
+                };
                 let fetch = Script::new("fetch", include_str!("../scripts/deploy_fetch.sh"))
                     .var("DEPLOY_USER", DEPLOY_USER)
                     .var("ROOT", &paths.root)
                     .var("RELEASE", &deployment.id)
-                    .var("REPO_URL", &url)
-                    .var("BRANCH", &site.repository_branch);
+                    .var("REPO_URL", &source.url)
+                    .var("BRANCH", &site.repository_branch)
+                    .var("COMMIT", &commit)
+                    .var("KEY_NAME", &source.key_name)
+                    .file_var("DEPLOY_KEY", source.deploy_key.as_deref().unwrap_or("").as_bytes());
                 let reported = run(fetch, ctx.cancel_receiver()).await?;
                 if let Some(commit) = reported.iter().find_map(|l| l.strip_prefix("slipway-commit ")) {
                     let mut parts = commit.splitn(3, '\t');
@@ -166,6 +222,7 @@ impl DeploySite {
         let mut start = Script::new("health check", include_str!("../scripts/deploy_start.sh"))
             .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
+            .var("LOG_DIR", &paths.log_dir)
             .var("RELEASE", &release)
             .var("KIND", if app { "app" } else { "files" })
             .var("WEB_DIR", &slipway_core::site_input::relative_path(&site.web_directory).map_err(JobError::failed)?)
@@ -197,6 +254,7 @@ impl DeploySite {
         // Files sites keep their nginx block (it points at `current`); apps get the new port.
         let conf = if app { nginx_conf(site, php, port)? } else { String::new() };
         let switch = Script::new("switch", include_str!("../scripts/deploy_switch.sh"))
+            .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
             .var("RELEASE", &release)
             .var("NGINX_NAME", &paths.conf_name)
@@ -220,6 +278,7 @@ impl DeploySite {
             keep.push(live);
             let paths = SitePaths::of(site)?;
             let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
+                .var("DEPLOY_USER", DEPLOY_USER)
                 .var("ROOT", &paths.root)
                 .var("KEEP", &keep.join(" "));
             let reported = run_script_with(engine, ctx, connection, server, &prune, ctx.cancel_receiver()).await?;
@@ -255,6 +314,7 @@ impl DeploySite {
         let Ok(paths) = SitePaths::of(site) else { return };
         let release = if deployment.release_of.is_some() { "" } else { deployment.id.as_str() };
         let script = Script::new("cleanup", include_str!("../scripts/deploy_cleanup.sh"))
+            .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
             .var("RELEASE", release)
             .var("PROGRAM", progress.started_program.as_deref().unwrap_or(""));

@@ -80,7 +80,8 @@ pub fn firewall_ruleset(ssh_port: u16, rules: &[(String, NetworkRuleSpec)]) -> R
          \t\tiif \"lo\" accept\n\
          \t\tct state established,related accept\n\
          \t\tct state invalid drop\n\
-         \t\tmeta l4proto { icmp, ipv6-icmp } accept\n",
+         \t\tmeta l4proto { icmp, ipv6-icmp } accept\n\
+         \t\tip6 saddr fe80::/10 udp sport 547 udp dport 546 accept comment \"dhcpv6 replies\"\n",
     );
     out.push_str(&format!("\t\ttcp dport {ssh_port} accept comment \"slipway ssh\"\n"));
     let mut ordered: Vec<&(String, NetworkRuleSpec)> = rules.iter().collect();
@@ -112,9 +113,12 @@ pub fn firewall_ruleset(ssh_port: u16, rules: &[(String, NetworkRuleSpec)]) -> R
     Ok(out)
 }
 
-const FIREWALL_UNIT: &str = "[Unit]\nDescription=Slipway firewall rules\nBefore=network-pre.target\n\
-    Wants=network-pre.target\n\n[Service]\nType=oneshot\nExecStart=/usr/sbin/nft -f /etc/slipway/firewall.nft\n\
-    RemainAfterExit=yes\n\n[Install]\nWantedBy=multi-user.target\n";
+/// Loads the rules early at boot, like Debian's nftables.service: without default
+/// dependencies, so it cannot join an ordering cycle (and be dropped) with cloud-init.
+const FIREWALL_UNIT: &str = "[Unit]\nDescription=Slipway firewall rules\nWants=network-pre.target\n\
+    Before=network-pre.target shutdown.target\nConflicts=shutdown.target\nDefaultDependencies=no\n\n\
+    [Service]\nType=oneshot\nRemainAfterExit=yes\nStandardInput=null\nProtectSystem=full\nProtectHome=true\n\
+    ExecStart=/usr/sbin/nft -f /etc/slipway/firewall.nft\n\n[Install]\nWantedBy=sysinit.target\n";
 
 /// The managed block of the deploy user's `authorized_keys`.
 pub fn authorized_keys_block(keys: &[(String, SshKeySpec)]) -> Result<String, String> {
@@ -190,6 +194,22 @@ pub async fn apply(
     outcome
 }
 
+/// Queues a sync for each kind of item that changed while it could not be applied (during the
+/// first provisioning, which had already read its list).
+pub async fn resync_pending(engine: &Engine, server: &Server) -> Result<(), JobError> {
+    for kind in [SSH_KEY, NETWORK_RULE] {
+        let (items, _) = engine.store.server_items(&server.id, kind, None).await.map_err(store_error)?;
+        if items.iter().any(|i| i.status != "installed") {
+            let spec = slipway_jobs::JobSpec::new(sync_job_kind(kind), ServerJob { server_id: server.id.clone() })
+                .resource(format!("server:{}", server.id))
+                .organization(server.organization_id.clone())
+                .idempotent(3);
+            slipway_jobs::enqueue(engine.store.as_ref(), spec).await.map_err(store_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// `server.sync-ssh-keys` / `server.sync-network-rules`.
 #[derive(Debug)]
 pub struct SyncItems {
@@ -199,6 +219,17 @@ pub struct SyncItems {
 
 #[async_trait]
 impl JobHandler for SyncItems {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        // Retries ran out with the worker gone: say so on the items still waiting.
+        let Ok(payload) = serde_json::from_str::<ServerJob>(&job.payload) else { return };
+        if let Ok((items, _)) = self.engine.store.server_items(&payload.server_id, self.kind, None).await {
+            let waiting: Vec<String> =
+                items.iter().filter(|i| i.status == "installing").map(|i| i.id.clone()).collect();
+            let reason = Some("interrupted (Slipway stopped while applying it); add it again or provision the server");
+            let _ = self.engine.store.set_server_items_status(&waiting, "failed", reason).await;
+        }
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: ServerJob = ctx.payload()?;
         let server = load_server(&self.engine, &job.server_id).await?;

@@ -19,13 +19,23 @@ pub const SERVER_PROVISION: &str = "server.provision";
 #[derive(Debug)]
 pub struct ProvisionServer(pub Engine);
 
-/// The provisioning script for a server's settings.
-pub fn provision_script(server: &Server) -> Script {
-    Script::new("provisioning", include_str!("../scripts/provision.sh"))
+/// The provisioning script for a server's settings (checked again here: they reach a package
+/// list).
+pub fn provision_script(server: &Server) -> Result<Script, JobError> {
+    let php_ok = server.php_version.as_deref().is_none_or(|v| {
+        v.len() <= 5
+            && v.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty() && !b.is_empty() && (a.to_owned() + b).bytes().all(|c| c.is_ascii_digit())
+            })
+    });
+    if !php_ok || !["mysql", "mariadb", "postgres", "none"].contains(&server.database_type.as_str()) {
+        return Err(JobError::failed("the server's php_version or database_type is invalid"));
+    }
+    Ok(Script::new("provisioning", include_str!("../scripts/provision.sh"))
         .var("DEPLOY_USER", DEPLOY_USER)
         .var("PHP_VERSION", server.php_version.as_deref().unwrap_or(""))
         .var("NODE", if server.node { "yes" } else { "no" })
-        .var("DATABASE", &server.database_type)
+        .var("DATABASE", &server.database_type))
 }
 
 impl ProvisionServer {
@@ -45,7 +55,7 @@ impl ProvisionServer {
                     )));
                 }
             }
-            run_script(engine, ctx, &connection, server, &provision_script(server)).await?;
+            run_script(engine, ctx, &connection, server, &provision_script(server)?).await?;
             ctx.log("info", "==> applying the firewall");
             items::apply(engine, ctx, &connection, server, NETWORK_RULE).await?;
             ctx.log("info", "==> installing SSH keys of the deploy user");
@@ -79,6 +89,7 @@ impl JobHandler for ProvisionServer {
         match self.provision(ctx, &server).await {
             Ok(()) => {
                 store.mark_provisioned(&server.id, now()).await.map_err(store_error)?;
+                items::resync_pending(&self.0, &server).await?;
                 ctx.log("info", "the server is active");
                 Ok(())
             }

@@ -60,6 +60,9 @@ pub struct SitePaths {
     pub conf_name: String,
     /// Prefix of the site's supervisor programs; one per port.
     pub program_prefix: String,
+    /// Where its app's output goes: root-owned, outside the deploy user's reach (supervisord
+    /// opens these files as root).
+    pub log_dir: String,
 }
 
 impl SitePaths {
@@ -70,6 +73,7 @@ impl SitePaths {
             root: format!("/home/{DEPLOY_USER}/{domain}"),
             conf_name: format!("slipway-{domain}.conf"),
             program_prefix: format!("slipway-{}", domain.replace('.', "_")),
+            log_dir: format!("/var/log/slipway/{domain}"),
             domain,
         })
     }
@@ -165,10 +169,11 @@ pub fn supervisor_program(paths: &SitePaths, release: &str, port: i64) -> String
     format!(
         "; Managed by Slipway.\n[program:{name}]\ncommand={root}/.slipway/start-{port}.sh\ndirectory={root}/releases/{release}\n\
          user={DEPLOY_USER}\nautostart=true\nautorestart=true\nstartsecs=1\nstopasgroup=true\nkillasgroup=true\n\
-         stopsignal=TERM\nstopwaitsecs=10\nstdout_logfile={root}/.slipway/app-{port}.log\nstdout_logfile_maxbytes=5MB\n\
+         stopsignal=TERM\nstopwaitsecs=10\nstdout_logfile={logs}/app-{port}.log\nstdout_logfile_maxbytes=5MB\n\
          stdout_logfile_backups=1\nredirect_stderr=true\n",
         name = paths.program(port),
         root = paths.root,
+        logs = paths.log_dir,
     )
 }
 
@@ -210,6 +215,7 @@ impl ApplySite {
         Ok(Script::new("site setup", include_str!("../scripts/site_apply.sh"))
             .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
+            .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)
             .file_var("NGINX_CONF", nginx_conf(site, php, app_port)?.as_bytes())
             .var("PHP_VERSION", php.unwrap_or(""))
@@ -256,7 +262,9 @@ impl JobHandler for RemoveSite {
         let paths = SitePaths::of(&site)?;
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
+            .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
+            .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)
             .var("PROGRAM_PREFIX", &paths.program_prefix)
             .var("PHP_VERSION", php.unwrap_or(""));
@@ -307,6 +315,7 @@ mod tests {
             last_deployed_at: None,
             current_release: None,
             active_port: None,
+            git_repository_id: None,
             created_at: now,
             updated_at: now,
         }

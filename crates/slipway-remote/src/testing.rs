@@ -93,10 +93,12 @@ impl Sshd {
 /// namespace's traffic, so provisioning can enable one without touching this machine's.
 ///
 /// The namespace shares this machine's files, so what provisioning installs lands here; tests
-/// that provision must run one at a time (the `provisioning` test group). Inside it, `reboot`,
-/// `shutdown` and `systemctl` are a harmless stand-in (bind-mounted in a private mount
-/// namespace) that records each call in `power_calls()`. Dropping the host ends every process
-/// in the namespace by PID and removes it.
+/// that provision must run one at a time (the `provisioning` test group). The host also has its
+/// own PID namespace (sshd is its init) and a private `/run`, so its service scripts cannot act
+/// on this machine's daemons through shared pid files; and `reboot`, `shutdown`, `halt`,
+/// `poweroff`, `systemctl` and `init` are a harmless stand-in there (bind-mounted in its private
+/// mount namespace) that records each call in `power_calls()`. Dropping the host ends its init,
+/// hence every process in it, then removes the network namespace.
 #[derive(Debug)]
 pub struct NetnsHost {
     pub name: String,
@@ -106,6 +108,8 @@ pub struct NetnsHost {
     pub gateway: String,
     pub dir: PathBuf,
     pub host_key_public: String,
+    /// `unshare` in this machine's PID namespace; its child is the namespace's init (sshd).
+    launcher: Option<Child>,
 }
 
 impl NetnsHost {
@@ -131,8 +135,10 @@ impl NetnsHost {
         std::fs::create_dir_all("/run/sshd").unwrap();
         // A /30 from 10.231.0.0/16 that nothing on this machine uses yet.
         let used = String::from_utf8(Command::new("ip").args(["-o", "addr"]).output().unwrap().stdout).unwrap();
+        // Start at a different place each time, so hosts started together do not pick one subnet.
+        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % 16383;
         let base = (0..16383u32)
-            .map(|n| (n.wrapping_mul(2654435761) % 16383) * 4)
+            .map(|n| ((n + start).wrapping_mul(2654435761) % 16383) * 4)
             .map(|off| (10u32 << 24) | (231 << 16) | off)
             .find(|net| !used.contains(&format!(" {}/", std::net::Ipv4Addr::from(net + 1))))
             .expect("a free /30");
@@ -145,6 +151,7 @@ impl NetnsHost {
         };
         ip(&["netns", "add", &name]);
         let mut host = NetnsHost {
+            launcher: None,
             name: name.clone(),
             address: address.clone(),
             gateway: gateway.clone(),
@@ -202,18 +209,25 @@ impl NetnsHost {
             std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
             wrappers.push_str(&format!("mount --bind {} {program}; ", wrapper.display()));
         }
-        // sshd daemonises; its children stay in the namespace, where drop finds them.
+        // Its own PID namespace (sshd is its init: when it ends, everything started there ends)
+        // and a private /run (pid files, supervisor's socket, init's sockets), so nothing done
+        // on the host can reach this machine's daemons or its init.
         let inside = format!(
-            "set -e; {fake_release}{wrappers}for f in /usr/sbin/reboot /usr/sbin/shutdown /usr/sbin/poweroff /usr/sbin/halt /bin/systemctl; do \
-             [ -e \"$f\" ] && mount --bind {stand_in} \"$f\"; done; exec /usr/sbin/sshd -f {config}",
+            "set -e; mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p /run/sshd /run/lock; {fake_release}{wrappers}\
+             for d in /usr/sbin /sbin /usr/bin /bin; do for n in reboot shutdown poweroff halt systemctl init telinit; do \
+             [ -e \"$d/$n\" ] && mount --bind {stand_in} \"$d/$n\"; done; done; \
+             exec /usr/sbin/sshd -D -f {config}",
             stand_in = stand_in.display(),
             config = dir.join("sshd_config").display()
         );
-        let status = Command::new("ip")
-            .args(["netns", "exec", &name, "unshare", "--mount", "--propagation", "private", "sh", "-c", &inside])
-            .status()
+        let launcher = Command::new("ip")
+            .args(["netns", "exec", &name, "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount"])
+            .args(["--propagation", "private", "sh", "-c", &inside])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
             .unwrap();
-        assert!(status.success(), "sshd did not start in {name}");
+        host.launcher = Some(launcher);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect((address.as_str(), 22)).is_err() {
             assert!(Instant::now() < deadline, "sshd did not listen within 10 s");
@@ -242,8 +256,13 @@ impl NetnsHost {
     /// Ends every SSH connection to the host (the per-connection sshd processes), as a network
     /// failure would; the listener stays.
     pub fn drop_sessions(&self) {
-        let listener = std::fs::read_to_string(self.dir.join("sshd.pid")).unwrap();
-        let _ = Command::new("pkill").args(["-KILL", "-P", listener.trim()]).status();
+        // The listener is the namespace's init, the launcher's only child (host PIDs here: the
+        // pid file holds the namespace's own numbering).
+        let Some(launcher) = &self.launcher else { return };
+        let out = Command::new("pgrep").args(["-P", &launcher.id().to_string()]).output().unwrap();
+        for listener in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("pkill").args(["-KILL", "-P", listener]).status();
+        }
     }
 
     /// Processes in the namespace whose name is `name`.
@@ -267,6 +286,11 @@ impl NetnsHost {
 
 impl Drop for NetnsHost {
     fn drop(&mut self) {
+        // Ending the launcher kills the namespace's init, and with it every process there.
+        if let Some(mut launcher) = self.launcher.take() {
+            let _ = launcher.kill();
+            let _ = launcher.wait();
+        }
         // Only processes inside our namespace: everything there was started by this test.
         for _ in 0..50 {
             let pids = self.pids();

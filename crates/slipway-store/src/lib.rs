@@ -249,7 +249,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         kind: &str,
         page: Option<PageRequest>,
     ) -> StoreResult<(Vec<ServerItem>, u64)>;
-    /// Sets the status (and reason) of these items; items not among them are left alone.
+    /// Sets the status (and reason) of these items; items not among them are left alone, and an
+    /// item being removed keeps `removing` (unless that is the status set).
     async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Deletes these items if they are still being removed (status `removing`).
     async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()>;
@@ -289,6 +290,39 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_site_env(&self, site_id: &str, key: &str) -> StoreResult<bool>;
     /// All of a site's variables, by key.
     async fn site_env(&self, site_id: &str) -> StoreResult<Vec<SiteEnvVar>>;
+
+    // --- git ---
+
+    async fn insert_git_provider(&self, provider: &GitProvider) -> StoreResult<()>;
+    async fn git_provider(&self, id: &str) -> StoreResult<Option<GitProvider>>;
+    /// The providers of these organisations, oldest first.
+    async fn git_providers_of(
+        &self,
+        organization_ids: &[String],
+        page: PageRequest,
+    ) -> StoreResult<(Vec<GitProvider>, u64)>;
+    async fn delete_git_provider(&self, id: &str) -> StoreResult<bool>;
+
+    async fn insert_git_repository(&self, repository: &GitRepository) -> StoreResult<()>;
+    async fn git_repository(&self, id: &str) -> StoreResult<Option<GitRepository>>;
+    async fn git_repository_by_webhook(&self, webhook_uuid: &str) -> StoreResult<Option<GitRepository>>;
+    async fn git_repositories_of(
+        &self,
+        organization_ids: &[String],
+        page: PageRequest,
+    ) -> StoreResult<(Vec<GitRepository>, u64)>;
+    async fn update_git_repository(&self, id: &str, changes: &GitRepositoryChanges) -> StoreResult<bool>;
+    async fn delete_git_repository(&self, id: &str) -> StoreResult<bool>;
+    /// Sites that deploy this repository.
+    async fn sites_of_repository(&self, repository_id: &str) -> StoreResult<Vec<Site>>;
+
+    async fn insert_webhook_delivery(&self, delivery: &WebhookDelivery) -> StoreResult<()>;
+    /// A site's webhook deliveries, newest first.
+    async fn webhook_deliveries_of_site(
+        &self,
+        site_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<WebhookDelivery>, u64)>;
 
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);

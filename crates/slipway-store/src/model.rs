@@ -320,6 +320,8 @@ pub struct Site {
     pub active_port: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The git repository it deploys (instead of `repository_url`), if any.
+    pub git_repository_id: Option<String>,
 }
 
 /// The editable fields of a site; `None` leaves a field as it is.
@@ -336,6 +338,7 @@ pub struct SiteChanges {
     pub health_check_timeout: Option<i64>,
     pub keep_releases: Option<i64>,
     pub suspended: Option<bool>,
+    pub git_repository_id: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -362,6 +365,8 @@ pub struct Deployment {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    /// The commit a push asked for (else the branch's newest).
+    pub requested_commit: Option<String>,
 }
 
 /// What a deployment learned or how it ended; `None` leaves a field as it is.
@@ -387,4 +392,60 @@ pub struct SiteEnvVar {
     pub value: Vec<u8>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GitProvider {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    /// `github`, `gitlab`, `bitbucket` or `generic`.
+    pub kind: String,
+    /// Sealed.
+    pub access_token: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GitRepository {
+    pub id: String,
+    pub organization_id: String,
+    pub provider_id: Option<String>,
+    pub kind: String,
+    /// Sealed.
+    pub url: Vec<u8>,
+    pub branch: String,
+    pub deploy_key_public: Option<String>,
+    /// Sealed.
+    pub deploy_key_private: Option<Vec<u8>>,
+    pub webhook_uuid: String,
+    /// Sealed; `None` while auto-deploy is off.
+    pub webhook_secret: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Changes to a repository; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct GitRepositoryChanges {
+    pub url: Option<Vec<u8>>,
+    pub branch: Option<String>,
+    pub deploy_key: Option<(String, Vec<u8>)>,
+    pub webhook_secret: Option<Option<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub repository_id: String,
+    pub site_id: Option<String>,
+    pub received_at: Timestamp,
+    pub event: Option<String>,
+    pub branch: Option<String>,
+    pub commit_sha: Option<String>,
+    /// `accepted`, `ignored` or `rejected`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub deployment_id: Option<String>,
 }

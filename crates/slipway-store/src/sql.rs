@@ -55,14 +55,25 @@ macro_rules! site_columns {
         "id, server_id, organization_id, domain, aliases, project_type, web_directory, repository_url, repository_branch, \
          deploy_script, app_command, health_check_path, health_check_status, health_check_timeout, zero_downtime, \
          keep_releases, app_port, status, status_reason, suspended, deployment_status, last_deployed_at, current_release, \
-         active_port, created_at, updated_at"
+         active_port, created_at, updated_at, git_repository_id"
     };
 }
 macro_rules! deployment_columns {
     () => {
         "id, site_id, server_id, organization_id, job_id, status, trigger_kind, triggered_by_user, triggered_by_token, \
          release_of, commit_sha, commit_message, commit_author, port, failed_step, failure_reason, release_present, \
-         created_at, started_at, finished_at"
+         created_at, started_at, finished_at, requested_commit"
+    };
+}
+macro_rules! git_repository_columns {
+    () => {
+        "id, organization_id, provider_id, kind, url, branch, deploy_key_public, deploy_key_private, webhook_uuid, \
+         webhook_secret, created_at, updated_at"
+    };
+}
+macro_rules! delivery_columns {
+    () => {
+        "id, repository_id, site_id, received_at, event, branch, commit_sha, outcome, reason, deployment_id"
     };
 }
 macro_rules! audit_columns {
@@ -919,7 +930,9 @@ macro_rules! impl_store {
                 }
                 let mut q = QueryBuilder::<$db>::new("UPDATE server_items SET status = ");
                 q.push_bind(status.to_string()).push(", status_reason = ").push_bind(reason.map(str::to_string));
-                q.push(", updated_at = ").push_bind(now()).push(" WHERE id IN (");
+                // An item being removed stays so: a sync that read it earlier must not revive it.
+                let guard = if status == "removing" { "" } else { "status <> 'removing' AND " };
+                q.push(", updated_at = ").push_bind(now()).push(" WHERE ").push(guard).push("id IN (");
                 push_id_list!(q, ids);
                 q.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
@@ -939,7 +952,7 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "INSERT INTO sites (", site_columns!(), ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
                      $15, $16, COALESCE((SELECT MAX(app_port) FROM sites WHERE server_id = $2), 19998) + 2, \
-                     $17, $18, $19, $20, $21, $22, $23, $24, $25"
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26"
                 ))
                 .bind(&v.id).bind(&v.server_id).bind(&v.organization_id).bind(&v.domain).bind(&v.aliases)
                 .bind(&v.project_type).bind(&v.web_directory).bind(&v.repository_url).bind(&v.repository_branch)
@@ -947,6 +960,7 @@ macro_rules! impl_store {
                 .bind(v.health_check_timeout).bind(v.zero_downtime).bind(v.keep_releases)
                 .bind(&v.status).bind(&v.status_reason).bind(v.suspended).bind(&v.deployment_status)
                 .bind(v.last_deployed_at).bind(&v.current_release).bind(v.active_port).bind(v.created_at).bind(v.updated_at)
+                .bind(&v.git_repository_id)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 self.site(&v.id).await?.ok_or_else(|| StoreError::Conflict("site vanished".into()))
             }
@@ -977,7 +991,8 @@ macro_rules! impl_store {
                      health_check_path = COALESCE($10, health_check_path), \
                      health_check_status = COALESCE($11, health_check_status), \
                      health_check_timeout = COALESCE($12, health_check_timeout), \
-                     keep_releases = COALESCE($13, keep_releases), suspended = COALESCE($14, suspended), updated_at = $15 \
+                     keep_releases = COALESCE($13, keep_releases), suspended = COALESCE($14, suspended), updated_at = $15, \
+                     git_repository_id = CASE WHEN $16 THEN $17 ELSE git_repository_id END \
                      WHERE id = $1",
                 )
                 .bind(id).bind(&c.aliases).bind(&c.web_directory)
@@ -986,6 +1001,7 @@ macro_rules! impl_store {
                 .bind(c.app_command.is_some()).bind(c.app_command.clone().flatten())
                 .bind(&c.health_check_path).bind(c.health_check_status).bind(c.health_check_timeout)
                 .bind(c.keep_releases).bind(c.suspended).bind(now())
+                .bind(c.git_repository_id.is_some()).bind(c.git_repository_id.clone().flatten())
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
@@ -1018,12 +1034,13 @@ macro_rules! impl_store {
             async fn insert_deployment(&self, v: &Deployment) -> StoreResult<()> {
                 sqlx::query(concat!(
                     "INSERT INTO deployments (", deployment_columns!(), ") VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
                 ))
                 .bind(&v.id).bind(&v.site_id).bind(&v.server_id).bind(&v.organization_id).bind(&v.job_id).bind(&v.status)
                 .bind(&v.trigger_kind).bind(&v.triggered_by_user).bind(&v.triggered_by_token).bind(&v.release_of)
                 .bind(&v.commit_sha).bind(&v.commit_message).bind(&v.commit_author).bind(v.port).bind(&v.failed_step)
                 .bind(&v.failure_reason).bind(v.release_present).bind(v.created_at).bind(v.started_at).bind(v.finished_at)
+                .bind(&v.requested_commit)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
@@ -1090,6 +1107,117 @@ macro_rules! impl_store {
             async fn site_env(&self, site_id: &str) -> StoreResult<Vec<SiteEnvVar>> {
                 sqlx::query_as("SELECT site_id, key, value, created_at, updated_at FROM site_env WHERE site_id = $1 ORDER BY key")
                     .bind(site_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn insert_git_provider(&self, v: &GitProvider) -> StoreResult<()> {
+                sqlx::query("INSERT INTO git_providers (id, organization_id, name, kind, access_token, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&v.id).bind(&v.organization_id).bind(&v.name).bind(&v.kind).bind(&v.access_token).bind(v.created_at).bind(v.updated_at)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn git_provider(&self, id: &str) -> StoreResult<Option<GitProvider>> {
+                sqlx::query_as("SELECT id, organization_id, name, kind, access_token, created_at, updated_at FROM git_providers WHERE id = $1")
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn git_providers_of(&self, organization_ids: &[String], page: PageRequest) -> StoreResult<(Vec<GitProvider>, u64)> {
+                if organization_ids.is_empty() {
+                    return Ok((Vec::new(), 0));
+                }
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM git_providers WHERE organization_id IN (");
+                push_id_list!(count, organization_ids);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(
+                    "SELECT id, organization_id, name, kind, access_token, created_at, updated_at FROM git_providers WHERE organization_id IN (",
+                );
+                push_id_list!(select, organization_ids);
+                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn delete_git_provider(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM git_providers WHERE id = $1")
+                    .bind(id).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_git_repository(&self, v: &GitRepository) -> StoreResult<()> {
+                sqlx::query(concat!("INSERT INTO git_repositories (", git_repository_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                    .bind(&v.id).bind(&v.organization_id).bind(&v.provider_id).bind(&v.kind).bind(&v.url).bind(&v.branch)
+                    .bind(&v.deploy_key_public).bind(&v.deploy_key_private).bind(&v.webhook_uuid).bind(&v.webhook_secret)
+                    .bind(v.created_at).bind(v.updated_at)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn git_repository(&self, id: &str) -> StoreResult<Option<GitRepository>> {
+                sqlx::query_as(concat!("SELECT ", git_repository_columns!(), " FROM git_repositories WHERE id = $1"))
+                    .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn git_repository_by_webhook(&self, webhook_uuid: &str) -> StoreResult<Option<GitRepository>> {
+                sqlx::query_as(concat!("SELECT ", git_repository_columns!(), " FROM git_repositories WHERE webhook_uuid = $1"))
+                    .bind(webhook_uuid).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn git_repositories_of(&self, organization_ids: &[String], page: PageRequest) -> StoreResult<(Vec<GitRepository>, u64)> {
+                if organization_ids.is_empty() {
+                    return Ok((Vec::new(), 0));
+                }
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM git_repositories WHERE organization_id IN (");
+                push_id_list!(count, organization_ids);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", git_repository_columns!(), " FROM git_repositories WHERE organization_id IN ("));
+                push_id_list!(select, organization_ids);
+                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_git_repository(&self, id: &str, c: &GitRepositoryChanges) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE git_repositories SET url = COALESCE($2, url), branch = COALESCE($3, branch), \
+                     deploy_key_public = CASE WHEN $4 THEN $5 ELSE deploy_key_public END, \
+                     deploy_key_private = CASE WHEN $4 THEN $6 ELSE deploy_key_private END, \
+                     webhook_secret = CASE WHEN $7 THEN $8 ELSE webhook_secret END, updated_at = $9 WHERE id = $1",
+                )
+                .bind(id).bind(&c.url).bind(&c.branch)
+                .bind(c.deploy_key.is_some()).bind(c.deploy_key.as_ref().map(|k| k.0.clone())).bind(c.deploy_key.as_ref().map(|k| k.1.clone()))
+                .bind(c.webhook_secret.is_some()).bind(c.webhook_secret.clone().flatten()).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_git_repository(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM git_repositories WHERE id = $1")
+                    .bind(id).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn sites_of_repository(&self, repository_id: &str) -> StoreResult<Vec<Site>> {
+                sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE git_repository_id = $1 ORDER BY id"))
+                    .bind(repository_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn insert_webhook_delivery(&self, v: &WebhookDelivery) -> StoreResult<()> {
+                sqlx::query(concat!("INSERT INTO webhook_deliveries (", delivery_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+                    .bind(&v.id).bind(&v.repository_id).bind(&v.site_id).bind(v.received_at).bind(&v.event).bind(&v.branch)
+                    .bind(&v.commit_sha).bind(&v.outcome).bind(&v.reason).bind(&v.deployment_id)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn webhook_deliveries_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<WebhookDelivery>, u64)> {
+                let rows: Vec<WebhookDelivery> = sqlx::query_as(concat!(
+                    "SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(site_id).bind(page.limit()).bind(page.offset())
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE site_id = $1")
+                    .bind(site_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
             }
 
             async fn close(&self) {

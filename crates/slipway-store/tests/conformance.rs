@@ -685,8 +685,10 @@ mod cases {
         assert_eq!((got.status.as_str(), got.status_reason.as_deref()), ("failed", Some("unreachable")));
         assert_eq!(store.server_item(&rule.id).await.unwrap().unwrap().status, "installing", "others untouched");
 
-        // Only items still being removed are deleted.
+        // Only items still being removed are deleted, and a late sync cannot revive one.
         store.set_server_items_status(std::slice::from_ref(&k1.id), "removing", None).await.unwrap();
+        store.set_server_items_status(std::slice::from_ref(&k1.id), "installed", None).await.unwrap();
+        assert_eq!(store.server_item(&k1.id).await.unwrap().unwrap().status, "removing");
         store.delete_removed_server_items(&[k1.id.clone(), k2.id.clone()]).await.unwrap();
         assert!(store.server_item(&k1.id).await.unwrap().is_none());
         assert!(store.server_item(&k2.id).await.unwrap().is_some());
@@ -725,6 +727,7 @@ mod cases {
             last_deployed_at: None,
             current_release: None,
             active_port: None,
+            git_repository_id: None,
             created_at: now(),
             updated_at: now(),
         }
@@ -752,6 +755,7 @@ mod cases {
             created_at: now(),
             started_at: None,
             finished_at: None,
+            requested_commit: None,
         }
     }
 
@@ -851,6 +855,90 @@ mod cases {
         assert!(store.site(&b.id).await.unwrap().is_none());
     }
 
+    pub async fn git_repositories_and_webhook_deliveries(db: &TestDatabase) {
+        let store = db.store().await;
+        let user = new_user("git@example.com");
+        let (org, other) = (slipway_core::new_id(), slipway_core::new_id());
+        store.create_user_with_organization(&user, &org, "Git", "owner").await.unwrap();
+        store.create_user_with_organization(&new_user("other@example.com"), &other, "Other", "owner").await.unwrap();
+        let provider = GitProvider {
+            id: slipway_core::new_id(),
+            organization_id: org.clone(),
+            name: "GitHub".into(),
+            kind: "github".into(),
+            access_token: Some(b"sealed-token".to_vec()),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.insert_git_provider(&provider).await.unwrap();
+        let repo = GitRepository {
+            id: slipway_core::new_id(),
+            organization_id: org.clone(),
+            provider_id: Some(provider.id.clone()),
+            kind: "github".into(),
+            url: b"sealed-url".to_vec(),
+            branch: "main".into(),
+            deploy_key_public: None,
+            deploy_key_private: None,
+            webhook_uuid: "hook-uuid-1".into(),
+            webhook_secret: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.insert_git_repository(&repo).await.unwrap();
+        assert_eq!(store.git_providers_of(std::slice::from_ref(&org), PAGE).await.unwrap().1, 1);
+        assert_eq!(store.git_repositories_of(std::slice::from_ref(&other), PAGE).await.unwrap().1, 0, "scoped");
+        let changes = GitRepositoryChanges {
+            deploy_key: Some(("ssh-ed25519 AAAA".into(), b"sealed-key".to_vec())),
+            webhook_secret: Some(Some(b"sealed-secret".to_vec())),
+            ..Default::default()
+        };
+        assert!(store.update_git_repository(&repo.id, &changes).await.unwrap());
+        let got = store.git_repository_by_webhook("hook-uuid-1").await.unwrap().unwrap();
+        assert_eq!(
+            (got.deploy_key_public.as_deref(), got.webhook_secret.as_deref()),
+            (Some("ssh-ed25519 AAAA"), Some(&b"sealed-secret"[..]))
+        );
+        let off = GitRepositoryChanges { webhook_secret: Some(None), ..Default::default() };
+        store.update_git_repository(&repo.id, &off).await.unwrap();
+        let got = store.git_repository(&repo.id).await.unwrap().unwrap();
+        assert_eq!((got.webhook_secret, got.deploy_key_public.is_some()), (None, true), "only the secret changed");
+
+        let s1 = server(&org, "web");
+        store.insert_server(&s1).await.unwrap();
+        let mut with_repo = site(&s1, "repo.example.com");
+        with_repo.git_repository_id = Some(repo.id.clone());
+        let with_repo = store.insert_site(&with_repo).await.unwrap();
+        store.insert_site(&site(&s1, "plain.example.com")).await.unwrap();
+        let using: Vec<String> =
+            store.sites_of_repository(&repo.id).await.unwrap().into_iter().map(|s| s.domain).collect();
+        assert_eq!(using, ["repo.example.com"]);
+        for outcome in ["rejected", "accepted"] {
+            let delivery = WebhookDelivery {
+                id: slipway_core::new_id(),
+                repository_id: repo.id.clone(),
+                site_id: Some(with_repo.id.clone()),
+                received_at: now(),
+                event: Some("push".into()),
+                branch: Some("main".into()),
+                commit_sha: Some("abc1234".into()),
+                outcome: outcome.into(),
+                reason: None,
+                deployment_id: None,
+            };
+            store.insert_webhook_delivery(&delivery).await.unwrap();
+        }
+        let (rows, total) = store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap();
+        assert_eq!((total, rows[0].outcome.as_str()), (2, "accepted"), "newest first");
+
+        // Deleting the repository leaves the site, without it; deleting a provider leaves repos.
+        assert!(store.delete_git_provider(&provider.id).await.unwrap());
+        assert_eq!(store.git_repository(&repo.id).await.unwrap().unwrap().provider_id, None);
+        assert!(store.delete_git_repository(&repo.id).await.unwrap());
+        assert_eq!(store.site(&with_repo.id).await.unwrap().unwrap().git_repository_id, None);
+        assert_eq!(store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap().1, 0);
+    }
+
     pub async fn reports_its_backend(db: &TestDatabase) {
         let store = db.store().await;
         let expected = match db {
@@ -896,6 +984,7 @@ conformance!(
     servers_are_scoped_to_organizations_and_pin_host_keys,
     server_items_are_listed_settled_and_removed,
     sites_deployments_and_environments,
+    git_repositories_and_webhook_deliveries,
 );
 
 #[tokio::test]

@@ -48,6 +48,20 @@ enum Command {
     /// A server's firewall rules
     #[command(subcommand)]
     NetworkRule(cli::NetworkRuleCommand),
+    /// Manage a server's sites
+    #[command(subcommand)]
+    Site(cli::sites::SiteCommand),
+    /// Deploy a site, streaming the log; fails when the deployment fails
+    Deploy(cli::sites::DeployArgs),
+    /// Switch a site back to a kept release, streaming the log
+    Rollback(cli::sites::RollbackArgs),
+    /// A site's deployments, newest first
+    Deployments(cli::sites::SiteRef),
+    /// Releases kept on the server for rollback, and the live one
+    Releases(cli::sites::SiteRef),
+    /// A site's environment variables
+    #[command(subcommand)]
+    Env(cli::sites::EnvCommand),
     /// Print the version
     Version,
     /// Print the OpenAPI document
@@ -115,6 +129,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(command) => cli::run(cli::server(command, &cli.client)),
         Command::SshKey(command) => cli::run(cli::ssh_key(command, &cli.client)),
         Command::NetworkRule(command) => cli::run(cli::network_rule(command, &cli.client)),
+        Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
+        Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),
+        Command::Rollback(args) => cli::run(cli::sites::rollback(args, &cli.client)),
+        Command::Deployments(site) => cli::run(cli::sites::deployments(site, &cli.client)),
+        Command::Releases(site) => cli::run(cli::sites::releases(site, &cli.client)),
+        Command::Env(command) => cli::run(cli::sites::env(command, &cli.client)),
         Command::Version => {
             println!("slipway {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -5,82 +5,16 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Api, Server, owner, temp_data_dir};
+use common::{Api, GitRepo, Server, owner, temp_data_dir};
 use reqwest::Method;
 use serde_json::{Value, json};
 use slipway_remote::testing::NetnsHost;
 
 const UNLIMITED: (&str, &str) = ("SLIPWAY_RATE_LIMIT_API", "1000000");
-
-/// A repository with a work tree, pushed to a bare copy that `git daemon` serves.
-struct GitRepo {
-    work: PathBuf,
-    daemon: Child,
-    pub url: String,
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl GitRepo {
-    fn serve(dir: &Path, listen: &str) -> GitRepo {
-        let work = dir.join("work");
-        let served = dir.join("served");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::create_dir_all(&served).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["config", "user.email", "dev@example.com"]);
-        git(&work, &["config", "user.name", "Dev"]);
-        git(&served, &["init", "-q", "--bare", "app.git"]);
-        let port = std::net::TcpListener::bind((listen, 0)).unwrap().local_addr().unwrap().port();
-        let daemon = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--informative-errors"])
-            .arg(format!("--base-path={}", served.display()))
-            .arg(format!("--listen={listen}"))
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((listen, port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        git(&work, &["remote", "add", "origin", served.join("app.git").to_str().unwrap()]);
-        GitRepo { work, daemon, url: format!("git://{listen}:{port}/app.git") }
-    }
-
-    /// Writes files, commits and pushes; returns the commit.
-    fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
-        for (path, content) in files {
-            let file = self.work.join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, content).unwrap();
-        }
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
-        git(&self.work, &["push", "-q", "-f", "origin", "main"]);
-        let out = Command::new("git").arg("-C").arg(&self.work).args(["rev-parse", "HEAD"]).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for GitRepo {
-    fn drop(&mut self) {
-        // The daemon and the helpers it forked per connection: its own process group.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.daemon.id())]).status();
-        let _ = self.daemon.wait();
-    }
-}
 
 /// A provisioned test host with Slipway and a served repository.
 struct Stage {
@@ -346,4 +280,194 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
     assert_eq!(back["status"], "succeeded", "{back}");
     assert_eq!(stage.get("app.example.com", "/").await.1, "app one\n");
     assert_eq!(stage.host.processes_named("python3"), 1);
+}
+
+/// Requests the site without pause until told to stop; counts successes and failures. Each
+/// request opens its own connection (no keep-alive), so a failure is the server's, not a
+/// client reusing a connection nginx was closing.
+async fn load(address: String, domain: &'static str, stop: tokio::sync::watch::Receiver<bool>) -> (u64, Vec<String>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap();
+    let (mut ok, mut failures) = (0u64, Vec::new());
+    while !*stop.borrow() {
+        match client.get(format!("http://{address}/")).header("host", domain).send().await {
+            Ok(r) if r.status() == 200 => match r.text().await {
+                Ok(body) if body.starts_with("version") => ok += 1,
+                Ok(body) => failures.push(format!("unexpected body {body:?}")),
+                Err(e) => failures.push(format!("body: {e}")),
+            },
+            Ok(r) => failures.push(format!("status {}", r.status())),
+            Err(e) => failures.push(format!("request: {e}")),
+        }
+    }
+    (ok, failures)
+}
+
+/// Zero downtime under load: for a static site and a generic app, 10 deploys and 3 rollbacks
+/// while clients request the site without pause; every single request must succeed.
+#[allow(clippy::print_stdout)] // the counts are the result worth seeing
+#[tokio::test]
+async fn ten_deploys_and_three_rollbacks_under_load_fail_no_request() {
+    let stage = Stage::new(&[]).await;
+    stage
+        .repo
+        .commit(&[("public/index.html", "version 0\n"), ("index.html", "version 0\n"), ("health.txt", "ok\n")], "v0");
+    let static_site = stage
+        .site(json!({"domain": "load-static.example.com", "project_type": "static", "web_directory": "public", "repository_url": stage.repo.url}))
+        .await;
+    let mut app = app_site("load-app.example.com", &stage.repo.url);
+    app["health_check_path"] = json!("/health.txt");
+    let app_site_path = stage.site(app).await;
+    for site in [&static_site, &app_site_path] {
+        let d = stage.deploy(site, "deploy", json!({})).await;
+        assert_eq!(d["status"], "succeeded", "{d}");
+    }
+
+    for (site, domain) in [(&static_site, "load-static.example.com"), (&app_site_path, "load-app.example.com")] {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let clients: Vec<_> =
+            (0..4).map(|_| tokio::spawn(load(stage.host.address.clone(), domain, stop.clone()))).collect();
+        let started = Instant::now();
+        for n in 1..=10 {
+            let content = format!("version {n}\n");
+            stage.repo.commit(&[("public/index.html", &content), ("index.html", &content)], &format!("v{n}"));
+            let d = stage.deploy(site, "deploy", json!({})).await;
+            assert_eq!(d["status"], "succeeded", "deploy {n}: {d}");
+            assert_eq!(stage.get(domain, "/").await.1, content, "deploy {n} is live");
+        }
+        for n in 1..=3 {
+            let d = stage.deploy(site, "rollback", json!({})).await;
+            assert_eq!(d["status"], "succeeded", "rollback {n}: {d}");
+        }
+        stop_tx.send(true).unwrap();
+        let (mut ok, mut failures) = (0, Vec::new());
+        for client in clients {
+            let (o, f) = client.await.unwrap();
+            ok += o;
+            failures.extend(f);
+        }
+        println!("{domain}: {ok} requests succeeded, {} failed, over {:?}", failures.len(), started.elapsed());
+        assert!(ok > 500, "the load was too light to prove anything: {ok} requests");
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed on {domain}: {:?}",
+            failures.len(),
+            ok + failures.len() as u64,
+            &failures[..failures.len().min(10)]
+        );
+    }
+}
+
+/// kill -9 of Slipway mid-deploy: after a restart the deployment ends failed (interrupted), the
+/// previous release still serves, and a new deploy succeeds.
+#[tokio::test]
+async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_serving() {
+    let mut stage = Stage::new(&[("SLIPWAY_JOB_LEASE_SECONDS", "2")]).await;
+    stage.repo.commit(&[("public/index.html", "version before\n")], "before");
+    let site = stage
+        .site(json!({"domain": "crash.example.com", "project_type": "static", "web_directory": "public", "repository_url": stage.repo.url}))
+        .await;
+    assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded");
+    stage.repo.commit(&[("public/index.html", "version after\n")], "after");
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building\nsleep 30\n"}))).await;
+    let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    let id = d["data"]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stage.log(&site, &id).await.contains("building") {
+        assert!(Instant::now() < deadline, "the deploy never reached its script");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut slipway = stage.slipway.take().unwrap();
+    Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
+    let _ = slipway.child.wait();
+    drop(slipway);
+    assert_eq!(stage.get("crash.example.com", "/").await.1, "version before\n");
+
+    let restarted = Server::start(&stage.dir, &[UNLIMITED, ("SLIPWAY_JOB_LEASE_SECONDS", "2")]).unwrap();
+    stage.api = Api { url: restarted.url.clone(), token: stage.api.token.clone() };
+    stage.slipway = Some(restarted);
+    let ended = stage.wait(&site, &id).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["failure_reason"].as_str()),
+        (Some("failed"), Some("interrupted")),
+        "{ended}"
+    );
+    let (_, s) = stage.api.call(Method::GET, &site, None).await;
+    assert_eq!(s["data"]["deployment_status"], "failed");
+    assert_eq!(stage.get("crash.example.com", "/").await.1, "version before\n", "the previous release still serves");
+
+    // The site is not locked: a new deploy succeeds (and prunes the half-built release).
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "true\n"}))).await;
+    let next = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+    assert_eq!(stage.get("crash.example.com", "/").await.1, "version after\n");
+    assert!(
+        !Path::new("/home/slipway/crash.example.com/releases").join(&id).exists(),
+        "the half-built release is gone"
+    );
+}
+
+/// A signed push deploys exactly the pushed commit (even when the branch has moved on since).
+#[tokio::test]
+async fn a_signed_push_deploys_the_pushed_commit() {
+    let stage = Stage::new(&[]).await;
+    let first = stage.repo.commit(&[("public/index.html", "pushed one\n")], "one");
+    let (status, repo) = stage
+        .api
+        .call(
+            Method::POST,
+            "/api/v1/git-repositories",
+            Some(json!({"url": stage.repo.url, "branch": "main", "kind": "github"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{repo}");
+    let repo_id = repo["data"]["id"].as_str().unwrap();
+    let (_, enabled) = stage
+        .api
+        .call(Method::POST, &format!("/api/v1/git-repositories/{repo_id}/enable-auto-deploy"), Some(json!({})))
+        .await;
+    let secret = enabled["data"]["webhook_secret"].as_str().unwrap().to_string();
+    let hook_path = enabled["data"]["webhook_url"].as_str().unwrap().split_once("/webhooks/").unwrap().1.to_string();
+    let site = stage
+        .site(json!({"domain": "hook.example.com", "project_type": "static", "web_directory": "public", "git_repository_id": repo_id}))
+        .await;
+
+    let push = |commit: String| {
+        let body = serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": commit})).unwrap();
+        let signature = slipway_core::webhook::sign(secret.as_bytes(), &body);
+        let url = format!("{}/webhooks/{hook_path}", stage.api.url);
+        async move {
+            let response = common::http()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-github-event", "push")
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, reply) = push(first.clone()).await;
+    assert_eq!(status, 202, "{reply}");
+    let d = stage.wait(&site, reply["data"]["deployments"][0]["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (d["status"].as_str(), d["trigger"].as_str(), d["commit_sha"].as_str()),
+        (Some("succeeded"), Some("webhook"), Some(first.as_str())),
+        "{d}"
+    );
+    assert_eq!(stage.get("hook.example.com", "/").await.1, "pushed one\n");
+
+    // Two more commits; the push names the middle one: that one is deployed, not the head.
+    let second = stage.repo.commit(&[("public/index.html", "pushed two\n")], "two");
+    stage.repo.commit(&[("public/index.html", "not pushed yet\n")], "three");
+    let (_, reply) = push(second.clone()).await;
+    let d = stage.wait(&site, reply["data"]["deployments"][0]["id"].as_str().unwrap()).await;
+    assert_eq!((d["status"].as_str(), d["commit_sha"].as_str()), (Some("succeeded"), Some(second.as_str())), "{d}");
+    assert_eq!(stage.get("hook.example.com", "/").await.1, "pushed two\n");
+
+    let (_, history) = stage.api.call(Method::GET, &format!("{site}/webhooks"), None).await;
+    assert_eq!(history["meta"]["total"], 2, "{history}");
+    assert_eq!(history["data"][0]["deployment_id"], d["id"]);
 }

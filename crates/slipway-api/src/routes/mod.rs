@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit_events;
+pub mod git;
 pub mod index;
 pub mod jwt_exchange;
 pub mod operations;

@@ -76,7 +76,9 @@ async fn find_item(state: &AppState, server: &Server, kind: &str, id: &str) -> R
 
 /// Marks an item for removal and queues the sync; on a server not provisioned yet, it goes at once.
 async fn remove_item(state: &AppState, server: &Server, item: &mut ServerItem) -> Result<Option<String>, ApiError> {
-    if server.provisioned_at.is_none() {
+    // While the first provisioning runs it may already have put the item on the server: mark it
+    // instead, and provisioning syncs again when it ends.
+    if server.provisioned_at.is_none() && server.status != "provisioning" {
         state.store.set_server_items_status(std::slice::from_ref(&item.id), "removing", None).await?;
         state.store.delete_removed_server_items(std::slice::from_ref(&item.id)).await?;
         item.status = "removed".into();

@@ -128,8 +128,38 @@ impl FromRequestParts<AppState> for VisibleServer {
     }
 }
 
+/// The organisation a new item goes in: the one asked for, the one the token is bound to, or
+/// the caller's only one (else a field error asks for it).
+pub(crate) async fn target_organization(
+    state: &AppState,
+    principal: &Principal,
+    asked: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Result<Option<String>, ApiError> {
+    Ok(match (asked, &principal.organization_id) {
+        (Some(a), Some(only)) if a != only => {
+            errors.add("organization_id", "This token is restricted to another organization.");
+            None
+        }
+        (Some(a), _) => Some(a.to_string()),
+        (None, Some(only)) => Some(only.clone()),
+        (None, None) => {
+            let orgs = visible_organizations(state, principal).await?;
+            if orgs.len() == 1 {
+                orgs.into_iter().next()
+            } else {
+                errors.add(
+                    "organization_id",
+                    "The organization_id is required when you belong to several organizations.",
+                );
+                None
+            }
+        }
+    })
+}
+
 /// The organisations whose servers a principal may list.
-async fn visible_organizations(state: &AppState, principal: &Principal) -> Result<Vec<String>, ApiError> {
+pub(crate) async fn visible_organizations(state: &AppState, principal: &Principal) -> Result<Vec<String>, ApiError> {
     Ok(match (&principal.organization_id, principal.kind) {
         // A token bound to one organization still needs its user to be a member of it (a
         // member removed since keeps the token, not the access).
@@ -225,6 +255,12 @@ pub async fn create_server(
     let user = UnixUser::parse(body.ssh_user.as_deref().unwrap_or("root"))
         .map_err(|m| errors.add("ssh_user", format!("The ssh_user {m}.")))
         .ok();
+    if user.as_ref().is_some_and(|u| u.as_str() == slipway_engine::items::DEPLOY_USER) {
+        errors.add(
+            "ssh_user",
+            "The ssh_user cannot be slipway: that is the deploy user, whose keys are managed through the API; log in as root or an admin user.",
+        );
+    }
     if body.ssh_port == Some(0) {
         errors.add("ssh_port", "The ssh_port must be between 1 and 65535.");
     }
@@ -242,26 +278,7 @@ pub async fn create_server(
             identity::check_label(&mut errors, field, v);
         }
     }
-    let organization_id = match (&body.organization_id, &principal.organization_id) {
-        (Some(asked), Some(only)) if asked != only => {
-            errors.add("organization_id", "This token is restricted to another organization.");
-            None
-        }
-        (Some(asked), _) => Some(asked.clone()),
-        (None, Some(only)) => Some(only.clone()),
-        (None, None) => {
-            let orgs = visible_organizations(&state, &principal).await?;
-            if orgs.len() == 1 {
-                orgs.into_iter().next()
-            } else {
-                errors.add(
-                    "organization_id",
-                    "The organization_id is required when you belong to several organizations.",
-                );
-                None
-            }
-        }
-    };
+    let organization_id = target_organization(&state, &principal, body.organization_id.as_deref(), &mut errors).await?;
     if principal.server_ids.is_some() {
         errors.add("organization_id", "A token restricted to some servers cannot create servers.");
     }

@@ -61,6 +61,8 @@ pub struct Repository {
     /// The URL with any credentials replaced by `***`.
     pub url: Option<String>,
     pub branch: String,
+    /// The git repository it deploys, when it uses one.
+    pub git_repository_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -115,7 +117,11 @@ fn site_resource(state: &AppState, s: &Site, operation_id: Option<String>) -> Si
         aliases: serde_json::from_str(&s.aliases).unwrap_or_default(),
         project_type: s.project_type.clone(),
         web_directory: s.web_directory.clone(),
-        repository: Repository { url, branch: s.repository_branch.clone() },
+        repository: Repository {
+            url,
+            branch: s.repository_branch.clone(),
+            git_repository_id: s.git_repository_id.clone(),
+        },
         deploy_script: s.deploy_script.clone(),
         app_command: s.app_command.clone(),
         health_check: HealthCheck {
@@ -210,7 +216,10 @@ pub struct CreateSite {
     /// Git URL the server fetches: `https://…`, `ssh://…`, `git@host:path`, `git://…` or an
     /// absolute path on the server. Credentials in it are stored encrypted.
     pub repository_url: Option<String>,
-    /// Default `main`.
+    /// A repository from `/git-repositories` (with its deploy key and push webhook) instead of
+    /// `repository_url`.
+    pub git_repository_id: Option<String>,
+    /// Default `main` (or the git repository's branch).
     pub branch: Option<String>,
     /// Runs in each new release as the deploy user before it goes live; a default per type.
     pub deploy_script: Option<String>,
@@ -320,8 +329,23 @@ pub async fn create_site(
     )
     .unwrap_or_default();
     let url = checked(&mut errors, "repository_url", body.repository_url.as_deref(), site_input::git_url);
-    let branch = checked(&mut errors, "branch", Some(body.branch.as_deref().unwrap_or("main")), site_input::git_branch)
-        .unwrap_or_default();
+    let repository = match &body.git_repository_id {
+        Some(id) => match state.store.git_repository(id).await? {
+            Some(r) if r.organization_id == v.server.organization_id => Some(r),
+            _ => {
+                errors.add("git_repository_id", "No such git repository in this server's organization.");
+                None
+            }
+        },
+        None => None,
+    };
+    if url.is_some() && body.git_repository_id.is_some() {
+        errors.add("repository_url", "Give repository_url or git_repository_id, not both.");
+    }
+    let default_branch = repository.as_ref().map_or("main", |r| r.branch.as_str());
+    let branch =
+        checked(&mut errors, "branch", Some(body.branch.as_deref().unwrap_or(default_branch)), site_input::git_branch)
+            .unwrap_or_default();
     let deploy_script =
         body.deploy_script.clone().unwrap_or_else(|| engine_sites::default_deploy_script(project_type).to_string());
     check_script(&mut errors, "deploy_script", &deploy_script);
@@ -396,6 +420,7 @@ pub async fn create_site(
         last_deployed_at: None,
         current_release: None,
         active_port: None,
+        git_repository_id: repository.map(|r| r.id),
         created_at: at,
         updated_at: at,
     };
@@ -501,6 +526,7 @@ pub async fn update_site(
         health_check_timeout: body.health_check_timeout.map(i64::from),
         keep_releases: body.keep_releases.map(i64::from),
         suspended: None,
+        git_repository_id: None,
     };
     state.store.update_site(&v.site.id, &changes).await?;
     let site = state.store.site(&v.site.id).await?.ok_or(ApiError::NotFound)?;
@@ -641,6 +667,10 @@ pub struct DeployRequest {
     pub trigger: Option<String>,
 }
 
+fn has_repository(site: &Site) -> bool {
+    site.repository_url.is_some() || site.git_repository_id.is_some()
+}
+
 /// Queues a deployment (or rollback) of a site; the message says whether it waits behind one.
 pub(crate) async fn start_deployment(
     state: &AppState,
@@ -648,6 +678,7 @@ pub(crate) async fn start_deployment(
     principal: Option<&Principal>,
     trigger: &str,
     release_of: Option<String>,
+    requested_commit: Option<String>,
 ) -> Result<Accepted<DeploymentResource>, ApiError> {
     let (busy, _) =
         state.store.deployments_of_site(&site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
@@ -673,6 +704,7 @@ pub(crate) async fn start_deployment(
         created_at: now(),
         started_at: None,
         finished_at: None,
+        requested_commit,
     };
     state.store.insert_deployment(&deployment).await?;
     state.store.record_site_deployment(&site.id, "queued", None, None).await?;
@@ -717,7 +749,7 @@ pub async fn deploy_site(
     if v.site.status == "removing" {
         return Err(ApiError::validation("site", "The site is being removed."));
     }
-    let accepted = start_deployment(&state, &v.site, Some(&v.principal), &trigger, None).await?;
+    let accepted = start_deployment(&state, &v.site, Some(&v.principal), &trigger, None, None).await?;
     audit_site(&audit, &v.site, "site.deploy", Some(format!("deployment {}", accepted.data.id)));
     Ok(accepted)
 }
@@ -766,7 +798,8 @@ pub async fn rollback_site(
     if Some(target.id.as_str()) == current {
         return Err(ApiError::validation("release", "This release is already live."));
     }
-    let accepted = start_deployment(&state, &v.site, Some(&v.principal), "rollback", Some(target.id.clone())).await?;
+    let accepted =
+        start_deployment(&state, &v.site, Some(&v.principal), "rollback", Some(target.id.clone()), None).await?;
     audit_site(&audit, &v.site, "site.rollback", Some(format!("to release {}", target.id)));
     Ok(accepted)
 }
@@ -1037,8 +1070,8 @@ pub async fn set_env(
     }
     let keys: Vec<String> = body.variables.keys().cloned().collect();
     audit_site(&audit, &v.site, "site.env.set", Some(format!("keys {}", keys.join(", "))));
-    let deployment = if query.deploy == Some(true) && v.site.repository_url.is_some() {
-        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None).await?.data)
+    let deployment = if query.deploy == Some(true) && has_repository(&v.site) {
+        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None).await?.data)
     } else {
         None
     };
@@ -1067,8 +1100,8 @@ pub async fn delete_env(
         return Err(ApiError::NotFound);
     }
     audit_site(&audit, &v.site, "site.env.delete", Some(format!("key {}", ids.2)));
-    let deployment = if query.deploy == Some(true) && v.site.repository_url.is_some() {
-        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None).await?.data)
+    let deployment = if query.deploy == Some(true) && has_repository(&v.site) {
+        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None).await?.data)
     } else {
         None
     };

@@ -1,8 +1,10 @@
 //! The command-line client: `login`, `logout`, `whoami`, `token …`, `server …`, `ssh-key …`,
-//! `network-rule …`. It talks to a Slipway server over its API, with a token from the
+//! `network-rule …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
+//! `releases`, `env …`. It talks to a Slipway server over its API, with a token from the
 //! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod credentials;
+pub mod sites;
 
 use std::io::{BufRead, IsTerminal, Write};
 

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -191,4 +192,69 @@ pub async fn silent_peer() -> (u16, tokio::task::JoinHandle<()>) {
         }
     });
     (port, task)
+}
+
+/// A repository with a work tree, pushed to a bare copy that `git daemon` serves.
+pub struct GitRepo {
+    work: PathBuf,
+    daemon: Child,
+    pub url: String,
+}
+
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl GitRepo {
+    pub fn serve(dir: &Path, listen: &str) -> GitRepo {
+        let work = dir.join("work");
+        let served = dir.join("served");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&served).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["config", "user.email", "dev@example.com"]);
+        git(&work, &["config", "user.name", "Dev"]);
+        git(&served, &["init", "-q", "--bare", "app.git"]);
+        let port = std::net::TcpListener::bind((listen, 0)).unwrap().local_addr().unwrap().port();
+        let daemon = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--informative-errors"])
+            .arg(format!("--base-path={}", served.display()))
+            .arg(format!("--listen={listen}"))
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((listen, port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        git(&work, &["remote", "add", "origin", served.join("app.git").to_str().unwrap()]);
+        GitRepo { work, daemon, url: format!("git://{listen}:{port}/app.git") }
+    }
+
+    /// Writes files, commits and pushes; returns the commit.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            let file = self.work.join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(&self.work, &["push", "-q", "-f", "origin", "main"]);
+        let out = Command::new("git").arg("-C").arg(&self.work).args(["rev-parse", "HEAD"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for GitRepo {
+    fn drop(&mut self) {
+        // The daemon and the helpers it forked per connection: its own process group.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.daemon.id())]).status();
+        let _ = self.daemon.wait();
+    }
 }

@@ -1,0 +1,174 @@
+//! Git repositories and incoming push webhooks: every provider's signature format, valid,
+//! invalid and missing, pushes to other branches, and the site's delivery history. Deployments
+//! stay queued here (no worker); `crates/slipway/tests/deploy.rs` deploys a pushed commit for real.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::TestApp;
+use serde_json::{Value, json};
+use slipway_core::webhook::sign;
+use slipway_store::testing::TestDatabase;
+
+struct Hook {
+    app: TestApp,
+    token: String,
+    url: String,
+    secret: String,
+    site_path: String,
+}
+
+async fn setup(kind: &str) -> Hook {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user(&format!("{kind}@example.com")).await;
+    let repo = app
+        .post_as(
+            "/api/v1/git-repositories",
+            &owner.token,
+            json!({"url": "https://ci:hunter2-token@git.example.com/shop.git", "branch": "main", "kind": kind}),
+        )
+        .await;
+    assert_eq!(repo.status, StatusCode::CREATED, "{}", repo.text());
+    assert!(!repo.text().contains("hunter2-token"), "credentials are never shown");
+    let repo_id = repo.json()["data"]["id"].as_str().unwrap().to_string();
+    let enabled =
+        app.post_as(&format!("/api/v1/git-repositories/{repo_id}/enable-auto-deploy"), &owner.token, json!({})).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text());
+    let data = enabled.json()["data"].clone();
+    let webhook_url = data["webhook_url"].as_str().unwrap().to_string();
+    let path = webhook_url.split_once("/webhooks/").map(|(_, p)| format!("/webhooks/{p}")).unwrap();
+    let server = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "web", "provider": "custom", "ip_address": "192.0.2.5"}),
+        )
+        .await;
+    let server_id = server.json()["data"]["id"].as_str().unwrap().to_string();
+    app.state.store.mark_provisioned(&server_id, slipway_core::time::now()).await.unwrap();
+    let site = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/sites"),
+            &owner.token,
+            json!({"domain": "shop.example.com", "project_type": "static", "git_repository_id": repo_id}),
+        )
+        .await;
+    assert_eq!(site.status, StatusCode::CREATED, "{}", site.text());
+    assert_eq!(site.json()["data"]["repository"]["git_repository_id"], repo_id.as_str());
+    let site_path = format!("/api/v1/servers/{server_id}/sites/{}", site.json()["data"]["id"].as_str().unwrap());
+    Hook { app, token: owner.token, url: path, secret: data["webhook_secret"].as_str().unwrap().to_string(), site_path }
+}
+
+const COMMIT: &str = "5bdadde5389c5d1c97ed42c345ab6c84b84cf112";
+
+fn payload(kind: &str, branch: &str) -> Value {
+    match kind {
+        "bitbucket" => {
+            json!({"push": {"changes": [{"new": {"type": "branch", "name": branch, "target": {"hash": COMMIT}}}]}})
+        }
+        "generic" => json!({"branch": branch, "commit": COMMIT}),
+        _ => json!({"ref": format!("refs/heads/{branch}"), "after": COMMIT}),
+    }
+}
+
+impl Hook {
+    /// Delivers a push the way the provider would, with the signature computed from `secret`.
+    async fn deliver(&self, kind: &str, body: &Value, secret: Option<&str>) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let mut request = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(&self.url)
+            .header("content-type", "application/json");
+        let (event_header, event) = match kind {
+            "github" => ("x-github-event", "push"),
+            "gitlab" => ("x-gitlab-event", "Push Hook"),
+            "bitbucket" => ("x-event-key", "repo:push"),
+            _ => ("x-generic-event", "push"),
+        };
+        request = request.header(event_header, event);
+        if let Some(secret) = secret {
+            request = match kind {
+                "gitlab" => request.header("x-gitlab-token", secret),
+                "github" => request.header("x-hub-signature-256", sign(secret.as_bytes(), &bytes)),
+                "bitbucket" => request.header("x-hub-signature", sign(secret.as_bytes(), &bytes)),
+                _ => request.header("x-slipway-signature", sign(secret.as_bytes(), &bytes)),
+            };
+        }
+        let reply = self.app.send(request.body(axum::body::Body::from(bytes)).unwrap()).await;
+        (reply.status, reply.json())
+    }
+
+    async fn history(&self) -> Vec<Value> {
+        let reply = self.app.get_as(&format!("{}/webhooks", self.site_path), &self.token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()["data"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn every_provider_format_is_verified_and_recorded() {
+    for kind in ["github", "gitlab", "bitbucket", "generic"] {
+        let hook = setup(kind).await;
+        let push = payload(kind, "main");
+
+        // Valid: the pushed commit is deployed.
+        let (status, reply) = hook.deliver(kind, &push, Some(&hook.secret)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{kind}: {reply}");
+        let deployments = reply["data"]["deployments"].as_array().unwrap().clone();
+        assert_eq!(deployments.len(), 1, "{kind}: {reply}");
+        assert_eq!(deployments[0]["trigger"], "webhook");
+        let stored = hook.app.state.store.deployment(deployments[0]["id"].as_str().unwrap()).await.unwrap().unwrap();
+        assert_eq!(stored.requested_commit.as_deref(), Some(COMMIT), "{kind}: the pushed commit is the one deployed");
+
+        // Invalid signature and missing signature: 401, nothing deployed.
+        let (status, reply) = hook.deliver(kind, &push, Some("not-the-secret")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{kind}: {reply}");
+        let (status, reply) = hook.deliver(kind, &push, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{kind}: {reply}");
+        assert!(reply["message"].as_str().unwrap().contains("header"), "{kind}: {reply}");
+        assert!(reply.get("data").is_none());
+
+        // A push to another branch: recorded, ignored.
+        let (status, reply) = hook.deliver(kind, &payload(kind, "feature/x"), Some(&hook.secret)).await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {reply}");
+        assert!(reply["data"]["deployments"].as_array().unwrap().is_empty());
+
+        let history = hook.history().await;
+        let outcomes: Vec<&str> = history.iter().map(|d| d["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["ignored", "rejected", "rejected", "accepted"], "{kind}: newest first: {history:?}");
+        assert_eq!(history[3]["deployment_id"], deployments[0]["id"]);
+        assert_eq!(history[3]["commit_sha"], COMMIT);
+        assert!(history[0]["reason"].as_str().unwrap().contains("feature/x"));
+        assert!(history[1]["reason"].as_str().unwrap().contains("no "), "{kind}: {:?}", history[1]);
+        let list = hook.app.get_as(&format!("{}/deployments", hook.site_path), &hook.token).await;
+        assert_eq!(list.json()["meta"]["total"], 1, "{kind}: only the valid push deployed");
+    }
+}
+
+#[tokio::test]
+async fn unknown_hooks_and_disabled_auto_deploy_are_refused() {
+    let hook = setup("github").await;
+    let push = payload("github", "main");
+    let unknown = Hook { url: "/webhooks/git-repository/nosuchrepository".into(), ..setup("github").await };
+    let (status, _) = unknown.deliver("github", &push, Some(&hook.secret)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let repos = hook.app.get_as("/api/v1/git-repositories", &hook.token).await;
+    let repo_id = repos.json()["data"][0]["id"].as_str().unwrap().to_string();
+    let off = hook
+        .app
+        .post_as(&format!("/api/v1/git-repositories/{repo_id}/disable-auto-deploy"), &hook.token, json!({}))
+        .await;
+    assert_eq!(off.json()["data"]["auto_deploy"], false);
+    let (status, reply) = hook.deliver("github", &push, Some(&hook.secret)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("Auto-deploy is off"));
+
+    // A deploy key: the public half is shown, the private half never.
+    let key =
+        hook.app.post_as(&format!("/api/v1/git-repositories/{repo_id}/setup-deploy-key"), &hook.token, json!({})).await;
+    assert_eq!(key.status, StatusCode::OK, "{}", key.text());
+    let public = key.json()["data"]["deploy_key_public"].as_str().unwrap().to_string();
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
+    assert!(!key.text().contains("PRIVATE KEY"));
+}
