@@ -158,3 +158,62 @@ async fn environment_values_are_encrypted_masked_and_revealed_only_to_editors() 
     let missing = app.call(Method::DELETE, &format!("{env}/APP_ENV"), Some(&owner.token), None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn scheduled_deploys_wait_and_can_be_cancelled_and_logs_stream_as_events() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("schedule@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let created = app
+        .post_as(
+            &format!("/api/v1/servers/{server}/sites"),
+            &owner.token,
+            json!({"domain": "later.example.com", "project_type": "static", "repository_url": "https://example.com/a.git"}),
+        )
+        .await;
+    let site = format!("/api/v1/servers/{server}/sites/{}", created.json()["data"]["id"].as_str().unwrap());
+
+    for bad in ["tomorrow", "2000-01-01T00:00:00Z"] {
+        let reply = app.post_as(&format!("{site}/schedule-deploy"), &owner.token, json!({"at": bad})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", reply.text());
+    }
+    let at = (slipway_core::time::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let scheduled = app.post_as(&format!("{site}/schedule-deploy"), &owner.token, json!({"at": at})).await;
+    assert_eq!(scheduled.status, StatusCode::ACCEPTED, "{}", scheduled.text());
+    assert!(scheduled.json()["message"].as_str().unwrap().contains("scheduled"));
+    assert_eq!(scheduled.json()["data"]["trigger"], "schedule");
+    let job_id = scheduled.json()["data"]["operation_id"].as_str().unwrap().to_string();
+    let job = app.state.store.job(&job_id).await.unwrap().unwrap();
+    assert!(job.run_at > slipway_core::time::now() + chrono::Duration::minutes(100), "it waits until then");
+    let cancelled = app.post_as(&format!("{site}/cancel-scheduled-deploy"), &owner.token, json!({})).await;
+    assert_eq!(cancelled.json()["data"]["cancelled"].as_array().unwrap().len(), 1, "{}", cancelled.text());
+    let id = scheduled.json()["data"]["id"].as_str().unwrap().to_string();
+    let d = app.get_as(&format!("{site}/deployments/{id}"), &owner.token).await;
+    assert_eq!(d.json()["data"]["status"], "cancelled");
+
+    // The live log: lines as events, then the end with the deployment. (Written here by hand:
+    // there is no worker in this test.)
+    let deploy = app.post_as(&format!("{site}/deploy"), &owner.token, json!({})).await;
+    let d = deploy.json()["data"].clone();
+    let job = d["operation_id"].as_str().unwrap();
+    let lines =
+        vec![("stdout".to_string(), "==> fetching main".to_string()), ("stderr".to_string(), "warning: x".to_string())];
+    app.state.store.append_job_log(job, 1, &lines, slipway_core::time::now()).await.unwrap();
+    let end = slipway_store::DeploymentUpdate {
+        status: Some("succeeded".into()),
+        finished_at: Some(slipway_core::time::now()),
+        ..Default::default()
+    };
+    app.state.store.update_deployment(d["id"].as_str().unwrap(), &end).await.unwrap();
+    let stream =
+        app.get_as(&format!("{site}/deployments/{}/log/stream", d["id"].as_str().unwrap()), &owner.token).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let text = stream.text();
+    assert!(text.contains("event: line") && text.contains("id: 1") && text.contains("==> fetching main"), "{text}");
+    assert!(text.contains("event: end") && text.contains("succeeded"), "{text}");
+    let resumed = app
+        .get_as(&format!("{site}/deployments/{}/log/stream?after=1", d["id"].as_str().unwrap()), &owner.token)
+        .await
+        .text();
+    assert!(!resumed.contains("fetching main") && resumed.contains("warning: x"), "{resumed}");
+}

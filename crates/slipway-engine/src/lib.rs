@@ -23,7 +23,7 @@ pub use deploy::SITE_DEPLOY;
 pub use items::{SERVER_SYNC_NETWORK_RULES, SERVER_SYNC_SSH_KEYS};
 pub use provision::SERVER_PROVISION;
 pub use restart::SERVER_RESTART;
-pub use sites::{SITE_APPLY, SITE_REMOVE};
+pub use sites::{SITE_APPLY, SITE_ENV_PULL, SITE_REMOVE};
 pub use verify::{SERVER_VERIFY, VerifyServer};
 
 /// What every handler needs.
@@ -52,5 +52,6 @@ impl Engine {
             .register(SITE_APPLY, sites::ApplySite(self.clone()))
             .register(SITE_REMOVE, sites::RemoveSite(self.clone()))
             .register(SITE_DEPLOY, deploy::DeploySite(self.clone()))
+            .register(SITE_ENV_PULL, sites::PullEnv(self.clone()))
     }
 }

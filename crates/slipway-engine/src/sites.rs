@@ -380,3 +380,68 @@ mod tests {
         assert!(supervisor_program(&paths, "01REL", 20001).contains("[program:slipway-shop_example_com-20001]"));
     }
 }
+
+pub const SITE_ENV_PULL: &str = "site.env-pull";
+
+/// `site.env-pull`: reads the site's shared `.env` on the server and stores its variables
+/// (sealed), replacing those with the same keys. The file's content is never logged.
+#[derive(Debug)]
+pub struct PullEnv(pub Engine);
+
+#[async_trait]
+impl JobHandler for PullEnv {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        use slipway_remote::Transport;
+        let job: SiteJob = ctx.payload()?;
+        let engine = &self.0;
+        let site = load_site(engine, &job.site_id).await?;
+        let server = crate::session::load_server(engine, &site.server_id).await?;
+        let paths = SitePaths::of(&site)?;
+        let script = Script::new("env pull", "f=\"$ROOT/shared/.env\"\n[ -f \"$f\" ] || fail \"there is no .env on the server yet (deploy once first)\"\nas_user head -c 1048576 \"$f\" | base64 -w0\necho\n")
+            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("ROOT", &paths.root);
+        let connection = connect(engine, ctx, &server).await?;
+        let (mut encoded, mut errors) = (String::new(), Vec::new());
+        let result = connection
+            .run(
+                &script.text_for(&server.ssh_user),
+                &mut |stream, line| match stream {
+                    // Only the error lines are logged: stdout is the file, secrets included.
+                    slipway_remote::Stream::Stdout => encoded.push_str(line.trim()),
+                    slipway_remote::Stream::Stderr => errors.push(line.to_string()),
+                },
+                ctx.cancel_receiver(),
+                engine.command_idle,
+            )
+            .await;
+        connection.close().await;
+        for line in &errors {
+            ctx.log("stderr", line.clone());
+        }
+        let exit = result.map_err(|e| JobError::failed(format!("env pull: {e}")))?;
+        if !exit.success() {
+            let why =
+                errors.iter().rev().find_map(|l| l.strip_prefix("slipway-error: ")).unwrap_or("the command failed");
+            return Err(JobError::failed(format!("env pull failed: {why}")));
+        }
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .map_err(|_| JobError::failed("the server's answer was not readable"))?;
+        let text = String::from_utf8(bytes).map_err(|_| JobError::failed("the .env on the server is not UTF-8"))?;
+        let vars = slipway_core::dotenv::parse(&text)
+            .map_err(|e| JobError::failed(format!("the .env cannot be read: {e}")))?;
+        let mut imported = 0;
+        for (key, value) in vars {
+            if slipway_core::site_input::env_key(&key).is_err() || value.contains('\0') {
+                ctx.log("stderr", format!("skipped {key:?}: not a valid variable"));
+                continue;
+            }
+            let sealed = engine.secrets.seal(&crate::deploy::env_context(&site.id, &key), value.as_bytes());
+            engine.store.put_site_env(&site.id, &key, &sealed).await.map_err(store_error)?;
+            imported += 1;
+        }
+        ctx.log("info", format!("imported {imported} variables from the server's .env"));
+        Ok(())
+    }
+}

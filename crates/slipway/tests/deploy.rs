@@ -28,6 +28,7 @@ struct Stage {
 
 impl Stage {
     async fn new(envs: &[(&str, &str)]) -> Stage {
+        common::clean_test_host_files();
         let dir = temp_data_dir();
         let mut all = vec![UNLIMITED];
         all.extend_from_slice(envs);
@@ -96,6 +97,30 @@ impl Stage {
             .await
             .unwrap_or_else(|e| panic!("{domain}{path}: {e}"));
         (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+impl Stage {
+    /// Exactly one app process runs once the previous one has exited (a stopped process can take
+    /// a moment to be gone from the process table).
+    async fn settles_to_one_app(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = self.host.processes_named("python3");
+            if n == 1 {
+                return;
+            }
+            if Instant::now() > deadline {
+                let ps = Command::new("ps").args(["-eo", "pid,ppid,stat,args"]).output().unwrap();
+                let ps = String::from_utf8_lossy(&ps.stdout)
+                    .lines()
+                    .filter(|l| l.contains("python3") || l.contains("supervisord"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!("{n} app processes run; expected exactly one:\n{ps}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -260,7 +285,7 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
     assert_eq!(second["status"], "succeeded", "{second}");
     assert_eq!(stage.get("app.example.com", "/").await.1, "app two\n");
     // Only the new release's process runs once the old one has drained.
-    assert_eq!(stage.host.processes_named("python3"), 1);
+    stage.settles_to_one_app().await;
 
     // An app that never becomes healthy: the previous one keeps serving.
     stage.repo.commit(&[("index.html", "app three\n")], "app three");
@@ -273,13 +298,13 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
     );
     assert!(unhealthy["failure_reason"].as_str().unwrap().contains("answered 404"), "{unhealthy}");
     assert_eq!(stage.get("app.example.com", "/").await.1, "app two\n");
-    assert_eq!(stage.host.processes_named("python3"), 1, "the unhealthy process was stopped");
+    stage.settles_to_one_app().await; // the unhealthy process was stopped
     stage.api.call(Method::PUT, &site, Some(json!({"health_check_path": "/health.txt"}))).await;
 
     let back = stage.deploy(&site, "rollback", json!({})).await;
     assert_eq!(back["status"], "succeeded", "{back}");
     assert_eq!(stage.get("app.example.com", "/").await.1, "app one\n");
-    assert_eq!(stage.host.processes_named("python3"), 1);
+    stage.settles_to_one_app().await;
 }
 
 /// Requests the site without pause until told to stop; counts successes and failures. Each

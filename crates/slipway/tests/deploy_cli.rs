@@ -28,6 +28,7 @@ const GOOD_BUILD: &str = "test \"$GREETING\" = \"hello world\"\necho \"build: th
 
 #[tokio::test]
 async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
+    common::clean_test_host_files();
     let dir = temp_data_dir();
     let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
     let api = owner(&slipway).await;

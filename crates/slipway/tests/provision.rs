@@ -102,6 +102,7 @@ async fn fetch(address: &str, port: u16) -> Option<String> {
 
 #[tokio::test]
 async fn a_server_is_provisioned_for_real_and_its_keys_rules_and_services_are_managed() {
+    common::clean_test_host_files();
     let dir = temp_data_dir();
     let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
     let api = owner(&slipway).await;
@@ -299,6 +300,7 @@ async fn a_server_is_provisioned_for_real_and_its_keys_rules_and_services_are_ma
 
 #[tokio::test]
 async fn an_unsupported_operating_system_fails_with_the_reason() {
+    common::clean_test_host_files();
     let dir = temp_data_dir();
     let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
     let api = owner(&slipway).await;
@@ -321,6 +323,7 @@ async fn an_unsupported_operating_system_fails_with_the_reason() {
 
 #[tokio::test]
 async fn provisioning_interrupted_by_kill_9_is_completed_after_restart() {
+    common::clean_test_host_files();
     let dir = temp_data_dir();
     let lease = [("SLIPWAY_JOB_LEASE_SECONDS", "2"), UNLIMITED];
     let mut slipway = Server::start(&dir, &lease).unwrap();
@@ -358,6 +361,7 @@ async fn provisioning_interrupted_by_kill_9_is_completed_after_restart() {
 
 #[tokio::test]
 async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
+    common::clean_test_host_files();
     let dir = temp_data_dir();
     let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
     let api = owner(&slipway).await;
@@ -416,6 +420,7 @@ async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
 
 #[tokio::test]
 async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_a_reason_in_time() {
+    common::clean_test_host_files();
     let dir = temp_data_dir();
     let timeouts = [UNLIMITED, ("SLIPWAY_SSH_CONNECT_TIMEOUT_SECONDS", "2"), ("SLIPWAY_COMMAND_IDLE_SECONDS", "3")];
     let slipway = Server::start(&dir, &timeouts).unwrap();

@@ -582,7 +582,7 @@ pub async fn receive_push(
         } else if pushed.1.is_none() {
             record(Some(&site.id), "ignored", Some("the branch was deleted".into()), Some(&pushed), None)
         } else {
-            let started = start_deployment(&state, site, None, "webhook", None, pushed.1.clone()).await?;
+            let started = start_deployment(&state, site, None, "webhook", None, pushed.1.clone(), None).await?;
             let d = record(Some(&site.id), "accepted", None, Some(&pushed), Some(&started.data.id));
             deployments.push(started.data);
             d

@@ -152,9 +152,24 @@ async fn enqueue_site_job(
     attempts: i64,
     id: Option<String>,
 ) -> Result<String, ApiError> {
+    enqueue_site_job_at(state, site, kind, payload, attempts, id, None).await
+}
+
+async fn enqueue_site_job_at(
+    state: &AppState,
+    site: &Site,
+    kind: &str,
+    payload: impl Serialize,
+    attempts: i64,
+    id: Option<String>,
+    run_at: Option<slipway_core::time::Timestamp>,
+) -> Result<String, ApiError> {
     let mut spec = slipway_jobs::JobSpec::new(kind, payload)
         .resource(format!("site:{}", site.id))
         .organization(site.organization_id.clone());
+    if let Some(at) = run_at {
+        spec = spec.at(at);
+    }
     if attempts > 1 {
         spec = spec.idempotent(attempts);
     }
@@ -679,6 +694,7 @@ pub(crate) async fn start_deployment(
     trigger: &str,
     release_of: Option<String>,
     requested_commit: Option<String>,
+    run_at: Option<slipway_core::time::Timestamp>,
 ) -> Result<Accepted<DeploymentResource>, ApiError> {
     let (busy, _) =
         state.store.deployments_of_site(&site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
@@ -710,13 +726,16 @@ pub(crate) async fn start_deployment(
     state.store.record_site_deployment(&site.id, "queued", None, None).await?;
     // Not retried: a deployment interrupted half-way is reported, and the user deploys again.
     let payload = DeployJob { deployment_id: deployment.id.clone() };
-    enqueue_site_job(state, site, slipway_engine::SITE_DEPLOY, payload, 1, Some(deployment.job_id.clone())).await?;
-    let message = if waiting {
-        "Queued behind the deployment in progress; it starts when that one ends."
+    enqueue_site_job_at(state, site, slipway_engine::SITE_DEPLOY, payload, 1, Some(deployment.job_id.clone()), run_at)
+        .await?;
+    let message = if let Some(at) = run_at {
+        format!("Deployment scheduled for {}.", at.to_rfc3339())
+    } else if waiting {
+        "Queued behind the deployment in progress; it starts when that one ends.".to_string()
     } else {
-        "Deployment queued."
+        "Deployment queued.".to_string()
     };
-    Ok(Accepted { message: message.into(), data: (&deployment).into() })
+    Ok(Accepted { message, data: (&deployment).into() })
 }
 
 /// Deploy the site's branch: fetch, build, start and health-check the new release, then switch
@@ -749,7 +768,7 @@ pub async fn deploy_site(
     if v.site.status == "removing" {
         return Err(ApiError::validation("site", "The site is being removed."));
     }
-    let accepted = start_deployment(&state, &v.site, Some(&v.principal), &trigger, None, None).await?;
+    let accepted = start_deployment(&state, &v.site, Some(&v.principal), &trigger, None, None, None).await?;
     audit_site(&audit, &v.site, "site.deploy", Some(format!("deployment {}", accepted.data.id)));
     Ok(accepted)
 }
@@ -799,7 +818,7 @@ pub async fn rollback_site(
         return Err(ApiError::validation("release", "This release is already live."));
     }
     let accepted =
-        start_deployment(&state, &v.site, Some(&v.principal), "rollback", Some(target.id.clone()), None).await?;
+        start_deployment(&state, &v.site, Some(&v.principal), "rollback", Some(target.id.clone()), None, None).await?;
     audit_site(&audit, &v.site, "site.rollback", Some(format!("to release {}", target.id)));
     Ok(accepted)
 }
@@ -1071,7 +1090,7 @@ pub async fn set_env(
     let keys: Vec<String> = body.variables.keys().cloned().collect();
     audit_site(&audit, &v.site, "site.env.set", Some(format!("keys {}", keys.join(", "))));
     let deployment = if query.deploy == Some(true) && has_repository(&v.site) {
-        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None).await?.data)
+        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None, None).await?.data)
     } else {
         None
     };
@@ -1101,9 +1120,190 @@ pub async fn delete_env(
     }
     audit_site(&audit, &v.site, "site.env.delete", Some(format!("key {}", ids.2)));
     let deployment = if query.deploy == Some(true) && has_repository(&v.site) {
-        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None).await?.data)
+        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None, None).await?.data)
     } else {
         None
     };
     Ok(Data { data: EnvChange { keys: vec![], deployment } })
+}
+
+// --- scheduled deploys ---
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDeploy {
+    /// When to deploy, RFC 3339 (e.g. `2026-12-01T02:00:00Z`); within a year from now.
+    pub at: String,
+}
+
+/// Deploy at a given time. The deployment is `queued` until then (listed with the others), and
+/// runs like any deploy; `cancel-scheduled-deploy` drops it.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/schedule-deploy", tag = "deployments",
+    params(("server" = String, Path), ("site" = String, Path)),
+    request_body = ScheduleDeploy,
+    security(("token" = ["site:deploy"])),
+    responses((status = 202, body = Accepted<DeploymentResource>))
+)]
+pub async fn schedule_deploy(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+    Json(body): Json<ScheduleDeploy>,
+) -> Result<Accepted<DeploymentResource>, ApiError> {
+    v.authorize(&state, Action::Deploy).await?;
+    let at = chrono::DateTime::parse_from_rfc3339(body.at.trim())
+        .map_err(|_| ApiError::validation("at", "The at field must be an RFC 3339 time, e.g. 2026-12-01T02:00:00Z."))?
+        .with_timezone(&Utc);
+    if at <= now() || at > now() + chrono::Duration::days(366) {
+        return Err(ApiError::validation("at", "The at field must be in the future, within a year."));
+    }
+    if !has_repository(&v.site) {
+        return Err(ApiError::validation("repository_url", "The site has no repository to deploy."));
+    }
+    let accepted = start_deployment(&state, &v.site, Some(&v.principal), "schedule", None, None, Some(at)).await?;
+    audit_site(&audit, &v.site, "site.schedule-deploy", Some(format!("deployment {} at {at}", accepted.data.id)));
+    Ok(accepted)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelledSchedule {
+    /// The scheduled deployments that were cancelled.
+    pub cancelled: Vec<String>,
+}
+
+/// Cancel the site's scheduled deployments that have not started.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/cancel-scheduled-deploy", tag = "deployments",
+    params(("server" = String, Path), ("site" = String, Path)),
+    security(("token" = ["site:deploy"])),
+    responses((status = 200, body = Data<CancelledSchedule>))
+)]
+pub async fn cancel_scheduled_deploy(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+) -> Result<Data<CancelledSchedule>, ApiError> {
+    v.authorize(&state, Action::Deploy).await?;
+    let mut cancelled = Vec::new();
+    let mut page = 1;
+    loop {
+        let (rows, _) =
+            state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest { page, per_page: 100 }).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for d in rows.iter().filter(|d| d.trigger_kind == "schedule" && d.status == "queued") {
+            if state.store.cancel_job(&d.job_id, now()).await? == slipway_store::CancelOutcome::Cancelled {
+                let update = slipway_store::DeploymentUpdate {
+                    status: Some("cancelled".into()),
+                    failure_reason: Some("scheduled deploy cancelled".into()),
+                    finished_at: Some(now()),
+                    ..Default::default()
+                };
+                state.store.update_deployment(&d.id, &update).await?;
+                cancelled.push(d.id.clone());
+            }
+        }
+        page += 1;
+    }
+    audit_site(&audit, &v.site, "site.cancel-scheduled-deploy", Some(format!("{} cancelled", cancelled.len())));
+    Ok(Data { data: CancelledSchedule { cancelled } })
+}
+
+// --- live log ---
+
+/// The deployment's log as server-sent events: one `line` event per log line (its data is the
+/// line as JSON, with `seq`), as they arrive, then one `end` event with the deployment. Resume
+/// with `?after=SEQ` (or the `Last-Event-ID` header).
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/sites/{site}/deployments/{deployment}/log/stream", tag = "deployments",
+    params(("server" = String, Path), ("site" = String, Path), ("deployment" = String, Path), LogQuery),
+    security(("token" = ["site:read"])),
+    responses((status = 200, content_type = "text/event-stream", description = "Server-sent events"))
+)]
+pub async fn deployment_log_stream(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    ids: axum::extract::Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<LogQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    v.authorize(&state, Action::Read).await?;
+    let d = find_deployment(&state, &v, &ids.2).await?;
+    let resume = headers.get("last-event-id").and_then(|h| h.to_str().ok()).and_then(|s| s.parse::<i64>().ok());
+    let after = query.after.or(resume).unwrap_or(0).max(0);
+    /// Where the stream is: the last line sent, and whether the end was sent.
+    struct Cursor {
+        state: AppState,
+        deployment_id: String,
+        job_id: String,
+        after: i64,
+        done: bool,
+        pending: std::collections::VecDeque<Event>,
+    }
+    let cursor =
+        Cursor { state, deployment_id: d.id, job_id: d.job_id, after, done: false, pending: Default::default() };
+    let stream = futures_util::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(event) = c.pending.pop_front() {
+                return Some((Ok::<Event, std::convert::Infallible>(event), c));
+            }
+            if c.done {
+                return None;
+            }
+            // Read the deployment first: lines written before it ended are then all visible.
+            let deployment = c.state.store.deployment(&c.deployment_id).await.ok().flatten();
+            let lines = c.state.store.job_log(&c.job_id, c.after, 500).await.unwrap_or_default();
+            for line in &lines {
+                c.after = line.seq;
+                let data =
+                    serde_json::json!({"seq": line.seq, "at": line.at, "stream": line.stream, "line": line.line});
+                c.pending.push_back(Event::default().event("line").id(line.seq.to_string()).data(data.to_string()));
+            }
+            let ended =
+                deployment.as_ref().is_none_or(|d| matches!(d.status.as_str(), "succeeded" | "failed" | "cancelled"));
+            if ended && lines.is_empty() {
+                let data = deployment
+                    .as_ref()
+                    .map(|d| serde_json::to_string(&DeploymentResource::from(d)).unwrap_or_default());
+                c.pending.push_back(Event::default().event("end").data(data.unwrap_or_else(|| "{}".into())));
+                c.done = true;
+            } else if lines.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+// --- pulling the environment from the server ---
+
+/// Import the variables in the `.env` on the server (the site's shared `.env`) into Slipway,
+/// replacing those with the same keys. Runs as an operation; values never appear in its log.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/environment-variables/pull", tag = "environment",
+    params(("server" = String, Path), ("site" = String, Path)),
+    security(("token" = ["site:update"])),
+    responses((status = 202, body = Accepted<String>, description = "The operation id"))
+)]
+pub async fn pull_env(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+) -> Result<Accepted<String>, ApiError> {
+    v.authorize(&state, Action::Update).await?;
+    let operation = enqueue_site_job(
+        &state,
+        &v.site,
+        slipway_engine::SITE_ENV_PULL,
+        SiteJob { site_id: v.site.id.clone() },
+        1,
+        None,
+    )
+    .await?;
+    audit_site(&audit, &v.site, "site.env.pull", Some(format!("operation {operation}")));
+    Ok(Accepted { message: "Reading .env from the server.".into(), data: operation })
 }

@@ -258,3 +258,37 @@ impl Drop for GitRepo {
         let _ = self.daemon.wait();
     }
 }
+
+/// Removes what earlier test hosts left in this machine's files (they share them with the
+/// network-namespace hosts): site directories, nginx blocks, PHP pools and supervisor programs
+/// Slipway wrote. Otherwise a new host's supervisor would start an earlier test's apps. Only
+/// Slipway's own files; the tests that call this run one at a time.
+pub fn clean_test_host_files() {
+    let remove_matching = |dir: &str, keep: &[&str]| {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("slipway-") && !keep.contains(&name.as_str()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    };
+    remove_matching("/etc/supervisor/conf.d", &[]);
+    remove_matching("/etc/nginx/sites-enabled", &["slipway-default.conf"]);
+    remove_matching("/etc/nginx/sites-available", &["slipway-default.conf"]);
+    if let Ok(versions) = std::fs::read_dir("/etc/php") {
+        for version in versions.flatten() {
+            remove_matching(&format!("{}/fpm/pool.d", version.path().display()), &[]);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/home/slipway") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Sites are directories named after their domain; dotfiles (.ssh) stay.
+            if !name.starts_with('.') && name.contains('.') && entry.path().is_dir() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all("/var/log/slipway");
+}
