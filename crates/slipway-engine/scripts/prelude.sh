@@ -31,8 +31,9 @@ service_reload() {
     fi
 }
 
-# Reloads nginx gracefully and waits (up to 5 s) until workers with the new configuration run,
-# so that the next request is answered by it. Starts nginx when it is not running.
+# Reloads nginx gracefully and waits (up to 5 s) until the new configuration answers: workers
+# started after the reload run, and the old ones have stopped accepting (they finish their
+# requests as "shutting down"). Starts nginx when it is not running.
 nginx_reload() {
     master=$(cat /run/nginx.pid 2>/dev/null || true)
     if [ -z "$master" ] || ! kill -0 "$master" 2>/dev/null; then
@@ -42,13 +43,23 @@ nginx_reload() {
     before=$(pgrep -P "$master" | sort)
     service_reload nginx
     tries=0
-    while [ "$tries" -lt 50 ]; do
-        now=$(pgrep -P "$master" | sort)
-        [ -n "$(printf '%s\n' "$now" | grep -vxF -e "$before" || true)" ] && return 0
-        sleep 0.1
+    while [ "$tries" -lt 100 ]; do
         tries=$((tries + 1))
+        now=$(pgrep -P "$master" | sort)
+        if [ -z "$(printf '%s\n' "$now" | grep -vxF -e "$before" || true)" ]; then
+            sleep 0.05
+            continue
+        fi
+        accepting=
+        for pid in $before; do
+            if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'shutting down'; then
+                accepting=yes
+            fi
+        done
+        [ -z "$accepting" ] && return 0
+        sleep 0.05
     done
-    echo "warning: nginx was asked to reload but no new workers appeared within 5 s" >&2
+    echo "warning: nginx was asked to reload but its old workers still accepted requests after 5 s" >&2
 }
 
 service_restart() {

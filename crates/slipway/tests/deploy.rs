@@ -166,6 +166,20 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let parsed = slipway_core::dotenv::parse(&dotenv).unwrap();
     assert!(parsed.contains(&("QUOTED".to_string(), "a \"b\" $c\n#d".to_string())), "{dotenv}");
     assert_eq!(stage.get("static.example.com", "/.env").await.0, 403);
+    // Pulling reads the server's .env back: a variable removed in Slipway comes back exactly.
+    let (status, _) = stage.api.call(Method::DELETE, &format!("{site}/environment-variables/QUOTED"), None).await;
+    assert_eq!(status, 200);
+    let (status, pull) =
+        stage.api.call(Method::POST, &format!("{site}/environment-variables/pull"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{pull}");
+    let op = stage.api.finished(pull["data"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let op_log =
+        stage.api.call(Method::GET, &format!("/api/v1/operations/{}/log", op["id"].as_str().unwrap()), None).await.1;
+    assert!(!op_log.to_string().contains(secret), "the pull never logs values: {op_log}");
+    let (_, env) = stage.api.call(Method::GET, &format!("{site}/environment-variables?reveal=true"), None).await;
+    let quoted = env["data"].as_array().unwrap().iter().find(|v| v["key"] == "QUOTED").cloned();
+    assert_eq!(quoted.map(|v| v["value"].clone()), Some(json!("a \"b\" $c\n#d")), "{env}");
 
     // A second version, then a rollback to the first.
     stage.repo.commit(&[("public/index.html", "version two\n")], "second version");
@@ -237,7 +251,12 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(status, 202, "{reply}");
     assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
     let (code, body) = stage.get("static.example.com", "/").await;
-    assert_eq!(code, 503);
+    assert_eq!(
+        code,
+        503,
+        "{body}\n{}",
+        std::fs::read_to_string("/etc/nginx/sites-available/slipway-static.example.com.conf").unwrap_or_default()
+    );
     assert!(body.contains("maintenance"), "{body}");
     let (_, reply) = stage.api.call(Method::POST, &format!("{site}/resume"), Some(json!({}))).await;
     assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");

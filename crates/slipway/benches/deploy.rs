@@ -1,0 +1,204 @@
+//! Deploy benchmark (run by `bench/deploy`; needs root, like the end-to-end tests). Prints:
+//! (a) the time from `POST deploy` to `succeeded` for a static site over loopback SSH, next to
+//!     the same steps written by hand as one script sent over a single `ssh` invocation (the
+//!     floor), and their ratio;
+//! (b) requests served and failed while four clients load the site through ten deploys.
+//! No assertion on time: these are figures.
+
+#![allow(clippy::print_stdout)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{GitRepo, Server, owner, temp_data_dir};
+use reqwest::Method;
+use serde_json::json;
+use slipway_remote::testing::NetnsHost;
+
+const RUNS: usize = 10;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The floor: fetch, unpack, environment, deploy script, check, switch and prune, as one
+/// hand-written script over one `ssh` (the same work Slipway's steps do, without the API, the
+/// job queue, the separate steps or the bookkeeping).
+fn floor_script(url: &str, release: &str) -> String {
+    format!(
+        "set -eu\nroot=/home/slipway/floor.example.com\nrunuser -u slipway -- sh -eu -c '\n\
+         cd \"$1\"; mkdir -p releases shared\n\
+         if [ -d repo.git ]; then git -C repo.git fetch -q --prune --force origin \"+refs/heads/*:refs/heads/*\"; else git clone -q --mirror \"$2\" repo.git; fi\n\
+         mkdir releases/$3; git -C repo.git archive main | tar -x -C releases/$3\n\
+         printf \"APP_ENV=\\\"production\\\"\\n\" > shared/.env; ln -sfn ../../shared/.env releases/$3/.env\n\
+         (cd releases/$3 && true)\n\
+         test -d releases/$3/public\n\
+         ln -sfn releases/$3 current.new && mv -Tf current.new current\n\
+         ls -1t releases | tail -n +6 | while read old; do rm -rf \"releases/$old\"; done\n\
+         ' sh \"$root\" '{url}' '{release}'\n"
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    common::clean_test_host_files();
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[("SLIPWAY_RATE_LIMIT_API", "1000000"), ("SLIPWAY_LOG", "warn")]).unwrap();
+    let api = owner(&slipway).await;
+    let (_, created) = api
+        .call(
+            Method::POST,
+            "/api/v1/servers",
+            Some(json!({"name": "bench", "provider": "custom", "ip_address": "192.0.2.1"})),
+        )
+        .await;
+    let server = format!("/api/v1/servers/{}", created["data"]["id"].as_str().unwrap());
+    let bench_key = dir.join("bench_key");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&bench_key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bench_public = std::fs::read_to_string(bench_key.with_extension("pub")).unwrap();
+    let host =
+        NetnsHost::start(&[created["data"]["authorization"]["public_key"].as_str().unwrap(), bench_public.trim()]);
+    api.call(Method::PUT, &server, Some(json!({"ip_address": host.address}))).await;
+    let (_, op) = api.call(Method::POST, &format!("{server}/provision"), Some(json!({}))).await;
+    assert_eq!(
+        api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(300)).await["status"],
+        "succeeded"
+    );
+    let repo = GitRepo::serve(&dir.join("git"), &host.gateway);
+    repo.commit(&[("public/index.html", "version 0\n")], "v0");
+
+    let (_, site) = api
+        .call(
+            Method::POST,
+            &format!("{server}/sites"),
+            Some(json!({"domain": "bench.example.com", "project_type": "static", "web_directory": "public", "repository_url": repo.url})),
+        )
+        .await;
+    api.finished(site["data"]["operation_id"].as_str().unwrap()).await;
+    let site = format!("{server}/sites/{}", site["data"]["id"].as_str().unwrap());
+    api.call(
+        Method::POST,
+        &format!("{site}/environment-variables"),
+        Some(json!({"variables": {"APP_ENV": "production"}})),
+    )
+    .await;
+
+    let deploy = |n: usize| {
+        let (api, site, repo) = (&api, &site, &repo);
+        async move {
+            let content = format!("version {n}\n");
+            repo.commit(&[("public/index.html", &content)], &format!("v{n}"));
+            let started = Instant::now();
+            let (_, d) = api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+            let id = d["data"]["id"].as_str().unwrap().to_string();
+            loop {
+                let (_, d) = api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
+                match d["data"]["status"].as_str() {
+                    Some("succeeded") => return started.elapsed(),
+                    Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
+    };
+    deploy(0).await; // warm: the first one clones the mirror
+    let mut slipway_times = Vec::new();
+    for n in 1..=RUNS {
+        slipway_times.push(deploy(n).await);
+    }
+
+    Command::new("mkdir").args(["-p", "/home/slipway/floor.example.com"]).status().unwrap();
+    Command::new("chown").args(["slipway:slipway", "/home/slipway/floor.example.com"]).status().unwrap();
+    let ssh = |script: String| {
+        let started = Instant::now();
+        let mut child = Command::new("ssh")
+            .arg("-i")
+            .arg(&bench_key)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("root@{}", host.address))
+            .arg("sh -s")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "the floor script failed");
+        started.elapsed()
+    };
+    ssh(floor_script(&repo.url, "r0"));
+    let floor_times: Vec<Duration> = (1..=RUNS).map(|n| ssh(floor_script(&repo.url, &format!("r{n}")))).collect();
+
+    // (b) Load through ten deploys: every request counted.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (address, mut stop) = (host.address.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while !*stop.borrow_and_update() {
+                    let served =
+                        match client.get(format!("http://{address}/")).header("host", "bench.example.com").send().await
+                        {
+                            Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|b| b.starts_with("version")),
+                            _ => false,
+                        };
+                    if served { ok += 1 } else { failed += 1 }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let loaded_started = Instant::now();
+    let mut loaded_times = Vec::new();
+    for n in RUNS + 1..=RUNS * 2 {
+        loaded_times.push(deploy(n).await);
+    }
+    stop_tx.send(true).unwrap();
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    let loaded_for = loaded_started.elapsed();
+
+    let (s, f) = (median(slipway_times), median(floor_times));
+    println!("deploy of a static site over loopback SSH, median of {RUNS}:");
+    println!("  slipway POST deploy -> succeeded       {:>8.0} ms", s.as_secs_f64() * 1000.0);
+    println!("  hand-written script, one ssh (floor)   {:>8.0} ms", f.as_secs_f64() * 1000.0);
+    println!("  ratio slipway / floor                  {:>8.2}", s.as_secs_f64() / f.as_secs_f64());
+    println!("under load (4 clients, no keep-alive) through {RUNS} deploys in {:.1} s:", loaded_for.as_secs_f64());
+    println!("  deploy median                          {:>8.0} ms", median(loaded_times).as_secs_f64() * 1000.0);
+    println!("  requests served                        {ok:>8}");
+    println!("  requests failed                        {failed:>8}");
+    drop(repo);
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+    common::clean_test_host_files();
+}
