@@ -376,7 +376,6 @@ impl JobHandler for DeploySite {
                     .await
                     .map_err(store_error)?;
                 self.prune(ctx, &connection, &server, &site, &live.release).await;
-                connection.close().await;
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
                 ctx.flush_log().await;
@@ -391,7 +390,6 @@ impl JobHandler for DeploySite {
             Err(e) => {
                 ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
                 self.cleanup(ctx, &connection, &server, &site, &deployment, &progress, &uncancellable).await;
-                connection.close().await;
                 ctx.flush_log().await;
                 let update = failed_update(&e, progress.step);
                 finish(engine, &deployment, update).await?;

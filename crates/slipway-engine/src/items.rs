@@ -239,9 +239,7 @@ impl JobHandler for SyncItems {
             return Ok(());
         }
         let connection = connect(&self.engine, ctx, &server).await?;
-        let result = apply(&self.engine, ctx, &connection, &server, self.kind).await;
-        connection.close().await;
-        result
+        apply(&self.engine, ctx, &connection, &server, self.kind).await
     }
 }
 

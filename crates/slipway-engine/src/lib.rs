@@ -34,11 +34,19 @@ pub struct Engine {
     pub ssh: slipway_remote::SshTimeouts,
     /// Longest silence from a remote command before it is stopped.
     pub command_idle: Duration,
+    /// SSH connections kept open between jobs, one per server.
+    pub connections: Arc<session::ConnectionPool>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, secrets: SecretsKey) -> Self {
-        Engine { store, secrets, ssh: slipway_remote::SshTimeouts::default(), command_idle: Duration::from_secs(300) }
+        Engine {
+            store,
+            secrets,
+            ssh: slipway_remote::SshTimeouts::default(),
+            command_idle: Duration::from_secs(300),
+            connections: Arc::default(),
+        }
     }
 
     /// Every job kind Slipway knows, for the worker.

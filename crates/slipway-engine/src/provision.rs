@@ -42,7 +42,7 @@ impl ProvisionServer {
     async fn provision(&self, ctx: &JobContext, server: &Server) -> Result<(), JobError> {
         let engine = &self.0;
         let connection = connect(engine, ctx, server).await?;
-        let result = async {
+        async {
             let os = detect_os(engine, ctx, &connection).await?;
             engine.store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;
             match os.as_deref() {
@@ -61,9 +61,7 @@ impl ProvisionServer {
             ctx.log("info", "==> installing SSH keys of the deploy user");
             items::apply(engine, ctx, &connection, server, SSH_KEY).await
         }
-        .await;
-        connection.close().await;
-        result
+        .await
     }
 }
 

@@ -59,7 +59,6 @@ impl JobHandler for RestartServer {
             .var("REBOOT", if job.reboot { "yes" } else { "no" });
         let connection = connect(&self.0, ctx, &server).await?;
         let result = run_script(&self.0, ctx, &connection, &server, &script).await;
-        connection.close().await;
         if result.is_ok() && job.reboot {
             ctx.log("info", "reboot requested; the server is unreachable until it is back up");
         }

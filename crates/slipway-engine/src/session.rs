@@ -2,6 +2,10 @@
 //! first contact, remembering a changed one for an admin to accept), and run scripts with their
 //! output streamed into the job's log and a failure turned into a reason in words.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use slipway_core::server_input::{Host, UnixUser};
 use slipway_jobs::{JobContext, JobError};
 use slipway_remote::{RemoteError, SshConnection, SshTarget, Transport};
@@ -22,9 +26,85 @@ pub(crate) async fn load_server(engine: &Engine, id: &str) -> Result<Server, Job
     engine.store.server(id).await.map_err(store_error)?.ok_or_else(|| JobError::failed("the server was deleted"))
 }
 
-/// Connects and records what first contact learns; marks the server unreachable (with the
-/// reason) when it cannot be reached.
-pub async fn connect(engine: &Engine, ctx: &JobContext, server: &Server) -> Result<SshConnection, JobError> {
+/// A connection shared by the jobs of one server (each runs its scripts on channels of its own).
+pub type Connection = Arc<SshConnection>;
+
+/// Connections kept open between jobs, one per server and address: a job reuses one after
+/// checking it still works (a command round trip), else connects afresh. Unused ones are
+/// dropped after a while.
+#[derive(Default)]
+pub struct ConnectionPool {
+    open: Mutex<HashMap<String, (Connection, Instant)>>,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool").finish_non_exhaustive()
+    }
+}
+
+/// How long an unused connection is kept.
+const KEEP_IDLE: Duration = Duration::from_secs(120);
+
+impl ConnectionPool {
+    fn key(server: &Server) -> String {
+        format!("{}|{}|{}|{}", server.id, server.ip_address, server.ssh_port, server.ssh_user)
+    }
+
+    /// A kept connection to this server that presented the pinned key and still answers.
+    async fn reusable(&self, engine: &Engine, server: &Server) -> Option<Connection> {
+        let candidate = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.retain(|_, (c, used)| !c.is_closed() && used.elapsed() < KEEP_IDLE);
+            open.get(&Self::key(server)).map(|(c, _)| c.clone())
+        }?;
+        if server.host_key.as_deref() != Some(candidate.host_key.as_str()) {
+            self.forget(server);
+            return None;
+        }
+        let (_never, no_cancel) = tokio::sync::watch::channel(false);
+        let alive = tokio::time::timeout(
+            engine.ssh.connect,
+            candidate.run("true\n", &mut |_, _| {}, no_cancel, engine.ssh.connect),
+        )
+        .await;
+        if matches!(alive, Ok(Ok(ref exit)) if exit.success()) {
+            self.keep(server, &candidate);
+            Some(candidate)
+        } else {
+            self.forget(server);
+            None
+        }
+    }
+
+    fn keep(&self, server: &Server, connection: &Connection) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.insert(Self::key(server), (connection.clone(), Instant::now()));
+    }
+
+    fn forget(&self, server: &Server) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&Self::key(server));
+    }
+}
+
+/// A connection to the server: a kept one that still works, else a new one.
+pub async fn connect(engine: &Engine, ctx: &JobContext, server: &Server) -> Result<Connection, JobError> {
+    if let Some(connection) = engine.connections.reusable(engine, server).await {
+        ctx.log(
+            "info",
+            format!("using the open connection to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port),
+        );
+        return Ok(connection);
+    }
+    let connection = Arc::new(connect_new(engine, ctx, server).await?);
+    engine.connections.keep(server, &connection);
+    Ok(connection)
+}
+
+/// Connects afresh and records what first contact learns; marks the server unreachable (with
+/// the reason) when it cannot be reached. `verify` uses this directly: it checks the connection
+/// itself.
+pub async fn connect_new(engine: &Engine, ctx: &JobContext, server: &Server) -> Result<SshConnection, JobError> {
     let keypair = crate::keys::organization_keypair(engine.store.as_ref(), &engine.secrets, &server.organization_id)
         .await
         .map_err(|e| JobError::failed(e.to_string()))?;

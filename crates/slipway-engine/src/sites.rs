@@ -234,9 +234,7 @@ impl JobHandler for ApplySite {
         let result = async {
             let script = Self::script(&site, &server, site.active_port)?;
             let connection = connect(engine, ctx, &server).await?;
-            let result = run_script(engine, ctx, &connection, &server, &script).await;
-            connection.close().await;
-            result
+            run_script(engine, ctx, &connection, &server, &script).await
         }
         .await;
         let (status, reason) = match &result {
@@ -270,7 +268,6 @@ impl JobHandler for RemoveSite {
             .var("PHP_VERSION", php.unwrap_or(""));
         let connection = connect(engine, ctx, &server).await?;
         let result = run_script(engine, ctx, &connection, &server, &script).await;
-        connection.close().await;
         match result {
             Ok(()) => {
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
@@ -414,7 +411,6 @@ impl JobHandler for PullEnv {
                 engine.command_idle,
             )
             .await;
-        connection.close().await;
         for line in &errors {
             ctx.log("stderr", line.clone());
         }

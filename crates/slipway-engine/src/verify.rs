@@ -8,7 +8,7 @@ use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{SshConnection, Transport};
 
 use crate::Engine;
-use crate::session::{connect, load_server, store_error};
+use crate::session::{connect_new, load_server, store_error};
 
 pub const SERVER_VERIFY: &str = "server.verify";
 
@@ -67,7 +67,7 @@ impl JobHandler for VerifyServer {
         let job: ServerJob = ctx.payload()?;
         let store = &self.0.store;
         let server = load_server(&self.0, &job.server_id).await?;
-        let connection = connect(&self.0, ctx, &server).await?;
+        let connection = connect_new(&self.0, ctx, &server).await?;
         let os = detect_os(&self.0, ctx, &connection).await?;
         connection.close().await;
         store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;

@@ -243,12 +243,15 @@ pub struct CreateSite {
     /// Default `/`.
     pub health_check_path: Option<String>,
     /// Default 200.
+    #[schema(minimum = 100, maximum = 599)]
     pub health_check_status: Option<u16>,
     /// Seconds, default 30.
+    #[schema(minimum = 1, maximum = 600)]
     pub health_check_timeout: Option<u32>,
     /// Only `true` for now (releases with an atomic switch).
     pub zero_downtime: Option<bool>,
     /// Releases kept for rollback, 1 to 50; default 5.
+    #[schema(minimum = 1, maximum = 50)]
     pub keep_releases: Option<u32>,
 }
 
@@ -487,8 +490,11 @@ pub struct UpdateSite {
     pub deploy_script: Option<String>,
     pub app_command: Option<String>,
     pub health_check_path: Option<String>,
+    #[schema(minimum = 100, maximum = 599)]
     pub health_check_status: Option<u16>,
+    #[schema(minimum = 1, maximum = 600)]
     pub health_check_timeout: Option<u32>,
+    #[schema(minimum = 1, maximum = 50)]
     pub keep_releases: Option<u32>,
 }
 
