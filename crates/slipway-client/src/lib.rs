@@ -481,6 +481,12 @@ impl Client {
         Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&body)).await?.data)
     }
 
+    /// Starts importing the server's `.env`; returns the operation id.
+    pub async fn pull_env(&self, server: &str, site: &str) -> Result<String, ClientError> {
+        let path = format!("{}/environment-variables/pull", site_path(server, site));
+        Ok(self.expect::<Data<String>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+    }
+
     pub async fn unset_env_var(&self, server: &str, site: &str, key: &str, deploy: bool) -> Result<Value, ClientError> {
         let path = format!("{}/environment-variables/{}?deploy={deploy}", site_path(server, site), encode_segment(key));
         Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)

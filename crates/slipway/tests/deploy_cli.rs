@@ -131,6 +131,11 @@ async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
     assert!(ok, "{out}{err}");
     let (_, out, _) = run(&["env", "list", &server, &site]);
     assert!(out.contains("GREETING") && !out.contains("MODE"), "{out}");
+    // The server's .env still has MODE (from the last deploy): pulling brings it back.
+    let (ok, out, err) = run(&["env", "pull", &server, &site]);
+    assert!(ok && out.contains("imported"), "{out}{err}");
+    let (_, out, _) = run(&["env", "list", &server, &site, "--reveal"]);
+    assert!(out.contains("MODE=\"a=b\""), "{out}");
 
     // Suspend, resume, and delete (which also leaves this machine's nginx as it was).
     let (ok, out, err) = run(&["site", "suspend", &server, &site]);

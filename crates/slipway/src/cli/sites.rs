@@ -110,6 +110,11 @@ pub enum EnvCommand {
         #[arg(long)]
         deploy: bool,
     },
+    /// Import the variables in the .env on the server (replacing those with the same keys)
+    Pull {
+        #[command(flatten)]
+        site: SiteRef,
+    },
     /// Remove a variable
     Unset {
         #[command(flatten)]
@@ -495,7 +500,10 @@ fn variables(pairs: &[String], from_file: Option<&PathBuf>) -> anyhow::Result<BT
 impl EnvCommand {
     fn site(&self) -> &SiteRef {
         match self {
-            EnvCommand::List { site, .. } | EnvCommand::Set { site, .. } | EnvCommand::Unset { site, .. } => site,
+            EnvCommand::List { site, .. }
+            | EnvCommand::Set { site, .. }
+            | EnvCommand::Unset { site, .. }
+            | EnvCommand::Pull { site } => site,
         }
     }
 }
@@ -530,6 +538,11 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
                 eprintln!("Set {}.", vars.keys().cloned().collect::<Vec<_>>().join(", "));
             }
             (change, deploy)
+        }
+        EnvCommand::Pull { .. } => {
+            let op = client.pull_env(&server, &id).await?;
+            // The operation's log never holds values; it says how many were imported.
+            return ended_well(&follow_operation(&client, &op, output).await?);
         }
         EnvCommand::Unset { key, deploy, .. } => {
             let change = client.unset_env_var(&server, &id, &key, deploy).await?;
