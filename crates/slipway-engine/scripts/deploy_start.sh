@@ -27,9 +27,15 @@ supervisorctl start "$PROGRAM" >/dev/null 2>&1 || true
 step "health check: GET $HEALTH_PATH on port $PORT, expecting $HEALTH_STATUS"
 deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
 code=none
+last_said=$(date +%s)
 while [ "$(date +%s)" -lt "$deadline" ]; do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$HEALTH_PATH" || true)
     [ "$code" = "$HEALTH_STATUS" ] && { step "healthy"; exit 0; }
+    # A line now and then: a long wait is progress, not a silent (stalled) command.
+    if [ $(( $(date +%s) - last_said )) -ge 10 ]; then
+        echo "still waiting: answered ${code:-nothing} so far"
+        last_said=$(date +%s)
+    fi
     sleep 0.3
 done
 tail -n 5 "$LOG_DIR/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true

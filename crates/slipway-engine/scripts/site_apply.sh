@@ -12,8 +12,14 @@ put_file /var/www/slipway-default/slipway-maintenance.html 644 "$MAINTENANCE"
 if [ -n "$PHP_VERSION" ]; then
     step "configuring the PHP $PHP_VERSION pool"
     pool="/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME"
+    [ -e "$pool" ] && cp -p "$pool" "$pool.slipway-previous"
     put_file "$pool" 644 "$PHP_POOL"
-    "php-fpm$PHP_VERSION" -t >/dev/null 2>&1 || { rm -f "$pool"; fail "php-fpm rejects the pool configuration"; }
+    if ! "php-fpm$PHP_VERSION" -t >/dev/null 2>&1; then
+        # Put the previous pool back (or none), so the site's PHP keeps running.
+        if [ -e "$pool.slipway-previous" ]; then mv -f "$pool.slipway-previous" "$pool"; else rm -f "$pool"; fi
+        fail "php-fpm rejects the configuration; the previous pool is kept"
+    fi
+    rm -f "$pool.slipway-previous"
     service_reload "php$PHP_VERSION-fpm"
 fi
 

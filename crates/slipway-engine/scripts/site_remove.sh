@@ -1,9 +1,10 @@
 # Removes a site from the server: its app processes, nginx block, PHP pool and directory.
-# Inputs: DEPLOY_USER, ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX, PHP_VERSION.
+# Inputs: DEPLOY_USER, ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX, PORTS (the site's two app
+# ports), PHP_VERSION.
 step "stopping the site's processes"
-for conf in /etc/supervisor/conf.d/"$PROGRAM_PREFIX"-*.conf; do
-    [ -e "$conf" ] || continue
-    rm -f "$conf"
+# Exactly this site's two programs (a glob would also match a site whose domain extends this one).
+for port in $PORTS; do
+    rm -f "/etc/supervisor/conf.d/$PROGRAM_PREFIX-$port.conf"
 done
 command -v supervisorctl >/dev/null && supervisorctl update >/dev/null 2>&1 || true
 step "removing the nginx block"

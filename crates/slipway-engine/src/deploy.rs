@@ -66,6 +66,8 @@ struct Progress {
     /// The supervisor program started for the new release.
     started_program: Option<String>,
     switched: bool,
+    /// The switch began: from here on, what is live is whatever the server says.
+    switch_started: bool,
 }
 
 /// What went live.
@@ -262,6 +264,7 @@ impl DeploySite {
             .var("PHP_VERSION", php.unwrap_or(""))
             .var("OLD_PROGRAM", &old_program)
             .var("DRAIN_SECONDS", DRAIN_SECONDS);
+        progress.switch_started = true;
         run(switch, uncancellable.clone()).await?;
         progress.switched = true;
         Ok(Live { release, port })
@@ -312,6 +315,12 @@ impl DeploySite {
             return;
         }
         let Ok(paths) = SitePaths::of(site) else { return };
+        if progress.switch_started {
+            // Part of the switch may have happened: never stop the new app or remove the new
+            // release (nginx may already send traffic there); record what is live instead.
+            self.reconcile(ctx, connection, server, site, &paths, uncancellable).await;
+            return;
+        }
         let release = if deployment.release_of.is_some() { "" } else { deployment.id.as_str() };
         let script = Script::new("cleanup", include_str!("../scripts/deploy_cleanup.sh"))
             .var("DEPLOY_USER", DEPLOY_USER)
@@ -321,6 +330,43 @@ impl DeploySite {
         if let Err(e) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await {
             ctx.log("stderr", format!("cleaning up failed: {e}"));
         }
+    }
+}
+
+impl DeploySite {
+    /// Reads what the server serves now (the release `current` points at, the port nginx
+    /// proxies to) and records it on the site, after a switch that did not finish.
+    async fn reconcile(
+        &self,
+        ctx: &JobContext,
+        connection: &SshConnection,
+        server: &Server,
+        site: &Site,
+        paths: &SitePaths,
+        uncancellable: &tokio::sync::watch::Receiver<bool>,
+    ) {
+        let script = Script::new(
+            "reading what is live",
+            "release=$(readlink \"$ROOT/current\" 2>/dev/null | sed 's|^releases/||')\n\
+             port=$(grep -o 'proxy_pass http://127.0.0.1:[0-9]*' \"/etc/nginx/sites-available/$NGINX_NAME\" 2>/dev/null | grep -o '[0-9]*$' || true)\n\
+             printf 'slipway-live %s %s\\n' \"$release\" \"$port\"\n",
+        )
+        .var("ROOT", &paths.root)
+        .var("NGINX_NAME", &paths.conf_name);
+        let Ok(lines) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await else {
+            ctx.log("stderr", "could not read what is live after the failed switch; check the site");
+            return;
+        };
+        let Some(live) = lines.iter().find_map(|l| l.strip_prefix("slipway-live ")) else { return };
+        let mut parts = live.split(' ');
+        let release = parts.next().unwrap_or("").to_string();
+        let port = parts.next().and_then(|p| p.parse::<i64>().ok());
+        if release.is_empty() || !release.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return;
+        }
+        ctx.log("stderr", format!("the switch did not finish; live now: release {release}, port {port:?}"));
+        let status = site.deployment_status.as_deref().unwrap_or("running");
+        let _ = self.0.store.record_site_deployment(&site.id, status, Some((&release, port)), None).await;
     }
 }
 
@@ -388,7 +434,11 @@ impl JobHandler for DeploySite {
                 Ok(())
             }
             Err(e) => {
-                ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
+                if progress.switch_started {
+                    ctx.log("stderr", "==> the switch failed part-way; what is live is recorded below");
+                } else {
+                    ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
+                }
                 self.cleanup(ctx, &connection, &server, &site, &deployment, &progress, &uncancellable).await;
                 ctx.flush_log().await;
                 let update = failed_update(&e, progress.step);

@@ -34,7 +34,8 @@ pub type Connection = Arc<SshConnection>;
 /// dropped after a while.
 #[derive(Default)]
 pub struct ConnectionPool {
-    open: Mutex<HashMap<String, (Connection, Instant)>>,
+    /// Connection, last used, opened.
+    open: Mutex<HashMap<String, (Connection, Instant, Instant)>>,
 }
 
 impl std::fmt::Debug for ConnectionPool {
@@ -45,6 +46,9 @@ impl std::fmt::Debug for ConnectionPool {
 
 /// How long an unused connection is kept.
 const KEEP_IDLE: Duration = Duration::from_secs(120);
+/// How long any connection is used: a new one re-checks the login (a key removed from the
+/// server takes effect) and bounds what one connection accumulates.
+const MAX_AGE: Duration = Duration::from_secs(600);
 
 impl ConnectionPool {
     fn key(server: &Server) -> String {
@@ -55,8 +59,10 @@ impl ConnectionPool {
     async fn reusable(&self, engine: &Engine, server: &Server) -> Option<Connection> {
         let candidate = {
             let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.retain(|_, (c, used)| !c.is_closed() && used.elapsed() < KEEP_IDLE);
-            open.get(&Self::key(server)).map(|(c, _)| c.clone())
+            open.retain(|_, (c, used, opened)| {
+                !c.is_closed() && used.elapsed() < KEEP_IDLE && opened.elapsed() < MAX_AGE
+            });
+            open.get(&Self::key(server)).map(|(c, _, _)| c.clone())
         }?;
         if server.host_key.as_deref() != Some(candidate.host_key.as_str()) {
             self.forget(server);
@@ -79,7 +85,12 @@ impl ConnectionPool {
 
     fn keep(&self, server: &Server, connection: &Connection) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.insert(Self::key(server), (connection.clone(), Instant::now()));
+        let now = Instant::now();
+        let entry = open.entry(Self::key(server)).or_insert_with(|| (connection.clone(), now, now));
+        if !Arc::ptr_eq(&entry.0, connection) {
+            *entry = (connection.clone(), now, now);
+        }
+        entry.1 = now;
     }
 
     fn forget(&self, server: &Server) {

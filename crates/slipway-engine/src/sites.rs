@@ -265,6 +265,7 @@ impl JobHandler for RemoveSite {
             .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)
             .var("PROGRAM_PREFIX", &paths.program_prefix)
+            .var("PORTS", &format!("{} {}", site.app_port, site.app_port + 1))
             .var("PHP_VERSION", php.unwrap_or(""));
         let connection = connect(engine, ctx, &server).await?;
         let result = run_script(engine, ctx, &connection, &server, &script).await;

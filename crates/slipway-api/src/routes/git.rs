@@ -46,6 +46,17 @@ fn provider_token_context(id: &str) -> String {
     format!("git-provider-token:{id}")
 }
 
+/// Repositories and providers serve every site that uses them, so a token restricted to some
+/// sites or servers may read them but not change them.
+fn refuse_restricted(principal: &Principal) -> Result<(), ApiError> {
+    if principal.site_ids.is_some() || principal.server_ids.is_some() {
+        return Err(ApiError::Forbidden(
+            "A token restricted to some sites or servers cannot change git providers or repositories.".into(),
+        ));
+    }
+    Ok(())
+}
+
 // --- providers ---
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -148,6 +159,7 @@ pub async fn create_git_provider(
     errors.into_result()?;
     let org = org.expect("valid");
     principal.authorize_in(&state, &org, ability(Action::Create)).await?;
+    refuse_restricted(&principal)?;
     let id = slipway_core::new_id();
     let provider = GitProvider {
         access_token: body.access_token.map(|t| state.secrets.seal(&provider_token_context(&id), t.as_bytes())),
@@ -195,6 +207,7 @@ pub async fn delete_git_provider(
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     v.principal.authorize_in(&state, &v.provider.organization_id, ability(Action::Delete)).await?;
+    refuse_restricted(&v.principal)?;
     state.store.delete_git_provider(&v.provider.id).await?;
     audit.note(|n| {
         n.action = Some("git-provider.delete".into());
@@ -335,6 +348,7 @@ pub async fn create_git_repository(
     errors.into_result()?;
     let org = org.expect("valid");
     principal.authorize_in(&state, &org, ability(Action::Create)).await?;
+    refuse_restricted(&principal)?;
     let id = slipway_core::new_id();
     let repository = GitRepository {
         url: state.secrets.seal(&repository_url_context(&id), url.expect("valid").as_bytes()),
@@ -389,6 +403,7 @@ pub async fn delete_git_repository(
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Delete)).await?;
+    refuse_restricted(&v.principal)?;
     state.store.delete_git_repository(&v.repository.id).await?;
     audit.note(|n| {
         n.action = Some("git-repository.delete".into());
@@ -413,6 +428,7 @@ pub async fn setup_deploy_key(
     audit: AuditSlot,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
     v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Update)).await?;
+    refuse_restricted(&v.principal)?;
     let pair = slipway_remote::SshKeypair::generate();
     let sealed = state.secrets.seal(&deploy_key_context(&v.repository.id), pair.private_openssh().expose().as_bytes());
     let public = format!("{} slipway-deploy-key", pair.public_openssh());
@@ -449,6 +465,7 @@ pub async fn enable_auto_deploy(
     audit: AuditSlot,
 ) -> Result<Data<AutoDeploy>, ApiError> {
     v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Update)).await?;
+    refuse_restricted(&v.principal)?;
     let secret = slipway_core::token::random_base62(40);
     let sealed = state.secrets.seal(&webhook_secret_context(&v.repository.id), secret.as_bytes());
     let changes = GitRepositoryChanges { webhook_secret: Some(Some(sealed)), ..Default::default() };
@@ -475,6 +492,7 @@ pub async fn disable_auto_deploy(
     audit: AuditSlot,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
     v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Update)).await?;
+    refuse_restricted(&v.principal)?;
     let changes = GitRepositoryChanges { webhook_secret: Some(None), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {

@@ -765,10 +765,10 @@ pub async fn deploy_site(
     if !["api", "cli", "dashboard"].contains(&trigger.as_str()) {
         return Err(ApiError::validation("trigger", "The trigger must be api, cli or dashboard."));
     }
-    if v.site.repository_url.is_none() {
+    if !has_repository(&v.site) {
         return Err(ApiError::validation(
             "repository_url",
-            "The site has no repository to deploy; set repository_url.",
+            "The site has no repository to deploy; set repository_url or git_repository_id.",
         ));
     }
     if v.site.status == "removing" {
