@@ -6,6 +6,6 @@ for dir in "$ROOT"/releases/*; do
     id=${dir##*/}
     case " $KEEP " in *" $id "*) continue ;; esac
     [ "releases/$id" = "$current" ] && continue
-    as_user rm -rf -- "$dir"
+    as_user rm -rf -- "$dir" "$ROOT/.slipway/env-$id.sh"
     printf 'slipway-pruned %s\n' "$id"
 done

@@ -177,11 +177,11 @@ pub fn supervisor_program(paths: &SitePaths, release: &str, port: i64) -> String
     )
 }
 
-/// The script supervisor starts: the site's environment, `PORT`, then the app's command.
+/// The script supervisor starts: the release's environment, `PORT`, then the app's command.
 pub fn start_script(paths: &SitePaths, release: &str, port: i64, command: &str) -> String {
     let command = slipway_core::shell::quote(command).expect("commands hold no NUL");
     format!(
-        "#!/bin/sh\n# Managed by Slipway.\nset -a\n. {root}/.slipway/env.sh\nset +a\nexport PORT={port}\n\
+        "#!/bin/sh\n# Managed by Slipway.\nset -a\n. {root}/.slipway/env-{release}.sh\nset +a\nexport PORT={port}\n\
          cd {root}/releases/{release} || exit 1\nexec sh -c {command}\n",
         root = paths.root,
     )
@@ -381,7 +381,7 @@ mod tests {
 
 pub const SITE_ENV_PULL: &str = "site.env-pull";
 
-/// `site.env-pull`: reads the site's shared `.env` on the server and stores its variables
+/// `site.env-pull`: reads the live release's `.env` on the server and stores its variables
 /// (sealed), replacing those with the same keys. The file's content is never logged.
 #[derive(Debug)]
 pub struct PullEnv(pub Engine);
@@ -395,7 +395,7 @@ impl JobHandler for PullEnv {
         let site = load_site(engine, &job.site_id).await?;
         let server = crate::session::load_server(engine, &site.server_id).await?;
         let paths = SitePaths::of(&site)?;
-        let script = Script::new("env pull", "f=\"$ROOT/shared/.env\"\n[ -f \"$f\" ] || fail \"there is no .env on the server yet (deploy once first)\"\nas_user head -c 1048576 \"$f\" | base64 -w0\necho\n")
+        let script = Script::new("env pull", "f=\"$ROOT/current/.env\"\n[ -f \"$f\" ] || fail \"there is no .env on the server yet (deploy once first)\"\nas_user head -c 1048576 \"$f\" | base64 -w0\necho\n")
             .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root);
         let connection = connect(engine, ctx, &server).await?;

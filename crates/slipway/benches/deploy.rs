@@ -34,7 +34,7 @@ fn floor_script(url: &str, release: &str) -> String {
          cd \"$1\"; mkdir -p releases shared\n\
          if [ -d repo.git ]; then git -C repo.git fetch -q --prune --force origin \"+refs/heads/*:refs/heads/*\"; else git clone -q --mirror \"$2\" repo.git; fi\n\
          mkdir releases/$3; git -C repo.git archive main | tar -x -C releases/$3\n\
-         printf \"APP_ENV=\\\"production\\\"\\n\" > shared/.env; ln -sfn ../../shared/.env releases/$3/.env\n\
+         printf \"APP_ENV=\\\"production\\\"\\n\" > releases/$3/.env\n\
          (cd releases/$3 && true)\n\
          test -d releases/$3/public\n\
          ln -sfn releases/$3 current.new && mv -Tf current.new current\n\

@@ -162,7 +162,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert!(log.contains("building with APP_SECRET=********"), "{log}");
     assert!(!log.contains(secret), "the secret is masked in the log");
     // The .env on the server holds the values exactly, and is never served.
-    let dotenv = std::fs::read_to_string("/home/slipway/static.example.com/shared/.env").unwrap();
+    let dotenv = std::fs::read_to_string("/home/slipway/static.example.com/current/.env").unwrap();
     let parsed = slipway_core::dotenv::parse(&dotenv).unwrap();
     assert!(parsed.contains(&("QUOTED".to_string(), "a \"b\" $c\n#d".to_string())), "{dotenv}");
     assert_eq!(stage.get("static.example.com", "/.env").await.0, 403);
@@ -201,7 +201,17 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     stage.repo.commit(&[("public/index.html", "version three\n")], "third version");
     let (_, _) =
         stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo about to fail\nexit 3\n"}))).await;
+    stage
+        .api
+        .call(
+            Method::POST,
+            &format!("{site}/environment-variables"),
+            Some(json!({"variables": {"NEW_VAR": "not yet"}})),
+        )
+        .await;
     let failed = stage.deploy(&site, "deploy", json!({})).await;
+    let live_env = std::fs::read_to_string("/home/slipway/static.example.com/current/.env").unwrap();
+    assert!(!live_env.contains("NEW_VAR"), "a failed deploy leaves the live release's variables alone: {live_env}");
     assert_eq!(
         (failed["status"].as_str(), failed["failed_step"].as_str()),
         (Some("failed"), Some("build")),
