@@ -236,11 +236,8 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo started\nsleep 60\n"}))).await;
     let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
     let id = d["data"]["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stage.log(&site, &id).await.contains("started") {
-        assert!(Instant::now() < deadline, "the deploy script never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let started = || async { stage.log(&site, &id).await.contains("started") };
+    common::eventually(Duration::from_secs(60), "the deploy script started", started).await;
     let (status, reply) =
         stage.api.call(Method::POST, &format!("{site}/deployments/{id}/cancel"), Some(json!({}))).await;
     assert_eq!(status, 202, "{reply}");
@@ -248,7 +245,8 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
     assert!(!releases_dir.join(&id).exists());
-    assert_eq!(stage.host.processes_named("sleep"), 0, "the remote script was stopped");
+    let stopped = || async { stage.host.processes_named("sleep") == 0 };
+    common::eventually(Duration::from_secs(5), "the remote script was stopped", stopped).await;
 
     // Unlocked: the next deploy runs and succeeds.
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "true\n"}))).await;
@@ -438,11 +436,8 @@ async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building\nsleep 30\n"}))).await;
     let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
     let id = d["data"]["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stage.log(&site, &id).await.contains("building") {
-        assert!(Instant::now() < deadline, "the deploy never reached its script");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let building = || async { stage.log(&site, &id).await.contains("building") };
+    common::eventually(Duration::from_secs(60), "the deploy reached its script", building).await;
     let mut slipway = stage.slipway.take().unwrap();
     Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
     let _ = slipway.child.wait();

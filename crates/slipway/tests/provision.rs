@@ -335,11 +335,8 @@ async fn provisioning_interrupted_by_kill_9_is_completed_after_restart() {
     let op_id = op["data"]["id"].as_str().unwrap().to_string();
 
     // Kill Slipway once the script is running on the server.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !log_of(&api, &op_id).await.contains("==> ") {
-        assert!(Instant::now() < deadline, "provisioning never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let running = || async { log_of(&api, &op_id).await.contains("==> ") };
+    common::eventually(Duration::from_secs(60), "provisioning started", running).await;
     let (_, server) = api.call(Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
     assert_eq!(server["data"]["status"], "provisioning");
     Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
@@ -468,11 +465,8 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
     host.hang("service", true);
     let (_, op) = api.call(Method::POST, &format!("{server_path}/restart"), Some(json!({"services": ["nginx"]}))).await;
     let op_id = op["data"]["id"].as_str().unwrap().to_string();
-    let until = Instant::now() + Duration::from_secs(30);
-    while !log_of(&api, &op_id).await.contains("==> restarting nginx") {
-        assert!(Instant::now() < until, "the restart never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let restarting = || async { log_of(&api, &op_id).await.contains("==> restarting nginx") };
+    common::eventually(Duration::from_secs(30), "the restart started", restarting).await;
     host.drop_sessions();
     let started = Instant::now();
     let op = api.finished_within(&op_id, Duration::from_secs(60)).await;

@@ -292,3 +292,16 @@ pub fn clean_test_host_files() {
     }
     let _ = std::fs::remove_dir_all("/var/log/slipway");
 }
+
+/// Polls `check` until it holds; fails saying `what` did not happen within `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
