@@ -322,6 +322,8 @@ pub struct Site {
     pub updated_at: Timestamp,
     /// The git repository it deploys (instead of `repository_url`), if any.
     pub git_repository_id: Option<String>,
+    /// JSON array of relative paths kept across releases (linked from `shared/`).
+    pub shared_paths: String,
 }
 
 /// The editable fields of a site; `None` leaves a field as it is.
@@ -339,6 +341,8 @@ pub struct SiteChanges {
     pub keep_releases: Option<i64>,
     pub suspended: Option<bool>,
     pub git_repository_id: Option<Option<String>>,
+    pub shared_paths: Option<String>,
+    pub zero_downtime: Option<bool>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -367,6 +371,8 @@ pub struct Deployment {
     pub finished_at: Option<Timestamp>,
     /// The commit a push asked for (else the branch's newest).
     pub requested_commit: Option<String>,
+    /// `deploy`, `rollback` or `enable-zero-downtime`.
+    pub action: String,
 }
 
 /// What a deployment learned or how it ended; `None` leaves a field as it is.

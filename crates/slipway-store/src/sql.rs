@@ -55,14 +55,14 @@ macro_rules! site_columns {
         "id, server_id, organization_id, domain, aliases, project_type, web_directory, repository_url, repository_branch, \
          deploy_script, app_command, health_check_path, health_check_status, health_check_timeout, zero_downtime, \
          keep_releases, app_port, status, status_reason, suspended, deployment_status, last_deployed_at, current_release, \
-         active_port, created_at, updated_at, git_repository_id"
+         active_port, created_at, updated_at, git_repository_id, shared_paths"
     };
 }
 macro_rules! deployment_columns {
     () => {
         "id, site_id, server_id, organization_id, job_id, status, trigger_kind, triggered_by_user, triggered_by_token, \
          release_of, commit_sha, commit_message, commit_author, port, failed_step, failure_reason, release_present, \
-         created_at, started_at, finished_at, requested_commit"
+         created_at, started_at, finished_at, requested_commit, action"
     };
 }
 macro_rules! git_repository_columns {
@@ -952,7 +952,7 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "INSERT INTO sites (", site_columns!(), ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
                      $15, $16, COALESCE((SELECT MAX(app_port) FROM sites WHERE server_id = $2), 19998) + 2, \
-                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26"
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27"
                 ))
                 .bind(&v.id).bind(&v.server_id).bind(&v.organization_id).bind(&v.domain).bind(&v.aliases)
                 .bind(&v.project_type).bind(&v.web_directory).bind(&v.repository_url).bind(&v.repository_branch)
@@ -960,7 +960,7 @@ macro_rules! impl_store {
                 .bind(v.health_check_timeout).bind(v.zero_downtime).bind(v.keep_releases)
                 .bind(&v.status).bind(&v.status_reason).bind(v.suspended).bind(&v.deployment_status)
                 .bind(v.last_deployed_at).bind(&v.current_release).bind(v.active_port).bind(v.created_at).bind(v.updated_at)
-                .bind(&v.git_repository_id)
+                .bind(&v.git_repository_id).bind(&v.shared_paths)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 self.site(&v.id).await?.ok_or_else(|| StoreError::Conflict("site vanished".into()))
             }
@@ -992,7 +992,8 @@ macro_rules! impl_store {
                      health_check_status = COALESCE($11, health_check_status), \
                      health_check_timeout = COALESCE($12, health_check_timeout), \
                      keep_releases = COALESCE($13, keep_releases), suspended = COALESCE($14, suspended), updated_at = $15, \
-                     git_repository_id = CASE WHEN $16 THEN $17 ELSE git_repository_id END \
+                     git_repository_id = CASE WHEN $16 THEN $17 ELSE git_repository_id END, \
+                     shared_paths = COALESCE($18, shared_paths), zero_downtime = COALESCE($19, zero_downtime) \
                      WHERE id = $1",
                 )
                 .bind(id).bind(&c.aliases).bind(&c.web_directory)
@@ -1002,6 +1003,7 @@ macro_rules! impl_store {
                 .bind(&c.health_check_path).bind(c.health_check_status).bind(c.health_check_timeout)
                 .bind(c.keep_releases).bind(c.suspended).bind(now())
                 .bind(c.git_repository_id.is_some()).bind(c.git_repository_id.clone().flatten())
+                .bind(&c.shared_paths).bind(c.zero_downtime)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
@@ -1034,13 +1036,13 @@ macro_rules! impl_store {
             async fn insert_deployment(&self, v: &Deployment) -> StoreResult<()> {
                 sqlx::query(concat!(
                     "INSERT INTO deployments (", deployment_columns!(), ") VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
                 ))
                 .bind(&v.id).bind(&v.site_id).bind(&v.server_id).bind(&v.organization_id).bind(&v.job_id).bind(&v.status)
                 .bind(&v.trigger_kind).bind(&v.triggered_by_user).bind(&v.triggered_by_token).bind(&v.release_of)
                 .bind(&v.commit_sha).bind(&v.commit_message).bind(&v.commit_author).bind(v.port).bind(&v.failed_step)
                 .bind(&v.failure_reason).bind(v.release_present).bind(v.created_at).bind(v.started_at).bind(v.finished_at)
-                .bind(&v.requested_commit)
+                .bind(&v.requested_commit).bind(&v.action)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }

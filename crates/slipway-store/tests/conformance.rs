@@ -730,6 +730,7 @@ mod cases {
             git_repository_id: None,
             created_at: now(),
             updated_at: now(),
+            shared_paths: r#"["storage"]"#.into(),
         }
     }
 
@@ -756,6 +757,7 @@ mod cases {
             started_at: None,
             finished_at: None,
             requested_commit: None,
+            action: "deploy".into(),
         }
     }
 
@@ -784,6 +786,7 @@ mod cases {
             repository_url: Some(None),
             app_command: Some(Some("node server.js".into())),
             keep_releases: Some(3),
+            zero_downtime: Some(false),
             ..Default::default()
         };
         assert!(store.update_site(&a.id, &changes).await.unwrap());
@@ -792,11 +795,16 @@ mod cases {
             (got.repository_url, got.app_command.as_deref(), got.keep_releases, got.deploy_script.as_str()),
             (None, Some("node server.js"), 3, "true")
         );
+        assert_eq!((got.zero_downtime, got.shared_paths.as_str()), (false, r#"["storage"]"#));
+        let changes = SiteChanges { shared_paths: Some("[]".into()), ..Default::default() };
+        assert!(store.update_site(&a.id, &changes).await.unwrap());
+        let got = store.site(&a.id).await.unwrap().unwrap();
+        assert_eq!((got.zero_downtime, got.shared_paths.as_str()), (false, "[]"));
         store.set_site_status(&a.id, "installed", None).await.unwrap();
 
         // Deployments, newest first; releases are those still on the server.
         let d1 = deployment(&a, "queued");
-        let d2 = deployment(&a, "queued");
+        let d2 = Deployment { action: "enable-zero-downtime".into(), ..deployment(&a, "queued") };
         store.insert_deployment(&d1).await.unwrap();
         store.insert_deployment(&d2).await.unwrap();
         let update = DeploymentUpdate {
@@ -821,6 +829,7 @@ mod cases {
             .unwrap();
         let (rows, total) = store.deployments_of_site(&a.id, PAGE).await.unwrap();
         assert_eq!((total, rows[0].id.as_str(), rows[0].failed_step.as_deref()), (2, d2.id.as_str(), Some("build")));
+        assert_eq!((rows[0].action.as_str(), rows[1].action.as_str()), ("enable-zero-downtime", "deploy"));
         let releases = store.releases_of_site(&a.id).await.unwrap();
         assert_eq!(
             (releases.len(), releases[0].commit_sha.as_deref(), releases[0].port),
