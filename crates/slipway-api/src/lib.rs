@@ -80,6 +80,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::sites::resume_site))
         .routes(routes!(routes::sites::deploy_site))
         .routes(routes!(routes::sites::rollback_site))
+        .routes(routes!(routes::sites::enable_zero_downtime))
         .routes(routes!(routes::sites::list_releases))
         .routes(routes!(routes::sites::list_deployments))
         .routes(routes!(routes::sites::get_deployment))

@@ -46,7 +46,7 @@ async fn sites_are_validated_field_by_field_and_hostile_values_refused() {
         "domain": "a.com; include /etc/passwd", "aliases": ["ok.example.com", "evil.com\n}"],
         "project_type": "cgi", "web_directory": "../../etc", "repository_url": "ext::sh -c touch% /tmp/pwned",
         "branch": "--upload-pack=touch", "health_check_path": "/$(id)", "health_check_status": 42,
-        "health_check_timeout": 0, "keep_releases": 99, "zero_downtime": false
+        "health_check_timeout": 0, "keep_releases": 99, "shared_paths": [".env", "../up", "a b", ""]
     });
     let reply = app.post_as(&sites, &owner.token, hostile).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
@@ -62,7 +62,7 @@ async fn sites_are_validated_field_by_field_and_hostile_values_refused() {
         "health_check_status",
         "health_check_timeout",
         "keep_releases",
-        "zero_downtime",
+        "shared_paths",
     ] {
         assert!(errors[field].is_array(), "{field}: {errors}");
     }
@@ -88,6 +88,36 @@ async fn sites_are_validated_field_by_field_and_hostile_values_refused() {
     assert!(!created.text().contains("tok3n-s3cret"));
     assert_eq!(site["status"], "installing");
     assert!(site["operation_id"].is_string());
+    assert_eq!((site["zero_downtime"].clone(), site["shared_paths"].clone()), (json!(true), json!([])));
+    assert_eq!(site["deployment_status"], json!(null));
+
+    // An in-place site: no rollback; converting it before any deploy is immediate.
+    let in_place = app
+        .post_as(
+            &sites,
+            &owner.token,
+            json!({"domain": "inplace.example.com", "project_type": "static", "zero_downtime": false,
+                   "shared_paths": ["storage/", "public/uploads", "storage"]}),
+        )
+        .await;
+    assert_eq!(in_place.status, StatusCode::CREATED, "{}", in_place.text());
+    assert_eq!(in_place.json()["data"]["zero_downtime"], false);
+    assert_eq!(in_place.json()["data"]["shared_paths"], json!(["storage", "public/uploads"]));
+    let in_place_path = format!("{sites}/{}", in_place.json()["data"]["id"].as_str().unwrap());
+    let rollback = app.post_as(&format!("{in_place_path}/rollback"), &owner.token, json!({})).await;
+    assert_eq!(rollback.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(rollback.text().contains("in place"), "{}", rollback.text());
+    let convert = app.post_as(&format!("{in_place_path}/enable-zero-downtime"), &owner.token, json!({})).await;
+    assert_eq!(convert.status, StatusCode::OK, "{}", convert.text());
+    assert_eq!(convert.json()["data"]["zero_downtime"], true);
+    let again = app.post_as(&format!("{in_place_path}/enable-zero-downtime"), &owner.token, json!({})).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", again.text());
+    let bad_shared =
+        app.call(Method::PUT, &in_place_path, Some(&owner.token), Some(json!({"shared_paths": [".git/hooks"]}))).await;
+    assert!(bad_shared.json()["errors"]["shared_paths"].is_array(), "{}", bad_shared.text());
+    let unchanged = app.get_as(&in_place_path, &owner.token).await;
+    assert_eq!(unchanged.json()["data"]["shared_paths"], json!(["storage", "public/uploads"]));
+    assert_eq!(app.call(Method::DELETE, &in_place_path, Some(&owner.token), None).await.status, StatusCode::ACCEPTED);
     let again =
         app.post_as(&sites, &owner.token, json!({"domain": "shop.example.com", "project_type": "static"})).await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "one site per domain per server");

@@ -428,6 +428,19 @@ impl Client {
         self.expect(Method::POST, &path, Some(&serde_json::json!({"release": release}))).await
     }
 
+    /// Converts an in-place site to zero-downtime releases: the conversion's deployment, or
+    /// `None` when the site was never deployed and is converted at once.
+    pub async fn enable_zero_downtime(&self, server: &str, site: &str) -> Result<Option<Accepted<Value>>, ClientError> {
+        let path = format!("{}/enable-zero-downtime", site_path(server, site));
+        let reply: Value = self.expect(Method::POST, &path, Some(&serde_json::json!({"trigger": "cli"}))).await?;
+        if reply.get("message").is_none() {
+            return Ok(None);
+        }
+        serde_json::from_value(reply)
+            .map(Some)
+            .map_err(|e| ClientError::Unexpected { status: 202, detail: e.to_string() })
+    }
+
     /// Deployments, newest first.
     pub async fn deployments(&self, server: &str, site: &str, page: u32) -> Result<Page<Value>, ClientError> {
         let path = format!("{}/deployments?page={page}&per_page=100", site_path(server, site));

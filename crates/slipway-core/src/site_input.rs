@@ -66,6 +66,20 @@ pub fn relative_path(text: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// A path kept across releases (`storage`, `public/uploads`): a non-empty relative path that is
+/// not one Slipway manages per release (`.env`) or a repository's own (`.git`).
+pub fn shared_path(text: &str) -> Result<String, String> {
+    let path = relative_path(text)?;
+    let first = path.split('/').next().unwrap_or("");
+    if path.is_empty() {
+        return Err("may not be empty".into());
+    }
+    if first == ".env" || first == ".git" {
+        return Err("is managed per release and cannot be shared".into());
+    }
+    Ok(path)
+}
+
 /// An HTTP path for a health check: starts with `/`, printable ASCII without spaces, quotes or
 /// backslashes, at most 255 bytes.
 pub fn http_path(text: &str) -> Result<String, String> {
@@ -165,6 +179,11 @@ mod tests {
     fn paths_keys_branches_urls() {
         assert_eq!(relative_path("/public/").unwrap(), "public");
         assert_eq!(relative_path("").unwrap(), "");
+        assert_eq!(shared_path("storage/").unwrap(), "storage");
+        assert_eq!(shared_path("public/uploads").unwrap(), "public/uploads");
+        for bad in ["", "/", ".env", ".git/hooks", "../x", "a b", "$(x)"] {
+            assert!(shared_path(bad).is_err(), "{bad:?}");
+        }
         for bad in ["../etc", "a/../b", "a b", "a;b", "$(x)", "a//b"] {
             assert!(relative_path(bad).is_err(), "{bad:?}");
         }

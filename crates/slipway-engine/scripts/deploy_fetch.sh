@@ -1,13 +1,16 @@
-# Fetches the repository into the site's mirror and unpacks the branch's newest commit as a new
-# release. Prints "slipway-commit SHA<TAB>AUTHOR<TAB>SUBJECT". Inputs: DEPLOY_USER, ROOT,
-# RELEASE, REPO_URL, BRANCH, COMMIT (a pushed commit to deploy; empty for the branch's newest),
-# DEPLOY_KEY (base64 private key; empty for none) and KEY_NAME (its file name in ~/.ssh).
+# Fetches the repository into the site's mirror, then unpacks the commit as a new release (or,
+# for an in-place site, checks it out in the live working tree). Prints
+# "slipway-commit SHA<TAB>AUTHOR<TAB>SUBJECT".
+# Inputs: DEPLOY_USER, ROOT, RELEASE, REPO_URL, BRANCH, COMMIT (a pushed commit to deploy; empty
+# for the branch's newest), LIVE_COMMIT (the live release's commit, if known), IN_PLACE (yes for
+# an in-place site), DEPLOY_KEY (base64 private key; empty for none) and KEY_NAME (its file name).
 [ -d "$ROOT/releases" ] || fail "the site's directory is missing; apply the site again"
 step "fetching $BRANCH"
 ssh_command='ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new'
 if [ -n "$DEPLOY_KEY" ]; then
-    key="/home/$DEPLOY_USER/.ssh/$KEY_NAME"
-    as_user mkdir -p "/home/$DEPLOY_USER/.ssh"
+    key="$ROOT/.slipway/$KEY_NAME"
+    # The key is on disk only while git fetches: removed on every way out of this script.
+    trap 'as_user rm -f "$key"' EXIT
     put_user_file "$key" 600 "$DEPLOY_KEY"
     ssh_command="$ssh_command -o IdentitiesOnly=yes -i $key"
 fi
@@ -23,18 +26,40 @@ else
         { as_user rm -rf "$ROOT/repo.git.partial"; fail "git could not clone the repository"; }
     as_user mv "$ROOT/repo.git.partial" "$ROOT/repo.git"
 fi
-sha=$(as_deploy_user git -C "$ROOT/repo.git" rev-parse --verify --quiet "refs/heads/$BRANCH^{commit}") ||
+if [ -n "$DEPLOY_KEY" ]; then as_user rm -f "$key"; fi
+git_mirror() { as_user git -C "$ROOT/repo.git" "$@"; }
+sha=$(git_mirror rev-parse --verify --quiet "refs/heads/$BRANCH^{commit}") ||
     fail "the repository has no branch $BRANCH"
 if [ -n "$COMMIT" ]; then
     # The pushed commit, which must be on the branch (a later push may have moved it on).
-    pushed=$(as_deploy_user git -C "$ROOT/repo.git" rev-parse --verify --quiet "$COMMIT^{commit}") ||
+    pushed=$(git_mirror rev-parse --verify --quiet "$COMMIT^{commit}") ||
         fail "the pushed commit $COMMIT is not in the repository"
-    as_deploy_user git -C "$ROOT/repo.git" merge-base --is-ancestor "$pushed" "$sha" ||
+    git_mirror merge-base --is-ancestor "$pushed" "$sha" ||
         fail "the pushed commit $COMMIT is not on branch $BRANCH"
+    # Behind what is live and no longer the branch's head: a replayed or late push, which must
+    # not take the site back (a force-push that moves the branch back is still deployed).
+    if [ -n "$LIVE_COMMIT" ] && [ "$pushed" != "$sha" ] && [ "$pushed" != "$LIVE_COMMIT" ] &&
+        git_mirror merge-base --is-ancestor "$pushed" "$LIVE_COMMIT" 2>/dev/null; then
+        fail "the pushed commit $COMMIT is older than the live commit $LIVE_COMMIT; a replayed or out-of-order push is not deployed"
+    fi
     sha=$pushed
 fi
-step "unpacking $sha"
-as_user rm -rf "$ROOT/releases/$RELEASE"
-as_deploy_user mkdir "$ROOT/releases/$RELEASE"
-as_deploy_user sh -c 'git -C "$1" archive --format=tar "$2" | tar -x -C "$3"' sh "$ROOT/repo.git" "$sha" "$ROOT/releases/$RELEASE"
-printf 'slipway-commit %s\n' "$(as_deploy_user git -C "$ROOT/repo.git" log -1 --format='%H%x09%an <%ae>%x09%s' "$sha")"
+if [ -n "$IN_PLACE" ]; then
+    step "checking out $sha in place"
+    if [ ! -d "$ROOT/live/.git" ]; then
+        as_user rm -rf "$ROOT/live" "$ROOT/live.partial"
+        as_user git clone --quiet --no-checkout "$ROOT/repo.git" "$ROOT/live.partial" ||
+            fail "git could not create the working tree"
+        as_user mv "$ROOT/live.partial" "$ROOT/live"
+    fi
+    as_user git -C "$ROOT/live" fetch --quiet --prune --force origin "+refs/heads/*:refs/remotes/origin/*" ||
+        fail "git could not update the working tree"
+    # Tracked files follow the commit; untracked ones (dependencies, uploads, .env) stay.
+    as_user git -C "$ROOT/live" checkout --quiet --force --detach "$sha" || fail "git could not check out $sha"
+else
+    step "unpacking $sha"
+    as_user rm -rf "$ROOT/releases/$RELEASE"
+    as_user mkdir "$ROOT/releases/$RELEASE"
+    as_user sh -c 'git -C "$1" archive --format=tar "$2" | tar -x -C "$3"' sh "$ROOT/repo.git" "$sha" "$ROOT/releases/$RELEASE"
+fi
+printf 'slipway-commit %s\n' "$(git_mirror log -1 --format='%H%x09%an <%ae>%x09%s' "$sha")"

@@ -2,9 +2,9 @@
 # Static and PHP sites: the web directory must exist (and the health path, if not "/").
 # Apps: a supervisor program runs the app on PORT; GET HEALTH_PATH on it must answer
 # HEALTH_STATUS within HEALTH_TIMEOUT seconds.
-# Inputs: DEPLOY_USER, ROOT, LOG_DIR, RELEASE, KIND (files/app), WEB_DIR, HEALTH_PATH, HEALTH_STATUS, HEALTH_TIMEOUT,
+# Inputs: DEPLOY_USER, ROOT, LOG_DIR, DIR (the release's directory under ROOT), KIND (files/app), WEB_DIR, HEALTH_PATH, HEALTH_STATUS, HEALTH_TIMEOUT,
 # PORT, PROGRAM, PROGRAM_CONF and START (base64).
-release="$ROOT/releases/$RELEASE"
+release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 if [ "$KIND" = files ]; then
     step "checking the release"
@@ -17,7 +17,8 @@ if [ "$KIND" = files ]; then
 fi
 step "starting the release on port $PORT"
 conf="/etc/supervisor/conf.d/$PROGRAM.conf"
-# A program left on this port by an interrupted deploy is replaced.
+# A program left on this port by an interrupted deploy is replaced (in place: the live app is
+# restarted, which is the downtime an in-place site accepts).
 supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
 put_user_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
 put_file "$conf" 644 "$PROGRAM_CONF"

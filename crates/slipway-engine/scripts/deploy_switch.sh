@@ -1,9 +1,9 @@
 # Moves traffic to the release: apps first get the nginx block that proxies to the new port
 # (checked, then a graceful reload); then "current" is pointed at the release by an atomic
 # rename; the old app is stopped after in-flight requests have drained.
-# Inputs: DEPLOY_USER, ROOT, RELEASE, NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
+# Inputs: DEPLOY_USER, ROOT, DIR (the release's directory under ROOT: releases/ID or live), NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
 # OLD_PROGRAM (empty when none), DRAIN_SECONDS.
-release="$ROOT/releases/$RELEASE"
+release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 if [ -n "$NGINX_CONF" ]; then
     step "switching nginx to the new release"
@@ -17,9 +17,9 @@ if [ -n "$NGINX_CONF" ]; then
     rm -f "$available.slipway-previous"
     nginx_reload
 fi
-step "pointing current at $RELEASE"
-as_user sh -c 'ln -sfn "releases/$2" "$1/current.slipway-new" && mv -Tf "$1/current.slipway-new" "$1/current"' \
-    sh "$ROOT" "$RELEASE"
+step "pointing current at $DIR"
+as_user sh -c 'ln -sfn "$2" "$1/current.slipway-new" && mv -Tf "$1/current.slipway-new" "$1/current"' \
+    sh "$ROOT" "$DIR"
 if [ -n "$PHP_VERSION" ]; then
     service_reload "php$PHP_VERSION-fpm"
 fi

@@ -84,6 +84,26 @@ put_user_file() {
         'umask 077; t=$(mktemp "$1.XXXXXX") && cat > "$t" && chmod "$2" "$t" && mv -f "$t" "$1"' sh "$1" "$2"
 }
 
+# link_shared DIR: links each of the site's shared paths (SHARED: one relative path per line,
+# validated by Slipway) in the release DIR to ROOT/shared/PATH. The first release that has a path
+# seeds shared/ with its copy; a path neither has becomes an empty directory. Done as the deploy
+# user, inside its own tree.
+link_shared() {
+    printf '%s\n' "$SHARED" | while IFS= read -r path; do
+        [ -n "$path" ] || continue
+        step "linking shared/$path"
+        as_user sh -c 'set -e
+            shared="$1/shared/$3"; target="$2/$3"
+            if [ ! -e "$shared" ] && [ ! -L "$shared" ]; then
+                mkdir -p "$(dirname "$shared")"
+                if [ -e "$target" ]; then cp -a "$target" "$shared"; else mkdir -p "$shared"; fi
+            fi
+            rm -rf "$target"
+            mkdir -p "$(dirname "$target")"
+            ln -s "$shared" "$target"' sh "$ROOT" "$1" "$path" || fail "could not link the shared path $path"
+    done
+}
+
 # Installs the packages that are not installed yet (installed ones are left at their version,
 # so running provisioning again neither upgrades nor needs the network).
 apt_install() {

@@ -5,21 +5,33 @@
 //! switch (nginx to the new port with a graceful reload, `current` by atomic rename, drain and stop
 //! the old process) and prune. A failure or cancel before the switch removes what was built and
 //! leaves the previous release serving; the switch itself is never cut short.
+//!
+//! An in-place site (`zero_downtime: false`) has one working tree, `live`, that each deploy
+//! checks out and builds where it is (an app restarts on its one port): quicker and lighter,
+//! but a failing deploy leaves it as far as it got. `enable-zero-downtime` copies that tree into
+//! a first release and switches to it like any deploy, with no moment without a site.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
-use slipway_store::{Deployment, DeploymentUpdate, Server, Site};
+use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 
 use crate::Engine;
 use crate::items::DEPLOY_USER;
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script_with, store_error};
-use crate::sites::{SitePaths, is_app, load_site, nginx_conf, start_script, supervisor_program, uses_php};
+use crate::sites::{
+    ReleaseDir, SitePaths, is_app, load_site, nginx_conf, shared_paths, start_script, supervisor_program, uses_php,
+};
 
 pub const SITE_DEPLOY: &str = "site.deploy";
+
+/// What a deployment does (`Deployment::action`).
+pub const ACTION_DEPLOY: &str = "deploy";
+pub const ACTION_ROLLBACK: &str = "rollback";
+pub const ACTION_ENABLE_ZERO_DOWNTIME: &str = "enable-zero-downtime";
 
 /// Seconds the previous app keeps running after the switch, for requests already sent to it.
 const DRAIN_SECONDS: &str = "2";
@@ -74,6 +86,8 @@ struct Progress {
 struct Live {
     release: String,
     port: Option<i64>,
+    /// It is a release kept for rollback (not an in-place working tree).
+    kept: bool,
 }
 
 impl DeploySite {
@@ -163,10 +177,26 @@ impl DeploySite {
         let run = |script: Script, cancel: tokio::sync::watch::Receiver<bool>| async move {
             run_script_with(engine, ctx, connection, server, &script, cancel).await
         };
-        let release = match &deployment.release_of {
+        // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
+        // tree as its first release.
+        let in_place = !site.zero_downtime && deployment.action == ACTION_DEPLOY;
+        let adopting = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
+        let shared = if in_place { String::new() } else { shared_paths(site)? };
+        let (release, dir) = match &deployment.release_of {
             Some(release) => {
                 ctx.log("info", format!("==> rolling back to release {release}"));
-                release.clone()
+                (release.clone(), ReleaseDir::release(release))
+            }
+            None if adopting => {
+                progress.step = "fetch";
+                let adopt = Script::new("adopt", include_str!("../scripts/deploy_adopt.sh"))
+                    .var("DEPLOY_USER", DEPLOY_USER)
+                    .var("ROOT", &paths.root)
+                    .var("RELEASE", &deployment.id)
+                    .var("SHARED", &shared);
+                let reported = run(adopt, ctx.cancel_receiver()).await?;
+                self.record_commit(deployment, &reported).await?;
+                (deployment.id.clone(), ReleaseDir::release(&deployment.id))
             }
             None => {
                 progress.step = "fetch";
@@ -183,21 +213,15 @@ impl DeploySite {
                     .var("REPO_URL", &source.url)
                     .var("BRANCH", &site.repository_branch)
                     .var("COMMIT", &commit)
+                    .var("LIVE_COMMIT", &self.live_commit(site).await?)
+                    .var("IN_PLACE", if in_place { "yes" } else { "" })
                     .var("KEY_NAME", &source.key_name)
                     .file_var("DEPLOY_KEY", source.deploy_key.as_deref().unwrap_or("").as_bytes());
                 let reported = run(fetch, ctx.cancel_receiver()).await?;
-                if let Some(commit) = reported.iter().find_map(|l| l.strip_prefix("slipway-commit ")) {
-                    let mut parts = commit.splitn(3, '\t');
-                    let update = DeploymentUpdate {
-                        commit_sha: parts.next().map(str::to_string),
-                        commit_author: parts.next().map(str::to_string),
-                        commit_message: parts.next().map(str::to_string),
-                        ..Default::default()
-                    };
-                    engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
-                }
+                self.record_commit(deployment, &reported).await?;
 
                 progress.step = "build";
+                let dir = if in_place { ReleaseDir::in_place() } else { ReleaseDir::release(&deployment.id) };
                 let env = self.environment(ctx, site).await?;
                 let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 let mut env_sh = String::from("# Managed by Slipway.\n");
@@ -209,23 +233,28 @@ impl DeploySite {
                 let build = Script::new("build", include_str!("../scripts/deploy_build.sh"))
                     .var("DEPLOY_USER", DEPLOY_USER)
                     .var("ROOT", &paths.root)
-                    .var("RELEASE", &deployment.id)
+                    .var("DIR", &dir.path)
+                    .var("NAME", &dir.name)
+                    .var("SHARED", &shared)
                     .file_var("DOTENV", dotenv.as_bytes())
                     .file_var("ENV_SH", env_sh.as_bytes())
                     .file_var("SCRIPT", site.deploy_script.as_bytes());
                 run(build, ctx.cancel_receiver()).await?;
-                deployment.id.clone()
+                (deployment.id.clone(), dir)
             }
         };
 
         progress.step = "health check";
         let app = is_app(&site.project_type);
-        let port = app.then(|| if site.active_port == Some(site.app_port) { site.app_port + 1 } else { site.app_port });
+        // Apps alternate between the two ports of their pair; in place, the one app restarts.
+        let port = app.then(|| {
+            if in_place || site.active_port != Some(site.app_port) { site.app_port } else { site.app_port + 1 }
+        });
         let mut start = Script::new("health check", include_str!("../scripts/deploy_start.sh"))
             .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
             .var("LOG_DIR", &paths.log_dir)
-            .var("RELEASE", &release)
+            .var("DIR", &dir.path)
             .var("KIND", if app { "app" } else { "files" })
             .var("WEB_DIR", &slipway_core::site_input::relative_path(&site.web_directory).map_err(JobError::failed)?)
             .var("HEALTH_PATH", &site.health_check_path)
@@ -236,9 +265,12 @@ impl DeploySite {
             start = start
                 .var("PORT", &port.to_string())
                 .var("PROGRAM", &paths.program(port))
-                .file_var("PROGRAM_CONF", supervisor_program(&paths, &release, port).as_bytes())
-                .file_var("START", start_script(&paths, &release, port, command).as_bytes());
-            progress.started_program = Some(paths.program(port));
+                .file_var("PROGRAM_CONF", supervisor_program(&paths, &dir, port).as_bytes())
+                .file_var("START", start_script(&paths, &dir, port, command).as_bytes());
+            // In place, the program is the live app itself: a failure never stops it.
+            if !in_place {
+                progress.started_program = Some(paths.program(port));
+            }
         } else {
             start = start.var("PORT", "").var("PROGRAM", "").var("PROGRAM_CONF", "").var("START", "");
         }
@@ -254,11 +286,11 @@ impl DeploySite {
             _ => String::new(),
         };
         // Files sites keep their nginx block (it points at `current`); apps get the new port.
-        let conf = if app { nginx_conf(site, php, port)? } else { String::new() };
+        let conf = if app && !in_place { nginx_conf(site, php, port)? } else { String::new() };
         let switch = Script::new("switch", include_str!("../scripts/deploy_switch.sh"))
             .var("DEPLOY_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
-            .var("RELEASE", &release)
+            .var("DIR", &dir.path)
             .var("NGINX_NAME", &paths.conf_name)
             .file_var("NGINX_CONF", conf.as_bytes())
             .var("PHP_VERSION", php.unwrap_or(""))
@@ -267,12 +299,44 @@ impl DeploySite {
         progress.switch_started = true;
         run(switch, uncancellable.clone()).await?;
         progress.switched = true;
-        Ok(Live { release, port })
+        Ok(Live { release, port, kept: !in_place })
+    }
+
+    /// Stores the commit a fetch (or adoption) reported on the deployment.
+    async fn record_commit(&self, deployment: &Deployment, reported: &[String]) -> Result<(), JobError> {
+        if let Some(commit) = reported.iter().find_map(|l| l.strip_prefix("slipway-commit ")) {
+            let mut parts = commit.splitn(3, '\t');
+            let update = DeploymentUpdate {
+                commit_sha: parts.next().map(str::to_string),
+                commit_author: parts.next().map(str::to_string),
+                commit_message: parts.next().map(str::to_string),
+                ..Default::default()
+            };
+            self.0.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// The commit of the live release, when Slipway knows it (a pushed commit behind it is not
+    /// deployed).
+    async fn live_commit(&self, site: &Site) -> Result<String, JobError> {
+        let Some(current) = &site.current_release else { return Ok(String::new()) };
+        let deployment = self.0.store.deployment(current).await.map_err(store_error)?;
+        let sha = deployment.and_then(|d| d.commit_sha).unwrap_or_default();
+        Ok(if sha.bytes().all(|b| b.is_ascii_hexdigit()) { sha } else { String::new() })
     }
 
     /// Removes releases beyond `keep_releases` (never the live one); a failure here is reported
     /// but does not undo a deployment that is live.
-    async fn prune(&self, ctx: &JobContext, connection: &SshConnection, server: &Server, site: &Site, live: &str) {
+    async fn prune(
+        &self,
+        ctx: &JobContext,
+        connection: &SshConnection,
+        server: &Server,
+        site: &Site,
+        live: &str,
+        remove_live: bool,
+    ) {
         let engine = &self.0;
         let result = async {
             let releases = engine.store.releases_of_site(&site.id).await.map_err(store_error)?;
@@ -283,7 +347,8 @@ impl DeploySite {
             let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
                 .var("DEPLOY_USER", DEPLOY_USER)
                 .var("ROOT", &paths.root)
-                .var("KEEP", &keep.join(" "));
+                .var("KEEP", &keep.join(" "))
+                .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
             let reported = run_script_with(engine, ctx, connection, server, &prune, ctx.cancel_receiver()).await?;
             let gone: Vec<&str> = reported.iter().filter_map(|l| l.strip_prefix("slipway-pruned ")).collect();
             for release in &releases {
@@ -361,7 +426,8 @@ impl DeploySite {
         let mut parts = live.split(' ');
         let release = parts.next().unwrap_or("").to_string();
         let port = parts.next().and_then(|p| p.parse::<i64>().ok());
-        if release.is_empty() || !release.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // `live` is an in-place working tree: the site is as it was before the conversion began.
+        if release.is_empty() || release == "live" || !release.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return;
         }
         ctx.log("stderr", format!("the switch did not finish; live now: release {release}, port {port:?}"));
@@ -412,7 +478,7 @@ impl JobHandler for DeploySite {
                 // Live now: recorded at once, so that pruning keeps this release.
                 let update = DeploymentUpdate {
                     port: live.port,
-                    release_present: Some(deployment.release_of.is_none()),
+                    release_present: Some(live.kept && deployment.release_of.is_none()),
                     ..Default::default()
                 };
                 engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
@@ -421,7 +487,15 @@ impl JobHandler for DeploySite {
                     .record_site_deployment(&site.id, "running", Some((&live.release, live.port)), Some(now()))
                     .await
                     .map_err(store_error)?;
-                self.prune(ctx, &connection, &server, &site, &live.release).await;
+                let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
+                if adopted {
+                    let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
+                    engine.store.update_site(&site.id, &changes).await.map_err(store_error)?;
+                    ctx.log("info", "==> the site now deploys as releases with an atomic switch");
+                }
+                if live.kept {
+                    self.prune(ctx, &connection, &server, &site, &live.release, adopted).await;
+                }
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
                 ctx.flush_log().await;
@@ -434,6 +508,20 @@ impl JobHandler for DeploySite {
                 Ok(())
             }
             Err(e) => {
+                if !site.zero_downtime && deployment.action == ACTION_DEPLOY {
+                    // Nothing to clean up or fall back to: the working tree is the live site.
+                    ctx.log(
+                        "stderr",
+                        format!(
+                            "==> {} failed; this site deploys in place, so it may be partly updated \
+                             (enable zero-downtime deploys to keep the previous release serving)",
+                            progress.step
+                        ),
+                    );
+                    ctx.flush_log().await;
+                    finish(engine, &deployment, failed_update(&e, progress.step)).await?;
+                    return Err(e);
+                }
                 if progress.switch_started {
                     ctx.log("stderr", "==> the switch failed part-way; what is live is recorded below");
                 } else {

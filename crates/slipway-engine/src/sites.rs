@@ -87,6 +87,40 @@ impl SitePaths {
     }
 }
 
+/// Where a deployment's files are under the site's root: a release directory of its own, or, for
+/// an in-place site, the one working tree `live` that every deploy updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseDir {
+    /// Relative to the site's root: `releases/<id>` or `live`.
+    pub path: String,
+    /// Names the release's files in `.slipway/` (`env-<name>.sh`).
+    pub name: String,
+}
+
+impl ReleaseDir {
+    pub fn release(id: &str) -> ReleaseDir {
+        ReleaseDir { path: format!("releases/{id}"), name: id.to_string() }
+    }
+
+    pub fn in_place() -> ReleaseDir {
+        ReleaseDir { path: "live".into(), name: "live".into() }
+    }
+}
+
+/// The site's shared paths (validated again here), one per line for the scripts.
+pub fn shared_paths(site: &Site) -> Result<String, JobError> {
+    let paths: Vec<String> =
+        serde_json::from_str(&site.shared_paths).map_err(|e| JobError::failed(format!("invalid shared paths: {e}")))?;
+    let mut lines = String::new();
+    for path in paths {
+        let path = slipway_core::site_input::shared_path(&path)
+            .map_err(|e| JobError::failed(format!("invalid shared path {path:?}: {e}")))?;
+        lines.push_str(&path);
+        lines.push('\n');
+    }
+    Ok(lines)
+}
+
 /// The names nginx answers to: the domain, then the aliases (validated again here).
 fn server_names(site: &Site) -> Result<Vec<String>, JobError> {
     let aliases: Vec<String> =
@@ -165,25 +199,28 @@ pub fn php_pool(site: &Site, version: &str) -> Result<String, JobError> {
 }
 
 /// The supervisor program that runs an app release on `port`.
-pub fn supervisor_program(paths: &SitePaths, release: &str, port: i64) -> String {
+pub fn supervisor_program(paths: &SitePaths, release: &ReleaseDir, port: i64) -> String {
     format!(
-        "; Managed by Slipway.\n[program:{name}]\ncommand={root}/.slipway/start-{port}.sh\ndirectory={root}/releases/{release}\n\
+        "; Managed by Slipway.\n[program:{name}]\ncommand={root}/.slipway/start-{port}.sh\ndirectory={root}/{dir}\n\
          user={DEPLOY_USER}\nautostart=true\nautorestart=true\nstartsecs=1\nstopasgroup=true\nkillasgroup=true\n\
          stopsignal=TERM\nstopwaitsecs=10\nstdout_logfile={logs}/app-{port}.log\nstdout_logfile_maxbytes=5MB\n\
          stdout_logfile_backups=1\nredirect_stderr=true\n",
         name = paths.program(port),
         root = paths.root,
+        dir = release.path,
         logs = paths.log_dir,
     )
 }
 
 /// The script supervisor starts: the release's environment, `PORT`, then the app's command.
-pub fn start_script(paths: &SitePaths, release: &str, port: i64, command: &str) -> String {
+pub fn start_script(paths: &SitePaths, release: &ReleaseDir, port: i64, command: &str) -> String {
     let command = slipway_core::shell::quote(command).expect("commands hold no NUL");
     format!(
-        "#!/bin/sh\n# Managed by Slipway.\nset -a\n. {root}/.slipway/env-{release}.sh\nset +a\nexport PORT={port}\n\
-         cd {root}/releases/{release} || exit 1\nexec sh -c {command}\n",
+        "#!/bin/sh\n# Managed by Slipway.\nset -a\n. {root}/.slipway/env-{name}.sh\nset +a\nexport PORT={port}\n\
+         cd {root}/{dir} || exit 1\nexec sh -c {command}\n",
         root = paths.root,
+        name = release.name,
+        dir = release.path,
     )
 }
 
@@ -316,6 +353,7 @@ mod tests {
             git_repository_id: None,
             created_at: now,
             updated_at: now,
+            shared_paths: "[]".into(),
         }
     }
 
@@ -373,9 +411,12 @@ mod tests {
     #[test]
     fn the_start_script_runs_the_command_as_one_quoted_word() {
         let paths = SitePaths::of(&site("generic")).unwrap();
-        let script = start_script(&paths, "01REL", 20001, "echo '$HOME'; node server.js");
+        let script = start_script(&paths, &ReleaseDir::release("01REL"), 20001, "echo '$HOME'; node server.js");
         assert!(script.ends_with("exec sh -c 'echo '\\''$HOME'\\''; node server.js'\n"), "{script}");
-        assert!(supervisor_program(&paths, "01REL", 20001).contains("[program:slipway-shop_example_com-20001]"));
+        assert!(script.contains("cd /home/slipway/shop.example.com/releases/01REL ||"), "{script}");
+        let program = supervisor_program(&paths, &ReleaseDir::in_place(), 20001);
+        assert!(program.contains("[program:slipway-shop_example_com-20001]"));
+        assert!(program.contains("directory=/home/slipway/shop.example.com/live\n"), "{program}");
     }
 }
 

@@ -57,6 +57,14 @@ impl Stage {
         format!("{}/sites/{}", self.server_path, site["data"]["id"].as_str().unwrap())
     }
 
+    /// Registers a git repository (branch `main`); returns its id.
+    async fn git_repository(&self, url: &str, kind: &str) -> String {
+        let body = json!({"url": url, "branch": "main", "kind": kind});
+        let (status, repo) = self.api.call(Method::POST, "/api/v1/git-repositories", Some(body)).await;
+        assert_eq!(status, 201, "{repo}");
+        repo["data"]["id"].as_str().unwrap().to_string()
+    }
+
     /// Starts a deployment (or rollback) and waits for it to end.
     async fn deploy(&self, site: &str, action: &str, body: Value) -> Value {
         let (status, d) = self.api.call(Method::POST, &format!("{site}/{action}"), Some(body)).await;
@@ -388,37 +396,23 @@ async fn ten_deploys_and_three_rollbacks_under_load_fail_no_request() {
     }
 
     for (site, domain) in [(&static_site, "load-static.example.com"), (&app_site_path, "load-app.example.com")] {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let clients: Vec<_> =
-            (0..4).map(|_| tokio::spawn(load(stage.host.address.clone(), domain, stop.clone()))).collect();
         let started = Instant::now();
-        for n in 1..=10 {
-            let content = format!("version {n}\n");
-            stage.repo.commit(&[("public/index.html", &content), ("index.html", &content)], &format!("v{n}"));
-            let d = stage.deploy(site, "deploy", json!({})).await;
-            assert_eq!(d["status"], "succeeded", "deploy {n}: {d}");
-            assert_eq!(stage.get(domain, "/").await.1, content, "deploy {n} is live");
-        }
-        for n in 1..=3 {
-            let d = stage.deploy(site, "rollback", json!({})).await;
-            assert_eq!(d["status"], "succeeded", "rollback {n}: {d}");
-        }
-        stop_tx.send(true).unwrap();
-        let (mut ok, mut failures) = (0, Vec::new());
-        for client in clients {
-            let (o, f) = client.await.unwrap();
-            ok += o;
-            failures.extend(f);
-        }
-        println!("{domain}: {ok} requests succeeded, {} failed, over {:?}", failures.len(), started.elapsed());
+        let ((), ok) = under_load(&stage, domain, async {
+            for n in 1..=10 {
+                let content = format!("version {n}\n");
+                stage.repo.commit(&[("public/index.html", &content), ("index.html", &content)], &format!("v{n}"));
+                let d = stage.deploy(site, "deploy", json!({})).await;
+                assert_eq!(d["status"], "succeeded", "deploy {n}: {d}");
+                assert_eq!(stage.get(domain, "/").await.1, content, "deploy {n} is live");
+            }
+            for n in 1..=3 {
+                let d = stage.deploy(site, "rollback", json!({})).await;
+                assert_eq!(d["status"], "succeeded", "rollback {n}: {d}");
+            }
+        })
+        .await;
+        println!("{domain}: {ok} requests succeeded, none failed, over {:?}", started.elapsed());
         assert!(ok > 2000, "the load was too light to prove anything: {ok} requests");
-        assert!(
-            failures.is_empty(),
-            "{} of {} requests failed on {domain}: {:?}",
-            failures.len(),
-            ok + failures.len() as u64,
-            &failures[..failures.len().min(10)]
-        );
     }
 }
 
@@ -473,16 +467,7 @@ async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_
 async fn a_signed_push_deploys_the_pushed_commit() {
     let stage = Stage::new(&[]).await;
     let first = stage.repo.commit(&[("public/index.html", "pushed one\n")], "one");
-    let (status, repo) = stage
-        .api
-        .call(
-            Method::POST,
-            "/api/v1/git-repositories",
-            Some(json!({"url": stage.repo.url, "branch": "main", "kind": "github"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{repo}");
-    let repo_id = repo["data"]["id"].as_str().unwrap();
+    let repo_id = &stage.git_repository(&stage.repo.url, "github").await;
     let (_, enabled) = stage
         .api
         .call(Method::POST, &format!("/api/v1/git-repositories/{repo_id}/enable-auto-deploy"), Some(json!({})))
@@ -529,7 +514,262 @@ async fn a_signed_push_deploys_the_pushed_commit() {
     assert_eq!((d["status"].as_str(), d["commit_sha"].as_str()), (Some("succeeded"), Some(second.as_str())), "{d}");
     assert_eq!(stage.get("hook.example.com", "/").await.1, "pushed two\n");
 
+    // The first push again (a replay, or a late delivery): it is behind what is live and not the
+    // branch's head, so it is refused and the site keeps serving the newer commit.
+    let (status, reply) = push(first.clone()).await;
+    assert_eq!(status, 202, "{reply}");
+    let replayed = stage.wait(&site, reply["data"]["deployments"][0]["id"].as_str().unwrap()).await;
+    assert_eq!((replayed["status"].as_str(), replayed["failed_step"].as_str()), (Some("failed"), Some("fetch")));
+    assert!(replayed["failure_reason"].as_str().unwrap().contains("older than the live commit"), "{replayed}");
+    assert_eq!(stage.get("hook.example.com", "/").await.1, "pushed two\n");
+
     let (_, history) = stage.api.call(Method::GET, &format!("{site}/webhooks"), None).await;
-    assert_eq!(history["meta"]["total"], 2, "{history}");
-    assert_eq!(history["data"][0]["deployment_id"], d["id"]);
+    assert_eq!(history["meta"]["total"], 3, "{history}");
+    assert_eq!(history["data"][1]["deployment_id"], d["id"]);
+}
+
+/// Where a private repository is served over SSH for the test: a Unix user whose login shell is
+/// `git-shell`, reachable through the test host's own sshd. Removed when dropped.
+struct SshGitServer {
+    user: &'static str,
+    home: PathBuf,
+}
+
+impl SshGitServer {
+    fn start(source: &Path) -> SshGitServer {
+        let (user, home) = ("slipway-gitsrv", PathBuf::from("/srv/slipway-gitsrv"));
+        let _ = Command::new("userdel").args(["-r", user]).output();
+        let _ = std::fs::remove_dir_all(&home);
+        let run = |program: &str, args: &[&str]| {
+            let out = Command::new(program).args(args).output().unwrap();
+            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(
+            "useradd",
+            &["--system", "--create-home", "--home-dir", home.to_str().unwrap(), "--shell", "/usr/bin/git-shell", user],
+        );
+        // Not locked (sshd refuses a locked account even with a key), but no password either.
+        run("usermod", &["-p", "*", user]);
+        run("git", &["clone", "-q", "--bare", source.to_str().unwrap(), home.join("app.git").to_str().unwrap()]);
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        run("chown", &["-R", &format!("{user}:{user}"), home.to_str().unwrap()]);
+        SshGitServer { user, home }
+    }
+
+    fn authorize(&self, public_key: &str) {
+        let keys = self.home.join(".ssh/authorized_keys");
+        std::fs::write(&keys, format!("{public_key}\n")).unwrap();
+        let out = Command::new("chown").arg(format!("{0}:{0}", self.user)).arg(&keys).output().unwrap();
+        assert!(out.status.success());
+    }
+
+    fn push_from(&self, work: &Path) {
+        // git refuses to push as root into a repository another user owns: own it meanwhile.
+        let served = self.home.join("app.git");
+        let chown = |owner: &str| {
+            let out = Command::new("chown").arg("-R").arg(owner).arg(&served).output().unwrap();
+            assert!(out.status.success());
+        };
+        chown("root:root");
+        common::git(work, &["push", "-q", "-f", served.to_str().unwrap(), "main"]);
+        chown(&format!("{0}:{0}", self.user));
+    }
+
+    fn url(&self, address: &str) -> String {
+        format!("ssh://{}@{address}{}/app.git", self.user, self.home.display())
+    }
+}
+
+impl Drop for SshGitServer {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").args(["-r", self.user]).output();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// A private repository over SSH: the fetch uses the repository's deploy key, fails clearly
+/// while the key is not installed at the git host, and never leaves the key on the server.
+#[tokio::test]
+async fn a_private_repository_is_fetched_over_ssh_with_its_deploy_key() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("public/index.html", "private one\n")], "one");
+    let git = SshGitServer::start(&stage.repo.work());
+    let repo_id = &stage.git_repository(&git.url(&stage.host.address), "generic").await;
+    let (status, key) = stage
+        .api
+        .call(Method::POST, &format!("/api/v1/git-repositories/{repo_id}/setup-deploy-key"), Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{key}");
+    let public = key["data"]["deploy_key_public"].as_str().unwrap().to_string();
+    let site = stage
+        .site(json!({"domain": "private.example.com", "project_type": "static", "web_directory": "public", "git_repository_id": repo_id}))
+        .await;
+    let key_files = || {
+        let out = Command::new("find").args(["/home/slipway", "-name", "slipway-repo-*"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // The key is not installed at the git host yet: the fetch fails and says so.
+    let refused = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!((refused["status"].as_str(), refused["failed_step"].as_str()), (Some("failed"), Some("fetch")));
+    assert!(refused["failure_reason"].as_str().unwrap().contains("could not clone"), "{refused}");
+    assert_eq!(key_files(), "", "the deploy key is removed after a failed fetch");
+
+    git.authorize(&public);
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    let log = stage.log(&site, d["id"].as_str().unwrap()).await;
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    assert_eq!(stage.get("private.example.com", "/").await.1, "private one\n");
+    assert_eq!(key_files(), "", "the deploy key is not left on the server");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+
+    stage.repo.commit(&[("public/index.html", "private two\n")], "two");
+    git.push_from(&stage.repo.work());
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(stage.get("private.example.com", "/").await.1, "private two\n");
+}
+
+/// Runs 4 load clients against `domain` while `work` runs (and a moment before and after);
+/// asserts that every single request succeeded and returns what `work` returned with the count.
+async fn under_load<T>(stage: &Stage, domain: &'static str, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let clients: Vec<_> =
+        (0..4).map(|_| tokio::spawn(load(stage.host.address.clone(), domain, stop.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = work.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    let (mut ok, mut failures) = (0, Vec::new());
+    for client in clients {
+        let (o, f) = client.await.unwrap();
+        ok += o;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests to {domain} failed: {:?}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(10)]
+    );
+    (out, ok)
+}
+
+/// In-place sites (`zero_downtime: false`) update one working tree: untracked files persist,
+/// removed files go, there are no releases to roll back to. `enable-zero-downtime` then turns
+/// each (a static site and an app) into releases with no failed request, and from there deploys,
+/// shared paths and rollbacks work as for any site.
+#[tokio::test]
+async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_downtime() {
+    let stage = Stage::new(&[]).await;
+    let files = |n: u32| {
+        let v = format!("version {n}\n");
+        [("public/index.html", v.clone()), ("index.html", v), ("health.txt", "ok\n".to_string())]
+    };
+    let commit = |n: u32| {
+        let f = files(n);
+        let refs: Vec<(&str, &str)> = f.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        stage.repo.commit(&refs, &format!("v{n}"))
+    };
+    stage.repo.commit(&[("public/old.txt", "old\n")], "old");
+    commit(1);
+    let static_site = stage
+        .site(json!({"domain": "inplace-static.example.com", "project_type": "static", "web_directory": "public",
+                     "repository_url": stage.repo.url, "zero_downtime": false,
+                     "deploy_script": "echo deployed >> public/deploys.txt\n"}))
+        .await;
+    let mut app = app_site("inplace-app.example.com", &stage.repo.url);
+    app["zero_downtime"] = json!(false);
+    app["deploy_script"] = json!("echo deployed >> deploys.txt\n");
+    let app_site_path = stage.site(app).await;
+    let sites = [(&static_site, "inplace-static.example.com"), (&app_site_path, "inplace-app.example.com")];
+    for (site, domain) in sites {
+        let d = stage.deploy(site, "deploy", json!({})).await;
+        assert_eq!((d["status"].as_str(), d["action"].as_str()), (Some("succeeded"), Some("deploy")), "{d}");
+        assert_eq!(stage.get(domain, "/").await, (200, "version 1\n".to_string()));
+    }
+    assert_eq!(stage.get("inplace-static.example.com", "/old.txt").await.0, 200);
+
+    // A second deploy updates the same tree: what the first deploy script wrote is still there,
+    // a file removed from the repository is gone.
+    stage.repo.remove("public/old.txt");
+    let v2 = commit(2);
+    for (site, domain) in sites {
+        let d = stage.deploy(site, "deploy", json!({})).await;
+        assert_eq!(d["status"], "succeeded", "{d}");
+        assert_eq!(stage.get(domain, "/").await.1, "version 2\n");
+        assert_eq!(stage.get(domain, "/deploys.txt").await.1, "deployed\ndeployed\n", "{domain}");
+        let (status, rollback) = stage.api.call(Method::POST, &format!("{site}/rollback"), Some(json!({}))).await;
+        assert_eq!(status, 422, "{rollback}");
+        let (_, releases) = stage.api.call(Method::GET, &format!("{site}/releases"), None).await;
+        assert_eq!(releases["data"], json!([]), "in place keeps no releases");
+    }
+    assert_eq!(stage.get("inplace-static.example.com", "/old.txt").await.0, 404);
+    let root = Path::new("/home/slipway/inplace-static.example.com");
+    assert_eq!(std::fs::read_link(root.join("current")).unwrap(), Path::new("live"));
+
+    // The conversion, under load: not one request fails.
+    for (site, domain) in sites {
+        let (converted, ok) = under_load(&stage, domain, async {
+            let (status, d) =
+                stage.api.call(Method::POST, &format!("{site}/enable-zero-downtime"), Some(json!({}))).await;
+            assert_eq!(status, 202, "{d}");
+            stage.wait(site, d["data"]["id"].as_str().unwrap()).await
+        })
+        .await;
+        assert!(ok > 20, "the load was too light to prove anything: {ok} requests");
+        let log = stage.log(site, converted["id"].as_str().unwrap()).await;
+        assert_eq!(
+            (converted["status"].as_str(), converted["action"].as_str()),
+            (Some("succeeded"), Some("enable-zero-downtime")),
+            "{converted}\n{log}"
+        );
+        assert_eq!(converted["commit_sha"].as_str(), Some(v2.as_str()));
+        let (_, now) = stage.api.call(Method::GET, site, None).await;
+        assert_eq!(now["data"]["zero_downtime"], true);
+        let (_, releases) = stage.api.call(Method::GET, &format!("{site}/releases"), None).await;
+        assert_eq!(releases["data"][0]["id"], converted["id"], "{releases}");
+        assert_eq!(releases["data"][0]["current"], true);
+        assert_eq!(stage.get(domain, "/").await.1, "version 2\n");
+        assert_eq!(stage.get(domain, "/deploys.txt").await.1, "deployed\ndeployed\n");
+        let (status, again) =
+            stage.api.call(Method::POST, &format!("{site}/enable-zero-downtime"), Some(json!({}))).await;
+        assert_eq!(status, 422, "{again}");
+    }
+    let converted_release = std::fs::read_link(root.join("current")).unwrap();
+    assert!(converted_release.starts_with("releases"), "{converted_release:?}");
+    assert!(!root.join("live").exists(), "the in-place tree is removed after the conversion");
+    stage.settles_to_one_app().await;
+
+    // From here: new releases (each deploy script runs in a fresh tree), shared paths that
+    // persist across releases and rollbacks.
+    let shared = json!({"shared_paths": ["public/uploads"],
+                        "deploy_script": "echo deployed >> public/deploys.txt\necho upload >> public/uploads/count.txt\n"});
+    let (status, updated) = stage.api.call(Method::PUT, &static_site, Some(shared)).await;
+    assert_eq!(status, 200, "{updated}");
+    for n in 3..=4 {
+        commit(n);
+        let d = stage.deploy(&static_site, "deploy", json!({})).await;
+        assert_eq!(d["status"], "succeeded", "{d}");
+        assert_eq!(stage.get("inplace-static.example.com", "/").await.1, format!("version {n}\n"));
+        assert_eq!(stage.get("inplace-static.example.com", "/deploys.txt").await.1, "deployed\n");
+    }
+    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, "upload\nupload\n");
+    assert!(root.join("current/public/uploads").is_symlink());
+    let back = stage.deploy(&static_site, "rollback", json!({})).await;
+    assert_eq!(back["status"], "succeeded", "{back}");
+    assert_eq!(stage.get("inplace-static.example.com", "/").await.1, "version 3\n");
+    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, "upload\nupload\n");
+    let first = converted_release.file_name().unwrap().to_str().unwrap();
+    let back = stage.deploy(&static_site, "rollback", json!({"release": first})).await;
+    assert_eq!(back["status"], "succeeded", "{back}");
+    assert_eq!(stage.get("inplace-static.example.com", "/").await.1, "version 2\n");
+
+    commit(5);
+    let d = stage.deploy(&app_site_path, "deploy", json!({})).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(stage.get("inplace-app.example.com", "/").await.1, "version 5\n");
+    assert_eq!(stage.get("inplace-app.example.com", "/deploys.txt").await.1, "deployed\n");
+    stage.settles_to_one_app().await;
 }

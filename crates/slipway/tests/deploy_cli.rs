@@ -137,6 +137,34 @@ async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
     let (_, out, _) = run(&["env", "list", &server, &site, "--reveal"]);
     assert!(out.contains("MODE=\"a=b\""), "{out}");
 
+    // An in-place site, deployed, then converted to releases from the CLI.
+    let (ok, out, err) = run(&[
+        "site",
+        "create",
+        &server,
+        "inplace-cli.example.com",
+        "--type",
+        "static",
+        "--repo",
+        &repo.url,
+        "--web-dir",
+        "public",
+        "--in-place",
+    ]);
+    assert!(ok && out.contains("deploys: in place"), "{out}{err}");
+    let (ok, out, err) = run(&["deploy", &server, "inplace-cli.example.com"]);
+    assert!(ok && out.contains("checking out"), "{out}{err}");
+    let (ok, out, err) = run(&["site", "enable-zero-downtime", &server, "inplace-cli.example.com"]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("Converting to zero-downtime releases"), "{err}");
+    assert!(out.contains("copying the live site into release") && out.contains("Deployed"), "{out}");
+    let (ok, out, err) = run(&["site", "enable-zero-downtime", &server, "inplace-cli.example.com"]);
+    assert!(!ok && err.contains("already deploys with zero downtime"), "{out}{err}");
+    let (ok, out, err) = run(&["site", "show", &server, "inplace-cli.example.com", "--output", "json"]);
+    assert!(ok && serde_json::from_str::<Value>(&out).unwrap()["zero_downtime"] == true, "{out}{err}");
+    let (ok, out, err) = run(&["site", "delete", &server, "inplace-cli.example.com"]);
+    assert!(ok, "{out}{err}");
+
     // Suspend, resume, and delete (which also leaves this machine's nginx as it was).
     let (ok, out, err) = run(&["site", "suspend", &server, &site]);
     assert!(ok && out.contains("suspended"), "{out}{err}");

@@ -22,7 +22,7 @@ use slipway_store::{GitProvider, GitRepository, GitRepositoryChanges, WebhookDel
 use utoipa::ToSchema;
 
 use super::servers::{target_organization, visible_organizations};
-use super::sites::{DeploymentResource, VisibleSite, start_deployment};
+use super::sites::{DeploymentResource, Plan, VisibleSite, start_deployment};
 use crate::audit::AuditSlot;
 use crate::auth::Principal;
 use crate::envelope::{Accepted, Data, Paginated};
@@ -600,7 +600,9 @@ pub async fn receive_push(
         } else if pushed.1.is_none() {
             record(Some(&site.id), "ignored", Some("the branch was deleted".into()), Some(&pushed), None)
         } else {
-            let started = start_deployment(&state, site, None, "webhook", None, pushed.1.clone(), None).await?;
+            let started =
+                start_deployment(&state, site, None, "webhook", Plan::Deploy { commit: pushed.1.clone() }, None)
+                    .await?;
             let d = record(Some(&site.id), "accepted", None, Some(&pushed), Some(&started.data.id));
             deployments.push(started.data);
             d

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use slipway_core::site_input::{self, Domain};
 use slipway_core::time::now;
 use slipway_core::{Ability, Action, FieldErrors, Resource};
-use slipway_engine::deploy::{DeployJob, env_context, repository_context};
+use slipway_engine::deploy::{
+    ACTION_DEPLOY, ACTION_ENABLE_ZERO_DOWNTIME, ACTION_ROLLBACK, DeployJob, env_context, repository_context,
+};
 use slipway_engine::sites::{self as engine_sites, SiteJob};
 use slipway_store::{Deployment, Server, Site, SiteChanges};
 use utoipa::{IntoParams, ToSchema};
@@ -87,8 +89,12 @@ pub struct SiteResource {
     /// The command that runs the app (node, generic); it must listen on `$PORT`.
     pub app_command: Option<String>,
     pub health_check: HealthCheck,
+    /// Releases with an atomic switch (`true`), or one working tree updated in place (`false`;
+    /// see `enable-zero-downtime`).
     pub zero_downtime: bool,
     pub keep_releases: i64,
+    /// Paths kept across releases, linked into each from the site's `shared/` directory.
+    pub shared_paths: Vec<String>,
     /// `installing`, `installed`, `failed` or `removing`.
     pub status: String,
     pub status_reason: Option<String>,
@@ -131,6 +137,7 @@ fn site_resource(state: &AppState, s: &Site, operation_id: Option<String>) -> Si
         },
         zero_downtime: s.zero_downtime,
         keep_releases: s.keep_releases,
+        shared_paths: serde_json::from_str(&s.shared_paths).unwrap_or_default(),
         status: s.status.clone(),
         status_reason: s.status_reason.clone(),
         suspended: s.suspended,
@@ -248,8 +255,13 @@ pub struct CreateSite {
     /// Seconds, default 30.
     #[schema(minimum = 1, maximum = 600)]
     pub health_check_timeout: Option<u32>,
-    /// Only `true` for now (releases with an atomic switch).
+    /// Default `true`: each deploy builds a new release, health-checks it and switches to it
+    /// atomically. `false` deploys in place into one working tree (no releases, no rollback, and
+    /// an app restarts); convert later with `enable-zero-downtime`.
     pub zero_downtime: Option<bool>,
+    /// Paths kept across releases (`storage`, `public/uploads`), linked into each release from
+    /// `shared/`; the first release that has one seeds it. Default `["storage"]` for laravel.
+    pub shared_paths: Option<Vec<String>>,
     /// Releases kept for rollback, 1 to 50; default 5.
     #[schema(minimum = 1, maximum = 50)]
     pub keep_releases: Option<u32>,
@@ -299,6 +311,22 @@ fn check_numbers(errors: &mut FieldErrors, status: Option<u16>, timeout: Option<
     if keep.is_some_and(|k| !(1..=50).contains(&k)) {
         errors.add("keep_releases", "The keep_releases must be between 1 and 50.");
     }
+}
+
+/// Shared paths, validated and without duplicates, as stored (a JSON array).
+fn check_shared(errors: &mut FieldErrors, paths: &[String]) -> String {
+    if paths.len() > 20 {
+        errors.add("shared_paths", "A site may have at most 20 shared paths.");
+    }
+    let mut valid: Vec<String> = Vec::new();
+    for path in paths {
+        match site_input::shared_path(path) {
+            Ok(p) if !valid.contains(&p) => valid.push(p),
+            Ok(_) => {}
+            Err(m) => errors.add("shared_paths", format!("The shared path {path:?} {m}.")),
+        }
+    }
+    serde_json::to_string(&valid).unwrap_or_else(|_| "[]".into())
 }
 
 fn check_script(errors: &mut FieldErrors, field: &str, text: &str) {
@@ -397,12 +425,11 @@ pub async fn create_site(
         (body.health_check_status.unwrap_or(200), body.health_check_timeout.unwrap_or(30));
     let keep = body.keep_releases.unwrap_or(5);
     check_numbers(&mut errors, Some(health_status), Some(health_timeout), Some(keep));
-    if body.zero_downtime == Some(false) {
-        errors.add(
-            "zero_downtime",
-            "In-place deploys are not available yet; sites deploy as releases with an atomic switch.",
-        );
-    }
+    let shared_paths = match &body.shared_paths {
+        Some(paths) => check_shared(&mut errors, paths),
+        None if project_type == "laravel" => r#"["storage"]"#.to_string(),
+        None => "[]".to_string(),
+    };
     if v.server.provisioned_at.is_none() {
         errors.add("domain", "The server is not provisioned yet; provision it first.");
     }
@@ -428,7 +455,7 @@ pub async fn create_site(
         health_check_path: health_path,
         health_check_status: i64::from(health_status),
         health_check_timeout: i64::from(health_timeout),
-        zero_downtime: true,
+        zero_downtime: body.zero_downtime.unwrap_or(true),
         keep_releases: i64::from(keep),
         app_port: 0,
         status: "installing".into(),
@@ -441,6 +468,7 @@ pub async fn create_site(
         git_repository_id: repository.map(|r| r.id),
         created_at: at,
         updated_at: at,
+        shared_paths,
     };
     let taken = |state: &AppState| {
         let (server_id, domain) = (site.server_id.clone(), site.domain.clone());
@@ -496,6 +524,7 @@ pub struct UpdateSite {
     pub health_check_timeout: Option<u32>,
     #[schema(minimum = 1, maximum = 50)]
     pub keep_releases: Option<u32>,
+    pub shared_paths: Option<Vec<String>>,
 }
 
 /// Edit a site. Changes to aliases or the web directory are applied to the server at once;
@@ -533,6 +562,7 @@ pub async fn update_site(
     let health_path =
         checked(&mut errors, "health_check_path", body.health_check_path.as_deref(), site_input::http_path);
     check_numbers(&mut errors, body.health_check_status, body.health_check_timeout, body.keep_releases);
+    let shared_paths = body.shared_paths.as_ref().map(|p| check_shared(&mut errors, p));
     errors.into_result()?;
     let reapply = aliases.is_some() || web_directory.is_some();
     let changes = SiteChanges {
@@ -548,6 +578,8 @@ pub async fn update_site(
         keep_releases: body.keep_releases.map(i64::from),
         suspended: None,
         git_repository_id: None,
+        shared_paths,
+        zero_downtime: None,
     };
     state.store.update_site(&v.site.id, &changes).await?;
     let site = state.store.site(&v.site.id).await?.ok_or(ApiError::NotFound)?;
@@ -633,6 +665,8 @@ pub struct DeploymentResource {
     pub site_id: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
+    /// `deploy` (a new release, or in place), `rollback` or `enable-zero-downtime`.
+    pub action: String,
     /// `api`, `webhook`, `schedule`, `rollback`, `cli` or `dashboard`.
     pub trigger: String,
     pub triggered_by_user: Option<String>,
@@ -660,6 +694,7 @@ impl From<&Deployment> for DeploymentResource {
             id: d.id.clone(),
             site_id: d.site_id.clone(),
             status: d.status.clone(),
+            action: d.action.clone(),
             trigger: d.trigger_kind.clone(),
             triggered_by_user: d.triggered_by_user.clone(),
             triggered_by_token: d.triggered_by_token.clone(),
@@ -688,8 +723,29 @@ pub struct DeployRequest {
     pub trigger: Option<String>,
 }
 
+/// Who started a deployment by hand: `api` (default), `cli` or `dashboard`.
+fn checked_trigger(trigger: Option<String>) -> Result<String, ApiError> {
+    let trigger = trigger.unwrap_or_else(|| "api".into());
+    if !["api", "cli", "dashboard"].contains(&trigger.as_str()) {
+        return Err(ApiError::validation("trigger", "The trigger must be api, cli or dashboard."));
+    }
+    Ok(trigger)
+}
+
 fn has_repository(site: &Site) -> bool {
     site.repository_url.is_some() || site.git_repository_id.is_some()
+}
+
+/// What a deployment is to do.
+pub(crate) enum Plan {
+    /// Build the branch's newest commit, or `commit` (a pushed one).
+    Deploy {
+        commit: Option<String>,
+    },
+    Rollback {
+        release: String,
+    },
+    EnableZeroDowntime,
 }
 
 /// Queues a deployment (or rollback) of a site; the message says whether it waits behind one.
@@ -698,10 +754,14 @@ pub(crate) async fn start_deployment(
     site: &Site,
     principal: Option<&Principal>,
     trigger: &str,
-    release_of: Option<String>,
-    requested_commit: Option<String>,
+    plan: Plan,
     run_at: Option<slipway_core::time::Timestamp>,
 ) -> Result<Accepted<DeploymentResource>, ApiError> {
+    let (action, release_of, requested_commit) = match plan {
+        Plan::Deploy { commit } => (ACTION_DEPLOY, None, commit),
+        Plan::Rollback { release } => (ACTION_ROLLBACK, Some(release), None),
+        Plan::EnableZeroDowntime => (ACTION_ENABLE_ZERO_DOWNTIME, None, None),
+    };
     let (busy, _) =
         state.store.deployments_of_site(&site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
     let waiting = busy.first().is_some_and(|d| matches!(d.status.as_str(), "queued" | "running"));
@@ -727,6 +787,7 @@ pub(crate) async fn start_deployment(
         started_at: None,
         finished_at: None,
         requested_commit,
+        action: action.into(),
     };
     state.store.insert_deployment(&deployment).await?;
     state.store.record_site_deployment(&site.id, "queued", None, None).await?;
@@ -761,10 +822,7 @@ pub async fn deploy_site(
     Json(body): Json<DeployRequest>,
 ) -> Result<Accepted<DeploymentResource>, ApiError> {
     v.authorize(&state, Action::Deploy).await?;
-    let trigger = body.trigger.unwrap_or_else(|| "api".into());
-    if !["api", "cli", "dashboard"].contains(&trigger.as_str()) {
-        return Err(ApiError::validation("trigger", "The trigger must be api, cli or dashboard."));
-    }
+    let trigger = checked_trigger(body.trigger)?;
     if !has_repository(&v.site) {
         return Err(ApiError::validation(
             "repository_url",
@@ -774,7 +832,8 @@ pub async fn deploy_site(
     if v.site.status == "removing" {
         return Err(ApiError::validation("site", "The site is being removed."));
     }
-    let accepted = start_deployment(&state, &v.site, Some(&v.principal), &trigger, None, None, None).await?;
+    let accepted =
+        start_deployment(&state, &v.site, Some(&v.principal), &trigger, Plan::Deploy { commit: None }, None).await?;
     audit_site(&audit, &v.site, "site.deploy", Some(format!("deployment {}", accepted.data.id)));
     Ok(accepted)
 }
@@ -801,6 +860,12 @@ pub async fn rollback_site(
     Json(body): Json<RollbackRequest>,
 ) -> Result<Accepted<DeploymentResource>, ApiError> {
     v.authorize(&state, Action::Deploy).await?;
+    if !v.site.zero_downtime {
+        return Err(ApiError::validation(
+            "release",
+            "This site deploys in place and keeps no releases; enable zero-downtime deploys to roll back.",
+        ));
+    }
     let releases = state.store.releases_of_site(&v.site.id).await?;
     let current = v.site.current_release.as_deref();
     let wanted = body.release;
@@ -823,10 +888,58 @@ pub async fn rollback_site(
     if Some(target.id.as_str()) == current {
         return Err(ApiError::validation("release", "This release is already live."));
     }
-    let accepted =
-        start_deployment(&state, &v.site, Some(&v.principal), "rollback", Some(target.id.clone()), None, None).await?;
+    let plan = Plan::Rollback { release: target.id.clone() };
+    let accepted = start_deployment(&state, &v.site, Some(&v.principal), "rollback", plan, None).await?;
     audit_site(&audit, &v.site, "site.rollback", Some(format!("to release {}", target.id)));
     Ok(accepted)
+}
+
+/// Convert an in-place site to releases with an atomic switch, without downtime: the live
+/// working tree is copied into a first release, which is started and health-checked next to the
+/// running site, then switched to like any deploy (the answer is that deployment). A site never
+/// deployed is converted at once (200). Needs `site:update` and `site:deploy`.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/enable-zero-downtime", tag = "deployments",
+    params(("server" = String, Path), ("site" = String, Path)),
+    request_body = DeployRequest,
+    security(("token" = ["site:update", "site:deploy"])),
+    responses(
+        (status = 202, body = Accepted<DeploymentResource>),
+        (status = 200, description = "A site never deployed, converted at once", body = Data<SiteResource>)
+    )
+)]
+pub async fn enable_zero_downtime(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+    Json(body): Json<DeployRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    v.authorize(&state, Action::Update).await?;
+    v.authorize(&state, Action::Deploy).await?;
+    let trigger = checked_trigger(body.trigger)?;
+    if v.site.zero_downtime {
+        return Err(ApiError::validation("zero_downtime", "This site already deploys with zero downtime."));
+    }
+    let (recent, _) =
+        state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
+    if recent.first().is_some_and(|d| matches!(d.status.as_str(), "queued" | "running")) {
+        return Err(ApiError::Conflict("A deployment is queued or running; convert the site when it ends.".into()));
+    }
+    if v.site.current_release.is_none() {
+        let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
+        state.store.update_site(&v.site.id, &changes).await?;
+        let site = state.store.site(&v.site.id).await?.ok_or(ApiError::NotFound)?;
+        audit_site(&audit, &site, "site.enable-zero-downtime", None);
+        return Ok(Data { data: site_resource(&state, &site, None) }.into_response());
+    }
+    let mut accepted =
+        start_deployment(&state, &v.site, Some(&v.principal), &trigger, Plan::EnableZeroDowntime, None).await?;
+    accepted.message = "Converting to zero-downtime releases: the live site is copied into a first release, \
+                        health-checked and switched to."
+        .into();
+    audit_site(&audit, &v.site, "site.enable-zero-downtime", Some(format!("deployment {}", accepted.data.id)));
+    Ok(accepted.into_response())
 }
 
 /// The site's deployments, newest first.
@@ -1096,7 +1209,11 @@ pub async fn set_env(
     let keys: Vec<String> = body.variables.keys().cloned().collect();
     audit_site(&audit, &v.site, "site.env.set", Some(format!("keys {}", keys.join(", "))));
     let deployment = if query.deploy == Some(true) && has_repository(&v.site) {
-        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None, None).await?.data)
+        Some(
+            start_deployment(&state, &v.site, Some(&v.principal), "api", Plan::Deploy { commit: None }, None)
+                .await?
+                .data,
+        )
     } else {
         None
     };
@@ -1126,7 +1243,11 @@ pub async fn delete_env(
     }
     audit_site(&audit, &v.site, "site.env.delete", Some(format!("key {}", ids.2)));
     let deployment = if query.deploy == Some(true) && has_repository(&v.site) {
-        Some(start_deployment(&state, &v.site, Some(&v.principal), "api", None, None, None).await?.data)
+        Some(
+            start_deployment(&state, &v.site, Some(&v.principal), "api", Plan::Deploy { commit: None }, None)
+                .await?
+                .data,
+        )
     } else {
         None
     };
@@ -1167,7 +1288,9 @@ pub async fn schedule_deploy(
     if !has_repository(&v.site) {
         return Err(ApiError::validation("repository_url", "The site has no repository to deploy."));
     }
-    let accepted = start_deployment(&state, &v.site, Some(&v.principal), "schedule", None, None, Some(at)).await?;
+    let accepted =
+        start_deployment(&state, &v.site, Some(&v.principal), "schedule", Plan::Deploy { commit: None }, Some(at))
+            .await?;
     audit_site(&audit, &v.site, "site.schedule-deploy", Some(format!("deployment {} at {at}", accepted.data.id)));
     Ok(accepted)
 }

@@ -23,6 +23,7 @@ pub struct SiteRef {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum SiteCommand {
     /// A server's sites
     List { server: String },
@@ -56,6 +57,13 @@ pub enum SiteCommand {
         /// A file holding the script each release runs before it goes live
         #[arg(long)]
         deploy_script_file: Option<PathBuf>,
+        /// A path kept across releases, linked from shared/ (repeat) [default: storage for laravel]
+        #[arg(long = "shared")]
+        shared_paths: Vec<String>,
+        /// Deploy in place into one working tree instead of releases with an atomic switch
+        /// (lighter, but a deploy is not atomic and there is no rollback)
+        #[arg(long)]
+        in_place: bool,
     },
     /// Show one site
     Show(SiteRef),
@@ -65,6 +73,9 @@ pub enum SiteCommand {
     Suspend(SiteRef),
     /// Serve a suspended site again
     Resume(SiteRef),
+    /// Convert an in-place site to releases with an atomic switch, without downtime (streams the
+    /// conversion's log)
+    EnableZeroDowntime(DeployArgs),
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +191,13 @@ fn print_site(site: &Value) {
     if let Some(release) = site["current_release"].as_str() {
         println!("live release: {release}");
     }
+    if site["zero_downtime"] == false {
+        println!("deploys: in place (see `slipway site enable-zero-downtime`)");
+    }
+    if let Some(shared) = site["shared_paths"].as_array().filter(|a| !a.is_empty()) {
+        let paths: Vec<&str> = shared.iter().filter_map(Value::as_str).collect();
+        println!("shared paths: {}", paths.join(" "));
+    }
 }
 
 /// Follows the operation that applies a site change; fails when it does not succeed.
@@ -225,6 +243,8 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
             command,
             health_path,
             deploy_script_file,
+            shared_paths,
+            in_place,
         } => {
             let deploy_script = match deploy_script_file {
                 Some(path) => Some(
@@ -233,11 +253,15 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
                 ),
                 None => None,
             };
-            let body = json!({
+            let mut body = json!({
                 "domain": domain, "project_type": project_type, "repository_url": repo, "branch": branch,
                 "web_directory": web_dir, "aliases": aliases, "app_command": command,
                 "health_check_path": health_path, "deploy_script": deploy_script,
+                "zero_downtime": !in_place,
             });
+            if !shared_paths.is_empty() {
+                body["shared_paths"] = json!(shared_paths);
+            }
             let created = client.create_site(&server, &body).await?;
             wait_for_site(&client, &created, output).await?;
             let site = client.site(&server, &text(&created, "id")).await?;
@@ -261,6 +285,16 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
         }
         SiteCommand::Suspend(site) => suspend(&client, &site, true, output).await?,
         SiteCommand::Resume(site) => suspend(&client, &site, false, output).await?,
+        SiteCommand::EnableZeroDowntime(args) => {
+            let id = site_id(&client, &args.site).await?;
+            match client.enable_zero_downtime(&args.site.server, &id).await? {
+                Some(accepted) => {
+                    run_deployment(&client, &args.site.server, &id, accepted, args.no_follow, output).await?
+                }
+                None if output == Output::Json => print_json(&client.site(&args.site.server, &id).await?)?,
+                None => eprintln!("The site was never deployed: it now deploys as releases with an atomic switch."),
+            }
+        }
     }
     Ok(())
 }

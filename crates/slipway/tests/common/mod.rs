@@ -236,6 +236,16 @@ impl GitRepo {
         GitRepo { work, daemon, url: format!("git://{listen}:{port}/app.git") }
     }
 
+    /// The work tree (to push it elsewhere).
+    pub fn work(&self) -> PathBuf {
+        self.work.clone()
+    }
+
+    /// Deletes a file from the work tree (the next commit records it).
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.work.join(path)).unwrap();
+    }
+
     /// Writes files, commits and pushes; returns the commit.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
         for (path, content) in files {
