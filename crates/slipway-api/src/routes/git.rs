@@ -551,6 +551,7 @@ pub async fn receive_push(
             outcome: outcome.into(),
             reason,
             deployment_id: deployment.map(str::to_string),
+            delivery_id: None,
         }
     };
     let store_all = |outcome: &'static str, reason: String, pushed: Option<(String, Option<String>)>| {
