@@ -1,5 +1,6 @@
 //! Git repositories and incoming push webhooks: every provider's signature format, valid,
-//! invalid and missing, pushes to other branches, and the site's delivery history. Deployments
+//! invalid and missing, pushes to other branches, replayed delivery ids, and the site's delivery
+//! history. Deployments
 //! stay queued here (no worker); `crates/slipway/tests/deploy.rs` deploys a pushed commit for real.
 
 mod common;
@@ -19,7 +20,11 @@ struct Hook {
 }
 
 async fn setup(kind: &str) -> Hook {
-    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    setup_on(kind, TestDatabase::sqlite().await).await
+}
+
+async fn setup_on(kind: &str, db: TestDatabase) -> Hook {
+    let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
     let owner = app.user(&format!("{kind}@example.com")).await;
     let repo = app
         .post_as(
@@ -74,6 +79,17 @@ fn payload(kind: &str, branch: &str) -> Value {
 impl Hook {
     /// Delivers a push the way the provider would, with the signature computed from `secret`.
     async fn deliver(&self, kind: &str, body: &Value, secret: Option<&str>) -> (StatusCode, Value) {
+        self.deliver_with(kind, body, secret, &[]).await
+    }
+
+    /// [`Hook::deliver`] with extra headers (a delivery id).
+    async fn deliver_with(
+        &self,
+        kind: &str,
+        body: &Value,
+        secret: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let bytes = serde_json::to_vec(body).unwrap();
         let mut request = axum::http::Request::builder()
             .method(Method::POST)
@@ -86,6 +102,9 @@ impl Hook {
             _ => ("x-generic-event", "push"),
         };
         request = request.header(event_header, event);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
         if let Some(secret) = secret {
             request = match kind {
                 "gitlab" => request.header("x-gitlab-token", secret),
@@ -96,6 +115,11 @@ impl Hook {
         }
         let reply = self.app.send(request.body(axum::body::Body::from(bytes)).unwrap()).await;
         (reply.status, reply.json())
+    }
+
+    async fn deployments(&self) -> u64 {
+        let list = self.app.get_as(&format!("{}/deployments", self.site_path), &self.token).await;
+        list.json()["meta"]["total"].as_u64().unwrap()
     }
 
     async fn history(&self) -> Vec<Value> {
@@ -194,4 +218,124 @@ async fn tokens_restricted_to_some_sites_cannot_change_shared_repositories() {
         StatusCode::OK,
         "reading is fine"
     );
+}
+
+/// The header each provider sends its delivery id in.
+fn delivery_header(kind: &str) -> &'static str {
+    match kind {
+        "github" => "x-github-delivery",
+        "gitlab" => "x-gitlab-event-uuid",
+        "bitbucket" => "x-request-uuid",
+        _ => "x-slipway-delivery",
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_deploys_once_for_every_provider() {
+    for kind in ["github", "gitlab", "bitbucket", "generic"] {
+        let hook = setup(kind).await;
+        let push = payload(kind, "main");
+        let id = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+        let with_id = [(delivery_header(kind), id)];
+
+        let (status, reply) = hook.deliver_with(kind, &push, Some(&hook.secret), &with_id).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{kind}: {reply}");
+        let deployed = reply["data"]["deployments"][0]["id"].clone();
+
+        // The same delivery again (a redelivery, or a captured one replayed): not an error, the
+        // sender is told it was a duplicate, and nothing deploys.
+        let (status, reply) = hook.deliver_with(kind, &push, Some(&hook.secret), &with_id).await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {reply}");
+        assert_eq!(reply["message"], format!("Duplicate delivery {id}: already received; nothing to do."));
+        assert_eq!(reply["data"]["deployments"], json!([]), "{kind}");
+        assert_eq!(hook.deployments().await, 1, "{kind}: one deployment for one delivery");
+
+        // Another delivery of the same push deploys: the id is outside the signature, so it
+        // tells deliveries apart, not pushes.
+        let fresh = [(delivery_header(kind), "another-delivery")];
+        let (status, reply) = hook.deliver_with(kind, &push, Some(&hook.secret), &fresh).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{kind}: {reply}");
+
+        let history = hook.history().await;
+        let rows: Vec<(&str, &str)> =
+            history.iter().map(|d| (d["outcome"].as_str().unwrap(), d["delivery_id"].as_str().unwrap())).collect();
+        assert_eq!(rows, [("accepted", "another-delivery"), ("ignored", id), ("accepted", id)], "{kind}: {history:?}");
+        assert_eq!(history[1]["reason"], format!("duplicate delivery {id}"), "{kind}");
+        assert_eq!(history[1]["deployment_id"], Value::Null);
+        assert_eq!(history[1]["commit_sha"], COMMIT, "{kind}: the duplicate's push is shown");
+        assert_eq!(history[2]["deployment_id"], deployed);
+        assert_eq!(hook.deployments().await, 2, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn the_other_delivery_headers_are_read_and_bitbuckets_hook_id_is_not() {
+    // GitLab's per-request id, when its per-event one is missing.
+    let hook = setup("gitlab").await;
+    let push = payload("gitlab", "main");
+    let with_id = [("x-gitlab-webhook-uuid", "gitlab-request-1")];
+    for expected in [StatusCode::ACCEPTED, StatusCode::OK] {
+        let (status, reply) = hook.deliver_with("gitlab", &push, Some(&hook.secret), &with_id).await;
+        assert_eq!(status, expected, "{reply}");
+    }
+    assert_eq!(hook.deployments().await, 1);
+
+    // X-Hook-UUID names the Bitbucket webhook, the same on every delivery: two pushes that carry
+    // only it both deploy.
+    let hook = setup("bitbucket").await;
+    let push = payload("bitbucket", "main");
+    let hook_id = [("x-hook-uuid", "{cb6b7ba9-6c34-4d43-9e5c-1e1b5cbbd2a1}")];
+    for _ in 0..2 {
+        let (status, reply) = hook.deliver_with("bitbucket", &push, Some(&hook.secret), &hook_id).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    }
+    assert_eq!(hook.deployments().await, 2);
+    assert_eq!(hook.history().await[0]["delivery_id"], Value::Null);
+}
+
+#[tokio::test]
+async fn concurrent_identical_deliveries_deploy_once() {
+    for db in TestDatabase::each().await {
+        let hook = setup_on("github", db).await;
+        let push = payload("github", "main");
+        let with_id = [("x-github-delivery", "raced-delivery")];
+        let (first, second) = tokio::join!(
+            hook.deliver_with("github", &push, Some(&hook.secret), &with_id),
+            hook.deliver_with("github", &push, Some(&hook.secret), &with_id),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::ACCEPTED], "{} / {}", first.1, second.1);
+        assert_eq!(hook.deployments().await, 1, "one of the two deployed");
+        let mut outcomes: Vec<String> =
+            hook.history().await.iter().map(|d| d["outcome"].as_str().unwrap().to_string()).collect();
+        outcomes.sort();
+        assert_eq!(outcomes, ["accepted", "ignored"]);
+    }
+}
+
+#[tokio::test]
+async fn malformed_delivery_ids_are_refused_once_the_signature_holds() {
+    let hook = setup("generic").await;
+    let push = payload("generic", "main");
+    let too_long = "d".repeat(129);
+    for bad in ["has a space", "", too_long.as_str()] {
+        let with_id = [("x-slipway-delivery", bad)];
+        let (status, reply) = hook.deliver_with("generic", &push, Some(&hook.secret), &with_id).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {reply}");
+        assert!(reply["message"].as_str().unwrap().contains("x-slipway-delivery"), "{reply}");
+    }
+    // Unsigned: the signature is what is wrong, whatever the id.
+    let (status, _) = hook.deliver_with("generic", &push, None, &[("x-slipway-delivery", "has a space")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(hook.deployments().await, 0);
+    let history = hook.history().await;
+    assert_eq!(history.len(), 4);
+    assert!(history.iter().all(|d| d["outcome"] == "rejected" && d["delivery_id"].is_null()), "{history:?}");
+    assert!(history[1]["reason"].as_str().unwrap().contains("1 to 128 visible ASCII"), "{history:?}");
+
+    // A well-formed id afterwards is a first delivery.
+    let (status, reply) =
+        hook.deliver_with("generic", &push, Some(&hook.secret), &[("x-slipway-delivery", "d-1")]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
 }

@@ -6,6 +6,12 @@
 //! - Bitbucket: `X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, body)>`, event `X-Event-Key`.
 //! - Generic: `X-Slipway-Signature: sha256=<hex HMAC-SHA256(secret, body)>`; body
 //!   `{"ref": "refs/heads/main" or "branch": "main", "commit": "<sha>"}`.
+//!
+//! Each delivery may carry the host's id for it, which a replay repeats ([`Flavor::delivery_headers`]):
+//! GitHub `X-GitHub-Delivery`, GitLab `X-Gitlab-Event-UUID` (or `X-Gitlab-Webhook-UUID`),
+//! Bitbucket Cloud `X-Request-UUID` (not `X-Hook-UUID`, which names the hook), generic
+//! `X-Slipway-Delivery`. The id is outside the signature: it recognises replays of a delivery
+//! that keep the id, not a replayed body sent with a new one.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -49,6 +55,19 @@ impl Flavor {
         }
     }
 
+    /// The headers that may carry the delivery's id, in order of preference. GitLab's
+    /// `X-Gitlab-Event-UUID` names the event; its `X-Gitlab-Webhook-UUID` is made afresh for
+    /// every request, so it only recognises a request replayed as captured, not GitLab's own
+    /// resend: the event's id is preferred.
+    pub fn delivery_headers(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Github => &["x-github-delivery"],
+            Flavor::Gitlab => &["x-gitlab-event-uuid", "x-gitlab-webhook-uuid"],
+            Flavor::Bitbucket => &["x-request-uuid"],
+            Flavor::Generic => &["x-slipway-delivery"],
+        }
+    }
+
     /// Whether an event name is a push.
     pub fn is_push(self, event: Option<&str>) -> bool {
         match (self, event) {
@@ -67,6 +86,33 @@ pub enum Rejection {
     Missing(&'static str),
     #[error("the signature does not match")]
     Mismatch,
+}
+
+/// The longest delivery id accepted (the hosts send 36-character UUIDs).
+pub const DELIVERY_ID_MAX: usize = 128;
+
+/// A delivery-id header that is present but not 1 to [`DELIVERY_ID_MAX`] visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} header must be 1 to {DELIVERY_ID_MAX} visible ASCII characters")]
+pub struct MalformedDeliveryId(pub &'static str);
+
+/// The delivery's id: from the first of the flavor's [`Flavor::delivery_headers`] that is
+/// present (`header` looks one up by its lower-case name and gives its raw bytes). `Ok(None)`
+/// when none is; an error when the one present is empty, too long, or not visible ASCII
+/// (so a misconfigured sender learns that its deliveries are not told apart, instead of that
+/// happening silently).
+pub fn delivery_id<'a>(
+    flavor: Flavor,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<Option<String>, MalformedDeliveryId> {
+    let Some((name, value)) = flavor.delivery_headers().iter().find_map(|name| header(name).map(|v| (*name, v))) else {
+        return Ok(None);
+    };
+    let well_formed = (1..=DELIVERY_ID_MAX).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic);
+    if !well_formed {
+        return Err(MalformedDeliveryId(name));
+    }
+    Ok(Some(String::from_utf8(value.to_vec()).expect("ASCII is UTF-8")))
 }
 
 /// Checks a delivery's signature against the repository's secret.
@@ -165,6 +211,33 @@ mod tests {
         assert_eq!(verify(Flavor::Gitlab, b"tok", Some("tok"), b"{}"), Ok(()));
         assert_eq!(verify(Flavor::Gitlab, b"tok", Some("tok2"), b"{}"), Err(Rejection::Mismatch));
         assert!(verify(Flavor::Gitlab, b"tok", None, b"{}").is_err());
+    }
+
+    #[test]
+    fn delivery_ids_are_read_per_flavor_and_checked() {
+        let uuid = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+        let only = |name: &'static str, value: &'static [u8]| move |h: &str| (h == name).then_some(value);
+        assert_eq!(delivery_id(Flavor::Github, only("x-github-delivery", uuid.as_bytes())), Ok(Some(uuid.into())));
+        assert_eq!(delivery_id(Flavor::Bitbucket, only("x-request-uuid", b"{abc-1}")), Ok(Some("{abc-1}".into())));
+        assert_eq!(delivery_id(Flavor::Bitbucket, only("x-hook-uuid", b"{hook}")), Ok(None), "names the hook");
+        assert_eq!(delivery_id(Flavor::Generic, only("x-slipway-delivery", b"d-1")), Ok(Some("d-1".into())));
+        assert_eq!(delivery_id(Flavor::Generic, only("x-github-delivery", b"d-1")), Ok(None), "per flavor");
+        assert_eq!(delivery_id(Flavor::Gitlab, only("x-gitlab-webhook-uuid", b"w-1")), Ok(Some("w-1".into())));
+        let both = |h: &str| match h {
+            "x-gitlab-event-uuid" => Some(&b"e-1"[..]),
+            "x-gitlab-webhook-uuid" => Some(&b"w-1"[..]),
+            _ => None,
+        };
+        assert_eq!(delivery_id(Flavor::Gitlab, both), Ok(Some("e-1".into())), "the event's id is kept on a resend");
+
+        let long = "a".repeat(DELIVERY_ID_MAX);
+        assert_eq!(delivery_id(Flavor::Github, |_| Some(long.as_bytes())), Ok(Some(long.clone())));
+        let too_long = "a".repeat(DELIVERY_ID_MAX + 1);
+        let malformed = Err(MalformedDeliveryId("x-github-delivery"));
+        assert_eq!(delivery_id(Flavor::Github, |_| Some(too_long.as_bytes())), malformed);
+        for bad in [&b""[..], b"has space", b"tab\t", b"caf\xc3\xa9", b"nul\0"] {
+            assert_eq!(delivery_id(Flavor::Github, |_| Some(bad)), malformed, "{bad:?}");
+        }
     }
 
     #[test]

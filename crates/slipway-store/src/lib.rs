@@ -317,6 +317,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn sites_of_repository(&self, repository_id: &str) -> StoreResult<Vec<Site>>;
 
     async fn insert_webhook_delivery(&self, delivery: &WebhookDelivery) -> StoreResult<()>;
+    /// Notes that the repository received the delivery with this id: `true` the first time,
+    /// `false` when it already had (a replay). Atomic: of concurrent claims exactly one wins.
+    async fn claim_webhook_delivery(&self, repository_id: &str, delivery_id: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Forgets a claim, so that a delivery that failed before it did anything can be sent again.
+    async fn release_webhook_delivery(&self, repository_id: &str, delivery_id: &str) -> StoreResult<bool>;
     /// A site's webhook deliveries, newest first.
     async fn webhook_deliveries_of_site(
         &self,

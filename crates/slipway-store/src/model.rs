@@ -454,4 +454,6 @@ pub struct WebhookDelivery {
     pub outcome: String,
     pub reason: Option<String>,
     pub deployment_id: Option<String>,
+    /// The git host's id for the delivery, when it sent a well-formed one.
+    pub delivery_id: Option<String>,
 }

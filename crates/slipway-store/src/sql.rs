@@ -73,7 +73,7 @@ macro_rules! git_repository_columns {
 }
 macro_rules! delivery_columns {
     () => {
-        "id, repository_id, site_id, received_at, event, branch, commit_sha, outcome, reason, deployment_id"
+        "id, repository_id, site_id, received_at, event, branch, commit_sha, outcome, reason, deployment_id, delivery_id"
     };
 }
 macro_rules! audit_columns {
@@ -1204,11 +1204,29 @@ macro_rules! impl_store {
             }
 
             async fn insert_webhook_delivery(&self, v: &WebhookDelivery) -> StoreResult<()> {
-                sqlx::query(concat!("INSERT INTO webhook_deliveries (", delivery_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+                sqlx::query(concat!("INSERT INTO webhook_deliveries (", delivery_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
                     .bind(&v.id).bind(&v.repository_id).bind(&v.site_id).bind(v.received_at).bind(&v.event).bind(&v.branch)
-                    .bind(&v.commit_sha).bind(&v.outcome).bind(&v.reason).bind(&v.deployment_id)
+                    .bind(&v.commit_sha).bind(&v.outcome).bind(&v.reason).bind(&v.deployment_id).bind(&v.delivery_id)
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
+            }
+
+            async fn claim_webhook_delivery(&self, repository_id: &str, delivery_id: &str, at: Timestamp) -> StoreResult<bool> {
+                // The primary key is the arbiter: a replay (even a concurrent one) inserts nothing.
+                let done = sqlx::query(
+                    "INSERT INTO webhook_delivery_ids (repository_id, delivery_id, received_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repository_id, delivery_id) DO NOTHING",
+                )
+                .bind(repository_id).bind(delivery_id).bind(at)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_webhook_delivery(&self, repository_id: &str, delivery_id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM webhook_delivery_ids WHERE repository_id = $1 AND delivery_id = $2")
+                    .bind(repository_id).bind(delivery_id)
+                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn webhook_deliveries_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<WebhookDelivery>, u64)> {

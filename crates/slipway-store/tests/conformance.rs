@@ -934,11 +934,13 @@ mod cases {
                 outcome: outcome.into(),
                 reason: None,
                 deployment_id: None,
+                delivery_id: Some("72d3162e-cc78-11e3-81ab-4c9367dc0958".into()),
             };
             store.insert_webhook_delivery(&delivery).await.unwrap();
         }
         let (rows, total) = store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap();
         assert_eq!((total, rows[0].outcome.as_str()), (2, "accepted"), "newest first");
+        assert_eq!(rows[1].delivery_id, rows[0].delivery_id, "history rows may share a delivery id (a replay)");
 
         // Deleting the repository leaves the site, without it; deleting a provider leaves repos.
         assert!(store.delete_git_provider(&provider.id).await.unwrap());
@@ -946,6 +948,57 @@ mod cases {
         assert!(store.delete_git_repository(&repo.id).await.unwrap());
         assert_eq!(store.site(&with_repo.id).await.unwrap().unwrap().git_repository_id, None);
         assert_eq!(store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap().1, 0);
+    }
+
+    pub async fn webhook_delivery_ids_are_claimed_once_per_repository(db: &TestDatabase) {
+        let store = db.store().await;
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&new_user("hooks@example.com"), &org, "Hooks", "owner").await.unwrap();
+        let repository = |uuid: &str| GitRepository {
+            id: slipway_core::new_id(),
+            organization_id: org.clone(),
+            provider_id: None,
+            kind: "github".into(),
+            url: b"sealed-url".to_vec(),
+            branch: "main".into(),
+            deploy_key_public: None,
+            deploy_key_private: None,
+            webhook_uuid: uuid.into(),
+            webhook_secret: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        let (a, b) = (repository("hook-a"), repository("hook-b"));
+        store.insert_git_repository(&a).await.unwrap();
+        store.insert_git_repository(&b).await.unwrap();
+
+        assert!(store.claim_webhook_delivery(&a.id, "delivery-1", now()).await.unwrap(), "first time");
+        assert!(!store.claim_webhook_delivery(&a.id, "delivery-1", now()).await.unwrap(), "a replay");
+        assert!(store.claim_webhook_delivery(&b.id, "delivery-1", now()).await.unwrap(), "ids are per repository");
+        assert!(store.claim_webhook_delivery(&a.id, "Delivery-1", now()).await.unwrap(), "compared exactly");
+
+        // Released (the delivery failed before it did anything): it may come again, once.
+        assert!(store.release_webhook_delivery(&a.id, "delivery-1").await.unwrap());
+        assert!(!store.release_webhook_delivery(&a.id, "delivery-1").await.unwrap());
+        assert!(store.claim_webhook_delivery(&a.id, "delivery-1", now()).await.unwrap());
+
+        // Racing replays of one delivery: exactly one wins.
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, id): (Arc<dyn Store>, String) = (store.clone(), a.id.clone());
+                tokio::spawn(async move { store.claim_webhook_delivery(&id, "raced", now()).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for h in handles {
+            winners += usize::from(h.await.unwrap());
+        }
+        assert_eq!(winners, 1, "one of the racing deliveries proceeds");
+
+        // The ids go with their repository.
+        assert!(store.delete_git_repository(&a.id).await.unwrap());
+        store.insert_git_repository(&a).await.unwrap();
+        assert!(store.claim_webhook_delivery(&a.id, "raced", now()).await.unwrap(), "nothing left of the old one");
     }
 
     pub async fn reports_its_backend(db: &TestDatabase) {
@@ -994,6 +1047,7 @@ conformance!(
     server_items_are_listed_settled_and_removed,
     sites_deployments_and_environments,
     git_repositories_and_webhook_deliveries,
+    webhook_delivery_ids_are_claimed_once_per_repository,
 );
 
 #[tokio::test]

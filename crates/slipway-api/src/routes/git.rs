@@ -5,8 +5,9 @@
 //! (`enable-auto-deploy`: a webhook URL and a secret for the git host). Each push delivered to
 //! `POST /webhooks/git-repository/{uuid}` is verified (GitHub `X-Hub-Signature-256`, GitLab
 //! `X-Gitlab-Token`, Bitbucket `X-Hub-Signature`, generic `X-Slipway-Signature`), and deploys the
-//! pushed commit on every site of the repository whose branch it is; every delivery is recorded
-//! in those sites' webhook history. Abilities: `site:*` (repositories are how sites deploy).
+//! pushed commit on every site of the repository whose branch it is, unless the repository has
+//! already received that delivery id (a replay); every delivery is recorded in those sites'
+//! webhook history. Abilities: `site:*` (repositories are how sites deploy).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -514,14 +515,17 @@ pub struct WebhookOutcome {
 
 /// Where a git host delivers pushes. No token: the delivery's signature is the proof. Unsigned
 /// or badly signed deliveries get 401 and deploy nothing; pushes to branches no site deploys,
-/// and other events, are recorded and ignored.
+/// other events, and a delivery id the repository has already received (GitHub
+/// `X-GitHub-Delivery`, GitLab `X-Gitlab-Event-UUID` or `X-Gitlab-Webhook-UUID`, Bitbucket
+/// `X-Request-UUID`, generic `X-Slipway-Delivery`) are recorded and ignored. A malformed
+/// delivery id (not 1 to 128 visible ASCII characters) on a signed delivery gets 400.
 #[utoipa::path(
     post, path = "/webhooks/git-repository/{uuid}", tag = "git",
     params(("uuid" = String, Path)),
     request_body(content = String, content_type = "application/json", description = "The git host's push payload."),
     responses(
         (status = 202, body = Accepted<WebhookOutcome>),
-        (status = 200, body = Accepted<WebhookOutcome>, description = "Recorded and ignored")
+        (status = 200, body = Accepted<WebhookOutcome>, description = "Recorded and ignored (another event or branch, or a duplicate delivery)")
     )
 )]
 pub async fn receive_push(
@@ -535,6 +539,9 @@ pub async fn receive_push(
     let flavor = Flavor::parse(&repository.kind).unwrap_or(Flavor::Generic);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let event = flavor.event_header().and_then(header);
+    let delivery_id = webhook::delivery_id(flavor, |name| headers.get(name).map(|v| v.as_bytes()));
+    // Kept on every row of the history, even an unsigned one's: it is bounded and printable.
+    let shown_id = delivery_id.clone().ok().flatten();
     let record = |site_id: Option<&str>,
                   outcome: &str,
                   reason: Option<String>,
@@ -551,6 +558,7 @@ pub async fn receive_push(
             outcome: outcome.into(),
             reason,
             deployment_id: deployment.map(str::to_string),
+            delivery_id: shown_id.clone(),
         }
     };
     let store_all = |outcome: &'static str, reason: String, pushed: Option<(String, Option<String>)>| {
@@ -577,6 +585,29 @@ pub async fn receive_push(
         store_all("rejected", why.to_string(), None).await?;
         return Err(ApiError::BadSignature(format!("The delivery is refused: {why}.")));
     }
+    // Signed, so the sender is the git host (or replays it): a malformed id is its mistake, and
+    // it is told, rather than have its deliveries silently not told apart.
+    let delivery_id = match delivery_id {
+        Ok(id) => id,
+        Err(malformed) => {
+            store_all("rejected", malformed.to_string(), None).await?;
+            return Err(ApiError::BadRequest(format!("The delivery is refused: {malformed}.")));
+        }
+    };
+    // The claim is the arbiter: of two identical deliveries, even concurrent ones, one goes on.
+    if let Some(id) = &delivery_id
+        && !state.store.claim_webhook_delivery(&repository.id, id, now()).await?
+    {
+        let pushed = if flavor.is_push(event.as_deref()) { webhook::pushed(flavor, &body) } else { None };
+        store_all("ignored", format!("duplicate delivery {id}"), pushed).await?;
+        return Ok((
+            StatusCode::OK,
+            Accepted {
+                message: format!("Duplicate delivery {id}: already received; nothing to do."),
+                data: WebhookOutcome { deployments: vec![] },
+            },
+        ));
+    }
     if !flavor.is_push(event.as_deref()) {
         let reason = format!("not a push event ({})", event.as_deref().unwrap_or("none"));
         store_all("ignored", reason, None).await?;
@@ -601,8 +632,22 @@ pub async fn receive_push(
             record(Some(&site.id), "ignored", Some("the branch was deleted".into()), Some(&pushed), None)
         } else {
             let started =
-                start_deployment(&state, site, None, "webhook", Plan::Deploy { commit: pushed.1.clone() }, None)
-                    .await?;
+                match start_deployment(&state, site, None, "webhook", Plan::Deploy { commit: pushed.1.clone() }, None)
+                    .await
+                {
+                    Ok(started) => started,
+                    Err(e) => {
+                        // Nothing deployed yet: forget the id, so that the host's redelivery is not
+                        // taken for a duplicate. (Once a site deploys, a redelivery would repeat it.)
+                        if deployments.is_empty()
+                            && let Some(id) = &delivery_id
+                            && let Err(release) = state.store.release_webhook_delivery(&repository.id, id).await
+                        {
+                            tracing::warn!(error = %release, "could not forget the id of a failed webhook delivery");
+                        }
+                        return Err(e);
+                    }
+                };
             let d = record(Some(&site.id), "accepted", None, Some(&pushed), Some(&started.data.id));
             deployments.push(started.data);
             d
@@ -642,6 +687,8 @@ pub struct DeliveryResource {
     pub reason: Option<String>,
     /// The deployment it started.
     pub deployment_id: Option<String>,
+    /// The git host's id for the delivery (a replay repeats it).
+    pub delivery_id: Option<String>,
 }
 
 /// The site's incoming push history, newest first, with the deployments pushes started.
@@ -670,6 +717,7 @@ pub async fn site_webhooks(
             outcome: d.outcome,
             reason: d.reason,
             deployment_id: d.deployment_id,
+            delivery_id: d.delivery_id,
         })
         .collect();
     Ok(cursor.page(data, total))
