@@ -161,7 +161,7 @@ impl DeploySite {
         let paths = SitePaths::of(site)?;
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let run = |script: Script, cancel: tokio::sync::watch::Receiver<bool>| async move {
-            run_script_with(engine, ctx, connection, server, &script, cancel).await
+            run_script_with(engine, ctx, connection, &script, cancel).await
         };
         let release = match &deployment.release_of {
             Some(release) => {
@@ -272,7 +272,7 @@ impl DeploySite {
 
     /// Removes releases beyond `keep_releases` (never the live one); a failure here is reported
     /// but does not undo a deployment that is live.
-    async fn prune(&self, ctx: &JobContext, connection: &SshConnection, server: &Server, site: &Site, live: &str) {
+    async fn prune(&self, ctx: &JobContext, connection: &SshConnection, site: &Site, live: &str) {
         let engine = &self.0;
         let result = async {
             let releases = engine.store.releases_of_site(&site.id).await.map_err(store_error)?;
@@ -284,7 +284,7 @@ impl DeploySite {
                 .var("DEPLOY_USER", DEPLOY_USER)
                 .var("ROOT", &paths.root)
                 .var("KEEP", &keep.join(" "));
-            let reported = run_script_with(engine, ctx, connection, server, &prune, ctx.cancel_receiver()).await?;
+            let reported = run_script_with(engine, ctx, connection, &prune, ctx.cancel_receiver()).await?;
             let gone: Vec<&str> = reported.iter().filter_map(|l| l.strip_prefix("slipway-pruned ")).collect();
             for release in &releases {
                 if gone.contains(&release.id.as_str()) || !keep.contains(&release.id.as_str()) {
@@ -300,12 +300,10 @@ impl DeploySite {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn cleanup(
         &self,
         ctx: &JobContext,
         connection: &SshConnection,
-        server: &Server,
         site: &Site,
         deployment: &Deployment,
         progress: &Progress,
@@ -318,7 +316,7 @@ impl DeploySite {
         if progress.switch_started {
             // Part of the switch may have happened: never stop the new app or remove the new
             // release (nginx may already send traffic there); record what is live instead.
-            self.reconcile(ctx, connection, server, site, &paths, uncancellable).await;
+            self.reconcile(ctx, connection, site, &paths, uncancellable).await;
             return;
         }
         let release = if deployment.release_of.is_some() { "" } else { deployment.id.as_str() };
@@ -327,7 +325,7 @@ impl DeploySite {
             .var("ROOT", &paths.root)
             .var("RELEASE", release)
             .var("PROGRAM", progress.started_program.as_deref().unwrap_or(""));
-        if let Err(e) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await {
+        if let Err(e) = run_script_with(&self.0, ctx, connection, &script, uncancellable.clone()).await {
             ctx.log("stderr", format!("cleaning up failed: {e}"));
         }
     }
@@ -340,7 +338,6 @@ impl DeploySite {
         &self,
         ctx: &JobContext,
         connection: &SshConnection,
-        server: &Server,
         site: &Site,
         paths: &SitePaths,
         uncancellable: &tokio::sync::watch::Receiver<bool>,
@@ -353,7 +350,7 @@ impl DeploySite {
         )
         .var("ROOT", &paths.root)
         .var("NGINX_NAME", &paths.conf_name);
-        let Ok(lines) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await else {
+        let Ok(lines) = run_script_with(&self.0, ctx, connection, &script, uncancellable.clone()).await else {
             ctx.log("stderr", "could not read what is live after the failed switch; check the site");
             return;
         };
@@ -421,7 +418,7 @@ impl JobHandler for DeploySite {
                     .record_site_deployment(&site.id, "running", Some((&live.release, live.port)), Some(now()))
                     .await
                     .map_err(store_error)?;
-                self.prune(ctx, &connection, &server, &site, &live.release).await;
+                self.prune(ctx, &connection, &site, &live.release).await;
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
                 ctx.flush_log().await;
@@ -439,7 +436,7 @@ impl JobHandler for DeploySite {
                 } else {
                     ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
                 }
-                self.cleanup(ctx, &connection, &server, &site, &deployment, &progress, &uncancellable).await;
+                self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 ctx.flush_log().await;
                 let update = failed_update(&e, progress.step);
                 finish(engine, &deployment, update).await?;
