@@ -15,7 +15,7 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicK
 use russh::{ChannelMsg, Disconnect};
 use slipway_core::Secret;
 use slipway_core::server_input::{Host, UnixUser};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::{Exit, LineSplitter, RemoteError, Stream, Transport, cancelled};
 
@@ -118,7 +118,18 @@ pub struct SshConnection {
     address: String,
     /// The login user is not root: commands go through `sudo -n`.
     elevate: bool,
+    /// Channels open for scripts; see [`SCRIPT_CHANNELS`].
+    script_channels: Semaphore,
+    /// Channels open for stopping scripts; see [`KILL_CHANNELS`].
+    kill_channels: Semaphore,
 }
+
+/// sshd refuses more sessions (channels) per connection than its `MaxSessions`, 10 by default.
+/// Scripts use at most 8 at once (the others wait for one to end) and stops 2 more of their
+/// own: a stop is always made while its script's channel is still open, so it must never wait
+/// for a channel that scripts hold.
+const SCRIPT_CHANNELS: usize = 8;
+const KILL_CHANNELS: usize = 2;
 
 impl std::fmt::Debug for SshConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,7 +200,14 @@ impl SshConnection {
         if !auth.success() {
             return Err(RemoteError::AuthenticationFailed { user: target.user.as_str().into() });
         }
-        Ok(SshConnection { handle, host_key, address, elevate: target.user.as_str() != "root" })
+        Ok(SshConnection {
+            handle,
+            host_key,
+            address,
+            elevate: target.user.as_str() != "root",
+            script_channels: Semaphore::new(SCRIPT_CHANNELS),
+            kill_channels: Semaphore::new(KILL_CHANNELS),
+        })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -228,6 +246,7 @@ impl SshConnection {
     /// Kills a remote process group over a channel of its own.
     async fn kill_group(&self, pgid: u32) {
         let kill = async {
+            let _slot = self.kill_channels.acquire().await.ok()?;
             let mut channel = self.handle.channel_open_session().await.ok()?;
             // `pgid` is a number we parsed, so the command is fixed text plus digits. The group
             // is root's, so a non-root login user kills it through sudo too.
@@ -262,6 +281,12 @@ impl Transport for SshConnection {
         idle: Duration,
     ) -> Result<Exit, RemoteError> {
         let dropped = |e: russh::Error| RemoteError::Disconnected(e.to_string());
+        // Held until the script's channel is gone. Waiting for it is not idleness (the script
+        // has not started), so only a cancellation ends the wait.
+        let _slot = tokio::select! {
+            slot = self.script_channels.acquire() => slot.expect("the semaphore is never closed"),
+            _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
+        };
         // Opening the channel and handing over the script are bounded and cancellable too: a
         // server that never confirms a channel must not hold a job (and its resource) forever.
         let start = async {
