@@ -175,7 +175,7 @@ impl DeploySite {
         let paths = SitePaths::of(site)?;
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let run = |script: Script, cancel: tokio::sync::watch::Receiver<bool>| async move {
-            run_script_with(engine, ctx, connection, server, &script, cancel).await
+            run_script_with(engine, ctx, connection, &script, cancel).await
         };
         // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
         // tree as its first release.
@@ -328,15 +328,7 @@ impl DeploySite {
 
     /// Removes releases beyond `keep_releases` (never the live one); a failure here is reported
     /// but does not undo a deployment that is live.
-    async fn prune(
-        &self,
-        ctx: &JobContext,
-        connection: &SshConnection,
-        server: &Server,
-        site: &Site,
-        live: &str,
-        remove_live: bool,
-    ) {
+    async fn prune(&self, ctx: &JobContext, connection: &SshConnection, site: &Site, live: &str, remove_live: bool) {
         let engine = &self.0;
         let result = async {
             let releases = engine.store.releases_of_site(&site.id).await.map_err(store_error)?;
@@ -349,7 +341,7 @@ impl DeploySite {
                 .var("ROOT", &paths.root)
                 .var("KEEP", &keep.join(" "))
                 .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
-            let reported = run_script_with(engine, ctx, connection, server, &prune, ctx.cancel_receiver()).await?;
+            let reported = run_script_with(engine, ctx, connection, &prune, ctx.cancel_receiver()).await?;
             let gone: Vec<&str> = reported.iter().filter_map(|l| l.strip_prefix("slipway-pruned ")).collect();
             for release in &releases {
                 if gone.contains(&release.id.as_str()) || !keep.contains(&release.id.as_str()) {
@@ -365,12 +357,10 @@ impl DeploySite {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn cleanup(
         &self,
         ctx: &JobContext,
         connection: &SshConnection,
-        server: &Server,
         site: &Site,
         deployment: &Deployment,
         progress: &Progress,
@@ -383,7 +373,7 @@ impl DeploySite {
         if progress.switch_started {
             // Part of the switch may have happened: never stop the new app or remove the new
             // release (nginx may already send traffic there); record what is live instead.
-            self.reconcile(ctx, connection, server, site, &paths, uncancellable).await;
+            self.reconcile(ctx, connection, site, &paths, uncancellable).await;
             return;
         }
         let release = if deployment.release_of.is_some() { "" } else { deployment.id.as_str() };
@@ -392,7 +382,7 @@ impl DeploySite {
             .var("ROOT", &paths.root)
             .var("RELEASE", release)
             .var("PROGRAM", progress.started_program.as_deref().unwrap_or(""));
-        if let Err(e) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await {
+        if let Err(e) = run_script_with(&self.0, ctx, connection, &script, uncancellable.clone()).await {
             ctx.log("stderr", format!("cleaning up failed: {e}"));
         }
     }
@@ -405,7 +395,6 @@ impl DeploySite {
         &self,
         ctx: &JobContext,
         connection: &SshConnection,
-        server: &Server,
         site: &Site,
         paths: &SitePaths,
         uncancellable: &tokio::sync::watch::Receiver<bool>,
@@ -418,7 +407,7 @@ impl DeploySite {
         )
         .var("ROOT", &paths.root)
         .var("NGINX_NAME", &paths.conf_name);
-        let Ok(lines) = run_script_with(&self.0, ctx, connection, server, &script, uncancellable.clone()).await else {
+        let Ok(lines) = run_script_with(&self.0, ctx, connection, &script, uncancellable.clone()).await else {
             ctx.log("stderr", "could not read what is live after the failed switch; check the site");
             return;
         };
@@ -494,7 +483,7 @@ impl JobHandler for DeploySite {
                     ctx.log("info", "==> the site now deploys as releases with an atomic switch");
                 }
                 if live.kept {
-                    self.prune(ctx, &connection, &server, &site, &live.release, adopted).await;
+                    self.prune(ctx, &connection, &site, &live.release, adopted).await;
                 }
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
@@ -527,7 +516,7 @@ impl JobHandler for DeploySite {
                 } else {
                     ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
                 }
-                self.cleanup(ctx, &connection, &server, &site, &deployment, &progress, &uncancellable).await;
+                self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 ctx.flush_log().await;
                 let update = failed_update(&e, progress.step);
                 finish(engine, &deployment, update).await?;

@@ -173,7 +173,7 @@ pub async fn apply(
     let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) = items.iter().partition(|i| i.status == "removing");
     let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
     let outcome = match sync_script(server, kind, &keep) {
-        Ok(script) => run_script(engine, ctx, connection, server, &script).await,
+        Ok(script) => run_script(engine, ctx, connection, &script).await,
         Err(e) => Err(JobError::failed(e)),
     };
     match &outcome {

@@ -55,7 +55,7 @@ impl ProvisionServer {
                     )));
                 }
             }
-            run_script(engine, ctx, &connection, server, &provision_script(server)?).await?;
+            run_script(engine, ctx, &connection, &provision_script(server)?).await?;
             ctx.log("info", "==> applying the firewall");
             items::apply(engine, ctx, &connection, server, NETWORK_RULE).await?;
             ctx.log("info", "==> installing SSH keys of the deploy user");

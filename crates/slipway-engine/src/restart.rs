@@ -58,7 +58,7 @@ impl JobHandler for RestartServer {
             .var("SERVICES", &services.join(" "))
             .var("REBOOT", if job.reboot { "yes" } else { "no" });
         let connection = connect(&self.0, ctx, &server).await?;
-        let result = run_script(&self.0, ctx, &connection, &server, &script).await;
+        let result = run_script(&self.0, ctx, &connection, &script).await;
         if result.is_ok() && job.reboot {
             ctx.log("info", "reboot requested; the server is unreachable until it is back up");
         }

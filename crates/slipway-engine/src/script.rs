@@ -35,7 +35,8 @@ impl Script {
         self.var(name, &encoded)
     }
 
-    /// The text to run with `sh -s`.
+    /// The text to run with `sh -s`. It is the same whoever logs in: the connection runs it as
+    /// root (through `sudo -n` for another login user), reading it from stdin.
     pub fn text(&self) -> String {
         let mut text = String::new();
         for line in &self.assignments {
@@ -47,17 +48,6 @@ impl Script {
         text.push_str(self.body);
         text.push('\n');
         text
-    }
-
-    /// The same script for a login user that is not root: run through `sudo -n` (which fails
-    /// at once, with a message, when a password would be needed).
-    pub fn text_for(&self, ssh_user: &str) -> String {
-        if ssh_user == "root" {
-            self.text()
-        } else {
-            let inner = shell::quote(&self.text()).expect("script text holds no NUL");
-            format!("exec sudo -n sh -c {inner}\n")
-        }
     }
 }
 
@@ -102,12 +92,5 @@ mod tests {
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "slipway-error: no way");
         assert!(out.stdout.is_empty());
-    }
-
-    #[test]
-    fn non_root_users_run_through_sudo() {
-        let text = Script::new("t", "echo hi").text_for("deploy");
-        assert!(text.starts_with("exec sudo -n sh -c '"), "{text}");
-        assert_eq!(Script::new("t", "echo hi").text_for("root"), Script::new("t", "echo hi").text());
     }
 }

@@ -160,10 +160,9 @@ pub async fn run_script(
     engine: &Engine,
     ctx: &JobContext,
     connection: &SshConnection,
-    server: &Server,
     script: &Script,
 ) -> Result<(), JobError> {
-    run_script_with(engine, ctx, connection, server, script, ctx.cancel_receiver()).await.map(|_| ())
+    run_script_with(engine, ctx, connection, script, ctx.cancel_receiver()).await.map(|_| ())
 }
 
 /// The same with its own cancellation signal (a step that must not be cut short gets one that
@@ -172,7 +171,6 @@ pub async fn run_script_with(
     engine: &Engine,
     ctx: &JobContext,
     connection: &SshConnection,
-    server: &Server,
     script: &Script,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<String>, JobError> {
@@ -181,7 +179,7 @@ pub async fn run_script_with(
     let mut reported = Vec::new();
     let result = connection
         .run(
-            &script.text_for(&server.ssh_user),
+            &script.text(),
             &mut |stream, line| {
                 if stream == slipway_remote::Stream::Stderr {
                     if let Some(reason) = line.strip_prefix(ERROR_PREFIX) {

@@ -271,7 +271,7 @@ impl JobHandler for ApplySite {
         let result = async {
             let script = Self::script(&site, &server, site.active_port)?;
             let connection = connect(engine, ctx, &server).await?;
-            run_script(engine, ctx, &connection, &server, &script).await
+            run_script(engine, ctx, &connection, &script).await
         }
         .await;
         let (status, reason) = match &result {
@@ -305,7 +305,7 @@ impl JobHandler for RemoveSite {
             .var("PORTS", &format!("{} {}", site.app_port, site.app_port + 1))
             .var("PHP_VERSION", php.unwrap_or(""));
         let connection = connect(engine, ctx, &server).await?;
-        let result = run_script(engine, ctx, &connection, &server, &script).await;
+        let result = run_script(engine, ctx, &connection, &script).await;
         match result {
             Ok(()) => {
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
@@ -443,7 +443,7 @@ impl JobHandler for PullEnv {
         let (mut encoded, mut errors) = (String::new(), Vec::new());
         let result = connection
             .run(
-                &script.text_for(&server.ssh_user),
+                &script.text(),
                 &mut |stream, line| match stream {
                     // Only the error lines are logged: stdout is the file, secrets included.
                     slipway_remote::Stream::Stdout => encoded.push_str(line.trim()),

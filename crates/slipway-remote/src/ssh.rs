@@ -15,7 +15,7 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicK
 use russh::{ChannelMsg, Disconnect};
 use slipway_core::Secret;
 use slipway_core::server_input::{Host, UnixUser};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::{Exit, LineSplitter, RemoteError, Stream, Transport, cancelled};
 
@@ -67,6 +67,8 @@ pub fn fingerprint(public_openssh: &str) -> Option<String> {
 pub struct SshTarget {
     pub host: Host,
     pub port: u16,
+    /// The login user. Any user but `root` runs every command as root through `sudo -n` (see
+    /// [`SshConnection`]), so it needs passwordless sudo.
     pub user: UnixUser,
     /// The host key recorded at first contact (OpenSSH form); `None` before it.
     pub pinned_host_key: Option<String>,
@@ -106,13 +108,28 @@ impl client::Handler for Pinning {
     }
 }
 
-/// An authenticated connection to one server.
+/// An authenticated connection to one server. Commands run as root: as they are when the login
+/// user is root, else through `sudo -n` placed in the command the channel executes (the script
+/// itself still arrives on stdin, so its secrets never appear in any process's arguments).
 pub struct SshConnection {
     handle: Handle<Pinning>,
     /// The key the server presented (OpenSSH form), to pin after a first contact.
     pub host_key: String,
     address: String,
+    /// The login user is not root: commands go through `sudo -n`.
+    elevate: bool,
+    /// Channels open for scripts; see [`SCRIPT_CHANNELS`].
+    script_channels: Semaphore,
+    /// Channels open for stopping scripts; see [`KILL_CHANNELS`].
+    kill_channels: Semaphore,
 }
+
+/// sshd refuses more sessions (channels) per connection than its `MaxSessions`, 10 by default.
+/// Scripts use at most 8 at once (the others wait for one to end) and stops 2 more of their
+/// own: a stop is always made while its script's channel is still open, so it must never wait
+/// for a channel that scripts hold.
+const SCRIPT_CHANNELS: usize = 8;
+const KILL_CHANNELS: usize = 2;
 
 impl std::fmt::Debug for SshConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,7 +200,14 @@ impl SshConnection {
         if !auth.success() {
             return Err(RemoteError::AuthenticationFailed { user: target.user.as_str().into() });
         }
-        Ok(SshConnection { handle, host_key, address })
+        Ok(SshConnection {
+            handle,
+            host_key,
+            address,
+            elevate: target.user.as_str() != "root",
+            script_channels: Semaphore::new(SCRIPT_CHANNELS),
+            kill_channels: Semaphore::new(KILL_CHANNELS),
+        })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -202,12 +226,31 @@ const PGID_MARKER: &str = "slipway-pgid ";
 const PGID_WAIT: Duration = Duration::from_secs(2);
 
 impl SshConnection {
+    /// The shell command line `command` as the channel should execute it: run by a root shell,
+    /// whoever logged in. A login user that is not root goes through `sudo -n`, which fails at
+    /// once (with sudo's message on stderr) when a password would be needed. The line is handed
+    /// to a shell under sudo, not to sudo itself, so builtins such as `kill` mean what they mean
+    /// for root (procps' `kill` reads `-- -28` as a signal number). `setsid` then runs under
+    /// sudo: the script's shell still reads the channel's stdin directly and leads a session of
+    /// its own whatever sudo does about terminals (there is none here, so `use_pty` allocates
+    /// no pty).
+    fn as_root(&self, command: &str) -> String {
+        if self.elevate {
+            let quoted = slipway_core::shell::quote(command).expect("our command lines hold no NUL");
+            format!("sudo -n sh -c {quoted}")
+        } else {
+            command.to_string()
+        }
+    }
+
     /// Kills a remote process group over a channel of its own.
     async fn kill_group(&self, pgid: u32) {
         let kill = async {
+            let _slot = self.kill_channels.acquire().await.ok()?;
             let mut channel = self.handle.channel_open_session().await.ok()?;
-            // `pgid` is a number we parsed, so the command is fixed text plus digits.
-            channel.exec(true, format!("kill -s KILL -- -{pgid}")).await.ok()?;
+            // `pgid` is a number we parsed, so the command is fixed text plus digits. The group
+            // is root's, so a non-root login user kills it through sudo too.
+            channel.exec(true, self.as_root(&format!("kill -s KILL -- -{pgid}"))).await.ok()?;
             let mut status = None;
             while let Some(msg) = channel.wait().await {
                 if let ChannelMsg::ExitStatus { exit_status } = msg {
@@ -238,6 +281,12 @@ impl Transport for SshConnection {
         idle: Duration,
     ) -> Result<Exit, RemoteError> {
         let dropped = |e: russh::Error| RemoteError::Disconnected(e.to_string());
+        // Held until the script's channel is gone. Waiting for it is not idleness (the script
+        // has not started), so only a cancellation ends the wait.
+        let _slot = tokio::select! {
+            slot = self.script_channels.acquire() => slot.expect("the semaphore is never closed"),
+            _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
+        };
         // Opening the channel and handing over the script are bounded and cancellable too: a
         // server that never confirms a channel must not hold a job (and its resource) forever.
         let start = async {
@@ -246,7 +295,7 @@ impl Transport for SshConnection {
             // process group, so that stopping it (cancel, timeout) can kill everything it started:
             // OpenSSH does not honour signal requests in every configuration, and closing the
             // channel does not stop a process that is not writing.
-            channel.exec(true, REMOTE_WRAPPER).await.map_err(dropped)?;
+            channel.exec(true, self.as_root(REMOTE_WRAPPER)).await.map_err(dropped)?;
             channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
             channel.eof().await.map_err(dropped)?;
             Ok::<_, RemoteError>(channel)

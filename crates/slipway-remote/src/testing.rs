@@ -267,10 +267,20 @@ impl NetnsHost {
 
     /// Processes in the namespace whose name is `name`.
     pub fn processes_named(&self, name: &str) -> usize {
+        self.owners_of(name).len()
+    }
+
+    /// The user id each process in the namespace named `name` runs as.
+    pub fn owners_of(&self, name: &str) -> Vec<u32> {
         self.pids()
             .iter()
             .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
-            .count()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+                uids.split_whitespace().next()?.parse().ok()
+            })
+            .collect()
     }
 
     /// What the power stand-in was asked to do, one call per line.

@@ -21,14 +21,10 @@ async fn run(t: &dyn Transport, script: &str, idle: Duration) -> (Result<Exit, R
 }
 
 fn process_running(marker: &str) -> bool {
-    Command::new("pgrep")
-        .args(["-f", marker])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    running_count(marker) > 0
 }
 
+/// How many processes on this machine have `marker` in their command line.
 /// Waits (bounded) for a process to disappear.
 async fn gone(marker: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -143,6 +139,58 @@ async fn ssh_pins_host_keys_streams_output_and_stops_stalled_or_cancelled_comman
     let (result, ()) = tokio::join!(doomed.run("sleep 20\n", &mut sink, rx, Duration::from_secs(30)), drop_it);
     assert!(matches!(result, Err(RemoteError::Disconnected(_)) | Ok(Exit { code: None })), "{result:?}");
     drop(tx);
+}
+
+#[tokio::test]
+async fn more_commands_at_once_than_sshd_allows_sessions_all_run_over_one_connection() {
+    let slipway_key = SshKeypair::generate();
+    // The test sshd keeps OpenSSH's default of 10 sessions per connection (MaxSessions).
+    let sshd = Sshd::start(&[slipway_key.public_openssh()]);
+    let timeouts = SshTimeouts { connect: Duration::from_secs(5), ..Default::default() };
+    let connection =
+        std::sync::Arc::new(SshConnection::connect(&sshd.target(None), &slipway_key, &timeouts).await.unwrap());
+    let runs: Vec<_> = (0..14)
+        .map(|n| {
+            let connection = connection.clone();
+            tokio::spawn(async move {
+                run(connection.as_ref(), &format!("sleep 0.5; echo run {n}\n"), Duration::from_secs(20)).await
+            })
+        })
+        .collect();
+    for (n, handle) in runs.into_iter().enumerate() {
+        let (result, lines) = handle.await.unwrap();
+        assert!(result.as_ref().is_ok_and(Exit::success), "run {n}: {result:?} {lines:?}");
+        assert_eq!(lines, [(Stream::Stdout, format!("run {n}"))]);
+    }
+
+    // Stopping scripts that hold every channel scripts may use (and two that wait for one):
+    // each stop gets a channel of its own, and everything ends.
+    let marker = format!("sleep 34.{}", std::process::id() % 1000);
+    let (cancel, cancelled) = watch::channel(false);
+    let runs: Vec<_> = (0..10)
+        .map(|_| {
+            let (connection, cancelled, script) = (connection.clone(), cancelled.clone(), format!("{marker}\n"));
+            tokio::spawn(
+                async move { connection.run(&script, &mut |_, _| {}, cancelled, Duration::from_secs(30)).await },
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running_count(&marker) < 8 {
+        assert!(Instant::now() < deadline, "8 scripts started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.send(true).unwrap();
+    for handle in runs {
+        let result = tokio::time::timeout(Duration::from_secs(20), handle).await.expect("stopped in time");
+        assert_eq!(result.unwrap().unwrap_err(), RemoteError::Cancelled);
+    }
+    assert!(gone(&marker).await, "the stopped scripts' processes were killed");
+}
+
+fn running_count(marker: &str) -> usize {
+    let out = Command::new("pgrep").args(["-c", "-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
 #[tokio::test]
