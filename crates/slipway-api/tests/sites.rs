@@ -247,3 +247,39 @@ async fn scheduled_deploys_wait_and_can_be_cancelled_and_logs_stream_as_events()
         .text();
     assert!(!resumed.contains("fetching main") && resumed.contains("warning: x"), "{resumed}");
 }
+
+/// A token restricted to some sites sees the operations of those sites only (an operation's log
+/// says what a deploy did; another site's is none of its business).
+#[tokio::test]
+async fn operations_of_other_sites_are_hidden_from_tokens_restricted_to_some_sites() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("ops@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let create = |domain: &'static str| {
+        let (app, token, server) = (&app, owner.token.clone(), server.clone());
+        async move {
+            let body = json!({"domain": domain, "project_type": "static"});
+            let site = app.post_as(&format!("/api/v1/servers/{server}/sites"), &token, body).await;
+            assert_eq!(site.status, StatusCode::CREATED, "{}", site.text());
+            let data = site.json()["data"].clone();
+            (data["id"].as_str().unwrap().to_string(), data["operation_id"].as_str().unwrap().to_string())
+        }
+    };
+    let (mine, my_operation) = create("mine.example.com").await;
+    let (_, their_operation) = create("theirs.example.com").await;
+    let narrow = app
+        .token(&owner.id, &["site:*", "server:read", "server:update"], |t| {
+            t.site_ids = Some(serde_json::to_string(&[&mine]).unwrap())
+        })
+        .await;
+    for path in ["", "/log"] {
+        let own = app.get_as(&format!("/api/v1/operations/{my_operation}{path}"), &narrow).await;
+        assert_eq!(own.status, StatusCode::OK, "{path}: {}", own.text());
+        let other = app.get_as(&format!("/api/v1/operations/{their_operation}{path}"), &narrow).await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND, "{path}: {}", other.text());
+        let unrestricted = app.get_as(&format!("/api/v1/operations/{their_operation}{path}"), &owner.token).await;
+        assert_eq!(unrestricted.status, StatusCode::OK, "{path}");
+    }
+    let cancel = app.post_as(&format!("/api/v1/operations/{their_operation}/cancel"), &narrow, json!({})).await;
+    assert_eq!(cancel.status, StatusCode::NOT_FOUND, "{}", cancel.text());
+}

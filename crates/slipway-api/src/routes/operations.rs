@@ -37,6 +37,19 @@ impl FromRequestParts<AppState> for VisibleOperation {
         {
             return Err(ApiError::NotFound);
         }
+        // A site's operation (its deploys included) is visible where the site is: a token
+        // restricted to some sites or servers sees theirs only.
+        if let Some(site_id) = job.resource_key.as_deref().and_then(|k| k.strip_prefix("site:")) {
+            if !principal.may_touch_site(site_id) {
+                return Err(ApiError::NotFound);
+            }
+            if principal.server_ids.is_some() {
+                match state.store.site(site_id).await? {
+                    Some(site) if principal.may_touch_server(&site.server_id) => {}
+                    _ => return Err(ApiError::NotFound),
+                }
+            }
+        }
         Ok(VisibleOperation { job, principal, organization_id })
     }
 }
