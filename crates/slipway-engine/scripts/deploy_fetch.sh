@@ -12,6 +12,8 @@ if [ -n "$DEPLOY_KEY" ]; then
     # The key is on disk only while git fetches: removed on every way out of this script.
     trap 'as_user rm -f "$key"' EXIT
     put_user_file "$key" 600 "$DEPLOY_KEY"
+    # Where ssh keeps the git host's key (the site's user's home is the site's directory).
+    as_user sh -c 'umask 077; mkdir -p "$HOME/.ssh"'
     ssh_command="$ssh_command -o IdentitiesOnly=yes -i $key"
 fi
 as_deploy_user() {

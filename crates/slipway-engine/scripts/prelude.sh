@@ -2,6 +2,8 @@
 # assignments above this line; nothing below is built from user input.
 set -eu
 umask 022
+# The login's home (/root) is closed to the users scripts act as; / is open to all of them.
+cd /
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # A step heading, shown as progress.
@@ -74,9 +76,12 @@ put_file() {
     mv -f "$1.slipway-new" "$1"
 }
 
-# Runs a command as the deploy user. Everything in the deploy user's home is touched only this
-# way: as root, a symlink it planted (`.env.new -> /etc/passwd`) would redirect the write.
-as_user() { runuser -u "$DEPLOY_USER" -- env HOME="/home/$DEPLOY_USER" "$@"; }
+# Runs a command as the deploy user (for a site: the site's own user). Everything in its tree is
+# touched only this way: as root, a symlink it planted (`.env.new -> /etc/passwd`) would redirect
+# the write.
+as_user() {
+    runuser -u "$DEPLOY_USER" -- env HOME="$(getent passwd "$DEPLOY_USER" | cut -d: -f6)" "$@"
+}
 
 # put_user_file PATH MODE BASE64: put_file, done by the deploy user inside its own tree.
 put_user_file() {

@@ -1,10 +1,29 @@
-# Makes a site real on the server (or updates it): its directories, its nginx server block, and
-# for PHP a php-fpm pool of its own. Safe to run again. Inputs: DEPLOY_USER, ROOT (the site's
-# directory), LOG_DIR (root-owned, for its app's output), NGINX_NAME (file name of the server block), NGINX_CONF (base64), PHP_VERSION and
-# PHP_POOL (base64; empty when the site has no PHP), MAINTENANCE (base64 of the 503 page).
-id "$DEPLOY_USER" >/dev/null 2>&1 || fail "the deploy user $DEPLOY_USER does not exist; provision the server first"
-step "preparing $ROOT"
-as_user sh -c 'umask 027; mkdir -p "$1" "$1/releases" "$1/shared" "$1/.slipway"' sh "$ROOT"
+# Makes a site real on the server (or updates it): its own Unix user, its directories, its nginx
+# server block, and for PHP a php-fpm pool of its own. Safe to run again.
+# Inputs: DEPLOY_USER (the site's user), BASE_USER (the server's deploy user, whose home holds
+# the sites), DOMAIN, ROOT (the site's directory), LOG_DIR (root-owned, for its app's output),
+# NGINX_NAME (file name of the server block), NGINX_CONF (base64), PHP_VERSION and PHP_POOL
+# (base64; empty when the site has no PHP), MAINTENANCE (base64 of the 503 page).
+id "$BASE_USER" >/dev/null 2>&1 || fail "the deploy user $BASE_USER does not exist; provision the server first"
+step "preparing the site's user $DEPLOY_USER and $ROOT"
+if ! id "$DEPLOY_USER" >/dev/null 2>&1; then
+    useradd --system --user-group --no-create-home --home-dir "$ROOT" --shell /bin/sh \
+        --comment "Slipway site $DOMAIN" "$DEPLOY_USER"
+fi
+# nginx reads the site through its group, and so may the people who log in as the deploy user;
+# other sites cannot. The deploy user's home only lets each site reach its own directory.
+usermod -a -G "$DEPLOY_USER" www-data
+usermod -a -G "$DEPLOY_USER" "$BASE_USER"
+chmod 751 "/home/$BASE_USER"
+# Made by the deploy user (whose home it is in), then given to the site's user: never a path
+# that the deploy user could have swapped for a symlink is followed as root.
+runuser -u "$BASE_USER" -- mkdir -p "$ROOT"
+[ ! -L "$ROOT" ] || fail "$ROOT is a symlink; refusing to use it"
+if [ "$(stat -c %U "$ROOT")" != "$DEPLOY_USER" ]; then
+    # Also a site directory from before sites had their own users: hand all of it over.
+    chown -R -h "$DEPLOY_USER:$DEPLOY_USER" "$ROOT"
+fi
+as_user sh -c 'umask 027; chmod 750 "$1"; mkdir -p "$1/releases" "$1/shared" "$1/.slipway"' sh "$ROOT"
 install -d -m 755 /var/log/slipway
 install -d -m 750 "$LOG_DIR"
 put_file /var/www/slipway-default/slipway-maintenance.html 644 "$MAINTENANCE"

@@ -15,6 +15,14 @@ if [ -n "$PHP_VERSION" ] && [ -e "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME" 
     service_reload "php$PHP_VERSION-fpm"
 fi
 step "removing $ROOT"
-as_user rm -rf -- "$ROOT"
+if id "$DEPLOY_USER" >/dev/null 2>&1; then
+    # The site's user empties its directory; the directory itself is an entry of the deploy
+    # user's home (rmdir never follows a symlink).
+    [ ! -d "$ROOT" ] || as_user find "$ROOT" -mindepth 1 -delete
+    [ ! -d "$ROOT" ] || rmdir -- "$ROOT"
+    # Its processes have been stopped above; -f in case a PHP worker is still finishing.
+    userdel -f "$DEPLOY_USER" 2>/dev/null || true
+    groupdel "$DEPLOY_USER" 2>/dev/null || true
+fi
 rm -rf -- "$LOG_DIR"
 step "site removed"

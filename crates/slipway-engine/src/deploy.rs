@@ -19,7 +19,6 @@ use slipway_remote::SshConnection;
 use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 
 use crate::Engine;
-use crate::items::DEPLOY_USER;
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script_with, store_error};
 use crate::sites::{
@@ -190,7 +189,7 @@ impl DeploySite {
             None if adopting => {
                 progress.step = "fetch";
                 let adopt = Script::new("adopt", include_str!("../scripts/deploy_adopt.sh"))
-                    .var("DEPLOY_USER", DEPLOY_USER)
+                    .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
                     .var("RELEASE", &deployment.id)
                     .var("SHARED", &shared);
@@ -207,7 +206,7 @@ impl DeploySite {
                     None => String::new(),
                 };
                 let fetch = Script::new("fetch", include_str!("../scripts/deploy_fetch.sh"))
-                    .var("DEPLOY_USER", DEPLOY_USER)
+                    .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
                     .var("RELEASE", &deployment.id)
                     .var("REPO_URL", &source.url)
@@ -231,7 +230,7 @@ impl DeploySite {
                     env_sh.push_str(&format!("export {assign}\n"));
                 }
                 let build = Script::new("build", include_str!("../scripts/deploy_build.sh"))
-                    .var("DEPLOY_USER", DEPLOY_USER)
+                    .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
                     .var("DIR", &dir.path)
                     .var("NAME", &dir.name)
@@ -251,7 +250,7 @@ impl DeploySite {
             if in_place || site.active_port != Some(site.app_port) { site.app_port } else { site.app_port + 1 }
         });
         let mut start = Script::new("health check", include_str!("../scripts/deploy_start.sh"))
-            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
             .var("LOG_DIR", &paths.log_dir)
             .var("DIR", &dir.path)
@@ -288,7 +287,7 @@ impl DeploySite {
         // Files sites keep their nginx block (it points at `current`); apps get the new port.
         let conf = if app && !in_place { nginx_conf(site, php, port)? } else { String::new() };
         let switch = Script::new("switch", include_str!("../scripts/deploy_switch.sh"))
-            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
             .var("DIR", &dir.path)
             .var("NGINX_NAME", &paths.conf_name)
@@ -337,7 +336,7 @@ impl DeploySite {
             keep.push(live);
             let paths = SitePaths::of(site)?;
             let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
-                .var("DEPLOY_USER", DEPLOY_USER)
+                .var("DEPLOY_USER", &paths.user)
                 .var("ROOT", &paths.root)
                 .var("KEEP", &keep.join(" "))
                 .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
@@ -378,7 +377,7 @@ impl DeploySite {
         }
         let release = if deployment.release_of.is_some() { "" } else { deployment.id.as_str() };
         let script = Script::new("cleanup", include_str!("../scripts/deploy_cleanup.sh"))
-            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
             .var("RELEASE", release)
             .var("PROGRAM", progress.started_program.as_deref().unwrap_or(""));

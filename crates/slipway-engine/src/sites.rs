@@ -50,10 +50,21 @@ pub fn default_web_directory(project_type: &str) -> &'static str {
     if project_type == "laravel" { "public" } else { "" }
 }
 
-/// Where a site's pieces are on the server, all derived from its validated domain.
+/// The Unix user a site's files, deploy script, PHP and app run as: one per site, so that one
+/// site's code cannot read another's files (`.env`, deploy keys). `s` and the lowercased id.
+pub fn site_user(site_id: &str) -> Result<String, JobError> {
+    if site_id.is_empty() || site_id.len() > 31 || !site_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(JobError::failed("invalid site id"));
+    }
+    Ok(format!("s{}", site_id.to_ascii_lowercase()))
+}
+
+/// Where a site's pieces are on the server, all derived from its validated domain and id.
 #[derive(Debug, Clone)]
 pub struct SitePaths {
     pub domain: String,
+    /// The site's own Unix user (see [`site_user`]).
+    pub user: String,
     /// `/home/slipway/<domain>`.
     pub root: String,
     /// The nginx server block's (and php-fpm pool's) file name.
@@ -74,6 +85,7 @@ impl SitePaths {
             conf_name: format!("slipway-{domain}.conf"),
             program_prefix: format!("slipway-{}", domain.replace('.', "_")),
             log_dir: format!("/var/log/slipway/{domain}"),
+            user: site_user(&site.id)?,
             domain,
         })
     }
@@ -189,11 +201,12 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
 pub fn php_pool(site: &Site, version: &str) -> Result<String, JobError> {
     let paths = SitePaths::of(site)?;
     Ok(format!(
-        "; Managed by Slipway for site {id}.\n[{name}]\nuser = {DEPLOY_USER}\ngroup = {DEPLOY_USER}\nlisten = {sock}\n\
+        "; Managed by Slipway for site {id}.\n[{name}]\nuser = {user}\ngroup = {user}\nlisten = {sock}\n\
          listen.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\npm = dynamic\npm.max_children = 5\n\
          pm.start_servers = 1\npm.min_spare_servers = 1\npm.max_spare_servers = 3\n",
         id = site.id,
         name = paths.program_prefix,
+        user = paths.user,
         sock = paths.php_socket(version),
     ))
 }
@@ -202,10 +215,11 @@ pub fn php_pool(site: &Site, version: &str) -> Result<String, JobError> {
 pub fn supervisor_program(paths: &SitePaths, release: &ReleaseDir, port: i64) -> String {
     format!(
         "; Managed by Slipway.\n[program:{name}]\ncommand={root}/.slipway/start-{port}.sh\ndirectory={root}/{dir}\n\
-         user={DEPLOY_USER}\nautostart=true\nautorestart=true\nstartsecs=1\nstopasgroup=true\nkillasgroup=true\n\
+         user={user}\nautostart=true\nautorestart=true\nstartsecs=1\nstopasgroup=true\nkillasgroup=true\n\
          stopsignal=TERM\nstopwaitsecs=10\nstdout_logfile={logs}/app-{port}.log\nstdout_logfile_maxbytes=5MB\n\
          stdout_logfile_backups=1\nredirect_stderr=true\n",
         name = paths.program(port),
+        user = paths.user,
         root = paths.root,
         dir = release.path,
         logs = paths.log_dir,
@@ -250,7 +264,9 @@ impl ApplySite {
             None => String::new(),
         };
         Ok(Script::new("site setup", include_str!("../scripts/site_apply.sh"))
-            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("DEPLOY_USER", &paths.user)
+            .var("BASE_USER", DEPLOY_USER)
+            .var("DOMAIN", &paths.domain)
             .var("ROOT", &paths.root)
             .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)
@@ -297,7 +313,7 @@ impl JobHandler for RemoveSite {
         let paths = SitePaths::of(&site)?;
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
-            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
             .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)
@@ -417,6 +433,9 @@ mod tests {
         let program = supervisor_program(&paths, &ReleaseDir::in_place(), 20001);
         assert!(program.contains("[program:slipway-shop_example_com-20001]"));
         assert!(program.contains("directory=/home/slipway/shop.example.com/live\n"), "{program}");
+        assert!(program.contains("\nuser=s01site\n"), "{program}");
+        assert!(php_pool(&site("php"), "8.2").unwrap().contains("\nuser = s01site\ngroup = s01site\n"));
+        assert!(site_user("01SITE; rm").is_err());
     }
 }
 
@@ -437,7 +456,7 @@ impl JobHandler for PullEnv {
         let server = crate::session::load_server(engine, &site.server_id).await?;
         let paths = SitePaths::of(&site)?;
         let script = Script::new("env pull", "f=\"$ROOT/current/.env\"\n[ -f \"$f\" ] || fail \"there is no .env on the server yet (deploy once first)\"\nas_user head -c 1048576 \"$f\" | base64 -w0\necho\n")
-            .var("DEPLOY_USER", DEPLOY_USER)
+            .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root);
         let connection = connect(engine, ctx, &server).await?;
         let (mut encoded, mut errors) = (String::new(), Vec::new());

@@ -136,6 +136,8 @@ impl Drop for Stage {
     fn drop(&mut self) {
         drop(self.slipway.take());
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The sites' files and Unix users on this machine (the test host shares its files).
+        common::clean_test_host_files();
     }
 }
 
@@ -681,7 +683,11 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
         .await;
     let mut app = app_site("inplace-app.example.com", &stage.repo.url);
     app["zero_downtime"] = json!(false);
-    app["deploy_script"] = json!("echo deployed >> deploys.txt\n");
+    // Each site runs as its own user: this one cannot look into the other's directory.
+    app["deploy_script"] = json!(
+        "echo deployed >> deploys.txt\n\
+         if ls /home/slipway/inplace-static.example.com >/dev/null 2>&1; then echo readable; else echo denied; fi > isolation.txt\n"
+    );
     let app_site_path = stage.site(app).await;
     let sites = [(&static_site, "inplace-static.example.com"), (&app_site_path, "inplace-app.example.com")];
     for (site, domain) in sites {
@@ -690,6 +696,7 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
         assert_eq!(stage.get(domain, "/").await, (200, "version 1\n".to_string()));
     }
     assert_eq!(stage.get("inplace-static.example.com", "/old.txt").await.0, 200);
+    assert_eq!(stage.get("inplace-app.example.com", "/isolation.txt").await.1, "denied\n");
 
     // A second deploy updates the same tree: what the first deploy script wrote is still there,
     // a file removed from the repository is gone.

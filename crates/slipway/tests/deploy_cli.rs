@@ -172,9 +172,17 @@ async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
     let (ok, out, err) = run(&["site", "resume", &server, DOMAIN]);
     assert!(ok, "{out}{err}");
     assert_eq!(served(&host).await.1, "version one\n");
+    let (_, shown, _) = run(&["site", "show", &server, &site, "--output", "json"]);
+    let unix_user = serde_json::from_str::<Value>(&shown).unwrap()["unix_user"].as_str().unwrap().to_string();
+    let owner =
+        std::process::Command::new("stat").args(["-c", "%U", "/home/slipway/cli.example.com"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), unix_user, "the site's files are its own user's");
     let (ok, out, err) = run(&["site", "delete", &server, &site]);
     assert!(ok, "{out}{err}");
     assert!(!Path::new("/etc/nginx/sites-enabled/slipway-cli.example.com.conf").exists());
+    assert!(!Path::new("/home/slipway/cli.example.com").exists());
+    let user_gone = std::process::Command::new("id").arg(&unix_user).output().unwrap();
+    assert!(!user_gone.status.success(), "the site's user is removed with the site");
     let (ok, _, err) = run(&["site", "show", &server, &site]);
     assert!(!ok && err.contains("404"), "{err}");
 

@@ -95,6 +95,9 @@ pub struct SiteResource {
     pub keep_releases: i64,
     /// Paths kept across releases, linked into each from the site's `shared/` directory.
     pub shared_paths: Vec<String>,
+    /// The site's own Unix user on the server: its files, deploy script, PHP and app run as it,
+    /// so one site's code cannot read another's.
+    pub unix_user: String,
     /// `installing`, `installed`, `failed` or `removing`.
     pub status: String,
     pub status_reason: Option<String>,
@@ -138,6 +141,7 @@ fn site_resource(state: &AppState, s: &Site, operation_id: Option<String>) -> Si
         zero_downtime: s.zero_downtime,
         keep_releases: s.keep_releases,
         shared_paths: serde_json::from_str(&s.shared_paths).unwrap_or_default(),
+        unix_user: engine_sites::site_user(&s.id).unwrap_or_default(),
         status: s.status.clone(),
         status_reason: s.status_reason.clone(),
         suspended: s.suspended,

@@ -301,6 +301,20 @@ pub fn clean_test_host_files() {
         }
     }
     let _ = std::fs::remove_dir_all("/var/log/slipway");
+    // Sites' own Unix users (`s<id>`, "Slipway site <domain>") left by tests that did not
+    // delete their sites.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if let [name, _, _, _, comment, ..] = fields[..]
+            && comment.starts_with("Slipway site ")
+            && name.len() == 27
+            && name.starts_with('s')
+        {
+            let _ = Command::new("userdel").args(["-f", name]).output();
+            let _ = Command::new("groupdel").arg(name).output();
+        }
+    }
 }
 
 /// Polls `check` until it holds; fails saying `what` did not happen within `limit`.
