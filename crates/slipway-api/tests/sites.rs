@@ -112,9 +112,11 @@ async fn sites_are_validated_field_by_field_and_hostile_values_refused() {
     assert_eq!(convert.json()["data"]["zero_downtime"], true);
     let again = app.post_as(&format!("{in_place_path}/enable-zero-downtime"), &owner.token, json!({})).await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", again.text());
-    let bad_shared =
-        app.call(Method::PUT, &in_place_path, Some(&owner.token), Some(json!({"shared_paths": [".git/hooks"]}))).await;
-    assert!(bad_shared.json()["errors"]["shared_paths"].is_array(), "{}", bad_shared.text());
+    for bad in [json!([".git/hooks"]), json!(["storage", "storage/app/public"])] {
+        let body = json!({"shared_paths": bad});
+        let reply = app.call(Method::PUT, &in_place_path, Some(&owner.token), Some(body)).await;
+        assert!(reply.json()["errors"]["shared_paths"].is_array(), "{}", reply.text());
+    }
     let unchanged = app.get_as(&in_place_path, &owner.token).await;
     assert_eq!(unchanged.json()["data"]["shared_paths"], json!(["storage", "public/uploads"]));
     assert_eq!(app.call(Method::DELETE, &in_place_path, Some(&owner.token), None).await.status, StatusCode::ACCEPTED);

@@ -80,6 +80,32 @@ pub fn shared_path(text: &str) -> Result<String, String> {
     Ok(path)
 }
 
+/// Whether one path lies inside the other (or they are the same), by whole components.
+fn nested(a: &str, b: &str) -> bool {
+    let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+    inside(a, b) || inside(b, a)
+}
+
+/// A site's shared paths: each valid, without repeats, and none inside another (linking the
+/// outer one first would make the inner one's link point into shared/ itself, destroying it).
+pub fn shared_paths(paths: &[String]) -> Result<Vec<String>, String> {
+    if paths.len() > 20 {
+        return Err("may hold at most 20 paths".into());
+    }
+    let mut valid: Vec<String> = Vec::new();
+    for path in paths {
+        let path = shared_path(path).map_err(|m| format!("entry {path:?} {m}"))?;
+        if valid.contains(&path) {
+            continue;
+        }
+        if let Some(other) = valid.iter().find(|v| nested(v, &path)) {
+            return Err(format!("entries {other:?} and {path:?} overlap: share the outer one only"));
+        }
+        valid.push(path);
+    }
+    Ok(valid)
+}
+
 /// An HTTP path for a health check: starts with `/`, printable ASCII without spaces, quotes or
 /// backslashes, at most 255 bytes.
 pub fn http_path(text: &str) -> Result<String, String> {
@@ -161,9 +187,69 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// Credentials taken out of an `http(s)://user:password@host/…` URL, so that git gets them from
+/// a credential helper instead of its command line (where every user on a server can read them).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UrlCredentials {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Splits the userinfo (percent-decoded) off an HTTP(S) URL; `None` for any other URL or one
+/// without credentials (an `ssh://user@host` user name is not a secret).
+pub fn url_credentials(url: &str) -> Option<UrlCredentials> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |text: &str| -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(b)) => {
+                    out.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let slash = if rest.contains('/') { "/" } else { "" };
+    Some(UrlCredentials {
+        url: format!("{scheme}://{host}{slash}{path}"),
+        username: decode(user),
+        password: decode(password),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_come_out_of_http_urls_only() {
+        let c = url_credentials("https://ci:p%40ss%3Aw0rd@git.example.com/acme/shop.git").unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.username.as_str(), c.password.as_str()),
+            ("https://git.example.com/acme/shop.git", "ci", "p@ss:w0rd")
+        );
+        let token = url_credentials("https://ghp_token@github.com/acme/shop.git").unwrap();
+        assert_eq!((token.username.as_str(), token.password.as_str()), ("ghp_token", ""));
+        assert_eq!(url_credentials("https://github.com/acme/shop.git"), None);
+        assert_eq!(url_credentials("ssh://git@github.com/acme/shop.git"), None);
+        assert_eq!(url_credentials("git@github.com:acme/shop.git"), None);
+    }
 
     #[test]
     fn domains() {
@@ -184,6 +270,11 @@ mod tests {
         for bad in ["", "/", ".env", ".git/hooks", "../x", "a b", "$(x)"] {
             assert!(shared_path(bad).is_err(), "{bad:?}");
         }
+        let list = |l: &[&str]| shared_paths(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(list(&["storage", "storage/", "public/uploads"]).unwrap(), ["storage", "public/uploads"]);
+        assert_eq!(list(&["storage", "storage2"]).unwrap(), ["storage", "storage2"]);
+        assert!(list(&["storage", "storage/app/public"]).unwrap_err().contains("overlap"));
+        assert!(list(&["public/uploads", "public"]).unwrap_err().contains("overlap"));
         for bad in ["../etc", "a/../b", "a b", "a;b", "$(x)", "a//b"] {
             assert!(relative_path(bad).is_err(), "{bad:?}");
         }

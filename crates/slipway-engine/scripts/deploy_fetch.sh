@@ -1,11 +1,14 @@
 # Fetches the repository into the site's mirror, then unpacks the commit as a new release (or,
 # for an in-place site, checks it out in the live working tree). Prints
 # "slipway-commit SHA<TAB>AUTHOR<TAB>SUBJECT".
-# Inputs: DEPLOY_USER, ROOT, RELEASE, REPO_URL, BRANCH, COMMIT (a pushed commit to deploy; empty
+# Inputs: DEPLOY_USER, ROOT, RELEASE, REPO_URL (without credentials), GIT_USERNAME and
+# GIT_PASSWORD (for HTTP(S); empty for none), BRANCH, COMMIT (a pushed commit to deploy; empty
 # for the branch's newest), LIVE_COMMIT (the live release's commit, if known), IN_PLACE (yes for
 # an in-place site), DEPLOY_KEY (base64 private key; empty for none) and KEY_NAME (its file name).
 [ -d "$ROOT/releases" ] || fail "the site's directory is missing; apply the site again"
 step "fetching $BRANCH"
+# A key left by a fetch that was killed (a cancel, a timeout) goes now.
+as_user sh -c 'rm -f "$1"/.slipway/slipway-repo-*' sh "$ROOT"
 ssh_command='ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new'
 if [ -n "$DEPLOY_KEY" ]; then
     key="$ROOT/.slipway/$KEY_NAME"
@@ -16,8 +19,18 @@ if [ -n "$DEPLOY_KEY" ]; then
     as_user sh -c 'umask 077; mkdir -p "$HOME/.ssh"'
     ssh_command="$ssh_command -o IdentitiesOnly=yes -i $key"
 fi
+# HTTP credentials come from a helper that reads them from the environment (which only the
+# site's user and root can read), never from git's command line or the mirror's config.
+credential_helper=
+if [ -n "$GIT_USERNAME" ]; then
+    export SLIPWAY_GIT_USERNAME="$GIT_USERNAME" SLIPWAY_GIT_PASSWORD="$GIT_PASSWORD"
+    # shellcheck disable=SC2016 # expanded by the helper's shell, from its environment
+    credential_helper='!f() { [ "$1" = get ] && printf "username=%s\npassword=%s\n" "$SLIPWAY_GIT_USERNAME" "$SLIPWAY_GIT_PASSWORD"; }; f'
+fi
 as_deploy_user() {
-    as_user env GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="$ssh_command" "$@"
+    as_user env GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="$ssh_command" GIT_CONFIG_COUNT=2 \
+        GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0= \
+        GIT_CONFIG_KEY_1=credential.helper GIT_CONFIG_VALUE_1="$credential_helper" "$@"
 }
 if [ -d "$ROOT/repo.git" ]; then
     as_deploy_user git -C "$ROOT/repo.git" remote set-url origin "$REPO_URL"
@@ -48,8 +61,11 @@ if [ -n "$COMMIT" ]; then
 fi
 if [ -n "$IN_PLACE" ]; then
     step "checking out $sha in place"
-    if [ ! -d "$ROOT/live/.git" ]; then
-        as_user rm -rf "$ROOT/live" "$ROOT/live.partial"
+    if [ -e "$ROOT/live" ] && [ ! -d "$ROOT/live/.git" ]; then
+        fail "$ROOT/live is not a git working tree (was .git removed?); it is left as it is"
+    fi
+    if [ ! -d "$ROOT/live" ]; then
+        as_user rm -rf "$ROOT/live.partial"
         as_user git clone --quiet --no-checkout "$ROOT/repo.git" "$ROOT/live.partial" ||
             fail "git could not create the working tree"
         as_user mv "$ROOT/live.partial" "$ROOT/live"

@@ -8,10 +8,13 @@ release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 if [ "$KIND" = files ]; then
     step "checking the release"
-    [ -d "$release/$WEB_DIR" ] || fail "health check failed: the web directory ${WEB_DIR:-.} does not exist in the release"
+    # Checked as the site's user: through a symlink in the release, root would see other sites.
+    as_user test -d "$release/$WEB_DIR" ||
+        fail "health check failed: the web directory ${WEB_DIR:-.} does not exist in the release"
     if [ "$HEALTH_PATH" != / ]; then
         path=${HEALTH_PATH%%\?*}
-        [ -e "$release/$WEB_DIR$path" ] || fail "health check failed: $HEALTH_PATH does not exist in the release"
+        as_user test -e "$release/$WEB_DIR$path" ||
+            fail "health check failed: $HEALTH_PATH does not exist in the release"
     fi
     exit 0
 fi

@@ -98,7 +98,10 @@ link_shared() {
         [ -n "$path" ] || continue
         step "linking shared/$path"
         as_user sh -c 'set -e
-            shared="$1/shared/$3"; target="$2/$3"
+            shared="$1/shared/$3"; target="$2/$3"; parent=$(dirname "$3")
+            # The link goes where the path says: no directory on the way is a symlink.
+            want=$(realpath -- "$2"); [ "$parent" = . ] || want="$want/$parent"
+            [ "$(realpath -m -- "$2/$parent")" = "$want" ] || { echo "a directory above $3 is a symlink" >&2; exit 3; }
             if [ ! -e "$shared" ] && [ ! -L "$shared" ]; then
                 mkdir -p "$(dirname "$shared")"
                 if [ -e "$target" ]; then cp -a "$target" "$shared"; else mkdir -p "$shared"; fi

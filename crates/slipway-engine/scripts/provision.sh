@@ -53,7 +53,8 @@ if [ "$(id -u "$DEPLOY_USER")" -lt 1000 ] || id -nG "$DEPLOY_USER" | grep -qwE '
 fi
 home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
 [ "$home" = "/home/$DEPLOY_USER" ] || fail "the deploy user's home is $home; Slipway expects /home/$DEPLOY_USER"
-install -d -m 750 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$home"
+# 751: each site's own user reaches its directory in here, but nobody can list the others.
+install -d -m 751 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$home"
 [ ! -L "$home/.ssh" ] || fail "$home/.ssh is a symlink; refusing to follow it"
 as_user sh -c 'umask 077; mkdir -p "$HOME/.ssh"; touch "$HOME/.ssh/authorized_keys"'
 install -d -m 755 /var/log/slipway

@@ -7,9 +7,11 @@
 id "$BASE_USER" >/dev/null 2>&1 || fail "the deploy user $BASE_USER does not exist; provision the server first"
 step "preparing the site's user $DEPLOY_USER and $ROOT"
 if ! id "$DEPLOY_USER" >/dev/null 2>&1; then
-    useradd --system --user-group --no-create-home --home-dir "$ROOT" --shell /bin/sh \
+    useradd --system --user-group --no-create-home --home-dir "$ROOT" --shell /usr/sbin/nologin \
         --comment "Slipway site $DOMAIN" "$DEPLOY_USER"
 fi
+# No logins as a site's user (Slipway runs commands as it with runuser, which needs no shell).
+usermod -s /usr/sbin/nologin "$DEPLOY_USER"
 # nginx reads the site through its group, and so may the people who log in as the deploy user;
 # other sites cannot. The deploy user's home only lets each site reach its own directory.
 usermod -a -G "$DEPLOY_USER" www-data

@@ -1,6 +1,6 @@
 # Removes a site from the server: its app processes, nginx block, PHP pool and directory.
-# Inputs: DEPLOY_USER, ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX, PORTS (the site's two app
-# ports), PHP_VERSION.
+# Inputs: DEPLOY_USER (the site's user), BASE_USER, ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX,
+# PORTS (the site's two app ports), PHP_VERSION.
 step "stopping the site's processes"
 # Exactly this site's two programs (a glob would also match a site whose domain extends this one).
 for port in $PORTS; do
@@ -16,13 +16,27 @@ if [ -n "$PHP_VERSION" ] && [ -e "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME" 
 fi
 step "removing $ROOT"
 if id "$DEPLOY_USER" >/dev/null 2>&1; then
-    # The site's user empties its directory; the directory itself is an entry of the deploy
-    # user's home (rmdir never follows a symlink).
-    [ ! -d "$ROOT" ] || as_user find "$ROOT" -mindepth 1 -delete
-    [ ! -d "$ROOT" ] || rmdir -- "$ROOT"
-    # Its processes have been stopped above; -f in case a PHP worker is still finishing.
-    userdel -f "$DEPLOY_USER" 2>/dev/null || true
+    # Nothing of the site may outlive its user: a process left running (started outside
+    # supervisor, a PHP worker finishing) would own the next site that gets the same uid.
+    tries=0
+    while pkill -KILL -u "$DEPLOY_USER" 2>/dev/null; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 50 ] || fail "processes of $DEPLOY_USER keep running; the site is not removed"
+        sleep 0.1
+    done
+    # The site's user empties its directory (read-only directories, such as module caches,
+    # made writable first); the directory itself is an entry of the deploy user's home (rmdir
+    # never follows a symlink).
+    if [ -d "$ROOT" ]; then
+        as_user chmod -R u+rwX -- "$ROOT"
+        as_user find "$ROOT" -mindepth 1 -delete
+        rmdir -- "$ROOT"
+    fi
+    userdel "$DEPLOY_USER"
     groupdel "$DEPLOY_USER" 2>/dev/null || true
+elif [ -d "$ROOT" ]; then
+    # A directory without its user (from before sites had their own): the deploy user's.
+    runuser -u "$BASE_USER" -- rm -rf -- "$ROOT"
 fi
 rm -rf -- "$LOG_DIR"
 step "site removed"

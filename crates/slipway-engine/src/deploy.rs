@@ -205,11 +205,18 @@ impl DeploySite {
                     Some(_) => return Err(JobError::failed("the requested commit is not a commit id")),
                     None => String::new(),
                 };
+                // Credentials reach git through a credential helper, never its arguments.
+                let credentials = slipway_core::site_input::url_credentials(&source.url);
+                if let Some(c) = &credentials {
+                    ctx.add_secret(c.password.clone());
+                }
                 let fetch = Script::new("fetch", include_str!("../scripts/deploy_fetch.sh"))
                     .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
                     .var("RELEASE", &deployment.id)
-                    .var("REPO_URL", &source.url)
+                    .var("REPO_URL", credentials.as_ref().map_or(&source.url, |c| &c.url))
+                    .var("GIT_USERNAME", credentials.as_ref().map_or("", |c| &c.username))
+                    .var("GIT_PASSWORD", credentials.as_ref().map_or("", |c| &c.password))
                     .var("BRANCH", &site.repository_branch)
                     .var("COMMIT", &commit)
                     .var("LIVE_COMMIT", &self.live_commit(site).await?)
@@ -219,29 +226,33 @@ impl DeploySite {
                 let reported = run(fetch, ctx.cancel_receiver()).await?;
                 self.record_commit(deployment, &reported).await?;
 
-                progress.step = "build";
                 let dir = if in_place { ReleaseDir::in_place() } else { ReleaseDir::release(&deployment.id) };
-                let env = self.environment(ctx, site).await?;
-                let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let mut env_sh = String::from("# Managed by Slipway.\n");
-                for (key, value) in &env {
-                    let assign = slipway_core::shell::env_assign(key, value)
-                        .map_err(|_| JobError::failed(format!("environment variable {key} holds a NUL byte")))?;
-                    env_sh.push_str(&format!("export {assign}\n"));
-                }
-                let build = Script::new("build", include_str!("../scripts/deploy_build.sh"))
-                    .var("DEPLOY_USER", &paths.user)
-                    .var("ROOT", &paths.root)
-                    .var("DIR", &dir.path)
-                    .var("NAME", &dir.name)
-                    .var("SHARED", &shared)
-                    .file_var("DOTENV", dotenv.as_bytes())
-                    .file_var("ENV_SH", env_sh.as_bytes())
-                    .file_var("SCRIPT", site.deploy_script.as_bytes());
-                run(build, ctx.cancel_receiver()).await?;
                 (deployment.id.clone(), dir)
             }
         };
+
+        // A new release (or the in-place tree, or an adopted copy) is built; a rollback's was.
+        if deployment.release_of.is_none() {
+            progress.step = "build";
+            let env = self.environment(ctx, site).await?;
+            let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let mut env_sh = String::from("# Managed by Slipway.\n");
+            for (key, value) in &env {
+                let assign = slipway_core::shell::env_assign(key, value)
+                    .map_err(|_| JobError::failed(format!("environment variable {key} holds a NUL byte")))?;
+                env_sh.push_str(&format!("export {assign}\n"));
+            }
+            let build = Script::new("build", include_str!("../scripts/deploy_build.sh"))
+                .var("DEPLOY_USER", &paths.user)
+                .var("ROOT", &paths.root)
+                .var("DIR", &dir.path)
+                .var("NAME", &dir.name)
+                .var("SHARED", &shared)
+                .file_var("DOTENV", dotenv.as_bytes())
+                .file_var("ENV_SH", env_sh.as_bytes())
+                .file_var("SCRIPT", site.deploy_script.as_bytes());
+            run(build, ctx.cancel_receiver()).await?;
+        }
 
         progress.step = "health check";
         let app = is_app(&site.project_type);
@@ -295,6 +306,13 @@ impl DeploySite {
             .var("PHP_VERSION", php.unwrap_or(""))
             .var("OLD_PROGRAM", &old_program)
             .var("DRAIN_SECONDS", DRAIN_SECONDS);
+        if adopting {
+            // Recorded before anything moves: whatever happens to the switch from here, the next
+            // deploy builds a release (from an in-place tree still live, that is a normal deploy;
+            // recorded in place while a release serves, it would strand nginx on a stopped port).
+            let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
+            self.0.store.update_site(&site.id, &changes).await.map_err(store_error)?;
+        }
         progress.switch_started = true;
         run(switch, uncancellable.clone()).await?;
         progress.switched = true;
@@ -477,8 +495,6 @@ impl JobHandler for DeploySite {
                     .map_err(store_error)?;
                 let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
                 if adopted {
-                    let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
-                    engine.store.update_site(&site.id, &changes).await.map_err(store_error)?;
                     ctx.log("info", "==> the site now deploys as releases with an atomic switch");
                 }
                 if live.kept {

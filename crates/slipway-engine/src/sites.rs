@@ -123,14 +123,9 @@ impl ReleaseDir {
 pub fn shared_paths(site: &Site) -> Result<String, JobError> {
     let paths: Vec<String> =
         serde_json::from_str(&site.shared_paths).map_err(|e| JobError::failed(format!("invalid shared paths: {e}")))?;
-    let mut lines = String::new();
-    for path in paths {
-        let path = slipway_core::site_input::shared_path(&path)
-            .map_err(|e| JobError::failed(format!("invalid shared path {path:?}: {e}")))?;
-        lines.push_str(&path);
-        lines.push('\n');
-    }
-    Ok(lines)
+    let paths = slipway_core::site_input::shared_paths(&paths)
+        .map_err(|e| JobError::failed(format!("the shared paths {e}")))?;
+    Ok(paths.iter().map(|p| format!("{p}\n")).collect())
 }
 
 /// The names nginx answers to: the domain, then the aliases (validated again here).
@@ -157,7 +152,9 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
     };
     let mut out = format!(
         "# Managed by Slipway for site {id}; edits are overwritten.\nserver {{\n    listen 80;\n    server_name {names};\n\
-         \x20   root {root};\n    index index.html index.htm index.php;\n    charset utf-8;\n    client_max_body_size 64m;\n\
+         \x20   root {root};\n\
+         \x20   # nginx reads every site (through their groups): a link in one site's files may only lead to\n\
+         \x20   # files of the same owner, never into another site.\n    disable_symlinks if_not_owner from=$document_root;\n    index index.html index.htm index.php;\n    charset utf-8;\n    client_max_body_size 64m;\n\
          \x20   # Dotfiles (.env, .git) are never served.\n    location ~ /\\.(?!well-known) {{ deny all; }}\n",
         id = site.id,
         names = server_names(site)?.join(" "),
@@ -314,6 +311,7 @@ impl JobHandler for RemoveSite {
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
             .var("DEPLOY_USER", &paths.user)
+            .var("BASE_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
             .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)

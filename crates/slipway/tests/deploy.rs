@@ -675,11 +675,14 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
         stage.repo.commit(&refs, &format!("v{n}"))
     };
     stage.repo.commit(&[("public/old.txt", "old\n")], "old");
+    // A link in one site's files to another site's: nginx reads both sites, but must not follow it.
+    stage.repo.symlink("public/steal.txt", "/home/slipway/inplace-app.example.com/live/deploys.txt");
     commit(1);
     let static_site = stage
         .site(json!({"domain": "inplace-static.example.com", "project_type": "static", "web_directory": "public",
                      "repository_url": stage.repo.url, "zero_downtime": false,
-                     "deploy_script": "echo deployed >> public/deploys.txt\n"}))
+                     "shared_paths": ["public/uploads"],
+                     "deploy_script": "echo deployed >> public/deploys.txt\nmkdir -p public/uploads\necho upload >> public/uploads/count.txt\n"}))
         .await;
     let mut app = app_site("inplace-app.example.com", &stage.repo.url);
     app["zero_downtime"] = json!(false);
@@ -697,6 +700,9 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
     }
     assert_eq!(stage.get("inplace-static.example.com", "/old.txt").await.0, 200);
     assert_eq!(stage.get("inplace-app.example.com", "/isolation.txt").await.1, "denied\n");
+    let (status, body) = stage.get("inplace-static.example.com", "/steal.txt").await;
+    // try_files finds nothing it may open: 404 (the file exists, and nginx could read it).
+    assert!(matches!(status, 403 | 404) && !body.contains("deployed"), "{status} {body}");
 
     // A second deploy updates the same tree: what the first deploy script wrote is still there,
     // a file removed from the repository is gone.
@@ -739,7 +745,8 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
         assert_eq!(releases["data"][0]["id"], converted["id"], "{releases}");
         assert_eq!(releases["data"][0]["current"], true);
         assert_eq!(stage.get(domain, "/").await.1, "version 2\n");
-        assert_eq!(stage.get(domain, "/deploys.txt").await.1, "deployed\ndeployed\n");
+        // The adopted copy was built (its deploy script ran once more in the release).
+        assert_eq!(stage.get(domain, "/deploys.txt").await.1, "deployed\ndeployed\ndeployed\n");
         let (status, again) =
             stage.api.call(Method::POST, &format!("{site}/enable-zero-downtime"), Some(json!({}))).await;
         assert_eq!(status, 422, "{again}");
@@ -751,10 +758,10 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
 
     // From here: new releases (each deploy script runs in a fresh tree), shared paths that
     // persist across releases and rollbacks.
-    let shared = json!({"shared_paths": ["public/uploads"],
-                        "deploy_script": "echo deployed >> public/deploys.txt\necho upload >> public/uploads/count.txt\n"});
-    let (status, updated) = stage.api.call(Method::PUT, &static_site, Some(shared)).await;
-    assert_eq!(status, 200, "{updated}");
+    // The uploads written in place moved into shared/ with the conversion (none lost).
+    let uploads = |n: usize| "upload\n".repeat(n);
+    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, uploads(3));
+    assert!(root.join("shared/public/uploads/count.txt").is_file());
     for n in 3..=4 {
         commit(n);
         let d = stage.deploy(&static_site, "deploy", json!({})).await;
@@ -762,12 +769,12 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
         assert_eq!(stage.get("inplace-static.example.com", "/").await.1, format!("version {n}\n"));
         assert_eq!(stage.get("inplace-static.example.com", "/deploys.txt").await.1, "deployed\n");
     }
-    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, "upload\nupload\n");
+    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, uploads(5));
     assert!(root.join("current/public/uploads").is_symlink());
     let back = stage.deploy(&static_site, "rollback", json!({})).await;
     assert_eq!(back["status"], "succeeded", "{back}");
     assert_eq!(stage.get("inplace-static.example.com", "/").await.1, "version 3\n");
-    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, "upload\nupload\n");
+    assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, uploads(5));
     let first = converted_release.file_name().unwrap().to_str().unwrap();
     let back = stage.deploy(&static_site, "rollback", json!({"release": first})).await;
     assert_eq!(back["status"], "succeeded", "{back}");
@@ -779,4 +786,77 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
     assert_eq!(stage.get("inplace-app.example.com", "/").await.1, "version 5\n");
     assert_eq!(stage.get("inplace-app.example.com", "/deploys.txt").await.1, "deployed\n");
     stage.settles_to_one_app().await;
+}
+
+/// Serves a bare repository over plain ("dumb") HTTP that demands Basic credentials.
+struct HttpGitServer {
+    process: std::process::Child,
+    url: String,
+}
+
+const HTTP_GIT_SERVER: &str = r#"
+import base64, functools, http.server, sys
+want = "Basic " + base64.b64encode(sys.argv[3].encode()).decode()
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Handler, directory=sys.argv[4])
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), handler).serve_forever()
+"#;
+
+impl HttpGitServer {
+    fn start(work: &Path, dir: &Path, listen: &str, credentials: &str) -> HttpGitServer {
+        let served = dir.join("app.git");
+        common::git(work, &["clone", "-q", "--bare", ".", served.to_str().unwrap()]);
+        common::git(&served, &["update-server-info"]);
+        let port = std::net::TcpListener::bind((listen, 0)).unwrap().local_addr().unwrap().port();
+        let process = Command::new("python3")
+            .args(["-c", HTTP_GIT_SERVER, listen, &port.to_string(), credentials])
+            .arg(dir)
+            .spawn()
+            .unwrap();
+        common::wait_listening(listen, port, "the HTTP git server");
+        HttpGitServer { process, url: format!("http://{listen}:{port}/app.git") }
+    }
+}
+
+impl Drop for HttpGitServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Credentials in an HTTPS/HTTP repository URL reach git through a credential helper: the fetch
+/// works, and the password is in no log, no response and not in the mirror's config on the server.
+#[tokio::test]
+async fn credentials_in_a_repository_url_are_used_but_never_written_down() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("public/index.html", "behind a password\n")], "one");
+    let git = HttpGitServer::start(&stage.repo.work(), &stage.dir.join("http"), &stage.host.gateway, "ci:pa55/w0rd");
+    let with = |password: &str| git.url.replacen("http://", &format!("http://ci:{password}@"), 1);
+    let site = stage
+        .site(json!({"domain": "creds.example.com", "project_type": "static", "web_directory": "public",
+                     "repository_url": with("wrong")}))
+        .await;
+    let refused = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!((refused["status"].as_str(), refused["failed_step"].as_str()), (Some("failed"), Some("fetch")));
+
+    let (status, updated) =
+        stage.api.call(Method::PUT, &site, Some(json!({"repository_url": with("pa55%2Fw0rd")}))).await;
+    assert_eq!(status, 200, "{updated}");
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    let log = stage.log(&site, d["id"].as_str().unwrap()).await;
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    assert_eq!(stage.get("creds.example.com", "/").await.1, "behind a password\n");
+    let config = std::fs::read_to_string("/home/slipway/creds.example.com/repo.git/config").unwrap();
+    assert!(config.contains(&git.url) && !config.contains("pa55"), "{config}");
+    assert!(!log.contains("pa55") && !updated.to_string().contains("pa55"), "{log}");
 }

@@ -319,18 +319,13 @@ fn check_numbers(errors: &mut FieldErrors, status: Option<u16>, timeout: Option<
 
 /// Shared paths, validated and without duplicates, as stored (a JSON array).
 fn check_shared(errors: &mut FieldErrors, paths: &[String]) -> String {
-    if paths.len() > 20 {
-        errors.add("shared_paths", "A site may have at most 20 shared paths.");
-    }
-    let mut valid: Vec<String> = Vec::new();
-    for path in paths {
-        match site_input::shared_path(path) {
-            Ok(p) if !valid.contains(&p) => valid.push(p),
-            Ok(_) => {}
-            Err(m) => errors.add("shared_paths", format!("The shared path {path:?} {m}.")),
+    match site_input::shared_paths(paths) {
+        Ok(valid) => serde_json::to_string(&valid).unwrap_or_else(|_| "[]".into()),
+        Err(m) => {
+            errors.add("shared_paths", format!("The shared_paths {m}."));
+            "[]".into()
         }
     }
-    serde_json::to_string(&valid).unwrap_or_else(|_| "[]".into())
 }
 
 fn check_script(errors: &mut FieldErrors, field: &str, text: &str) {
@@ -925,10 +920,16 @@ pub async fn enable_zero_downtime(
     if v.site.zero_downtime {
         return Err(ApiError::validation("zero_downtime", "This site already deploys with zero downtime."));
     }
+    if v.site.status == "removing" {
+        return Err(ApiError::validation("site", "The site is being removed."));
+    }
+    // Any deployment not ended (scheduled ones included) would run in place after the conversion.
     let (recent, _) =
-        state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
-    if recent.first().is_some_and(|d| matches!(d.status.as_str(), "queued" | "running")) {
-        return Err(ApiError::Conflict("A deployment is queued or running; convert the site when it ends.".into()));
+        state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest { page: 1, per_page: 100 }).await?;
+    if recent.iter().any(|d| matches!(d.status.as_str(), "queued" | "running")) {
+        return Err(ApiError::Conflict(
+            "A deployment is queued, scheduled or running; convert the site when it ends (or cancel it).".into(),
+        ));
     }
     if v.site.current_release.is_none() {
         let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };

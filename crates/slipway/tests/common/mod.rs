@@ -194,6 +194,15 @@ pub async fn silent_peer() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
+/// Waits (up to 10 s) until something accepts connections on `listen:port`.
+pub fn wait_listening(listen: &str, port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((listen, port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {listen}:{port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A repository with a work tree, pushed to a bare copy that `git daemon` serves.
 pub struct GitRepo {
     work: PathBuf,
@@ -227,11 +236,7 @@ impl GitRepo {
             .process_group(0)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((listen, port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(listen, port, "git daemon");
         git(&work, &["remote", "add", "origin", served.join("app.git").to_str().unwrap()]);
         GitRepo { work, daemon, url: format!("git://{listen}:{port}/app.git") }
     }
@@ -239,6 +244,13 @@ impl GitRepo {
     /// The work tree (to push it elsewhere).
     pub fn work(&self) -> PathBuf {
         self.work.clone()
+    }
+
+    /// Adds a symbolic link to the work tree (the next commit records it).
+    pub fn symlink(&self, path: &str, target: &str) {
+        let link = self.work.join(path);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, link).unwrap();
     }
 
     /// Deletes a file from the work tree (the next commit records it).
