@@ -9,7 +9,7 @@ if [ -n "$NGINX_CONF" ]; then
     step "switching nginx to the new release"
     available="/etc/nginx/sites-available/$NGINX_NAME"
     cp -p "$available" "$available.slipway-previous"
-    put_file "$available" 644 "$NGINX_CONF"
+    put_nginx_site "$available" "$NGINX_CONF"
     if ! nginx -t -q 2>/dev/null; then
         mv -f "$available.slipway-previous" "$available"
         fail "nginx rejects the new configuration; the previous release keeps serving"

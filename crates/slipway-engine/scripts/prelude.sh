@@ -76,6 +76,13 @@ put_file() {
     mv -f "$1.slipway-new" "$1"
 }
 
+# put_nginx_site PATH BASE64: a site's server block. On a host without IPv6 its IPv6 listen line
+# goes (nginx would refuse the whole configuration).
+put_nginx_site() {
+    put_file "$1" 644 "$2"
+    [ -f /proc/net/if_inet6 ] || sed -i '/^    listen \[::\]:80;$/d' "$1"
+}
+
 # Runs a command as the deploy user (for a site: the site's own user). Everything in its tree is
 # touched only this way: as root, a symlink it planted (`.env.new -> /etc/passwd`) would redirect
 # the write.

@@ -53,10 +53,13 @@ if [ "$(id -u "$DEPLOY_USER")" -lt 1000 ] || id -nG "$DEPLOY_USER" | grep -qwE '
 fi
 home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
 [ "$home" = "/home/$DEPLOY_USER" ] || fail "the deploy user's home is $home; Slipway expects /home/$DEPLOY_USER"
-# 751: each site's own user reaches its directory in here, but nobody can list the others.
-install -d -m 751 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$home"
+# Root's, 751: the sites in it are made by root, so the login user can neither plant nor swap a
+# site's directory; each site's own user reaches its directory, and nobody can list them. The
+# login user writes in ~/.ssh.
 [ ! -L "$home/.ssh" ] || fail "$home/.ssh is a symlink; refusing to follow it"
-as_user sh -c 'umask 077; mkdir -p "$HOME/.ssh"; touch "$HOME/.ssh/authorized_keys"'
+install -d -m 751 -o root -g "$DEPLOY_USER" "$home"
+install -d -m 700 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$home/.ssh"
+as_user sh -c 'umask 077; touch "$HOME/.ssh/authorized_keys"'
 install -d -m 755 /var/log/slipway
 # nginx (www-data) reads the sites in the deploy user's home through the group.
 usermod -a -G "$DEPLOY_USER" www-data

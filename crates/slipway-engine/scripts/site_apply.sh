@@ -16,11 +16,11 @@ usermod -s /usr/sbin/nologin "$DEPLOY_USER"
 # other sites cannot. The deploy user's home only lets each site reach its own directory.
 usermod -a -G "$DEPLOY_USER" www-data
 usermod -a -G "$DEPLOY_USER" "$BASE_USER"
+# Root's (also on servers provisioned before this was so): nobody else can add or swap entries.
+chown root:"$BASE_USER" "/home/$BASE_USER"
 chmod 751 "/home/$BASE_USER"
-# Made by the deploy user (whose home it is in), then given to the site's user: never a path
-# that the deploy user could have swapped for a symlink is followed as root.
-runuser -u "$BASE_USER" -- mkdir -p "$ROOT"
 [ ! -L "$ROOT" ] || fail "$ROOT is a symlink; refusing to use it"
+[ -d "$ROOT" ] || install -d -m 750 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$ROOT"
 if [ "$(stat -c %U "$ROOT")" != "$DEPLOY_USER" ]; then
     # Also a site directory from before sites had their own users: hand all of it over.
     chown -R -h "$DEPLOY_USER:$DEPLOY_USER" "$ROOT"
@@ -47,7 +47,7 @@ fi
 step "configuring nginx"
 available="/etc/nginx/sites-available/$NGINX_NAME"
 [ -e "$available" ] && cp -p "$available" "$available.slipway-previous"
-put_file "$available" 644 "$NGINX_CONF"
+put_nginx_site "$available" "$NGINX_CONF"
 ln -sfn "../sites-available/$NGINX_NAME" "/etc/nginx/sites-enabled/$NGINX_NAME"
 if ! nginx -t -q 2>/dev/null; then
     # Put the previous block back so nginx keeps serving everything else.

@@ -1,5 +1,5 @@
 # Removes a site from the server: its app processes, nginx block, PHP pool and directory.
-# Inputs: DEPLOY_USER (the site's user), BASE_USER, ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX,
+# Inputs: DEPLOY_USER (the site's user), ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX,
 # PORTS (the site's two app ports), PHP_VERSION.
 step "stopping the site's processes"
 # Exactly this site's two programs (a glob would also match a site whose domain extends this one).
@@ -25,7 +25,7 @@ if id "$DEPLOY_USER" >/dev/null 2>&1; then
         sleep 0.1
     done
     # The site's user empties its directory (read-only directories, such as module caches,
-    # made writable first); the directory itself is an entry of the deploy user's home (rmdir
+    # made writable first); the directory itself is an entry of a root-owned directory (rmdir
     # never follows a symlink).
     if [ -d "$ROOT" ]; then
         as_user chmod -R u+rwX -- "$ROOT"
@@ -35,8 +35,8 @@ if id "$DEPLOY_USER" >/dev/null 2>&1; then
     userdel "$DEPLOY_USER"
     groupdel "$DEPLOY_USER" 2>/dev/null || true
 elif [ -d "$ROOT" ]; then
-    # A directory without its user (from before sites had their own): the deploy user's.
-    runuser -u "$BASE_USER" -- rm -rf -- "$ROOT"
+    # A directory without its user (from before sites had their own).
+    rm -rf -- "$ROOT"
 fi
 rm -rf -- "$LOG_DIR"
 step "site removed"

@@ -151,7 +151,8 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
         format!("{}/current/{web_dir}", paths.root)
     };
     let mut out = format!(
-        "# Managed by Slipway for site {id}; edits are overwritten.\nserver {{\n    listen 80;\n    server_name {names};\n\
+        "# Managed by Slipway for site {id}; edits are overwritten.\nserver {{\n    listen 80;\n    listen [::]:80;\n\
+         \x20   server_name {names};\n\
          \x20   root {root};\n\
          \x20   # nginx reads every site (through their groups): a link in one site's files may only lead to\n\
          \x20   # files of the same owner, never into another site.\n    disable_symlinks if_not_owner from=$document_root;\n    index index.html index.htm index.php;\n    charset utf-8;\n    client_max_body_size 64m;\n\
@@ -311,7 +312,6 @@ impl JobHandler for RemoveSite {
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
             .var("DEPLOY_USER", &paths.user)
-            .var("BASE_USER", DEPLOY_USER)
             .var("ROOT", &paths.root)
             .var("LOG_DIR", &paths.log_dir)
             .var("NGINX_NAME", &paths.conf_name)
@@ -406,6 +406,7 @@ mod tests {
         assert!(blocks[1].contains("proxy_pass http://127.0.0.1:20001;"));
         assert!(blocks[0].contains("server_name shop.example.com www.shop.example.com *.shop.example.com;"));
         assert!(blocks[2].contains("return 503"));
+        assert!(blocks.iter().all(|b| b.contains("    listen 80;\n    listen [::]:80;\n")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

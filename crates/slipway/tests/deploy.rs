@@ -169,6 +169,9 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(first["commit_message"], "first version");
     assert_eq!(stage.get("static.example.com", "/").await, (200, "version one\n".to_string()));
     assert_eq!(stage.get("www.static.example.com", "/").await.1, "version one\n", "aliases are served");
+    // Over IPv6 too (the host's default site listens there, so a block without IPv6 would lose).
+    let over_v6 = stage.host.exec(&["curl", "-s", "-g", "-H", "Host: static.example.com", "http://[::1]/"]);
+    assert_eq!(String::from_utf8_lossy(&over_v6.stdout), "version one\n", "{over_v6:?}");
     assert!(log.contains("building with APP_SECRET=********"), "{log}");
     assert!(!log.contains(secret), "the secret is masked in the log");
     // The .env on the server holds the values exactly, and is never served.
