@@ -314,3 +314,17 @@ impl Drop for NetnsHost {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Polls `check` until it holds; fails saying `what` did not happen within `limit`. The one
+/// way tests wait for something (never a fixed pause).
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

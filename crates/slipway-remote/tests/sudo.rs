@@ -5,10 +5,10 @@
 //! (`flock /var/tmp/slipway-netns.lock`).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slipway_core::server_input::{Host, UnixUser};
-use slipway_remote::testing::NetnsHost;
+use slipway_remote::testing::{NetnsHost, eventually};
 use slipway_remote::{Exit, RemoteError, SshConnection, SshKeypair, SshTarget, SshTimeouts, Stream, Transport};
 use tokio::sync::watch;
 
@@ -84,14 +84,6 @@ fn in_any_command_line(text: &str) -> Vec<String> {
     found
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within 10 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_non_root_login_runs_scripts_as_root_through_sudo_without_exposing_them() {
     let key = SshKeypair::generate();
@@ -130,7 +122,10 @@ async fn a_non_root_login_runs_scripts_as_root_through_sudo_without_exposing_the
     let (cancel, cancelled) = watch::channel(false);
     let mut lines = Vec::new();
     let watch_and_cancel = async {
-        eventually("the script's sleep started", || host.processes_named("sleep") > 0).await;
+        eventually(Duration::from_secs(10), "the script's sleep started", || {
+            std::future::ready(host.processes_named("sleep") > 0)
+        })
+        .await;
         assert_eq!(host.owners_of("sleep"), [0], "the script runs as root");
         assert_eq!(in_any_command_line(&secret), Vec::<String>::new(), "the secret is in no command line");
         cancel.send(true).unwrap();
@@ -140,20 +135,29 @@ async fn a_non_root_login_runs_scripts_as_root_through_sudo_without_exposing_the
         tokio::join!(connection.run(&script, &mut collect, cancelled, Duration::from_secs(30)), watch_and_cancel);
     assert_eq!(result.unwrap_err(), RemoteError::Cancelled);
     assert_eq!(lines, [(Stream::Stdout, "started".to_string())]);
-    eventually("the cancelled script's processes were killed", || host.processes_named("sleep") == 0).await;
+    eventually(Duration::from_secs(10), "the cancelled script's processes were killed", || {
+        std::future::ready(host.processes_named("sleep") == 0)
+    })
+    .await;
 
     // The check sees a secret that is in arguments: the script passed to `sh -c` instead.
     let exposing = format!("exec sh -c {}\n", slipway_core::shell::quote(&script).unwrap());
     let (cancel, cancelled) = watch::channel(false);
     let exposed = async {
-        eventually("the exposed script's sleep started", || host.processes_named("sleep") > 0).await;
+        eventually(Duration::from_secs(10), "the exposed script's sleep started", || {
+            std::future::ready(host.processes_named("sleep") > 0)
+        })
+        .await;
         assert!(!in_any_command_line(&secret).is_empty(), "a secret in arguments is seen");
         cancel.send(true).unwrap();
     };
     let mut sink = |_: Stream, _: &str| {};
     let (result, ()) = tokio::join!(connection.run(&exposing, &mut sink, cancelled, Duration::from_secs(30)), exposed);
     assert_eq!(result.unwrap_err(), RemoteError::Cancelled);
-    eventually("the exposed script's processes were killed", || host.processes_named("sleep") == 0).await;
+    eventually(Duration::from_secs(10), "the exposed script's processes were killed", || {
+        std::future::ready(host.processes_named("sleep") == 0)
+    })
+    .await;
 
     // Without passwordless sudo the command fails at once, with sudo's reason.
     std::fs::remove_file(SUDOERS).unwrap();

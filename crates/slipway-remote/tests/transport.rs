@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use slipway_core::server_input::{Host, UnixUser};
-use slipway_remote::testing::Sshd;
+use slipway_remote::testing::{Sshd, eventually};
 use slipway_remote::{
     Exit, LocalTransport, RemoteError, SshConnection, SshKeypair, SshTarget, SshTimeouts, Stream, Transport,
 };
@@ -175,11 +175,7 @@ async fn more_commands_at_once_than_sshd_allows_sessions_all_run_over_one_connec
             )
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running_count(&marker) < 8 {
-        assert!(Instant::now() < deadline, "8 scripts started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(10), "8 scripts started", || std::future::ready(running_count(&marker) >= 8)).await;
     cancel.send(true).unwrap();
     for handle in runs {
         let result = tokio::time::timeout(Duration::from_secs(20), handle).await.expect("stopped in time");

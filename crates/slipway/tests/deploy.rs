@@ -7,6 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Api, GitRepo, Server, owner, temp_data_dir};
@@ -352,12 +354,19 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
 /// connection nginx was closing. A short pause between requests keeps the clients below ~250
 /// new connections a second: every closed connection holds its local port in TIME_WAIT for a
 /// minute, and faster clients run out of ports (`connect` fails) before the server fails.
-async fn load(address: String, domain: &'static str, stop: tokio::sync::watch::Receiver<bool>) -> (u64, Vec<String>) {
+/// `answered` counts every request that got an answer or failed, for waiting on the load.
+async fn load(
+    address: String,
+    domain: &'static str,
+    stop: tokio::sync::watch::Receiver<bool>,
+    answered: Arc<AtomicU64>,
+) -> (u64, Vec<String>) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap();
     let (mut ok, mut failures) = (0u64, Vec::new());
     let started = Instant::now();
     while !*stop.borrow() {
         tokio::time::sleep(Duration::from_millis(15)).await;
+        answered.fetch_add(1, Ordering::Relaxed);
         match client.get(format!("http://{address}/")).header("host", domain).send().await {
             Ok(r) if r.status() == 200 => match r.text().await {
                 Ok(body) if body.starts_with("version") => ok += 1,
@@ -635,15 +644,22 @@ async fn a_private_repository_is_fetched_over_ssh_with_its_deploy_key() {
     assert_eq!(stage.get("private.example.com", "/").await.1, "private two\n");
 }
 
-/// Runs 4 load clients against `domain` while `work` runs (and a moment before and after);
+/// Runs 4 load clients against `domain` while `work` runs (and for 20 requests before and after);
 /// asserts that every single request succeeded and returns what `work` returned with the count.
 async fn under_load<T>(stage: &Stage, domain: &'static str, work: impl std::future::Future<Output = T>) -> (T, u64) {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let clients: Vec<_> =
-        (0..4).map(|_| tokio::spawn(load(stage.host.address.clone(), domain, stop.clone()))).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(load(stage.host.address.clone(), domain, stop.clone(), answered.clone())))
+        .collect();
+    let more_than = |n: u64| {
+        let answered = answered.clone();
+        move || std::future::ready(answered.load(Ordering::Relaxed) > n)
+    };
+    common::eventually(Duration::from_secs(10), "the load reached the site", more_than(20)).await;
     let out = work.await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = answered.load(Ordering::Relaxed);
+    common::eventually(Duration::from_secs(10), "the load went on after the work", more_than(after + 20)).await;
     stop_tx.send(true).unwrap();
     let (mut ok, mut failures) = (0, Vec::new());
     for client in clients {

@@ -329,15 +329,5 @@ pub fn clean_test_host_files() {
     }
 }
 
-/// Polls `check` until it holds; fails saying `what` did not happen within `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+#[allow(unused_imports)] // each test binary compiles this module; not all of them wait
+pub use slipway_remote::testing::eventually;
