@@ -20,9 +20,10 @@ use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 
 use crate::Engine;
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script_with, store_error};
+use crate::session::{connect, run_script_with, store_error};
 use crate::sites::{
-    ReleaseDir, SitePaths, is_app, load_site, nginx_conf, shared_paths, start_script, supervisor_program, uses_php,
+    ReleaseDir, SitePaths, is_app, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
+    uses_php,
 };
 
 pub const SITE_DEPLOY: &str = "site.deploy";
@@ -178,7 +179,7 @@ impl DeploySite {
         };
         // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
         // tree as its first release.
-        let in_place = !site.zero_downtime && deployment.action == ACTION_DEPLOY;
+        let in_place = deploys_in_place(site, deployment);
         let adopting = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
         let shared = if in_place { String::new() } else { shared_paths(site)? };
         let (release, dir) = match &deployment.release_of {
@@ -442,6 +443,11 @@ impl DeploySite {
     }
 }
 
+/// Whether this deployment updates the site's one working tree (an in-place site's deploy).
+fn deploys_in_place(site: &Site, deployment: &Deployment) -> bool {
+    !site.zero_downtime && deployment.action == ACTION_DEPLOY
+}
+
 /// Records a deployment's end on it and on its site.
 async fn finish(engine: &Engine, deployment: &Deployment, update: DeploymentUpdate) -> Result<(), JobError> {
     let status = update.status.clone().unwrap_or_default();
@@ -460,8 +466,7 @@ impl JobHandler for DeploySite {
             .await
             .map_err(store_error)?
             .ok_or_else(|| JobError::failed("the deployment was deleted"))?;
-        let site = load_site(engine, &deployment.site_id).await?;
-        let server = load_server(engine, &site.server_id).await?;
+        let (site, server) = load_site_and_server(engine, &deployment.site_id).await?;
         let started =
             DeploymentUpdate { status: Some("running".into()), started_at: Some(now()), ..Default::default() };
         engine.store.update_deployment(&deployment.id, &started).await.map_err(store_error)?;
@@ -512,7 +517,7 @@ impl JobHandler for DeploySite {
                 Ok(())
             }
             Err(e) => {
-                if !site.zero_downtime && deployment.action == ACTION_DEPLOY {
+                if deploys_in_place(&site, &deployment) {
                     // Nothing to clean up or fall back to: the working tree is the live site.
                     ctx.log(
                         "stderr",
@@ -522,16 +527,14 @@ impl JobHandler for DeploySite {
                             progress.step
                         ),
                     );
-                    ctx.flush_log().await;
-                    finish(engine, &deployment, failed_update(&e, progress.step)).await?;
-                    return Err(e);
-                }
-                if progress.switch_started {
-                    ctx.log("stderr", "==> the switch failed part-way; what is live is recorded below");
                 } else {
-                    ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
+                    if progress.switch_started {
+                        ctx.log("stderr", "==> the switch failed part-way; what is live is recorded below");
+                    } else {
+                        ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
+                    }
+                    self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 }
-                self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 ctx.flush_log().await;
                 let update = failed_update(&e, progress.step);
                 finish(engine, &deployment, update).await?;

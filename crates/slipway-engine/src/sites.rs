@@ -244,8 +244,16 @@ pub struct SiteJob {
     pub site_id: String,
 }
 
-pub(crate) async fn load_site(engine: &Engine, id: &str) -> Result<Site, JobError> {
-    engine.store.site(id).await.map_err(store_error)?.ok_or_else(|| JobError::failed("the site was deleted"))
+/// A site job's site and the server it is on.
+pub(crate) async fn load_site_and_server(engine: &Engine, site_id: &str) -> Result<(Site, Server), JobError> {
+    let site = engine
+        .store
+        .site(site_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| JobError::failed("the site was deleted"))?;
+    let server = crate::session::load_server(engine, &site.server_id).await?;
+    Ok((site, server))
 }
 
 /// `site.apply`: creates or updates the site on its server (directories, nginx, PHP pool), and
@@ -280,8 +288,7 @@ impl JobHandler for ApplySite {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: SiteJob = ctx.payload()?;
         let engine = &self.0;
-        let site = load_site(engine, &job.site_id).await?;
-        let server = crate::session::load_server(engine, &site.server_id).await?;
+        let (site, server) = load_site_and_server(engine, &job.site_id).await?;
         let result = async {
             let script = Self::script(&site, &server, site.active_port)?;
             let connection = connect(engine, ctx, &server).await?;
@@ -306,8 +313,7 @@ impl JobHandler for RemoveSite {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: SiteJob = ctx.payload()?;
         let engine = &self.0;
-        let site = load_site(engine, &job.site_id).await?;
-        let server = crate::session::load_server(engine, &site.server_id).await?;
+        let (site, server) = load_site_and_server(engine, &job.site_id).await?;
         let paths = SitePaths::of(&site)?;
         let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
         let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
@@ -451,8 +457,7 @@ impl JobHandler for PullEnv {
         use slipway_remote::Transport;
         let job: SiteJob = ctx.payload()?;
         let engine = &self.0;
-        let site = load_site(engine, &job.site_id).await?;
-        let server = crate::session::load_server(engine, &site.server_id).await?;
+        let (site, server) = load_site_and_server(engine, &job.site_id).await?;
         let paths = SitePaths::of(&site)?;
         let script = Script::new("env pull", "f=\"$ROOT/current/.env\"\n[ -f \"$f\" ] || fail \"there is no .env on the server yet (deploy once first)\"\nas_user head -c 1048576 \"$f\" | base64 -w0\necho\n")
             .var("DEPLOY_USER", &paths.user)
