@@ -120,21 +120,22 @@ async fn a_non_root_login_runs_scripts_as_root_through_sudo_without_exposing_the
     let secret = format!("slipway-secret-{}", slipway_core::new_id());
     let script = format!("SECRET='{secret}'\necho started\nsleep 600\necho \"never $SECRET\"\n");
     let (cancel, cancelled) = watch::channel(false);
-    let mut lines = Vec::new();
+    let lines = std::sync::Mutex::new(Vec::new());
     let watch_and_cancel = async {
-        eventually(Duration::from_secs(10), "the script's sleep started", || {
-            std::future::ready(host.processes_named("sleep") > 0)
+        // Its sleep runs and its first line has come back (the two race each other).
+        eventually(Duration::from_secs(10), "the script's sleep started and it said so", || {
+            std::future::ready(host.processes_named("sleep") > 0 && !lines.lock().unwrap().is_empty())
         })
         .await;
         assert_eq!(host.owners_of("sleep"), [0], "the script runs as root");
         assert_eq!(in_any_command_line(&secret), Vec::<String>::new(), "the secret is in no command line");
         cancel.send(true).unwrap();
     };
-    let mut collect = |s: Stream, l: &str| lines.push((s, l.to_string()));
+    let mut collect = |s: Stream, l: &str| lines.lock().unwrap().push((s, l.to_string()));
     let (result, ()) =
         tokio::join!(connection.run(&script, &mut collect, cancelled, Duration::from_secs(30)), watch_and_cancel);
     assert_eq!(result.unwrap_err(), RemoteError::Cancelled);
-    assert_eq!(lines, [(Stream::Stdout, "started".to_string())]);
+    assert_eq!(*lines.lock().unwrap(), [(Stream::Stdout, "started".to_string())]);
     eventually(Duration::from_secs(10), "the cancelled script's processes were killed", || {
         std::future::ready(host.processes_named("sleep") == 0)
     })
