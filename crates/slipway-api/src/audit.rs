@@ -91,7 +91,7 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         actor_user_id: note.actor_user_id,
         token_id: note.token_id,
         organization_id: note.organization_id,
-        action: note.action.unwrap_or(rule.operation_id),
+        action: note.action.unwrap_or_else(|| rule.operation_id.clone()),
         method: Some(method.to_string()),
         route: Some(template),
         resource_id: note.resource_id,

@@ -22,9 +22,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
+        // A body without any content type is read as JSON (it is the only type accepted);
+        // one that says it is something else is refused.
+        let content_type = req.headers().get(header::CONTENT_TYPE);
+        let json_type = content_type.is_none() || is_json_content_type(content_type);
         let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(0);
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -33,6 +34,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 ApiError::BadRequest("The request body could not be read.".into())
             }
         })?;
+        // No body at all reads as `{}`, whatever the content type: an action whose
+        // body is optional (`curl -X POST …/deploy`) just works, and one with required fields
+        // answers 422 naming them, not a JSON syntax error.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return parse_json(b"{}").map(Json);
+        }
+        if !json_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         parse_json(&bytes).map(Json)
     }
 }

@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod jobs;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
@@ -34,7 +35,11 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// Every route with its spec entry. Add new resources here.
 fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi());
+    // Server items: one line per kind.
+    let router = routes::items::ssh_keys::router(router);
+    let router = routes::items::network_rules::router(router);
+    router
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))
         .routes(routes!(routes::ops::metrics))
@@ -70,10 +75,6 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::servers::provision_server))
         .routes(routes!(routes::servers::restart_server))
         .routes(routes!(routes::servers::accept_host_key))
-        .routes(routes!(routes::server_items::list_ssh_keys, routes::server_items::create_ssh_key))
-        .routes(routes!(routes::server_items::get_ssh_key, routes::server_items::delete_ssh_key))
-        .routes(routes!(routes::server_items::list_network_rules, routes::server_items::create_network_rule))
-        .routes(routes!(routes::server_items::get_network_rule, routes::server_items::delete_network_rule))
         .routes(routes!(routes::sites::list_sites, routes::sites::create_site))
         .routes(routes!(routes::sites::get_site, routes::sites::update_site, routes::sites::delete_site))
         .routes(routes!(routes::sites::suspend_site))

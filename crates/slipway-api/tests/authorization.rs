@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use axum::http::{Method, StatusCode};
 use common::TestApp;
 use serde_json::{Value, json};
+use slipway_core::{Ability, Role};
 use slipway_store::testing::TestDatabase;
 
 /// Operations anyone may call. Anything else must declare a `security` requirement.
@@ -58,16 +59,62 @@ fn every_operation_is_guarded_or_deliberately_public() {
     }
 }
 
+/// Operations on the caller's own session and account: any valid token may call them, whatever
+/// its abilities. Everything else must name the abilities it needs.
+const ANY_TOKEN: &[(&str, &str)] = &[
+    ("post", "/api/v1/auth/exchange"),
+    ("post", "/api/v1/logout"),
+    ("get", "/api/v1/tokens/current"),
+    ("delete", "/api/v1/tokens/current"),
+    ("get", "/api/v1/user"),
+    ("post", "/api/v1/user/two-factor"),
+    ("post", "/api/v1/user/two-factor/confirm"),
+    ("post", "/api/v1/user/two-factor/disable"),
+];
+
+/// Operations only owners and admins may perform, whatever abilities the token holds.
+const MANAGERS_ONLY: &[&str] = &["/api/v1/organizations/{organization}/tokens"];
+
+/// Operations a token restricted to servers or sites may never perform.
+const ORGANIZATION_LEVEL: &[&str] =
+    &["/api/v1/organizations/{organization}", "/api/v1/git-providers", "/api/v1/git-repositories"];
+
+/// The abilities an operation needs: any one alternative, each with all of its scopes. An
+/// operation without an ability fails here, so a new handler cannot skip the guard.
+fn alternatives(method: &str, path: &str, security: &Value) -> Vec<Vec<Ability>> {
+    let alternatives: Vec<Vec<Ability>> = security
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|requirement| {
+            let scopes = requirement["token"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path}: security without the token scheme"));
+            scopes
+                .iter()
+                .map(|s| {
+                    let text = s.as_str().unwrap();
+                    Ability::parse(text).unwrap_or_else(|| panic!("{method} {path}: {text:?} is not an ability"))
+                })
+                .collect()
+        })
+        .collect();
+    if ANY_TOKEN.contains(&(method, path)) {
+        assert!(alternatives.iter().all(Vec::is_empty), "stale ANY_TOKEN entry {method} {path}");
+        return Vec::new();
+    }
+    assert!(
+        !alternatives.is_empty() && alternatives.iter().all(|scopes| !scopes.is_empty()),
+        "{method} {path}: every security requirement must name an ability (or list it in ANY_TOKEN)"
+    );
+    alternatives
+}
+
 #[test]
 fn the_spec_names_the_ability_of_every_guarded_operation() {
     for (method, path, op) in operations() {
-        let Some(security) = op.get("security") else { continue };
-        let scopes = security[0]["token"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{method} {path}: security without the token scheme"));
-        for scope in scopes {
-            let text = scope.as_str().unwrap();
-            assert!(slipway_core::Ability::parse(text).is_some(), "{method} {path}: {text:?} is not an ability");
+        if let Some(security) = op.get("security") {
+            alternatives(&method, &path, security);
         }
     }
 }
@@ -101,7 +148,17 @@ impl Fixtures {
     }
 }
 
-async fn matrix(db: TestDatabase) {
+/// Two organizations' owners, A's resources for every path parameter, and what fills them in.
+struct World {
+    app: TestApp,
+    a: common::TestUser,
+    b: common::TestUser,
+    a_spare_token: String,
+    server_id: String,
+    fixtures: Fixtures,
+}
+
+async fn world(db: TestDatabase) -> World {
     let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 1_000_000).await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
@@ -182,6 +239,11 @@ async fn matrix(db: TestDatabase) {
         ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };
+    World { app, a, b, a_spare_token, server_id, fixtures }
+}
+
+async fn matrix(db: TestDatabase) {
+    let World { app, a, b, a_spare_token, server_id, fixtures } = world(db).await;
 
     let expired = app
         .token(&a.id, &["*"], |t| t.expires_at = Some(slipway_core::time::now() - chrono::Duration::seconds(1)))
@@ -193,10 +255,16 @@ async fn matrix(db: TestDatabase) {
         chars.into_iter().collect::<String>()
     };
 
+    // Members of A's organization in the roles below, and a token of A's restricted to one
+    // server: their answers are checked against the role table and the restriction rule.
+    let viewer = app.member(&a.org_id, "viewer@example.com", Role::Viewer).await;
+    let member = app.member(&a.org_id, "member@example.com", Role::Member).await;
+    let restricted_ids = serde_json::to_string(&[&server_id]).unwrap();
+
     let mut checked = 0;
     for (method, path, op) in operations() {
         let Some(security) = op.get("security") else { continue };
-        let ability = security[0]["token"].as_array().unwrap().first().and_then(|v| v.as_str()).map(str::to_string);
+        let alternatives = alternatives(&method, &path, security);
         let uri = fixtures.fill(&path);
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let body = matches!(method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
@@ -218,15 +286,44 @@ async fn matrix(db: TestDatabase) {
             assert!(reply.header("www-authenticate").unwrap().starts_with("Bearer"), "{method} {path}");
         }
 
-        if let Some(ability) = &ability {
-            let others: Vec<String> =
-                slipway_core::Ability::all().map(|a| a.to_string()).filter(|a| a != ability).collect();
-            let others: Vec<&str> = others.iter().map(String::as_str).collect();
-            let lacking = app.token(&a.id, &others, |_| {}).await;
-            let reply = call(Some(lacking)).await;
-            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path} without {ability}: {}", reply.text());
-            let message = reply.json()["message"].as_str().unwrap().to_string();
-            assert!(message.contains(ability.as_str()), "{method} {path}: 403 must name {ability}: {message}");
+        // Every scope of every alternative is needed: a token lacking one of them (and holding
+        // no other alternative whole) is refused, naming an ability it lacks.
+        for (i, scopes) in alternatives.iter().enumerate() {
+            for scope in scopes {
+                let mut withheld = vec![*scope];
+                withheld.extend(alternatives.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, other)| other[0]));
+                let held: Vec<String> =
+                    Ability::all().filter(|a| !withheld.contains(a)).map(|a| a.to_string()).collect();
+                let held: Vec<&str> = held.iter().map(String::as_str).collect();
+                let reply = call(Some(app.token(&a.id, &held, |_| {}).await)).await;
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path} without {scope}: {}", reply.text());
+                let message = reply.json()["message"].as_str().unwrap().to_string();
+                assert!(
+                    withheld.iter().any(|a| message.contains(&a.to_string())),
+                    "{method} {path}: 403 must name a missing ability: {message}"
+                );
+            }
+            // ... and holding exactly one alternative is enough to get past the guard (only
+            // tried where there are several: these are reads, so nothing changes).
+            if alternatives.len() < 2 {
+                continue;
+            }
+            let held: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+            let held: Vec<&str> = held.iter().map(String::as_str).collect();
+            let reply = call(Some(app.token(&a.id, &held, |_| {}).await)).await;
+            assert_ne!(reply.status, StatusCode::FORBIDDEN, "{method} {path} with {held:?}: {}", reply.text());
+        }
+
+        // A token restricted to servers or sites never acts at the organization level.
+        if ORGANIZATION_LEVEL.iter().any(|prefix| path.starts_with(prefix)) {
+            let restricted = app.token(&a.id, &["*"], |t| t.server_ids = Some(restricted_ids.clone())).await;
+            let reply = call(Some(restricted)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with a restricted token: {}",
+                reply.text()
+            );
         }
 
         if path.contains('{') {
@@ -238,6 +335,20 @@ async fn matrix(db: TestDatabase) {
                 reply.text()
             );
         }
+        // Roles: a `*` token does what its holder's role allows in the organization, no more.
+        // Last, as an allowed call may change what the path points at (a member may delete a site).
+        for (user, role) in [(&viewer, Role::Viewer), (&member, Role::Member)] {
+            let allowed = (alternatives.is_empty() || alternatives.iter().any(|s| s.iter().all(|a| role.allows(*a))))
+                && !(MANAGERS_ONLY.iter().any(|prefix| path.starts_with(prefix)));
+            // A fresh token per call: some allowed calls revoke the token that made them.
+            let reply = call(Some(app.token(user, &["*"], |_| {}).await)).await;
+            if allowed {
+                assert_ne!(reply.status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {}", reply.text());
+            } else {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {}", reply.text());
+            }
+        }
+
         checked += 1;
     }
     assert!(checked >= 20, "only {checked} guarded operations were checked");
@@ -254,4 +365,52 @@ async fn authorization_matrix_on_sqlite() {
 #[tokio::test]
 async fn authorization_matrix_on_postgres() {
     matrix(TestDatabase::postgres().await).await;
+}
+
+/// Every action whose body is optional takes no body, an empty body or `{}`, with or without
+/// a JSON content type (curl's `-H "Content-Type: application/json"` with no `-d`).
+async fn optional_bodies(db: TestDatabase) {
+    let World { app, a, fixtures, .. } = world(db).await;
+    let mut checked = 0;
+    for (method, path, op) in operations() {
+        let optional = op.get("requestBody").is_none_or(|body| body["required"] != true);
+        if method != "post" || !optional || op.get("security").is_none() {
+            continue;
+        }
+        let uri = fixtures.fill(&path);
+        for (content_type, body) in
+            [(None, ""), (Some("application/json"), ""), (Some("application/json"), "{}"), (None, "{}")]
+        {
+            let mut request = axum::http::Request::post(&uri)
+                .header("accept", "application/json")
+                // A fresh token each time: logging out revokes the token that asked.
+                .header("authorization", format!("Bearer {}", app.token(&a.id, &["*"], |_| {}).await));
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let reply = app.send(request.body(axum::body::Body::from(body)).unwrap()).await;
+            // A 422 may say the site's state forbids the action, never that the body is lacking.
+            let about_the_body = reply.status == StatusCode::UNPROCESSABLE_ENTITY
+                && (reply.text().contains("is required") || reply.text().contains("JSON"));
+            assert!(
+                ![StatusCode::BAD_REQUEST, StatusCode::UNSUPPORTED_MEDIA_TYPE].contains(&reply.status)
+                    && !about_the_body,
+                "POST {path} with content type {content_type:?} and body {body:?}: {} {}",
+                reply.status,
+                reply.text()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} actions with optional bodies were checked");
+}
+
+#[tokio::test]
+async fn optional_bodies_may_be_left_out_on_sqlite() {
+    optional_bodies(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn optional_bodies_may_be_left_out_on_postgres() {
+    optional_bodies(TestDatabase::postgres().await).await;
 }

@@ -285,3 +285,92 @@ async fn operations_of_other_sites_are_hidden_from_tokens_restricted_to_some_sit
     let cancel = app.post_as(&format!("/api/v1/operations/{their_operation}/cancel"), &narrow, json!({})).await;
     assert_eq!(cancel.status, StatusCode::NOT_FOUND, "{}", cancel.text());
 }
+
+/// A site at `domain` on a provisioned server, with a repository; returns its path.
+async fn site_on(app: &TestApp, token: &str, server: &str, domain: &str) -> String {
+    let reply = app
+        .post_as(
+            &format!("/api/v1/servers/{server}/sites"),
+            token,
+            json!({"domain": domain, "project_type": "static", "repository_url": "https://example.com/a.git"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    format!("/api/v1/servers/{server}/sites/{}", reply.json()["data"]["id"].as_str().unwrap())
+}
+
+/// A site going away, or whose installation failed, starts no deployment by any route, and a
+/// refused `?deploy=true` leaves the variables as they were.
+#[tokio::test]
+async fn no_deployment_starts_on_a_site_being_removed_or_not_installed() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("gone@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    for (domain, status, expected) in [
+        ("removing.example.com", "removing", StatusCode::UNPROCESSABLE_ENTITY),
+        ("failed.example.com", "failed", StatusCode::CONFLICT),
+    ] {
+        let site = site_on(&app, &owner.token, &server, domain).await;
+        let id = site.rsplit('/').next().unwrap();
+        app.state.store.set_site_status(id, status, Some("nginx -t failed")).await.unwrap();
+        for (action, body) in [
+            ("deploy", json!({})),
+            ("rollback", json!({})),
+            ("enable-zero-downtime", json!({})),
+            ("schedule-deploy", json!({"at": (slipway_core::time::now() + chrono::Duration::hours(1)).to_rfc3339()})),
+            ("environment-variables?deploy=true", json!({"variables": {"A": "1"}})),
+        ] {
+            let reply = app.post_as(&format!("{site}/{action}"), &owner.token, body).await;
+            assert_eq!(reply.status, expected, "{action} on a {status} site: {}", reply.text());
+            if status == "failed" {
+                assert!(reply.text().contains("nginx -t failed"), "{action}: the reason is given: {}", reply.text());
+            }
+        }
+        let (deployments, _) =
+            app.state.store.deployments_of_site(id, slipway_core::PageRequest::default()).await.unwrap();
+        assert!(deployments.is_empty(), "{status}: {deployments:?}");
+        assert!(app.state.store.site_env(id).await.unwrap().is_empty(), "{status}: a refused deploy wrote variables");
+    }
+}
+
+/// A token restricted to some sites pages through exactly those: `meta.total` and every page
+/// count only what it may see.
+#[tokio::test]
+async fn restricted_tokens_page_through_their_own_sites_only() {
+    let app = TestApp::configured(TestDatabase::postgres().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("pages@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let site = site_on(&app, &owner.token, &server, &format!("s{n}.example.com")).await;
+        ids.push(site.rsplit('/').next().unwrap().to_string());
+    }
+    let only = serde_json::to_string(&[&ids[1], &ids[3]]).unwrap();
+    let token = app.token(&owner.id, &["*"], |t| t.site_ids = Some(only)).await;
+    let page = app.get_as(&format!("/api/v1/servers/{server}/sites?per_page=1"), &token).await.json();
+    assert_eq!((page["meta"]["total"].as_u64(), page["data"][0]["id"].as_str()), (Some(2), Some(ids[1].as_str())));
+    let page = app.get_as(&format!("/api/v1/servers/{server}/sites?per_page=1&page=2"), &token).await.json();
+    assert_eq!(page["data"][0]["id"].as_str(), Some(ids[3].as_str()), "{page}");
+}
+
+/// When the log cannot be read, the stream says so instead of claiming the deployment ended.
+#[tokio::test]
+async fn the_log_stream_reports_a_failed_read_instead_of_an_end() {
+    let db = TestDatabase::sqlite().await;
+    let url = db.url().to_string();
+    let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("stream@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let site = site_on(&app, &owner.token, &server, "stream.example.com").await;
+    let deployment = app.post_as(&format!("{site}/deploy"), &owner.token, json!({})).await.json()["data"].clone();
+    // The deployment is still queued; its log table disappears under the stream.
+    use sqlx::Connection;
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE job_logs RENAME TO job_logs_elsewhere").execute(&mut raw).await.unwrap();
+    let stream = app
+        .get_as(&format!("{site}/deployments/{}/log/stream", deployment["id"].as_str().unwrap()), &owner.token)
+        .await;
+    let text = stream.text();
+    assert!(text.contains("event: error") && text.contains("could not be read"), "{text}");
+    assert!(!text.contains("event: end"), "{text}");
+}

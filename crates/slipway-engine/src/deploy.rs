@@ -472,6 +472,19 @@ impl JobHandler for DeploySite {
         engine.store.update_deployment(&deployment.id, &started).await.map_err(store_error)?;
         engine.store.record_site_deployment(&site.id, "running", None, None).await.map_err(store_error)?;
 
+        // Deploying onto a site whose nginx block and directories were never made would report
+        // success for a site nobody can reach.
+        if site.status != "installed" {
+            let why = site.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            let e = JobError::failed(format!(
+                "the site is not installed (its status is {}{why}); update the site to install it again, then deploy",
+                site.status
+            ));
+            ctx.log("error", format!("==> {e}"));
+            ctx.flush_log().await;
+            finish(engine, &deployment, failed_update(&e, "install")).await?;
+            return Err(e);
+        }
         let (_keep_open, uncancellable) = tokio::sync::watch::channel(false);
         let mut progress = Progress { step: "connect", ..Default::default() };
         let connection = match connect(engine, ctx, &server).await {

@@ -20,7 +20,6 @@ use slipway_jobs::Registry;
 use slipway_store::Store;
 
 pub use deploy::SITE_DEPLOY;
-pub use items::{SERVER_SYNC_NETWORK_RULES, SERVER_SYNC_SSH_KEYS};
 pub use provision::SERVER_PROVISION;
 pub use restart::SERVER_RESTART;
 pub use sites::{SITE_APPLY, SITE_ENV_PULL, SITE_REMOVE};
@@ -51,15 +50,16 @@ impl Engine {
 
     /// Every job kind Slipway knows, for the worker.
     pub fn registry(&self) -> Registry {
-        Registry::new()
+        let registry = Registry::new()
             .register(SERVER_VERIFY, VerifyServer(self.clone()))
             .register(SERVER_PROVISION, provision::ProvisionServer(self.clone()))
             .register(SERVER_RESTART, restart::RestartServer(self.clone()))
-            .register(SERVER_SYNC_SSH_KEYS, items::SyncItems { engine: self.clone(), kind: items::SSH_KEY })
-            .register(SERVER_SYNC_NETWORK_RULES, items::SyncItems { engine: self.clone(), kind: items::NETWORK_RULE })
             .register(SITE_APPLY, sites::ApplySite(self.clone()))
             .register(SITE_REMOVE, sites::RemoveSite(self.clone()))
             .register(SITE_DEPLOY, deploy::DeploySite(self.clone()))
-            .register(SITE_ENV_PULL, sites::PullEnv(self.clone()))
+            .register(SITE_ENV_PULL, sites::PullEnv(self.clone()));
+        items::KINDS.iter().fold(registry, |registry, &kind| {
+            registry.register(kind.sync_job(), items::SyncItems { engine: self.clone(), kind })
+        })
     }
 }

@@ -9,7 +9,7 @@ use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::Server;
 
 use crate::Engine;
-use crate::items::{self, DEPLOY_USER, NETWORK_RULE, SSH_KEY};
+use crate::items::{self, DEPLOY_USER};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
 use crate::verify::{SUPPORTED_OS, ServerJob, detect_os};
@@ -56,10 +56,11 @@ impl ProvisionServer {
                 }
             }
             run_script(engine, ctx, &connection, &provision_script(server)?).await?;
-            ctx.log("info", "==> applying the firewall");
-            items::apply(engine, ctx, &connection, server, NETWORK_RULE).await?;
-            ctx.log("info", "==> installing SSH keys of the deploy user");
-            items::apply(engine, ctx, &connection, server, SSH_KEY).await
+            for &kind in items::KINDS {
+                ctx.log("info", kind.progress());
+                items::apply(engine, ctx, &connection, server, kind).await?;
+            }
+            Ok(())
         }
         .await
     }

@@ -15,11 +15,19 @@ pub struct Script {
     pub name: &'static str,
     assignments: Vec<String>,
     body: &'static str,
+    /// Its standard output carries secrets (a `.env`): returned to the job, never logged.
+    pub secret_output: bool,
 }
 
 impl Script {
     pub fn new(name: &'static str, body: &'static str) -> Self {
-        Script { name, assignments: Vec::new(), body }
+        Script { name, assignments: Vec::new(), body, secret_output: false }
+    }
+
+    /// Keeps standard output out of the log (error lines are still logged).
+    pub fn with_secret_output(mut self) -> Self {
+        self.secret_output = true;
+        self
     }
 
     /// Sets a variable the template reads. Values are quoted; a NUL byte (which no shell can

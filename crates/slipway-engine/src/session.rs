@@ -154,6 +154,43 @@ pub async fn connect_new(engine: &Engine, ctx: &JobContext, server: &Server) -> 
     }
 }
 
+/// Finds why a script failed from what it printed: the line it marked with `fail`, else the
+/// step it was in (its last `==> ` heading) and the last error line printed since that step
+/// began. An error line from an earlier step (an apt warning, say) is not the reason.
+#[derive(Debug, Default)]
+struct FailureTracker {
+    stated: Option<String>,
+    step: Option<String>,
+    last_error: Option<String>,
+}
+
+impl FailureTracker {
+    fn observe(&mut self, stream: slipway_remote::Stream, line: &str) {
+        if stream == slipway_remote::Stream::Stderr {
+            if let Some(reason) = line.strip_prefix(ERROR_PREFIX) {
+                self.stated = Some(reason.to_string());
+            } else if !line.trim().is_empty() {
+                self.last_error = Some(line.to_string());
+            }
+        } else if let Some(step) = line.strip_prefix("==> ") {
+            self.step = Some(step.trim().to_string());
+            self.last_error = None;
+        }
+    }
+
+    fn reason(self) -> String {
+        if let Some(stated) = self.stated {
+            return stated;
+        }
+        match (self.step, self.last_error) {
+            (Some(step), Some(error)) => format!("{step}: {error}"),
+            (Some(step), None) => format!("{step}: the step failed with no error output"),
+            (None, Some(error)) => error,
+            (None, None) => "no error output".into(),
+        }
+    }
+}
+
 /// Runs `script` as root on the server, streaming its lines into the job's log. A non-zero exit
 /// fails the job with the script's own reason (its `fail` line, else its last error line).
 pub async fn run_script(
@@ -166,7 +203,8 @@ pub async fn run_script(
 }
 
 /// The same with its own cancellation signal (a step that must not be cut short gets one that
-/// never fires), returning the stdout lines that start with `slipway-` (values a script reports).
+/// never fires), returning the stdout lines that start with `slipway-` (values a script reports;
+/// a script with secret output has none of its stdout logged).
 pub async fn run_script_with(
     engine: &Engine,
     ctx: &JobContext,
@@ -174,23 +212,20 @@ pub async fn run_script_with(
     script: &Script,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<String>, JobError> {
-    let mut last_error: Option<String> = None;
-    let mut stated: Option<String> = None;
+    let mut failure = FailureTracker::default();
     let mut reported = Vec::new();
     let result = connection
         .run(
             &script.text(),
             &mut |stream, line| {
-                if stream == slipway_remote::Stream::Stderr {
-                    if let Some(reason) = line.strip_prefix(ERROR_PREFIX) {
-                        stated = Some(reason.to_string());
-                    } else if !line.trim().is_empty() {
-                        last_error = Some(line.to_string());
-                    }
-                } else if line.starts_with("slipway-") && reported.len() < 1000 {
+                failure.observe(stream, line);
+                let stdout = stream == slipway_remote::Stream::Stdout;
+                if stdout && line.starts_with("slipway-") && reported.len() < 1000 {
                     reported.push(line.to_string());
                 }
-                ctx.log(stream.as_str(), line);
+                if !(stdout && script.secret_output) {
+                    ctx.log(stream.as_str(), line);
+                }
             },
             cancel,
             engine.command_idle,
@@ -199,7 +234,7 @@ pub async fn run_script_with(
     match result {
         Ok(exit) if exit.success() => Ok(reported),
         Ok(exit) => {
-            let why = stated.or(last_error).unwrap_or_else(|| "no error output".into());
+            let why = failure.reason();
             let reason = match exit.code {
                 Some(code) => format!("{} failed (exit {code}): {why}", script.name),
                 None => format!("{} was ended by a signal: {why}", script.name),
@@ -209,5 +244,42 @@ pub async fn run_script_with(
         Err(RemoteError::Cancelled) => Err(JobError::Cancelled),
         Err(e @ RemoteError::Disconnected(_)) => Err(JobError::Retryable { reason: format!("{}: {e}", script.name) }),
         Err(e) => Err(JobError::failed(format!("{}: {e}", script.name))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureTracker;
+    use slipway_remote::Stream::{Stderr, Stdout};
+
+    fn reason(lines: &[(slipway_remote::Stream, &str)]) -> String {
+        let mut tracker = FailureTracker::default();
+        for (stream, line) in lines {
+            tracker.observe(*stream, line);
+        }
+        tracker.reason()
+    }
+
+    #[test]
+    fn the_reason_is_the_failing_step_not_an_earlier_warning() {
+        let lines = [
+            (Stdout, "==> updating package lists"),
+            (Stderr, "W: Some index files failed to download. They have been ignored."),
+            (Stdout, "==> starting MariaDB"),
+            (Stderr, "Job for mariadb.service failed because the control process exited."),
+        ];
+        assert_eq!(
+            reason(&lines),
+            "starting MariaDB: Job for mariadb.service failed because the control process exited."
+        );
+        let silent = [(Stdout, "==> updating package lists"), (Stderr, "W: warning"), (Stdout, "==> starting MariaDB")];
+        assert_eq!(reason(&silent), "starting MariaDB: the step failed with no error output");
+    }
+
+    #[test]
+    fn a_stated_reason_wins() {
+        let lines = [(Stdout, "==> checking PHP"), (Stderr, "slipway-error: PHP 8.3 is not available"), (Stderr, "x")];
+        assert_eq!(reason(&lines), "PHP 8.3 is not available");
+        assert_eq!(reason(&[(Stderr, "bash: nope: command not found")]), "bash: nope: command not found");
     }
 }

@@ -10,7 +10,7 @@ use slipway_store::{Server, Site};
 use crate::Engine;
 use crate::items::DEPLOY_USER;
 use crate::script::Script;
-use crate::session::{connect, run_script, store_error};
+use crate::session::{connect, run_script, run_script_with, store_error};
 
 pub const SITE_APPLY: &str = "site.apply";
 pub const SITE_REMOVE: &str = "site.remove";
@@ -454,37 +454,20 @@ pub struct PullEnv(pub Engine);
 #[async_trait]
 impl JobHandler for PullEnv {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        use slipway_remote::Transport;
         let job: SiteJob = ctx.payload()?;
         let engine = &self.0;
         let (site, server) = load_site_and_server(engine, &job.site_id).await?;
         let paths = SitePaths::of(&site)?;
-        let script = Script::new("env pull", "f=\"$ROOT/current/.env\"\n[ -f \"$f\" ] || fail \"there is no .env on the server yet (deploy once first)\"\nas_user head -c 1048576 \"$f\" | base64 -w0\necho\n")
+        let script = Script::new("env pull", include_str!("../scripts/env_pull.sh"))
             .var("DEPLOY_USER", &paths.user)
-            .var("ROOT", &paths.root);
+            .var("ROOT", &paths.root)
+            .with_secret_output();
         let connection = connect(engine, ctx, &server).await?;
-        let (mut encoded, mut errors) = (String::new(), Vec::new());
-        let result = connection
-            .run(
-                &script.text(),
-                &mut |stream, line| match stream {
-                    // Only the error lines are logged: stdout is the file, secrets included.
-                    slipway_remote::Stream::Stdout => encoded.push_str(line.trim()),
-                    slipway_remote::Stream::Stderr => errors.push(line.to_string()),
-                },
-                ctx.cancel_receiver(),
-                engine.command_idle,
-            )
-            .await;
-        for line in &errors {
-            ctx.log("stderr", line.clone());
-        }
-        let exit = result.map_err(|e| JobError::failed(format!("env pull: {e}")))?;
-        if !exit.success() {
-            let why =
-                errors.iter().rev().find_map(|l| l.strip_prefix("slipway-error: ")).unwrap_or("the command failed");
-            return Err(JobError::failed(format!("env pull failed: {why}")));
-        }
+        let reported = run_script_with(engine, ctx, &connection, &script, ctx.cancel_receiver()).await?;
+        let encoded = reported
+            .iter()
+            .find_map(|l| l.strip_prefix("slipway-env").map(str::trim))
+            .ok_or_else(|| JobError::failed("the server did not send the .env"))?;
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded.as_bytes())

@@ -262,7 +262,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_site(&self, site: &Site) -> StoreResult<Site>;
     async fn site(&self, id: &str) -> StoreResult<Option<Site>>;
     /// A server's sites, oldest first; `None` for all of them.
-    async fn sites_of_server(&self, server_id: &str, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)>;
+    /// A server's sites (optionally only these ids), oldest first; all of them without a page.
+    async fn sites_of_server(
+        &self,
+        server_id: &str,
+        only: Option<&[String]>,
+        page: Option<PageRequest>,
+    ) -> StoreResult<(Vec<Site>, u64)>;
     async fn update_site(&self, id: &str, changes: &SiteChanges) -> StoreResult<bool>;
     async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Records a deployment's progress on its site: the status always; what is live now (the
@@ -281,6 +287,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn deployment_by_job(&self, job_id: &str) -> StoreResult<Option<Deployment>>;
     /// A site's deployments, newest first.
     async fn deployments_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<Deployment>, u64)>;
+    /// How many of a site's deployments are queued (scheduled ones too) or running.
+    async fn unfinished_deployments_of_site(&self, site_id: &str) -> StoreResult<u64>;
     async fn update_deployment(&self, id: &str, update: &DeploymentUpdate) -> StoreResult<()>;
     /// Deployments whose release is on the server, newest first.
     async fn releases_of_site(&self, site_id: &str) -> StoreResult<Vec<Deployment>>;

@@ -970,15 +970,25 @@ macro_rules! impl_store {
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
-            async fn sites_of_server(&self, server_id: &str, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)> {
+            async fn sites_of_server(&self, server_id: &str, only: Option<&[String]>, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)> {
+                if only.is_some_and(<[String]>::is_empty) {
+                    return Ok((Vec::new(), 0));
+                }
+                let filter = |q: &mut QueryBuilder<$db>| {
+                    q.push("server_id = ").push_bind(server_id.to_string());
+                    if let Some(only) = only {
+                        q.push(" AND id IN (");
+                        push_id_list!(q, only);
+                    }
+                };
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM sites WHERE ");
+                filter(&mut count);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
-                let rows: Vec<Site> = sqlx::query_as(concat!(
-                    "SELECT ", site_columns!(), " FROM sites WHERE server_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
-                ))
-                .bind(server_id).bind(limit).bind(offset)
-                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sites WHERE server_id = $1")
-                    .bind(server_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_columns!(), " FROM sites WHERE "));
+                filter(&mut select);
+                select.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }
 
@@ -1066,6 +1076,14 @@ macro_rules! impl_store {
                 let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE site_id = $1")
                     .bind(site_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
+            }
+
+            async fn unfinished_deployments_of_site(&self, site_id: &str) -> StoreResult<u64> {
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM deployments WHERE site_id = $1 AND status IN ('queued', 'running')",
+                )
+                .bind(site_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(as_u64(total))
             }
 
             async fn update_deployment(&self, id: &str, u: &DeploymentUpdate) -> StoreResult<()> {

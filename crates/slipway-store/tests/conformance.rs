@@ -776,11 +776,17 @@ mod cases {
         let c = store.insert_site(&site(&s2, "a.example.com")).await.unwrap();
         assert_eq!((a.app_port, b.app_port, c.app_port), (20000, 20002, 20000));
         assert!(matches!(store.insert_site(&site(&s1, "a.example.com")).await, Err(StoreError::Conflict(_))));
-        let (rows, total) = store.sites_of_server(&s1.id, None).await.unwrap();
+        let (rows, total) = store.sites_of_server(&s1.id, None, None).await.unwrap();
         assert_eq!(
             (total, rows[0].domain.as_str(), rows[0].repository_url.as_deref()),
             (2, "a.example.com", Some(&b"sealed-url"[..]))
         );
+        // Restricted to some sites, the count and the page hold only those.
+        let only = [b.id.clone(), c.id.clone()];
+        let (rows, total) =
+            store.sites_of_server(&s1.id, Some(&only), Some(PageRequest { page: 1, per_page: 1 })).await.unwrap();
+        assert_eq!((total, rows.len(), rows[0].id.as_str()), (1, 1, b.id.as_str()));
+        assert_eq!(store.sites_of_server(&s1.id, Some(&[]), None).await.unwrap().1, 0);
 
         let changes = SiteChanges {
             repository_url: Some(None),
@@ -807,6 +813,7 @@ mod cases {
         let d2 = Deployment { action: "enable-zero-downtime".into(), ..deployment(&a, "queued") };
         store.insert_deployment(&d1).await.unwrap();
         store.insert_deployment(&d2).await.unwrap();
+        assert_eq!(store.unfinished_deployments_of_site(&a.id).await.unwrap(), 2);
         let update = DeploymentUpdate {
             status: Some("succeeded".into()),
             commit_sha: Some("abc123".into()),
@@ -829,6 +836,7 @@ mod cases {
             .unwrap();
         let (rows, total) = store.deployments_of_site(&a.id, PAGE).await.unwrap();
         assert_eq!((total, rows[0].id.as_str(), rows[0].failed_step.as_deref()), (2, d2.id.as_str(), Some("build")));
+        assert_eq!(store.unfinished_deployments_of_site(&a.id).await.unwrap(), 0);
         assert_eq!((rows[0].action.as_str(), rows[1].action.as_str()), ("enable-zero-downtime", "deploy"));
         let releases = store.releases_of_site(&a.id).await.unwrap();
         assert_eq!(

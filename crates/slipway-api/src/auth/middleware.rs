@@ -27,8 +27,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         return next.run(request).await;
     };
     let template = template.as_str();
-    let rules = state.rules.clone();
-    let Some(rule) = rules.get(request.method().as_str(), template) else {
+    let Some(rule) = state.rules.get(request.method().as_str(), template).cloned() else {
         return next.run(request).await;
     };
     let report = RateLimitReport::default();
@@ -79,10 +78,8 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
                 return Err(d.into_error());
             }
         }
-        if let (Some(ability), Some(p)) = (rule.ability, &principal)
-            && !p.abilities.allows(ability)
-        {
-            return Err(ApiError::missing_ability(ability));
+        if let Some(p) = &principal {
+            rule.check_token(&p.abilities)?;
         }
         Ok(principal)
     }
@@ -94,6 +91,8 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
                 state.usage.record(&p.token_id, ip);
                 request.extensions_mut().insert(p);
             }
+            // The resource extractors check the same rule against the caller's role.
+            request.extensions_mut().insert(rule);
             next.run(request).await
         }
         Err(e) => e.into_response(),

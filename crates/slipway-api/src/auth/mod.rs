@@ -3,10 +3,12 @@
 //! route requires. The requirement of every route is read from its OpenAPI `security` entry
 //! ([`rules`]), so the spec and the enforcement cannot disagree.
 
+pub mod access;
 pub mod jwt;
 pub mod middleware;
 pub mod principal;
 pub mod rules;
 pub mod usage;
 
-pub use principal::Principal;
+pub use access::{Authorized, Caller, OrganizationCaller, Target};
+pub use principal::{Principal, TokenKind};

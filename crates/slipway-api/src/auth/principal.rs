@@ -21,6 +21,20 @@ pub enum TokenKind {
     Organization,
 }
 
+impl TokenKind {
+    /// How the kind is stored (the `kind` column on both backends).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "personal",
+            TokenKind::Organization => "organization",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenKind> {
+        [TokenKind::Personal, TokenKind::Organization].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
 /// Who is calling: resolved from a personal or organisation access token, or from a JWT
 /// obtained by exchanging one.
 #[derive(Debug, Clone)]
@@ -76,11 +90,17 @@ impl Principal {
     pub fn of_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
         let abilities: Vec<String> = serde_json::from_str(&row.abilities).map_err(|_| AuthFailure::Invalid)?;
         let abilities = AbilitySet::parse("abilities", &abilities).map_err(|_| AuthFailure::Invalid)?;
+        // A kind this version does not know grants nothing: guessing would hand a token the
+        // wrong powers.
+        let kind = TokenKind::parse(&row.kind).ok_or_else(|| {
+            tracing::error!(token = %row.id, kind = %row.kind, "a stored token has an unknown kind; refusing it");
+            AuthFailure::Invalid
+        })?;
         let allowed_ips = json_list(&row.allowed_ips)
             .map(|list| list.iter().filter_map(|c| c.parse::<IpNet>().ok()).collect::<Vec<_>>());
         Ok(Principal {
             token_id: row.id.clone(),
-            kind: if row.kind == "organization" { TokenKind::Organization } else { TokenKind::Personal },
+            kind,
             user_id: row.user_id.clone(),
             organization_id: row.organization_id.clone(),
             abilities,
@@ -205,6 +225,20 @@ impl Principal {
             && expiry_within
     }
 
+    /// Tokens restricted to some servers or sites never act at the organisation level (members,
+    /// settings, organisation tokens, git providers and repositories, the audit log): from there
+    /// they could hand themselves, or someone else, what their restriction withholds.
+    pub fn refuse_if_restricted(&self) -> Result<(), ApiError> {
+        if self.server_ids.is_some() || self.site_ids.is_some() {
+            return Err(ApiError::Forbidden(
+                "This token is restricted to some servers or sites, so it cannot act on the organization \
+                 (members, settings, organization tokens, git providers and repositories, the audit log)."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the token's resource restrictions let it touch this server / site.
     pub fn may_touch_server(&self, server_id: &str) -> bool {
         self.server_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == server_id))
@@ -222,5 +256,39 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         parts.extensions.get::<Principal>().cloned().ok_or(ApiError::Unauthenticated { presented: false })
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn row(kind: &str) -> AccessToken {
+        AccessToken {
+            id: "01TOKEN".into(),
+            kind: kind.into(),
+            user_id: Some("01USER".into()),
+            organization_id: None,
+            name: "t".into(),
+            token_hash: "h".into(),
+            abilities: r#"["*"]"#.into(),
+            server_ids: None,
+            site_ids: None,
+            allowed_ips: None,
+            expires_at: None,
+            created_at: now(),
+            created_via: "api".into(),
+            created_by: None,
+            last_used_at: None,
+            last_used_ip: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn a_kind_this_version_does_not_know_grants_nothing() {
+        assert!(matches!(Principal::of_token(&row("robot")), Err(AuthFailure::Invalid)));
+        assert_eq!(Principal::of_token(&row("personal")).unwrap().kind, TokenKind::Personal);
+        assert_eq!(Principal::of_token(&row("organization")).unwrap().kind, TokenKind::Organization);
     }
 }

@@ -113,6 +113,11 @@ pub async fn list_audit_events(
         }
         TokenKind::Organization => filter.organization_ids = principal.organization_id.clone().into_iter().collect(),
     }
+    // A token restricted to some servers or sites reads its own user's events only, never the
+    // organisation's (which would show what its restriction withholds).
+    if principal.refuse_if_restricted().is_err() {
+        filter.organization_ids.clear();
+    }
     let (rows, total) = state.store.audit_events(&filter, cursor.request).await?;
     Ok(cursor.page(rows.into_iter().map(AuditEventResource::from).collect(), total))
 }

@@ -7,10 +7,11 @@
 //! `X-Gitlab-Token`, Bitbucket `X-Hub-Signature`, generic `X-Slipway-Signature`), and deploys the
 //! pushed commit on every site of the repository whose branch it is, unless the repository has
 //! already received that delivery id (a replay); every delivery is recorded in those sites'
-//! webhook history. Abilities: `site:*` (repositories are how sites deploy).
+//! webhook history. Abilities: `provider:*`; providers and repositories serve the whole
+//! organisation, so tokens restricted to some servers or sites cannot reach them at all.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
@@ -18,24 +19,19 @@ use serde::{Deserialize, Serialize};
 use slipway_core::site_input;
 use slipway_core::time::now;
 use slipway_core::webhook::{self, Flavor};
-use slipway_core::{Ability, Action, FieldErrors, Resource, identity};
+use slipway_core::{FieldErrors, identity};
 use slipway_store::{GitProvider, GitRepository, GitRepositoryChanges, WebhookDelivery};
 use utoipa::ToSchema;
 
-use super::servers::{target_organization, visible_organizations};
 use super::sites::{DeploymentResource, Plan, VisibleSite, start_deployment};
 use crate::audit::AuditSlot;
-use crate::auth::Principal;
+use crate::auth::{Authorized, OrganizationCaller, Principal, Target};
 use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
 use crate::state::AppState;
 
 const KINDS: [&str; 4] = ["github", "gitlab", "bitbucket", "generic"];
-
-const fn ability(action: Action) -> Ability {
-    Ability::new(Resource::Site, action)
-}
 
 use slipway_engine::deploy::{deploy_key_context, repository_url_context};
 
@@ -45,17 +41,6 @@ fn webhook_secret_context(id: &str) -> String {
 
 fn provider_token_context(id: &str) -> String {
     format!("git-provider-token:{id}")
-}
-
-/// Repositories and providers serve every site that uses them, so a token restricted to some
-/// sites or servers may read them but not change them.
-fn refuse_restricted(principal: &Principal) -> Result<(), ApiError> {
-    if principal.site_ids.is_some() || principal.server_ids.is_some() {
-        return Err(ApiError::Forbidden(
-            "A token restricted to some sites or servers cannot change git providers or repositories.".into(),
-        ));
-    }
-    Ok(())
 }
 
 // --- providers ---
@@ -87,22 +72,24 @@ impl From<&GitProvider> for GitProviderResource {
     }
 }
 
-/// A provider the caller can see, from `{git_provider}`, or 404.
+/// A provider named by `{git_provider}` that the caller may act on, or 404 / 403.
+pub type VisibleProvider = Authorized<OnProvider>;
+
 #[derive(Debug)]
-pub struct VisibleProvider {
+pub struct OnProvider {
     provider: GitProvider,
-    principal: Principal,
 }
 
-impl FromRequestParts<AppState> for VisibleProvider {
-    type Rejection = ApiError;
+impl Target for OnProvider {
+    const ORGANIZATION_LEVEL: bool = true;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
         let id = crate::extract::path_param(parts, state, "git_provider").await?;
-        let provider = state.store.git_provider(&id).await?.ok_or(ApiError::NotFound)?;
-        principal.role_in(state, &provider.organization_id).await?;
-        Ok(VisibleProvider { provider, principal })
+        Ok(OnProvider { provider: state.store.git_provider(&id).await?.ok_or(ApiError::NotFound)? })
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.provider.organization_id
     }
 }
 
@@ -110,15 +97,15 @@ impl FromRequestParts<AppState> for VisibleProvider {
 #[utoipa::path(
     get, path = "/api/v1/git-providers", tag = "git",
     params(crate::extract::PageParams),
-    security(("token" = ["site:read"])),
+    security(("token" = ["provider:read"])),
     responses((status = 200, body = Paginated<GitProviderResource>))
 )]
 pub async fn list_git_providers(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: OrganizationCaller,
     Page(cursor): Page,
 ) -> Result<Paginated<GitProviderResource>, ApiError> {
-    let orgs = visible_organizations(&state, &principal).await?;
+    let orgs = caller.organizations(&state).await?;
     let (rows, total) = state.store.git_providers_of(&orgs, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(GitProviderResource::from).collect(), total))
 }
@@ -139,15 +126,16 @@ pub struct CreateGitProvider {
 #[utoipa::path(
     post, path = "/api/v1/git-providers", tag = "git",
     request_body = CreateGitProvider,
-    security(("token" = ["site:create"])),
+    security(("token" = ["provider:create"])),
     responses((status = 201, body = Data<GitProviderResource>))
 )]
 pub async fn create_git_provider(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: OrganizationCaller,
     audit: AuditSlot,
     Json(body): Json<CreateGitProvider>,
 ) -> Result<(StatusCode, Data<GitProviderResource>), ApiError> {
+    let org = caller.organization_for_new(&state, body.organization_id.as_deref()).await?;
     let mut errors = FieldErrors::new();
     identity::check_label(&mut errors, "name", &body.name);
     if !KINDS.contains(&body.kind.as_str()) {
@@ -156,11 +144,7 @@ pub async fn create_git_provider(
     if body.access_token.as_deref().is_some_and(|t| t.is_empty() || t.len() > 1024 || t.chars().any(char::is_control)) {
         errors.add("access_token", "The access_token must be 1 to 1024 printable characters.");
     }
-    let org = target_organization(&state, &principal, body.organization_id.as_deref(), &mut errors).await?;
     errors.into_result()?;
-    let org = org.expect("valid");
-    principal.authorize_in(&state, &org, ability(Action::Create)).await?;
-    refuse_restricted(&principal)?;
     let id = slipway_core::new_id();
     let provider = GitProvider {
         access_token: body.access_token.map(|t| state.secrets.seal(&provider_token_context(&id), t.as_bytes())),
@@ -184,14 +168,10 @@ pub async fn create_git_provider(
 #[utoipa::path(
     get, path = "/api/v1/git-providers/{git_provider}", tag = "git",
     params(("git_provider" = String, Path)),
-    security(("token" = ["site:read"])),
+    security(("token" = ["provider:read"])),
     responses((status = 200, body = Data<GitProviderResource>))
 )]
-pub async fn get_git_provider(
-    State(state): State<AppState>,
-    v: VisibleProvider,
-) -> Result<Data<GitProviderResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.provider.organization_id, ability(Action::Read)).await?;
+pub async fn get_git_provider(v: VisibleProvider) -> Result<Data<GitProviderResource>, ApiError> {
     Ok(Data { data: (&v.provider).into() })
 }
 
@@ -199,7 +179,7 @@ pub async fn get_git_provider(
 #[utoipa::path(
     delete, path = "/api/v1/git-providers/{git_provider}", tag = "git",
     params(("git_provider" = String, Path)),
-    security(("token" = ["site:delete"])),
+    security(("token" = ["provider:delete"])),
     responses((status = 204, description = "Deleted"))
 )]
 pub async fn delete_git_provider(
@@ -207,8 +187,6 @@ pub async fn delete_git_provider(
     v: VisibleProvider,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
-    v.principal.authorize_in(&state, &v.provider.organization_id, ability(Action::Delete)).await?;
-    refuse_restricted(&v.principal)?;
     state.store.delete_git_provider(&v.provider.id).await?;
     audit.note(|n| {
         n.action = Some("git-provider.delete".into());
@@ -263,22 +241,24 @@ fn repository_resource(state: &AppState, r: &GitRepository) -> GitRepositoryReso
     }
 }
 
-/// A repository the caller can see, from `{git_repository}`, or 404.
+/// A repository named by `{git_repository}` that the caller may act on, or 404 / 403.
+pub type VisibleRepository = Authorized<OnRepository>;
+
 #[derive(Debug)]
-pub struct VisibleRepository {
+pub struct OnRepository {
     repository: GitRepository,
-    principal: Principal,
 }
 
-impl FromRequestParts<AppState> for VisibleRepository {
-    type Rejection = ApiError;
+impl Target for OnRepository {
+    const ORGANIZATION_LEVEL: bool = true;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
         let id = crate::extract::path_param(parts, state, "git_repository").await?;
-        let repository = state.store.git_repository(&id).await?.ok_or(ApiError::NotFound)?;
-        principal.role_in(state, &repository.organization_id).await?;
-        Ok(VisibleRepository { repository, principal })
+        Ok(OnRepository { repository: state.store.git_repository(&id).await?.ok_or(ApiError::NotFound)? })
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.repository.organization_id
     }
 }
 
@@ -286,15 +266,15 @@ impl FromRequestParts<AppState> for VisibleRepository {
 #[utoipa::path(
     get, path = "/api/v1/git-repositories", tag = "git",
     params(crate::extract::PageParams),
-    security(("token" = ["site:read"])),
+    security(("token" = ["provider:read"])),
     responses((status = 200, body = Paginated<GitRepositoryResource>))
 )]
 pub async fn list_git_repositories(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: OrganizationCaller,
     Page(cursor): Page,
 ) -> Result<Paginated<GitRepositoryResource>, ApiError> {
-    let orgs = visible_organizations(&state, &principal).await?;
+    let orgs = caller.organizations(&state).await?;
     let (rows, total) = state.store.git_repositories_of(&orgs, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(|r| repository_resource(&state, r)).collect(), total))
 }
@@ -317,24 +297,24 @@ pub struct CreateGitRepository {
 #[utoipa::path(
     post, path = "/api/v1/git-repositories", tag = "git",
     request_body = CreateGitRepository,
-    security(("token" = ["site:create"])),
+    security(("token" = ["provider:create"])),
     responses((status = 201, body = Data<GitRepositoryResource>))
 )]
 pub async fn create_git_repository(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: OrganizationCaller,
     audit: AuditSlot,
     Json(body): Json<CreateGitRepository>,
 ) -> Result<(StatusCode, Data<GitRepositoryResource>), ApiError> {
+    let org = caller.organization_for_new(&state, body.organization_id.as_deref()).await?;
     let mut errors = FieldErrors::new();
     let url = site_input::git_url(&body.url).map_err(|m| errors.add("url", format!("The url {m}."))).ok();
     let branch = site_input::git_branch(body.branch.as_deref().unwrap_or("main"))
         .map_err(|m| errors.add("branch", format!("The branch {m}.")))
         .ok();
-    let org = target_organization(&state, &principal, body.organization_id.as_deref(), &mut errors).await?;
     let provider = match &body.provider_id {
         Some(id) => match state.store.git_provider(id).await? {
-            Some(p) if Some(&p.organization_id) == org.as_ref() => Some(p),
+            Some(p) if p.organization_id == org => Some(p),
             _ => {
                 errors.add("provider_id", "No such git provider in this organization.");
                 None
@@ -347,9 +327,6 @@ pub async fn create_git_repository(
         errors.add("kind", format!("The kind must be one of {}.", KINDS.join(", ")));
     }
     errors.into_result()?;
-    let org = org.expect("valid");
-    principal.authorize_in(&state, &org, ability(Action::Create)).await?;
-    refuse_restricted(&principal)?;
     let id = slipway_core::new_id();
     let repository = GitRepository {
         url: state.secrets.seal(&repository_url_context(&id), url.expect("valid").as_bytes()),
@@ -379,14 +356,13 @@ pub async fn create_git_repository(
 #[utoipa::path(
     get, path = "/api/v1/git-repositories/{git_repository}", tag = "git",
     params(("git_repository" = String, Path)),
-    security(("token" = ["site:read"])),
+    security(("token" = ["provider:read"])),
     responses((status = 200, body = Data<GitRepositoryResource>))
 )]
 pub async fn get_git_repository(
     State(state): State<AppState>,
     v: VisibleRepository,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Read)).await?;
     Ok(Data { data: repository_resource(&state, &v.repository) })
 }
 
@@ -395,7 +371,7 @@ pub async fn get_git_repository(
 #[utoipa::path(
     delete, path = "/api/v1/git-repositories/{git_repository}", tag = "git",
     params(("git_repository" = String, Path)),
-    security(("token" = ["site:delete"])),
+    security(("token" = ["provider:delete"])),
     responses((status = 204, description = "Deleted"))
 )]
 pub async fn delete_git_repository(
@@ -403,8 +379,6 @@ pub async fn delete_git_repository(
     v: VisibleRepository,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
-    v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Delete)).await?;
-    refuse_restricted(&v.principal)?;
     state.store.delete_git_repository(&v.repository.id).await?;
     audit.note(|n| {
         n.action = Some("git-repository.delete".into());
@@ -420,7 +394,7 @@ pub async fn delete_git_repository(
 #[utoipa::path(
     post, path = "/api/v1/git-repositories/{git_repository}/setup-deploy-key", tag = "git",
     params(("git_repository" = String, Path)),
-    security(("token" = ["site:update"])),
+    security(("token" = ["provider:update"])),
     responses((status = 200, body = Data<GitRepositoryResource>))
 )]
 pub async fn setup_deploy_key(
@@ -428,8 +402,6 @@ pub async fn setup_deploy_key(
     v: VisibleRepository,
     audit: AuditSlot,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Update)).await?;
-    refuse_restricted(&v.principal)?;
     let pair = slipway_remote::SshKeypair::generate();
     let sealed = state.secrets.seal(&deploy_key_context(&v.repository.id), pair.private_openssh().expose().as_bytes());
     let public = format!("{} slipway-deploy-key", pair.public_openssh());
@@ -457,7 +429,7 @@ pub struct AutoDeploy {
 #[utoipa::path(
     post, path = "/api/v1/git-repositories/{git_repository}/enable-auto-deploy", tag = "git",
     params(("git_repository" = String, Path)),
-    security(("token" = ["site:update"])),
+    security(("token" = ["provider:update"])),
     responses((status = 200, body = Data<AutoDeploy>))
 )]
 pub async fn enable_auto_deploy(
@@ -465,8 +437,6 @@ pub async fn enable_auto_deploy(
     v: VisibleRepository,
     audit: AuditSlot,
 ) -> Result<Data<AutoDeploy>, ApiError> {
-    v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Update)).await?;
-    refuse_restricted(&v.principal)?;
     let secret = slipway_core::token::random_base62(40);
     let sealed = state.secrets.seal(&webhook_secret_context(&v.repository.id), secret.as_bytes());
     let changes = GitRepositoryChanges { webhook_secret: Some(Some(sealed)), ..Default::default() };
@@ -484,7 +454,7 @@ pub async fn enable_auto_deploy(
 #[utoipa::path(
     post, path = "/api/v1/git-repositories/{git_repository}/disable-auto-deploy", tag = "git",
     params(("git_repository" = String, Path)),
-    security(("token" = ["site:update"])),
+    security(("token" = ["provider:update"])),
     responses((status = 200, body = Data<GitRepositoryResource>))
 )]
 pub async fn disable_auto_deploy(
@@ -492,8 +462,6 @@ pub async fn disable_auto_deploy(
     v: VisibleRepository,
     audit: AuditSlot,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.repository.organization_id, ability(Action::Update)).await?;
-    refuse_restricted(&v.principal)?;
     let changes = GitRepositoryChanges { webhook_secret: Some(None), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
@@ -703,7 +671,6 @@ pub async fn site_webhooks(
     v: VisibleSite,
     Page(cursor): Page,
 ) -> Result<Paginated<DeliveryResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Read)).await?;
     let (rows, total) = state.store.webhook_deliveries_of_site(&v.site.id, cursor.request).await?;
     let data = rows
         .into_iter()

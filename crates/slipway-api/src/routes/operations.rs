@@ -1,37 +1,33 @@
 //! Operations: the durable jobs behind every action on a server, with their status and log.
 //! An operation is visible exactly when its server is.
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
-use slipway_core::{Ability, Action, Resource};
 use slipway_store::{CancelOutcome, Job};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::AuditSlot;
-use crate::auth::Principal;
+use crate::auth::{Authorized, Principal, Target};
 use crate::envelope::{Accepted, Data};
 use crate::error::ApiError;
 use crate::routes::servers::OperationResource;
 use crate::state::AppState;
 
-/// An operation the caller can see, from the `{operation}` path segment, or 404.
+/// An operation named by `{operation}` that the caller may act on, or 404 / 403.
+pub type VisibleOperation = Authorized<OnOperation>;
+
 #[derive(Debug)]
-pub struct VisibleOperation {
+pub struct OnOperation {
     pub job: Job,
-    pub principal: Principal,
     pub organization_id: String,
 }
 
-impl FromRequestParts<AppState> for VisibleOperation {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+impl Target for OnOperation {
+    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
         let id = &crate::extract::path_param(parts, state, "operation").await?;
         let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
         let organization_id = job.organization_id.clone().ok_or(ApiError::NotFound)?;
-        principal.role_in(state, &organization_id).await?;
         if let Some(server) = job.resource_key.as_deref().and_then(|k| k.strip_prefix("server:"))
             && !principal.may_touch_server(server)
         {
@@ -50,7 +46,11 @@ impl FromRequestParts<AppState> for VisibleOperation {
                 }
             }
         }
-        Ok(VisibleOperation { job, principal, organization_id })
+        Ok(OnOperation { job, organization_id })
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.organization_id
     }
 }
 
@@ -61,11 +61,7 @@ impl FromRequestParts<AppState> for VisibleOperation {
     security(("token" = ["server:read"])),
     responses((status = 200, body = Data<OperationResource>))
 )]
-pub async fn get_operation(
-    State(state): State<AppState>,
-    op: VisibleOperation,
-) -> Result<Data<OperationResource>, ApiError> {
-    op.principal.authorize_in(&state, &op.organization_id, Ability::new(Resource::Server, Action::Read)).await?;
+pub async fn get_operation(op: VisibleOperation) -> Result<Data<OperationResource>, ApiError> {
     Ok(Data { data: (&op.job).into() })
 }
 
@@ -101,7 +97,6 @@ pub async fn operation_log(
     op: VisibleOperation,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Data<Vec<LogLine>>, ApiError> {
-    op.principal.authorize_in(&state, &op.organization_id, Ability::new(Resource::Server, Action::Read)).await?;
     let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
@@ -127,7 +122,6 @@ pub async fn cancel_operation(
     op: VisibleOperation,
     audit: AuditSlot,
 ) -> Result<Accepted<OperationResource>, ApiError> {
-    op.principal.authorize_in(&state, &op.organization_id, Ability::new(Resource::Server, Action::Update)).await?;
     let message = match state.store.cancel_job(&op.job.id, slipway_core::time::now()).await? {
         CancelOutcome::Cancelled => "Cancelled before it started.",
         CancelOutcome::Requested => "Cancellation requested; the operation stops within seconds.",

@@ -2,7 +2,7 @@
 //! organisation and survive any member leaving). Owners and admins manage; admins cannot touch
 //! owners; the last owner can be neither demoted nor removed.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::identity::{Email, check_label};
 use slipway_core::time::now;
-use slipway_core::{Ability, Action, FieldErrors, Resource, Role};
+use slipway_core::{FieldErrors, Role};
 use slipway_store::{Member, Organization, StoreError};
 use utoipa::ToSchema;
 
 use crate::audit::AuditSlot;
-use crate::auth::Principal;
 use crate::auth::principal::TokenKind;
+use crate::auth::{Authorized, Principal, Target};
 use crate::envelope::{Data, Paginated};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Page};
@@ -24,9 +24,6 @@ use crate::routes::tokens::{
     CreateToken, NewTokenResource, TokenRequest, TokenResource, count_token_creation, issue, new_token_response,
 };
 use crate::state::AppState;
-
-const ORG_READ: Ability = Ability::new(Resource::Organization, Action::Read);
-const ORG_UPDATE: Ability = Ability::new(Resource::Organization, Action::Update);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrganizationResource {
@@ -39,28 +36,33 @@ pub struct OrganizationResource {
     pub created_at: DateTime<Utc>,
 }
 
-/// An organisation the caller can see, from the `{organization}` path segment, with the
-/// caller's role in it; 404 when it does not exist or the caller is not a member.
+/// An organisation named by `{organization}` that the caller may act on as the route requires,
+/// with the caller's role in it; 404 when it does not exist or the caller is not a member.
+pub type VisibleOrganization = Authorized<OnOrganization<false>>;
+
+/// The same, for owners and admins only: members, settings and organisation tokens.
+pub type ManagedOrganization = Authorized<OnOrganization<true>>;
+
 #[derive(Debug)]
-pub struct VisibleOrganization {
+pub struct OnOrganization<const MANAGERS_ONLY: bool> {
     pub organization: Organization,
-    pub role: Role,
-    pub principal: Principal,
 }
 
-impl FromRequestParts<AppState> for VisibleOrganization {
-    type Rejection = ApiError;
+impl<const MANAGERS_ONLY: bool> Target for OnOrganization<MANAGERS_ONLY> {
+    const ORGANIZATION_LEVEL: bool = true;
+    const MANAGERS_ONLY: bool = MANAGERS_ONLY;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
         let id = &crate::extract::path_param(parts, state, "organization").await?;
-        let role = principal.role_in(state, id).await?;
-        let organization = state.store.organization(id).await?.ok_or(ApiError::NotFound)?;
-        Ok(VisibleOrganization { organization, role, principal })
+        Ok(OnOrganization { organization: state.store.organization(id).await?.ok_or(ApiError::NotFound)? })
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.organization.id
     }
 }
 
-impl VisibleOrganization {
+impl<const M: bool> Authorized<OnOrganization<M>> {
     fn resource(&self) -> OrganizationResource {
         OrganizationResource {
             id: self.organization.id.clone(),
@@ -69,15 +71,6 @@ impl VisibleOrganization {
             max_token_lifetime_seconds: self.organization.max_token_lifetime_seconds,
             created_at: self.organization.created_at,
         }
-    }
-
-    /// The caller may manage this organisation (owner or admin, with `ability` on the token).
-    async fn require_manager(&self, state: &AppState, ability: Ability) -> Result<(), ApiError> {
-        self.principal.authorize_in(state, &self.organization.id, ability).await?;
-        if !self.role.manages_organization() {
-            return Err(ApiError::Forbidden("Only owners and admins can manage this organization.".into()));
-        }
-        Ok(())
     }
 }
 
@@ -134,11 +127,7 @@ pub async fn list_organizations(
     security(("token" = ["organization:read"])),
     responses((status = 200, body = Data<OrganizationResource>))
 )]
-pub async fn get_organization(
-    State(state): State<AppState>,
-    org: VisibleOrganization,
-) -> Result<Data<OrganizationResource>, ApiError> {
-    org.principal.authorize_in(&state, &org.organization.id, ORG_READ).await?;
+pub async fn get_organization(org: VisibleOrganization) -> Result<Data<OrganizationResource>, ApiError> {
     Ok(Data { data: org.resource() })
 }
 
@@ -161,11 +150,10 @@ pub struct UpdateOrganization {
 )]
 pub async fn update_organization(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     audit: AuditSlot,
     Json(body): Json<UpdateOrganization>,
 ) -> Result<Data<OrganizationResource>, ApiError> {
-    org.require_manager(&state, ORG_UPDATE).await?;
     let mut errors = FieldErrors::new();
     if let Some(name) = &body.name {
         check_label(&mut errors, "name", name);
@@ -190,7 +178,7 @@ pub async fn update_organization(
         n.resource_id = Some(org.organization.id.clone());
     });
     let fresh = state.store.organization(&org.organization.id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Data { data: VisibleOrganization { organization: fresh, ..org }.resource() })
+    Ok(Data { data: Authorized { target: OnOrganization { organization: fresh }, ..org }.resource() })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,7 +208,6 @@ pub async fn list_members(
     org: VisibleOrganization,
     Page(cursor): Page,
 ) -> Result<Paginated<MemberResource>, ApiError> {
-    org.principal.authorize_in(&state, &org.organization.id, ORG_READ).await?;
     let (rows, total) = state.store.members(&org.organization.id, cursor.request).await?;
     Ok(cursor.page(rows.into_iter().map(MemberResource::from).collect(), total))
 }
@@ -269,11 +256,10 @@ pub struct AddMember {
 )]
 pub async fn add_member(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     audit: AuditSlot,
     Json(body): Json<AddMember>,
 ) -> Result<(StatusCode, Data<MemberResource>), ApiError> {
-    org.require_manager(&state, ORG_UPDATE).await?;
     let role = Role::from(body.role);
     let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
     if !may_assign(org.role, None, Some(role)) {
@@ -303,7 +289,7 @@ pub struct ChangeRole {
     pub role: RoleName,
 }
 
-async fn target_member(state: &AppState, org: &VisibleOrganization, user: &str) -> Result<Member, ApiError> {
+async fn target_member(state: &AppState, org: &ManagedOrganization, user: &str) -> Result<Member, ApiError> {
     state.store.member(&org.organization.id, user).await?.ok_or(ApiError::NotFound)
 }
 
@@ -317,13 +303,12 @@ async fn target_member(state: &AppState, org: &VisibleOrganization, user: &str) 
 )]
 pub async fn change_member(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     Path(path): Path<(String, String)>,
     audit: AuditSlot,
     Json(body): Json<ChangeRole>,
 ) -> Result<Data<MemberResource>, ApiError> {
     let user = path.1;
-    org.require_manager(&state, ORG_UPDATE).await?;
     let member = target_member(&state, &org, &user).await?;
     let role = Role::from(body.role);
     if !may_assign(org.role, Role::parse(&member.role), Some(role)) {
@@ -349,12 +334,11 @@ pub async fn change_member(
 )]
 pub async fn remove_member(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     Path(path): Path<(String, String)>,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     let user = path.1;
-    org.require_manager(&state, ORG_UPDATE).await?;
     let member = target_member(&state, &org, &user).await?;
     if !may_assign(org.role, Role::parse(&member.role), None) {
         return Err(ApiError::Forbidden("Only owners can remove owners.".into()));
@@ -377,10 +361,9 @@ pub async fn remove_member(
 )]
 pub async fn list_organization_tokens(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     Page(cursor): Page,
 ) -> Result<Paginated<TokenResource>, ApiError> {
-    org.require_manager(&state, Ability::new(Resource::Token, Action::Read)).await?;
     let (rows, total) = state.store.tokens_of_organization(&org.organization.id, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(TokenResource::from).collect(), total))
 }
@@ -396,12 +379,11 @@ pub async fn list_organization_tokens(
 )]
 pub async fn create_organization_token(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     audit: AuditSlot,
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
     Json(body): Json<CreateToken>,
 ) -> Result<Response, ApiError> {
-    org.require_manager(&state, Ability::new(Resource::Token, Action::Create)).await?;
     count_token_creation(&state, &format!("token:{}", org.principal.token_id), report.as_deref()).await?;
     if body.organization_id.as_ref().is_some_and(|o| *o != org.organization.id) {
         return Err(ApiError::validation(
@@ -440,14 +422,13 @@ pub async fn create_organization_token(
 )]
 pub async fn revoke_organization_token(
     State(state): State<AppState>,
-    org: VisibleOrganization,
+    org: ManagedOrganization,
     Path(path): Path<(String, String)>,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     let id = path.1;
-    org.require_manager(&state, Ability::new(Resource::Token, Action::Delete)).await?;
     let token = state.store.token(&id).await?.filter(|t| {
-        t.kind == "organization"
+        t.kind == crate::auth::TokenKind::Organization.as_str()
             && t.organization_id.as_deref() == Some(org.organization.id.as_str())
             && t.revoked_at.is_none()
     });

@@ -2,28 +2,24 @@
 //! key on it, read and edit it, follow its operations, remove it.
 //! Removing a server forgets it in Slipway; nothing on the machine is touched.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::server_input::{Host, UnixUser};
 use slipway_core::time::now;
-use slipway_core::{Ability, Action, FieldErrors, Resource, identity, shell};
+use slipway_core::{FieldErrors, identity, shell};
 use slipway_store::{Job, Server, ServerChanges};
 use utoipa::ToSchema;
 
 use crate::audit::AuditSlot;
-use crate::auth::Principal;
-use crate::auth::principal::TokenKind;
+use crate::auth::{Authorized, Caller, Principal, Target};
 use crate::envelope::{Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
+use crate::jobs::{enqueue_server_job, note_operation};
 use crate::state::AppState;
-
-const fn ability(action: Action) -> Ability {
-    Ability::new(Resource::Server, action)
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerResource {
@@ -106,73 +102,28 @@ pub struct CreatedServer {
     pub authorization: Authorization,
 }
 
-/// A server the caller can see, from the `{server}` path segment, or 404.
+/// A server named by the `{server}` path segment that the caller may act on as the route
+/// requires, or 404 / 403.
+pub type VisibleServer = Authorized<OnServer>;
+
 #[derive(Debug)]
-pub struct VisibleServer {
+pub struct OnServer {
     pub server: Server,
-    pub principal: Principal,
 }
 
-impl FromRequestParts<AppState> for VisibleServer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
+impl Target for OnServer {
+    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
         let id = &crate::extract::path_param(parts, state, "server").await?;
         let server = state.store.server(id).await?.ok_or(ApiError::NotFound)?;
-        principal.role_in(state, &server.organization_id).await?;
         if !principal.may_touch_server(&server.id) {
             return Err(ApiError::NotFound);
         }
-        Ok(VisibleServer { server, principal })
+        Ok(OnServer { server })
     }
-}
 
-/// The organisation a new item goes in: the one asked for, the one the token is bound to, or
-/// the caller's only one (else a field error asks for it).
-pub(crate) async fn target_organization(
-    state: &AppState,
-    principal: &Principal,
-    asked: Option<&str>,
-    errors: &mut FieldErrors,
-) -> Result<Option<String>, ApiError> {
-    Ok(match (asked, &principal.organization_id) {
-        (Some(a), Some(only)) if a != only => {
-            errors.add("organization_id", "This token is restricted to another organization.");
-            None
-        }
-        (Some(a), _) => Some(a.to_string()),
-        (None, Some(only)) => Some(only.clone()),
-        (None, None) => {
-            let orgs = visible_organizations(state, principal).await?;
-            if orgs.len() == 1 {
-                orgs.into_iter().next()
-            } else {
-                errors.add(
-                    "organization_id",
-                    "The organization_id is required when you belong to several organizations.",
-                );
-                None
-            }
-        }
-    })
-}
-
-/// The organisations whose servers a principal may list.
-pub(crate) async fn visible_organizations(state: &AppState, principal: &Principal) -> Result<Vec<String>, ApiError> {
-    Ok(match (&principal.organization_id, principal.kind) {
-        // A token bound to one organization still needs its user to be a member of it (a
-        // member removed since keeps the token, not the access).
-        (Some(only), _) => match principal.role_in(state, only).await {
-            Ok(_) => vec![only.clone()],
-            Err(ApiError::NotFound) => vec![],
-            Err(e) => return Err(e),
-        },
-        (None, TokenKind::Personal) => {
-            state.store.memberships_of(principal.user_id()?).await?.into_iter().map(|o| o.id).collect()
-        }
-        (None, TokenKind::Organization) => vec![],
-    })
+    fn organization_id(&self) -> &str {
+        &self.server.organization_id
+    }
 }
 
 fn authorize_command(public_key: &str) -> String {
@@ -191,11 +142,12 @@ fn authorize_command(public_key: &str) -> String {
 )]
 pub async fn list_servers(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     Page(cursor): Page,
 ) -> Result<Paginated<ServerResource>, ApiError> {
-    let orgs = visible_organizations(&state, &principal).await?;
-    let (rows, total) = state.store.servers_of(&orgs, principal.server_ids.as_deref(), cursor.request).await?;
+    let orgs = caller.organizations(&state).await?;
+    let only = caller.principal.server_ids.as_deref();
+    let (rows, total) = state.store.servers_of(&orgs, only, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(ServerResource::from).collect(), total))
 }
 
@@ -241,10 +193,14 @@ const DATABASES: [&str; 4] = ["mysql", "mariadb", "postgres", "none"];
 )]
 pub async fn create_server(
     State(state): State<AppState>,
-    principal: Principal,
+    caller: Caller,
     audit: AuditSlot,
     Json(body): Json<CreateServer>,
 ) -> Result<(StatusCode, Data<CreatedServer>), ApiError> {
+    if caller.principal.server_ids.is_some() {
+        return Err(ApiError::Forbidden("A token restricted to some servers cannot create servers.".into()));
+    }
+    let organization_id = caller.organization_for_new(&state, body.organization_id.as_deref()).await?;
     let mut errors = FieldErrors::new();
     identity::check_label(&mut errors, "name", &body.name);
     if body.provider != "custom" {
@@ -278,16 +234,8 @@ pub async fn create_server(
             identity::check_label(&mut errors, field, v);
         }
     }
-    let organization_id = target_organization(&state, &principal, body.organization_id.as_deref(), &mut errors).await?;
-    if principal.server_ids.is_some() {
-        errors.add("organization_id", "A token restricted to some servers cannot create servers.");
-    }
     errors.into_result()?;
-    let (organization_id, host, user) = (organization_id.expect("valid"), host.expect("valid"), user.expect("valid"));
-    principal.authorize_in(&state, &organization_id, ability(Action::Create)).await.map_err(|e| match e {
-        ApiError::NotFound => ApiError::validation("organization_id", "No such organization among yours."),
-        other => other,
-    })?;
+    let (host, user) = (host.expect("valid"), user.expect("valid"));
     let keypair = slipway_engine::keys::organization_keypair(state.store.as_ref(), &state.secrets, &organization_id)
         .await
         .map_err(ApiError::internal)?;
@@ -336,8 +284,7 @@ pub async fn create_server(
     security(("token" = ["server:read"])),
     responses((status = 200, body = Data<ServerResource>))
 )]
-pub async fn get_server(State(state): State<AppState>, v: VisibleServer) -> Result<Data<ServerResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Read)).await?;
+pub async fn get_server(v: VisibleServer) -> Result<Data<ServerResource>, ApiError> {
     Ok(Data { data: (&v.server).into() })
 }
 
@@ -365,7 +312,6 @@ pub async fn update_server(
     audit: AuditSlot,
     Json(body): Json<UpdateServer>,
 ) -> Result<Data<ServerResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
     let mut errors = FieldErrors::new();
     if let Some(name) = &body.name {
         identity::check_label(&mut errors, "name", name);
@@ -407,7 +353,6 @@ pub async fn delete_server(
     v: VisibleServer,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Delete)).await?;
     state.store.delete_server(&v.server.id).await?;
     audit.note(|n| {
         n.action = Some("server.delete".into());
@@ -460,7 +405,6 @@ pub async fn server_logs(
     v: VisibleServer,
     Page(cursor): Page,
 ) -> Result<Paginated<OperationResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Read)).await?;
     let (rows, total) = state.store.jobs_for_resource(&format!("server:{}", v.server.id), cursor.request).await?;
     Ok(cursor.page(rows.iter().map(OperationResource::from).collect(), total))
 }
@@ -479,39 +423,11 @@ pub async fn verify_server(
     v: VisibleServer,
     audit: AuditSlot,
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
     // Safe to repeat, but a check a user asked for should answer now, not after backoff.
     let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_VERIFY, payload, 1).await?;
     note_operation(&audit, &v.server, "server.verify", &job);
     Ok(crate::envelope::Accepted { message: "Checking the connection.".into(), data: (&job).into() })
-}
-
-/// Queues a job about a server and wakes the worker. `attempts` above 1 makes the job retried
-/// after a crash or a dropped connection (only for jobs safe to run twice).
-pub(crate) async fn enqueue_server_job(
-    state: &AppState,
-    server: &Server,
-    kind: &str,
-    payload: impl Serialize,
-    attempts: i64,
-) -> Result<Job, ApiError> {
-    let spec = slipway_jobs::JobSpec::new(kind, payload)
-        .resource(format!("server:{}", server.id))
-        .organization(server.organization_id.clone())
-        .idempotent(attempts);
-    let id = slipway_jobs::enqueue(state.store.as_ref(), spec).await?;
-    state.jobs_enqueued.notify_one();
-    state.store.job(&id).await?.ok_or(ApiError::NotFound)
-}
-
-pub(crate) fn note_operation(audit: &AuditSlot, server: &Server, action: &str, job: &Job) {
-    audit.note(|n| {
-        n.action = Some(action.into());
-        n.organization_id = Some(server.organization_id.clone());
-        n.resource_id = Some(server.id.clone());
-        n.detail = Some(format!("operation {}", job.id));
-    });
 }
 
 /// Provision the server (again): install and configure what it needs, then apply its SSH keys
@@ -528,7 +444,6 @@ pub async fn provision_server(
     v: VisibleServer,
     audit: AuditSlot,
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
     // Provisioning is idempotent: after a crash it is simply run again.
     let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_PROVISION, payload, 3).await?;
@@ -561,7 +476,6 @@ pub async fn restart_server(
     audit: AuditSlot,
     Json(body): Json<RestartServer>,
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
     let mut errors = FieldErrors::new();
     if body.services.is_empty() && !body.reboot {
         errors.add("services", "Name at least one service to restart, or set reboot to true.");
@@ -615,7 +529,6 @@ pub async fn accept_host_key(
     audit: AuditSlot,
     Json(body): Json<AcceptHostKey>,
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
-    v.principal.authorize_in(&state, &v.server.organization_id, ability(Action::Update)).await?;
     let Some(offered) = v.server.offered_host_key.as_deref() else {
         return Err(ApiError::validation("fingerprint", "The server has not presented another host key."));
     };

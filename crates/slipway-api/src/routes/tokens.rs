@@ -177,10 +177,7 @@ pub async fn issue(
     let to_json = |v: &Option<Vec<String>>| v.as_ref().map(|v| serde_json::to_string(v).expect("strings serialise"));
     let row = AccessToken {
         id: slipway_core::new_id(),
-        kind: match req.kind {
-            TokenKind::Personal => "personal".into(),
-            TokenKind::Organization => "organization".into(),
-        },
+        kind: req.kind.as_str().into(),
         user_id: req.user_id,
         organization_id,
         name: req.name.trim().to_string(),
@@ -292,7 +289,11 @@ impl FromRequestParts<AppState> for OwnToken {
         let Path(id) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
         let user = principal.user_id()?;
         match state.store.token(&id).await? {
-            Some(t) if t.user_id.as_deref() == Some(user) && t.kind == "personal" && t.revoked_at.is_none() => {
+            Some(t)
+                if t.user_id.as_deref() == Some(user)
+                    && t.kind == TokenKind::Personal.as_str()
+                    && t.revoked_at.is_none() =>
+            {
                 // Only a token the caller entirely covers: a narrow token must not reach (nor
                 // rotate and receive the secret of) a wider one of the same user.
                 match Principal::of_token(&t) {

@@ -90,6 +90,21 @@ impl TestApp {
         TestUser { id, email: email.into(), password: PASSWORD.into(), org_id, token }
     }
 
+    /// Creates a user whose only membership is `role` in `organization_id`; returns their id.
+    pub async fn member(&self, organization_id: &str, email: &str, role: slipway_core::Role) -> String {
+        let id = slipway_core::new_id();
+        let new = slipway_store::NewUser {
+            id: id.clone(),
+            email: email.into(),
+            email_normalized: email.to_lowercase(),
+            name: "Test Member".into(),
+            password_hash: slipway_core::password::hash_password(PASSWORD),
+        };
+        self.state.store.create_user(&new).await.unwrap();
+        self.state.store.add_member(organization_id, &id, role.as_str()).await.unwrap();
+        id
+    }
+
     /// Issues a personal token for `user_id` directly, with `abilities`; `tweak` edits the row.
     pub async fn token(
         &self,
@@ -172,5 +187,14 @@ impl TestApp {
 
     pub async fn get(&self, uri: &str) -> Reply {
         self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+}
+
+/// Waits, when needed, so that the next few seconds fall in one rate-limit window: the limits
+/// count per clock minute, and a test counting attempts must not straddle two.
+pub async fn within_one_rate_window() {
+    let second = slipway_core::time::now().timestamp().rem_euclid(60);
+    if second > 45 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
     }
 }

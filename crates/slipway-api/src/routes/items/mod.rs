@@ -1,0 +1,266 @@
+//! What Slipway keeps on a server, as kinds of item (SSH keys, network rules, …), all served the
+//! same way. Each change is stored first, then applied by an operation that puts all of the
+//! server's items of that kind in place at once; an item's `status` says whether the server has
+//! it yet (`installing`, `installed`, `failed`, `removing`). On a server that is not provisioned
+//! yet, items wait and provisioning applies them.
+//!
+//! A kind is one module: a type implementing [`ItemRoutes`] (its input, validation and resource)
+//! and one [`server_item_routes!`] call that writes its list/create/show/delete handlers with
+//! their OpenAPI entries. Registering it is one line in `api_routes`.
+
+pub mod network_rules;
+pub mod ssh_keys;
+
+use std::marker::PhantomData;
+
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use slipway_core::time::now;
+use slipway_engine::items::ItemKind;
+use slipway_store::{Server, ServerItem};
+
+use super::servers::OnServer;
+use crate::audit::AuditSlot;
+use crate::auth::{Authorized, Principal, Target};
+use crate::envelope::{Accepted, Data, PageCursor, Paginated};
+use crate::error::ApiError;
+use crate::jobs::enqueue_server_job;
+use crate::state::AppState;
+
+/// Most items of one kind a server may have (each sync renders them all).
+pub const MAX_ITEMS: u64 = 500;
+
+/// How one kind of item is served.
+pub trait ItemRoutes: Send + Sync + 'static {
+    /// The kind on the server side: its stored name and its sync job.
+    const KIND: &'static dyn ItemKind;
+    /// The `{…}` path segment naming one item (`ssh_key`).
+    const PARAM: &'static str;
+    /// The audit action prefix (`ssh-key`): `ssh-key.create`, `ssh-key.delete`.
+    const AUDIT: &'static str;
+    /// What the answer to a delete says (`Removing the key.`).
+    const REMOVING: &'static str;
+
+    type Spec: Serialize + DeserializeOwned + Send;
+    type Create: DeserializeOwned + Send;
+    type Resource: Serialize + Send;
+
+    /// The new item's name and spec from the request body, or field errors. `existing` holds the
+    /// server's items of this kind (for duplicates).
+    fn validate(
+        server: &Server,
+        input: Self::Create,
+        existing: &[ServerItem],
+    ) -> Result<(String, Self::Spec), ApiError>;
+
+    /// The API's view of a stored item.
+    fn resource(item: &ServerItem, spec: Self::Spec, operation_id: Option<String>) -> Self::Resource;
+}
+
+/// The stored spec of an item.
+pub fn spec<T: DeserializeOwned>(item: &ServerItem) -> Result<T, ApiError> {
+    serde_json::from_str(&item.spec).map_err(ApiError::internal)
+}
+
+fn resource<K: ItemRoutes>(item: &ServerItem, operation_id: Option<String>) -> Result<K::Resource, ApiError> {
+    Ok(K::resource(item, spec(item)?, operation_id))
+}
+
+/// One item of kind `K` named by the path, on a server the caller may act on.
+#[derive(Debug)]
+pub struct OnItem<K> {
+    pub server: Server,
+    pub item: ServerItem,
+    kind: PhantomData<K>,
+}
+
+impl<K: ItemRoutes> Target for OnItem<K> {
+    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
+        let OnServer { server } = OnServer::load(parts, state, principal).await?;
+        let id = crate::extract::path_param(parts, state, K::PARAM).await?;
+        match state.store.server_item(&id).await? {
+            Some(item) if item.server_id == server.id && item.kind == K::KIND.name() => {
+                Ok(OnItem { server, item, kind: PhantomData })
+            }
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.server.organization_id
+    }
+}
+
+/// Queues the sync of a kind of item on a provisioned server; `None` when provisioning will.
+async fn sync(state: &AppState, server: &Server, kind: &dyn ItemKind) -> Result<Option<String>, ApiError> {
+    if server.provisioned_at.is_none() {
+        return Ok(None);
+    }
+    let payload = slipway_engine::verify::ServerJob { server_id: server.id.clone() };
+    // A sync renders the whole state, so running it again is harmless.
+    let job = enqueue_server_job(state, server, kind.sync_job(), payload, 3).await?;
+    Ok(Some(job.id))
+}
+
+fn audit_item(audit: &AuditSlot, server: &Server, action: String, item: &ServerItem) {
+    audit.note(|n| {
+        n.action = Some(action);
+        n.organization_id = Some(server.organization_id.clone());
+        n.resource_id = Some(item.id.clone());
+        n.detail = Some(format!("server {}", server.id));
+    });
+}
+
+pub async fn list<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    cursor: PageCursor,
+) -> Result<Paginated<K::Resource>, ApiError> {
+    let (rows, total) = state.store.server_items(&server.id, K::KIND.name(), Some(cursor.request)).await?;
+    let data = rows.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
+    Ok(cursor.page(data, total))
+}
+
+/// Stores a new item and queues the sync that applies it (when the server is provisioned).
+pub async fn create<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    audit: &AuditSlot,
+    input: K::Create,
+) -> Result<(StatusCode, Data<K::Resource>), ApiError> {
+    let (existing, count) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
+    let (name, spec) = K::validate(server, input, &existing)?;
+    if count >= MAX_ITEMS {
+        return Err(ApiError::validation("name", format!("A server can have at most {MAX_ITEMS} of these.")));
+    }
+    let at = now();
+    let item = ServerItem {
+        id: slipway_core::new_id(),
+        server_id: server.id.clone(),
+        kind: K::KIND.name().into(),
+        name: name.trim().to_string(),
+        spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
+        status: "installing".into(),
+        status_reason: None,
+        created_at: at,
+        updated_at: at,
+    };
+    state.store.insert_server_item(&item).await?;
+    let operation = sync(state, server, K::KIND).await?;
+    audit_item(audit, server, format!("{}.create", K::AUDIT), &item);
+    Ok((StatusCode::CREATED, Data { data: K::resource(&item, spec, operation) }))
+}
+
+pub fn show<K: ItemRoutes>(v: &Authorized<OnItem<K>>) -> Result<Data<K::Resource>, ApiError> {
+    Ok(Data { data: resource::<K>(&v.item, None)? })
+}
+
+/// Marks an item for removal and queues the sync; on a server not provisioned yet, it goes at once.
+pub async fn delete<K: ItemRoutes>(
+    state: &AppState,
+    v: Authorized<OnItem<K>>,
+    audit: &AuditSlot,
+) -> Result<Accepted<K::Resource>, ApiError> {
+    let OnItem { server, mut item, .. } = v.target;
+    let ids = std::slice::from_ref(&item.id);
+    state.store.set_server_items_status(ids, "removing", None).await?;
+    // While the first provisioning runs it may already have put the item on the server: mark it
+    // instead, and provisioning syncs again when it ends.
+    let operation = if server.provisioned_at.is_none() && server.status != "provisioning" {
+        state.store.delete_removed_server_items(ids).await?;
+        item.status = "removed".into();
+        None
+    } else {
+        item.status = "removing".into();
+        sync(state, &server, K::KIND).await?
+    };
+    audit_item(audit, &server, format!("{}.delete", K::AUDIT), &item);
+    Ok(Accepted { message: K::REMOVING.into(), data: resource::<K>(&item, operation)? })
+}
+
+/// Writes the four handlers of a server item kind, with their OpenAPI entries, and a `router`
+/// function that registers them. Paths and scopes are literals because the OpenAPI attributes
+/// need them so.
+#[macro_export]
+macro_rules! server_item_routes {
+    (
+        routes: $routes:ident, input: $input:ident, resource: $resource:ident, tag: $tag:literal,
+        collection: $collection:literal, item: $item:literal, param: $param:literal,
+        read: $read:literal, create: $create:literal, delete: $delete:literal,
+        list: $list_fn:ident = $list_doc:literal,
+        create: $create_fn:ident = $create_doc:literal,
+        show: $show_fn:ident = $show_doc:literal,
+        delete: $delete_fn:ident = $delete_doc:literal $(,)?
+    ) => {
+        #[doc = $list_doc]
+        #[utoipa::path(
+                                            get, path = $collection, tag = $tag,
+                                            params(("server" = String, Path), $crate::extract::PageParams),
+                                            security(("token" = [$read])),
+                                            responses((status = 200, body = $crate::envelope::Paginated<$resource>))
+                                        )]
+        pub async fn $list_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::routes::servers::VisibleServer,
+            $crate::extract::Page(cursor): $crate::extract::Page,
+        ) -> Result<$crate::envelope::Paginated<$resource>, $crate::error::ApiError> {
+            $crate::routes::items::list::<$routes>(&state, &v.server, cursor).await
+        }
+
+        #[doc = $create_doc]
+        #[utoipa::path(
+                                            post, path = $collection, tag = $tag,
+                                            params(("server" = String, Path)),
+                                            request_body = $input,
+                                            security(("token" = [$create])),
+                                            responses((status = 201, body = $crate::envelope::Data<$resource>))
+                                        )]
+        pub async fn $create_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::routes::servers::VisibleServer,
+            audit: $crate::audit::AuditSlot,
+            $crate::extract::Json(body): $crate::extract::Json<$input>,
+        ) -> Result<(axum::http::StatusCode, $crate::envelope::Data<$resource>), $crate::error::ApiError> {
+            $crate::routes::items::create::<$routes>(&state, &v.server, &audit, body).await
+        }
+
+        #[doc = $show_doc]
+        #[utoipa::path(
+                                            get, path = $item, tag = $tag,
+                                            params(("server" = String, Path), ($param = String, Path)),
+                                            security(("token" = [$read])),
+                                            responses((status = 200, body = $crate::envelope::Data<$resource>))
+                                        )]
+        pub async fn $show_fn(
+            v: $crate::auth::Authorized<$crate::routes::items::OnItem<$routes>>,
+        ) -> Result<$crate::envelope::Data<$resource>, $crate::error::ApiError> {
+            $crate::routes::items::show::<$routes>(&v)
+        }
+
+        #[doc = $delete_doc]
+        #[utoipa::path(
+                                            delete, path = $item, tag = $tag,
+                                            params(("server" = String, Path), ($param = String, Path)),
+                                            security(("token" = [$delete])),
+                                            responses((status = 202, body = $crate::envelope::Accepted<$resource>))
+                                        )]
+        pub async fn $delete_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::auth::Authorized<$crate::routes::items::OnItem<$routes>>,
+            audit: $crate::audit::AuditSlot,
+        ) -> Result<$crate::envelope::Accepted<$resource>, $crate::error::ApiError> {
+            $crate::routes::items::delete::<$routes>(&state, v, &audit).await
+        }
+
+        /// Registers this kind's routes.
+        pub fn router(
+            router: utoipa_axum::router::OpenApiRouter<$crate::state::AppState>,
+        ) -> utoipa_axum::router::OpenApiRouter<$crate::state::AppState> {
+            // The path segment the loader reads must be the one the paths declare.
+            assert_eq!(<$routes as $crate::routes::items::ItemRoutes>::PARAM, $param, "{}", $item);
+            router.routes(utoipa_axum::routes!($list_fn, $create_fn)).routes(utoipa_axum::routes!($show_fn, $delete_fn))
+        }
+    };
+}

@@ -1,0 +1,171 @@
+//! Sites on a server, their deployments, releases and environment variables. Everything that
+//! touches the server runs as an operation: applying the site (`site.apply`), removing it
+//! (`site.remove`) and deploying or rolling back (`site.deploy`, one at a time per site: a
+//! second deploy waits behind the first).
+
+mod crud;
+mod deployments;
+mod env;
+mod log_stream;
+
+pub use crud::*;
+pub use deployments::*;
+pub use env::*;
+pub use log_stream::*;
+
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use slipway_core::site_input::{self};
+use slipway_engine::deploy::repository_context;
+use slipway_engine::sites::{self as engine_sites, SiteJob};
+use slipway_store::{Server, Site};
+use utoipa::ToSchema;
+
+use crate::audit::AuditSlot;
+use crate::auth::{Authorized, Principal, Target};
+use crate::error::ApiError;
+use crate::jobs::enqueue_site_job;
+use crate::routes::servers::OnServer;
+use crate::state::AppState;
+
+/// A site named by `{server}` and `{site}` that the caller may act on as the route requires,
+/// or 404 / 403.
+pub type VisibleSite = Authorized<OnSite>;
+
+#[derive(Debug)]
+pub struct OnSite {
+    pub site: Site,
+    pub server: Server,
+}
+
+impl Target for OnSite {
+    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
+        let OnServer { server } = OnServer::load(parts, state, principal).await?;
+        let id = crate::extract::path_param(parts, state, "site").await?;
+        let site = state.store.site(&id).await?.ok_or(ApiError::NotFound)?;
+        if site.server_id != server.id || !principal.may_touch_site(&site.id) {
+            return Err(ApiError::NotFound);
+        }
+        Ok(OnSite { site, server })
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.server.organization_id
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Repository {
+    /// The URL with any credentials replaced by `***`.
+    pub url: Option<String>,
+    pub branch: String,
+    /// The git repository it deploys, when it uses one.
+    pub git_repository_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthCheck {
+    pub path: String,
+    pub expected_status: i64,
+    /// Seconds the new release has to answer as expected.
+    pub timeout: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteResource {
+    pub id: String,
+    pub server_id: String,
+    pub domain: String,
+    pub aliases: Vec<String>,
+    /// `static`, `php`, `laravel`, `node` or `generic`.
+    pub project_type: String,
+    pub web_directory: String,
+    pub repository: Repository,
+    pub deploy_script: String,
+    /// The command that runs the app (node, generic); it must listen on `$PORT`.
+    pub app_command: Option<String>,
+    pub health_check: HealthCheck,
+    /// Releases with an atomic switch (`true`), or one working tree updated in place (`false`;
+    /// see `enable-zero-downtime`).
+    pub zero_downtime: bool,
+    pub keep_releases: i64,
+    /// Paths kept across releases, linked into each from the site's `shared/` directory.
+    pub shared_paths: Vec<String>,
+    /// The site's own Unix user on the server: its files, deploy script, PHP and app run as it,
+    /// so one site's code cannot read another's.
+    pub unix_user: String,
+    /// `installing`, `installed`, `failed` or `removing`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub suspended: bool,
+    /// The last deployment's status: `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub deployment_status: Option<String>,
+    pub last_deployed_at: Option<DateTime<Utc>>,
+    /// The id of the release that is live (a deployment id).
+    pub current_release: Option<String>,
+    /// The operation applying the last change, when this request queued one.
+    pub operation_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(crate) fn site_resource(state: &AppState, s: &Site, operation_id: Option<String>) -> SiteResource {
+    let url = s
+        .repository_url
+        .as_ref()
+        .and_then(|sealed| state.secrets.open(&repository_context(&s.id), sealed).ok())
+        .map(|bytes| site_input::redact_url(&String::from_utf8_lossy(&bytes)));
+    SiteResource {
+        id: s.id.clone(),
+        server_id: s.server_id.clone(),
+        domain: s.domain.clone(),
+        aliases: serde_json::from_str(&s.aliases).unwrap_or_default(),
+        project_type: s.project_type.clone(),
+        web_directory: s.web_directory.clone(),
+        repository: Repository {
+            url,
+            branch: s.repository_branch.clone(),
+            git_repository_id: s.git_repository_id.clone(),
+        },
+        deploy_script: s.deploy_script.clone(),
+        app_command: s.app_command.clone(),
+        health_check: HealthCheck {
+            path: s.health_check_path.clone(),
+            expected_status: s.health_check_status,
+            timeout: s.health_check_timeout,
+        },
+        zero_downtime: s.zero_downtime,
+        keep_releases: s.keep_releases,
+        shared_paths: serde_json::from_str(&s.shared_paths).unwrap_or_default(),
+        unix_user: engine_sites::site_user(&s.id).unwrap_or_default(),
+        status: s.status.clone(),
+        status_reason: s.status_reason.clone(),
+        suspended: s.suspended,
+        deployment_status: s.deployment_status.clone(),
+        last_deployed_at: s.last_deployed_at,
+        current_release: s.current_release.clone(),
+        operation_id,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
+pub(crate) async fn apply_site(state: &AppState, site: &Site) -> Result<String, ApiError> {
+    // Applying renders the whole site again, so it is safe to retry.
+    enqueue_site_job(state, site, slipway_engine::SITE_APPLY, SiteJob { site_id: site.id.clone() }, 3, None).await
+}
+
+pub(crate) fn audit_site(audit: &AuditSlot, site: &Site, action: &str, detail: Option<String>) {
+    audit.note(|n| {
+        n.action = Some(action.into());
+        n.organization_id = Some(site.organization_id.clone());
+        n.resource_id = Some(site.id.clone());
+        n.detail = detail;
+    });
+}
+
+/// Whether the site has something to deploy from.
+pub(crate) fn has_repository(site: &Site) -> bool {
+    site.repository_url.is_some() || site.git_repository_id.is_some()
+}

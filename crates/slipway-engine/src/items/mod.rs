@@ -1,0 +1,155 @@
+//! What Slipway keeps on a server besides its base setup, as kinds of item: SSH keys of the
+//! deploy user ([`ssh_keys`]) and firewall rules ([`network_rules`]). Every kind is applied the
+//! same way: render everything the server should have (every item not being removed) and replace
+//! Slipway's part on the server in one step, so a sync is idempotent and a failed one leaves the
+//! previous state in place.
+//!
+//! A kind is one module implementing [`ItemKind`], listed once in [`KINDS`]: its sync job is
+//! registered, provisioning applies it, and the API's item routes find it by name.
+
+pub mod network_rules;
+pub mod ssh_keys;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_remote::SshConnection;
+use slipway_store::{Server, ServerItem};
+
+use crate::Engine;
+use crate::script::Script;
+use crate::session::{connect, load_server, run_script, store_error};
+use crate::verify::ServerJob;
+
+pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
+pub use ssh_keys::{SshKeySpec, SshKeys};
+
+/// The user sites run as and people log in as to deploy by hand.
+pub const DEPLOY_USER: &str = "slipway";
+
+/// A kind of server item: how it is stored and how the whole set goes onto the server.
+pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
+    /// The `kind` column of its rows.
+    fn name(&self) -> &'static str;
+
+    /// The line provisioning logs before applying this kind.
+    fn progress(&self) -> &'static str;
+
+    /// The job that applies the whole set (`server.sync-…`).
+    fn sync_job(&self) -> &'static str;
+
+    /// The script that makes the server hold exactly `items` (each with its id), given as stored.
+    fn sync_script(&self, server: &Server, items: &[&ServerItem]) -> Result<Script, String>;
+}
+
+/// Every kind, in the order provisioning applies them (the firewall before the keys).
+pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys];
+
+/// The kind stored as `name`; an unknown name is an error, never another kind's sync.
+pub fn kind(name: &str) -> Result<&'static dyn ItemKind, JobError> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| JobError::failed(format!("unknown item kind {name:?}")))
+}
+
+/// The stored specs of `items`, each with its id.
+pub fn specs<T: DeserializeOwned>(items: &[&ServerItem]) -> Result<Vec<(String, T)>, String> {
+    items
+        .iter()
+        .map(|i| serde_json::from_str(&i.spec).map(|s| (i.id.clone(), s)).map_err(|e| format!("item {}: {e}", i.id)))
+        .collect()
+}
+
+/// Ids reach configuration files; they are Slipway's own ULIDs, checked anyway.
+pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("invalid {what} id {id:?}"));
+    }
+    Ok(())
+}
+
+/// Applies every item of `kind` the server should have, then records the outcome on the items
+/// that were part of it (items added meanwhile wait for their own sync).
+pub async fn apply(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &SshConnection,
+    server: &Server,
+    kind: &dyn ItemKind,
+) -> Result<(), JobError> {
+    let store = &engine.store;
+    let (items, _) = store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
+    let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) = items.iter().partition(|i| i.status == "removing");
+    let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let outcome = match kind.sync_script(server, &keep) {
+        Ok(script) => run_script(engine, ctx, connection, &script).await,
+        Err(e) => Err(JobError::failed(e)),
+    };
+    match &outcome {
+        Ok(()) => {
+            store.set_server_items_status(&ids(&keep), "installed", None).await.map_err(store_error)?;
+            store.delete_removed_server_items(&ids(&removing)).await.map_err(store_error)?;
+        }
+        Err(e) => {
+            let reason = match e {
+                JobError::Cancelled => "cancelled".to_string(),
+                other => other.to_string(),
+            };
+            let pending: Vec<&ServerItem> = keep.iter().copied().filter(|i| i.status != "installed").collect();
+            store.set_server_items_status(&ids(&pending), "failed", Some(&reason)).await.map_err(store_error)?;
+            store.set_server_items_status(&ids(&removing), "removing", Some(&reason)).await.map_err(store_error)?;
+        }
+    }
+    outcome
+}
+
+/// Queues a sync for each kind of item that changed while it could not be applied (during the
+/// first provisioning, which had already read its list).
+pub async fn resync_pending(engine: &Engine, server: &Server) -> Result<(), JobError> {
+    for kind in KINDS {
+        let (items, _) = engine.store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
+        if items.iter().any(|i| i.status != "installed") {
+            let spec = slipway_jobs::JobSpec::new(kind.sync_job(), ServerJob { server_id: server.id.clone() })
+                .resource(format!("server:{}", server.id))
+                .organization(server.organization_id.clone())
+                .idempotent(3);
+            slipway_jobs::enqueue(engine.store.as_ref(), spec).await.map_err(store_error)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sync job of one kind (`server.sync-ssh-keys`, `server.sync-network-rules`, …).
+#[derive(Debug)]
+pub struct SyncItems {
+    pub engine: Engine,
+    pub kind: &'static dyn ItemKind,
+}
+
+#[async_trait]
+impl JobHandler for SyncItems {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        // Retries ran out with the worker gone: say so on the items still waiting.
+        let Ok(payload) = serde_json::from_str::<ServerJob>(&job.payload) else { return };
+        if let Ok((items, _)) = self.engine.store.server_items(&payload.server_id, self.kind.name(), None).await {
+            let waiting: Vec<String> =
+                items.iter().filter(|i| i.status == "installing").map(|i| i.id.clone()).collect();
+            let reason = Some("interrupted (Slipway stopped while applying it); add it again or provision the server");
+            let _ = self.engine.store.set_server_items_status(&waiting, "failed", reason).await;
+        }
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: ServerJob = ctx.payload()?;
+        let server = load_server(&self.engine, &job.server_id).await?;
+        if server.provisioned_at.is_none() {
+            // Provisioning applies them; nothing to reach yet.
+            ctx.log("info", "the server is not provisioned yet; provisioning will apply this");
+            return Ok(());
+        }
+        let connection = connect(&self.engine, ctx, &server).await?;
+        apply(&self.engine, ctx, &connection, &server, self.kind).await
+    }
+}
