@@ -873,3 +873,36 @@ async fn refreshing_honours_the_parent_tokens_network_restriction() {
     let here = app.send(from_ip(json_request(Method::POST, "/api/v1/auth/refresh", None, body), [127, 0, 0, 1])).await;
     assert_eq!(here.status, StatusCode::OK, "{}", here.text());
 }
+
+#[tokio::test]
+async fn managing_an_organization_token_requires_covering_it() {
+    let app = app().await;
+    let owner = app.user("cover-org@example.com").await;
+    let org = owner.org_id.clone();
+    let created = app
+        .post_as(
+            &format!("/api/v1/organizations/{org}/tokens"),
+            &owner.token,
+            json!({"name": "ci", "abilities": ["server:read"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+    let narrow = app.token(&owner.id, &["token:read", "token:delete"], |_| {}).await;
+    let path = format!("/api/v1/organizations/{org}/tokens/{id}");
+    let reply = app.call(Method::DELETE, &path, Some(&narrow), None).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_FOUND,
+        "a token it does not cover, as for personal tokens: {}",
+        reply.text()
+    );
+    let plain = created.json()["data"]["plain_text_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get_as(&format!("/api/v1/organizations/{org}/tokens"), &owner.token).await.json()["meta"]["total"],
+        1
+    );
+    let covering = app.token(&owner.id, &["server:read", "token:delete"], |_| {}).await;
+    assert_eq!(app.call(Method::DELETE, &path, Some(&covering), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get_as("/api/v1/servers", &plain).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -225,6 +225,12 @@ impl Principal {
             && expiry_within
     }
 
+    /// Whether this principal may manage the stored token `row`: a live token it entirely
+    /// covers ([`Principal::covers_token`]). The same rule for personal and organisation tokens.
+    pub fn may_manage(&self, row: &AccessToken) -> bool {
+        row.revoked_at.is_none() && Principal::of_token(row).is_ok_and(|target| self.covers_token(&target))
+    }
+
     /// Tokens restricted to some servers or sites never act at the organisation level (members,
     /// settings, organisation tokens, git providers and repositories, the audit log): from there
     /// they could hand themselves, or someone else, what their restriction withholds.

@@ -427,10 +427,12 @@ pub async fn revoke_organization_token(
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     let id = path.1;
+    // As for personal tokens: only one the caller entirely covers (abilities, restrictions,
+    // expiry), so a narrow token cannot revoke a wider one.
     let token = state.store.token(&id).await?.filter(|t| {
         t.kind == crate::auth::TokenKind::Organization.as_str()
             && t.organization_id.as_deref() == Some(org.organization.id.as_str())
-            && t.revoked_at.is_none()
+            && org.principal.may_manage(t)
     });
     let token = token.ok_or(ApiError::NotFound)?;
     state.store.revoke_token(&token.id, now()).await?;

@@ -289,17 +289,14 @@ impl FromRequestParts<AppState> for OwnToken {
         let Path(id) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
         let user = principal.user_id()?;
         match state.store.token(&id).await? {
+            // Only a token the caller entirely covers: a narrow token must not reach (nor
+            // rotate and receive the secret of) a wider one of the same user.
             Some(t)
                 if t.user_id.as_deref() == Some(user)
                     && t.kind == TokenKind::Personal.as_str()
-                    && t.revoked_at.is_none() =>
+                    && principal.may_manage(&t) =>
             {
-                // Only a token the caller entirely covers: a narrow token must not reach (nor
-                // rotate and receive the secret of) a wider one of the same user.
-                match Principal::of_token(&t) {
-                    Ok(target) if principal.covers_token(&target) => Ok(OwnToken(t)),
-                    _ => Err(ApiError::NotFound),
-                }
+                Ok(OwnToken(t))
             }
             _ => Err(ApiError::NotFound),
         }
