@@ -906,3 +906,61 @@ async fn managing_an_organization_token_requires_covering_it() {
     assert_eq!(app.call(Method::DELETE, &path, Some(&covering), None).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get_as("/api/v1/servers", &plain).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_jwt_cannot_create_or_rotate_tokens() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let user = app.user("jwt-mint@example.com").await;
+        let org = user.org_id.clone();
+        let pair = app.post_as("/api/v1/auth/exchange", &user.token, json!({})).await.json();
+        let access = pair["access_token"].as_str().unwrap().to_string();
+        let before = app.get_as("/api/v1/tokens", &user.token).await.json()["meta"]["total"].clone();
+        let own_id = app.get_as("/api/v1/tokens/current", &user.token).await.json()["data"]["id"].clone();
+        for (path, body) in [
+            ("/api/v1/tokens".to_string(), json!({"name": "forever"})),
+            (format!("/api/v1/organizations/{org}/tokens"), json!({"name": "forever"})),
+            (format!("/api/v1/tokens/{}/rotate", own_id.as_str().unwrap()), json!({})),
+        ] {
+            let reply = app.post_as(&path, &access, body).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}: {}", reply.text());
+            assert!(reply.json()["message"].as_str().unwrap().contains("access token"), "{}", reply.text());
+        }
+        assert_eq!(app.get_as("/api/v1/tokens", &user.token).await.json()["meta"]["total"], before, "nothing minted");
+
+        // Refresh-token reuse revokes the family; nothing made with the JWT outlives it.
+        let refresh = |t: &str| app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": t})));
+        let first = pair["refresh_token"].as_str().unwrap().to_string();
+        assert_eq!(refresh(&first).await.status, StatusCode::OK);
+        assert_eq!(refresh(&first).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/api/v1/user", &access).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/api/v1/tokens", &user.token).await.json()["meta"]["total"], before);
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_current_token_with_a_jwt_revokes_only_its_family() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let user = app.user("jwt-current@example.com").await;
+        for (method, path) in [(Method::DELETE, "/api/v1/tokens/current"), (Method::POST, "/api/v1/logout")] {
+            let pair = app.post_as("/api/v1/auth/exchange", &user.token, json!({})).await.json();
+            let other = app.post_as("/api/v1/auth/exchange", &user.token, json!({})).await.json();
+            let access = pair["access_token"].as_str().unwrap().to_string();
+            let reply = app.call(method.clone(), path, Some(&access), None).await;
+            assert!(reply.status.is_success(), "{path}: {}", reply.text());
+            assert_eq!(app.get_as("/api/v1/user", &access).await.status, StatusCode::UNAUTHORIZED, "{path}");
+            let refreshed = app
+                .call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": pair["refresh_token"]})))
+                .await;
+            assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED, "{path}: the family's refresh token too");
+            assert_eq!(
+                app.get_as("/api/v1/user", &user.token).await.status,
+                StatusCode::OK,
+                "{path}: the parent lives"
+            );
+            let sibling = other["access_token"].as_str().unwrap();
+            assert_eq!(app.get_as("/api/v1/user", sibling).await.status, StatusCode::OK, "{path}: other families too");
+        }
+    }
+}

@@ -108,11 +108,7 @@ pub async fn exchange(
     principal: Principal,
     audit: AuditSlot,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
-    if principal.jwt_family.is_some() {
-        return Err(ApiError::Forbidden(
-            "Exchange an access token, not a JWT; use /auth/refresh to renew a JWT.".into(),
-        ));
-    }
+    principal.refuse_if_jwt("be exchanged (renew a JWT at /auth/refresh)")?;
     let family_id = slipway_core::new_id();
     let (first, plain) = new_refresh(&family_id, &state);
     state.store.create_token_family(&family_id, &principal.token_id, &first).await?;

@@ -123,6 +123,9 @@ pub async fn issue(
     creator: Option<&Principal>,
     req: TokenRequest,
 ) -> Result<(AccessToken, PlainToken), ApiError> {
+    if let Some(c) = creator {
+        c.refuse_if_jwt("create tokens")?;
+    }
     let mut errors = FieldErrors::new();
     identity::check_label(&mut errors, "name", &req.name);
 
@@ -333,7 +336,8 @@ pub async fn list_tokens(
 }
 
 /// Create a personal access token. It can hold only abilities and restrictions the token
-/// making the request has; the secret is in the response and never shown again.
+/// making the request has; the secret is in the response and never shown again. A JWT cannot
+/// create tokens (403): use an access token.
 #[utoipa::path(
     post, path = "/api/v1/tokens", tag = "tokens",
     request_body = CreateToken,
@@ -383,7 +387,8 @@ pub async fn current_token(
     Ok(Data { data: (&row).into() })
 }
 
-/// Revoke the token used for this request.
+/// Revoke what authenticated this request: the access token, or for a JWT only its exchange
+/// family (its JWTs and refresh tokens); the parent token stays valid.
 #[utoipa::path(
     delete, path = "/api/v1/tokens/current", tag = "tokens",
     security(("token" = [])),
@@ -398,12 +403,26 @@ pub async fn revoke_current_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes exactly what authenticated the request: the access token, or for a JWT its
+/// exchange family (every JWT and refresh token of it), leaving the parent token valid.
 async fn revoke_principal(state: &AppState, principal: &Principal, audit: &AuditSlot) -> Result<(), ApiError> {
-    state.store.revoke_token(&principal.token_id, now()).await?;
-    audit.note(|n| {
-        n.action = Some("token.revoke".into());
-        n.resource_id = Some(principal.token_id.clone());
-    });
+    match &principal.jwt_family {
+        Some(family) => {
+            state.store.revoke_token_family(family, now()).await?;
+            audit.note(|n| {
+                n.action = Some("token.revoke".into());
+                n.resource_id = Some(family.clone());
+                n.detail = Some("the JWT family used for the request; its parent token stays valid".into());
+            });
+        }
+        None => {
+            state.store.revoke_token(&principal.token_id, now()).await?;
+            audit.note(|n| {
+                n.action = Some("token.revoke".into());
+                n.resource_id = Some(principal.token_id.clone());
+            });
+        }
+    }
     Ok(())
 }
 
@@ -413,7 +432,7 @@ pub struct Message {
     pub message: String,
 }
 
-/// Log out: revoke the token used for this request.
+/// Log out: revoke what authenticated this request (the access token, or a JWT's family).
 #[utoipa::path(
     post, path = "/api/v1/logout", tag = "account",
     security(("token" = [])),
@@ -534,6 +553,7 @@ pub async fn revoke_token(
 
 /// Rotate a token: a new secret with the same settings; the old secret stops working at once.
 /// Send an `Idempotency-Key` so that a retry returns the same new secret instead of failing.
+/// A JWT cannot rotate tokens (403): use an access token.
 #[utoipa::path(
     post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
@@ -547,6 +567,7 @@ pub async fn rotate_token(
     audit: AuditSlot,
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
 ) -> Result<Response, ApiError> {
+    principal.refuse_if_jwt("rotate tokens")?;
     count_token_creation(&state, &format!("token:{}", principal.token_id), report.as_deref()).await?;
     let (row, plain) = rotate(&state, &token).await?;
     audit.note(|n| {
