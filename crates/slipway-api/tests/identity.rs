@@ -719,7 +719,10 @@ async fn the_audit_log_records_auth_events_and_mutations_without_secrets() {
     );
     let data = events.json()["data"].as_array().unwrap().clone();
     let find = |action: &str| {
-        data.iter().find(|e| e["action"] == action).cloned().unwrap_or_else(|| panic!("no {action} in {text}"))
+        data.iter()
+            .find(|e| e["action"] == action && e["outcome"] != "denied")
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} in {text}"))
     };
     let failed = find("login.failed");
     assert_eq!(
@@ -734,8 +737,9 @@ async fn the_audit_log_records_auth_events_and_mutations_without_secrets() {
     );
     assert!(create["request_id"].is_string());
     assert!(
-        data.iter().any(|e| e["outcome"] == "denied" && e["route"] == "/api/v1/tokens"),
-        "a 403 is recorded as denied"
+        data.iter()
+            .any(|e| e["outcome"] == "denied" && e["action"] == "token.create" && e["route"] == "/api/v1/tokens"),
+        "a 403 is recorded as denied, under the operation's action"
     );
     assert!(data.iter().any(|e| e["action"] == "member.add" && e["organization_id"] == owner.org_id.as_str()));
 
@@ -963,4 +967,69 @@ async fn revoking_the_current_token_with_a_jwt_revokes_only_its_family() {
             assert_eq!(app.get_as("/api/v1/user", sibling).await.status, StatusCode::OK, "{path}: other families too");
         }
     }
+}
+
+/// The (action, outcome) of the audit events the token may read that match `query`.
+async fn actions(app: &TestApp, token: &str, query: &str) -> Vec<(Value, Value)> {
+    let uri = format!("/api/v1/audit-events?per_page=100&{query}");
+    let reply = app.get_as(&uri, token).await;
+    assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
+    reply.json()["data"].as_array().unwrap().iter().map(|e| (e["action"].clone(), e["outcome"].clone())).collect()
+}
+
+#[tokio::test]
+async fn security_events_are_recorded_against_the_account_they_concern() {
+    let app = app().await;
+    common::within_one_rate_window().await;
+    let owner = app.user("events@example.com").await;
+    let org = owner.org_id.clone();
+    // A reused refresh token, of a personal token and of an organization token.
+    let ci = app
+        .post_as(
+            &format!("/api/v1/organizations/{org}/tokens"),
+            &owner.token,
+            json!({"name": "ci", "abilities": ["server:read"]}),
+        )
+        .await
+        .json();
+    for parent in [owner.token.clone(), ci["data"]["plain_text_token"].as_str().unwrap().to_string()] {
+        let pair = app.post_as("/api/v1/auth/exchange", &parent, json!({})).await.json();
+        let body = json!({"refresh_token": pair["refresh_token"]});
+        for _ in 0..2 {
+            app.call(Method::POST, "/api/v1/auth/refresh", None, Some(body.clone())).await;
+        }
+    }
+    let reuse = app.get_as("/api/v1/audit-events?action=jwt.refresh_reuse", &owner.token).await.json();
+    assert_eq!(reuse["meta"]["total"], 2, "{reuse}");
+    let events = reuse["data"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["actor_user_id"] == owner.id.as_str()), "{reuse}");
+    assert!(
+        events.iter().any(|e| e["organization_id"] == org.as_str() && e["token_id"] == ci["data"]["id"]),
+        "{reuse}"
+    );
+    // `jwt.refresh` finds the successful renewals; the reuse is its own event.
+    assert_eq!(actions(&app, &owner.token, "action=jwt.refresh").await.len(), 2);
+
+    // Failed and rate-limited logins are the account's: one filter finds them all.
+    for _ in 0..6 {
+        login(&app, "events@example.com", json!({"password": "wrong password!"})).await;
+    }
+    let logins = actions(&app, &owner.token, "action=login").await;
+    assert!(logins.contains(&(json!("login.failed"), json!("failure"))), "{logins:?}");
+    assert!(logins.contains(&(json!("login"), json!("rate_limited"))), "{logins:?}");
+    assert_eq!(
+        actions(&app, &owner.token, "action=login&outcome=rate_limited").await,
+        vec![(json!("login"), json!("rate_limited"))]
+    );
+
+    // A token refused by the guard is recorded under the same action as one created.
+    let narrow = app.token(&owner.id, &["server:read"], |_| {}).await;
+    assert_eq!(app.post_as("/api/v1/tokens", &narrow, json!({"name": "x"})).await.status, StatusCode::FORBIDDEN);
+    app.post_as("/api/v1/tokens", &owner.token, json!({"name": "y"})).await;
+    let creations = actions(&app, &owner.token, "action=token.create").await;
+    assert_eq!(creations, vec![(json!("token.create"), json!("success")), (json!("token.create"), json!("denied"))]);
+    assert_eq!(
+        app.get_as("/api/v1/audit-events?outcome=maybe", &owner.token).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 }

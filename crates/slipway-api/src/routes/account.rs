@@ -224,7 +224,6 @@ pub async fn setup(
 ) -> Result<Response, ApiError> {
     let result = run_setup(&state, body, ip_of(&ip)).await?;
     audit.note(|n| {
-        n.action = Some("setup".into());
         n.actor_user_id = Some(result.user.id.clone());
         n.organization_id = Some(result.organization_id.clone());
         n.resource_id = Some(result.user.id.clone());
@@ -268,7 +267,6 @@ pub async fn register(
     errors.into_result()?;
     let (user, organization_id) = create_account(&state, account.expect("valid"), &organization).await?;
     audit.note(|n| {
-        n.action = Some("register".into());
         n.actor_user_id = Some(user.id.clone());
         n.organization_id = Some(organization_id);
         n.resource_id = Some(user.id.clone());
@@ -305,26 +303,26 @@ pub async fn login(
     report: Option<Extension<RateLimitReport>>,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    count_auth_attempt(&state, ip_of(&ip), Some(body.email.trim()), report.as_deref()).await?;
     let user = match Email::parse(&body.email) {
         Ok(email) => state.store.user_by_email(&email.normalized()).await?,
         Err(_) => None,
     };
+    // Every attempt, a rate-limited or failed one too, is recorded against the account it names
+    // (when that exists), so its owner can see the attempts.
+    audit.note(|n| n.actor_user_id = user.as_ref().map(|u| u.id.clone()));
+    count_auth_attempt(&state, ip_of(&ip), Some(body.email.trim()), report.as_deref()).await?;
     // Verify against a dummy hash for unknown accounts, so timing does not reveal which exist.
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
     let password = body.password.clone();
     let password_ok =
         tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
     let Some(user) = user.as_ref().filter(|_| password_ok).cloned() else {
-        // The targeted account (when it exists) is recorded, so its owner can see the attempts.
         audit.note(|n| {
             n.action = Some("login.failed".into());
-            n.actor_user_id = user.as_ref().map(|u| u.id.clone());
             n.detail = Some("bad credentials".into());
         });
         return Err(ApiError::validation("email", BAD_CREDENTIALS));
     };
-    audit.note(|n| n.actor_user_id = Some(user.id.clone()));
     if user.totp_enabled {
         let Some(code) = body.otp.as_deref().filter(|c| !c.trim().is_empty()) else {
             audit.note(|n| {
@@ -346,7 +344,6 @@ pub async fn login(
     let (row, plain) =
         issue(&state, None, login_token(&user.id, &name, "login", body.abilities, body.expires_at)).await?;
     audit.note(|n| {
-        n.action = Some("login".into());
         n.token_id = Some(row.id.clone());
         n.resource_id = Some(row.id.clone());
     });
@@ -480,7 +477,6 @@ pub struct RecoveryCodes {
 pub async fn confirm_two_factor(
     State(state): State<AppState>,
     principal: Principal,
-    audit: AuditSlot,
     Json(body): Json<TwoFactorCode>,
 ) -> Result<Data<RecoveryCodes>, ApiError> {
     let user = state.store.user(principal.user_id()?).await?.ok_or(ApiError::NotFound)?;
@@ -500,7 +496,6 @@ pub async fn confirm_two_factor(
     let hashes = serde_json::to_string(&hashes).expect("strings serialise");
     state.store.set_user_two_factor(&user.id, Some(&sealed), true, Some(&hashes)).await?;
     state.store.record_totp_counter(&user.id, counter as i64).await?;
-    audit.note(|n| n.action = Some("two_factor.enable".into()));
     Ok(Data { data: RecoveryCodes { recovery_codes: codes } })
 }
 
@@ -533,6 +528,5 @@ pub async fn disable_two_factor(
         return Err(ApiError::validation("code", "The one-time code is not valid."));
     }
     state.store.set_user_two_factor(&user.id, None, false, None).await?;
-    audit.note(|n| n.action = Some("two_factor.disable".into()));
     Ok(axum::Json(crate::routes::tokens::Message { message: "Two-factor authentication is off.".into() }))
 }

@@ -157,7 +157,6 @@ pub async fn create_git_provider(
     };
     state.store.insert_git_provider(&provider).await?;
     audit.note(|n| {
-        n.action = Some("git-provider.create".into());
         n.organization_id = Some(provider.organization_id.clone());
         n.resource_id = Some(provider.id.clone());
     });
@@ -189,7 +188,6 @@ pub async fn delete_git_provider(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_git_provider(&v.provider.id).await?;
     audit.note(|n| {
-        n.action = Some("git-provider.delete".into());
         n.organization_id = Some(v.provider.organization_id.clone());
         n.resource_id = Some(v.provider.id.clone());
     });
@@ -345,7 +343,6 @@ pub async fn create_git_repository(
     };
     state.store.insert_git_repository(&repository).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.create".into());
         n.organization_id = Some(repository.organization_id.clone());
         n.resource_id = Some(repository.id.clone());
     });
@@ -381,7 +378,6 @@ pub async fn delete_git_repository(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_git_repository(&v.repository.id).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.delete".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -408,7 +404,6 @@ pub async fn setup_deploy_key(
     let changes = GitRepositoryChanges { deploy_key: Some((public, sealed)), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.setup-deploy-key".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -442,7 +437,6 @@ pub async fn enable_auto_deploy(
     let changes = GitRepositoryChanges { webhook_secret: Some(Some(sealed)), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.enable-auto-deploy".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -465,7 +459,6 @@ pub async fn disable_auto_deploy(
     let changes = GitRepositoryChanges { webhook_secret: Some(None), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.disable-auto-deploy".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });

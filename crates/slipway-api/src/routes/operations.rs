@@ -129,7 +129,6 @@ pub async fn cancel_operation(
         CancelOutcome::NotFound => return Err(ApiError::NotFound),
     };
     audit.note(|n| {
-        n.action = Some("operation.cancel".into());
         n.organization_id = Some(op.organization_id.clone());
         n.resource_id = Some(op.job.id.clone());
     });

@@ -173,7 +173,6 @@ pub async fn update_organization(
     errors.into_result()?;
     state.store.update_organization(&org.organization.id, body.name.as_deref().map(str::trim), lifetime).await?;
     audit.note(|n| {
-        n.action = Some("organization.update".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(org.organization.id.clone());
     });
@@ -274,7 +273,6 @@ pub async fn add_member(
         other => other?,
     }
     audit.note(|n| {
-        n.action = Some("member.add".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(user.id.clone());
         n.detail = Some(format!("role {role}"));
@@ -316,7 +314,6 @@ pub async fn change_member(
     }
     state.store.change_member_role(&org.organization.id, &user, role.as_str()).await?;
     audit.note(|n| {
-        n.action = Some("member.change_role".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(user.clone());
         n.detail = Some(format!("{} -> {role}", member.role));
@@ -345,7 +342,6 @@ pub async fn remove_member(
     }
     state.store.remove_member(&org.organization.id, &user).await?;
     audit.note(|n| {
-        n.action = Some("member.remove".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(user.clone());
     });
@@ -406,7 +402,6 @@ pub async fn create_organization_token(
     };
     let (row, plain) = issue(&state, Some(&org.principal), request).await?;
     audit.note(|n| {
-        n.action = Some("organization_token.create".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(row.id.clone());
     });
@@ -437,7 +432,6 @@ pub async fn revoke_organization_token(
     let token = token.ok_or(ApiError::NotFound)?;
     state.store.revoke_token(&token.id, now()).await?;
     audit.note(|n| {
-        n.action = Some("organization_token.revoke".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(token.id.clone());
     });

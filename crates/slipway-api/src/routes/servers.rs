@@ -266,7 +266,6 @@ pub async fn create_server(
     };
     state.store.insert_server(&server).await?;
     audit.note(|n| {
-        n.action = Some("server.create".into());
         n.organization_id = Some(organization_id);
         n.resource_id = Some(server.id.clone());
     });
@@ -332,7 +331,6 @@ pub async fn update_server(
     };
     state.store.update_server(&v.server.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("server.update".into());
         n.organization_id = Some(v.server.organization_id.clone());
         n.resource_id = Some(v.server.id.clone());
     });
@@ -355,7 +353,6 @@ pub async fn delete_server(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_server(&v.server.id).await?;
     audit.note(|n| {
-        n.action = Some("server.delete".into());
         n.organization_id = Some(v.server.organization_id.clone());
         n.resource_id = Some(v.server.id.clone());
     });

@@ -367,7 +367,6 @@ pub async fn create_token(
     };
     let (row, plain) = issue(&state, Some(&principal), request).await?;
     audit.note(|n| {
-        n.action = Some("token.create".into());
         n.resource_id = Some(row.id.clone());
     });
     Ok(new_token_response(&row, &plain))
@@ -410,7 +409,6 @@ async fn revoke_principal(state: &AppState, principal: &Principal, audit: &Audit
         Some(family) => {
             state.store.revoke_token_family(family, now()).await?;
             audit.note(|n| {
-                n.action = Some("token.revoke".into());
                 n.resource_id = Some(family.clone());
                 n.detail = Some("the JWT family used for the request; its parent token stays valid".into());
             });
@@ -418,7 +416,6 @@ async fn revoke_principal(state: &AppState, principal: &Principal, audit: &Audit
         None => {
             state.store.revoke_token(&principal.token_id, now()).await?;
             audit.note(|n| {
-                n.action = Some("token.revoke".into());
                 n.resource_id = Some(principal.token_id.clone());
             });
         }
@@ -444,7 +441,6 @@ pub async fn logout(
     audit: AuditSlot,
 ) -> Result<axum::Json<Message>, ApiError> {
     revoke_principal(&state, &principal, &audit).await?;
-    audit.note(|n| n.action = Some("logout".into()));
     Ok(axum::Json(Message { message: "Logged out.".into() }))
 }
 
@@ -524,7 +520,6 @@ pub async fn update_token(
     errors.into_result()?;
     state.store.update_token(&token.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("token.update".into());
         n.resource_id = Some(token.id.clone());
     });
     let row = state.store.token(&token.id).await?.ok_or(ApiError::NotFound)?;
@@ -545,7 +540,6 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     state.store.revoke_token(&token.id, now()).await?;
     audit.note(|n| {
-        n.action = Some("token.revoke".into());
         n.resource_id = Some(token.id.clone());
     });
     Ok(StatusCode::NO_CONTENT)
@@ -571,7 +565,6 @@ pub async fn rotate_token(
     count_token_creation(&state, &format!("token:{}", principal.token_id), report.as_deref()).await?;
     let (row, plain) = rotate(&state, &token).await?;
     audit.note(|n| {
-        n.action = Some("token.rotate".into());
         n.resource_id = Some(token.id.clone());
         n.detail = Some(format!("replaced by {}", row.id));
     });
