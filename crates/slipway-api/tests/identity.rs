@@ -168,9 +168,15 @@ async fn both_header_schemes_are_accepted_in_any_case() {
 async fn tokens_never_exceed_their_creator() {
     let app = app().await;
     let user = app.user("c@example.com").await;
+    let mut servers = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        let body = json!({"name": name, "provider": "custom", "ip_address": "203.0.113.10"});
+        servers.push(app.post_as("/api/v1/servers", &user.token, body).await.json()["data"]["id"].clone());
+    }
+    let (s1, s2, s3) = (servers[0].clone(), servers[1].clone(), servers[2].clone());
     let narrow = app
         .token(&user.id, &["token:*", "site:read"], |t| {
-            t.server_ids = Some(r#"["s1","s2"]"#.into());
+            t.server_ids = Some(json!([s1, s2]).to_string());
             t.allowed_ips = Some(r#"["127.0.0.0/8"]"#.into());
             t.expires_at = Some(slipway_core::time::now() + chrono::Duration::days(1));
         })
@@ -180,7 +186,7 @@ async fn tokens_never_exceed_their_creator() {
     let wider = create(json!({"name": "x", "abilities": ["site:*"]})).await;
     assert_eq!(wider.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(wider.json()["errors"]["abilities"][0].as_str().unwrap().contains("site:*"));
-    let wider_servers = create(json!({"name": "x", "server_ids": ["s3"]})).await;
+    let wider_servers = create(json!({"name": "x", "server_ids": [s3]})).await;
     assert!(wider_servers.json()["errors"]["server_ids"].is_array());
     let wider_ips = create(json!({"name": "x", "allowed_ips": ["10.0.0.0/8"]})).await;
     assert!(wider_ips.json()["errors"]["allowed_ips.0"].is_array());
@@ -196,14 +202,13 @@ async fn tokens_never_exceed_their_creator() {
     assert_eq!(inherited.status, StatusCode::CREATED, "{}", inherited.text());
     let child = inherited.json()["data"].clone();
     assert_eq!(child["abilities"], json!(["site:read", "token:*"]));
-    assert_eq!(child["server_ids"], json!(["s1", "s2"]));
+    assert_eq!(child["server_ids"], json!([s1, s2]));
     assert_eq!(child["allowed_ips"], json!(["127.0.0.0/8"]));
     assert!(child["expires_at"].is_string(), "inherits the creator's expiry");
 
-    let subset = create(
-        json!({"name": "deploy", "abilities": ["site:read"], "server_ids": ["s1"], "allowed_ips": ["127.0.0.1"]}),
-    )
-    .await;
+    let subset =
+        create(json!({"name": "deploy", "abilities": ["site:read"], "server_ids": [s1], "allowed_ips": ["127.0.0.1"]}))
+            .await;
     assert_eq!(subset.status, StatusCode::CREATED, "{}", subset.text());
     assert_eq!(subset.json()["data"]["allowed_ips"], json!(["127.0.0.1/32"]));
 
@@ -1032,4 +1037,100 @@ async fn security_events_are_recorded_against_the_account_they_concern() {
         app.get_as("/api/v1/audit-events?outcome=maybe", &owner.token).await.status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+}
+
+#[tokio::test]
+async fn names_need_a_visible_character_and_token_lists_are_real_and_bounded() {
+    let app = app().await;
+    let owner = app.user("nonsense@example.com").await;
+    let org = owner.org_id.clone();
+    let invisible = "\u{200B}\u{200D}\u{2060}\u{3164}";
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/tokens".to_string(), json!({"name": invisible})),
+        (Method::POST, format!("/api/v1/organizations/{org}/tokens"), json!({"name": invisible})),
+        (
+            Method::POST,
+            "/api/v1/servers".to_string(),
+            json!({"name": invisible, "provider": "custom", "ip_address": "203.0.113.10"}),
+        ),
+        (Method::PATCH, format!("/api/v1/organizations/{org}"), json!({"name": invisible})),
+    ] {
+        let reply = app.call(method, &path, Some(&owner.token), Some(body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {}", reply.text());
+        assert_eq!(reply.json()["errors"]["name"][0], "The name must contain a visible character.", "{path}");
+    }
+
+    // Restrictions name servers and sites that exist in the token's organizations.
+    let server = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "web", "provider": "custom", "ip_address": "203.0.113.10"}),
+        )
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stranger = app.user("stranger@example.com").await;
+    let theirs = app
+        .post_as(
+            "/api/v1/servers",
+            &stranger.token,
+            json!({"name": "x", "provider": "custom", "ip_address": "203.0.113.11"}),
+        )
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let made_up = slipway_core::new_id();
+    let reply = app
+        .post_as(
+            "/api/v1/tokens",
+            &owner.token,
+            json!({"name": "t", "server_ids": [server, theirs, made_up], "site_ids": [made_up]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    let errors = reply.json()["errors"].clone();
+    let servers = errors["server_ids"][0].as_str().unwrap();
+    assert!(servers.contains(&theirs) && servers.contains(&made_up) && !servers.contains(&server), "{errors}");
+    assert!(errors["site_ids"][0].as_str().unwrap().contains(&made_up), "{errors}");
+    let ok = app.post_as("/api/v1/tokens", &owner.token, json!({"name": "t", "server_ids": [server]})).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text());
+    let id = ok.json()["data"]["id"].as_str().unwrap().to_string();
+    let unrestricted = app.post_as("/api/v1/tokens", &owner.token, json!({"name": "u"})).await.json();
+    let patch = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/tokens/{}", unrestricted["data"]["id"].as_str().unwrap()),
+            Some(&owner.token),
+            Some(json!({"site_ids": [made_up]})),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::UNPROCESSABLE_ENTITY, "narrowing to made-up ids too: {}", patch.text());
+
+    // Lists are bounded.
+    let ids: Vec<String> = (0..101).map(|_| slipway_core::new_id()).collect();
+    let nets: Vec<String> = (0..51).map(|i| format!("10.0.{i}.0/24")).collect();
+    let abilities: Vec<&str> = std::iter::repeat_n("server:read", 101).collect();
+    for (field, value) in [
+        ("server_ids", json!(ids)),
+        ("site_ids", json!(ids)),
+        ("allowed_ips", json!(nets)),
+        ("abilities", json!(abilities)),
+    ] {
+        let reply = app.post_as("/api/v1/tokens", &owner.token, json!({"name": "big", field: value})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert!(
+            reply.json()["errors"][field][0].as_str().unwrap().contains("may not have more than"),
+            "{}",
+            reply.text()
+        );
+        let patched = app
+            .call(Method::PATCH, &format!("/api/v1/tokens/{id}"), Some(&owner.token), Some(json!({field: value})))
+            .await;
+        assert_eq!(patched.status, StatusCode::UNPROCESSABLE_ENTITY, "PATCH {field}");
+    }
 }
