@@ -1,7 +1,7 @@
 //! Reading the audit log: members see their own events, owners and admins their
 //! organisations' events too.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::Role;
@@ -12,7 +12,7 @@ use crate::auth::Principal;
 use crate::auth::principal::TokenKind;
 use crate::envelope::Paginated;
 use crate::error::ApiError;
-use crate::extract::Page;
+use crate::extract::{Page, Query};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,9 +122,8 @@ pub async fn list_audit_events(
     State(state): State<AppState>,
     principal: Principal,
     Page(cursor): Page,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<AuditQuery>,
 ) -> Result<Paginated<AuditEventResource>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
     let mut filter = AuditFilter {
         actor: q.actor,
         token: q.token,
