@@ -267,3 +267,78 @@ async fn the_api_reference_is_served_with_no_external_assets() {
     assert!(init.contains("/api/v1/openapi.json"), "{init}");
     assert!(init.contains("\"validatorUrl\": \"none\"") || init.contains("\"validatorUrl\":\"none\""), "{init}");
 }
+
+/// The response to one request on a raw connection: its head (lower-cased) and whether the
+/// server then closed the connection.
+async fn exchange_on(stream: &mut tokio::net::TcpStream, head: &str, body_later: &[u8]) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await?;
+    // The body arrives in a later packet, after the server may already have answered.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stream.write_all(body_later).await?;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response).to_lowercase();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return Ok(head.to_string());
+            }
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a whole response"))
+}
+
+#[tokio::test]
+async fn an_early_refusal_never_drops_the_connection_without_saying_so() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| {
+        c.max_body_bytes = 100_000;
+        c.rate_limits.api_per_minute = 10_000;
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = app.router.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    let body = br#"{"name": "ci", "abilities": ["server:read"]}"#;
+    // Within the body limit an unread body is read and dropped, so the connection carries on;
+    // over it the answer says `Connection: close`.
+    let (big, too_big) = (vec![b' '; 90_000], vec![b' '; 150_000]);
+    let cases = [("", &body[..]), ("Authorization: Bearer slp_nonsense\r\n", &body[..]), ("", &big), ("", &too_big)];
+    for (token, body) in cases {
+        for trial in 0..20 {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let head = format!(
+                "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let first = exchange_on(&mut stream, &head, body).await.unwrap_or_else(|e| {
+                panic!("trial {trial}: no whole response ({e}): the client sees a dropped connection")
+            });
+            assert!(first.starts_with("http/1.1 401"), "{first}");
+            if first.lines().any(|l| l == "connection: close") {
+                // Closed after the response: nothing more may come.
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+                continue;
+            }
+            // Otherwise the connection must still be usable.
+            let again = exchange_on(&mut stream, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+                .await
+                .unwrap_or_else(|e| panic!("trial {trial}: kept alive but unusable ({e})"));
+            assert!(again.starts_with("http/1.1 200"), "{again}");
+        }
+    }
+}
