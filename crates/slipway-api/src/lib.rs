@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod schema;
 pub mod state;
 pub mod unread_body;
 

@@ -36,7 +36,17 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "health", description = "Health, readiness and metrics for operators."),
         (name = "operations", description = "The jobs behind every action on a server: status, log, cancel."),
     ),
-    components(schemas(ErrorBody, ValidationErrorBody, PageMetaSchema, PageLinks))
+    components(schemas(
+        ErrorBody,
+        ValidationErrorBody,
+        PageMetaSchema,
+        PageLinks,
+        crate::schema::GitKind,
+        crate::schema::ServerProvider,
+        crate::schema::PhpVersion,
+        crate::schema::DatabaseType,
+        crate::schema::RestartableService,
+    ))
 )]
 pub struct ApiDoc;
 

@@ -342,3 +342,42 @@ async fn an_early_refusal_never_drops_the_connection_without_saying_so() {
         }
     }
 }
+
+#[test]
+fn schemas_state_the_rules_the_handlers_check() {
+    let spec = serde_json::to_value(slipway_api::openapi()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+    let values = |schema: &str| schemas[schema]["enum"].clone();
+    assert_eq!(property("CreateGitProvider", "kind")["$ref"], "#/components/schemas/GitKind");
+    assert_eq!(values("GitKind"), json!(["github", "gitlab", "bitbucket", "generic"]));
+    assert_eq!(values("ServerProvider"), json!(["custom"]));
+    assert_eq!(values("PhpVersion"), json!(["8.1", "8.2", "8.3", "8.4"]));
+    assert_eq!(values("DatabaseType"), json!(["mysql", "mariadb", "postgres", "none"]));
+    assert_eq!(values("RestartableService"), json!(slipway_engine_services()));
+    assert_eq!(property("RestartServer", "services")["items"]["$ref"], "#/components/schemas/RestartableService");
+    assert_eq!(schemas["RestartServer"]["minProperties"], 1, "{{}} is refused");
+    for schema in ["RegisterRequest", "SetupRequest", "AddMember", "LoginRequest"] {
+        assert_eq!(property(schema, "email")["format"], "email", "{schema}");
+    }
+    for schema in ["RegisterRequest", "SetupRequest"] {
+        assert_eq!(property(schema, "password")["minLength"], slipway_core::password::MIN_PASSWORD_CHARS, "{schema}");
+    }
+    for (schema, field) in [
+        ("CreateToken", "name"),
+        ("CreateServer", "name"),
+        ("CreateGitProvider", "name"),
+        ("CreateSshKey", "name"),
+        ("CreateNetworkRule", "name"),
+        ("RegisterRequest", "name"),
+    ] {
+        assert_eq!(property(schema, field)["minLength"], 1, "{schema}.{field}");
+        assert_eq!(property(schema, field)["maxLength"], 255, "{schema}.{field}");
+    }
+    assert_eq!(property("CreateToken", "expires_at")["format"], "date-time");
+    assert_eq!(property("UpdateOrganization", "max_token_lifetime_seconds")["maximum"], 10 * 365 * 24 * 3600);
+}
+
+fn slipway_engine_services() -> Vec<&'static str> {
+    vec!["nginx", "php-fpm", "supervisor", "cron", "database"]
+}

@@ -137,10 +137,16 @@ async fn create_account(
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The one-time code `slipway serve` printed on its first start.
+    #[schema(min_length = 1)]
     pub code: String,
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// At least 12 characters.
+    #[schema(format = Password, min_length = 12)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub organization: String,
 }
 
@@ -234,10 +240,15 @@ pub async fn setup(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// At least 12 characters.
+    #[schema(format = Password, min_length = 12)]
     pub password: String,
     /// Name of the organization to create; defaults to "<name>'s organization".
+    #[schema(min_length = 1, max_length = 255)]
     pub organization: Option<String>,
 }
 
@@ -277,13 +288,18 @@ pub async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// A wrong or unknown one is the same 422 on `email` as a wrong password.
+    #[schema(format = Email)]
     pub email: String,
+    #[schema(format = Password)]
     pub password: String,
     /// The 6-digit code from the authenticator app, or a recovery code, when 2FA is on.
     pub otp: Option<String>,
     /// Label of the token created; defaults to "login".
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Abilities of the token created; defaults to every ability.
+    #[schema(max_items = 100)]
     pub abilities: Option<Vec<String>>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -390,6 +406,7 @@ pub async fn current_user(State(state): State<AppState>, principal: Principal) -
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfirmation {
     /// Your current password: a token alone cannot change how you sign in.
+    #[schema(format = Password)]
     pub password: String,
 }
 
@@ -458,6 +475,7 @@ pub async fn enrol_two_factor(
 #[serde(deny_unknown_fields)]
 pub struct TwoFactorCode {
     /// A current 6-digit code from the authenticator app.
+    #[schema(min_length = 1)]
     pub code: String,
 }
 
@@ -502,8 +520,10 @@ pub async fn confirm_two_factor(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisableTwoFactor {
+    #[schema(format = Password)]
     pub password: String,
     /// A current code from the app, or a recovery code.
+    #[schema(min_length = 1)]
     pub code: String,
 }
 

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Page};
 use crate::state::AppState;
 
-const KINDS: [&str; 4] = ["github", "gitlab", "bitbucket", "generic"];
+pub(crate) const KINDS: [&str; 4] = ["github", "gitlab", "bitbucket", "generic"];
 
 use slipway_engine::deploy::{deploy_key_context, repository_url_context};
 
@@ -113,11 +113,12 @@ pub async fn list_git_providers(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGitProvider {
-    #[schema(example = "GitHub (acme)")]
+    #[schema(example = "GitHub (acme)", min_length = 1, max_length = 255)]
     pub name: String,
-    /// `github`, `gitlab`, `bitbucket` or `generic`.
+    #[schema(value_type = crate::schema::GitKind)]
     pub kind: String,
     /// An access token for the provider's API (stored encrypted, never shown again).
+    #[schema(min_length = 1, max_length = 1024)]
     pub access_token: Option<String>,
     pub organization_id: Option<String>,
 }
@@ -281,12 +282,14 @@ pub async fn list_git_repositories(
 #[serde(deny_unknown_fields)]
 pub struct CreateGitRepository {
     /// `git@github.com:acme/shop.git`, `https://…`, `ssh://…`.
+    #[schema(min_length = 1)]
     pub url: String,
     /// Default `main`.
     pub branch: Option<String>,
     /// The provider it belongs to; its kind sets the webhook format.
     pub provider_id: Option<String>,
-    /// The webhook format when there is no provider: `github`, `gitlab`, `bitbucket`, `generic`.
+    /// The webhook format when there is no provider (default `generic`).
+    #[schema(value_type = Option<crate::schema::GitKind>)]
     pub kind: Option<String>,
     pub organization_id: Option<String>,
 }

@@ -121,6 +121,7 @@ pub async fn exchange(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(min_length = 1)]
     pub refresh_token: String,
 }
 

@@ -134,9 +134,11 @@ pub async fn get_organization(org: VisibleOrganization) -> Result<Data<Organizat
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganization {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Maximum lifetime, in seconds, of tokens that can act in this organization (at least
-    /// 3600); `0` removes the limit. Applies to tokens created from now on.
+    /// 3600, at most ten years); `0` removes the limit. Applies to tokens created from now on.
+    #[schema(minimum = 0, maximum = 315360000)]
     pub max_token_lifetime_seconds: Option<i64>,
 }
 
@@ -241,6 +243,7 @@ fn may_assign(actor: Role, from: Option<Role>, to: Option<Role>) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// The email of an existing Slipway user.
+    #[schema(format = Email)]
     pub email: String,
     pub role: RoleName,
 }
