@@ -98,6 +98,51 @@ fn data_error(path: &str, error: &serde_json::Error) -> FieldErrors {
     FieldErrors::one(field, format!("The {field} field is invalid: {text}."))
 }
 
+/// Query parameters. Unlike `axum::extract::Query`, a value that does not parse is a 422 naming
+/// the parameter (`{"errors": {"reveal": ["The reveal parameter is invalid: …"]}}`), the same
+/// shape as a field error in a body, never a 400.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
+    }
+}
+
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let text = err.into_inner().to_string();
+        if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.strip_suffix('`')) {
+            return ApiError::validation(field, format!("The {field} parameter is required."));
+        }
+        let field = if path == "." { "query" } else { path.as_str() };
+        ApiError::validation(field, format!("The {field} parameter is invalid: {text}."))
+    })
+}
+
+/// A position in a log (`?after=`): only lines with a greater sequence number. A whole number
+/// from 0 to 2^63 − 1; anything else is a 422 naming the parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct After(pub i64);
+
+impl<'de> serde::Deserialize<'de> for After {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(After(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not a sequence number (a whole number from 0 to {})",
+                i64::MAX
+            ))),
+        }
+    }
+}
+
 /// One named segment of the matched path (`{server}`), or 404: resource extractors use it, so a
 /// missing or odd segment reads as "no such resource".
 pub async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<String, ApiError> {
@@ -203,6 +248,29 @@ mod tests {
         for body in [&br#"{"name": "#[..], br#"{"name": "a", "limits": {"max": 1}} {}"#, b"", b"\xff"] {
             assert!(matches!(parse_json::<Body>(body), Err(ApiError::BadRequest(_))), "{body:?}");
         }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Params {
+        reveal: Option<bool>,
+        after: Option<After>,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let invalid = |query: &str| match parse_query::<Params>(query) {
+            Err(ApiError::Validation(e)) => e,
+            other => panic!("{query}: expected a validation error, got {other:?}"),
+        };
+        assert!(invalid("reveal=AAA").get("reveal").is_some());
+        for after in ["-1", "9223372036854775808", "1.5", "x", ""] {
+            let e = invalid(&format!("after={after}"));
+            assert!(e.get("after").unwrap()[0].contains("not a sequence number"), "{e:?}");
+        }
+        let ok = parse_query::<Params>("after=9223372036854775807&reveal=true&other=1").unwrap();
+        assert_eq!((ok.after, ok.reveal), (Some(After(i64::MAX)), Some(true)));
+        assert_eq!(parse_query::<Params>("").unwrap().after, None);
     }
 
     #[test]

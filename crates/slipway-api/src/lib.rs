@@ -13,7 +13,9 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod schema;
 pub mod state;
+pub mod unread_body;
 
 use std::sync::Arc;
 
@@ -151,6 +153,7 @@ fn with_conventions(router: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), unread_body::settle))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
 }

@@ -36,7 +36,17 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "health", description = "Health, readiness and metrics for operators."),
         (name = "operations", description = "The jobs behind every action on a server: status, log, cancel."),
     ),
-    components(schemas(ErrorBody, ValidationErrorBody, PageMetaSchema, PageLinks))
+    components(schemas(
+        ErrorBody,
+        ValidationErrorBody,
+        PageMetaSchema,
+        PageLinks,
+        crate::schema::GitKind,
+        crate::schema::ServerProvider,
+        crate::schema::PhpVersion,
+        crate::schema::DatabaseType,
+        crate::schema::RestartableService,
+    ))
 )]
 pub struct ApiDoc;
 
@@ -61,15 +71,28 @@ impl utoipa::Modify for SecurityScheme {
 }
 
 /// Shared responses, referenced by status from every operation that can give them.
-const SHARED: [(&str, &str, &str, &str); 9] = [
+const SHARED: [(&str, &str, &str, &str); 10] = [
     ("400", "BadRequest", "The body is not valid JSON.", "ErrorBody"),
+    (
+        "409",
+        "Conflict",
+        "The request conflicts with the resource's state (the message says how), or a request with the same \
+         Idempotency-Key is still being processed.",
+        "ErrorBody",
+    ),
     ("401", "Unauthenticated", "No token, or a token that is invalid, expired or revoked.", "ErrorBody"),
     ("403", "Forbidden", "The token lacks the ability this operation requires (the message names it).", "ErrorBody"),
     ("429", "TooManyRequests", "Rate limited; `Retry-After` says when to try again.", "ErrorBody"),
     ("404", "NotFound", "No such resource, or not visible to you.", "ErrorBody"),
     ("413", "PayloadTooLarge", "The body is larger than the configured limit.", "ErrorBody"),
     ("415", "UnsupportedMediaType", "The body is not sent as application/json.", "ErrorBody"),
-    ("422", "ValidationFailed", "The input is invalid; `errors` says which field and why.", "ValidationErrorBody"),
+    (
+        "422",
+        "ValidationFailed",
+        "The input is invalid: a body field, a query parameter or the Idempotency-Key header; `errors` says which \
+         and why.",
+        "ValidationErrorBody",
+    ),
     ("500", "ServerError", "An unexpected failure; the cause is in the server log under the request id.", "ErrorBody"),
 ];
 
@@ -86,8 +109,14 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
     for (path, item) in api.paths.paths.iter_mut() {
         let has_path_params = path.contains('{');
         let is_api = path.starts_with("/api/v1");
-        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
-        for op in ops.into_iter().flatten() {
+        let ops = [
+            (false, &mut item.get),
+            (false, &mut item.put),
+            (true, &mut item.post),
+            (false, &mut item.delete),
+            (false, &mut item.patch),
+        ];
+        for (is_post, op) in ops.into_iter().filter_map(|(is_post, op)| Some((is_post, op.as_mut()?))) {
             let mut statuses = vec!["500"];
             if op.request_body.is_some() {
                 statuses.extend(["400", "413", "415", "422"]);
@@ -95,11 +124,21 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
             if has_path_params {
                 statuses.push("404");
             }
-            if has_query_param(op, "page") {
+            // Any query parameter can be given a value that does not parse.
+            if has_query_params(op) {
                 statuses.push("422");
             }
             if op.security.is_some() {
                 statuses.extend(["401", "403"]);
+            }
+            // Every POST may carry an Idempotency-Key: a malformed one is a 422, and the body is
+            // then read (413 over the limit); for an authenticated caller, a retry while the
+            // first request runs is a 409.
+            if is_post {
+                statuses.extend(["413", "422"]);
+                if op.security.is_some() {
+                    statuses.push("409");
+                }
             }
             if is_api {
                 statuses.push("429");
@@ -134,6 +173,7 @@ fn default_description(status: &str) -> &'static str {
     }
 }
 
-fn has_query_param(op: &Operation, name: &str) -> bool {
-    op.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if p.name == name))
+fn has_query_params(op: &Operation) -> bool {
+    use utoipa::openapi::path::ParameterIn;
+    op.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)))
 }

@@ -267,3 +267,117 @@ async fn the_api_reference_is_served_with_no_external_assets() {
     assert!(init.contains("/api/v1/openapi.json"), "{init}");
     assert!(init.contains("\"validatorUrl\": \"none\"") || init.contains("\"validatorUrl\":\"none\""), "{init}");
 }
+
+/// The response to one request on a raw connection: its head (lower-cased) and whether the
+/// server then closed the connection.
+async fn exchange_on(stream: &mut tokio::net::TcpStream, head: &str, body_later: &[u8]) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(head.as_bytes()).await?;
+    // The body arrives in a later packet, after the server may already have answered.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stream.write_all(body_later).await?;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response).to_lowercase();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return Ok(head.to_string());
+            }
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a whole response"))
+}
+
+#[tokio::test]
+async fn an_early_refusal_never_drops_the_connection_without_saying_so() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| {
+        c.max_body_bytes = 100_000;
+        c.rate_limits.api_per_minute = 10_000;
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = app.router.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+    let body = br#"{"name": "ci", "abilities": ["server:read"]}"#;
+    // Within the body limit an unread body is read and dropped, so the connection carries on;
+    // over it the answer says `Connection: close`.
+    let (big, too_big) = (vec![b' '; 90_000], vec![b' '; 150_000]);
+    let cases = [("", &body[..]), ("Authorization: Bearer slp_nonsense\r\n", &body[..]), ("", &big), ("", &too_big)];
+    for (token, body) in cases {
+        for trial in 0..20 {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let head = format!(
+                "POST /api/v1/tokens HTTP/1.1\r\nHost: x\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let first = exchange_on(&mut stream, &head, body).await.unwrap_or_else(|e| {
+                panic!("trial {trial}: no whole response ({e}): the client sees a dropped connection")
+            });
+            assert!(first.starts_with("http/1.1 401"), "{first}");
+            if first.lines().any(|l| l == "connection: close") {
+                // Closed after the response: nothing more may come.
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+                continue;
+            }
+            // Otherwise the connection must still be usable.
+            let again = exchange_on(&mut stream, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+                .await
+                .unwrap_or_else(|e| panic!("trial {trial}: kept alive but unusable ({e})"));
+            assert!(again.starts_with("http/1.1 200"), "{again}");
+        }
+    }
+}
+
+#[test]
+fn schemas_state_the_rules_the_handlers_check() {
+    let spec = serde_json::to_value(slipway_api::openapi()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+    let values = |schema: &str| schemas[schema]["enum"].clone();
+    assert_eq!(property("CreateGitProvider", "kind")["$ref"], "#/components/schemas/GitKind");
+    assert_eq!(values("GitKind"), json!(["github", "gitlab", "bitbucket", "generic"]));
+    assert_eq!(values("ServerProvider"), json!(["custom"]));
+    assert_eq!(values("PhpVersion"), json!(["8.1", "8.2", "8.3", "8.4"]));
+    assert_eq!(values("DatabaseType"), json!(["mysql", "mariadb", "postgres", "none"]));
+    assert_eq!(values("RestartableService"), json!(slipway_engine_services()));
+    assert_eq!(property("RestartServer", "services")["items"]["$ref"], "#/components/schemas/RestartableService");
+    assert_eq!(schemas["RestartServer"]["minProperties"], 1, "{{}} is refused");
+    for schema in ["RegisterRequest", "SetupRequest", "AddMember", "LoginRequest"] {
+        assert_eq!(property(schema, "email")["format"], "email", "{schema}");
+    }
+    for schema in ["RegisterRequest", "SetupRequest"] {
+        assert_eq!(property(schema, "password")["minLength"], slipway_core::password::MIN_PASSWORD_CHARS, "{schema}");
+    }
+    for (schema, field) in [
+        ("CreateToken", "name"),
+        ("CreateServer", "name"),
+        ("CreateGitProvider", "name"),
+        ("CreateSshKey", "name"),
+        ("CreateNetworkRule", "name"),
+        ("RegisterRequest", "name"),
+    ] {
+        assert_eq!(property(schema, field)["minLength"], 1, "{schema}.{field}");
+        assert_eq!(property(schema, field)["maxLength"], 255, "{schema}.{field}");
+    }
+    assert_eq!(property("CreateToken", "expires_at")["format"], "date-time");
+    assert_eq!(property("UpdateOrganization", "max_token_lifetime_seconds")["maximum"], 10 * 365 * 24 * 3600);
+}
+
+fn slipway_engine_services() -> Vec<&'static str> {
+    vec!["nginx", "php-fpm", "supervisor", "cron", "database"]
+}

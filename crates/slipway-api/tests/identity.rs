@@ -168,9 +168,15 @@ async fn both_header_schemes_are_accepted_in_any_case() {
 async fn tokens_never_exceed_their_creator() {
     let app = app().await;
     let user = app.user("c@example.com").await;
+    let mut servers = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        let body = json!({"name": name, "provider": "custom", "ip_address": "203.0.113.10"});
+        servers.push(app.post_as("/api/v1/servers", &user.token, body).await.json()["data"]["id"].clone());
+    }
+    let (s1, s2, s3) = (servers[0].clone(), servers[1].clone(), servers[2].clone());
     let narrow = app
         .token(&user.id, &["token:*", "site:read"], |t| {
-            t.server_ids = Some(r#"["s1","s2"]"#.into());
+            t.server_ids = Some(json!([s1, s2]).to_string());
             t.allowed_ips = Some(r#"["127.0.0.0/8"]"#.into());
             t.expires_at = Some(slipway_core::time::now() + chrono::Duration::days(1));
         })
@@ -180,7 +186,7 @@ async fn tokens_never_exceed_their_creator() {
     let wider = create(json!({"name": "x", "abilities": ["site:*"]})).await;
     assert_eq!(wider.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(wider.json()["errors"]["abilities"][0].as_str().unwrap().contains("site:*"));
-    let wider_servers = create(json!({"name": "x", "server_ids": ["s3"]})).await;
+    let wider_servers = create(json!({"name": "x", "server_ids": [s3]})).await;
     assert!(wider_servers.json()["errors"]["server_ids"].is_array());
     let wider_ips = create(json!({"name": "x", "allowed_ips": ["10.0.0.0/8"]})).await;
     assert!(wider_ips.json()["errors"]["allowed_ips.0"].is_array());
@@ -196,14 +202,13 @@ async fn tokens_never_exceed_their_creator() {
     assert_eq!(inherited.status, StatusCode::CREATED, "{}", inherited.text());
     let child = inherited.json()["data"].clone();
     assert_eq!(child["abilities"], json!(["site:read", "token:*"]));
-    assert_eq!(child["server_ids"], json!(["s1", "s2"]));
+    assert_eq!(child["server_ids"], json!([s1, s2]));
     assert_eq!(child["allowed_ips"], json!(["127.0.0.0/8"]));
     assert!(child["expires_at"].is_string(), "inherits the creator's expiry");
 
-    let subset = create(
-        json!({"name": "deploy", "abilities": ["site:read"], "server_ids": ["s1"], "allowed_ips": ["127.0.0.1"]}),
-    )
-    .await;
+    let subset =
+        create(json!({"name": "deploy", "abilities": ["site:read"], "server_ids": [s1], "allowed_ips": ["127.0.0.1"]}))
+            .await;
     assert_eq!(subset.status, StatusCode::CREATED, "{}", subset.text());
     assert_eq!(subset.json()["data"]["allowed_ips"], json!(["127.0.0.1/32"]));
 
@@ -719,7 +724,10 @@ async fn the_audit_log_records_auth_events_and_mutations_without_secrets() {
     );
     let data = events.json()["data"].as_array().unwrap().clone();
     let find = |action: &str| {
-        data.iter().find(|e| e["action"] == action).cloned().unwrap_or_else(|| panic!("no {action} in {text}"))
+        data.iter()
+            .find(|e| e["action"] == action && e["outcome"] != "denied")
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} in {text}"))
     };
     let failed = find("login.failed");
     assert_eq!(
@@ -734,8 +742,9 @@ async fn the_audit_log_records_auth_events_and_mutations_without_secrets() {
     );
     assert!(create["request_id"].is_string());
     assert!(
-        data.iter().any(|e| e["outcome"] == "denied" && e["route"] == "/api/v1/tokens"),
-        "a 403 is recorded as denied"
+        data.iter()
+            .any(|e| e["outcome"] == "denied" && e["action"] == "token.create" && e["route"] == "/api/v1/tokens"),
+        "a 403 is recorded as denied, under the operation's action"
     );
     assert!(data.iter().any(|e| e["action"] == "member.add" && e["organization_id"] == owner.org_id.as_str()));
 
@@ -919,5 +928,257 @@ async fn an_abandoned_idempotent_request_is_replayed_not_stuck() {
             let made = tokens.iter().filter(|t| t.name == format!("abandoned {n}")).count();
             assert_eq!(made, 1, "key {n} did its work once");
         }
+    }
+}
+
+#[tokio::test]
+async fn managing_an_organization_token_requires_covering_it() {
+    let app = app().await;
+    let owner = app.user("cover-org@example.com").await;
+    let org = owner.org_id.clone();
+    let created = app
+        .post_as(
+            &format!("/api/v1/organizations/{org}/tokens"),
+            &owner.token,
+            json!({"name": "ci", "abilities": ["server:read"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let id = created.json()["data"]["id"].as_str().unwrap().to_string();
+    let narrow = app.token(&owner.id, &["token:read", "token:delete"], |_| {}).await;
+    let path = format!("/api/v1/organizations/{org}/tokens/{id}");
+    let reply = app.call(Method::DELETE, &path, Some(&narrow), None).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NOT_FOUND,
+        "a token it does not cover, as for personal tokens: {}",
+        reply.text()
+    );
+    let plain = created.json()["data"]["plain_text_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get_as(&format!("/api/v1/organizations/{org}/tokens"), &owner.token).await.json()["meta"]["total"],
+        1
+    );
+    let covering = app.token(&owner.id, &["server:read", "token:delete"], |_| {}).await;
+    assert_eq!(app.call(Method::DELETE, &path, Some(&covering), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get_as("/api/v1/servers", &plain).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_jwt_cannot_create_or_rotate_tokens() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let user = app.user("jwt-mint@example.com").await;
+        let org = user.org_id.clone();
+        let pair = app.post_as("/api/v1/auth/exchange", &user.token, json!({})).await.json();
+        let access = pair["access_token"].as_str().unwrap().to_string();
+        let before = app.get_as("/api/v1/tokens", &user.token).await.json()["meta"]["total"].clone();
+        let own_id = app.get_as("/api/v1/tokens/current", &user.token).await.json()["data"]["id"].clone();
+        for (path, body) in [
+            ("/api/v1/tokens".to_string(), json!({"name": "forever"})),
+            (format!("/api/v1/organizations/{org}/tokens"), json!({"name": "forever"})),
+            (format!("/api/v1/tokens/{}/rotate", own_id.as_str().unwrap()), json!({})),
+        ] {
+            let reply = app.post_as(&path, &access, body).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}: {}", reply.text());
+            assert!(reply.json()["message"].as_str().unwrap().contains("access token"), "{}", reply.text());
+        }
+        assert_eq!(app.get_as("/api/v1/tokens", &user.token).await.json()["meta"]["total"], before, "nothing minted");
+
+        // Refresh-token reuse revokes the family; nothing made with the JWT outlives it.
+        let refresh = |t: &str| app.call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": t})));
+        let first = pair["refresh_token"].as_str().unwrap().to_string();
+        assert_eq!(refresh(&first).await.status, StatusCode::OK);
+        assert_eq!(refresh(&first).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/api/v1/user", &access).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_as("/api/v1/tokens", &user.token).await.json()["meta"]["total"], before);
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_current_token_with_a_jwt_revokes_only_its_family() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let user = app.user("jwt-current@example.com").await;
+        for (method, path) in [(Method::DELETE, "/api/v1/tokens/current"), (Method::POST, "/api/v1/logout")] {
+            let pair = app.post_as("/api/v1/auth/exchange", &user.token, json!({})).await.json();
+            let other = app.post_as("/api/v1/auth/exchange", &user.token, json!({})).await.json();
+            let access = pair["access_token"].as_str().unwrap().to_string();
+            let reply = app.call(method.clone(), path, Some(&access), None).await;
+            assert!(reply.status.is_success(), "{path}: {}", reply.text());
+            assert_eq!(app.get_as("/api/v1/user", &access).await.status, StatusCode::UNAUTHORIZED, "{path}");
+            let refreshed = app
+                .call(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": pair["refresh_token"]})))
+                .await;
+            assert_eq!(refreshed.status, StatusCode::UNAUTHORIZED, "{path}: the family's refresh token too");
+            assert_eq!(
+                app.get_as("/api/v1/user", &user.token).await.status,
+                StatusCode::OK,
+                "{path}: the parent lives"
+            );
+            let sibling = other["access_token"].as_str().unwrap();
+            assert_eq!(app.get_as("/api/v1/user", sibling).await.status, StatusCode::OK, "{path}: other families too");
+        }
+    }
+}
+
+/// The (action, outcome) of the audit events the token may read that match `query`.
+async fn actions(app: &TestApp, token: &str, query: &str) -> Vec<(Value, Value)> {
+    let uri = format!("/api/v1/audit-events?per_page=100&{query}");
+    let reply = app.get_as(&uri, token).await;
+    assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
+    reply.json()["data"].as_array().unwrap().iter().map(|e| (e["action"].clone(), e["outcome"].clone())).collect()
+}
+
+#[tokio::test]
+async fn security_events_are_recorded_against_the_account_they_concern() {
+    let app = app().await;
+    common::within_one_rate_window().await;
+    let owner = app.user("events@example.com").await;
+    let org = owner.org_id.clone();
+    // A reused refresh token, of a personal token and of an organization token.
+    let ci = app
+        .post_as(
+            &format!("/api/v1/organizations/{org}/tokens"),
+            &owner.token,
+            json!({"name": "ci", "abilities": ["server:read"]}),
+        )
+        .await
+        .json();
+    for parent in [owner.token.clone(), ci["data"]["plain_text_token"].as_str().unwrap().to_string()] {
+        let pair = app.post_as("/api/v1/auth/exchange", &parent, json!({})).await.json();
+        let body = json!({"refresh_token": pair["refresh_token"]});
+        for _ in 0..2 {
+            app.call(Method::POST, "/api/v1/auth/refresh", None, Some(body.clone())).await;
+        }
+    }
+    let reuse = app.get_as("/api/v1/audit-events?action=jwt.refresh_reuse", &owner.token).await.json();
+    assert_eq!(reuse["meta"]["total"], 2, "{reuse}");
+    let events = reuse["data"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["actor_user_id"] == owner.id.as_str()), "{reuse}");
+    assert!(
+        events.iter().any(|e| e["organization_id"] == org.as_str() && e["token_id"] == ci["data"]["id"]),
+        "{reuse}"
+    );
+    // `jwt.refresh` finds the successful renewals; the reuse is its own event.
+    assert_eq!(actions(&app, &owner.token, "action=jwt.refresh").await.len(), 2);
+
+    // Failed and rate-limited logins are the account's: one filter finds them all.
+    for _ in 0..6 {
+        login(&app, "events@example.com", json!({"password": "wrong password!"})).await;
+    }
+    let logins = actions(&app, &owner.token, "action=login").await;
+    assert!(logins.contains(&(json!("login.failed"), json!("failure"))), "{logins:?}");
+    assert!(logins.contains(&(json!("login"), json!("rate_limited"))), "{logins:?}");
+    assert_eq!(
+        actions(&app, &owner.token, "action=login&outcome=rate_limited").await,
+        vec![(json!("login"), json!("rate_limited"))]
+    );
+
+    // A token refused by the guard is recorded under the same action as one created.
+    let narrow = app.token(&owner.id, &["server:read"], |_| {}).await;
+    assert_eq!(app.post_as("/api/v1/tokens", &narrow, json!({"name": "x"})).await.status, StatusCode::FORBIDDEN);
+    app.post_as("/api/v1/tokens", &owner.token, json!({"name": "y"})).await;
+    let creations = actions(&app, &owner.token, "action=token.create").await;
+    assert_eq!(creations, vec![(json!("token.create"), json!("success")), (json!("token.create"), json!("denied"))]);
+    assert_eq!(
+        app.get_as("/api/v1/audit-events?outcome=maybe", &owner.token).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn names_need_a_visible_character_and_token_lists_are_real_and_bounded() {
+    let app = app().await;
+    let owner = app.user("nonsense@example.com").await;
+    let org = owner.org_id.clone();
+    let invisible = "\u{200B}\u{200D}\u{2060}\u{3164}";
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/tokens".to_string(), json!({"name": invisible})),
+        (Method::POST, format!("/api/v1/organizations/{org}/tokens"), json!({"name": invisible})),
+        (
+            Method::POST,
+            "/api/v1/servers".to_string(),
+            json!({"name": invisible, "provider": "custom", "ip_address": "203.0.113.10"}),
+        ),
+        (Method::PATCH, format!("/api/v1/organizations/{org}"), json!({"name": invisible})),
+    ] {
+        let reply = app.call(method, &path, Some(&owner.token), Some(body)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {}", reply.text());
+        assert_eq!(reply.json()["errors"]["name"][0], "The name must contain a visible character.", "{path}");
+    }
+
+    // Restrictions name servers and sites that exist in the token's organizations.
+    let server = app
+        .post_as(
+            "/api/v1/servers",
+            &owner.token,
+            json!({"name": "web", "provider": "custom", "ip_address": "203.0.113.10"}),
+        )
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stranger = app.user("stranger@example.com").await;
+    let theirs = app
+        .post_as(
+            "/api/v1/servers",
+            &stranger.token,
+            json!({"name": "x", "provider": "custom", "ip_address": "203.0.113.11"}),
+        )
+        .await
+        .json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let made_up = slipway_core::new_id();
+    let reply = app
+        .post_as(
+            "/api/v1/tokens",
+            &owner.token,
+            json!({"name": "t", "server_ids": [server, theirs, made_up], "site_ids": [made_up]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    let errors = reply.json()["errors"].clone();
+    let servers = errors["server_ids"][0].as_str().unwrap();
+    assert!(servers.contains(&theirs) && servers.contains(&made_up) && !servers.contains(&server), "{errors}");
+    assert!(errors["site_ids"][0].as_str().unwrap().contains(&made_up), "{errors}");
+    let ok = app.post_as("/api/v1/tokens", &owner.token, json!({"name": "t", "server_ids": [server]})).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text());
+    let id = ok.json()["data"]["id"].as_str().unwrap().to_string();
+    let unrestricted = app.post_as("/api/v1/tokens", &owner.token, json!({"name": "u"})).await.json();
+    let patch = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/tokens/{}", unrestricted["data"]["id"].as_str().unwrap()),
+            Some(&owner.token),
+            Some(json!({"site_ids": [made_up]})),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::UNPROCESSABLE_ENTITY, "narrowing to made-up ids too: {}", patch.text());
+
+    // Lists are bounded.
+    let ids: Vec<String> = (0..101).map(|_| slipway_core::new_id()).collect();
+    let nets: Vec<String> = (0..51).map(|i| format!("10.0.{i}.0/24")).collect();
+    let abilities: Vec<&str> = std::iter::repeat_n("server:read", 101).collect();
+    for (field, value) in [
+        ("server_ids", json!(ids)),
+        ("site_ids", json!(ids)),
+        ("allowed_ips", json!(nets)),
+        ("abilities", json!(abilities)),
+    ] {
+        let reply = app.post_as("/api/v1/tokens", &owner.token, json!({"name": "big", field: value})).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert!(
+            reply.json()["errors"][field][0].as_str().unwrap().contains("may not have more than"),
+            "{}",
+            reply.text()
+        );
+        let patched = app
+            .call(Method::PATCH, &format!("/api/v1/tokens/{id}"), Some(&owner.token), Some(json!({field: value})))
+            .await;
+        assert_eq!(patched.status, StatusCode::UNPROCESSABLE_ENTITY, "PATCH {field}");
     }
 }

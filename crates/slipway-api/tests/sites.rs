@@ -374,3 +374,63 @@ async fn the_log_stream_reports_a_failed_read_instead_of_an_end() {
     assert!(text.contains("event: error") && text.contains("could not be read"), "{text}");
     assert!(!text.contains("event: end"), "{text}");
 }
+
+/// Whether the OpenAPI document declares `status` for the operation.
+fn declares(method: &str, path: &str, status: u16) -> bool {
+    let spec = serde_json::to_value(slipway_api::openapi()).unwrap();
+    spec["paths"][path][method]["responses"].get(status.to_string()).is_some()
+}
+
+#[tokio::test]
+async fn query_parameter_errors_are_422_naming_the_parameter_and_are_declared() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("query@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let site = site_on(&app, &owner.token, &server, "query.example.com").await;
+    let deployment = app.post_as(&format!("{site}/deploy"), &owner.token, json!({})).await.json()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let operation =
+        app.post_as(&format!("/api/v1/servers/{server}/verify"), &owner.token, json!({})).await.json()["data"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let field_error = |uri: String, field: &'static str| {
+        let app = &app;
+        let token = owner.token.clone();
+        async move {
+            let reply = app.get_as(&uri, &token).await;
+            assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {}", reply.text());
+            assert!(reply.json()["errors"][field].is_array(), "{uri}: {}", reply.text());
+        }
+    };
+    field_error(format!("{site}/environment-variables?reveal=AAA"), "reveal").await;
+    let log = format!("{site}/deployments/{deployment}/log");
+    for after in ["-5", "-1", "9223372036854775808", "x"] {
+        field_error(format!("{log}?after={after}"), "after").await;
+        field_error(format!("{log}/stream?after={after}"), "after").await;
+        field_error(format!("/api/v1/operations/{operation}/log?after={after}"), "after").await;
+    }
+    field_error(format!("/api/v1/operations/{operation}/log?limit=0"), "limit").await;
+    field_error("/api/v1/audit-events?from=yesterday".into(), "from").await;
+    assert_eq!(app.get_as(&format!("{log}?after=0"), &owner.token).await.status, StatusCode::OK);
+
+    let sites = "/api/v1/servers/{server}/sites/{site}";
+    for (method, path) in [
+        ("get", format!("{sites}/environment-variables")),
+        ("get", format!("{sites}/deployments/{{deployment}}/log")),
+        ("get", format!("{sites}/deployments/{{deployment}}/log/stream")),
+        ("get", "/api/v1/operations/{operation}/log".to_string()),
+        ("delete", format!("{sites}/environment-variables/{{key}}")),
+    ] {
+        assert!(declares(method, &path, 422), "{method} {path} declares 422");
+    }
+
+    // Cancelling twice is a 409, and the document says so.
+    let cancel = format!("{site}/deployments/{deployment}/cancel");
+    assert_eq!(app.post_as(&cancel, &owner.token, json!({})).await.status, StatusCode::ACCEPTED);
+    assert_eq!(app.post_as(&cancel, &owner.token, json!({})).await.status, StatusCode::CONFLICT);
+    assert!(declares("post", &format!("{sites}/deployments/{{deployment}}/cancel"), 409));
+    assert!(declares("delete", &format!("{sites}/environment-variables/{{key}}"), 409), "?deploy=true can conflict");
+}

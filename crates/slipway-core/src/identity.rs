@@ -27,7 +27,8 @@ impl Email {
     }
 }
 
-/// A name or label shown to people: 1–255 characters, no control characters.
+/// A name or label shown to people: 1–255 characters, no control characters, and at least one
+/// a person can see (a name of zero-width spaces looks like no name at all).
 pub fn check_label(errors: &mut FieldErrors, field: &str, value: &str) {
     let trimmed = value.trim();
     if trimmed.is_empty() {
@@ -36,12 +37,56 @@ pub fn check_label(errors: &mut FieldErrors, field: &str, value: &str) {
         errors.add(field, format!("The {field} may not be longer than 255 characters."));
     } else if trimmed.chars().any(char::is_control) {
         errors.add(field, format!("The {field} may not contain control characters."));
+    } else if !trimmed.chars().any(is_visible) {
+        errors.add(field, format!("The {field} must contain a visible character."));
     }
+}
+
+/// Whether `c` shows as something on its own: a letter, number, punctuation mark or symbol,
+/// except those Unicode renders as nothing (Default_Ignorable_Code_Point: the Hangul fillers)
+/// and the braille blank. Spaces, format characters (zero-width spaces and joiners, bidi
+/// marks, the soft hyphen, tags), combining marks alone, and unassigned or private-use code
+/// points do not.
+pub fn is_visible(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup as G, UnicodeGeneralCategory};
+    const BLANK: [char; 5] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}'];
+    matches!(c.general_category_group(), G::Letter | G::Number | G::Punctuation | G::Symbol) && !BLANK.contains(&c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_need_a_visible_character() {
+        let problem = |value: &str| {
+            let mut errors = FieldErrors::new();
+            check_label(&mut errors, "name", value);
+            errors.get("name").map(|m| m[0].clone())
+        };
+        for fine in ["a", "CI deploys", "Ünïcødé", "日本", "💥", "-", " x\u{200B} "] {
+            assert_eq!(problem(fine), None, "{fine:?}");
+        }
+        for invisible in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}",
+            "\u{3164}\u{3164}",
+            "\u{2800}",
+            "\u{00AD}",
+            "\u{034F}\u{0301}",
+            "\u{E0041}\u{E0042}",
+            "\u{202E}\u{2066}",
+            "\u{3000}\u{2003}\u{200B}",
+            "\u{E000}",
+        ] {
+            assert_eq!(
+                problem(invisible).as_deref(),
+                Some("The name must contain a visible character."),
+                "{invisible:?}"
+            );
+        }
+        assert_eq!(problem("  ").as_deref(), Some("The name field is required."));
+    }
 
     #[test]
     fn emails() {

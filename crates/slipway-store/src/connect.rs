@@ -54,16 +54,32 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Stor
     }
 }
 
-/// A URL with any password replaced, safe to show in an error.
+/// Query parameters that carry a credential, by a part of their name (compared in lower
+/// case): libpq's `password` and `sslpassword`, and the usual names of tokens and keys.
+const SECRET_PARAMS: [&str; 8] = ["password", "passwd", "pwd", "secret", "token", "key", "auth", "credential"];
+
+/// A URL with every credential replaced (the userinfo password and the value of any query
+/// parameter named like one), safe to show in an error or in `slipway config`.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "(unparseable URL)".to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else { return "(unparseable URL)".to_string() };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
     }
+    let secret = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        SECRET_PARAMS.iter().any(|part| name.contains(part))
+    };
+    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) { "redacted".to_string() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -75,5 +91,13 @@ mod tests {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:redacted@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("mysql:// broken"), "(unparseable URL)");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=p%40ss&sslpassword=x&api_token=t&sslkey=/k"),
+            "postgres://u@h/db?sslmode=require&password=redacted&sslpassword=redacted&api_token=redacted&sslkey=redacted"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?application_name=slipway"),
+            "postgres://u:redacted@h/db?application_name=slipway"
+        );
     }
 }

@@ -144,6 +144,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn revoke_token_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()>;
     /// The parent token id of a family that is not revoked.
     async fn active_token_family(&self, family_id: &str) -> StoreResult<Option<String>>;
+    /// The parent token id of a family, revoked or not (to say whose family an event concerns).
+    async fn token_family_parent(&self, family_id: &str) -> StoreResult<Option<String>>;
 
     // --- rate limits and idempotency ---
 

@@ -137,7 +137,10 @@ pub struct AuditFilter {
     pub organization_ids: Vec<String>,
     pub actor: Option<String>,
     pub token: Option<String>,
+    /// This action or one of its sub-events (`login` matches `login.failed`).
     pub action: Option<String>,
+    /// `success`, `denied`, `rate_limited` or `failure`.
+    pub outcome: Option<String>,
     pub resource: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,

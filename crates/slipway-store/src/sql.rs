@@ -522,6 +522,11 @@ macro_rules! impl_store {
                     .bind(family_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
+            async fn token_family_parent(&self, family_id: &str) -> StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT token_id FROM token_families WHERE id = $1")
+                    .bind(family_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
             async fn rate_limit_hit(&self, key: &str, window_start: i64, expires_at: i64) -> StoreResult<i64> {
                 sqlx::query_scalar(
                     "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
@@ -1444,11 +1449,18 @@ where
     }
     q.push(")");
     for (column, value) in
-        [("actor_user_id", &f.actor), ("token_id", &f.token), ("action", &f.action), ("resource_id", &f.resource)]
+        [("actor_user_id", &f.actor), ("token_id", &f.token), ("outcome", &f.outcome), ("resource_id", &f.resource)]
     {
         if let Some(v) = value {
             q.push(" AND ").push(column).push(" = ").push_bind(v.clone());
         }
+    }
+    // An action matches itself and its sub-events: `login` finds `login.failed` too. (Compared
+    // with substr rather than LIKE, whose `_` would match any character.)
+    if let Some(action) = &f.action {
+        let prefix = format!("{action}.");
+        q.push(" AND (action = ").push_bind(action.clone());
+        q.push(format!(" OR substr(action, 1, {}) = ", prefix.chars().count())).push_bind(prefix).push(")");
     }
     if let Some(from) = f.from {
         q.push(" AND occurred_at >= ").push_bind(from);

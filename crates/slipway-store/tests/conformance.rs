@@ -244,6 +244,8 @@ mod cases {
         assert!(store.refresh_token_by_hash("r1").await.unwrap().unwrap().used_at.is_some());
         store.revoke_token_family(&family, now()).await.unwrap();
         assert_eq!(store.active_token_family(&family).await.unwrap(), None);
+        assert_eq!(store.token_family_parent(&family).await.unwrap().as_deref(), Some(t.id.as_str()), "revoked too");
+        assert_eq!(store.token_family_parent("no-such-family").await.unwrap(), None);
     }
 
     pub async fn rate_limit_windows_count_and_expire(db: &TestDatabase) {
@@ -353,6 +355,18 @@ mod cases {
         assert_eq!(rows[0].action, "token.create", "newest first");
         let filtered = AuditFilter { action: Some("login".into()), ..admin.clone() };
         assert_eq!(store.audit_events(&filtered, PAGE).await.unwrap().1, 1);
+        // An action filter finds the action's sub-events, and only those.
+        let denied = AuditEvent { outcome: "failure".into(), ..event("u1", None, "login.failed") };
+        store.insert_audit_event(&denied).await.unwrap();
+        store.insert_audit_event(&event("u1", None, "loginX.failed")).await.unwrap();
+        store.insert_audit_event(&event("u1", None, "login_failed")).await.unwrap();
+        let (rows, total) = store.audit_events(&filtered, PAGE).await.unwrap();
+        assert_eq!(total, 2, "{rows:?}");
+        let failed = AuditFilter { outcome: Some("failure".into()), ..filtered.clone() };
+        assert_eq!(store.audit_events(&failed, PAGE).await.unwrap().0[0].action, "login.failed");
+        assert_eq!(store.audit_events(&failed, PAGE).await.unwrap().1, 1);
+        let exact = AuditFilter { action: Some("login.failed".into()), ..admin.clone() };
+        assert_eq!(store.audit_events(&exact, PAGE).await.unwrap().1, 1);
         assert_eq!(store.audit_events(&AuditFilter::default(), PAGE).await.unwrap().1, 0, "no visibility, no rows");
         let future = AuditFilter { from: Some(now() + chrono::Duration::hours(1)), ..admin };
         assert_eq!(store.audit_events(&future, PAGE).await.unwrap().1, 0);

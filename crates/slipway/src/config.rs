@@ -343,5 +343,15 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("c2VjcmV0"), "{text}");
         assert!(text.contains("postgres://slipway:redacted@db.internal/slipway"), "{text}");
+
+        // A password can be given as a query parameter too (libpq's `password`, `sslpassword`).
+        let args = ServerArgs {
+            data_dir: Some(temp_dir()),
+            database_url: Some("postgres://u@h/d?sslmode=require&password=hunter2&SSLPassword=s3cret".into()),
+            ..Default::default()
+        };
+        let text = Settings::resolve(&args, None).unwrap().render_redacted();
+        assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+        assert!(text.contains("postgres://u@h/d?sslmode=require&password=redacted&SSLPassword=redacted"), "{text}");
     }
 }

@@ -246,6 +246,22 @@ impl Principal {
             && expiry_within
     }
 
+    /// A JWT is a short-lived stand-in for its parent token: it may use the parent's abilities
+    /// but never turn them into a credential that outlives it (a new token, a rotated secret,
+    /// another exchange), which would survive the revocation of its family.
+    pub fn refuse_if_jwt(&self, what: &str) -> Result<(), ApiError> {
+        if self.jwt_family.is_some() {
+            return Err(ApiError::Forbidden(format!("A JWT cannot {what}; use an access token (slp_…) for that.")));
+        }
+        Ok(())
+    }
+
+    /// Whether this principal may manage the stored token `row`: a live token it entirely
+    /// covers ([`Principal::covers_token`]). The same rule for personal and organisation tokens.
+    pub fn may_manage(&self, row: &AccessToken) -> bool {
+        row.revoked_at.is_none() && Principal::of_token(row).is_ok_and(|target| self.covers_token(&target))
+    }
+
     /// Tokens restricted to some servers or sites never act at the organisation level (members,
     /// settings, organisation tokens, git providers and repositories, the audit log): from there
     /// they could hand themselves, or someone else, what their restriction withholds.

@@ -137,10 +137,16 @@ async fn create_account(
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The one-time code `slipway serve` printed on its first start.
+    #[schema(min_length = 1)]
     pub code: String,
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// At least 12 characters.
+    #[schema(format = Password, min_length = 12)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub organization: String,
 }
 
@@ -224,7 +230,6 @@ pub async fn setup(
 ) -> Result<Response, ApiError> {
     let result = run_setup(&state, body, ip_of(&ip)).await?;
     audit.note(|n| {
-        n.action = Some("setup".into());
         n.actor_user_id = Some(result.user.id.clone());
         n.organization_id = Some(result.organization_id.clone());
         n.resource_id = Some(result.user.id.clone());
@@ -235,10 +240,15 @@ pub async fn setup(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// At least 12 characters.
+    #[schema(format = Password, min_length = 12)]
     pub password: String,
     /// Name of the organization to create; defaults to "<name>'s organization".
+    #[schema(min_length = 1, max_length = 255)]
     pub organization: Option<String>,
 }
 
@@ -268,7 +278,6 @@ pub async fn register(
     errors.into_result()?;
     let (user, organization_id) = create_account(&state, account.expect("valid"), &organization).await?;
     audit.note(|n| {
-        n.action = Some("register".into());
         n.actor_user_id = Some(user.id.clone());
         n.organization_id = Some(organization_id);
         n.resource_id = Some(user.id.clone());
@@ -279,13 +288,18 @@ pub async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// A wrong or unknown one is the same 422 on `email` as a wrong password.
+    #[schema(format = Email)]
     pub email: String,
+    #[schema(format = Password)]
     pub password: String,
     /// The 6-digit code from the authenticator app, or a recovery code, when 2FA is on.
     pub otp: Option<String>,
     /// Label of the token created; defaults to "login".
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Abilities of the token created; defaults to every ability.
+    #[schema(max_items = 100)]
     pub abilities: Option<Vec<String>>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -305,26 +319,26 @@ pub async fn login(
     report: Option<Extension<RateLimitReport>>,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    count_auth_attempt(&state, ip_of(&ip), Some(body.email.trim()), report.as_deref()).await?;
     let user = match Email::parse(&body.email) {
         Ok(email) => state.store.user_by_email(&email.normalized()).await?,
         Err(_) => None,
     };
+    // Every attempt, a rate-limited or failed one too, is recorded against the account it names
+    // (when that exists), so its owner can see the attempts.
+    audit.note(|n| n.actor_user_id = user.as_ref().map(|u| u.id.clone()));
+    count_auth_attempt(&state, ip_of(&ip), Some(body.email.trim()), report.as_deref()).await?;
     // Verify against a dummy hash for unknown accounts, so timing does not reveal which exist.
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
     let password = body.password.clone();
     let password_ok =
         tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
     let Some(user) = user.as_ref().filter(|_| password_ok).cloned() else {
-        // The targeted account (when it exists) is recorded, so its owner can see the attempts.
         audit.note(|n| {
             n.action = Some("login.failed".into());
-            n.actor_user_id = user.as_ref().map(|u| u.id.clone());
             n.detail = Some("bad credentials".into());
         });
         return Err(ApiError::validation("email", BAD_CREDENTIALS));
     };
-    audit.note(|n| n.actor_user_id = Some(user.id.clone()));
     if user.totp_enabled {
         let Some(code) = body.otp.as_deref().filter(|c| !c.trim().is_empty()) else {
             audit.note(|n| {
@@ -346,7 +360,6 @@ pub async fn login(
     let (row, plain) =
         issue(&state, None, login_token(&user.id, &name, "login", body.abilities, body.expires_at)).await?;
     audit.note(|n| {
-        n.action = Some("login".into());
         n.token_id = Some(row.id.clone());
         n.resource_id = Some(row.id.clone());
     });
@@ -393,6 +406,7 @@ pub async fn current_user(State(state): State<AppState>, principal: Principal) -
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfirmation {
     /// Your current password: a token alone cannot change how you sign in.
+    #[schema(format = Password)]
     pub password: String,
 }
 
@@ -461,6 +475,7 @@ pub async fn enrol_two_factor(
 #[serde(deny_unknown_fields)]
 pub struct TwoFactorCode {
     /// A current 6-digit code from the authenticator app.
+    #[schema(min_length = 1)]
     pub code: String,
 }
 
@@ -480,7 +495,6 @@ pub struct RecoveryCodes {
 pub async fn confirm_two_factor(
     State(state): State<AppState>,
     principal: Principal,
-    audit: AuditSlot,
     Json(body): Json<TwoFactorCode>,
 ) -> Result<Data<RecoveryCodes>, ApiError> {
     let user = state.store.user(principal.user_id()?).await?.ok_or(ApiError::NotFound)?;
@@ -500,15 +514,16 @@ pub async fn confirm_two_factor(
     let hashes = serde_json::to_string(&hashes).expect("strings serialise");
     state.store.set_user_two_factor(&user.id, Some(&sealed), true, Some(&hashes)).await?;
     state.store.record_totp_counter(&user.id, counter as i64).await?;
-    audit.note(|n| n.action = Some("two_factor.enable".into()));
     Ok(Data { data: RecoveryCodes { recovery_codes: codes } })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisableTwoFactor {
+    #[schema(format = Password)]
     pub password: String,
     /// A current code from the app, or a recovery code.
+    #[schema(min_length = 1)]
     pub code: String,
 }
 
@@ -533,6 +548,5 @@ pub async fn disable_two_factor(
         return Err(ApiError::validation("code", "The one-time code is not valid."));
     }
     state.store.set_user_two_factor(&user.id, None, false, None).await?;
-    audit.note(|n| n.action = Some("two_factor.disable".into()));
     Ok(axum::Json(crate::routes::tokens::Message { message: "Two-factor authentication is off.".into() }))
 }

@@ -1,7 +1,7 @@
 //! Reading the audit log: members see their own events, owners and admins their
 //! organisations' events too.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::Role;
@@ -12,7 +12,7 @@ use crate::auth::Principal;
 use crate::auth::principal::TokenKind;
 use crate::envelope::Paginated;
 use crate::error::ApiError;
-use crate::extract::Page;
+use crate::extract::{Page, Query};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -28,7 +28,8 @@ pub struct AuditEventResource {
     pub route: Option<String>,
     pub resource_id: Option<String>,
     pub status: Option<i64>,
-    /// `success`, `denied`, `rate_limited` or `failure`.
+    /// How the request ended: `success`, `denied`, `rate_limited` or `failure`.
+    #[schema(value_type = Outcome)]
     pub outcome: String,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
@@ -58,6 +59,37 @@ impl From<AuditEvent> for AuditEventResource {
     }
 }
 
+/// How a recorded request ended: `success` (2xx, 3xx), `denied` (401, 403), `rate_limited`
+/// (429) or `failure` (any other error, invalid input included).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Denied,
+    RateLimited,
+    Failure,
+}
+
+impl Outcome {
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            s if s < 400 => Outcome::Success,
+            401 | 403 => Outcome::Denied,
+            429 => Outcome::RateLimited,
+            _ => Outcome::Failure,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
@@ -65,8 +97,11 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Only events made with this token id.
     pub token: Option<String>,
-    /// Only this action, e.g. `login.failed`.
+    /// Only this action and its sub-events: `login` finds `login`, `login.failed` and
+    /// `login.2fa_failed`; `login.failed` finds only those.
     pub action: Option<String>,
+    /// Only events that ended this way.
+    pub outcome: Option<Outcome>,
     /// Only events about this resource id.
     pub resource: Option<String>,
     /// Only events at or after this time (RFC 3339).
@@ -87,13 +122,13 @@ pub async fn list_audit_events(
     State(state): State<AppState>,
     principal: Principal,
     Page(cursor): Page,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<AuditQuery>,
 ) -> Result<Paginated<AuditEventResource>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
     let mut filter = AuditFilter {
         actor: q.actor,
         token: q.token,
         action: q.action,
+        outcome: q.outcome.map(|o| o.as_str().to_string()),
         resource: q.resource,
         from: q.from,
         to: q.to,

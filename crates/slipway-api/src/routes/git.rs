@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Page};
 use crate::state::AppState;
 
-const KINDS: [&str; 4] = ["github", "gitlab", "bitbucket", "generic"];
+pub(crate) const KINDS: [&str; 4] = ["github", "gitlab", "bitbucket", "generic"];
 
 use slipway_engine::deploy::{deploy_key_context, repository_url_context};
 
@@ -113,11 +113,12 @@ pub async fn list_git_providers(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGitProvider {
-    #[schema(example = "GitHub (acme)")]
+    #[schema(example = "GitHub (acme)", min_length = 1, max_length = 255)]
     pub name: String,
-    /// `github`, `gitlab`, `bitbucket` or `generic`.
+    #[schema(value_type = crate::schema::GitKind)]
     pub kind: String,
     /// An access token for the provider's API (stored encrypted, never shown again).
+    #[schema(min_length = 1, max_length = 1024)]
     pub access_token: Option<String>,
     pub organization_id: Option<String>,
 }
@@ -157,7 +158,6 @@ pub async fn create_git_provider(
     };
     state.store.insert_git_provider(&provider).await?;
     audit.note(|n| {
-        n.action = Some("git-provider.create".into());
         n.organization_id = Some(provider.organization_id.clone());
         n.resource_id = Some(provider.id.clone());
     });
@@ -189,7 +189,6 @@ pub async fn delete_git_provider(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_git_provider(&v.provider.id).await?;
     audit.note(|n| {
-        n.action = Some("git-provider.delete".into());
         n.organization_id = Some(v.provider.organization_id.clone());
         n.resource_id = Some(v.provider.id.clone());
     });
@@ -283,12 +282,14 @@ pub async fn list_git_repositories(
 #[serde(deny_unknown_fields)]
 pub struct CreateGitRepository {
     /// `git@github.com:acme/shop.git`, `https://…`, `ssh://…`.
+    #[schema(min_length = 1)]
     pub url: String,
     /// Default `main`.
     pub branch: Option<String>,
     /// The provider it belongs to; its kind sets the webhook format.
     pub provider_id: Option<String>,
-    /// The webhook format when there is no provider: `github`, `gitlab`, `bitbucket`, `generic`.
+    /// The webhook format when there is no provider (default `generic`).
+    #[schema(value_type = Option<crate::schema::GitKind>)]
     pub kind: Option<String>,
     pub organization_id: Option<String>,
 }
@@ -345,7 +346,6 @@ pub async fn create_git_repository(
     };
     state.store.insert_git_repository(&repository).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.create".into());
         n.organization_id = Some(repository.organization_id.clone());
         n.resource_id = Some(repository.id.clone());
     });
@@ -381,7 +381,6 @@ pub async fn delete_git_repository(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_git_repository(&v.repository.id).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.delete".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -408,7 +407,6 @@ pub async fn setup_deploy_key(
     let changes = GitRepositoryChanges { deploy_key: Some((public, sealed)), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.setup-deploy-key".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -442,7 +440,6 @@ pub async fn enable_auto_deploy(
     let changes = GitRepositoryChanges { webhook_secret: Some(Some(sealed)), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.enable-auto-deploy".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -465,7 +462,6 @@ pub async fn disable_auto_deploy(
     let changes = GitRepositoryChanges { webhook_secret: Some(None), ..Default::default() };
     state.store.update_git_repository(&v.repository.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("git-repository.disable-auto-deploy".into());
         n.organization_id = Some(v.repository.organization_id.clone());
         n.resource_id = Some(v.repository.id.clone());
     });
@@ -493,7 +489,9 @@ pub struct WebhookOutcome {
     request_body(content = String, content_type = "application/json", description = "The git host's push payload."),
     responses(
         (status = 202, body = Accepted<WebhookOutcome>),
-        (status = 200, body = Accepted<WebhookOutcome>, description = "Recorded and ignored (another event or branch, or a duplicate delivery)")
+        (status = 200, body = Accepted<WebhookOutcome>, description = "Recorded and ignored (another event or branch, or a duplicate delivery)"),
+        (status = 401, description = "The signature is missing or wrong; nothing is deployed", body = crate::error::ErrorBody),
+        (status = 409, description = "A site of the repository could not start deploying (its installation failed)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn receive_push(

@@ -108,16 +108,11 @@ pub async fn exchange(
     principal: Principal,
     audit: AuditSlot,
 ) -> Result<axum::Json<TokenPair>, ApiError> {
-    if principal.jwt_family.is_some() {
-        return Err(ApiError::Forbidden(
-            "Exchange an access token, not a JWT; use /auth/refresh to renew a JWT.".into(),
-        ));
-    }
+    principal.refuse_if_jwt("be exchanged (renew a JWT at /auth/refresh)")?;
     let family_id = slipway_core::new_id();
     let (first, plain) = new_refresh(&family_id, &state);
     state.store.create_token_family(&family_id, &principal.token_id, &first).await?;
     audit.note(|n| {
-        n.action = Some("jwt.exchange".into());
         n.resource_id = Some(family_id.clone());
     });
     Ok(axum::Json(pair(&state, &principal, &family_id, plain).await?))
@@ -126,6 +121,7 @@ pub async fn exchange(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(min_length = 1)]
     pub refresh_token: String,
 }
 
@@ -148,7 +144,7 @@ pub async fn refresh(
 ) -> Result<axum::Json<TokenPair>, ApiError> {
     let invalid = || ApiError::Unauthenticated { presented: true };
     let row = state.store.refresh_token_by_hash(&sha256_hex(body.refresh_token.trim())).await?.ok_or_else(invalid)?;
-    audit.note(|n| n.resource_id = Some(row.family_id.clone()));
+    note_family_owner(&state, &audit, &row.family_id).await?;
     if row.used_at.is_some() {
         state.store.revoke_token_family(&row.family_id, now()).await?;
         audit.note(|n| {
@@ -177,10 +173,24 @@ pub async fn refresh(
         audit.note(|n| n.action = Some("jwt.refresh_reuse".into()));
         return Err(invalid());
     }
-    audit.note(|n| {
-        n.action = Some("jwt.refresh".into());
-        n.actor_user_id = principal.user_id.clone();
-        n.token_id = Some(principal.token_id.clone());
-    });
     Ok(axum::Json(pair(&state, &principal, &row.family_id, plain).await?))
+}
+
+/// No token authenticates a refresh, so the record names the family's owner: its parent token,
+/// that token's user and the organisation it is bound to. A reuse (a leaked refresh token) is
+/// then in the owner's audit log, and in the organisation's for an organisation token.
+async fn note_family_owner(state: &AppState, audit: &AuditSlot, family_id: &str) -> Result<(), ApiError> {
+    let parent = match state.store.token_family_parent(family_id).await? {
+        Some(token_id) => state.store.token(&token_id).await?,
+        None => None,
+    };
+    audit.note(|n| {
+        n.resource_id = Some(family_id.to_string());
+        if let Some(parent) = parent {
+            n.actor_user_id = parent.user_id;
+            n.token_id = Some(parent.id);
+            n.organization_id = parent.organization_id;
+        }
+    });
+    Ok(())
 }

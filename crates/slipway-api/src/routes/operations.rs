@@ -1,7 +1,7 @@
 //! Operations: the durable jobs behind every action on a server, with their status and log.
 //! An operation is visible exactly when its server is.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use slipway_store::{CancelOutcome, Job};
@@ -11,6 +11,7 @@ use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Principal, Target};
 use crate::envelope::{Accepted, Data};
 use crate::error::ApiError;
+use crate::extract::{After, Query};
 use crate::routes::servers::OperationResource;
 use crate::state::AppState;
 
@@ -69,8 +70,8 @@ pub async fn get_operation(op: VisibleOperation) -> Result<Data<OperationResourc
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only lines after this sequence number (for following a running operation).
-    #[param(minimum = 0)]
-    pub after: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub after: Option<After>,
     /// At most this many lines (default 1000).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
@@ -95,15 +96,13 @@ pub struct LogLine {
 pub async fn operation_log(
     State(state): State<AppState>,
     op: VisibleOperation,
-    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<LogQuery>,
 ) -> Result<Data<Vec<LogLine>>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::validation("query", e.body_text()))?;
-    let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(1000);
-    if after < 0 || !(1..=10_000).contains(&limit) {
-        return Err(ApiError::validation("limit", "The after must be at least 0 and the limit between 1 and 10000."));
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation("limit", "The limit must be between 1 and 10000."));
     }
-    let lines = state.store.job_log(&op.job.id, after, limit).await?;
+    let lines = state.store.job_log(&op.job.id, q.after.unwrap_or_default().0, limit).await?;
     Ok(Data {
         data: lines.into_iter().map(|l| LogLine { seq: l.seq, at: l.at, stream: l.stream, line: l.line }).collect(),
     })
@@ -129,7 +128,6 @@ pub async fn cancel_operation(
         CancelOutcome::NotFound => return Err(ApiError::NotFound),
     };
     audit.note(|n| {
-        n.action = Some("operation.cancel".into());
         n.organization_id = Some(op.organization_id.clone());
         n.resource_id = Some(op.job.id.clone());
     });

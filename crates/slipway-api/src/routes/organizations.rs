@@ -134,9 +134,11 @@ pub async fn get_organization(org: VisibleOrganization) -> Result<Data<Organizat
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrganization {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Maximum lifetime, in seconds, of tokens that can act in this organization (at least
-    /// 3600); `0` removes the limit. Applies to tokens created from now on.
+    /// 3600, at most ten years); `0` removes the limit. Applies to tokens created from now on.
+    #[schema(minimum = 0, maximum = 315360000)]
     pub max_token_lifetime_seconds: Option<i64>,
 }
 
@@ -173,7 +175,6 @@ pub async fn update_organization(
     errors.into_result()?;
     state.store.update_organization(&org.organization.id, body.name.as_deref().map(str::trim), lifetime).await?;
     audit.note(|n| {
-        n.action = Some("organization.update".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(org.organization.id.clone());
     });
@@ -242,6 +243,7 @@ fn may_assign(actor: Role, from: Option<Role>, to: Option<Role>) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// The email of an existing Slipway user.
+    #[schema(format = Email)]
     pub email: String,
     pub role: RoleName,
 }
@@ -274,7 +276,6 @@ pub async fn add_member(
         other => other?,
     }
     audit.note(|n| {
-        n.action = Some("member.add".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(user.id.clone());
         n.detail = Some(format!("role {role}"));
@@ -316,7 +317,6 @@ pub async fn change_member(
     }
     state.store.change_member_role(&org.organization.id, &user, role.as_str()).await?;
     audit.note(|n| {
-        n.action = Some("member.change_role".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(user.clone());
         n.detail = Some(format!("{} -> {role}", member.role));
@@ -345,7 +345,6 @@ pub async fn remove_member(
     }
     state.store.remove_member(&org.organization.id, &user).await?;
     audit.note(|n| {
-        n.action = Some("member.remove".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(user.clone());
     });
@@ -406,7 +405,6 @@ pub async fn create_organization_token(
     };
     let (row, plain) = issue(&state, Some(&org.principal), request).await?;
     audit.note(|n| {
-        n.action = Some("organization_token.create".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(row.id.clone());
     });
@@ -427,15 +425,16 @@ pub async fn revoke_organization_token(
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     let id = path.1;
+    // As for personal tokens: only one the caller entirely covers (abilities, restrictions,
+    // expiry), so a narrow token cannot revoke a wider one.
     let token = state.store.token(&id).await?.filter(|t| {
         t.kind == crate::auth::TokenKind::Organization.as_str()
             && t.organization_id.as_deref() == Some(org.organization.id.as_str())
-            && t.revoked_at.is_none()
+            && org.principal.may_manage(t)
     });
     let token = token.ok_or(ApiError::NotFound)?;
     state.store.revoke_token(&token.id, now()).await?;
     audit.note(|n| {
-        n.action = Some("organization_token.revoke".into());
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(token.id.clone());
     });

@@ -198,33 +198,40 @@ pub async fn list_servers(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateServer {
-    #[schema(example = "web-1")]
+    #[schema(example = "web-1", min_length = 1, max_length = 255)]
     pub name: String,
-    /// Only `custom` (a server you already have) for now.
-    #[schema(example = "custom")]
+    #[schema(value_type = crate::schema::ServerProvider)]
     pub provider: String,
     /// IP address or host name Slipway connects to.
-    #[schema(example = "203.0.113.10")]
+    #[schema(example = "203.0.113.10", min_length = 1, max_length = 253)]
     pub ip_address: String,
     /// Default 22.
     #[schema(minimum = 1, maximum = 65535)]
     pub ssh_port: Option<u16>,
     /// The user Slipway logs in as; needs passwordless sudo, or root. Default `root`.
+    #[schema(min_length = 1, max_length = 32)]
     pub ssh_user: Option<String>,
     /// Required when you belong to more than one organization.
     pub organization_id: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
     pub region: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
     pub size: Option<String>,
-    /// PHP-FPM version to install (`8.1` to `8.4`), or none.
+    /// PHP-FPM version to install, or none.
+    #[schema(value_type = Option<crate::schema::PhpVersion>)]
     pub php_version: Option<String>,
-    /// `mysql` (Ubuntu only), `mariadb`, `postgres` or `none` (default).
+    /// Default `none`.
+    #[schema(value_type = Option<crate::schema::DatabaseType>)]
     pub database_type: Option<String>,
     /// Install Node.js from the operating system's packages. Default false.
     pub node: Option<bool>,
     pub monitoring_enabled: Option<bool>,
 }
 
-const PHP_VERSIONS: [&str; 4] = ["8.1", "8.2", "8.3", "8.4"];
+pub(crate) const PHP_VERSIONS: [&str; 4] = ["8.1", "8.2", "8.3", "8.4"];
+pub(crate) const DATABASES: [&str; 4] = ["mysql", "mariadb", "postgres", "none"];
+/// Where servers come from; cloud providers come later.
+pub(crate) const PROVIDERS: [&str; 1] = ["custom"];
 
 /// A PHP version Slipway installs and, when the server's system is known, one it offers.
 fn check_php_version(errors: &mut FieldErrors, php: &str, os: Option<&str>) {
@@ -234,7 +241,6 @@ fn check_php_version(errors: &mut FieldErrors, php: &str, os: Option<&str>) {
         errors.add("php_version", format!("{why}."));
     }
 }
-const DATABASES: [&str; 4] = ["mysql", "mariadb", "postgres", "none"];
 
 /// Register a server you already have. Answers 201 with the server `pending` and the public key
 /// to authorise on it, with a one-line command that does so.
@@ -256,7 +262,7 @@ pub async fn create_server(
     let organization_id = caller.organization_for_new(&state, body.organization_id.as_deref()).await?;
     let mut errors = FieldErrors::new();
     identity::check_label(&mut errors, "name", &body.name);
-    if body.provider != "custom" {
+    if !PROVIDERS.contains(&body.provider.as_str()) {
         errors.add("provider", "The provider must be custom (cloud providers are not available yet).");
     }
     let host =
@@ -317,7 +323,6 @@ pub async fn create_server(
     };
     state.store.insert_server(&server).await?;
     audit.note(|n| {
-        n.action = Some("server.create".into());
         n.organization_id = Some(organization_id);
         n.resource_id = Some(server.id.clone());
     });
@@ -342,7 +347,9 @@ pub async fn get_server(State(state): State<AppState>, v: VisibleServer) -> Resu
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateServer {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
+    #[schema(min_length = 1, max_length = 253)]
     pub ip_address: Option<String>,
     #[schema(minimum = 1, maximum = 65535)]
     pub ssh_port: Option<u16>,
@@ -395,7 +402,6 @@ pub async fn update_server(
     };
     state.store.update_server(&v.server.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("server.update".into());
         n.organization_id = Some(v.server.organization_id.clone());
         n.resource_id = Some(v.server.id.clone());
     });
@@ -418,7 +424,6 @@ pub async fn delete_server(
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_server(&v.server.id).await?;
     audit.note(|n| {
-        n.action = Some("server.delete".into());
         n.organization_id = Some(v.server.organization_id.clone());
         n.resource_id = Some(v.server.id.clone());
     });
@@ -516,9 +521,11 @@ pub async fn provision_server(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct RestartServer {
-    /// Services to restart: `nginx`, `php-fpm`, `supervisor`, `cron`, `database`.
+    /// Services to restart; at least one unless `reboot` is true.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::schema::RestartableService>)]
     pub services: Vec<String>,
     /// Reboot the server (after restarting any listed services).
     #[serde(default)]
@@ -573,7 +580,7 @@ pub async fn restart_server(
 #[serde(deny_unknown_fields)]
 pub struct AcceptHostKey {
     /// The `offered_host_key_fingerprint` of the server, confirming which key you accept.
-    #[schema(example = "SHA256:k3bO8Tm2…")]
+    #[schema(example = "SHA256:k3bO8Tm2…", min_length = 1)]
     pub fingerprint: String,
 }
 

@@ -87,16 +87,23 @@ pub fn new_token_response(row: &AccessToken, plain: &PlainToken) -> Response {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    #[schema(example = "CI deploys")]
+    #[schema(example = "CI deploys", min_length = 1, max_length = 255)]
     pub name: String,
     /// Ability patterns; defaults to the abilities of the token making the request.
-    #[schema(example = json!(["site:deploy"]))]
+    #[schema(example = json!(["site:deploy"]), max_items = 100)]
     pub abilities: Option<Vec<String>>,
+    #[schema(min_length = 1)]
     pub organization_id: Option<String>,
+    /// Servers of your organizations the token may touch (at most 100).
+    #[schema(min_items = 1, max_items = 100)]
     pub server_ids: Option<Vec<String>>,
+    /// Sites of your organizations the token may touch (at most 100).
+    #[schema(min_items = 1, max_items = 100)]
     pub site_ids: Option<Vec<String>>,
-    #[schema(example = json!(["203.0.113.0/24"]))]
+    /// Addresses or CIDR ranges the token may be used from (at most 50).
+    #[schema(example = json!(["203.0.113.0/24"]), min_items = 1, max_items = 50)]
     pub allowed_ips: Option<Vec<String>>,
+    /// In the future; no later than the creator's expiry or an organization's maximum lifetime.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -123,11 +130,14 @@ pub async fn issue(
     creator: Option<&Principal>,
     req: TokenRequest,
 ) -> Result<(AccessToken, PlainToken), ApiError> {
+    if let Some(c) = creator {
+        c.refuse_if_jwt("create tokens")?;
+    }
     let mut errors = FieldErrors::new();
     identity::check_label(&mut errors, "name", &req.name);
 
     let abilities = match (&req.abilities, creator) {
-        (Some(items), _) => AbilitySet::parse("abilities", items).map_err(ApiError::Validation)?,
+        (Some(items), _) => parse_abilities(items)?,
         (None, Some(c)) => c.abilities.clone(),
         (None, None) => AbilitySet::everything(),
     };
@@ -157,8 +167,11 @@ pub async fn issue(
     let site_ids = narrow_ids(&mut errors, "site_ids", req.site_ids.clone(), creator.and_then(|c| c.site_ids.clone()));
     let allowed_ips =
         narrow_networks(&mut errors, req.allowed_ips.clone(), creator.and_then(|c| c.allowed_ips.clone()));
+    let organizations = token_organizations(state, req.user_id.as_deref(), organization_id.as_deref()).await?;
+    check_resources_exist(state, &mut errors, req.server_ids.as_deref(), req.site_ids.as_deref(), &organizations)
+        .await?;
 
-    let cap = lifetime_cap(state, req.user_id.as_deref(), organization_id.as_deref(), creator).await?;
+    let cap = lifetime_cap(state, &organizations, creator).await?;
     let expires_at = match (req.expires_at, cap) {
         (Some(at), _) if at <= now() => {
             errors.add("expires_at", "The expiry must be in the future.");
@@ -206,6 +219,10 @@ fn narrow_ids(
     limit: Option<Vec<String>>,
 ) -> Option<Vec<String>> {
     match (asked, limit) {
+        (Some(asked), _) if asked.len() > MAX_RESOURCE_IDS => {
+            errors.add(field, format!("The {field} may not have more than {MAX_RESOURCE_IDS} items."));
+            None
+        }
         (Some(asked), Some(limit)) if !asked.iter().all(|id| limit.contains(id)) => {
             errors.add(field, format!("The {field} must be within those of the token making the request."));
             None
@@ -232,6 +249,10 @@ fn narrow_networks(
         errors.add("allowed_ips", "The allowed_ips may not be empty; omit it for no restriction.");
         return None;
     }
+    if asked.len() > MAX_NETWORKS {
+        errors.add("allowed_ips", format!("The allowed_ips may not have more than {MAX_NETWORKS} items."));
+        return None;
+    }
     let mut parsed = Vec::new();
     for (i, text) in asked.iter().enumerate() {
         let net = text.parse::<IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
@@ -251,8 +272,7 @@ fn narrow_networks(
 /// organisation the token can act in.
 async fn lifetime_cap(
     state: &AppState,
-    user_id: Option<&str>,
-    organization_id: Option<&str>,
+    organizations: &[String],
     creator: Option<&Principal>,
 ) -> Result<Option<(Timestamp, String)>, ApiError> {
     let mut cap: Option<(Timestamp, String)> =
@@ -262,19 +282,73 @@ async fn lifetime_cap(
             cap = Some((at, why));
         }
     };
-    let orgs: Vec<String> = match (organization_id, user_id) {
-        (Some(org), _) => vec![org.to_string()],
-        (None, Some(user)) => state.store.memberships_of(user).await?.into_iter().map(|o| o.id).collect(),
-        (None, None) => vec![],
-    };
-    for org in orgs {
-        if let Some(o) = state.store.organization(&org).await?
+    for org in organizations {
+        if let Some(o) = state.store.organization(org).await?
             && let Some(seconds) = o.max_token_lifetime_seconds
         {
             consider(now() + chrono::Duration::seconds(seconds), format!("the maximum token lifetime of {}", o.name));
         }
     }
     Ok(cap)
+}
+
+/// The most abilities, servers or sites, and networks a token may list (stated in the schema
+/// as `maxItems` and in docs/api.md).
+pub const MAX_ABILITIES: usize = 100;
+pub const MAX_RESOURCE_IDS: usize = 100;
+pub const MAX_NETWORKS: usize = 50;
+
+fn parse_abilities(items: &[String]) -> Result<AbilitySet, ApiError> {
+    if items.len() > MAX_ABILITIES {
+        return Err(ApiError::validation(
+            "abilities",
+            format!("The abilities may not have more than {MAX_ABILITIES} items."),
+        ));
+    }
+    AbilitySet::parse("abilities", items).map_err(ApiError::Validation)
+}
+
+/// The organisations a token can act in: the one it is bound to, else every organisation of
+/// its user.
+async fn token_organizations(
+    state: &AppState,
+    user_id: Option<&str>,
+    organization_id: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    Ok(match (organization_id, user_id) {
+        (Some(org), _) => vec![org.to_string()],
+        (None, Some(user)) => state.store.memberships_of(user).await?.into_iter().map(|o| o.id).collect(),
+        (None, None) => vec![],
+    })
+}
+
+/// Servers and sites a token is restricted to must exist in an organisation it can act in: a
+/// restriction to made-up ids means nothing. 422 naming the unknown ids.
+async fn check_resources_exist(
+    state: &AppState,
+    errors: &mut FieldErrors,
+    server_ids: Option<&[String]>,
+    site_ids: Option<&[String]>,
+    organizations: &[String],
+) -> Result<(), ApiError> {
+    for (field, kind, ids) in [("server_ids", "server", server_ids), ("site_ids", "site", site_ids)] {
+        // Lists refused already (too long, outside the creator's) are not looked up.
+        let Some(ids) = ids.filter(|_| errors.get(field).is_none()) else { continue };
+        let mut unknown = Vec::new();
+        for id in ids {
+            let organization = match kind {
+                "server" => state.store.server(id).await?.map(|s| s.organization_id),
+                _ => state.store.site(id).await?.map(|s| s.organization_id),
+            };
+            if !organization.is_some_and(|o| organizations.contains(&o)) {
+                unknown.push(id.as_str());
+            }
+        }
+        if !unknown.is_empty() {
+            errors.add(field, format!("No {kind} of your organizations has these ids: {}.", unknown.join(", ")));
+        }
+    }
+    Ok(())
 }
 
 /// A personal token of the caller's user, from the `{id}` path segment; 404 for anyone else's.
@@ -289,17 +363,14 @@ impl FromRequestParts<AppState> for OwnToken {
         let Path(id) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
         let user = principal.user_id()?;
         match state.store.token(&id).await? {
+            // Only a token the caller entirely covers: a narrow token must not reach (nor
+            // rotate and receive the secret of) a wider one of the same user.
             Some(t)
                 if t.user_id.as_deref() == Some(user)
                     && t.kind == TokenKind::Personal.as_str()
-                    && t.revoked_at.is_none() =>
+                    && principal.may_manage(&t) =>
             {
-                // Only a token the caller entirely covers: a narrow token must not reach (nor
-                // rotate and receive the secret of) a wider one of the same user.
-                match Principal::of_token(&t) {
-                    Ok(target) if principal.covers_token(&target) => Ok(OwnToken(t)),
-                    _ => Err(ApiError::NotFound),
-                }
+                Ok(OwnToken(t))
             }
             _ => Err(ApiError::NotFound),
         }
@@ -336,7 +407,8 @@ pub async fn list_tokens(
 }
 
 /// Create a personal access token. It can hold only abilities and restrictions the token
-/// making the request has; the secret is in the response and never shown again.
+/// making the request has; the secret is in the response and never shown again. A JWT cannot
+/// create tokens (403): use an access token.
 #[utoipa::path(
     post, path = "/api/v1/tokens", tag = "tokens",
     request_body = CreateToken,
@@ -366,7 +438,6 @@ pub async fn create_token(
     };
     let (row, plain) = issue(&state, Some(&principal), request).await?;
     audit.note(|n| {
-        n.action = Some("token.create".into());
         n.resource_id = Some(row.id.clone());
     });
     Ok(new_token_response(&row, &plain))
@@ -386,7 +457,8 @@ pub async fn current_token(
     Ok(Data { data: (&row).into() })
 }
 
-/// Revoke the token used for this request.
+/// Revoke what authenticated this request: the access token, or for a JWT only its exchange
+/// family (its JWTs and refresh tokens); the parent token stays valid.
 #[utoipa::path(
     delete, path = "/api/v1/tokens/current", tag = "tokens",
     security(("token" = [])),
@@ -401,12 +473,24 @@ pub async fn revoke_current_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes exactly what authenticated the request: the access token, or for a JWT its
+/// exchange family (every JWT and refresh token of it), leaving the parent token valid.
 async fn revoke_principal(state: &AppState, principal: &Principal, audit: &AuditSlot) -> Result<(), ApiError> {
-    state.store.revoke_token(&principal.token_id, now()).await?;
-    audit.note(|n| {
-        n.action = Some("token.revoke".into());
-        n.resource_id = Some(principal.token_id.clone());
-    });
+    match &principal.jwt_family {
+        Some(family) => {
+            state.store.revoke_token_family(family, now()).await?;
+            audit.note(|n| {
+                n.resource_id = Some(family.clone());
+                n.detail = Some("the JWT family used for the request; its parent token stays valid".into());
+            });
+        }
+        None => {
+            state.store.revoke_token(&principal.token_id, now()).await?;
+            audit.note(|n| {
+                n.resource_id = Some(principal.token_id.clone());
+            });
+        }
+    }
     Ok(())
 }
 
@@ -416,7 +500,7 @@ pub struct Message {
     pub message: String,
 }
 
-/// Log out: revoke the token used for this request.
+/// Log out: revoke what authenticated this request (the access token, or a JWT's family).
 #[utoipa::path(
     post, path = "/api/v1/logout", tag = "account",
     security(("token" = [])),
@@ -428,7 +512,6 @@ pub async fn logout(
     audit: AuditSlot,
 ) -> Result<axum::Json<Message>, ApiError> {
     revoke_principal(&state, &principal, &audit).await?;
-    audit.note(|n| n.action = Some("logout".into()));
     Ok(axum::Json(Message { message: "Logged out.".into() }))
 }
 
@@ -446,11 +529,16 @@ pub async fn get_token(OwnToken(token): OwnToken) -> Data<TokenResource> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateToken {
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// Must be within the token's current abilities: editing never widens a token.
+    #[schema(max_items = 100)]
     pub abilities: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
     pub server_ids: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
     pub site_ids: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 50)]
     pub allowed_ips: Option<Vec<String>>,
     /// May only move the expiry earlier (or set one where there was none).
     pub expires_at: Option<DateTime<Utc>>,
@@ -479,7 +567,7 @@ pub async fn update_token(
         changes.name = Some(name.trim().to_string());
     }
     if let Some(items) = &body.abilities {
-        let asked = AbilitySet::parse("abilities", items).map_err(ApiError::Validation)?;
+        let asked = parse_abilities(items)?;
         if !current.abilities.covers(&asked) {
             errors.add("abilities", "Editing a token cannot widen its abilities.");
         }
@@ -505,10 +593,12 @@ pub async fn update_token(
         }
         changes.expires_at = Some(Some(at));
     }
+    let organizations = token_organizations(&state, token.user_id.as_deref(), token.organization_id.as_deref()).await?;
+    check_resources_exist(&state, &mut errors, body.server_ids.as_deref(), body.site_ids.as_deref(), &organizations)
+        .await?;
     errors.into_result()?;
     state.store.update_token(&token.id, &changes).await?;
     audit.note(|n| {
-        n.action = Some("token.update".into());
         n.resource_id = Some(token.id.clone());
     });
     let row = state.store.token(&token.id).await?.ok_or(ApiError::NotFound)?;
@@ -529,7 +619,6 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     state.store.revoke_token(&token.id, now()).await?;
     audit.note(|n| {
-        n.action = Some("token.revoke".into());
         n.resource_id = Some(token.id.clone());
     });
     Ok(StatusCode::NO_CONTENT)
@@ -537,6 +626,7 @@ pub async fn revoke_token(
 
 /// Rotate a token: a new secret with the same settings; the old secret stops working at once.
 /// Send an `Idempotency-Key` so that a retry returns the same new secret instead of failing.
+/// A JWT cannot rotate tokens (403): use an access token.
 #[utoipa::path(
     post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
@@ -550,10 +640,10 @@ pub async fn rotate_token(
     audit: AuditSlot,
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
 ) -> Result<Response, ApiError> {
+    principal.refuse_if_jwt("rotate tokens")?;
     count_token_creation(&state, &format!("token:{}", principal.token_id), report.as_deref()).await?;
     let (row, plain) = rotate(&state, &token).await?;
     audit.note(|n| {
-        n.action = Some("token.rotate".into());
         n.resource_id = Some(token.id.clone());
         n.detail = Some(format!("replaced by {}", row.id));
     });

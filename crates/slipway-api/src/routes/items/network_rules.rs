@@ -43,7 +43,7 @@ pub enum PortInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNetworkRule {
-    #[schema(example = "MySQL from the office")]
+    #[schema(example = "MySQL from the office", min_length = 1, max_length = 255)]
     pub name: String,
     /// A port (`3306`) or an inclusive range (`"8000-8100"`).
     pub port: PortInput,

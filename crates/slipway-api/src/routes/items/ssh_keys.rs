@@ -33,10 +33,11 @@ pub struct SshKeyResource {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSshKey {
-    #[schema(example = "ana's laptop")]
+    #[schema(example = "ana's laptop", min_length = 1, max_length = 255)]
     pub name: String,
     /// One public key in `authorized_keys` form (`ssh-ed25519 AAAA… comment`); options such as
     /// `command=` are refused.
+    #[schema(min_length = 1)]
     pub public_key: String,
 }
 

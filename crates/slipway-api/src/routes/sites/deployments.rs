@@ -1,7 +1,7 @@
 //! Deployments: deploy, roll back, convert to zero downtime, schedule, cancel, and read them
 //! with their logs and the releases they left.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
@@ -13,7 +13,7 @@ use crate::audit::AuditSlot;
 use crate::auth::Principal;
 use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
-use crate::extract::{Json, Page};
+use crate::extract::{After, Json, Page, Query};
 use crate::jobs::enqueue;
 use crate::state::AppState;
 
@@ -359,7 +359,8 @@ pub async fn get_deployment(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct LogQuery {
     /// Only lines after this `seq` (to follow a running deployment).
-    pub after: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub after: Option<After>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -385,7 +386,7 @@ pub async fn deployment_log(
     Query(query): Query<LogQuery>,
 ) -> Result<Data<Vec<LogLine>>, ApiError> {
     let d = find_deployment(&state, &v, &ids.2).await?;
-    let lines = state.store.job_log(&d.job_id, query.after.unwrap_or(0).max(0), 1000).await?;
+    let lines = state.store.job_log(&d.job_id, query.after.unwrap_or_default().0, 1000).await?;
     let data = lines.into_iter().map(|l| LogLine { seq: l.seq, at: l.at, stream: l.stream, line: l.line }).collect();
     Ok(Data { data })
 }
@@ -397,7 +398,10 @@ pub async fn deployment_log(
     post, path = "/api/v1/servers/{server}/sites/{site}/deployments/{deployment}/cancel", tag = "deployments",
     params(("server" = String, Path), ("site" = String, Path), ("deployment" = String, Path)),
     security(("token" = ["site:deploy"])),
-    responses((status = 202, body = Accepted<DeploymentResource>))
+    responses(
+        (status = 202, body = Accepted<DeploymentResource>),
+        (status = 409, description = "The deployment has already ended (succeeded, failed or cancelled)", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn cancel_deployment(
     State(state): State<AppState>,

@@ -1,6 +1,6 @@
 //! The site's environment variables, encrypted at rest, and importing them from the server.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::site_input::{self};
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::audit::AuditSlot;
 use crate::envelope::{Accepted, Data};
 use crate::error::ApiError;
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::jobs::enqueue;
 use crate::state::AppState;
 
@@ -161,7 +161,10 @@ pub async fn set_env(
     delete, path = "/api/v1/servers/{server}/sites/{site}/environment-variables/{key}", tag = "environment",
     params(("server" = String, Path), ("site" = String, Path), ("key" = String, Path), DeployQuery),
     security(("token" = ["site:update"])),
-    responses((status = 200, body = Data<EnvChange>))
+    responses(
+        (status = 200, body = Data<EnvChange>),
+        (status = 409, description = "`?deploy=true` on a site whose installation failed", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn delete_env(
     State(state): State<AppState>,

@@ -1,8 +1,9 @@
 //! A deployment's log as server-sent events.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 
 use crate::error::ApiError;
+use crate::extract::Query;
 use crate::state::AppState;
 
 use super::*;
@@ -36,7 +37,7 @@ pub async fn deployment_log_stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     let d = find_deployment(&state, &v, &ids.2).await?;
     let resume = headers.get("last-event-id").and_then(|h| h.to_str().ok()).and_then(|s| s.parse::<i64>().ok());
-    let after = query.after.or(resume).unwrap_or(0).max(0);
+    let after = query.after.map(|a| a.0).or(resume).unwrap_or(0).max(0);
     /// Where the stream is: the last line sent, and whether the end was sent.
     struct Cursor {
         state: AppState,
