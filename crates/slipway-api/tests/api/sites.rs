@@ -2,10 +2,8 @@
 //! (jobs stay queued here; `crates/slipway/tests/deploy.rs` runs them for real): validation,
 //! hostile values, masking and the rules about what can be deployed or rolled back.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
-use common::TestApp;
 use serde_json::json;
 use slipway_store::testing::TestDatabase;
 

@@ -1,10 +1,8 @@
 //! Servers through the API: registering one (and the command that authorises Slipway's key,
 //! run in a real shell), visibility by organization and token restriction, roles, edits.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
-use common::TestApp;
 use serde_json::json;
 use slipway_store::testing::TestDatabase;
 

@@ -1,6 +1,6 @@
 //! The committed `docs/openapi.json` must equal the document generated from the code, so every
 //! API change shows up as a reviewable diff. To accept a change:
-//! `SLIPWAY_UPDATE_OPENAPI=1 cargo test -p slipway-api --test spec_committed`.
+//! `SLIPWAY_UPDATE_OPENAPI=1 cargo test -p slipway-api --test api spec_committed`.
 
 use std::path::PathBuf;
 
@@ -16,6 +16,6 @@ fn committed_openapi_matches_the_code() {
     assert!(
         committed == generated,
         "docs/openapi.json is out of date with the code; review the change and run \
-         SLIPWAY_UPDATE_OPENAPI=1 cargo test -p slipway-api --test spec_committed"
+         SLIPWAY_UPDATE_OPENAPI=1 cargo test -p slipway-api --test api spec_committed"
     );
 }

@@ -3,12 +3,10 @@
 //! added later is covered here without anyone writing a test for it; a new path parameter
 //! needs a fixture below, and the test says so.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
-use common::TestApp;
 use serde_json::{Value, json};
 use slipway_core::{Ability, Role};
 use slipway_store::testing::TestDatabase;
@@ -151,8 +149,8 @@ impl Fixtures {
 /// Two organizations' owners, A's resources for every path parameter, and what fills them in.
 struct World {
     app: TestApp,
-    a: common::TestUser,
-    b: common::TestUser,
+    a: crate::common::TestUser,
+    b: crate::common::TestUser,
     a_spare_token: String,
     server_id: String,
     fixtures: Fixtures,

@@ -3,10 +3,8 @@
 //! history. Deployments
 //! stay queued here (no worker); `crates/slipway/tests/deploy.rs` deploys a pushed commit for real.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
-use common::TestApp;
 use serde_json::{Value, json};
 use slipway_core::webhook::sign;
 use slipway_store::testing::TestDatabase;

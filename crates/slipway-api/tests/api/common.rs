@@ -1,7 +1,5 @@
 //! In-process test harness: the real router over a throwaway database, driven with `oneshot`.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -48,7 +46,6 @@ impl Reply {
 pub struct TestUser {
     pub id: String,
     pub email: String,
-    pub password: String,
     pub org_id: String,
     pub token: String,
 }
@@ -87,7 +84,7 @@ impl TestApp {
             .await
             .unwrap();
         let token = self.token(&id, &["*"], |_| {}).await;
-        TestUser { id, email: email.into(), password: PASSWORD.into(), org_id, token }
+        TestUser { id, email: email.into(), org_id, token }
     }
 
     /// Creates a user whose only membership is `role` in `organization_id`; returns their id.

@@ -1,13 +1,11 @@
 //! The API conventions every endpoint follows: error envelopes, body handling, pagination,
 //! request ids, health, metrics, the index and the API reference.
 
-mod common;
-
+use crate::common::{PUBLIC_URL, TestApp};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
-use common::{PUBLIC_URL, TestApp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use slipway_api::envelope::{Data, Paginated};

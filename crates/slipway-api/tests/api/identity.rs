@@ -2,14 +2,12 @@
 //! once, narrowing, expiry, revocation, rotation, IP restriction), 2FA, JWT exchange, rate
 //! limits, idempotency, organisations and the audit log.
 
-mod common;
-
 use std::net::SocketAddr;
 
+use crate::common::{PASSWORD, PUBLIC_URL, TestApp};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
-use common::{PASSWORD, PUBLIC_URL, TestApp};
 use serde_json::{Value, json};
 use slipway_core::token::{PlainToken, sha256_hex};
 use slipway_store::testing::TestDatabase;
@@ -31,7 +29,7 @@ fn json_request(method: Method, uri: &str, token: Option<&str>, body: Value) -> 
     b.body(Body::from(body.to_string())).unwrap()
 }
 
-async fn login(app: &TestApp, email: &str, extra: Value) -> common::Reply {
+async fn login(app: &TestApp, email: &str, extra: Value) -> crate::common::Reply {
     let mut body = json!({"email": email, "password": PASSWORD});
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     app.call(Method::POST, "/api/v1/login", None, Some(body)).await
@@ -386,7 +384,7 @@ async fn api_rate_limit_headers_and_429_hold_across_replicas_on_postgres() {
         let limited = |c: &mut slipway_api::ApiConfig| c.rate_limits.api_per_minute = 4;
         let app = TestApp::configured(db, limited).await;
         let user = app.user("rl@example.com").await;
-        common::within_one_rate_window().await;
+        crate::common::within_one_rate_window().await;
         let first = app.get_as("/api/v1/user", &user.token).await;
         assert_eq!(first.header("x-ratelimit-limit"), Some("4"));
         assert_eq!(first.header("x-ratelimit-remaining"), Some("3"));
@@ -432,7 +430,7 @@ async fn api_rate_limit_headers_and_429_hold_across_replicas_on_postgres() {
 #[tokio::test]
 async fn login_is_limited_per_address_and_per_account() {
     let app = app().await;
-    common::within_one_rate_window().await;
+    crate::common::within_one_rate_window().await;
     app.user("victim@example.com").await;
     for i in 0..5 {
         let body = json!({"email": "victim@example.com", "password": "wrong password!"});
@@ -461,7 +459,7 @@ async fn login_is_limited_per_address_and_per_account() {
 #[tokio::test]
 async fn token_creation_is_limited_to_ten_a_minute() {
     let app = app().await;
-    common::within_one_rate_window().await;
+    crate::common::within_one_rate_window().await;
     let user = app.user("many@example.com").await;
     for i in 0..10 {
         assert_eq!(
@@ -858,7 +856,7 @@ async fn a_token_cannot_guess_the_password_faster_than_login_allows() {
     let app = app().await;
     let user = app.user("guess@example.com").await;
     let narrow = app.token(&user.id, &["site:read"], |_| {}).await;
-    common::within_one_rate_window().await;
+    crate::common::within_one_rate_window().await;
     for _ in 0..5 {
         let reply = app.post_as("/api/v1/user/two-factor", &narrow, json!({"password": "guess guess guess"})).await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -913,7 +911,8 @@ async fn an_abandoned_idempotent_request_is_replayed_not_stuck() {
             };
             tokio::time::sleep(std::time::Duration::from_micros(250 * n as u64)).await;
             first.abort();
-            let retry = common::eventually_reply(|| app.send(create(n)), |r| r.status != StatusCode::CONFLICT).await;
+            let retry =
+                crate::common::eventually_reply(|| app.send(create(n)), |r| r.status != StatusCode::CONFLICT).await;
             assert_eq!(retry.status, StatusCode::CREATED, "retry {n}: {}", retry.text());
             let secret = retry.json()["data"]["plain_text_token"].as_str().unwrap().to_string();
             assert_eq!(app.get_as("/api/v1/tokens/current", &secret).await.status, StatusCode::OK, "the secret works");
@@ -1033,7 +1032,7 @@ async fn actions(app: &TestApp, token: &str, query: &str) -> Vec<(Value, Value)>
 #[tokio::test]
 async fn security_events_are_recorded_against_the_account_they_concern() {
     let app = app().await;
-    common::within_one_rate_window().await;
+    crate::common::within_one_rate_window().await;
     let owner = app.user("events@example.com").await;
     let org = owner.org_id.clone();
     // A reused refresh token, of a personal token and of an organization token.
