@@ -2,8 +2,14 @@
 //! end-to-end tests. Errors carry the API's own message and field errors, so a caller can say
 //! exactly what to fix.
 
+mod events;
+
+pub use events::{Event, EventStream};
+
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -53,6 +59,21 @@ struct ErrorBody {
     message: String,
     #[serde(default)]
     errors: BTreeMap<String, Vec<String>>,
+}
+
+/// The error a non-2xx answer carries.
+fn error_from(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => ClientError::Api { status, message: e.message, errors: e.errors },
+        Err(_) => {
+            ClientError::Unexpected { status, detail: String::from_utf8_lossy(bytes).chars().take(200).collect() }
+        }
+    }
+}
+
+/// `Retry-After` in seconds (Slipway sends seconds, never a date).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,10 +162,20 @@ pub struct CreateToken {
     pub allowed_ips: Option<Vec<String>>,
 }
 
+/// Called with the wait before each retry of a rate-limited request (HTTP 429).
+pub type RateLimitNotice = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// How many times a rate-limited request is retried before the 429 is returned.
+const RATE_LIMIT_RETRIES: u32 = 10;
+
 pub struct Client {
     http: reqwest::Client,
+    /// For server-sent events: no total timeout, but a read timeout (the server sends a
+    /// keep-alive comment every 15 s).
+    streaming: reqwest::Client,
     base: String,
     token: Option<Secret<String>>,
+    on_rate_limited: Option<RateLimitNotice>,
 }
 
 impl fmt::Debug for Client {
@@ -158,33 +189,54 @@ impl Client {
         // One TLS crypto provider for the process: ring, which the database driver uses too.
         // Installing twice is harmless (the second attempt is refused and ignored).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(60))
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+        };
+        let http =
+            builder().timeout(Duration::from_secs(60)).build().expect("an HTTP client with default settings builds");
+        let streaming = builder()
+            .read_timeout(Duration::from_secs(60))
             .build()
             .expect("an HTTP client with default settings builds");
-        Self { http, base: base_url.trim_end_matches('/').to_string(), token: token.map(Secret::new) }
+        Self {
+            http,
+            streaming,
+            base: base_url.trim_end_matches('/').to_string(),
+            token: token.map(Secret::new),
+            on_rate_limited: None,
+        }
+    }
+
+    /// Calls `notice` before waiting out a rate limit (so a user is not left looking at a
+    /// silent terminal).
+    pub fn on_rate_limited(mut self, notice: impl Fn(Duration) + Send + Sync + 'static) -> Self {
+        self.on_rate_limited = Some(Arc::new(notice));
+        self
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
-    async fn request<T: DeserializeOwned>(
+    /// Sends a request; when rate limited, waits as long as Slipway asks (`Retry-After`) and
+    /// tries again, a bounded number of times.
+    async fn send(
         &self,
+        http: &reqwest::Client,
         method: Method,
         path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<Option<T>, ClientError> {
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| ClientError::Unexpected { status: 0, detail: format!("cannot encode the request: {e}") })?;
-        // Rate limited: wait as long as Slipway asks (bounded), a few times, before giving up.
         let mut waits = 0;
-        let response = loop {
-            let mut request = self.http.request(method.clone(), &url).header("accept", "application/json");
+        loop {
+            let mut request = http.request(method.clone(), &url);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token.expose());
             }
@@ -193,19 +245,30 @@ impl Client {
             }
             let response =
                 request.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-            if response.status().as_u16() != 429 || waits == 5 {
-                break response;
+            if response.status().as_u16() != 429 || waits == RATE_LIMIT_RETRIES {
+                return Ok(response);
             }
-            let seconds = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(5)
-                .clamp(1, 30);
+            let wait = Duration::from_secs(retry_after(response.headers()).unwrap_or(5).clamp(1, 120));
+            if let Some(notice) = &self.on_rate_limited {
+                notice(wait);
+            }
             waits += 1;
-            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-        };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Option<T>, ClientError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Unexpected { status: 0, detail: format!("cannot encode the request: {e}") })?;
+        let accept = [("accept", "application/json".to_string())];
+        let response = self.send(&self.http, method, path, body, &accept).await?;
         let status = response.status().as_u16();
         let bytes =
             response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
@@ -213,13 +276,7 @@ impl Client {
             return Ok(None);
         }
         if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api { status, message: e.message, errors: e.errors },
-                Err(_) => ClientError::Unexpected {
-                    status,
-                    detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                },
-            });
+            return Err(error_from(status, &bytes));
         }
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -288,6 +345,17 @@ impl Client {
             .data)
     }
 
+    pub async fn update_server(&self, id: &str, body: &Value) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}", encode_segment(id));
+        Ok(self.expect::<Data<Value>>(Method::PUT, &path, Some(body)).await?.data)
+    }
+
+    /// Forgets a server (nothing on the machine is changed).
+    pub async fn delete_server(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/servers/{}", encode_segment(id));
+        self.request::<Value>(Method::DELETE, &path, None::<&()>).await.map(|_| ())
+    }
+
     pub async fn server_operations(&self, id: &str) -> Result<Page<Value>, ClientError> {
         self.expect(Method::GET, &format!("/api/v1/servers/{}/logs?per_page=100", encode_segment(id)), None::<&()>)
             .await
@@ -339,6 +407,14 @@ impl ServerItems {
         match self {
             ServerItems::SshKeys => "ssh-keys",
             ServerItems::NetworkRules => "network-rules",
+        }
+    }
+
+    /// What one item is called, in words.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ServerItems::SshKeys => "SSH key",
+            ServerItems::NetworkRules => "network rule",
         }
     }
 }
@@ -464,6 +540,31 @@ impl Client {
         Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
+    /// The deployment's log as server-sent events from the line after `after` (sent as
+    /// `Last-Event-ID`): `line` events (data: a log line), then `end` (data: the deployment),
+    /// or `error` (data: `{"message"}`) when Slipway could not read the log.
+    pub async fn deployment_log_stream(
+        &self,
+        server: &str,
+        site: &str,
+        id: &str,
+        after: i64,
+    ) -> Result<EventStream, ClientError> {
+        let path = format!("{}/deployments/{}/log/stream", site_path(server, site), encode_segment(id));
+        let mut headers = vec![("accept", "text/event-stream".to_string())];
+        if after > 0 {
+            headers.push(("last-event-id", after.to_string()));
+        }
+        let response = self.send(&self.streaming, Method::GET, &path, None, &headers).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes =
+                response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+            return Err(error_from(status, &bytes));
+        }
+        Ok(EventStream::new(response, self.base.clone()))
+    }
+
     pub async fn cancel_deployment(&self, server: &str, site: &str, id: &str) -> Result<Accepted<Value>, ClientError> {
         let path = format!("{}/deployments/{}/cancel", site_path(server, site), encode_segment(id));
         self.expect(Method::POST, &path, Some(&serde_json::json!({}))).await
@@ -506,6 +607,41 @@ impl Client {
     }
 }
 
+/// Slipway's address as a user types it, made a base URL: `https://slipway.example.com`, or
+/// without a scheme, `http://` for this machine (`localhost`, `127.0.0.1:8080`, `[::1]`) and
+/// `https://` for any other host. The error says what is wrong.
+pub fn base_url(input: &str) -> Result<String, String> {
+    let input = input.trim().trim_end_matches('/');
+    let example = "write it like https://slipway.example.com or 127.0.0.1:8080";
+    if input.is_empty() {
+        return Err(format!("the Slipway URL is empty: {example}"));
+    }
+    let url = match input.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            input.to_string()
+        }
+        Some((scheme, _)) => return Err(format!("{input:?} is not an http:// or https:// URL (it says {scheme}://)")),
+        None => {
+            let host = match input.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(""),
+                None => input.split([':', '/']).next().unwrap_or(""),
+            };
+            let local = host.eq_ignore_ascii_case("localhost")
+                || host.to_ascii_lowercase().ends_with(".localhost")
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            format!("{}://{input}", if local { "http" } else { "https" })
+        }
+    };
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{input:?} is not a valid URL ({e}): {example}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{input:?} has no host name: {example}"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{input:?} has a query or fragment; give only Slipway's address: {example}"));
+    }
+    Ok(url)
+}
+
 /// Percent-encodes a path segment, so an id typed by a user cannot change the path.
 fn encode_segment(segment: &str) -> String {
     segment
@@ -525,6 +661,31 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode_segment("01HZABC"), "01HZABC");
         assert_eq!(encode_segment("../admin?x=1"), "..%2Fadmin%3Fx%3D1");
+    }
+
+    #[test]
+    fn base_urls_get_the_scheme_their_host_needs() {
+        for (typed, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("localhost:8080/", "http://localhost:8080"),
+            ("[::1]:8080", "http://[::1]:8080"),
+            ("slipway.example.com", "https://slipway.example.com"),
+            ("203.0.113.10:8080", "https://203.0.113.10:8080"),
+            ("HTTP://example.com/slipway/", "HTTP://example.com/slipway"),
+            (" https://slipway.example.com ", "https://slipway.example.com"),
+        ] {
+            assert_eq!(base_url(typed).as_deref(), Ok(url), "{typed}");
+        }
+        for (typed, says) in [
+            ("", "is empty"),
+            ("ftp://example.com", "not an http:// or https:// URL"),
+            ("http://", "not a valid URL"),
+            ("example.com:port", "not a valid URL"),
+            ("https://example.com/?x=1", "query or fragment"),
+        ] {
+            let e = base_url(typed).unwrap_err();
+            assert!(e.contains(says), "{typed}: {e}");
+        }
     }
 
     #[test]
