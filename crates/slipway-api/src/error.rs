@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 404: unknown route, or a resource that does not exist or is not visible to the caller.
     #[error("Not found.")]
     NotFound,
+    /// 404 saying what was looked for (a server named in the path, say).
+    #[error("{0}")]
+    Missing(String),
     /// 405: the route exists but not for this method.
     #[error("The {0} method is not supported for this route.")]
     MethodNotAllowed(String),
@@ -78,7 +81,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -104,6 +104,14 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
             if is_api {
                 statuses.push("429");
             }
+            // OpenAPI 3.1 requires a description on every response object.
+            for (status, response) in op.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && response.description.trim().is_empty()
+                {
+                    response.description = default_description(status).into();
+                }
+            }
             for status in statuses {
                 let (_, name, _, _) = SHARED.iter().find(|(s, ..)| *s == status).expect("shared response exists");
                 op.responses
@@ -112,6 +120,17 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
             }
         }
+    }
+}
+
+/// The words for a success status whose handler gave none.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "202" => "Accepted: the work runs as an operation; follow it for the outcome",
+        "204" => "No content",
+        _ => "Response",
     }
 }
 

@@ -235,3 +235,63 @@ async fn keys_and_rules_wait_for_provisioning_and_are_validated() {
     assert_eq!(provision.json()["data"]["kind"], "server.provision");
     assert_eq!(provision.json()["data"]["status"], "queued");
 }
+
+/// Paths take a server's name for its id and a site's domain for its id; what was not found
+/// is named in the 404, and an ambiguous name is a 409 listing the ids. A CI token holding only
+/// `site:deploy` deploys by domain and follows the deployment it started.
+#[tokio::test]
+async fn servers_by_name_and_sites_by_domain_with_a_deploy_only_token() {
+    let app = TestApp::configured(TestDatabase::postgres().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("names@example.com").await;
+    let other = app.user("other-names@example.com").await;
+    let create = |token: String, name: &'static str| {
+        let app = &app;
+        async move {
+            let body = json!({"name": name, "provider": "custom", "ip_address": "192.0.2.9"});
+            let reply = app.post_as("/api/v1/servers", &token, body).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+            reply.json()["data"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let web = create(owner.token.clone(), "web-1").await;
+    create(other.token.clone(), "web-1").await;
+    app.state.store.mark_provisioned(&web, slipway_core::time::now()).await.unwrap();
+    let site = app
+        .post_as(
+            "/api/v1/servers/web-1/sites",
+            &owner.token,
+            json!({"domain": "shop.example.com", "project_type": "static", "repository_url": "https://example.com/a.git"}),
+        )
+        .await;
+    assert_eq!(site.status, StatusCode::CREATED, "{}", site.text());
+
+    // Another organization's server of the same name is neither found nor a reason for 409.
+    let shown = app.get_as("/api/v1/servers/web-1", &owner.token).await.json();
+    assert_eq!((shown["data"]["id"].as_str(), shown["data"]["sites_count"].as_u64()), (Some(web.as_str()), Some(1)));
+    let listed = app.get_as("/api/v1/servers", &owner.token).await.json();
+    assert_eq!(listed["data"][0]["sites_count"], 1, "{listed}");
+    let missing = app.get_as("/api/v1/servers/web-9", &owner.token).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.json()["message"].as_str().unwrap().contains("\"web-9\""), "{}", missing.text());
+    // By id, another organization's server is missing in the same words.
+    let theirs = app.get_as(&format!("/api/v1/servers/{web}"), &other.token).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert!(theirs.json()["message"].as_str().unwrap().contains("No server"), "{}", theirs.text());
+
+    let ci = app.token(&owner.id, &["site:deploy"], |_| {}).await;
+    let deployed = app.post_as("/api/v1/servers/web-1/sites/SHOP.example.com/deploy", &ci, json!({})).await;
+    assert_eq!(deployed.status, StatusCode::ACCEPTED, "{}", deployed.text());
+    let deployment = deployed.json()["data"]["id"].as_str().unwrap().to_string();
+    let base = "/api/v1/servers/web-1/sites/shop.example.com/deployments";
+    assert_eq!(app.get_as(&format!("{base}/{deployment}"), &ci).await.status, StatusCode::OK);
+    assert_eq!(app.get_as(&format!("{base}/{deployment}/log"), &ci).await.status, StatusCode::OK);
+    let no_site = app.post_as("/api/v1/servers/web-1/sites/nope.example.com/deploy", &ci, json!({})).await;
+    assert_eq!(no_site.status, StatusCode::NOT_FOUND);
+    assert!(no_site.text().contains("nope.example.com"), "{}", no_site.text());
+
+    // Two servers of one's own with the same name: the name is ambiguous, and said so.
+    let twin = create(owner.token.clone(), "web-1").await;
+    let ambiguous = app.get_as("/api/v1/servers/web-1", &owner.token).await;
+    assert_eq!(ambiguous.status, StatusCode::CONFLICT);
+    assert!(ambiguous.text().contains(&twin) && ambiguous.text().contains(&web), "{}", ambiguous.text());
+}

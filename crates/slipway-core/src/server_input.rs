@@ -209,6 +209,27 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+/// The PHP versions an operating system's own packages offer (`php8.2-fpm` on Debian 12, …),
+/// for the systems Slipway provisions; `None` for any other. Checked when the system is known
+/// (at verify, and when `php_version` changes afterwards) so a wrong version is caught before
+/// provisioning starts.
+pub fn php_versions_on(os: &str) -> Option<&'static [&'static str]> {
+    match os {
+        "debian 12" => Some(&["8.2"]),
+        "debian 13" => Some(&["8.4"]),
+        "ubuntu 22.04" => Some(&["8.1"]),
+        "ubuntu 24.04" => Some(&["8.3"]),
+        _ => None,
+    }
+}
+
+/// Why `php_version` cannot be used on `os`, when the system's packages do not offer it.
+pub fn php_unavailable(php_version: &str, os: &str) -> Option<String> {
+    let offered = php_versions_on(os)?;
+    (!offered.contains(&php_version))
+        .then(|| format!("PHP {php_version} is not available on {os}, which offers PHP {}", offered.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -544,7 +544,12 @@ impl JobHandler for DeploySite {
                     if progress.switch_started {
                         ctx.log("stderr", "==> the switch failed part-way; what is live is recorded below");
                     } else {
-                        ctx.log("stderr", format!("==> {} failed; the previous release keeps serving", progress.step));
+                        let after = if site.current_release.is_some() {
+                            "the previous release keeps serving"
+                        } else {
+                            "nothing was live before, so the site serves nothing yet"
+                        };
+                        ctx.log("stderr", format!("==> {} failed; {after}", progress.step));
                     }
                     self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 }

@@ -220,12 +220,16 @@ pub async fn run_script_with(
             &mut |stream, line| {
                 failure.observe(stream, line);
                 let stdout = stream == slipway_remote::Stream::Stdout;
-                if stdout && line.starts_with("slipway-") && reported.len() < 1000 {
+                // Values a script reports (`slipway-commit …`) are for Slipway, not the log a
+                // person reads; a `fail` reason is logged as its words.
+                let marker = stdout && line.starts_with("slipway-");
+                if marker && reported.len() < 1000 {
                     reported.push(line.to_string());
                 }
-                if !(stdout && script.secret_output) {
-                    ctx.log(stream.as_str(), line);
+                if marker || (stdout && script.secret_output) {
+                    return;
                 }
+                ctx.log(stream.as_str(), line.strip_prefix(ERROR_PREFIX).unwrap_or(line));
             },
             cancel,
             engine.command_idle,

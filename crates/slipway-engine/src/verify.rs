@@ -79,6 +79,18 @@ impl JobHandler for VerifyServer {
         } else {
             &server.status
         };
+        // Provisioning would fail on a PHP version the system does not offer: say so now.
+        let unavailable = (server.provisioned_at.is_none())
+            .then_some(server.php_version.as_deref())
+            .flatten()
+            .zip(os.as_deref())
+            .and_then(|(php, os)| slipway_core::server_input::php_unavailable(php, os));
+        if let Some(why) = unavailable {
+            let reason = format!("{why}; change the server's php_version, then verify again");
+            ctx.log("error", format!("==> {reason}"));
+            store.set_server_status(&server.id, status, Some(&reason)).await.map_err(store_error)?;
+            return Err(JobError::failed(reason));
+        }
         store.set_server_status(&server.id, status, None).await.map_err(store_error)?;
         Ok(())
     }

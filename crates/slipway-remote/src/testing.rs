@@ -92,6 +92,27 @@ impl Sshd {
 /// `~/.ssh/authorized_keys` for everyone else. A firewall applied there filters only the
 /// namespace's traffic, so provisioning can enable one without touching this machine's.
 ///
+/// Test hosts share this machine's files (nginx, packages, the deploy user's home), so two
+/// test runs that provision at once (two checkouts, or CI beside a developer) would remove each
+/// other's sites. The `provisioning` test group orders one run's tests; this lock, taken when a
+/// process starts its first host and held until it exits, orders them across runs.
+fn hold_this_machine() {
+    static HELD: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/var/tmp/slipway-test-hosts.lock")
+            .expect("open the test-host lock");
+        if lock.try_lock().is_err() {
+            eprintln!("waiting for another test run's provisioning to finish (/var/tmp/slipway-test-hosts.lock)");
+            lock.lock().expect("take the test-host lock");
+        }
+        lock
+    });
+}
+
 /// The namespace shares this machine's files, so what provisioning installs lands here; tests
 /// that provision must run one at a time (the `provisioning` test group). The host also has its
 /// own PID namespace (sshd is its init) and a private `/run`, so its service scripts cannot act
@@ -127,6 +148,7 @@ impl NetnsHost {
     /// with [`NetnsHost::hang`], to test stalled and dropped commands. Until then it runs the
     /// real program (a copy kept in the host's directory).
     pub fn start_with(authorized: &[&str], os_release: Option<&str>, hangable: &[&str]) -> NetnsHost {
+        hold_this_machine();
         let id = slipway_core::new_id().to_lowercase();
         let short = &id[id.len() - 6..];
         let name = format!("slp-{short}");

@@ -228,6 +228,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         only: Option<&[String]>,
         page: PageRequest,
     ) -> StoreResult<(Vec<Server>, u64)>;
+    /// Servers of these organisations with this name (names are not unique: callers say so when
+    /// there are several), oldest first, at most 10.
+    async fn servers_named(&self, organization_ids: &[String], name: &str) -> StoreResult<Vec<Server>>;
+    /// How many sites each of these servers has (servers without sites are left out).
+    async fn site_counts(&self, server_ids: &[String]) -> StoreResult<Vec<(String, i64)>>;
     async fn update_server(&self, id: &str, changes: &ServerChanges) -> StoreResult<bool>;
     async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Records what the first contact learned: the host key to pin and the operating system.
@@ -264,6 +269,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_site(&self, site: &Site) -> StoreResult<Site>;
     async fn site(&self, id: &str) -> StoreResult<Option<Site>>;
     /// A server's sites, oldest first; `None` for all of them.
+    /// The site at `domain` on a server (a domain is unique per server).
+    async fn site_by_domain(&self, server_id: &str, domain: &str) -> StoreResult<Option<Site>>;
     /// A server's sites (optionally only these ids), oldest first; all of them without a page.
     async fn sites_of_server(
         &self,

@@ -269,6 +269,7 @@ pub struct ServerChanges {
     pub ip_address: Option<String>,
     pub ssh_port: Option<i64>,
     pub monitoring_enabled: Option<bool>,
+    pub php_version: Option<String>,
 }
 
 /// Something Slipway keeps on a server (an SSH key of the deploy user, a firewall rule). The

@@ -852,13 +852,35 @@ macro_rules! impl_store {
                 Ok((rows, as_u64(total)))
             }
 
+            async fn servers_named(&self, organization_ids: &[String], name: &str) -> StoreResult<Vec<Server>> {
+                if organization_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = QueryBuilder::<$db>::new(concat!("SELECT ", server_columns!(), " FROM servers WHERE name = "));
+                q.push_bind(name.to_string()).push(" AND organization_id IN (");
+                push_id_list!(q, organization_ids);
+                q.push(" ORDER BY id LIMIT 10");
+                q.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn site_counts(&self, server_ids: &[String]) -> StoreResult<Vec<(String, i64)>> {
+                if server_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = QueryBuilder::<$db>::new("SELECT server_id, COUNT(*) FROM sites WHERE server_id IN (");
+                push_id_list!(q, server_ids);
+                q.push(" GROUP BY server_id");
+                q.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
             async fn update_server(&self, id: &str, c: &ServerChanges) -> StoreResult<bool> {
                 let done = sqlx::query(
                     "UPDATE servers SET name = COALESCE($2, name), ip_address = COALESCE($3, ip_address), \
-                     ssh_port = COALESCE($4, ssh_port), monitoring_enabled = COALESCE($5, monitoring_enabled), updated_at = $6 \
-                     WHERE id = $1",
+                     ssh_port = COALESCE($4, ssh_port), monitoring_enabled = COALESCE($5, monitoring_enabled), updated_at = $6, \
+                     php_version = COALESCE($7, php_version) WHERE id = $1",
                 )
                 .bind(id).bind(&c.name).bind(&c.ip_address).bind(c.ssh_port).bind(c.monitoring_enabled).bind(now())
+                .bind(&c.php_version)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
@@ -973,6 +995,11 @@ macro_rules! impl_store {
             async fn site(&self, id: &str) -> StoreResult<Option<Site>> {
                 sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
+            async fn site_by_domain(&self, server_id: &str, domain: &str) -> StoreResult<Option<Site>> {
+                sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE server_id = $1 AND domain = $2"))
+                    .bind(server_id).bind(domain).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn sites_of_server(&self, server_id: &str, only: Option<&[String]>, page: Option<PageRequest>) -> StoreResult<(Vec<Site>, u64)> {

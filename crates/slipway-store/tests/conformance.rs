@@ -607,11 +607,22 @@ mod cases {
             "a restriction never reaches another organization"
         );
         assert_eq!(store.servers_of(&[], None, PAGE).await.unwrap().1, 0);
+        // By name, within the given organizations only.
+        let named = store.servers_named(&[org_a.clone(), org_b.clone()], "web-2").await.unwrap();
+        assert_eq!(named.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![s2.id.as_str()]);
+        assert!(store.servers_named(std::slice::from_ref(&org_b), "web-2").await.unwrap().is_empty());
+        assert!(store.servers_named(&[], "web-2").await.unwrap().is_empty());
 
-        let changes = ServerChanges { name: Some("web-one".into()), ssh_port: Some(2222), ..Default::default() };
+        let changes = ServerChanges {
+            name: Some("web-one".into()),
+            ssh_port: Some(2222),
+            php_version: Some("8.2".into()),
+            ..Default::default()
+        };
         assert!(store.update_server(&s1.id, &changes).await.unwrap());
         let got = store.server(&s1.id).await.unwrap().unwrap();
         assert_eq!((got.name.as_str(), got.ssh_port, got.ip_address.as_str()), ("web-one", 2222, "127.0.0.1"));
+        assert_eq!(got.php_version.as_deref(), Some("8.2"));
 
         store.record_server_contact(&s1.id, Some("ssh-ed25519 FIRST"), Some("debian 12")).await.unwrap();
         store.record_server_contact(&s1.id, Some("ssh-ed25519 SECOND"), None).await.unwrap();
@@ -790,6 +801,13 @@ mod cases {
             store.sites_of_server(&s1.id, Some(&only), Some(PageRequest { page: 1, per_page: 1 })).await.unwrap();
         assert_eq!((total, rows.len(), rows[0].id.as_str()), (1, 1, b.id.as_str()));
         assert_eq!(store.sites_of_server(&s1.id, Some(&[]), None).await.unwrap().1, 0);
+        assert_eq!(store.site_by_domain(&s1.id, "b.example.com").await.unwrap().unwrap().id, b.id);
+        assert!(store.site_by_domain(&s2.id, "b.example.com").await.unwrap().is_none());
+        let mut counts = store.site_counts(&[s1.id.clone(), s2.id.clone(), "01NOSUCH".into()]).await.unwrap();
+        counts.sort();
+        let mut expected = vec![(s1.id.clone(), 2), (s2.id.clone(), 1)];
+        expected.sort();
+        assert_eq!(counts, expected);
 
         let changes = SiteChanges {
             repository_url: Some(None),

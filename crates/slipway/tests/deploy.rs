@@ -169,6 +169,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let log = stage.log(&site, first["id"].as_str().unwrap()).await;
     assert_eq!(first["status"], "succeeded", "{first}\n{log}");
     assert_eq!(first["commit_message"], "first version");
+    assert!(!log.contains("slipway-commit") && !log.contains("slipway-pruned"), "no internal markers: {log}");
     assert_eq!(stage.get("static.example.com", "/").await, (200, "version one\n".to_string()));
     assert_eq!(stage.get("www.static.example.com", "/").await.1, "version one\n", "aliases are served");
     // Over IPv6 too (the host's default site listens there, so a block without IPv6 would lose).
@@ -208,8 +209,11 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(back["status"], "succeeded", "{back}");
     assert_eq!(back["trigger"], "rollback");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version one\n", "rolled back");
+    assert_ne!(back["commit_sha"], json!(null), "a rollback shows the commit it went back to: {back}");
+    assert_ne!(back["commit_sha"], second["commit_sha"], "{back}");
     let forward = stage.deploy(&site, "rollback", json!({"release": second["id"]})).await;
     assert_eq!(forward["status"], "succeeded", "{forward}");
+    assert_eq!(forward["commit_sha"], second["commit_sha"], "{forward}");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
 
     // A failing deploy script: the deploy fails at build, version two keeps serving.

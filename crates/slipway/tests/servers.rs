@@ -10,6 +10,56 @@ use common::{Api, Server, owner, temp_data_dir};
 use serde_json::{Value, json};
 use slipway_remote::testing::Sshd;
 
+/// A PHP version the server's system does not offer is caught at verify, which names the
+/// versions it does offer; the version can be changed before provisioning (not to one the
+/// known system lacks), and verify then passes.
+#[tokio::test]
+async fn verify_catches_a_php_version_the_system_does_not_offer() {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let field = |name: &str| {
+        os_release.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_matches('"').to_string()).unwrap()
+    };
+    let os = format!("{} {}", field("ID="), field("VERSION_ID="));
+    let Some(offered) = slipway_core::server_input::php_versions_on(&os) else {
+        eprintln!("skipped: this machine's system ({os}) is not one Slipway provisions");
+        return;
+    };
+    let wrong = ["8.1", "8.2", "8.3", "8.4"].into_iter().find(|v| !offered.contains(v)).unwrap();
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[]).unwrap();
+    let api = owner(&slipway).await;
+    let sshd = Sshd::start(&[]);
+    let body = json!({"name": "php", "provider": "custom", "ip_address": "127.0.0.1", "ssh_port": sshd.port,
+                      "php_version": wrong});
+    let (status, created) = api.call(reqwest::Method::POST, "/api/v1/servers", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let server = format!("/api/v1/servers/{}", created["data"]["id"].as_str().unwrap());
+    sshd.authorize(&[created["data"]["authorization"]["public_key"].as_str().unwrap()]);
+
+    let verify = || async {
+        let (status, op) = api.call(reqwest::Method::POST, &format!("{server}/verify"), Some(json!({}))).await;
+        assert_eq!(status, 202, "{op}");
+        api.finished(op["data"]["id"].as_str().unwrap()).await
+    };
+    let op = verify().await;
+    assert_eq!(op["status"], "failed", "{op}");
+    let reason = op["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("PHP {wrong} is not available on {os}")) && reason.contains(offered[0]),
+        "{reason}"
+    );
+    let (_, shown) = api.call(reqwest::Method::GET, &server, None).await;
+    assert_eq!(shown["data"]["status_reason"].as_str(), Some(reason), "the server says why too");
+
+    // The system is known now: the wrong version is refused at once, the right one taken.
+    let (status, refused) = api.call(reqwest::Method::PUT, &server, Some(json!({"php_version": wrong}))).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["errors"]["php_version"][0].as_str().unwrap().contains(offered[0]), "{refused}");
+    let (status, changed) = api.call(reqwest::Method::PUT, &server, Some(json!({"php_version": offered[0]}))).await;
+    assert_eq!((status, changed["data"]["php_version"].as_str()), (200, Some(offered[0])), "{changed}");
+    assert_eq!(verify().await["status"], "succeeded");
+}
+
 #[tokio::test]
 async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
     let dir = temp_data_dir();
@@ -131,7 +181,11 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
     let logs = text(&run(&["server", "logs", &id])).0;
     assert!(logs.contains("server.verify") && logs.contains("succeeded"), "{logs}");
     let missing = run(&["server", "show", "01NOSUCHSERVER0000000000000"]);
-    assert!(!missing.status.success() && text(&missing).1.contains("Not found."), "{:?}", text(&missing));
+    assert!(
+        !missing.status.success() && text(&missing).1.contains("No server with the id or name"),
+        "{:?}",
+        text(&missing)
+    );
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,6 @@ use axum::http::request::Parts;
 use slipway_core::Role;
 
 use super::Principal;
-use super::principal::TokenKind;
 use super::rules::Rule;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -135,26 +134,8 @@ impl Caller {
         self.rule.check_role(&self.principal.abilities, role).is_ok()
     }
 
-    /// Every organisation visible to the caller, with the role it acts with there.
     async fn roles(&self, state: &AppState) -> Result<Vec<(String, Role)>, ApiError> {
-        let p = &self.principal;
-        Ok(match (&p.organization_id, p.kind) {
-            // A token bound to one organisation still needs its user to be a member of it (a
-            // member removed since keeps the token, not the access).
-            (Some(only), _) => match p.role_in(state, only).await {
-                Ok(role) => vec![(only.clone(), role)],
-                Err(ApiError::NotFound) => vec![],
-                Err(e) => return Err(e),
-            },
-            (None, TokenKind::Personal) => state
-                .store
-                .memberships_of(p.user_id()?)
-                .await?
-                .into_iter()
-                .filter_map(|o| Role::parse(&o.role).map(|role| (o.id, role)))
-                .collect(),
-            (None, TokenKind::Organization) => vec![],
-        })
+        self.principal.organizations(state).await
     }
 }
 

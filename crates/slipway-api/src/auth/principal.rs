@@ -160,6 +160,27 @@ impl Principal {
         })
     }
 
+    /// Every organisation visible to this principal, with the role it acts with there.
+    pub async fn organizations(&self, state: &AppState) -> Result<Vec<(String, Role)>, ApiError> {
+        Ok(match (&self.organization_id, self.kind) {
+            // A token bound to one organisation still needs its user to be a member of it (a
+            // member removed since keeps the token, not the access).
+            (Some(only), _) => match self.role_in(state, only).await {
+                Ok(role) => vec![(only.clone(), role)],
+                Err(ApiError::NotFound) => vec![],
+                Err(e) => return Err(e),
+            },
+            (None, TokenKind::Personal) => state
+                .store
+                .memberships_of(self.user_id()?)
+                .await?
+                .into_iter()
+                .filter_map(|o| Role::parse(&o.role).map(|role| (o.id, role)))
+                .collect(),
+            (None, TokenKind::Organization) => vec![],
+        })
+    }
+
     /// The role this principal acts with in `organization_id`, or 404 when the organisation is
     /// not visible to it (not a member, or the token is restricted to another organisation).
     pub async fn role_in(&self, state: &AppState, organization_id: &str) -> Result<Role, ApiError> {

@@ -87,6 +87,19 @@ impl From<&Server> for ServerResource {
     }
 }
 
+/// The resources of these servers, with how many sites each has (one query for all).
+async fn server_resources(state: &AppState, servers: &[Server]) -> Result<Vec<ServerResource>, ApiError> {
+    let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
+    let counts: std::collections::HashMap<String, i64> = state.store.site_counts(&ids).await?.into_iter().collect();
+    Ok(servers
+        .iter()
+        .map(|s| ServerResource {
+            sites_count: counts.get(&s.id).copied().unwrap_or(0).try_into().unwrap_or(0),
+            ..ServerResource::from(s)
+        })
+        .collect())
+}
+
 /// How to let Slipway in: its public key for the organization, and a command that installs it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Authorization {
@@ -113,16 +126,47 @@ pub struct OnServer {
 
 impl Target for OnServer {
     async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
-        let id = &crate::extract::path_param(parts, state, "server").await?;
-        let server = state.store.server(id).await?.ok_or(ApiError::NotFound)?;
-        if !principal.may_touch_server(&server.id) {
-            return Err(ApiError::NotFound);
-        }
-        Ok(OnServer { server })
+        let key = crate::extract::path_param(parts, state, "server").await?;
+        Ok(OnServer { server: find_server(state, principal, &key).await? })
     }
 
     fn organization_id(&self) -> &str {
         &self.server.organization_id
+    }
+}
+
+/// The server `{server}` names, by id or by name among the caller's servers. Names need not be
+/// unique: several servers with the name are a 409 listing their ids.
+async fn find_server(state: &AppState, principal: &Principal, key: &str) -> Result<Server, ApiError> {
+    let missing = || ApiError::Missing(format!("No server with the id or name {key:?} among yours."));
+    if let Some(server) = state.store.server(key).await? {
+        // Another organisation's server answers exactly like one that does not exist.
+        let visible = principal.may_touch_server(&server.id)
+            && match principal.role_in(state, &server.organization_id).await {
+                Ok(_) => true,
+                Err(ApiError::NotFound) => false,
+                Err(e) => return Err(e),
+            };
+        return if visible { Ok(server) } else { Err(missing()) };
+    }
+    let organizations: Vec<String> = principal.organizations(state).await?.into_iter().map(|(id, _)| id).collect();
+    let mut named: Vec<Server> = state
+        .store
+        .servers_named(&organizations, key)
+        .await?
+        .into_iter()
+        .filter(|s| principal.may_touch_server(&s.id))
+        .collect();
+    match named.len() {
+        0 => Err(missing()),
+        1 => Ok(named.remove(0)),
+        _ => {
+            let ids: Vec<&str> = named.iter().map(|s| s.id.as_str()).collect();
+            Err(ApiError::Conflict(format!(
+                "Several of your servers are named {key:?} ({}); use the id.",
+                ids.join(", ")
+            )))
+        }
     }
 }
 
@@ -148,7 +192,7 @@ pub async fn list_servers(
     let orgs = caller.organizations(&state).await?;
     let only = caller.principal.server_ids.as_deref();
     let (rows, total) = state.store.servers_of(&orgs, only, cursor.request).await?;
-    Ok(cursor.page(rows.iter().map(ServerResource::from).collect(), total))
+    Ok(cursor.page(server_resources(&state, &rows).await?, total))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -181,6 +225,15 @@ pub struct CreateServer {
 }
 
 const PHP_VERSIONS: [&str; 4] = ["8.1", "8.2", "8.3", "8.4"];
+
+/// A PHP version Slipway installs and, when the server's system is known, one it offers.
+fn check_php_version(errors: &mut FieldErrors, php: &str, os: Option<&str>) {
+    if !PHP_VERSIONS.contains(&php) {
+        errors.add("php_version", format!("The php_version must be one of {}.", PHP_VERSIONS.join(", ")));
+    } else if let Some(why) = os.and_then(|os| slipway_core::server_input::php_unavailable(php, os)) {
+        errors.add("php_version", format!("{why}."));
+    }
+}
 const DATABASES: [&str; 4] = ["mysql", "mariadb", "postgres", "none"];
 
 /// Register a server you already have. Answers 201 with the server `pending` and the public key
@@ -220,10 +273,8 @@ pub async fn create_server(
     if body.ssh_port == Some(0) {
         errors.add("ssh_port", "The ssh_port must be between 1 and 65535.");
     }
-    if let Some(v) = &body.php_version
-        && !PHP_VERSIONS.contains(&v.as_str())
-    {
-        errors.add("php_version", format!("The php_version must be one of {}.", PHP_VERSIONS.join(", ")));
+    if let Some(php) = &body.php_version {
+        check_php_version(&mut errors, php, None);
     }
     let database = body.database_type.clone().unwrap_or_else(|| "none".into());
     if !DATABASES.contains(&database.as_str()) {
@@ -284,8 +335,8 @@ pub async fn create_server(
     security(("token" = ["server:read"])),
     responses((status = 200, body = Data<ServerResource>))
 )]
-pub async fn get_server(v: VisibleServer) -> Result<Data<ServerResource>, ApiError> {
-    Ok(Data { data: (&v.server).into() })
+pub async fn get_server(State(state): State<AppState>, v: VisibleServer) -> Result<Data<ServerResource>, ApiError> {
+    Ok(Data { data: server_resources(&state, std::slice::from_ref(&v.server)).await?.remove(0) })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -296,9 +347,12 @@ pub struct UpdateServer {
     #[schema(minimum = 1, maximum = 65535)]
     pub ssh_port: Option<u16>,
     pub monitoring_enabled: Option<bool>,
+    /// The PHP version to install (`8.1`–`8.4`), before the server is provisioned; once the
+    /// operating system is known it must be one that system offers.
+    pub php_version: Option<String>,
 }
 
-/// Rename a server or change how Slipway reaches it.
+/// Rename a server, change how Slipway reaches it, or (before provisioning) its PHP version.
 #[utoipa::path(
     put, path = "/api/v1/servers/{server}", tag = "servers",
     params(("server" = String, Path)),
@@ -323,12 +377,21 @@ pub async fn update_server(
     if body.ssh_port == Some(0) {
         errors.add("ssh_port", "The ssh_port must be between 1 and 65535.");
     }
+    if let Some(php) = &body.php_version {
+        check_php_version(&mut errors, php, v.server.os.as_deref());
+        if v.server.provisioned_at.is_some() && v.server.php_version.as_deref() != Some(php.as_str()) {
+            return Err(ApiError::Conflict(
+                "The server is provisioned with its PHP version; changing it afterwards is not supported yet.".into(),
+            ));
+        }
+    }
     errors.into_result()?;
     let changes = ServerChanges {
         name: body.name.map(|n| n.trim().to_string()),
         ip_address: ip.and_then(Result::ok).map(|h| h.as_str().to_string()),
         ssh_port: body.ssh_port.map(i64::from),
         monitoring_enabled: body.monitoring_enabled,
+        php_version: body.php_version,
     };
     state.store.update_server(&v.server.id, &changes).await?;
     audit.note(|n| {
@@ -337,7 +400,7 @@ pub async fn update_server(
         n.resource_id = Some(v.server.id.clone());
     });
     let fresh = state.store.server(&v.server.id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Data { data: (&fresh).into() })
+    Ok(Data { data: server_resources(&state, &[fresh]).await?.remove(0) })
 }
 
 /// Forget a server. Nothing on the machine is changed: remove Slipway's key from its

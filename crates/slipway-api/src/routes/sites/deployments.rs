@@ -127,6 +127,11 @@ pub(crate) async fn start_deployment(
     run_at: Option<slipway_core::time::Timestamp>,
 ) -> Result<Accepted<DeploymentResource>, ApiError> {
     refuse_unless_deployable(site)?;
+    // A rollback deploys a kept release: its commit is known already, and shown.
+    let rolled_back_to = match &plan {
+        Plan::Rollback { release } => state.store.deployment(release).await?,
+        _ => None,
+    };
     let (action, release_of, requested_commit) = match plan {
         Plan::Deploy { commit } => (ACTION_DEPLOY, None, commit),
         Plan::Rollback { release } => (ACTION_ROLLBACK, Some(release), None),
@@ -146,9 +151,9 @@ pub(crate) async fn start_deployment(
         triggered_by_user: principal.and_then(|p| p.user_id.clone()),
         triggered_by_token: principal.map(|p| p.token_id.clone()),
         release_of,
-        commit_sha: None,
-        commit_message: None,
-        commit_author: None,
+        commit_sha: rolled_back_to.as_ref().and_then(|d| d.commit_sha.clone()),
+        commit_message: rolled_back_to.as_ref().and_then(|d| d.commit_message.clone()),
+        commit_author: rolled_back_to.as_ref().and_then(|d| d.commit_author.clone()),
         port: None,
         failed_step: None,
         failure_reason: None,

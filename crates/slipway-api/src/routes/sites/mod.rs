@@ -42,12 +42,18 @@ pub struct OnSite {
 impl Target for OnSite {
     async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
         let OnServer { server } = OnServer::load(parts, state, principal).await?;
-        let id = crate::extract::path_param(parts, state, "site").await?;
-        let site = state.store.site(&id).await?.ok_or(ApiError::NotFound)?;
-        if site.server_id != server.id || !principal.may_touch_site(&site.id) {
-            return Err(ApiError::NotFound);
+        // By id or by domain: `…/servers/web-1/sites/shop.example.com/deploy` works.
+        let key = crate::extract::path_param(parts, state, "site").await?;
+        let site = match state.store.site(&key).await? {
+            Some(site) => Some(site),
+            None => state.store.site_by_domain(&server.id, &key.to_ascii_lowercase()).await?,
+        };
+        match site {
+            Some(site) if site.server_id == server.id && principal.may_touch_site(&site.id) => {
+                Ok(OnSite { site, server })
+            }
+            _ => Err(ApiError::Missing(format!("No site with the id or domain {key:?} on this server."))),
         }
-        Ok(OnSite { site, server })
     }
 
     fn organization_id(&self) -> &str {
