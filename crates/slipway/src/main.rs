@@ -3,6 +3,8 @@
 mod admin;
 mod cli;
 mod config;
+#[cfg(test)]
+mod doc_commands;
 mod keys;
 mod logging;
 mod serve;
@@ -88,10 +90,11 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let output = cli.client.output;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::errors::report(&e, output);
             ExitCode::FAILURE
         }
     }
