@@ -611,14 +611,14 @@ impl Client {
 /// without a scheme, `http://` for this machine (`localhost`, `127.0.0.1:8080`, `[::1]`) and
 /// `https://` for any other host. The error says what is wrong.
 pub fn base_url(input: &str) -> Result<String, String> {
-    let input = input.trim().trim_end_matches('/');
+    let input = input.trim();
     let example = "write it like https://slipway.example.com or 127.0.0.1:8080";
     if input.is_empty() {
         return Err(format!("the Slipway URL is empty: {example}"));
     }
     let url = match input.split_once("://") {
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
-            input.to_string()
+            input.trim_end_matches('/').to_string()
         }
         Some((scheme, _)) => return Err(format!("{input:?} is not an http:// or https:// URL (it says {scheme}://)")),
         None => {
@@ -629,10 +629,12 @@ pub fn base_url(input: &str) -> Result<String, String> {
             let local = host.eq_ignore_ascii_case("localhost")
                 || host.to_ascii_lowercase().ends_with(".localhost")
                 || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            format!("{}://{input}", if local { "http" } else { "https" })
+            format!("{}://{}", if local { "http" } else { "https" }, input.trim_end_matches('/'))
         }
     };
-    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{input:?} is not a valid URL ({e}): {example}"))?;
+    // Parsed as typed: `http://` must not pass as a host with its slashes trimmed away.
+    let parsed = reqwest::Url::parse(if input.contains("://") { input } else { &url })
+        .map_err(|e| format!("{input:?} is not a valid URL ({e}): {example}"))?;
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(format!("{input:?} has no host name: {example}"));
     }
