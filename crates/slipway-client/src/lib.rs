@@ -5,6 +5,10 @@
 mod events;
 
 pub use events::{Event, EventStream};
+pub use slipway_wire as wire;
+pub use slipway_wire::{
+    Authorization, CreatedServer, Deployment, HealthCheck, LogLine, Operation, Release, Repository, Server, Site,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -74,6 +78,51 @@ fn error_from(status: u16, bytes: &[u8]) -> ClientError {
 /// `Retry-After` in seconds (Slipway sends seconds, never a date).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A resource as Slipway sent it: typed for reading (it derefs to `T`), and serialised back
+/// exactly as it came, so `--output json` prints the API's own JSON, not a re-encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource<T> {
+    value: T,
+    raw: Value,
+}
+
+impl<T> Resource<T> {
+    /// The JSON as Slipway sent it.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T: DeserializeOwned> Resource<T> {
+    pub fn from_value(raw: Value) -> Result<Self, serde_json::Error> {
+        Ok(Resource { value: T::deserialize(&raw)?, raw })
+    }
+}
+
+impl<T> std::ops::Deref for Resource<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Serialize for Resource<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Resource<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Resource::from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,24 +379,28 @@ impl Client {
 }
 
 impl Client {
-    pub async fn servers(&self, page: u32) -> Result<Page<Value>, ClientError> {
+    pub async fn servers(&self, page: u32) -> Result<Page<Resource<Server>>, ClientError> {
         self.expect(Method::GET, &format!("/api/v1/servers?page={page}&per_page=100"), None::<&()>).await
     }
 
-    pub async fn create_server(&self, request: &Value) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::POST, "/api/v1/servers", Some(request)).await?.data)
+    pub async fn create_server(&self, request: &Value) -> Result<Resource<CreatedServer>, ClientError> {
+        Ok(self.expect::<Data<Resource<CreatedServer>>>(Method::POST, "/api/v1/servers", Some(request)).await?.data)
     }
 
-    pub async fn server(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn server(&self, id: &str) -> Result<Resource<Server>, ClientError> {
         Ok(self
-            .expect::<Data<Value>>(Method::GET, &format!("/api/v1/servers/{}", encode_segment(id)), None::<&()>)
+            .expect::<Data<Resource<Server>>>(
+                Method::GET,
+                &format!("/api/v1/servers/{}", encode_segment(id)),
+                None::<&()>,
+            )
             .await?
             .data)
     }
 
-    pub async fn update_server(&self, id: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn update_server(&self, id: &str, body: &Value) -> Result<Resource<Server>, ClientError> {
         let path = format!("/api/v1/servers/{}", encode_segment(id));
-        Ok(self.expect::<Data<Value>>(Method::PUT, &path, Some(body)).await?.data)
+        Ok(self.expect::<Data<Resource<Server>>>(Method::PUT, &path, Some(body)).await?.data)
     }
 
     /// Forgets a server (nothing on the machine is changed).
@@ -356,22 +409,26 @@ impl Client {
         self.request::<Value>(Method::DELETE, &path, None::<&()>).await.map(|_| ())
     }
 
-    pub async fn server_operations(&self, id: &str) -> Result<Page<Value>, ClientError> {
+    pub async fn server_operations(&self, id: &str) -> Result<Page<Resource<Operation>>, ClientError> {
         self.expect(Method::GET, &format!("/api/v1/servers/{}/logs?per_page=100", encode_segment(id)), None::<&()>)
             .await
     }
 
-    pub async fn operation(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn operation(&self, id: &str) -> Result<Resource<Operation>, ClientError> {
         Ok(self
-            .expect::<Data<Value>>(Method::GET, &format!("/api/v1/operations/{}", encode_segment(id)), None::<&()>)
+            .expect::<Data<Resource<Operation>>>(
+                Method::GET,
+                &format!("/api/v1/operations/{}", encode_segment(id)),
+                None::<&()>,
+            )
             .await?
             .data)
     }
 
     /// Log lines after `after`, oldest first.
-    pub async fn operation_log(&self, id: &str, after: i64) -> Result<Vec<Value>, ClientError> {
+    pub async fn operation_log(&self, id: &str, after: i64) -> Result<Vec<LogLine>, ClientError> {
         let path = format!("/api/v1/operations/{}/log?after={after}", encode_segment(id));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Vec<LogLine>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 }
 
@@ -421,9 +478,14 @@ impl ServerItems {
 
 impl Client {
     /// Starts an action on a server; returns the operation.
-    pub async fn server_action(&self, id: &str, action: ServerAction, body: &Value) -> Result<Value, ClientError> {
+    pub async fn server_action(
+        &self,
+        id: &str,
+        action: ServerAction,
+        body: &Value,
+    ) -> Result<Resource<Operation>, ClientError> {
         let path = format!("/api/v1/servers/{}/{}", encode_segment(id), action.path());
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+        Ok(self.expect::<Data<Resource<Operation>>>(Method::POST, &path, Some(body)).await?.data)
     }
 
     pub async fn server_items(&self, server: &str, kind: ServerItems) -> Result<Page<Value>, ClientError> {
@@ -456,39 +518,44 @@ fn site_path(server: &str, site: &str) -> String {
 /// Sites, their deployments, releases and environment variables. A site's changes run as
 /// operations: their ids are in `operation_id`.
 impl Client {
-    pub async fn sites(&self, server: &str, page: u32) -> Result<Page<Value>, ClientError> {
+    pub async fn sites(&self, server: &str, page: u32) -> Result<Page<Resource<Site>>, ClientError> {
         let path = format!("/api/v1/servers/{}/sites?page={page}&per_page=100", encode_segment(server));
         self.expect(Method::GET, &path, None::<&()>).await
     }
 
     /// Creates a site; the answer's `operation_id` is the operation that installs it.
-    pub async fn create_site(&self, server: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn create_site(&self, server: &str, body: &Value) -> Result<Resource<Site>, ClientError> {
         let path = format!("/api/v1/servers/{}/sites", encode_segment(server));
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+        Ok(self.expect::<Data<Resource<Site>>>(Method::POST, &path, Some(body)).await?.data)
     }
 
-    pub async fn site(&self, server: &str, site: &str) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::GET, &site_path(server, site), None::<&()>).await?.data)
+    pub async fn site(&self, server: &str, site: &str) -> Result<Resource<Site>, ClientError> {
+        Ok(self.expect::<Data<Resource<Site>>>(Method::GET, &site_path(server, site), None::<&()>).await?.data)
     }
 
-    pub async fn update_site(&self, server: &str, site: &str, body: &Value) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::PUT, &site_path(server, site), Some(body)).await?.data)
+    pub async fn update_site(&self, server: &str, site: &str, body: &Value) -> Result<Resource<Site>, ClientError> {
+        Ok(self.expect::<Data<Resource<Site>>>(Method::PUT, &site_path(server, site), Some(body)).await?.data)
     }
 
     /// Starts removing a site; the answer's `operation_id` is the removal.
-    pub async fn delete_site(&self, server: &str, site: &str) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::DELETE, &site_path(server, site), None::<&()>).await?.data)
+    pub async fn delete_site(&self, server: &str, site: &str) -> Result<Resource<Site>, ClientError> {
+        Ok(self.expect::<Data<Resource<Site>>>(Method::DELETE, &site_path(server, site), None::<&()>).await?.data)
     }
 
     /// Suspends (nginx answers 503) or resumes a site; the answer's `operation_id` applies it.
-    pub async fn suspend_site(&self, server: &str, site: &str, suspended: bool) -> Result<Value, ClientError> {
+    pub async fn suspend_site(&self, server: &str, site: &str, suspended: bool) -> Result<Resource<Site>, ClientError> {
         let path = format!("{}/{}", site_path(server, site), if suspended { "suspend" } else { "resume" });
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+        Ok(self.expect::<Data<Resource<Site>>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
     }
 
     /// Queues a deployment; `trigger` is `api`, `cli` or `dashboard`. The message says whether it
     /// waits behind another one.
-    pub async fn deploy(&self, server: &str, site: &str, trigger: &str) -> Result<Accepted<Value>, ClientError> {
+    pub async fn deploy(
+        &self,
+        server: &str,
+        site: &str,
+        trigger: &str,
+    ) -> Result<Accepted<Resource<Deployment>>, ClientError> {
         let path = format!("{}/deploy", site_path(server, site));
         self.expect(Method::POST, &path, Some(&serde_json::json!({"trigger": trigger}))).await
     }
@@ -499,14 +566,18 @@ impl Client {
         server: &str,
         site: &str,
         release: Option<&str>,
-    ) -> Result<Accepted<Value>, ClientError> {
+    ) -> Result<Accepted<Resource<Deployment>>, ClientError> {
         let path = format!("{}/rollback", site_path(server, site));
         self.expect(Method::POST, &path, Some(&serde_json::json!({"release": release}))).await
     }
 
     /// Converts an in-place site to zero-downtime releases: the conversion's deployment, or
     /// `None` when the site was never deployed and is converted at once.
-    pub async fn enable_zero_downtime(&self, server: &str, site: &str) -> Result<Option<Accepted<Value>>, ClientError> {
+    pub async fn enable_zero_downtime(
+        &self,
+        server: &str,
+        site: &str,
+    ) -> Result<Option<Accepted<Resource<Deployment>>>, ClientError> {
         let path = format!("{}/enable-zero-downtime", site_path(server, site));
         let reply: Value = self.expect(Method::POST, &path, Some(&serde_json::json!({"trigger": "cli"}))).await?;
         if reply.get("message").is_none() {
@@ -518,14 +589,19 @@ impl Client {
     }
 
     /// Deployments, newest first.
-    pub async fn deployments(&self, server: &str, site: &str, page: u32) -> Result<Page<Value>, ClientError> {
+    pub async fn deployments(
+        &self,
+        server: &str,
+        site: &str,
+        page: u32,
+    ) -> Result<Page<Resource<Deployment>>, ClientError> {
         let path = format!("{}/deployments?page={page}&per_page=100", site_path(server, site));
         self.expect(Method::GET, &path, None::<&()>).await
     }
 
-    pub async fn deployment(&self, server: &str, site: &str, id: &str) -> Result<Value, ClientError> {
+    pub async fn deployment(&self, server: &str, site: &str, id: &str) -> Result<Resource<Deployment>, ClientError> {
         let path = format!("{}/deployments/{}", site_path(server, site), encode_segment(id));
-        Ok(self.expect::<Data<Value>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Resource<Deployment>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
     /// Log lines after `after` (a `seq`), oldest first, at most 1000 at a time.
@@ -535,9 +611,9 @@ impl Client {
         site: &str,
         id: &str,
         after: i64,
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Vec<LogLine>, ClientError> {
         let path = format!("{}/deployments/{}/log?after={after}", site_path(server, site), encode_segment(id));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Vec<LogLine>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
     /// The deployment's log as server-sent events from the line after `after` (sent as
@@ -565,15 +641,20 @@ impl Client {
         Ok(EventStream::new(response, self.base.clone()))
     }
 
-    pub async fn cancel_deployment(&self, server: &str, site: &str, id: &str) -> Result<Accepted<Value>, ClientError> {
+    pub async fn cancel_deployment(
+        &self,
+        server: &str,
+        site: &str,
+        id: &str,
+    ) -> Result<Accepted<Resource<Deployment>>, ClientError> {
         let path = format!("{}/deployments/{}/cancel", site_path(server, site), encode_segment(id));
         self.expect(Method::POST, &path, Some(&serde_json::json!({}))).await
     }
 
     /// Releases kept on the server, newest first; `current` marks the live one.
-    pub async fn releases(&self, server: &str, site: &str) -> Result<Vec<Value>, ClientError> {
+    pub async fn releases(&self, server: &str, site: &str) -> Result<Vec<Resource<Release>>, ClientError> {
         let path = format!("{}/releases", site_path(server, site));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Vec<Resource<Release>>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
     /// Environment variables by key; values are `null` unless `reveal`.

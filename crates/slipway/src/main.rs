@@ -8,6 +8,8 @@ mod doc_commands;
 mod keys;
 mod logging;
 mod serve;
+#[cfg(test)]
+mod wire_schemas;
 
 use std::process::ExitCode;
 

@@ -6,8 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_json::Value;
-use slipway_client::{Client, ClientError};
+use slipway_client::{Client, ClientError, Deployment, LogLine, Operation, Resource};
 
 use super::Output;
 use super::errors::Missing;
@@ -27,19 +26,19 @@ pub enum Echo {
     OnFailure,
 }
 
-fn ended(status: Option<&str>) -> bool {
-    matches!(status, Some("succeeded" | "failed" | "cancelled"))
-}
-
 #[allow(clippy::print_stdout)]
-fn print_line(line: &Value) {
-    let text = line["line"].as_str().unwrap_or_default();
-    if line["stream"] == "stderr" { eprintln!("{text}") } else { println!("{text}") }
+fn print_line(line: &LogLine) {
+    if line.stream == "stderr" { eprintln!("{}", line.line) } else { println!("{}", line.line) }
 }
 
 /// Prints an operation's log as it grows until the operation ends; returns its final state.
 /// Polls every 2 s at first, then less often (up to every 5 s).
-pub async fn follow_operation(client: &Client, id: &str, output: Output, echo: Echo) -> anyhow::Result<Value> {
+pub async fn follow_operation(
+    client: &Client,
+    id: &str,
+    output: Output,
+    echo: Echo,
+) -> anyhow::Result<Resource<Operation>> {
     let mut after = 0;
     let mut kept = Vec::new();
     let mut pause = POLL_FIRST;
@@ -48,7 +47,7 @@ pub async fn follow_operation(client: &Client, id: &str, output: Output, echo: E
         // The state first: the whole log is stored before an operation says it ended.
         let op = client.operation(id).await?;
         for line in client.operation_log(id, after).await? {
-            after = line["seq"].as_i64().unwrap_or(after);
+            after = line.seq;
             progress.clear();
             match (output, echo) {
                 (Output::Human, Echo::Always) => print_line(&line),
@@ -56,29 +55,24 @@ pub async fn follow_operation(client: &Client, id: &str, output: Output, echo: E
                 (Output::Json, _) => {}
             }
         }
-        if ended(op["status"].as_str()) {
+        if slipway_client::wire::ended(&op.status) {
             progress.clear();
-            if op["status"] != "succeeded" {
+            if op.status != "succeeded" {
                 kept.iter().for_each(print_line);
             }
             return Ok(op);
         }
-        progress.show(op["status"].as_str().unwrap_or("running"));
+        progress.show(&op.status);
         tokio::time::sleep(pause).await;
         pause = (pause + Duration::from_secs(1)).min(POLL_MOST);
     }
 }
 
 /// Fails unless the operation succeeded, saying why.
-pub fn ended_well(op: &Value) -> anyhow::Result<()> {
-    match op["status"].as_str() {
-        Some("succeeded") => Ok(()),
-        other => bail!(
-            "operation {} {}: {}",
-            op["id"].as_str().unwrap_or("?"),
-            other.unwrap_or("ended"),
-            op["failure_reason"].as_str().unwrap_or("no reason given")
-        ),
+pub fn ended_well(op: &Operation) -> anyhow::Result<()> {
+    match op.status.as_str() {
+        "succeeded" => Ok(()),
+        status => bail!("operation {} {status}: {}", op.id, op.failure_reason.as_deref().unwrap_or("no reason given")),
     }
 }
 
@@ -99,7 +93,7 @@ pub async fn follow_deployment(
     site: &str,
     id: &str,
     output: Output,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Resource<Deployment>> {
     let mut progress = Progress::new(output == Output::Human && std::io::stderr().is_terminal());
     let mut after = 0;
     let mut reconnects = 0;
@@ -118,11 +112,11 @@ pub async fn follow_deployment(
                 };
                 match event {
                     Ok(Some(event)) if event.event == "line" => {
-                        let line: Value = serde_json::from_str(&event.data)?;
-                        after = line["seq"].as_i64().unwrap_or(after);
+                        let line: LogLine = serde_json::from_str(&event.data)?;
+                        after = line.seq;
                         reconnects = 0;
                         progress.clear();
-                        progress.saw(line["line"].as_str().unwrap_or_default());
+                        progress.saw(&line.line);
                         if output == Output::Human {
                             print_line(&line);
                         }
@@ -132,7 +126,7 @@ pub async fn follow_deployment(
                         return Ok(serde_json::from_str(&event.data)?);
                     }
                     Ok(Some(event)) if event.event == "error" => {
-                        let data: Value = serde_json::from_str(&event.data).unwrap_or_default();
+                        let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
                         break data["message"].as_str().unwrap_or("the log could not be read").to_string();
                     }
                     Ok(Some(_)) => {}

@@ -12,7 +12,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use slipway_client::{Client, ClientError, CreateToken, LoginRequest, NewToken, ServerAction, ServerItems, Token};
+use slipway_client::{
+    Client, ClientError, CreateToken, LoginRequest, NewToken, Server, ServerAction, ServerItems, Token,
+};
 
 use self::credentials::{Credentials, DEFAULT_PROFILE, Profile};
 use self::errors::Missing;
@@ -268,6 +270,11 @@ pub(crate) fn cut(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// A time as `2025-01-31 12:00:00` (UTC), or `-`.
+pub(crate) fn when(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
+    at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+}
+
 #[allow(clippy::print_stdout)]
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -464,23 +471,22 @@ pub async fn token(command: TokenCommand, client_args: &ClientArgs) -> anyhow::R
 }
 
 #[allow(clippy::print_stdout)]
-fn print_server(server: &serde_json::Value) {
-    let field = |k: &str| server[k].as_str().map(str::to_string).unwrap_or_else(|| server[k].to_string());
-    println!("{} {} ({}@{}:{})", field("id"), field("name"), field("ssh_user"), field("ip_address"), field("ssh_port"));
-    println!(
-        "status: {}{}",
-        field("status"),
-        server["status_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
-    );
-    for (label, key) in [("os", "os"), ("php", "php_version"), ("host key", "host_key_fingerprint")] {
-        if let Some(value) = server[key].as_str().filter(|v| !v.is_empty()) {
+fn print_server(server: &Server) {
+    let s = server;
+    println!("{} {} ({}@{}:{})", s.id, s.name, s.ssh_user, s.ip_address, s.ssh_port);
+    println!("status: {}{}", s.status, s.status_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+    for (label, value) in [("os", &s.os), ("php", &s.php_version), ("host key", &s.host_key_fingerprint)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
             println!("{label}: {value}");
         }
     }
-    if let Some(database) = server["database_type"].as_str().filter(|d| *d != "none") {
-        println!("database: {database}");
+    if s.database_type != "none" && !s.database_type.is_empty() {
+        println!("database: {}", s.database_type);
     }
-    if let Some(fp) = server["offered_host_key_fingerprint"].as_str() {
+    if s.sites_count > 0 {
+        println!("sites: {}", s.sites_count);
+    }
+    if let Some(fp) = &s.offered_host_key_fingerprint {
         println!("offered host key: {fp} (accept with `slipway server accept-host-key ID {fp}` if it was reinstalled)");
     }
 }
@@ -497,14 +503,14 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             }
             println!("{:<26}  {:<20}  {:<24}  {:<12}  OS", "ID", "NAME", "ADDRESS", "STATUS");
             for s in &page.data {
-                let address = format!("{}:{}", s["ip_address"].as_str().unwrap_or(""), s["ssh_port"]);
+                let address = format!("{}:{}", s.ip_address, s.ssh_port);
                 println!(
                     "{:<26}  {:<20}  {:<24}  {:<12}  {}",
-                    s["id"].as_str().unwrap_or(""),
-                    cut(s["name"].as_str().unwrap_or(""), 20),
+                    s.id,
+                    cut(&s.name, 20),
                     address,
-                    s["status"].as_str().unwrap_or(""),
-                    s["os"].as_str().unwrap_or("-")
+                    s.status,
+                    s.os.as_deref().unwrap_or("-")
                 );
             }
         }
@@ -520,10 +526,10 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             if json {
                 return print_json(&created);
             }
-            print_server(&created);
+            print_server(&created.server);
             println!(
                 "\nAuthorise Slipway on the server by running, as {user} there:\n\n  {}\n",
-                created["authorization"]["command"].as_str().unwrap_or("")
+                created.authorization.command
             );
             println!("then: slipway server verify {name}");
         }
@@ -556,22 +562,16 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
         }
         ServerCommand::Delete { server, yes } => {
             let found = client.server(&server).await.map_err(Missing::Server(&server).describe())?;
-            let label = format!(
-                "Forget server {} ({}, {})",
-                found["name"].as_str().unwrap_or(&server),
-                found["id"].as_str().unwrap_or(""),
-                found["ip_address"].as_str().unwrap_or("")
-            );
+            let label = format!("Forget server {} ({}, {})", found.name, found.id, found.ip_address);
             confirm(&label, yes)?;
-            let id = found["id"].as_str().unwrap_or(&server);
-            client.delete_server(id).await.map_err(Missing::Server(&server).describe())?;
+            client.delete_server(&found.id).await.map_err(Missing::Server(&server).describe())?;
             if json {
                 return print_json(&found);
             }
             eprintln!(
                 "Server {} is forgotten. Nothing on the machine was changed: remove Slipway's key from its \
                  authorized_keys if it should no longer get in.",
-                found["name"].as_str().unwrap_or(&server)
+                found.name
             );
         }
         ServerCommand::Verify { id } => {
@@ -592,8 +592,7 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             let ops = client.server_operations(&id).await.map_err(Missing::Server(&id).describe())?;
             if follow {
                 let latest = ops.data.first().ok_or_else(|| anyhow::anyhow!("the server has no operations yet"))?;
-                let op_id = latest["id"].as_str().unwrap_or_default();
-                let op = follow_operation(&client, op_id, client_args.output, Echo::Always).await?;
+                let op = follow_operation(&client, &latest.id, client_args.output, Echo::Always).await?;
                 if json {
                     print_json(&op)?;
                 }
@@ -605,11 +604,11 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             for op in &ops.data {
                 println!(
                     "{}  {:<16}  {:<10}  {}  {}",
-                    op["id"].as_str().unwrap_or(""),
-                    op["kind"].as_str().unwrap_or(""),
-                    op["status"].as_str().unwrap_or(""),
-                    cut(op["created_at"].as_str().unwrap_or(""), 19),
-                    op["failure_reason"].as_str().unwrap_or("")
+                    op.id,
+                    op.kind,
+                    op.status,
+                    when(Some(&op.created_at)),
+                    op.failure_reason.as_deref().unwrap_or("")
                 );
             }
         }
@@ -627,13 +626,13 @@ async fn run_server_action(
     output: Output,
 ) -> anyhow::Result<()> {
     let op = client.server_action(id, action, &body).await.map_err(Missing::Server(id).describe())?;
-    let op = follow_operation(client, op["id"].as_str().unwrap_or_default(), output, Echo::Always).await?;
+    let op = follow_operation(client, &op.id, output, Echo::Always).await?;
     if output == Output::Json {
         print_json(&op)?;
     }
     ended_well(&op)?;
     if output == Output::Human {
-        print_server(&client.server(id).await?);
+        print_server(&*client.server(id).await?);
     }
     Ok(())
 }
@@ -641,7 +640,7 @@ async fn run_server_action(
 /// Waits for the operation a create or delete queued (if any) and says how it ended.
 async fn wait_for_change(client: &Client, item: &serde_json::Value, output: Output) -> anyhow::Result<()> {
     match item["operation_id"].as_str() {
-        Some(op) => ended_well(&follow_operation(client, op, output, Echo::Always).await?),
+        Some(op) => ended_well(&*follow_operation(client, op, output, Echo::Always).await?),
         None => {
             if output == Output::Human {
                 eprintln!("The server is not provisioned yet; provisioning applies this.");

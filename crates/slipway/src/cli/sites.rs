@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use slipway_client::{Accepted, Client, ClientError};
+use slipway_client::{Accepted, Client, ClientError, Deployment, Resource, Site};
 
 use super::errors::Missing;
 use super::follow::{Echo, ended_well, follow_deployment, follow_operation};
-use super::{ClientArgs, Output, confirm, connect, cut, print_json};
+use super::{ClientArgs, Output, confirm, connect, cut, print_json, when};
 
 /// A site on a server.
 #[derive(Debug, Args)]
@@ -194,13 +194,9 @@ pub enum EnvCommand {
     },
 }
 
-fn text(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or("").to_string()
-}
-
-/// A time as `2025-01-31 12:00:00`, or `-`.
-fn when(v: &Value) -> String {
-    v.as_str().map(|t| cut(t, 19).replace('T', " ")).unwrap_or_else(|| "-".into())
+/// The first line of a commit message.
+fn first_line(message: Option<&str>) -> &str {
+    message.unwrap_or("").lines().next().unwrap_or("")
 }
 
 /// The contents of a deploy script file.
@@ -212,46 +208,43 @@ fn read_script(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_site(site: &Value) {
-    println!("{} {} ({})", text(site, "id"), text(site, "domain"), text(site, "project_type"));
-    let reason = site["status_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
-    let suspended = if site["suspended"] == true { ", suspended" } else { "" };
-    println!("status: {}{reason}{suspended}", text(site, "status"));
-    if let Some(aliases) = site["aliases"].as_array().filter(|a| !a.is_empty()) {
-        let names: Vec<&str> = aliases.iter().filter_map(Value::as_str).collect();
-        println!("aliases: {}", names.join(" "));
+fn print_site(site: &Site) {
+    println!("{} {} ({})", site.id, site.domain, site.project_type);
+    let reason = site.status_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let suspended = if site.suspended { ", suspended" } else { "" };
+    println!("status: {}{reason}{suspended}", site.status);
+    if !site.aliases.is_empty() {
+        println!("aliases: {}", site.aliases.join(" "));
     }
-    let repo = &site["repository"];
-    match repo["url"].as_str() {
-        Some(url) => println!("repository: {url} ({})", text(repo, "branch")),
+    match &site.repository.url {
+        Some(url) => println!("repository: {url} ({})", site.repository.branch),
         None => println!("repository: none yet (set one with `slipway site update … --repo URL`)"),
     }
-    if let Some(dir) = site["web_directory"].as_str().filter(|d| !d.is_empty()) {
-        println!("web directory: {dir}");
+    if !site.web_directory.is_empty() {
+        println!("web directory: {}", site.web_directory);
     }
-    if let Some(command) = site["app_command"].as_str() {
+    if let Some(command) = &site.app_command {
         println!("command: {command}");
     }
-    if let Some(status) = site["deployment_status"].as_str() {
-        println!("last deployment: {status} at {}", when(&site["last_deployed_at"]));
+    if let Some(status) = &site.deployment_status {
+        println!("last deployment: {status} at {}", when(site.last_deployed_at.as_ref()));
     }
-    if let Some(release) = site["current_release"].as_str() {
+    if let Some(release) = &site.current_release {
         println!("live release: {release}");
     }
-    if site["zero_downtime"] == false {
+    if !site.zero_downtime {
         println!("deploys: in place (see `slipway site enable-zero-downtime`)");
     }
-    if let Some(shared) = site["shared_paths"].as_array().filter(|a| !a.is_empty()) {
-        let paths: Vec<&str> = shared.iter().filter_map(Value::as_str).collect();
-        println!("shared paths: {}", paths.join(" "));
+    if !site.shared_paths.is_empty() {
+        println!("shared paths: {}", site.shared_paths.join(" "));
     }
 }
 
 /// Waits for the operation that applies a site change (its log is printed only if it fails);
 /// fails when it does not succeed.
-async fn wait_for_site(client: &Client, site: &Value, output: Output) -> anyhow::Result<()> {
-    let op = site["operation_id"].as_str().context("the API did not say which operation applies the change")?;
-    ended_well(&follow_operation(client, op, output, Echo::OnFailure).await?)
+async fn wait_for_site(client: &Client, site: &Site, output: Output) -> anyhow::Result<()> {
+    let op = site.operation_id.as_deref().context("the API did not say which operation applies the change")?;
+    ended_well(&*follow_operation(client, op, output, Echo::OnFailure).await?)
 }
 
 #[allow(clippy::print_stdout)]
@@ -269,14 +262,14 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
                 "ID", "DOMAIN", "TYPE", "STATUS", "DEPLOY"
             );
             for s in &page.data {
-                let status = if s["suspended"] == true { "suspended".to_string() } else { text(s, "status") };
+                let status = if s.suspended { "suspended" } else { &s.status };
                 println!(
                     "{:<26}  {:<32}  {:<8}  {status:<10}  {:<10}  {}",
-                    text(s, "id"),
-                    cut(&text(s, "domain"), 32),
-                    text(s, "project_type"),
-                    s["deployment_status"].as_str().unwrap_or("-"),
-                    when(&s["last_deployed_at"])
+                    s.id,
+                    cut(&s.domain, 32),
+                    s.project_type,
+                    s.deployment_status.as_deref().unwrap_or("-"),
+                    when(s.last_deployed_at.as_ref())
                 );
             }
         }
@@ -295,12 +288,12 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
             let created =
                 client.create_site(&server, &body.into()).await.map_err(Missing::Server(&server).describe())?;
             wait_for_site(&client, &created, output).await?;
-            let site = client.site(&server, &text(&created, "id")).await?;
+            let site = client.site(&server, &created.id).await?;
             if output == Output::Json {
                 return print_json(&site);
             }
             print_site(&site);
-            println!("\nDeploy it with: slipway deploy {server} {}", text(&site, "domain"));
+            println!("\nDeploy it with: slipway deploy {server} {}", site.domain);
         }
         SiteCommand::Show(site) => {
             let found = client.site(&site.server, &site.site).await.map_err(site.missing())?;
@@ -320,7 +313,7 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
             if output == Output::Json {
                 return print_json(&removing);
             }
-            eprintln!("Site {} ({}) is removed.", text(&removing, "domain"), text(&removing, "id"));
+            eprintln!("Site {} ({}) is removed.", removing.domain, removing.id);
         }
         SiteCommand::Suspend(site) => suspend(&client, &site, true, output).await?,
         SiteCommand::Resume(site) => suspend(&client, &site, false, output).await?,
@@ -351,7 +344,7 @@ async fn update(client: &Client, args: UpdateSiteArgs, output: Output) -> anyhow
     }
     let site = &args.site;
     let updated = client.update_site(&site.server, &site.site, &body.into()).await.map_err(site.missing())?;
-    let updated = if updated["operation_id"].is_string() {
+    let updated = if updated.operation_id.is_some() {
         wait_for_site(client, &updated, output).await?;
         client.site(&site.server, &site.site).await?
     } else {
@@ -398,11 +391,11 @@ pub async fn rollback(args: RollbackArgs, client_args: &ClientArgs) -> anyhow::R
 async fn run_deployment(
     client: &Client,
     site: &SiteRef,
-    accepted: Accepted<Value>,
+    accepted: Accepted<Resource<Deployment>>,
     no_follow: bool,
     output: Output,
 ) -> anyhow::Result<()> {
-    let id = text(&accepted.data, "id");
+    let id = accepted.data.id.clone();
     if output == Output::Human {
         eprintln!("{} (deployment {id})", accepted.message);
     }
@@ -441,12 +434,14 @@ async fn run_deployment(
 }
 
 /// What a succeeded deployment did, in words.
-fn done(d: &Value) -> String {
-    let duration = d["duration"].as_f64().map(|d| format!(" in {d:.1}s")).unwrap_or_default();
-    let commit = d["commit_sha"].as_str().map(|sha| format!(" (commit {})", cut(sha, 7))).unwrap_or_default();
-    match d["action"].as_str() {
-        Some("rollback") => format!("Rolled back to release {}{commit}{duration}.", text(d, "release")),
-        Some("enable-zero-downtime") => {
+fn done(d: &Deployment) -> String {
+    let duration = d.duration.map(|d| format!(" in {d:.1}s")).unwrap_or_default();
+    let commit = d.commit_sha.as_deref().map(|sha| format!(" (commit {})", cut(sha, 7))).unwrap_or_default();
+    match d.action.as_str() {
+        "rollback" => {
+            format!("Rolled back to release {}{commit}{duration}.", d.release.as_deref().unwrap_or("?"))
+        }
+        "enable-zero-downtime" => {
             format!("Converted: the site now deploys as releases with an atomic switch{commit}{duration}.")
         }
         _ => format!("Deployed {}{duration}.", describe_commit(d)),
@@ -454,26 +449,22 @@ fn done(d: &Value) -> String {
 }
 
 /// `abc1234 commit message`, or what a rollback went back to.
-fn describe_commit(d: &Value) -> String {
-    match (d["commit_sha"].as_str(), d["release"].as_str()) {
-        (Some(sha), _) => {
-            format!("{} {}", cut(sha, 7), d["commit_message"].as_str().unwrap_or("").lines().next().unwrap_or(""))
-        }
+fn describe_commit(d: &Deployment) -> String {
+    match (&d.commit_sha, &d.release) {
+        (Some(sha), _) => format!("{} {}", cut(sha, 7), first_line(d.commit_message.as_deref())),
         (None, Some(release)) => format!("release {release}"),
         (None, None) => "-".into(),
     }
 }
 
-fn deployed_well(d: &Value) -> anyhow::Result<()> {
-    let reason = d["failure_reason"].as_str().unwrap_or("no reason given");
-    match d["status"].as_str() {
-        Some("succeeded") => Ok(()),
-        Some("cancelled") => bail!("deployment {} was cancelled: {reason}", text(d, "id")),
-        _ => bail!(
-            "deployment {} failed at the {} step: {reason}",
-            text(d, "id"),
-            d["failed_step"].as_str().unwrap_or("unknown")
-        ),
+fn deployed_well(d: &Deployment) -> anyhow::Result<()> {
+    let reason = d.failure_reason.as_deref().unwrap_or("no reason given");
+    match d.status.as_str() {
+        "succeeded" => Ok(()),
+        "cancelled" => bail!("deployment {} was cancelled: {reason}", d.id),
+        _ => {
+            bail!("deployment {} failed at the {} step: {reason}", d.id, d.failed_step.as_deref().unwrap_or("unknown"))
+        }
     }
 }
 
@@ -489,15 +480,15 @@ pub async fn deployments(site: SiteRef, client_args: &ClientArgs) -> anyhow::Res
         "ID", "STATUS", "TRIGGER", "COMMIT", "STARTED", "DURATION"
     );
     for d in &page.data {
-        let duration = d["duration"].as_f64().map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
+        let duration = d.duration.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
         println!(
             "{:<26}  {:<9}  {:<8}  {:<40}  {:<19}  {duration:>8}  {}",
-            text(d, "id"),
-            text(d, "status"),
-            text(d, "trigger"),
+            d.id,
+            d.status,
+            d.trigger,
             cut(&describe_commit(d), 40),
-            when(&d["started_at"]),
-            d["failed_step"].as_str().unwrap_or("-")
+            when(d.started_at.as_ref()),
+            d.failed_step.as_deref().unwrap_or("-")
         );
     }
     Ok(())
@@ -512,13 +503,10 @@ pub async fn releases(site: SiteRef, client_args: &ClientArgs) -> anyhow::Result
     }
     println!("  {:<26}  {:<19}  COMMIT", "RELEASE", "CREATED");
     for r in &releases {
-        let mark = if r["current"] == true { "*" } else { " " };
-        let commit = format!(
-            "{} {}",
-            cut(r["commit_sha"].as_str().unwrap_or("-"), 7),
-            r["commit_message"].as_str().unwrap_or("").lines().next().unwrap_or("")
-        );
-        println!("{mark} {:<26}  {:<19}  {commit}", text(r, "id"), when(&r["created_at"]));
+        let mark = if r.current { "*" } else { " " };
+        let commit =
+            format!("{} {}", cut(r.commit_sha.as_deref().unwrap_or("-"), 7), first_line(r.commit_message.as_deref()));
+        println!("{mark} {:<26}  {:<19}  {commit}", r.id, when(Some(&r.created_at)));
     }
     println!("\n* live");
     Ok(())
@@ -570,9 +558,13 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
                 return print_json(&vars);
             }
             for v in &vars {
+                let key = v["key"].as_str().unwrap_or("");
                 match v["value"].as_str() {
-                    Some(value) => println!("{}", slipway_core::dotenv::line(&text(v, "key"), value)),
-                    None => println!("{:<40}  updated {}", text(v, "key"), when(&v["updated_at"])),
+                    Some(value) => println!("{}", slipway_core::dotenv::line(key, value)),
+                    None => println!(
+                        "{key:<40}  updated {}",
+                        cut(v["updated_at"].as_str().unwrap_or("-"), 19).replace('T', " ")
+                    ),
                 }
             }
             if !reveal && !vars.is_empty() {
@@ -591,7 +583,7 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
         EnvCommand::Pull { .. } => {
             let op = client.pull_env(server, id).await.map_err(site.missing())?;
             // The operation's log never holds values; it says how many were imported.
-            return ended_well(&follow_operation(&client, &op, output, Echo::Always).await?);
+            return ended_well(&*follow_operation(&client, &op, output, Echo::Always).await?);
         }
         EnvCommand::Unset { key, deploy, .. } => {
             let change = client.unset_env_var(server, id, &key, deploy).await.map_err(site.missing())?;
@@ -613,7 +605,8 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
             Ok(())
         }
         deployment => {
-            let accepted = Accepted { message: "Deploying the change.".into(), data: deployment.clone() };
+            let data = Resource::from_value(deployment.clone())?;
+            let accepted = Accepted { message: "Deploying the change.".into(), data };
             run_deployment(&client, &site, accepted, false, output).await
         }
     }
