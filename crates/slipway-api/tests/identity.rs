@@ -873,3 +873,51 @@ async fn refreshing_honours_the_parent_tokens_network_restriction() {
     let here = app.send(from_ip(json_request(Method::POST, "/api/v1/auth/refresh", None, body), [127, 0, 0, 1])).await;
     assert_eq!(here.status, StatusCode::OK, "{}", here.text());
 }
+
+/// A client that gives up on a request holding an Idempotency-Key (a timeout, a dropped
+/// connection) does not leave the key stuck: the request still runs to its end and its
+/// response is stored, so the retry replays it, secret included, and the work is done once.
+#[tokio::test]
+async fn an_abandoned_idempotent_request_is_replayed_not_stuck() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| {
+            c.rate_limits.api_per_minute = 100_000;
+            c.rate_limits.token_create_per_minute = 100_000;
+        })
+        .await;
+        let user = app.user("abandon@example.com").await;
+        let app = std::sync::Arc::new(app);
+        let create = |n: usize| {
+            Request::post("/api/v1/tokens")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {}", user.token))
+                .header("idempotency-key", format!("abandoned-{n}"))
+                .body(Body::from(json!({"name": format!("abandoned {n}")}).to_string()))
+                .unwrap()
+        };
+        for n in 0..24 {
+            // The client gives up after anything from no time at all to a few milliseconds.
+            let first = {
+                let app = app.clone();
+                let request = create(n);
+                tokio::spawn(async move { app.send(request).await })
+            };
+            tokio::time::sleep(std::time::Duration::from_micros(250 * n as u64)).await;
+            first.abort();
+            let retry = common::eventually_reply(|| app.send(create(n)), |r| r.status != StatusCode::CONFLICT).await;
+            assert_eq!(retry.status, StatusCode::CREATED, "retry {n}: {}", retry.text());
+            let secret = retry.json()["data"]["plain_text_token"].as_str().unwrap().to_string();
+            assert_eq!(app.get_as("/api/v1/tokens/current", &secret).await.status, StatusCode::OK, "the secret works");
+        }
+        let (tokens, _) = app
+            .state
+            .store
+            .tokens_of_user(&user.id, slipway_core::PageRequest { page: 1, per_page: 100 })
+            .await
+            .unwrap();
+        for n in 0..24 {
+            let made = tokens.iter().filter(|t| t.name == format!("abandoned {n}")).count();
+            assert_eq!(made, 1, "key {n} did its work once");
+        }
+    }
+}

@@ -3,6 +3,87 @@
 //! repository URL and branch. Each parse refuses anything a shell, nginx or a path could read as
 //! more than a value.
 
+/// What a site is, and everything that follows from it: whether nginx serves its files (with
+/// PHP) or proxies to an app, and the defaults a new site of the type starts with. Stored as its
+/// text (`static`, `php`, `laravel`, `node`, `generic`) on both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProjectType {
+    Static,
+    Php,
+    Laravel,
+    Node,
+    Generic,
+}
+
+impl ProjectType {
+    pub const ALL: [ProjectType; 5] =
+        [ProjectType::Static, ProjectType::Php, ProjectType::Laravel, ProjectType::Node, ProjectType::Generic];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectType::Static => "static",
+            ProjectType::Php => "php",
+            ProjectType::Laravel => "laravel",
+            ProjectType::Node => "node",
+            ProjectType::Generic => "generic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<ProjectType, String> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+            format!("must be one of {}", names.join(", "))
+        })
+    }
+
+    /// An app behind nginx's proxy (started by supervisor), rather than files nginx serves.
+    pub fn is_app(self) -> bool {
+        matches!(self, ProjectType::Node | ProjectType::Generic)
+    }
+
+    /// Served through PHP-FPM (the server needs a PHP version).
+    pub fn uses_php(self) -> bool {
+        matches!(self, ProjectType::Php | ProjectType::Laravel)
+    }
+
+    /// The deploy script a new site starts with.
+    pub fn default_deploy_script(self) -> &'static str {
+        match self {
+            ProjectType::Php => {
+                "# Runs in the new release, as the deploy user, before it goes live.\n\
+                 if [ -f composer.json ]; then composer install --no-dev --no-interaction --prefer-dist; fi\n"
+            }
+            ProjectType::Laravel => {
+                "# Runs in the new release, as the deploy user, before it goes live.\n\
+                 composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader\n\
+                 php artisan migrate --force\nphp artisan config:cache\nphp artisan route:cache\n"
+            }
+            ProjectType::Node => {
+                "# Runs in the new release, as the deploy user, before it goes live.\n\
+                 npm ci\nnpm run build --if-present\n"
+            }
+            ProjectType::Static | ProjectType::Generic => {
+                "# Runs in the new release, as the deploy user, before it goes live.\ntrue\n"
+            }
+        }
+    }
+
+    /// The served directory inside a release (`""` is the release itself).
+    pub fn default_web_directory(self) -> &'static str {
+        if self == ProjectType::Laravel { "public" } else { "" }
+    }
+
+    /// The command a new app site starts with, when the type has one.
+    pub fn default_app_command(self) -> Option<&'static str> {
+        (self == ProjectType::Node).then_some("npm start")
+    }
+
+    /// Paths kept across releases by default.
+    pub fn default_shared_paths(self) -> &'static [&'static str] {
+        if self == ProjectType::Laravel { &["storage"] } else { &[] }
+    }
+}
+
 /// A lowercase DNS name (optionally with one leading `*.` label for an alias), at most 253 bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain(String);

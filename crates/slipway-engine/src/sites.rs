@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use slipway_core::site_input::Domain;
+use slipway_core::site_input::{Domain, ProjectType};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, Site};
 
@@ -15,39 +15,14 @@ use crate::session::{connect, run_script, run_script_with, store_error};
 pub const SITE_APPLY: &str = "site.apply";
 pub const SITE_REMOVE: &str = "site.remove";
 
-pub const PROJECT_TYPES: [&str; 5] = ["static", "php", "laravel", "node", "generic"];
-
-/// Whether a project type is served from files by nginx (and PHP), or is an app behind a proxy.
+/// Whether a stored project type is an app behind a proxy (an unknown one is not).
 pub fn is_app(project_type: &str) -> bool {
-    matches!(project_type, "node" | "generic")
+    ProjectType::parse(project_type).is_ok_and(ProjectType::is_app)
 }
 
+/// Whether a stored project type is served through PHP-FPM.
 pub fn uses_php(project_type: &str) -> bool {
-    matches!(project_type, "php" | "laravel")
-}
-
-/// The deploy script a new site starts with.
-pub fn default_deploy_script(project_type: &str) -> &'static str {
-    match project_type {
-        "php" => {
-            "# Runs in the new release, as the deploy user, before it goes live.\n\
-                  if [ -f composer.json ]; then composer install --no-dev --no-interaction --prefer-dist; fi\n"
-        }
-        "laravel" => {
-            "# Runs in the new release, as the deploy user, before it goes live.\n\
-                      composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader\n\
-                      php artisan migrate --force\nphp artisan config:cache\nphp artisan route:cache\n"
-        }
-        "node" => {
-            "# Runs in the new release, as the deploy user, before it goes live.\n\
-                   npm ci\nnpm run build --if-present\n"
-        }
-        _ => "# Runs in the new release, as the deploy user, before it goes live.\ntrue\n",
-    }
-}
-
-pub fn default_web_directory(project_type: &str) -> &'static str {
-    if project_type == "laravel" { "public" } else { "" }
+    ProjectType::parse(project_type).is_ok_and(ProjectType::uses_php)
 }
 
 /// The Unix user a site's files, deploy script, PHP and app run as: one per site, so that one

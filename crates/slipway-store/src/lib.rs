@@ -153,6 +153,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// returns the count so far. Shared by every replica using the same database.
     async fn rate_limit_hit(&self, key: &str, window_start: i64, expires_at: i64) -> StoreResult<i64>;
     async fn purge_rate_limits(&self, now: i64) -> StoreResult<u64>;
+    /// Claims `key` for a request, or says what to do instead. A stored record older than
+    /// `not_before` counts as absent, and so does one still in progress whose holder has not
+    /// refreshed it (`idempotency_heartbeat`) since `stale_before`: its process died.
     async fn idempotency_begin(
         &self,
         principal: &str,
@@ -160,7 +163,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         request_hash: &str,
         now: Timestamp,
         not_before: Timestamp,
+        stale_before: Timestamp,
     ) -> StoreResult<IdempotencyBegin>;
+    /// The holder of an in-progress key is still working on it.
+    async fn idempotency_heartbeat(&self, principal: &str, key: &str, now: Timestamp) -> StoreResult<()>;
     async fn idempotency_finish(
         &self,
         principal: &str,

@@ -542,13 +542,18 @@ macro_rules! impl_store {
                 Ok(done.rows_affected())
             }
 
-            async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &str, at: Timestamp, not_before: Timestamp) -> StoreResult<IdempotencyBegin> {
-                // A key older than the retention window counts as new.
-                sqlx::query("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND created_at < $3")
-                    .bind(principal).bind(key).bind(not_before).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+            async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &str, at: Timestamp, not_before: Timestamp, stale_before: Timestamp) -> StoreResult<IdempotencyBegin> {
+                // A key older than the retention window counts as new, and so does one whose
+                // holder died before it stored a response.
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND (created_at < $3 \
+                     OR (status IS NULL AND COALESCE(heartbeat_at, created_at) < $4))",
+                )
+                .bind(principal).bind(key).bind(not_before).bind(stale_before)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let inserted = sqlx::query(
-                    "INSERT INTO idempotency_keys (principal, key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (principal, key) DO NOTHING",
+                    "INSERT INTO idempotency_keys (principal, key, request_hash, created_at, heartbeat_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (principal, key) DO NOTHING",
                 )
                 .bind(principal).bind(key).bind(request_hash).bind(at)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -569,6 +574,12 @@ macro_rules! impl_store {
                         body: body.unwrap_or_default(),
                     },
                 })
+            }
+
+            async fn idempotency_heartbeat(&self, principal: &str, key: &str, at: Timestamp) -> StoreResult<()> {
+                sqlx::query("UPDATE idempotency_keys SET heartbeat_at = $3 WHERE principal = $1 AND key = $2 AND status IS NULL")
+                    .bind(principal).bind(key).bind(at).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
             }
 
             async fn idempotency_finish(&self, principal: &str, key: &str, status: u16, content_type: Option<&str>, body: &[u8]) -> StoreResult<()> {

@@ -265,12 +265,19 @@ mod cases {
         let old = now() - chrono::Duration::hours(25);
         let t = now();
         let cutoff = t - chrono::Duration::hours(24);
-        assert_eq!(store.idempotency_begin("p", "k", "h1", t, cutoff).await.unwrap(), IdempotencyBegin::Started);
-        assert_eq!(store.idempotency_begin("p", "k", "h1", t, cutoff).await.unwrap(), IdempotencyBegin::InProgress);
-        assert_eq!(store.idempotency_begin("p", "k", "h2", t, cutoff).await.unwrap(), IdempotencyBegin::Mismatch);
+        let stale = t - chrono::Duration::seconds(20);
+        assert_eq!(store.idempotency_begin("p", "k", "h1", t, cutoff, stale).await.unwrap(), IdempotencyBegin::Started);
+        assert_eq!(
+            store.idempotency_begin("p", "k", "h1", t, cutoff, stale).await.unwrap(),
+            IdempotencyBegin::InProgress
+        );
+        assert_eq!(
+            store.idempotency_begin("p", "k", "h2", t, cutoff, stale).await.unwrap(),
+            IdempotencyBegin::Mismatch
+        );
         store.idempotency_finish("p", "k", 201, Some("application/json"), b"{\"a\":1}").await.unwrap();
         assert_eq!(
-            store.idempotency_begin("p", "k", "h1", t, cutoff).await.unwrap(),
+            store.idempotency_begin("p", "k", "h1", t, cutoff, stale).await.unwrap(),
             IdempotencyBegin::Replay {
                 status: 201,
                 content_type: Some("application/json".into()),
@@ -278,21 +285,42 @@ mod cases {
             }
         );
         assert_eq!(
-            store.idempotency_begin("other", "k", "h1", t, cutoff).await.unwrap(),
+            store.idempotency_begin("other", "k", "h1", t, cutoff, stale).await.unwrap(),
             IdempotencyBegin::Started,
             "keys are per principal"
         );
         store.idempotency_abandon("other", "k").await.unwrap();
         assert_eq!(
-            store.idempotency_begin("other", "k", "h9", t, cutoff).await.unwrap(),
+            store.idempotency_begin("other", "k", "h9", t, cutoff, stale).await.unwrap(),
             IdempotencyBegin::Started,
             "abandoned keys are free"
         );
-        assert_eq!(store.idempotency_begin("q", "k", "h", old, cutoff).await.unwrap(), IdempotencyBegin::Started);
         assert_eq!(
-            store.idempotency_begin("q", "k", "other", t, cutoff).await.unwrap(),
+            store.idempotency_begin("q", "k", "h", old, cutoff, stale).await.unwrap(),
+            IdempotencyBegin::Started
+        );
+        assert_eq!(
+            store.idempotency_begin("q", "k", "other", t, cutoff, stale).await.unwrap(),
             IdempotencyBegin::Started,
             "expired after 24 h"
+        );
+        // A request in progress whose holder stopped refreshing it (killed) frees its key; one
+        // that refreshes keeps it.
+        let earlier = t - chrono::Duration::seconds(60);
+        assert_eq!(
+            store.idempotency_begin("s", "k", "h", earlier, cutoff, stale).await.unwrap(),
+            IdempotencyBegin::Started
+        );
+        assert_eq!(
+            store.idempotency_begin("s", "k", "h", t, cutoff, stale).await.unwrap(),
+            IdempotencyBegin::Started,
+            "a holder silent for a minute is gone"
+        );
+        store.idempotency_heartbeat("s", "k", t).await.unwrap();
+        let later = t + chrono::Duration::seconds(10);
+        assert_eq!(
+            store.idempotency_begin("s", "k", "h", later, cutoff, later - chrono::Duration::seconds(20)).await.unwrap(),
+            IdempotencyBegin::InProgress
         );
         assert!(store.purge_idempotency(t + chrono::Duration::seconds(1)).await.unwrap() >= 3);
     }

@@ -136,3 +136,74 @@ fn migrate_config_version_and_openapi_commands() {
     assert_eq!(spec["openapi"], "3.1.0");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// kill -9 in the middle of a burst of 200 token creations, each with its own Idempotency-Key:
+/// after a restart no key stays "still being processed". A retry of each key answers 201
+/// within seconds, replaying the stored response (whose secret works) or running again when
+/// the process died before it could store one.
+async fn idempotency_keys_survive_kill_9(envs: &[(&str, &str)]) {
+    let dir = temp_data_dir();
+    let mut envs = envs.to_vec();
+    envs.extend([("SLIPWAY_RATE_LIMIT_API", "1000000"), ("SLIPWAY_RATE_LIMIT_TOKEN_CREATE", "1000000")]);
+    let mut first = Server::start(&dir, &envs).unwrap();
+    let owner = common::owner(&first).await;
+    let create = |url: String, n: usize| {
+        let token = owner.token.clone();
+        async move {
+            common::http()
+                .post(format!("{url}/api/v1/tokens"))
+                .bearer_auth(token)
+                .header("idempotency-key", format!("burst-{n}"))
+                .json(&serde_json::json!({"name": format!("burst {n}")}))
+                .send()
+                .await
+        }
+    };
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        burst.spawn(create(first.url.clone(), n));
+    }
+    // Once some have answered, the process dies with the rest in flight.
+    let mut answered = 0;
+    while answered < 40 {
+        if let Some(Ok(Ok(_))) = burst.join_next().await {
+            answered += 1;
+        }
+    }
+    std::process::Command::new("kill").args(["-KILL", &first.child.id().to_string()]).status().unwrap();
+    let _ = first.child.wait();
+    burst.shutdown().await;
+    drop(first);
+
+    let restarted = Server::start(&dir, &envs).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    for n in 0..200 {
+        let reply = loop {
+            let reply = create(restarted.url.clone(), n).await.unwrap();
+            if reply.status() != 409 || std::time::Instant::now() > deadline {
+                break reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
+        assert_eq!(reply.status(), 201, "key {n} after the restart");
+        let body: serde_json::Value = reply.json().await.unwrap();
+        let secret = body["data"]["plain_text_token"].as_str().unwrap();
+        let me = common::http().get(format!("{}/api/v1/tokens/current", restarted.url)).bearer_auth(secret);
+        assert_eq!(me.send().await.unwrap().status(), 200, "key {n}: the secret it returns works");
+    }
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn idempotency_keys_survive_kill_9_on_sqlite() {
+    idempotency_keys_survive_kill_9(&[]).await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_survive_kill_9_on_postgres() {
+    let db = TestDatabase::postgres().await;
+    let key = slipway_core::SecretsKey::generate();
+    let key = key.to_base64();
+    idempotency_keys_survive_kill_9(&[("SLIPWAY_DATABASE_URL", db.url()), ("SLIPWAY_SECRET_KEY", key)]).await;
+}

@@ -198,3 +198,19 @@ pub async fn within_one_rate_window() {
         tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
     }
 }
+
+/// Sends `request()` until `done` holds for the reply (for 10 s at most), returning that reply.
+pub async fn eventually_reply<F, Fut>(request: F, done: impl Fn(&Reply) -> bool) -> Reply
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = request().await;
+        if done(&reply) || std::time::Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -6,11 +6,13 @@
 mod crud;
 mod deployments;
 mod env;
+mod input;
 mod log_stream;
 
 pub use crud::*;
 pub use deployments::*;
 pub use env::*;
+pub use input::*;
 pub use log_stream::*;
 
 use axum::http::request::Parts;
