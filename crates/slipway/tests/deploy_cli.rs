@@ -281,12 +281,17 @@ async fn netns_a_deploy_only_token_deploys_and_follows_a_long_log_under_the_defa
     let mut spent = 0;
     loop {
         let response = http.get(format!("{}/api/v1/tokens/current", api.url)).bearer_auth(&ci).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        // Refused, with the window not about to reset before the CLI asks.
         if response.status() == 429 {
-            break;
+            match retry_after {
+                Some(seconds) if seconds >= 3 => break,
+                _ => tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1) + 1)).await,
+            }
         }
         spent += 1;
-        // 60 a minute, in windows aligned to the minute: one boundary may fall in between.
-        assert!(spent <= 120, "the default limit is 60 a minute");
+        // 60 a minute, in windows aligned to the minute: a boundary or two may fall in between.
+        assert!(spent <= 200, "the default limit is 60 a minute");
     }
     let (ok, lines, err) = run_timed(&dir, &as_ci, &["deploy", &server, &site]);
     let out: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
@@ -308,6 +313,30 @@ async fn netns_a_deploy_only_token_deploys_and_follows_a_long_log_under_the_defa
     assert!(lines.iter().any(|(_, l)| l == "about to fail"), "{lines:?}");
     let (ok, _, err) = run_timed(&dir, &as_ci, &["deploy", "web-ci", "nope.example.com"]);
     assert!(!ok && err.contains("No site with the id or domain \"nope.example.com\""), "{err}");
+
+    // Losing Slipway while following a queued deployment is said, but is not a failure: a CI
+    // job that retried would deploy twice.
+    repo.commit(&[("build.sh", TICKING_BUILD), ("ticks", "30")], "another long build");
+    let mut slipway = slipway;
+    let mut follower = common::slipway(&dir, &as_ci)
+        .args(["deploy", "web-ci", "ci.example.com"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(follower.stdout.take().unwrap());
+    let stderr = follower.stderr.take().unwrap();
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).for_each(|l| tx.send(l).unwrap_or(())));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rx.recv_timeout(deadline - Instant::now()).expect("the log streams") != "tick 2" {}
+    slipway.child.kill().unwrap();
+    let _ = slipway.child.wait();
+    let status = follower.wait().unwrap();
+    let err = err.join().unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("is queued, but following it failed") && err.contains("reconnecting in"), "{err}");
 
     drop(repo);
     drop(host);
