@@ -68,12 +68,15 @@ service_restart() {
     if has_systemd; then systemctl restart "$1"; else service "$1" restart; fi
 }
 
-# Writes a file atomically from base64 (so any bytes arrive intact): put_file PATH MODE BASE64
+# Writes a file atomically from base64 (so any bytes arrive intact): put_file PATH MODE BASE64.
+# The temporary file has a name of its own, so two jobs writing one file at once both succeed
+# (the last rename wins) instead of one renaming the other's half-written file away.
 put_file() {
     mkdir -p "$(dirname "$1")"
-    printf '%s' "$3" | base64 -d > "$1.slipway-new"
-    chmod "$2" "$1.slipway-new"
-    mv -f "$1.slipway-new" "$1"
+    put_file_tmp=$(mktemp "$1.slipway-XXXXXX")
+    printf '%s' "$3" | base64 -d > "$put_file_tmp"
+    chmod "$2" "$put_file_tmp"
+    mv -f "$put_file_tmp" "$1"
 }
 
 # put_nginx_site PATH BASE64: a site's server block. On a host without IPv6 its IPv6 listen line

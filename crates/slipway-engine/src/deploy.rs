@@ -18,15 +18,16 @@ use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
 use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 
-use crate::Engine;
 use crate::script::Script;
 use crate::session::{connect, run_script_with, store_error};
 use crate::sites::{
     ReleaseDir, SitePaths, is_app, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
     uses_php,
 };
+use crate::{Engine, JobKind};
 
-pub const SITE_DEPLOY: &str = "site.deploy";
+/// Not retried: a deployment interrupted half-way is reported, and the user deploys again.
+pub const SITE_DEPLOY: JobKind = JobKind { name: "site.deploy", attempts: 1 };
 
 /// What a deployment does (`Deployment::action`).
 pub const ACTION_DEPLOY: &str = "deploy";

@@ -16,14 +16,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slipway_core::SecretsKey;
-use slipway_jobs::Registry;
-use slipway_store::Store;
+use slipway_jobs::{JobSpec, Registry};
+use slipway_store::{Server, Site, Store};
 
 pub use deploy::SITE_DEPLOY;
 pub use provision::SERVER_PROVISION;
 pub use restart::SERVER_RESTART;
 pub use sites::{SITE_APPLY, SITE_ENV_PULL, SITE_REMOVE};
 pub use verify::{SERVER_VERIFY, VerifyServer};
+
+/// A kind of job, declared once beside its handler: the name it is registered and queued under,
+/// and how many times it may be tried (more than once only when running it twice is safe).
+/// What it locks follows from what it is about: `server:<id>` or `site:<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobKind {
+    pub name: &'static str,
+    pub attempts: i64,
+}
+
+impl JobKind {
+    /// A job of this kind about a server: one at a time per server (`server:<id>`).
+    pub fn about_server(self, server: &Server, payload: impl serde::Serialize) -> JobSpec {
+        self.spec(payload, format!("server:{}", server.id), &server.organization_id)
+    }
+
+    /// A job of this kind about a site: one at a time per site (`site:<id>`).
+    pub fn about_site(self, site: &Site, payload: impl serde::Serialize) -> JobSpec {
+        self.spec(payload, format!("site:{}", site.id), &site.organization_id)
+    }
+
+    fn spec(self, payload: impl serde::Serialize, lock: String, organization_id: &str) -> JobSpec {
+        let spec = JobSpec::new(self.name, payload).resource(lock).organization(organization_id);
+        if self.attempts > 1 { spec.idempotent(self.attempts) } else { spec }
+    }
+}
 
 /// What every handler needs.
 #[derive(Debug, Clone)]
@@ -51,15 +77,15 @@ impl Engine {
     /// Every job kind Slipway knows, for the worker.
     pub fn registry(&self) -> Registry {
         let registry = Registry::new()
-            .register(SERVER_VERIFY, VerifyServer(self.clone()))
-            .register(SERVER_PROVISION, provision::ProvisionServer(self.clone()))
-            .register(SERVER_RESTART, restart::RestartServer(self.clone()))
-            .register(SITE_APPLY, sites::ApplySite(self.clone()))
-            .register(SITE_REMOVE, sites::RemoveSite(self.clone()))
-            .register(SITE_DEPLOY, deploy::DeploySite(self.clone()))
-            .register(SITE_ENV_PULL, sites::PullEnv(self.clone()));
+            .register(SERVER_VERIFY.name, VerifyServer(self.clone()))
+            .register(SERVER_PROVISION.name, provision::ProvisionServer(self.clone()))
+            .register(SERVER_RESTART.name, restart::RestartServer(self.clone()))
+            .register(SITE_APPLY.name, sites::ApplySite(self.clone()))
+            .register(SITE_REMOVE.name, sites::RemoveSite(self.clone()))
+            .register(SITE_DEPLOY.name, deploy::DeploySite(self.clone()))
+            .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
-            registry.register(kind.sync_job(), items::SyncItems { engine: self.clone(), kind })
+            registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })
     }
 }

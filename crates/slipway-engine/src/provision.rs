@@ -8,13 +8,14 @@ use slipway_core::time::now;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::Server;
 
-use crate::Engine;
 use crate::items::{self, DEPLOY_USER};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
 use crate::verify::{SUPPORTED_OS, ServerJob, detect_os};
+use crate::{Engine, JobKind};
 
-pub const SERVER_PROVISION: &str = "server.provision";
+/// Retried after a crash or a dropped connection: every step is safe to run twice.
+pub const SERVER_PROVISION: JobKind = JobKind { name: "server.provision", attempts: 3 };
 
 #[derive(Debug)]
 pub struct ProvisionServer(pub Engine);

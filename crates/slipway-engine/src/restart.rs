@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::Server;
 
-use crate::Engine;
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script};
+use crate::{Engine, JobKind};
 
-pub const SERVER_RESTART: &str = "server.restart";
+/// Not retried: a restart or reboot half-done is reported, and the user asks again.
+pub const SERVER_RESTART: JobKind = JobKind { name: "server.restart", attempts: 1 };
 
 /// Services a restart can name.
 pub const SERVICES: [&str; 5] = ["nginx", "php-fpm", "supervisor", "cron", "database"];

@@ -90,6 +90,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Jobs may write one file at once (two sites' syncs, a retry beside a slow first try).
+    #[test]
+    fn writers_of_one_file_at_once_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("slipway-script-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("shared.conf");
+        let body: &'static str = "pids=''\nfor i in $(seq 30); do (put_file \"$TARGET\" 644 \"$CONTENT\") & pids=\"$pids $!\"; done\n\
+                                  for p in $pids; do wait \"$p\" || fail \"a writer failed\"; done\n";
+        let script =
+            Script::new("test", body).var("TARGET", target.to_str().unwrap()).file_var("CONTENT", b"same content\n");
+        let out = std::process::Command::new("sh").arg("-c").arg(script.text()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&target).unwrap(), b"same content\n");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind: {left:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn fail_reports_its_reason_on_stderr() {
         let out = std::process::Command::new("sh")

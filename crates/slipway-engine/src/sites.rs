@@ -7,13 +7,15 @@ use slipway_core::site_input::{Domain, ProjectType};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, Site};
 
-use crate::Engine;
 use crate::items::DEPLOY_USER;
 use crate::script::Script;
 use crate::session::{connect, run_script, run_script_with, store_error};
+use crate::{Engine, JobKind};
 
-pub const SITE_APPLY: &str = "site.apply";
-pub const SITE_REMOVE: &str = "site.remove";
+/// Retried: applying a site is safe to run twice.
+pub const SITE_APPLY: JobKind = JobKind { name: "site.apply", attempts: 3 };
+/// Retried: removing a site is safe to run twice.
+pub const SITE_REMOVE: JobKind = JobKind { name: "site.remove", attempts: 3 };
 
 /// Whether a stored project type is an app behind a proxy (an unknown one is not).
 pub fn is_app(project_type: &str) -> bool {
@@ -419,7 +421,8 @@ mod tests {
     }
 }
 
-pub const SITE_ENV_PULL: &str = "site.env-pull";
+/// Not retried: the user asks again.
+pub const SITE_ENV_PULL: JobKind = JobKind { name: "site.env-pull", attempts: 1 };
 
 /// `site.env-pull`: reads the live release's `.env` on the server and stores its variables
 /// (sealed), replacing those with the same keys. The file's content is never logged.

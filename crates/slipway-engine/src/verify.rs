@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{SshConnection, Transport};
 
-use crate::Engine;
 use crate::session::{connect_new, load_server, store_error};
+use crate::{Engine, JobKind};
 
-pub const SERVER_VERIFY: &str = "server.verify";
+/// Not retried: the user asks again (its answer is the point).
+pub const SERVER_VERIFY: JobKind = JobKind { name: "server.verify", attempts: 1 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerJob {

@@ -153,12 +153,7 @@ impl SshConnection {
         };
         let presented = Arc::new(Mutex::new(None));
         let handler = Pinning { expected: expected.clone(), presented: presented.clone() };
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(timeouts.keepalive),
-            keepalive_max: timeouts.keepalive_max,
-            inactivity_timeout: None,
-            ..Default::default()
-        });
+        let config = Arc::new(client_config(timeouts));
         let connecting = client::connect(config, (target.host.as_str(), target.port), handler);
         let result = tokio::time::timeout(timeouts.connect, connecting).await;
         let seen = presented.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -359,5 +354,25 @@ impl Transport for SshConnection {
             return Err(RemoteError::Disconnected(format!("connection to {} closed during the command", self.address)));
         }
         Ok(Exit { code })
+    }
+}
+
+/// The SSH client's settings. `nodelay`: a script's last packet of each step goes out at once
+/// instead of waiting (Nagle) for the server's delayed ACK, about 40 ms per step otherwise.
+fn client_config(timeouts: &SshTimeouts) -> client::Config {
+    client::Config {
+        keepalive_interval: Some(timeouts.keepalive),
+        keepalive_max: timeouts.keepalive_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_writes_are_not_held_back() {
+        assert!(super::client_config(&super::SshTimeouts::default()).nodelay);
     }
 }

@@ -18,7 +18,7 @@ use crate::auth::{Authorized, Caller, Principal, Target};
 use crate::envelope::{Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
-use crate::jobs::{enqueue_server_job, note_operation};
+use crate::jobs::{enqueue, note_operation};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -488,7 +488,7 @@ pub async fn verify_server(
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
     // Safe to repeat, but a check a user asked for should answer now, not after backoff.
-    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_VERIFY, payload, 1).await?;
+    let job = enqueue(&state, slipway_engine::SERVER_VERIFY.about_server(&v.server, payload)).await?;
     note_operation(&audit, &v.server, "server.verify", &job);
     Ok(crate::envelope::Accepted { message: "Checking the connection.".into(), data: (&job).into() })
 }
@@ -509,7 +509,7 @@ pub async fn provision_server(
 ) -> Result<crate::envelope::Accepted<OperationResource>, ApiError> {
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
     // Provisioning is idempotent: after a crash it is simply run again.
-    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_PROVISION, payload, 3).await?;
+    let job = enqueue(&state, slipway_engine::SERVER_PROVISION.about_server(&v.server, payload)).await?;
     note_operation(&audit, &v.server, "server.provision", &job);
     Ok(crate::envelope::Accepted { message: "Provisioning queued.".into(), data: (&job).into() })
 }
@@ -562,7 +562,7 @@ pub async fn restart_server(
     errors.into_result()?;
     let payload = slipway_engine::restart::RestartJob { server_id: v.server.id.clone(), services, reboot: body.reboot };
     // Not retried: a second reboot after a dropped connection is not what anyone asked for.
-    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_RESTART, payload, 1).await?;
+    let job = enqueue(&state, slipway_engine::SERVER_RESTART.about_server(&v.server, payload)).await?;
     let action = if body.reboot { "server.reboot" } else { "server.restart" };
     note_operation(&audit, &v.server, action, &job);
     let message = if body.reboot { "Reboot queued." } else { "Restart queued." };
@@ -603,7 +603,7 @@ pub async fn accept_host_key(
     }
     state.store.replace_host_key(&v.server.id, Some(offered)).await?;
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
-    let job = enqueue_server_job(&state, &v.server, slipway_engine::SERVER_VERIFY, payload, 1).await?;
+    let job = enqueue(&state, slipway_engine::SERVER_VERIFY.about_server(&v.server, payload)).await?;
     note_operation(&audit, &v.server, "server.accept-host-key", &job);
     Ok(crate::envelope::Accepted { message: "Host key accepted; checking the connection.".into(), data: (&job).into() })
 }

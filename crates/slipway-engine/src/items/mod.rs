@@ -16,10 +16,10 @@ use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem};
 
-use crate::Engine;
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
 use crate::verify::ServerJob;
+use crate::{Engine, JobKind};
 
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use ssh_keys::{SshKeySpec, SshKeys};
@@ -35,8 +35,8 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
     /// The line provisioning logs before applying this kind.
     fn progress(&self) -> &'static str;
 
-    /// The job that applies the whole set (`server.sync-…`).
-    fn sync_job(&self) -> &'static str;
+    /// The job that applies the whole set (`server.sync-…`; safe to retry: it converges).
+    fn sync_job(&self) -> JobKind;
 
     /// The script that makes the server hold exactly `items` (each with its id), given as stored.
     fn sync_script(&self, server: &Server, items: &[&ServerItem]) -> Result<Script, String>;
@@ -111,10 +111,7 @@ pub async fn resync_pending(engine: &Engine, server: &Server) -> Result<(), JobE
     for kind in KINDS {
         let (items, _) = engine.store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
         if items.iter().any(|i| i.status != "installed") {
-            let spec = slipway_jobs::JobSpec::new(kind.sync_job(), ServerJob { server_id: server.id.clone() })
-                .resource(format!("server:{}", server.id))
-                .organization(server.organization_id.clone())
-                .idempotent(3);
+            let spec = kind.sync_job().about_server(server, ServerJob { server_id: server.id.clone() });
             slipway_jobs::enqueue(engine.store.as_ref(), spec).await.map_err(store_error)?;
         }
     }

@@ -6,6 +6,7 @@ use slipway_core::server_input::{Cidr, PortRange};
 use slipway_store::{Server, ServerItem};
 
 use super::{ItemKind, check_id, specs};
+use crate::JobKind;
 use crate::script::Script;
 
 #[derive(Debug)]
@@ -20,8 +21,8 @@ impl ItemKind for NetworkRules {
         "==> applying the firewall"
     }
 
-    fn sync_job(&self) -> &'static str {
-        "server.sync-network-rules"
+    fn sync_job(&self) -> JobKind {
+        JobKind { name: "server.sync-network-rules", attempts: 3 }
     }
 
     fn sync_script(&self, server: &Server, items: &[&ServerItem]) -> Result<Script, String> {

@@ -6,6 +6,7 @@ use slipway_core::server_input::SshPublicKey;
 use slipway_store::{Server, ServerItem};
 
 use super::{DEPLOY_USER, ItemKind, check_id, specs};
+use crate::JobKind;
 use crate::script::Script;
 
 #[derive(Debug)]
@@ -20,8 +21,8 @@ impl ItemKind for SshKeys {
         "==> installing SSH keys of the deploy user"
     }
 
-    fn sync_job(&self) -> &'static str {
-        "server.sync-ssh-keys"
+    fn sync_job(&self) -> JobKind {
+        JobKind { name: "server.sync-ssh-keys", attempts: 3 }
     }
 
     fn sync_script(&self, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {

@@ -26,7 +26,7 @@ use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Principal, Target};
 use crate::envelope::{Accepted, Data, PageCursor, Paginated};
 use crate::error::ApiError;
-use crate::jobs::enqueue_server_job;
+use crate::jobs::enqueue;
 use crate::state::AppState;
 
 /// Most items of one kind a server may have (each sync renders them all).
@@ -100,7 +100,7 @@ async fn sync(state: &AppState, server: &Server, kind: &dyn ItemKind) -> Result<
     }
     let payload = slipway_engine::verify::ServerJob { server_id: server.id.clone() };
     // A sync renders the whole state, so running it again is harmless.
-    let job = enqueue_server_job(state, server, kind.sync_job(), payload, 3).await?;
+    let job = enqueue(state, kind.sync_job().about_server(server, payload)).await?;
     Ok(Some(job.id))
 }
 

@@ -12,7 +12,7 @@ use crate::audit::AuditSlot;
 use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
-use crate::jobs::enqueue_site_job;
+use crate::jobs::enqueue;
 use crate::routes::servers::VisibleServer;
 use crate::state::AppState;
 
@@ -207,8 +207,9 @@ pub async fn delete_site(
 ) -> Result<Accepted<SiteResource>, ApiError> {
     state.store.set_site_status(&v.site.id, "removing", None).await?;
     let operation =
-        enqueue_site_job(&state, &v.site, slipway_engine::SITE_REMOVE, SiteJob { site_id: v.site.id.clone() }, 3, None)
-            .await?;
+        enqueue(&state, slipway_engine::SITE_REMOVE.about_site(&v.site, SiteJob { site_id: v.site.id.clone() }))
+            .await?
+            .id;
     audit_site(&audit, &v.site, "site.delete", None);
     let site = state.store.site(&v.site.id).await?.ok_or(ApiError::NotFound)?;
     Ok(Accepted { message: "Removing the site.".into(), data: site_resource(&state, &site, Some(operation)) })

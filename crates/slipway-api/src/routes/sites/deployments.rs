@@ -14,7 +14,7 @@ use crate::auth::Principal;
 use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
-use crate::jobs::enqueue_site_job_at;
+use crate::jobs::enqueue;
 use crate::state::AppState;
 
 use super::*;
@@ -166,10 +166,12 @@ pub(crate) async fn start_deployment(
     };
     state.store.insert_deployment(&deployment).await?;
     state.store.record_site_deployment(&site.id, "queued", None, None).await?;
-    // Not retried: a deployment interrupted half-way is reported, and the user deploys again.
     let payload = DeployJob { deployment_id: deployment.id.clone() };
-    enqueue_site_job_at(state, site, slipway_engine::SITE_DEPLOY, payload, 1, Some(deployment.job_id.clone()), run_at)
-        .await?;
+    let mut spec = slipway_engine::SITE_DEPLOY.about_site(site, payload).with_id(deployment.job_id.clone());
+    if let Some(at) = run_at {
+        spec = spec.at(at);
+    }
+    enqueue(state, spec).await?;
     let message = if let Some(at) = run_at {
         format!("Deployment scheduled for {}.", at.to_rfc3339())
     } else if waiting {

@@ -13,7 +13,7 @@ use crate::audit::AuditSlot;
 use crate::envelope::{Accepted, Data};
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::jobs::enqueue_site_job;
+use crate::jobs::enqueue;
 use crate::state::AppState;
 
 const fn ability(action: Action) -> Ability {
@@ -192,15 +192,8 @@ pub async fn pull_env(
     v: VisibleSite,
     audit: AuditSlot,
 ) -> Result<Accepted<String>, ApiError> {
-    let operation = enqueue_site_job(
-        &state,
-        &v.site,
-        slipway_engine::SITE_ENV_PULL,
-        SiteJob { site_id: v.site.id.clone() },
-        1,
-        None,
-    )
-    .await?;
+    let spec = slipway_engine::SITE_ENV_PULL.about_site(&v.site, SiteJob { site_id: v.site.id.clone() });
+    let operation = enqueue(&state, spec).await?.id;
     audit_site(&audit, &v.site, "site.env.pull", Some(format!("operation {operation}")));
     Ok(Accepted { message: "Reading .env from the server.".into(), data: operation })
 }

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Principal, Target};
 use crate::error::ApiError;
-use crate::jobs::enqueue_site_job;
+use crate::jobs::enqueue;
 use crate::routes::servers::OnServer;
 use crate::state::AppState;
 
@@ -161,7 +161,8 @@ pub(crate) fn site_resource(state: &AppState, s: &Site, operation_id: Option<Str
 
 pub(crate) async fn apply_site(state: &AppState, site: &Site) -> Result<String, ApiError> {
     // Applying renders the whole site again, so it is safe to retry.
-    enqueue_site_job(state, site, slipway_engine::SITE_APPLY, SiteJob { site_id: site.id.clone() }, 3, None).await
+    let spec = slipway_engine::SITE_APPLY.about_site(site, SiteJob { site_id: site.id.clone() });
+    Ok(enqueue(state, spec).await?.id)
 }
 
 pub(crate) fn audit_site(audit: &AuditSlot, site: &Site, action: &str, detail: Option<String>) {
