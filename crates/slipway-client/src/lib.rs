@@ -2,8 +2,18 @@
 //! end-to-end tests. Errors carry the API's own message and field errors, so a caller can say
 //! exactly what to fix.
 
+mod events;
+
+pub use events::{Event, EventStream};
+pub use slipway_wire as wire;
+pub use slipway_wire::{
+    Authorization, CreatedServer, Deployment, HealthCheck, LogLine, Operation, Release, Repository, Server, Site,
+};
+
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -53,6 +63,66 @@ struct ErrorBody {
     message: String,
     #[serde(default)]
     errors: BTreeMap<String, Vec<String>>,
+}
+
+/// The error a non-2xx answer carries.
+fn error_from(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => ClientError::Api { status, message: e.message, errors: e.errors },
+        Err(_) => {
+            ClientError::Unexpected { status, detail: String::from_utf8_lossy(bytes).chars().take(200).collect() }
+        }
+    }
+}
+
+/// `Retry-After` in seconds (Slipway sends seconds, never a date).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A resource as Slipway sent it: typed for reading (it derefs to `T`), and serialised back
+/// exactly as it came, so `--output json` prints the API's own JSON, not a re-encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource<T> {
+    value: T,
+    raw: Value,
+}
+
+impl<T> Resource<T> {
+    /// The JSON as Slipway sent it.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T: DeserializeOwned> Resource<T> {
+    pub fn from_value(raw: Value) -> Result<Self, serde_json::Error> {
+        Ok(Resource { value: T::deserialize(&raw)?, raw })
+    }
+}
+
+impl<T> std::ops::Deref for Resource<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Serialize for Resource<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Resource<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Resource::from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,10 +211,20 @@ pub struct CreateToken {
     pub allowed_ips: Option<Vec<String>>,
 }
 
+/// Called with the wait before each retry of a rate-limited request (HTTP 429).
+pub type RateLimitNotice = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// How many times a rate-limited request is retried before the 429 is returned.
+const RATE_LIMIT_RETRIES: u32 = 10;
+
 pub struct Client {
     http: reqwest::Client,
+    /// For server-sent events: no total timeout, but a read timeout (the server sends a
+    /// keep-alive comment every 15 s).
+    streaming: reqwest::Client,
     base: String,
     token: Option<Secret<String>>,
+    on_rate_limited: Option<RateLimitNotice>,
 }
 
 impl fmt::Debug for Client {
@@ -158,33 +238,54 @@ impl Client {
         // One TLS crypto provider for the process: ring, which the database driver uses too.
         // Installing twice is harmless (the second attempt is refused and ignored).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(60))
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("slipway-cli/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+        };
+        let http =
+            builder().timeout(Duration::from_secs(60)).build().expect("an HTTP client with default settings builds");
+        let streaming = builder()
+            .read_timeout(Duration::from_secs(60))
             .build()
             .expect("an HTTP client with default settings builds");
-        Self { http, base: base_url.trim_end_matches('/').to_string(), token: token.map(Secret::new) }
+        Self {
+            http,
+            streaming,
+            base: base_url.trim_end_matches('/').to_string(),
+            token: token.map(Secret::new),
+            on_rate_limited: None,
+        }
+    }
+
+    /// Calls `notice` before waiting out a rate limit (so a user is not left looking at a
+    /// silent terminal).
+    pub fn on_rate_limited(mut self, notice: impl Fn(Duration) + Send + Sync + 'static) -> Self {
+        self.on_rate_limited = Some(Arc::new(notice));
+        self
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
-    async fn request<T: DeserializeOwned>(
+    /// Sends a request; when rate limited, waits as long as Slipway asks (`Retry-After`) and
+    /// tries again, a bounded number of times.
+    async fn send(
         &self,
+        http: &reqwest::Client,
         method: Method,
         path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<Option<T>, ClientError> {
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}{path}", self.base);
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| ClientError::Unexpected { status: 0, detail: format!("cannot encode the request: {e}") })?;
-        // Rate limited: wait as long as Slipway asks (bounded), a few times, before giving up.
         let mut waits = 0;
-        let response = loop {
-            let mut request = self.http.request(method.clone(), &url).header("accept", "application/json");
+        loop {
+            let mut request = http.request(method.clone(), &url);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token.expose());
             }
@@ -193,19 +294,30 @@ impl Client {
             }
             let response =
                 request.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
-            if response.status().as_u16() != 429 || waits == 5 {
-                break response;
+            if response.status().as_u16() != 429 || waits == RATE_LIMIT_RETRIES {
+                return Ok(response);
             }
-            let seconds = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(5)
-                .clamp(1, 30);
+            let wait = Duration::from_secs(retry_after(response.headers()).unwrap_or(5).clamp(1, 120));
+            if let Some(notice) = &self.on_rate_limited {
+                notice(wait);
+            }
             waits += 1;
-            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-        };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Option<T>, ClientError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Unexpected { status: 0, detail: format!("cannot encode the request: {e}") })?;
+        let accept = [("accept", "application/json".to_string())];
+        let response = self.send(&self.http, method, path, body, &accept).await?;
         let status = response.status().as_u16();
         let bytes =
             response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
@@ -213,13 +325,7 @@ impl Client {
             return Ok(None);
         }
         if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api { status, message: e.message, errors: e.errors },
-                Err(_) => ClientError::Unexpected {
-                    status,
-                    detail: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                },
-            });
+            return Err(error_from(status, &bytes));
         }
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -273,37 +379,56 @@ impl Client {
 }
 
 impl Client {
-    pub async fn servers(&self, page: u32) -> Result<Page<Value>, ClientError> {
+    pub async fn servers(&self, page: u32) -> Result<Page<Resource<Server>>, ClientError> {
         self.expect(Method::GET, &format!("/api/v1/servers?page={page}&per_page=100"), None::<&()>).await
     }
 
-    pub async fn create_server(&self, request: &Value) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::POST, "/api/v1/servers", Some(request)).await?.data)
+    pub async fn create_server(&self, request: &Value) -> Result<Resource<CreatedServer>, ClientError> {
+        Ok(self.expect::<Data<Resource<CreatedServer>>>(Method::POST, "/api/v1/servers", Some(request)).await?.data)
     }
 
-    pub async fn server(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn server(&self, id: &str) -> Result<Resource<Server>, ClientError> {
         Ok(self
-            .expect::<Data<Value>>(Method::GET, &format!("/api/v1/servers/{}", encode_segment(id)), None::<&()>)
+            .expect::<Data<Resource<Server>>>(
+                Method::GET,
+                &format!("/api/v1/servers/{}", encode_segment(id)),
+                None::<&()>,
+            )
             .await?
             .data)
     }
 
-    pub async fn server_operations(&self, id: &str) -> Result<Page<Value>, ClientError> {
+    pub async fn update_server(&self, id: &str, body: &Value) -> Result<Resource<Server>, ClientError> {
+        let path = format!("/api/v1/servers/{}", encode_segment(id));
+        Ok(self.expect::<Data<Resource<Server>>>(Method::PUT, &path, Some(body)).await?.data)
+    }
+
+    /// Forgets a server (nothing on the machine is changed).
+    pub async fn delete_server(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/v1/servers/{}", encode_segment(id));
+        self.request::<Value>(Method::DELETE, &path, None::<&()>).await.map(|_| ())
+    }
+
+    pub async fn server_operations(&self, id: &str) -> Result<Page<Resource<Operation>>, ClientError> {
         self.expect(Method::GET, &format!("/api/v1/servers/{}/logs?per_page=100", encode_segment(id)), None::<&()>)
             .await
     }
 
-    pub async fn operation(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn operation(&self, id: &str) -> Result<Resource<Operation>, ClientError> {
         Ok(self
-            .expect::<Data<Value>>(Method::GET, &format!("/api/v1/operations/{}", encode_segment(id)), None::<&()>)
+            .expect::<Data<Resource<Operation>>>(
+                Method::GET,
+                &format!("/api/v1/operations/{}", encode_segment(id)),
+                None::<&()>,
+            )
             .await?
             .data)
     }
 
     /// Log lines after `after`, oldest first.
-    pub async fn operation_log(&self, id: &str, after: i64) -> Result<Vec<Value>, ClientError> {
+    pub async fn operation_log(&self, id: &str, after: i64) -> Result<Vec<LogLine>, ClientError> {
         let path = format!("/api/v1/operations/{}/log?after={after}", encode_segment(id));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Vec<LogLine>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 }
 
@@ -341,13 +466,26 @@ impl ServerItems {
             ServerItems::NetworkRules => "network-rules",
         }
     }
+
+    /// What one item is called, in words.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ServerItems::SshKeys => "SSH key",
+            ServerItems::NetworkRules => "network rule",
+        }
+    }
 }
 
 impl Client {
     /// Starts an action on a server; returns the operation.
-    pub async fn server_action(&self, id: &str, action: ServerAction, body: &Value) -> Result<Value, ClientError> {
+    pub async fn server_action(
+        &self,
+        id: &str,
+        action: ServerAction,
+        body: &Value,
+    ) -> Result<Resource<Operation>, ClientError> {
         let path = format!("/api/v1/servers/{}/{}", encode_segment(id), action.path());
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+        Ok(self.expect::<Data<Resource<Operation>>>(Method::POST, &path, Some(body)).await?.data)
     }
 
     pub async fn server_items(&self, server: &str, kind: ServerItems) -> Result<Page<Value>, ClientError> {
@@ -380,39 +518,44 @@ fn site_path(server: &str, site: &str) -> String {
 /// Sites, their deployments, releases and environment variables. A site's changes run as
 /// operations: their ids are in `operation_id`.
 impl Client {
-    pub async fn sites(&self, server: &str, page: u32) -> Result<Page<Value>, ClientError> {
+    pub async fn sites(&self, server: &str, page: u32) -> Result<Page<Resource<Site>>, ClientError> {
         let path = format!("/api/v1/servers/{}/sites?page={page}&per_page=100", encode_segment(server));
         self.expect(Method::GET, &path, None::<&()>).await
     }
 
     /// Creates a site; the answer's `operation_id` is the operation that installs it.
-    pub async fn create_site(&self, server: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn create_site(&self, server: &str, body: &Value) -> Result<Resource<Site>, ClientError> {
         let path = format!("/api/v1/servers/{}/sites", encode_segment(server));
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+        Ok(self.expect::<Data<Resource<Site>>>(Method::POST, &path, Some(body)).await?.data)
     }
 
-    pub async fn site(&self, server: &str, site: &str) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::GET, &site_path(server, site), None::<&()>).await?.data)
+    pub async fn site(&self, server: &str, site: &str) -> Result<Resource<Site>, ClientError> {
+        Ok(self.expect::<Data<Resource<Site>>>(Method::GET, &site_path(server, site), None::<&()>).await?.data)
     }
 
-    pub async fn update_site(&self, server: &str, site: &str, body: &Value) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::PUT, &site_path(server, site), Some(body)).await?.data)
+    pub async fn update_site(&self, server: &str, site: &str, body: &Value) -> Result<Resource<Site>, ClientError> {
+        Ok(self.expect::<Data<Resource<Site>>>(Method::PUT, &site_path(server, site), Some(body)).await?.data)
     }
 
     /// Starts removing a site; the answer's `operation_id` is the removal.
-    pub async fn delete_site(&self, server: &str, site: &str) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::DELETE, &site_path(server, site), None::<&()>).await?.data)
+    pub async fn delete_site(&self, server: &str, site: &str) -> Result<Resource<Site>, ClientError> {
+        Ok(self.expect::<Data<Resource<Site>>>(Method::DELETE, &site_path(server, site), None::<&()>).await?.data)
     }
 
     /// Suspends (nginx answers 503) or resumes a site; the answer's `operation_id` applies it.
-    pub async fn suspend_site(&self, server: &str, site: &str, suspended: bool) -> Result<Value, ClientError> {
+    pub async fn suspend_site(&self, server: &str, site: &str, suspended: bool) -> Result<Resource<Site>, ClientError> {
         let path = format!("{}/{}", site_path(server, site), if suspended { "suspend" } else { "resume" });
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+        Ok(self.expect::<Data<Resource<Site>>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
     }
 
     /// Queues a deployment; `trigger` is `api`, `cli` or `dashboard`. The message says whether it
     /// waits behind another one.
-    pub async fn deploy(&self, server: &str, site: &str, trigger: &str) -> Result<Accepted<Value>, ClientError> {
+    pub async fn deploy(
+        &self,
+        server: &str,
+        site: &str,
+        trigger: &str,
+    ) -> Result<Accepted<Resource<Deployment>>, ClientError> {
         let path = format!("{}/deploy", site_path(server, site));
         self.expect(Method::POST, &path, Some(&serde_json::json!({"trigger": trigger}))).await
     }
@@ -423,14 +566,18 @@ impl Client {
         server: &str,
         site: &str,
         release: Option<&str>,
-    ) -> Result<Accepted<Value>, ClientError> {
+    ) -> Result<Accepted<Resource<Deployment>>, ClientError> {
         let path = format!("{}/rollback", site_path(server, site));
         self.expect(Method::POST, &path, Some(&serde_json::json!({"release": release}))).await
     }
 
     /// Converts an in-place site to zero-downtime releases: the conversion's deployment, or
     /// `None` when the site was never deployed and is converted at once.
-    pub async fn enable_zero_downtime(&self, server: &str, site: &str) -> Result<Option<Accepted<Value>>, ClientError> {
+    pub async fn enable_zero_downtime(
+        &self,
+        server: &str,
+        site: &str,
+    ) -> Result<Option<Accepted<Resource<Deployment>>>, ClientError> {
         let path = format!("{}/enable-zero-downtime", site_path(server, site));
         let reply: Value = self.expect(Method::POST, &path, Some(&serde_json::json!({"trigger": "cli"}))).await?;
         if reply.get("message").is_none() {
@@ -442,14 +589,19 @@ impl Client {
     }
 
     /// Deployments, newest first.
-    pub async fn deployments(&self, server: &str, site: &str, page: u32) -> Result<Page<Value>, ClientError> {
+    pub async fn deployments(
+        &self,
+        server: &str,
+        site: &str,
+        page: u32,
+    ) -> Result<Page<Resource<Deployment>>, ClientError> {
         let path = format!("{}/deployments?page={page}&per_page=100", site_path(server, site));
         self.expect(Method::GET, &path, None::<&()>).await
     }
 
-    pub async fn deployment(&self, server: &str, site: &str, id: &str) -> Result<Value, ClientError> {
+    pub async fn deployment(&self, server: &str, site: &str, id: &str) -> Result<Resource<Deployment>, ClientError> {
         let path = format!("{}/deployments/{}", site_path(server, site), encode_segment(id));
-        Ok(self.expect::<Data<Value>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Resource<Deployment>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
     /// Log lines after `after` (a `seq`), oldest first, at most 1000 at a time.
@@ -459,20 +611,50 @@ impl Client {
         site: &str,
         id: &str,
         after: i64,
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Vec<LogLine>, ClientError> {
         let path = format!("{}/deployments/{}/log?after={after}", site_path(server, site), encode_segment(id));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Vec<LogLine>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
-    pub async fn cancel_deployment(&self, server: &str, site: &str, id: &str) -> Result<Accepted<Value>, ClientError> {
+    /// The deployment's log as server-sent events from the line after `after` (sent as
+    /// `Last-Event-ID`): `line` events (data: a log line), then `end` (data: the deployment),
+    /// or `error` (data: `{"message"}`) when Slipway could not read the log.
+    pub async fn deployment_log_stream(
+        &self,
+        server: &str,
+        site: &str,
+        id: &str,
+        after: i64,
+    ) -> Result<EventStream, ClientError> {
+        let path = format!("{}/deployments/{}/log/stream", site_path(server, site), encode_segment(id));
+        let mut headers = vec![("accept", "text/event-stream".to_string())];
+        if after > 0 {
+            headers.push(("last-event-id", after.to_string()));
+        }
+        let response = self.send(&self.streaming, Method::GET, &path, None, &headers).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes =
+                response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+            return Err(error_from(status, &bytes));
+        }
+        Ok(EventStream::new(response, self.base.clone()))
+    }
+
+    pub async fn cancel_deployment(
+        &self,
+        server: &str,
+        site: &str,
+        id: &str,
+    ) -> Result<Accepted<Resource<Deployment>>, ClientError> {
         let path = format!("{}/deployments/{}/cancel", site_path(server, site), encode_segment(id));
         self.expect(Method::POST, &path, Some(&serde_json::json!({}))).await
     }
 
     /// Releases kept on the server, newest first; `current` marks the live one.
-    pub async fn releases(&self, server: &str, site: &str) -> Result<Vec<Value>, ClientError> {
+    pub async fn releases(&self, server: &str, site: &str) -> Result<Vec<Resource<Release>>, ClientError> {
         let path = format!("{}/releases", site_path(server, site));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Vec<Resource<Release>>>>(Method::GET, &path, None::<&()>).await?.data)
     }
 
     /// Environment variables by key; values are `null` unless `reveal`.
@@ -506,6 +688,43 @@ impl Client {
     }
 }
 
+/// Slipway's address as a user types it, made a base URL: `https://slipway.example.com`, or
+/// without a scheme, `http://` for this machine (`localhost`, `127.0.0.1:8080`, `[::1]`) and
+/// `https://` for any other host. The error says what is wrong.
+pub fn base_url(input: &str) -> Result<String, String> {
+    let input = input.trim();
+    let example = "write it like https://slipway.example.com or 127.0.0.1:8080";
+    if input.is_empty() {
+        return Err(format!("the Slipway URL is empty: {example}"));
+    }
+    let url = match input.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            input.trim_end_matches('/').to_string()
+        }
+        Some((scheme, _)) => return Err(format!("{input:?} is not an http:// or https:// URL (it says {scheme}://)")),
+        None => {
+            let host = match input.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(""),
+                None => input.split([':', '/']).next().unwrap_or(""),
+            };
+            let local = host.eq_ignore_ascii_case("localhost")
+                || host.to_ascii_lowercase().ends_with(".localhost")
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            format!("{}://{}", if local { "http" } else { "https" }, input.trim_end_matches('/'))
+        }
+    };
+    // Parsed as typed: `http://` must not pass as a host with its slashes trimmed away.
+    let parsed = reqwest::Url::parse(if input.contains("://") { input } else { &url })
+        .map_err(|e| format!("{input:?} is not a valid URL ({e}): {example}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{input:?} has no host name: {example}"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{input:?} has a query or fragment; give only Slipway's address: {example}"));
+    }
+    Ok(url)
+}
+
 /// Percent-encodes a path segment, so an id typed by a user cannot change the path.
 fn encode_segment(segment: &str) -> String {
     segment
@@ -525,6 +744,31 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode_segment("01HZABC"), "01HZABC");
         assert_eq!(encode_segment("../admin?x=1"), "..%2Fadmin%3Fx%3D1");
+    }
+
+    #[test]
+    fn base_urls_get_the_scheme_their_host_needs() {
+        for (typed, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("localhost:8080/", "http://localhost:8080"),
+            ("[::1]:8080", "http://[::1]:8080"),
+            ("slipway.example.com", "https://slipway.example.com"),
+            ("203.0.113.10:8080", "https://203.0.113.10:8080"),
+            ("HTTP://example.com/slipway/", "HTTP://example.com/slipway"),
+            (" https://slipway.example.com ", "https://slipway.example.com"),
+        ] {
+            assert_eq!(base_url(typed).as_deref(), Ok(url), "{typed}");
+        }
+        for (typed, says) in [
+            ("", "is empty"),
+            ("ftp://example.com", "not an http:// or https:// URL"),
+            ("http://", "not a valid URL"),
+            ("example.com:port", "not a valid URL"),
+            ("https://example.com/?x=1", "query or fragment"),
+        ] {
+            let e = base_url(typed).unwrap_err();
+            assert!(e.contains(says), "{typed}: {e}");
+        }
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn swap_recovery_codes(&self, id: &str, expected: &str, new: &str) -> StoreResult<bool>;
     async fn create_organization(&self, id: &str, name: &str, owner_user_id: &str) -> StoreResult<()>;
     async fn organization(&self, id: &str) -> StoreResult<Option<Organization>>;
+    /// Organisations with this exact name (names are not unique), oldest first.
+    async fn organizations_named(&self, name: &str) -> StoreResult<Vec<Organization>>;
     async fn organizations_of(&self, user_id: &str, page: PageRequest)
     -> StoreResult<(Vec<OrganizationWithRole>, u64)>;
     /// Every organisation of a user with their role (at most 1000), in one query.

@@ -297,6 +297,11 @@ macro_rules! impl_store {
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
+            async fn organizations_named(&self, name: &str) -> StoreResult<Vec<Organization>> {
+                sqlx::query_as(concat!("SELECT ", org_columns!(), " FROM organizations WHERE name = $1 ORDER BY id LIMIT 100"))
+                    .bind(name).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
             async fn organizations_of(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<OrganizationWithRole>, u64)> {
                 let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1")
                     .bind(user_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;

@@ -136,6 +136,9 @@ mod cases {
         assert!(store.remove_member(&org, &a.id).await.unwrap());
         assert_eq!(store.role_of(&org, &a.id).await.unwrap(), None);
 
+        let named = store.organizations_named("Acme").await.unwrap();
+        assert_eq!(named.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), [org.as_str()]);
+        assert!(store.organizations_named("acme").await.unwrap().is_empty(), "names match exactly");
         store.update_organization(&org, Some("Acme Ltd"), Some(Some(86_400))).await.unwrap();
         let o = store.organization(&org).await.unwrap().unwrap();
         assert_eq!((o.name.as_str(), o.max_token_lifetime_seconds), ("Acme Ltd", Some(86_400)));

@@ -16,15 +16,19 @@ use crate::serve;
 pub struct CreateUserArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// The user's email address (they log in with it)
     #[arg(long)]
     pub email: String,
+    /// The user's display name, e.g. "Ana Lima"
     #[arg(long)]
     pub name: String,
-    /// An existing organization id to join, or the name of a new organization to create
+    /// An organization to join (its id, or its exact name), or the name of a new one to create
     #[arg(long)]
     pub organization: String,
-    #[arg(long, default_value = "owner", value_parser = ["owner", "admin", "member", "viewer"])]
-    pub role: String,
+    /// The user's role: in a new organization only owner [default: owner]; required to join an
+    /// existing one
+    #[arg(long, value_parser = ["owner", "admin", "member", "viewer"])]
+    pub role: Option<String>,
     /// Read the password from the first line of standard input (else SLIPWAY_ADMIN_PASSWORD)
     #[arg(long)]
     pub password_stdin: bool,
@@ -36,8 +40,13 @@ fn fail_on(errors: FieldErrors) -> anyhow::Result<()> {
     }
     let mut lines = Vec::new();
     for field in errors.fields() {
+        // The password has no flag: it comes from --password-stdin or SLIPWAY_ADMIN_PASSWORD.
+        let label = match field {
+            "password" => "the password".to_string(),
+            flag => format!("--{}", flag.replace('_', "-")),
+        };
         for message in errors.get(field).unwrap_or_default() {
-            lines.push(format!("--{}: {message}", field.replace('_', "-")));
+            lines.push(format!("{label}: {message}"));
         }
     }
     bail!("{}", lines.join("\n"))
@@ -62,7 +71,7 @@ pub async fn create_user(args: CreateUserArgs, env_key: Option<String>) -> anyho
     }
     fail_on(errors)?;
     let email = email.expect("valid");
-    let role = Role::parse(&args.role).expect("clap checked the role");
+    let role = args.role.as_deref().map(|r| Role::parse(r).expect("clap checked the role"));
 
     let settings = Settings::resolve(&args.server, env_key)?;
     serve::ensure_data_dir(&settings)?;
@@ -75,16 +84,27 @@ pub async fn create_user(args: CreateUserArgs, env_key: Option<String>) -> anyho
         name: args.name.trim().to_string(),
         password_hash: tokio::task::spawn_blocking(move || hash_password(&password)).await?,
     };
-    let existing = store.organization(&args.organization).await?;
-    let result = match existing {
+    let result = match existing_organization(store.as_ref(), args.organization.trim()).await? {
         Some(org) => {
+            let Some(role) = role else {
+                bail!(
+                    "an organization {:?} exists ({}): to add the user to it, say with which role \
+                     (--role owner, admin, member or viewer); to create another one, choose another name",
+                    org.name,
+                    org.id
+                );
+            };
             store.create_user(&user).await.map_err(describe)?;
             store.add_member(&org.id, &user.id, role.as_str()).await?;
             format!("Created {} ({}) as {role} of {} ({}).", user.email, user.id, org.name, org.id)
         }
         None => {
-            if role != Role::Owner {
-                bail!("a new organization needs an owner: use --role owner, or give an existing organization id");
+            if role.is_some_and(|r| r != Role::Owner) {
+                bail!(
+                    "no organization has the id or name {:?}, and a new one needs an owner: use --role owner, \
+                     or give an existing organization's id or name",
+                    args.organization.trim()
+                );
             }
             let org_id = slipway_core::new_id();
             store
@@ -102,6 +122,23 @@ pub async fn create_user(args: CreateUserArgs, env_key: Option<String>) -> anyho
     println!("{result}");
     store.close().await;
     Ok(())
+}
+
+/// The organisation `reference` names: by id, else by its exact name (refused when several
+/// share it); `None` when there is none, so a new one is made.
+async fn existing_organization(
+    store: &dyn slipway_store::Store,
+    reference: &str,
+) -> anyhow::Result<Option<slipway_store::Organization>> {
+    if let Some(org) = store.organization(reference).await? {
+        return Ok(Some(org));
+    }
+    let mut named = store.organizations_named(reference).await?;
+    if named.len() > 1 {
+        let ids: Vec<&str> = named.iter().map(|o| o.id.as_str()).collect();
+        bail!("{} organizations are named {reference:?} ({}): give the id of one", named.len(), ids.join(", "));
+    }
+    Ok(named.pop())
 }
 
 fn describe(e: slipway_store::StoreError) -> anyhow::Error {

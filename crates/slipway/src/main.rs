@@ -3,9 +3,13 @@
 mod admin;
 mod cli;
 mod config;
+#[cfg(test)]
+mod doc_commands;
 mod keys;
 mod logging;
 mod serve;
+#[cfg(test)]
+mod wire_schemas;
 
 use std::process::ExitCode;
 
@@ -88,10 +92,11 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let output = cli.client.output;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::errors::report(&e, output);
             ExitCode::FAILURE
         }
     }

@@ -75,7 +75,9 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
         "short\n",
     );
     assert!(!weak.status.success());
-    assert!(text(&weak).1.contains("--password: The password must be at least 12 characters."), "{}", text(&weak).1);
+    let said = text(&weak).1;
+    assert!(said.contains("the password: The password must be at least 12 characters."), "{said}");
+    assert!(!said.contains("--password:"), "there is no --password flag to point at: {said}");
 
     let created = run(
         &dir,
@@ -109,11 +111,33 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
             "Ana",
             "--organization",
             "Acme",
+            "--role",
+            "member",
             "--password-stdin",
         ],
         &format!("{PASSWORD}\n"),
     );
     assert!(text(&dup).1.contains("already exists"));
+
+    // Naming an existing organization joins it only with a role said out loud; never a second
+    // organization of the same name.
+    let create_user = |email: &str, extra: &[&str]| {
+        let mut args = vec!["admin", "create-user", "--email", email, "--name", "Bo", "--password-stdin"];
+        args.extend_from_slice(extra);
+        run(&dir, &config, &[], &args, &format!("{PASSWORD}\n"))
+    };
+    let unsaid = create_user("bo@example.com", &["--organization", "Acme"]);
+    assert!(!unsaid.status.success(), "{:?}", text(&unsaid));
+    assert!(text(&unsaid).1.contains("an organization \"Acme\" exists") && text(&unsaid).1.contains("--role"));
+    let joined = create_user("bo@example.com", &["--organization", "Acme", "--role", "member"]);
+    assert!(joined.status.success(), "{:?}", text(&joined));
+    let said = text(&joined).0;
+    assert!(said.contains("as member of Acme ("), "{said}");
+    let acme_id = said.rsplit_once("of Acme (").unwrap().1.trim_end_matches([')', '.', '\n']).to_string();
+    let by_id = create_user("cy@example.com", &["--organization", &acme_id, "--role", "viewer"]);
+    assert!(text(&by_id).0.contains("as viewer of Acme"), "{:?}", text(&by_id));
+    let not_owner = create_user("di@example.com", &["--organization", "Beta", "--role", "admin"]);
+    assert!(text(&not_owner).1.contains("a new one needs an owner"), "{:?}", text(&not_owner));
 
     let server = Server::start(&dir, &[]).unwrap();
     assert!(!server.stdout.iter().any(|l| l.contains("/setup?code=")), "an owner exists already");
@@ -121,6 +145,29 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
 
     let not_logged_in = run(&dir, &config, &[], &["whoami"], "");
     assert!(text(&not_logged_in).1.contains("not logged in"), "{:?}", text(&not_logged_in));
+    let as_json = run(&dir, &config, &[], &["whoami", "--output", "json"], "");
+    let as_json: serde_json::Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert!(as_json["message"].as_str().unwrap().contains("not logged in"), "{as_json}");
+    assert_eq!(as_json["errors"], serde_json::json!({}));
+
+    // A URL that cannot work is refused before anything is sent, saying why; an unreachable one
+    // says so once, not once per layer of the error.
+    let ftp = run(&dir, &config, &[], &["login", "--url", "ftp://example.com", "--email", "a@example.com"], "");
+    assert!(text(&ftp).1.contains("not an http:// or https:// URL"), "{:?}", text(&ftp));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unreachable = run(
+        &dir,
+        &config,
+        &[],
+        &["login", "--url", &format!("127.0.0.1:{closed}"), "--email", "a@example.com", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let said = text(&unreachable).1;
+    assert!(said.starts_with("error: cannot reach Slipway at http://127.0.0.1:"), "{said}");
+    let parts: Vec<&str> = said.trim().split(": ").collect();
+    let mut unique = parts.clone();
+    unique.dedup();
+    assert_eq!(parts, unique, "no message twice in a row: {said}");
     let wrong = run(
         &dir,
         &config,
@@ -135,10 +182,15 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
         &dir,
         &config,
         &[],
-        &["login", "--url", &url, "--email", "ana@example.com", "--password-stdin"],
+        &["login", "--url", url.trim_start_matches("http://"), "--email", "ana@example.com", "--password-stdin"],
         &format!("{PASSWORD}\n"),
     );
     assert!(login.status.success(), "{:?}", text(&login));
+    assert!(
+        text(&login).0.contains(&format!("Logged in to {url} ")),
+        "http:// is assumed on loopback: {:?}",
+        text(&login)
+    );
     let file = config.join("credentials.toml");
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
 
@@ -156,10 +208,20 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
     assert!(text(&ci).1.contains("shown only once"));
     let bad = run(&dir, &config, &[], &["token", "create", "x", "--ability", "server:launch"], "");
     assert!(text(&bad).1.contains("abilities.0"), "{:?}", text(&bad));
+    // With --output json, the same error is JSON on stdout, in the API's shape.
+    let bad = run(&dir, &config, &[], &["token", "create", "x", "--ability", "server:launch", "--output", "json"], "");
+    assert!(!bad.status.success());
+    let bad: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!((bad["message"].as_str(), bad["status"].as_u64()), (Some("The given data was invalid."), Some(422)));
+    assert!(bad["errors"]["abilities.0"][0].is_string(), "{bad}");
+    let every = run(&dir, &config, &[], &["token", "create", "everything"], "");
+    assert!(text(&every).1.contains("every ability your role allows (*)"), "{:?}", text(&every));
+    let help = text(&run(&dir, &config, &[], &["token", "create", "--help"], "")).0;
+    assert!(help.contains("every ability your role allows (*)"), "{help}");
 
     let list: serde_json::Value =
         serde_json::from_slice(&run(&dir, &config, &[], &["token", "list", "--output", "json"], "").stdout).unwrap();
-    assert_eq!(list["meta"]["total"], 2);
+    assert_eq!(list["meta"]["total"], 3);
     let ci_id = list["data"].as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap()["id"]
         .as_str()
         .unwrap()

@@ -53,6 +53,8 @@ async fn serves_on_sqlite_keeps_its_key_private_and_stops_cleanly_on_sigterm() {
     let (status, log) = server.terminate();
     assert!(status.success(), "exit status {status:?}\n{}", log.join("\n"));
     assert!(log.iter().any(|l| l.contains("SIGTERM received")), "{}", log.join("\n"));
+    // Its stderr is a pipe here, as when it is redirected to a log file: no colour codes.
+    assert!(!log.iter().any(|l| l.contains('\x1b')), "ANSI escapes in a log that is not a terminal: {log:?}");
 
     // Restarting with the same data directory reuses the key and the database.
     let again = Server::start(&dir, &[]).unwrap();

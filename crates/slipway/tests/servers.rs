@@ -181,11 +181,44 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
     let logs = text(&run(&["server", "logs", &id])).0;
     assert!(logs.contains("server.verify") && logs.contains("succeeded"), "{logs}");
     let missing = run(&["server", "show", "01NOSUCHSERVER0000000000000"]);
-    assert!(
-        !missing.status.success() && text(&missing).1.contains("No server with the id or name"),
-        "{:?}",
-        text(&missing)
-    );
+    let said = text(&missing).1;
+    assert!(!missing.status.success(), "{said}");
+    assert!(said.contains("No server with the id or name \"01NOSUCHSERVER0000000000000\""), "{said}");
+    let missing = run(&["server", "show", "01NOSUCHSERVER0000000000000", "--output", "json"]);
+    let missing: Value = serde_json::from_slice(&missing.stdout).unwrap();
+    assert_eq!(missing["status"], 404, "{missing}");
+    assert!(missing["message"].as_str().unwrap().starts_with("No server with the id or name"), "{missing}");
+
+    // By name as by id; `show --output json` is the API's `data`, exactly.
+    let shown: Value = serde_json::from_slice(&run(&["server", "show", "cli-box", "--output", "json"]).stdout).unwrap();
+    let (_, from_api) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None).await;
+    assert_eq!(shown, from_api["data"]);
+
+    let updated = run(&["server", "update", "cli-box", "--name", "cli-box-2", "--port", &port]);
+    assert!(updated.status.success(), "{:?}", text(&updated));
+    assert!(text(&updated).0.contains("cli-box-2"), "{:?}", text(&updated));
+    // The PHP version provisioning installs, checked against what the (now known) system offers.
+    let os = from_api["data"]["os"].as_str().unwrap().to_string();
+    if let Some(offered) = slipway_core::server_input::php_versions_on(&os) {
+        let php = run(&["server", "update", "cli-box-2", "--php", offered[0]]);
+        assert!(php.status.success(), "{:?}", text(&php));
+        assert!(text(&php).0.contains(&format!("php: {}", offered[0])), "{:?}", text(&php));
+        assert!(text(&php).1.contains("slipway server provision cli-box-2"), "{:?}", text(&php));
+        let refused = run(&["server", "update", "cli-box-2", "--php", "7.4"]);
+        assert!(!refused.status.success() && text(&refused).1.contains("php_version: "), "{:?}", text(&refused));
+    }
+    let nothing = run(&["server", "update", &id]);
+    assert!(text(&nothing).1.contains("nothing to change"), "{:?}", text(&nothing));
+
+    // Deleting asks first; with no terminal to ask on, only --yes goes ahead.
+    let unasked = run(&["server", "delete", &id]);
+    assert!(!unasked.status.success(), "{:?}", text(&unasked));
+    assert!(text(&unasked).1.contains("pass --yes to confirm"), "{:?}", text(&unasked));
+    assert_eq!(api.call(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None).await.0, 200);
+    let deleted = run(&["server", "delete", "cli-box-2", "--yes"]);
+    assert!(deleted.status.success(), "{:?}", text(&deleted));
+    assert!(text(&deleted).1.contains("Server cli-box-2 is forgotten"), "{:?}", text(&deleted));
+    assert_eq!(api.call(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None).await.0, 404);
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -67,7 +67,7 @@ async fn form(State(state): State<AppState>, Query(q): Query<CodeQuery>) -> Resu
     if !setup_code_matches(&state, &code).await? {
         return Ok(page(
             "Setup",
-            "<p>This setup link is invalid or was already used. Restart Slipway with an empty database for a new one, or sign in.</p>",
+            "<p>This setup link is invalid or was already used. If Slipway is already set up, log in with <code>slipway login</code> (there is no sign-in page yet); a new setup link is printed only when Slipway starts with an empty database.</p>",
         ));
     }
     Ok(page("Set up Slipway", &form_html(&code, "", "", "", &[])))

@@ -4,15 +4,21 @@
 //! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod credentials;
+pub mod errors;
+pub mod follow;
 pub mod sites;
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use slipway_client::{Client, ClientError, CreateToken, LoginRequest, NewToken, ServerAction, ServerItems, Token};
+use slipway_client::{
+    Client, ClientError, CreateToken, LoginRequest, NewToken, Server, ServerAction, ServerItems, Token,
+};
 
 use self::credentials::{Credentials, DEFAULT_PROFILE, Profile};
+use self::errors::Missing;
+use self::follow::{Echo, ended_well, follow_operation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -25,14 +31,15 @@ pub struct ClientArgs {
     /// Which saved login to use
     #[arg(long, env = "SLIPWAY_PROFILE", default_value = DEFAULT_PROFILE, global = true)]
     pub profile: String,
-    /// Output format
+    /// Output format; with json, errors are JSON on stdout too: {"message", "errors", "status"}
     #[arg(long, value_enum, default_value = "human", global = true)]
     pub output: Output,
 }
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Slipway's URL [asked when missing]
+    /// Slipway's URL [asked when missing]; without a scheme, http:// is assumed for localhost
+    /// and loopback addresses, https:// for any other host
     #[arg(long)]
     pub url: Option<String>,
     /// Account email [asked when missing]
@@ -53,10 +60,12 @@ pub struct LoginArgs {
 pub enum TokenCommand {
     /// List your tokens
     List,
-    /// Create a token; its secret is printed once
+    /// Create a token; its secret is printed once. Without --ability it gets every ability
+    /// your role allows (*)
     Create {
         name: String,
         /// An ability or pattern (repeat): server:read, site:*, *:read, site:deploy …
+        /// [default: *, every ability your role allows]
         #[arg(long = "ability")]
         abilities: Vec<String>,
         /// Restrict to one organization id
@@ -104,13 +113,48 @@ pub enum ServerCommand {
         node: bool,
     },
     /// Show one server
-    Show { id: String },
+    Show {
+        /// Server name or id
+        server: String,
+    },
+    /// Rename a server, change how Slipway reaches it, or the PHP version provisioning installs
+    Update {
+        /// Server name or id
+        server: String,
+        /// A new name
+        #[arg(long)]
+        name: Option<String>,
+        /// A new IP address or host name
+        #[arg(long)]
+        ip: Option<String>,
+        /// A new SSH port
+        #[arg(long)]
+        port: Option<u16>,
+        /// PHP-FPM version provisioning installs (8.1 to 8.4); provision again to apply it
+        #[arg(long)]
+        php: Option<String>,
+    },
+    /// Forget a server in Slipway (nothing on the machine is changed); asks first
+    Delete {
+        /// Server name or id
+        server: String,
+        /// Do not ask (needed when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Check that Slipway can reach the server (pins its host key at first contact)
-    Verify { id: String },
+    Verify {
+        /// Server name or id
+        id: String,
+    },
     /// Provision the server (again), streaming the log; fails when provisioning fails
-    Provision { id: String },
+    Provision {
+        /// Server name or id
+        id: String,
+    },
     /// Restart services (repeat --service), or reboot
     Restart {
+        /// Server name or id
         id: String,
         /// nginx, php-fpm, supervisor, cron or database
         #[arg(long = "service")]
@@ -172,6 +216,12 @@ pub enum NetworkRuleCommand {
     Delete { server: String, id: String },
 }
 
+/// A client for `url`, that says on stderr when it waits out a rate limit.
+fn client_for(url: &str, token: Option<String>) -> anyhow::Result<Client> {
+    let url = slipway_client::base_url(url).map_err(anyhow::Error::msg)?;
+    Ok(Client::new(&url, token).on_rate_limited(|wait| eprintln!("rate-limited, retrying in {} s", wait.as_secs())))
+}
+
 /// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile.
 fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
     let creds = Credentials::load()?;
@@ -180,7 +230,7 @@ fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
     let token =
         std::env::var("SLIPWAY_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| profile.and_then(|p| p.token.clone()));
     match (url, token) {
-        (Some(url), Some(token)) => Ok(Client::new(&url, Some(token))),
+        (Some(url), Some(token)) => client_for(&url, Some(token)),
         _ => bail!(
             "not logged in (profile {:?}): run `slipway login`, or set SLIPWAY_URL and SLIPWAY_TOKEN",
             args.profile
@@ -199,6 +249,32 @@ fn ask(prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim().to_string())
 }
 
+/// Goes on when the user confirms `what` (or gave `--yes`); refuses without a terminal to ask on.
+fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{what}: pass --yes to confirm (standard input is not a terminal, so there is no one to ask)");
+    }
+    let answer = ask(&format!("{what}? [y/N]"))?;
+    if matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        bail!("cancelled; nothing was changed")
+    }
+}
+
+/// The first `n` characters.
+pub(crate) fn cut(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// A time as `2025-01-31 12:00:00` (UTC), or `-`.
+pub(crate) fn when(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
+    at.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+}
+
 #[allow(clippy::print_stdout)]
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -213,6 +289,7 @@ pub async fn login(args: LoginArgs, client_args: &ClientArgs) -> anyhow::Result<
         Some(url) => url,
         None => ask("Slipway URL (e.g. https://slipway.example.com)")?,
     };
+    let url = slipway_client::base_url(&url).map_err(anyhow::Error::msg)?;
     let email = match args.email {
         Some(e) => e,
         None => ask("Email")?,
@@ -226,7 +303,7 @@ pub async fn login(args: LoginArgs, client_args: &ClientArgs) -> anyhow::Result<
     } else {
         bail!("the password is needed: use --password-stdin (standard input is not a terminal)");
     };
-    let client = Client::new(&url, None);
+    let client = client_for(&url, None)?;
     let mut request = LoginRequest { email, password, otp: args.otp, name: Some(args.name), abilities: None };
     let token = match client.login(&request).await {
         Err(e) if e.field_error("otp").is_some() && request.otp.is_none() && std::io::stdin().is_terminal() => {
@@ -352,18 +429,22 @@ pub async fn token(command: TokenCommand, client_args: &ClientArgs) -> anyhow::R
             }
         }
         TokenCommand::Create { name, abilities, organization, expires_at, allowed_ips } => {
+            let every = abilities.is_empty();
             let request = CreateToken {
                 name,
-                abilities: (!abilities.is_empty()).then_some(abilities),
+                abilities: (!every).then_some(abilities),
                 organization_id: organization,
                 expires_at,
                 allowed_ips: (!allowed_ips.is_empty()).then_some(allowed_ips),
             };
             print_new_token(&client.create_token(&request).await?, client_args.output)?;
+            if every && client_args.output == Output::Human {
+                eprintln!("It has every ability your role allows (*); give --ability (repeat) to limit it.");
+            }
         }
         TokenCommand::Rotate { id } => {
             let current = client.current_token().await?;
-            let rotated = client.rotate_token(&id).await?;
+            let rotated = client.rotate_token(&id).await.map_err(Missing::Token(&id).describe())?;
             // Rotating the token this client logs in with: keep the saved login working.
             if current.id == id && std::env::var("SLIPWAY_TOKEN").is_err() {
                 let mut creds = Credentials::load()?;
@@ -379,7 +460,7 @@ pub async fn token(command: TokenCommand, client_args: &ClientArgs) -> anyhow::R
             print_new_token(&rotated, client_args.output)?;
         }
         TokenCommand::Revoke { id } => {
-            client.revoke_token(&id).await?;
+            client.revoke_token(&id).await.map_err(Missing::Token(&id).describe())?;
             match client_args.output {
                 Output::Json => print_json(&serde_json::json!({"revoked": id}))?,
                 Output::Human => eprintln!("Token {id} is revoked."),
@@ -390,61 +471,23 @@ pub async fn token(command: TokenCommand, client_args: &ClientArgs) -> anyhow::R
 }
 
 #[allow(clippy::print_stdout)]
-fn print_server(server: &serde_json::Value) {
-    let field = |k: &str| server[k].as_str().map(str::to_string).unwrap_or_else(|| server[k].to_string());
-    println!("{} {} ({}@{}:{})", field("id"), field("name"), field("ssh_user"), field("ip_address"), field("ssh_port"));
-    println!(
-        "status: {}{}",
-        field("status"),
-        server["status_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
-    );
-    if let Some(os) = server["os"].as_str() {
-        println!("os: {os}");
+fn print_server(server: &Server) {
+    let s = server;
+    println!("{} {} ({}@{}:{})", s.id, s.name, s.ssh_user, s.ip_address, s.ssh_port);
+    println!("status: {}{}", s.status, s.status_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+    for (label, value) in [("os", &s.os), ("php", &s.php_version), ("host key", &s.host_key_fingerprint)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            println!("{label}: {value}");
+        }
     }
-    if let Some(fp) = server["host_key_fingerprint"].as_str() {
-        println!("host key: {fp}");
+    if s.database_type != "none" && !s.database_type.is_empty() {
+        println!("database: {}", s.database_type);
     }
-    if let Some(fp) = server["offered_host_key_fingerprint"].as_str() {
+    if s.sites_count > 0 {
+        println!("sites: {}", s.sites_count);
+    }
+    if let Some(fp) = &s.offered_host_key_fingerprint {
         println!("offered host key: {fp} (accept with `slipway server accept-host-key ID {fp}` if it was reinstalled)");
-    }
-}
-
-/// Prints an operation's log as it grows until the operation ends; returns its final state.
-#[allow(clippy::print_stdout)]
-async fn follow_operation(client: &Client, id: &str, output: Output) -> anyhow::Result<serde_json::Value> {
-    let mut after = 0;
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        every.tick().await;
-        for line in client.operation_log(id, after).await? {
-            after = line["seq"].as_i64().unwrap_or(after);
-            if output == Output::Human {
-                let text = line["line"].as_str().unwrap_or_default();
-                if line["stream"] == "stderr" { eprintln!("{text}") } else { println!("{text}") }
-            }
-        }
-        let op = client.operation(id).await?;
-        if matches!(op["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
-            // Lines written just before the end.
-            for line in client.operation_log(id, after).await? {
-                if output == Output::Human {
-                    println!("{}", line["line"].as_str().unwrap_or_default());
-                }
-            }
-            return Ok(op);
-        }
-    }
-}
-
-fn ended_well(op: &serde_json::Value) -> anyhow::Result<()> {
-    match op["status"].as_str() {
-        Some("succeeded") => Ok(()),
-        other => bail!(
-            "operation {} {}: {}",
-            op["id"].as_str().unwrap_or("?"),
-            other.unwrap_or("ended"),
-            op["failure_reason"].as_str().unwrap_or("no reason given")
-        ),
     }
 }
 
@@ -460,14 +503,14 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             }
             println!("{:<26}  {:<20}  {:<24}  {:<12}  OS", "ID", "NAME", "ADDRESS", "STATUS");
             for s in &page.data {
-                let address = format!("{}:{}", s["ip_address"].as_str().unwrap_or(""), s["ssh_port"]);
+                let address = format!("{}:{}", s.ip_address, s.ssh_port);
                 println!(
                     "{:<26}  {:<20}  {:<24}  {:<12}  {}",
-                    s["id"].as_str().unwrap_or(""),
-                    s["name"].as_str().unwrap_or("").chars().take(20).collect::<String>(),
+                    s.id,
+                    cut(&s.name, 20),
                     address,
-                    s["status"].as_str().unwrap_or(""),
-                    s["os"].as_str().unwrap_or("-")
+                    s.status,
+                    s.os.as_deref().unwrap_or("-")
                 );
             }
         }
@@ -483,16 +526,53 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             if json {
                 return print_json(&created);
             }
-            print_server(&created);
+            print_server(&created.server);
             println!(
                 "\nAuthorise Slipway on the server by running, as {user} there:\n\n  {}\n",
-                created["authorization"]["command"].as_str().unwrap_or("")
+                created.authorization.command
             );
-            println!("then: slipway server verify {}", created["id"].as_str().unwrap_or(""));
+            println!("then: slipway server verify {name}");
         }
-        ServerCommand::Show { id } => {
-            let server = client.server(&id).await?;
-            if json { print_json(&server)? } else { print_server(&server) }
+        ServerCommand::Show { server } => {
+            let found = client.server(&server).await.map_err(Missing::Server(&server).describe())?;
+            if json { print_json(&found)? } else { print_server(&found) }
+        }
+        ServerCommand::Update { server, name, ip, port, php } => {
+            let mut body = serde_json::Map::new();
+            let fields = [
+                ("name", name.map(Into::into)),
+                ("ip_address", ip.map(Into::into)),
+                ("ssh_port", port.map(Into::into)),
+                ("php_version", php.map(Into::into)),
+            ];
+            body.extend(fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))));
+            if body.is_empty() {
+                bail!("nothing to change: give --name, --ip, --port or --php");
+            }
+            let php_changed = body.contains_key("php_version");
+            let updated =
+                client.update_server(&server, &body.into()).await.map_err(Missing::Server(&server).describe())?;
+            if json {
+                return print_json(&updated);
+            }
+            print_server(&updated);
+            if php_changed {
+                eprintln!("Provision the server again to install that PHP version: slipway server provision {server}");
+            }
+        }
+        ServerCommand::Delete { server, yes } => {
+            let found = client.server(&server).await.map_err(Missing::Server(&server).describe())?;
+            let label = format!("Forget server {} ({}, {})", found.name, found.id, found.ip_address);
+            confirm(&label, yes)?;
+            client.delete_server(&found.id).await.map_err(Missing::Server(&server).describe())?;
+            if json {
+                return print_json(&found);
+            }
+            eprintln!(
+                "Server {} is forgotten. Nothing on the machine was changed: remove Slipway's key from its \
+                 authorized_keys if it should no longer get in.",
+                found.name
+            );
         }
         ServerCommand::Verify { id } => {
             run_server_action(&client, &id, ServerAction::Verify, serde_json::json!({}), client_args.output).await?;
@@ -509,11 +589,10 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             run_server_action(&client, &id, ServerAction::AcceptHostKey, body, client_args.output).await?;
         }
         ServerCommand::Logs { id, follow } => {
-            let ops = client.server_operations(&id).await?;
+            let ops = client.server_operations(&id).await.map_err(Missing::Server(&id).describe())?;
             if follow {
                 let latest = ops.data.first().ok_or_else(|| anyhow::anyhow!("the server has no operations yet"))?;
-                let op =
-                    follow_operation(&client, latest["id"].as_str().unwrap_or_default(), client_args.output).await?;
+                let op = follow_operation(&client, &latest.id, client_args.output, Echo::Always).await?;
                 if json {
                     print_json(&op)?;
                 }
@@ -525,11 +604,11 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             for op in &ops.data {
                 println!(
                     "{}  {:<16}  {:<10}  {}  {}",
-                    op["id"].as_str().unwrap_or(""),
-                    op["kind"].as_str().unwrap_or(""),
-                    op["status"].as_str().unwrap_or(""),
-                    op["created_at"].as_str().unwrap_or("").chars().take(19).collect::<String>(),
-                    op["failure_reason"].as_str().unwrap_or("")
+                    op.id,
+                    op.kind,
+                    op.status,
+                    when(Some(&op.created_at)),
+                    op.failure_reason.as_deref().unwrap_or("")
                 );
             }
         }
@@ -546,14 +625,14 @@ async fn run_server_action(
     body: serde_json::Value,
     output: Output,
 ) -> anyhow::Result<()> {
-    let op = client.server_action(id, action, &body).await?;
-    let op = follow_operation(client, op["id"].as_str().unwrap_or_default(), output).await?;
+    let op = client.server_action(id, action, &body).await.map_err(Missing::Server(id).describe())?;
+    let op = follow_operation(client, &op.id, output, Echo::Always).await?;
     if output == Output::Json {
         print_json(&op)?;
     }
     ended_well(&op)?;
     if output == Output::Human {
-        print_server(&client.server(id).await?);
+        print_server(&*client.server(id).await?);
     }
     Ok(())
 }
@@ -561,7 +640,7 @@ async fn run_server_action(
 /// Waits for the operation a create or delete queued (if any) and says how it ended.
 async fn wait_for_change(client: &Client, item: &serde_json::Value, output: Output) -> anyhow::Result<()> {
     match item["operation_id"].as_str() {
-        Some(op) => ended_well(&follow_operation(client, op, output).await?),
+        Some(op) => ended_well(&*follow_operation(client, op, output, Echo::Always).await?),
         None => {
             if output == Output::Human {
                 eprintln!("The server is not provisioned yet; provisioning applies this.");
@@ -614,7 +693,7 @@ async fn server_items(
     let client = connect(client_args)?;
     let output = client_args.output;
     if let Some(server) = list {
-        let page = client.server_items(&server, kind).await?;
+        let page = client.server_items(&server, kind).await.map_err(Missing::Server(&server).describe())?;
         if output == Output::Json {
             return print_json(&page);
         }
@@ -622,8 +701,13 @@ async fn server_items(
         return Ok(());
     }
     let item = match (add, delete) {
-        (Some((server, body)), _) => client.create_server_item(&server, kind, &body).await?,
-        (_, Some((server, id))) => client.delete_server_item(&server, kind, &id).await?,
+        (Some((server, body)), _) => {
+            client.create_server_item(&server, kind, &body).await.map_err(Missing::Server(&server).describe())?
+        }
+        (_, Some((server, id))) => client
+            .delete_server_item(&server, kind, &id)
+            .await
+            .map_err(Missing::Item { server: &server, kind: kind.noun(), id: &id }.describe())?,
         _ => unreachable!("one of list, add or delete"),
     };
     wait_for_change(&client, &item, output).await?;

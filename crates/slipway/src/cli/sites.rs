@@ -2,61 +2,55 @@
 //! `releases` and `env …`. A site is named by its id or its domain.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use slipway_client::{Accepted, Client};
+use slipway_client::{Accepted, Client, ClientError, Deployment, Resource, Site};
 
-use super::{ClientArgs, Output, connect, ended_well, follow_operation, print_json};
+use super::errors::Missing;
+use super::follow::{Echo, ended_well, follow_deployment, follow_operation};
+use super::{ClientArgs, Output, confirm, connect, cut, print_json, when};
 
 /// A site on a server.
 #[derive(Debug, Args)]
 pub struct SiteRef {
-    /// Server id
+    /// Server name or id
     pub server: String,
-    /// Site id or domain
+    /// Site domain or id
     pub site: String,
+}
+
+impl SiteRef {
+    /// For `map_err`: a 404 says which site was not found.
+    fn missing(&self) -> impl FnOnce(ClientError) -> ClientError {
+        Missing::Site { server: &self.server, site: &self.site }.describe()
+    }
 }
 
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 pub enum SiteCommand {
     /// A server's sites
-    List { server: String },
+    List {
+        /// Server name or id
+        server: String,
+    },
     /// Create a site and wait until it is installed on the server; deploy it next
     Create {
-        /// Server id
+        /// Server name or id
         server: String,
         /// The name the site answers to, e.g. shop.example.com
         domain: String,
         /// What the site runs
         #[arg(long = "type", value_parser = ["static", "php", "laravel", "node", "generic"])]
         project_type: String,
-        /// Git URL the server fetches (https://…, ssh://…, git@host:path, git://…)
-        #[arg(long)]
-        repo: Option<String>,
-        /// Branch to deploy [default: main]
-        #[arg(long)]
-        branch: Option<String>,
-        /// Served directory inside a release (public, dist …)
-        #[arg(long)]
-        web_dir: Option<String>,
+        #[command(flatten)]
+        settings: SiteSettings,
         /// Another name nginx answers to (repeat)
         #[arg(long = "alias")]
         aliases: Vec<String>,
-        /// The command that runs a node or generic app; it must listen on $PORT
-        #[arg(long)]
-        command: Option<String>,
-        /// Path the health check requests before a release goes live [default: /]
-        #[arg(long)]
-        health_path: Option<String>,
-        /// A file holding the script each release runs before it goes live
-        #[arg(long)]
-        deploy_script_file: Option<PathBuf>,
         /// A path kept across releases, linked from shared/ (repeat) [default: storage for laravel]
         #[arg(long = "shared")]
         shared_paths: Vec<String>,
@@ -67,8 +61,16 @@ pub enum SiteCommand {
     },
     /// Show one site
     Show(SiteRef),
-    /// Remove a site from the server and from Slipway
-    Delete(SiteRef),
+    /// Change how a site deploys: branch, repository, web directory, deploy script, health check
+    Update(UpdateSiteArgs),
+    /// Remove a site from the server and from Slipway; asks first
+    Delete {
+        #[command(flatten)]
+        site: SiteRef,
+        /// Do not ask (needed when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Make nginx answer every request with 503 and a maintenance page
     Suspend(SiteRef),
     /// Serve a suspended site again
@@ -76,6 +78,61 @@ pub enum SiteCommand {
     /// Convert an in-place site to releases with an atomic switch, without downtime (streams the
     /// conversion's log)
     EnableZeroDowntime(DeployArgs),
+}
+
+/// What a site deploys and how it is checked: set at creation, changed with `site update`.
+#[derive(Debug, Args)]
+pub struct SiteSettings {
+    /// Git URL the server fetches (https://…, ssh://…, git@host:path, git://…)
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Branch to deploy (main when a site is created without one)
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Served directory inside a release (public, dist …)
+    #[arg(long)]
+    pub web_dir: Option<String>,
+    /// The command that runs a node or generic app; it must listen on $PORT
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Path the health check requests before a release goes live (/ when created without one)
+    #[arg(long)]
+    pub health_path: Option<String>,
+    /// A file holding the script each release runs before it goes live
+    #[arg(long)]
+    pub deploy_script_file: Option<PathBuf>,
+}
+
+impl SiteSettings {
+    /// The API's fields for the settings given.
+    fn fields(self) -> anyhow::Result<serde_json::Map<String, Value>> {
+        let fields = [
+            ("repository_url", self.repo.map(Value::from)),
+            ("branch", self.branch.map(Value::from)),
+            ("web_directory", self.web_dir.map(Value::from)),
+            ("app_command", self.command.map(Value::from)),
+            ("health_check_path", self.health_path.map(Value::from)),
+            ("deploy_script", read_script(self.deploy_script_file)?.map(Value::from)),
+        ];
+        Ok(fields.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateSiteArgs {
+    #[command(flatten)]
+    pub site: SiteRef,
+    #[command(flatten)]
+    pub settings: SiteSettings,
+    /// HTTP status the health check expects (100 to 599)
+    #[arg(long)]
+    pub health_status: Option<u16>,
+    /// Seconds a new release has to pass the health check (1 to 600)
+    #[arg(long)]
+    pub health_timeout: Option<u32>,
+    /// Releases kept for rollback (1 to 50)
+    #[arg(long)]
+    pub keep_releases: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -137,73 +194,57 @@ pub enum EnvCommand {
     },
 }
 
-fn text(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or("").to_string()
+/// The first line of a commit message.
+fn first_line(message: Option<&str>) -> &str {
+    message.unwrap_or("").lines().next().unwrap_or("")
 }
 
-/// The first `n` characters.
-fn cut(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}
-
-/// A time as `2025-01-31 12:00:00`, or `-`.
-fn when(v: &Value) -> String {
-    v.as_str().map(|t| cut(t, 19).replace('T', " ")).unwrap_or_else(|| "-".into())
-}
-
-/// The site's id: given as is, or looked up by domain (ids never contain a dot).
-async fn site_id(client: &Client, site: &SiteRef) -> anyhow::Result<String> {
-    if !site.site.contains('.') {
-        return Ok(site.site.clone());
-    }
-    let mut page = 1;
-    loop {
-        let sites = client.sites(&site.server, page).await?;
-        if let Some(found) = sites.data.iter().find(|s| s["domain"].as_str() == Some(site.site.as_str())) {
-            return Ok(text(found, "id"));
-        }
-        if sites.meta["last_page"].as_u64().unwrap_or(0) <= u64::from(page) {
-            bail!("server {} has no site with the domain {}; see `slipway site list {0}`", site.server, site.site);
-        }
-        page += 1;
-    }
+/// The contents of a deploy script file.
+fn read_script(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read the deploy script from {}", path.display()))
+    })
+    .transpose()
 }
 
 #[allow(clippy::print_stdout)]
-fn print_site(site: &Value) {
-    println!("{} {} ({})", text(site, "id"), text(site, "domain"), text(site, "project_type"));
-    let reason = site["status_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
-    let suspended = if site["suspended"] == true { ", suspended" } else { "" };
-    println!("status: {}{reason}{suspended}", text(site, "status"));
-    if let Some(aliases) = site["aliases"].as_array().filter(|a| !a.is_empty()) {
-        let names: Vec<&str> = aliases.iter().filter_map(Value::as_str).collect();
-        println!("aliases: {}", names.join(" "));
+fn print_site(site: &Site) {
+    println!("{} {} ({})", site.id, site.domain, site.project_type);
+    let reason = site.status_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let suspended = if site.suspended { ", suspended" } else { "" };
+    println!("status: {}{reason}{suspended}", site.status);
+    if !site.aliases.is_empty() {
+        println!("aliases: {}", site.aliases.join(" "));
     }
-    let repo = &site["repository"];
-    println!("repository: {} ({})", repo["url"].as_str().unwrap_or("none"), text(repo, "branch"));
-    println!("web directory: {}", text(site, "web_directory"));
-    if let Some(command) = site["app_command"].as_str() {
+    match &site.repository.url {
+        Some(url) => println!("repository: {url} ({})", site.repository.branch),
+        None => println!("repository: none yet (set one with `slipway site update … --repo URL`)"),
+    }
+    if !site.web_directory.is_empty() {
+        println!("web directory: {}", site.web_directory);
+    }
+    if let Some(command) = &site.app_command {
         println!("command: {command}");
     }
-    if let Some(status) = site["deployment_status"].as_str() {
-        println!("last deployment: {status} at {}", when(&site["last_deployed_at"]));
+    if let Some(status) = &site.deployment_status {
+        println!("last deployment: {status} at {}", when(site.last_deployed_at.as_ref()));
     }
-    if let Some(release) = site["current_release"].as_str() {
+    if let Some(release) = &site.current_release {
         println!("live release: {release}");
     }
-    if site["zero_downtime"] == false {
+    if !site.zero_downtime {
         println!("deploys: in place (see `slipway site enable-zero-downtime`)");
     }
-    if let Some(shared) = site["shared_paths"].as_array().filter(|a| !a.is_empty()) {
-        let paths: Vec<&str> = shared.iter().filter_map(Value::as_str).collect();
-        println!("shared paths: {}", paths.join(" "));
+    if !site.shared_paths.is_empty() {
+        println!("shared paths: {}", site.shared_paths.join(" "));
     }
 }
 
-/// Follows the operation that applies a site change; fails when it does not succeed.
-async fn wait_for_site(client: &Client, site: &Value, output: Output) -> anyhow::Result<()> {
-    let op = site["operation_id"].as_str().context("the API did not say which operation applies the change")?;
-    ended_well(&follow_operation(client, op, output).await?)
+/// Waits for the operation that applies a site change (its log is printed only if it fails);
+/// fails when it does not succeed.
+async fn wait_for_site(client: &Client, site: &Site, output: Output) -> anyhow::Result<()> {
+    let op = site.operation_id.as_deref().context("the API did not say which operation applies the change")?;
+    ended_well(&*follow_operation(client, op, output, Echo::OnFailure).await?)
 }
 
 #[allow(clippy::print_stdout)]
@@ -212,7 +253,7 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
     let output = client_args.output;
     match command {
         SiteCommand::List { server } => {
-            let page = client.sites(&server, 1).await?;
+            let page = client.sites(&server, 1).await.map_err(Missing::Server(&server).describe())?;
             if output == Output::Json {
                 return print_json(&page);
             }
@@ -221,77 +262,66 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
                 "ID", "DOMAIN", "TYPE", "STATUS", "DEPLOY"
             );
             for s in &page.data {
-                let status = if s["suspended"] == true { "suspended".to_string() } else { text(s, "status") };
+                let status = if s.suspended { "suspended" } else { &s.status };
                 println!(
                     "{:<26}  {:<32}  {:<8}  {status:<10}  {:<10}  {}",
-                    text(s, "id"),
-                    cut(&text(s, "domain"), 32),
-                    text(s, "project_type"),
-                    s["deployment_status"].as_str().unwrap_or("-"),
-                    when(&s["last_deployed_at"])
+                    s.id,
+                    cut(&s.domain, 32),
+                    s.project_type,
+                    s.deployment_status.as_deref().unwrap_or("-"),
+                    when(s.last_deployed_at.as_ref())
                 );
             }
         }
-        SiteCommand::Create {
-            server,
-            domain,
-            project_type,
-            repo,
-            branch,
-            web_dir,
-            aliases,
-            command,
-            health_path,
-            deploy_script_file,
-            shared_paths,
-            in_place,
-        } => {
-            let deploy_script = match deploy_script_file {
-                Some(path) => Some(
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read the deploy script from {}", path.display()))?,
-                ),
-                None => None,
-            };
-            let mut body = json!({
-                "domain": domain, "project_type": project_type, "repository_url": repo, "branch": branch,
-                "web_directory": web_dir, "aliases": aliases, "app_command": command,
-                "health_check_path": health_path, "deploy_script": deploy_script,
-                "zero_downtime": !in_place,
-            });
+        SiteCommand::Create { server, domain, project_type, settings, aliases, shared_paths, in_place } => {
+            let mut body = settings.fields()?;
+            let more = [
+                ("domain", json!(domain)),
+                ("project_type", json!(project_type)),
+                ("aliases", json!(aliases)),
+                ("zero_downtime", json!(!in_place)),
+            ];
+            body.extend(more.into_iter().map(|(k, v)| (k.to_string(), v)));
             if !shared_paths.is_empty() {
-                body["shared_paths"] = json!(shared_paths);
+                body.insert("shared_paths".into(), json!(shared_paths));
             }
-            let created = client.create_site(&server, &body).await?;
+            let created =
+                client.create_site(&server, &body.into()).await.map_err(Missing::Server(&server).describe())?;
             wait_for_site(&client, &created, output).await?;
-            let site = client.site(&server, &text(&created, "id")).await?;
+            let site = client.site(&server, &created.id).await?;
             if output == Output::Json {
                 return print_json(&site);
             }
             print_site(&site);
-            println!("\nDeploy it with: slipway deploy {server} {}", text(&site, "id"));
+            println!("\nDeploy it with: slipway deploy {server} {}", site.domain);
         }
         SiteCommand::Show(site) => {
-            let site = client.site(&site.server, &site_id(&client, &site).await?).await?;
-            if output == Output::Json { print_json(&site)? } else { print_site(&site) }
+            let found = client.site(&site.server, &site.site).await.map_err(site.missing())?;
+            if output == Output::Json { print_json(&found)? } else { print_site(&found) }
         }
-        SiteCommand::Delete(site) => {
-            let removing = client.delete_site(&site.server, &site_id(&client, &site).await?).await?;
+        SiteCommand::Update(args) => update(&client, args, output).await?,
+        SiteCommand::Delete { site, yes } => {
+            confirm(
+                &format!(
+                    "Delete site {} on server {}: its files, nginx block and processes are removed from the server",
+                    site.site, site.server
+                ),
+                yes,
+            )?;
+            let removing = client.delete_site(&site.server, &site.site).await.map_err(site.missing())?;
             wait_for_site(&client, &removing, output).await?;
             if output == Output::Json {
                 return print_json(&removing);
             }
-            eprintln!("Site {} ({}) is removed.", text(&removing, "domain"), text(&removing, "id"));
+            eprintln!("Site {} ({}) is removed.", removing.domain, removing.id);
         }
         SiteCommand::Suspend(site) => suspend(&client, &site, true, output).await?,
         SiteCommand::Resume(site) => suspend(&client, &site, false, output).await?,
         SiteCommand::EnableZeroDowntime(args) => {
-            let id = site_id(&client, &args.site).await?;
-            match client.enable_zero_downtime(&args.site.server, &id).await? {
-                Some(accepted) => {
-                    run_deployment(&client, &args.site.server, &id, accepted, args.no_follow, output).await?
-                }
-                None if output == Output::Json => print_json(&client.site(&args.site.server, &id).await?)?,
+            let site = &args.site;
+            match client.enable_zero_downtime(&site.server, &site.site).await.map_err(site.missing())? {
+                Some(accepted) => run_deployment(&client, site, accepted, args.no_follow, output).await?,
+                None if output == Output::Json => print_json(&client.site(&site.server, &site.site).await?)?,
                 None => eprintln!("The site was never deployed: it now deploys as releases with an atomic switch."),
             }
         }
@@ -299,11 +329,39 @@ pub async fn site(command: SiteCommand, client_args: &ClientArgs) -> anyhow::Res
     Ok(())
 }
 
+/// Applies `site update`: changes to the web directory are applied to the server at once (and
+/// waited for); the others take effect with the next deploy.
+async fn update(client: &Client, args: UpdateSiteArgs, output: Output) -> anyhow::Result<()> {
+    let mut body = args.settings.fields()?;
+    let numbers = [
+        ("health_check_status", args.health_status.map(Value::from)),
+        ("health_check_timeout", args.health_timeout.map(Value::from)),
+        ("keep_releases", args.keep_releases.map(Value::from)),
+    ];
+    body.extend(numbers.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))));
+    if body.is_empty() {
+        bail!("nothing to change: give at least one option (see `slipway site update --help`)");
+    }
+    let site = &args.site;
+    let updated = client.update_site(&site.server, &site.site, &body.into()).await.map_err(site.missing())?;
+    let updated = if updated.operation_id.is_some() {
+        wait_for_site(client, &updated, output).await?;
+        client.site(&site.server, &site.site).await?
+    } else {
+        updated
+    };
+    if output == Output::Json {
+        return print_json(&updated);
+    }
+    print_site(&updated);
+    eprintln!("Saved; the next deploy uses it.");
+    Ok(())
+}
+
 async fn suspend(client: &Client, site: &SiteRef, suspended: bool, output: Output) -> anyhow::Result<()> {
-    let id = site_id(client, site).await?;
-    let changed = client.suspend_site(&site.server, &id, suspended).await?;
+    let changed = client.suspend_site(&site.server, &site.site, suspended).await.map_err(site.missing())?;
     wait_for_site(client, &changed, output).await?;
-    let now = client.site(&site.server, &id).await?;
+    let now = client.site(&site.server, &site.site).await?;
     if output == Output::Json {
         return print_json(&now);
     }
@@ -313,30 +371,31 @@ async fn suspend(client: &Client, site: &SiteRef, suspended: bool, output: Outpu
 
 pub async fn deploy(args: DeployArgs, client_args: &ClientArgs) -> anyhow::Result<()> {
     let client = connect(client_args)?;
-    let id = site_id(&client, &args.site).await?;
-    let accepted = client.deploy(&args.site.server, &id, "cli").await?;
-    run_deployment(&client, &args.site.server, &id, accepted, args.no_follow, client_args.output).await
+    let site = &args.site;
+    let accepted = client.deploy(&site.server, &site.site, "cli").await.map_err(site.missing())?;
+    run_deployment(&client, site, accepted, args.no_follow, client_args.output).await
 }
 
 pub async fn rollback(args: RollbackArgs, client_args: &ClientArgs) -> anyhow::Result<()> {
     let client = connect(client_args)?;
-    let id = site_id(&client, &args.site).await?;
-    let accepted = client.rollback(&args.site.server, &id, args.release.as_deref()).await?;
-    run_deployment(&client, &args.site.server, &id, accepted, args.no_follow, client_args.output).await
+    let site = &args.site;
+    let accepted = client.rollback(&site.server, &site.site, args.release.as_deref()).await.map_err(site.missing())?;
+    run_deployment(&client, site, accepted, args.no_follow, client_args.output).await
 }
 
-/// Says that a deployment was queued, then (unless `no_follow`) streams it to its end and fails
-/// unless it succeeded.
+/// Says that a deployment was queued, then (unless `no_follow`) streams it to its end, and fails
+/// when it failed or was cancelled. Once a deployment is queued, nothing else makes the
+/// command fail: if following it breaks, it says so and where to look, and exits 0 (a CI job
+/// that retried would deploy twice).
 #[allow(clippy::print_stdout)]
 async fn run_deployment(
     client: &Client,
-    server: &str,
-    site: &str,
-    accepted: Accepted<Value>,
+    site: &SiteRef,
+    accepted: Accepted<Resource<Deployment>>,
     no_follow: bool,
     output: Output,
 ) -> anyhow::Result<()> {
-    let id = text(&accepted.data, "id");
+    let id = accepted.data.id.clone();
     if output == Output::Human {
         eprintln!("{} (deployment {id})", accepted.message);
     }
@@ -348,116 +407,63 @@ async fn run_deployment(
         }
         return Ok(());
     }
-    let deployment = follow_deployment(client, server, site, &id, output).await?;
+    let deployment = match follow_deployment(client, &site.server, &site.site, &id, output).await {
+        Ok(deployment) => deployment,
+        Err(e) => {
+            eprintln!(
+                "warning: deployment {id} is queued, but following it failed: {}\nSee how it went with: \
+                 slipway deployments {} {}",
+                super::errors::chain_text(&e),
+                site.server,
+                site.site
+            );
+            if output == Output::Json {
+                print_json(&accepted.data)?;
+            }
+            return Ok(());
+        }
+    };
     if output == Output::Json {
         print_json(&deployment)?;
     }
     deployed_well(&deployment)?;
     if output == Output::Human {
-        let duration = deployment["duration"].as_f64().map(|d| format!(" in {d:.1}s")).unwrap_or_default();
-        println!("Deployed {}{duration}.", describe_commit(&deployment));
+        println!("{}", done(&deployment));
     }
     Ok(())
 }
 
-/// `abc1234 commit message`, or what a rollback went back to.
-fn describe_commit(d: &Value) -> String {
-    match (d["commit_sha"].as_str(), d["release"].as_str()) {
-        (Some(sha), _) => {
-            format!("{} {}", cut(sha, 7), d["commit_message"].as_str().unwrap_or("").lines().next().unwrap_or(""))
+/// What a succeeded deployment did, in words.
+fn done(d: &Deployment) -> String {
+    let duration = d.duration.map(|d| format!(" in {d:.1}s")).unwrap_or_default();
+    let commit = d.commit_sha.as_deref().map(|sha| format!(" (commit {})", cut(sha, 7))).unwrap_or_default();
+    match d.action.as_str() {
+        "rollback" => {
+            format!("Rolled back to release {}{commit}{duration}.", d.release.as_deref().unwrap_or("?"))
         }
+        "enable-zero-downtime" => {
+            format!("Converted: the site now deploys as releases with an atomic switch{commit}{duration}.")
+        }
+        _ => format!("Deployed {}{duration}.", describe_commit(d)),
+    }
+}
+
+/// `abc1234 commit message`, or what a rollback went back to.
+fn describe_commit(d: &Deployment) -> String {
+    match (&d.commit_sha, &d.release) {
+        (Some(sha), _) => format!("{} {}", cut(sha, 7), first_line(d.commit_message.as_deref())),
         (None, Some(release)) => format!("release {release}"),
         (None, None) => "-".into(),
     }
 }
 
-fn deployed_well(d: &Value) -> anyhow::Result<()> {
-    let reason = d["failure_reason"].as_str().unwrap_or("no reason given");
-    match d["status"].as_str() {
-        Some("succeeded") => Ok(()),
-        Some("cancelled") => bail!("deployment {} was cancelled: {reason}", text(d, "id")),
-        _ => bail!(
-            "deployment {} failed at the {} step: {reason}",
-            text(d, "id"),
-            d["failed_step"].as_str().unwrap_or("unknown")
-        ),
-    }
-}
-
-/// Prints a deployment's log as it grows until the deployment ends; returns its final state.
-/// On a terminal, a status line on stderr shows the current step and the time so far.
-#[allow(clippy::print_stdout)]
-async fn follow_deployment(
-    client: &Client,
-    server: &str,
-    site: &str,
-    id: &str,
-    output: Output,
-) -> anyhow::Result<Value> {
-    let mut progress = Progress::new(std::io::stderr().is_terminal());
-    let mut after = 0;
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        every.tick().await;
-        // The state first: the whole log is stored before a deployment says it ended.
-        let deployment = client.deployment(server, site, id).await?;
-        loop {
-            let lines = client.deployment_log(server, site, id, after).await?;
-            progress.clear();
-            for line in &lines {
-                after = line["seq"].as_i64().unwrap_or(after);
-                let text = line["line"].as_str().unwrap_or_default();
-                progress.saw(text);
-                if output == Output::Human {
-                    if line["stream"] == "stderr" { eprintln!("{text}") } else { println!("{text}") }
-                }
-            }
-            if lines.len() < 1000 {
-                break;
-            }
-        }
-        let status = deployment["status"].as_str().unwrap_or("");
-        if matches!(status, "succeeded" | "failed" | "cancelled") {
-            return Ok(deployment);
-        }
-        progress.show(status);
-    }
-}
-
-/// A status line on a terminal: `[12s] running: fetching main`.
-struct Progress {
-    on: bool,
-    shown: bool,
-    step: String,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(on: bool) -> Self {
-        Progress { on, shown: false, step: String::new(), started: Instant::now() }
-    }
-
-    /// Notes the step a log line starts.
-    fn saw(&mut self, line: &str) {
-        if let Some(step) = line.strip_prefix("==> ") {
-            self.step = step.to_string();
-        }
-    }
-
-    fn show(&mut self, status: &str) {
-        if self.on {
-            let seconds = self.started.elapsed().as_secs();
-            let step = if self.step.is_empty() { String::new() } else { format!(": {}", cut(&self.step, 60)) };
-            eprint!("\r\x1b[2K[{seconds}s] {status}{step}");
-            let _ = std::io::stderr().flush();
-            self.shown = true;
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
-            self.shown = false;
+fn deployed_well(d: &Deployment) -> anyhow::Result<()> {
+    let reason = d.failure_reason.as_deref().unwrap_or("no reason given");
+    match d.status.as_str() {
+        "succeeded" => Ok(()),
+        "cancelled" => bail!("deployment {} was cancelled: {reason}", d.id),
+        _ => {
+            bail!("deployment {} failed at the {} step: {reason}", d.id, d.failed_step.as_deref().unwrap_or("unknown"))
         }
     }
 }
@@ -465,7 +471,7 @@ impl Progress {
 #[allow(clippy::print_stdout)]
 pub async fn deployments(site: SiteRef, client_args: &ClientArgs) -> anyhow::Result<()> {
     let client = connect(client_args)?;
-    let page = client.deployments(&site.server, &site_id(&client, &site).await?, 1).await?;
+    let page = client.deployments(&site.server, &site.site, 1).await.map_err(site.missing())?;
     if client_args.output == Output::Json {
         return print_json(&page);
     }
@@ -474,15 +480,15 @@ pub async fn deployments(site: SiteRef, client_args: &ClientArgs) -> anyhow::Res
         "ID", "STATUS", "TRIGGER", "COMMIT", "STARTED", "DURATION"
     );
     for d in &page.data {
-        let duration = d["duration"].as_f64().map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
+        let duration = d.duration.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
         println!(
             "{:<26}  {:<9}  {:<8}  {:<40}  {:<19}  {duration:>8}  {}",
-            text(d, "id"),
-            text(d, "status"),
-            text(d, "trigger"),
+            d.id,
+            d.status,
+            d.trigger,
             cut(&describe_commit(d), 40),
-            when(&d["started_at"]),
-            d["failed_step"].as_str().unwrap_or("-")
+            when(d.started_at.as_ref()),
+            d.failed_step.as_deref().unwrap_or("-")
         );
     }
     Ok(())
@@ -491,19 +497,16 @@ pub async fn deployments(site: SiteRef, client_args: &ClientArgs) -> anyhow::Res
 #[allow(clippy::print_stdout)]
 pub async fn releases(site: SiteRef, client_args: &ClientArgs) -> anyhow::Result<()> {
     let client = connect(client_args)?;
-    let releases = client.releases(&site.server, &site_id(&client, &site).await?).await?;
+    let releases = client.releases(&site.server, &site.site).await.map_err(site.missing())?;
     if client_args.output == Output::Json {
         return print_json(&releases);
     }
     println!("  {:<26}  {:<19}  COMMIT", "RELEASE", "CREATED");
     for r in &releases {
-        let mark = if r["current"] == true { "*" } else { " " };
-        let commit = format!(
-            "{} {}",
-            cut(r["commit_sha"].as_str().unwrap_or("-"), 7),
-            r["commit_message"].as_str().unwrap_or("").lines().next().unwrap_or("")
-        );
-        println!("{mark} {:<26}  {:<19}  {commit}", text(r, "id"), when(&r["created_at"]));
+        let mark = if r.current { "*" } else { " " };
+        let commit =
+            format!("{} {}", cut(r.commit_sha.as_deref().unwrap_or("-"), 7), first_line(r.commit_message.as_deref()));
+        println!("{mark} {:<26}  {:<19}  {commit}", r.id, when(Some(&r.created_at)));
     }
     println!("\n* live");
     Ok(())
@@ -546,18 +549,22 @@ impl EnvCommand {
 pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
     let client = connect(client_args)?;
     let output = client_args.output;
-    let server = command.site().server.clone();
-    let id = site_id(&client, command.site()).await?;
+    let site = SiteRef { server: command.site().server.clone(), site: command.site().site.clone() };
+    let (server, id) = (site.server.as_str(), site.site.as_str());
     let (change, deploy) = match command {
         EnvCommand::List { reveal, .. } => {
-            let vars = client.env_vars(&server, &id, reveal).await?;
+            let vars = client.env_vars(server, id, reveal).await.map_err(site.missing())?;
             if output == Output::Json {
                 return print_json(&vars);
             }
             for v in &vars {
+                let key = v["key"].as_str().unwrap_or("");
                 match v["value"].as_str() {
-                    Some(value) => println!("{}", slipway_core::dotenv::line(&text(v, "key"), value)),
-                    None => println!("{:<40}  updated {}", text(v, "key"), when(&v["updated_at"])),
+                    Some(value) => println!("{}", slipway_core::dotenv::line(key, value)),
+                    None => println!(
+                        "{key:<40}  updated {}",
+                        cut(v["updated_at"].as_str().unwrap_or("-"), 19).replace('T', " ")
+                    ),
                 }
             }
             if !reveal && !vars.is_empty() {
@@ -567,19 +574,19 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
         }
         EnvCommand::Set { pairs, from_file, deploy, .. } => {
             let vars = variables(&pairs, from_file.as_ref())?;
-            let change = client.set_env_vars(&server, &id, &vars, deploy).await?;
+            let change = client.set_env_vars(server, id, &vars, deploy).await.map_err(site.missing())?;
             if output == Output::Human {
                 eprintln!("Set {}.", vars.keys().cloned().collect::<Vec<_>>().join(", "));
             }
             (change, deploy)
         }
         EnvCommand::Pull { .. } => {
-            let op = client.pull_env(&server, &id).await?;
+            let op = client.pull_env(server, id).await.map_err(site.missing())?;
             // The operation's log never holds values; it says how many were imported.
-            return ended_well(&follow_operation(&client, &op, output).await?);
+            return ended_well(&*follow_operation(&client, &op, output, Echo::Always).await?);
         }
         EnvCommand::Unset { key, deploy, .. } => {
-            let change = client.unset_env_var(&server, &id, &key, deploy).await?;
+            let change = client.unset_env_var(server, id, &key, deploy).await.map_err(site.missing())?;
             if output == Output::Human {
                 eprintln!("Removed {key}.");
             }
@@ -598,8 +605,9 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
             Ok(())
         }
         deployment => {
-            let accepted = Accepted { message: "Deploying the change.".into(), data: deployment.clone() };
-            run_deployment(&client, &server, &id, accepted, false, output).await
+            let data = Resource::from_value(deployment.clone())?;
+            let accepted = Accepted { message: "Deploying the change.".into(), data };
+            run_deployment(&client, &site, accepted, false, output).await
         }
     }
 }
