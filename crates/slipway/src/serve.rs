@@ -124,11 +124,14 @@ fn spawn_housekeeping(store: Arc<dyn Store>) {
         loop {
             tick.tick().await;
             let now = slipway_core::time::now();
-            if let Err(e) = store.purge_rate_limits(now.timestamp()).await {
-                tracing::warn!(error = %e, "could not purge rate-limit windows");
-            }
-            if let Err(e) = store.purge_idempotency(now - chrono::Duration::hours(24)).await {
-                tracing::warn!(error = %e, "could not purge idempotency records");
+            let rules = [
+                slipway_store::PruneRule::RateLimits { now_unix: now.timestamp() },
+                slipway_store::PruneRule::IdempotencyKeys { before: now - chrono::Duration::hours(24) },
+            ];
+            for rule in &rules {
+                if let Err(e) = store.prune(rule, 10_000).await {
+                    tracing::warn!(error = %e, rule = rule.name(), "could not purge expired records");
+                }
             }
         }
     });
