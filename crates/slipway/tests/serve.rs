@@ -247,6 +247,12 @@ async fn prunes_on_schedule(envs: &[(&str, &str)]) {
     assert_eq!((status, status_all), (200, 200), "the owner's live token still works");
     let mentions = all["data"].as_array().unwrap().iter().filter(|e| e.to_string().contains(&id)).count();
     assert!(mentions >= 1, "audit events naming the pruned token stay: {events} {all}");
+    // Paging by cursor: the page after the newest event starts right below it.
+    let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let (_, next) =
+        owner.call(reqwest::Method::GET, &format!("/api/v1/audit-events?per_page=2&before={}", ids[0]), None).await;
+    let next: Vec<&str> = next["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(next, ids[1..3.min(ids.len())], "the page after the first by cursor");
     drop(server);
 
     let export = slipway(&dir, &envs).args(["admin", "export-audit", "--since", "1h"]).output().unwrap();
