@@ -112,6 +112,37 @@ impl Metrics {
     }
 }
 
+/// The database's size now and what the last pruning run reported (rows per table, rows pruned
+/// since the first run, when it finished), appended to the exposition text. Every replica shows
+/// the same figures: the report is kept in the database by the run that made it.
+pub fn render_retention(
+    out: &mut String,
+    database_bytes: Option<i64>,
+    report: Option<&slipway_jobs::retention::Report>,
+) {
+    if let Some(bytes) = database_bytes {
+        out.push_str("# HELP slipway_database_size_bytes Size of Slipway's database.\n");
+        out.push_str("# TYPE slipway_database_size_bytes gauge\n");
+        let _ = writeln!(out, "slipway_database_size_bytes {bytes}");
+    }
+    let Some(report) = report else { return };
+    out.push_str("# HELP slipway_table_rows Rows in each table that grows with use, after the last pruning run.\n");
+    out.push_str("# TYPE slipway_table_rows gauge\n");
+    for (table, n) in &report.rows {
+        let _ = writeln!(out, "slipway_table_rows{{table=\"{}\"}} {n}", escape(table));
+    }
+    out.push_str("# HELP slipway_pruned_rows_total Rows deleted by the pruning job, by retention rule.\n");
+    out.push_str("# TYPE slipway_pruned_rows_total counter\n");
+    for (rule, n) in &report.pruned_total {
+        let _ = writeln!(out, "slipway_pruned_rows_total{{rule=\"{}\"}} {n}", escape(rule));
+    }
+    if let Some(at) = report.finished_at {
+        out.push_str("# HELP slipway_prune_last_run_timestamp_seconds When the last pruning run finished.\n");
+        out.push_str("# TYPE slipway_prune_last_run_timestamp_seconds gauge\n");
+        let _ = writeln!(out, "slipway_prune_last_run_timestamp_seconds {}", at.timestamp());
+    }
+}
+
 /// Escapes a label value as the text format requires.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -136,6 +167,27 @@ mod tests {
         assert!(text.contains("slipway_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.005\"} 2"));
         assert!(text.contains("slipway_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"+Inf\"} 3"));
         assert!(text.contains("slipway_http_request_duration_seconds_count{route=\"/healthz\"} 3"));
+    }
+
+    #[test]
+    fn retention_figures_are_rendered() {
+        let report = slipway_jobs::retention::Report {
+            finished_at: Some(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap()),
+            pruned: vec![("audit_events".into(), 3)],
+            pruned_total: vec![("audit_events".into(), 42), ("tokens".into(), 0)],
+            rows: vec![("audit_events".into(), 7)],
+            database_bytes: 4096,
+        };
+        let mut text = String::new();
+        render_retention(&mut text, Some(8192), Some(&report));
+        assert!(text.contains("slipway_database_size_bytes 8192\n"), "{text}");
+        assert!(text.contains("slipway_table_rows{table=\"audit_events\"} 7\n"), "{text}");
+        assert!(text.contains("slipway_pruned_rows_total{rule=\"audit_events\"} 42\n"), "{text}");
+        assert!(text.contains("slipway_pruned_rows_total{rule=\"tokens\"} 0\n"), "{text}");
+        assert!(text.contains("slipway_prune_last_run_timestamp_seconds 1700000000\n"), "{text}");
+        let mut before_any_run = String::new();
+        render_retention(&mut before_any_run, Some(1), None);
+        assert!(!before_any_run.contains("slipway_table_rows"), "{before_any_run}");
     }
 
     #[test]

@@ -13,6 +13,12 @@ pub fn new_id() -> String {
     generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }
 
+/// The same id for the same millisecond on every replica (its random part is zero), for work
+/// that must be enqueued once per time slot however many processes try.
+pub fn id_at(unix_ms: u64) -> String {
+    ulid::Ulid::from_parts(unix_ms, 0).to_string()
+}
+
 /// Whether `s` has the form of an id we issued. Used to answer 404 early for garbage ids.
 pub fn looks_like_id(s: &str) -> bool {
     s.len() == 26 && ulid::Ulid::from_string(s).is_ok()

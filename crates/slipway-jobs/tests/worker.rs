@@ -290,3 +290,94 @@ async fn a_wakeup_starts_new_work_without_waiting_for_the_next_poll() {
     stop.send(true).unwrap();
     handle.await.unwrap();
 }
+
+fn audit_event(at: slipway_core::time::Timestamp) -> slipway_store::AuditEvent {
+    slipway_store::AuditEvent {
+        id: slipway_core::new_id(),
+        occurred_at: at,
+        actor_user_id: Some("retention".into()),
+        token_id: None,
+        organization_id: None,
+        action: "token.create".into(),
+        method: None,
+        route: None,
+        resource_id: None,
+        status: None,
+        outcome: "success".into(),
+        client_ip: None,
+        user_agent: None,
+        request_id: None,
+        detail: None,
+    }
+}
+
+async fn audit_count(store: &dyn Store) -> u64 {
+    let mine = slipway_store::AuditFilter { own_user_id: Some("retention".into()), ..Default::default() };
+    store.audit_events(&mine, slipway_core::PageRequest::default()).await.unwrap().1
+}
+
+/// The pruning job through the real worker: scheduled once per slot whatever the number of
+/// schedulers, it deletes what is older than its setting, keeps what is younger, schedules its
+/// next run, and does it again on the next slot.
+async fn pruning_on_schedule(db: TestDatabase) {
+    use slipway_jobs::retention::{PRUNE_JOB, PRUNE_LOCK, Prune, REPORT_SETTING, Report, Retention, schedule};
+    let store = db.store().await;
+    let t = now();
+    for at in [t - chrono::Duration::seconds(60), t - chrono::Duration::seconds(30), t] {
+        store.insert_audit_event(&audit_event(at)).await.unwrap();
+    }
+    let retention = Retention {
+        audit_events: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        pause: Duration::ZERO,
+        batch: 1,
+        ..Retention::default()
+    };
+    assert!(schedule(store.as_ref(), &retention, t).await.unwrap());
+    assert!(!schedule(store.as_ref(), &retention, t).await.unwrap(), "one run per slot, across replicas");
+
+    let (stop, rx) = watch::channel(false);
+    let registry = Registry::new().register(PRUNE_JOB, Prune { store: store.clone(), retention: retention.clone() });
+    let worker = tokio::spawn(Worker::new(store.clone(), registry, fast_config("pruner")).run(rx));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while audit_count(store.as_ref()).await != 1 {
+        assert!(Instant::now() < deadline, "old events still there after 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An event that becomes old later goes at a later run.
+    store.insert_audit_event(&audit_event(now() - chrono::Duration::seconds(20))).await.unwrap();
+    while audit_count(store.as_ref()).await != 1 {
+        assert!(Instant::now() < deadline, "the next run did not come");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (runs, total) = store.jobs_for_resource(PRUNE_LOCK, slipway_core::PageRequest::default()).await.unwrap();
+    assert!(total >= 2, "each run schedules the next: {total}");
+    assert!(runs.iter().any(|j| j.status == "succeeded"));
+    // The run that deleted the last one writes its report just after; runs add up.
+    let report = loop {
+        let text = store.setting(REPORT_SETTING).await.unwrap().unwrap_or_default();
+        if let Ok(report) = serde_json::from_str::<Report>(&text)
+            && report.pruned_total.iter().any(|(rule, n)| rule == "audit_events" && *n == 3)
+        {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "no report counts the three pruned events: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(report.database_bytes > 0);
+    assert!(report.rows.iter().any(|(table, n)| table == "audit_events" && *n == 1), "{report:?}");
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker).await.expect("the worker stops").unwrap();
+}
+
+#[tokio::test]
+async fn pruning_runs_on_schedule_through_the_worker_on_sqlite() {
+    pruning_on_schedule(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn pruning_runs_on_schedule_through_the_worker_on_postgres() {
+    pruning_on_schedule(TestDatabase::postgres().await).await;
+}

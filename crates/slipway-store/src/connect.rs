@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::sql::SqlStore;
 use crate::{Store, StoreError};
@@ -36,6 +36,10 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Stor
     } else if url.starts_with("sqlite:") {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
+            // Only takes effect on a new file (before its first table): pruned pages can then be
+            // given back to the file system (`Store::reclaim_free_pages`). Older files reuse
+            // them instead, until `slipway admin vacuum` converts them.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL is durable in WAL mode against process crashes; only an OS crash may lose
             // the last transactions, and then the database is still consistent.

@@ -154,7 +154,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Counts one hit on `key` in the window starting at `window_start` (Unix seconds) and
     /// returns the count so far. Shared by every replica using the same database.
     async fn rate_limit_hit(&self, key: &str, window_start: i64, expires_at: i64) -> StoreResult<i64>;
-    async fn purge_rate_limits(&self, now: i64) -> StoreResult<u64>;
     /// Claims `key` for a request, or says what to do instead. A stored record older than
     /// `not_before` counts as absent, and so does one still in progress whose holder has not
     /// refreshed it (`idempotency_heartbeat`) since `stale_before`: its process died.
@@ -178,7 +177,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         body: &[u8],
     ) -> StoreResult<()>;
     async fn idempotency_abandon(&self, principal: &str, key: &str) -> StoreResult<()>;
-    async fn purge_idempotency(&self, before: Timestamp) -> StoreResult<u64>;
 
     // --- audit ---
 
@@ -353,6 +351,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         site_id: &str,
         page: PageRequest,
     ) -> StoreResult<(Vec<WebhookDelivery>, u64)>;
+
+    // --- retention ---
+
+    /// Deletes at most `limit` rows that `rule` makes old enough (a few statements of at most
+    /// `limit` rows each for rules that cover several tables); returns how many went. Call it
+    /// until it returns 0.
+    async fn prune(&self, rule: &PruneRule, limit: i64) -> StoreResult<u64>;
+    /// Rows in each of [`COUNTED_TABLES`].
+    async fn table_counts(&self) -> StoreResult<Vec<(&'static str, i64)>>;
+    /// Bytes the database takes (SQLite: the main file, without its WAL; PostgreSQL: the
+    /// database's size on the server).
+    async fn database_size(&self) -> StoreResult<i64>;
+    /// SQLite in incremental auto-vacuum mode: gives free pages back to the file system when
+    /// they are more than a quarter of the file (otherwise they are reused by later writes);
+    /// returns the pages freed. Nothing to do on PostgreSQL, whose autovacuum does this.
+    async fn reclaim_free_pages(&self) -> StoreResult<i64>;
+    /// Rewrites the database compactly (`VACUUM`; on SQLite it also turns on incremental
+    /// auto-vacuum for databases made before it was the default). Blocks writers while it runs.
+    async fn compact(&self) -> StoreResult<()>;
+    /// Audit events at or after `since`, oldest first, after the id `after` (a cursor), for
+    /// export.
+    async fn audit_events_since(
+        &self,
+        since: Timestamp,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>>;
 
     /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
     async fn close(&self);

@@ -144,6 +144,8 @@ pub struct AuditFilter {
     pub resource: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
+    /// Only events older than this id: a cursor that new events and pruning cannot shift.
+    pub before: Option<String>,
 }
 
 /// A durable job: the queue entry and the operation record in one.
@@ -461,3 +463,60 @@ pub struct WebhookDelivery {
     /// The git host's id for the delivery, when it sent a well-formed one.
     pub delivery_id: Option<String>,
 }
+
+/// One retention rule: which old rows of one kind the pruning job may delete. Each is applied in
+/// batches (`Store::prune` deletes at most a given number of rows per call), so no statement
+/// holds the database for long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PruneRule {
+    /// Audit events that occurred before this time.
+    AuditEvents { before: Timestamp },
+    /// Access tokens revoked or expired before this time, with their JWT families and refresh
+    /// tokens (which go with them); JWT families revoked before it, or whose refresh tokens are
+    /// all gone and that began before it; refresh tokens that expired before it. Audit events
+    /// name tokens by id as text, so they keep their history.
+    Tokens { before: Timestamp },
+    /// Log lines of jobs that finished before `before`, except the jobs of each site's last
+    /// `keep_deployments` deployments.
+    JobLogs { before: Timestamp, keep_deployments: i64 },
+    /// Jobs that finished before `before` and whose log is no longer kept (`logs_before`,
+    /// `keep_deployments` as in [`PruneRule::JobLogs`]). A deployment whose job is gone stays,
+    /// with an empty log.
+    Jobs { before: Timestamp, logs_before: Timestamp, keep_deployments: i64 },
+    /// Webhook deliveries received before this time, and the delivery ids claimed before it.
+    WebhookDeliveries { before: Timestamp },
+    /// Idempotency records created before this time.
+    IdempotencyKeys { before: Timestamp },
+    /// Rate-limit windows that ended before this Unix time.
+    RateLimits { now_unix: i64 },
+}
+
+impl PruneRule {
+    /// A stable name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PruneRule::AuditEvents { .. } => "audit_events",
+            PruneRule::Tokens { .. } => "tokens",
+            PruneRule::JobLogs { .. } => "job_logs",
+            PruneRule::Jobs { .. } => "jobs",
+            PruneRule::WebhookDeliveries { .. } => "webhook_deliveries",
+            PruneRule::IdempotencyKeys { .. } => "idempotency_keys",
+            PruneRule::RateLimits { .. } => "rate_limits",
+        }
+    }
+}
+
+/// The tables that grow with use, whose row counts are reported (`Store::table_counts`).
+pub const COUNTED_TABLES: [&str; 11] = [
+    "audit_events",
+    "access_tokens",
+    "token_families",
+    "refresh_tokens",
+    "jobs",
+    "job_logs",
+    "deployments",
+    "webhook_deliveries",
+    "webhook_delivery_ids",
+    "idempotency_keys",
+    "rate_limits",
+];

@@ -258,7 +258,7 @@ mod cases {
         }
         assert_eq!(store.rate_limit_hit("token:x", 1060, 1120).await.unwrap(), 1, "a new window starts at 1");
         assert_eq!(store.rate_limit_hit("token:y", 1000, 1060).await.unwrap(), 1, "keys are independent");
-        assert_eq!(store.purge_rate_limits(1061).await.unwrap(), 2);
+        assert_eq!(store.prune(&PruneRule::RateLimits { now_unix: 1061 }, 100).await.unwrap(), 2);
         assert_eq!(store.rate_limit_hit("token:x", 1000, 1060).await.unwrap(), 1);
     }
 
@@ -324,7 +324,8 @@ mod cases {
             store.idempotency_begin("s", "k", "h", later, cutoff, later - chrono::Duration::seconds(20)).await.unwrap(),
             IdempotencyBegin::InProgress
         );
-        assert!(store.purge_idempotency(t + chrono::Duration::seconds(1)).await.unwrap() >= 3);
+        let rule = PruneRule::IdempotencyKeys { before: t + chrono::Duration::seconds(1) };
+        assert!(store.prune(&rule, 100).await.unwrap() >= 3);
     }
 
     pub async fn audit_events_filter_by_visibility_and_fields(db: &TestDatabase) {
@@ -1021,24 +1022,28 @@ mod cases {
         assert_eq!(store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap().1, 0);
     }
 
-    pub async fn webhook_delivery_ids_are_claimed_once_per_repository(db: &TestDatabase) {
-        let store = db.store().await;
-        let org = slipway_core::new_id();
-        store.create_user_with_organization(&new_user("hooks@example.com"), &org, "Hooks", "owner").await.unwrap();
-        let repository = |uuid: &str| GitRepository {
+    fn git_repository(org: &str, webhook_uuid: &str) -> GitRepository {
+        GitRepository {
             id: slipway_core::new_id(),
-            organization_id: org.clone(),
+            organization_id: org.into(),
             provider_id: None,
             kind: "github".into(),
             url: b"sealed-url".to_vec(),
             branch: "main".into(),
             deploy_key_public: None,
             deploy_key_private: None,
-            webhook_uuid: uuid.into(),
+            webhook_uuid: webhook_uuid.into(),
             webhook_secret: None,
             created_at: now(),
             updated_at: now(),
-        };
+        }
+    }
+
+    pub async fn webhook_delivery_ids_are_claimed_once_per_repository(db: &TestDatabase) {
+        let store = db.store().await;
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&new_user("hooks@example.com"), &org, "Hooks", "owner").await.unwrap();
+        let repository = |uuid: &str| git_repository(&org, uuid);
         let (a, b) = (repository("hook-a"), repository("hook-b"));
         store.insert_git_repository(&a).await.unwrap();
         store.insert_git_repository(&b).await.unwrap();
@@ -1080,6 +1085,247 @@ mod cases {
         };
         assert_eq!(store.backend(), expected);
     }
+
+    /// Applies a rule in batches of two until nothing is left; returns the rows deleted.
+    async fn drain(store: &dyn Store, rule: &PruneRule) -> u64 {
+        let mut total = 0;
+        loop {
+            let n = store.prune(rule, 2).await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    fn audit_at(at: slipway_core::time::Timestamp, token: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            id: slipway_core::new_id(),
+            occurred_at: at,
+            actor_user_id: Some("someone".into()),
+            token_id: token.map(Into::into),
+            organization_id: None,
+            action: "token.create".into(),
+            method: Some("POST".into()),
+            route: None,
+            resource_id: None,
+            status: Some(201),
+            outcome: "success".into(),
+            client_ip: None,
+            user_agent: None,
+            request_id: None,
+            detail: None,
+        }
+    }
+
+    /// A job that ran, logged `lines` lines and finished at `at`.
+    async fn finished_job(store: &dyn Store, id: &str, lines: usize, at: slipway_core::time::Timestamp) {
+        store.enqueue_job(&NewJob { id: id.into(), ..job(None, false) }).await.unwrap();
+        let claimed = store.claim_job("w", now(), lease()).await.unwrap().unwrap();
+        assert_eq!(claimed.id, id);
+        let entries: Vec<(String, String)> = (0..lines).map(|i| ("stdout".into(), format!("line {i}"))).collect();
+        store.append_job_log(id, 1, &entries, at).await.unwrap();
+        assert!(store.finish_job(id, "w", &JobEnd::Succeeded, at).await.unwrap());
+    }
+
+    pub async fn retention_prunes_each_kind_and_nothing_younger(db: &TestDatabase) {
+        let store = db.store().await;
+        let store = store.as_ref();
+        let days = chrono::Duration::days;
+        let t = now();
+        let (old, cutoff, young) = (t - days(10), t - days(5), t - days(1));
+
+        // Audit events, by when they occurred.
+        for at in [old, old, old, young] {
+            store.insert_audit_event(&audit_at(at, None)).await.unwrap();
+        }
+        assert_eq!(drain(store, &PruneRule::AuditEvents { before: cutoff }).await, 3);
+        let everyone = AuditFilter { own_user_id: Some("someone".into()), ..Default::default() };
+        let (left, total) = store.audit_events(&everyone, PAGE).await.unwrap();
+        assert_eq!((total, left[0].occurred_at), (1, young));
+
+        // Tokens revoked or expired before the cutoff go, with their JWT families; the audit
+        // events naming them stay readable.
+        let user = new_user("retention@example.com");
+        store.create_user(&user).await.unwrap();
+        let token = |hash: &str, revoked: Option<_>, expires: Option<_>| AccessToken {
+            revoked_at: revoked,
+            expires_at: expires,
+            ..token_for(&user.id, hash)
+        };
+        let revoked_old = token("revoked-old", Some(old), None);
+        let expired_old = token("expired-old", None, Some(old));
+        let revoked_young = token("revoked-young", Some(young), None);
+        let expired_young = token("expired-young", None, Some(young));
+        let live = token("live", None, Some(t + days(30)));
+        for tk in [&revoked_old, &expired_old, &revoked_young, &expired_young, &live] {
+            store.insert_token(tk).await.unwrap();
+        }
+        let refresh = |hash: &str, family: &str, expires| RefreshToken {
+            id: slipway_core::new_id(),
+            family_id: family.into(),
+            token_hash: hash.into(),
+            expires_at: expires,
+            used_at: None,
+            created_at: old,
+        };
+        let (gone_with_token, revoked_family, spent_family, active_family) =
+            (slipway_core::new_id(), slipway_core::new_id(), slipway_core::new_id(), slipway_core::new_id());
+        store
+            .create_token_family(&gone_with_token, &revoked_old.id, &refresh("f1", &gone_with_token, young))
+            .await
+            .unwrap();
+        store
+            .create_token_family(&revoked_family, &live.id, &refresh("f2", &revoked_family, t + days(1)))
+            .await
+            .unwrap();
+        store.revoke_token_family(&revoked_family, old).await.unwrap();
+        store.create_token_family(&spent_family, &live.id, &refresh("f3", &spent_family, old)).await.unwrap();
+        store.create_token_family(&active_family, &live.id, &refresh("f4", &active_family, young)).await.unwrap();
+        store.insert_audit_event(&audit_at(young, Some(&revoked_old.id))).await.unwrap();
+
+        assert!(drain(store, &PruneRule::Tokens { before: cutoff }).await >= 5);
+        assert!(store.token(&revoked_old.id).await.unwrap().is_none());
+        assert!(store.token(&expired_old.id).await.unwrap().is_none());
+        for kept in [&revoked_young, &expired_young, &live] {
+            assert!(store.token(&kept.id).await.unwrap().is_some(), "{} is younger than the cutoff", kept.token_hash);
+        }
+        assert!(store.token_by_hash("revoked-old").await.unwrap().is_none());
+        for (hash, kept) in [("f1", false), ("f2", false), ("f3", false), ("f4", true)] {
+            assert_eq!(store.refresh_token_by_hash(hash).await.unwrap().is_some(), kept, "refresh token {hash}");
+        }
+        assert_eq!(store.active_token_family(&active_family).await.unwrap().as_deref(), Some(live.id.as_str()));
+        let by_token = AuditFilter { token: Some(revoked_old.id.clone()), ..everyone.clone() };
+        assert_eq!(store.audit_events(&by_token, PAGE).await.unwrap().1, 1, "its history stays");
+
+        // Job logs: a site's last deployment keeps its log whatever its age; other finished
+        // jobs lose theirs after the cutoff, and then the jobs themselves go.
+        let org = slipway_core::new_id();
+        store.create_organization(&org, "Retention", &user.id).await.unwrap();
+        let srv = server(&org, "web");
+        store.insert_server(&srv).await.unwrap();
+        let st = store.insert_site(&site(&srv, "retention.example.com")).await.unwrap();
+        let deployments = [deployment(&st, "succeeded"), deployment(&st, "failed"), deployment(&st, "succeeded")];
+        for d in &deployments {
+            finished_job(store, &d.job_id, 5, old).await;
+            store.insert_deployment(d).await.unwrap();
+        }
+        let (plain_old, plain_young, running) =
+            (slipway_core::new_id(), slipway_core::new_id(), slipway_core::new_id());
+        finished_job(store, &plain_old, 3, old).await;
+        finished_job(store, &plain_young, 3, young).await;
+        store.enqueue_job(&NewJob { id: running.clone(), ..job(None, false) }).await.unwrap();
+        store.claim_job("w", now(), lease()).await.unwrap().unwrap();
+        store.append_job_log(&running, 1, &[("stdout".into(), "still going".into())], old).await.unwrap();
+
+        let keep_deployments = 1;
+        assert_eq!(drain(store, &PruneRule::JobLogs { before: cutoff, keep_deployments }).await, 5 + 5 + 3);
+        let lines = |id: String| async move { store.job_log(&id, 0, 100).await.unwrap().len() };
+        assert_eq!(lines(deployments[0].job_id.clone()).await, 0);
+        assert_eq!(lines(deployments[1].job_id.clone()).await, 0);
+        assert_eq!(lines(deployments[2].job_id.clone()).await, 5, "the site's last deployment keeps its log");
+        assert_eq!(lines(plain_old.clone()).await, 0);
+        assert_eq!(lines(plain_young.clone()).await, 3);
+        assert_eq!(lines(running.clone()).await, 1, "a running job is never pruned");
+
+        let jobs_rule = PruneRule::Jobs { before: cutoff, logs_before: cutoff, keep_deployments };
+        assert_eq!(drain(store, &jobs_rule).await, 3);
+        assert!(store.job(&deployments[0].job_id).await.unwrap().is_none());
+        assert!(store.job(&plain_old).await.unwrap().is_none());
+        for kept in [&deployments[2].job_id, &plain_young, &running] {
+            assert!(store.job(kept).await.unwrap().is_some());
+        }
+        let (listed, total) = store.deployments_of_site(&st.id, PAGE).await.unwrap();
+        assert_eq!((total, listed.len()), (3, 3), "deployments stay; a pruned one has an empty log");
+        // A job younger than the log setting keeps its row even past the jobs setting.
+        let logs_longer = PruneRule::Jobs { before: t, logs_before: cutoff, keep_deployments };
+        assert_eq!(drain(store, &logs_longer).await, 0);
+
+        // Webhook deliveries and the delivery ids claimed to refuse replays.
+        let repo = git_repository(&org, "retention-hook");
+        store.insert_git_repository(&repo).await.unwrap();
+        for (delivery, at) in [("d-old", old), ("d-young", young)] {
+            store
+                .insert_webhook_delivery(&WebhookDelivery {
+                    id: slipway_core::new_id(),
+                    repository_id: repo.id.clone(),
+                    site_id: Some(st.id.clone()),
+                    received_at: at,
+                    event: Some("push".into()),
+                    branch: None,
+                    commit_sha: None,
+                    outcome: "ignored".into(),
+                    reason: None,
+                    deployment_id: None,
+                    delivery_id: Some(delivery.into()),
+                })
+                .await
+                .unwrap();
+            assert!(store.claim_webhook_delivery(&repo.id, delivery, at).await.unwrap());
+        }
+        assert_eq!(drain(store, &PruneRule::WebhookDeliveries { before: cutoff }).await, 2);
+        let (left, _) = store.webhook_deliveries_of_site(&st.id, PAGE).await.unwrap();
+        assert_eq!(left.iter().map(|d| d.delivery_id.as_deref()).collect::<Vec<_>>(), [Some("d-young")]);
+        assert!(store.claim_webhook_delivery(&repo.id, "d-old", now()).await.unwrap(), "its claim is forgotten");
+        assert!(!store.claim_webhook_delivery(&repo.id, "d-young", now()).await.unwrap(), "a young claim holds");
+
+        // Idempotency records and rate-limit windows.
+        let long_ago = t - days(100);
+        for (key, at) in [("old-1", old), ("old-2", old), ("young", young)] {
+            store.idempotency_begin("p", key, "h", at, long_ago, long_ago).await.unwrap();
+        }
+        assert_eq!(drain(store, &PruneRule::IdempotencyKeys { before: cutoff }).await, 2);
+        assert_eq!(
+            store.idempotency_begin("p", "young", "h", t, long_ago, long_ago).await.unwrap(),
+            IdempotencyBegin::InProgress,
+            "a young record is kept"
+        );
+        for (key, expires) in [("a", 1000), ("b", 1000), ("c", 3000)] {
+            store.rate_limit_hit(key, 0, expires).await.unwrap();
+        }
+        assert_eq!(drain(store, &PruneRule::RateLimits { now_unix: 2000 }).await, 2);
+        assert_eq!(store.rate_limit_hit("c", 0, 3000).await.unwrap(), 2, "a current window keeps counting");
+
+        // What the pruning job reports, and compaction.
+        let counts = store.table_counts().await.unwrap();
+        assert_eq!(counts.len(), COUNTED_TABLES.len());
+        let count = |table: &str| counts.iter().find(|(t, _)| *t == table).unwrap().1;
+        assert_eq!((count("audit_events"), count("access_tokens"), count("jobs")), (2, 3, 3));
+        // d-young, and d-old claimed again above.
+        assert_eq!((count("job_logs"), count("webhook_delivery_ids"), count("rate_limits")), (5 + 3 + 1, 2, 1));
+        assert!(store.database_size().await.unwrap() > 0);
+        store.reclaim_free_pages().await.unwrap();
+        store.compact().await.unwrap();
+        assert_eq!(store.table_counts().await.unwrap(), counts, "compaction keeps every row");
+    }
+
+    pub async fn audit_events_page_by_cursor_and_export_oldest_first(db: &TestDatabase) {
+        let store = db.store().await;
+        let t = now();
+        let events: Vec<AuditEvent> = (0..5).map(|i| audit_at(t - chrono::Duration::minutes(10 - i), None)).collect();
+        for e in &events {
+            store.insert_audit_event(e).await.unwrap();
+        }
+        let everyone = AuditFilter { own_user_id: Some("someone".into()), ..Default::default() };
+        let two = PageRequest { page: 1, per_page: 2 };
+        let (first, _) = store.audit_events(&everyone, two).await.unwrap();
+        assert_eq!(first.iter().map(|e| &e.id).collect::<Vec<_>>(), [&events[4].id, &events[3].id]);
+        // The oldest rows are pruned and new ones arrive: the cursor still gives the next page.
+        let before = chrono::Duration::minutes(8);
+        assert_eq!(store.prune(&PruneRule::AuditEvents { before: t - before }, 10).await.unwrap(), 2);
+        store.insert_audit_event(&audit_at(now(), None)).await.unwrap();
+        let next = AuditFilter { before: Some(first[1].id.clone()), ..everyone.clone() };
+        let (second, _) = store.audit_events(&next, two).await.unwrap();
+        assert_eq!(second.iter().map(|e| &e.id).collect::<Vec<_>>(), [&events[2].id]);
+
+        // Export: oldest first from a time, paged by id.
+        let since = t - chrono::Duration::minutes(8);
+        let page = store.audit_events_since(since, None, 1).await.unwrap();
+        assert_eq!(page[0].id, events[2].id);
+        let rest = store.audit_events_since(since, Some(&page[0].id), 10).await.unwrap();
+        assert_eq!(rest.len(), 3);
+        assert_eq!((&rest[0].id, &rest[1].id), (&events[3].id, &events[4].id));
+    }
 }
 
 macro_rules! conformance {
@@ -1119,6 +1365,8 @@ conformance!(
     sites_deployments_and_environments,
     git_repositories_and_webhook_deliveries,
     webhook_delivery_ids_are_claimed_once_per_repository,
+    retention_prunes_each_kind_and_nothing_younger,
+    audit_events_page_by_cursor_and_export_oldest_first,
 );
 
 #[tokio::test]

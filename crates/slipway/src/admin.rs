@@ -147,3 +147,62 @@ fn describe(e: slipway_store::StoreError) -> anyhow::Error {
         other => other.into(),
     }
 }
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Rewrites the database compactly, giving pruned space back to the file system.
+#[allow(clippy::print_stdout)]
+pub async fn vacuum(args: VacuumArgs, env_key: Option<String>) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args.server, env_key)?;
+    let store = serve::open_store(&settings).await?;
+    let before = store.database_size().await?;
+    store.compact().await.context("VACUUM failed")?;
+    let after = store.database_size().await?;
+    println!("Compacted the {} database: {before} bytes before, {after} bytes after.", store.backend().as_str());
+    store.close().await;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ExportAuditArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Events at or after this time: RFC 3339 (2026-01-31T00:00:00Z) or an age (30d, 12h)
+    #[arg(long)]
+    pub since: String,
+}
+
+/// Writes audit events since a time to standard output as JSON lines, oldest first, in the
+/// API's shape: a copy to keep before pruning deletes them.
+pub async fn export_audit(args: ExportAuditArgs, env_key: Option<String>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let since = match chrono::DateTime::parse_from_rfc3339(&args.since) {
+        Ok(at) => at.with_timezone(&chrono::Utc),
+        Err(_) => {
+            let age = crate::config::parse_duration(&args.since)
+                .map_err(|e| anyhow::anyhow!("--since: not an RFC 3339 time, and {e}"))?;
+            slipway_core::time::now() - chrono::Duration::from_std(age)?
+        }
+    };
+    let settings = Settings::resolve(&args.server, env_key)?;
+    let store = serve::open_store(&settings).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.audit_events_since(since, after.as_deref(), 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for event in page {
+            let resource = slipway_api::routes::audit_events::AuditEventResource::from(event);
+            serde_json::to_writer(&mut out, &resource)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    store.close().await;
+    Ok(())
+}

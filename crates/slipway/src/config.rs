@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
@@ -81,6 +82,58 @@ pub struct ServerArgs {
     /// Backup downloads per hour per caller [default: 10]
     #[arg(long, env = "SLIPWAY_RATE_LIMIT_BACKUP_DOWNLOAD", value_name = "N")]
     pub rate_limit_backup_download: Option<u32>,
+    /// How long audit events are kept, e.g. 365d, 12h, 90m, 30s [default: 365d]
+    #[arg(long, env = "SLIPWAY_RETENTION_AUDIT_EVENTS", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_audit_events: Option<Duration>,
+    /// How long revoked and expired tokens (and their JWT families) are kept after revocation
+    /// or expiry [default: 30d]
+    #[arg(long, env = "SLIPWAY_RETENTION_TOKENS", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_tokens: Option<Duration>,
+    /// How long job and deployment logs are kept [default: 30d]
+    #[arg(long, env = "SLIPWAY_RETENTION_JOB_LOGS", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_job_logs: Option<Duration>,
+    /// The logs of each site's last N deployments are kept whatever their age [default: 10]
+    #[arg(long, env = "SLIPWAY_RETENTION_DEPLOYMENT_LOGS_KEPT", value_name = "N")]
+    pub retention_deployment_logs_kept: Option<u32>,
+    /// How long finished jobs are kept once their log is not [default: 30d]
+    #[arg(long, env = "SLIPWAY_RETENTION_JOBS", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_jobs: Option<Duration>,
+    /// How long webhook deliveries and their delivery ids are kept [default: 30d]
+    #[arg(long, env = "SLIPWAY_RETENTION_WEBHOOK_DELIVERIES", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_webhook_deliveries: Option<Duration>,
+    /// How long idempotency keys are kept (and replayed) [default: 24h]
+    #[arg(long, env = "SLIPWAY_RETENTION_IDEMPOTENCY_KEYS", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_idempotency_keys: Option<Duration>,
+    /// How often the pruning job runs [default: 1h]
+    #[arg(long, env = "SLIPWAY_PRUNE_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub prune_interval: Option<Duration>,
+}
+
+/// A duration as a whole number and a unit: `30s`, `90m`, `24h`, `365d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?} is not a duration: use a whole number and s, m, h or d (e.g. 30d)")),
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && n <= 100 * 365 => Ok(Duration::from_secs(n * seconds)),
+        _ => Err(format!("{text:?} is not a duration: the number must be between 1 and 36500")),
+    }
+}
+
+/// The shortest way to write `d` that `parse_duration` reads back.
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    [(86_400, "d"), (3600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(unit, _)| s.is_multiple_of(*unit))
+        .map_or_else(|| format!("{s}s"), |(unit, name)| format!("{}{name}", s / unit))
 }
 
 /// The file's keys; every one optional, unknown keys rejected so a typo is not silently ignored.
@@ -105,6 +158,28 @@ struct FileConfig {
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
     rate_limit_backup_download: Option<u32>,
+    retention_audit_events: Option<String>,
+    retention_tokens: Option<String>,
+    retention_job_logs: Option<String>,
+    retention_deployment_logs_kept: Option<u32>,
+    retention_jobs: Option<String>,
+    retention_webhook_deliveries: Option<String>,
+    retention_idempotency_keys: Option<String>,
+    prune_interval: Option<String>,
+}
+
+/// The flag's duration, else the file's (parsed, naming the key when it is wrong), else `default`.
+fn duration_setting(
+    flag: Option<Duration>,
+    file: Option<&str>,
+    key: &str,
+    default: Duration,
+) -> anyhow::Result<Duration> {
+    match (flag, file) {
+        (Some(d), _) => Ok(d),
+        (None, Some(text)) => parse_duration(text).map_err(|e| anyhow::anyhow!("{key}: {e}")),
+        (None, None) => Ok(default),
+    }
 }
 
 /// Where the secrets key comes from.
@@ -134,6 +209,7 @@ pub struct Settings {
     pub ssh_connect_timeout_seconds: u64,
     pub command_idle_seconds: u64,
     pub rate_limits: slipway_api::state::RateLimits,
+    pub retention: slipway_jobs::retention::Retention,
 }
 
 impl Settings {
@@ -199,7 +275,53 @@ impl Settings {
         {
             bail!("rate limits must be at least 1");
         }
+        let d = slipway_jobs::retention::Retention::default();
+        let retention = slipway_jobs::retention::Retention {
+            audit_events: duration_setting(
+                args.retention_audit_events,
+                file.retention_audit_events.as_deref(),
+                "retention_audit_events",
+                d.audit_events,
+            )?,
+            tokens: duration_setting(
+                args.retention_tokens,
+                file.retention_tokens.as_deref(),
+                "retention_tokens",
+                d.tokens,
+            )?,
+            job_logs: duration_setting(
+                args.retention_job_logs,
+                file.retention_job_logs.as_deref(),
+                "retention_job_logs",
+                d.job_logs,
+            )?,
+            keep_deployment_logs: args
+                .retention_deployment_logs_kept
+                .or(file.retention_deployment_logs_kept)
+                .unwrap_or(d.keep_deployment_logs),
+            jobs: duration_setting(args.retention_jobs, file.retention_jobs.as_deref(), "retention_jobs", d.jobs)?,
+            webhook_deliveries: duration_setting(
+                args.retention_webhook_deliveries,
+                file.retention_webhook_deliveries.as_deref(),
+                "retention_webhook_deliveries",
+                d.webhook_deliveries,
+            )?,
+            idempotency_keys: duration_setting(
+                args.retention_idempotency_keys,
+                file.retention_idempotency_keys.as_deref(),
+                "retention_idempotency_keys",
+                d.idempotency_keys,
+            )?,
+            interval: duration_setting(
+                args.prune_interval,
+                file.prune_interval.as_deref(),
+                "prune_interval",
+                d.interval,
+            )?,
+            ..d
+        };
         Ok(Settings {
+            retention,
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
             job_lease_seconds,
@@ -245,6 +367,14 @@ impl Settings {
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,
             "rate_limit_backup_download": self.rate_limits.backup_download_per_hour,
+            "retention_audit_events": format_duration(self.retention.audit_events),
+            "retention_tokens": format_duration(self.retention.tokens),
+            "retention_job_logs": format_duration(self.retention.job_logs),
+            "retention_deployment_logs_kept": self.retention.keep_deployment_logs,
+            "retention_jobs": format_duration(self.retention.jobs),
+            "retention_webhook_deliveries": format_duration(self.retention.webhook_deliveries),
+            "retention_idempotency_keys": format_duration(self.retention.idempotency_keys),
+            "prune_interval": format_duration(self.retention.interval),
         });
         toml::to_string(&value).unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
     }
@@ -329,6 +459,35 @@ mod tests {
         let args =
             ServerArgs { data_dir: Some(temp_dir()), public_url: Some("cp.example".into()), ..Default::default() };
         assert!(Settings::resolve(&args, None).unwrap_err().to_string().contains("public_url must start with"));
+    }
+
+    #[test]
+    fn retention_settings_parse_and_render_back() {
+        let dir = temp_dir();
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "retention_audit_events = \"90d\"\nprune_interval = \"15m\"\n")
+            .unwrap();
+        let args = ServerArgs {
+            data_dir: Some(dir.clone()),
+            retention_tokens: Some(parse_duration("12h").unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!(s.retention.audit_events, Duration::from_secs(90 * 86_400));
+        assert_eq!(s.retention.tokens, Duration::from_secs(12 * 3600));
+        assert_eq!(s.retention.interval, Duration::from_secs(900));
+        assert_eq!(s.retention.idempotency_keys, Duration::from_secs(86_400), "the default");
+        let text = s.render_redacted();
+        assert!(text.contains("retention_audit_events = \"90d\""), "{text}");
+        assert!(text.contains("retention_idempotency_keys = \"1d\""), "{text}");
+        for bad in ["30", "30 days", "0d", "-1d", "1w", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "retention_jobs = \"forever\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            Settings::resolve(&ServerArgs { data_dir: Some(dir), ..Default::default() }, None).unwrap_err()
+        );
+        assert!(err.contains("retention_jobs"), "{err}");
     }
 
     #[test]

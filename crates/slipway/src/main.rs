@@ -82,6 +82,10 @@ enum Command {
 enum AdminCommand {
     /// Create a user in a new or existing organization
     CreateUser(admin::CreateUserArgs),
+    /// Compact the database (VACUUM), giving pruned space back to the file system
+    Vacuum(admin::VacuumArgs),
+    /// Print audit events since a time as JSON lines, oldest first (e.g. before pruning)
+    ExportAudit(admin::ExportAuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +156,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::resolve(&args.server, env_key())?;
             logging::init(settings.log_format, "warn")?;
             runtime()?.block_on(admin::create_user(args, env_key()))
+        }
+        Command::Admin(AdminCommand::Vacuum(args)) => {
+            let settings = Settings::resolve(&args.server, env_key())?;
+            logging::init(settings.log_format, "warn")?;
+            runtime()?.block_on(admin::vacuum(args, env_key()))
+        }
+        Command::Admin(AdminCommand::ExportAudit(args)) => {
+            let settings = Settings::resolve(&args.server, env_key())?;
+            logging::init(settings.log_format, "warn")?;
+            runtime()?.block_on(admin::export_audit(args, env_key()))
         }
         Command::Key(KeyCommand::Generate) => {
             println!("{}", slipway_core::SecretsKey::generate().to_base64());

@@ -53,7 +53,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let jobs_enqueued = state.jobs_enqueued.clone();
     let setup_code = prepare_setup_code(store.as_ref()).await?;
     let app = slipway_api::app(state);
-    spawn_housekeeping(store.clone());
+    // Pruning old records is a durable job; every replica makes sure this slot's run exists
+    // (one job per slot whatever the number of replicas), and each run schedules the next.
+    slipway_jobs::retention::schedule(store.as_ref(), &settings.retention, slipway_core::time::now())
+        .await
+        .context("cannot schedule the pruning job")?;
 
     tracing::info!(addr = %local, backend = store.backend().as_str(), version = env!("CARGO_PKG_VERSION"), "listening");
     // One plain line on stdout, for people and for scripts that start Slipway on port 0.
@@ -79,7 +83,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         poll: Duration::from_secs(1).min(lease / 2),
         ..Default::default()
     };
-    let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), worker_config).with_wakeup(jobs_enqueued);
+    let registry = engine.registry().register(
+        slipway_jobs::retention::PRUNE_JOB,
+        slipway_jobs::retention::Prune { store: store.clone(), retention: settings.retention.clone() },
+    );
+    let worker = slipway_jobs::Worker::new(store.clone(), registry, worker_config).with_wakeup(jobs_enqueued);
     let worker = if settings.job_worker {
         Some(tokio::spawn(worker.run(jobs_stopped)))
     } else {
@@ -115,23 +123,6 @@ async fn prepare_setup_code(store: &dyn Store) -> anyhow::Result<Option<String>>
         .put_setting(slipway_api::routes::account::SETUP_CODE_SETTING, &slipway_core::token::sha256_hex(&code))
         .await?;
     Ok(Some(code))
-}
-
-/// Drops expired rate-limit windows and idempotency records every few minutes.
-fn spawn_housekeeping(store: Arc<dyn Store>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            tick.tick().await;
-            let now = slipway_core::time::now();
-            if let Err(e) = store.purge_rate_limits(now.timestamp()).await {
-                tracing::warn!(error = %e, "could not purge rate-limit windows");
-            }
-            if let Err(e) = store.purge_idempotency(now - chrono::Duration::hours(24)).await {
-                tracing::warn!(error = %e, "could not purge idempotency records");
-            }
-        }
-    });
 }
 
 /// Resolves on SIGINT or SIGTERM; the server then stops accepting and drains.

@@ -209,3 +209,75 @@ async fn idempotency_keys_survive_kill_9_on_postgres() {
     let key = key.to_base64();
     idempotency_keys_survive_kill_9(&[("SLIPWAY_DATABASE_URL", db.url()), ("SLIPWAY_SECRET_KEY", key)]).await;
 }
+
+/// Retention through the real binary: with a one-second token retention and pruning every
+/// second, a revoked token's row is deleted by the scheduled job while the live token, and the
+/// audit events naming the revoked one, stay; `/metrics` reports it; the audit log exports as
+/// JSON lines and the database compacts.
+async fn prunes_on_schedule(envs: &[(&str, &str)]) {
+    let dir = temp_data_dir();
+    let mut envs = envs.to_vec();
+    envs.extend([("SLIPWAY_RETENTION_TOKENS", "1s"), ("SLIPWAY_PRUNE_INTERVAL", "1s")]);
+    let server = Server::start(&dir, &envs).unwrap();
+    let owner = common::owner(&server).await;
+    let (status, created) =
+        owner.call(reqwest::Method::POST, "/api/v1/tokens", Some(serde_json::json!({"name": "short-lived"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["token"]["id"].as_str().or(created["data"]["id"].as_str()).unwrap().to_string();
+    let (status, _) = owner.call(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(status, 204);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let text = server.get("/metrics").await.text().await.unwrap();
+        let pruned = text
+            .lines()
+            .find_map(|l| l.strip_prefix("slipway_pruned_rows_total{rule=\"tokens\"} "))
+            .and_then(|n| n.parse::<u64>().ok());
+        if pruned.is_some_and(|n| n >= 1) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the revoked token was not pruned:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(metrics.contains("slipway_table_rows{table=\"audit_events\"} "), "{metrics}");
+    assert!(metrics.contains("slipway_database_size_bytes "), "{metrics}");
+    let (status, _) = owner.call(reqwest::Method::GET, &format!("/api/v1/tokens/{id}"), None).await;
+    assert_eq!(status, 404, "the revoked token's row is gone");
+    let (status, events) = owner.call(reqwest::Method::GET, &format!("/api/v1/audit-events?token={id}"), None).await;
+    let (status_all, all) = owner.call(reqwest::Method::GET, "/api/v1/audit-events?per_page=100", None).await;
+    assert_eq!((status, status_all), (200, 200), "the owner's live token still works");
+    let mentions = all["data"].as_array().unwrap().iter().filter(|e| e.to_string().contains(&id)).count();
+    assert!(mentions >= 1, "audit events naming the pruned token stay: {events} {all}");
+    // Paging by cursor: the page after the newest event starts right below it.
+    let ids: Vec<&str> = all["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let (_, next) =
+        owner.call(reqwest::Method::GET, &format!("/api/v1/audit-events?per_page=2&before={}", ids[0]), None).await;
+    let next: Vec<&str> = next["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(next, ids[1..3.min(ids.len())], "the page after the first by cursor");
+    drop(server);
+
+    let export = slipway(&dir, &envs).args(["admin", "export-audit", "--since", "1h"]).output().unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(export.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|e| e.to_string().contains(&id)), "{lines:?}");
+    assert!(lines.windows(2).all(|w| w[0]["id"].as_str() < w[1]["id"].as_str()), "oldest first");
+    let vacuum = slipway(&dir, &envs).args(["admin", "vacuum"]).output().unwrap();
+    assert!(vacuum.status.success(), "{}", String::from_utf8_lossy(&vacuum.stderr));
+    assert!(String::from_utf8_lossy(&vacuum.stdout).contains("Compacted"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn prunes_on_schedule_on_sqlite() {
+    prunes_on_schedule(&[]).await;
+}
+
+#[tokio::test]
+async fn prunes_on_schedule_on_postgres() {
+    let db = TestDatabase::postgres().await;
+    let key = slipway_core::SecretsKey::generate();
+    let key = key.to_base64();
+    prunes_on_schedule(&[("SLIPWAY_DATABASE_URL", db.url()), ("SLIPWAY_SECRET_KEY", key)]).await;
+}

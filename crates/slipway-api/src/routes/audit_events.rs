@@ -108,6 +108,9 @@ pub struct AuditQuery {
     pub from: Option<DateTime<Utc>>,
     /// Only events at or before this time (RFC 3339).
     pub to: Option<DateTime<Utc>>,
+    /// Only events older than this event id: a cursor. Pass the last id of the page you read
+    /// (with page 1) to get the next page; new events and pruning cannot shift it.
+    pub before: Option<String>,
 }
 
 /// Audit events, newest first: your own, plus every event of the organizations you own or
@@ -132,6 +135,7 @@ pub async fn list_audit_events(
         resource: q.resource,
         from: q.from,
         to: q.to,
+        before: q.before,
         ..Default::default()
     };
     match principal.kind {

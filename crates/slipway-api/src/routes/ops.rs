@@ -54,7 +54,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.metrics.render().into_response();
+    let mut text = state.metrics.render();
+    // Two cheap reads; a database that does not answer leaves these series out, not the rest.
+    let size = state.store.database_size().await.ok();
+    let report = state.store.setting(slipway_jobs::retention::REPORT_SETTING).await.ok().flatten();
+    let report = report.and_then(|json| serde_json::from_str(&json).ok());
+    crate::metrics::render_retention(&mut text, size, report.as_ref());
+    let mut response = text.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
