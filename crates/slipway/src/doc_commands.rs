@@ -68,7 +68,12 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
         if let Some(start) = start
             && command[start] == "slipway"
         {
-            found.push(command[start..].to_vec());
+            // Redirections (`>> file`, `2>&1`, `< in`) belong to the shell, not to slipway.
+            let end = command[start..]
+                .iter()
+                .position(|w| w.starts_with('>') || w.starts_with('<') || w.starts_with("2>"))
+                .map_or(command.len(), |i| start + i);
+            found.push(command[start..end].to_vec());
         }
     }
     found
