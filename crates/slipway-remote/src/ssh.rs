@@ -242,7 +242,15 @@ impl SshConnection {
     async fn kill_group(&self, pgid: u32) {
         let kill = async {
             let _slot = self.kill_channels.acquire().await.ok()?;
-            let mut channel = self.handle.channel_open_session().await.ok()?;
+            // sshd may still count sessions that are closing (MaxSessions) and refuse a new one
+            // for a moment: try again rather than leave the processes running.
+            let mut channel = loop {
+                match self.handle.channel_open_session().await {
+                    Ok(channel) => break channel,
+                    Err(russh::Error::Disconnect) => return None,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            };
             // `pgid` is a number we parsed, so the command is fixed text plus digits. The group
             // is root's, so a non-root login user kills it through sudo too.
             channel.exec(true, self.as_root(&format!("kill -s KILL -- -{pgid}"))).await.ok()?;
