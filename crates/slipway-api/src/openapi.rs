@@ -124,6 +124,10 @@ pub fn finish(api: &mut utoipa::openapi::OpenApi) {
             if has_path_params {
                 statuses.push("404");
             }
+            // `{server}` may be a name, and two of the caller's servers may share it.
+            if path.contains("{server}") {
+                statuses.push("409");
+            }
             // Any query parameter can be given a value that does not parse.
             if has_query_params(op) {
                 statuses.push("422");

@@ -146,7 +146,7 @@ pub struct UpdateOrganization {
 #[utoipa::path(
     patch, path = "/api/v1/organizations/{organization}", tag = "organizations",
     params(("organization" = String, Path)),
-    request_body = UpdateOrganization,
+    request_body = Option<UpdateOrganization>,
     security(("token" = ["organization:update"])),
     responses((status = 200, body = Data<OrganizationResource>))
 )]

@@ -363,7 +363,7 @@ pub struct UpdateServer {
 #[utoipa::path(
     put, path = "/api/v1/servers/{server}", tag = "servers",
     params(("server" = String, Path)),
-    request_body = UpdateServer,
+    request_body = Option<UpdateServer>,
     security(("token" = ["server:update"])),
     responses((status = 200, body = Data<ServerResource>))
 )]

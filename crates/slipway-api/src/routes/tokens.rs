@@ -549,7 +549,7 @@ pub struct UpdateToken {
 #[utoipa::path(
     patch, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "Token id")),
-    request_body = UpdateToken,
+    request_body = Option<UpdateToken>,
     security(("token" = ["token:update"])),
     responses((status = 200, body = Data<TokenResource>))
 )]

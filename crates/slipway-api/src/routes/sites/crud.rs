@@ -152,7 +152,7 @@ pub async fn get_site(State(state): State<AppState>, v: VisibleSite) -> Result<D
 #[utoipa::path(
     put, path = "/api/v1/servers/{server}/sites/{site}", tag = "sites",
     params(("server" = String, Path), ("site" = String, Path)),
-    request_body = UpdateSite,
+    request_body = Option<UpdateSite>,
     security(("token" = ["site:update"])),
     responses((status = 200, body = Data<SiteResource>))
 )]
