@@ -10,7 +10,7 @@ from slipway_client import AuthenticatedClient, Client
 from slipway_client.api.account import login, setup
 from slipway_client.api.servers import create_server, get_server, list_servers
 from slipway_client.api.tokens import create_token
-from slipway_client.models import CreateServer, CreateToken, LoginRequest, SetupRequest
+from slipway_client.models import CreateServer, CreateToken, LoginRequest, ServerProvider, SetupRequest
 
 url, code = sys.argv[1], sys.argv[2]
 email, password = "client@example.com", "generated-client-password"
@@ -47,7 +47,7 @@ assert before.meta.total == 0, before
 
 created = expect(
     create_server.sync_detailed(
-        client=client, body=CreateServer(name="web-1", provider="custom", ip_address="192.0.2.10")
+        client=client, body=CreateServer(name="web-1", provider=ServerProvider.CUSTOM, ip_address="192.0.2.10")
     ),
     201,
 )
