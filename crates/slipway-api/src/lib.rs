@@ -41,6 +41,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
     // Server items: one line per kind.
     let router = routes::items::ssh_keys::router(router);
     let router = routes::items::network_rules::router(router);
+    let router = routes::items::daemons::router(router);
+    let router = routes::items::daemons::extra_router(router);
     router
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))

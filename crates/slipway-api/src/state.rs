@@ -73,6 +73,9 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Notified after every enqueue, so this process's job worker starts the job at once.
     pub jobs_enqueued: Arc<tokio::sync::Notify>,
+    /// For reads a request makes on a server (a program's live status, a log tail); `serve`
+    /// shares its job runner's, so both use the same kept connections.
+    pub engine: slipway_engine::Engine,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ impl AppState {
             Backend::Postgres => RateLimiter::shared(store.clone()),
         });
         let jwt = Arc::new(JwtKeys::new(&secrets));
+        let engine = slipway_engine::Engine::new(store.clone(), secrets.clone());
         Self {
             rules: Arc::new(RouteRules::from_spec(&crate::openapi())),
             usage: Arc::new(UsageRecorder::new(store.clone())),
@@ -95,6 +99,7 @@ impl AppState {
             limiter,
             jwt,
             jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
+            engine,
         }
     }
 }

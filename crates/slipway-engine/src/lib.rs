@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod items;
 pub mod keys;
+pub mod probe;
 pub mod provision;
 pub mod restart;
 pub mod script;
@@ -83,7 +84,8 @@ impl Engine {
             .register(SITE_APPLY.name, sites::ApplySite(self.clone()))
             .register(SITE_REMOVE.name, sites::RemoveSite(self.clone()))
             .register(SITE_DEPLOY.name, deploy::DeploySite(self.clone()))
-            .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()));
+            .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()))
+            .register(items::supervised::PROGRAM_RESTART.name, items::supervised::RestartProgramJob(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

@@ -26,6 +26,25 @@ pub(crate) async fn load_server(engine: &Engine, id: &str) -> Result<Server, Job
     engine.store.server(id).await.map_err(store_error)?.ok_or_else(|| JobError::failed("the server was deleted"))
 }
 
+/// Where connecting reports its progress: a job's log, or nowhere (a read the API makes).
+pub trait Progress: Sync {
+    fn line(&self, stream: &str, line: String);
+}
+
+impl Progress for JobContext {
+    fn line(&self, stream: &str, line: String) {
+        self.log(stream, line);
+    }
+}
+
+/// Progress nobody reads: the API reading a status or a log tail reports failures as its answer.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn line(&self, _: &str, _: String) {}
+}
+
 /// A connection shared by the jobs of one server (each runs its scripts on channels of its own).
 pub type Connection = Arc<SshConnection>;
 
@@ -99,9 +118,9 @@ impl ConnectionPool {
 }
 
 /// A connection to the server: a kept one that still works, else a new one.
-pub async fn connect(engine: &Engine, ctx: &JobContext, server: &Server) -> Result<Connection, JobError> {
+pub async fn connect(engine: &Engine, ctx: &dyn Progress, server: &Server) -> Result<Connection, JobError> {
     if let Some(connection) = engine.connections.reusable(engine, server).await {
-        ctx.log(
+        ctx.line(
             "info",
             format!("using the open connection to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port),
         );
@@ -115,7 +134,7 @@ pub async fn connect(engine: &Engine, ctx: &JobContext, server: &Server) -> Resu
 /// Connects afresh and records what first contact learns; marks the server unreachable (with
 /// the reason) when it cannot be reached. `verify` uses this directly: it checks the connection
 /// itself.
-pub async fn connect_new(engine: &Engine, ctx: &JobContext, server: &Server) -> Result<SshConnection, JobError> {
+pub async fn connect_new(engine: &Engine, ctx: &dyn Progress, server: &Server) -> Result<SshConnection, JobError> {
     let keypair = crate::keys::organization_keypair(engine.store.as_ref(), &engine.secrets, &server.organization_id)
         .await
         .map_err(|e| JobError::failed(e.to_string()))?;
@@ -125,7 +144,7 @@ pub async fn connect_new(engine: &Engine, ctx: &JobContext, server: &Server) -> 
         user: UnixUser::parse(&server.ssh_user).map_err(|e| JobError::failed(format!("invalid SSH user: {e}")))?,
         pinned_host_key: server.host_key.clone(),
     };
-    ctx.log("info", format!("connecting to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port));
+    ctx.line("info", format!("connecting to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port));
     match SshConnection::connect(&target, &keypair, &engine.ssh).await {
         Ok(connection) => {
             if server.host_key.is_none() {
@@ -135,13 +154,13 @@ pub async fn connect_new(engine: &Engine, ctx: &JobContext, server: &Server) -> 
                     .await
                     .map_err(store_error)?;
                 let fingerprint = slipway_remote::fingerprint(&connection.host_key).unwrap_or_default();
-                ctx.log("info", format!("first contact: pinned host key {fingerprint}"));
+                ctx.line("info", format!("first contact: pinned host key {fingerprint}"));
             }
             Ok(connection)
         }
         Err(e) => {
             let reason = e.to_string();
-            ctx.log("stderr", reason.clone());
+            ctx.line("stderr", reason.clone());
             if let RemoteError::HostKeyMismatch { presented_key, .. } = &e {
                 engine.store.record_offered_host_key(&server.id, presented_key).await.map_err(store_error)?;
             }
@@ -158,14 +177,14 @@ pub async fn connect_new(engine: &Engine, ctx: &JobContext, server: &Server) -> 
 /// step it was in (its last `==> ` heading) and the last error line printed since that step
 /// began. An error line from an earlier step (an apt warning, say) is not the reason.
 #[derive(Debug, Default)]
-struct FailureTracker {
+pub(crate) struct FailureTracker {
     stated: Option<String>,
     step: Option<String>,
     last_error: Option<String>,
 }
 
 impl FailureTracker {
-    fn observe(&mut self, stream: slipway_remote::Stream, line: &str) {
+    pub(crate) fn observe(&mut self, stream: slipway_remote::Stream, line: &str) {
         if stream == slipway_remote::Stream::Stderr {
             if let Some(reason) = line.strip_prefix(ERROR_PREFIX) {
                 self.stated = Some(reason.to_string());
@@ -178,7 +197,7 @@ impl FailureTracker {
         }
     }
 
-    fn reason(self) -> String {
+    pub(crate) fn reason(self) -> String {
         if let Some(stated) = self.stated {
             return stated;
         }

@@ -49,7 +49,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     config.max_body_bytes = settings.max_body_bytes;
     config.registration_enabled = settings.registration_enabled;
     config.rate_limits = settings.rate_limits.clone();
-    let state = AppState::new(store.clone(), secrets.clone(), config);
+    let mut engine = slipway_engine::Engine::new(store.clone(), secrets.clone());
+    engine.ssh.connect = Duration::from_secs(settings.ssh_connect_timeout_seconds);
+    engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
+    let mut state = AppState::new(store.clone(), secrets, config);
+    state.engine = engine.clone();
     let jobs_enqueued = state.jobs_enqueued.clone();
     let setup_code = prepare_setup_code(store.as_ref()).await?;
     let app = slipway_api::app(state);
@@ -71,9 +75,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     // The job runner, in the same process: it claims work any replica enqueued.
-    let mut engine = slipway_engine::Engine::new(store.clone(), secrets);
-    engine.ssh.connect = Duration::from_secs(settings.ssh_connect_timeout_seconds);
-    engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let lease = Duration::from_secs(settings.job_lease_seconds);
     let worker_config = slipway_jobs::WorkerConfig {

@@ -480,3 +480,141 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The pids of processes whose command line holds `marker`, as this machine sees them.
+fn pids_of(marker: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[tokio::test]
+async fn daemons_run_under_real_supervisor_with_their_true_status() {
+    common::clean_test_host_files();
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start(&[&slipway_key]);
+    let server_path = format!("/api/v1/servers/{server_id}");
+    let (status, _) = api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+    assert_eq!(status, 200);
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let daemons = format!("{server_path}/daemons");
+
+    // Hostile values are refused with the field named, before anything reaches the server.
+    for (field, body) in [
+        ("command", json!({"command": "sleep 1\n[program:evil]\ncommand=/bin/touch /tmp/pwned"})),
+        ("command", json!({"command": "sleep 1\u{0}"})),
+        ("command", json!({"command": "x".repeat(64 * 1024)})),
+        ("directory", json!({"command": "true", "directory": "/tmp/%(ENV_HOME)s"})),
+        ("directory", json!({"command": "true", "directory": "/tmp/a b"})),
+        ("user", json!({"command": "true", "user": "root\nuser=x"})),
+        ("processes", json!({"command": "true", "processes": 33})),
+        ("stop_signal", json!({"command": "true", "stop_signal": "TERM\n[program:x]"})),
+    ] {
+        let (status, reply) = api.call(Method::POST, &daemons, Some(body)).await;
+        assert_eq!(status, 422, "{field}: {reply}");
+        assert!(reply["errors"][field].is_array(), "{field}: {reply}");
+    }
+
+    // A daemon runs as the deploy user in its directory, its command's own quoting intact.
+    let marker = format!("4{}.5", std::process::id() % 1000);
+    let command = format!(r#"printf '%s|' "$(echo sub)" 'a b' `echo tick`; echo; exec sleep {marker}"#);
+    let (status, daemon) = api
+        .call(Method::POST, &daemons, Some(json!({"name": "sleeper", "command": command, "directory": "/tmp"})))
+        .await;
+    assert_eq!(status, 201, "{daemon}");
+    assert_eq!(daemon["data"]["status"], "installing");
+    applied(&api, &daemon).await;
+    let daemon_path = format!("{daemons}/{}", daemon["data"]["id"].as_str().unwrap());
+    let running = || async {
+        let (_, d) = api.call(Method::GET, &daemon_path, None).await;
+        d["data"]["status"] == "running"
+    };
+    common::eventually(Duration::from_secs(20), "the daemon runs", running).await;
+    let sleeper = format!("sleep {marker}");
+    let first = pids_of(&sleeper);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let owner_of = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = String::from_utf8(Command::new("id").args(["-u", "slipway"]).output().unwrap().stdout).unwrap();
+    assert!(owner_of(first[0]).lines().any(|l| l.starts_with("Uid:") && l.contains(uid.trim())));
+    assert_eq!(std::fs::read_link(format!("/proc/{}/cwd", first[0])).unwrap(), Path::new("/tmp"));
+    let (status, log) = api.call(Method::GET, &format!("{daemon_path}/log?lines=10"), None).await;
+    assert_eq!(status, 200, "{log}");
+    assert!(log["data"]["lines"].as_array().unwrap().iter().any(|l| l == "sub|a b|tick|"), "{log}");
+
+    // Killed, it comes back, and its status stays `running`.
+    assert!(Command::new("kill").args(["-9", &first[0].to_string()]).status().unwrap().success());
+    common::eventually(Duration::from_secs(20), "supervisor restarts the killed daemon", || async {
+        let now = pids_of(&sleeper);
+        now.len() == 1 && now != first
+    })
+    .await;
+    common::eventually(Duration::from_secs(20), "the restarted daemon is running", running).await;
+
+    // Restart: a new process, through an operation.
+    let before = pids_of(&sleeper);
+    let (status, restarted) = api.call(Method::POST, &format!("{daemon_path}/restart"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{restarted}");
+    applied(&api, &restarted).await;
+    let after = pids_of(&sleeper);
+    assert!(after.len() == 1 && after != before, "{before:?} {after:?}");
+
+    // A command that exits at once is `failed` with supervisor's reason.
+    let (_, broken) = api.call(Method::POST, &daemons, Some(json!({"name": "broken", "command": "exit 1"}))).await;
+    applied(&api, &broken).await;
+    let broken_path = format!("{daemons}/{}", broken["data"]["id"].as_str().unwrap());
+    common::eventually(Duration::from_secs(30), "the broken daemon shows failed", || async {
+        let (_, d) = api.call(Method::GET, &broken_path, None).await;
+        d["data"]["status"] == "failed" && d["data"]["status_reason"].as_str().is_some_and(|r| r.contains("FATAL"))
+    })
+    .await;
+    let (status, reply) = api.call(Method::POST, &format!("{broken_path}/restart"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{reply}");
+    let op = api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed", "restarting a daemon that cannot start fails: {op}");
+
+    // A user that does not exist on the server is refused; one removed after the daemon was
+    // created fails only that daemon, with the reason, and the others still apply.
+    let (status, reply) =
+        api.call(Method::POST, &daemons, Some(json!({"command": "sleep 1", "user": "nosuchuser"}))).await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply["errors"]["user"][0].as_str().unwrap().contains("does not exist"), "{reply}");
+    assert!(Command::new("useradd").args(["--no-create-home", "slipwaytmpuser"]).status().unwrap().success());
+    let (status, ghost) =
+        api.call(Method::POST, &daemons, Some(json!({"command": "sleep 3600", "user": "slipwaytmpuser"}))).await;
+    assert_eq!(status, 201, "{ghost}");
+    applied(&api, &ghost).await;
+    assert!(Command::new("userdel").args(["-f", "slipwaytmpuser"]).status().unwrap().success());
+    let (status, other) = api.call(Method::POST, &daemons, Some(json!({"command": "sleep 3599"}))).await;
+    assert_eq!(status, 201, "{other}");
+    applied(&api, &other).await;
+    let ghost_path = format!("{daemons}/{}", ghost["data"]["id"].as_str().unwrap());
+    let (_, ghost) = api.call(Method::GET, &ghost_path, None).await;
+    assert_eq!(ghost["data"]["status"], "failed", "{ghost}");
+    assert!(ghost["data"]["status_reason"].as_str().unwrap().contains("slipwaytmpuser does not exist"), "{ghost}");
+    assert_eq!(pids_of(&sleeper), after, "the running daemon was left alone");
+    for path in [ghost_path, format!("{daemons}/{}", other["data"]["id"].as_str().unwrap())] {
+        let (status, _) = api.call(Method::DELETE, &path, None).await;
+        assert_eq!(status, 202);
+    }
+
+    // Deleting stops it and removes its program.
+    let (status, deleted) = api.call(Method::DELETE, &daemon_path, None).await;
+    assert_eq!(status, 202, "{deleted}");
+    applied(&api, &deleted).await;
+    let program = format!("slipway-daemon-{}", daemon["data"]["id"].as_str().unwrap().to_ascii_lowercase());
+    assert!(!Path::new(&format!("/etc/supervisor/conf.d/{program}.conf")).exists());
+    common::eventually(Duration::from_secs(15), "the deleted daemon's process ends", || async {
+        pids_of(&sleeper).is_empty()
+    })
+    .await;
+    let (status, _) = api.call(Method::GET, &daemon_path, None).await;
+    assert_eq!(status, 404);
+    assert!(!Path::new("/tmp/pwned").exists());
+
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}

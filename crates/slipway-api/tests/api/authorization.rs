@@ -192,6 +192,9 @@ async fn world(db: TestDatabase) -> World {
         .post_as(&format!("/api/v1/servers/{server_id}/network-rules"), &a.token, json!({"name": "r", "port": 8080}))
         .await;
     assert_eq!(rule.status, StatusCode::CREATED, "{}", rule.text());
+    let daemon =
+        app.post_as(&format!("/api/v1/servers/{server_id}/daemons"), &a.token, json!({"command": "sleep 1000"})).await;
+    assert_eq!(daemon.status, StatusCode::CREATED, "{}", daemon.text());
     app.state.store.mark_provisioned(&server_id, slipway_core::time::now()).await.unwrap();
     let site = app
         .post_as(
@@ -228,6 +231,7 @@ async fn world(db: TestDatabase) -> World {
             ("operation", operation_id),
             ("ssh_key", ssh_key.json()["data"]["id"].as_str().unwrap().to_string()),
             ("network_rule", rule.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("daemon", daemon.json()["data"]["id"].as_str().unwrap().to_string()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

@@ -7,8 +7,10 @@
 //! A kind is one module implementing [`ItemKind`], listed once in [`KINDS`]: its sync job is
 //! registered, provisioning applies it, and the API's item routes find it by name.
 
+pub mod daemons;
 pub mod network_rules;
 pub mod ssh_keys;
+pub mod supervised;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -17,10 +19,11 @@ use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem};
 
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script, store_error};
+use crate::session::{connect, load_server, run_script_with, store_error};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
+pub use daemons::{DAEMON_PREFIX, Daemons};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use ssh_keys::{SshKeySpec, SshKeys};
 
@@ -40,10 +43,17 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
 
     /// The script that makes the server hold exactly `items` (each with its id), given as stored.
     fn sync_script(&self, server: &Server, items: &[&ServerItem]) -> Result<Script, String>;
+
+    /// For kinds that run as supervisor programs: the programs' name prefix (their live status,
+    /// log and restart then come from supervisor).
+    fn program_prefix(&self) -> Option<&'static str> {
+        None
+    }
 }
 
-/// Every kind, in the order provisioning applies them (the firewall before the keys).
-pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys];
+/// Every kind, in the order provisioning applies them (the firewall before the keys, programs
+/// last: they may need the users and files the others set up).
+pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons];
 
 /// The kind stored as `name`; an unknown name is an error, never another kind's sync.
 pub fn kind(name: &str) -> Result<&'static dyn ItemKind, JobError> {
@@ -84,12 +94,26 @@ pub async fn apply(
     let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) = items.iter().partition(|i| i.status == "removing");
     let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
     let outcome = match kind.sync_script(server, &keep) {
-        Ok(script) => run_script(engine, ctx, connection, &script).await,
+        Ok(script) => run_script_with(engine, ctx, connection, &script, ctx.cancel_receiver()).await,
         Err(e) => Err(JobError::failed(e)),
     };
     match &outcome {
-        Ok(()) => {
-            store.set_server_items_status(&ids(&keep), "installed", None).await.map_err(store_error)?;
+        Ok(reported) => {
+            // A script may leave out an item it cannot apply (a daemon whose user is gone) rather
+            // than hold back every other one: `slipway-item-failed <id> <reason>`.
+            let left_out: Vec<(&str, &str)> =
+                reported.iter().filter_map(|line| line.strip_prefix("slipway-item-failed ")?.split_once(' ')).collect();
+            let (failed, installed): (Vec<&ServerItem>, Vec<&ServerItem>) =
+                keep.iter().partition(|i| left_out.iter().any(|(id, _)| *id == i.id));
+            store.set_server_items_status(&ids(&installed), "installed", None).await.map_err(store_error)?;
+            for item in failed {
+                let reason = left_out.iter().find(|(id, _)| *id == item.id).map(|(_, why)| *why);
+                ctx.log("stderr", format!("{} {}: {}", kind.name(), item.id, reason.unwrap_or("not applied")));
+                store
+                    .set_server_items_status(std::slice::from_ref(&item.id), "failed", reason)
+                    .await
+                    .map_err(store_error)?;
+            }
             store.delete_removed_server_items(&ids(&removing)).await.map_err(store_error)?;
         }
         Err(e) => {
@@ -102,7 +126,7 @@ pub async fn apply(
             store.set_server_items_status(&ids(&removing), "removing", Some(&reason)).await.map_err(store_error)?;
         }
     }
-    outcome
+    outcome.map(|_| ())
 }
 
 /// Queues a sync for each kind of item that changed while it could not be applied (during the

@@ -8,6 +8,7 @@
 //! and one [`server_item_routes!`] call that writes its list/create/show/delete handlers with
 //! their OpenAPI entries. Registering it is one line in `api_routes`.
 
+pub mod daemons;
 pub mod network_rules;
 pub mod ssh_keys;
 
@@ -54,6 +55,16 @@ pub trait ItemRoutes: Send + Sync + 'static {
         input: Self::Create,
         existing: &[ServerItem],
     ) -> Result<(String, Self::Spec), ApiError>;
+
+    /// Checks that need the server itself (a user that must exist there), made when the server
+    /// can be asked; none by default.
+    fn check_on_server(
+        _state: &AppState,
+        _server: &Server,
+        _spec: &Self::Spec,
+    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send {
+        async { Ok(()) }
+    }
 
     /// The API's view of a stored item.
     fn resource(item: &ServerItem, spec: Self::Spec, operation_id: Option<String>) -> Self::Resource;
@@ -113,12 +124,25 @@ fn audit_item(audit: &AuditSlot, server: &Server, action: String, item: &ServerI
     });
 }
 
+/// For kinds that run as supervisor programs, replaces the stored `installed` with what
+/// supervisor says now (`running`, `stopped`, `failed` with its reason), read over SSH: a status
+/// that is only remembered could hide a program that died.
+async fn live_status(state: &AppState, server: &Server, kind: &dyn ItemKind, items: &mut [ServerItem]) {
+    let Some(prefix) = kind.program_prefix() else { return };
+    if !items.iter().any(|i| i.status == "installed") {
+        return;
+    }
+    let live = slipway_engine::items::supervised::live_statuses(&state.engine, server, prefix).await;
+    slipway_engine::items::supervised::overlay(items, prefix, &live);
+}
+
 pub async fn list<K: ItemRoutes>(
     state: &AppState,
     server: &Server,
     cursor: PageCursor,
 ) -> Result<Paginated<K::Resource>, ApiError> {
-    let (rows, total) = state.store.server_items(&server.id, K::KIND.name(), Some(cursor.request)).await?;
+    let (mut rows, total) = state.store.server_items(&server.id, K::KIND.name(), Some(cursor.request)).await?;
+    live_status(state, server, K::KIND, &mut rows).await;
     let data = rows.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
     Ok(cursor.page(data, total))
 }
@@ -132,6 +156,7 @@ pub async fn create<K: ItemRoutes>(
 ) -> Result<(StatusCode, Data<K::Resource>), ApiError> {
     let (existing, count) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
     let (name, spec) = K::validate(server, input, &existing)?;
+    K::check_on_server(state, server, &spec).await?;
     if count >= MAX_ITEMS {
         return Err(ApiError::validation("name", format!("A server can have at most {MAX_ITEMS} of these.")));
     }
@@ -153,8 +178,52 @@ pub async fn create<K: ItemRoutes>(
     Ok((StatusCode::CREATED, Data { data: K::resource(&item, spec, operation) }))
 }
 
-pub fn show<K: ItemRoutes>(v: &Authorized<OnItem<K>>) -> Result<Data<K::Resource>, ApiError> {
-    Ok(Data { data: resource::<K>(&v.item, None)? })
+pub async fn show<K: ItemRoutes>(state: &AppState, v: &Authorized<OnItem<K>>) -> Result<Data<K::Resource>, ApiError> {
+    let mut item = v.item.clone();
+    live_status(state, &v.server, K::KIND, std::slice::from_mut(&mut item)).await;
+    Ok(Data { data: resource::<K>(&item, None)? })
+}
+
+/// Restarts an item's supervisor program, as an operation (202); 409 while it is not installed.
+pub async fn restart<K: ItemRoutes>(
+    state: &AppState,
+    v: Authorized<OnItem<K>>,
+    audit: &AuditSlot,
+) -> Result<Accepted<K::Resource>, ApiError> {
+    let OnItem { server, item, .. } = v.target;
+    let prefix = K::KIND.program_prefix().ok_or(ApiError::NotFound)?;
+    if item.status != "installed" {
+        return Err(ApiError::Conflict(format!(
+            "It is {} on the server; restart it once it is installed.",
+            item.status
+        )));
+    }
+    let program = slipway_engine::items::supervised::program_name(prefix, &item.id);
+    let payload = slipway_engine::items::supervised::RestartProgram { server_id: server.id.clone(), program };
+    let job = enqueue(state, slipway_engine::items::supervised::PROGRAM_RESTART.about_server(&server, payload)).await?;
+    audit_item(audit, &server, format!("{}.restart", K::AUDIT), &item);
+    Ok(Accepted { message: "Restarting.".into(), data: resource::<K>(&item, Some(job.id))? })
+}
+
+/// The last lines an item's supervisor program wrote (every process), read over SSH.
+pub async fn log<K: ItemRoutes>(
+    state: &AppState,
+    v: &Authorized<OnItem<K>>,
+    lines: u32,
+) -> Result<Data<ProgramLog>, ApiError> {
+    let prefix = K::KIND.program_prefix().ok_or(ApiError::NotFound)?;
+    let program = slipway_engine::items::supervised::program_name(prefix, &v.item.id);
+    let lines = slipway_engine::items::supervised::log_tail(&state.engine, &v.server, &program, lines)
+        .await
+        .map_err(|why| ApiError::Unavailable(format!("Could not read the log from the server: {why}")))?;
+    Ok(Data { data: ProgramLog { lines } })
+}
+
+/// The tail of a program's log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProgramLog {
+    /// Oldest first; with several processes, each process's lines in turn.
+    pub lines: Vec<String>,
 }
 
 /// Marks an item for removal and queues the sync; on a server not provisioned yet, it goes at once.
@@ -234,9 +303,10 @@ macro_rules! server_item_routes {
                                             responses((status = 200, body = $crate::envelope::Data<$resource>))
                                         )]
         pub async fn $show_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
             v: $crate::auth::Authorized<$crate::routes::items::OnItem<$routes>>,
         ) -> Result<$crate::envelope::Data<$resource>, $crate::error::ApiError> {
-            $crate::routes::items::show::<$routes>(&v)
+            $crate::routes::items::show::<$routes>(&state, &v).await
         }
 
         #[doc = $delete_doc]
