@@ -457,6 +457,7 @@ impl ServerAction {
 pub enum ServerItems {
     SshKeys,
     NetworkRules,
+    Daemons,
 }
 
 impl ServerItems {
@@ -464,6 +465,7 @@ impl ServerItems {
         match self {
             ServerItems::SshKeys => "ssh-keys",
             ServerItems::NetworkRules => "network-rules",
+            ServerItems::Daemons => "daemons",
         }
     }
 
@@ -472,6 +474,7 @@ impl ServerItems {
         match self {
             ServerItems::SshKeys => "SSH key",
             ServerItems::NetworkRules => "network rule",
+            ServerItems::Daemons => "daemon",
         }
     }
 }
@@ -505,9 +508,39 @@ impl Client {
     }
 
     pub async fn delete_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
-        let path = format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item));
-        Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
+        Ok(self.expect::<Data<Value>>(Method::DELETE, &item_path(server, kind, item), None::<&()>).await?.data)
     }
+
+    pub async fn server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
+        Ok(self.expect::<Data<Value>>(Method::GET, &item_path(server, kind, item), None::<&()>).await?.data)
+    }
+
+    /// Restarts a daemon (or another supervised item); the answer's `operation_id` does it.
+    pub async fn restart_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
+        let path = format!("{}/restart", item_path(server, kind, item));
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+    }
+
+    /// The last `lines` lines of a supervised item's log, read from the server.
+    pub async fn server_item_log(
+        &self,
+        server: &str,
+        kind: ServerItems,
+        item: &str,
+        lines: u32,
+    ) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Log {
+            lines: Vec<String>,
+        }
+        let path = format!("{}/log?lines={lines}", item_path(server, kind, item));
+        Ok(self.expect::<Data<Log>>(Method::GET, &path, None::<&()>).await?.data.lines)
+    }
+}
+
+/// One server item's path: `/api/v1/servers/{server}/{kind}/{item}`.
+fn item_path(server: &str, kind: ServerItems, item: &str) -> String {
+    format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item))
 }
 
 /// A site's path: `/api/v1/servers/{server}/sites/{site}`.

@@ -402,6 +402,34 @@ async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
     assert!(ok, "{out}{err}");
     assert!(fetch(&host.address, 80).await.is_some());
 
+    // Daemons: created by name of the server, listed with their live status, their log read,
+    // restarted and deleted; a missing daemon and a bad value say what to fix.
+    let marker = format!("sleep 5{}.5", std::process::id() % 1000);
+    let command = format!("echo hello from the daemon; exec {marker}");
+    let (ok, out, err) =
+        run(&["daemon", "create", "cli-netns", "--command", &command, "--name", "hello", "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    let daemon: Value = serde_json::from_str(&out).unwrap();
+    let daemon_id = daemon["id"].as_str().unwrap().to_string();
+    common::eventually(Duration::from_secs(20), "the CLI lists the daemon running", || async {
+        let (_, listed, _) = run(&["daemon", "list", "cli-netns"]);
+        listed.contains("hello") && listed.contains("running")
+    })
+    .await;
+    let (ok, out, err) = run(&["daemon", "log", "cli-netns", &daemon_id, "--lines", "5"]);
+    assert!(ok && out.contains("hello from the daemon"), "{out}{err}");
+    let (ok, out, err) = run(&["daemon", "restart", "cli-netns", &daemon_id]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(&["daemon", "show", "cli-netns", &daemon_id]);
+    assert!(ok && out.contains("Command") && out.contains(&marker), "{out}{err}");
+    let (ok, _, err) = run(&["daemon", "create", "cli-netns", "--command", "true", "--processes", "99"]);
+    assert!(!ok && err.contains("processes"), "{err}");
+    let (ok, _, err) = run(&["daemon", "show", "cli-netns", "01NOSUCHDAEMON"]);
+    assert!(!ok && err.contains("No daemon \"01NOSUCHDAEMON\""), "{err}");
+    let (ok, out, err) = run(&["daemon", "delete", "cli-netns", &daemon_id]);
+    assert!(ok, "{out}{err}");
+    assert!(pids_of(&marker).is_empty(), "the deleted daemon's process is gone");
+
     let (ok, out, err) = run(&["server", "restart", &id, "--service", "nginx"]);
     assert!(ok, "{out}{err}");
     let (ok, _, err) = run(&["server", "restart", &id, "--service", "database"]);

@@ -1,9 +1,10 @@
 //! The command-line client: `login`, `logout`, `whoami`, `token …`, `server …`, `ssh-key …`,
-//! `network-rule …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
+//! `network-rule …`, (in [`daemons`]) `daemon …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
 //! `releases`, `env …`. It talks to a Slipway server over its API, with a token from the
 //! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod credentials;
+pub mod daemons;
 pub mod errors;
 pub mod follow;
 pub mod sites;
@@ -223,7 +224,7 @@ fn client_for(url: &str, token: Option<String>) -> anyhow::Result<Client> {
 }
 
 /// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile.
-fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+pub(crate) fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
     let creds = Credentials::load()?;
     let profile = creds.profiles.get(&args.profile);
     let url = std::env::var("SLIPWAY_URL").ok().filter(|u| !u.is_empty()).or_else(|| profile.map(|p| p.url.clone()));
@@ -276,7 +277,7 @@ pub(crate) fn when(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -661,6 +662,19 @@ fn print_items(kind: ServerItems, items: &[serde_json::Value]) {
                 println!("{:<26}  {name:<20}  {:<12}  {}", s(k, "id"), s(k, "status"), s(k, "fingerprint"));
             }
         }
+        ServerItems::Daemons => {
+            println!("{:<26}  {:<20}  {:<11}  {:<10}  REASON", "ID", "NAME", "STATUS", "USER");
+            for d in items {
+                let name: String = s(d, "name").chars().take(20).collect();
+                println!(
+                    "{:<26}  {name:<20}  {:<11}  {:<10}  {}",
+                    s(d, "id"),
+                    s(d, "status"),
+                    s(d, "user"),
+                    s(d, "status_reason")
+                );
+            }
+        }
         ServerItems::NetworkRules => {
             println!(
                 "{:<26}  {:<20}  {:<6}  {:<12}  {:<5}  {:<18}  STATUS",
@@ -683,7 +697,7 @@ fn print_items(kind: ServerItems, items: &[serde_json::Value]) {
 }
 
 /// List, add or delete an item kept on a server, waiting for the change to be applied.
-async fn server_items(
+pub(crate) async fn server_items(
     client_args: &ClientArgs,
     kind: ServerItems,
     list: Option<String>,
