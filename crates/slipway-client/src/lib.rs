@@ -492,8 +492,7 @@ impl Client {
     }
 
     pub async fn server_items(&self, server: &str, kind: ServerItems) -> Result<Page<Value>, ClientError> {
-        let path = format!("/api/v1/servers/{}/{}?per_page=100", encode_segment(server), kind.path());
-        self.expect(Method::GET, &path, None::<&()>).await
+        self.items(&kind.collection(server)).await
     }
 
     /// Adds an item; the answer carries `operation_id` when a change was queued.
@@ -503,44 +502,60 @@ impl Client {
         kind: ServerItems,
         body: &Value,
     ) -> Result<Value, ClientError> {
-        let path = format!("/api/v1/servers/{}/{}", encode_segment(server), kind.path());
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+        self.create_item(&kind.collection(server), body).await
     }
 
     pub async fn delete_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::DELETE, &item_path(server, kind, item), None::<&()>).await?.data)
+        self.delete_item(&kind.collection(server), item).await
     }
 
-    pub async fn server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
-        Ok(self.expect::<Data<Value>>(Method::GET, &item_path(server, kind, item), None::<&()>).await?.data)
+    /// The items of a collection (`/api/v1/servers/{server}/daemons`,
+    /// [`queue_workers_path`]`(server, site)`), up to 100.
+    pub async fn items(&self, collection: &str) -> Result<Page<Value>, ClientError> {
+        self.expect(Method::GET, &format!("{collection}?per_page=100"), None::<&()>).await
     }
 
-    /// Restarts a daemon (or another supervised item); the answer's `operation_id` does it.
-    pub async fn restart_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
-        let path = format!("{}/restart", item_path(server, kind, item));
+    pub async fn create_item(&self, collection: &str, body: &Value) -> Result<Value, ClientError> {
+        Ok(self.expect::<Data<Value>>(Method::POST, collection, Some(body)).await?.data)
+    }
+
+    pub async fn item(&self, collection: &str, item: &str) -> Result<Value, ClientError> {
+        let path = format!("{collection}/{}", encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
+    pub async fn delete_item(&self, collection: &str, item: &str) -> Result<Value, ClientError> {
+        let path = format!("{collection}/{}", encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
+    }
+
+    /// Restarts a daemon or a queue worker; the answer's `operation_id` does it.
+    pub async fn restart_item(&self, collection: &str, item: &str) -> Result<Value, ClientError> {
+        let path = format!("{collection}/{}/restart", encode_segment(item));
         Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
     }
 
-    /// The last `lines` lines of a supervised item's log, read from the server.
-    pub async fn server_item_log(
-        &self,
-        server: &str,
-        kind: ServerItems,
-        item: &str,
-        lines: u32,
-    ) -> Result<Vec<String>, ClientError> {
+    /// The last `lines` lines of a daemon's or queue worker's log, read from the server.
+    pub async fn item_log(&self, collection: &str, item: &str, lines: u32) -> Result<Vec<String>, ClientError> {
         #[derive(Deserialize)]
         struct Log {
             lines: Vec<String>,
         }
-        let path = format!("{}/log?lines={lines}", item_path(server, kind, item));
+        let path = format!("{collection}/{}/log?lines={lines}", encode_segment(item));
         Ok(self.expect::<Data<Log>>(Method::GET, &path, None::<&()>).await?.data.lines)
     }
 }
 
-/// One server item's path: `/api/v1/servers/{server}/{kind}/{item}`.
-fn item_path(server: &str, kind: ServerItems, item: &str) -> String {
-    format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item))
+impl ServerItems {
+    /// `/api/v1/servers/{server}/<kind>`.
+    pub fn collection(self, server: &str) -> String {
+        format!("/api/v1/servers/{}/{}", encode_segment(server), self.path())
+    }
+}
+
+/// A site's queue workers: `/api/v1/servers/{server}/sites/{site}/queues`.
+pub fn queue_workers_path(server: &str, site: &str) -> String {
+    format!("{}/queues", site_path(server, site))
 }
 
 /// A site's path: `/api/v1/servers/{server}/sites/{site}`.

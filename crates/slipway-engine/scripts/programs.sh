@@ -27,6 +27,11 @@ PROGRAMS_END
 for conf in /etc/supervisor/conf.d/"$PREFIX"-*.conf; do
     [ -e "$conf" ] || continue
     name=$(basename "$conf" .conf)
+    # Only PREFIX-<id> (letters and digits): a site's own programs (slipway-<domain>-<port>)
+    # can start with the same words and are never this script's.
+    case "${name#"$PREFIX"-}" in
+        "" | *[!a-z0-9]*) continue ;;
+    esac
     if ! printf '%s' "$wanted" | grep -qxF "$name"; then
         step "removing $name"
         rm -f "$conf" "/etc/slipway/programs/$name.sh"

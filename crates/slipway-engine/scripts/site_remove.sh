@@ -1,10 +1,13 @@
 # Removes a site from the server: its app processes, nginx block, PHP pool and directory.
 # Inputs: DEPLOY_USER (the site's user), ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX,
-# PORTS (the site's two app ports), PHP_VERSION.
+# PORTS (the site's two app ports), PHP_VERSION, WORKER_PROGRAMS (its queue workers' programs).
 step "stopping the site's processes"
 # Exactly this site's two programs (a glob would also match a site whose domain extends this one).
 for port in $PORTS; do
     rm -f "/etc/supervisor/conf.d/$PROGRAM_PREFIX-$port.conf"
+done
+for program in $WORKER_PROGRAMS; do
+    rm -f "/etc/supervisor/conf.d/$program.conf" "/etc/slipway/programs/$program.sh"
 done
 command -v supervisorctl >/dev/null && supervisorctl update >/dev/null 2>&1 || true
 step "removing the nginx block"

@@ -516,6 +516,7 @@ impl JobHandler for DeploySite {
                 if adopted {
                     ctx.log("info", "==> the site now deploys as releases with an atomic switch");
                 }
+                crate::items::queue_workers::restart_after_deploy(engine, ctx, &connection, &site, &server).await;
                 if live.kept {
                     self.prune(ctx, &connection, &site, &live.release, adopted).await;
                 }

@@ -22,6 +22,11 @@ pub fn is_app(project_type: &str) -> bool {
     ProjectType::parse(project_type).is_ok_and(ProjectType::is_app)
 }
 
+/// Whether a stored project type is a Laravel app (its queue workers run `artisan queue:work`).
+pub fn is_laravel(project_type: &str) -> bool {
+    ProjectType::parse(project_type) == Ok(ProjectType::Laravel)
+}
+
 /// Whether a stored project type is served through PHP-FPM.
 pub fn uses_php(project_type: &str) -> bool {
     ProjectType::parse(project_type).is_ok_and(ProjectType::uses_php)
@@ -301,10 +306,19 @@ impl JobHandler for RemoveSite {
             .var("PROGRAM_PREFIX", &paths.program_prefix)
             .var("PORTS", &format!("{} {}", site.app_port, site.app_port + 1))
             .var("PHP_VERSION", php.unwrap_or(""));
+        // The site's queue workers go with it (their programs run as the site's user).
+        let kind = crate::items::ItemKind::name(&crate::items::QueueWorkers);
+        let (workers, _) = engine.store.server_items(&server.id, kind, None).await.map_err(store_error)?;
+        let workers = crate::items::queue_workers::programs_of_site(&workers, &site.id);
+        let programs: Vec<&str> = workers.iter().map(|(_, p)| p.as_str()).collect();
+        let script = script.var("WORKER_PROGRAMS", &programs.join(" "));
         let connection = connect(engine, ctx, &server).await?;
         let result = run_script(engine, ctx, &connection, &script).await;
         match result {
             Ok(()) => {
+                let ids: Vec<String> = workers.into_iter().map(|(id, _)| id).collect();
+                engine.store.set_server_items_status(&ids, "removing", None).await.map_err(store_error)?;
+                engine.store.delete_removed_server_items(&ids).await.map_err(store_error)?;
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
                 Ok(())
             }

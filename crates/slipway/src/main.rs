@@ -54,7 +54,10 @@ enum Command {
     NetworkRule(cli::NetworkRuleCommand),
     /// Long-running commands a server keeps running (under supervisor)
     #[command(subcommand)]
-    Daemon(cli::daemons::DaemonCommand),
+    Daemon(cli::programs::DaemonCommand),
+    /// A site's queue workers (under supervisor, restarted by each deploy)
+    #[command(subcommand)]
+    Worker(cli::programs::WorkerCommand),
     /// Manage a server's sites
     #[command(subcommand)]
     Site(cli::sites::SiteCommand),
@@ -141,7 +144,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(command) => cli::run(cli::server(command, &cli.client)),
         Command::SshKey(command) => cli::run(cli::ssh_key(command, &cli.client)),
         Command::NetworkRule(command) => cli::run(cli::network_rule(command, &cli.client)),
-        Command::Daemon(command) => cli::run(cli::daemons::daemon(command, &cli.client)),
+        Command::Daemon(command) => cli::run(cli::programs::daemon(command, &cli.client)),
+        Command::Worker(command) => cli::run(cli::programs::worker(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),
         Command::Rollback(args) => cli::run(cli::sites::rollback(args, &cli.client)),

@@ -883,3 +883,111 @@ async fn credentials_in_a_repository_url_are_used_but_never_written_down() {
     assert!(config.contains(&git.url) && !config.contains("pa55"), "{config}");
     assert!(!log.contains("pa55") && !updated.to_string().contains("pa55"), "{log}");
 }
+
+/// The pids of processes whose command line holds `marker`, as this machine sees them.
+fn pids_of(marker: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// A queue worker runs as the site's user in its live release with the site's environment,
+/// follows every deploy onto the new release (under load: no request fails), and goes with its
+/// site.
+#[tokio::test]
+async fn a_sites_queue_worker_follows_each_deploy_and_goes_with_the_site() {
+    let stage = Stage::new(&[]).await;
+    let marker = format!("sleep 6{}.5", std::process::id() % 1000);
+    let worker_sh = format!("echo \"worker in $(pwd -P) says $GREETING\"\nexec {marker}\n");
+    stage.repo.commit(&[("index.html", "version 0\n"), ("health.txt", "ok\n"), ("worker.sh", &worker_sh)], "v0");
+    // Its program names start like the workers' (slipway-worker-…): a worker sync must leave them be.
+    let domain = "worker-app.example.com";
+    let site = stage.site(app_site(domain, &stage.repo.url)).await;
+    let (status, reply) = stage
+        .api
+        .call(
+            Method::POST,
+            &format!("{site}/environment-variables"),
+            Some(json!({"variables": {"GREETING": "hi 'there'"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+
+    // Laravel options on a generic site, and a missing command, say what to fix.
+    let (status, reply) = stage.api.call(Method::POST, &format!("{site}/queues"), Some(json!({"queue": "high"}))).await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply["errors"]["command"].is_array() && reply["errors"]["queue"].is_array(), "{reply}");
+
+    let (status, worker) =
+        stage.api.call(Method::POST, &format!("{site}/queues"), Some(json!({"command": "sh worker.sh"}))).await;
+    assert_eq!(status, 201, "{worker}");
+    let op = stage.api.finished(worker["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let worker_path = format!("{site}/queues/{}", worker["data"]["id"].as_str().unwrap());
+    let running = || async {
+        let (_, w) = stage.api.call(Method::GET, &worker_path, None).await;
+        w["data"]["status"] == "running"
+    };
+    common::eventually(Duration::from_secs(20), "the worker runs", running).await;
+    let root = format!("/home/slipway/{domain}");
+    let live_release = || std::fs::canonicalize(format!("{root}/current")).unwrap();
+    let worker_dir = || {
+        let pids = pids_of(&marker);
+        assert_eq!(pids.len(), 1, "one worker process: {pids:?}");
+        std::fs::read_link(format!("/proc/{}/cwd", pids[0])).unwrap()
+    };
+    assert_eq!(worker_dir(), live_release());
+    let (_, log) = stage.api.call(Method::GET, &format!("{worker_path}/log?lines=5"), None).await;
+    let expected = format!("worker in {} says hi 'there'", live_release().display());
+    assert!(log["data"]["lines"].as_array().unwrap().iter().any(|l| l == &json!(expected)), "{log}");
+
+    // The CLI names the worker's site by server name and domain.
+    let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
+    let cli = |args: &[&str]| {
+        let out = common::slipway(&stage.dir, &env).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let worker_id = worker["data"]["id"].as_str().unwrap();
+    let (ok, listed) = cli(&["worker", "list", "web", domain]);
+    assert!(ok && listed.contains(worker_id) && listed.contains("running"), "{listed}");
+    let (ok, out) = cli(&["worker", "log", "web", domain, worker_id, "--lines", "3"]);
+    assert!(ok && out.contains("says hi 'there'"), "{out}");
+    let first_pid = pids_of(&marker);
+    let (ok, out) = cli(&["worker", "restart", "web", domain, worker_id]);
+    assert!(ok, "{out}");
+    assert_ne!(pids_of(&marker), first_pid, "a new process after the restart");
+    let (ok, out) = cli(&["worker", "create", "web", domain, "--queue", "high"]);
+    assert!(!ok && out.contains("command"), "{out}");
+
+    // A deploy under load: no request fails, and the worker now runs in the new release.
+    let before = live_release();
+    let (deployed, _) = under_load(&stage, domain, async {
+        stage.repo.commit(&[("index.html", "version 1\n")], "v1");
+        stage.deploy(&site, "deploy", json!({})).await
+    })
+    .await;
+    assert_eq!(deployed["status"], "succeeded", "{deployed}");
+    let log = stage.log(&site, deployed["id"].as_str().unwrap()).await;
+    assert!(log.contains("restarting 1 queue worker") && log.contains("restarted on the new release"), "{log}");
+    assert_ne!(live_release(), before);
+    common::eventually(Duration::from_secs(20), "the worker moved to the new release", || async {
+        pids_of(&marker).len() == 1 && worker_dir() == live_release()
+    })
+    .await;
+    common::eventually(Duration::from_secs(20), "the worker runs after the deploy", running).await;
+
+    // Deleting the site removes its worker from the server and from Slipway.
+    let program = format!("slipway-worker-{}", worker["data"]["id"].as_str().unwrap().to_ascii_lowercase());
+    let (status, reply) = stage.api.call(Method::DELETE, &site, None).await;
+    assert_eq!(status, 202, "{reply}");
+    let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(!Path::new(&format!("/etc/supervisor/conf.d/{program}.conf")).exists());
+    common::eventually(Duration::from_secs(15), "the worker process ends", || async { pids_of(&marker).is_empty() })
+        .await;
+    let server_id = stage.server_path.rsplit('/').next().unwrap().to_string();
+    let (_, items) = stage.api.call(Method::GET, &format!("{}/daemons", stage.server_path), None).await;
+    assert_eq!(items["meta"]["total"], 0, "{server_id}: {items}");
+}

@@ -208,6 +208,14 @@ async fn world(db: TestDatabase) -> World {
     let deployment =
         app.post_as(&format!("/api/v1/servers/{server_id}/sites/{site_id}/deploy"), &a.token, json!({})).await;
     assert_eq!(deployment.status, StatusCode::ACCEPTED, "{}", deployment.text());
+    let worker = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/sites/{site_id}/queues"),
+            &a.token,
+            json!({"command": "sleep 9"}),
+        )
+        .await;
+    assert_eq!(worker.status, StatusCode::CREATED, "{}", worker.text());
     let env = app
         .post_as(
             &format!("/api/v1/servers/{server_id}/sites/{site_id}/environment-variables"),
@@ -232,6 +240,7 @@ async fn world(db: TestDatabase) -> World {
             ("ssh_key", ssh_key.json()["data"]["id"].as_str().unwrap().to_string()),
             ("network_rule", rule.json()["data"]["id"].as_str().unwrap().to_string()),
             ("daemon", daemon.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("queue", worker.json()["data"]["id"].as_str().unwrap().to_string()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

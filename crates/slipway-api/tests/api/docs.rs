@@ -1,7 +1,7 @@
 //! docs/api.md states what each role may do and which action each operation is audited under;
 //! the tables are generated from `Role::allows` and `audit::ACTIONS`, and these tests fail when
 //! the guide and the code differ. To accept a change:
-//! `SLIPWAY_UPDATE_DOCS=1 cargo test -p slipway-api --test docs`.
+//! `SLIPWAY_UPDATE_DOCS=1 cargo test -p slipway-api --test api docs`.
 
 use std::path::PathBuf;
 
@@ -53,7 +53,7 @@ fn check_section(name: &str, table: String) {
     }
     assert!(
         doc == expected,
-        "the {name} in docs/api.md is out of date; run SLIPWAY_UPDATE_DOCS=1 cargo test -p slipway-api --test docs"
+        "the {name} in docs/api.md is out of date; run SLIPWAY_UPDATE_DOCS=1 cargo test -p slipway-api --test api docs"
     );
 }
 

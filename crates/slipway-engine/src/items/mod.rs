@@ -9,6 +9,7 @@
 
 pub mod daemons;
 pub mod network_rules;
+pub mod queue_workers;
 pub mod ssh_keys;
 pub mod supervised;
 
@@ -25,6 +26,7 @@ use crate::{Engine, JobKind};
 
 pub use daemons::{DAEMON_PREFIX, Daemons};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
+pub use queue_workers::{QueueWorkerSpec, QueueWorkers, WORKER_PREFIX};
 pub use ssh_keys::{SshKeySpec, SshKeys};
 
 /// The user sites run as and people log in as to deploy by hand.
@@ -53,7 +55,7 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
 
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
 /// last: they may need the users and files the others set up).
-pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons];
+pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers];
 
 /// The kind stored as `name`; an unknown name is an error, never another kind's sync.
 pub fn kind(name: &str) -> Result<&'static dyn ItemKind, JobError> {

@@ -38,6 +38,10 @@ pub struct ProgramSpec {
     pub start_seconds: u32,
     pub stop_wait_seconds: u32,
     pub stop_signal: String,
+    /// For a site's programs (queue workers): the site's root; the program then loads the live
+    /// release's environment (`.slipway/env-<release>.sh`) before its command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_root: Option<String>,
 }
 
 /// Limits, written once for the API's validation and the renderer's re-check.
@@ -69,6 +73,9 @@ impl ProgramSpec {
         }
         if !STOP_SIGNALS.contains(&self.stop_signal.as_str()) {
             out.push(("stop_signal", format!("One of {}.", STOP_SIGNALS.join(", "))));
+        }
+        if let Some(why) = self.site_root.as_deref().and_then(directory_problem) {
+            out.push(("site", why));
         }
         out
     }
@@ -121,9 +128,19 @@ pub fn render(prefix: &str, id: &str, spec: &ProgramSpec) -> Result<ProgramFiles
     }
     let name = program_name(prefix, id);
     let quote = |v: &str| slipway_core::shell::quote(v).map_err(|_| format!("item {id}: a value holds NUL"));
+    let environment = match &spec.site_root {
+        // The live release's own environment, as the site's app gets it.
+        Some(root) => format!(
+            "release=$(basename \"$(readlink {current})\")\nif [ -r {root}/.slipway/env-\"$release\".sh ]; then\n    \
+             set -a\n    . {root}/.slipway/env-\"$release\".sh\n    set +a\nfi\n",
+            current = quote(&format!("{root}/current"))?,
+            root = quote(root)?,
+        ),
+        None => String::new(),
+    };
     let wrapper = format!(
-        "#!/bin/sh\n# Managed by Slipway: {name}.\ncd {dir} || {{ echo \"slipway: cannot enter {dir_text}\" >&2; exit 1; }}\n\
-         exec sh -c {command}\n",
+        "#!/bin/sh\n# Managed by Slipway: {name}.\n{environment}\
+         cd {dir} || {{ echo \"slipway: cannot enter {dir_text}\" >&2; exit 1; }}\nexec sh -c {command}\n",
         dir = quote(&spec.directory)?,
         dir_text = spec.directory,
         command = quote(&spec.command)?,
@@ -313,6 +330,7 @@ mod tests {
             start_seconds: 1,
             stop_wait_seconds: 10,
             stop_signal: "TERM".into(),
+            site_root: None,
         }
     }
 

@@ -1,12 +1,12 @@
 //! The command-line client: `login`, `logout`, `whoami`, `token …`, `server …`, `ssh-key …`,
-//! `network-rule …`, (in [`daemons`]) `daemon …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
+//! `network-rule …`, (in [`programs`]) `daemon …`, `worker …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
 //! `releases`, `env …`. It talks to a Slipway server over its API, with a token from the
 //! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod credentials;
-pub mod daemons;
 pub mod errors;
 pub mod follow;
+pub mod programs;
 pub mod sites;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -639,7 +639,7 @@ async fn run_server_action(
 }
 
 /// Waits for the operation a create or delete queued (if any) and says how it ended.
-async fn wait_for_change(client: &Client, item: &serde_json::Value, output: Output) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_change(client: &Client, item: &serde_json::Value, output: Output) -> anyhow::Result<()> {
     match item["operation_id"].as_str() {
         Some(op) => ended_well(&*follow_operation(client, op, output, Echo::Always).await?),
         None => {

@@ -24,7 +24,7 @@ pub struct SiteRef {
 
 impl SiteRef {
     /// For `map_err`: a 404 says which site was not found.
-    fn missing(&self) -> impl FnOnce(ClientError) -> ClientError {
+    pub(crate) fn missing(&self) -> impl FnOnce(ClientError) -> ClientError {
         Missing::Site { server: &self.server, site: &self.site }.describe()
     }
 }

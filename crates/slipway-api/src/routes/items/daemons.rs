@@ -100,6 +100,7 @@ impl ItemRoutes for DaemonRoutes {
             start_seconds: body.start_seconds.unwrap_or(1),
             stop_wait_seconds: body.stop_wait_seconds.unwrap_or(10),
             stop_signal: body.stop_signal.unwrap_or_else(|| "TERM".into()),
+            site_root: None,
         };
         for (field, why) in spec.problems() {
             errors.add(field, why);
@@ -169,7 +170,7 @@ pub async fn restart_daemon(
     v: Authorized<OnItem<DaemonRoutes>>,
     audit: AuditSlot,
 ) -> Result<Accepted<DaemonResource>, ApiError> {
-    super::restart::<DaemonRoutes>(&state, v, &audit).await
+    super::restart::<DaemonRoutes>(&state, &v.server, &v.item, &audit).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -196,11 +197,7 @@ pub async fn daemon_log(
     v: Authorized<OnItem<DaemonRoutes>>,
     Query(params): Query<LogParams>,
 ) -> Result<Data<ProgramLog>, ApiError> {
-    let lines = params.lines.unwrap_or(100);
-    if !(1..=1000).contains(&lines) {
-        return Err(ApiError::validation("lines", "Between 1 and 1000 lines."));
-    }
-    super::log::<DaemonRoutes>(&state, &v, lines).await
+    super::log::<DaemonRoutes>(&state, &v.server, &v.item, params.lines.unwrap_or(100)).await
 }
 
 /// Registers the daemon routes beyond the four every item kind has.

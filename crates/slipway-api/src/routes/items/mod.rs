@@ -10,6 +10,7 @@
 
 pub mod daemons;
 pub mod network_rules;
+pub mod queue_workers;
 pub mod ssh_keys;
 
 use std::marker::PhantomData;
@@ -24,7 +25,7 @@ use slipway_store::{Server, ServerItem};
 
 use super::servers::OnServer;
 use crate::audit::AuditSlot;
-use crate::auth::{Authorized, Principal, Target};
+use crate::auth::{Principal, Target};
 use crate::envelope::{Accepted, Data, PageCursor, Paginated};
 use crate::error::ApiError;
 use crate::jobs::enqueue;
@@ -75,7 +76,10 @@ pub fn spec<T: DeserializeOwned>(item: &ServerItem) -> Result<T, ApiError> {
     serde_json::from_str(&item.spec).map_err(ApiError::internal)
 }
 
-fn resource<K: ItemRoutes>(item: &ServerItem, operation_id: Option<String>) -> Result<K::Resource, ApiError> {
+pub(crate) fn resource<K: ItemRoutes>(
+    item: &ServerItem,
+    operation_id: Option<String>,
+) -> Result<K::Resource, ApiError> {
     Ok(K::resource(item, spec(item)?, operation_id))
 }
 
@@ -105,7 +109,7 @@ impl<K: ItemRoutes> Target for OnItem<K> {
 }
 
 /// Queues the sync of a kind of item on a provisioned server; `None` when provisioning will.
-async fn sync(state: &AppState, server: &Server, kind: &dyn ItemKind) -> Result<Option<String>, ApiError> {
+pub(crate) async fn sync(state: &AppState, server: &Server, kind: &dyn ItemKind) -> Result<Option<String>, ApiError> {
     if server.provisioned_at.is_none() {
         return Ok(None);
     }
@@ -115,7 +119,7 @@ async fn sync(state: &AppState, server: &Server, kind: &dyn ItemKind) -> Result<
     Ok(Some(job.id))
 }
 
-fn audit_item(audit: &AuditSlot, server: &Server, action: String, item: &ServerItem) {
+pub(crate) fn audit_item(audit: &AuditSlot, server: &Server, action: String, item: &ServerItem) {
     audit.note(|n| {
         n.action = Some(action);
         n.organization_id = Some(server.organization_id.clone());
@@ -147,6 +151,26 @@ pub async fn list<K: ItemRoutes>(
     Ok(cursor.page(data, total))
 }
 
+/// The items of a server that `belongs` accepts (a site's workers), a page of them.
+pub async fn list_where<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    cursor: PageCursor,
+    belongs: impl Fn(&K::Spec) -> bool,
+) -> Result<Paginated<K::Resource>, ApiError> {
+    // A server has at most MAX_ITEMS of a kind: filtering them here is cheap.
+    let (rows, _) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
+    let mut rows: Vec<ServerItem> =
+        rows.into_iter().filter(|i| spec::<K::Spec>(i).is_ok_and(|s| belongs(&s))).collect();
+    let total = rows.len() as u64;
+    let offset = usize::try_from(cursor.request.offset()).unwrap_or(usize::MAX).min(rows.len());
+    let limit = usize::try_from(cursor.request.limit()).unwrap_or(usize::MAX);
+    let mut page: Vec<ServerItem> = rows.drain(offset..).take(limit).collect();
+    live_status(state, server, K::KIND, &mut page).await;
+    let data = page.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
+    Ok(cursor.page(data, total))
+}
+
 /// Stores a new item and queues the sync that applies it (when the server is provisioned).
 pub async fn create<K: ItemRoutes>(
     state: &AppState,
@@ -156,17 +180,30 @@ pub async fn create<K: ItemRoutes>(
 ) -> Result<(StatusCode, Data<K::Resource>), ApiError> {
     let (existing, count) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
     let (name, spec) = K::validate(server, input, &existing)?;
-    K::check_on_server(state, server, &spec).await?;
     if count >= MAX_ITEMS {
         return Err(ApiError::validation("name", format!("A server can have at most {MAX_ITEMS} of these.")));
     }
+    K::check_on_server(state, server, &spec).await?;
+    let (item, operation) = insert::<K>(state, server, audit, &name, &spec).await?;
+    Ok((StatusCode::CREATED, Data { data: K::resource(&item, spec, operation) }))
+}
+
+/// Stores a validated item, queues its sync and notes it in the audit log; returns the item and
+/// the sync's operation.
+pub async fn insert<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    audit: &AuditSlot,
+    name: &str,
+    spec: &K::Spec,
+) -> Result<(ServerItem, Option<String>), ApiError> {
     let at = now();
     let item = ServerItem {
         id: slipway_core::new_id(),
         server_id: server.id.clone(),
         kind: K::KIND.name().into(),
         name: name.trim().to_string(),
-        spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
+        spec: serde_json::to_string(spec).map_err(ApiError::internal)?,
         status: "installing".into(),
         status_reason: None,
         created_at: at,
@@ -175,22 +212,26 @@ pub async fn create<K: ItemRoutes>(
     state.store.insert_server_item(&item).await?;
     let operation = sync(state, server, K::KIND).await?;
     audit_item(audit, server, format!("{}.create", K::AUDIT), &item);
-    Ok((StatusCode::CREATED, Data { data: K::resource(&item, spec, operation) }))
+    Ok((item, operation))
 }
 
-pub async fn show<K: ItemRoutes>(state: &AppState, v: &Authorized<OnItem<K>>) -> Result<Data<K::Resource>, ApiError> {
-    let mut item = v.item.clone();
-    live_status(state, &v.server, K::KIND, std::slice::from_mut(&mut item)).await;
+pub async fn show<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    item: &ServerItem,
+) -> Result<Data<K::Resource>, ApiError> {
+    let mut item = item.clone();
+    live_status(state, server, K::KIND, std::slice::from_mut(&mut item)).await;
     Ok(Data { data: resource::<K>(&item, None)? })
 }
 
 /// Restarts an item's supervisor program, as an operation (202); 409 while it is not installed.
 pub async fn restart<K: ItemRoutes>(
     state: &AppState,
-    v: Authorized<OnItem<K>>,
+    server: &Server,
+    item: &ServerItem,
     audit: &AuditSlot,
 ) -> Result<Accepted<K::Resource>, ApiError> {
-    let OnItem { server, item, .. } = v.target;
     let prefix = K::KIND.program_prefix().ok_or(ApiError::NotFound)?;
     if item.status != "installed" {
         return Err(ApiError::Conflict(format!(
@@ -200,20 +241,24 @@ pub async fn restart<K: ItemRoutes>(
     }
     let program = slipway_engine::items::supervised::program_name(prefix, &item.id);
     let payload = slipway_engine::items::supervised::RestartProgram { server_id: server.id.clone(), program };
-    let job = enqueue(state, slipway_engine::items::supervised::PROGRAM_RESTART.about_server(&server, payload)).await?;
-    audit_item(audit, &server, format!("{}.restart", K::AUDIT), &item);
-    Ok(Accepted { message: "Restarting.".into(), data: resource::<K>(&item, Some(job.id))? })
+    let job = enqueue(state, slipway_engine::items::supervised::PROGRAM_RESTART.about_server(server, payload)).await?;
+    audit_item(audit, server, format!("{}.restart", K::AUDIT), item);
+    Ok(Accepted { message: "Restarting.".into(), data: resource::<K>(item, Some(job.id))? })
 }
 
 /// The last lines an item's supervisor program wrote (every process), read over SSH.
 pub async fn log<K: ItemRoutes>(
     state: &AppState,
-    v: &Authorized<OnItem<K>>,
+    server: &Server,
+    item: &ServerItem,
     lines: u32,
 ) -> Result<Data<ProgramLog>, ApiError> {
+    if !(1..=1000).contains(&lines) {
+        return Err(ApiError::validation("lines", "Between 1 and 1000 lines."));
+    }
     let prefix = K::KIND.program_prefix().ok_or(ApiError::NotFound)?;
-    let program = slipway_engine::items::supervised::program_name(prefix, &v.item.id);
-    let lines = slipway_engine::items::supervised::log_tail(&state.engine, &v.server, &program, lines)
+    let program = slipway_engine::items::supervised::program_name(prefix, &item.id);
+    let lines = slipway_engine::items::supervised::log_tail(&state.engine, server, &program, lines)
         .await
         .map_err(|why| ApiError::Unavailable(format!("Could not read the log from the server: {why}")))?;
     Ok(Data { data: ProgramLog { lines } })
@@ -229,10 +274,10 @@ pub struct ProgramLog {
 /// Marks an item for removal and queues the sync; on a server not provisioned yet, it goes at once.
 pub async fn delete<K: ItemRoutes>(
     state: &AppState,
-    v: Authorized<OnItem<K>>,
+    server: &Server,
+    mut item: ServerItem,
     audit: &AuditSlot,
 ) -> Result<Accepted<K::Resource>, ApiError> {
-    let OnItem { server, mut item, .. } = v.target;
     let ids = std::slice::from_ref(&item.id);
     state.store.set_server_items_status(ids, "removing", None).await?;
     // While the first provisioning runs it may already have put the item on the server: mark it
@@ -243,9 +288,9 @@ pub async fn delete<K: ItemRoutes>(
         None
     } else {
         item.status = "removing".into();
-        sync(state, &server, K::KIND).await?
+        sync(state, server, K::KIND).await?
     };
-    audit_item(audit, &server, format!("{}.delete", K::AUDIT), &item);
+    audit_item(audit, server, format!("{}.delete", K::AUDIT), &item);
     Ok(Accepted { message: K::REMOVING.into(), data: resource::<K>(&item, operation)? })
 }
 
@@ -306,7 +351,7 @@ macro_rules! server_item_routes {
             axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
             v: $crate::auth::Authorized<$crate::routes::items::OnItem<$routes>>,
         ) -> Result<$crate::envelope::Data<$resource>, $crate::error::ApiError> {
-            $crate::routes::items::show::<$routes>(&state, &v).await
+            $crate::routes::items::show::<$routes>(&state, &v.server, &v.item).await
         }
 
         #[doc = $delete_doc]
@@ -321,7 +366,8 @@ macro_rules! server_item_routes {
             v: $crate::auth::Authorized<$crate::routes::items::OnItem<$routes>>,
             audit: $crate::audit::AuditSlot,
         ) -> Result<$crate::envelope::Accepted<$resource>, $crate::error::ApiError> {
-            $crate::routes::items::delete::<$routes>(&state, v, &audit).await
+            let v = v.target;
+            $crate::routes::items::delete::<$routes>(&state, &v.server, v.item, &audit).await
         }
 
         /// Registers this kind's routes.
