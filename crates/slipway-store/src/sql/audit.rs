@@ -5,46 +5,31 @@ use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
 use sqlx::{Database, Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64, push_id_list};
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
 use crate::model::{AuditEvent, AuditFilter};
 use crate::{AuditStore, StoreError, StoreResult};
 
-macro_rules! audit_columns {
-    () => {
-        "id, occurred_at, actor_user_id, token_id, organization_id, action, method, route, resource_id, status, \
-         outcome, client_ip, user_agent, request_id, detail"
+/// The columns of `audit_events`: the fields of [`AuditEvent`] (see `sql/mod.rs`).
+macro_rules! audit_event_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, occurred_at, actor_user_id, token_id, organization_id, action, method, route, resource_id, status,
+            outcome, client_ip, user_agent, request_id, detail
+        }
     };
 }
+audit_event_fields!(exact_fields!(AuditEvent));
 
 macro_rules! impl_audit_store {
     ($db:ty) => {
         #[async_trait]
         impl AuditStore for SqlStore<$db> {
             async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO audit_events (",
-                    audit_columns!(),
-                    ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-                ))
-                .bind(&e.id)
-                .bind(e.occurred_at)
-                .bind(&e.actor_user_id)
-                .bind(&e.token_id)
-                .bind(&e.organization_id)
-                .bind(&e.action)
-                .bind(&e.method)
-                .bind(&e.route)
-                .bind(&e.resource_id)
-                .bind(e.status)
-                .bind(&e.outcome)
-                .bind(&e.client_ip)
-                .bind(&e.user_agent)
-                .bind(&e.request_id)
-                .bind(&e.detail)
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                audit_event_fields!(insert_into!($db, "audit_events", e))
+                    .build()
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
@@ -57,8 +42,11 @@ macro_rules! impl_audit_store {
                 push_audit_filter(&mut count, filter);
                 let total: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut select =
-                    QueryBuilder::<$db>::new(concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE "));
+                let mut select = QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    audit_event_fields!(columns!()),
+                    " FROM audit_events WHERE "
+                ));
                 push_audit_filter(&mut select, filter);
                 select
                     .push(" ORDER BY id DESC LIMIT ")
@@ -77,7 +65,7 @@ macro_rules! impl_audit_store {
             ) -> StoreResult<Vec<AuditEvent>> {
                 sqlx::query_as(concat!(
                     "SELECT ",
-                    audit_columns!(),
+                    audit_event_fields!(columns!()),
                     " FROM audit_events WHERE occurred_at >= $1 AND id > $2 ORDER BY id LIMIT $3"
                 ))
                 .bind(since)

@@ -5,37 +5,53 @@ use slipway_core::PageRequest;
 use slipway_core::time::{Timestamp, now};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::sites::site_columns;
-use super::{SqlStore, as_u64, push_id_list};
+use super::sites::site_fields;
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
 use crate::model::{GitProvider, GitRepository, GitRepositoryChanges, Site, WebhookDelivery};
 use crate::{GitStore, StoreError, StoreResult};
 
-macro_rules! git_repository_columns {
-    () => {
-        "id, organization_id, provider_id, kind, url, branch, deploy_key_public, deploy_key_private, webhook_uuid, \
-         webhook_secret, created_at, updated_at"
+/// The columns of `git_providers`: the fields of [`GitProvider`] (see `sql/mod.rs`).
+macro_rules! git_provider_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; id, organization_id, name, kind, access_token, created_at, updated_at }
     };
 }
+git_provider_fields!(exact_fields!(GitProvider));
 
-macro_rules! delivery_columns {
-    () => {
-        "id, repository_id, site_id, received_at, event, branch, commit_sha, outcome, reason, deployment_id, delivery_id"
+/// The columns of `git_repositories`: the fields of [`GitRepository`].
+macro_rules! git_repository_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, organization_id, provider_id, kind, url, branch, deploy_key_public, deploy_key_private, webhook_uuid,
+            webhook_secret, created_at, updated_at
+        }
     };
 }
+git_repository_fields!(exact_fields!(GitRepository));
+
+/// The columns of `webhook_deliveries`: the fields of [`WebhookDelivery`].
+macro_rules! webhook_delivery_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, repository_id, site_id, received_at, event, branch, commit_sha, outcome, reason, deployment_id,
+            delivery_id
+        }
+    };
+}
+webhook_delivery_fields!(exact_fields!(WebhookDelivery));
 
 macro_rules! impl_git_store {
     ($db:ty) => {
         #[async_trait]
         impl GitStore for SqlStore<$db> {
             async fn insert_git_provider(&self, v: &GitProvider) -> StoreResult<()> {
-                sqlx::query("INSERT INTO git_providers (id, organization_id, name, kind, access_token, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&v.id).bind(&v.organization_id).bind(&v.name).bind(&v.kind).bind(&v.access_token).bind(v.created_at).bind(v.updated_at)
-                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                git_provider_fields!(insert_into!($db, "git_providers", v))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn git_provider(&self, id: &str) -> StoreResult<Option<GitProvider>> {
-                sqlx::query_as("SELECT id, organization_id, name, kind, access_token, created_at, updated_at FROM git_providers WHERE id = $1")
+                sqlx::query_as(concat!("SELECT ", git_provider_fields!(columns!()), " FROM git_providers WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -46,9 +62,9 @@ macro_rules! impl_git_store {
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM git_providers WHERE organization_id IN (");
                 push_id_list!(count, organization_ids);
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut select = QueryBuilder::<$db>::new(
-                    "SELECT id, organization_id, name, kind, access_token, created_at, updated_at FROM git_providers WHERE organization_id IN (",
-                );
+                let mut select = QueryBuilder::<$db>::new(concat!(
+                    "SELECT ", git_provider_fields!(columns!()), " FROM git_providers WHERE organization_id IN ("
+                ));
                 push_id_list!(select, organization_ids);
                 select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -62,21 +78,18 @@ macro_rules! impl_git_store {
             }
 
             async fn insert_git_repository(&self, v: &GitRepository) -> StoreResult<()> {
-                sqlx::query(concat!("INSERT INTO git_repositories (", git_repository_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
-                    .bind(&v.id).bind(&v.organization_id).bind(&v.provider_id).bind(&v.kind).bind(&v.url).bind(&v.branch)
-                    .bind(&v.deploy_key_public).bind(&v.deploy_key_private).bind(&v.webhook_uuid).bind(&v.webhook_secret)
-                    .bind(v.created_at).bind(v.updated_at)
-                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                git_repository_fields!(insert_into!($db, "git_repositories", v))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn git_repository(&self, id: &str) -> StoreResult<Option<GitRepository>> {
-                sqlx::query_as(concat!("SELECT ", git_repository_columns!(), " FROM git_repositories WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", git_repository_fields!(columns!()), " FROM git_repositories WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn git_repository_by_webhook(&self, webhook_uuid: &str) -> StoreResult<Option<GitRepository>> {
-                sqlx::query_as(concat!("SELECT ", git_repository_columns!(), " FROM git_repositories WHERE webhook_uuid = $1"))
+                sqlx::query_as(concat!("SELECT ", git_repository_fields!(columns!()), " FROM git_repositories WHERE webhook_uuid = $1"))
                     .bind(webhook_uuid).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -87,7 +100,7 @@ macro_rules! impl_git_store {
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM git_repositories WHERE organization_id IN (");
                 push_id_list!(count, organization_ids);
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", git_repository_columns!(), " FROM git_repositories WHERE organization_id IN ("));
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", git_repository_fields!(columns!()), " FROM git_repositories WHERE organization_id IN ("));
                 push_id_list!(select, organization_ids);
                 select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -115,15 +128,13 @@ macro_rules! impl_git_store {
             }
 
             async fn sites_of_repository(&self, repository_id: &str) -> StoreResult<Vec<Site>> {
-                sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE git_repository_id = $1 ORDER BY id"))
+                sqlx::query_as(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE git_repository_id = $1 ORDER BY id"))
                     .bind(repository_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn insert_webhook_delivery(&self, v: &WebhookDelivery) -> StoreResult<()> {
-                sqlx::query(concat!("INSERT INTO webhook_deliveries (", delivery_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-                    .bind(&v.id).bind(&v.repository_id).bind(&v.site_id).bind(v.received_at).bind(&v.event).bind(&v.branch)
-                    .bind(&v.commit_sha).bind(&v.outcome).bind(&v.reason).bind(&v.deployment_id).bind(&v.delivery_id)
-                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                webhook_delivery_fields!(insert_into!($db, "webhook_deliveries", v))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
@@ -147,7 +158,7 @@ macro_rules! impl_git_store {
 
             async fn webhook_deliveries_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<WebhookDelivery>, u64)> {
                 let rows: Vec<WebhookDelivery> = sqlx::query_as(concat!(
-                    "SELECT ", delivery_columns!(), " FROM webhook_deliveries WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+                    "SELECT ", webhook_delivery_fields!(columns!()), " FROM webhook_deliveries WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
                 ))
                 .bind(site_id).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;

@@ -5,22 +5,52 @@ use slipway_core::PageRequest;
 use slipway_core::time::now;
 use sqlx::{Postgres, Sqlite};
 
-use super::{SqlStore, as_u64};
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into};
 use crate::cache::ReadCache;
 use crate::model::{Member, NewUser, Organization, OrganizationWithRole, User};
 use crate::{IdentityStore, StoreError, StoreResult};
 
-macro_rules! user_columns {
-    () => {
-        "id, email, name, password_hash, totp_secret, totp_enabled, totp_last_counter, recovery_codes, created_at, updated_at"
+/// The columns of `users` that a [`User`] holds (see `sql/mod.rs`): all but `email_normalized`,
+/// which only the lookup by email reads.
+macro_rules! user_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, email, name, password_hash, totp_secret, totp_enabled, totp_last_counter, recovery_codes, created_at,
+            updated_at
+        }
+    };
+}
+user_fields!(exact_fields!(User));
+
+/// The columns of `users` that a [`NewUser`] gives; `insert_user!` adds the rest.
+macro_rules! new_user_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; id, email, email_normalized, name, password_hash }
+    };
+}
+new_user_fields!(exact_fields!(NewUser));
+
+/// The INSERT of a new user, made at `$at`, with two-factor authentication off (its other
+/// columns stay empty until set).
+macro_rules! insert_user {
+    ($db:ty, $user:expr, $at:expr) => {
+        new_user_fields!(insert_into!(
+            $db,
+            "users",
+            $user,
+            extra(totp_enabled = sql("FALSE"), created_at = bind($at), updated_at = bind($at))
+        ))
     };
 }
 
-macro_rules! org_columns {
-    () => {
-        "id, name, max_token_lifetime_seconds, created_at, updated_at"
+/// The columns of `organizations`: the fields of [`Organization`]. (An organisation is created
+/// from a name, not from an `Organization`, so its inserts list their columns themselves.)
+macro_rules! organization_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; id, name, max_token_lifetime_seconds, created_at, updated_at }
     };
 }
+organization_fields!(exact_fields!(Organization));
 
 macro_rules! impl_identity_store {
     ($db:ty) => {
@@ -32,12 +62,7 @@ macro_rules! impl_identity_store {
 
             async fn create_user(&self, user: &NewUser) -> StoreResult<()> {
                 let at = now();
-                sqlx::query(
-                    "INSERT INTO users (id, email, email_normalized, name, password_hash, totp_enabled, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6)",
-                )
-                .bind(&user.id).bind(&user.email).bind(&user.email_normalized).bind(&user.name).bind(&user.password_hash).bind(at)
-                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                insert_user!($db, user, at).build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
@@ -45,12 +70,7 @@ macro_rules! impl_identity_store {
                 let _evict = self.evict_after(|c| c.evict_memberships(&user.id));
                 let at = now();
                 let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
-                sqlx::query(
-                    "INSERT INTO users (id, email, email_normalized, name, password_hash, totp_enabled, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, FALSE, $6, $6)",
-                )
-                .bind(&user.id).bind(&user.email).bind(&user.email_normalized).bind(&user.name).bind(&user.password_hash).bind(at)
-                .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                insert_user!($db, user, at).build().execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
                     .bind(organization_id).bind(organization_name).bind(at)
                     .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
@@ -65,7 +85,7 @@ macro_rules! impl_identity_store {
                     return Ok(Some(hit));
                 }
                 let generation = self.cache.as_ref().map(ReadCache::generation);
-                let row: Option<User> = sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+                let row: Option<User> = sqlx::query_as(concat!("SELECT ", user_fields!(columns!()), " FROM users WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 if let (Some(cache), Some(g), Some(user)) = (&self.cache, generation, &row) {
                     cache.put_user(g, user);
@@ -74,7 +94,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<User>> {
-                sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE email_normalized = $1"))
+                sqlx::query_as(concat!("SELECT ", user_fields!(columns!()), " FROM users WHERE email_normalized = $1"))
                     .bind(email_normalized).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -118,12 +138,12 @@ macro_rules! impl_identity_store {
             }
 
             async fn organization(&self, id: &str) -> StoreResult<Option<Organization>> {
-                sqlx::query_as(concat!("SELECT ", org_columns!(), " FROM organizations WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", organization_fields!(columns!()), " FROM organizations WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn organizations_named(&self, name: &str) -> StoreResult<Vec<Organization>> {
-                sqlx::query_as(concat!("SELECT ", org_columns!(), " FROM organizations WHERE name = $1 ORDER BY id LIMIT 100"))
+                sqlx::query_as(concat!("SELECT ", organization_fields!(columns!()), " FROM organizations WHERE name = $1 ORDER BY id LIMIT 100"))
                     .bind(name).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -131,9 +151,11 @@ macro_rules! impl_identity_store {
                 let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1")
                     .bind(user_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let rows = sqlx::query_as(
-                    "SELECT o.id, o.name, o.max_token_lifetime_seconds, o.created_at, o.updated_at, m.role \
-                     FROM organizations o JOIN memberships m ON m.organization_id = o.id \
-                     WHERE m.user_id = $1 ORDER BY o.id LIMIT $2 OFFSET $3",
+                    concat!(
+                        "SELECT ", organization_fields!(columns!("o.")), ", m.role \
+                         FROM organizations o JOIN memberships m ON m.organization_id = o.id \
+                         WHERE m.user_id = $1 ORDER BY o.id LIMIT $2 OFFSET $3"
+                    ),
                 )
                 .bind(user_id).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -146,9 +168,11 @@ macro_rules! impl_identity_store {
                 }
                 let generation = self.cache.as_ref().map(ReadCache::generation);
                 let rows: Vec<OrganizationWithRole> = sqlx::query_as(
-                    "SELECT o.id, o.name, o.max_token_lifetime_seconds, o.created_at, o.updated_at, m.role \
-                     FROM organizations o JOIN memberships m ON m.organization_id = o.id \
-                     WHERE m.user_id = $1 ORDER BY o.id LIMIT 1000",
+                    concat!(
+                        "SELECT ", organization_fields!(columns!("o.")), ", m.role \
+                         FROM organizations o JOIN memberships m ON m.organization_id = o.id \
+                         WHERE m.user_id = $1 ORDER BY o.id LIMIT 1000"
+                    ),
                 )
                 .bind(user_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 if let (Some(cache), Some(g)) = (&self.cache, generation) {

@@ -5,34 +5,54 @@ use slipway_core::PageRequest;
 use slipway_core::time::{Timestamp, now};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64};
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into};
 use crate::model::{CancelOutcome, Heartbeat, Job, JobEnd, JobLogLine, NewJob, Reaped};
 use crate::{JobStore, StoreError, StoreResult};
 
-macro_rules! job_columns {
-    () => {
-        "id, kind, payload, organization_id, resource_key, idempotent, status, attempts, max_attempts, run_at, \
-         lease_owner, lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, exit_code, failure_reason"
+/// The columns of `jobs`: the fields of [`Job`] (see `sql/mod.rs`).
+macro_rules! job_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, kind, payload, organization_id, resource_key, idempotent, status, attempts, max_attempts, run_at,
+            lease_owner, lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, exit_code,
+            failure_reason
+        }
     };
 }
+job_fields!(exact_fields!(Job));
+
+/// The columns of `jobs` that a [`NewJob`] gives; `enqueue_job` sets `status`, `attempts` and
+/// `created_at` itself, and leaves the rest (lease, times, outcome) empty.
+macro_rules! new_job_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; id, kind, payload, organization_id, resource_key, idempotent, max_attempts, run_at }
+    };
+}
+new_job_fields!(exact_fields!(NewJob));
+
+/// The columns of `job_logs` that a [`JobLogLine`] reads: all but `job_id`, which the query
+/// names. (`append_job_log` writes a batch of lines, listing the columns itself.)
+macro_rules! job_log_line_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; seq, at, stream, line }
+    };
+}
+job_log_line_fields!(exact_fields!(JobLogLine));
 
 macro_rules! impl_job_store {
     ($db:ty, $claim_lock:literal) => {
         #[async_trait]
         impl JobStore for SqlStore<$db> {
             async fn enqueue_job(&self, j: &NewJob) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO jobs (id, kind, payload, organization_id, resource_key, idempotent, status, attempts, \
-                     max_attempts, run_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $9)",
-                )
-                .bind(&j.id).bind(&j.kind).bind(&j.payload).bind(&j.organization_id).bind(&j.resource_key)
-                .bind(j.idempotent).bind(j.max_attempts).bind(j.run_at).bind(now())
-                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                new_job_fields!(insert_into!(
+                    $db, "jobs", j, extra(status = sql("'queued'"), attempts = sql("0"), created_at = bind(now()))
+                ))
+                .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn job(&self, id: &str) -> StoreResult<Option<Job>> {
-                sqlx::query_as(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", job_fields!(columns!()), " FROM jobs WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -40,7 +60,7 @@ macro_rules! impl_job_store {
                 let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE resource_key = $1")
                     .bind(resource_key).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let rows = sqlx::query_as(concat!(
-                    "SELECT ", job_columns!(), " FROM jobs WHERE resource_key = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+                    "SELECT ", job_fields!(columns!()), " FROM jobs WHERE resource_key = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
                 ))
                 .bind(resource_key).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -55,7 +75,7 @@ macro_rules! impl_job_store {
                        AND (j.resource_key IS NULL OR NOT EXISTS \
                          (SELECT 1 FROM jobs r WHERE r.resource_key = j.resource_key AND r.status = 'running')) \
                        ORDER BY j.run_at, j.id LIMIT 1", $claim_lock, ") \
-                     RETURNING ", job_columns!()
+                     RETURNING ", job_fields!(columns!())
                 ))
                 .bind(worker).bind(at).bind(lease_until)
                 .fetch_optional(&self.pool).await;
@@ -196,7 +216,9 @@ macro_rules! impl_job_store {
             }
 
             async fn job_log(&self, job_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<JobLogLine>> {
-                sqlx::query_as("SELECT seq, at, stream, line FROM job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+                sqlx::query_as(concat!(
+                    "SELECT ", job_log_line_fields!(columns!()), " FROM job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ))
                     .bind(job_id).bind(after_seq).bind(limit)
                     .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }

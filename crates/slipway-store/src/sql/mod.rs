@@ -41,6 +41,92 @@ macro_rules! push_id_list {
 }
 pub(crate) use push_id_list;
 
+// Columns are declared once per table. A table whose rows the store reads or writes whole
+// declares them in its file, as a macro that hands the list to another macro:
+//
+//     macro_rules! server_fields {
+//         ($m:ident!($($args:tt)*)) => { $m! { $($args)*; id, organization_id, name, … } };
+//     }
+//
+// The names are the row type's fields and the table's columns alike, so the statements follow
+// from that one list, and a value cannot be bound in another column's place:
+//
+//     server_fields!(exact_fields!(Server));   // compiles only if `Server` has exactly these
+//     concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE id = $1")
+//     server_fields!(insert_into!($db, "servers", server)).build().execute(&self.pool)
+
+/// The column list `a, b, c` as one string literal, for `concat!`. With a prefix
+/// (`columns!("s."; a, b)`) each column gets it: `s.a, s.b`.
+macro_rules! columns {
+    ($prefix:literal; $first:ident $(, $rest:ident)* $(,)?) => {
+        concat!($prefix, stringify!($first) $(, ", ", $prefix, stringify!($rest))*)
+    };
+    (; $($field:ident),+ $(,)?) => {
+        $crate::sql::columns!(""; $($field),+)
+    };
+}
+pub(crate) use columns;
+
+/// Compiles only if the struct `$ty` has exactly these fields, so that a field added to a row
+/// type cannot be left out of its table's declaration, nor a removed one left in.
+macro_rules! exact_fields {
+    ($ty:ident; $($field:ident),+ $(,)?) => {
+        const _: fn($ty) -> $ty = |row| $ty { $($field: row.$field),+ };
+    };
+}
+pub(crate) use exact_fields;
+
+/// `INSERT INTO $table (<fields>) VALUES (<row.field, bound, for each field>)` as a
+/// `QueryBuilder`, which the caller may extend (`ON CONFLICT …`) before building it. Options,
+/// after the row:
+///
+/// - `value = m`: `m!(values, row, field)` pushes each value instead, so that a column can be
+///   computed in SQL (`site_value!`); it ends with `insert_into!(@value _, values, row, field)`
+///   for the fields it leaves as they are.
+/// - `extra(column = sql("…"), column = bind(expr), …)`: columns the row type does not have,
+///   set to SQL text or to a bound value, after the fields.
+macro_rules! insert_into {
+    (
+        @build $db:ty, $table:literal, $row:expr, $value:tt, [$($column:ident = $how:ident($($v:tt)*)),*];
+        $($field:ident),+
+    ) => {{
+        let row = $row;
+        let mut insert = ::sqlx::QueryBuilder::<$db>::new(concat!(
+            "INSERT INTO ", $table, " (", $crate::sql::columns!(; $($field),+ $(, $column)*), ") VALUES ("
+        ));
+        let mut values = insert.separated(", ");
+        $( $crate::sql::insert_into!(@value $value, values, row, $field); )+
+        $( $crate::sql::insert_into!(@extra values, $how($($v)*)); )*
+        insert.push(")");
+        insert
+    }};
+    (@value _, $values:ident, $row:ident, $field:ident) => {
+        $values.push_bind(&$row.$field);
+    };
+    (@value $value:ident, $values:ident, $row:ident, $field:ident) => {
+        $value!($values, $row, $field);
+    };
+    (@extra $values:ident, sql($sql:literal)) => {
+        $values.push($sql);
+    };
+    (@extra $values:ident, bind($bind:expr)) => {
+        $values.push_bind($bind);
+    };
+    ($db:ty, $table:literal, $row:expr; $($field:ident),+ $(,)?) => {
+        $crate::sql::insert_into!(@build $db, $table, $row, _, []; $($field),+)
+    };
+    ($db:ty, $table:literal, $row:expr, value = $value:ident; $($field:ident),+ $(,)?) => {
+        $crate::sql::insert_into!(@build $db, $table, $row, $value, []; $($field),+)
+    };
+    (
+        $db:ty, $table:literal, $row:expr, extra($($column:ident = $how:ident($($v:tt)*)),+ $(,)?);
+        $($field:ident),+ $(,)?
+    ) => {
+        $crate::sql::insert_into!(@build $db, $table, $row, _, [$($column = $how($($v)*)),+]; $($field),+)
+    };
+}
+pub(crate) use insert_into;
+
 fn as_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

@@ -5,23 +5,29 @@ use slipway_core::PageRequest;
 use slipway_core::time::{Timestamp, now};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64, push_id_list};
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
 use crate::model::{Server, ServerChanges, ServerItem};
 use crate::{ServerStore, StoreError, StoreResult};
 
-macro_rules! server_columns {
-    () => {
-        "id, organization_id, name, provider, ip_address, ssh_port, ssh_user, region, size, php_version, database_type, \
-         webserver, status, status_reason, monitoring_enabled, os, host_key, offered_host_key, node, provisioned_at, \
-         created_at, updated_at"
+/// The columns of `servers`: the fields of [`Server`] (see `sql/mod.rs`).
+macro_rules! server_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, organization_id, name, provider, ip_address, ssh_port, ssh_user, region, size, php_version,
+            database_type, webserver, status, status_reason, monitoring_enabled, os, host_key, offered_host_key, node,
+            provisioned_at, created_at, updated_at
+        }
     };
 }
+server_fields!(exact_fields!(Server));
 
-macro_rules! server_item_columns {
-    () => {
-        "id, server_id, kind, name, spec, status, status_reason, created_at, updated_at"
+/// The columns of `server_items`: the fields of [`ServerItem`].
+macro_rules! server_item_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; id, server_id, kind, name, spec, status, status_reason, created_at, updated_at }
     };
 }
+server_item_fields!(exact_fields!(ServerItem));
 
 macro_rules! impl_server_store {
     ($db:ty) => {
@@ -39,20 +45,13 @@ macro_rules! impl_server_store {
             }
 
             async fn insert_server(&self, v: &Server) -> StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO servers (", server_columns!(), ") VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-                ))
-                .bind(&v.id).bind(&v.organization_id).bind(&v.name).bind(&v.provider).bind(&v.ip_address).bind(v.ssh_port)
-                .bind(&v.ssh_user).bind(&v.region).bind(&v.size).bind(&v.php_version).bind(&v.database_type).bind(&v.webserver)
-                .bind(&v.status).bind(&v.status_reason).bind(v.monitoring_enabled).bind(&v.os).bind(&v.host_key)
-                .bind(&v.offered_host_key).bind(v.node).bind(v.provisioned_at).bind(v.created_at).bind(v.updated_at)
-                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                server_fields!(insert_into!($db, "servers", v))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn server(&self, id: &str) -> StoreResult<Option<Server>> {
-                sqlx::query_as(concat!("SELECT ", server_columns!(), " FROM servers WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -71,7 +70,7 @@ macro_rules! impl_server_store {
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM servers WHERE ");
                 filter(&mut count);
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", server_columns!(), " FROM servers WHERE "));
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE "));
                 filter(&mut select);
                 select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -82,7 +81,7 @@ macro_rules! impl_server_store {
                 if organization_ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut q = QueryBuilder::<$db>::new(concat!("SELECT ", server_columns!(), " FROM servers WHERE name = "));
+                let mut q = QueryBuilder::<$db>::new(concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE name = "));
                 q.push_bind(name.to_string()).push(" AND organization_id IN (");
                 push_id_list!(q, organization_ids);
                 q.push(" ORDER BY id LIMIT 10");
@@ -153,22 +152,20 @@ macro_rules! impl_server_store {
             }
 
             async fn insert_server_item(&self, v: &ServerItem) -> StoreResult<()> {
-                sqlx::query(concat!("INSERT INTO server_items (", server_item_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-                    .bind(&v.id).bind(&v.server_id).bind(&v.kind).bind(&v.name).bind(&v.spec).bind(&v.status)
-                    .bind(&v.status_reason).bind(v.created_at).bind(v.updated_at)
-                    .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                server_item_fields!(insert_into!($db, "server_items", v))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn server_item(&self, id: &str) -> StoreResult<Option<ServerItem>> {
-                sqlx::query_as(concat!("SELECT ", server_item_columns!(), " FROM server_items WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", server_item_fields!(columns!()), " FROM server_items WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn server_items(&self, server_id: &str, kind: &str, page: Option<PageRequest>) -> StoreResult<(Vec<ServerItem>, u64)> {
                 let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
                 let rows: Vec<ServerItem> = sqlx::query_as(concat!(
-                    "SELECT ", server_item_columns!(), " FROM server_items WHERE server_id = $1 AND kind = $2 ORDER BY id LIMIT $3 OFFSET $4"
+                    "SELECT ", server_item_fields!(columns!()), " FROM server_items WHERE server_id = $1 AND kind = $2 ORDER BY id LIMIT $3 OFFSET $4"
                 ))
                 .bind(server_id).bind(kind).bind(limit).bind(offset)
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;

@@ -5,56 +5,75 @@ use slipway_core::PageRequest;
 use slipway_core::time::{Timestamp, now};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64, push_id_list};
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
 use crate::model::{Deployment, DeploymentUpdate, Site, SiteChanges, SiteEnvVar};
 use crate::{SiteStore, StoreError, StoreResult};
 
-macro_rules! site_columns {
-    () => {
-        "id, server_id, organization_id, domain, aliases, project_type, web_directory, repository_url, repository_branch, \
-         deploy_script, app_command, health_check_path, health_check_status, health_check_timeout, zero_downtime, \
-         keep_releases, app_port, status, status_reason, suspended, deployment_status, last_deployed_at, current_release, \
-         active_port, created_at, updated_at, git_repository_id, shared_paths"
+/// The columns of `sites`: the fields of [`Site`] (see `sql/mod.rs`).
+macro_rules! site_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, server_id, organization_id, domain, aliases, project_type, web_directory, repository_url,
+            repository_branch, deploy_script, app_command, health_check_path, health_check_status, health_check_timeout,
+            zero_downtime, keep_releases, app_port, status, status_reason, suspended, deployment_status,
+            last_deployed_at, current_release, active_port, created_at, updated_at, git_repository_id, shared_paths
+        }
     };
 }
-pub(super) use site_columns;
+site_fields!(exact_fields!(Site));
+pub(super) use site_fields;
 
-macro_rules! deployment_columns {
-    () => {
-        "id, site_id, server_id, organization_id, job_id, status, trigger_kind, triggered_by_user, triggered_by_token, \
-         release_of, commit_sha, commit_message, commit_author, port, failed_step, failure_reason, release_present, \
-         created_at, started_at, finished_at, requested_commit, action"
+/// A site's value for its insert: the field as given, except `app_port`, which the statement
+/// chooses itself: the pair after the highest one on the server, read in the same statement.
+macro_rules! site_value {
+    ($values:ident, $site:ident, app_port) => {
+        $values.push("COALESCE((SELECT MAX(app_port) FROM sites WHERE server_id = ");
+        $values.push_bind_unseparated(&$site.server_id);
+        $values.push_unseparated("), 19998) + 2");
+    };
+    ($values:ident, $site:ident, $field:ident) => {
+        insert_into!(@value _, $values, $site, $field)
     };
 }
+
+/// The columns of `deployments`: the fields of [`Deployment`].
+macro_rules! deployment_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, site_id, server_id, organization_id, job_id, status, trigger_kind, triggered_by_user,
+            triggered_by_token, release_of, commit_sha, commit_message, commit_author, port, failed_step, failure_reason,
+            release_present, created_at, started_at, finished_at, requested_commit, action
+        }
+    };
+}
+deployment_fields!(exact_fields!(Deployment));
+
+/// The columns of `site_env`: the fields of [`SiteEnvVar`]. (Its one write is an upsert of one
+/// value, written out in `put_site_env`.)
+macro_rules! site_env_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; site_id, key, value, created_at, updated_at }
+    };
+}
+site_env_fields!(exact_fields!(SiteEnvVar));
 
 macro_rules! impl_site_store {
     ($db:ty) => {
         #[async_trait]
         impl SiteStore for SqlStore<$db> {
             async fn insert_site(&self, v: &Site) -> StoreResult<Site> {
-                sqlx::query(concat!(
-                    "INSERT INTO sites (", site_columns!(), ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, COALESCE((SELECT MAX(app_port) FROM sites WHERE server_id = $2), 19998) + 2, \
-                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27"
-                ))
-                .bind(&v.id).bind(&v.server_id).bind(&v.organization_id).bind(&v.domain).bind(&v.aliases)
-                .bind(&v.project_type).bind(&v.web_directory).bind(&v.repository_url).bind(&v.repository_branch)
-                .bind(&v.deploy_script).bind(&v.app_command).bind(&v.health_check_path).bind(v.health_check_status)
-                .bind(v.health_check_timeout).bind(v.zero_downtime).bind(v.keep_releases)
-                .bind(&v.status).bind(&v.status_reason).bind(v.suspended).bind(&v.deployment_status)
-                .bind(v.last_deployed_at).bind(&v.current_release).bind(v.active_port).bind(v.created_at).bind(v.updated_at)
-                .bind(&v.git_repository_id).bind(&v.shared_paths)
-                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                site_fields!(insert_into!($db, "sites", v, value = site_value))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 self.site(&v.id).await?.ok_or_else(|| StoreError::Conflict("site vanished".into()))
             }
 
             async fn site(&self, id: &str) -> StoreResult<Option<Site>> {
-                sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn site_by_domain(&self, server_id: &str, domain: &str) -> StoreResult<Option<Site>> {
-                sqlx::query_as(concat!("SELECT ", site_columns!(), " FROM sites WHERE server_id = $1 AND domain = $2"))
+                sqlx::query_as(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE server_id = $1 AND domain = $2"))
                     .bind(server_id).bind(domain).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -73,7 +92,7 @@ macro_rules! impl_site_store {
                 filter(&mut count);
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_columns!(), " FROM sites WHERE "));
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
                 filter(&mut select);
                 select.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -132,32 +151,24 @@ macro_rules! impl_site_store {
             }
 
             async fn insert_deployment(&self, v: &Deployment) -> StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO deployments (", deployment_columns!(), ") VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-                ))
-                .bind(&v.id).bind(&v.site_id).bind(&v.server_id).bind(&v.organization_id).bind(&v.job_id).bind(&v.status)
-                .bind(&v.trigger_kind).bind(&v.triggered_by_user).bind(&v.triggered_by_token).bind(&v.release_of)
-                .bind(&v.commit_sha).bind(&v.commit_message).bind(&v.commit_author).bind(v.port).bind(&v.failed_step)
-                .bind(&v.failure_reason).bind(v.release_present).bind(v.created_at).bind(v.started_at).bind(v.finished_at)
-                .bind(&v.requested_commit).bind(&v.action)
-                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                deployment_fields!(insert_into!($db, "deployments", v))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn deployment(&self, id: &str) -> StoreResult<Option<Deployment>> {
-                sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn deployment_by_job(&self, job_id: &str) -> StoreResult<Option<Deployment>> {
-                sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE job_id = $1"))
+                sqlx::query_as(concat!("SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE job_id = $1"))
                     .bind(job_id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn deployments_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<Deployment>, u64)> {
                 let rows: Vec<Deployment> = sqlx::query_as(concat!(
-                    "SELECT ", deployment_columns!(), " FROM deployments WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+                    "SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
                 ))
                 .bind(site_id).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -190,7 +201,7 @@ macro_rules! impl_site_store {
 
             async fn releases_of_site(&self, site_id: &str) -> StoreResult<Vec<Deployment>> {
                 sqlx::query_as(concat!(
-                    "SELECT ", deployment_columns!(), " FROM deployments WHERE site_id = $1 AND release_present ORDER BY id DESC"
+                    "SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE site_id = $1 AND release_present ORDER BY id DESC"
                 ))
                 .bind(site_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
@@ -213,7 +224,7 @@ macro_rules! impl_site_store {
             }
 
             async fn site_env(&self, site_id: &str) -> StoreResult<Vec<SiteEnvVar>> {
-                sqlx::query_as("SELECT site_id, key, value, created_at, updated_at FROM site_env WHERE site_id = $1 ORDER BY key")
+                sqlx::query_as(concat!("SELECT ", site_env_fields!(columns!()), " FROM site_env WHERE site_id = $1 ORDER BY key"))
                     .bind(site_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
         }

@@ -3,31 +3,44 @@
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
-use sqlx::{Database, Postgres, Sqlite};
+use sqlx::{Postgres, Sqlite};
 
-use super::{SqlStore, as_u64};
+use super::{SqlStore, as_u64, columns, exact_fields, insert_into};
 use crate::cache::ReadCache;
 use crate::model::{AccessToken, RefreshToken, TokenChanges};
 use crate::{StoreError, StoreResult, TokenStore};
 
-macro_rules! token_columns {
-    () => {
-        "id, kind, user_id, organization_id, name, token_hash, abilities, server_ids, site_ids, allowed_ips, \
-         expires_at, created_at, created_via, created_by, last_used_at, last_used_ip, revoked_at"
+/// The columns of `access_tokens`: the fields of [`AccessToken`] (see `sql/mod.rs`).
+macro_rules! access_token_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, kind, user_id, organization_id, name, token_hash, abilities, server_ids, site_ids, allowed_ips,
+            expires_at, created_at, created_via, created_by, last_used_at, last_used_ip, revoked_at
+        }
     };
 }
+access_token_fields!(exact_fields!(AccessToken));
+
+/// The columns of `refresh_tokens`: the fields of [`RefreshToken`].
+macro_rules! refresh_token_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*; id, family_id, token_hash, expires_at, used_at, created_at }
+    };
+}
+refresh_token_fields!(exact_fields!(RefreshToken));
 
 macro_rules! impl_token_store {
     ($db:ty) => {
         #[async_trait]
         impl TokenStore for SqlStore<$db> {
             async fn insert_token(&self, t: &AccessToken) -> StoreResult<()> {
-                insert_token_query::<$db>(t).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                access_token_fields!(insert_into!($db, "access_tokens", t))
+                    .build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn token(&self, id: &str) -> StoreResult<Option<AccessToken>> {
-                sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM access_tokens WHERE id = $1"))
+                sqlx::query_as(concat!("SELECT ", access_token_fields!(columns!()), " FROM access_tokens WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -36,7 +49,7 @@ macro_rules! impl_token_store {
                     return Ok(Some(hit));
                 }
                 let generation = self.cache.as_ref().map(ReadCache::generation);
-                let row: Option<AccessToken> = sqlx::query_as(concat!("SELECT ", token_columns!(), " FROM access_tokens WHERE token_hash = $1"))
+                let row: Option<AccessToken> = sqlx::query_as(concat!("SELECT ", access_token_fields!(columns!()), " FROM access_tokens WHERE token_hash = $1"))
                     .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 if let (Some(cache), Some(g), Some(token)) = (&self.cache, generation, &row) {
                     cache.put_token(g, token);
@@ -50,7 +63,7 @@ macro_rules! impl_token_store {
                 )
                 .bind(user_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let rows = sqlx::query_as(concat!(
-                    "SELECT ", token_columns!(), " FROM access_tokens WHERE user_id = $1 AND kind = 'personal' \
+                    "SELECT ", access_token_fields!(columns!()), " FROM access_tokens WHERE user_id = $1 AND kind = 'personal' \
                      AND revoked_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
                 ))
                 .bind(user_id).bind(page.limit()).bind(page.offset())
@@ -64,7 +77,7 @@ macro_rules! impl_token_store {
                 )
                 .bind(organization_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let rows = sqlx::query_as(concat!(
-                    "SELECT ", token_columns!(), " FROM access_tokens WHERE organization_id = $1 AND kind = 'organization' \
+                    "SELECT ", access_token_fields!(columns!()), " FROM access_tokens WHERE organization_id = $1 AND kind = 'organization' \
                      AND revoked_at IS NULL ORDER BY id DESC LIMIT $2 OFFSET $3"
                 ))
                 .bind(organization_id).bind(page.limit()).bind(page.offset())
@@ -109,7 +122,8 @@ macro_rules! impl_token_store {
                     tx.rollback().await.map_err(StoreError::from_sqlx)?;
                     return Ok(false);
                 }
-                insert_token_query::<$db>(new).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                access_token_fields!(insert_into!($db, "access_tokens", new))
+                    .build().execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 tx.commit().await.map_err(StoreError::from_sqlx)?;
                 Ok(true)
             }
@@ -125,14 +139,13 @@ macro_rules! impl_token_store {
                 sqlx::query("INSERT INTO token_families (id, token_id, created_at) VALUES ($1, $2, $3)")
                     .bind(family_id).bind(token_id).bind(first.created_at)
                     .execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
-                insert_refresh_query::<$db>(first).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                refresh_token_fields!(insert_into!($db, "refresh_tokens", first))
+                    .build().execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 tx.commit().await.map_err(StoreError::from_sqlx)
             }
 
             async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-                sqlx::query_as(
-                    "SELECT id, family_id, token_hash, expires_at, used_at, created_at FROM refresh_tokens WHERE token_hash = $1",
-                )
+                sqlx::query_as(concat!("SELECT ", refresh_token_fields!(columns!()), " FROM refresh_tokens WHERE token_hash = $1"))
                 .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
@@ -144,7 +157,8 @@ macro_rules! impl_token_store {
                     tx.rollback().await.map_err(StoreError::from_sqlx)?;
                     return Ok(false);
                 }
-                insert_refresh_query::<$db>(next).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                refresh_token_fields!(insert_into!($db, "refresh_tokens", next))
+                    .build().execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 tx.commit().await.map_err(StoreError::from_sqlx)?;
                 Ok(true)
             }
@@ -170,51 +184,3 @@ macro_rules! impl_token_store {
 
 impl_token_store!(Sqlite);
 impl_token_store!(Postgres);
-
-fn insert_token_query<'q, DB>(t: &'q AccessToken) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments>
-where
-    DB: Database,
-    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<Timestamp>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    sqlx::query(concat!(
-        "INSERT INTO access_tokens (",
-        token_columns!(),
-        ") \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-    ))
-    .bind(&t.id)
-    .bind(&t.kind)
-    .bind(&t.user_id)
-    .bind(&t.organization_id)
-    .bind(&t.name)
-    .bind(&t.token_hash)
-    .bind(&t.abilities)
-    .bind(&t.server_ids)
-    .bind(&t.site_ids)
-    .bind(&t.allowed_ips)
-    .bind(t.expires_at)
-    .bind(t.created_at)
-    .bind(&t.created_via)
-    .bind(&t.created_by)
-    .bind(t.last_used_at)
-    .bind(&t.last_used_ip)
-    .bind(t.revoked_at)
-}
-
-fn insert_refresh_query<'q, DB>(r: &'q RefreshToken) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments>
-where
-    DB: Database,
-    &'q String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<Timestamp>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    sqlx::query(
-        "INSERT INTO refresh_tokens (id, family_id, token_hash, expires_at, used_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&r.id).bind(&r.family_id).bind(&r.token_hash).bind(r.expires_at).bind(r.used_at).bind(r.created_at)
-}
