@@ -1,10 +1,33 @@
 //! Slipway's persistent state behind one [`Store`] trait, with a SQLite and a PostgreSQL
 //! implementation.
 //!
-//! Both backends share every query: the implementation is written once in [`sql`] and
-//! instantiated for each backend by a macro, and SQL text uses the `$1` placeholders that both
+//! `Store` is made of parts, one per concern: [`SettingsStore`], [`IdentityStore`],
+//! [`TokenStore`], [`LimitStore`], [`AuditStore`], [`JobStore`], [`ServerStore`], [`SiteStore`],
+//! [`GitStore`] and [`RetentionStore`]. Callers hold an `Arc<dyn Store>` and call the parts'
+//! methods on it directly; [`prelude`] imports every part for code that needs them in scope.
+//!
+//! Both backends share every query: each part is implemented once, in a file of its own under
+//! `src/sql/` (`ServerStore` in `sql/servers.rs`), by a macro that the file instantiates for
+//! `SqlStore<Sqlite>` and `SqlStore<Postgres>`; SQL text uses the `$1` placeholders that both
 //! drivers accept. Only the migrations (column types) are per backend. A conformance suite
 //! (`tests/conformance.rs`) runs every case against both.
+//!
+//! A table whose rows are read or written whole declares its columns once, in its part's file:
+//! a `thing_fields!` macro lists the row type's fields, which are named as the columns, and the
+//! SELECT list (`columns!`), the INSERT and its binds (`insert_into!`) and a compile-time check
+//! that the list matches the struct (`exact_fields!`) all come from it (see `sql/mod.rs`).
+//!
+//! To add a method: declare it, with its doc comment, in the part trait it belongs to below;
+//! implement it in that part's `impl_…_store!` macro in `src/sql/`; add a case to the
+//! conformance suite.
+//!
+//! To add a table: a migration for each backend (same number in `migrations/sqlite` and
+//! `migrations/postgres`); its row type in `model.rs` (`sqlx::FromRow`, fields named as the
+//! columns); its `thing_fields!` declaration with `thing_fields!(exact_fields!(Thing));` in the
+//! file of its concern; its methods as above. A new concern is a new part: a trait here, added
+//! to `Store`'s supertraits and to [`prelude`], and a new file in `src/sql/` declared in
+//! `sql/mod.rs`. A table that grows with use also belongs in [`COUNTED_TABLES`], and probably
+//! in a [`PruneRule`].
 
 mod cache;
 mod connect;
@@ -333,7 +356,6 @@ pub trait SiteStore: Send + Sync {
     /// is ignored); returns the site as stored. A domain already on the server is a `Conflict`.
     async fn insert_site(&self, site: &Site) -> StoreResult<Site>;
     async fn site(&self, id: &str) -> StoreResult<Option<Site>>;
-    /// A server's sites, oldest first; `None` for all of them.
     /// The site at `domain` on a server (a domain is unique per server).
     async fn site_by_domain(&self, server_id: &str, domain: &str) -> StoreResult<Option<Site>>;
     /// A server's sites (optionally only these ids), oldest first; all of them without a page.
