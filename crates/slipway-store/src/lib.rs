@@ -1,10 +1,33 @@
 //! Slipway's persistent state behind one [`Store`] trait, with a SQLite and a PostgreSQL
 //! implementation.
 //!
-//! Both backends share every query: the implementation is written once in [`sql`] and
-//! instantiated for each backend by a macro, and SQL text uses the `$1` placeholders that both
+//! `Store` is made of parts, one per concern: [`SettingsStore`], [`IdentityStore`],
+//! [`TokenStore`], [`LimitStore`], [`AuditStore`], [`JobStore`], [`ServerStore`], [`SiteStore`],
+//! [`GitStore`] and [`RetentionStore`]. Callers hold an `Arc<dyn Store>` and call the parts'
+//! methods on it directly; [`prelude`] imports every part for code that needs them in scope.
+//!
+//! Both backends share every query: each part is implemented once, in a file of its own under
+//! `src/sql/` (`ServerStore` in `sql/servers.rs`), by a macro that the file instantiates for
+//! `SqlStore<Sqlite>` and `SqlStore<Postgres>`; SQL text uses the `$1` placeholders that both
 //! drivers accept. Only the migrations (column types) are per backend. A conformance suite
 //! (`tests/conformance.rs`) runs every case against both.
+//!
+//! A table whose rows are read or written whole declares its columns once, in its part's file:
+//! a `thing_fields!` macro lists the row type's fields, which are named as the columns, and the
+//! SELECT list (`columns!`), the INSERT and its binds (`insert_into!`) and a compile-time check
+//! that the list matches the struct (`exact_fields!`) all come from it (see `sql/mod.rs`).
+//!
+//! To add a method: declare it, with its doc comment, in the part trait it belongs to below;
+//! implement it in that part's `impl_…_store!` macro in `src/sql/`; add a case to the
+//! conformance suite.
+//!
+//! To add a table: a migration for each backend (same number in `migrations/sqlite` and
+//! `migrations/postgres`); its row type in `model.rs` (`sqlx::FromRow`, fields named as the
+//! columns); its `thing_fields!` declaration with `thing_fields!(exact_fields!(Thing));` in the
+//! file of its concern; its methods as above. A new concern is a new part: a trait here, added
+//! to `Store`'s supertraits and to [`prelude`], and a new file in `src/sql/` declared in
+//! `sql/mod.rs`. A table that grows with use also belongs in [`COUNTED_TABLES`], and probably
+//! in a [`PruneRule`].
 
 mod cache;
 mod connect;
@@ -21,6 +44,16 @@ use slipway_core::time::Timestamp;
 pub use connect::{ConnectOptions, connect, redact_url};
 pub use error::StoreError;
 pub use model::*;
+
+/// The store trait and its parts, for code that calls store methods on a concrete store or
+/// names one of the parts: `use slipway_store::prelude::*;`. (On `dyn Store` and `S: Store` the
+/// parts' methods can be called without importing them.)
+pub mod prelude {
+    pub use crate::{
+        AuditStore, GitStore, IdentityStore, JobStore, LimitStore, RetentionStore, ServerStore, SettingsStore,
+        SiteStore, Store, TokenStore,
+    };
+}
 
 /// Shorthand for the store's results.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -43,8 +76,28 @@ impl Backend {
 
 /// Everything Slipway keeps. Implementations must behave identically; the conformance suite
 /// is the definition of "identically".
+///
+/// The methods are grouped by concern into the traits this one requires (`SettingsStore`,
+/// `IdentityStore`, …), so that each concern is implemented in a file of its own. Their methods
+/// can be called on `dyn Store` (and on `S: Store`) without importing them; code that calls
+/// them on a concrete store imports [`prelude`].
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    SettingsStore
+    + IdentityStore
+    + TokenStore
+    + LimitStore
+    + AuditStore
+    + JobStore
+    + ServerStore
+    + SiteStore
+    + GitStore
+    + RetentionStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
     fn backend(&self) -> Backend;
 
     /// Applies pending embedded migrations; returns how many were applied.
@@ -53,6 +106,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A round trip to the database, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
+    async fn close(&self);
+}
+
+/// Instance-wide settings: a small key-value table.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
     async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
@@ -63,9 +123,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Replaces a setting only if it still holds `expected`; true when this call replaced it.
     async fn swap_setting(&self, key: &str, expected: &str, new: &str) -> Result<bool, StoreError>;
+}
 
-    // --- users, organisations, memberships ---
-
+/// Users, organisations and their memberships.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
     async fn count_users(&self) -> StoreResult<i64>;
     /// Fails with [`StoreError::Conflict`] when the email is taken.
     async fn create_user(&self, user: &NewUser) -> StoreResult<()>;
@@ -115,9 +177,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn change_member_role(&self, organization_id: &str, user_id: &str, role: &str) -> StoreResult<bool>;
     /// Fails with [`StoreError::LastOwner`] when it would leave the organisation without an owner.
     async fn remove_member(&self, organization_id: &str, user_id: &str) -> StoreResult<bool>;
+}
 
-    // --- access tokens ---
-
+/// Access tokens, and the token families and refresh tokens of the JWT exchange.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &AccessToken) -> StoreResult<()>;
     async fn token(&self, id: &str) -> StoreResult<Option<AccessToken>>;
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
@@ -137,7 +201,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn rotate_token(&self, old_id: &str, new: &AccessToken, at: Timestamp) -> StoreResult<bool>;
     async fn touch_token(&self, id: &str, at: Timestamp, ip: Option<&str>) -> StoreResult<()>;
 
-    // --- JWT exchange ---
+    // JWT exchange: token families and their refresh tokens.
 
     async fn create_token_family(&self, family_id: &str, token_id: &str, first: &RefreshToken) -> StoreResult<()>;
     async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
@@ -148,9 +212,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn active_token_family(&self, family_id: &str) -> StoreResult<Option<String>>;
     /// The parent token id of a family, revoked or not (to say whose family an event concerns).
     async fn token_family_parent(&self, family_id: &str) -> StoreResult<Option<String>>;
+}
 
-    // --- rate limits and idempotency ---
-
+/// Rate-limit windows and idempotency keys, shared by every replica on the same database.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
     /// Counts one hit on `key` in the window starting at `window_start` (Unix seconds) and
     /// returns the count so far. Shared by every replica using the same database.
     async fn rate_limit_hit(&self, key: &str, window_start: i64, expires_at: i64) -> StoreResult<i64>;
@@ -177,15 +243,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         body: &[u8],
     ) -> StoreResult<()>;
     async fn idempotency_abandon(&self, principal: &str, key: &str) -> StoreResult<()>;
+}
 
-    // --- audit ---
-
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Newest first.
     async fn audit_events(&self, filter: &AuditFilter, page: PageRequest) -> StoreResult<(Vec<AuditEvent>, u64)>;
+    /// Audit events at or after `since`, oldest first, after the id `after` (a cursor), for
+    /// export.
+    async fn audit_events_since(
+        &self,
+        since: Timestamp,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>>;
+}
 
-    // --- durable jobs ---
-
+/// Durable jobs and their logs.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
     async fn job(&self, id: &str) -> StoreResult<Option<Job>>;
     /// Jobs about one resource (e.g. `server:<id>`), newest first.
@@ -219,9 +297,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<()>;
     /// Log lines after `after_seq`, oldest first.
     async fn job_log(&self, job_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<JobLogLine>>;
+}
 
-    // --- servers ---
-
+/// Servers, their organisations' login keys, and what Slipway keeps on a server.
+#[async_trait]
+pub trait ServerStore: Send + Sync {
     /// The organisation's login key pair, creating it with `new` (public, sealed private) on
     /// first use; concurrent callers all get the first one stored.
     async fn organization_key(&self, organization_id: &str, new: (&str, &[u8])) -> StoreResult<(String, Vec<u8>)>;
@@ -251,7 +331,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn mark_provisioned(&self, id: &str, at: Timestamp) -> StoreResult<()>;
     async fn delete_server(&self, id: &str) -> StoreResult<bool>;
 
-    // --- what Slipway keeps on a server ---
+    // What Slipway keeps on a server.
 
     async fn insert_server_item(&self, item: &ServerItem) -> StoreResult<()>;
     async fn server_item(&self, id: &str) -> StoreResult<Option<ServerItem>>;
@@ -267,14 +347,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Deletes these items if they are still being removed (status `removing`).
     async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()>;
+}
 
-    // --- sites, deployments, environment ---
-
+/// Sites, their deployments and their environment variables.
+#[async_trait]
+pub trait SiteStore: Send + Sync {
     /// Stores a site, choosing its `app_port` (the next free pair on the server; the given value
     /// is ignored); returns the site as stored. A domain already on the server is a `Conflict`.
     async fn insert_site(&self, site: &Site) -> StoreResult<Site>;
     async fn site(&self, id: &str) -> StoreResult<Option<Site>>;
-    /// A server's sites, oldest first; `None` for all of them.
     /// The site at `domain` on a server (a domain is unique per server).
     async fn site_by_domain(&self, server_id: &str, domain: &str) -> StoreResult<Option<Site>>;
     /// A server's sites (optionally only these ids), oldest first; all of them without a page.
@@ -313,9 +394,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_site_env(&self, site_id: &str, key: &str) -> StoreResult<bool>;
     /// All of a site's variables, by key.
     async fn site_env(&self, site_id: &str) -> StoreResult<Vec<SiteEnvVar>>;
+}
 
-    // --- git ---
-
+/// Git providers, repositories and webhook deliveries.
+#[async_trait]
+pub trait GitStore: Send + Sync {
     async fn insert_git_provider(&self, provider: &GitProvider) -> StoreResult<()>;
     async fn git_provider(&self, id: &str) -> StoreResult<Option<GitProvider>>;
     /// The providers of these organisations, oldest first.
@@ -351,9 +434,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         site_id: &str,
         page: PageRequest,
     ) -> StoreResult<(Vec<WebhookDelivery>, u64)>;
+}
 
-    // --- retention ---
-
+/// Deleting old rows, and the database's size and upkeep.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
     /// Deletes at most `limit` rows that `rule` makes old enough (a few statements of at most
     /// `limit` rows each for rules that cover several tables); returns how many went. Call it
     /// until it returns 0.
@@ -370,15 +455,4 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Rewrites the database compactly (`VACUUM`; on SQLite it also turns on incremental
     /// auto-vacuum for databases made before it was the default). Blocks writers while it runs.
     async fn compact(&self) -> StoreResult<()>;
-    /// Audit events at or after `since`, oldest first, after the id `after` (a cursor), for
-    /// export.
-    async fn audit_events_since(
-        &self,
-        since: Timestamp,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<AuditEvent>>;
-
-    /// Closes the pool; later calls fail with [`StoreError::Closed`] or a pool error.
-    async fn close(&self);
 }

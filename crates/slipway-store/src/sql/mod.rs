@@ -1,0 +1,229 @@
+//! The SQL implementation of [`Store`], written once and instantiated for SQLite and PostgreSQL.
+//!
+//! Each part of the store (a trait such as `ServerStore`, see the crate root) is implemented
+//! in a file of its own (`servers.rs`): an `impl_…_store!` macro holds its methods once, and the
+//! file instantiates it for `SqlStore<Sqlite>` and `SqlStore<Postgres>`. This file holds the
+//! store itself, what the parts share, and `Store` proper (migrations, readiness, closing).
+//!
+//! Rules for code in the `impl_…!` macros: placeholders are `$1`, `$2`, …; only types both
+//! drivers encode alike are bound (text, integers, bool, bytes, `chrono::DateTime<Utc>`); a
+//! statement that truly differs between the two branches on the backend and is covered by the
+//! conformance suite.
+
+mod audit;
+mod git;
+mod identity;
+mod jobs;
+mod limits;
+mod retention;
+mod servers;
+mod settings;
+mod sites;
+mod tokens;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::{Database, Pool, Postgres, Sqlite};
+
+use crate::cache::ReadCache;
+use crate::error::StoreError;
+use crate::{Backend, Store};
+
+/// Binds each id, comma-separated, and closes the `IN (` list the caller opened.
+macro_rules! push_id_list {
+    ($q:expr, $ids:expr) => {{
+        let mut list = $q.separated(", ");
+        for id in $ids {
+            list.push_bind(id.clone());
+        }
+        $q.push(")");
+    }};
+}
+pub(crate) use push_id_list;
+
+// Columns are declared once per table. A table whose rows the store reads or writes whole
+// declares them in its file, as a macro that hands the list to another macro:
+//
+//     macro_rules! server_fields {
+//         ($m:ident!($($args:tt)*)) => { $m! { $($args)*; id, organization_id, name, … } };
+//     }
+//
+// The names are the row type's fields and the table's columns alike, so the statements follow
+// from that one list, and a value cannot be bound in another column's place:
+//
+//     server_fields!(exact_fields!(Server));   // compiles only if `Server` has exactly these
+//     concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE id = $1")
+//     server_fields!(insert_into!($db, "servers", server)).build().execute(&self.pool)
+
+/// The column list `a, b, c` as one string literal, for `concat!`. With a prefix
+/// (`columns!("s."; a, b)`) each column gets it: `s.a, s.b`.
+macro_rules! columns {
+    ($prefix:literal; $first:ident $(, $rest:ident)* $(,)?) => {
+        concat!($prefix, stringify!($first) $(, ", ", $prefix, stringify!($rest))*)
+    };
+    (; $($field:ident),+ $(,)?) => {
+        $crate::sql::columns!(""; $($field),+)
+    };
+}
+pub(crate) use columns;
+
+/// Compiles only if the struct `$ty` has exactly these fields, so that a field added to a row
+/// type cannot be left out of its table's declaration, nor a removed one left in.
+macro_rules! exact_fields {
+    ($ty:ident; $($field:ident),+ $(,)?) => {
+        const _: fn($ty) -> $ty = |row| $ty { $($field: row.$field),+ };
+    };
+}
+pub(crate) use exact_fields;
+
+/// `INSERT INTO $table (<fields>) VALUES (<row.field, bound, for each field>)` as a
+/// `QueryBuilder`, which the caller may extend (`ON CONFLICT …`) before building it. Options,
+/// after the row:
+///
+/// - `value = m`: `m!(values, row, field)` pushes each value instead, so that a column can be
+///   computed in SQL (`site_value!`); it ends with `insert_into!(@value _, values, row, field)`
+///   for the fields it leaves as they are.
+/// - `extra(column = sql("…"), column = bind(expr), …)`: columns the row type does not have,
+///   set to SQL text or to a bound value, after the fields.
+macro_rules! insert_into {
+    (
+        @build $db:ty, $table:literal, $row:expr, $value:tt, [$($column:ident = $how:ident($($v:tt)*)),*];
+        $($field:ident),+
+    ) => {{
+        let row = $row;
+        let mut insert = ::sqlx::QueryBuilder::<$db>::new(concat!(
+            "INSERT INTO ", $table, " (", $crate::sql::columns!(; $($field),+ $(, $column)*), ") VALUES ("
+        ));
+        let mut values = insert.separated(", ");
+        $( $crate::sql::insert_into!(@value $value, values, row, $field); )+
+        $( $crate::sql::insert_into!(@extra values, $how($($v)*)); )*
+        insert.push(")");
+        insert
+    }};
+    (@value _, $values:ident, $row:ident, $field:ident) => {
+        $values.push_bind(&$row.$field);
+    };
+    (@value $value:ident, $values:ident, $row:ident, $field:ident) => {
+        $value!($values, $row, $field);
+    };
+    (@extra $values:ident, sql($sql:literal)) => {
+        $values.push($sql);
+    };
+    (@extra $values:ident, bind($bind:expr)) => {
+        $values.push_bind($bind);
+    };
+    ($db:ty, $table:literal, $row:expr; $($field:ident),+ $(,)?) => {
+        $crate::sql::insert_into!(@build $db, $table, $row, _, []; $($field),+)
+    };
+    ($db:ty, $table:literal, $row:expr, value = $value:ident; $($field:ident),+ $(,)?) => {
+        $crate::sql::insert_into!(@build $db, $table, $row, $value, []; $($field),+)
+    };
+    (
+        $db:ty, $table:literal, $row:expr, extra($($column:ident = $how:ident($($v:tt)*)),+ $(,)?);
+        $($field:ident),+ $(,)?
+    ) => {
+        $crate::sql::insert_into!(@build $db, $table, $row, _, [$($column = $how($($v)*)),+]; $($field),+)
+    };
+}
+pub(crate) use insert_into;
+
+fn as_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+pub(crate) struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+    /// Only where this process makes every write (SQLite); see `cache.rs`.
+    cache: Option<ReadCache>,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    pub(crate) fn new(pool: Pool<DB>) -> Self {
+        Self { pool, cache: None }
+    }
+
+    pub(crate) fn with_read_cache(pool: Pool<DB>) -> Self {
+        Self { pool, cache: Some(ReadCache::default()) }
+    }
+
+    /// Evicts when the returned guard drops, i.e. after the write has committed (or failed):
+    /// evicting before the write would let a concurrent read cache the old row again.
+    fn evict_after<F: FnOnce(&ReadCache)>(&self, f: F) -> EvictOnDrop<'_, F> {
+        EvictOnDrop { cache: self.cache.as_ref(), evict: Some(f) }
+    }
+}
+
+struct EvictOnDrop<'a, F: FnOnce(&ReadCache)> {
+    cache: Option<&'a ReadCache>,
+    evict: Option<F>,
+}
+
+impl<F: FnOnce(&ReadCache)> Drop for EvictOnDrop<'_, F> {
+    fn drop(&mut self) {
+        if let (Some(cache), Some(evict)) = (self.cache, self.evict.take()) {
+            evict(cache);
+        }
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for SqlStore<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").field("backend", &DB::NAME).finish_non_exhaustive()
+    }
+}
+
+macro_rules! impl_store {
+    ($db:ty, $backend:expr, $migrator:expr) => {
+        #[async_trait]
+        impl Store for SqlStore<$db> {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<usize, StoreError> {
+                let before = applied_count(&self.pool).await?;
+                $migrator.run(&self.pool).await?;
+                let after = applied_count(&self.pool).await?;
+                Ok(after.saturating_sub(before))
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                if self.pool.is_closed() {
+                    return Err(StoreError::Closed);
+                }
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+    };
+}
+
+impl_store!(Sqlite, Backend::Sqlite, SQLITE_MIGRATIONS);
+impl_store!(Postgres, Backend::Postgres, POSTGRES_MIGRATIONS);
+
+/// Number of migrations recorded as applied (0 before the first run).
+async fn applied_count<DB>(pool: &Pool<DB>) -> Result<usize, StoreError>
+where
+    DB: Database,
+    for<'c> &'c Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    for<'q> <DB as Database>::Arguments: sqlx::IntoArguments<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    // The table does not exist before the first migration; that counts as zero.
+    match sqlx::query_scalar::<DB, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = true")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(n) => Ok(usize::try_from(n).unwrap_or(0)),
+        Err(sqlx::Error::Database(_)) => Ok(0),
+        Err(e) => Err(StoreError::from_sqlx(e)),
+    }
+}
