@@ -57,6 +57,8 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("create_queue_worker", "queue-worker.create", &[]),
     ("delete_queue_worker", "queue-worker.delete", &[]),
     ("restart_queue_worker", "queue-worker.restart", &[]),
+    ("create_redirect", "redirect.create", &[]),
+    ("delete_redirect", "redirect.delete", &[]),
     ("create_network_rule", "network-rule.create", &[]),
     ("delete_network_rule", "network-rule.delete", &[]),
     ("create_site", "site.create", &[]),

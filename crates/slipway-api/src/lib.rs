@@ -44,6 +44,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     let router = routes::items::daemons::router(router);
     let router = routes::items::daemons::extra_router(router);
     let router = routes::items::queue_workers::router(router);
+    let router = routes::items::redirects::router(router);
     router
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))

@@ -553,6 +553,11 @@ impl ServerItems {
     }
 }
 
+/// A site's redirects: `/api/v1/servers/{server}/sites/{site}/redirects`.
+pub fn redirects_path(server: &str, site: &str) -> String {
+    format!("{}/redirects", site_path(server, site))
+}
+
 /// A site's queue workers: `/api/v1/servers/{server}/sites/{site}/queues`.
 pub fn queue_workers_path(server: &str, site: &str) -> String {
     format!("{}/queues", site_path(server, site))

@@ -1,6 +1,7 @@
 # Removes a site from the server: its app processes, nginx block, PHP pool and directory.
 # Inputs: DEPLOY_USER (the site's user), ROOT, LOG_DIR, NGINX_NAME, PROGRAM_PREFIX,
-# PORTS (the site's two app ports), PHP_VERSION, WORKER_PROGRAMS (its queue workers' programs).
+# PORTS (the site's two app ports), PHP_VERSION, WORKER_PROGRAMS (its queue workers' programs),
+# REDIRECTS_DIR (its redirect rules).
 step "stopping the site's processes"
 # Exactly this site's two programs (a glob would also match a site whose domain extends this one).
 for port in $PORTS; do
@@ -12,6 +13,7 @@ done
 command -v supervisorctl >/dev/null && supervisorctl update >/dev/null 2>&1 || true
 step "removing the nginx block"
 rm -f "/etc/nginx/sites-enabled/$NGINX_NAME" "/etc/nginx/sites-available/$NGINX_NAME"
+rm -rf -- "$REDIRECTS_DIR"
 if nginx -t -q 2>/dev/null; then nginx_reload; fi
 if [ -n "$PHP_VERSION" ] && [ -e "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME" ]; then
     rm -f "/etc/php/$PHP_VERSION/fpm/pool.d/$NGINX_NAME"

@@ -150,6 +150,12 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
         );
         return Ok(out);
     }
+    // Redirects come before what the site serves (regex locations are tried in file order); a
+    // suspended site answers only with its maintenance page.
+    out.push_str(&format!(
+        "    # Redirects (managed through Slipway's API).\n    include {}/*.conf;\n",
+        crate::items::redirects::redirects_dir(&paths.domain)
+    ));
     match site.project_type.as_str() {
         t if is_app(t) => {
             let port = app_port.unwrap_or(site.app_port);
@@ -306,19 +312,27 @@ impl JobHandler for RemoveSite {
             .var("PROGRAM_PREFIX", &paths.program_prefix)
             .var("PORTS", &format!("{} {}", site.app_port, site.app_port + 1))
             .var("PHP_VERSION", php.unwrap_or(""));
-        // The site's queue workers go with it (their programs run as the site's user).
-        let kind = crate::items::ItemKind::name(&crate::items::QueueWorkers);
-        let (workers, _) = engine.store.server_items(&server.id, kind, None).await.map_err(store_error)?;
-        let workers = crate::items::queue_workers::programs_of_site(&workers, &site.id);
-        let programs: Vec<&str> = workers.iter().map(|(_, p)| p.as_str()).collect();
-        let script = script.var("WORKER_PROGRAMS", &programs.join(" "));
+        // The site's queue workers and redirects go with it (workers run as the site's user).
+        let mut site_items = Vec::new();
+        let mut programs = Vec::new();
+        for kind in crate::items::SITE_KINDS {
+            let (items, _) = engine.store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
+            site_items.extend(crate::items::of_site(&items, &site.id));
+            if let Some(prefix) = kind.program_prefix() {
+                for id in crate::items::of_site(&items, &site.id) {
+                    programs.push(crate::items::supervised::program_name(prefix, &id));
+                }
+            }
+        }
+        let script = script
+            .var("WORKER_PROGRAMS", &programs.join(" "))
+            .var("REDIRECTS_DIR", &crate::items::redirects::redirects_dir(&paths.domain));
         let connection = connect(engine, ctx, &server).await?;
         let result = run_script(engine, ctx, &connection, &script).await;
         match result {
             Ok(()) => {
-                let ids: Vec<String> = workers.into_iter().map(|(id, _)| id).collect();
-                engine.store.set_server_items_status(&ids, "removing", None).await.map_err(store_error)?;
-                engine.store.delete_removed_server_items(&ids).await.map_err(store_error)?;
+                engine.store.set_server_items_status(&site_items, "removing", None).await.map_err(store_error)?;
+                engine.store.delete_removed_server_items(&site_items).await.map_err(store_error)?;
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
                 Ok(())
             }

@@ -58,6 +58,9 @@ enum Command {
     /// A site's queue workers (under supervisor, restarted by each deploy)
     #[command(subcommand)]
     Worker(cli::programs::WorkerCommand),
+    /// A site's redirects (nginx rules answered before the site)
+    #[command(subcommand)]
+    Redirect(cli::redirects::RedirectCommand),
     /// Manage a server's sites
     #[command(subcommand)]
     Site(cli::sites::SiteCommand),
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::NetworkRule(command) => cli::run(cli::network_rule(command, &cli.client)),
         Command::Daemon(command) => cli::run(cli::programs::daemon(command, &cli.client)),
         Command::Worker(command) => cli::run(cli::programs::worker(command, &cli.client)),
+        Command::Redirect(command) => cli::run(cli::redirects::redirect(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),
         Command::Rollback(args) => cli::run(cli::sites::rollback(args, &cli.client)),

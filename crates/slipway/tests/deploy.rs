@@ -991,3 +991,130 @@ async fn a_sites_queue_worker_follows_each_deploy_and_goes_with_the_site() {
     let (_, items) = stage.api.call(Method::GET, &format!("{}/daemons", stage.server_path), None).await;
     assert_eq!(items["meta"]["total"], 0, "{server_id}: {items}");
 }
+
+/// What nginx answers for `path` on `domain`, without following a redirect: status and Location.
+async fn redirect_of(stage: &Stage, domain: &str, path: &str) -> (u16, Option<String>) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let response =
+        client.get(format!("http://{}{path}", stage.host.address)).header("host", domain).send().await.unwrap();
+    let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+    (response.status().as_u16(), location)
+}
+
+/// Redirects answer with their status and Location for a static and an app site, in a defined
+/// order; hostile values never reach nginx; a configuration nginx refuses is rolled back and
+/// the site keeps serving.
+#[tokio::test]
+async fn redirects_answer_for_static_and_app_sites_and_never_break_them() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("index.html", "version 0\n"), ("health.txt", "ok\n")], "v0");
+    let static_site = stage
+        .site(json!({"domain": "redirect-static.example.com", "project_type": "static", "repository_url": stage.repo.url}))
+        .await;
+    let app = stage.site(app_site("redirect-app.example.com", &stage.repo.url)).await;
+    for site in [&static_site, &app] {
+        let d = stage.deploy(site, "deploy", json!({})).await;
+        assert_eq!(d["status"], "succeeded", "{d}");
+    }
+
+    // Hostile or malformed values: 422 naming the field.
+    for (field, body) in [
+        ("from", json!({"from": "/a; return 200 x", "to": "/b"})),
+        ("from", json!({"from": "/a}\nserver {", "to": "/b"})),
+        ("from", json!({"from": "/a\"", "to": "/b"})),
+        ("from", json!({"from": "relative", "to": "/b"})),
+        ("to", json!({"from": "/a", "to": "/b$host"})),
+        ("to", json!({"from": "/a", "to": "javascript:alert(1)"})),
+        ("to", json!({"from": "/a", "to": "https://x.example.com/\n"})),
+        ("to", json!({"from": "/a", "to": "/b'c"})),
+        ("type", json!({"from": "/a", "to": "/b", "type": 303})),
+    ] {
+        let (status, reply) = stage.api.call(Method::POST, &format!("{static_site}/redirects"), Some(body)).await;
+        assert_eq!(status, 422, "{field}: {reply}");
+        assert!(reply["errors"][field].is_array(), "{field}: {reply}");
+    }
+
+    let add = |site: String, body: Value| {
+        let stage = &stage;
+        async move {
+            let (status, r) = stage.api.call(Method::POST, &format!("{site}/redirects"), Some(body)).await;
+            assert_eq!(status, 201, "{r}");
+            let op = stage.api.finished(r["data"]["operation_id"].as_str().unwrap()).await;
+            assert_eq!(op["status"], "succeeded", "{op}");
+            r
+        }
+    };
+    for (site, domain) in [(&static_site, "redirect-static.example.com"), (&app, "redirect-app.example.com")] {
+        add(site.clone(), json!({"from": "/old", "to": "/new", "type": 301})).await;
+        add(site.clone(), json!({"from": "/tmp-move", "to": "/elsewhere", "type": 302, "preserve_query": false})).await;
+        add(site.clone(), json!({"from": "/api/*", "to": "https://api.example.com/v2/*", "type": 307})).await;
+        add(site.clone(), json!({"from": "/api/legacy/*", "to": "/gone", "type": 308, "preserve_query": false})).await;
+        // nginx makes a path absolute with the request's host and scheme.
+        let here = |path: &str| Some(format!("http://{domain}{path}"));
+        assert_eq!(redirect_of(&stage, domain, "/old?a=1").await, (301, here("/new?a=1")), "{domain}");
+        assert_eq!(redirect_of(&stage, domain, "/tmp-move?a=1").await, (302, here("/elsewhere")));
+        assert_eq!(
+            redirect_of(&stage, domain, "/api/users/7?x=y").await,
+            (307, Some("https://api.example.com/v2/users/7?x=y".into()))
+        );
+        // The longer prefix wins, whatever the order the rules were made in.
+        assert_eq!(redirect_of(&stage, domain, "/api/legacy/thing").await, (308, here("/gone")));
+        // Everything else is still the site.
+        assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".to_string()), "{domain}");
+    }
+
+    // The CLI lists and adds them by server name and domain; a bad value says what to fix.
+    let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
+    let cli = |args: &[&str]| {
+        let out = common::slipway(&stage.dir, &env).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, listed) = cli(&["redirect", "list", "web", "redirect-app.example.com"]);
+    assert!(ok && listed.contains("/api/legacy/*") && listed.contains("installed"), "{listed}");
+    let (ok, out) =
+        cli(&["redirect", "create", "web", "redirect-app.example.com", "/cli", "/from-cli", "--type", "308"]);
+    assert!(ok, "{out}");
+    assert_eq!(redirect_of(&stage, "redirect-app.example.com", "/cli").await.0, 308);
+    let (ok, out) = cli(&["redirect", "create", "web", "redirect-app.example.com", "/x;y", "/z"]);
+    assert!(!ok && out.contains("from"), "{out}");
+
+    // nginx refuses the result (a broken file planted beside the rules): the previous rules stay,
+    // the new redirect shows failed with nginx's words, and the site serves as before.
+    let planted = "/etc/nginx/slipway/redirects/redirect-static.example.com/planted.conf";
+    std::fs::write(planted, "this is not nginx syntax\n").unwrap();
+    let (status, r) = stage
+        .api
+        .call(Method::POST, &format!("{static_site}/redirects"), Some(json!({"from": "/later", "to": "/x"})))
+        .await;
+    assert_eq!(status, 201, "{r}");
+    let op = stage.api.finished(r["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    assert!(op["failure_reason"].as_str().unwrap().contains("nginx refuses"), "{op}");
+    let (_, later) = stage
+        .api
+        .call(Method::GET, &format!("{static_site}/redirects/{}", r["data"]["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(later["data"]["status"], "failed", "{later}");
+    assert_eq!(stage.get("redirect-static.example.com", "/").await.0, 200);
+    assert_eq!(redirect_of(&stage, "redirect-static.example.com", "/old").await.0, 301);
+    std::fs::remove_file(planted).unwrap();
+
+    // Deleting a redirect makes the path the site's again; deleting the site removes its rules.
+    let (_, listed) = stage.api.call(Method::GET, &format!("{app}/redirects"), None).await;
+    let old = listed["data"].as_array().unwrap().iter().find(|r| r["from"] == "/old").unwrap().clone();
+    let (status, reply) =
+        stage.api.call(Method::DELETE, &format!("{app}/redirects/{}", old["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 202, "{reply}");
+    let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(redirect_of(&stage, "redirect-app.example.com", "/old").await.0, 404);
+    let (_, reply) = stage.api.call(Method::DELETE, &app, None).await;
+    let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(!Path::new("/etc/nginx/slipway/redirects/redirect-app.example.com").exists());
+}

@@ -216,6 +216,14 @@ async fn world(db: TestDatabase) -> World {
         )
         .await;
     assert_eq!(worker.status, StatusCode::CREATED, "{}", worker.text());
+    let redirect = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/sites/{site_id}/redirects"),
+            &a.token,
+            json!({"from": "/old", "to": "/new"}),
+        )
+        .await;
+    assert_eq!(redirect.status, StatusCode::CREATED, "{}", redirect.text());
     let env = app
         .post_as(
             &format!("/api/v1/servers/{server_id}/sites/{site_id}/environment-variables"),
@@ -241,6 +249,7 @@ async fn world(db: TestDatabase) -> World {
             ("network_rule", rule.json()["data"]["id"].as_str().unwrap().to_string()),
             ("daemon", daemon.json()["data"]["id"].as_str().unwrap().to_string()),
             ("queue", worker.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("redirect", redirect.json()["data"]["id"].as_str().unwrap().to_string()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

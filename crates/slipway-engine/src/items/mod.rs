@@ -10,10 +10,12 @@
 pub mod daemons;
 pub mod network_rules;
 pub mod queue_workers;
+pub mod redirects;
 pub mod ssh_keys;
 pub mod supervised;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
@@ -27,6 +29,7 @@ use crate::{Engine, JobKind};
 pub use daemons::{DAEMON_PREFIX, Daemons};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use queue_workers::{QueueWorkerSpec, QueueWorkers, WORKER_PREFIX};
+pub use redirects::{RedirectSpec, Redirects};
 pub use ssh_keys::{SshKeySpec, SshKeys};
 
 /// The user sites run as and people log in as to deploy by hand.
@@ -55,7 +58,25 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
 
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
 /// last: they may need the users and files the others set up).
-pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers];
+pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers, &Redirects];
+
+/// The site an item of a site-level kind (queue workers, redirects) belongs to.
+#[derive(Debug, Deserialize)]
+pub struct SiteOf {
+    pub site_id: String,
+}
+
+/// Kinds whose items belong to a site and go when it goes.
+pub static SITE_KINDS: &[&dyn ItemKind] = &[&QueueWorkers, &Redirects];
+
+/// The ids of `items` that belong to site `site_id`.
+pub fn of_site(items: &[ServerItem], site_id: &str) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| serde_json::from_str::<SiteOf>(&i.spec).is_ok_and(|s| s.site_id == site_id))
+        .map(|i| i.id.clone())
+        .collect()
+}
 
 /// The kind stored as `name`; an unknown name is an error, never another kind's sync.
 pub fn kind(name: &str) -> Result<&'static dyn ItemKind, JobError> {

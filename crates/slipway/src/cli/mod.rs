@@ -1,5 +1,5 @@
 //! The command-line client: `login`, `logout`, `whoami`, `token …`, `server …`, `ssh-key …`,
-//! `network-rule …`, (in [`programs`]) `daemon …`, `worker …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
+//! `network-rule …`, (in [`programs`]) `daemon …`, `worker …`, (in [`redirects`]) `redirect …`, and (in [`sites`]) `site …`, `deploy`, `rollback`, `deployments`,
 //! `releases`, `env …`. It talks to a Slipway server over its API, with a token from the
 //! credentials file or `SLIPWAY_TOKEN`.
 
@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod errors;
 pub mod follow;
 pub mod programs;
+pub mod redirects;
 pub mod sites;
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -314,6 +314,7 @@ pub fn clean_test_host_files() {
     }
     let _ = std::fs::remove_dir_all("/var/log/slipway");
     let _ = std::fs::remove_dir_all("/etc/slipway/programs");
+    let _ = std::fs::remove_dir_all("/etc/nginx/slipway/redirects");
     // Sites' own Unix users (`s<id>`, "Slipway site <domain>") left by tests that did not
     // delete their sites.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();

@@ -11,6 +11,7 @@
 pub mod daemons;
 pub mod network_rules;
 pub mod queue_workers;
+pub mod redirects;
 pub mod ssh_keys;
 
 use std::marker::PhantomData;
@@ -98,6 +99,37 @@ impl<K: ItemRoutes> Target for OnItem<K> {
         match state.store.server_item(&id).await? {
             Some(item) if item.server_id == server.id && item.kind == K::KIND.name() => {
                 Ok(OnItem { server, item, kind: PhantomData })
+            }
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.server.organization_id
+    }
+}
+
+/// One item of a site-level kind `K` (queue workers, redirects) of the site named by the path.
+#[derive(Debug)]
+pub struct OnSiteItem<K> {
+    pub server: Server,
+    pub site: slipway_store::Site,
+    pub item: ServerItem,
+    kind: PhantomData<K>,
+}
+
+impl<K: ItemRoutes> Target for OnSiteItem<K> {
+    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
+        let crate::routes::sites::OnSite { site, server } =
+            crate::routes::sites::OnSite::load(parts, state, principal).await?;
+        let id = crate::extract::path_param(parts, state, K::PARAM).await?;
+        match state.store.server_item(&id).await? {
+            Some(item)
+                if item.server_id == server.id
+                    && item.kind == K::KIND.name()
+                    && slipway_engine::items::of_site(std::slice::from_ref(&item), &site.id).len() == 1 =>
+            {
+                Ok(OnSiteItem { server, site, item, kind: PhantomData })
             }
             _ => Err(ApiError::NotFound),
         }

@@ -4,7 +4,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
@@ -15,13 +14,13 @@ use slipway_engine::sites::{SitePaths, is_laravel, site_user};
 use slipway_store::{Server, ServerItem, Site};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ItemRoutes, MAX_ITEMS, ProgramLog, spec};
+use super::{ItemRoutes, MAX_ITEMS, OnSiteItem, ProgramLog};
 use crate::audit::AuditSlot;
-use crate::auth::{Authorized, Principal, Target};
+use crate::auth::Authorized;
 use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page, Query};
-use crate::routes::sites::{OnSite, VisibleSite};
+use crate::routes::sites::VisibleSite;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,35 +219,6 @@ fn worker_spec(server: &Server, site: &Site, body: CreateQueueWorker) -> Result<
     Ok((name, spec))
 }
 
-/// One worker of the site named by the path.
-#[derive(Debug)]
-pub struct OnWorker {
-    pub server: Server,
-    pub site: Site,
-    pub item: ServerItem,
-}
-
-impl Target for OnWorker {
-    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
-        let OnSite { site, server } = OnSite::load(parts, state, principal).await?;
-        let id = crate::extract::path_param(parts, state, QueueWorkerRoutes::PARAM).await?;
-        match state.store.server_item(&id).await? {
-            Some(item)
-                if item.server_id == server.id
-                    && item.kind == QueueWorkers.name()
-                    && spec::<QueueWorkerSpec>(&item).is_ok_and(|s| s.site_id == site.id) =>
-            {
-                Ok(OnWorker { server, site, item })
-            }
-            _ => Err(ApiError::NotFound),
-        }
-    }
-
-    fn organization_id(&self) -> &str {
-        &self.server.organization_id
-    }
-}
-
 /// The site's queue workers, each with its live status read from supervisor.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites/{site}/queues", tag = "queue-workers",
@@ -300,7 +270,7 @@ pub async fn create_queue_worker(
 )]
 pub async fn get_queue_worker(
     State(state): State<AppState>,
-    v: Authorized<OnWorker>,
+    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
 ) -> Result<Data<QueueWorkerResource>, ApiError> {
     super::show::<QueueWorkerRoutes>(&state, &v.server, &v.item).await
 }
@@ -314,10 +284,10 @@ pub async fn get_queue_worker(
 )]
 pub async fn delete_queue_worker(
     State(state): State<AppState>,
-    v: Authorized<OnWorker>,
+    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
     audit: AuditSlot,
 ) -> Result<Accepted<QueueWorkerResource>, ApiError> {
-    let OnWorker { server, item, .. } = v.target;
+    let OnSiteItem { server, item, .. } = v.target;
     super::delete::<QueueWorkerRoutes>(&state, &server, item, &audit).await
 }
 
@@ -330,7 +300,7 @@ pub async fn delete_queue_worker(
 )]
 pub async fn restart_queue_worker(
     State(state): State<AppState>,
-    v: Authorized<OnWorker>,
+    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
     audit: AuditSlot,
 ) -> Result<Accepted<QueueWorkerResource>, ApiError> {
     super::restart::<QueueWorkerRoutes>(&state, &v.server, &v.item, &audit).await
@@ -357,7 +327,7 @@ pub struct WorkerLogParams {
 )]
 pub async fn queue_worker_log(
     State(state): State<AppState>,
-    v: Authorized<OnWorker>,
+    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
     Query(params): Query<WorkerLogParams>,
 ) -> Result<Data<ProgramLog>, ApiError> {
     super::log::<QueueWorkerRoutes>(&state, &v.server, &v.item, params.lines.unwrap_or(100)).await

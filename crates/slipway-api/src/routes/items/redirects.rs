@@ -1,0 +1,196 @@
+//! A site's redirects: nginx rules answered before anything the site serves.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use slipway_core::FieldErrors;
+use slipway_engine::items::redirects::{STATUSES, from_problem, to_problem};
+use slipway_engine::items::{ItemKind, RedirectSpec, Redirects};
+use slipway_store::{Server, ServerItem};
+use utoipa::ToSchema;
+
+use super::{ItemRoutes, MAX_ITEMS, OnSiteItem, spec};
+use crate::audit::AuditSlot;
+use crate::auth::Authorized;
+use crate::envelope::{Accepted, Data, Paginated};
+use crate::error::ApiError;
+use crate::extract::{Json, Page};
+use crate::routes::sites::VisibleSite;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedirectResource {
+    pub id: String,
+    pub server_id: String,
+    pub site_id: String,
+    #[schema(example = "/blog/*")]
+    pub from: String,
+    #[schema(example = "https://blog.example.com/*")]
+    pub to: String,
+    /// 301, 302, 307 or 308.
+    #[serde(rename = "type")]
+    #[schema(example = 301)]
+    pub status_code: u16,
+    pub preserve_query: bool,
+    /// `installing`, `installed`, `failed` (with the reason), `removing` or `removed`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub operation_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRedirect {
+    /// A path (`/old`), or a prefix ending in `*` (`/blog/*`: it and everything under it).
+    /// Letters, digits and `/ . _ ~ -`.
+    #[schema(example = "/blog/*", min_length = 1, max_length = 1024)]
+    pub from: String,
+    /// A path or an absolute http(s) URL. With a `from` ending in `*`, a `to` ending in `*` gets
+    /// what the `*` matched.
+    #[schema(example = "https://blog.example.com/*", min_length = 1, max_length = 2048)]
+    pub to: String,
+    /// 301 (default), 302, 307 or 308.
+    #[serde(rename = "type")]
+    #[schema(example = 301)]
+    pub status_code: Option<u16>,
+    /// Keep the request's query string (default true).
+    pub preserve_query: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct RedirectRoutes;
+
+impl ItemRoutes for RedirectRoutes {
+    const KIND: &'static dyn ItemKind = &Redirects;
+    const PARAM: &'static str = "redirect";
+    const AUDIT: &'static str = "redirect";
+    const REMOVING: &'static str = "Removing the redirect.";
+    type Spec = RedirectSpec;
+    type Create = CreateRedirect;
+    type Resource = RedirectResource;
+
+    /// Redirects are created through their site ([`create_redirect`]), which this cannot see.
+    fn validate(_: &Server, _: CreateRedirect, _: &[ServerItem]) -> Result<(String, RedirectSpec), ApiError> {
+        Err(ApiError::NotFound)
+    }
+
+    fn resource(item: &ServerItem, spec: RedirectSpec, operation_id: Option<String>) -> RedirectResource {
+        RedirectResource {
+            id: item.id.clone(),
+            server_id: item.server_id.clone(),
+            site_id: spec.site_id,
+            from: spec.from,
+            to: spec.to,
+            status_code: spec.status,
+            preserve_query: spec.preserve_query,
+            status: item.status.clone(),
+            status_reason: item.status_reason.clone(),
+            operation_id,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
+/// The site's redirects.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/sites/{site}/redirects", tag = "redirects",
+    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
+    security(("token" = ["redirect:read"])),
+    responses((status = 200, body = Paginated<RedirectResource>))
+)]
+pub async fn list_redirects(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    Page(cursor): Page,
+) -> Result<Paginated<RedirectResource>, ApiError> {
+    let site_id = v.site.id.clone();
+    super::list_where::<RedirectRoutes>(&state, &v.server, cursor, |s| s.site_id == site_id).await
+}
+
+/// Redirect a path of the site, for static, PHP and app sites alike. nginx checks the result
+/// before it reloads; if it refuses, the previous rules stay and the redirect shows `failed`.
+/// Answers 201 with the redirect `installing`; follow `operation_id`.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/redirects", tag = "redirects",
+    params(("server" = String, Path), ("site" = String, Path)),
+    request_body = CreateRedirect,
+    security(("token" = ["redirect:create"])),
+    responses((status = 201, body = Data<RedirectResource>))
+)]
+pub async fn create_redirect(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+    Json(body): Json<CreateRedirect>,
+) -> Result<(StatusCode, Data<RedirectResource>), ApiError> {
+    let preserve_query = body.preserve_query.unwrap_or(true);
+    let status = body.status_code.unwrap_or(301);
+    let mut errors = FieldErrors::new();
+    if let Some(why) = from_problem(&body.from) {
+        errors.add("from", why);
+    }
+    if let Some(why) = to_problem(&body.to, &body.from, preserve_query) {
+        errors.add("to", why);
+    }
+    if !STATUSES.contains(&status) {
+        errors.add("type", "The type must be 301, 302, 307 or 308.");
+    }
+    errors.into_result()?;
+    let (existing, count) = state.store.server_items(&v.server.id, Redirects.name(), None).await?;
+    if existing.iter().any(|i| spec::<RedirectSpec>(i).is_ok_and(|s| s.site_id == v.site.id && s.from == body.from)) {
+        return Err(ApiError::validation("from", "The site already redirects this path."));
+    }
+    if count >= MAX_ITEMS {
+        return Err(ApiError::validation("from", format!("A server can have at most {MAX_ITEMS} redirects.")));
+    }
+    let spec = RedirectSpec {
+        site_id: v.site.id.clone(),
+        domain: v.site.domain.clone(),
+        from: body.from.clone(),
+        to: body.to,
+        status,
+        preserve_query,
+    };
+    let (item, operation) = super::insert::<RedirectRoutes>(&state, &v.server, &audit, &body.from, &spec).await?;
+    Ok((StatusCode::CREATED, Data { data: RedirectRoutes::resource(&item, spec, operation) }))
+}
+
+/// One redirect.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/sites/{site}/redirects/{redirect}", tag = "redirects",
+    params(("server" = String, Path), ("site" = String, Path), ("redirect" = String, Path)),
+    security(("token" = ["redirect:read"])),
+    responses((status = 200, body = Data<RedirectResource>))
+)]
+pub async fn get_redirect(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<RedirectRoutes>>,
+) -> Result<Data<RedirectResource>, ApiError> {
+    super::show::<RedirectRoutes>(&state, &v.server, &v.item).await
+}
+
+/// Remove a redirect. Answers 202 with the redirect `removing`.
+#[utoipa::path(
+    delete, path = "/api/v1/servers/{server}/sites/{site}/redirects/{redirect}", tag = "redirects",
+    params(("server" = String, Path), ("site" = String, Path), ("redirect" = String, Path)),
+    security(("token" = ["redirect:delete"])),
+    responses((status = 202, body = Accepted<RedirectResource>))
+)]
+pub async fn delete_redirect(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<RedirectRoutes>>,
+    audit: AuditSlot,
+) -> Result<Accepted<RedirectResource>, ApiError> {
+    let OnSiteItem { server, item, .. } = v.target;
+    super::delete::<RedirectRoutes>(&state, &server, item, &audit).await
+}
+
+pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    router
+        .routes(utoipa_axum::routes!(list_redirects, create_redirect))
+        .routes(utoipa_axum::routes!(get_redirect, delete_redirect))
+}
