@@ -76,6 +76,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::audit_events::list_audit_events))
         .routes(routes!(routes::servers::list_servers, routes::servers::create_server))
         .routes(routes!(routes::servers::get_server, routes::servers::update_server, routes::servers::delete_server))
+        .routes(routes!(routes::servers::get_server_authorization))
         .routes(routes!(routes::servers::server_logs))
         .routes(routes!(routes::servers::verify_server))
         .routes(routes!(routes::servers::provision_server))

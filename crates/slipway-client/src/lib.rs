@@ -387,6 +387,12 @@ impl Client {
         Ok(self.expect::<Data<Resource<CreatedServer>>>(Method::POST, "/api/v1/servers", Some(request)).await?.data)
     }
 
+    /// The organization's public key and the command that installs it on the server.
+    pub async fn server_authorization(&self, id: &str) -> Result<Authorization, ClientError> {
+        let path = format!("/api/v1/servers/{}/authorization", encode_segment(id));
+        Ok(self.expect::<Data<Authorization>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
     pub async fn server(&self, id: &str) -> Result<Resource<Server>, ClientError> {
         Ok(self
             .expect::<Data<Resource<Server>>>(

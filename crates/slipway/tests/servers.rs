@@ -170,6 +170,9 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
     assert!(std::process::Command::new("sh").arg("-c").arg(command).env("HOME", &home).status().unwrap().success());
     let authorized = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
     sshd.authorize(&[authorized.trim()]);
+    // Lost the output? `server show` prints the same command again until Slipway gets in.
+    let shown = text(&run(&["server", "show", "cli-box"])).0;
+    assert!(shown.contains(command) && shown.contains("slipway server verify cli-box"), "{shown}");
 
     let verified = run(&["server", "verify", &id]);
     let (out, err) = text(&verified);
@@ -178,6 +181,8 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
 
     let listed = text(&run(&["server", "list"])).0;
     assert!(listed.contains("cli-box") && listed.contains(&format!("127.0.0.1:{port}")), "{listed}");
+    let shown = text(&run(&["server", "show", "cli-box"])).0;
+    assert!(!shown.contains("Authorise Slipway"), "verified: no need to authorise again: {shown}");
     let logs = text(&run(&["server", "logs", &id])).0;
     assert!(logs.contains("server.verify") && logs.contains("succeeded"), "{logs}");
     let missing = run(&["server", "show", "01NOSUCHSERVER0000000000000"]);

@@ -344,6 +344,26 @@ pub async fn get_server(State(state): State<AppState>, v: VisibleServer) -> Resu
     Ok(Data { data: server_resources(&state, std::slice::from_ref(&v.server)).await?.remove(0) })
 }
 
+/// How to let Slipway in, again: the organization's public key and the command that installs it
+/// on the server (as printed when the server was created). Neither is secret.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/authorization", tag = "servers",
+    params(("server" = String, Path)),
+    security(("token" = ["server:read"])),
+    responses((status = 200, body = Data<Authorization>))
+)]
+pub async fn get_server_authorization(
+    State(state): State<AppState>,
+    v: VisibleServer,
+) -> Result<Data<Authorization>, ApiError> {
+    let keypair =
+        slipway_engine::keys::organization_keypair(state.store.as_ref(), &state.secrets, &v.server.organization_id)
+            .await
+            .map_err(ApiError::internal)?;
+    let public_key = keypair.public_openssh();
+    Ok(Data { data: Authorization { command: authorize_command(public_key), public_key: public_key.into() } })
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateServer {

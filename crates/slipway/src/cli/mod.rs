@@ -537,7 +537,19 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
         }
         ServerCommand::Show { server } => {
             let found = client.server(&server).await.map_err(Missing::Server(&server).describe())?;
-            if json { print_json(&found)? } else { print_server(&found) }
+            if json {
+                return print_json(&found);
+            }
+            print_server(&found);
+            // Until Slipway has reached the server, the way to let it in is what matters.
+            if found.host_key_fingerprint.is_none() {
+                let authorization = client.server_authorization(&found.id).await?;
+                println!(
+                    "\nAuthorise Slipway on the server by running, as {} there:\n\n  {}\n",
+                    found.ssh_user, authorization.command
+                );
+                println!("then: slipway server verify {}", found.name);
+            }
         }
         ServerCommand::Update { server, name, ip, port, php } => {
             let mut body = serde_json::Map::new();
