@@ -124,25 +124,13 @@ fn audit_item(audit: &AuditSlot, server: &Server, action: String, item: &ServerI
     });
 }
 
-/// For kinds that run as supervisor programs, replaces the stored `installed` with what
-/// supervisor says now (`running`, `stopped`, `failed` with its reason), read over SSH: a status
-/// that is only remembered could hide a program that died.
-async fn live_status(state: &AppState, server: &Server, kind: &dyn ItemKind, items: &mut [ServerItem]) {
-    let Some(prefix) = kind.program_prefix() else { return };
-    if !items.iter().any(|i| i.status == "installed") {
-        return;
-    }
-    let live = slipway_engine::items::supervised::live_statuses(&state.engine, server, prefix).await;
-    slipway_engine::items::supervised::overlay(items, prefix, &live);
-}
-
 pub async fn list<K: ItemRoutes>(
     state: &AppState,
     server: &Server,
     cursor: PageCursor,
 ) -> Result<Paginated<K::Resource>, ApiError> {
     let (mut rows, total) = state.store.server_items(&server.id, K::KIND.name(), Some(cursor.request)).await?;
-    live_status(state, server, K::KIND, &mut rows).await;
+    K::KIND.live_status(&state.engine, server, &mut rows).await;
     let data = rows.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
     Ok(cursor.page(data, total))
 }
@@ -180,7 +168,7 @@ pub async fn create<K: ItemRoutes>(
 
 pub async fn show<K: ItemRoutes>(state: &AppState, v: &Authorized<OnItem<K>>) -> Result<Data<K::Resource>, ApiError> {
     let mut item = v.item.clone();
-    live_status(state, &v.server, K::KIND, std::slice::from_mut(&mut item)).await;
+    K::KIND.live_status(&state.engine, &v.server, std::slice::from_mut(&mut item)).await;
     Ok(Data { data: resource::<K>(&item, None)? })
 }
 
