@@ -1,12 +1,13 @@
 //! What Slipway keeps on a server besides its base setup, as kinds of item: SSH keys of the
-//! deploy user ([`ssh_keys`]) and firewall rules ([`network_rules`]). Every kind is applied the
-//! same way: render everything the server should have (every item not being removed) and replace
-//! Slipway's part on the server in one step, so a sync is idempotent and a failed one leaves the
-//! previous state in place.
+//! deploy user ([`ssh_keys`]), firewall rules ([`network_rules`]), daemons ([`daemons`]) and cron
+//! jobs ([`cron`]). Every kind is applied the same way: render everything the server should have
+//! (every item not being removed) and replace Slipway's part on the server in one step, so a sync
+//! is idempotent and a failed one leaves the previous state in place.
 //!
 //! A kind is one module implementing [`ItemKind`], listed once in [`KINDS`]: its sync job is
 //! registered, provisioning applies it, and the API's item routes find it by name.
 
+pub mod cron;
 pub mod daemons;
 pub mod network_rules;
 pub mod ssh_keys;
@@ -23,6 +24,7 @@ use crate::session::{connect, load_server, run_script_with, store_error};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
+pub use cron::CronJobs;
 pub use daemons::{DAEMON_PREFIX, Daemons};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use ssh_keys::{SshKeySpec, SshKeys};
@@ -59,8 +61,8 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
-/// last: they may need the users and files the others set up).
-pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons];
+/// and cron jobs last: they may need the users and files the others set up).
+pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &CronJobs];
 
 /// The kind stored as `name`; an unknown name is an error, never another kind's sync.
 pub fn kind(name: &str) -> Result<&'static dyn ItemKind, JobError> {
