@@ -54,6 +54,8 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("create_daemon", "daemon.create", &[]),
     ("delete_daemon", "daemon.delete", &[]),
     ("restart_daemon", "daemon.restart", &[]),
+    ("create_crontab", "crontab.create", &[]),
+    ("delete_crontab", "crontab.delete", &[]),
     ("create_network_rule", "network-rule.create", &[]),
     ("delete_network_rule", "network-rule.delete", &[]),
     ("create_site", "site.create", &[]),

@@ -43,6 +43,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
     let router = routes::items::network_rules::router(router);
     let router = routes::items::daemons::router(router);
     let router = routes::items::daemons::extra_router(router);
+    let router = routes::items::crontabs::router(router);
+    let router = routes::items::crontabs::extra_router(router);
     router
         .routes(routes!(routes::ops::healthz))
         .routes(routes!(routes::ops::readyz))

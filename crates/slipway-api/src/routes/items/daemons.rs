@@ -110,7 +110,7 @@ impl ItemRoutes for DaemonRoutes {
 
     /// The user must exist on the server. When the server cannot be asked (not provisioned yet,
     /// unreachable), the daemon is accepted and its sync says so if the user is missing.
-    async fn check_on_server(state: &AppState, server: &Server, spec: &ProgramSpec) -> Result<(), ApiError> {
+    async fn check_on_server(state: &AppState, server: &Server, spec: &mut ProgramSpec) -> Result<(), ApiError> {
         if slipway_engine::items::user_exists(&state.engine, server, &spec.user).await == Some(false) {
             return Err(ApiError::validation(
                 "user",

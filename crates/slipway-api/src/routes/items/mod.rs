@@ -8,6 +8,7 @@
 //! and one [`server_item_routes!`] call that writes its list/create/show/delete handlers with
 //! their OpenAPI entries. Registering it is one line in `api_routes`.
 
+pub mod crontabs;
 pub mod daemons;
 pub mod network_rules;
 pub mod ssh_keys;
@@ -57,11 +58,12 @@ pub trait ItemRoutes: Send + Sync + 'static {
     ) -> Result<(String, Self::Spec), ApiError>;
 
     /// Checks that need the server itself (a user that must exist there), made when the server
-    /// can be asked; none by default.
+    /// can be asked, and what the spec takes from other resources (a site's user); none by
+    /// default.
     fn check_on_server(
         _state: &AppState,
         _server: &Server,
-        _spec: &Self::Spec,
+        _spec: &mut Self::Spec,
     ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send {
         async { Ok(()) }
     }
@@ -143,8 +145,8 @@ pub async fn create<K: ItemRoutes>(
     input: K::Create,
 ) -> Result<(StatusCode, Data<K::Resource>), ApiError> {
     let (existing, count) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
-    let (name, spec) = K::validate(server, input, &existing)?;
-    K::check_on_server(state, server, &spec).await?;
+    let (name, mut spec) = K::validate(server, input, &existing)?;
+    K::check_on_server(state, server, &mut spec).await?;
     if count >= MAX_ITEMS {
         return Err(ApiError::validation("name", format!("A server can have at most {MAX_ITEMS} of these.")));
     }
