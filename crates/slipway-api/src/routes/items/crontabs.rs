@@ -4,7 +4,6 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
-use slipway_core::identity;
 use slipway_engine::items::cron::{self, CronSpec, NAMED, Schedule};
 use slipway_engine::items::{CronJobs, DEPLOY_USER, ItemKind, MAX_COMMAND};
 use slipway_store::{Server, ServerItem};
@@ -82,11 +81,7 @@ impl ItemRoutes for CrontabRoutes {
 
     fn validate(_: &Server, body: CreateCrontab, _: &[ServerItem]) -> Result<(String, CronSpec), ApiError> {
         let mut errors = FieldErrors::new();
-        let name = match body.name {
-            Some(name) => name,
-            None => body.command.trim().chars().take(255).collect(),
-        };
-        identity::check_label(&mut errors, "name", &name);
+        let name = super::label_or_command(&mut errors, body.name, &body.command);
         if body.site_id.is_some() && body.user.is_some() {
             errors.add("user", "A site's cron job runs as the site's own user; leave user out.");
         }
@@ -111,8 +106,7 @@ impl ItemRoutes for CrontabRoutes {
     }
 
     /// A site's job takes the site's user and current release; the user must exist on the
-    /// server. When the server cannot be asked (not provisioned yet, unreachable), the job is
-    /// accepted and its sync says so if the user is missing.
+    /// server (see [`super::check_user`]).
     async fn check_on_server(state: &AppState, server: &Server, spec: &mut CronSpec) -> Result<(), ApiError> {
         if let Some(site_id) = &spec.site_id {
             let site = state.store.site(site_id).await?.filter(|s| s.server_id == server.id);
@@ -125,25 +119,17 @@ impl ItemRoutes for CrontabRoutes {
             spec.directory = Some(format!("{}/current", paths.root));
             spec.user = paths.user;
         }
-        if slipway_engine::items::user_exists(&state.engine, server, &spec.user).await == Some(false) {
-            return Err(match spec.site_id {
-                Some(_) => ApiError::validation(
-                    "site_id",
-                    format!(
-                        "The site's user {} does not exist on the server yet; wait until the site is installed.",
-                        spec.user
-                    ),
+        let checked = super::check_user(state, server, &spec.user).await;
+        match (checked, &spec.site_id) {
+            (Err(_), Some(_)) => Err(ApiError::validation(
+                "site_id",
+                format!(
+                    "The site's user {} does not exist on the server yet; wait until the site is installed.",
+                    spec.user
                 ),
-                None => ApiError::validation(
-                    "user",
-                    format!(
-                        "The user {} does not exist on the server; create it first, or leave user out to run as slipway.",
-                        spec.user
-                    ),
-                ),
-            });
+            )),
+            (checked, _) => checked,
         }
-        Ok(())
     }
 
     fn resource(item: &ServerItem, spec: CronSpec, operation_id: Option<String>) -> CrontabResource {

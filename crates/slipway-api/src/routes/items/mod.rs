@@ -72,6 +72,28 @@ pub trait ItemRoutes: Send + Sync + 'static {
     fn resource(item: &ServerItem, spec: Self::Spec, operation_id: Option<String>) -> Self::Resource;
 }
 
+/// An item's label: `name` when given, else the start of its command; checked into `errors`.
+pub fn label_or_command(errors: &mut slipway_core::FieldErrors, name: Option<String>, command: &str) -> String {
+    let name = name.unwrap_or_else(|| command.trim().chars().take(255).collect());
+    slipway_core::identity::check_label(errors, "name", &name);
+    name
+}
+
+/// The user a command runs as must exist on the server: a 422 on `user` when the server says it
+/// does not. When the server cannot be asked (not provisioned yet, unreachable), it is accepted,
+/// and the sync says so if the user is missing.
+pub async fn check_user(state: &AppState, server: &Server, user: &str) -> Result<(), ApiError> {
+    if slipway_engine::items::user_exists(&state.engine, server, user).await == Some(false) {
+        return Err(ApiError::validation(
+            "user",
+            format!(
+                "The user {user} does not exist on the server; create it first, or leave user out to run as slipway."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The stored spec of an item.
 pub fn spec<T: DeserializeOwned>(item: &ServerItem) -> Result<T, ApiError> {
     serde_json::from_str(&item.spec).map_err(ApiError::internal)
