@@ -457,6 +457,7 @@ impl ServerAction {
 pub enum ServerItems {
     SshKeys,
     NetworkRules,
+    Crontabs,
 }
 
 impl ServerItems {
@@ -464,6 +465,7 @@ impl ServerItems {
         match self {
             ServerItems::SshKeys => "ssh-keys",
             ServerItems::NetworkRules => "network-rules",
+            ServerItems::Crontabs => "crontabs",
         }
     }
 
@@ -472,6 +474,7 @@ impl ServerItems {
         match self {
             ServerItems::SshKeys => "SSH key",
             ServerItems::NetworkRules => "network rule",
+            ServerItems::Crontabs => "cron job",
         }
     }
 }
@@ -507,6 +510,22 @@ impl Client {
     pub async fn delete_server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
         let path = format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item));
         Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
+    }
+
+    /// One item, with its live status where its kind has one.
+    pub async fn server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/servers/{}/{}/{}", encode_segment(server), kind.path(), encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::GET, &path, None::<&()>).await?.data)
+    }
+
+    /// A cron job's recorded runs, newest first (`page` of 100 each).
+    pub async fn crontab_runs(&self, server: &str, job: &str, page: u32) -> Result<Page<Value>, ClientError> {
+        let path = format!(
+            "/api/v1/servers/{}/crontabs/{}/runs?page={page}&per_page=100",
+            encode_segment(server),
+            encode_segment(job)
+        );
+        self.expect(Method::GET, &path, None::<&()>).await
     }
 }
 

@@ -52,6 +52,9 @@ enum Command {
     /// A server's firewall rules
     #[command(subcommand)]
     NetworkRule(cli::NetworkRuleCommand),
+    /// A server's cron jobs and their runs
+    #[command(subcommand)]
+    Cron(cli::cron::CronCommand),
     /// Manage a server's sites
     #[command(subcommand)]
     Site(cli::sites::SiteCommand),
@@ -138,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(command) => cli::run(cli::server(command, &cli.client)),
         Command::SshKey(command) => cli::run(cli::ssh_key(command, &cli.client)),
         Command::NetworkRule(command) => cli::run(cli::network_rule(command, &cli.client)),
+        Command::Cron(command) => cli::run(cli::cron::cron(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),
         Command::Rollback(args) => cli::run(cli::sites::rollback(args, &cli.client)),

@@ -100,6 +100,41 @@ async fn fetch(address: &str, port: u16) -> Option<String> {
     response.text().await.ok()
 }
 
+/// A running Slipway with its owner signed in, and a test host it has provisioned.
+struct Provisioned {
+    dir: std::path::PathBuf,
+    slipway: Server,
+    api: Api,
+    server_id: String,
+    host: NetnsHost,
+}
+
+async fn provisioned() -> Provisioned {
+    common::clean_test_host_files();
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start(&[&slipway_key]);
+    let server_path = format!("/api/v1/servers/{server_id}");
+    let (status, _) = api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+    assert_eq!(status, 200);
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    Provisioned { dir, slipway, api, server_id, host }
+}
+
+/// Runs the command-line client against `api`: whether it succeeded, its stdout and its stderr.
+fn cli<'a>(dir: &'a std::path::PathBuf, api: &'a Api) -> impl Fn(&[&str]) -> (bool, String, String) + 'a {
+    move |args| {
+        let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+        let out = common::slipway(dir, &env).args(args).output().unwrap();
+        let text =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        (out.status.success(), text.0, text.1)
+    }
+}
+
 #[tokio::test]
 async fn a_server_is_provisioned_for_real_and_its_keys_rules_and_services_are_managed() {
     common::clean_test_host_files();
@@ -362,13 +397,7 @@ async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
     let dir = temp_data_dir();
     let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
     let api = owner(&slipway).await;
-    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
-    let run = |args: &[&str]| {
-        let out = common::slipway(&dir, &env).args(args).output().unwrap();
-        let text =
-            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-        (out.status.success(), text.0, text.1)
-    };
+    let run = cli(&dir, &api);
 
     let (ok, out, err) =
         run(&["server", "create", "cli-netns", "--ip", "192.0.2.1", "--php", "8.2", "--output", "json"]);
@@ -489,17 +518,8 @@ fn pids_of(marker: &str) -> Vec<u32> {
 
 #[tokio::test]
 async fn daemons_run_under_real_supervisor_with_their_true_status() {
-    common::clean_test_host_files();
-    let dir = temp_data_dir();
-    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
-    let api = owner(&slipway).await;
-    let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
-    let host = NetnsHost::start(&[&slipway_key]);
+    let Provisioned { dir, slipway, api, server_id, host } = provisioned().await;
     let server_path = format!("/api/v1/servers/{server_id}");
-    let (status, _) = api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
-    assert_eq!(status, 200);
-    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
-    assert_eq!(op["status"], "succeeded", "{op}");
     let daemons = format!("{server_path}/daemons");
 
     // Hostile values are refused with the field named, before anything reaches the server.
@@ -628,17 +648,8 @@ async fn finished_run(api: &Api, job_path: &str) -> Option<Value> {
 
 #[tokio::test]
 async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
-    common::clean_test_host_files();
-    let dir = temp_data_dir();
-    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
-    let api = owner(&slipway).await;
-    let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
-    let host = NetnsHost::start(&[&slipway_key]);
+    let Provisioned { dir, slipway, api, server_id, host } = provisioned().await;
     let server_path = format!("/api/v1/servers/{server_id}");
-    let (status, _) = api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
-    assert_eq!(status, 200);
-    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
-    assert_eq!(op["status"], "succeeded", "{op}");
     assert_eq!(host.pids_named("cron").len(), 1, "provisioning started cron on the host");
     let crontabs = format!("{server_path}/crontabs");
     // Another cron entry, not Slipway's job: it must be left alone.
@@ -665,17 +676,22 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
         .call(Method::POST, &crontabs, Some(json!({"name": "echo", "command": command, "frequency": "minutely"})))
         .await;
     assert_eq!(status, 201, "{job}");
-    let (status, failing) = api
-        .call(Method::POST, &crontabs, Some(json!({"command": "echo failing; exit 3", "frequency": "* * * * *"})))
-        .await;
-    assert_eq!(status, 201, "{failing}");
     let created = Instant::now();
     applied(&api, &job).await;
-    applied(&api, &failing).await;
+    // The other through the command-line client, which waits for it to be applied.
+    let cli = cli(&dir, &api);
+    let (ok, _, err) =
+        cli(&["cron", "create", &server_id, "true", "--frequency", "hourly", "--site", "nosuch.example.com"]);
+    assert!(!ok && err.contains("nosuch.example.com"), "{err}");
+    let (ok, out, err) =
+        cli(&["cron", "create", &server_id, "echo failing; exit 3", "--frequency", "* * * * *", "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    let failing: Value = serde_json::from_str(&out).unwrap();
+    let failing_id = failing["id"].as_str().unwrap().to_string();
     let id = job["data"]["id"].as_str().unwrap();
     let name = id.to_ascii_lowercase();
     let job_path = format!("{crontabs}/{id}");
-    let failing_path = format!("{crontabs}/{}", failing["data"]["id"].as_str().unwrap());
+    let failing_path = format!("{crontabs}/{failing_id}");
 
     // The cron file holds only Slipway's text; the command is in the wrapper.
     let cron_file = format!("/etc/cron.d/slipway-cron-{name}");
@@ -716,6 +732,14 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
     assert_eq!((failed_run["exit_code"].as_i64(), failed_run["output"].as_str()), (Some(3), Some("failing\n")));
     let (_, listed) = api.call(Method::GET, &crontabs, None).await;
     assert_eq!(listed["meta"]["total"], 2, "{listed}");
+    let (ok, out, err) = cli(&["cron", "list", &server_id]);
+    assert!(ok && out.contains("echo") && out.contains("succeeded") && out.contains("failed"), "{out}{err}");
+    let (ok, out, err) = cli(&["cron", "show", &server_id, &failing_id]);
+    assert!(ok && out.contains("status: failed (the last run exited with code 3"), "{out}{err}");
+    let (ok, out, err) = cli(&["cron", "runs", &server_id, &failing_id]);
+    assert!(ok && out.lines().skip(1).any(|l| l.contains(" 3 ") && l.ends_with("failing")), "{out}{err}");
+    let (ok, out, err) = cli(&["cron", "runs", &server_id, id, "--full"]);
+    assert!(ok && out.contains("exit 0, succeeded\n100%|it's|say \"hi\"|slipway|\n%%\n"), "{out}{err}");
 
     // With the host's cron daemon stopped (only that one: it is in the host's namespace), the
     // job shows `missed` once a run was due more than 90 s ago.
@@ -733,13 +757,17 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
     eprintln!("missed {:?} after cron stopped", stopped.elapsed());
 
     // Deleting removes its cron file, wrapper and records; other entries stay.
+    let (status, deleted) = api.call(Method::DELETE, &job_path, None).await;
+    assert_eq!(status, 202, "{deleted}");
+    applied(&api, &deleted).await;
+    let (ok, out, err) = cli(&["cron", "delete", &server_id, &failing_id]);
+    assert!(ok, "{out}{err}");
     for path in [&job_path, &failing_path] {
-        let (status, deleted) = api.call(Method::DELETE, path, None).await;
-        assert_eq!(status, 202, "{deleted}");
-        applied(&api, &deleted).await;
         let (status, _) = api.call(Method::GET, path, None).await;
         assert_eq!(status, 404);
     }
+    let (ok, _, err) = cli(&["cron", "show", &server_id, &failing_id]);
+    assert!(!ok && err.contains("No cron job"), "{err}");
     for gone in [cron_file, format!("/etc/slipway/cron/{name}.sh"), format!("/var/lib/slipway-cron/{name}")] {
         assert!(!Path::new(&gone).exists(), "{gone} is still there");
     }
