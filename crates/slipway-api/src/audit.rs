@@ -59,6 +59,8 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("restart_queue_worker", "queue-worker.restart", &[]),
     ("create_redirect", "redirect.create", &[]),
     ("delete_redirect", "redirect.delete", &[]),
+    ("create_crontab", "crontab.create", &[]),
+    ("delete_crontab", "crontab.delete", &[]),
     ("create_network_rule", "network-rule.create", &[]),
     ("delete_network_rule", "network-rule.delete", &[]),
     ("create_site", "site.create", &[]),

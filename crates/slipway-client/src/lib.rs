@@ -464,6 +464,7 @@ pub enum ServerItems {
     SshKeys,
     NetworkRules,
     Daemons,
+    Crontabs,
 }
 
 impl ServerItems {
@@ -472,6 +473,7 @@ impl ServerItems {
             ServerItems::SshKeys => "ssh-keys",
             ServerItems::NetworkRules => "network-rules",
             ServerItems::Daemons => "daemons",
+            ServerItems::Crontabs => "crontabs",
         }
     }
 
@@ -481,6 +483,7 @@ impl ServerItems {
             ServerItems::SshKeys => "SSH key",
             ServerItems::NetworkRules => "network rule",
             ServerItems::Daemons => "daemon",
+            ServerItems::Crontabs => "cron job",
         }
     }
 }
@@ -549,6 +552,21 @@ impl Client {
         }
         let path = format!("{collection}/{}/log?lines={lines}", encode_segment(item));
         Ok(self.expect::<Data<Log>>(Method::GET, &path, None::<&()>).await?.data.lines)
+    }
+
+    /// One item, with its live status where its kind has one.
+    pub async fn server_item(&self, server: &str, kind: ServerItems, item: &str) -> Result<Value, ClientError> {
+        self.item(&kind.collection(server), item).await
+    }
+
+    /// A cron job's recorded runs, newest first (`page` of 100 each).
+    pub async fn crontab_runs(&self, server: &str, job: &str, page: u32) -> Result<Page<Value>, ClientError> {
+        let path = format!(
+            "{}/{}/runs?page={page}&per_page=100",
+            ServerItems::Crontabs.collection(server),
+            encode_segment(job)
+        );
+        self.expect(Method::GET, &path, None::<&()>).await
     }
 }
 

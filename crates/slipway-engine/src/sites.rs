@@ -315,9 +315,14 @@ impl JobHandler for RemoveSite {
         // The site's queue workers and redirects go with it (workers run as the site's user).
         let mut site_items = Vec::new();
         let mut programs = Vec::new();
-        for kind in crate::items::SITE_KINDS {
+        let mut kinds_to_sync = Vec::new();
+        for &kind in crate::items::SITE_KINDS {
             let (items, _) = engine.store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
-            site_items.extend(crate::items::of_site(&items, &site.id));
+            let ids = crate::items::of_site(&items, &site.id);
+            if !ids.is_empty() {
+                kinds_to_sync.push(kind);
+            }
+            site_items.extend(ids);
             if let Some(prefix) = kind.program_prefix() {
                 for id in crate::items::of_site(&items, &site.id) {
                     programs.push(crate::items::supervised::program_name(prefix, &id));
@@ -334,6 +339,14 @@ impl JobHandler for RemoveSite {
                 engine.store.set_server_items_status(&site_items, "removing", None).await.map_err(store_error)?;
                 engine.store.delete_removed_server_items(&site_items).await.map_err(store_error)?;
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
+                // What the removal script did not take away itself (a site's cron files) goes
+                // with the next sync of its kind, which renders the server without them.
+                for kind in kinds_to_sync {
+                    let spec = kind
+                        .sync_job()
+                        .about_server(&server, crate::verify::ServerJob { server_id: server.id.clone() });
+                    slipway_jobs::enqueue(engine.store.as_ref(), spec).await.map_err(store_error)?;
+                }
                 Ok(())
             }
             Err(e) => {

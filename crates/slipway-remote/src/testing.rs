@@ -292,11 +292,19 @@ impl NetnsHost {
         self.owners_of(name).len()
     }
 
+    /// The processes in the namespace named `name`, by the ids this machine gives them (so a
+    /// test can signal exactly those, and nothing of this machine's).
+    pub fn pids_named(&self, name: &str) -> Vec<String> {
+        self.pids()
+            .into_iter()
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+            .collect()
+    }
+
     /// The user id each process in the namespace named `name` runs as.
     pub fn owners_of(&self, name: &str) -> Vec<u32> {
-        self.pids()
+        self.pids_named(name)
             .iter()
-            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
             .filter_map(|pid| {
                 let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
                 let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;

@@ -190,6 +190,26 @@ async fn main() {
     }
     let loaded_for = loaded_started.elapsed();
 
+    // A queue worker, from POST to supervisor saying it runs (the status is read live).
+    let mut worker_times = Vec::new();
+    for n in 0..RUNS {
+        let started = Instant::now();
+        let body = json!({"command": format!("exec sleep 7{n}00.5")});
+        let (_, w) = api.call(Method::POST, &format!("{site}/queues"), Some(body)).await;
+        let path = format!("{site}/queues/{}", w["data"]["id"].as_str().unwrap());
+        loop {
+            let (_, w) = api.call(Method::GET, &path, None).await;
+            match w["data"]["status"].as_str() {
+                Some("running") => break,
+                Some("failed" | "unknown") => panic!("the worker did not start: {w}"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        worker_times.push(started.elapsed());
+        let (_, gone) = api.call(Method::DELETE, &path, None).await;
+        api.finished(gone["data"]["operation_id"].as_str().unwrap()).await;
+    }
+
     let (s, f) = (median(slipway_times), median(floor_times));
     println!("deploy of a static site over loopback SSH, median of {RUNS}:");
     println!("  slipway POST deploy -> succeeded       {:>8.0} ms", s.as_secs_f64() * 1000.0);
@@ -202,6 +222,8 @@ async fn main() {
     println!("  deploy median                          {:>8.0} ms", median(loaded_times).as_secs_f64() * 1000.0);
     println!("  requests served                        {ok:>8}");
     println!("  requests failed                        {failed:>8}");
+    println!("queue worker, median of {RUNS} (start_seconds 1: supervisor's own wait):");
+    println!("  POST queues -> status running          {:>8.0} ms", median(worker_times).as_secs_f64() * 1000.0);
     drop(repo);
     drop(host);
     drop(slipway);

@@ -61,6 +61,9 @@ enum Command {
     /// A site's redirects (nginx rules answered before the site)
     #[command(subcommand)]
     Redirect(cli::redirects::RedirectCommand),
+    /// A server's cron jobs and their runs
+    #[command(subcommand)]
+    Cron(cli::cron::CronCommand),
     /// Manage a server's sites
     #[command(subcommand)]
     Site(cli::sites::SiteCommand),
@@ -150,6 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(command) => cli::run(cli::programs::daemon(command, &cli.client)),
         Command::Worker(command) => cli::run(cli::programs::worker(command, &cli.client)),
         Command::Redirect(command) => cli::run(cli::redirects::redirect(command, &cli.client)),
+        Command::Cron(command) => cli::run(cli::cron::cron(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),
         Command::Rollback(args) => cli::run(cli::sites::rollback(args, &cli.client)),

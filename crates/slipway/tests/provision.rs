@@ -100,6 +100,41 @@ async fn fetch(address: &str, port: u16) -> Option<String> {
     response.text().await.ok()
 }
 
+/// A running Slipway with its owner signed in, and a test host it has provisioned.
+struct Provisioned {
+    dir: std::path::PathBuf,
+    slipway: Server,
+    api: Api,
+    server_id: String,
+    host: NetnsHost,
+}
+
+async fn provisioned() -> Provisioned {
+    common::clean_test_host_files();
+    let dir = temp_data_dir();
+    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start(&[&slipway_key]);
+    let server_path = format!("/api/v1/servers/{server_id}");
+    let (status, _) = api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+    assert_eq!(status, 200);
+    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    Provisioned { dir, slipway, api, server_id, host }
+}
+
+/// Runs the command-line client against `api`: whether it succeeded, its stdout and its stderr.
+fn cli<'a>(dir: &'a std::path::PathBuf, api: &'a Api) -> impl Fn(&[&str]) -> (bool, String, String) + 'a {
+    move |args| {
+        let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+        let out = common::slipway(dir, &env).args(args).output().unwrap();
+        let text =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        (out.status.success(), text.0, text.1)
+    }
+}
+
 #[tokio::test]
 async fn a_server_is_provisioned_for_real_and_its_keys_rules_and_services_are_managed() {
     common::clean_test_host_files();
@@ -362,13 +397,7 @@ async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
     let dir = temp_data_dir();
     let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
     let api = owner(&slipway).await;
-    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
-    let run = |args: &[&str]| {
-        let out = common::slipway(&dir, &env).args(args).output().unwrap();
-        let text =
-            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-        (out.status.success(), text.0, text.1)
-    };
+    let run = cli(&dir, &api);
 
     let (ok, out, err) =
         run(&["server", "create", "cli-netns", "--ip", "192.0.2.1", "--php", "8.2", "--output", "json"]);
@@ -517,17 +546,8 @@ fn pids_of(marker: &str) -> Vec<u32> {
 
 #[tokio::test]
 async fn daemons_run_under_real_supervisor_with_their_true_status() {
-    common::clean_test_host_files();
-    let dir = temp_data_dir();
-    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
-    let api = owner(&slipway).await;
-    let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
-    let host = NetnsHost::start(&[&slipway_key]);
+    let Provisioned { dir, slipway, api, server_id, host } = provisioned().await;
     let server_path = format!("/api/v1/servers/{server_id}");
-    let (status, _) = api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
-    assert_eq!(status, 200);
-    let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
-    assert_eq!(op["status"], "succeeded", "{op}");
     let daemons = format!("{server_path}/daemons");
 
     // Hostile values are refused with the field named, before anything reaches the server.
@@ -641,6 +661,147 @@ async fn daemons_run_under_real_supervisor_with_their_true_status() {
     let (status, _) = api.call(Method::GET, &daemon_path, None).await;
     assert_eq!(status, 404);
     assert!(!Path::new("/tmp/pwned").exists());
+
+    drop(host);
+    drop(slipway);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The last run of a cron job once one has ended, or `None` yet.
+async fn finished_run(api: &Api, job_path: &str) -> Option<Value> {
+    let (status, runs) = api.call(Method::GET, &format!("{job_path}/runs"), None).await;
+    assert_eq!(status, 200, "{runs}");
+    runs["data"].as_array().unwrap().iter().find(|r| r["status"] != "running").cloned()
+}
+
+#[tokio::test]
+async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
+    let Provisioned { dir, slipway, api, server_id, host } = provisioned().await;
+    let server_path = format!("/api/v1/servers/{server_id}");
+    assert_eq!(host.pids_named("cron").len(), 1, "provisioning started cron on the host");
+    let crontabs = format!("{server_path}/crontabs");
+    // Another cron entry, not Slipway's job: it must be left alone.
+    let foreign = Path::new("/etc/cron.d/slipway-test-foreign");
+    std::fs::write(foreign, "# a file that is not one of Slipway's jobs\n").unwrap();
+
+    // Hostile values are refused with the field named, before anything reaches the server.
+    for (field, body) in [
+        ("command", json!({"frequency": "minutely", "command": "true\n* * * * * root touch /tmp/pwned"})),
+        ("command", json!({"frequency": "minutely", "command": "echo %\u{0}"})),
+        ("command", json!({"frequency": "minutely", "command": "x".repeat(64 * 1024)})),
+        ("frequency", json!({"frequency": "* * * * * root touch /tmp/pwned #", "command": "true"})),
+        ("frequency", json!({"frequency": "*/0 * * * *", "command": "true"})),
+        ("user", json!({"frequency": "minutely", "command": "true", "user": "nosuchuser"})),
+    ] {
+        let (status, reply) = api.call(Method::POST, &crontabs, Some(body)).await;
+        assert_eq!(status, 422, "{field}: {reply}");
+        assert!(reply["errors"][field].is_array(), "{field}: {reply}");
+    }
+
+    // A job whose output holds `%` (a newline to cron) and quotes, and one that fails.
+    let command = r#"printf '%s|' 100% "it's" 'say "hi"' "$(id -un)"; echo; echo '%%' >&2"#;
+    let (status, job) = api
+        .call(Method::POST, &crontabs, Some(json!({"name": "echo", "command": command, "frequency": "minutely"})))
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let created = Instant::now();
+    applied(&api, &job).await;
+    // The other through the command-line client, which waits for it to be applied.
+    let cli = cli(&dir, &api);
+    let (ok, _, err) =
+        cli(&["cron", "create", &server_id, "true", "--frequency", "hourly", "--site", "nosuch.example.com"]);
+    assert!(!ok && err.contains("nosuch.example.com"), "{err}");
+    let (ok, out, err) =
+        cli(&["cron", "create", &server_id, "echo failing; exit 3", "--frequency", "* * * * *", "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    let failing: Value = serde_json::from_str(&out).unwrap();
+    let failing_id = failing["id"].as_str().unwrap().to_string();
+    let id = job["data"]["id"].as_str().unwrap();
+    let name = id.to_ascii_lowercase();
+    let job_path = format!("{crontabs}/{id}");
+    let failing_path = format!("{crontabs}/{failing_id}");
+
+    // The cron file holds only Slipway's text; the command is in the wrapper.
+    let cron_file = format!("/etc/cron.d/slipway-cron-{name}");
+    let text = std::fs::read_to_string(&cron_file).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "# Managed by Slipway: cron job {name}; its command is in /etc/slipway/cron/{name}.sh.\nMAILTO=\"\"\n\
+             * * * * * slipway /usr/local/lib/slipway/cron-run {name}\n"
+        )
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&cron_file).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o644, 0), "cron reads only root's files that others cannot write");
+    let (_, shown) = api.call(Method::GET, &job_path, None).await;
+    assert!(["waiting", "running", "succeeded"].contains(&shown["data"]["status"].as_str().unwrap()), "{shown}");
+
+    // It fires under the real cron daemon; the run is recorded with its output exactly.
+    let mut run = None;
+    while run.is_none() {
+        assert!(created.elapsed() < Duration::from_secs(130), "no run of the minutely job within 130 s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        run = finished_run(&api, &job_path).await;
+    }
+    let run = run.unwrap();
+    eprintln!("the first run ended {:?} after the job was created", created.elapsed());
+    assert_eq!((run["status"].as_str(), run["exit_code"].as_i64()), (Some("succeeded"), Some(0)), "{run}");
+    assert_eq!(run["output"], "100%|it's|say \"hi\"|slipway|\n%%\n", "{run}");
+    let (_, shown) = api.call(Method::GET, &job_path, None).await;
+    assert_eq!(shown["data"]["status"], "succeeded", "{shown}");
+    common::eventually(Duration::from_secs(70), "the failing job shows failed with its exit code", || async {
+        let (_, shown) = api.call(Method::GET, &failing_path, None).await;
+        shown["data"]["status"] == "failed"
+            && shown["data"]["status_reason"].as_str().is_some_and(|r| r.contains("exited with code 3"))
+    })
+    .await;
+    let failed_run = finished_run(&api, &failing_path).await.unwrap();
+    assert_eq!((failed_run["exit_code"].as_i64(), failed_run["output"].as_str()), (Some(3), Some("failing\n")));
+    let (_, listed) = api.call(Method::GET, &crontabs, None).await;
+    assert_eq!(listed["meta"]["total"], 2, "{listed}");
+    let (ok, out, err) = cli(&["cron", "list", &server_id]);
+    assert!(ok && out.contains("echo") && out.contains("succeeded") && out.contains("failed"), "{out}{err}");
+    let (ok, out, err) = cli(&["cron", "show", &server_id, &failing_id]);
+    assert!(ok && out.contains("status: failed (the last run exited with code 3"), "{out}{err}");
+    let (ok, out, err) = cli(&["cron", "runs", &server_id, &failing_id]);
+    assert!(ok && out.lines().skip(1).any(|l| l.contains(" 3 ") && l.ends_with("failing")), "{out}{err}");
+    let (ok, out, err) = cli(&["cron", "runs", &server_id, id, "--full"]);
+    assert!(ok && out.contains("exit 0, succeeded\n100%|it's|say \"hi\"|slipway|\n%%\n"), "{out}{err}");
+
+    // With the host's cron daemon stopped (only that one: it is in the host's namespace), the
+    // job shows `missed` once a run was due more than 90 s ago.
+    let cron = host.pids_named("cron");
+    assert_eq!(cron.len(), 1, "{cron:?}");
+    assert!(Command::new("kill").args(["-TERM", &cron[0]]).status().unwrap().success());
+    common::eventually(Duration::from_secs(10), "cron stops", || async { host.pids_named("cron").is_empty() }).await;
+    let stopped = Instant::now();
+    common::eventually(Duration::from_secs(160), "the job shows missed", || async {
+        let (_, shown) = api.call(Method::GET, &job_path, None).await;
+        shown["data"]["status"] == "missed"
+            && shown["data"]["status_reason"].as_str().is_some_and(|r| r.contains("is cron running"))
+    })
+    .await;
+    eprintln!("missed {:?} after cron stopped", stopped.elapsed());
+
+    // Deleting removes its cron file, wrapper and records; other entries stay.
+    let (status, deleted) = api.call(Method::DELETE, &job_path, None).await;
+    assert_eq!(status, 202, "{deleted}");
+    applied(&api, &deleted).await;
+    let (ok, out, err) = cli(&["cron", "delete", &server_id, &failing_id]);
+    assert!(ok, "{out}{err}");
+    for path in [&job_path, &failing_path] {
+        let (status, _) = api.call(Method::GET, path, None).await;
+        assert_eq!(status, 404);
+    }
+    let (ok, _, err) = cli(&["cron", "show", &server_id, &failing_id]);
+    assert!(!ok && err.contains("No cron job"), "{err}");
+    for gone in [cron_file, format!("/etc/slipway/cron/{name}.sh"), format!("/var/lib/slipway-cron/{name}")] {
+        assert!(!Path::new(&gone).exists(), "{gone} is still there");
+    }
+    assert!(foreign.exists(), "another cron entry was touched");
+    assert!(!Path::new("/tmp/pwned").exists());
+    let _ = std::fs::remove_file(foreign);
 
     drop(host);
     drop(slipway);

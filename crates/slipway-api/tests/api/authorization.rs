@@ -195,6 +195,14 @@ async fn world(db: TestDatabase) -> World {
     let daemon =
         app.post_as(&format!("/api/v1/servers/{server_id}/daemons"), &a.token, json!({"command": "sleep 1000"})).await;
     assert_eq!(daemon.status, StatusCode::CREATED, "{}", daemon.text());
+    let crontab = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/crontabs"),
+            &a.token,
+            json!({"command": "true", "frequency": "hourly"}),
+        )
+        .await;
+    assert_eq!(crontab.status, StatusCode::CREATED, "{}", crontab.text());
     app.state.store.mark_provisioned(&server_id, slipway_core::time::now()).await.unwrap();
     let site = app
         .post_as(
@@ -250,6 +258,7 @@ async fn world(db: TestDatabase) -> World {
             ("daemon", daemon.json()["data"]["id"].as_str().unwrap().to_string()),
             ("queue", worker.json()["data"]["id"].as_str().unwrap().to_string()),
             ("redirect", redirect.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("crontab", crontab.json()["data"]["id"].as_str().unwrap().to_string()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

@@ -293,3 +293,94 @@ async fn servers_by_name_and_sites_by_domain_with_a_deploy_only_token() {
     assert_eq!(ambiguous.status, StatusCode::CONFLICT);
     assert!(ambiguous.text().contains(&twin) && ambiguous.text().contains(&web), "{}", ambiguous.text());
 }
+
+/// Cron jobs: every field checked with a 422 naming it before anything is stored; a site's job
+/// takes the site's user and current release; runs are read from the server (503 when it cannot
+/// be read).
+#[tokio::test]
+async fn cron_jobs_are_validated_field_by_field_and_take_their_sites_user() {
+    let app = app().await;
+    let owner = app.user("cron@example.com").await;
+    let mut ids = Vec::new();
+    for (name, ip) in [("web", "192.0.2.11"), ("db", "192.0.2.12")] {
+        let server = app
+            .post_as("/api/v1/servers", &owner.token, json!({"name": name, "provider": "custom", "ip_address": ip}))
+            .await;
+        let id = server.json()["data"]["id"].as_str().unwrap().to_string();
+        app.state.store.mark_provisioned(&id, slipway_core::time::now()).await.unwrap();
+        ids.push(id);
+    }
+    let (id, other_id) = (&ids[0], &ids[1]);
+    let site_on = |server: &str, domain: &str| {
+        let path = format!("/api/v1/servers/{server}/sites");
+        let body = json!({"domain": domain, "project_type": "static", "repository_url": "https://example.com/a.git"});
+        let token = owner.token.clone();
+        let app = &app;
+        async move {
+            let site = app.post_as(&path, &token, body).await;
+            assert_eq!(site.status, StatusCode::CREATED, "{}", site.text());
+            site.json()["data"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let site = site_on(id, "shop.example.com").await;
+    let elsewhere = site_on(other_id, "db.example.com").await;
+    let crontabs = format!("/api/v1/servers/{id}/crontabs");
+
+    for (body, field) in [
+        (json!({"command": "true", "frequency": "every day"}), "frequency"),
+        (json!({"command": "true", "frequency": "61 * * * *"}), "frequency"),
+        (json!({"command": "true", "frequency": "* * * * * root /tmp/evil"}), "frequency"),
+        (json!({"command": "true", "frequency": "0 0 * * MON"}), "frequency"),
+        (json!({"command": "true", "frequency": "@reboot"}), "frequency"),
+        (json!({"command": "true\n* * * * * root /tmp/evil", "frequency": "hourly"}), "command"),
+        (json!({"command": "echo 100%\n", "frequency": "hourly"}), "command"),
+        (json!({"command": "a\u{0}b", "frequency": "hourly"}), "command"),
+        (json!({"command": "x".repeat(64 * 1024), "frequency": "hourly"}), "command"),
+        (json!({"command": "true", "frequency": "hourly", "user": "root root"}), "user"),
+        (json!({"command": "true", "frequency": "hourly", "user": "slipway", "site_id": site}), "user"),
+        (json!({"command": "true", "frequency": "hourly", "site_id": "01NOSUCHSITE"}), "site_id"),
+        (json!({"command": "true", "frequency": "hourly", "site_id": elsewhere}), "site_id"),
+    ] {
+        let reply = app.post_as(&crontabs, &owner.token, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.text());
+        assert!(reply.json()["errors"][field].is_array(), "{field}: {}", reply.text());
+    }
+    let missing = app.post_as(&crontabs, &owner.token, json!({"command": "true"})).await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", missing.text());
+    assert_eq!(app.get_as(&crontabs, &owner.token).await.json()["meta"]["total"], 0, "nothing was stored");
+
+    let plain = app
+        .post_as(
+            &crontabs,
+            &owner.token,
+            json!({"command": "echo '50%' \"$(date)\"", "frequency": " */5  *  * * 1-5 "}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::CREATED, "{}", plain.text());
+    let data = plain.json()["data"].clone();
+    assert_eq!(
+        (data["command"].as_str(), data["user"].as_str(), data["frequency"].as_str(), data["schedule"].as_str()),
+        (Some("echo '50%' \"$(date)\""), Some("slipway"), Some("*/5 * * * 1-5"), Some("*/5 * * * 1-5"))
+    );
+    assert_eq!((data["status"].as_str(), data["site_id"].as_str()), (Some("installing"), None));
+
+    let for_site = app
+        .post_as(
+            &crontabs,
+            &owner.token,
+            json!({"command": "php artisan schedule:run", "frequency": "minutely", "site_id": site}),
+        )
+        .await;
+    assert_eq!(for_site.status, StatusCode::CREATED, "{}", for_site.text());
+    let data = for_site.json()["data"].clone();
+    assert_eq!(data["user"], format!("s{}", site.to_ascii_lowercase()));
+    assert_eq!(data["directory"], "/home/slipway/shop.example.com/current");
+    assert_eq!((data["frequency"].as_str(), data["schedule"].as_str()), (Some("minutely"), Some("* * * * *")));
+
+    // Nothing answers at that address: the runs cannot be read, and say so.
+    let runs = app.get_as(&format!("{crontabs}/{}/runs", data["id"].as_str().unwrap()), &owner.token).await;
+    assert_eq!(runs.status, StatusCode::SERVICE_UNAVAILABLE, "{}", runs.text());
+    assert!(runs.text().contains("Could not read the runs"), "{}", runs.text());
+    let listed = app.get_as(&format!("/api/v1/servers/{other_id}/crontabs"), &owner.token).await;
+    assert_eq!(listed.json()["meta"]["total"], 0, "jobs are listed under their own server only");
+}

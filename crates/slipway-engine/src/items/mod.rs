@@ -1,12 +1,13 @@
 //! What Slipway keeps on a server besides its base setup, as kinds of item: SSH keys of the
-//! deploy user ([`ssh_keys`]) and firewall rules ([`network_rules`]). Every kind is applied the
-//! same way: render everything the server should have (every item not being removed) and replace
-//! Slipway's part on the server in one step, so a sync is idempotent and a failed one leaves the
-//! previous state in place.
+//! deploy user ([`ssh_keys`]), firewall rules ([`network_rules`]), daemons ([`daemons`]) and cron
+//! jobs ([`cron`]). Every kind is applied the same way: render everything the server should have
+//! (every item not being removed) and replace Slipway's part on the server in one step, so a sync
+//! is idempotent and a failed one leaves the previous state in place.
 //!
 //! A kind is one module implementing [`ItemKind`], listed once in [`KINDS`]: its sync job is
 //! registered, provisioning applies it, and the API's item routes find it by name.
 
+pub mod cron;
 pub mod daemons;
 pub mod network_rules;
 pub mod queue_workers;
@@ -26,6 +27,7 @@ use crate::session::{connect, load_server, run_script_with, store_error};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
+pub use cron::CronJobs;
 pub use daemons::{DAEMON_PREFIX, Daemons};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use queue_workers::{QueueWorkerSpec, QueueWorkers, WORKER_PREFIX};
@@ -36,6 +38,7 @@ pub use ssh_keys::{SshKeySpec, SshKeys};
 pub const DEPLOY_USER: &str = "slipway";
 
 /// A kind of server item: how it is stored and how the whole set goes onto the server.
+#[async_trait]
 pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
     /// The `kind` column of its rows.
     fn name(&self) -> &'static str;
@@ -54,20 +57,26 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
     fn program_prefix(&self) -> Option<&'static str> {
         None
     }
+
+    /// Replaces the stored `installed` of `items` with what the server says now (a program that
+    /// died, a cron job that failed or never ran), read over SSH when they are read: a status
+    /// that is only remembered could hide it. Items whose state cannot be read say so
+    /// (`unknown`). Kinds whose `installed` says it all keep the default: nothing to read.
+    async fn live_status(&self, _engine: &Engine, _server: &Server, _items: &mut [ServerItem]) {}
 }
 
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
-/// last: they may need the users and files the others set up).
-pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers, &Redirects];
+/// and cron jobs last: they may need the users and files the others set up).
+pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers, &Redirects, &CronJobs];
 
-/// The site an item of a site-level kind (queue workers, redirects) belongs to.
+/// The site an item of a site-level kind (queue workers, redirects, a site's cron jobs) belongs to.
 #[derive(Debug, Deserialize)]
 pub struct SiteOf {
     pub site_id: String,
 }
 
 /// Kinds whose items belong to a site and go when it goes.
-pub static SITE_KINDS: &[&dyn ItemKind] = &[&QueueWorkers, &Redirects];
+pub static SITE_KINDS: &[&dyn ItemKind] = &[&QueueWorkers, &Redirects, &CronJobs];
 
 /// The ids of `items` that belong to site `site_id`.
 pub fn of_site(items: &[ServerItem], site_id: &str) -> Vec<String> {
@@ -93,6 +102,66 @@ pub fn specs<T: DeserializeOwned>(items: &[&ServerItem]) -> Result<Vec<(String, 
         .iter()
         .map(|i| serde_json::from_str(&i.spec).map(|s| (i.id.clone(), s)).map_err(|e| format!("item {}: {e}", i.id)))
         .collect()
+}
+
+/// Most bytes of a command run with `sh -c` (daemons, cron jobs).
+pub const MAX_COMMAND: usize = 4096;
+
+/// A command runs through `sh -c`, so its own quoting is kept as written; it is one line of
+/// printable text (a newline or NUL could not be what the user meant to run, and `%` is only
+/// text: it reaches no configuration file).
+pub fn command_problem(command: &str) -> Option<String> {
+    if command.trim().is_empty() {
+        return Some("The command cannot be empty.".into());
+    }
+    if command.len() > MAX_COMMAND {
+        return Some(format!("The command can be at most {MAX_COMMAND} bytes."));
+    }
+    if command.chars().any(char::is_control) {
+        return Some("The command must be one line without control characters (newlines, tabs, NUL).".into());
+    }
+    None
+}
+
+/// The root-owned script that runs a user's command (`exec sh -c <command>`, optionally in
+/// `directory`): the one place a command is written on a server, as one shell-quoted word, so
+/// the files that start it (a supervisor program, a cron line) hold no user text. `label` names
+/// it in a comment and must be Slipway's own text.
+pub fn wrapper_script(
+    label: &str,
+    directory: Option<&str>,
+    command: &str,
+    site_root: Option<&str>,
+) -> Result<String, String> {
+    let quote = |v: &str| slipway_core::shell::quote(v).map_err(|_| format!("{label}: a value holds NUL"));
+    let environment = match site_root {
+        // A site's program: the live release's own environment, as the site's app gets it.
+        Some(root) => format!(
+            "release=$(basename \"$(readlink {current})\")\nif [ -r {root}/.slipway/env-\"$release\".sh ]; then\n    \
+             set -a\n    . {root}/.slipway/env-\"$release\".sh\n    set +a\nfi\n",
+            current = quote(&format!("{root}/current"))?,
+            root = quote(root)?,
+        ),
+        None => String::new(),
+    };
+    let enter = match directory {
+        // The directory is checked plain text (see the callers), so it may be named in the message.
+        Some(dir) => format!("cd {q} || {{ echo \"slipway: cannot enter {dir}\" >&2; exit 1; }}\n", q = quote(dir)?),
+        None => String::new(),
+    };
+    Ok(format!("#!/bin/sh\n# Managed by Slipway: {label}.\n{environment}{enter}exec sh -c {}\n", quote(command)?))
+}
+
+/// Whether Unix user `user` exists on the server: `None` when the server could not be asked.
+pub async fn user_exists(engine: &Engine, server: &Server, user: &str) -> Option<bool> {
+    let script = Script::new("user check", "if id -u \"$USER_NAME\" >/dev/null 2>&1; then echo yes; else echo no; fi")
+        .var("USER_NAME", user);
+    let lines = crate::probe::read(engine, server, &script, std::time::Duration::from_secs(10)).await.ok()?;
+    lines.iter().rev().find_map(|l| match l.as_str() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    })
 }
 
 /// Ids reach configuration files; they are Slipway's own ULIDs, checked anyway.

@@ -16,7 +16,7 @@ use slipway_core::server_input::UnixUser;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, ServerItem};
 
-use super::check_id;
+use super::{ItemKind, check_id, wrapper_script};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script};
 use crate::{Engine, JobKind};
@@ -47,7 +47,7 @@ pub struct ProgramSpec {
 /// Limits, written once for the API's validation and the renderer's re-check.
 pub const MAX_PROCESSES: u32 = 32;
 pub const MAX_SECONDS: u32 = 3600;
-pub const MAX_COMMAND: usize = 4096;
+pub use super::{MAX_COMMAND, command_problem};
 
 impl ProgramSpec {
     /// Why this spec cannot be rendered, field by field (empty when it can).
@@ -81,21 +81,6 @@ impl ProgramSpec {
     }
 }
 
-/// A command runs through `sh -c`, so its own quoting is kept as written; it is one line of
-/// printable text (a newline or NUL could not be what the user meant to run).
-pub fn command_problem(command: &str) -> Option<String> {
-    if command.trim().is_empty() {
-        return Some("The command cannot be empty.".into());
-    }
-    if command.len() > MAX_COMMAND {
-        return Some(format!("The command can be at most {MAX_COMMAND} bytes."));
-    }
-    if command.chars().any(char::is_control) {
-        return Some("The command must be one line without control characters (newlines, tabs, NUL).".into());
-    }
-    None
-}
-
 /// An absolute path of plain characters, without `..`.
 pub fn directory_problem(directory: &str) -> Option<String> {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+@".contains(c);
@@ -127,24 +112,7 @@ pub fn render(prefix: &str, id: &str, spec: &ProgramSpec) -> Result<ProgramFiles
         return Err(format!("item {id}: {field}: {why}"));
     }
     let name = program_name(prefix, id);
-    let quote = |v: &str| slipway_core::shell::quote(v).map_err(|_| format!("item {id}: a value holds NUL"));
-    let environment = match &spec.site_root {
-        // The live release's own environment, as the site's app gets it.
-        Some(root) => format!(
-            "release=$(basename \"$(readlink {current})\")\nif [ -r {root}/.slipway/env-\"$release\".sh ]; then\n    \
-             set -a\n    . {root}/.slipway/env-\"$release\".sh\n    set +a\nfi\n",
-            current = quote(&format!("{root}/current"))?,
-            root = quote(root)?,
-        ),
-        None => String::new(),
-    };
-    let wrapper = format!(
-        "#!/bin/sh\n# Managed by Slipway: {name}.\n{environment}\
-         cd {dir} || {{ echo \"slipway: cannot enter {dir_text}\" >&2; exit 1; }}\nexec sh -c {command}\n",
-        dir = quote(&spec.directory)?,
-        dir_text = spec.directory,
-        command = quote(&spec.command)?,
-    );
+    let wrapper = wrapper_script(&name, Some(&spec.directory), &spec.command, spec.site_root.as_deref())?;
     let conf = format!(
         "; Managed by Slipway.\n[program:{name}]\ncommand=/etc/slipway/programs/{name}.sh\n\
          process_name=%(program_name)s_%(process_num)02d\nnumprocs={processes}\nuser={user}\nautostart=true\n\
@@ -227,18 +195,6 @@ pub fn parse_status(lines: &[String]) -> BTreeMap<String, LiveStatus> {
         .collect()
 }
 
-/// Whether Unix user `user` exists on the server: `None` when the server could not be asked.
-pub async fn user_exists(engine: &Engine, server: &Server, user: &str) -> Option<bool> {
-    let script = Script::new("user check", "if id -u \"$USER_NAME\" >/dev/null 2>&1; then echo yes; else echo no; fi")
-        .var("USER_NAME", user);
-    let lines = crate::probe::read(engine, server, &script, Duration::from_secs(10)).await.ok()?;
-    lines.iter().rev().find_map(|l| match l.as_str() {
-        "yes" => Some(true),
-        "no" => Some(false),
-        _ => None,
-    })
-}
-
 /// Reads the live status of every program named `prefix-*` on the server.
 pub async fn live_statuses(
     engine: &Engine,
@@ -258,6 +214,17 @@ pub async fn log_tail(engine: &Engine, server: &Server, name: &str, lines: u32) 
         .var("LINES", &lines.to_string())
         .var("LOG_DIR", LOG_DIR);
     crate::probe::read(engine, server, &script, Duration::from_secs(15)).await
+}
+
+/// The live status of a supervised kind's items (see [`ItemKind::live_status`]): what
+/// supervisor says now (`running`, `stopped`, `failed` with its reason).
+pub async fn live_status(engine: &Engine, server: &Server, kind: &dyn ItemKind, items: &mut [ServerItem]) {
+    let Some(prefix) = kind.program_prefix() else { return };
+    if !items.iter().any(|i| i.status == "installed") {
+        return;
+    }
+    let live = live_statuses(engine, server, prefix).await;
+    overlay(items, prefix, &live);
 }
 
 /// Sets the live status on installed items of a supervised kind; items whose status could not

@@ -4,6 +4,7 @@
 //! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod credentials;
+pub mod cron;
 pub mod errors;
 pub mod follow;
 pub mod programs;
@@ -688,6 +689,7 @@ fn print_items(kind: ServerItems, items: &[serde_json::Value]) {
                 );
             }
         }
+        ServerItems::Crontabs => cron::print_jobs(items),
         ServerItems::NetworkRules => {
             println!(
                 "{:<26}  {:<20}  {:<6}  {:<12}  {:<5}  {:<18}  STATUS",

@@ -282,9 +282,9 @@ impl Drop for GitRepo {
 }
 
 /// Removes what earlier test hosts left in this machine's files (they share them with the
-/// network-namespace hosts): site directories, nginx blocks, PHP pools and supervisor programs
-/// Slipway wrote. Otherwise a new host's supervisor would start an earlier test's apps. Only
-/// Slipway's own files; the tests that call this run one at a time.
+/// network-namespace hosts): site directories, nginx blocks, PHP pools, supervisor programs and
+/// cron jobs Slipway wrote. Otherwise a new host's supervisor (or cron) would start an earlier
+/// test's apps. Only Slipway's own files; the tests that call this run one at a time.
 pub fn clean_test_host_files() {
     let remove_matching = |dir: &str, keep: &[&str]| {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -296,6 +296,7 @@ pub fn clean_test_host_files() {
         }
     };
     remove_matching("/etc/supervisor/conf.d", &[]);
+    remove_matching("/etc/cron.d", &[]);
     remove_matching("/etc/nginx/sites-enabled", &["slipway-default.conf"]);
     remove_matching("/etc/nginx/sites-available", &["slipway-default.conf"]);
     if let Ok(versions) = std::fs::read_dir("/etc/php") {
@@ -315,6 +316,8 @@ pub fn clean_test_host_files() {
     let _ = std::fs::remove_dir_all("/var/log/slipway");
     let _ = std::fs::remove_dir_all("/etc/slipway/programs");
     let _ = std::fs::remove_dir_all("/etc/nginx/slipway/redirects");
+    let _ = std::fs::remove_dir_all("/etc/slipway/cron");
+    let _ = std::fs::remove_dir_all("/var/lib/slipway-cron");
     // Sites' own Unix users (`s<id>`, "Slipway site <domain>") left by tests that did not
     // delete their sites.
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();

@@ -4,7 +4,6 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
-use slipway_core::identity;
 use slipway_engine::items::supervised::{MAX_COMMAND, MAX_PROCESSES, MAX_SECONDS, ProgramSpec, STOP_SIGNALS};
 use slipway_engine::items::{DEPLOY_USER, Daemons, ItemKind};
 use slipway_store::{Server, ServerItem};
@@ -87,11 +86,7 @@ impl ItemRoutes for DaemonRoutes {
 
     fn validate(_: &Server, body: CreateDaemon, _: &[ServerItem]) -> Result<(String, ProgramSpec), ApiError> {
         let mut errors = FieldErrors::new();
-        let name = match body.name {
-            Some(name) => name,
-            None => body.command.trim().chars().take(255).collect(),
-        };
-        identity::check_label(&mut errors, "name", &name);
+        let name = super::label_or_command(&mut errors, body.name, &body.command);
         let spec = ProgramSpec {
             command: body.command,
             directory: body.directory.unwrap_or_else(|| format!("/home/{DEPLOY_USER}")),
@@ -109,19 +104,9 @@ impl ItemRoutes for DaemonRoutes {
         Ok((name, spec))
     }
 
-    /// The user must exist on the server. When the server cannot be asked (not provisioned yet,
-    /// unreachable), the daemon is accepted and its sync says so if the user is missing.
-    async fn check_on_server(state: &AppState, server: &Server, spec: &ProgramSpec) -> Result<(), ApiError> {
-        if slipway_engine::items::supervised::user_exists(&state.engine, server, &spec.user).await == Some(false) {
-            return Err(ApiError::validation(
-                "user",
-                format!(
-                    "The user {} does not exist on the server; create it first, or leave user out to run as slipway.",
-                    spec.user
-                ),
-            ));
-        }
-        Ok(())
+    /// The user must exist on the server (see [`super::check_user`]).
+    async fn check_on_server(state: &AppState, server: &Server, spec: &mut ProgramSpec) -> Result<(), ApiError> {
+        super::check_user(state, server, &spec.user).await
     }
 
     fn resource(item: &ServerItem, spec: ProgramSpec, operation_id: Option<String>) -> DaemonResource {

@@ -8,6 +8,7 @@
 //! and one [`server_item_routes!`] call that writes its list/create/show/delete handlers with
 //! their OpenAPI entries. Registering it is one line in `api_routes`.
 
+pub mod crontabs;
 pub mod daemons;
 pub mod network_rules;
 pub mod queue_workers;
@@ -59,17 +60,40 @@ pub trait ItemRoutes: Send + Sync + 'static {
     ) -> Result<(String, Self::Spec), ApiError>;
 
     /// Checks that need the server itself (a user that must exist there), made when the server
-    /// can be asked; none by default.
+    /// can be asked, and what the spec takes from other resources (a site's user); none by
+    /// default.
     fn check_on_server(
         _state: &AppState,
         _server: &Server,
-        _spec: &Self::Spec,
+        _spec: &mut Self::Spec,
     ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send {
         async { Ok(()) }
     }
 
     /// The API's view of a stored item.
     fn resource(item: &ServerItem, spec: Self::Spec, operation_id: Option<String>) -> Self::Resource;
+}
+
+/// An item's label: `name` when given, else the start of its command; checked into `errors`.
+pub fn label_or_command(errors: &mut slipway_core::FieldErrors, name: Option<String>, command: &str) -> String {
+    let name = name.unwrap_or_else(|| command.trim().chars().take(255).collect());
+    slipway_core::identity::check_label(errors, "name", &name);
+    name
+}
+
+/// The user a command runs as must exist on the server: a 422 on `user` when the server says it
+/// does not. When the server cannot be asked (not provisioned yet, unreachable), it is accepted,
+/// and the sync says so if the user is missing.
+pub async fn check_user(state: &AppState, server: &Server, user: &str) -> Result<(), ApiError> {
+    if slipway_engine::items::user_exists(&state.engine, server, user).await == Some(false) {
+        return Err(ApiError::validation(
+            "user",
+            format!(
+                "The user {user} does not exist on the server; create it first, or leave user out to run as slipway."
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The stored spec of an item.
@@ -160,25 +184,13 @@ pub(crate) fn audit_item(audit: &AuditSlot, server: &Server, action: String, ite
     });
 }
 
-/// For kinds that run as supervisor programs, replaces the stored `installed` with what
-/// supervisor says now (`running`, `stopped`, `failed` with its reason), read over SSH: a status
-/// that is only remembered could hide a program that died.
-async fn live_status(state: &AppState, server: &Server, kind: &dyn ItemKind, items: &mut [ServerItem]) {
-    let Some(prefix) = kind.program_prefix() else { return };
-    if !items.iter().any(|i| i.status == "installed") {
-        return;
-    }
-    let live = slipway_engine::items::supervised::live_statuses(&state.engine, server, prefix).await;
-    slipway_engine::items::supervised::overlay(items, prefix, &live);
-}
-
 pub async fn list<K: ItemRoutes>(
     state: &AppState,
     server: &Server,
     cursor: PageCursor,
 ) -> Result<Paginated<K::Resource>, ApiError> {
     let (mut rows, total) = state.store.server_items(&server.id, K::KIND.name(), Some(cursor.request)).await?;
-    live_status(state, server, K::KIND, &mut rows).await;
+    K::KIND.live_status(&state.engine, server, &mut rows).await;
     let data = rows.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
     Ok(cursor.page(data, total))
 }
@@ -198,7 +210,7 @@ pub async fn list_where<K: ItemRoutes>(
     let offset = usize::try_from(cursor.request.offset()).unwrap_or(usize::MAX).min(rows.len());
     let limit = usize::try_from(cursor.request.limit()).unwrap_or(usize::MAX);
     let mut page: Vec<ServerItem> = rows.drain(offset..).take(limit).collect();
-    live_status(state, server, K::KIND, &mut page).await;
+    K::KIND.live_status(&state.engine, server, &mut page).await;
     let data = page.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
     Ok(cursor.page(data, total))
 }
@@ -211,11 +223,11 @@ pub async fn create<K: ItemRoutes>(
     input: K::Create,
 ) -> Result<(StatusCode, Data<K::Resource>), ApiError> {
     let (existing, count) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
-    let (name, spec) = K::validate(server, input, &existing)?;
+    let (name, mut spec) = K::validate(server, input, &existing)?;
     if count >= MAX_ITEMS {
         return Err(ApiError::validation("name", format!("A server can have at most {MAX_ITEMS} of these.")));
     }
-    K::check_on_server(state, server, &spec).await?;
+    K::check_on_server(state, server, &mut spec).await?;
     let (item, operation) = insert::<K>(state, server, audit, &name, &spec).await?;
     Ok((StatusCode::CREATED, Data { data: K::resource(&item, spec, operation) }))
 }
@@ -253,7 +265,7 @@ pub async fn show<K: ItemRoutes>(
     item: &ServerItem,
 ) -> Result<Data<K::Resource>, ApiError> {
     let mut item = item.clone();
-    live_status(state, server, K::KIND, std::slice::from_mut(&mut item)).await;
+    K::KIND.live_status(&state.engine, server, std::slice::from_mut(&mut item)).await;
     Ok(Data { data: resource::<K>(&item, None)? })
 }
 
