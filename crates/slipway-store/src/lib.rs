@@ -335,6 +335,9 @@ pub trait ServerStore: Send + Sync {
 
     async fn insert_server_item(&self, item: &ServerItem) -> StoreResult<()>;
     async fn server_item(&self, id: &str) -> StoreResult<Option<ServerItem>>;
+    /// Replaces an item's name and spec and marks it `installing` again (its sync applies the
+    /// change); false when it is gone or being removed.
+    async fn update_server_item(&self, id: &str, name: &str, spec: &str) -> StoreResult<bool>;
     /// A server's items of one kind, oldest first; `None` for all of them.
     async fn server_items(
         &self,

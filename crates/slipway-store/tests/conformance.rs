@@ -752,6 +752,19 @@ mod cases {
         store.set_server_items_status(&[], "installed", None).await.unwrap();
         store.delete_removed_server_items(&[]).await.unwrap();
 
+        // An update replaces name and spec and waits for its sync again; never one being removed.
+        store.set_server_items_status(std::slice::from_ref(&k2.id), "failed", Some("old")).await.unwrap();
+        assert!(store.update_server_item(&k2.id, "renamed", r#"{"new":true}"#).await.unwrap());
+        let got = store.server_item(&k2.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.name.as_str(), got.spec.as_str(), got.status.as_str()),
+            ("renamed", r#"{"new":true}"#, "installing")
+        );
+        assert_eq!(got.status_reason, None);
+        store.set_server_items_status(std::slice::from_ref(&rule.id), "removing", None).await.unwrap();
+        assert!(!store.update_server_item(&rule.id, "x", "{}").await.unwrap());
+        assert!(!store.update_server_item("01NOSUCHITEM", "x", "{}").await.unwrap());
+
         // A server's items go with it.
         assert!(store.delete_server(&s1.id).await.unwrap());
         assert!(store.server_item(&k2.id).await.unwrap().is_none());

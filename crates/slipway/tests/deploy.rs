@@ -929,7 +929,17 @@ async fn a_sites_queue_worker_follows_each_deploy_and_goes_with_the_site() {
         let (_, w) = stage.api.call(Method::GET, &worker_path, None).await;
         w["data"]["status"] == "running"
     };
-    common::eventually(Duration::from_secs(20), "the worker runs", running).await;
+    let last = std::sync::Mutex::new(Value::Null);
+    common::eventually(Duration::from_secs(20), "the worker runs", || async {
+        let (_, w) = stage.api.call(Method::GET, &worker_path, None).await;
+        let ok = w["data"]["status"] == "running";
+        *last.lock().unwrap() = w;
+        ok || {
+            eprintln!("worker: {}", last.lock().unwrap());
+            false
+        }
+    })
+    .await;
     let root = format!("/home/slipway/{domain}");
     let live_release = || std::fs::canonicalize(format!("{root}/current")).unwrap();
     let worker_dir = || {
@@ -1067,6 +1077,22 @@ async fn redirects_answer_for_static_and_app_sites_and_never_break_them() {
         assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".to_string()), "{domain}");
     }
 
+    // An update changes the rule in place.
+    let (_, listed) = stage.api.call(Method::GET, &format!("{static_site}/redirects"), None).await;
+    let old_rule = listed["data"].as_array().unwrap().iter().find(|r| r["from"] == "/old").unwrap().clone();
+    let rule_path = format!("{static_site}/redirects/{}", old_rule["id"].as_str().unwrap());
+    let (status, changed) =
+        stage.api.call(Method::PUT, &rule_path, Some(json!({"from": "/old", "to": "/newer", "type": 302}))).await;
+    assert_eq!(status, 200, "{changed}");
+    let op = stage.api.finished(changed["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(
+        redirect_of(&stage, "redirect-static.example.com", "/old").await,
+        (302, Some("http://redirect-static.example.com/newer".into()))
+    );
+    let (status, reply) = stage.api.call(Method::PUT, &rule_path, Some(json!({"from": "/tmp-move", "to": "/x"}))).await;
+    assert_eq!(status, 422, "another rule has that path: {reply}");
+
     // The CLI lists and adds them by server name and domain; a bad value says what to fix.
     let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
     let cli = |args: &[&str]| {
@@ -1101,7 +1127,7 @@ async fn redirects_answer_for_static_and_app_sites_and_never_break_them() {
         .await;
     assert_eq!(later["data"]["status"], "failed", "{later}");
     assert_eq!(stage.get("redirect-static.example.com", "/").await.0, 200);
-    assert_eq!(redirect_of(&stage, "redirect-static.example.com", "/old").await.0, 301);
+    assert_eq!(redirect_of(&stage, "redirect-static.example.com", "/old").await.0, 302, "the updated rule still answers");
     std::fs::remove_file(planted).unwrap();
 
     // Deleting a redirect makes the path the site's again; deleting the site removes its rules.

@@ -609,6 +609,26 @@ async fn daemons_run_under_real_supervisor_with_their_true_status() {
     let after = pids_of(&sleeper);
     assert!(after.len() == 1 && after != before, "{before:?} {after:?}");
 
+    // An update rewrites the program: the new command runs, the old process is gone.
+    let updated_marker = format!("4{}.7", std::process::id() % 1000);
+    let (status, updated) = api
+        .call(
+            Method::PUT,
+            &daemon_path,
+            Some(json!({"name": "sleeper", "command": format!("exec sleep {updated_marker}"), "directory": "/tmp"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["status"], "installing", "{updated}");
+    applied(&api, &updated).await;
+    common::eventually(Duration::from_secs(20), "the updated daemon runs", running).await;
+    assert_eq!(pids_of(&format!("sleep {updated_marker}")).len(), 1);
+    assert!(pids_of(&sleeper).is_empty(), "the old command stopped");
+    let (status, reply) = api.call(Method::PUT, &daemon_path, Some(json!({"command": "x\n[program:evil]"}))).await;
+    assert_eq!(status, 422, "{reply}");
+    let sleeper = format!("sleep {updated_marker}");
+    let after = pids_of(&sleeper);
+
     // A command that exits at once is `failed` with supervisor's reason.
     let (_, broken) = api.call(Method::POST, &daemons, Some(json!({"name": "broken", "command": "exit 1"}))).await;
     applied(&api, &broken).await;

@@ -21,6 +21,7 @@ pub struct QueueWorkers;
 /// Workers' supervisor programs are `slipway-worker-<id>`.
 pub const WORKER_PREFIX: &str = "slipway-worker";
 
+#[async_trait::async_trait]
 impl ItemKind for QueueWorkers {
     fn name(&self) -> &'static str {
         "queue_worker"
@@ -42,6 +43,10 @@ impl ItemKind for QueueWorkers {
 
     fn program_prefix(&self) -> Option<&'static str> {
         Some(WORKER_PREFIX)
+    }
+
+    async fn live_status(&self, engine: &Engine, server: &Server, items: &mut [ServerItem]) {
+        supervised::live_status(engine, server, self, items).await;
     }
 }
 

@@ -118,7 +118,9 @@ pub fn render(prefix: &str, id: &str, spec: &ProgramSpec) -> Result<ProgramFiles
          process_name=%(program_name)s_%(process_num)02d\nnumprocs={processes}\nuser={user}\nautostart=true\n\
          autorestart=true\nstartsecs={start}\nstartretries=3\nstopsignal={signal}\nstopwaitsecs={wait}\n\
          stopasgroup=true\nkillasgroup=true\nstdout_logfile={LOG_DIR}/{name}_%(process_num)02d.log\n\
-         stdout_logfile_maxbytes=5MB\nstdout_logfile_backups=2\nredirect_stderr=true\n",
+         stdout_logfile_maxbytes=5MB\nstdout_logfile_backups=2\nredirect_stderr=true\n\
+         environment=SLIPWAY_REVISION=\"{revision}\"\n",
+        revision = revision(&wrapper),
         processes = spec.processes,
         user = spec.user,
         start = spec.start_seconds,
@@ -126,6 +128,14 @@ pub fn render(prefix: &str, id: &str, spec: &ProgramSpec) -> Result<ProgramFiles
         wait = spec.stop_wait_seconds,
     );
     Ok(ProgramFiles { name, conf, wrapper })
+}
+
+/// A digest of the wrapper, set in the program's environment: supervisor restarts a program
+/// whose section changed, and the command itself lives in the wrapper, so without this a changed
+/// command would keep running the old one.
+fn revision(wrapper: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(wrapper.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The script that makes the server run exactly `programs` among those named `prefix-*`: files
@@ -316,6 +326,14 @@ mod tests {
         let files = render("slipway-daemon", "01ABC", &own).unwrap();
         let out = std::process::Command::new("sh").arg("-c").arg(&files.wrapper).env("HOME", "/h").output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|/h|%|x|/tmp\n");
+    }
+
+    #[test]
+    fn a_changed_command_changes_the_program_section() {
+        let one = render("slipway-daemon", "01ABC", &spec()).unwrap();
+        let other = render("slipway-daemon", "01ABC", &ProgramSpec { command: "true".into(), ..spec() }).unwrap();
+        assert_ne!(one.conf, other.conf, "supervisor must see the change to restart the program");
+        assert_eq!(one.conf, render("slipway-daemon", "01ABC", &spec()).unwrap().conf);
     }
 
     #[test]

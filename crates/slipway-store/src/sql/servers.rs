@@ -162,6 +162,16 @@ macro_rules! impl_server_store {
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
+            async fn update_server_item(&self, id: &str, name: &str, spec: &str) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE server_items SET name = $2, spec = $3, status = 'installing', status_reason = NULL, \
+                     updated_at = $4 WHERE id = $1 AND status <> 'removing'",
+                )
+                .bind(id).bind(name).bind(spec).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn server_items(&self, server_id: &str, kind: &str, page: Option<PageRequest>) -> StoreResult<(Vec<ServerItem>, u64)> {
                 let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
                 let rows: Vec<ServerItem> = sqlx::query_as(concat!(

@@ -165,7 +165,15 @@ impl Api {
             if matches!(op["data"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
                 return op["data"].clone();
             }
-            assert!(Instant::now() < deadline, "operation {id} did not end: {op}");
+            if Instant::now() >= deadline {
+                // Where it got stuck is the first thing to know.
+                let (_, log) =
+                    self.call(reqwest::Method::GET, &format!("/api/v1/operations/{id}/log?limit=1000"), None).await;
+                let lines: Vec<&str> =
+                    log["data"].as_array().into_iter().flatten().filter_map(|l| l["line"].as_str()).collect();
+                let tail = &lines[lines.len().saturating_sub(20)..];
+                panic!("operation {id} did not end: {op}\nlast lines of its log:\n{}", tail.join("\n"));
+            }
         }
     }
 }

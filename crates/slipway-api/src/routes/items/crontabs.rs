@@ -64,6 +64,7 @@ pub struct CreateCrontab {
     #[schema(example = "slipway")]
     pub user: Option<String>,
     /// A site on this server: the job then runs as the site's own user in its current release.
+    #[schema(min_length = 1)]
     pub site_id: Option<String>,
 }
 
@@ -158,10 +159,12 @@ const _: () = assert!(MAX_COMMAND == 4096);
 crate::server_item_routes! {
     routes: CrontabRoutes, input: CreateCrontab, resource: CrontabResource, tag: "crontabs",
     collection: "/api/v1/servers/{server}/crontabs", item: "/api/v1/servers/{server}/crontabs/{crontab}",
-    param: "crontab", read: "crontab:read", create: "crontab:create", delete: "crontab:delete",
+    param: "crontab", read: "crontab:read", create: "crontab:create", update: "crontab:update", delete: "crontab:delete",
     list: list_crontabs = "The server's cron jobs, each with its status read from its run records on the server.",
     create: create_crontab = "Run a command on a schedule: Slipway writes a cron file that runs it and records every run.\nAnswers 201 with the job `installing`; follow `operation_id`, then read the job for its status.",
     show: get_crontab = "One cron job, with its status read from its run records on the server.",
+    update: update_crontab = "Change a cron job: the same fields as creating it, all of them. Answers 200 with the job
+`installing`; follow `operation_id`.",
     delete: delete_crontab = "Remove a cron job (its cron file, command and run records). Answers 202 with the job `removing`.",
 }
 
@@ -197,6 +200,7 @@ pub async fn crontab_runs(
     Page(cursor): Page,
 ) -> Result<Paginated<CrontabRun>, ApiError> {
     let spec: CronSpec = super::spec(&v.item)?;
+    super::require_provisioned(&v.server)?;
     let job = cron::job_name(&v.item.id);
     let request = cursor.request;
     let offset = u64::try_from(request.offset()).unwrap_or(0);

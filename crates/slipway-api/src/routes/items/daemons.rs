@@ -69,7 +69,34 @@ pub struct CreateDaemon {
     #[schema(minimum = 1, maximum = 3600)]
     pub stop_wait_seconds: Option<u32>,
     /// `TERM` (default), `INT`, `QUIT`, `HUP`, `KILL`, `USR1` or `USR2`.
-    pub stop_signal: Option<String>,
+    pub stop_signal: Option<StopSignal>,
+}
+
+/// A signal a daemon may be stopped with.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum StopSignal {
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Kill,
+    Usr1,
+    Usr2,
+}
+
+impl StopSignal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopSignal::Term => "TERM",
+            StopSignal::Int => "INT",
+            StopSignal::Quit => "QUIT",
+            StopSignal::Hup => "HUP",
+            StopSignal::Kill => "KILL",
+            StopSignal::Usr1 => "USR1",
+            StopSignal::Usr2 => "USR2",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -94,7 +121,7 @@ impl ItemRoutes for DaemonRoutes {
             processes: body.processes.unwrap_or(1),
             start_seconds: body.start_seconds.unwrap_or(1),
             stop_wait_seconds: body.stop_wait_seconds.unwrap_or(10),
-            stop_signal: body.stop_signal.unwrap_or_else(|| "TERM".into()),
+            stop_signal: body.stop_signal.map_or("TERM", StopSignal::as_str).into(),
             site_root: None,
         };
         for (field, why) in spec.problems() {
@@ -136,10 +163,12 @@ const _: () = assert!(MAX_PROCESSES == 32 && MAX_SECONDS == 3600 && MAX_COMMAND 
 crate::server_item_routes! {
     routes: DaemonRoutes, input: CreateDaemon, resource: DaemonResource, tag: "daemons",
     collection: "/api/v1/servers/{server}/daemons", item: "/api/v1/servers/{server}/daemons/{daemon}",
-    param: "daemon", read: "daemon:read", create: "daemon:create", delete: "daemon:delete",
+    param: "daemon", read: "daemon:read", create: "daemon:create", update: "daemon:update", delete: "daemon:delete",
     list: list_daemons = "The server's daemons, each with its live status read from supervisor.",
     create: create_daemon = "Run a command for good: Slipway writes a supervisor program that starts it, restarts it when\nit exits and keeps its output. Answers 201 with the daemon `installing`; follow\n`operation_id`, then read the daemon for its live status.",
     show: get_daemon = "One daemon, with its live status read from supervisor.",
+    update: update_daemon = "Change a daemon: the same fields as creating it, all of them. Its program is rewritten and
+supervisor restarts it. Answers 200 with the daemon `installing`; follow `operation_id`.",
     delete: delete_daemon = "Stop a daemon and remove its program. Answers 202 with the daemon `removing`.",
 }
 

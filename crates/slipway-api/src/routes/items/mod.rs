@@ -269,6 +269,41 @@ pub async fn show<K: ItemRoutes>(
     Ok(Data { data: resource::<K>(&item, None)? })
 }
 
+/// Replaces an item with what the body says (the same fields as creating it) and queues the
+/// sync that applies the change.
+pub async fn update<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    item: &ServerItem,
+    audit: &AuditSlot,
+    input: K::Create,
+) -> Result<Data<K::Resource>, ApiError> {
+    let (existing, _) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
+    let others: Vec<ServerItem> = existing.into_iter().filter(|i| i.id != item.id).collect();
+    let (name, mut spec) = K::validate(server, input, &others)?;
+    K::check_on_server(state, server, &mut spec).await?;
+    replace::<K>(state, server, item, audit, &name, &spec).await
+}
+
+/// Stores an item's new name and spec, queues its sync and notes it in the audit log.
+pub async fn replace<K: ItemRoutes>(
+    state: &AppState,
+    server: &Server,
+    item: &ServerItem,
+    audit: &AuditSlot,
+    name: &str,
+    spec: &K::Spec,
+) -> Result<Data<K::Resource>, ApiError> {
+    let text = serde_json::to_string(spec).map_err(ApiError::internal)?;
+    if !state.store.update_server_item(&item.id, name.trim(), &text).await? {
+        return Err(ApiError::Conflict("It is being removed; create a new one instead.".into()));
+    }
+    let operation = sync(state, server, K::KIND).await?;
+    audit_item(audit, server, format!("{}.update", K::AUDIT), item);
+    let item = state.store.server_item(&item.id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Data { data: resource::<K>(&item, operation)? })
+}
+
 /// Restarts an item's supervisor program, as an operation (202); 409 while it is not installed.
 pub async fn restart<K: ItemRoutes>(
     state: &AppState,
@@ -290,6 +325,17 @@ pub async fn restart<K: ItemRoutes>(
     Ok(Accepted { message: "Restarting.".into(), data: resource::<K>(item, Some(job.id))? })
 }
 
+/// Reads from a server need one Slipway has reached: a server not provisioned yet has nothing
+/// to read, which is the caller's to fix (409), not the server's failing (503).
+pub fn require_provisioned(server: &Server) -> Result<(), ApiError> {
+    if server.provisioned_at.is_none() {
+        return Err(ApiError::Conflict(
+            "The server is not provisioned yet, so there is nothing to read; provision it first.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The last lines an item's supervisor program wrote (every process), read over SSH.
 pub async fn log<K: ItemRoutes>(
     state: &AppState,
@@ -301,6 +347,7 @@ pub async fn log<K: ItemRoutes>(
         return Err(ApiError::validation("lines", "Between 1 and 1000 lines."));
     }
     let prefix = K::KIND.program_prefix().ok_or(ApiError::NotFound)?;
+    require_provisioned(server)?;
     let program = slipway_engine::items::supervised::program_name(prefix, &item.id);
     let lines = slipway_engine::items::supervised::log_tail(&state.engine, server, &program, lines)
         .await
@@ -346,10 +393,11 @@ macro_rules! server_item_routes {
     (
         routes: $routes:ident, input: $input:ident, resource: $resource:ident, tag: $tag:literal,
         collection: $collection:literal, item: $item:literal, param: $param:literal,
-        read: $read:literal, create: $create:literal, delete: $delete:literal,
+        read: $read:literal, create: $create:literal, update: $update:literal, delete: $delete:literal,
         list: $list_fn:ident = $list_doc:literal,
         create: $create_fn:ident = $create_doc:literal,
         show: $show_fn:ident = $show_doc:literal,
+        update: $update_fn:ident = $update_doc:literal,
         delete: $delete_fn:ident = $delete_doc:literal $(,)?
     ) => {
         #[doc = $list_doc]
@@ -398,6 +446,23 @@ macro_rules! server_item_routes {
             $crate::routes::items::show::<$routes>(&state, &v.server, &v.item).await
         }
 
+        #[doc = $update_doc]
+        #[utoipa::path(
+                                            put, path = $item, tag = $tag,
+                                            params(("server" = String, Path), ($param = String, Path)),
+                                            request_body = $input,
+                                            security(("token" = [$update])),
+                                            responses((status = 200, body = $crate::envelope::Data<$resource>))
+                                        )]
+        pub async fn $update_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::auth::Authorized<$crate::routes::items::OnItem<$routes>>,
+            audit: $crate::audit::AuditSlot,
+            $crate::extract::Json(body): $crate::extract::Json<$input>,
+        ) -> Result<$crate::envelope::Data<$resource>, $crate::error::ApiError> {
+            $crate::routes::items::update::<$routes>(&state, &v.server, &v.item, &audit, body).await
+        }
+
         #[doc = $delete_doc]
         #[utoipa::path(
                                             delete, path = $item, tag = $tag,
@@ -420,7 +485,9 @@ macro_rules! server_item_routes {
         ) -> utoipa_axum::router::OpenApiRouter<$crate::state::AppState> {
             // The path segment the loader reads must be the one the paths declare.
             assert_eq!(<$routes as $crate::routes::items::ItemRoutes>::PARAM, $param, "{}", $item);
-            router.routes(utoipa_axum::routes!($list_fn, $create_fn)).routes(utoipa_axum::routes!($show_fn, $delete_fn))
+            router
+                .routes(utoipa_axum::routes!($list_fn, $create_fn))
+                .routes(utoipa_axum::routes!($show_fn, $update_fn, $delete_fn))
         }
     };
 }

@@ -127,9 +127,11 @@ crate::server_item_routes! {
     routes: NetworkRuleRoutes, input: CreateNetworkRule, resource: NetworkRuleResource, tag: "network-rules",
     collection: "/api/v1/servers/{server}/network-rules",
     item: "/api/v1/servers/{server}/network-rules/{network_rule}",
-    param: "network_rule", read: "network-rule:read", create: "network-rule:create", delete: "network-rule:delete",
+    param: "network_rule", read: "network-rule:read", create: "network-rule:create", update: "network-rule:update", delete: "network-rule:delete",
     list: list_network_rules = "The server's firewall rules. Inbound traffic is dropped unless allowed: Slipway's SSH port is\nalways open, 80 and 443 are open unless a deny rule closes them, and deny rules are checked\nbefore allow rules.",
     create: create_network_rule = "Add a firewall rule. A rule that would block Slipway's own SSH access is refused (422).\nAnswers 201 with the rule `installing`; follow `operation_id` to see it applied.",
     show: get_network_rule = "One rule.",
+    update: update_network_rule = "Change a firewall rule: the same fields as creating it, all of them. Answers 200 with the rule
+`installing`; follow `operation_id`.",
     delete: delete_network_rule = "Remove a firewall rule. Answers 202 with the rule `removing`.",
 }

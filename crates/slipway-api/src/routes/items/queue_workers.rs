@@ -275,6 +275,25 @@ pub async fn get_queue_worker(
     super::show::<QueueWorkerRoutes>(&state, &v.server, &v.item).await
 }
 
+/// Change a worker: the same fields as creating it, all of them. Its program is rewritten and
+/// supervisor restarts it. Answers 200 with the worker `installing`; follow `operation_id`.
+#[utoipa::path(
+    put, path = "/api/v1/servers/{server}/sites/{site}/queues/{queue}", tag = "queue-workers",
+    params(("server" = String, Path), ("site" = String, Path), ("queue" = String, Path)),
+    request_body = CreateQueueWorker,
+    security(("token" = ["queue-worker:update"])),
+    responses((status = 200, body = Data<QueueWorkerResource>))
+)]
+pub async fn update_queue_worker(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
+    audit: AuditSlot,
+    Json(body): Json<CreateQueueWorker>,
+) -> Result<Data<QueueWorkerResource>, ApiError> {
+    let (name, spec) = worker_spec(&v.server, &v.site, body)?;
+    super::replace::<QueueWorkerRoutes>(&state, &v.server, &v.item, &audit, &name, &spec).await
+}
+
 /// Stop a worker and remove its program. Answers 202 with the worker `removing`.
 #[utoipa::path(
     delete, path = "/api/v1/servers/{server}/sites/{site}/queues/{queue}", tag = "queue-workers",
@@ -336,7 +355,7 @@ pub async fn queue_worker_log(
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
     router
         .routes(utoipa_axum::routes!(list_queue_workers, create_queue_worker))
-        .routes(utoipa_axum::routes!(get_queue_worker, delete_queue_worker))
+        .routes(utoipa_axum::routes!(get_queue_worker, update_queue_worker, delete_queue_worker))
         .routes(utoipa_axum::routes!(restart_queue_worker))
         .routes(utoipa_axum::routes!(queue_worker_log))
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_engine::items::redirects::{STATUSES, from_problem, to_problem};
 use slipway_engine::items::{ItemKind, RedirectSpec, Redirects};
-use slipway_store::{Server, ServerItem};
+use slipway_store::{Server, ServerItem, Site};
 use utoipa::ToSchema;
 
 use super::{ItemRoutes, MAX_ITEMS, OnSiteItem, spec};
@@ -95,6 +95,35 @@ impl ItemRoutes for RedirectRoutes {
     }
 }
 
+/// The redirect the body asks for on `site`, or field errors; `existing` holds the server's
+/// redirects other than the one being changed (a site redirects a path once).
+fn redirect_spec(site: &Site, body: CreateRedirect, existing: &[ServerItem]) -> Result<RedirectSpec, ApiError> {
+    let preserve_query = body.preserve_query.unwrap_or(true);
+    let status = body.status_code.unwrap_or(301);
+    let mut errors = FieldErrors::new();
+    if let Some(why) = from_problem(&body.from) {
+        errors.add("from", why);
+    }
+    if let Some(why) = to_problem(&body.to, &body.from, preserve_query) {
+        errors.add("to", why);
+    }
+    if !STATUSES.contains(&status) {
+        errors.add("type", "The type must be 301, 302, 307 or 308.");
+    }
+    errors.into_result()?;
+    if existing.iter().any(|i| spec::<RedirectSpec>(i).is_ok_and(|s| s.site_id == site.id && s.from == body.from)) {
+        return Err(ApiError::validation("from", "The site already redirects this path."));
+    }
+    Ok(RedirectSpec {
+        site_id: site.id.clone(),
+        domain: site.domain.clone(),
+        from: body.from,
+        to: body.to,
+        status,
+        preserve_query,
+    })
+}
+
 /// The site's redirects.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites/{site}/redirects", tag = "redirects",
@@ -127,35 +156,12 @@ pub async fn create_redirect(
     audit: AuditSlot,
     Json(body): Json<CreateRedirect>,
 ) -> Result<(StatusCode, Data<RedirectResource>), ApiError> {
-    let preserve_query = body.preserve_query.unwrap_or(true);
-    let status = body.status_code.unwrap_or(301);
-    let mut errors = FieldErrors::new();
-    if let Some(why) = from_problem(&body.from) {
-        errors.add("from", why);
-    }
-    if let Some(why) = to_problem(&body.to, &body.from, preserve_query) {
-        errors.add("to", why);
-    }
-    if !STATUSES.contains(&status) {
-        errors.add("type", "The type must be 301, 302, 307 or 308.");
-    }
-    errors.into_result()?;
     let (existing, count) = state.store.server_items(&v.server.id, Redirects.name(), None).await?;
-    if existing.iter().any(|i| spec::<RedirectSpec>(i).is_ok_and(|s| s.site_id == v.site.id && s.from == body.from)) {
-        return Err(ApiError::validation("from", "The site already redirects this path."));
-    }
+    let spec = redirect_spec(&v.site, body, &existing)?;
     if count >= MAX_ITEMS {
         return Err(ApiError::validation("from", format!("A server can have at most {MAX_ITEMS} redirects.")));
     }
-    let spec = RedirectSpec {
-        site_id: v.site.id.clone(),
-        domain: v.site.domain.clone(),
-        from: body.from.clone(),
-        to: body.to,
-        status,
-        preserve_query,
-    };
-    let (item, operation) = super::insert::<RedirectRoutes>(&state, &v.server, &audit, &body.from, &spec).await?;
+    let (item, operation) = super::insert::<RedirectRoutes>(&state, &v.server, &audit, &spec.from, &spec).await?;
     Ok((StatusCode::CREATED, Data { data: RedirectRoutes::resource(&item, spec, operation) }))
 }
 
@@ -171,6 +177,27 @@ pub async fn get_redirect(
     v: Authorized<OnSiteItem<RedirectRoutes>>,
 ) -> Result<Data<RedirectResource>, ApiError> {
     super::show::<RedirectRoutes>(&state, &v.server, &v.item).await
+}
+
+/// Change a redirect: the same fields as creating it, all of them. Answers 200 with the redirect
+/// `installing`; follow `operation_id`.
+#[utoipa::path(
+    put, path = "/api/v1/servers/{server}/sites/{site}/redirects/{redirect}", tag = "redirects",
+    params(("server" = String, Path), ("site" = String, Path), ("redirect" = String, Path)),
+    request_body = CreateRedirect,
+    security(("token" = ["redirect:update"])),
+    responses((status = 200, body = Data<RedirectResource>))
+)]
+pub async fn update_redirect(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<RedirectRoutes>>,
+    audit: AuditSlot,
+    Json(body): Json<CreateRedirect>,
+) -> Result<Data<RedirectResource>, ApiError> {
+    let (existing, _) = state.store.server_items(&v.server.id, Redirects.name(), None).await?;
+    let others: Vec<ServerItem> = existing.into_iter().filter(|i| i.id != v.item.id).collect();
+    let spec = redirect_spec(&v.site, body, &others)?;
+    super::replace::<RedirectRoutes>(&state, &v.server, &v.item, &audit, &spec.from, &spec).await
 }
 
 /// Remove a redirect. Answers 202 with the redirect `removing`.
@@ -190,7 +217,9 @@ pub async fn delete_redirect(
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
-    router
-        .routes(utoipa_axum::routes!(list_redirects, create_redirect))
-        .routes(utoipa_axum::routes!(get_redirect, delete_redirect))
+    router.routes(utoipa_axum::routes!(list_redirects, create_redirect)).routes(utoipa_axum::routes!(
+        get_redirect,
+        update_redirect,
+        delete_redirect
+    ))
 }

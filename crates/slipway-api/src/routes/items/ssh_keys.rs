@@ -89,9 +89,11 @@ impl ItemRoutes for SshKeyRoutes {
 crate::server_item_routes! {
     routes: SshKeyRoutes, input: CreateSshKey, resource: SshKeyResource, tag: "ssh-keys",
     collection: "/api/v1/servers/{server}/ssh-keys", item: "/api/v1/servers/{server}/ssh-keys/{ssh_key}",
-    param: "ssh_key", read: "ssh-key:read", create: "ssh-key:create", delete: "ssh-key:delete",
+    param: "ssh_key", read: "ssh-key:read", create: "ssh-key:create", update: "ssh-key:update", delete: "ssh-key:delete",
     list: list_ssh_keys = "Keys that may log in to the server as the deploy user (`slipway`).",
     create: create_ssh_key = "Let the holder of a key log in as the deploy user. Answers 201 with the key `installing`;\nfollow `operation_id` (or the key's status) to see it applied.",
     show: get_ssh_key = "One key.",
+    update: update_ssh_key = "Replace a key (or rename it): the same fields as adding it. Answers 200 with the key
+`installing`; follow `operation_id`.",
     delete: delete_ssh_key = "Stop a key from logging in: it is removed from the deploy user's `authorized_keys`.\nAnswers 202 with the key `removing`; it disappears once the server no longer has it.",
 }
