@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use slipway_core::server_input::{Host, UnixUser};
 
+/// This machine's root runs `pyenv init` in its `.bashrc`, which rehashes under a lock file; a
+/// login shell killed mid-rehash (a test host torn down) leaves the lock behind, and every later
+/// login then waits 60 s for it. Test sessions skip that wait: the test hosts are this machine.
+const QUIET_LOGIN_SHELLS: &str = "SetEnv PYENV_REHASH_TIMEOUT=0\n";
+
 use crate::SshTarget;
 
 #[derive(Debug)]
@@ -36,7 +41,7 @@ impl Sshd {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {dir}/sshd.pid\nAuthorizedKeysFile {dir}/authorized_keys\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nLogLevel ERROR\n",
+             StrictModes no\nLogLevel ERROR\n{QUIET_LOGIN_SHELLS}",
             key = key.display(),
             dir = dir.display()
         );
@@ -196,7 +201,7 @@ impl NetnsHost {
         let config = format!(
             "Port 22\nListenAddress {address}\nHostKey {key}\nPidFile {dir}/sshd.pid\n\
              AuthorizedKeysFile .ssh/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel ERROR\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel ERROR\n{QUIET_LOGIN_SHELLS}\
              Match User root\n    AuthorizedKeysFile {dir}/authorized_keys\n",
             key = key.display(),
             dir = dir.display()

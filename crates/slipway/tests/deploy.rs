@@ -1127,7 +1127,11 @@ async fn redirects_answer_for_static_and_app_sites_and_never_break_them() {
         .await;
     assert_eq!(later["data"]["status"], "failed", "{later}");
     assert_eq!(stage.get("redirect-static.example.com", "/").await.0, 200);
-    assert_eq!(redirect_of(&stage, "redirect-static.example.com", "/old").await.0, 302, "the updated rule still answers");
+    assert_eq!(
+        redirect_of(&stage, "redirect-static.example.com", "/old").await.0,
+        302,
+        "the updated rule still answers"
+    );
     std::fs::remove_file(planted).unwrap();
 
     // Deleting a redirect makes the path the site's again; deleting the site removes its rules.
