@@ -109,15 +109,6 @@ impl LaravelWorker {
     }
 }
 
-/// The site's installed workers' program names, from what is stored.
-pub fn programs_of_site(items: &[ServerItem], site_id: &str) -> Vec<(String, String)> {
-    items
-        .iter()
-        .filter(|i| serde_json::from_str::<QueueWorkerSpec>(&i.spec).is_ok_and(|s| s.site_id == site_id))
-        .map(|i| (i.id.clone(), supervised::program_name(WORKER_PREFIX, &i.id)))
-        .collect()
-}
-
 /// After a deploy's switch: Laravel workers are told to finish their job and exit
 /// (`queue:restart`), other workers are restarted (each process gets its stop period to drain);
 /// supervisor starts them all again on the new release. Recorded in the deploy's log; a worker
@@ -138,7 +129,8 @@ pub async fn restart_after_deploy(
         }
     };
     let installed: Vec<ServerItem> = items.into_iter().filter(|i| i.status == "installed").collect();
-    let programs: Vec<String> = programs_of_site(&installed, &site.id).into_iter().map(|(_, p)| p).collect();
+    let programs: Vec<String> =
+        super::of_site(&installed, &site.id).iter().map(|id| supervised::program_name(WORKER_PREFIX, id)).collect();
     if programs.is_empty() {
         return;
     }
