@@ -491,3 +491,64 @@ macro_rules! server_item_routes {
         }
     };
 }
+
+/// Writes the list, show and delete handlers of a site-level item kind (queue workers,
+/// redirects), with their OpenAPI entries; create and update stay with the kind, which checks
+/// its input against the site.
+#[macro_export]
+macro_rules! site_item_routes {
+    (
+        routes: $routes:ident, resource: $resource:ident, tag: $tag:literal,
+        collection: $collection:literal, item: $item:literal, param: $param:literal,
+        read: $read:literal, delete: $delete:literal,
+        list: $list_fn:ident = $list_doc:literal,
+        show: $show_fn:ident = $show_doc:literal,
+        delete: $delete_fn:ident = $delete_doc:literal $(,)?
+    ) => {
+        #[doc = $list_doc]
+        #[utoipa::path(
+                    get, path = $collection, tag = $tag,
+                    params(("server" = String, Path), ("site" = String, Path), $crate::extract::PageParams),
+                    security(("token" = [$read])),
+                    responses((status = 200, body = $crate::envelope::Paginated<$resource>))
+                )]
+        pub async fn $list_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::routes::sites::VisibleSite,
+            $crate::extract::Page(cursor): $crate::extract::Page,
+        ) -> Result<$crate::envelope::Paginated<$resource>, $crate::error::ApiError> {
+            let site_id = v.site.id.clone();
+            $crate::routes::items::list_where::<$routes>(&state, &v.server, cursor, |s| s.site_id == site_id).await
+        }
+
+        #[doc = $show_doc]
+        #[utoipa::path(
+                    get, path = $item, tag = $tag,
+                    params(("server" = String, Path), ("site" = String, Path), ($param = String, Path)),
+                    security(("token" = [$read])),
+                    responses((status = 200, body = $crate::envelope::Data<$resource>))
+                )]
+        pub async fn $show_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::auth::Authorized<$crate::routes::items::OnSiteItem<$routes>>,
+        ) -> Result<$crate::envelope::Data<$resource>, $crate::error::ApiError> {
+            $crate::routes::items::show::<$routes>(&state, &v.server, &v.item).await
+        }
+
+        #[doc = $delete_doc]
+        #[utoipa::path(
+                    delete, path = $item, tag = $tag,
+                    params(("server" = String, Path), ("site" = String, Path), ($param = String, Path)),
+                    security(("token" = [$delete])),
+                    responses((status = 202, body = $crate::envelope::Accepted<$resource>))
+                )]
+        pub async fn $delete_fn(
+            axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
+            v: $crate::auth::Authorized<$crate::routes::items::OnSiteItem<$routes>>,
+            audit: $crate::audit::AuditSlot,
+        ) -> Result<$crate::envelope::Accepted<$resource>, $crate::error::ApiError> {
+            let v = v.target;
+            $crate::routes::items::delete::<$routes>(&state, &v.server, v.item, &audit).await
+        }
+    };
+}

@@ -17,9 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ItemRoutes, MAX_ITEMS, OnSiteItem, ProgramLog};
 use crate::audit::AuditSlot;
 use crate::auth::Authorized;
-use crate::envelope::{Accepted, Data, Paginated};
+use crate::envelope::{Accepted, Data};
 use crate::error::ApiError;
-use crate::extract::{Json, Page, Query};
+use crate::extract::{Json, Query};
 use crate::routes::sites::VisibleSite;
 use crate::state::AppState;
 
@@ -219,22 +219,6 @@ fn worker_spec(server: &Server, site: &Site, body: CreateQueueWorker) -> Result<
     Ok((name, spec))
 }
 
-/// The site's queue workers, each with its live status read from supervisor.
-#[utoipa::path(
-    get, path = "/api/v1/servers/{server}/sites/{site}/queues", tag = "queue-workers",
-    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
-    security(("token" = ["queue-worker:read"])),
-    responses((status = 200, body = Paginated<QueueWorkerResource>))
-)]
-pub async fn list_queue_workers(
-    State(state): State<AppState>,
-    v: VisibleSite,
-    Page(cursor): Page,
-) -> Result<Paginated<QueueWorkerResource>, ApiError> {
-    let site_id = v.site.id.clone();
-    super::list_where::<QueueWorkerRoutes>(&state, &v.server, cursor, |s| s.site_id == site_id).await
-}
-
 /// Run a queue worker for the site: a supervisor program, as the site's user, in its live
 /// release; deploys restart it on the new release. Laravel sites get `php artisan queue:work`
 /// with the options given; other sites give the command. Answers 201 with the worker
@@ -261,20 +245,6 @@ pub async fn create_queue_worker(
     Ok((StatusCode::CREATED, Data { data: QueueWorkerRoutes::resource(&item, spec, operation) }))
 }
 
-/// One worker, with its live status read from supervisor.
-#[utoipa::path(
-    get, path = "/api/v1/servers/{server}/sites/{site}/queues/{queue}", tag = "queue-workers",
-    params(("server" = String, Path), ("site" = String, Path), ("queue" = String, Path)),
-    security(("token" = ["queue-worker:read"])),
-    responses((status = 200, body = Data<QueueWorkerResource>))
-)]
-pub async fn get_queue_worker(
-    State(state): State<AppState>,
-    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
-) -> Result<Data<QueueWorkerResource>, ApiError> {
-    super::show::<QueueWorkerRoutes>(&state, &v.server, &v.item).await
-}
-
 /// Change a worker: the same fields as creating it, all of them. Its program is rewritten and
 /// supervisor restarts it. Answers 200 with the worker `installing`; follow `operation_id`.
 #[utoipa::path(
@@ -292,22 +262,6 @@ pub async fn update_queue_worker(
 ) -> Result<Data<QueueWorkerResource>, ApiError> {
     let (name, spec) = worker_spec(&v.server, &v.site, body)?;
     super::replace::<QueueWorkerRoutes>(&state, &v.server, &v.item, &audit, &name, &spec).await
-}
-
-/// Stop a worker and remove its program. Answers 202 with the worker `removing`.
-#[utoipa::path(
-    delete, path = "/api/v1/servers/{server}/sites/{site}/queues/{queue}", tag = "queue-workers",
-    params(("server" = String, Path), ("site" = String, Path), ("queue" = String, Path)),
-    security(("token" = ["queue-worker:delete"])),
-    responses((status = 202, body = Accepted<QueueWorkerResource>))
-)]
-pub async fn delete_queue_worker(
-    State(state): State<AppState>,
-    v: Authorized<OnSiteItem<QueueWorkerRoutes>>,
-    audit: AuditSlot,
-) -> Result<Accepted<QueueWorkerResource>, ApiError> {
-    let OnSiteItem { server, item, .. } = v.target;
-    super::delete::<QueueWorkerRoutes>(&state, &server, item, &audit).await
 }
 
 /// Restart every process of a worker (as an operation). 409 while it is not installed.
@@ -350,6 +304,16 @@ pub async fn queue_worker_log(
     Query(params): Query<WorkerLogParams>,
 ) -> Result<Data<ProgramLog>, ApiError> {
     super::log::<QueueWorkerRoutes>(&state, &v.server, &v.item, params.lines.unwrap_or(100)).await
+}
+
+crate::site_item_routes! {
+    routes: QueueWorkerRoutes, resource: QueueWorkerResource, tag: "queue-workers",
+    collection: "/api/v1/servers/{server}/sites/{site}/queues",
+    item: "/api/v1/servers/{server}/sites/{site}/queues/{queue}", param: "queue",
+    read: "queue-worker:read", delete: "queue-worker:delete",
+    list: list_queue_workers = "The site's queue workers, each with its live status read from supervisor.",
+    show: get_queue_worker = "One worker, with its live status read from supervisor.",
+    delete: delete_queue_worker = "Stop a worker and remove its program. Answers 202 with the worker `removing`.",
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {

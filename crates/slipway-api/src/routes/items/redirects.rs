@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use super::{ItemRoutes, MAX_ITEMS, OnSiteItem, spec};
 use crate::audit::AuditSlot;
 use crate::auth::Authorized;
-use crate::envelope::{Accepted, Data, Paginated};
+use crate::envelope::Data;
 use crate::error::ApiError;
-use crate::extract::{Json, Page};
+use crate::extract::Json;
 use crate::routes::sites::VisibleSite;
 use crate::state::AppState;
 
@@ -124,22 +124,6 @@ fn redirect_spec(site: &Site, body: CreateRedirect, existing: &[ServerItem]) -> 
     })
 }
 
-/// The site's redirects.
-#[utoipa::path(
-    get, path = "/api/v1/servers/{server}/sites/{site}/redirects", tag = "redirects",
-    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
-    security(("token" = ["redirect:read"])),
-    responses((status = 200, body = Paginated<RedirectResource>))
-)]
-pub async fn list_redirects(
-    State(state): State<AppState>,
-    v: VisibleSite,
-    Page(cursor): Page,
-) -> Result<Paginated<RedirectResource>, ApiError> {
-    let site_id = v.site.id.clone();
-    super::list_where::<RedirectRoutes>(&state, &v.server, cursor, |s| s.site_id == site_id).await
-}
-
 /// Redirect a path of the site, for static, PHP and app sites alike. nginx checks the result
 /// before it reloads; if it refuses, the previous rules stay and the redirect shows `failed`.
 /// Answers 201 with the redirect `installing`; follow `operation_id`.
@@ -165,20 +149,6 @@ pub async fn create_redirect(
     Ok((StatusCode::CREATED, Data { data: RedirectRoutes::resource(&item, spec, operation) }))
 }
 
-/// One redirect.
-#[utoipa::path(
-    get, path = "/api/v1/servers/{server}/sites/{site}/redirects/{redirect}", tag = "redirects",
-    params(("server" = String, Path), ("site" = String, Path), ("redirect" = String, Path)),
-    security(("token" = ["redirect:read"])),
-    responses((status = 200, body = Data<RedirectResource>))
-)]
-pub async fn get_redirect(
-    State(state): State<AppState>,
-    v: Authorized<OnSiteItem<RedirectRoutes>>,
-) -> Result<Data<RedirectResource>, ApiError> {
-    super::show::<RedirectRoutes>(&state, &v.server, &v.item).await
-}
-
 /// Change a redirect: the same fields as creating it, all of them. Answers 200 with the redirect
 /// `installing`; follow `operation_id`.
 #[utoipa::path(
@@ -200,20 +170,14 @@ pub async fn update_redirect(
     super::replace::<RedirectRoutes>(&state, &v.server, &v.item, &audit, &spec.from, &spec).await
 }
 
-/// Remove a redirect. Answers 202 with the redirect `removing`.
-#[utoipa::path(
-    delete, path = "/api/v1/servers/{server}/sites/{site}/redirects/{redirect}", tag = "redirects",
-    params(("server" = String, Path), ("site" = String, Path), ("redirect" = String, Path)),
-    security(("token" = ["redirect:delete"])),
-    responses((status = 202, body = Accepted<RedirectResource>))
-)]
-pub async fn delete_redirect(
-    State(state): State<AppState>,
-    v: Authorized<OnSiteItem<RedirectRoutes>>,
-    audit: AuditSlot,
-) -> Result<Accepted<RedirectResource>, ApiError> {
-    let OnSiteItem { server, item, .. } = v.target;
-    super::delete::<RedirectRoutes>(&state, &server, item, &audit).await
+crate::site_item_routes! {
+    routes: RedirectRoutes, resource: RedirectResource, tag: "redirects",
+    collection: "/api/v1/servers/{server}/sites/{site}/redirects",
+    item: "/api/v1/servers/{server}/sites/{site}/redirects/{redirect}", param: "redirect",
+    read: "redirect:read", delete: "redirect:delete",
+    list: list_redirects = "The site's redirects.",
+    show: get_redirect = "One redirect.",
+    delete: delete_redirect = "Remove a redirect. Answers 202 with the redirect `removing`.",
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
