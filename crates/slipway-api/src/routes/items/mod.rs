@@ -507,11 +507,11 @@ macro_rules! site_item_routes {
     ) => {
         #[doc = $list_doc]
         #[utoipa::path(
-                    get, path = $collection, tag = $tag,
-                    params(("server" = String, Path), ("site" = String, Path), $crate::extract::PageParams),
-                    security(("token" = [$read])),
-                    responses((status = 200, body = $crate::envelope::Paginated<$resource>))
-                )]
+                            get, path = $collection, tag = $tag,
+                            params(("server" = String, Path), ("site" = String, Path), $crate::extract::PageParams),
+                            security(("token" = [$read])),
+                            responses((status = 200, body = $crate::envelope::Paginated<$resource>))
+                        )]
         pub async fn $list_fn(
             axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
             v: $crate::routes::sites::VisibleSite,
@@ -523,11 +523,11 @@ macro_rules! site_item_routes {
 
         #[doc = $show_doc]
         #[utoipa::path(
-                    get, path = $item, tag = $tag,
-                    params(("server" = String, Path), ("site" = String, Path), ($param = String, Path)),
-                    security(("token" = [$read])),
-                    responses((status = 200, body = $crate::envelope::Data<$resource>))
-                )]
+                            get, path = $item, tag = $tag,
+                            params(("server" = String, Path), ("site" = String, Path), ($param = String, Path)),
+                            security(("token" = [$read])),
+                            responses((status = 200, body = $crate::envelope::Data<$resource>))
+                        )]
         pub async fn $show_fn(
             axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
             v: $crate::auth::Authorized<$crate::routes::items::OnSiteItem<$routes>>,
@@ -537,11 +537,11 @@ macro_rules! site_item_routes {
 
         #[doc = $delete_doc]
         #[utoipa::path(
-                    delete, path = $item, tag = $tag,
-                    params(("server" = String, Path), ("site" = String, Path), ($param = String, Path)),
-                    security(("token" = [$delete])),
-                    responses((status = 202, body = $crate::envelope::Accepted<$resource>))
-                )]
+                            delete, path = $item, tag = $tag,
+                            params(("server" = String, Path), ("site" = String, Path), ($param = String, Path)),
+                            security(("token" = [$delete])),
+                            responses((status = 202, body = $crate::envelope::Accepted<$resource>))
+                        )]
         pub async fn $delete_fn(
             axum::extract::State(state): axum::extract::State<$crate::state::AppState>,
             v: $crate::auth::Authorized<$crate::routes::items::OnSiteItem<$routes>>,
