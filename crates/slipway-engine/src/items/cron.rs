@@ -170,6 +170,10 @@ pub struct CronSpec {
     pub site_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
+    /// A site's job: the site's root; the job then loads the live release's environment
+    /// (`.slipway/env-<release>.sh`) before its command, as the site's workers do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_root: Option<String>,
 }
 
 impl CronSpec {
@@ -189,6 +193,9 @@ impl CronSpec {
             && let Some(why) = super::supervised::directory_problem(dir)
         {
             out.push(("directory", why));
+        }
+        if let Some(why) = self.site_root.as_deref().and_then(super::supervised::directory_problem) {
+            out.push(("site_id", why));
         }
         out
     }
@@ -215,7 +222,12 @@ pub fn render(id: &str, spec: &CronSpec) -> Result<CronFiles, String> {
     }
     let name = job_name(id);
     let schedule = Schedule::parse(&spec.frequency)?;
-    let wrapper = wrapper_script(&format!("cron job {name}"), spec.directory.as_deref(), &spec.command, None)?;
+    let wrapper = wrapper_script(
+        &format!("cron job {name}"),
+        spec.directory.as_deref(),
+        &spec.command,
+        spec.site_root.as_deref(),
+    )?;
     let cron = format!(
         "# Managed by Slipway: cron job {name}; its command is in {WRAPPER_DIR}/{name}.sh.\nMAILTO=\"\"\n\
          {schedule} {user} {RUNNER_PATH} {name}\n",
@@ -520,6 +532,7 @@ mod tests {
             frequency: "minutely".into(),
             site_id: None,
             directory: None,
+            site_root: None,
         }
     }
 

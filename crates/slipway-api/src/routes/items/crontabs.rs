@@ -63,7 +63,8 @@ pub struct CreateCrontab {
     /// `site_id`.
     #[schema(example = "slipway")]
     pub user: Option<String>,
-    /// A site on this server: the job then runs as the site's own user in its current release.
+    /// A site on this server: the job then runs as the site's own user in its current release,
+    /// with the environment variables of the live release.
     #[schema(min_length = 1)]
     pub site_id: Option<String>,
 }
@@ -98,6 +99,7 @@ impl ItemRoutes for CrontabRoutes {
             },
             site_id: body.site_id,
             directory: None,
+            site_root: None,
         };
         for (field, why) in spec.problems() {
             errors.add(field, why);
@@ -118,6 +120,7 @@ impl ItemRoutes for CrontabRoutes {
             };
             let paths = slipway_engine::sites::SitePaths::of(&site).map_err(ApiError::internal)?;
             spec.directory = Some(format!("{}/current", paths.root));
+            spec.site_root = Some(paths.root);
             spec.user = paths.user;
         }
         let checked = super::check_user(state, server, &spec.user).await;
