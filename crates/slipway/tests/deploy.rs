@@ -30,6 +30,11 @@ struct Stage {
 
 impl Stage {
     async fn new(envs: &[(&str, &str)]) -> Stage {
+        Stage::with_server(envs, json!({})).await
+    }
+
+    /// A stage whose server has `fields` (e.g. a `php_version`) set before it is provisioned.
+    async fn with_server(envs: &[(&str, &str)], mut fields: Value) -> Stage {
         common::clean_test_host_files();
         let dir = temp_data_dir();
         let mut all = vec![UNLIMITED];
@@ -42,7 +47,9 @@ impl Stage {
         let id = created["data"]["id"].as_str().unwrap().to_string();
         let host = NetnsHost::start(&[created["data"]["authorization"]["public_key"].as_str().unwrap()]);
         let server_path = format!("/api/v1/servers/{id}");
-        api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+        fields["ip_address"] = json!(host.address);
+        let (status, updated) = api.call(Method::PUT, &server_path, Some(fields)).await;
+        assert_eq!(status, 200, "{updated}");
         let (_, op) = api.call(Method::POST, &format!("{server_path}/provision"), Some(json!({}))).await;
         let op = api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(180)).await;
         assert_eq!(op["status"], "succeeded", "{op}");
@@ -1147,4 +1154,154 @@ async fn redirects_answer_for_static_and_app_sites_and_never_break_them() {
     let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
     assert_eq!(op["status"], "succeeded", "{op}");
     assert!(!Path::new("/etc/nginx/slipway/redirects/redirect-app.example.com").exists());
+}
+
+/// Laravel's `artisan` as far as queue workers use it: `queue:work` says where it runs and with
+/// which options, then works until a `queue:restart` newer than its start (a timestamp in the
+/// shared `storage/`, as Laravel keeps it in its cache) tells it to finish and exit.
+const FAKE_ARTISAN: &str = r#"<?php
+$signal = __DIR__ . '/storage/queue-restart';
+switch ($argv[1] ?? '') {
+    case 'queue:restart':
+        file_put_contents($signal, (string) microtime(true));
+        echo "Broadcasting queue restart signal.\n";
+        exit(0);
+    case 'queue:work':
+        $started = microtime(true);
+        echo 'pid ' . getmypid() . ' works in ' . getcwd() . ' with ' . implode(' ', array_slice($argv, 2)) . "\n";
+        while (true) {
+            clearstatcache();
+            if (is_file($signal) && (float) file_get_contents($signal) > $started) {
+                echo 'pid ' . getmypid() . " got the restart signal and exits\n";
+                exit(0);
+            }
+            usleep(100000);
+        }
+    case 'schedule:run':
+        echo 'scheduled in ' . getcwd() . ' as ' . posix_geteuid() . ' with ' . getenv('GREETING') . "\n";
+        exit(0);
+    default:
+        fwrite(STDERR, "unknown command\n");
+        exit(1);
+}
+"#;
+
+/// A Laravel site's queue worker runs `php8.2 artisan queue:work` with its options as the site's
+/// user in the live release; a deploy asks it to finish with `artisan queue:restart` (it exits on
+/// its own, not killed) and supervisor starts it again on the new release; PHP keeps serving.
+#[tokio::test]
+async fn a_laravel_queue_worker_is_restarted_gracefully_by_queue_restart_on_deploy() {
+    let stage = Stage::with_server(&[], json!({"php_version": "8.2"})).await;
+    let index = "<?php echo 'version ', file_get_contents(__DIR__ . '/../VERSION');\n";
+    stage.repo.commit(&[("artisan", FAKE_ARTISAN), ("public/index.php", index), ("VERSION", "0")], "v0");
+    let domain = "laravel-worker.example.com";
+    let body = json!({"domain": domain, "project_type": "laravel", "repository_url": stage.repo.url,
+                      "deploy_script": "mkdir -p storage"});
+    let site = stage.site(body).await;
+    let variables = json!({"variables": {"GREETING": "hello"}});
+    let (status, reply) = stage.api.call(Method::POST, &format!("{site}/environment-variables"), Some(variables)).await;
+    assert_eq!(status, 200, "{reply}");
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(stage.get(domain, "/").await, (200, "version 0".to_string()));
+
+    // The site's scheduler: a cron job of the site runs as its user, in its live release, with
+    // its environment. It fires within the next minute while the rest goes on.
+    let site_id = site.rsplit('/').next().unwrap();
+    let job = json!({"command": "php8.2 artisan schedule:run", "frequency": "minutely", "site_id": site_id});
+    let (status, job) = stage.api.call(Method::POST, &format!("{}/crontabs", stage.server_path), Some(job)).await;
+    assert_eq!(status, 201, "{job}");
+    let job_path = format!("{}/crontabs/{}", stage.server_path, job["data"]["id"].as_str().unwrap());
+    let op = stage.api.finished(job["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let first_release = std::fs::canonicalize(format!("/home/slipway/{domain}/current")).unwrap();
+
+    // No command: Laravel's own worker, with the options given.
+    let (status, worker) = stage
+        .api
+        .call(
+            Method::POST,
+            &format!("{site}/queues"),
+            Some(json!({"connection": "database", "queue": "high,default",
+                                                                      "tries": 3, "timeout": 90})),
+        )
+        .await;
+    assert_eq!(status, 201, "{worker}");
+    let op = stage.api.finished(worker["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let worker_path = format!("{site}/queues/{}", worker["data"]["id"].as_str().unwrap());
+    let status_of = || async { stage.api.call(Method::GET, &worker_path, None).await.1["data"]["status"].clone() };
+    common::eventually(Duration::from_secs(20), "the worker runs", || async { status_of().await == "running" }).await;
+
+    let root = format!("/home/slipway/{domain}");
+    let live_release = || std::fs::canonicalize(format!("{root}/current")).unwrap();
+    // Anchored: the wrapper's `sh -c` holds the same words.
+    let marker = "^php8.2 artisan queue:work database --queue=high,default --timeout=90";
+    let worker_process = || {
+        let pids = pids_of(marker);
+        assert_eq!(pids.len(), 1, "one worker process: {pids:?}");
+        (pids[0], std::fs::read_link(format!("/proc/{}/cwd", pids[0])).unwrap())
+    };
+    let (first_pid, dir) = worker_process();
+    assert_eq!(dir, live_release());
+    let uid_of = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap().to_string()
+    };
+    let site_uid = Command::new("stat").args(["-c", "%u", &format!("{root}/current/")]).output().unwrap();
+    assert_eq!(
+        uid_of(first_pid),
+        String::from_utf8_lossy(&site_uid.stdout).trim(),
+        "the worker runs as the site's user"
+    );
+    let log = || async {
+        let (_, log) = stage.api.call(Method::GET, &format!("{worker_path}/log?lines=20"), None).await;
+        log["data"]["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    // (The pids it logs are those of the host's own pid namespace.)
+    let works_in = |dir: &Path| format!(" works in {} with database --queue=high,default --timeout=90", dir.display());
+    let started = works_in(&dir);
+    assert!(log().await.iter().any(|l| l.contains(&started) && l.contains("--tries=3")), "{:?}", log().await);
+
+    // The deploy, under load on PHP: artisan queue:restart, the worker exits by itself and comes
+    // back on the new release.
+    let (deployed, _) = under_load(&stage, domain, async {
+        stage.repo.commit(&[("VERSION", "1")], "v1");
+        stage.deploy(&site, "deploy", json!({})).await
+    })
+    .await;
+    assert_eq!(deployed["status"], "succeeded", "{deployed}");
+    let deploy_log = stage.log(&site, deployed["id"].as_str().unwrap()).await;
+    assert!(deploy_log.contains("asked to finish its job and restart on the new release"), "{deploy_log}");
+    assert_eq!(stage.get(domain, "/").await, (200, "version 1".to_string()));
+    common::eventually(Duration::from_secs(20), "the worker runs on the new release", || async {
+        let pids = pids_of(marker);
+        pids.len() == 1 && pids[0] != first_pid && worker_process().1 == live_release()
+    })
+    .await;
+    let restarted = works_in(&live_release());
+    common::eventually(Duration::from_secs(10), "the old worker's graceful exit is logged", || async {
+        let lines = log().await;
+        let exit = lines.iter().position(|l| l.ends_with(" got the restart signal and exits"));
+        let again = lines.iter().position(|l| l.contains(&restarted));
+        matches!((exit, again), (Some(e), Some(a)) if e < a)
+    })
+    .await;
+    assert_eq!(status_of().await, "running");
+
+    // The scheduler has run by now, or does within its minute.
+    let site_uid = String::from_utf8_lossy(&site_uid.stdout).trim().to_string();
+    let mut run = None;
+    let deadline = Instant::now() + Duration::from_secs(130);
+    while run.is_none() {
+        assert!(Instant::now() < deadline, "no run of the site's minutely job within 130 s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        run = common::finished_run(&stage.api, &job_path).await;
+    }
+    let run = run.unwrap();
+    let output = run["output"].as_str().unwrap();
+    let in_a_release = [first_release, live_release()]
+        .iter()
+        .any(|release| output == format!("scheduled in {} as {site_uid} with hello\n", release.display()));
+    assert!(in_a_release && run["exit_code"] == 0, "{run}");
 }

@@ -688,12 +688,6 @@ async fn daemons_run_under_real_supervisor_with_their_true_status() {
 }
 
 /// The last run of a cron job once one has ended, or `None` yet.
-async fn finished_run(api: &Api, job_path: &str) -> Option<Value> {
-    let (status, runs) = api.call(Method::GET, &format!("{job_path}/runs"), None).await;
-    assert_eq!(status, 200, "{runs}");
-    runs["data"].as_array().unwrap().iter().find(|r| r["status"] != "running").cloned()
-}
-
 #[tokio::test]
 async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
     let Provisioned { dir, slipway, api, server_id, host } = provisioned().await;
@@ -762,7 +756,7 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
     while run.is_none() {
         assert!(created.elapsed() < Duration::from_secs(130), "no run of the minutely job within 130 s");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        run = finished_run(&api, &job_path).await;
+        run = common::finished_run(&api, &job_path).await;
     }
     let run = run.unwrap();
     eprintln!("the first run ended {:?} after the job was created", created.elapsed());
@@ -776,7 +770,7 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
             && shown["data"]["status_reason"].as_str().is_some_and(|r| r.contains("exited with code 3"))
     })
     .await;
-    let failed_run = finished_run(&api, &failing_path).await.unwrap();
+    let failed_run = common::finished_run(&api, &failing_path).await.unwrap();
     assert_eq!((failed_run["exit_code"].as_i64(), failed_run["output"].as_str()), (Some(3), Some("failing\n")));
     let (_, listed) = api.call(Method::GET, &crontabs, None).await;
     assert_eq!(listed["meta"]["total"], 2, "{listed}");

@@ -344,3 +344,10 @@ pub fn clean_test_host_files() {
 
 #[allow(unused_imports)] // each test binary compiles this module; not all of them wait
 pub use slipway_remote::testing::eventually;
+
+/// The newest run of cron job `job_path` that has ended, if any.
+pub async fn finished_run(api: &Api, job_path: &str) -> Option<Value> {
+    let (status, runs) = api.call(reqwest::Method::GET, &format!("{job_path}/runs"), None).await;
+    assert_eq!(status, 200, "{runs}");
+    runs["data"].as_array().unwrap().iter().find(|r| r["status"] != "running").cloned()
+}
