@@ -338,6 +338,9 @@ pub trait ServerStore: Send + Sync {
     /// Replaces an item's name and spec and marks it `installing` again (its sync applies the
     /// change); false when it is gone or being removed.
     async fn update_server_item(&self, id: &str, name: &str, spec: &str) -> StoreResult<bool>;
+    /// Replaces an item's spec with what the server now has (an activation that took effect, a
+    /// probe's finding), keeping its status; false when it is gone or being removed.
+    async fn set_server_item_spec(&self, id: &str, spec: &str) -> StoreResult<bool>;
     /// A server's items of one kind, oldest first; `None` for all of them.
     async fn server_items(
         &self,

@@ -764,6 +764,12 @@ mod cases {
         store.set_server_items_status(std::slice::from_ref(&rule.id), "removing", None).await.unwrap();
         assert!(!store.update_server_item(&rule.id, "x", "{}").await.unwrap());
         assert!(!store.update_server_item("01NOSUCHITEM", "x", "{}").await.unwrap());
+        // A spec the server now has replaces the stored one and keeps the status.
+        store.set_server_items_status(std::slice::from_ref(&k2.id), "installed", None).await.unwrap();
+        assert!(store.set_server_item_spec(&k2.id, r#"{"served":1}"#).await.unwrap());
+        let got = store.server_item(&k2.id).await.unwrap().unwrap();
+        assert_eq!((got.spec.as_str(), got.status.as_str()), (r#"{"served":1}"#, "installed"));
+        assert!(!store.set_server_item_spec(&rule.id, "{}").await.unwrap());
 
         // A server's items go with it.
         assert!(store.delete_server(&s1.id).await.unwrap());
