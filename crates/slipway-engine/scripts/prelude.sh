@@ -64,6 +64,17 @@ nginx_reload() {
     echo "warning: nginx was asked to reload but its old workers still accepted requests after 5 s" >&2
 }
 
+# After changing files nginx reads: reloads when nginx accepts the whole configuration, else calls
+# the caller's `restore` (which puts the previous files back) and fails with nginx's first error.
+# nginx_apply_or_restore WHAT ("these redirects")
+nginx_apply_or_restore() {
+    if ! nginx_test_out=$(nginx -t 2>&1); then
+        restore
+        fail "nginx refuses the configuration with $1, so the previous one stays: $(printf '%s\n' "$nginx_test_out" | grep -m1 -E 'emerg|error' || printf '%s' "$nginx_test_out" | tail -n1)"
+    fi
+    nginx_reload
+}
+
 service_restart() {
     if has_systemd; then systemctl restart "$1"; else service "$1" restart; fi
 }

@@ -9,6 +9,7 @@ cp -a "$base/." "$backup/"
 restore() {
     find "$base" -mindepth 1 -delete
     cp -a "$backup/." "$base/"
+    rm -rf "$backup"
 }
 wanted=
 while read -r domain ids rules; do
@@ -34,11 +35,6 @@ for dir in "$base"/*; do
         rmdir "$dir" 2>/dev/null || true
     fi
 done
-if ! out=$(nginx -t 2>&1); then
-    restore
-    rm -rf "$backup"
-    fail "nginx refuses the configuration with these redirects, so the previous one stays: $(printf '%s\n' "$out" | grep -m1 -E 'emerg|error' || printf '%s' "$out" | tail -n1)"
-fi
+nginx_apply_or_restore "these redirects"
 rm -rf "$backup"
-nginx_reload
 step "redirects in place"

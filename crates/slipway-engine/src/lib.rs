@@ -11,6 +11,7 @@ pub mod restart;
 pub mod script;
 pub mod session;
 pub mod sites;
+pub mod tls_probe;
 pub mod verify;
 
 use std::sync::Arc;
@@ -85,7 +86,11 @@ impl Engine {
             .register(SITE_REMOVE.name, sites::RemoveSite(self.clone()))
             .register(SITE_DEPLOY.name, deploy::DeploySite(self.clone()))
             .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()))
-            .register(items::supervised::PROGRAM_RESTART.name, items::supervised::RestartProgramJob(self.clone()));
+            .register(items::supervised::PROGRAM_RESTART.name, items::supervised::RestartProgramJob(self.clone()))
+            .register(
+                items::certificates::CERTIFICATE_ACTIVATE.name,
+                items::certificates::ActivateCertificate(self.clone()),
+            );
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

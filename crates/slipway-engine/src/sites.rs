@@ -138,9 +138,15 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
          \x20   root {root};\n\
          \x20   # nginx reads every site (through their groups): a link in one site's files may only lead to\n\
          \x20   # files of the same owner, never into another site.\n    disable_symlinks if_not_owner from=$document_root;\n    index index.html index.htm index.php;\n    charset utf-8;\n    client_max_body_size 64m;\n\
+         \x20   # HTTPS, when the site has an active certificate (managed through Slipway's API).\n\
+         \x20   include {tls}/*.conf;\n\
+         \x20   # ACME challenges are answered here whatever the site serves (also while suspended).\n\
+         \x20   location ^~ /.well-known/acme-challenge/ {{ root {acme}; default_type text/plain; try_files $uri =404; }}\n\
          \x20   # Dotfiles (.env, .git) are never served.\n    location ~ /\\.(?!well-known) {{ deny all; }}\n",
         id = site.id,
         names = server_names(site)?.join(" "),
+        tls = crate::items::certificates::tls_conf_dir(&paths.domain),
+        acme = crate::items::certificates::ACME_WEBROOT,
     );
     if site.suspended {
         out.push_str(

@@ -499,7 +499,7 @@ impl ItemKind for CronJobs {
         JobKind { name: "server.sync-crontabs", attempts: 3 }
     }
 
-    fn sync_script(&self, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
+    fn sync_script(&self, _: &Engine, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
         sync_script(&specs::<CronSpec>(items)?)
     }
 

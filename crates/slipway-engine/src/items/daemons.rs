@@ -29,7 +29,7 @@ impl ItemKind for Daemons {
         JobKind { name: "server.sync-daemons", attempts: 3 }
     }
 
-    fn sync_script(&self, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
+    fn sync_script(&self, _: &Engine, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
         supervised::sync_script(DAEMON_PREFIX, &specs::<ProgramSpec>(items)?)
     }
 

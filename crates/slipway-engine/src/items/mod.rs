@@ -1,12 +1,13 @@
 //! What Slipway keeps on a server besides its base setup, as kinds of item: SSH keys of the
-//! deploy user ([`ssh_keys`]), firewall rules ([`network_rules`]), daemons ([`daemons`]) and cron
-//! jobs ([`cron`]). Every kind is applied the same way: render everything the server should have
+//! deploy user ([`ssh_keys`]), firewall rules ([`network_rules`]), daemons ([`daemons`]), cron
+//! jobs ([`cron`]), sites' TLS certificates ([`certificates`]). Every kind is applied the same way: render everything the server should have
 //! (every item not being removed) and replace Slipway's part on the server in one step, so a sync
 //! is idempotent and a failed one leaves the previous state in place.
 //!
 //! A kind is one module implementing [`ItemKind`], listed once in [`KINDS`]: its sync job is
 //! registered, provisioning applies it, and the API's item routes find it by name.
 
+pub mod certificates;
 pub mod cron;
 pub mod daemons;
 pub mod network_rules;
@@ -27,6 +28,7 @@ use crate::session::{connect, load_server, run_script_with, store_error};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
+pub use certificates::{CertificateSpec, Certificates};
 pub use cron::CronJobs;
 pub use daemons::{DAEMON_PREFIX, Daemons};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
@@ -50,7 +52,8 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
     fn sync_job(&self) -> JobKind;
 
     /// The script that makes the server hold exactly `items` (each with its id), given as stored.
-    fn sync_script(&self, server: &Server, items: &[&ServerItem]) -> Result<Script, String>;
+    /// (`engine` opens what is sealed: a certificate's key.)
+    fn sync_script(&self, engine: &Engine, server: &Server, items: &[&ServerItem]) -> Result<Script, String>;
 
     /// For kinds that run as supervisor programs: the programs' name prefix (their live status,
     /// log and restart then come from supervisor).
@@ -67,7 +70,8 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
 
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
 /// and cron jobs last: they may need the users and files the others set up).
-pub static KINDS: &[&dyn ItemKind] = &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers, &Redirects, &CronJobs];
+pub static KINDS: &[&dyn ItemKind] =
+    &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers, &Redirects, &Certificates, &CronJobs];
 
 /// The site an item of a site-level kind (queue workers, redirects, a site's cron jobs) belongs to.
 #[derive(Debug, Deserialize)]
@@ -76,7 +80,7 @@ pub struct SiteOf {
 }
 
 /// Kinds whose items belong to a site and go when it goes.
-pub static SITE_KINDS: &[&dyn ItemKind] = &[&QueueWorkers, &Redirects, &CronJobs];
+pub static SITE_KINDS: &[&dyn ItemKind] = &[&QueueWorkers, &Redirects, &Certificates, &CronJobs];
 
 /// The ids of `items` that belong to site `site_id`.
 pub fn of_site(items: &[ServerItem], site_id: &str) -> Vec<String> {
@@ -185,7 +189,7 @@ pub async fn apply(
     let (items, _) = store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
     let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) = items.iter().partition(|i| i.status == "removing");
     let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
-    let outcome = match kind.sync_script(server, &keep) {
+    let outcome = match kind.sync_script(engine, server, &keep) {
         Ok(script) => run_script_with(engine, ctx, connection, &script, ctx.cancel_receiver()).await,
         Err(e) => Err(JobError::failed(e)),
     };

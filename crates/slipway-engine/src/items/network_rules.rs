@@ -6,8 +6,8 @@ use slipway_core::server_input::{Cidr, PortRange};
 use slipway_store::{Server, ServerItem};
 
 use super::{ItemKind, check_id, specs};
-use crate::JobKind;
 use crate::script::Script;
+use crate::{Engine, JobKind};
 
 #[derive(Debug)]
 pub struct NetworkRules;
@@ -25,7 +25,7 @@ impl ItemKind for NetworkRules {
         JobKind { name: "server.sync-network-rules", attempts: 3 }
     }
 
-    fn sync_script(&self, server: &Server, items: &[&ServerItem]) -> Result<Script, String> {
+    fn sync_script(&self, _: &Engine, server: &Server, items: &[&ServerItem]) -> Result<Script, String> {
         let port = u16::try_from(server.ssh_port).map_err(|_| "invalid SSH port".to_string())?;
         let ruleset = firewall_ruleset(port, &specs(items)?)?;
         Ok(Script::new("firewall", include_str!("../../scripts/firewall.sh"))

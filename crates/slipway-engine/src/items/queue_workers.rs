@@ -35,7 +35,7 @@ impl ItemKind for QueueWorkers {
         JobKind { name: "server.sync-queue-workers", attempts: 3 }
     }
 
-    fn sync_script(&self, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
+    fn sync_script(&self, _: &Engine, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
         let programs: Vec<(String, ProgramSpec)> =
             specs::<QueueWorkerSpec>(items)?.into_iter().map(|(id, w)| (id, w.program)).collect();
         supervised::sync_script(WORKER_PREFIX, &programs)

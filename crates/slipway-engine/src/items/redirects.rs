@@ -15,8 +15,8 @@ use slipway_core::site_input::Domain;
 use slipway_store::{Server, ServerItem};
 
 use super::{ItemKind, check_id, specs};
-use crate::JobKind;
 use crate::script::Script;
+use crate::{Engine, JobKind};
 
 #[derive(Debug)]
 pub struct Redirects;
@@ -39,7 +39,7 @@ impl ItemKind for Redirects {
         JobKind { name: "server.sync-redirects", attempts: 3 }
     }
 
-    fn sync_script(&self, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
+    fn sync_script(&self, _: &Engine, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
         let mut by_site: BTreeMap<String, Vec<(String, RedirectSpec)>> = BTreeMap::new();
         for (id, spec) in specs::<RedirectSpec>(items)? {
             by_site.entry(spec.domain.clone()).or_default().push((id, spec));
@@ -92,6 +92,11 @@ pub fn from_problem(from: &str) -> Option<String> {
     }
     if from == "/*" {
         return Some("Redirecting every path is not a redirect rule; change the site's domain instead.".into());
+    }
+    if from.starts_with("/.well-known/acme-challenge") {
+        return Some(
+            "ACME challenges are answered by Slipway for the site's certificates; they cannot be redirected.".into(),
+        );
     }
     None
 }
@@ -212,8 +217,23 @@ mod tests {
 
     #[test]
     fn nothing_nginx_reads_as_syntax_gets_through() {
-        for from in ["/a;b", "/a{", "/a}", "/a\"", "/a'b", "/a b", "/a\nb", "/a$x", "/a#b", "/a\\b", "a", "/a*b", "/*"]
-        {
+        for from in [
+            "/a;b",
+            "/a{",
+            "/a}",
+            "/a\"",
+            "/a'b",
+            "/a b",
+            "/a\nb",
+            "/a$x",
+            "/a#b",
+            "/a\\b",
+            "a",
+            "/a*b",
+            "/*",
+            "/.well-known/acme-challenge/*",
+            "/.well-known/acme-challenge/x",
+        ] {
             assert!(from_problem(from).is_some(), "{from:?}");
         }
         for to in [

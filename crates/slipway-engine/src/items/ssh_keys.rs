@@ -6,8 +6,8 @@ use slipway_core::server_input::SshPublicKey;
 use slipway_store::{Server, ServerItem};
 
 use super::{DEPLOY_USER, ItemKind, check_id, specs};
-use crate::JobKind;
 use crate::script::Script;
+use crate::{Engine, JobKind};
 
 #[derive(Debug)]
 pub struct SshKeys;
@@ -25,7 +25,7 @@ impl ItemKind for SshKeys {
         JobKind { name: "server.sync-ssh-keys", attempts: 3 }
     }
 
-    fn sync_script(&self, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
+    fn sync_script(&self, _: &Engine, _: &Server, items: &[&ServerItem]) -> Result<Script, String> {
         let block = authorized_keys_block(&specs(items)?)?;
         Ok(Script::new("ssh keys", include_str!("../../scripts/ssh_keys.sh"))
             .var("DEPLOY_USER", DEPLOY_USER)
