@@ -45,6 +45,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     let router = routes::items::daemons::extra_router(router);
     let router = routes::items::queue_workers::router(router);
     let router = routes::items::redirects::router(router);
+    let router = routes::items::certificates::router(router);
     let router = routes::items::crontabs::router(router);
     let router = routes::items::crontabs::extra_router(router);
     router

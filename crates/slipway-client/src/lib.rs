@@ -540,8 +540,20 @@ impl Client {
 
     /// Restarts a daemon or a queue worker; the answer's `operation_id` does it.
     pub async fn restart_item(&self, collection: &str, item: &str) -> Result<Value, ClientError> {
-        let path = format!("{collection}/{}/restart", encode_segment(item));
-        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+        self.item_action(collection, item, "restart", &serde_json::json!({})).await
+    }
+
+    /// `POST {collection}/{item}/{action}` (`restart`, `activate`); the answer's `operation_id`
+    /// does it.
+    pub async fn item_action(
+        &self,
+        collection: &str,
+        item: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{collection}/{}/{action}", encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
     }
 
     /// The last `lines` lines of a daemon's or queue worker's log, read from the server.
@@ -580,6 +592,11 @@ impl ServerItems {
 /// A site's redirects: `/api/v1/servers/{server}/sites/{site}/redirects`.
 pub fn redirects_path(server: &str, site: &str) -> String {
     format!("{}/redirects", site_path(server, site))
+}
+
+/// A site's TLS certificates: `/api/v1/servers/{server}/sites/{site}/certificates`.
+pub fn certificates_path(server: &str, site: &str) -> String {
+    format!("{}/certificates", site_path(server, site))
 }
 
 /// A site's queue workers: `/api/v1/servers/{server}/sites/{site}/queues`.

@@ -58,6 +58,9 @@ enum Command {
     /// A site's queue workers (under supervisor, restarted by each deploy)
     #[command(subcommand)]
     Worker(cli::programs::WorkerCommand),
+    /// A site's TLS certificates (HTTPS)
+    #[command(subcommand)]
+    Cert(cli::certificates::CertCommand),
     /// A site's redirects (nginx rules answered before the site)
     #[command(subcommand)]
     Redirect(cli::redirects::RedirectCommand),
@@ -153,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(command) => cli::run(cli::programs::daemon(command, &cli.client)),
         Command::Worker(command) => cli::run(cli::programs::worker(command, &cli.client)),
         Command::Redirect(command) => cli::run(cli::redirects::redirect(command, &cli.client)),
+        Command::Cert(command) => cli::run(cli::certificates::cert(command, &cli.client)),
         Command::Cron(command) => cli::run(cli::cron::cron(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),

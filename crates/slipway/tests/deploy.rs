@@ -1305,3 +1305,238 @@ async fn a_laravel_queue_worker_is_restarted_gracefully_by_queue_restart_on_depl
         .any(|release| output == format!("scheduled in {} as {site_uid} with hello\n", release.display()));
     assert!(in_a_release && run["exit_code"] == 0, "{run}");
 }
+
+/// A test CA and certificates it signs, made with the openssl command line.
+struct TestCa {
+    dir: PathBuf,
+}
+
+impl TestCa {
+    fn new(dir: &Path, name: &str) -> TestCa {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa { dir };
+        ca.openssl(
+            &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "30",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        ca
+    }
+
+    fn openssl(&self, args: &[&str], more: &[&str]) -> String {
+        let out = Command::new("openssl").args(args).args(more).current_dir(&self.dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap()
+    }
+
+    /// A leaf for `names` signed by this CA: (certificate PEM, key PEM).
+    fn leaf(&self, file: &str, names: &[&str]) -> (String, String) {
+        let san = names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
+        self.openssl(
+            &["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"],
+            &["-keyout", &format!("{file}.key"), "-out", &format!("{file}.csr"), "-subj", &format!("/CN={}", names[0])],
+        );
+        std::fs::write(
+            self.dir.join(format!("{file}.ext")),
+            format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
+        )
+        .unwrap();
+        self.openssl(
+            &["x509", "-req", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"],
+            &[
+                "-in",
+                &format!("{file}.csr"),
+                "-out",
+                &format!("{file}.pem"),
+                "-days",
+                "10",
+                "-extfile",
+                &format!("{file}.ext"),
+            ],
+        );
+        (self.read(&format!("{file}.pem")), self.read(&format!("{file}.key")))
+    }
+}
+
+/// `curl` over HTTPS to the test host with `domain` resolved to it, trusting `ca`: (exit code, headers
+/// and body).
+fn curl_https(stage: &Stage, domain: &str, path: &str, ca: &Path) -> (i32, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("{domain}:443:{}", stage.host.address)])
+        .arg(format!("https://{domain}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// An uploaded certificate is checked (each problem a 422 on its field), served over HTTPS with
+/// TLS 1.2+ once nginx accepts it, plain HTTP redirects to HTTPS except ACME challenges, HSTS on
+/// request, and deleting it warns and returns the site to plain HTTP.
+#[tokio::test]
+async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("index.html", "version 0\n"), ("health.txt", "ok\n")], "v0");
+    let domain = "tls.example.com";
+    let site = stage.site(json!({"domain": domain, "project_type": "static", "repository_url": stage.repo.url})).await;
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let certificates = format!("{site}/certificates");
+    let ca = TestCa::new(&stage.dir, "Slipway Test CA");
+    let other_ca = TestCa::new(&stage.dir, "Another CA");
+    let (cert, key) = ca.leaf("site", &[domain, "www.tls.example.com"]);
+    let (_, other_key) = ca.leaf("other", &["other.example.com"]);
+    let (elsewhere, elsewhere_key) = ca.leaf("elsewhere", &["elsewhere.example.com"]);
+    let upload = |certificate: &str, chain: &str, private_key: &str| json!({"type": "custom", "certificate": certificate, "chain": chain, "private_key": private_key});
+
+    // Each problem is refused before anything reaches the server, naming the field.
+    for (field, body) in [
+        ("private_key", upload(&cert, &ca.read("ca.pem"), &other_key)),
+        ("chain", upload(&cert, &other_ca.read("ca.pem"), &key)),
+        ("domains", upload(&elsewhere, &ca.read("ca.pem"), &elsewhere_key)),
+        ("certificate", upload("not a certificate", "", &key)),
+        ("type", json!({"type": "acme"})),
+        (
+            "domains",
+            json!({"type": "custom", "domains": ["tls.example.com;"], "certificate": cert, "private_key": key}),
+        ),
+        ("domains", json!({"type": "custom", "domains": ["a\n.example.com"], "certificate": cert, "private_key": key})),
+        ("domains", json!({"type": "custom", "domains": ["*.*.example.com"], "certificate": cert, "private_key": key})),
+    ] {
+        let (status, reply) = stage.api.call(Method::POST, &certificates, Some(body)).await;
+        assert_eq!(status, 422, "{field}: {reply}");
+        assert!(reply["errors"][field].is_array(), "{field}: {reply}");
+    }
+    let (_, listed) = stage.api.call(Method::GET, &certificates, None).await;
+    assert_eq!(listed["meta"]["total"], 0, "{listed}");
+
+    // A good one is served once nginx accepts it.
+    let (status, created) =
+        stage.api.call(Method::POST, &certificates, Some(upload(&cert, &ca.read("ca.pem"), &key))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["data"]["status"], "pending", "{created}");
+    assert!(!created.to_string().contains("PRIVATE KEY"), "the key is never returned: {created}");
+    let op = stage.api.finished(created["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let cert_path = format!("{certificates}/{}", created["data"]["id"].as_str().unwrap());
+    let (_, shown) = stage.api.call(Method::GET, &cert_path, None).await;
+    assert_eq!((shown["data"]["status"].as_str(), shown["data"]["active"].as_bool()), (Some("active"), Some(true)));
+    assert_eq!(shown["data"]["issuer"], "CN=Slipway Test CA", "{shown}");
+    let fingerprint = ca.openssl(&["x509", "-noout", "-fingerprint", "-sha256", "-in", "site.pem"], &[]);
+    assert_eq!(fingerprint.trim().split_once('=').unwrap().1, shown["data"]["fingerprint"], "{shown}");
+    // The activation checked what the server serves for the name, over TLS with SNI.
+    let served = &shown["data"]["served"];
+    assert_eq!((served["matches"].as_bool(), &served["fingerprint"]), (Some(true), &shown["data"]["fingerprint"]));
+
+    let ca_file = stage.dir.join("Slipway Test CA/ca.pem");
+    let (code, answer) = curl_https(&stage, domain, "/", &ca_file);
+    assert_eq!(code, 0, "{answer}");
+    assert!(answer.starts_with("HTTP/2 200") && answer.ends_with("version 0\n"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("strict-transport-security"), "{answer}");
+    let tls10 = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--tls-max", "1.1", "--tlsv1.0", "--cacert"])
+        .arg(&ca_file)
+        .args(["--resolve", &format!("{domain}:443:{}", stage.host.address), &format!("https://{domain}/")])
+        .output()
+        .unwrap();
+    assert!(!tls10.status.success(), "TLS 1.1 and older are refused");
+    // Plain HTTP goes to HTTPS, but ACME challenges are answered where they are.
+    assert_eq!(redirect_of(&stage, domain, "/page?x=1").await, (301, Some(format!("https://{domain}/page?x=1"))));
+    assert_eq!(redirect_of(&stage, domain, "/.well-known/acme-challenge/nothing").await.0, 404);
+
+    // Activated again with HSTS and without the redirect.
+    let (status, reply) = stage
+        .api
+        .call(Method::POST, &format!("{cert_path}/activate"), Some(json!({"hsts": true, "https_redirect": false})))
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let (_, answer) = curl_https(&stage, domain, "/", &ca_file);
+    assert!(answer.to_ascii_lowercase().contains("strict-transport-security: max-age=31536000"), "{answer}");
+    assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".to_string()));
+    let (_, server_list) = stage.api.call(Method::GET, &format!("{}/certificates", stage.server_path), None).await;
+    assert_eq!(server_list["meta"]["total"], 1, "{server_list}");
+
+    // A certificate nginx cannot take (here: the configuration is broken elsewhere) fails with
+    // nginx's words, and the site keeps serving the active one.
+    let served_fingerprint = || {
+        let script = format!(
+            "openssl s_client -connect {}:443 -servername {domain} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            stage.host.address
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().split_once('=').map(|(_, f)| f.to_string()).unwrap_or_default()
+    };
+    assert_eq!(served_fingerprint(), shown["data"]["fingerprint"]);
+    let (renewed, renewed_key) = ca.leaf("renewed", &[domain]);
+    let broken = "/etc/nginx/conf.d/slipway-test-broken.conf";
+    std::fs::write(broken, "this is not nginx;\n").unwrap();
+    struct Remove(&'static str);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let broken_guard = Remove(broken);
+    let (status, second) =
+        stage.api.call(Method::POST, &certificates, Some(upload(&renewed, &ca.read("ca.pem"), &renewed_key))).await;
+    let op = stage.api.finished(second["data"]["operation_id"].as_str().unwrap()).await;
+    drop(broken_guard);
+    assert_eq!((status, op["status"].as_str()), (201, Some("failed")), "{second}\n{op}");
+    let second_path = format!("{certificates}/{}", second["data"]["id"].as_str().unwrap());
+    let (_, failed) = stage.api.call(Method::GET, &second_path, None).await;
+    assert_eq!(failed["data"]["status"], "failed", "{failed}");
+    assert!(failed["data"]["status_reason"].as_str().unwrap().contains("nginx refuses"), "{failed}");
+    let (_, still) = stage.api.call(Method::GET, &cert_path, None).await;
+    assert_eq!(still["data"]["status"], "active", "{still}");
+    assert_eq!(served_fingerprint(), shown["data"]["fingerprint"], "the first certificate is still served");
+    // Once nginx is sound again, activating the new one replaces the first.
+    let (status, reply) = stage.api.call(Method::POST, &format!("{second_path}/activate"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{reply}");
+    let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let (_, now_active) = stage.api.call(Method::GET, &second_path, None).await;
+    assert_eq!(served_fingerprint(), now_active["data"]["fingerprint"]);
+    let (_, replaced) = stage.api.call(Method::GET, &cert_path, None).await;
+    assert_eq!(replaced["data"]["status"], "inactive", "{replaced}");
+    let (status, reply) = stage
+        .api
+        .call(Method::POST, &format!("{cert_path}/activate"), Some(json!({"hsts": true, "https_redirect": false})))
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    let (status, reply) = stage.api.call(Method::DELETE, &second_path, None).await;
+    assert_eq!(status, 202, "{reply}");
+    assert!(!reply["message"].as_str().unwrap().contains("plain HTTP"), "it was not the active one: {reply}");
+    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+
+    // Deleting the active certificate warns; the site serves plain HTTP only.
+    let (status, reply) = stage.api.call(Method::DELETE, &cert_path, None).await;
+    assert_eq!(status, 202, "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("plain HTTP"), "{reply}");
+    let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_ne!(curl_https(&stage, domain, "/", &ca_file).0, 0, "no HTTPS any more");
+    assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".to_string()));
+    assert!(!Path::new(&format!("/etc/slipway/tls/{domain}")).exists());
+}

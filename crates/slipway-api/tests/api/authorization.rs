@@ -232,6 +232,16 @@ async fn world(db: TestDatabase) -> World {
         )
         .await;
     assert_eq!(redirect.status, StatusCode::CREATED, "{}", redirect.text());
+    let self_signed = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_string()]).unwrap();
+    let certificate = app
+        .post_as(
+            &format!("/api/v1/servers/{server_id}/sites/{site_id}/certificates"),
+            &a.token,
+            json!({"type": "custom", "certificate": self_signed.cert.pem(),
+                   "private_key": self_signed.signing_key.serialize_pem(), "activate": false}),
+        )
+        .await;
+    assert_eq!(certificate.status, StatusCode::CREATED, "{}", certificate.text());
     let env = app
         .post_as(
             &format!("/api/v1/servers/{server_id}/sites/{site_id}/environment-variables"),
@@ -258,6 +268,7 @@ async fn world(db: TestDatabase) -> World {
             ("daemon", daemon.json()["data"]["id"].as_str().unwrap().to_string()),
             ("queue", worker.json()["data"]["id"].as_str().unwrap().to_string()),
             ("redirect", redirect.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("certificate", certificate.json()["data"]["id"].as_str().unwrap().to_string()),
             ("crontab", crontab.json()["data"]["id"].as_str().unwrap().to_string()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),

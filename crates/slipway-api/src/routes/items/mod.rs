@@ -8,6 +8,7 @@
 //! and one [`server_item_routes!`] call that writes its list/create/show/delete handlers with
 //! their OpenAPI entries. Registering it is one line in `api_routes`.
 
+pub mod certificates;
 pub mod crontabs;
 pub mod daemons;
 pub mod network_rules;

@@ -1,0 +1,458 @@
+//! A site's TLS certificates: uploaded (`custom`) certificates, checked before anything reaches
+//! the server, and the one the site serves (`active`). A certificate is served by an operation
+//! that nginx checks first; only once it serves does it become the site's active one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use slipway_core::FieldErrors;
+use slipway_core::secrets_key::SecretsKey;
+use slipway_core::site_input::Domain;
+use slipway_engine::items::certificates::{ActivateJob, CERTIFICATE_ACTIVATE, Served, key_context};
+use slipway_engine::items::{CertificateSpec, Certificates, ItemKind};
+use slipway_store::{Server, ServerItem, Site};
+use utoipa::ToSchema;
+
+use super::{ItemRoutes, MAX_ITEMS, OnItem, OnSiteItem};
+use crate::audit::AuditSlot;
+use crate::auth::Authorized;
+use crate::envelope::{Accepted, Data, Paginated};
+use crate::error::ApiError;
+use crate::extract::{Json, Page};
+use crate::jobs::enqueue;
+use crate::routes::sites::VisibleSite;
+use crate::state::AppState;
+
+/// What a TLS connection to the server with the site's name was last given.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServedCertificate {
+    /// SHA-256 of the certificate served, `AB:CD:…`; null when none could be read.
+    pub fingerprint: Option<String>,
+    pub not_after: Option<DateTime<Utc>>,
+    /// It is this certificate.
+    pub matches: bool,
+    pub checked_at: DateTime<Utc>,
+    /// Why nothing could be read.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateResource {
+    pub id: String,
+    pub server_id: String,
+    pub site_id: String,
+    /// `custom` (uploaded) or `acme`.
+    #[serde(rename = "type")]
+    #[schema(example = "custom")]
+    pub source: String,
+    /// The names it covers as asked for.
+    pub domains: Vec<String>,
+    /// `pending` (being put in place), `active` (the site serves it), `inactive` (kept, not
+    /// served), `failed` (with the reason; the site serves what it served before) or `removing`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// The site serves it.
+    pub active: bool,
+    /// While active, plain HTTP is redirected to HTTPS (ACME challenges excepted).
+    pub https_redirect: bool,
+    /// While active, `Strict-Transport-Security` is sent.
+    pub hsts: bool,
+    #[schema(example = "CN=shop.example.com")]
+    pub subject: String,
+    #[schema(example = "CN=Example CA")]
+    pub issuer: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// SHA-256 of the certificate, as `openssl x509 -fingerprint -sha256` prints it.
+    pub fingerprint: String,
+    /// What the server was last seen serving for the site; null until checked.
+    pub served: Option<ServedCertificate>,
+    pub operation_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCertificate {
+    /// `custom`: an uploaded certificate with its key (ACME issuance is not available yet).
+    #[serde(rename = "type")]
+    #[schema(example = "custom")]
+    pub source: String,
+    /// Names it must cover; default the site's domain and aliases.
+    pub domains: Option<Vec<String>>,
+    /// The certificate, PEM (one `CERTIFICATE` block).
+    #[schema(max_length = 65536)]
+    pub certificate: Option<String>,
+    /// The intermediate certificates, PEM, issuer of the certificate first.
+    #[schema(max_length = 65536)]
+    pub chain: Option<String>,
+    /// Its private key, PEM, without a passphrase. Stored encrypted and never returned.
+    #[schema(max_length = 65536)]
+    pub private_key: Option<String>,
+    /// Serve it at once (default true).
+    pub activate: Option<bool>,
+    /// When active, redirect plain HTTP to HTTPS (default true).
+    pub https_redirect: Option<bool>,
+    /// When active, send `Strict-Transport-Security` (default false).
+    pub hsts: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateCertificate {
+    /// Redirect plain HTTP to HTTPS (default true).
+    pub https_redirect: Option<bool>,
+    /// Send `Strict-Transport-Security` (default false).
+    pub hsts: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct CertificateRoutes;
+
+impl ItemRoutes for CertificateRoutes {
+    const KIND: &'static dyn ItemKind = &Certificates;
+    const PARAM: &'static str = "certificate";
+    const AUDIT: &'static str = "certificate";
+    const REMOVING: &'static str = "Removing the certificate.";
+    type Spec = CertificateSpec;
+    type Create = CreateCertificate;
+    type Resource = CertificateResource;
+
+    /// Certificates are created through their site ([`create_certificate`]), which this cannot see.
+    fn validate(_: &Server, _: CreateCertificate, _: &[ServerItem]) -> Result<(String, CertificateSpec), ApiError> {
+        Err(ApiError::NotFound)
+    }
+
+    fn resource(item: &ServerItem, spec: CertificateSpec, operation_id: Option<String>) -> CertificateResource {
+        let status = match (item.status.as_str(), spec.active) {
+            ("installing", _) => "pending",
+            ("installed", true) => "active",
+            ("installed", false) => "inactive",
+            (other, _) => other,
+        };
+        let served = spec.served.map(|s: Served| ServedCertificate {
+            fingerprint: s.fingerprint,
+            not_after: s.not_after,
+            matches: s.matches,
+            checked_at: s.checked_at,
+            error: s.error,
+        });
+        CertificateResource {
+            id: item.id.clone(),
+            server_id: item.server_id.clone(),
+            site_id: spec.site_id,
+            source: spec.source,
+            domains: spec.domains,
+            status: status.into(),
+            status_reason: item.status_reason.clone(),
+            active: spec.active,
+            https_redirect: spec.https_redirect,
+            hsts: spec.hsts,
+            subject: spec.subject,
+            issuer: spec.issuer,
+            not_before: spec.not_before,
+            not_after: spec.not_after,
+            fingerprint: spec.fingerprint,
+            served,
+            operation_id,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
+/// The names a certificate of `site` must cover: those asked for (each a domain name, a wildcard
+/// allowed), or the site's domain and aliases.
+fn wanted_domains(site: &Site, asked: Option<Vec<String>>, errors: &mut FieldErrors) -> Vec<String> {
+    let asked = match asked {
+        Some(list) => list,
+        None => {
+            let aliases: Vec<String> = serde_json::from_str(&site.aliases).unwrap_or_default();
+            std::iter::once(site.domain.clone()).chain(aliases).collect()
+        }
+    };
+    if asked.is_empty() || asked.len() > 100 {
+        errors.add("domains", "Give between 1 and 100 names.");
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    for name in &asked {
+        match Domain::parse_alias(name) {
+            // A name is compared as given, so it must already be in its plain form.
+            Ok(d) if d.as_str() == name => {
+                if !names.contains(&name.clone()) {
+                    names.push(name.clone());
+                }
+            }
+            _ => errors.add("domains", format!("{name:?} is not a domain name such as example.com or *.example.com.")),
+        }
+    }
+    names
+}
+
+/// A certificate and key checked for `site`, its key sealed with `secrets`, or every problem found.
+fn custom_spec(site: &Site, body: CreateCertificate, secrets: &SecretsKey) -> Result<CertificateSpec, ApiError> {
+    let mut errors = FieldErrors::new();
+    if body.source == "acme" {
+        return Err(ApiError::validation(
+            "type",
+            "ACME issuance is not available yet; upload a certificate with type custom.",
+        ));
+    }
+    if body.source != "custom" {
+        errors.add("type", "The type must be custom.");
+    }
+    let domains = wanted_domains(site, body.domains, &mut errors);
+    let certificate = body.certificate.unwrap_or_default();
+    let private_key = body.private_key.unwrap_or_default();
+    if certificate.trim().is_empty() {
+        errors.add("certificate", "Give the certificate, PEM.");
+    }
+    if private_key.trim().is_empty() {
+        errors.add("private_key", "Give the certificate's private key, PEM.");
+    }
+    errors.into_result()?;
+    let checked = slipway_tls::check_upload(
+        &certificate,
+        body.chain.as_deref().unwrap_or(""),
+        &private_key,
+        &domains,
+        slipway_core::time::now(),
+    )
+    .map_err(|problems| {
+        let mut errors = FieldErrors::new();
+        for (field, why) in problems {
+            errors.add(field, why);
+        }
+        errors.into_result().expect_err("a refused upload names its problems")
+    })?;
+    let sealed = secrets.seal(&key_context(&site.id, &checked.info.fingerprint), checked.private_key_pem.as_bytes());
+    Ok(CertificateSpec {
+        site_id: site.id.clone(),
+        domain: site.domain.clone(),
+        source: "custom".into(),
+        domains,
+        active: false,
+        https_redirect: body.https_redirect.unwrap_or(true),
+        hsts: body.hsts.unwrap_or(false),
+        subject: checked.info.subject,
+        issuer: checked.info.issuer,
+        not_before: checked.info.not_before,
+        not_after: checked.info.not_after,
+        fingerprint: checked.info.fingerprint,
+        full_chain_pem: checked.full_chain_pem,
+        sealed_key: STANDARD.encode(sealed),
+        served: None,
+    })
+}
+
+/// Queues the operation that serves `item` for its site.
+async fn activate(
+    state: &AppState,
+    server: &Server,
+    item: &ServerItem,
+    options: ActivateCertificate,
+) -> Result<Option<String>, ApiError> {
+    if server.provisioned_at.is_none() {
+        return Err(ApiError::Conflict("The server is not provisioned yet; provision it first.".into()));
+    }
+    let payload = ActivateJob {
+        server_id: server.id.clone(),
+        certificate_id: item.id.clone(),
+        https_redirect: options.https_redirect.unwrap_or(true),
+        hsts: options.hsts.unwrap_or(false),
+    };
+    let job = enqueue(state, CERTIFICATE_ACTIVATE.about_server(server, payload)).await?;
+    Ok(Some(job.id))
+}
+
+/// Upload a certificate for the site (`type: custom`). It is checked first: it parses, the key
+/// matches, it is valid now, the chain links it to its issuer, and it covers `domains`; each
+/// problem is a 422 on its field. The key is stored encrypted and never returned. With
+/// `activate` (the default) the site serves it over HTTPS once nginx accepts it: 201 with the
+/// certificate `pending`; follow `operation_id`.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/certificates", tag = "certificates",
+    params(("server" = String, Path), ("site" = String, Path)),
+    request_body = CreateCertificate,
+    security(("token" = ["certificate:create"])),
+    responses((status = 201, body = Data<CertificateResource>))
+)]
+pub async fn create_certificate(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+    Json(body): Json<CreateCertificate>,
+) -> Result<(StatusCode, Data<CertificateResource>), ApiError> {
+    let (_, count) = state.store.server_items(&v.server.id, Certificates.name(), None).await?;
+    if count >= MAX_ITEMS {
+        return Err(ApiError::validation("type", format!("A server can have at most {MAX_ITEMS} certificates.")));
+    }
+    let activate_now = body.activate.unwrap_or(true);
+    let options = ActivateCertificate { https_redirect: body.https_redirect, hsts: body.hsts };
+    let spec = custom_spec(&v.site, body, &state.engine.secrets)?;
+    let at = slipway_core::time::now();
+    let item = ServerItem {
+        id: slipway_core::new_id(),
+        server_id: v.server.id.clone(),
+        kind: Certificates.name().into(),
+        name: spec.domains.first().cloned().unwrap_or_default(),
+        spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
+        status: if activate_now { "installing" } else { "installed" }.into(),
+        status_reason: None,
+        created_at: at,
+        updated_at: at,
+    };
+    if activate_now && v.server.provisioned_at.is_none() {
+        return Err(ApiError::Conflict(
+            "The server is not provisioned yet; provision it first, or upload with activate false.".into(),
+        ));
+    }
+    state.store.insert_server_item(&item).await?;
+    let operation = if activate_now { activate(&state, &v.server, &item, options).await? } else { None };
+    super::audit_item(&audit, &v.server, "certificate.create".into(), &item);
+    Ok((StatusCode::CREATED, Data { data: CertificateRoutes::resource(&item, spec, operation) }))
+}
+
+/// Serve this certificate for its site (it replaces the active one once nginx accepts it; if
+/// nginx refuses, it shows `failed` and the site serves what it served before). 202 with the
+/// certificate; follow `operation_id`.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}/activate", tag = "certificates",
+    params(("server" = String, Path), ("site" = String, Path), ("certificate" = String, Path)),
+    request_body = ActivateCertificate,
+    security(("token" = ["certificate:update"])),
+    responses((status = 202, body = Accepted<CertificateResource>))
+)]
+pub async fn activate_certificate(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<CertificateRoutes>>,
+    audit: AuditSlot,
+    Json(options): Json<ActivateCertificate>,
+) -> Result<Accepted<CertificateResource>, ApiError> {
+    let v = v.target;
+    if v.item.status == "removing" {
+        return Err(ApiError::Conflict("The certificate is being removed.".into()));
+    }
+    let spec: CertificateSpec = super::spec(&v.item)?;
+    if spec.not_after < slipway_core::time::now() {
+        return Err(ApiError::validation("certificate", "The certificate has expired; upload or issue a new one."));
+    }
+    let operation = activate(&state, &v.server, &v.item, options).await?;
+    state.store.set_server_items_status(std::slice::from_ref(&v.item.id), "installing", None).await?;
+    let mut item = v.item.clone();
+    item.status = "installing".into();
+    super::audit_item(&audit, &v.server, "certificate.activate".into(), &item);
+    Ok(Accepted {
+        message: "Serving the certificate.".into(),
+        data: CertificateRoutes::resource(&item, spec, operation),
+    })
+}
+
+/// The site's certificates.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/sites/{site}/certificates", tag = "certificates",
+    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
+    security(("token" = ["certificate:read"])),
+    responses((status = 200, body = Paginated<CertificateResource>))
+)]
+pub async fn list_certificates(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    Page(cursor): Page,
+) -> Result<Paginated<CertificateResource>, ApiError> {
+    let site_id = v.site.id.clone();
+    super::list_where::<CertificateRoutes>(&state, &v.server, cursor, |s| s.site_id == site_id).await
+}
+
+/// One certificate of the site.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}", tag = "certificates",
+    params(("server" = String, Path), ("site" = String, Path), ("certificate" = String, Path)),
+    security(("token" = ["certificate:read"])),
+    responses((status = 200, body = Data<CertificateResource>))
+)]
+pub async fn get_certificate(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<CertificateRoutes>>,
+) -> Result<Data<CertificateResource>, ApiError> {
+    super::show::<CertificateRoutes>(&state, &v.server, &v.item).await
+}
+
+/// Removes a certificate; the answer warns when the site served it (it then serves plain HTTP).
+async fn remove(
+    state: &AppState,
+    server: &Server,
+    item: ServerItem,
+    audit: &AuditSlot,
+) -> Result<Accepted<CertificateResource>, ApiError> {
+    let was_active = super::spec::<CertificateSpec>(&item)?.active;
+    let mut answer = super::delete::<CertificateRoutes>(state, server, item, audit).await?;
+    if was_active {
+        answer.message = "Removing the certificate. It was the site's active certificate: the site now serves \
+                          plain HTTP only, until another certificate is activated."
+            .into();
+    }
+    Ok(answer)
+}
+
+/// Remove a certificate. 202 with the certificate `removing`; if the site served it, it falls
+/// back to plain HTTP and the message says so.
+#[utoipa::path(
+    delete, path = "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}", tag = "certificates",
+    params(("server" = String, Path), ("site" = String, Path), ("certificate" = String, Path)),
+    security(("token" = ["certificate:delete"])),
+    responses((status = 202, body = Accepted<CertificateResource>))
+)]
+pub async fn delete_certificate(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<CertificateRoutes>>,
+    audit: AuditSlot,
+) -> Result<Accepted<CertificateResource>, ApiError> {
+    let v = v.target;
+    remove(&state, &v.server, v.item, &audit).await
+}
+
+/// Every certificate on the server, across its sites.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/certificates", tag = "certificates",
+    params(("server" = String, Path), crate::extract::PageParams),
+    security(("token" = ["certificate:read"])),
+    responses((status = 200, body = Paginated<CertificateResource>))
+)]
+pub async fn list_server_certificates(
+    State(state): State<AppState>,
+    v: Authorized<super::super::servers::OnServer>,
+    Page(cursor): Page,
+) -> Result<Paginated<CertificateResource>, ApiError> {
+    super::list::<CertificateRoutes>(&state, &v.server, cursor).await
+}
+
+/// Remove one of the server's certificates (as from its site).
+#[utoipa::path(
+    delete, path = "/api/v1/servers/{server}/certificates/{certificate}", tag = "certificates",
+    params(("server" = String, Path), ("certificate" = String, Path)),
+    security(("token" = ["certificate:delete"])),
+    responses((status = 202, body = Accepted<CertificateResource>))
+)]
+pub async fn delete_server_certificate(
+    State(state): State<AppState>,
+    v: Authorized<OnItem<CertificateRoutes>>,
+    audit: AuditSlot,
+) -> Result<Accepted<CertificateResource>, ApiError> {
+    let v = v.target;
+    remove(&state, &v.server, v.item, &audit).await
+}
+
+pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    router
+        .routes(utoipa_axum::routes!(list_certificates, create_certificate))
+        .routes(utoipa_axum::routes!(get_certificate, delete_certificate))
+        .routes(utoipa_axum::routes!(activate_certificate))
+        .routes(utoipa_axum::routes!(list_server_certificates))
+        .routes(utoipa_axum::routes!(delete_server_certificate))
+}
