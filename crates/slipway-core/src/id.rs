@@ -19,6 +19,16 @@ pub fn id_at(unix_ms: u64) -> String {
     ulid::Ulid::from_parts(unix_ms, 0).to_string()
 }
 
+/// As [`id_at`], for one kind of periodic work among several (`purpose` fills the random part),
+/// so two kinds due in the same millisecond keep ids of their own.
+pub fn id_at_for(unix_ms: u64, purpose: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(purpose.as_bytes());
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&digest[..10]);
+    ulid::Ulid::from_parts(unix_ms, u128::from_be_bytes(random)).to_string()
+}
+
 /// Whether `s` has the form of an id we issued. Used to answer 404 early for garbage ids.
 pub fn looks_like_id(s: &str) -> bool {
     s.len() == 26 && ulid::Ulid::from_string(s).is_ok()
@@ -27,6 +37,14 @@ pub fn looks_like_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periodic_ids_are_per_slot_and_per_purpose() {
+        assert_eq!(id_at_for(86_400_000, "a"), id_at_for(86_400_000, "a"));
+        assert_ne!(id_at_for(86_400_000, "a"), id_at_for(86_400_000, "b"));
+        assert_ne!(id_at_for(86_400_000, "a"), id_at(86_400_000));
+        assert!(looks_like_id(&id_at_for(86_400_000, "a")));
+    }
 
     #[test]
     fn ids_are_ulids_and_increase() {

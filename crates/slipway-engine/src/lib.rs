@@ -90,7 +90,8 @@ impl Engine {
             .register(
                 items::certificates::CERTIFICATE_ACTIVATE.name,
                 items::certificates::ActivateCertificate(self.clone()),
-            );
+            )
+            .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

@@ -350,6 +350,9 @@ pub trait ServerStore: Send + Sync {
     ) -> StoreResult<(Vec<ServerItem>, u64)>;
     /// Sets the status (and reason) of these items; items not among them are left alone, and an
     /// item being removed keeps `removing` (unless that is the status set).
+    /// Items of one kind on every server, by id, `limit` at a time after id `after` (periodic
+    /// work such as watching certificates walks them all).
+    async fn items_of_kind(&self, kind: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<ServerItem>>;
     async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Deletes these items if they are still being removed (status `removing`).
     async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()>;

@@ -771,6 +771,16 @@ mod cases {
         assert_eq!((got.spec.as_str(), got.status.as_str()), (r#"{"served":1}"#, "installed"));
         assert!(!store.set_server_item_spec(&rule.id, "{}").await.unwrap());
 
+        // Every server's items of a kind, a batch at a time.
+        let all = store.items_of_kind(&k2.kind, None, 100).await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|i| i.id.as_str()).collect();
+        assert!(all.iter().all(|i| i.kind == "ssh_key"), "{all:?}");
+        assert!(ids.contains(&k2.id.as_str()) && ids.contains(&elsewhere.id.as_str()), "across servers: {ids:?}");
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        let first = store.items_of_kind(&k2.kind, None, 1).await.unwrap();
+        let rest = store.items_of_kind(&k2.kind, Some(&first[0].id), 100).await.unwrap();
+        assert_eq!(first.len() + rest.len(), all.len());
+
         // A server's items go with it.
         assert!(store.delete_server(&s1.id).await.unwrap());
         assert!(store.server_item(&k2.id).await.unwrap().is_none());

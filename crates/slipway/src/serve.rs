@@ -62,6 +62,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     slipway_jobs::retention::schedule(store.as_ref(), &settings.retention, slipway_core::time::now())
         .await
         .context("cannot schedule the pruning job")?;
+    // The same for the daily check of every served certificate.
+    slipway_engine::items::certificates::schedule_watch(store.as_ref(), slipway_core::time::now())
+        .await
+        .context("cannot schedule the certificate watch")?;
 
     tracing::info!(addr = %local, backend = store.backend().as_str(), version = env!("CARGO_PKG_VERSION"), "listening");
     // One plain line on stdout, for people and for scripts that start Slipway on port 0.

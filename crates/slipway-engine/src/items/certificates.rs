@@ -291,9 +291,101 @@ pub async fn record_served(engine: &Engine, server: &Server, id: &str, mut spec:
     found
 }
 
+/// `certificates.watch`: once a day, every active certificate is checked as a browser sees it
+/// (what the server serves for the site's name, and when it expires), and the finding is
+/// recorded on the certificate. A durable job, not a cron entry on some machine: each run
+/// schedules the next first, and every start of Slipway makes sure today's exists.
+pub const WATCH_JOB: &str = "certificates.watch";
+const WATCH_LOCK: &str = "certificates-watch";
+const DAY_MS: u64 = 86_400_000;
+
+/// Enqueues the watch run of the day that contains `at` (due at the start of that day, so a
+/// Slipway that was down runs it at once); false when it exists already.
+pub async fn schedule_watch(
+    store: &dyn slipway_store::Store,
+    at: DateTime<Utc>,
+) -> Result<bool, slipway_store::StoreError> {
+    let day = u64::try_from(at.timestamp_millis()).unwrap_or(0) / DAY_MS * DAY_MS;
+    let run_at = DateTime::from_timestamp_millis(i64::try_from(day).unwrap_or(0)).unwrap_or(at);
+    let spec = slipway_jobs::JobSpec::new(WATCH_JOB, serde_json::json!({}))
+        .resource(WATCH_LOCK)
+        .idempotent(3)
+        .at(run_at)
+        .with_id(slipway_core::id::id_at_for(day, WATCH_JOB));
+    match slipway_jobs::enqueue(store, spec).await {
+        Ok(_) => Ok(true),
+        Err(slipway_store::StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Certificates expiring within this many days are reported by the watch.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+
+#[derive(Debug)]
+pub struct WatchCertificates(pub Engine);
+
+#[async_trait]
+impl JobHandler for WatchCertificates {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let engine = &self.0;
+        let retryable = |e: slipway_store::StoreError| JobError::Retryable { reason: format!("database error: {e}") };
+        // The next run first: a run that fails still leaves one scheduled.
+        let now = slipway_core::time::now();
+        schedule_watch(engine.store.as_ref(), now + chrono::Duration::days(1)).await.map_err(retryable)?;
+        let (mut after, mut checked) = (None::<String>, 0);
+        loop {
+            let batch =
+                engine.store.items_of_kind(Certificates.name(), after.as_deref(), 200).await.map_err(retryable)?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id.clone());
+            for item in batch.iter().filter(|i| i.status == "installed") {
+                if ctx.is_cancelled() {
+                    return Err(JobError::Cancelled);
+                }
+                let Ok(spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { continue };
+                if !spec.active {
+                    continue;
+                }
+                let Ok(Some(server)) = engine.store.server(&item.server_id).await else { continue };
+                let served = record_served(engine, &server, &item.id, spec.clone()).await;
+                checked += 1;
+                let days_left = (spec.not_after - slipway_core::time::now()).num_days();
+                match (&served.error, served.matches) {
+                    (Some(e), _) => ctx.log("stderr", format!("{}: could not read what is served: {e}", spec.domain)),
+                    (None, false) => {
+                        ctx.log("stderr", format!("{}: the server serves another certificate", spec.domain))
+                    }
+                    (None, true) if days_left < EXPIRY_WARNING_DAYS => {
+                        ctx.log("stderr", format!("{}: the certificate expires in {days_left} days", spec.domain))
+                    }
+                    (None, true) => {}
+                }
+            }
+        }
+        ctx.log("info", format!("==> checked {checked} active certificate(s)"));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_watch_is_scheduled_once_a_day_whoever_asks() {
+        let db = slipway_store::testing::TestDatabase::sqlite().await;
+        let store = db.store().await;
+        let at = DateTime::parse_from_rfc3339("2026-12-03T13:45:00Z").unwrap().with_timezone(&Utc);
+        assert!(schedule_watch(store.as_ref(), at).await.unwrap(), "today's run is new");
+        let later = at + chrono::Duration::hours(5);
+        assert!(!schedule_watch(store.as_ref(), later).await.unwrap(), "a second start finds it");
+        assert!(schedule_watch(store.as_ref(), at + chrono::Duration::days(1)).await.unwrap(), "tomorrow's is new");
+        // Due at the start of its day, so a Slipway that was down runs it at once.
+        let day = u64::try_from(at.timestamp_millis()).unwrap() / DAY_MS * DAY_MS;
+        let job = store.job(&slipway_core::id::id_at_for(day, WATCH_JOB)).await.unwrap().unwrap();
+        assert_eq!((job.kind.as_str(), job.run_at.to_rfc3339()), (WATCH_JOB, "2026-12-03T00:00:00+00:00".into()));
+    }
 
     #[test]
     fn the_tls_block_holds_only_slipways_text_and_asks_for_what_was_chosen() {

@@ -193,6 +193,14 @@ macro_rules! impl_server_store {
                 Ok((rows, as_u64(total)))
             }
 
+            async fn items_of_kind(&self, kind: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<ServerItem>> {
+                sqlx::query_as(concat!(
+                    "SELECT ", server_item_fields!(columns!()), " FROM server_items WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(kind).bind(after.unwrap_or("")).bind(i64::from(limit))
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
             async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()> {
                 if ids.is_empty() {
                     return Ok(());
