@@ -366,19 +366,48 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
 /// new connections a second: every closed connection holds its local port in TIME_WAIT for a
 /// minute, and faster clients run out of ports (`connect` fails) before the server fails.
 /// `answered` counts every request that got an answer or failed, for waiting on the load.
+/// Where load goes: plain HTTP to the host's address with the site's name in `Host`, or HTTPS
+/// to the site's name resolved to the host, trusting a test CA (PEM).
+#[derive(Clone)]
+enum Target {
+    Http { address: String, domain: &'static str },
+    Https { address: String, domain: &'static str, ca_pem: String },
+}
+
+impl Target {
+    fn request(&self, client: &reqwest::Client) -> reqwest::RequestBuilder {
+        match self {
+            Target::Http { address, domain } => client.get(format!("http://{address}/")).header("host", *domain),
+            Target::Https { domain, .. } => client.get(format!("https://{domain}/")),
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0);
+        match self {
+            Target::Http { .. } => builder.build().unwrap(),
+            Target::Https { address, domain, ca_pem } => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+                let to = std::net::SocketAddr::new(address.parse().unwrap(), 443);
+                builder.tls_certs_only([ca]).resolve(domain, to).build().unwrap()
+            }
+        }
+    }
+}
+
 async fn load(
-    address: String,
-    domain: &'static str,
+    target: Target,
     stop: tokio::sync::watch::Receiver<bool>,
     answered: Arc<AtomicU64>,
 ) -> (u64, Vec<String>) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).pool_max_idle_per_host(0).build().unwrap();
+    let client = target.client();
     let (mut ok, mut failures) = (0u64, Vec::new());
     let started = Instant::now();
     while !*stop.borrow() {
         tokio::time::sleep(Duration::from_millis(15)).await;
         answered.fetch_add(1, Ordering::Relaxed);
-        match client.get(format!("http://{address}/")).header("host", domain).send().await {
+        match target.request(&client).send().await {
             Ok(r) if r.status() == 200 => match r.text().await {
                 Ok(body) if body.starts_with("version") => ok += 1,
                 Ok(body) => failures.push(format!("unexpected body {body:?}")),
@@ -658,11 +687,17 @@ async fn a_private_repository_is_fetched_over_ssh_with_its_deploy_key() {
 /// Runs 4 load clients against `domain` while `work` runs (and for 20 requests before and after);
 /// asserts that every single request succeeded and returns what `work` returned with the count.
 async fn under_load<T>(stage: &Stage, domain: &'static str, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    under_load_to(Target::Http { address: stage.host.address.clone(), domain }, work).await
+}
+
+/// [`under_load`] with the load going to `target`.
+async fn under_load_to<T>(target: Target, work: impl std::future::Future<Output = T>) -> (T, u64) {
+    let domain = match &target {
+        Target::Http { domain, .. } | Target::Https { domain, .. } => *domain,
+    };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let answered = Arc::new(AtomicU64::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(load(stage.host.address.clone(), domain, stop.clone(), answered.clone())))
-        .collect();
+    let clients: Vec<_> = (0..4).map(|_| tokio::spawn(load(target.clone(), stop.clone(), answered.clone()))).collect();
     let more_than = |n: u64| {
         let answered = answered.clone();
         move || std::future::ready(answered.load(Ordering::Relaxed) > n)
@@ -1463,6 +1498,17 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
     assert_eq!(redirect_of(&stage, domain, "/page?x=1").await, (301, Some(format!("https://{domain}/page?x=1"))));
     assert_eq!(redirect_of(&stage, domain, "/.well-known/acme-challenge/nothing").await.0, 404);
 
+    // A deploy under HTTPS load fails no request.
+    let target = Target::Https { address: stage.host.address.clone(), domain, ca_pem: ca.read("ca.pem") };
+    let (deployed, requests) = under_load_to(target, async {
+        stage.repo.commit(&[("index.html", "version 1\n")], "v1");
+        stage.deploy(&site, "deploy", json!({})).await
+    })
+    .await;
+    assert_eq!(deployed["status"], "succeeded", "{deployed}");
+    assert!(requests > 40, "{requests} requests");
+    assert!(curl_https(&stage, domain, "/", &ca_file).1.ends_with("version 1\n"));
+
     // Activated again with HSTS and without the redirect.
     let (status, reply) = stage
         .api
@@ -1473,7 +1519,7 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
     assert_eq!(op["status"], "succeeded", "{op}");
     let (_, answer) = curl_https(&stage, domain, "/", &ca_file);
     assert!(answer.to_ascii_lowercase().contains("strict-transport-security: max-age=31536000"), "{answer}");
-    assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".to_string()));
+    assert_eq!(stage.get(domain, "/").await, (200, "version 1\n".to_string()));
     let (_, server_list) = stage.api.call(Method::GET, &format!("{}/certificates", stage.server_path), None).await;
     assert_eq!(server_list["meta"]["total"], 1, "{server_list}");
 
@@ -1537,6 +1583,6 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
     let op = stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
     assert_eq!(op["status"], "succeeded", "{op}");
     assert_ne!(curl_https(&stage, domain, "/", &ca_file).0, 0, "no HTTPS any more");
-    assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".to_string()));
+    assert_eq!(stage.get(domain, "/").await, (200, "version 1\n".to_string()));
     assert!(!Path::new(&format!("/etc/slipway/tls/{domain}")).exists());
 }
