@@ -3,6 +3,8 @@
 //! is a validated newtype passed through `slipway_core::shell::quote`; this crate only carries
 //! them.
 
+#[cfg(feature = "testing")]
+pub mod acme_testing;
 mod local;
 mod ssh;
 #[cfg(feature = "testing")]
