@@ -9,7 +9,8 @@ install -d -m 755 /etc/slipway "$confs"
 install -d -m 700 "$files"
 # The ACME challenge answers: readable by nginx, written by Slipway only.
 install -d -m 755 "$ACME_WEBROOT" "$ACME_WEBROOT/.well-known" "$ACME_WEBROOT/.well-known/acme-challenge"
-backup=$(mktemp -d)
+# The copy holds private keys: it stays beside them, root's only, never in /tmp.
+backup=$(mktemp -d /etc/slipway/.tls-backup.XXXXXX)
 mkdir "$backup/files" "$backup/confs"
 cp -a "$files/." "$backup/files/"
 cp -a "$confs/." "$backup/confs/"

@@ -1576,6 +1576,36 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
     assert!(!reply["message"].as_str().unwrap().contains("plain HTTP"), "it was not the active one: {reply}");
     assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
 
+    // The command line: list and show (with what the server serves), upload a full-chain file
+    // without serving it, delete.
+    let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
+    let cli = |args: &[&str]| {
+        let out = common::slipway(&stage.dir, &env).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let cert_id = created["data"]["id"].as_str().unwrap();
+    let (ok, listed) = cli(&["cert", "list", "web", domain]);
+    assert!(ok && listed.contains(cert_id) && listed.contains("active"), "{listed}");
+    let (ok, text) = cli(&["cert", "show", "web", domain, cert_id]);
+    assert!(ok && text.contains("served: this certificate"), "{text}");
+    let (spare, spare_key) = ca.leaf("spare", &[domain, "www.tls.example.com"]);
+    let full_chain = stage.dir.join("spare-full.pem");
+    std::fs::write(&full_chain, format!("{spare}{}", ca.read("ca.pem"))).unwrap();
+    let key_file = stage.dir.join("spare.key");
+    std::fs::write(&key_file, &spare_key).unwrap();
+    let (full_chain, key_file) = (full_chain.to_str().unwrap(), key_file.to_str().unwrap());
+    let upload_args = ["cert", "upload", "web", domain, "--certificate", full_chain, "--key", key_file];
+    let (ok, out) = cli(&[&upload_args[..], &["--no-activate", "--output", "json"]].concat());
+    assert!(ok, "{out}");
+    let spare_id = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
+    let (_, spare_shown) = stage.api.call(Method::GET, &format!("{certificates}/{spare_id}"), None).await;
+    assert_eq!(spare_shown["data"]["status"], "inactive", "{spare_shown}");
+    let (ok, out) = cli(&["cert", "upload", "web", domain, "--certificate", full_chain, "--key", "/nonexistent.key"]);
+    assert!(!ok && out.contains("/nonexistent.key"), "{out}");
+    let (ok, out) = cli(&["cert", "delete", "web", domain, &spare_id]);
+    assert!(ok && !out.contains("Warning"), "{out}");
+
     // Deleting the active certificate warns; the site serves plain HTTP only.
     let (status, reply) = stage.api.call(Method::DELETE, &cert_path, None).await;
     assert_eq!(status, 202, "{reply}");

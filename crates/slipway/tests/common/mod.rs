@@ -324,6 +324,9 @@ pub fn clean_test_host_files() {
     let _ = std::fs::remove_dir_all("/var/log/slipway");
     let _ = std::fs::remove_dir_all("/etc/slipway/programs");
     let _ = std::fs::remove_dir_all("/etc/nginx/slipway/redirects");
+    let _ = std::fs::remove_dir_all("/etc/nginx/slipway/tls");
+    let _ = std::fs::remove_dir_all("/etc/slipway/tls");
+    let _ = std::fs::remove_file("/etc/nginx/conf.d/slipway-test-broken.conf");
     let _ = std::fs::remove_dir_all("/etc/slipway/cron");
     let _ = std::fs::remove_dir_all("/var/lib/slipway-cron");
     // Sites' own Unix users (`s<id>`, "Slipway site <domain>") left by tests that did not
