@@ -118,6 +118,14 @@ impl Stage {
 }
 
 impl Stage {
+    /// Runs the command-line client against this stage's Slipway: (success, stdout then stderr).
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let env = [("SLIPWAY_URL", self.api.url.as_str()), ("SLIPWAY_TOKEN", self.api.token.as_str())];
+        let out = common::slipway(&self.dir, &env).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
     /// Exactly one app process runs once the previous one has exited (a stopped process can take
     /// a moment to be gone from the process table).
     async fn settles_to_one_app(&self) {
@@ -995,12 +1003,7 @@ async fn a_sites_queue_worker_follows_each_deploy_and_goes_with_the_site() {
     assert!(log["data"]["lines"].as_array().unwrap().iter().any(|l| l == &json!(expected)), "{log}");
 
     // The CLI names the worker's site by server name and domain.
-    let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
-    let cli = |args: &[&str]| {
-        let out = common::slipway(&stage.dir, &env).args(args).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
+    let cli = |args: &[&str]| stage.cli(args);
     let worker_id = worker["data"]["id"].as_str().unwrap();
     let (ok, listed) = cli(&["worker", "list", "web", domain]);
     assert!(ok && listed.contains(worker_id) && listed.contains("running"), "{listed}");
@@ -1136,12 +1139,7 @@ async fn redirects_answer_for_static_and_app_sites_and_never_break_them() {
     assert_eq!(status, 422, "another rule has that path: {reply}");
 
     // The CLI lists and adds them by server name and domain; a bad value says what to fix.
-    let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
-    let cli = |args: &[&str]| {
-        let out = common::slipway(&stage.dir, &env).args(args).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
+    let cli = |args: &[&str]| stage.cli(args);
     let (ok, listed) = cli(&["redirect", "list", "web", "redirect-app.example.com"]);
     assert!(ok && listed.contains("/api/legacy/*") && listed.contains("installed"), "{listed}");
     let (ok, out) =
@@ -1578,12 +1576,7 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
 
     // The command line: list and show (with what the server serves), upload a full-chain file
     // without serving it, delete.
-    let env = [("SLIPWAY_URL", stage.api.url.as_str()), ("SLIPWAY_TOKEN", stage.api.token.as_str())];
-    let cli = |args: &[&str]| {
-        let out = common::slipway(&stage.dir, &env).args(args).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
+    let cli = |args: &[&str]| stage.cli(args);
     let cert_id = created["data"]["id"].as_str().unwrap();
     let (ok, listed) = cli(&["cert", "list", "web", domain]);
     assert!(ok && listed.contains(cert_id) && listed.contains("active"), "{listed}");
