@@ -140,15 +140,27 @@ pub struct Api {
 }
 
 impl Api {
+    /// One API call. A `429` is waited out as a well-behaved client does (`Retry-After`, a few
+    /// times at most): a test's own polling must not make its next request fail under the
+    /// default rate limits when the machine is slow.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = http().request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
+        let mut attempts = 0;
+        loop {
+            let mut request = http().request(method.clone(), format!("{}{path}", self.url)).bearer_auth(&self.token);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let text = response.text().await.unwrap();
+            attempts += 1;
+            if status == 429 && attempts < 4 {
+                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1).clamp(1, 61))).await;
+                continue;
+            }
+            return (status, serde_json::from_str(&text).unwrap_or(Value::String(text)));
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Polls an operation until it ends, with a deadline.
