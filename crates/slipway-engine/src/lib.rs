@@ -61,6 +61,8 @@ pub struct Engine {
     pub ssh: slipway_remote::SshTimeouts,
     /// Longest silence from a remote command before it is stopped.
     pub command_idle: Duration,
+    /// The ACME server certificates are issued by.
+    pub acme: items::acme::AcmeSettings,
     /// SSH connections kept open between jobs, one per server.
     pub connections: Arc<session::ConnectionPool>,
 }
@@ -72,6 +74,7 @@ impl Engine {
             secrets,
             ssh: slipway_remote::SshTimeouts::default(),
             command_idle: Duration::from_secs(300),
+            acme: items::acme::AcmeSettings::default(),
             connections: Arc::default(),
         }
     }
@@ -91,7 +94,8 @@ impl Engine {
                 items::certificates::CERTIFICATE_ACTIVATE.name,
                 items::certificates::ActivateCertificate(self.clone()),
             )
-            .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()));
+            .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()))
+            .register(items::acme::CERTIFICATE_ISSUE.name, items::acme::IssueCertificate(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

@@ -67,6 +67,13 @@ pub struct ServerArgs {
     /// Seconds a remote command may stay silent before it is stopped [default: 300]
     #[arg(long, env = "SLIPWAY_COMMAND_IDLE_SECONDS", value_name = "SECONDS")]
     pub command_idle_seconds: Option<u64>,
+    /// The ACME directory certificates are issued from [default: Let's Encrypt production]
+    #[arg(long, env = "SLIPWAY_ACME_DIRECTORY", value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// A CA certificate (PEM) to trust for the ACME server's HTTPS instead of the system's, for a
+    /// private ACME server
+    #[arg(long, env = "SLIPWAY_ACME_CA_BUNDLE", value_name = "FILE")]
+    pub acme_ca_bundle: Option<PathBuf>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -154,6 +161,8 @@ struct FileConfig {
     job_lease_seconds: Option<u64>,
     ssh_connect_timeout_seconds: Option<u64>,
     command_idle_seconds: Option<u64>,
+    acme_directory: Option<String>,
+    acme_ca_bundle: Option<PathBuf>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -208,6 +217,7 @@ pub struct Settings {
     pub job_lease_seconds: u64,
     pub ssh_connect_timeout_seconds: u64,
     pub command_idle_seconds: u64,
+    pub acme: slipway_engine::items::acme::AcmeSettings,
     pub rate_limits: slipway_api::state::RateLimits,
     pub retention: slipway_jobs::retention::Retention,
 }
@@ -320,7 +330,20 @@ impl Settings {
             )?,
             ..d
         };
+        let acme_directory = args
+            .acme_directory
+            .clone()
+            .or(file.acme_directory)
+            .unwrap_or_else(|| slipway_engine::items::acme::LETS_ENCRYPT.into());
+        if !acme_directory.starts_with("https://") {
+            bail!("acme_directory must be an https:// URL (got {acme_directory:?})");
+        }
+        let acme = slipway_engine::items::acme::AcmeSettings {
+            directory: acme_directory,
+            ca_bundle: args.acme_ca_bundle.clone().or(file.acme_ca_bundle),
+        };
         Ok(Settings {
+            acme,
             retention,
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
@@ -363,6 +386,8 @@ impl Settings {
             "job_lease_seconds": self.job_lease_seconds,
             "ssh_connect_timeout_seconds": self.ssh_connect_timeout_seconds,
             "command_idle_seconds": self.command_idle_seconds,
+            "acme_directory": self.acme.directory,
+            "acme_ca_bundle": self.acme.ca_bundle.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(system roots)".into()),
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,

@@ -52,6 +52,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut engine = slipway_engine::Engine::new(store.clone(), secrets.clone());
     engine.ssh.connect = Duration::from_secs(settings.ssh_connect_timeout_seconds);
     engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
+    engine.acme = settings.acme.clone();
     let mut state = AppState::new(store.clone(), secrets, config);
     state.engine = engine.clone();
     let jobs_enqueued = state.jobs_enqueued.clone();

@@ -1609,3 +1609,81 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
     assert_eq!(stage.get(domain, "/").await, (200, "version 1\n".to_string()));
     assert!(!Path::new(&format!("/etc/slipway/tls/{domain}")).exists());
 }
+
+/// ACME for real: Debian's pebble validates HTTP-01 by connecting to the test host's nginx (its
+/// DNS names the host), for a static site with an alias and for an app site (the challenge is
+/// answered ahead of the app); the certificate is served and verifies to pebble's root. A name
+/// the CA cannot reach ends `failed` with the CA's own reason, and names Slipway cannot validate
+/// are refused first.
+#[tokio::test]
+async fn acme_certificates_are_issued_over_http01_served_and_failures_reported() {
+    use slipway_remote::acme_testing::Pebble;
+    let pebble = Pebble::start(std::net::Ipv4Addr::LOCALHOST, &[]);
+    let directory = pebble.directory_url();
+    let bundle = pebble.api_ca_path().display().to_string();
+    let stage = Stage::new(&[("SLIPWAY_ACME_DIRECTORY", &directory), ("SLIPWAY_ACME_CA_BUNDLE", &bundle)]).await;
+    let address: std::net::Ipv4Addr = stage.host.address.parse().unwrap();
+    for name in ["acme.example.com", "www.acme.example.com", "app-acme.example.com"] {
+        pebble.add_name(name, address);
+    }
+    stage.repo.commit(&[("index.html", "version 0\n"), ("health.txt", "ok\n")], "v0");
+    let body = json!({"domain": "acme.example.com", "aliases": ["www.acme.example.com"], "project_type": "static",
+                      "repository_url": stage.repo.url});
+    let static_site = stage.site(body).await;
+    let app = stage.site(app_site("app-acme.example.com", &stage.repo.url)).await;
+    for site in [&static_site, &app] {
+        assert_eq!(stage.deploy(site, "deploy", json!({})).await["status"], "succeeded");
+    }
+
+    // Names HTTP-01 cannot validate for this site are refused before anything is ordered.
+    for domains in [json!(["*.acme.example.com"]), json!(["other.example.com"])] {
+        let body = json!({"type": "acme", "domains": domains});
+        let (status, reply) = stage.api.call(Method::POST, &format!("{static_site}/certificates"), Some(body)).await;
+        assert_eq!(status, 422, "{reply}");
+        assert!(reply["errors"]["domains"].is_array(), "{reply}");
+    }
+
+    let root = pebble.issuing_root_path();
+    // The static site's through the API; the app's through the command line, which waits.
+    let (status, created) =
+        stage.api.call(Method::POST, &format!("{static_site}/certificates"), Some(json!({"type": "acme"}))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["data"]["status"], "issuing", "{created}");
+    let op = stage.api.finished(created["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}\n{}", pebble.log());
+    let (ok, out) = stage.cli(&["cert", "issue", "web", "app-acme.example.com", "--output", "json"]);
+    assert!(ok, "{out}\n{}", pebble.log());
+    let app_cert: Value = serde_json::from_str(&out).unwrap();
+    for (site, domain, id) in [
+        (&static_site, "acme.example.com", created["data"]["id"].as_str().unwrap()),
+        (&app, "app-acme.example.com", app_cert["id"].as_str().unwrap()),
+    ] {
+        let path = format!("{site}/certificates/{id}");
+        let (_, shown) = stage.api.call(Method::GET, &path, None).await;
+        assert_eq!(shown["data"]["status"], "active", "{shown}");
+        assert!(shown["data"]["issuer"].as_str().unwrap().contains("Pebble"), "{shown}");
+        assert!(shown["data"]["renewal"]["next_attempt_at"].is_string(), "{shown}");
+        assert_eq!(shown["data"]["served"]["matches"], true, "{shown}");
+        let (code, answer) = curl_https(&stage, domain, "/", &root);
+        assert_eq!(code, 0, "{answer}");
+        assert!(answer.starts_with("HTTP/2 200") && answer.ends_with("version 0\n"), "{answer}");
+    }
+    let (code, answer) = curl_https(&stage, "www.acme.example.com", "/", &root);
+    assert!(code == 0 && answer.ends_with("version 0\n"), "the alias is covered: {answer}");
+
+    // A name the CA cannot resolve: the order fails with the CA's words, nothing else changes.
+    pebble.remove_name("www.acme.example.com");
+    let body = json!({"type": "acme", "domains": ["www.acme.example.com"]});
+    let (status, created) = stage.api.call(Method::POST, &format!("{static_site}/certificates"), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let op = stage.api.finished(created["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    let path = format!("{static_site}/certificates/{}", created["data"]["id"].as_str().unwrap());
+    let (_, failed) = stage.api.call(Method::GET, &path, None).await;
+    assert_eq!(failed["data"]["status"], "failed", "{failed}");
+    let reason = failed["data"]["status_reason"].as_str().unwrap();
+    assert!(reason.contains("www.acme.example.com"), "the CA's reason names the name: {failed}");
+    assert!(failed["data"]["renewal"]["last_error"].is_string(), "{failed}");
+    let (code, answer) = curl_https(&stage, "acme.example.com", "/", &root);
+    assert!(code == 0 && answer.ends_with("version 0\n"), "the issued certificate is still served: {answer}");
+}

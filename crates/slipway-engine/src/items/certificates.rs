@@ -59,6 +59,20 @@ pub struct CertificateSpec {
     pub https_redirect: bool,
     /// While active: `Strict-Transport-Security` is sent.
     pub hsts: bool,
+    /// The certificate itself; `None` while an ACME certificate is first being issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<Issued>,
+    /// For ACME certificates: when the next issuance or renewal is due and why the last failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<Renewal>,
+    /// What the server was last seen serving for the site's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<Served>,
+}
+
+/// A certificate Slipway holds: what it says, the PEM chain, and its key sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
     pub subject: String,
     pub issuer: String,
     pub not_before: DateTime<Utc>,
@@ -69,9 +83,41 @@ pub struct CertificateSpec {
     pub full_chain_pem: String,
     /// The private key sealed with [`key_context`], base64.
     pub sealed_key: String,
-    /// What the server was last seen serving for the site's domain.
+}
+
+impl Issued {
+    /// `info` and `full_chain_pem` as checked, with `private_key_pem` sealed for site `site_id`.
+    pub fn seal(
+        secrets: &slipway_core::secrets_key::SecretsKey,
+        site_id: &str,
+        info: slipway_tls::CertificateInfo,
+        full_chain_pem: String,
+        private_key_pem: &str,
+    ) -> Issued {
+        let sealed = secrets.seal(&key_context(site_id, &info.fingerprint), private_key_pem.as_bytes());
+        Issued {
+            subject: info.subject,
+            issuer: info.issuer,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            fingerprint: info.fingerprint,
+            full_chain_pem,
+            sealed_key: STANDARD.encode(sealed),
+        }
+    }
+}
+
+/// An ACME certificate's issuance and renewal schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewal {
+    /// `issuing` (first issuance), `renewing`, or `None` between attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub served: Option<Served>,
+    pub phase: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Failed attempts in a row (for the backoff).
+    #[serde(default)]
+    pub failures: u32,
 }
 
 /// The certificate a TLS connection to the server with the site's name was given.
@@ -132,16 +178,17 @@ fn script(engine: &Engine, items: &[(String, CertificateSpec)]) -> Result<Script
     let mut table = String::new();
     for (domain, (id, spec)) in active_by_site(items) {
         let domain = Domain::parse(&domain).map_err(|e| format!("invalid domain: {e}"))?;
-        let sealed = STANDARD.decode(&spec.sealed_key).map_err(|e| format!("certificate {id}: {e}"))?;
+        let issued = spec.issued.as_ref().ok_or_else(|| format!("certificate {id} is active but not issued"))?;
+        let sealed = STANDARD.decode(&issued.sealed_key).map_err(|e| format!("certificate {id}: {e}"))?;
         let key = engine
             .secrets
-            .open(&key_context(&spec.site_id, &spec.fingerprint), &sealed)
+            .open(&key_context(&spec.site_id, &issued.fingerprint), &sealed)
             .map_err(|e| format!("certificate {id}: its key: {e}"))?;
         let conf = tls_conf(&domain, id, spec.https_redirect, spec.hsts)?;
         table.push_str(&format!(
             "{} {id} {} {} {}\n",
             domain.as_str(),
-            STANDARD.encode(spec.full_chain_pem.as_bytes()),
+            STANDARD.encode(issued.full_chain_pem.as_bytes()),
             STANDARD.encode(&key),
             STANDARD.encode(conf.as_bytes()),
         ));
@@ -195,67 +242,75 @@ impl JobHandler for ActivateCertificate {
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: ActivateJob = ctx.payload()?;
-        let engine = &self.0;
-        let server = load_server(engine, &job.server_id).await?;
-        let (items, _) = engine.store.server_items(&server.id, Certificates.name(), None).await.map_err(store_error)?;
-        let kept: Vec<&ServerItem> = items.iter().filter(|i| i.status != "removing").collect();
-        let mut all = specs::<CertificateSpec>(&kept).map_err(JobError::failed)?;
-        let Some(site_id) = all.iter().find(|(id, _)| *id == job.certificate_id).map(|(_, s)| s.site_id.clone()) else {
-            return Err(JobError::failed("the certificate was deleted"));
-        };
-        let mut changed = Vec::new();
-        for (id, spec) in all.iter_mut().filter(|(_, s)| s.site_id == site_id) {
-            let before = spec.clone();
-            spec.active = *id == job.certificate_id;
-            if spec.active {
-                spec.https_redirect = job.https_redirect;
-                spec.hsts = job.hsts;
-            }
-            if *spec != before {
-                changed.push(id.clone());
-            }
-        }
-        let outcome = match script(engine, &all) {
-            Ok(script) => {
-                let connection = connect(engine, ctx, &server).await?;
-                let reported = run_script_with(engine, ctx, &connection, &script, ctx.cancel_receiver()).await;
-                // The script leaves out a site it cannot serve HTTPS for, and says why.
-                reported.and_then(|lines| {
-                    let prefix = format!("slipway-item-failed {} ", job.certificate_id);
-                    match lines.iter().find_map(|l| l.strip_prefix(&prefix)) {
-                        Some(why) => Err(JobError::failed(why)),
-                        None => Ok(()),
-                    }
-                })
-            }
-            Err(e) => Err(JobError::failed(e)),
-        };
-        let id = std::slice::from_ref(&job.certificate_id);
-        match &outcome {
-            Ok(()) => {
-                for (cert_id, spec) in all.iter().filter(|(cert_id, _)| changed.contains(cert_id)) {
-                    let text = serde_json::to_string(spec).map_err(|e| JobError::failed(e.to_string()))?;
-                    engine.store.set_server_item_spec(cert_id, &text).await.map_err(store_error)?;
-                }
-                engine.store.set_server_items_status(id, "installed", None).await.map_err(store_error)?;
-                ctx.log("info", format!("==> certificate {} is served for its site", job.certificate_id));
-                if let Some((_, spec)) = all.into_iter().find(|(cert_id, _)| *cert_id == job.certificate_id) {
-                    let served = record_served(engine, &server, &job.certificate_id, spec).await;
-                    match served.error {
-                        None if served.matches => ctx.log("info", "==> checked: the server serves it over HTTPS"),
-                        None => ctx.log("stderr", "the server serves another certificate for the site's name"),
-                        Some(e) => ctx.log("stderr", format!("could not check what the server serves: {e}")),
-                    }
-                }
-            }
-            Err(JobError::Cancelled) => {}
-            Err(e) => {
-                let reason = e.to_string();
-                engine.store.set_server_items_status(id, "failed", Some(&reason)).await.map_err(store_error)?;
-            }
-        }
-        outcome
+        let server = load_server(&self.0, &job.server_id).await?;
+        serve(&self.0, ctx, &server, &job).await
     }
+}
+
+/// Serves certificate `job.certificate_id` for its site, and records it as the site's active one
+/// once nginx has taken it (see [`CERTIFICATE_ACTIVATE`]); then checks what is served.
+pub async fn serve(engine: &Engine, ctx: &JobContext, server: &Server, job: &ActivateJob) -> Result<(), JobError> {
+    let (items, _) = engine.store.server_items(&server.id, Certificates.name(), None).await.map_err(store_error)?;
+    let kept: Vec<&ServerItem> = items.iter().filter(|i| i.status != "removing").collect();
+    let mut all = specs::<CertificateSpec>(&kept).map_err(JobError::failed)?;
+    let Some(site_id) = all.iter().find(|(id, _)| *id == job.certificate_id).map(|(_, s)| s.site_id.clone()) else {
+        return Err(JobError::failed("the certificate was deleted"));
+    };
+    if all.iter().any(|(id, s)| *id == job.certificate_id && s.issued.is_none()) {
+        return Err(JobError::failed("the certificate has not been issued yet"));
+    }
+    let mut changed = Vec::new();
+    for (id, spec) in all.iter_mut().filter(|(_, s)| s.site_id == site_id) {
+        let before = spec.clone();
+        spec.active = *id == job.certificate_id;
+        if spec.active {
+            spec.https_redirect = job.https_redirect;
+            spec.hsts = job.hsts;
+        }
+        if *spec != before {
+            changed.push(id.clone());
+        }
+    }
+    let outcome = match script(engine, &all) {
+        Ok(script) => {
+            let connection = connect(engine, ctx, server).await?;
+            let reported = run_script_with(engine, ctx, &connection, &script, ctx.cancel_receiver()).await;
+            // The script leaves out a site it cannot serve HTTPS for, and says why.
+            reported.and_then(|lines| {
+                let prefix = format!("slipway-item-failed {} ", job.certificate_id);
+                match lines.iter().find_map(|l| l.strip_prefix(&prefix)) {
+                    Some(why) => Err(JobError::failed(why)),
+                    None => Ok(()),
+                }
+            })
+        }
+        Err(e) => Err(JobError::failed(e)),
+    };
+    let id = std::slice::from_ref(&job.certificate_id);
+    match &outcome {
+        Ok(()) => {
+            for (cert_id, spec) in all.iter().filter(|(cert_id, _)| changed.contains(cert_id)) {
+                let text = serde_json::to_string(spec).map_err(|e| JobError::failed(e.to_string()))?;
+                engine.store.set_server_item_spec(cert_id, &text).await.map_err(store_error)?;
+            }
+            engine.store.set_server_items_status(id, "installed", None).await.map_err(store_error)?;
+            ctx.log("info", format!("==> certificate {} is served for its site", job.certificate_id));
+            if let Some((_, spec)) = all.into_iter().find(|(cert_id, _)| *cert_id == job.certificate_id) {
+                let served = record_served(engine, server, &job.certificate_id, spec).await;
+                match served.error {
+                    None if served.matches => ctx.log("info", "==> checked: the server serves it over HTTPS"),
+                    None => ctx.log("stderr", "the server serves another certificate for the site's name"),
+                    Some(e) => ctx.log("stderr", format!("could not check what the server serves: {e}")),
+                }
+            }
+        }
+        Err(JobError::Cancelled) => {}
+        Err(e) => {
+            let reason = e.to_string();
+            engine.store.set_server_items_status(id, "failed", Some(&reason)).await.map_err(store_error)?;
+        }
+    }
+    outcome
 }
 
 /// What the server serves for `domain` on port 443 now, compared with the certificate whose
@@ -283,7 +338,8 @@ pub async fn served(address: &str, domain: &str, expected: &str) -> Served {
 
 /// Checks what the server serves for certificate `id`'s site and records it on the certificate.
 pub async fn record_served(engine: &Engine, server: &Server, id: &str, mut spec: CertificateSpec) -> Served {
-    let found = served(&server.ip_address, &spec.domain, &spec.fingerprint).await;
+    let expected = spec.issued.as_ref().map(|i| i.fingerprint.clone()).unwrap_or_default();
+    let found = served(&server.ip_address, &spec.domain, &expected).await;
     spec.served = Some(found.clone());
     if let Ok(text) = serde_json::to_string(&spec) {
         let _ = engine.store.set_server_item_spec(id, &text).await;
@@ -339,6 +395,10 @@ impl JobHandler for WatchCertificates {
                 engine.store.items_of_kind(Certificates.name(), after.as_deref(), 200).await.map_err(retryable)?;
             let Some(last) = batch.last() else { break };
             after = Some(last.id.clone());
+            let renewing = super::acme::queue_due_renewals(engine, &batch).await;
+            if renewing > 0 {
+                ctx.log("info", format!("==> {renewing} ACME certificate(s) due: issuance queued"));
+            }
             for item in batch.iter().filter(|i| i.status == "installed") {
                 if ctx.is_cancelled() {
                     return Err(JobError::Cancelled);
@@ -350,7 +410,8 @@ impl JobHandler for WatchCertificates {
                 let Ok(Some(server)) = engine.store.server(&item.server_id).await else { continue };
                 let served = record_served(engine, &server, &item.id, spec.clone()).await;
                 checked += 1;
-                let days_left = (spec.not_after - slipway_core::time::now()).num_days();
+                let Some(not_after) = spec.issued.as_ref().map(|i| i.not_after) else { continue };
+                let days_left = (not_after - slipway_core::time::now()).num_days();
                 match (&served.error, served.matches) {
                     (Some(e), _) => ctx.log("stderr", format!("{}: could not read what is served: {e}", spec.domain)),
                     (None, false) => {

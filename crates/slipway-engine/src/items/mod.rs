@@ -7,6 +7,7 @@
 //! A kind is one module implementing [`ItemKind`], listed once in [`KINDS`]: its sync job is
 //! registered, provisioning applies it, and the API's item routes find it by name.
 
+pub mod acme;
 pub mod certificates;
 pub mod cron;
 pub mod daemons;

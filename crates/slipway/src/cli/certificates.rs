@@ -16,6 +16,20 @@ pub enum CertCommand {
         #[command(flatten)]
         site: SiteRef,
     },
+    /// Issue a certificate for a site with ACME (Let's Encrypt by default) and serve it
+    Issue {
+        #[command(flatten)]
+        site: SiteRef,
+        /// Names it must cover (repeat) [default: the site's domain and aliases]
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// Leave plain HTTP answering instead of redirecting it to HTTPS
+        #[arg(long)]
+        no_https_redirect: bool,
+        /// Send Strict-Transport-Security
+        #[arg(long)]
+        hsts: bool,
+    },
     /// Upload a certificate and its key for a site, and serve it (unless --no-activate)
     Upload {
         #[command(flatten)]
@@ -146,6 +160,14 @@ pub async fn cert(command: CertCommand, client_args: &ClientArgs) -> anyhow::Res
                 "type": "custom", "certificate": leaf, "chain": chain, "private_key": read_pem("key", &key)?,
                 "activate": !no_activate, "https_redirect": !no_https_redirect, "hsts": hsts,
             });
+            if !domains.is_empty() {
+                body["domains"] = serde_json::json!(domains);
+            }
+            let c = client.create_item(&at(&site), &body).await.map_err(site.missing())?;
+            (site, c)
+        }
+        CertCommand::Issue { site, domains, no_https_redirect, hsts } => {
+            let mut body = serde_json::json!({"type": "acme", "https_redirect": !no_https_redirect, "hsts": hsts});
             if !domains.is_empty() {
                 body["domains"] = serde_json::json!(domains);
             }

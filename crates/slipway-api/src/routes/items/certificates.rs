@@ -4,14 +4,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_core::secrets_key::SecretsKey;
 use slipway_core::site_input::Domain;
-use slipway_engine::items::certificates::{ActivateJob, CERTIFICATE_ACTIVATE, Served, key_context};
+use slipway_engine::items::acme::{CERTIFICATE_ISSUE, IssueJob};
+use slipway_engine::items::certificates::{ActivateJob, CERTIFICATE_ACTIVATE, Issued, Renewal, Served};
 use slipway_engine::items::{CertificateSpec, Certificates, ItemKind};
 use slipway_store::{Server, ServerItem, Site};
 use utoipa::ToSchema;
@@ -40,6 +39,12 @@ pub struct ServedCertificate {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct RenewalState {
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CertificateResource {
     pub id: String,
     pub server_id: String,
@@ -50,8 +55,10 @@ pub struct CertificateResource {
     pub source: String,
     /// The names it covers as asked for.
     pub domains: Vec<String>,
-    /// `pending` (being put in place), `active` (the site serves it), `inactive` (kept, not
-    /// served), `failed` (with the reason; the site serves what it served before) or `removing`.
+    /// `pending` (being put in place), `issuing` (ACME, first issuance), `renewing` (ACME; the
+    /// current certificate stays served meanwhile), `active` (the site serves it), `inactive`
+    /// (kept, not served), `failed` (with the reason; the site serves what it served before) or
+    /// `removing`.
     pub status: String,
     pub status_reason: Option<String>,
     /// The site serves it.
@@ -60,14 +67,18 @@ pub struct CertificateResource {
     pub https_redirect: bool,
     /// While active, `Strict-Transport-Security` is sent.
     pub hsts: bool,
+    /// What the certificate says; null while an ACME certificate is first being issued.
     #[schema(example = "CN=shop.example.com")]
-    pub subject: String,
+    pub subject: Option<String>,
     #[schema(example = "CN=Example CA")]
-    pub issuer: String,
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
+    pub issuer: Option<String>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub not_after: Option<DateTime<Utc>>,
     /// SHA-256 of the certificate, as `openssl x509 -fingerprint -sha256` prints it.
-    pub fingerprint: String,
+    pub fingerprint: Option<String>,
+    /// ACME certificates: when the next issuance attempt is due and why the last one failed
+    /// (the certificate being served is never touched by a failed renewal); null for uploaded ones.
+    pub renewal: Option<RenewalState>,
     /// What the server was last seen serving for the site; null until checked.
     pub served: Option<ServedCertificate>,
     pub operation_id: Option<String>,
@@ -78,7 +89,8 @@ pub struct CertificateResource {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCertificate {
-    /// `custom`: an uploaded certificate with its key (ACME issuance is not available yet).
+    /// `custom` (an uploaded certificate with its key) or `acme` (issued through the ACME
+    /// server Slipway is configured with, HTTP-01; served once issued, renewed by Slipway).
     #[serde(rename = "type")]
     #[schema(example = "custom")]
     pub source: String,
@@ -128,12 +140,16 @@ impl ItemRoutes for CertificateRoutes {
     }
 
     fn resource(item: &ServerItem, spec: CertificateSpec, operation_id: Option<String>) -> CertificateResource {
-        let status = match (item.status.as_str(), spec.active) {
-            ("installing", _) => "pending",
-            ("installed", true) => "active",
-            ("installed", false) => "inactive",
-            (other, _) => other,
+        let phase = spec.renewal.as_ref().and_then(|r| r.phase.as_deref());
+        let status = match (item.status.as_str(), spec.active, spec.issued.is_some(), phase) {
+            ("installing", _, false, _) => "issuing",
+            ("installing", _, true, _) => "pending",
+            ("installed", _, _, Some("renewing")) => "renewing",
+            ("installed", true, _, _) => "active",
+            ("installed", false, _, _) => "inactive",
+            (other, _, _, _) => other,
         };
+        let issued = spec.issued;
         let served = spec.served.map(|s: Served| ServedCertificate {
             fingerprint: s.fingerprint,
             not_after: s.not_after,
@@ -152,11 +168,14 @@ impl ItemRoutes for CertificateRoutes {
             active: spec.active,
             https_redirect: spec.https_redirect,
             hsts: spec.hsts,
-            subject: spec.subject,
-            issuer: spec.issuer,
-            not_before: spec.not_before,
-            not_after: spec.not_after,
-            fingerprint: spec.fingerprint,
+            subject: issued.as_ref().map(|i| i.subject.clone()),
+            issuer: issued.as_ref().map(|i| i.issuer.clone()),
+            not_before: issued.as_ref().map(|i| i.not_before),
+            not_after: issued.as_ref().map(|i| i.not_after),
+            fingerprint: issued.map(|i| i.fingerprint),
+            renewal: spec
+                .renewal
+                .map(|r| RenewalState { next_attempt_at: r.next_attempt_at, last_error: r.last_error }),
             served,
             operation_id,
             created_at: item.created_at,
@@ -197,14 +216,8 @@ fn wanted_domains(site: &Site, asked: Option<Vec<String>>, errors: &mut FieldErr
 /// A certificate and key checked for `site`, its key sealed with `secrets`, or every problem found.
 fn custom_spec(site: &Site, body: CreateCertificate, secrets: &SecretsKey) -> Result<CertificateSpec, ApiError> {
     let mut errors = FieldErrors::new();
-    if body.source == "acme" {
-        return Err(ApiError::validation(
-            "type",
-            "ACME issuance is not available yet; upload a certificate with type custom.",
-        ));
-    }
     if body.source != "custom" {
-        errors.add("type", "The type must be custom.");
+        errors.add("type", "The type must be custom or acme.");
     }
     let domains = wanted_domains(site, body.domains, &mut errors);
     let certificate = body.certificate.unwrap_or_default();
@@ -230,7 +243,6 @@ fn custom_spec(site: &Site, body: CreateCertificate, secrets: &SecretsKey) -> Re
         }
         errors.into_result().expect_err("a refused upload names its problems")
     })?;
-    let sealed = secrets.seal(&key_context(&site.id, &checked.info.fingerprint), checked.private_key_pem.as_bytes());
     Ok(CertificateSpec {
         site_id: site.id.clone(),
         domain: site.domain.clone(),
@@ -239,13 +251,8 @@ fn custom_spec(site: &Site, body: CreateCertificate, secrets: &SecretsKey) -> Re
         active: false,
         https_redirect: body.https_redirect.unwrap_or(true),
         hsts: body.hsts.unwrap_or(false),
-        subject: checked.info.subject,
-        issuer: checked.info.issuer,
-        not_before: checked.info.not_before,
-        not_after: checked.info.not_after,
-        fingerprint: checked.info.fingerprint,
-        full_chain_pem: checked.full_chain_pem,
-        sealed_key: STANDARD.encode(sealed),
+        issued: Some(Issued::seal(secrets, &site.id, checked.info, checked.full_chain_pem, &checked.private_key_pem)),
+        renewal: None,
         served: None,
     })
 }
@@ -270,7 +277,9 @@ async fn activate(
     Ok(Some(job.id))
 }
 
-/// Upload a certificate for the site (`type: custom`). It is checked first: it parses, the key
+/// Issue a certificate for the site with ACME (`type: acme`; 201 with it `issuing`, follow
+/// `operation_id`; a failure shows `failed` with the ACME server's reason), or upload one
+/// (`type: custom`). An upload is checked first: it parses, the key
 /// matches, it is valid now, the chain links it to its issuer, and it covers `domains`; each
 /// problem is a 422 on its field. The key is stored encrypted and never returned. With
 /// `activate` (the default) the site serves it over HTTPS once nginx accepts it: 201 with the
@@ -291,6 +300,9 @@ pub async fn create_certificate(
     let (_, count) = state.store.server_items(&v.server.id, Certificates.name(), None).await?;
     if count >= MAX_ITEMS {
         return Err(ApiError::validation("type", format!("A server can have at most {MAX_ITEMS} certificates.")));
+    }
+    if body.source == "acme" {
+        return create_acme(&state, &v, &audit, body).await;
     }
     let activate_now = body.activate.unwrap_or(true);
     let options = ActivateCertificate { https_redirect: body.https_redirect, hsts: body.hsts };
@@ -318,6 +330,72 @@ pub async fn create_certificate(
     Ok((StatusCode::CREATED, Data { data: CertificateRoutes::resource(&item, spec, operation) }))
 }
 
+/// An ACME certificate for the site's names: checked, stored `issuing`, and the operation that
+/// orders, validates (HTTP-01 through the site's own server block) and serves it queued.
+async fn create_acme(
+    state: &AppState,
+    v: &crate::routes::sites::OnSite,
+    audit: &AuditSlot,
+    body: CreateCertificate,
+) -> Result<(StatusCode, Data<CertificateResource>), ApiError> {
+    let mut errors = FieldErrors::new();
+    let domains = wanted_domains(&v.site, body.domains, &mut errors);
+    let aliases: Vec<String> = serde_json::from_str(&v.site.aliases).unwrap_or_default();
+    for name in &domains {
+        if name.starts_with("*.") {
+            errors.add(
+                "domains",
+                format!("{name}: wildcard names need DNS validation, which Slipway does not do; list the names."),
+            );
+        } else if *name != v.site.domain && !aliases.contains(name) {
+            errors.add("domains", format!("{name} is not the site's domain or one of its aliases, so its ACME challenge would not reach this site."));
+        }
+    }
+    for (field, given) in
+        [("certificate", &body.certificate), ("chain", &body.chain), ("private_key", &body.private_key)]
+    {
+        if given.is_some() {
+            errors.add(field, "Only for type custom: an ACME certificate is issued with a key of its own.");
+        }
+    }
+    if body.activate == Some(false) {
+        errors.add("activate", "An ACME certificate is served as soon as it is issued.");
+    }
+    errors.into_result()?;
+    if v.server.provisioned_at.is_none() {
+        return Err(ApiError::Conflict("The server is not provisioned yet; provision it first.".into()));
+    }
+    let spec = CertificateSpec {
+        site_id: v.site.id.clone(),
+        domain: v.site.domain.clone(),
+        source: "acme".into(),
+        domains,
+        active: false,
+        https_redirect: body.https_redirect.unwrap_or(true),
+        hsts: body.hsts.unwrap_or(false),
+        issued: None,
+        renewal: Some(Renewal { phase: Some("issuing".into()), ..Renewal::default() }),
+        served: None,
+    };
+    let at = slipway_core::time::now();
+    let item = ServerItem {
+        id: slipway_core::new_id(),
+        server_id: v.server.id.clone(),
+        kind: Certificates.name().into(),
+        name: spec.domains.first().cloned().unwrap_or_default(),
+        spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
+        status: "installing".into(),
+        status_reason: None,
+        created_at: at,
+        updated_at: at,
+    };
+    state.store.insert_server_item(&item).await?;
+    let payload = IssueJob { server_id: v.server.id.clone(), certificate_id: item.id.clone() };
+    let job = enqueue(state, CERTIFICATE_ISSUE.about_server(&v.server, payload)).await?;
+    super::audit_item(audit, &v.server, "certificate.create".into(), &item);
+    Ok((StatusCode::CREATED, Data { data: CertificateRoutes::resource(&item, spec, Some(job.id)) }))
+}
+
 /// Serve this certificate for its site (it replaces the active one once nginx accepts it; if
 /// nginx refuses, it shows `failed` and the site serves what it served before). 202 with the
 /// certificate; follow `operation_id`.
@@ -339,8 +417,12 @@ pub async fn activate_certificate(
         return Err(ApiError::Conflict("The certificate is being removed.".into()));
     }
     let spec: CertificateSpec = super::spec(&v.item)?;
-    if spec.not_after < slipway_core::time::now() {
-        return Err(ApiError::validation("certificate", "The certificate has expired; upload or issue a new one."));
+    match spec.issued.as_ref().map(|i| i.not_after) {
+        None => return Err(ApiError::Conflict("The certificate has not been issued yet.".into())),
+        Some(not_after) if not_after < slipway_core::time::now() => {
+            return Err(ApiError::validation("certificate", "The certificate has expired; upload or issue a new one."));
+        }
+        Some(_) => {}
     }
     let operation = activate(&state, &v.server, &v.item, options).await?;
     state.store.set_server_items_status(std::slice::from_ref(&v.item.id), "installing", None).await?;

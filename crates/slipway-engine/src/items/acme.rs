@@ -1,0 +1,339 @@
+//! ACME issuance and renewal (RFC 8555, HTTP-01) for sites' certificates, with `instant-acme`.
+//!
+//! One ACME account per organization and directory, its credentials sealed in Slipway's
+//! settings. `certificate.issue` orders the certificate, puts each challenge's key
+//! authorization where every site block answers `/.well-known/acme-challenge/` (see
+//! [`super::certificates::ACME_WEBROOT`]), lets the CA validate, finalizes with a new key and
+//! stores the certificate; then it is served like an uploaded one. A failure is recorded on the
+//! certificate (with the CA's own words) and never touches the certificate being served.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_store::{Server, ServerItem};
+
+use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, serve};
+use crate::script::Script;
+use crate::session::{connect, load_server, run_script, store_error};
+use crate::{Engine, JobKind};
+
+/// Let's Encrypt's production directory: the default.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// Which ACME server Slipway uses.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub directory: String,
+    /// A CA certificate (PEM file) to trust for the ACME server's own HTTPS instead of the
+    /// system's, for private ACME servers.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        AcmeSettings { directory: LETS_ENCRYPT.into(), ca_bundle: None }
+    }
+}
+
+/// How long before expiry a certificate is renewed.
+pub const RENEW_BEFORE: chrono::Duration = chrono::Duration::days(30);
+
+/// When an ACME certificate issued for `not_before..not_after` is due for renewal: 30 days before
+/// expiry, or at a third of its life left for short-lived certificates.
+pub fn renewal_due(not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> DateTime<Utc> {
+    let life = not_after - not_before;
+    not_after - RENEW_BEFORE.min(life / 3)
+}
+
+/// The wait after `failures` failed attempts in a row: 5 minutes, doubling, at most a day.
+pub fn backoff(failures: u32) -> chrono::Duration {
+    let minutes = 5i64.saturating_mul(1 << failures.saturating_sub(1).min(9));
+    chrono::Duration::minutes(minutes.min(24 * 60))
+}
+
+pub const CERTIFICATE_ISSUE: JobKind = JobKind { name: "certificate.issue", attempts: 3 };
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssueJob {
+    pub server_id: String,
+    pub certificate_id: String,
+}
+
+/// The ACME account of `organization_id` at the configured directory, created on first use.
+async fn account(engine: &Engine, organization_id: &str) -> Result<Account, String> {
+    let settings = &engine.acme;
+    let directory_hash = Sha256::digest(settings.directory.as_bytes());
+    let key = format!("acme-account:{organization_id}:{}", hex(&directory_hash[..8]));
+    let builder = || match &settings.ca_bundle {
+        Some(path) => {
+            Account::builder_with_root(path).map_err(|e| format!("the ACME CA bundle {}: {e}", path.display()))
+        }
+        None => Account::builder().map_err(|e| e.to_string()),
+    };
+    if let Some(sealed) = engine.store.setting(&key).await.map_err(|e| e.to_string())? {
+        let sealed = STANDARD.decode(sealed).map_err(|e| e.to_string())?;
+        let plain = engine.secrets.open(&key, &sealed).map_err(|e| e.to_string())?;
+        let credentials: AccountCredentials = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+        return builder()?.from_credentials(credentials).await.map_err(|e| format!("the ACME account: {e}"));
+    }
+    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+    let (account, credentials) = builder()?
+        .create(&new, settings.directory.clone(), None)
+        .await
+        .map_err(|e| format!("creating an ACME account at {}: {e}", settings.directory))?;
+    let plain = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+    let sealed = STANDARD.encode(engine.secrets.seal(&key, &plain));
+    engine.store.put_setting(&key, &sealed).await.map_err(|e| e.to_string())?;
+    Ok(account)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Publishes (or, with an empty list, removes) challenge answers on the server: one line per
+/// challenge, `token key-authorization`, both of the ACME alphabet (base64url and `.`).
+fn challenges_script(answers: &[(String, String)]) -> Result<Script, String> {
+    let acme_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    let mut table = String::new();
+    for (token, authorization) in answers {
+        if token.is_empty() || !token.chars().all(acme_char) || !authorization.chars().all(acme_char) {
+            return Err(format!("the ACME server sent a token Slipway will not write: {token:?}"));
+        }
+        table.push_str(&format!("{token} {authorization}\n"));
+    }
+    Ok(Script::new("acme challenges", include_str!("../../scripts/acme_challenges.sh"))
+        .var("ANSWERS", &table)
+        .var("ACME_WEBROOT", ACME_WEBROOT))
+}
+
+/// The reason an order failed, in the ACME server's words (each invalid challenge's error).
+async fn order_failure(order: &mut instant_acme::Order, error: Option<instant_acme::Error>) -> String {
+    let mut reasons = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        let name = match &authz.identifier().identifier {
+            Identifier::Dns(name) => name.clone(),
+            other => format!("{other:?}"),
+        };
+        if let Ok(state) = authz.refresh().await {
+            for challenge in state.challenges.iter().filter(|c| c.error.is_some()) {
+                if let Some(problem) = &challenge.error {
+                    reasons.push(format!("{name}: {}", problem.detail.clone().unwrap_or_else(|| problem.to_string())));
+                }
+            }
+        }
+    }
+    match (reasons.is_empty(), error) {
+        (false, _) => reasons.join("; "),
+        (true, Some(e)) => e.to_string(),
+        (true, None) => "the ACME server did not validate the order".into(),
+    }
+}
+
+/// Orders and fetches a certificate for `domains`; answers the challenges through `server`.
+/// Returns the chain PEM and the new key PEM.
+async fn obtain(
+    engine: &Engine,
+    ctx: &JobContext,
+    server: &Server,
+    domains: &[String],
+) -> Result<(String, String), JobError> {
+    let account = account(engine, &server.organization_id).await.map_err(JobError::failed)?;
+    let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map_err(|e| JobError::failed(format!("the ACME server refused the order: {e}")))?;
+    ctx.log("info", format!("==> ordered a certificate for {} from {}", domains.join(", "), engine.acme.directory));
+    let mut answers = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(|e| JobError::failed(format!("ACME authorization: {e}")))?;
+        if authz.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        let challenge = authz
+            .challenge(ChallengeType::Http01)
+            .ok_or_else(|| JobError::failed("the ACME server offers no HTTP-01 challenge"))?;
+        answers.push((challenge.token.clone(), challenge.key_authorization().as_str().to_string()));
+    }
+    let connection = connect(engine, ctx, server).await?;
+    let publish = challenges_script(&answers).map_err(JobError::failed)?;
+    run_script(engine, ctx, &connection, &publish).await?;
+    // Ready only once every answer is on the server.
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(|e| JobError::failed(format!("ACME authorization: {e}")))?;
+        if authz.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        if let Some(mut challenge) = authz.challenge(ChallengeType::Http01) {
+            challenge.set_ready().await.map_err(|e| JobError::failed(format!("ACME challenge: {e}")))?;
+        }
+    }
+    let retry =
+        RetryPolicy::new().initial_delay(Duration::from_millis(500)).backoff(1.5).timeout(Duration::from_secs(120));
+    let status = order.poll_ready(&retry).await;
+    // The answers are public, but they are not left behind.
+    let _ = run_script(engine, ctx, &connection, &challenges_script(&[]).map_err(JobError::failed)?).await;
+    match status {
+        Ok(OrderStatus::Ready) => {}
+        Ok(_) => return Err(JobError::failed(order_failure(&mut order, None).await)),
+        Err(e) => return Err(JobError::failed(order_failure(&mut order, Some(e)).await)),
+    }
+    ctx.log("info", "==> the ACME server validated every name");
+    let key = order.finalize().await.map_err(|e| JobError::failed(format!("finalizing the order: {e}")))?;
+    let chain =
+        order.poll_certificate(&retry).await.map_err(|e| JobError::failed(format!("fetching the certificate: {e}")))?;
+    Ok((chain, key))
+}
+
+#[derive(Debug)]
+pub struct IssueCertificate(pub Engine);
+
+#[async_trait]
+impl JobHandler for IssueCertificate {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        let Ok(payload) = serde_json::from_str::<IssueJob>(&job.payload) else { return };
+        record_failure(&self.0, &payload.certificate_id, "interrupted (Slipway stopped while issuing it)").await;
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: IssueJob = ctx.payload()?;
+        let engine = &self.0;
+        let server = load_server(engine, &job.server_id).await?;
+        let item = engine
+            .store
+            .server_item(&job.certificate_id)
+            .await
+            .map_err(store_error)?
+            .filter(|i| i.status != "removing")
+            .ok_or_else(|| JobError::failed("the certificate was deleted"))?;
+        let mut spec: CertificateSpec =
+            serde_json::from_str(&item.spec).map_err(|e| JobError::failed(e.to_string()))?;
+        let (chain, key) = match obtain(engine, ctx, &server, &spec.domains).await {
+            Ok(got) => got,
+            Err(e) => {
+                let reason = e.to_string();
+                // Retried attempts end here too; the last one leaves the reason.
+                record_failure(engine, &item.id, &reason).await;
+                return Err(e);
+            }
+        };
+        let info = slipway_tls::describe_pem(&chain).map_err(JobError::failed)?;
+        let renewed = spec.issued.is_some();
+        let due = renewal_due(info.not_before, info.not_after);
+        spec.issued = Some(Issued::seal(&engine.secrets, &spec.site_id, info, chain, &key));
+        spec.renewal = Some(Renewal { phase: None, next_attempt_at: Some(due), last_error: None, failures: 0 });
+        let text = serde_json::to_string(&spec).map_err(|e| JobError::failed(e.to_string()))?;
+        engine.store.set_server_item_spec(&item.id, &text).await.map_err(store_error)?;
+        ctx.log("info", format!("==> certificate issued; renewal is due {}", due.format("%Y-%m-%d %H:%M UTC")));
+        if renewed && !spec.active {
+            // A renewed certificate that is not served stays as it is, only newer.
+            engine
+                .store
+                .set_server_items_status(std::slice::from_ref(&item.id), "installed", None)
+                .await
+                .map_err(store_error)?;
+            return Ok(());
+        }
+        let activate = ActivateJob {
+            server_id: server.id.clone(),
+            certificate_id: item.id.clone(),
+            https_redirect: spec.https_redirect,
+            hsts: spec.hsts,
+        };
+        serve(engine, ctx, &server, &activate).await
+    }
+}
+
+/// Records a failed issuance or renewal: the reason, and when it is tried again. A certificate
+/// that was issued before keeps its status (and keeps being served); a first issuance fails.
+pub async fn record_failure(engine: &Engine, id: &str, reason: &str) {
+    let Ok(Some(item)) = engine.store.server_item(id).await else { return };
+    let Ok(mut spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { return };
+    let mut renewal = spec.renewal.take().unwrap_or_default();
+    renewal.failures = renewal.failures.saturating_add(1);
+    renewal.phase = None;
+    renewal.last_error = Some(reason.to_string());
+    renewal.next_attempt_at = Some(slipway_core::time::now() + backoff(renewal.failures));
+    let issued = spec.issued.is_some();
+    spec.renewal = Some(renewal);
+    if let Ok(text) = serde_json::to_string(&spec) {
+        let _ = engine.store.set_server_item_spec(id, &text).await;
+    }
+    let ids = [id.to_string()];
+    if issued {
+        let _ = engine.store.set_server_items_status(&ids, "installed", None).await;
+    } else {
+        let _ = engine.store.set_server_items_status(&ids, "failed", Some(reason)).await;
+    }
+}
+
+/// Queues renewal for every ACME certificate whose renewal (or retry) is due; called by the
+/// daily watch. Returns how many were queued.
+pub async fn queue_due_renewals(engine: &Engine, items: &[ServerItem]) -> usize {
+    let now = slipway_core::time::now();
+    let mut queued = 0;
+    for item in items.iter().filter(|i| i.status == "installed") {
+        let Ok(mut spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { continue };
+        let due = spec.renewal.as_ref().and_then(|r| r.next_attempt_at);
+        if spec.source != "acme" || due.is_none_or(|due| due > now) {
+            continue;
+        }
+        let Ok(Some(server)) = engine.store.server(&item.server_id).await else { continue };
+        if let Some(renewal) = spec.renewal.as_mut() {
+            renewal.phase = Some("renewing".into());
+        }
+        if let Ok(text) = serde_json::to_string(&spec) {
+            let _ = engine.store.set_server_item_spec(&item.id, &text).await;
+        }
+        let payload = IssueJob { server_id: server.id.clone(), certificate_id: item.id.clone() };
+        if slipway_jobs::enqueue(engine.store.as_ref(), CERTIFICATE_ISSUE.about_server(&server, payload)).await.is_ok()
+        {
+            queued += 1;
+        }
+    }
+    queued
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_thirty_days_before_expiry_or_at_a_third_of_a_short_life() {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(renewal_due(start, start + chrono::Duration::days(90)), start + chrono::Duration::days(60));
+        let short = renewal_due(start, start + chrono::Duration::seconds(300));
+        assert_eq!(short, start + chrono::Duration::seconds(200));
+    }
+
+    #[test]
+    fn retries_back_off_to_at_most_a_day() {
+        assert_eq!(backoff(1), chrono::Duration::minutes(5));
+        assert_eq!(backoff(2), chrono::Duration::minutes(10));
+        assert_eq!(backoff(30), chrono::Duration::hours(24));
+    }
+
+    #[test]
+    fn only_acme_alphabet_tokens_reach_the_server() {
+        assert!(challenges_script(&[("abc-_1".into(), "abc.def".into())]).is_ok());
+        for token in ["../x", "a b", "a;b", "", "a\nb"] {
+            assert!(challenges_script(&[(token.into(), "x".into())]).is_err(), "{token:?}");
+        }
+        assert!(challenges_script(&[("a".into(), "x$(id)".into())]).is_err());
+    }
+}
