@@ -1447,7 +1447,7 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
         ("chain", upload(&cert, &other_ca.read("ca.pem"), &key)),
         ("domains", upload(&elsewhere, &ca.read("ca.pem"), &elsewhere_key)),
         ("certificate", upload("not a certificate", "", &key)),
-        ("type", json!({"type": "acme"})),
+        ("type", json!({"type": "letsencrypt", "certificate": cert, "private_key": key})),
         (
             "domains",
             json!({"type": "custom", "domains": ["tls.example.com;"], "certificate": cert, "private_key": key}),
