@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How pebble is started. [`PebbleOptions::new`] gives the deterministic defaults tests want.
 #[derive(Debug, Clone)]
@@ -141,15 +141,13 @@ impl Pebble {
         }
         pebble.child = Some(command.spawn().expect("start pebble (apt-get install pebble)"));
 
-        let deadline = Instant::now() + Duration::from_secs(15);
         for p in [port, management_port] {
-            while TcpStream::connect((options.listen, p)).is_err() {
+            crate::testing::until(Duration::from_secs(15), "pebble listens", || {
                 if let Some(status) = pebble.child.as_mut().unwrap().try_wait().unwrap() {
                     panic!("pebble exited ({status}) before listening:\n{}", pebble.log());
                 }
-                assert!(Instant::now() < deadline, "pebble did not listen within 15 s:\n{}", pebble.log());
-                std::thread::sleep(Duration::from_millis(20));
-            }
+                TcpStream::connect((options.listen, p)).is_ok()
+            });
         }
         let root = pebble.dir.join("issuing-root.pem");
         let out = Command::new("curl")

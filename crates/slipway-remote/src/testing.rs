@@ -255,11 +255,7 @@ impl NetnsHost {
             .spawn()
             .unwrap();
         host.launcher = Some(launcher);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((address.as_str(), 22)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        until(Duration::from_secs(10), "sshd listens", || std::net::TcpStream::connect((address.as_str(), 22)).is_ok());
         let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
         host.host_key_public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         host
@@ -352,7 +348,17 @@ impl Drop for NetnsHost {
 
 /// Polls `check` until it holds; fails saying `what` did not happen within `limit`. The one
 /// way tests wait for something (never a fixed pause).
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_every(Duration::from_millis(50), limit, what, check).await
+}
+
+/// [`eventually`], checking every `interval` (for checks that cost something, such as a read
+/// over SSH).
+pub async fn eventually_every<F, Fut>(interval: Duration, limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -360,6 +366,16 @@ where
     let deadline = Instant::now() + limit;
     while !check().await {
         assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Blocks until `ready` says yes, checking every 20 ms, and fails the test after `limit` (for
+/// fixtures outside async code: a process that must start listening).
+pub fn until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

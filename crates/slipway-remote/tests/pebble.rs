@@ -34,11 +34,9 @@ impl WebServer {
             .spawn()
             .unwrap();
         let server = WebServer { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((host.address.as_str(), 80)).is_err() {
-            assert!(Instant::now() < deadline, "the web server did not listen within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        slipway_remote::testing::until(Duration::from_secs(10), "the web server listens", || {
+            std::net::TcpStream::connect((host.address.as_str(), 80)).is_ok()
+        });
         server
     }
 

@@ -1324,14 +1324,7 @@ async fn a_laravel_queue_worker_is_restarted_gracefully_by_queue_restart_on_depl
 
     // The scheduler has run by now, or does within its minute.
     let site_uid = String::from_utf8_lossy(&site_uid.stdout).trim().to_string();
-    let mut run = None;
-    let deadline = Instant::now() + Duration::from_secs(130);
-    while run.is_none() {
-        assert!(Instant::now() < deadline, "no run of the site's minutely job within 130 s");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        run = common::finished_run(&stage.api, &job_path).await;
-    }
-    let run = run.unwrap();
+    let run = common::first_finished_run(&stage.api, &job_path, Duration::from_secs(130)).await;
     let output = run["output"].as_str().unwrap();
     let in_a_release = [first_release, live_release()]
         .iter()

@@ -358,11 +358,25 @@ pub fn clean_test_host_files() {
 }
 
 #[allow(unused_imports)] // each test binary compiles this module; not all of them wait
-pub use slipway_remote::testing::eventually;
+pub use slipway_remote::testing::{eventually, eventually_every};
 
 /// The newest run of cron job `job_path` that has ended, if any.
 pub async fn finished_run(api: &Api, job_path: &str) -> Option<Value> {
     let (status, runs) = api.call(reqwest::Method::GET, &format!("{job_path}/runs"), None).await;
     assert_eq!(status, 200, "{runs}");
     runs["data"].as_array().unwrap().iter().find(|r| r["status"] != "running").cloned()
+}
+
+/// The first run of cron job `job_path` to end, waited for up to `limit` (a minutely job under
+/// real cron takes up to two minutes). Checked every 2 s: each check reads the server over SSH.
+pub async fn first_finished_run(api: &Api, job_path: &str, limit: Duration) -> Value {
+    let run = std::sync::Mutex::new(None);
+    eventually_every(Duration::from_secs(2), limit, "a finished run of the job", || async {
+        let found = finished_run(api, job_path).await;
+        let done = found.is_some();
+        *run.lock().unwrap() = found;
+        done
+    })
+    .await;
+    run.into_inner().unwrap().unwrap()
 }
