@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, ServerItem};
 
-use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, serve};
+use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, ServersSeen, serve};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
 use crate::{Engine, JobKind};
@@ -284,7 +284,7 @@ pub async fn record_failure(engine: &Engine, id: &str, reason: &str) {
 
 /// Queues renewal for every ACME certificate whose renewal (or retry) is due; called by the
 /// daily watch. Returns how many were queued.
-pub async fn queue_due_renewals(engine: &Engine, items: &[ServerItem]) -> usize {
+pub async fn queue_due_renewals(engine: &Engine, items: &[ServerItem], servers: &mut ServersSeen) -> usize {
     let now = slipway_core::time::now();
     let mut queued = 0;
     for item in items.iter().filter(|i| i.status == "installed") {
@@ -293,7 +293,7 @@ pub async fn queue_due_renewals(engine: &Engine, items: &[ServerItem]) -> usize 
         if spec.source != "acme" || due.is_none_or(|due| due > now) {
             continue;
         }
-        let Ok(Some(server)) = engine.store.server(&item.server_id).await else { continue };
+        let Some(server) = servers.get(engine, &item.server_id).await else { continue };
         if let Some(renewal) = spec.renewal.as_mut() {
             renewal.phase = Some("renewing".into());
         }

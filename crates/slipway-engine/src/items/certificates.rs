@@ -375,6 +375,23 @@ pub async fn schedule_watch(
     }
 }
 
+/// Servers read once per run of the watch, however many certificates each holds.
+#[derive(Debug, Default)]
+pub struct ServersSeen(std::collections::HashMap<String, Option<Server>>);
+
+impl ServersSeen {
+    /// Server `id`, read from the store the first time it is asked for; `None` if it is gone
+    /// or cannot be read.
+    pub async fn get(&mut self, engine: &Engine, id: &str) -> Option<Server> {
+        if let Some(known) = self.0.get(id) {
+            return known.clone();
+        }
+        let server = engine.store.server(id).await.ok().flatten();
+        self.0.insert(id.to_string(), server.clone());
+        server
+    }
+}
+
 /// Certificates expiring within this many days are reported by the watch.
 pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
@@ -389,13 +406,13 @@ impl JobHandler for WatchCertificates {
         // The next run first: a run that fails still leaves one scheduled.
         let now = slipway_core::time::now();
         schedule_watch(engine.store.as_ref(), now + chrono::Duration::days(1)).await.map_err(retryable)?;
-        let (mut after, mut checked) = (None::<String>, 0);
+        let (mut after, mut checked, mut servers) = (None::<String>, 0, ServersSeen::default());
         loop {
             let batch =
                 engine.store.items_of_kind(Certificates.name(), after.as_deref(), 200).await.map_err(retryable)?;
             let Some(last) = batch.last() else { break };
             after = Some(last.id.clone());
-            let renewing = super::acme::queue_due_renewals(engine, &batch).await;
+            let renewing = super::acme::queue_due_renewals(engine, &batch, &mut servers).await;
             if renewing > 0 {
                 ctx.log("info", format!("==> {renewing} ACME certificate(s) due: issuance queued"));
             }
@@ -407,7 +424,7 @@ impl JobHandler for WatchCertificates {
                 if !spec.active {
                     continue;
                 }
-                let Ok(Some(server)) = engine.store.server(&item.server_id).await else { continue };
+                let Some(server) = servers.get(engine, &item.server_id).await else { continue };
                 let served = record_served(engine, &server, &item.id, spec.clone()).await;
                 checked += 1;
                 let Some(not_after) = spec.issued.as_ref().map(|i| i.not_after) else { continue };

@@ -139,6 +139,17 @@ impl ItemRoutes for CertificateRoutes {
         Err(ApiError::NotFound)
     }
 
+    /// Deleting the certificate the site serves returns the site to plain HTTP: said so.
+    fn removing_message(spec: &CertificateSpec) -> String {
+        if spec.active {
+            "Removing the certificate. It was the site's active certificate: the site now serves plain HTTP only, \
+             until another certificate is activated."
+                .into()
+        } else {
+            Self::REMOVING.into()
+        }
+    }
+
     fn resource(item: &ServerItem, spec: CertificateSpec, operation_id: Option<String>) -> CertificateResource {
         let phase = spec.renewal.as_ref().and_then(|r| r.phase.as_deref());
         let status = match (item.status.as_str(), spec.active, spec.issued.is_some(), phase) {
@@ -203,7 +214,7 @@ fn wanted_domains(site: &Site, asked: Option<Vec<String>>, errors: &mut FieldErr
         match Domain::parse_alias(name) {
             // A name is compared as given, so it must already be in its plain form.
             Ok(d) if d.as_str() == name => {
-                if !names.contains(&name.clone()) {
+                if !names.contains(name) {
                     names.push(name.clone());
                 }
             }
@@ -307,18 +318,9 @@ pub async fn create_certificate(
     let activate_now = body.activate.unwrap_or(true);
     let options = ActivateCertificate { https_redirect: body.https_redirect, hsts: body.hsts };
     let spec = custom_spec(&v.site, body, &state.engine.secrets)?;
-    let at = slipway_core::time::now();
-    let item = ServerItem {
-        id: slipway_core::new_id(),
-        server_id: v.server.id.clone(),
-        kind: Certificates.name().into(),
-        name: spec.domains.first().cloned().unwrap_or_default(),
-        spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
-        status: if activate_now { "installing" } else { "installed" }.into(),
-        status_reason: None,
-        created_at: at,
-        updated_at: at,
-    };
+    let name = spec.domains.first().cloned().unwrap_or_default();
+    let status = if activate_now { "installing" } else { "installed" };
+    let item = super::new_item::<CertificateRoutes>(&v.server, &name, &spec, status)?;
     if activate_now && v.server.provisioned_at.is_none() {
         return Err(ApiError::Conflict(
             "The server is not provisioned yet; provision it first, or upload with activate false.".into(),
@@ -377,18 +379,8 @@ async fn create_acme(
         renewal: Some(Renewal { phase: Some("issuing".into()), ..Renewal::default() }),
         served: None,
     };
-    let at = slipway_core::time::now();
-    let item = ServerItem {
-        id: slipway_core::new_id(),
-        server_id: v.server.id.clone(),
-        kind: Certificates.name().into(),
-        name: spec.domains.first().cloned().unwrap_or_default(),
-        spec: serde_json::to_string(&spec).map_err(ApiError::internal)?,
-        status: "installing".into(),
-        status_reason: None,
-        created_at: at,
-        updated_at: at,
-    };
+    let name = spec.domains.first().cloned().unwrap_or_default();
+    let item = super::new_item::<CertificateRoutes>(&v.server, &name, &spec, "installing")?;
     state.store.insert_server_item(&item).await?;
     let payload = IssueJob { server_id: v.server.id.clone(), certificate_id: item.id.clone() };
     let job = enqueue(state, CERTIFICATE_ISSUE.about_server(&v.server, payload)).await?;
@@ -435,68 +427,14 @@ pub async fn activate_certificate(
     })
 }
 
-/// The site's certificates.
-#[utoipa::path(
-    get, path = "/api/v1/servers/{server}/sites/{site}/certificates", tag = "certificates",
-    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
-    security(("token" = ["certificate:read"])),
-    responses((status = 200, body = Paginated<CertificateResource>))
-)]
-pub async fn list_certificates(
-    State(state): State<AppState>,
-    v: VisibleSite,
-    Page(cursor): Page,
-) -> Result<Paginated<CertificateResource>, ApiError> {
-    let site_id = v.site.id.clone();
-    super::list_where::<CertificateRoutes>(&state, &v.server, cursor, |s| s.site_id == site_id).await
-}
-
-/// One certificate of the site.
-#[utoipa::path(
-    get, path = "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}", tag = "certificates",
-    params(("server" = String, Path), ("site" = String, Path), ("certificate" = String, Path)),
-    security(("token" = ["certificate:read"])),
-    responses((status = 200, body = Data<CertificateResource>))
-)]
-pub async fn get_certificate(
-    State(state): State<AppState>,
-    v: Authorized<OnSiteItem<CertificateRoutes>>,
-) -> Result<Data<CertificateResource>, ApiError> {
-    super::show::<CertificateRoutes>(&state, &v.server, &v.item).await
-}
-
-/// Removes a certificate; the answer warns when the site served it (it then serves plain HTTP).
-async fn remove(
-    state: &AppState,
-    server: &Server,
-    item: ServerItem,
-    audit: &AuditSlot,
-) -> Result<Accepted<CertificateResource>, ApiError> {
-    let was_active = super::spec::<CertificateSpec>(&item)?.active;
-    let mut answer = super::delete::<CertificateRoutes>(state, server, item, audit).await?;
-    if was_active {
-        answer.message = "Removing the certificate. It was the site's active certificate: the site now serves \
-                          plain HTTP only, until another certificate is activated."
-            .into();
-    }
-    Ok(answer)
-}
-
-/// Remove a certificate. 202 with the certificate `removing`; if the site served it, it falls
-/// back to plain HTTP and the message says so.
-#[utoipa::path(
-    delete, path = "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}", tag = "certificates",
-    params(("server" = String, Path), ("site" = String, Path), ("certificate" = String, Path)),
-    security(("token" = ["certificate:delete"])),
-    responses((status = 202, body = Accepted<CertificateResource>))
-)]
-pub async fn delete_certificate(
-    State(state): State<AppState>,
-    v: Authorized<OnSiteItem<CertificateRoutes>>,
-    audit: AuditSlot,
-) -> Result<Accepted<CertificateResource>, ApiError> {
-    let v = v.target;
-    remove(&state, &v.server, v.item, &audit).await
+crate::site_item_routes! {
+    routes: CertificateRoutes, resource: CertificateResource, tag: "certificates",
+    collection: "/api/v1/servers/{server}/sites/{site}/certificates",
+    item: "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}", param: "certificate",
+    read: "certificate:read", delete: "certificate:delete",
+    list: list_certificates = "The site's certificates.",
+    show: get_certificate = "One certificate of the site.",
+    delete: delete_certificate = "Remove a certificate. 202 with the certificate `removing`; if the site served it, it falls back to plain HTTP and the message says so.",
 }
 
 /// Every certificate on the server, across its sites.
@@ -527,7 +465,7 @@ pub async fn delete_server_certificate(
     audit: AuditSlot,
 ) -> Result<Accepted<CertificateResource>, ApiError> {
     let v = v.target;
-    remove(&state, &v.server, v.item, &audit).await
+    super::delete::<CertificateRoutes>(&state, &v.server, v.item, &audit).await
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {

@@ -48,6 +48,12 @@ pub trait ItemRoutes: Send + Sync + 'static {
     /// What the answer to a delete says (`Removing the key.`).
     const REMOVING: &'static str;
 
+    /// What the answer to deleting `spec` says: [`Self::REMOVING`], unless the kind has a
+    /// consequence to warn about (a certificate the site was serving).
+    fn removing_message(_spec: &Self::Spec) -> String {
+        Self::REMOVING.into()
+    }
+
     type Spec: Serialize + DeserializeOwned + Send;
     type Create: DeserializeOwned + Send;
     type Resource: Serialize + Send;
@@ -233,6 +239,27 @@ pub async fn create<K: ItemRoutes>(
     Ok((StatusCode::CREATED, Data { data: K::resource(&item, spec, operation) }))
 }
 
+/// A new item of kind `K` on `server`, not stored yet.
+pub(crate) fn new_item<K: ItemRoutes>(
+    server: &Server,
+    name: &str,
+    spec: &K::Spec,
+    status: &str,
+) -> Result<ServerItem, ApiError> {
+    let at = now();
+    Ok(ServerItem {
+        id: slipway_core::new_id(),
+        server_id: server.id.clone(),
+        kind: K::KIND.name().into(),
+        name: name.trim().to_string(),
+        spec: serde_json::to_string(spec).map_err(ApiError::internal)?,
+        status: status.into(),
+        status_reason: None,
+        created_at: at,
+        updated_at: at,
+    })
+}
+
 /// Stores a validated item, queues its sync and notes it in the audit log; returns the item and
 /// the sync's operation.
 pub async fn insert<K: ItemRoutes>(
@@ -242,18 +269,7 @@ pub async fn insert<K: ItemRoutes>(
     name: &str,
     spec: &K::Spec,
 ) -> Result<(ServerItem, Option<String>), ApiError> {
-    let at = now();
-    let item = ServerItem {
-        id: slipway_core::new_id(),
-        server_id: server.id.clone(),
-        kind: K::KIND.name().into(),
-        name: name.trim().to_string(),
-        spec: serde_json::to_string(spec).map_err(ApiError::internal)?,
-        status: "installing".into(),
-        status_reason: None,
-        created_at: at,
-        updated_at: at,
-    };
+    let item = new_item::<K>(server, name, spec, "installing")?;
     state.store.insert_server_item(&item).await?;
     let operation = sync(state, server, K::KIND).await?;
     audit_item(audit, server, format!("{}.create", K::AUDIT), &item);
@@ -370,6 +386,7 @@ pub async fn delete<K: ItemRoutes>(
     mut item: ServerItem,
     audit: &AuditSlot,
 ) -> Result<Accepted<K::Resource>, ApiError> {
+    let message = K::removing_message(&spec::<K::Spec>(&item)?);
     let ids = std::slice::from_ref(&item.id);
     state.store.set_server_items_status(ids, "removing", None).await?;
     // While the first provisioning runs it may already have put the item on the server: mark it
@@ -383,7 +400,7 @@ pub async fn delete<K: ItemRoutes>(
         sync(state, server, K::KIND).await?
     };
     audit_item(audit, server, format!("{}.delete", K::AUDIT), &item);
-    Ok(Accepted { message: K::REMOVING.into(), data: resource::<K>(&item, operation)? })
+    Ok(Accepted { message, data: resource::<K>(&item, operation)? })
 }
 
 /// Writes the four handlers of a server item kind, with their OpenAPI entries, and a `router`
