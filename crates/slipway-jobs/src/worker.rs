@@ -87,7 +87,10 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %self.config.worker_id, "job worker started");
         loop {
+            // Biased, and checked again before claiming: a stopping worker must not claim the
+            // jobs it has just requeued as interrupted (it would burn their attempts).
             tokio::select! {
+                biased;
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 _ = tick.tick() => {}
                 _ = self.wakeup.notified() => {}
@@ -95,7 +98,9 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
             self.reap().await;
-            while let Ok(slot) = slots.clone().try_acquire_owned() {
+            while !*shutdown.borrow()
+                && let Ok(slot) = slots.clone().try_acquire_owned()
+            {
                 match self.store.claim_job(&self.config.worker_id, now(), self.config.lease_until()).await {
                     Ok(Some(job)) => {
                         let span =

@@ -257,6 +257,8 @@ async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
     tokio::time::timeout(Duration::from_secs(10), worker).await.expect("shutdown does not hang").unwrap();
     let r = store.job(&retried).await.unwrap().unwrap();
     assert_eq!((r.status.as_str(), r.failure_reason.as_deref()), ("queued", Some("interrupted by shutdown; retrying")));
+    // A stopping worker does not claim again what it has just requeued.
+    assert_eq!(r.attempts, 1, "the requeued job was not run again during the shutdown");
     let f = store.job(&failed).await.unwrap().unwrap();
     assert_eq!((f.status.as_str(), f.failure_reason.as_deref()), ("failed", Some("interrupted by shutdown")));
 }
