@@ -65,6 +65,7 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("delete_redirect", "redirect.delete", &[]),
     ("create_certificate", "certificate.create", &[]),
     ("activate_certificate", "certificate.activate", &[]),
+    ("revoke_certificate", "certificate.revoke", &[]),
     ("delete_certificate", "certificate.delete", &[]),
     ("delete_server_certificate", "certificate.delete", &[]),
     ("create_crontab", "crontab.create", &[]),

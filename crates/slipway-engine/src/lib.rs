@@ -2,6 +2,7 @@
 //! `slipway-remote`, reports in the job's log, and records the true outcome on the server.
 //! The API only enqueues; `slipway serve` runs these in its job worker.
 
+pub mod audit;
 pub mod deploy;
 pub mod items;
 pub mod keys;
@@ -63,6 +64,8 @@ pub struct Engine {
     pub command_idle: Duration,
     /// The ACME server certificates are issued by.
     pub acme: items::acme::AcmeSettings,
+    /// How often every active certificate is checked and due renewals are queued.
+    pub certificate_check_interval: Duration,
     /// SSH connections kept open between jobs, one per server.
     pub connections: Arc<session::ConnectionPool>,
 }
@@ -75,6 +78,7 @@ impl Engine {
             ssh: slipway_remote::SshTimeouts::default(),
             command_idle: Duration::from_secs(300),
             acme: items::acme::AcmeSettings::default(),
+            certificate_check_interval: items::certificates::DEFAULT_CHECK_INTERVAL,
             connections: Arc::default(),
         }
     }
@@ -95,7 +99,8 @@ impl Engine {
                 items::certificates::ActivateCertificate(self.clone()),
             )
             .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()))
-            .register(items::acme::CERTIFICATE_ISSUE.name, items::acme::IssueCertificate(self.clone()));
+            .register(items::acme::CERTIFICATE_ISSUE.name, items::acme::IssueCertificate(self.clone()))
+            .register(items::acme::CERTIFICATE_REVOKE.name, items::acme::RevokeCertificate(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

@@ -341,6 +341,10 @@ pub trait ServerStore: Send + Sync {
     /// Replaces an item's spec with what the server now has (an activation that took effect, a
     /// probe's finding), keeping its status; false when it is gone or being removed.
     async fn set_server_item_spec(&self, id: &str, spec: &str) -> StoreResult<bool>;
+    /// [`Store::set_server_item_spec`] only while the spec is still `expected`: a writer that
+    /// read the item a while ago (a probe) cannot undo a change made meanwhile. False when the
+    /// spec changed, or the item is gone or being removed.
+    async fn replace_server_item_spec(&self, id: &str, expected: &str, spec: &str) -> StoreResult<bool>;
     /// A server's items of one kind, oldest first; `None` for all of them.
     async fn server_items(
         &self,

@@ -770,6 +770,11 @@ mod cases {
         let got = store.server_item(&k2.id).await.unwrap().unwrap();
         assert_eq!((got.spec.as_str(), got.status.as_str()), (r#"{"served":1}"#, "installed"));
         assert!(!store.set_server_item_spec(&rule.id, "{}").await.unwrap());
+        // A replacement holds only while the spec is the one read.
+        assert!(!store.replace_server_item_spec(&k2.id, r#"{"stale":1}"#, r#"{"served":2}"#).await.unwrap());
+        assert!(store.replace_server_item_spec(&k2.id, r#"{"served":1}"#, r#"{"served":2}"#).await.unwrap());
+        assert_eq!(store.server_item(&k2.id).await.unwrap().unwrap().spec, r#"{"served":2}"#);
+        assert!(!store.replace_server_item_spec(&rule.id, "{}", "{}").await.unwrap(), "not one being removed");
 
         // Every server's items of a kind, a batch at a time.
         let all = store.items_of_kind(&k2.kind, None, 100).await.unwrap();

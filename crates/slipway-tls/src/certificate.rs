@@ -49,11 +49,16 @@ pub struct CertificateInfo {
 
 /// Describes the first certificate of a PEM text (other blocks are skipped).
 pub fn describe_pem(pem: &str) -> Result<CertificateInfo, String> {
+    describe_der(&leaf_der(pem)?)
+}
+
+/// The DER of the first certificate of a PEM text (the leaf of a full chain).
+pub fn leaf_der(pem: &str) -> Result<Vec<u8>, String> {
     let blocks = pem::blocks(pem).map_err(|malformed| malformed.describe("The PEM text"))?;
     let block =
         blocks.iter().find(|block| block.label == "CERTIFICATE").ok_or("The PEM text holds no CERTIFICATE block.")?;
     let (_, der) = block.decode().ok_or("The certificate's base64 text is damaged.")?;
-    describe_der(&der)
+    Ok(der)
 }
 
 /// Describes a DER-encoded X.509 certificate.

@@ -6,4 +6,4 @@
 pub mod certificate;
 mod pem;
 
-pub use certificate::{CertificateInfo, CheckedCertificate, check_upload, describe_der, describe_pem};
+pub use certificate::{CertificateInfo, CheckedCertificate, check_upload, describe_der, describe_pem, leaf_der};

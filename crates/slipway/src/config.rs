@@ -74,6 +74,10 @@ pub struct ServerArgs {
     /// private ACME server
     #[arg(long, env = "SLIPWAY_ACME_CA_BUNDLE", value_name = "FILE")]
     pub acme_ca_bundle: Option<PathBuf>,
+    /// How often every served certificate is checked and due ACME renewals are queued, e.g. 1d,
+    /// 6h [default: 1d]
+    #[arg(long, env = "SLIPWAY_CERTIFICATE_CHECK_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub certificate_check_interval: Option<Duration>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -163,6 +167,7 @@ struct FileConfig {
     command_idle_seconds: Option<u64>,
     acme_directory: Option<String>,
     acme_ca_bundle: Option<PathBuf>,
+    certificate_check_interval: Option<String>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -218,6 +223,7 @@ pub struct Settings {
     pub ssh_connect_timeout_seconds: u64,
     pub command_idle_seconds: u64,
     pub acme: slipway_engine::items::acme::AcmeSettings,
+    pub certificate_check_interval: Duration,
     pub rate_limits: slipway_api::state::RateLimits,
     pub retention: slipway_jobs::retention::Retention,
 }
@@ -342,8 +348,15 @@ impl Settings {
             directory: acme_directory,
             ca_bundle: args.acme_ca_bundle.clone().or(file.acme_ca_bundle),
         };
+        let certificate_check_interval = duration_setting(
+            args.certificate_check_interval,
+            file.certificate_check_interval.as_deref(),
+            "certificate_check_interval",
+            slipway_engine::items::certificates::DEFAULT_CHECK_INTERVAL,
+        )?;
         Ok(Settings {
             acme,
+            certificate_check_interval,
             retention,
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
@@ -388,6 +401,7 @@ impl Settings {
             "command_idle_seconds": self.command_idle_seconds,
             "acme_directory": self.acme.directory,
             "acme_ca_bundle": self.acme.ca_bundle.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(system roots)".into()),
+            "certificate_check_interval": format_duration(self.certificate_check_interval),
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,

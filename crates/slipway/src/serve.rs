@@ -53,6 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     engine.ssh.connect = Duration::from_secs(settings.ssh_connect_timeout_seconds);
     engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
     engine.acme = settings.acme.clone();
+    engine.certificate_check_interval = settings.certificate_check_interval;
     let mut state = AppState::new(store.clone(), secrets, config);
     state.engine = engine.clone();
     let jobs_enqueued = state.jobs_enqueued.clone();
@@ -63,8 +64,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     slipway_jobs::retention::schedule(store.as_ref(), &settings.retention, slipway_core::time::now())
         .await
         .context("cannot schedule the pruning job")?;
-    // The same for the daily check of every served certificate.
-    slipway_engine::items::certificates::schedule_watch(store.as_ref(), slipway_core::time::now())
+    // The same for the check of every served certificate (daily by default).
+    let every = settings.certificate_check_interval;
+    slipway_engine::items::certificates::schedule_watch(store.as_ref(), slipway_core::time::now(), every)
         .await
         .context("cannot schedule the certificate watch")?;
 

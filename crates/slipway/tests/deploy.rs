@@ -1680,3 +1680,229 @@ async fn acme_certificates_are_issued_over_http01_served_and_failures_reported()
     let (code, answer) = curl_https(&stage, "acme.example.com", "/", &root);
     assert!(code == 0 && answer.ends_with("version 0\n"), "the issued certificate is still served: {answer}");
 }
+
+/// A TCP gate on 127.0.0.1 in front of the test host's nginx, for pebble's HTTP-01 requests:
+/// while closed it takes connections and never answers (validation hangs, so an issuance is
+/// caught in the middle); once opened it forwards them to nginx.
+struct ChallengeGate {
+    port: u16,
+    to: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    seen: Arc<AtomicU64>,
+}
+
+impl ChallengeGate {
+    fn start() -> ChallengeGate {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let to = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
+        let seen = Arc::new(AtomicU64::new(0));
+        let (target, count) = (to.clone(), seen.clone());
+        // Lives as long as the test process; it only ever serves this test's pebble.
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for client in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                let forward_to = *target.lock().unwrap();
+                let Some(to) = forward_to else {
+                    held.push(client);
+                    continue;
+                };
+                let Ok(server) = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)) else { continue };
+                let pipe = |mut from: std::net::TcpStream, mut into: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    })
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        ChallengeGate { port, to, seen }
+    }
+
+    fn open(&self, to: std::net::SocketAddr) {
+        *self.to.lock().unwrap() = Some(to);
+    }
+}
+
+/// The serial number of the certificate served for `domain`, as pebble names it (lowercase hex).
+fn served_serial(stage: &Stage, domain: &str) -> String {
+    let script = format!(
+        "openssl s_client -connect {}:443 -servername {domain} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        stage.host.address
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let serial = text.trim().strip_prefix("serial=").unwrap_or_else(|| panic!("no serial: {text}"));
+    serial.to_lowercase().trim_start_matches('0').to_string()
+}
+
+/// ACME certificates over their life: an issuance interrupted by kill -9 resumes after the
+/// restart; the scheduled check renews a short-lived certificate before it expires and the new
+/// one is served with no request failing; a renewal the CA refuses keeps the old certificate
+/// serving and says why, on the certificate and in the audit log; revoking reaches the CA and
+/// returns the site to plain HTTP.
+#[tokio::test]
+async fn acme_certificates_resume_after_kill_9_renew_under_load_and_failed_renewals_keep_serving() {
+    use slipway_remote::acme_testing::{Pebble, PebbleOptions};
+    let gate = ChallengeGate::start();
+    let mut options = PebbleOptions::new(std::net::Ipv4Addr::LOCALHOST);
+    options.http_port = gate.port;
+    // Renewal is due at a third of the life left: 40 seconds in.
+    options.certificate_validity = Some(Duration::from_secs(60));
+    let pebble = Pebble::start_with(options, &[]);
+    let (directory, bundle) = (pebble.directory_url(), pebble.api_ca_path().display().to_string());
+    let envs = [
+        UNLIMITED,
+        ("SLIPWAY_ACME_DIRECTORY", directory.as_str()),
+        ("SLIPWAY_ACME_CA_BUNDLE", bundle.as_str()),
+        ("SLIPWAY_CERTIFICATE_CHECK_INTERVAL", "5s"),
+        ("SLIPWAY_JOB_LEASE_SECONDS", "3"),
+    ];
+    let mut stage = Stage::new(&envs[1..]).await;
+    let domain = "renew.example.com";
+    pebble.add_name(domain, std::net::Ipv4Addr::LOCALHOST);
+    stage.repo.commit(&[("index.html", "version 0\n")], "v0");
+    let body = json!({"domain": domain, "project_type": "static", "repository_url": stage.repo.url});
+    let site = stage.site(body).await;
+    assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded");
+
+    // kill -9 while the CA is validating: after the restart the issuance runs again and ends.
+    let (status, created) =
+        stage.api.call(Method::POST, &format!("{site}/certificates"), Some(json!({"type": "acme"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let operation = created["data"]["operation_id"].as_str().unwrap().to_string();
+    let cert = format!("{site}/certificates/{}", created["data"]["id"].as_str().unwrap());
+    let validating = || std::future::ready(gate.seen.load(Ordering::SeqCst) > 0);
+    common::eventually(Duration::from_secs(60), "the CA began validating", validating).await;
+    let mut slipway = stage.slipway.take().unwrap();
+    Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
+    let _ = slipway.child.wait();
+    drop(slipway);
+    gate.open(std::net::SocketAddr::new(stage.host.address.parse().unwrap(), 80));
+    let restarted = Server::start(&stage.dir, &envs).unwrap();
+    stage.api = Api { url: restarted.url.clone(), token: stage.api.token.clone() };
+    stage.slipway = Some(restarted);
+    let op = stage.api.finished(&operation).await;
+    assert_eq!(op["status"], "succeeded", "the issuance resumed: {op}\n{}", pebble.log());
+    let (_, issued) = stage.api.call(Method::GET, &cert, None).await;
+    assert_eq!(
+        (issued["data"]["status"].as_str(), issued["data"]["served"]["matches"].as_bool()),
+        (Some("active"), Some(true)),
+        "{issued}"
+    );
+    let first = issued["data"]["fingerprint"].as_str().unwrap().to_string();
+    let root = pebble.issuing_root_path();
+    assert!(curl_https(&stage, domain, "/", &root).1.ends_with("version 0\n"));
+
+    // A second site's certificate, whose renewal the CA will refuse: its name no longer resolves.
+    let other = "renew-refused.example.com";
+    pebble.add_name(other, std::net::Ipv4Addr::LOCALHOST);
+    let body = json!({"domain": other, "project_type": "static", "repository_url": stage.repo.url});
+    let other_site = stage.site(body).await;
+    assert_eq!(stage.deploy(&other_site, "deploy", json!({})).await["status"], "succeeded");
+    let (_, created) =
+        stage.api.call(Method::POST, &format!("{other_site}/certificates"), Some(json!({"type": "acme"}))).await;
+    let op = stage.api.finished(created["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let other_cert = format!("{other_site}/certificates/{}", created["data"]["id"].as_str().unwrap());
+    let (_, other_issued) = stage.api.call(Method::GET, &other_cert, None).await;
+    let other_fingerprint = other_issued["data"]["fingerprint"].as_str().unwrap().to_string();
+    pebble.remove_name(other);
+
+    // Renewed by the scheduled check, served, and not one HTTPS request fails meanwhile.
+    let target =
+        Target::Https { address: stage.host.address.clone(), domain, ca_pem: pebble.issuing_root_pem().into() };
+    let (renewed, requests) = under_load_to(target, async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, c) = stage.api.call(Method::GET, &cert, None).await;
+            let now_served = c["data"]["served"]["fingerprint"].as_str().unwrap_or(&first).to_string();
+            if c["data"]["fingerprint"] != first.as_str() && now_served == c["data"]["fingerprint"].as_str().unwrap() {
+                return c["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "no renewal was served: {c}\n{}", pebble.log());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(requests > 40, "{requests} requests");
+    assert_eq!(
+        (renewed["status"].as_str(), renewed["served"]["matches"].as_bool()),
+        (Some("active"), Some(true)),
+        "{renewed}"
+    );
+    assert!(renewed["renewal"]["last_error"].is_null(), "{renewed}");
+    let second = renewed["fingerprint"].as_str().unwrap().to_string();
+    let renewals = "/api/v1/audit-events?action=certificate.renew";
+    let (_, events) = stage.api.call(Method::GET, &format!("{renewals}&outcome=success"), None).await;
+    let event = &events["data"][0];
+    assert_eq!(event["resource_id"], renewed["id"], "{events}");
+    assert!(event["detail"].as_str().unwrap().contains(&second), "{events}");
+
+    // A renewal the CA refuses: recorded with the CA's reason; the certificate still serves.
+    let renewal_failed = |path: String| {
+        let api = &stage.api;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let (_, c) = api.call(Method::GET, &path, None).await;
+                if c["data"]["renewal"]["last_error"].is_string() {
+                    return c["data"].clone();
+                }
+                assert!(Instant::now() < deadline, "the renewal did not fail: {c}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let failed = renewal_failed(other_cert.clone()).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["fingerprint"].as_str()),
+        (Some("active"), Some(other_fingerprint.as_str())),
+        "{failed}"
+    );
+    assert!(failed["renewal"]["last_error"].as_str().unwrap().contains(other), "the CA's reason: {failed}");
+    let (code, answer) = curl_https(&stage, other, "/", &root);
+    assert!(code == 0 && answer.ends_with("version 0\n"), "the certificate still serves: {answer}");
+    let (_, events) = stage.api.call(Method::GET, &format!("{renewals}&outcome=failure"), None).await;
+    let event = &events["data"][0];
+    assert_eq!(event["resource_id"], failed["id"], "{events}");
+    assert!(event["detail"].as_str().unwrap().contains("renewal failed"), "{events}");
+    let (ok, shown) = stage.cli(&["cert", "show", "web", other, failed["id"].as_str().unwrap()]);
+    assert!(ok && shown.contains("last renewal error:"), "{shown}");
+
+    // A renewal issued but refused by nginx: the new certificate is not stored as the one served,
+    // and the one nginx serves stays recorded as such.
+    let planted = format!("/etc/nginx/slipway/tls/{domain}/zz-broken.conf");
+    std::fs::write(&planted, "this is not nginx\n").unwrap();
+    let refused = renewal_failed(cert.clone()).await;
+    std::fs::remove_file(&planted).unwrap();
+    assert!(refused["renewal"]["last_error"].as_str().unwrap().contains("nginx"), "{refused}");
+    assert_eq!(
+        (refused["status"].as_str(), refused["fingerprint"].as_str()),
+        (Some("active"), Some(second.as_str())),
+        "{refused}"
+    );
+    assert_eq!(refused["served"]["fingerprint"].as_str(), Some(second.as_str()), "{refused}");
+    let (code, answer) = curl_https(&stage, domain, "/", &root);
+    assert!(code == 0 && answer.ends_with("version 0\n"), "the renewed certificate still serves: {answer}");
+    let id = renewed["id"].as_str().unwrap();
+
+    // Revoked at the CA, then removed: the site is back on plain HTTP.
+    let serial = served_serial(&stage, domain);
+    let (ok, out) = stage.cli(&["cert", "revoke", "web", domain, id]);
+    assert!(ok, "{out}");
+    assert!(out.contains("plain HTTP"), "the warning: {out}");
+    assert_eq!(stage.api.call(Method::GET, &cert, None).await.0, 404);
+    let status = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(pebble.api_ca_path())
+        .arg(format!("{}/cert-status-by-serial/{serial}", pebble.management_url()))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("Revoked"), "pebble has it revoked: {status}");
+    assert_ne!(curl_https(&stage, domain, "/", &root).0, 0, "no HTTPS any more");
+    assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".into()), "plain HTTP serves, no redirect");
+}

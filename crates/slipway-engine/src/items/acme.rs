@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    RetryPolicy, RevocationRequest,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ use slipway_store::{Server, ServerItem};
 use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, ServersSeen, serve};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
-use crate::{Engine, JobKind};
+use crate::{Engine, JobKind, audit};
 
 /// Let's Encrypt's production directory: the default.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -64,8 +64,9 @@ pub fn backoff(failures: u32) -> chrono::Duration {
 
 pub const CERTIFICATE_ISSUE: JobKind = JobKind { name: "certificate.issue", attempts: 3 };
 
+/// The payload of `certificate.issue` and `certificate.revoke`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IssueJob {
+pub struct CertificateJob {
     pub server_id: String,
     pub certificate_id: String,
 }
@@ -206,62 +207,101 @@ pub struct IssueCertificate(pub Engine);
 #[async_trait]
 impl JobHandler for IssueCertificate {
     async fn abandoned(&self, job: &slipway_store::Job) {
-        let Ok(payload) = serde_json::from_str::<IssueJob>(&job.payload) else { return };
-        record_failure(&self.0, &payload.certificate_id, "interrupted (Slipway stopped while issuing it)").await;
+        let Ok(payload) = serde_json::from_str::<CertificateJob>(&job.payload) else { return };
+        let reason = "interrupted (Slipway stopped while issuing it)";
+        record_failure(&self.0, &payload.server_id, &payload.certificate_id, reason).await;
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let job: IssueJob = ctx.payload()?;
+        let job: CertificateJob = ctx.payload()?;
         let engine = &self.0;
-        let server = load_server(engine, &job.server_id).await?;
-        let item = engine
-            .store
-            .server_item(&job.certificate_id)
-            .await
-            .map_err(store_error)?
-            .filter(|i| i.status != "removing")
-            .ok_or_else(|| JobError::failed("the certificate was deleted"))?;
-        let mut spec: CertificateSpec =
-            serde_json::from_str(&item.spec).map_err(|e| JobError::failed(e.to_string()))?;
-        let (chain, key) = match obtain(engine, ctx, &server, &spec.domains).await {
-            Ok(got) => got,
-            Err(e) => {
-                let reason = e.to_string();
-                // Retried attempts end here too; the last one leaves the reason.
-                record_failure(engine, &item.id, &reason).await;
-                return Err(e);
-            }
-        };
-        let info = slipway_tls::describe_pem(&chain).map_err(JobError::failed)?;
-        let renewed = spec.issued.is_some();
-        let due = renewal_due(info.not_before, info.not_after);
-        spec.issued = Some(Issued::seal(&engine.secrets, &spec.site_id, info, chain, &key));
-        spec.renewal = Some(Renewal { phase: None, next_attempt_at: Some(due), last_error: None, failures: 0 });
-        let text = serde_json::to_string(&spec).map_err(|e| JobError::failed(e.to_string()))?;
-        engine.store.set_server_item_spec(&item.id, &text).await.map_err(store_error)?;
-        ctx.log("info", format!("==> certificate issued; renewal is due {}", due.format("%Y-%m-%d %H:%M UTC")));
-        if renewed && !spec.active {
-            // A renewed certificate that is not served stays as it is, only newer.
-            engine
-                .store
-                .set_server_items_status(std::slice::from_ref(&item.id), "installed", None)
-                .await
-                .map_err(store_error)?;
-            return Ok(());
+        let result = issue(engine, ctx, &job).await;
+        if let Err(e) = &result {
+            // Every attempt that ends without a certificate says why (a retry marks it issuing
+            // again); so nothing stays `issuing` or `renewing` once no job works on it.
+            let reason = match e {
+                JobError::Cancelled => "stopped before it was done".to_string(),
+                other => other.to_string(),
+            };
+            record_failure(engine, &job.server_id, &job.certificate_id, &reason).await;
         }
-        let activate = ActivateJob {
-            server_id: server.id.clone(),
-            certificate_id: item.id.clone(),
-            https_redirect: spec.https_redirect,
-            hsts: spec.hsts,
-        };
-        serve(engine, ctx, &server, &activate).await
+        result
     }
 }
 
-/// Records a failed issuance or renewal: the reason, and when it is tried again. A certificate
-/// that was issued before keeps its status (and keeps being served); a first issuance fails.
-pub async fn record_failure(engine: &Engine, id: &str, reason: &str) {
+/// Certificate `id` and its spec, unless it is gone or being removed.
+async fn load_certificate(engine: &Engine, id: &str) -> Result<(ServerItem, CertificateSpec), JobError> {
+    let item = engine
+        .store
+        .server_item(id)
+        .await
+        .map_err(store_error)?
+        .filter(|i| i.status != "removing")
+        .ok_or_else(|| JobError::failed("the certificate was deleted"))?;
+    let spec = serde_json::from_str(&item.spec).map_err(|e| JobError::failed(e.to_string()))?;
+    Ok((item, spec))
+}
+
+/// One attempt at issuing (or renewing) certificate `job.certificate_id` and serving it.
+async fn issue(engine: &Engine, ctx: &JobContext, job: &CertificateJob) -> Result<(), JobError> {
+    let server = load_server(engine, &job.server_id).await?;
+    let (item, mut spec) = load_certificate(engine, &job.certificate_id).await?;
+    let renewing = spec.issued.is_some();
+    // Shown while this attempt runs (a retry after a failure shows it again).
+    let mut renewal = spec.renewal.clone().unwrap_or_default();
+    renewal.phase = Some(if renewing { "renewing" } else { "issuing" }.into());
+    spec.renewal = Some(renewal);
+    let text = serde_json::to_string(&spec).map_err(|e| JobError::failed(e.to_string()))?;
+    engine.store.set_server_item_spec(&item.id, &text).await.map_err(store_error)?;
+    if !renewing {
+        engine
+            .store
+            .set_server_items_status(std::slice::from_ref(&item.id), "installing", None)
+            .await
+            .map_err(store_error)?;
+    }
+
+    let (chain, key) = obtain(engine, ctx, &server, &spec.domains).await?;
+    let info = slipway_tls::describe_pem(&chain).map_err(JobError::failed)?;
+    let due = renewal_due(info.not_before, info.not_after);
+    let fingerprint = info.fingerprint.clone();
+    let mut new = spec.clone();
+    new.issued = Some(Issued::seal(&engine.secrets, &spec.site_id, info, chain, &key));
+    new.renewal = Some(Renewal { phase: None, next_attempt_at: Some(due), last_error: None, failures: 0 });
+    ctx.log("info", format!("==> certificate issued; renewal is due {}", due.format("%Y-%m-%d %H:%M UTC")));
+    let activate = ActivateJob {
+        server_id: server.id.clone(),
+        certificate_id: item.id.clone(),
+        https_redirect: spec.https_redirect,
+        hsts: spec.hsts,
+    };
+    if renewing && spec.active {
+        // The certificate being served is replaced only once nginx serves the new one; until
+        // then the old one stays stored and served.
+        serve(engine, ctx, &server, &activate, Some(new.clone())).await?;
+    } else {
+        let text = serde_json::to_string(&new).map_err(|e| JobError::failed(e.to_string()))?;
+        engine.store.set_server_item_spec(&item.id, &text).await.map_err(store_error)?;
+        if renewing {
+            // A renewed certificate that is not served stays as it is, only newer.
+            let ids = std::slice::from_ref(&item.id);
+            engine.store.set_server_items_status(ids, "installed", None).await.map_err(store_error)?;
+        } else {
+            serve(engine, ctx, &server, &activate, None).await?;
+        }
+    }
+    if renewing {
+        let not_after = new.issued.as_ref().map(|i| i.not_after.to_rfc3339()).unwrap_or_default();
+        let detail = format!("{}: renewed; now {fingerprint}, valid until {not_after}", spec.domain);
+        audit::record(engine, &server.organization_id, "certificate.renew", &item.id, "success", Some(detail)).await;
+    }
+    Ok(())
+}
+
+/// Records a failed issuance or renewal: the reason, when it is tried again, and an audit event.
+/// A certificate that was issued before keeps its status (and keeps being served); a first
+/// issuance fails.
+pub async fn record_failure(engine: &Engine, server_id: &str, id: &str, reason: &str) {
     let Ok(Some(item)) = engine.store.server_item(id).await else { return };
     let Ok(mut spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { return };
     let mut renewal = spec.renewal.take().unwrap_or_default();
@@ -280,33 +320,116 @@ pub async fn record_failure(engine: &Engine, id: &str, reason: &str) {
     } else {
         let _ = engine.store.set_server_items_status(&ids, "failed", Some(reason)).await;
     }
+    if let Ok(Some(server)) = engine.store.server(server_id).await {
+        let (action, what) = if issued { ("certificate.renew", "renewal") } else { ("certificate.issue", "issuance") };
+        let detail = format!("{}: {what} failed: {reason}", spec.domain);
+        audit::record(engine, &server.organization_id, action, id, "failure", Some(detail)).await;
+    }
 }
 
 /// Queues renewal for every ACME certificate whose renewal (or retry) is due; called by the
-/// daily watch. Returns how many were queued.
+/// watch. Returns how many were queued.
 pub async fn queue_due_renewals(engine: &Engine, items: &[ServerItem], servers: &mut ServersSeen) -> usize {
     let now = slipway_core::time::now();
     let mut queued = 0;
     for item in items.iter().filter(|i| i.status == "installed") {
-        let Ok(mut spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { continue };
-        let due = spec.renewal.as_ref().and_then(|r| r.next_attempt_at);
-        if spec.source != "acme" || due.is_none_or(|due| due > now) {
+        let Ok(spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { continue };
+        let renewal = spec.renewal.as_ref();
+        let Some(due) = renewal.and_then(|r| r.next_attempt_at).filter(|due| *due <= now) else { continue };
+        if spec.source != "acme" || renewal.and_then(|r| r.phase.as_deref()) == Some("revoking") {
             continue;
         }
         let Some(server) = servers.get(engine, &item.server_id).await else { continue };
-        if let Some(renewal) = spec.renewal.as_mut() {
-            renewal.phase = Some("renewing".into());
-        }
-        if let Ok(text) = serde_json::to_string(&spec) {
-            let _ = engine.store.set_server_item_spec(&item.id, &text).await;
-        }
-        let payload = IssueJob { server_id: server.id.clone(), certificate_id: item.id.clone() };
-        if slipway_jobs::enqueue(engine.store.as_ref(), CERTIFICATE_ISSUE.about_server(&server, payload)).await.is_ok()
-        {
-            queued += 1;
+        let payload = CertificateJob { server_id: server.id.clone(), certificate_id: item.id.clone() };
+        // One job per certificate and due time: a renewal still queued or running (its job
+        // moves the due time when it ends) is not queued twice, and a phase left behind by a
+        // job that is gone does not stop renewals.
+        let due_ms = u64::try_from(due.timestamp_millis()).unwrap_or(0);
+        let id = slipway_core::id::id_at_for(due_ms, &format!("{}:{}", CERTIFICATE_ISSUE.name, item.id));
+        let job = CERTIFICATE_ISSUE.about_server(&server, payload).with_id(id);
+        // The job marks the certificate `renewing` when it starts.
+        match slipway_jobs::enqueue(engine.store.as_ref(), job).await {
+            Ok(_) => queued += 1,
+            Err(slipway_store::StoreError::Conflict(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, certificate = %item.id, "could not queue the renewal; the next watch tries again")
+            }
         }
     }
     queued
+}
+
+/// `certificate.revoke`: an ACME certificate is revoked at the ACME server that issued it, then
+/// removed like a deleted one (the site falls back to plain HTTP if it served it). If the ACME
+/// server refuses, nothing is removed and the certificate says why.
+pub const CERTIFICATE_REVOKE: JobKind = JobKind { name: "certificate.revoke", attempts: 3 };
+
+#[derive(Debug)]
+pub struct RevokeCertificate(pub Engine);
+
+#[async_trait]
+impl JobHandler for RevokeCertificate {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        let Ok(payload) = serde_json::from_str::<CertificateJob>(&job.payload) else { return };
+        revoke_failed(
+            &self.0,
+            &payload.certificate_id,
+            "interrupted (Slipway stopped while revoking it); revoke it again",
+        )
+        .await;
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: CertificateJob = ctx.payload()?;
+        let engine = &self.0;
+        let server = load_server(engine, &job.server_id).await?;
+        let (item, spec) = load_certificate(engine, &job.certificate_id).await?;
+        let pem = spec
+            .issued
+            .as_ref()
+            .map(|i| i.full_chain_pem.clone())
+            .ok_or_else(|| JobError::failed("the certificate was never issued"))?;
+        let der = slipway_tls::leaf_der(&pem).map_err(JobError::failed)?;
+        let account = account(engine, &server.organization_id).await.map_err(JobError::failed)?;
+        let certificate = rustls::pki_types::CertificateDer::from(der);
+        let request = RevocationRequest { certificate: &certificate, reason: None };
+        match account.revoke(&request).await {
+            Ok(()) => {
+                ctx.log("info", format!("==> the ACME server revoked the certificate for {}", spec.domains.join(", ")))
+            }
+            // Revoked by an earlier attempt whose answer was lost: done.
+            Err(instant_acme::Error::Api(problem))
+                if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:alreadyRevoked") =>
+            {
+                ctx.log("info", "==> the ACME server had revoked it already")
+            }
+            Err(e) => {
+                let reason = format!("the ACME server did not revoke it: {e}");
+                revoke_failed(engine, &item.id, &reason).await;
+                return Err(JobError::failed(reason));
+            }
+        }
+        engine
+            .store
+            .set_server_items_status(std::slice::from_ref(&item.id), "removing", None)
+            .await
+            .map_err(store_error)?;
+        let connection = connect(engine, ctx, &server).await?;
+        super::apply(engine, ctx, &connection, &server, &super::certificates::Certificates).await
+    }
+}
+
+/// A revocation that did not happen: the certificate stays as it was, with the reason.
+async fn revoke_failed(engine: &Engine, id: &str, reason: &str) {
+    let Ok(Some(item)) = engine.store.server_item(id).await else { return };
+    let Ok(mut spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { return };
+    if let Some(renewal) = spec.renewal.as_mut() {
+        renewal.phase = None;
+    }
+    if let Ok(text) = serde_json::to_string(&spec) {
+        let _ = engine.store.set_server_item_spec(id, &text).await;
+    }
+    let _ = engine.store.set_server_items_status(&[id.to_string()], "installed", Some(reason)).await;
 }
 
 #[cfg(test)]

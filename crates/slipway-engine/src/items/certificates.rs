@@ -243,23 +243,41 @@ impl JobHandler for ActivateCertificate {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: ActivateJob = ctx.payload()?;
         let server = load_server(&self.0, &job.server_id).await?;
-        serve(&self.0, ctx, &server, &job).await
+        serve(&self.0, ctx, &server, &job, None).await
     }
 }
 
 /// Serves certificate `job.certificate_id` for its site, and records it as the site's active one
 /// once nginx has taken it (see [`CERTIFICATE_ACTIVATE`]); then checks what is served.
-pub async fn serve(engine: &Engine, ctx: &JobContext, server: &Server, job: &ActivateJob) -> Result<(), JobError> {
+///
+/// With `renewed`, the certificate is served as that spec (a renewal's new certificate), which
+/// is stored only once nginx serves it; if that fails the stored certificate, still the one
+/// served, is left as it was and the caller records the failure. Without it, a failure marks the
+/// certificate `failed`.
+pub async fn serve(
+    engine: &Engine,
+    ctx: &JobContext,
+    server: &Server,
+    job: &ActivateJob,
+    renewed: Option<CertificateSpec>,
+) -> Result<(), JobError> {
     let (items, _) = engine.store.server_items(&server.id, Certificates.name(), None).await.map_err(store_error)?;
     let kept: Vec<&ServerItem> = items.iter().filter(|i| i.status != "removing").collect();
     let mut all = specs::<CertificateSpec>(&kept).map_err(JobError::failed)?;
     let Some(site_id) = all.iter().find(|(id, _)| *id == job.certificate_id).map(|(_, s)| s.site_id.clone()) else {
         return Err(JobError::failed("the certificate was deleted"));
     };
+    let renewal = renewed.is_some();
+    let mut changed = Vec::new();
+    if let Some(new) = renewed
+        && let Some((id, spec)) = all.iter_mut().find(|(id, _)| *id == job.certificate_id)
+    {
+        *spec = new;
+        changed.push(id.clone());
+    }
     if all.iter().any(|(id, s)| *id == job.certificate_id && s.issued.is_none()) {
         return Err(JobError::failed("the certificate has not been issued yet"));
     }
-    let mut changed = Vec::new();
     for (id, spec) in all.iter_mut().filter(|(_, s)| s.site_id == site_id) {
         let before = spec.clone();
         spec.active = *id == job.certificate_id;
@@ -267,7 +285,7 @@ pub async fn serve(engine: &Engine, ctx: &JobContext, server: &Server, job: &Act
             spec.https_redirect = job.https_redirect;
             spec.hsts = job.hsts;
         }
-        if *spec != before {
+        if *spec != before && !changed.contains(id) {
             changed.push(id.clone());
         }
     }
@@ -305,6 +323,7 @@ pub async fn serve(engine: &Engine, ctx: &JobContext, server: &Server, job: &Act
             }
         }
         Err(JobError::Cancelled) => {}
+        Err(_) if renewal => {}
         Err(e) => {
             let reason = e.to_string();
             engine.store.set_server_items_status(id, "failed", Some(&reason)).await.map_err(store_error)?;
@@ -337,37 +356,49 @@ pub async fn served(address: &str, domain: &str, expected: &str) -> Served {
 }
 
 /// Checks what the server serves for certificate `id`'s site and records it on the certificate.
-pub async fn record_served(engine: &Engine, server: &Server, id: &str, mut spec: CertificateSpec) -> Served {
+/// Only the finding is written, onto the certificate as it is then: a renewal stored while the
+/// probe ran is kept (and the finding, about the certificate before it, is dropped).
+pub async fn record_served(engine: &Engine, server: &Server, id: &str, spec: CertificateSpec) -> Served {
     let expected = spec.issued.as_ref().map(|i| i.fingerprint.clone()).unwrap_or_default();
     let found = served(&server.ip_address, &spec.domain, &expected).await;
-    spec.served = Some(found.clone());
-    if let Ok(text) = serde_json::to_string(&spec) {
-        let _ = engine.store.set_server_item_spec(id, &text).await;
+    if let Ok(Some(item)) = engine.store.server_item(id).await
+        && let Ok(mut now) = serde_json::from_str::<CertificateSpec>(&item.spec)
+        && now.issued.as_ref().map(|i| i.fingerprint.as_str()) == Some(expected.as_str())
+    {
+        now.served = Some(found.clone());
+        if let Ok(text) = serde_json::to_string(&now) {
+            let _ = engine.store.replace_server_item_spec(id, &item.spec, &text).await;
+        }
     }
     found
 }
 
-/// `certificates.watch`: once a day, every active certificate is checked as a browser sees it
-/// (what the server serves for the site's name, and when it expires), and the finding is
-/// recorded on the certificate. A durable job, not a cron entry on some machine: each run
-/// schedules the next first, and every start of Slipway makes sure today's exists.
+/// `certificates.watch`: once a day (by default), every active certificate is checked as a
+/// browser sees it (what the server serves for the site's name, and when it expires), the finding
+/// is recorded on the certificate, and due ACME renewals are queued. A durable job, not a cron
+/// entry on some machine: each run schedules the next first, and every start of Slipway makes
+/// sure the current one exists.
 pub const WATCH_JOB: &str = "certificates.watch";
 const WATCH_LOCK: &str = "certificates-watch";
-const DAY_MS: u64 = 86_400_000;
 
-/// Enqueues the watch run of the day that contains `at` (due at the start of that day, so a
-/// Slipway that was down runs it at once); false when it exists already.
+/// How often the watch runs unless configured otherwise.
+pub const DEFAULT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Enqueues the watch run of the slot of length `every` that contains `at` (due at the start of
+/// that slot, so a Slipway that was down runs it at once); false when it exists already.
 pub async fn schedule_watch(
     store: &dyn slipway_store::Store,
     at: DateTime<Utc>,
+    every: std::time::Duration,
 ) -> Result<bool, slipway_store::StoreError> {
-    let day = u64::try_from(at.timestamp_millis()).unwrap_or(0) / DAY_MS * DAY_MS;
-    let run_at = DateTime::from_timestamp_millis(i64::try_from(day).unwrap_or(0)).unwrap_or(at);
+    let slot_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1000);
+    let slot = u64::try_from(at.timestamp_millis()).unwrap_or(0) / slot_ms * slot_ms;
+    let run_at = DateTime::from_timestamp_millis(i64::try_from(slot).unwrap_or(0)).unwrap_or(at);
     let spec = slipway_jobs::JobSpec::new(WATCH_JOB, serde_json::json!({}))
         .resource(WATCH_LOCK)
         .idempotent(3)
         .at(run_at)
-        .with_id(slipway_core::id::id_at_for(day, WATCH_JOB));
+        .with_id(slipway_core::id::id_at_for(slot, WATCH_JOB));
     match slipway_jobs::enqueue(store, spec).await {
         Ok(_) => Ok(true),
         Err(slipway_store::StoreError::Conflict(_)) => Ok(false),
@@ -405,7 +436,9 @@ impl JobHandler for WatchCertificates {
         let retryable = |e: slipway_store::StoreError| JobError::Retryable { reason: format!("database error: {e}") };
         // The next run first: a run that fails still leaves one scheduled.
         let now = slipway_core::time::now();
-        schedule_watch(engine.store.as_ref(), now + chrono::Duration::days(1)).await.map_err(retryable)?;
+        let every = engine.certificate_check_interval;
+        let next = now + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::days(1));
+        schedule_watch(engine.store.as_ref(), next, every).await.map_err(retryable)?;
         let (mut after, mut checked, mut servers) = (None::<String>, 0, ServersSeen::default());
         loop {
             let batch =
@@ -451,18 +484,27 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_watch_is_scheduled_once_a_day_whoever_asks() {
+    async fn the_watch_is_scheduled_once_a_slot_whoever_asks() {
         let db = slipway_store::testing::TestDatabase::sqlite().await;
         let store = db.store().await;
+        let day = DEFAULT_CHECK_INTERVAL;
         let at = DateTime::parse_from_rfc3339("2026-12-03T13:45:00Z").unwrap().with_timezone(&Utc);
-        assert!(schedule_watch(store.as_ref(), at).await.unwrap(), "today's run is new");
+        assert!(schedule_watch(store.as_ref(), at, day).await.unwrap(), "today's run is new");
         let later = at + chrono::Duration::hours(5);
-        assert!(!schedule_watch(store.as_ref(), later).await.unwrap(), "a second start finds it");
-        assert!(schedule_watch(store.as_ref(), at + chrono::Duration::days(1)).await.unwrap(), "tomorrow's is new");
+        assert!(!schedule_watch(store.as_ref(), later, day).await.unwrap(), "a second start finds it");
+        assert!(
+            schedule_watch(store.as_ref(), at + chrono::Duration::days(1), day).await.unwrap(),
+            "tomorrow's is new"
+        );
         // Due at the start of its day, so a Slipway that was down runs it at once.
-        let day = u64::try_from(at.timestamp_millis()).unwrap() / DAY_MS * DAY_MS;
-        let job = store.job(&slipway_core::id::id_at_for(day, WATCH_JOB)).await.unwrap().unwrap();
+        let slot = u64::try_from(at.timestamp_millis()).unwrap() / 86_400_000 * 86_400_000;
+        let job = store.job(&slipway_core::id::id_at_for(slot, WATCH_JOB)).await.unwrap().unwrap();
         assert_eq!((job.kind.as_str(), job.run_at.to_rfc3339()), (WATCH_JOB, "2026-12-03T00:00:00+00:00".into()));
+        // A shorter interval: slots of that length.
+        let minute = std::time::Duration::from_secs(60);
+        assert!(schedule_watch(store.as_ref(), at + chrono::Duration::seconds(30), minute).await.unwrap());
+        assert!(!schedule_watch(store.as_ref(), at + chrono::Duration::seconds(59), minute).await.unwrap());
+        assert!(schedule_watch(store.as_ref(), at + chrono::Duration::seconds(61), minute).await.unwrap());
     }
 
     #[test]

@@ -181,6 +181,15 @@ macro_rules! impl_server_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn replace_server_item_spec(&self, id: &str, expected: &str, spec: &str) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE server_items SET spec = $3, updated_at = $4 WHERE id = $1 AND spec = $2 AND status <> 'removing'",
+                )
+                .bind(id).bind(expected).bind(spec).bind(now())
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn server_items(&self, server_id: &str, kind: &str, page: Option<PageRequest>) -> StoreResult<(Vec<ServerItem>, u64)> {
                 let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
                 let rows: Vec<ServerItem> = sqlx::query_as(concat!(

@@ -74,6 +74,13 @@ pub enum CertCommand {
         #[arg(long)]
         hsts: bool,
     },
+    /// Revoke an ACME certificate at its ACME server, then remove it (the site falls back to
+    /// plain HTTP if it served it)
+    Revoke {
+        #[command(flatten)]
+        site: SiteRef,
+        id: String,
+    },
     /// Remove a certificate (the site falls back to plain HTTP if it served it)
     Delete {
         #[command(flatten)]
@@ -140,6 +147,12 @@ pub async fn cert(command: CertCommand, client_args: &ClientArgs) -> anyhow::Res
             if let Some(why) = c["status_reason"].as_str() {
                 println!("reason: {why}");
             }
+            if let Some(next) = c["renewal"]["next_attempt_at"].as_str() {
+                println!("next renewal attempt: {next}");
+            }
+            if let Some(error) = c["renewal"]["last_error"].as_str() {
+                println!("last renewal error: {error}");
+            }
             match &c["served"] {
                 serde_json::Value::Null => println!("served: not checked yet"),
                 served => println!(
@@ -178,6 +191,17 @@ pub async fn cert(command: CertCommand, client_args: &ClientArgs) -> anyhow::Res
             let place = Missing::Item { server: &site.server, kind: "certificate", id: &id };
             let body = serde_json::json!({"https_redirect": !no_https_redirect, "hsts": hsts});
             let c = client.item_action(&at(&site), &id, "activate", &body).await.map_err(place.describe())?;
+            (site, c)
+        }
+        CertCommand::Revoke { site, id } => {
+            let place = Missing::Item { server: &site.server, kind: "certificate", id: &id };
+            let body = serde_json::json!({});
+            let c = client.item_action(&at(&site), &id, "revoke", &body).await.map_err(place.describe())?;
+            if c["active"] == true && output == Output::Human {
+                eprintln!(
+                    "Warning: it is the site's active certificate; once revoked the site serves plain HTTP only."
+                );
+            }
             (site, c)
         }
         CertCommand::Delete { site, id } => {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_core::secrets_key::SecretsKey;
 use slipway_core::site_input::Domain;
-use slipway_engine::items::acme::{CERTIFICATE_ISSUE, IssueJob};
+use slipway_engine::items::acme::{CERTIFICATE_ISSUE, CERTIFICATE_REVOKE, CertificateJob};
 use slipway_engine::items::certificates::{ActivateJob, CERTIFICATE_ACTIVATE, Issued, Renewal, Served};
 use slipway_engine::items::{CertificateSpec, Certificates, ItemKind};
 use slipway_store::{Server, ServerItem, Site};
@@ -57,8 +57,8 @@ pub struct CertificateResource {
     pub domains: Vec<String>,
     /// `pending` (being put in place), `issuing` (ACME, first issuance), `renewing` (ACME; the
     /// current certificate stays served meanwhile), `active` (the site serves it), `inactive`
-    /// (kept, not served), `failed` (with the reason; the site serves what it served before) or
-    /// `removing`.
+    /// (kept, not served), `failed` (with the reason; the site serves what it served before),
+    /// `revoking` (ACME; revoked at the ACME server, then removed) or `removing`.
     pub status: String,
     pub status_reason: Option<String>,
     /// The site serves it.
@@ -155,7 +155,7 @@ impl ItemRoutes for CertificateRoutes {
         let status = match (item.status.as_str(), spec.active, spec.issued.is_some(), phase) {
             ("installing", _, false, _) => "issuing",
             ("installing", _, true, _) => "pending",
-            ("installed", _, _, Some("renewing")) => "renewing",
+            ("installed", _, _, Some(phase @ ("renewing" | "revoking"))) => phase,
             ("installed", true, _, _) => "active",
             ("installed", false, _, _) => "inactive",
             (other, _, _, _) => other,
@@ -382,7 +382,7 @@ async fn create_acme(
     let name = spec.domains.first().cloned().unwrap_or_default();
     let item = super::new_item::<CertificateRoutes>(&v.server, &name, &spec, "installing")?;
     state.store.insert_server_item(&item).await?;
-    let payload = IssueJob { server_id: v.server.id.clone(), certificate_id: item.id.clone() };
+    let payload = CertificateJob { server_id: v.server.id.clone(), certificate_id: item.id.clone() };
     let job = enqueue(state, CERTIFICATE_ISSUE.about_server(&v.server, payload)).await?;
     super::audit_item(audit, &v.server, "certificate.create".into(), &item);
     Ok((StatusCode::CREATED, Data { data: CertificateRoutes::resource(&item, spec, Some(job.id)) }))
@@ -425,6 +425,66 @@ pub async fn activate_certificate(
         message: "Serving the certificate.".into(),
         data: CertificateRoutes::resource(&item, spec, operation),
     })
+}
+
+/// Revoke an ACME certificate at the ACME server that issued it, then remove it (revoke a
+/// certificate whose key may have leaked). 202 with the certificate `revoking`; follow
+/// `operation_id`. If the ACME server refuses, nothing is removed and `status_reason` says why.
+/// If the site served it, it falls back to plain HTTP and the message says so. Uploaded
+/// certificates are revoked by the CA that issued them, not here.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/certificates/{certificate}/revoke", tag = "certificates",
+    params(("server" = String, Path), ("site" = String, Path), ("certificate" = String, Path)),
+    security(("token" = ["certificate:delete"])),
+    responses((status = 202, body = Accepted<CertificateResource>))
+)]
+pub async fn revoke_certificate(
+    State(state): State<AppState>,
+    v: Authorized<OnSiteItem<CertificateRoutes>>,
+    audit: AuditSlot,
+) -> Result<Accepted<CertificateResource>, ApiError> {
+    let v = v.target;
+    let mut spec: CertificateSpec = super::spec(&v.item)?;
+    if spec.source != "acme" {
+        return Err(ApiError::validation(
+            "type",
+            "Only ACME certificates are revoked through Slipway; ask the CA that issued this one, then delete it.",
+        ));
+    }
+    if spec.issued.is_none() {
+        return Err(ApiError::Conflict("The certificate has not been issued yet; delete it instead.".into()));
+    }
+    let busy = spec.renewal.as_ref().and_then(|r| r.phase.clone());
+    if v.item.status != "installed" || busy.is_some() {
+        let doing = busy.unwrap_or_else(|| v.item.status.clone());
+        return Err(ApiError::Conflict(format!("The certificate is busy ({doing}); try again once that is done.")));
+    }
+    if v.server.provisioned_at.is_none() {
+        return Err(ApiError::Conflict("The server is not provisioned yet; provision it first.".into()));
+    }
+    // Marked before the job is queued, so the job's end (which clears it) always comes after.
+    let before = v.item.spec.clone();
+    spec.renewal.get_or_insert_with(Renewal::default).phase = Some("revoking".into());
+    let text = serde_json::to_string(&spec).map_err(ApiError::internal)?;
+    state.store.set_server_item_spec(&v.item.id, &text).await?;
+    let payload = CertificateJob { server_id: v.server.id.clone(), certificate_id: v.item.id.clone() };
+    let job = match enqueue(&state, CERTIFICATE_REVOKE.about_server(&v.server, payload)).await {
+        Ok(job) => job,
+        Err(e) => {
+            let _ = state.store.set_server_item_spec(&v.item.id, &before).await;
+            return Err(e);
+        }
+    };
+    let mut item = v.item.clone();
+    item.spec = text;
+    super::audit_item(&audit, &v.server, "certificate.revoke".into(), &item);
+    let message = if spec.active {
+        "Revoking the certificate, then removing it. It is the site's active certificate: the site will serve \
+         plain HTTP only, until another certificate is activated."
+    } else {
+        "Revoking the certificate, then removing it."
+    };
+    Ok(Accepted { message: message.into(), data: CertificateRoutes::resource(&item, spec, Some(job.id)) })
 }
 
 crate::site_item_routes! {
@@ -473,6 +533,7 @@ pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_ax
         .routes(utoipa_axum::routes!(list_certificates, create_certificate))
         .routes(utoipa_axum::routes!(get_certificate, delete_certificate))
         .routes(utoipa_axum::routes!(activate_certificate))
+        .routes(utoipa_axum::routes!(revoke_certificate))
         .routes(utoipa_axum::routes!(list_server_certificates))
         .routes(utoipa_axum::routes!(delete_server_certificate))
 }
