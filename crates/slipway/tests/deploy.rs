@@ -1663,6 +1663,24 @@ async fn acme_certificates_are_issued_over_http01_served_and_failures_reported()
     }
     let (code, answer) = curl_https(&stage, "www.acme.example.com", "/", &root);
     assert!(code == 0 && answer.ends_with("version 0\n"), "the alias is covered: {answer}");
+    for domain in ["acme.example.com", "app-acme.example.com"] {
+        let to = Some(format!("https://{domain}/page"));
+        assert_eq!(redirect_of(&stage, domain, "/page").await, (301, to), "plain HTTP goes to HTTPS");
+    }
+
+    // A deploy of the app under HTTPS load, with the certificate pebble issued, fails no request.
+    let target = Target::Https {
+        address: stage.host.address.clone(),
+        domain: "app-acme.example.com",
+        ca_pem: pebble.issuing_root_pem().into(),
+    };
+    let (deployed, requests) = under_load_to(target, async {
+        stage.repo.commit(&[("index.html", "version 1\n")], "v1");
+        stage.deploy(&app, "deploy", json!({})).await
+    })
+    .await;
+    assert_eq!(deployed["status"], "succeeded", "{deployed}");
+    assert!(requests > 40, "{requests} requests");
 
     // A name the CA cannot resolve: the order fails with the CA's words, nothing else changes.
     pebble.remove_name("www.acme.example.com");
