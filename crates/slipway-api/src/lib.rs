@@ -41,6 +41,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     // Server items: one line per kind.
     let router = routes::items::ssh_keys::router(router);
     let router = routes::items::network_rules::router(router);
+    let router = routes::items::databases::router(router);
     let router = routes::items::daemons::router(router);
     let router = routes::items::daemons::extra_router(router);
     let router = routes::items::queue_workers::router(router);

@@ -445,6 +445,8 @@ pub enum ServerAction {
     Provision,
     Restart,
     AcceptHostKey,
+    /// Import the databases already on the server.
+    SyncDatabases,
 }
 
 impl ServerAction {
@@ -454,6 +456,7 @@ impl ServerAction {
             ServerAction::Provision => "provision",
             ServerAction::Restart => "restart",
             ServerAction::AcceptHostKey => "accept-host-key",
+            ServerAction::SyncDatabases => "databases/sync",
         }
     }
 }
@@ -465,6 +468,7 @@ pub enum ServerItems {
     NetworkRules,
     Daemons,
     Crontabs,
+    Databases,
 }
 
 impl ServerItems {
@@ -474,6 +478,7 @@ impl ServerItems {
             ServerItems::NetworkRules => "network-rules",
             ServerItems::Daemons => "daemons",
             ServerItems::Crontabs => "crontabs",
+            ServerItems::Databases => "databases",
         }
     }
 
@@ -484,6 +489,7 @@ impl ServerItems {
             ServerItems::NetworkRules => "network rule",
             ServerItems::Daemons => "daemon",
             ServerItems::Crontabs => "cron job",
+            ServerItems::Databases => "database",
         }
     }
 }
@@ -536,6 +542,12 @@ impl Client {
     pub async fn delete_item(&self, collection: &str, item: &str) -> Result<Value, ClientError> {
         let path = format!("{collection}/{}", encode_segment(item));
         Ok(self.expect::<Data<Value>>(Method::DELETE, &path, None::<&()>).await?.data)
+    }
+
+    /// Deletes an item whose deletion takes a body (a database: `{"confirm": name}`).
+    pub async fn delete_item_with(&self, collection: &str, item: &str, body: &Value) -> Result<Value, ClientError> {
+        let path = format!("{collection}/{}", encode_segment(item));
+        Ok(self.expect::<Data<Value>>(Method::DELETE, &path, Some(body)).await?.data)
     }
 
     /// Restarts a daemon or a queue worker; the answer's `operation_id` does it.

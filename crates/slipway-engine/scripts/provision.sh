@@ -95,9 +95,25 @@ if [ -n "$PHP_VERSION" ]; then
     step "starting PHP $PHP_VERSION FPM"
     service_up "php$PHP_VERSION-fpm"
 fi
+# An engine already answering on its socket is running: nothing to start. (Debian's init
+# scripts check MariaDB over TCP 127.0.0.1:3306, which a server in a network of its own may not
+# reach; they would then call it broken and start a second one on the same data.)
+database_answers() {
+    case "$DATABASE" in
+        mariadb | mysql) mysqladmin --protocol=socket -uroot ping >/dev/null 2>&1 ;;
+        postgres) pg_isready -q -h /var/run/postgresql ;;
+        *) return 1 ;;
+    esac
+}
 if [ -n "$database_service" ]; then
-    step "starting $DATABASE"
-    service_up "$database_service"
+    if database_answers; then
+        step "$DATABASE is running"
+        # Started at boot too.
+        if has_systemd; then systemctl enable "$database_service" >/dev/null 2>&1 || true; fi
+    else
+        step "starting $DATABASE"
+        service_up "$database_service"
+    fi
 fi
 
 step "provisioned: $PRETTY_NAME, nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"

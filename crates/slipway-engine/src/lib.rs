@@ -100,7 +100,8 @@ impl Engine {
             )
             .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()))
             .register(items::acme::CERTIFICATE_ISSUE.name, items::acme::IssueCertificate(self.clone()))
-            .register(items::acme::CERTIFICATE_REVOKE.name, items::acme::RevokeCertificate(self.clone()));
+            .register(items::acme::CERTIFICATE_REVOKE.name, items::acme::RevokeCertificate(self.clone()))
+            .register(items::databases::DATABASE_IMPORT.name, items::databases::ImportDatabases(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

@@ -238,14 +238,22 @@ impl NetnsHost {
         }
         // Its own PID namespace (sshd is its init: when it ends, everything started there ends)
         // and a private /run (pid files, supervisor's socket, init's sockets), so nothing done
-        // on the host can reach this machine's daemons or its init.
+        // on the host can reach this machine's daemons or its init. The one exception is the
+        // database engines' socket directories, so the host uses this machine's MariaDB and
+        // PostgreSQL as a server uses its own (their data directories are never touched).
+        let machine_run = dir.join("machine-run");
+        std::fs::create_dir_all(&machine_run).unwrap();
         let inside = format!(
-            "set -e; mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p /run/sshd /run/lock; {fake_release}{wrappers}\
+            "set -e; mount --bind /run {machine_run}; mount -t tmpfs -o mode=755 tmpfs /run; \
+             for s in mysqld postgresql; do if [ -d {machine_run}/$s ]; then mkdir -p /run/$s; \
+             mount --bind {machine_run}/$s /run/$s; fi; done; umount {machine_run}; \
+             mkdir -p /run/sshd /run/lock; {fake_release}{wrappers}\
              for d in /usr/sbin /sbin /usr/bin /bin; do for n in reboot shutdown poweroff halt systemctl init telinit; do \
              [ -e \"$d/$n\" ] && mount --bind {stand_in} \"$d/$n\"; done; done; \
              exec /usr/sbin/sshd -D -f {config}",
             stand_in = stand_in.display(),
-            config = dir.join("sshd_config").display()
+            config = dir.join("sshd_config").display(),
+            machine_run = machine_run.display(),
         );
         let launcher = Command::new("ip")
             .args(["netns", "exec", &name, "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount"])

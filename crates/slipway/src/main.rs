@@ -67,6 +67,9 @@ enum Command {
     /// A server's cron jobs and their runs
     #[command(subcommand)]
     Cron(cli::cron::CronCommand),
+    /// Databases on a server's own engine
+    #[command(subcommand)]
+    Db(cli::databases::DbCommand),
     /// Manage a server's sites
     #[command(subcommand)]
     Site(cli::sites::SiteCommand),
@@ -158,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Redirect(command) => cli::run(cli::redirects::redirect(command, &cli.client)),
         Command::Cert(command) => cli::run(cli::certificates::cert(command, &cli.client)),
         Command::Cron(command) => cli::run(cli::cron::cron(command, &cli.client)),
+        Command::Db(command) => cli::run(cli::databases::db(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),
         Command::Rollback(args) => cli::run(cli::sites::rollback(args, &cli.client)),

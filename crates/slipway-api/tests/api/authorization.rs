@@ -176,10 +176,17 @@ async fn world(db: TestDatabase) -> World {
     assert_eq!(org_token.status, StatusCode::CREATED, "{}", org_token.text());
     let org_token_id = org_token.json()["data"]["id"].as_str().unwrap().to_string();
     let server = app
-        .post_as("/api/v1/servers", &a.token, json!({"name": "web-1", "provider": "custom", "ip_address": "127.0.0.1"}))
+        .post_as(
+            "/api/v1/servers",
+            &a.token,
+            json!({"name": "web-1", "provider": "custom", "ip_address": "127.0.0.1", "database_type": "mariadb"}),
+        )
         .await;
     assert_eq!(server.status, StatusCode::CREATED, "{}", server.text());
     let server_id = server.json()["data"]["id"].as_str().unwrap().to_string();
+    let database =
+        app.post_as(&format!("/api/v1/servers/{server_id}/databases"), &a.token, json!({"name": "shop"})).await;
+    assert_eq!(database.status, StatusCode::CREATED, "{}", database.text());
     let operation = app.post_as(&format!("/api/v1/servers/{server_id}/verify"), &a.token, json!({})).await;
     assert_eq!(operation.status, StatusCode::ACCEPTED, "{}", operation.text());
     let operation_id = operation.json()["data"]["id"].as_str().unwrap().to_string();
@@ -270,6 +277,7 @@ async fn world(db: TestDatabase) -> World {
             ("redirect", redirect.json()["data"]["id"].as_str().unwrap().to_string()),
             ("certificate", certificate.json()["data"]["id"].as_str().unwrap().to_string()),
             ("crontab", crontab.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("database", database.json()["data"]["id"].as_str().unwrap().to_string()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

@@ -1,6 +1,7 @@
 //! What Slipway keeps on a server besides its base setup, as kinds of item: SSH keys of the
 //! deploy user ([`ssh_keys`]), firewall rules ([`network_rules`]), daemons ([`daemons`]), cron
-//! jobs ([`cron`]), sites' TLS certificates ([`certificates`]). Every kind is applied the same way: render everything the server should have
+//! jobs ([`cron`]), sites' TLS certificates ([`certificates`]), databases ([`databases`], the one kind
+//! whose sync drops only what is being deleted). Every kind is applied the same way: render everything the server should have
 //! (every item not being removed) and replace Slipway's part on the server in one step, so a sync
 //! is idempotent and a failed one leaves the previous state in place.
 //!
@@ -11,6 +12,7 @@ pub mod acme;
 pub mod certificates;
 pub mod cron;
 pub mod daemons;
+pub mod databases;
 pub mod network_rules;
 pub mod queue_workers;
 pub mod redirects;
@@ -32,6 +34,7 @@ use crate::{Engine, JobKind};
 pub use certificates::{CertificateSpec, Certificates};
 pub use cron::CronJobs;
 pub use daemons::{DAEMON_PREFIX, Daemons};
+pub use databases::{DatabaseSpec, Databases};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use queue_workers::{QueueWorkerSpec, QueueWorkers, WORKER_PREFIX};
 pub use redirects::{RedirectSpec, Redirects};
@@ -56,6 +59,19 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
     /// (`engine` opens what is sealed: a certificate's key.)
     fn sync_script(&self, engine: &Engine, server: &Server, items: &[&ServerItem]) -> Result<Script, String>;
 
+    /// The script a sync runs: [`ItemKind::sync_script`] of the items to keep, for kinds whose
+    /// items go from the server by being left out. Kinds whose items the server keeps unless
+    /// told otherwise (databases are never dropped for being absent) get `removing` as well.
+    fn apply_script(
+        &self,
+        engine: &Engine,
+        server: &Server,
+        keep: &[&ServerItem],
+        _removing: &[&ServerItem],
+    ) -> Result<Script, String> {
+        self.sync_script(engine, server, keep)
+    }
+
     /// For kinds that run as supervisor programs: the programs' name prefix (their live status,
     /// log and restart then come from supervisor).
     fn program_prefix(&self) -> Option<&'static str> {
@@ -72,7 +88,7 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
 /// and cron jobs last: they may need the users and files the others set up).
 pub static KINDS: &[&dyn ItemKind] =
-    &[&NetworkRules, &SshKeys, &Daemons, &QueueWorkers, &Redirects, &Certificates, &CronJobs];
+    &[&NetworkRules, &SshKeys, &Databases, &Daemons, &QueueWorkers, &Redirects, &Certificates, &CronJobs];
 
 /// The site an item of a site-level kind (queue workers, redirects, a site's cron jobs) belongs to.
 #[derive(Debug, Deserialize)]
@@ -190,7 +206,7 @@ pub async fn apply(
     let (items, _) = store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
     let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) = items.iter().partition(|i| i.status == "removing");
     let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
-    let outcome = match kind.sync_script(engine, server, &keep) {
+    let outcome = match kind.apply_script(engine, server, &keep, &removing) {
         Ok(script) => run_script_with(engine, ctx, connection, &script, ctx.cancel_receiver()).await,
         Err(e) => Err(JobError::failed(e)),
     };

@@ -6,6 +6,7 @@
 pub mod certificates;
 pub mod credentials;
 pub mod cron;
+pub mod databases;
 pub mod errors;
 pub mod follow;
 pub mod programs;
@@ -634,7 +635,7 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
 
 /// Starts an action, streams its operation's log, and prints the server afterwards; fails when
 /// the operation does not succeed.
-async fn run_server_action(
+pub(crate) async fn run_server_action(
     client: &Client,
     id: &str,
     action: ServerAction,
@@ -691,6 +692,7 @@ fn print_items(kind: ServerItems, items: &[serde_json::Value]) {
             }
         }
         ServerItems::Crontabs => cron::print_jobs(items),
+        ServerItems::Databases => databases::print_databases(items),
         ServerItems::NetworkRules => {
             println!(
                 "{:<26}  {:<20}  {:<6}  {:<12}  {:<5}  {:<18}  STATUS",

@@ -11,6 +11,7 @@
 pub mod certificates;
 pub mod crontabs;
 pub mod daemons;
+pub mod databases;
 pub mod network_rules;
 pub mod queue_workers;
 pub mod redirects;
