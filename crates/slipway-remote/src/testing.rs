@@ -371,8 +371,25 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_some(interval, limit, what, || {
+        let ready = check();
+        async move { ready.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `check` every `interval` until it gives a value, and returns it; fails saying `what`
+/// did not happen within `limit`.
+pub async fn eventually_some<T, F, Fut>(interval: Duration, limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = Instant::now() + limit;
-    while !check().await {
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
         assert!(Instant::now() < deadline, "{what} within {limit:?}");
         tokio::time::sleep(interval).await;
     }

@@ -53,15 +53,19 @@ async fn provisioned_with(database_type: &str) -> Provisioned {
     Provisioned { dir, _slipway: slipway, api, server_path, _host: host }
 }
 
-/// Runs SQL on this machine's engine as its administrator; returns stdout (trimmed).
-fn sql(engine: &str, statement: &str) -> String {
-    let out = match engine {
+/// Runs `statement` on this machine's engine as its administrator, over the local socket.
+fn as_admin(engine: &str, statement: &str) -> std::io::Result<std::process::Output> {
+    match engine {
         "mysql" => Command::new("mysql").args(["--protocol=socket", "-uroot", "-N", "-B", "-e", statement]).output(),
         _ => Command::new("runuser")
             .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-d", "postgres", "-c", statement])
             .output(),
     }
-    .unwrap();
+}
+
+/// Runs SQL on this machine's engine as its administrator; returns stdout (trimmed).
+fn sql(engine: &str, statement: &str) -> String {
+    let out = as_admin(engine, statement).unwrap();
     assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -95,21 +99,13 @@ impl Drop for DropAfter {
             }
             _ => format!("SELECT datname FROM pg_database WHERE datname LIKE '{prefix}%'"),
         };
-        let run = |statement: &str| match engine {
-            "mysql" => {
-                Command::new("mysql").args(["--protocol=socket", "-uroot", "-N", "-B", "-e", statement]).output()
-            }
-            _ => Command::new("runuser")
-                .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-d", "postgres", "-c", statement])
-                .output(),
-        };
-        let Ok(found) = run(&list) else { return };
+        let Ok(found) = as_admin(engine, &list) else { return };
         for name in String::from_utf8_lossy(&found.stdout).lines().filter(|n| n.starts_with(prefix.as_str())) {
             let statement = match engine {
                 "mysql" => format!("DROP DATABASE IF EXISTS `{name}`"),
                 _ => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
             };
-            let _ = run(&statement);
+            let _ = as_admin(engine, &statement);
         }
     }
 }

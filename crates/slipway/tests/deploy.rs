@@ -1832,17 +1832,16 @@ async fn acme_certificates_resume_after_kill_9_renew_under_load_and_failed_renew
     // Renewed by the scheduled check, served, and not one HTTPS request fails meanwhile.
     let target =
         Target::Https { address: stage.host.address.clone(), domain, ca_pem: pebble.issuing_root_pem().into() };
+    let renewal_served = || async {
+        let (_, c) = stage.api.call(Method::GET, &cert, None).await;
+        let now_served = c["data"]["served"]["fingerprint"].as_str().unwrap_or(&first).to_string();
+        let renewed =
+            c["data"]["fingerprint"] != first.as_str() && now_served == c["data"]["fingerprint"].as_str().unwrap();
+        renewed.then(|| c["data"].clone())
+    };
+    let every = Duration::from_millis(500);
     let (renewed, requests) = under_load_to(target, async {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, c) = stage.api.call(Method::GET, &cert, None).await;
-            let now_served = c["data"]["served"]["fingerprint"].as_str().unwrap_or(&first).to_string();
-            if c["data"]["fingerprint"] != first.as_str() && now_served == c["data"]["fingerprint"].as_str().unwrap() {
-                return c["data"].clone();
-            }
-            assert!(Instant::now() < deadline, "no renewal was served: {c}\n{}", pebble.log());
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        common::eventually_some(every, Duration::from_secs(120), "a renewal served", renewal_served).await
     })
     .await;
     assert!(requests > 40, "{requests} requests");
@@ -1862,17 +1861,14 @@ async fn acme_certificates_resume_after_kill_9_renew_under_load_and_failed_renew
     // A renewal the CA refuses: recorded with the CA's reason; the certificate still serves.
     let renewal_failed = |path: String| {
         let api = &stage.api;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
+        let failure_recorded = move || {
+            let path = path.clone();
+            async move {
                 let (_, c) = api.call(Method::GET, &path, None).await;
-                if c["data"]["renewal"]["last_error"].is_string() {
-                    return c["data"].clone();
-                }
-                assert!(Instant::now() < deadline, "the renewal did not fail: {c}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                c["data"]["renewal"]["last_error"].is_string().then(|| c["data"].clone())
             }
-        }
+        };
+        common::eventually_some(every, Duration::from_secs(120), "a failed renewal recorded", failure_recorded)
     };
     let failed = renewal_failed(other_cert.clone()).await;
     assert_eq!(

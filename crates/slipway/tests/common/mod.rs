@@ -358,7 +358,7 @@ pub fn clean_test_host_files() {
 }
 
 #[allow(unused_imports)] // each test binary compiles this module; not all of them wait
-pub use slipway_remote::testing::{eventually, eventually_every};
+pub use slipway_remote::testing::{eventually, eventually_every, eventually_some};
 
 /// The newest run of cron job `job_path` that has ended, if any.
 pub async fn finished_run(api: &Api, job_path: &str) -> Option<Value> {
