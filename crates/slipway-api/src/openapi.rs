@@ -30,6 +30,7 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "ssh-keys", description = "Keys that may log in to a server as its deploy user."),
         (name = "network-rules", description = "A server's firewall rules."),
         (name = "databases", description = "Databases on a server's own engine (MariaDB/MySQL or PostgreSQL)."),
+        (name = "database-users", description = "Database users: generated passwords, grants per database, allowed hosts, a site's DB_* variables."),
         (name = "sites", description = "Sites on a server: create, edit, suspend, delete."),
         (name = "deployments", description = "Deploying, rolling back, releases and deployment logs."),
         (name = "environment", description = "A site's environment variables (encrypted at rest)."),

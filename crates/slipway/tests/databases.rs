@@ -93,6 +93,8 @@ struct DropAfter {
 impl Drop for DropAfter {
     fn drop(&mut self) {
         let (engine, prefix) = (self.engine, &self.prefix);
+        // Users after databases: on PostgreSQL a role's rights in a database go with it.
+        let _users = UsersGone { engine, prefix };
         let list = match engine {
             "mysql" => {
                 format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{prefix}%'")
@@ -108,6 +110,260 @@ impl Drop for DropAfter {
             let _ = as_admin(engine, &statement);
         }
     }
+}
+
+/// Drops every database user whose name starts with `prefix`, when dropped.
+struct UsersGone<'a> {
+    engine: &'a str,
+    prefix: &'a str,
+}
+
+impl Drop for UsersGone<'_> {
+    fn drop(&mut self) {
+        let (engine, prefix) = (self.engine, self.prefix);
+        let list = match engine {
+            "mysql" => format!("SELECT CONCAT(User, ' ', Host) FROM mysql.user WHERE User LIKE '{prefix}%'"),
+            _ => format!("SELECT rolname FROM pg_roles WHERE rolname LIKE '{prefix}%'"),
+        };
+        let Ok(found) = as_admin(engine, &list) else { return };
+        for line in String::from_utf8_lossy(&found.stdout).lines().filter(|n| n.starts_with(prefix)) {
+            let statement = match (engine, line.split_once(' ')) {
+                ("mysql", Some((user, host))) => format!("DROP USER IF EXISTS '{user}'@'{host}'"),
+                ("mysql", None) => continue,
+                _ => format!("DROP OWNED BY \"{line}\"; DROP ROLE IF EXISTS \"{line}\""),
+            };
+            let _ = as_admin(engine, &statement);
+        }
+    }
+}
+
+/// Runs `statement` in `database` as database user `user` with `password`, over the local
+/// socket. (This machine's PostgreSQL trusts local connections, so there the password is checked
+/// apart: [`password_matches`].)
+fn as_user(engine: &str, user: &str, password: &str, database: &str, statement: &str) -> (bool, String) {
+    let out = match engine {
+        "mysql" => Command::new("mysql")
+            .env("MYSQL_PWD", password)
+            .args(["--protocol=socket", "-u", user, "-N", "-B", database, "-e", statement])
+            .output(),
+        _ => Command::new("psql")
+            .env("PGPASSWORD", password)
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql", "-U", user, "-d", database])
+            .args(["-c", statement])
+            .output(),
+    }
+    .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text.trim().to_string())
+}
+
+/// Whether `password` is the one the engine holds for `user`: MySQL by logging in; PostgreSQL
+/// by checking its stored SCRAM-SHA-256 verifier against the password (computed apart, by
+/// Python's standard library).
+fn password_matches(engine: &str, user: &str, password: &str) -> bool {
+    if engine == "mysql" {
+        return as_user(engine, user, password, "information_schema", "SELECT 1").0;
+    }
+    let verifier = sql(engine, &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{user}'"));
+    let check = r#"
+import base64, hashlib, hmac, sys
+verifier, password = sys.argv[1], sys.argv[2]
+mechanism, rest = verifier.split("$", 1)
+head, keys = rest.split("$")
+iterations, salt = head.split(":")
+stored_key = keys.split(":")[0]
+salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+ok = mechanism == "SCRAM-SHA-256" and base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+print("yes" if ok else "no")
+"#;
+    let out = Command::new("python3").args(["-c", check, &verifier, password]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+/// How many accounts the engine has for user `name` (MySQL: one per host).
+fn accounts(engine: &str, name: &str) -> usize {
+    let count = match engine {
+        "mysql" => sql(engine, &format!("SELECT COUNT(*) FROM mysql.user WHERE User = '{name}'")),
+        _ => sql(engine, &format!("SELECT COUNT(*) FROM pg_roles WHERE rolname = '{name}'")),
+    };
+    count.parse().unwrap()
+}
+
+/// Users of database `name`: generated passwords that work, grants that hold (a reader cannot
+/// write), hostile input refused, rotation, a linked site's variables, deletion.
+async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name: &str) {
+    let api = &p.api;
+    let databases = all_databases(api, &p.server_path).await;
+    let id_of = |n: &str| databases.iter().find(|d| d["name"] == n).unwrap()["id"].as_str().unwrap().to_string();
+    let users = format!("{}/databases/{}/users", p.server_path, id_of(name));
+    let other = format!("{name}_other");
+    let (_, made) = api.call(Method::POST, &format!("{}/databases", p.server_path), Some(json!({"name": other}))).await;
+    assert_eq!(api.finished(made["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    let other_path = format!("{}/databases/{}", p.server_path, made["data"]["id"].as_str().unwrap());
+    let (writer, reader) = (format!("{name}_rw"), format!("{name}_ro"));
+
+    // Hostile or impossible input is refused before anything reaches SQL or a shell.
+    for bad in ["a'b", "a`b", "a\"b", "a$b", "a;b", "a b", "a\nb", "Root", "root", "postgres", "pg_x", "mysql_x"] {
+        let (status, reply) = api.call(Method::POST, &users, Some(json!({"name": bad}))).await;
+        assert_eq!((status, reply["errors"]["name"].is_array()), (422, true), "{bad:?}: {reply}");
+    }
+    let hostile_hosts =
+        if engine == "mysql" { vec!["x' OR '1'='1", "a`b", "a$(id)", "a\nb", ""] } else { vec!["10.0.0.1"] };
+    for host in hostile_hosts {
+        let (status, reply) = api.call(Method::POST, &users, Some(json!({"name": writer, "hosts": [host]}))).await;
+        assert_eq!((status, reply["errors"]["hosts"].is_array()), (422, true), "{host:?}: {reply}");
+    }
+    let body = json!({"name": writer, "grants": [{"database": "mysql", "access": "read_write"}]});
+    let (status, reply) = api.call(Method::POST, &users, Some(body)).await;
+    assert_eq!((status, reply["errors"]["grants"].is_array()), (422, true), "only Slipway's databases: {reply}");
+    let body = json!({"name": writer, "password": "chosen"});
+    assert_eq!(api.call(Method::POST, &users, Some(body)).await.0, 422, "passwords are generated, never chosen");
+    let by_hand = format!("{name}_hand");
+    let made_by_hand = match engine {
+        "mysql" => format!("CREATE USER '{by_hand}'@'localhost'"),
+        _ => format!("CREATE ROLE \"{by_hand}\""),
+    };
+    sql(engine, &made_by_hand);
+    let (status, reply) = api.call(Method::POST, &users, Some(json!({"name": by_hand}))).await;
+    assert_eq!((status, reply["errors"]["name"].is_array()), (422, true), "a user Slipway did not make: {reply}");
+    assert_eq!(accounts(engine, &by_hand), 1, "left alone");
+
+    // A site whose DB_* variables follow the writer.
+    let domain = format!("{}.example.com", name.replace('_', "-"));
+    let (status, site) = api
+        .call(
+            Method::POST,
+            &format!("{}/sites", p.server_path),
+            Some(json!({"domain": domain, "project_type": "static"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{site}");
+    let site_id = site["data"]["id"].as_str().unwrap().to_string();
+    let site_env = format!("{}/sites/{site_id}/environment-variables?reveal=true", p.server_path);
+
+    // A writer of this database that may read the other, and a reader.
+    let body = json!({"name": writer, "grants": [{"database": other, "access": "read_only"}], "site_id": site_id});
+    let (status, created) = api.call(Method::POST, &users, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let password = created["data"]["password"].as_str().unwrap().to_string();
+    assert!(password.len() == 32 && password.bytes().all(|b| b.is_ascii_alphanumeric()), "{password}");
+    let op = api.finished(created["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert!(!op.to_string().contains(&password), "the password is in no operation or log");
+    let writer_path = format!("{users}/{}", created["data"]["id"].as_str().unwrap());
+    let (_, shown) = api.call(Method::GET, &writer_path, None).await;
+    assert_eq!(shown["data"]["status"], "active", "{shown}");
+    assert!(shown["data"].get("password").is_none(), "shown once only: {shown}");
+    let (status, reply) = api.call(Method::POST, &users, Some(json!({"name": writer}))).await;
+    assert_eq!((status, reply["errors"]["name"].is_array()), (422, true), "{reply}");
+
+    assert!(password_matches(engine, &writer, &password));
+    assert!(!password_matches(engine, &writer, "not-the-password"));
+    let (ok, out) = as_user(engine, &writer, &password, name, "CREATE TABLE items (id INT PRIMARY KEY, label TEXT)");
+    assert!(ok, "the writer creates tables: {out}");
+    let (ok, out) = as_user(engine, &writer, &password, name, "INSERT INTO items VALUES (1, 'one')");
+    assert!(ok, "and writes: {out}");
+    let in_other = match engine {
+        "mysql" => format!("CREATE TABLE `{other}`.t (x INT)"),
+        _ => "CREATE TABLE t (x INT)".to_string(),
+    };
+    let other_db = if engine == "mysql" { "information_schema" } else { other.as_str() };
+    let (ok, out) = as_user(engine, &writer, &password, other_db, &in_other);
+    assert!(!ok, "read_only on the other database: {out}");
+
+    let (status, created) = api.call(Method::POST, &users, Some(json!({"name": reader, "access": "read_only"}))).await;
+    assert_eq!(status, 201, "{created}");
+    let reader_password = created["data"]["password"].as_str().unwrap().to_string();
+    assert_eq!(api.finished(created["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    let (ok, out) = as_user(engine, &reader, &reader_password, name, "SELECT label FROM items");
+    assert!(ok && out == "one", "the reader reads what the writer made: {out}");
+    let (ok, out) = as_user(engine, &reader, &reader_password, name, "INSERT INTO items VALUES (2, 'two')");
+    assert!(!ok && out.to_lowercase().contains("denied"), "the reader cannot write: {out}");
+
+    // The linked site got the writer's variables, sealed like any other.
+    let (_, env) = api.call(Method::GET, &site_env, None).await;
+    let value = |env: &Value, key: &str| {
+        env["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["key"] == key)
+            .map(|v| v["value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(value(&env, "DB_USERNAME").as_deref(), Some(writer.as_str()), "{env}");
+    assert_eq!(value(&env, "DB_DATABASE").as_deref(), Some(name));
+    assert_eq!(value(&env, "DB_PASSWORD").as_deref(), Some(password.as_str()));
+
+    // Rotation: a new password that works, the old one no longer, the site follows.
+    let (status, rotated) = api.call(Method::POST, &format!("{writer_path}/rotate-password"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{rotated}");
+    let new_password = rotated["data"]["password"].as_str().unwrap().to_string();
+    assert_ne!(new_password, password);
+    assert_eq!(api.finished(rotated["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    assert!(password_matches(engine, &writer, &new_password) && !password_matches(engine, &writer, &password));
+    let (_, env) = api.call(Method::GET, &site_env, None).await;
+    assert_eq!(value(&env, "DB_PASSWORD").as_deref(), Some(new_password.as_str()));
+
+    // The same from the command line, which prints the password once.
+    let cli = |args: &[&str]| {
+        let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+        let out = common::slipway(&p.dir, &env).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let by_cli = format!("{name}_cli");
+    let (ok, out, err) =
+        cli(&["db-user", "create", "db", name, &by_cli, "--read-only", "--grant", &format!("{other}:read_only")]);
+    assert!(ok, "{out}{err}");
+    let cli_password = out.trim();
+    assert!(password_matches(engine, &by_cli, cli_password), "{out}{err}");
+    let (ok, out, err) = cli(&["db-user", "list", "db", name]);
+    assert!(ok && out.contains(&by_cli) && out.contains(&format!("{other}:read_only")), "{out}{err}");
+    let (ok, out, err) = cli(&["db-user", "rotate", "db", name, &by_cli]);
+    assert!(ok && password_matches(engine, &by_cli, out.trim()), "{out}{err}");
+
+    // A database with users is not dropped from under them.
+    let (status, reply) = api
+        .call(Method::DELETE, &format!("{}/databases/{}", p.server_path, id_of(name)), Some(json!({"confirm": name})))
+        .await;
+    assert_eq!(status, 409, "{reply}");
+
+    // Deleting drops them from the engine; what the writer made stays.
+    let (ok, out, err) = cli(&["db-user", "delete", "db", name, &by_cli]);
+    assert!(ok, "{out}{err}");
+    for user in [&writer, &reader] {
+        let page = api.call(Method::GET, &users, None).await.1;
+        let id = page["data"].as_array().unwrap().iter().find(|u| u["name"] == user.as_str()).unwrap()["id"].clone();
+        let (status, reply) = api.call(Method::DELETE, &format!("{users}/{}", id.as_str().unwrap()), None).await;
+        assert_eq!(status, 202, "{reply}");
+        assert_eq!(api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    }
+    for user in [&writer, &reader, &by_cli] {
+        assert_eq!(accounts(engine, user), 0, "{user} is gone from the engine");
+    }
+    let rows = match engine {
+        "mysql" => sql(engine, &format!("SELECT COUNT(*) FROM `{name}`.items")),
+        _ => String::from_utf8_lossy(&as_admin_in(name, "SELECT COUNT(*) FROM items").stdout).trim().to_string(),
+    };
+    assert_eq!(rows, "1", "the data stays");
+    let (_, listed) = api.call(Method::GET, &users, None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 0, "{listed}");
+    let (status, reply) = api.call(Method::DELETE, &other_path, Some(json!({"confirm": other}))).await;
+    assert_eq!(status, 202, "{reply}");
+    api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+}
+
+/// Runs `statement` in PostgreSQL database `database` as the administrator.
+fn as_admin_in(database: &str, statement: &str) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "psql", "-X", "-A", "-t", "-d", database, "-c", statement])
+        .output()
+        .unwrap()
 }
 
 /// Every database Slipway lists for the server, across pages.
@@ -209,6 +465,8 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
     );
     assert_eq!(listed.iter().filter(|d| d["name"] == name.as_str()).count(), 1, "no second record of a known one");
     assert!(!listed.iter().any(|d| ["mysql", "postgres", "template1", "sys"].contains(&d["name"].as_str().unwrap())));
+
+    users_are_managed_for_real(&p, engine, &name).await;
 
     // Deleting names the database again, then drops it for real; only it.
     let imported_path = format!("{collection}/{}", imported["id"].as_str().unwrap());

@@ -187,6 +187,23 @@ async fn world(db: TestDatabase) -> World {
     let database =
         app.post_as(&format!("/api/v1/servers/{server_id}/databases"), &a.token, json!({"name": "shop"})).await;
     assert_eq!(database.status, StatusCode::CREATED, "{}", database.text());
+    let database_id = database.json()["data"]["id"].as_str().unwrap().to_string();
+    // A user needs its database active on a server Slipway can ask: stored directly here.
+    let database_user = slipway_store::ServerItem {
+        id: slipway_core::new_id(),
+        server_id: server_id.clone(),
+        kind: "database_user".into(),
+        name: "shop_app".into(),
+        spec: json!({"name": "shop_app", "engine": "mysql", "database_id": database_id, "database": "shop",
+                     "grants": [{"database": "shop", "access": "read_write"}], "hosts": ["localhost"],
+                     "sealed_password": ""})
+        .to_string(),
+        status: "installed".into(),
+        status_reason: None,
+        created_at: slipway_core::time::now(),
+        updated_at: slipway_core::time::now(),
+    };
+    app.state.store.insert_server_item(&database_user).await.unwrap();
     let operation = app.post_as(&format!("/api/v1/servers/{server_id}/verify"), &a.token, json!({})).await;
     assert_eq!(operation.status, StatusCode::ACCEPTED, "{}", operation.text());
     let operation_id = operation.json()["data"]["id"].as_str().unwrap().to_string();
@@ -277,7 +294,8 @@ async fn world(db: TestDatabase) -> World {
             ("redirect", redirect.json()["data"]["id"].as_str().unwrap().to_string()),
             ("certificate", certificate.json()["data"]["id"].as_str().unwrap().to_string()),
             ("crontab", crontab.json()["data"]["id"].as_str().unwrap().to_string()),
-            ("database", database.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("database", database_id.clone()),
+            ("database_user", database_user.id.clone()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

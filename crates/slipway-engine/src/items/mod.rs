@@ -1,7 +1,7 @@
 //! What Slipway keeps on a server besides its base setup, as kinds of item: SSH keys of the
 //! deploy user ([`ssh_keys`]), firewall rules ([`network_rules`]), daemons ([`daemons`]), cron
 //! jobs ([`cron`]), sites' TLS certificates ([`certificates`]), databases ([`databases`], the one kind
-//! whose sync drops only what is being deleted). Every kind is applied the same way: render everything the server should have
+//! whose sync drops only what is being deleted) and their users ([`database_users`]). Every kind is applied the same way: render everything the server should have
 //! (every item not being removed) and replace Slipway's part on the server in one step, so a sync
 //! is idempotent and a failed one leaves the previous state in place.
 //!
@@ -12,6 +12,7 @@ pub mod acme;
 pub mod certificates;
 pub mod cron;
 pub mod daemons;
+pub mod database_users;
 pub mod databases;
 pub mod network_rules;
 pub mod queue_workers;
@@ -34,6 +35,7 @@ use crate::{Engine, JobKind};
 pub use certificates::{CertificateSpec, Certificates};
 pub use cron::CronJobs;
 pub use daemons::{DAEMON_PREFIX, Daemons};
+pub use database_users::{DatabaseUserSpec, DatabaseUsers};
 pub use databases::{DatabaseSpec, Databases};
 pub use network_rules::{NetworkRuleSpec, NetworkRules, Protocol, RuleAction};
 pub use queue_workers::{QueueWorkerSpec, QueueWorkers, WORKER_PREFIX};
@@ -83,12 +85,25 @@ pub trait ItemKind: std::fmt::Debug + Send + Sync + 'static {
     /// that is only remembered could hide it. Items whose state cannot be read say so
     /// (`unknown`). Kinds whose `installed` says it all keep the default: nothing to read.
     async fn live_status(&self, _engine: &Engine, _server: &Server, _items: &mut [ServerItem]) {}
+
+    /// What follows from `installed` being on the server now (a linked site's variables), after
+    /// a sync; what cannot be done is logged, the items stay installed. Nothing by default.
+    async fn applied(&self, _engine: &Engine, _ctx: &JobContext, _installed: &[&ServerItem]) {}
 }
 
 /// Every kind, in the order provisioning applies them (the firewall before the keys, programs
 /// and cron jobs last: they may need the users and files the others set up).
-pub static KINDS: &[&dyn ItemKind] =
-    &[&NetworkRules, &SshKeys, &Databases, &Daemons, &QueueWorkers, &Redirects, &Certificates, &CronJobs];
+pub static KINDS: &[&dyn ItemKind] = &[
+    &NetworkRules,
+    &SshKeys,
+    &Databases,
+    &DatabaseUsers,
+    &Daemons,
+    &QueueWorkers,
+    &Redirects,
+    &Certificates,
+    &CronJobs,
+];
 
 /// The site an item of a site-level kind (queue workers, redirects, a site's cron jobs) belongs to.
 #[derive(Debug, Deserialize)]
@@ -219,6 +234,7 @@ pub async fn apply(
             let (failed, installed): (Vec<&ServerItem>, Vec<&ServerItem>) =
                 keep.iter().partition(|i| left_out.iter().any(|(id, _)| *id == i.id));
             store.set_server_items_status(&ids(&installed), "installed", None).await.map_err(store_error)?;
+            kind.applied(engine, ctx, &installed).await;
             for item in failed {
                 let reason = left_out.iter().find(|(id, _)| *id == item.id).map(|(_, why)| *why);
                 ctx.log("stderr", format!("{} {}: {}", kind.name(), item.id, reason.unwrap_or("not applied")));

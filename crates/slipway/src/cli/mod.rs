@@ -6,6 +6,7 @@
 pub mod certificates;
 pub mod credentials;
 pub mod cron;
+pub mod database_users;
 pub mod databases;
 pub mod errors;
 pub mod follow;

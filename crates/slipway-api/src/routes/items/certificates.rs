@@ -134,11 +134,6 @@ impl ItemRoutes for CertificateRoutes {
     type Create = CreateCertificate;
     type Resource = CertificateResource;
 
-    /// Certificates are created through their site ([`create_certificate`]), which this cannot see.
-    fn validate(_: &Server, _: CreateCertificate, _: &[ServerItem]) -> Result<(String, CertificateSpec), ApiError> {
-        Err(ApiError::NotFound)
-    }
-
     /// Deleting the certificate the site serves returns the site to plain HTTP: said so.
     fn removing_message(spec: &CertificateSpec) -> String {
         if spec.active {

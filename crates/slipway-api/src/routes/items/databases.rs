@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_engine::items::databases::{DATABASE_IMPORT, charset_problem, engine_of, name_problem};
-use slipway_engine::items::{DatabaseSpec, Databases, ItemKind};
+use slipway_engine::items::{DatabaseSpec, DatabaseUserSpec, DatabaseUsers, Databases, ItemKind};
 use slipway_store::{Server, ServerItem};
 use utoipa::ToSchema;
 
@@ -215,6 +215,23 @@ pub async fn delete_database(
             "confirm",
             format!("Give the database's name ({}) to confirm: deleting drops it with every table in it.", spec.name),
         ));
+    }
+    // Users of it would keep grants on a database that is gone, or lose their own database.
+    let (users, _) = state.store.server_items(&v.server.id, DatabaseUsers.name(), None).await?;
+    let users: Vec<String> = users
+        .iter()
+        .filter(|u| {
+            super::spec::<DatabaseUserSpec>(u)
+                .is_ok_and(|s| s.database_id == v.item.id || s.grants.iter().any(|g| g.database == spec.name))
+        })
+        .map(|u| u.name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "These database users have grants on {}: {}. Delete them first.",
+            spec.name,
+            users.join(", ")
+        )));
     }
     super::delete::<DatabaseRoutes>(&state, &v.server, v.item, &audit).await
 }

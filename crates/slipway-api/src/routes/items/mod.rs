@@ -11,6 +11,7 @@
 pub mod certificates;
 pub mod crontabs;
 pub mod daemons;
+pub mod database_users;
 pub mod databases;
 pub mod network_rules;
 pub mod queue_workers;
@@ -60,12 +61,16 @@ pub trait ItemRoutes: Send + Sync + 'static {
     type Resource: Serialize + Send;
 
     /// The new item's name and spec from the request body, or field errors. `existing` holds the
-    /// server's items of this kind (for duplicates).
+    /// server's items of this kind (for duplicates). Kinds created under another resource (a
+    /// site's workers, a database's users) keep the default: their own create handler checks
+    /// the input against that resource, which this cannot see.
     fn validate(
-        server: &Server,
-        input: Self::Create,
-        existing: &[ServerItem],
-    ) -> Result<(String, Self::Spec), ApiError>;
+        _server: &Server,
+        _input: Self::Create,
+        _existing: &[ServerItem],
+    ) -> Result<(String, Self::Spec), ApiError> {
+        Err(ApiError::NotFound)
+    }
 
     /// Checks that need the server itself (a user that must exist there), made when the server
     /// can be asked, and what the spec takes from other resources (a site's user); none by

@@ -99,11 +99,6 @@ impl ItemRoutes for QueueWorkerRoutes {
     type Create = CreateQueueWorker;
     type Resource = QueueWorkerResource;
 
-    /// Workers are created through their site ([`create_queue_worker`]), which this cannot see.
-    fn validate(_: &Server, _: CreateQueueWorker, _: &[ServerItem]) -> Result<(String, QueueWorkerSpec), ApiError> {
-        Err(ApiError::NotFound)
-    }
-
     fn resource(item: &ServerItem, spec: QueueWorkerSpec, operation_id: Option<String>) -> QueueWorkerResource {
         let laravel = spec.laravel.as_ref();
         let pick = |f: fn(&LaravelWorker) -> u32| laravel.map(f);

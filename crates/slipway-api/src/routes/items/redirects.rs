@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_engine::items::redirects::{STATUSES, from_problem, to_problem};
 use slipway_engine::items::{ItemKind, RedirectSpec, Redirects};
-use slipway_store::{Server, ServerItem, Site};
+use slipway_store::{ServerItem, Site};
 use utoipa::ToSchema;
 
 use super::{ItemRoutes, MAX_ITEMS, OnSiteItem, spec};
@@ -71,11 +71,6 @@ impl ItemRoutes for RedirectRoutes {
     type Spec = RedirectSpec;
     type Create = CreateRedirect;
     type Resource = RedirectResource;
-
-    /// Redirects are created through their site ([`create_redirect`]), which this cannot see.
-    fn validate(_: &Server, _: CreateRedirect, _: &[ServerItem]) -> Result<(String, RedirectSpec), ApiError> {
-        Err(ApiError::NotFound)
-    }
 
     fn resource(item: &ServerItem, spec: RedirectSpec, operation_id: Option<String>) -> RedirectResource {
         RedirectResource {
