@@ -34,6 +34,7 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "sites", description = "Sites on a server: create, edit, suspend, delete."),
         (name = "deployments", description = "Deploying, rolling back, releases and deployment logs."),
         (name = "environment", description = "A site's environment variables (encrypted at rest)."),
+        (name = "backups", description = "Backup storages (S3-compatible or a server's directory) and backups."),
         (name = "git", description = "Git providers, repositories, deploy keys and incoming push webhooks."),
         (name = "health", description = "Health, readiness and metrics for operators."),
         (name = "operations", description = "The jobs behind every action on a server: status, log, cancel."),

@@ -373,8 +373,12 @@ impl Client {
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
-        let path = format!("/api/v1/tokens/{}", encode_segment(id));
-        self.request::<Value>(Method::DELETE, &path, None::<&()>).await.map(|_| ())
+        self.delete_path(&format!("/api/v1/tokens/{}", encode_segment(id))).await
+    }
+
+    /// `DELETE path` of a resource that answers `204 No Content`.
+    pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
+        self.request::<Value>(Method::DELETE, path, None::<&()>).await.map(|_| ())
     }
 }
 
@@ -411,8 +415,7 @@ impl Client {
 
     /// Forgets a server (nothing on the machine is changed).
     pub async fn delete_server(&self, id: &str) -> Result<(), ClientError> {
-        let path = format!("/api/v1/servers/{}", encode_segment(id));
-        self.request::<Value>(Method::DELETE, &path, None::<&()>).await.map(|_| ())
+        self.delete_path(&format!("/api/v1/servers/{}", encode_segment(id))).await
     }
 
     pub async fn server_operations(&self, id: &str) -> Result<Page<Resource<Operation>>, ClientError> {

@@ -3,6 +3,7 @@
 //! The API only enqueues; `slipway serve` runs these in its job worker.
 
 pub mod audit;
+pub mod backup_storage;
 pub mod deploy;
 pub mod items;
 pub mod keys;

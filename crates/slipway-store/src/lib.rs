@@ -50,8 +50,8 @@ pub use model::*;
 /// parts' methods can be called without importing them.)
 pub mod prelude {
     pub use crate::{
-        AuditStore, GitStore, IdentityStore, JobStore, LimitStore, RetentionStore, ServerStore, SettingsStore,
-        SiteStore, Store, TokenStore,
+        AuditStore, BackupStore, GitStore, IdentityStore, JobStore, LimitStore, RetentionStore, ServerStore,
+        SettingsStore, SiteStore, Store, TokenStore,
     };
 }
 
@@ -92,6 +92,7 @@ pub trait Store:
     + ServerStore
     + SiteStore
     + GitStore
+    + BackupStore
     + RetentionStore
     + Send
     + Sync
@@ -447,6 +448,22 @@ pub trait GitStore: Send + Sync {
         site_id: &str,
         page: PageRequest,
     ) -> StoreResult<(Vec<WebhookDelivery>, u64)>;
+}
+
+/// Where backups go (storages), for whole organisations.
+#[async_trait]
+pub trait BackupStore: Send + Sync {
+    async fn insert_backup_storage(&self, storage: &BackupStorage) -> StoreResult<()>;
+    async fn backup_storage(&self, id: &str) -> StoreResult<Option<BackupStorage>>;
+    /// The storages of these organisations, oldest first.
+    async fn backup_storages_of(
+        &self,
+        organization_ids: &[String],
+        page: PageRequest,
+    ) -> StoreResult<(Vec<BackupStorage>, u64)>;
+    /// Replaces a storage's name, config and sealed secret; `false` when it is gone.
+    async fn update_backup_storage(&self, storage: &BackupStorage) -> StoreResult<bool>;
+    async fn delete_backup_storage(&self, id: &str) -> StoreResult<bool>;
 }
 
 /// Deleting old rows, and the database's size and upkeep.

@@ -406,6 +406,22 @@ pub struct SiteEnvVar {
     pub updated_at: Timestamp,
 }
 
+/// Where backups go: an S3-compatible bucket (`s3`) or a directory on a server (`local`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BackupStorage {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    /// `s3` or `local`.
+    pub kind: String,
+    /// The kind's settings as JSON, without secrets.
+    pub config: String,
+    /// Sealed: an S3 secret access key.
+    pub secret: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GitProvider {
     pub id: String,

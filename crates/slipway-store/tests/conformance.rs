@@ -1056,6 +1056,37 @@ mod cases {
         assert_eq!(store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap().1, 0);
     }
 
+    pub async fn backup_storages_are_kept_per_organization(db: &TestDatabase) {
+        let store = db.store().await;
+        let (org, other) = (slipway_core::new_id(), slipway_core::new_id());
+        store.create_user_with_organization(&new_user("b@example.com"), &org, "B", "owner").await.unwrap();
+        store.create_user_with_organization(&new_user("c@example.com"), &other, "C", "owner").await.unwrap();
+        let storage = |organization_id: &str, name: &str| BackupStorage {
+            id: slipway_core::new_id(),
+            organization_id: organization_id.into(),
+            name: name.into(),
+            kind: "s3".into(),
+            config: r#"{"bucket":"b"}"#.into(),
+            secret: Some(b"sealed".to_vec()),
+            created_at: now(),
+            updated_at: now(),
+        };
+        let (first, second, theirs) = (storage(&org, "one"), storage(&org, "two"), storage(&other, "x"));
+        for s in [&first, &second, &theirs] {
+            store.insert_backup_storage(s).await.unwrap();
+        }
+        assert_eq!(store.backup_storage(&first.id).await.unwrap().as_ref(), Some(&first));
+        let (rows, total) = store.backup_storages_of(std::slice::from_ref(&org), PAGE).await.unwrap();
+        assert_eq!((total, rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()), (2, vec!["one", "two"]));
+        assert_eq!(store.backup_storages_of(&[], PAGE).await.unwrap().1, 0);
+        let changed = BackupStorage { name: "renamed".into(), secret: None, updated_at: now(), ..first.clone() };
+        assert!(store.update_backup_storage(&changed).await.unwrap());
+        assert_eq!(store.backup_storage(&first.id).await.unwrap().unwrap().secret, None);
+        assert!(store.delete_backup_storage(&first.id).await.unwrap());
+        assert!(!store.delete_backup_storage(&first.id).await.unwrap());
+        assert!(!store.update_backup_storage(&changed).await.unwrap());
+    }
+
     fn git_repository(org: &str, webhook_uuid: &str) -> GitRepository {
         GitRepository {
             id: slipway_core::new_id(),
@@ -1398,6 +1429,7 @@ conformance!(
     server_items_are_listed_settled_and_removed,
     sites_deployments_and_environments,
     git_repositories_and_webhook_deliveries,
+    backup_storages_are_kept_per_organization,
     webhook_delivery_ids_are_claimed_once_per_repository,
     retention_prunes_each_kind_and_nothing_younger,
     audit_events_page_by_cursor_and_export_oldest_first,

@@ -11,6 +11,7 @@
 //! conformance suite.
 
 mod audit;
+mod backups;
 mod git;
 mod identity;
 mod jobs;

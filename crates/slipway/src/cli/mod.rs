@@ -3,6 +3,7 @@
 //! `releases`, `env …`. It talks to a Slipway server over its API, with a token from the
 //! credentials file or `SLIPWAY_TOKEN`.
 
+pub mod backup_storages;
 pub mod certificates;
 pub mod credentials;
 pub mod cron;

@@ -380,3 +380,66 @@ pub async fn first_finished_run(api: &Api, job_path: &str, limit: Duration) -> V
     .await;
     run.into_inner().unwrap().unwrap()
 }
+
+/// A real S3 protocol server on loopback (s3s-fs) over a directory of its own, with one bucket;
+/// stopped when dropped.
+pub struct S3Server {
+    process: Child,
+    pub endpoint: String,
+    pub root: PathBuf,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3Server {
+    pub fn start(dir: &Path) -> S3Server {
+        let root = dir.join("s3");
+        let bucket = "slipway-test".to_string();
+        std::fs::create_dir_all(root.join(&bucket)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (access_key, secret_key) = ("SLIPWAYTESTKEY".to_string(), slipway_core::token::random_base62(40));
+        let program = std::env::var("HOME")
+            .map(|home| PathBuf::from(home).join(".cargo/bin/s3s-fs"))
+            .ok()
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("s3s-fs"));
+        let process = Command::new(program)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", &access_key])
+            .args(["--secret-key", &secret_key])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("s3s-fs runs (scripts/install-test-deps installs it)");
+        wait_listening("127.0.0.1", port, "s3s-fs");
+        S3Server { process, endpoint: format!("http://127.0.0.1:{port}"), root, bucket, access_key, secret_key }
+    }
+
+    /// The names of the files in the bucket (its objects, as s3s-fs stores them), recursively.
+    pub fn objects(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, base, out);
+                } else {
+                    out.push(path.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let bucket = self.root.join(&self.bucket);
+        walk(&bucket, &bucket, &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
