@@ -70,6 +70,28 @@ pub enum RemoteError {
     Cancelled,
     #[error("{0}")]
     Io(String),
+    /// Where a streamed command's output went refused it (an upload failed); the command was
+    /// stopped.
+    #[error("{0}")]
+    Sink(String),
+}
+
+/// Where a streamed command's standard output goes, chunk by chunk (an upload, a checksum).
+#[async_trait]
+pub trait ByteSink: Send {
+    /// Takes the next chunk. An error stops the command: it is killed, and the run fails with
+    /// [`RemoteError::Sink`] carrying the error.
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), String>;
+}
+
+/// Bytes a streamed command reads on its standard input, after its script.
+pub type ByteSource = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// The shell line that reads a script of `len` bytes from standard input and runs it, leaving
+/// the rest of standard input to the script (`dd bs=1` reads no byte past the script; the
+/// script text stays off every command line, as it may hold secrets).
+pub(crate) fn script_then_input(len: usize) -> String {
+    format!("script=$(dd bs=1 count={len} 2>/dev/null); eval \"$script\"")
 }
 
 /// Where scripts run.
@@ -81,6 +103,21 @@ pub trait Transport: Send + Sync {
         &self,
         script: &str,
         output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
+        cancel: watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Exit, RemoteError>;
+
+    /// Runs `script` with its standard output as bytes: each chunk goes to `sink` as it arrives,
+    /// and the next is read only once the sink has taken it (a slow upload slows the command,
+    /// memory stays flat). Its stderr lines go to `stderr`. With `input`, the script's standard
+    /// input continues after the script with those bytes (`cat > file` in it receives them).
+    /// Cancellation and the idle limit work as in [`Transport::run`].
+    async fn stream(
+        &self,
+        script: &str,
+        input: Option<ByteSource>,
+        sink: &mut dyn ByteSink,
+        stderr: &mut (dyn for<'a> FnMut(&'a str) + Send),
         cancel: watch::Receiver<bool>,
         idle: Duration,
     ) -> Result<Exit, RemoteError>;

@@ -363,6 +363,102 @@ impl Transport for SshConnection {
         }
         Ok(Exit { code })
     }
+
+    async fn stream(
+        &self,
+        script: &str,
+        input: Option<crate::ByteSource>,
+        sink: &mut dyn crate::ByteSink,
+        stderr: &mut (dyn for<'a> FnMut(&'a str) + Send),
+        mut cancel: watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Exit, RemoteError> {
+        use tokio::io::AsyncWriteExt;
+        let dropped = |e: russh::Error| RemoteError::Disconnected(e.to_string());
+        let _slot = tokio::select! {
+            slot = self.script_channels.acquire() => slot.expect("the semaphore is never closed"),
+            _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
+        };
+        // As `run`, but standard output is the data: the process group goes to stderr, and the
+        // script is read by its byte count so that what follows on stdin is the input's.
+        let wrapper =
+            format!("setsid -w sh -c 'echo \"{PGID_MARKER}$$\" >&2; {}'", crate::script_then_input(script.len()));
+        let start = async {
+            let channel = self.handle.channel_open_session().await.map_err(dropped)?;
+            channel.exec(true, self.as_root(&wrapper)).await.map_err(dropped)?;
+            channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
+            Ok::<_, RemoteError>(channel)
+        };
+        let mut channel = tokio::select! {
+            started = tokio::time::timeout(idle, start) => started.map_err(|_| RemoteError::Timeout(idle))??,
+            _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
+        };
+        let mut writer = channel.make_writer();
+        let feeder = tokio::spawn(async move {
+            if let Some(mut input) = input {
+                let _ = tokio::io::copy(&mut input, &mut writer).await;
+            }
+            // End of input (EOF on the channel).
+            let _ = writer.shutdown().await;
+        });
+        let mut err = LineSplitter::default();
+        let mut code = None;
+        let mut pgid: Option<u32> = None;
+        let mut stopping: Option<(RemoteError, tokio::time::Instant)> = None;
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
+        let result = loop {
+            if let (Some(id), Some(_)) = (pgid, &stopping) {
+                self.kill_group(id).await;
+                let _ = channel.close().await;
+                break Err(stopping.take().expect("checked").0);
+            }
+            let give_up = stopping.as_ref().map(|(_, at)| *at);
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        if stopping.is_none()
+                            && let Err(why) = sink.write(&data).await
+                        {
+                            stopping = Some((RemoteError::Sink(why), tokio::time::Instant::now() + PGID_WAIT));
+                        }
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        err.push(&data, |l| match l.strip_prefix(PGID_MARKER) {
+                            Some(id) if pgid.is_none() => pgid = id.trim().parse().ok(),
+                            _ => stderr(l),
+                        })
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status),
+                    Some(ChannelMsg::ExitSignal { .. }) => code = None,
+                    Some(_) => {}
+                    None => match stopping.take() {
+                        Some((reason, _)) => break Err(reason),
+                        None => break Ok(()),
+                    },
+                },
+                _ = cancelled(&mut cancel), if stopping.is_none() => {
+                    stopping = Some((RemoteError::Cancelled, tokio::time::Instant::now() + PGID_WAIT));
+                }
+                _ = &mut idle_timer, if stopping.is_none() => {
+                    stopping = Some((RemoteError::Timeout(idle), tokio::time::Instant::now() + PGID_WAIT));
+                }
+                _ = tokio::time::sleep_until(give_up.unwrap_or_else(tokio::time::Instant::now)), if give_up.is_some() => {
+                    let _ = channel.close().await;
+                    break Err(stopping.take().expect("checked").0);
+                }
+            }
+        };
+        feeder.abort();
+        result?;
+        err.finish(|l| stderr(l));
+        if self.handle.is_closed() && code.is_none() {
+            return Err(RemoteError::Disconnected(format!("connection to {} closed during the command", self.address)));
+        }
+        Ok(Exit { code })
+    }
 }
 
 /// The SSH client's settings. `nodelay`: a script's last packet of each step goes out at once

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use slipway_core::server_input::{Host, UnixUser};
 use slipway_remote::testing::{Sshd, eventually};
 use slipway_remote::{
-    Exit, LocalTransport, RemoteError, SshConnection, SshKeypair, SshTarget, SshTimeouts, Stream, Transport,
+    ByteSink, Exit, LocalTransport, RemoteError, SshConnection, SshKeypair, SshTarget, SshTimeouts, Stream, Transport,
 };
 use tokio::sync::watch;
 
@@ -234,6 +234,104 @@ async fn ssh_to_a_server_that_never_answers_fails_within_the_connect_timeout() {
 #[tokio::test]
 async fn the_local_transport_behaves_like_ssh() {
     common_behaviour(&LocalTransport, "local").await;
+    streaming_behaviour(&LocalTransport, "local").await;
+}
+
+#[tokio::test]
+async fn ssh_streams_bytes_out_and_in() {
+    let slipway_key = SshKeypair::generate();
+    let sshd = Sshd::start(&[slipway_key.public_openssh()]);
+    let timeouts = SshTimeouts { connect: Duration::from_secs(5), ..Default::default() };
+    let connection = SshConnection::connect(&sshd.target(None), &slipway_key, &timeouts).await.unwrap();
+    streaming_behaviour(&connection, "ssh").await;
+}
+
+/// Collects what a streamed command writes; fails once it has taken `fail_after` bytes.
+#[derive(Default)]
+struct Collect {
+    bytes: Vec<u8>,
+    chunks: usize,
+    fail_after: Option<usize>,
+}
+
+#[async_trait::async_trait]
+impl ByteSink for Collect {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.chunks += 1;
+        self.bytes.extend_from_slice(chunk);
+        match self.fail_after {
+            Some(limit) if self.bytes.len() > limit => Err("the upload was refused".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn stream(
+    t: &dyn Transport,
+    script: &str,
+    input: Option<Vec<u8>>,
+    sink: &mut Collect,
+) -> (Result<Exit, RemoteError>, Vec<String>) {
+    let (_tx, rx) = watch::channel(false);
+    let mut errors = Vec::new();
+    let input = input.map(|bytes| Box::new(std::io::Cursor::new(bytes)) as slipway_remote::ByteSource);
+    let result = t.stream(script, input, sink, &mut |l| errors.push(l.to_string()), rx, Duration::from_secs(20)).await;
+    (result, errors)
+}
+
+async fn streaming_behaviour(t: &dyn Transport, label: &str) {
+    // Out: 5 MiB of bytes (every value), exactly, in chunks as they come; stderr apart.
+    let source = std::env::temp_dir().join(format!("slipway-stream-{label}-{}", std::process::id()));
+    let script =
+        format!("i=0; while [ $i -lt 20 ]; do head -c 262144 {}; i=$((i+1)); done; echo done >&2\n", source.display());
+    let pattern: Vec<u8> = (0..262_144u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&source, &pattern).unwrap();
+    let mut sink = Collect::default();
+    let (result, errors) = stream(t, &script, None, &mut sink).await;
+    std::fs::remove_file(&source).unwrap();
+    assert!(result.unwrap().success(), "{label}: {errors:?}");
+    assert_eq!(sink.bytes.len(), 20 * 262_144, "{label}");
+    assert!(sink.bytes.chunks(262_144).all(|c| c == pattern.as_slice()), "{label}: the bytes arrive intact, in order");
+    assert!(sink.chunks > 1, "{label}: delivered as it streams");
+    assert!(errors.contains(&"done".to_string()), "{label}: {errors:?}");
+
+    // In: the script reads exactly what follows it (3 MiB, binary, NUL bytes included).
+    let input: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut sink = Collect::default();
+    let (result, errors) = stream(t, "wc -c; cksum\n", Some(input.clone()), &mut sink).await;
+    assert!(result.unwrap().success(), "{label}: {errors:?}");
+    let expected = Command::new("sh")
+        .args(["-c", "wc -c; cksum"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&input)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&sink.bytes), String::from_utf8_lossy(&expected.stdout), "{label}");
+
+    // The script is never on a command line (it may hold secrets).
+    let marker = format!("slipway-secret-{}", std::process::id());
+    let script = format!("PASSWORD={marker}; sleep 1; echo \"$PASSWORD\"\n");
+    let mut sink = Collect::default();
+    let watching = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        running_count(&marker)
+    };
+    let ((result, _), seen) = tokio::join!(stream(t, &script, None, &mut sink), watching);
+    assert!(result.unwrap().success(), "{label}");
+    assert_eq!((seen, String::from_utf8_lossy(&sink.bytes).trim()), (0, marker.as_str()), "{label}");
+
+    // A sink that refuses stops the command, and everything it started.
+    let marker = format!("sleep 32.{}", std::process::id() % 1000);
+    let script = format!("{marker} & while :; do head -c 65536 /dev/zero; done\n");
+    let mut sink = Collect { fail_after: Some(1024 * 1024), ..Default::default() };
+    let (result, _) = stream(t, &script, None, &mut sink).await;
+    assert_eq!(result.unwrap_err(), RemoteError::Sink("the upload was refused".into()), "{label}");
+    assert!(gone(&marker).await, "{label}: the command's processes were stopped");
 }
 
 #[test]
