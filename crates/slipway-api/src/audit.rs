@@ -98,6 +98,7 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("update_backup_storage", "backup-storage.update", &[]),
     ("delete_backup_storage", "backup-storage.delete", &[]),
     ("test_backup_storage", "backup-storage.test", &[]),
+    ("create_database_backup", "backup.create", &[]),
     ("create_git_provider", "git-provider.create", &[]),
     ("delete_git_provider", "git-provider.delete", &[]),
     ("create_git_repository", "git-repository.create", &[]),

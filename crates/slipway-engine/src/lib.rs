@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod backup_storage;
+pub mod backups;
 pub mod deploy;
 pub mod items;
 pub mod keys;
@@ -94,6 +95,7 @@ impl Engine {
             .register(SITE_REMOVE.name, sites::RemoveSite(self.clone()))
             .register(SITE_DEPLOY.name, deploy::DeploySite(self.clone()))
             .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()))
+            .register(backups::BACKUP_DATABASE.name, backups::BackUpDatabase(self.clone()))
             .register(items::supervised::PROGRAM_RESTART.name, items::supervised::RestartProgramJob(self.clone()))
             .register(
                 items::certificates::CERTIFICATE_ACTIVATE.name,

@@ -84,6 +84,17 @@ pub trait ByteSink: Send {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), String>;
 }
 
+/// A sink that drops what it is given (a command whose output does not matter).
+#[derive(Debug, Default)]
+pub struct Discard;
+
+#[async_trait]
+impl ByteSink for Discard {
+    async fn write(&mut self, _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Bytes a streamed command reads on its standard input, after its script.
 pub type ByteSource = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 

@@ -464,6 +464,18 @@ pub trait BackupStore: Send + Sync {
     /// Replaces a storage's name, config and sealed secret; `false` when it is gone.
     async fn update_backup_storage(&self, storage: &BackupStorage) -> StoreResult<bool>;
     async fn delete_backup_storage(&self, id: &str) -> StoreResult<bool>;
+
+    async fn insert_backup(&self, backup: &Backup) -> StoreResult<()>;
+    async fn backup(&self, id: &str) -> StoreResult<Option<Backup>>;
+    /// The backups of these organisations that `filter` keeps, newest first.
+    async fn backups_of(
+        &self,
+        organization_ids: &[String],
+        filter: &BackupFilter,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Backup>, u64)>;
+    /// Replaces a backup's outcome fields (status, size, checksum, manifest, error, times).
+    async fn update_backup(&self, backup: &Backup) -> StoreResult<bool>;
 }
 
 /// Deleting old rows, and the database's size and upkeep.

@@ -422,6 +422,41 @@ pub struct BackupStorage {
     pub updated_at: Timestamp,
 }
 
+/// One backup: an object in a storage and what proves it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Backup {
+    pub id: String,
+    pub organization_id: String,
+    /// `database` or `application`.
+    pub kind: String,
+    pub server_id: String,
+    pub database_id: Option<String>,
+    pub site_id: Option<String>,
+    pub storage_id: String,
+    /// Where it is in the storage (under the storage's prefix or directory).
+    pub object_key: String,
+    /// `pending`, `in_progress`, `completed`, `failed` or `restored`.
+    pub status: String,
+    pub size_bytes: Option<i64>,
+    /// Hex SHA-256 of the object's bytes.
+    pub sha256: Option<String>,
+    /// JSON: tables and row counts at dump time.
+    pub manifest: Option<String>,
+    pub error: Option<String>,
+    pub job_id: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// Which backups to list.
+#[derive(Debug, Clone, Default)]
+pub struct BackupFilter {
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub database_id: Option<String>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GitProvider {
     pub id: String,

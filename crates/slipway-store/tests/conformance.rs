@@ -1085,6 +1085,50 @@ mod cases {
         assert!(store.delete_backup_storage(&first.id).await.unwrap());
         assert!(!store.delete_backup_storage(&first.id).await.unwrap());
         assert!(!store.update_backup_storage(&changed).await.unwrap());
+
+        // Backups: newest first, filtered by status, kind and database; outcomes replaced.
+        let backup = |kind: &str, status: &str| Backup {
+            id: slipway_core::new_id(),
+            organization_id: org.clone(),
+            kind: kind.into(),
+            server_id: "s".into(),
+            database_id: Some("d".into()),
+            site_id: None,
+            storage_id: second.id.clone(),
+            object_key: "k".into(),
+            status: status.into(),
+            size_bytes: None,
+            sha256: None,
+            manifest: None,
+            error: None,
+            job_id: None,
+            started_at: None,
+            finished_at: None,
+            created_at: now(),
+        };
+        let (old, new) = (backup("database", "pending"), backup("database", "failed"));
+        let app = backup("application", "pending");
+        for b in [&old, &new, &app] {
+            store.insert_backup(b).await.unwrap();
+        }
+        let orgs = std::slice::from_ref(&org);
+        let (rows, total) = store.backups_of(orgs, &BackupFilter::default(), PAGE).await.unwrap();
+        assert_eq!((total, rows[0].id.as_str()), (3, app.id.as_str()), "newest first");
+        let pending =
+            BackupFilter { status: Some("pending".into()), kind: Some("database".into()), ..Default::default() };
+        assert_eq!(store.backups_of(orgs, &pending, PAGE).await.unwrap().0, vec![old.clone()]);
+        assert_eq!(store.backups_of(std::slice::from_ref(&other), &BackupFilter::default(), PAGE).await.unwrap().1, 0);
+        let done = Backup {
+            status: "completed".into(),
+            size_bytes: Some(5_000_000_000),
+            sha256: Some("ab".repeat(32)),
+            manifest: Some("{}".into()),
+            started_at: Some(now()),
+            finished_at: Some(now()),
+            ..old.clone()
+        };
+        assert!(store.update_backup(&done).await.unwrap());
+        assert_eq!(store.backup(&old.id).await.unwrap().unwrap().size_bytes, Some(5_000_000_000));
     }
 
     fn git_repository(org: &str, webhook_uuid: &str) -> GitRepository {

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Api, Server, owner, temp_data_dir};
+use common::{Api, S3Server, Server, owner, temp_data_dir};
 use reqwest::Method;
 use serde_json::{Value, json};
 use slipway_remote::testing::NetnsHost;
@@ -358,6 +358,145 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
     api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
 }
 
+/// The hex SHA-256 of a file.
+fn sha256_of(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split(' ').next().unwrap().to_string()
+}
+
+/// Backs up `name` (20,000 rows) to a real S3 server and to a directory on the test host: each
+/// ends `completed` with the size and SHA-256 of what the storage holds and the manifest; a dump
+/// that fails and a storage that refuses end `failed` with the reason and leave nothing behind.
+async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine: &'static str, name: &str) {
+    let api = &p.api;
+    let s3 = S3Server::start(&p.dir);
+    let fill = match engine {
+        "mysql" => format!(
+            "CREATE TABLE `{name}`.bulk (id INT PRIMARY KEY, label TEXT); \
+             INSERT INTO `{name}`.bulk SELECT seq, CONCAT('row ', seq) FROM `{name}`.seq_1_to_20000"
+        ),
+        _ => "CREATE TABLE bulk (id INT PRIMARY KEY, label TEXT); \
+              INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, 20000) g"
+            .to_string(),
+    };
+    if engine == "mysql" {
+        sql(engine, &fill);
+    } else {
+        let out = as_admin_in(name, &fill);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let storage = |body: Value| async move {
+        let (status, made) = api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+        assert_eq!(status, 201, "{made}");
+        made["data"]["id"].as_str().unwrap().to_string()
+    };
+    let to_s3 = storage(json!({"name": "s3", "kind": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket,
+                               "prefix": "acme", "path_style": true, "access_key_id": s3.access_key,
+                               "secret_access_key": s3.secret_key}))
+    .await;
+    let server_id = p.server_path.rsplit('/').next().unwrap();
+    let directory = p.dir.join("backups");
+    let to_dir = storage(json!({"name": "dir", "kind": "local", "server_id": server_id, "path": directory})).await;
+    let databases = all_databases(api, &p.server_path).await;
+    let database = databases.iter().find(|d| d["name"] == name).unwrap()["id"].as_str().unwrap().to_string();
+    let backups = format!("{}/databases/{database}/backups", p.server_path);
+    let back_up = |storage_id: String| {
+        let backups = backups.clone();
+        async move {
+            let (status, made) = api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+            assert_eq!(status, 202, "{made}");
+            assert_eq!(made["data"]["status"], "pending");
+            api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
+            let (_, backup) =
+                api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
+            backup["data"].clone()
+        }
+    };
+
+    // To S3 and to a directory: what the storage holds is what was recorded.
+    for (storage_id, file_of) in [
+        (
+            to_s3.clone(),
+            Box::new(|key: &str| s3.root.join(&s3.bucket).join("acme").join(key))
+                as Box<dyn Fn(&str) -> std::path::PathBuf>,
+        ),
+        (to_dir.clone(), Box::new(|key: &str| directory.join(key))),
+    ] {
+        let backup = back_up(storage_id).await;
+        assert_eq!(backup["status"], "completed", "{backup}");
+        let file = file_of(backup["object_key"].as_str().unwrap());
+        assert!(file.is_file(), "{} is in the storage: {backup}", file.display());
+        assert_eq!(backup["size_bytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()), "{backup}");
+        assert_eq!(backup["sha256"].as_str(), Some(sha256_of(&file).as_str()), "{backup}");
+        let tables = backup["manifest"]["tables"].as_array().unwrap();
+        let bulk =
+            tables.iter().find(|t| t["table"].as_str().unwrap().ends_with("bulk")).expect("bulk in the manifest");
+        assert_eq!(bulk["rows"], 20000, "{backup}");
+        let head = std::fs::read(&file).unwrap();
+        match engine {
+            "mysql" => {
+                assert_eq!(&head[..2], &[0x1f, 0x8b], "gzip");
+                let out = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("gunzip -c {} | grep -c 'INSERT INTO `bulk`'", file.display()))
+                    .output()
+                    .unwrap();
+                assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "0", "the dump holds the rows");
+            }
+            _ => assert_eq!(&head[..5], b"PGDMP", "pg_dump's custom format"),
+        }
+        assert!(backup["duration_seconds"].as_i64().is_some(), "{backup}");
+    }
+    assert!(!walk_has(&directory, ".partial"), "no partial file is left");
+
+    // A dump that fails (the database is gone from the engine): failed, with the engine's words,
+    // and nothing in either storage.
+    let (objects, files) = (s3.objects().len(), count_files(&directory));
+    let dropped = match engine {
+        "mysql" => format!("DROP DATABASE `{name}`"),
+        _ => format!("DROP DATABASE \"{name}\" WITH (FORCE)"),
+    };
+    sql(engine, &dropped);
+    for storage_id in [to_s3.clone(), to_dir.clone()] {
+        let backup = back_up(storage_id).await;
+        assert_eq!(backup["status"], "failed", "{backup}");
+        assert!(!backup["error"].as_str().unwrap_or("").is_empty(), "{backup}");
+    }
+    assert_eq!((s3.objects().len(), count_files(&directory)), (objects, files), "nothing partial: {:?}", s3.objects());
+    assert!(!walk_has(&directory, ".partial"));
+    let create = match engine {
+        "mysql" => format!("CREATE DATABASE `{name}`"),
+        _ => format!("CREATE DATABASE \"{name}\""),
+    };
+    sql(engine, &create);
+
+    // A storage that refuses (a wrong secret): failed before anything is written.
+    let wrong = storage(json!({"name": "wrong", "kind": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket,
+                               "path_style": true, "access_key_id": s3.access_key, "secret_access_key": "wrong"}))
+    .await;
+    let backup = back_up(wrong).await;
+    assert_eq!(backup["status"], "failed", "{backup}");
+    assert_eq!(s3.objects().len(), objects);
+
+    // The organisation's list, filtered.
+    let (status, failed) = api.call(Method::GET, "/api/v1/backups?status=failed&type=database", None).await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed["data"].as_array().unwrap().len(), 3, "{failed}");
+    let (status, completed) = api.call(Method::GET, &format!("{backups}?per_page=100"), None).await;
+    assert_eq!((status, completed["data"].as_array().unwrap().len()), (200, 5), "{completed}");
+    assert_eq!(api.call(Method::GET, "/api/v1/backups?status=lost", None).await.0, 422);
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let out = Command::new("find").arg(dir).args(["-type", "f"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn walk_has(dir: &std::path::Path, suffix: &str) -> bool {
+    let out = Command::new("find").arg(dir).args(["-type", "f", "-name", &format!("*{suffix}")]).output().unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
 /// Runs `statement` in PostgreSQL database `database` as the administrator.
 fn as_admin_in(database: &str, statement: &str) -> std::process::Output {
     Command::new("runuser")
@@ -467,6 +606,7 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
     assert!(!listed.iter().any(|d| ["mysql", "postgres", "template1", "sys"].contains(&d["name"].as_str().unwrap())));
 
     users_are_managed_for_real(&p, engine, &name).await;
+    backups_are_streamed_checked_and_never_partial(&p, engine, &name).await;
 
     // Deleting names the database again, then drops it for real; only it.
     let imported_path = format!("{collection}/{}", imported["id"].as_str().unwrap());

@@ -38,6 +38,42 @@ pub trait Target: Sized + Send {
     fn organization_id(&self) -> &str;
 }
 
+/// A record the whole organisation shares (a git provider or repository, a backup storage, a
+/// backup), named by one path segment.
+pub trait SharedRecord: Sized + Send + Sync + 'static {
+    /// The path segment naming it (`backup_storage`).
+    const PARAM: &'static str;
+
+    fn find(state: &AppState, id: &str)
+    -> impl Future<Output = Result<Option<Self>, slipway_store::StoreError>> + Send;
+
+    fn organization_id(&self) -> &str;
+}
+
+/// A [`SharedRecord`] named by the path: 404 when there is none, and as an organisation-level
+/// target, refused to tokens restricted to some servers or sites.
+#[derive(Debug)]
+pub struct Shared<R>(R);
+
+impl<R> Shared<R> {
+    pub fn record(&self) -> &R {
+        &self.0
+    }
+}
+
+impl<R: SharedRecord> Target for Shared<R> {
+    const ORGANIZATION_LEVEL: bool = true;
+
+    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
+        let id = crate::extract::path_param(parts, state, R::PARAM).await?;
+        Ok(Shared(R::find(state, &id).await?.ok_or(ApiError::NotFound)?))
+    }
+
+    fn organization_id(&self) -> &str {
+        self.0.organization_id()
+    }
+}
+
 /// A [`Target`] the caller may act on as the route requires, with the role they act with.
 #[derive(Debug)]
 pub struct Authorized<T> {

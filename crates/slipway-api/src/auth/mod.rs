@@ -10,5 +10,5 @@ pub mod principal;
 pub mod rules;
 pub mod usage;
 
-pub use access::{Authorized, Caller, OrganizationCaller, Target};
+pub use access::{Authorized, Caller, OrganizationCaller, Shared, SharedRecord, Target};
 pub use principal::{Principal, TokenKind};

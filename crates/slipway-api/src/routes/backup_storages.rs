@@ -4,7 +4,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
@@ -17,7 +16,7 @@ use slipway_store::BackupStorage;
 use utoipa::ToSchema;
 
 use crate::audit::AuditSlot;
-use crate::auth::{Authorized, OrganizationCaller, Principal, Target};
+use crate::auth::{Authorized, OrganizationCaller, Shared, SharedRecord};
 use crate::envelope::{Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
@@ -72,23 +71,17 @@ impl From<&BackupStorage> for BackupStorageResource {
 }
 
 /// A storage named by `{backup_storage}` that the caller may act on, or 404 / 403.
-pub type VisibleStorage = Authorized<OnStorage>;
+pub type VisibleStorage = Authorized<Shared<BackupStorage>>;
 
-#[derive(Debug)]
-pub struct OnStorage {
-    storage: BackupStorage,
-}
+impl SharedRecord for BackupStorage {
+    const PARAM: &'static str = "backup_storage";
 
-impl Target for OnStorage {
-    const ORGANIZATION_LEVEL: bool = true;
-
-    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
-        let id = crate::extract::path_param(parts, state, "backup_storage").await?;
-        Ok(OnStorage { storage: state.store.backup_storage(&id).await?.ok_or(ApiError::NotFound)? })
+    async fn find(state: &AppState, id: &str) -> Result<Option<Self>, slipway_store::StoreError> {
+        state.store.backup_storage(id).await
     }
 
     fn organization_id(&self) -> &str {
-        &self.storage.organization_id
+        &self.organization_id
     }
 }
 
@@ -279,7 +272,7 @@ fn note(audit: &AuditSlot, storage: &BackupStorage) {
     responses((status = 200, body = Data<BackupStorageResource>))
 )]
 pub async fn get_backup_storage(v: VisibleStorage) -> Result<Data<BackupStorageResource>, ApiError> {
-    Ok(Data { data: (&v.storage).into() })
+    Ok(Data { data: v.record().into() })
 }
 
 /// Change a storage: the same fields as creating it (its kind stays); leave
@@ -297,7 +290,7 @@ pub async fn update_backup_storage(
     audit: AuditSlot,
     Json(body): Json<BackupStorageInput>,
 ) -> Result<Data<BackupStorageResource>, ApiError> {
-    let current = &v.storage;
+    let current = v.record();
     if body.kind != current.kind {
         return Err(ApiError::validation(
             "kind",
@@ -337,8 +330,8 @@ pub async fn delete_backup_storage(
     v: VisibleStorage,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_backup_storage(&v.storage.id).await?;
-    note(&audit, &v.storage);
+    state.store.delete_backup_storage(&v.record().id).await?;
+    note(&audit, v.record());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -363,7 +356,7 @@ pub async fn test_backup_storage(
     State(state): State<AppState>,
     v: VisibleStorage,
 ) -> Result<Data<StorageTest>, ApiError> {
-    let steps = match Storage::open(&state.engine, &v.storage).await {
+    let steps = match Storage::open(&state.engine, v.record()).await {
         Ok(storage) => storage.probe(&state.engine).await,
         Err(why) => vec![ProbeStep { step: "write".into(), status: "failed".into(), error: Some(why) }],
     };

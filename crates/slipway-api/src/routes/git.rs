@@ -12,7 +12,6 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,7 +24,7 @@ use utoipa::ToSchema;
 
 use super::sites::{DeploymentResource, Plan, VisibleSite, start_deployment};
 use crate::audit::AuditSlot;
-use crate::auth::{Authorized, OrganizationCaller, Principal, Target};
+use crate::auth::{Authorized, OrganizationCaller, Shared, SharedRecord};
 use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page};
@@ -73,23 +72,17 @@ impl From<&GitProvider> for GitProviderResource {
 }
 
 /// A provider named by `{git_provider}` that the caller may act on, or 404 / 403.
-pub type VisibleProvider = Authorized<OnProvider>;
+pub type VisibleProvider = Authorized<Shared<GitProvider>>;
 
-#[derive(Debug)]
-pub struct OnProvider {
-    provider: GitProvider,
-}
+impl SharedRecord for GitProvider {
+    const PARAM: &'static str = "git_provider";
 
-impl Target for OnProvider {
-    const ORGANIZATION_LEVEL: bool = true;
-
-    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
-        let id = crate::extract::path_param(parts, state, "git_provider").await?;
-        Ok(OnProvider { provider: state.store.git_provider(&id).await?.ok_or(ApiError::NotFound)? })
+    async fn find(state: &AppState, id: &str) -> Result<Option<Self>, slipway_store::StoreError> {
+        state.store.git_provider(id).await
     }
 
     fn organization_id(&self) -> &str {
-        &self.provider.organization_id
+        &self.organization_id
     }
 }
 
@@ -172,7 +165,7 @@ pub async fn create_git_provider(
     responses((status = 200, body = Data<GitProviderResource>))
 )]
 pub async fn get_git_provider(v: VisibleProvider) -> Result<Data<GitProviderResource>, ApiError> {
-    Ok(Data { data: (&v.provider).into() })
+    Ok(Data { data: v.record().into() })
 }
 
 /// Disconnect a git provider (its repositories stay, without it).
@@ -187,10 +180,10 @@ pub async fn delete_git_provider(
     v: VisibleProvider,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_git_provider(&v.provider.id).await?;
+    state.store.delete_git_provider(&v.record().id).await?;
     audit.note(|n| {
-        n.organization_id = Some(v.provider.organization_id.clone());
-        n.resource_id = Some(v.provider.id.clone());
+        n.organization_id = Some(v.record().organization_id.clone());
+        n.resource_id = Some(v.record().id.clone());
     });
     Ok(StatusCode::NO_CONTENT)
 }
@@ -241,23 +234,17 @@ fn repository_resource(state: &AppState, r: &GitRepository) -> GitRepositoryReso
 }
 
 /// A repository named by `{git_repository}` that the caller may act on, or 404 / 403.
-pub type VisibleRepository = Authorized<OnRepository>;
+pub type VisibleRepository = Authorized<Shared<GitRepository>>;
 
-#[derive(Debug)]
-pub struct OnRepository {
-    repository: GitRepository,
-}
+impl SharedRecord for GitRepository {
+    const PARAM: &'static str = "git_repository";
 
-impl Target for OnRepository {
-    const ORGANIZATION_LEVEL: bool = true;
-
-    async fn load(parts: &mut Parts, state: &AppState, _: &Principal) -> Result<Self, ApiError> {
-        let id = crate::extract::path_param(parts, state, "git_repository").await?;
-        Ok(OnRepository { repository: state.store.git_repository(&id).await?.ok_or(ApiError::NotFound)? })
+    async fn find(state: &AppState, id: &str) -> Result<Option<Self>, slipway_store::StoreError> {
+        state.store.git_repository(id).await
     }
 
     fn organization_id(&self) -> &str {
-        &self.repository.organization_id
+        &self.organization_id
     }
 }
 
@@ -363,7 +350,7 @@ pub async fn get_git_repository(
     State(state): State<AppState>,
     v: VisibleRepository,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
-    Ok(Data { data: repository_resource(&state, &v.repository) })
+    Ok(Data { data: repository_resource(&state, v.record()) })
 }
 
 /// Remove a git repository (sites that deploy it keep their releases but cannot deploy again
@@ -379,10 +366,10 @@ pub async fn delete_git_repository(
     v: VisibleRepository,
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_git_repository(&v.repository.id).await?;
+    state.store.delete_git_repository(&v.record().id).await?;
     audit.note(|n| {
-        n.organization_id = Some(v.repository.organization_id.clone());
-        n.resource_id = Some(v.repository.id.clone());
+        n.organization_id = Some(v.record().organization_id.clone());
+        n.resource_id = Some(v.record().id.clone());
     });
     Ok(StatusCode::NO_CONTENT)
 }
@@ -402,15 +389,15 @@ pub async fn setup_deploy_key(
     audit: AuditSlot,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
     let pair = slipway_remote::SshKeypair::generate();
-    let sealed = state.secrets.seal(&deploy_key_context(&v.repository.id), pair.private_openssh().expose().as_bytes());
+    let sealed = state.secrets.seal(&deploy_key_context(&v.record().id), pair.private_openssh().expose().as_bytes());
     let public = format!("{} slipway-deploy-key", pair.public_openssh());
     let changes = GitRepositoryChanges { deploy_key: Some((public, sealed)), ..Default::default() };
-    state.store.update_git_repository(&v.repository.id, &changes).await?;
+    state.store.update_git_repository(&v.record().id, &changes).await?;
     audit.note(|n| {
-        n.organization_id = Some(v.repository.organization_id.clone());
-        n.resource_id = Some(v.repository.id.clone());
+        n.organization_id = Some(v.record().organization_id.clone());
+        n.resource_id = Some(v.record().id.clone());
     });
-    let fresh = state.store.git_repository(&v.repository.id).await?.ok_or(ApiError::NotFound)?;
+    let fresh = state.store.git_repository(&v.record().id).await?.ok_or(ApiError::NotFound)?;
     Ok(Data { data: repository_resource(&state, &fresh) })
 }
 
@@ -436,14 +423,14 @@ pub async fn enable_auto_deploy(
     audit: AuditSlot,
 ) -> Result<Data<AutoDeploy>, ApiError> {
     let secret = slipway_core::token::random_base62(40);
-    let sealed = state.secrets.seal(&webhook_secret_context(&v.repository.id), secret.as_bytes());
+    let sealed = state.secrets.seal(&webhook_secret_context(&v.record().id), secret.as_bytes());
     let changes = GitRepositoryChanges { webhook_secret: Some(Some(sealed)), ..Default::default() };
-    state.store.update_git_repository(&v.repository.id, &changes).await?;
+    state.store.update_git_repository(&v.record().id, &changes).await?;
     audit.note(|n| {
-        n.organization_id = Some(v.repository.organization_id.clone());
-        n.resource_id = Some(v.repository.id.clone());
+        n.organization_id = Some(v.record().organization_id.clone());
+        n.resource_id = Some(v.record().id.clone());
     });
-    let fresh = state.store.git_repository(&v.repository.id).await?.ok_or(ApiError::NotFound)?;
+    let fresh = state.store.git_repository(&v.record().id).await?.ok_or(ApiError::NotFound)?;
     Ok(Data { data: AutoDeploy { repository: repository_resource(&state, &fresh), webhook_secret: secret } })
 }
 
@@ -460,12 +447,12 @@ pub async fn disable_auto_deploy(
     audit: AuditSlot,
 ) -> Result<Data<GitRepositoryResource>, ApiError> {
     let changes = GitRepositoryChanges { webhook_secret: Some(None), ..Default::default() };
-    state.store.update_git_repository(&v.repository.id, &changes).await?;
+    state.store.update_git_repository(&v.record().id, &changes).await?;
     audit.note(|n| {
-        n.organization_id = Some(v.repository.organization_id.clone());
-        n.resource_id = Some(v.repository.id.clone());
+        n.organization_id = Some(v.record().organization_id.clone());
+        n.resource_id = Some(v.record().id.clone());
     });
-    let fresh = state.store.git_repository(&v.repository.id).await?.ok_or(ApiError::NotFound)?;
+    let fresh = state.store.git_repository(&v.record().id).await?.ok_or(ApiError::NotFound)?;
     Ok(Data { data: repository_resource(&state, &fresh) })
 }
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod audit_events;
 pub mod backup_storages;
+pub mod backups;
 pub mod git;
 pub mod index;
 pub mod items;

@@ -292,6 +292,27 @@ async fn world(db: TestDatabase) -> World {
         )
         .await;
     assert_eq!(storage.status, StatusCode::CREATED, "{}", storage.text());
+    // A backup record (making one for real needs a provisioned server with a database).
+    let backup = slipway_store::Backup {
+        id: slipway_core::new_id(),
+        organization_id: a.org_id.clone(),
+        kind: "database".into(),
+        server_id: server_id.clone(),
+        database_id: Some(database_id.clone()),
+        site_id: None,
+        storage_id: storage.json()["data"]["id"].as_str().unwrap().to_string(),
+        object_key: "databases/x/shop/x.sql.gz".into(),
+        status: "completed".into(),
+        size_bytes: Some(1),
+        sha256: Some("00".repeat(32)),
+        manifest: None,
+        error: None,
+        job_id: None,
+        started_at: None,
+        finished_at: None,
+        created_at: slipway_core::time::now(),
+    };
+    app.state.store.insert_backup(&backup).await.unwrap();
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
@@ -309,6 +330,7 @@ async fn world(db: TestDatabase) -> World {
             ("database", database_id.clone()),
             ("database_user", database_user.id.clone()),
             ("backup_storage", storage.json()["data"]["id"].as_str().unwrap().to_string()),
+            ("backup", backup.id.clone()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

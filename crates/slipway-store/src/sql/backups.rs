@@ -5,7 +5,7 @@ use slipway_core::PageRequest;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
-use crate::model::BackupStorage;
+use crate::model::{Backup, BackupFilter, BackupStorage};
 use crate::{BackupStore, StoreError, StoreResult};
 
 /// The columns of `backup_storages`: the fields of [`BackupStorage`] (see `sql/mod.rs`).
@@ -15,6 +15,30 @@ macro_rules! backup_storage_fields {
     };
 }
 backup_storage_fields!(exact_fields!(BackupStorage));
+
+/// The columns of `backups`: the fields of [`Backup`].
+macro_rules! backup_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, organization_id, kind, server_id, database_id, site_id, storage_id, object_key, status, size_bytes,
+            sha256, manifest, error, job_id, started_at, finished_at, created_at
+        }
+    };
+}
+backup_fields!(exact_fields!(Backup));
+
+/// Adds `filter`'s conditions to a query whose `WHERE` is open.
+fn push_filter<DB>(q: &mut QueryBuilder<DB>, filter: &BackupFilter)
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    for (column, value) in [("status", &filter.status), ("kind", &filter.kind), ("database_id", &filter.database_id)] {
+        if let Some(value) = value {
+            q.push(format!(" AND {column} = ")).push_bind(value.clone());
+        }
+    }
+}
 
 macro_rules! impl_backup_store {
     ($db:ty) => {
@@ -86,6 +110,73 @@ macro_rules! impl_backup_store {
                     .execute(&self.pool)
                     .await
                     .map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_backup(&self, v: &Backup) -> StoreResult<()> {
+                backup_fields!(insert_into!($db, "backups", v))
+                    .build()
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn backup(&self, id: &str) -> StoreResult<Option<Backup>> {
+                sqlx::query_as(concat!("SELECT ", backup_fields!(columns!()), " FROM backups WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)
+            }
+
+            async fn backups_of(
+                &self,
+                organization_ids: &[String],
+                filter: &BackupFilter,
+                page: PageRequest,
+            ) -> StoreResult<(Vec<Backup>, u64)> {
+                if organization_ids.is_empty() {
+                    return Ok((Vec::new(), 0));
+                }
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM backups WHERE organization_id IN (");
+                push_id_list!(count, organization_ids);
+                push_filter(&mut count, filter);
+                let total: i64 =
+                    count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    backup_fields!(columns!()),
+                    " FROM backups WHERE organization_id IN ("
+                ));
+                push_id_list!(select, organization_ids);
+                push_filter(&mut select, filter);
+                select
+                    .push(" ORDER BY id DESC LIMIT ")
+                    .push_bind(page.limit())
+                    .push(" OFFSET ")
+                    .push_bind(page.offset());
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn update_backup(&self, v: &Backup) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE backups SET status = $2, size_bytes = $3, sha256 = $4, manifest = $5, error = $6, \
+                     job_id = $7, started_at = $8, finished_at = $9 WHERE id = $1",
+                )
+                .bind(&v.id)
+                .bind(&v.status)
+                .bind(v.size_bytes)
+                .bind(&v.sha256)
+                .bind(&v.manifest)
+                .bind(&v.error)
+                .bind(&v.job_id)
+                .bind(v.started_at)
+                .bind(v.finished_at)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
         }

@@ -1,0 +1,323 @@
+//! Database backups: the engine's own dump tool runs on the server (`mysqldump
+//! --single-transaction`, gzipped; `pg_dump -Fc`), its bytes stream over SSH through Slipway,
+//! which counts and hashes them (SHA-256) while it hands them to the storage: an S3 multipart
+//! upload, or `cat` into a file on the storage's server. No full copy is kept anywhere in
+//! between, and memory stays flat (the dump waits for the upload).
+//!
+//! A backup is `completed` only once the storage holds every byte: S3 has completed the upload,
+//! or the storage's server has hashed the file it wrote and found the same SHA-256. Anything less
+//! is `failed`, with the reason, and what was partly written is removed.
+
+use async_trait::async_trait;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_remote::{ByteSink, Transport};
+use slipway_store::{Backup, Server};
+use tokio::io::AsyncWriteExt;
+
+use crate::backup_storage::Storage;
+use crate::items::DatabaseSpec;
+use crate::script::Script;
+use crate::session::{connect, load_server, run_script_with, store_error};
+use crate::{Engine, JobKind};
+
+/// `backup.database`: one backup of one database. Not retried: a second attempt would be a
+/// second backup; a failed one says why and the next one starts afresh.
+pub const BACKUP_DATABASE: JobKind = JobKind { name: "backup.database", attempts: 1 };
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackupJob {
+    pub backup_id: String,
+}
+
+/// One table of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TableRows {
+    pub table: String,
+    pub rows: u64,
+}
+
+/// What a database held when it was dumped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Manifest {
+    pub tables: Vec<TableRows>,
+}
+
+/// The object key of a backup: by server, database and time, so a listing reads in order.
+pub fn object_key(backup: &Backup, database: &str, engine: &str) -> String {
+    let at = backup.created_at.format("%Y%m%dT%H%M%SZ");
+    let extension = if engine == "postgres" { "dump" } else { "sql.gz" };
+    format!("databases/{}/{database}/{at}-{}.{extension}", backup.server_id, backup.id.to_lowercase())
+}
+
+/// Counts and hashes what passes, then hands it on.
+struct Measured<S> {
+    hasher: Sha256,
+    size: u64,
+    to: S,
+}
+
+/// Where the bytes go.
+enum Upload {
+    S3(WriteMultipart),
+    /// Into a pipe whose other end is the standard input of `cat` on the storage's server.
+    Pipe(tokio::io::DuplexStream),
+}
+
+#[async_trait]
+impl ByteSink for Measured<Upload> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        match &mut self.to {
+            Upload::S3(upload) => {
+                // At most a few parts in flight: the dump waits rather than memory growing.
+                upload.wait_for_capacity(4).await.map_err(|e| format!("the upload failed: {e}"))?;
+                upload.write(chunk);
+                Ok(())
+            }
+            Upload::Pipe(pipe) => {
+                pipe.write_all(chunk).await.map_err(|_| "the storage's server stopped taking the backup".to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct BackUpDatabase(pub Engine);
+
+impl BackUpDatabase {
+    /// Removes what an interrupted backup left in a directory storage (its `.partial` file). An
+    /// S3 upload left incomplete is not visible as an object; the bucket's lifecycle rule for
+    /// incomplete multipart uploads removes its parts.
+    async fn remove_partial(&self, backup: &Backup) {
+        let engine = &self.0;
+        let Ok(Some(record)) = engine.store.backup_storage(&backup.storage_id).await else { return };
+        let Ok(Storage::Local { server, path }) = Storage::open(engine, &record).await else { return };
+        let script = Script::new("backup finish", include_str!("../scripts/backup_finish.sh"))
+            .var("DIR", &path)
+            .var("NAME", &backup.object_key)
+            .var("SHA256", "")
+            .var("KEEP", "no");
+        if let Err(why) = crate::probe::read(engine, &server, &script, std::time::Duration::from_secs(30)).await {
+            tracing::warn!(backup = %backup.id, %why, "could not remove an interrupted backup's partial file");
+        }
+    }
+
+    async fn record(&self, backup: &Backup) -> Result<(), JobError> {
+        self.0.store.update_backup(backup).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Dumps, uploads and proves it; returns the size, checksum and manifest.
+    async fn back_up(&self, ctx: &JobContext, backup: &Backup) -> Result<(u64, String, Manifest), String> {
+        let engine = &self.0;
+        let store = &engine.store;
+        let server = load_server(engine, &backup.server_id).await.map_err(|e| e.to_string())?;
+        let database_id = backup.database_id.as_deref().ok_or("the backup names no database")?;
+        let item =
+            store.server_item(database_id).await.map_err(|e| e.to_string())?.ok_or("the database was deleted")?;
+        let database: DatabaseSpec = serde_json::from_str(&item.spec).map_err(|e| e.to_string())?;
+        if crate::items::databases::name_problem(&database.engine, &database.name).is_some() {
+            return Err("the database's name is not one Slipway would use".into());
+        }
+        let record = store
+            .backup_storage(&backup.storage_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the storage was deleted")?;
+        let storage = Storage::open(engine, &record).await?;
+        let connection = connect(engine, ctx, &server).await.map_err(|e| e.to_string())?;
+
+        ctx.log("info", format!("==> counting the rows of {}", database.name));
+        let manifest = manifest(engine, ctx, &connection, &database).await?;
+        ctx.log("info", format!("{} table(s)", manifest.tables.len()));
+
+        let dump = Script::new("database dump", include_str!("../scripts/database_dump.sh"))
+            .var("ENGINE", &database.engine)
+            .var("NAME", &database.name);
+        let key = storage.key(&backup.object_key);
+        ctx.log("info", format!("==> dumping {} to {key}", database.name));
+        let mut failed_dump = false;
+        let mut on_stderr = |line: &str| {
+            if line.starts_with("slipway-dump-failed") {
+                failed_dump = true;
+            } else {
+                ctx.log("stderr", line);
+            }
+        };
+        let idle = engine.command_idle;
+        let (size, sha256) = match &storage {
+            Storage::S3 { client, .. } => {
+                let location = ObjectPath::from(key.as_str());
+                let upload =
+                    client.put_multipart(&location).await.map_err(|e| format!("the upload could not start: {e}"))?;
+                let mut sink = Measured { hasher: Sha256::new(), size: 0, to: Upload::S3(WriteMultipart::new(upload)) };
+                let result =
+                    connection.stream(&dump.text(), None, &mut sink, &mut on_stderr, ctx.cancel_receiver(), idle).await;
+                let Upload::S3(upload) = sink.to else { unreachable!("made above") };
+                match result {
+                    Ok(exit) if exit.success() && !failed_dump => {
+                        upload.finish().await.map_err(|e| format!("the upload could not be completed: {e}"))?;
+                    }
+                    outcome => {
+                        let _ = upload.abort().await;
+                        return Err(dump_failure(outcome, failed_dump));
+                    }
+                }
+                (sink.size, hex(sink.hasher))
+            }
+            Storage::Local { server: target, path } => {
+                let target_connection = connect(engine, ctx, target).await.map_err(|e| e.to_string())?;
+                let name = key.strip_prefix(&format!("{}/", path.trim_end_matches('/'))).unwrap_or(&key).to_string();
+                let receive = Script::new("backup receive", include_str!("../scripts/backup_receive.sh"))
+                    .var("DIR", path)
+                    .var("NAME", &name);
+                let (pipe, from_pipe) = tokio::io::duplex(256 * 1024);
+                let mut sink = Measured { hasher: Sha256::new(), size: 0, to: Upload::Pipe(pipe) };
+                let mut ignore = slipway_remote::Discard;
+                let mut receive_log = |line: &str| ctx.log("stderr", format!("storage: {line}"));
+                let dump = dump.text();
+                let sending = async {
+                    let result =
+                        connection.stream(&dump, None, &mut sink, &mut on_stderr, ctx.cancel_receiver(), idle).await;
+                    // The end of the pipe: the receiving side's `cat` sees the end of input.
+                    if let Upload::Pipe(pipe) = &mut sink.to {
+                        let _ = pipe.shutdown().await;
+                    }
+                    result
+                };
+                let receive = receive.text();
+                let receiving = target_connection.stream(
+                    &receive,
+                    Some(Box::new(from_pipe)),
+                    &mut ignore,
+                    &mut receive_log,
+                    ctx.cancel_receiver(),
+                    idle,
+                );
+                let (sent, received) = tokio::join!(sending, receiving);
+                let sha256 = hex(sink.hasher.clone());
+                let finish = Script::new("backup finish", include_str!("../scripts/backup_finish.sh"))
+                    .var("DIR", path)
+                    .var("NAME", &name)
+                    .var("SHA256", &sha256)
+                    .var(
+                        "KEEP",
+                        if matches!(&sent, Ok(e) if e.success())
+                            && !failed_dump
+                            && matches!(&received, Ok(e) if e.success())
+                        {
+                            "yes"
+                        } else {
+                            "no"
+                        },
+                    );
+                let finished = run_script_with(engine, ctx, &target_connection, &finish, ctx.cancel_receiver()).await;
+                match (sent, received) {
+                    (Ok(exit), Ok(stored)) if exit.success() && !failed_dump && stored.success() => {
+                        finished.map_err(|e| format!("the storage's server did not keep the backup: {e}"))?;
+                    }
+                    (Ok(exit), Ok(_)) if exit.success() && !failed_dump => {
+                        return Err("the storage's server could not write the backup (see the log)".into());
+                    }
+                    (Ok(_), Err(e)) => return Err(format!("the storage's server failed: {e}")),
+                    (outcome, _) => return Err(dump_failure(outcome, failed_dump)),
+                }
+                (sink.size, sha256)
+            }
+        };
+        ctx.log("info", format!("==> stored {size} bytes, SHA-256 {sha256}"));
+        Ok((size, sha256, manifest))
+    }
+}
+
+/// Why a dump did not end well, in words.
+fn dump_failure(outcome: Result<slipway_remote::Exit, slipway_remote::RemoteError>, failed_dump: bool) -> String {
+    match outcome {
+        Err(slipway_remote::RemoteError::Cancelled) => "cancelled".into(),
+        Err(e) => format!("the dump stopped: {e}"),
+        Ok(_) if failed_dump => "the dump failed (see the log for the engine's words)".into(),
+        Ok(exit) => format!("the dump failed (exit {})", exit.code.map_or("by a signal".into(), |c| c.to_string())),
+    }
+}
+
+fn hex(hasher: Sha256) -> String {
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The tables of `database` and their exact row counts, read just before the dump.
+async fn manifest(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &crate::session::Connection,
+    database: &DatabaseSpec,
+) -> Result<Manifest, String> {
+    let script = Script::new("database manifest", include_str!("../scripts/database_manifest.sh"))
+        .var("ENGINE", &database.engine)
+        .var("NAME", &database.name);
+    let lines =
+        run_script_with(engine, ctx, connection, &script, ctx.cancel_receiver()).await.map_err(|e| e.to_string())?;
+    let mut tables = Vec::new();
+    for line in lines.iter().filter_map(|l| l.strip_prefix("slipway-table ")) {
+        let (table, rows) = line.rsplit_once(' ').ok_or("an unreadable manifest line")?;
+        tables.push(TableRows { table: table.to_string(), rows: rows.parse().map_err(|_| "an unreadable row count")? });
+    }
+    Ok(Manifest { tables })
+}
+
+#[async_trait]
+impl JobHandler for BackUpDatabase {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        let Ok(payload) = serde_json::from_str::<BackupJob>(&job.payload) else { return };
+        if let Ok(Some(mut backup)) = self.0.store.backup(&payload.backup_id).await
+            && matches!(backup.status.as_str(), "pending" | "in_progress")
+        {
+            backup.status = "failed".into();
+            backup.error = Some("interrupted (Slipway stopped during the backup)".into());
+            backup.finished_at = Some(slipway_core::time::now());
+            let _ = self.0.store.update_backup(&backup).await;
+            self.remove_partial(&backup).await;
+        }
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: BackupJob = ctx.payload()?;
+        let store = &self.0.store;
+        let mut backup = store
+            .backup(&job.backup_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| JobError::failed("the backup was deleted"))?;
+        backup.status = "in_progress".into();
+        backup.started_at = Some(slipway_core::time::now());
+        backup.job_id = Some(ctx.id.clone());
+        self.record(&backup).await?;
+        let outcome = self.back_up(ctx, &backup).await;
+        backup.finished_at = Some(slipway_core::time::now());
+        match outcome {
+            Ok((size, sha256, manifest)) => {
+                backup.status = "completed".into();
+                backup.size_bytes = Some(i64::try_from(size).unwrap_or(i64::MAX));
+                backup.sha256 = Some(sha256);
+                backup.manifest = Some(serde_json::to_string(&manifest).map_err(|e| JobError::failed(e.to_string()))?);
+                self.record(&backup).await
+            }
+            Err(why) => {
+                ctx.log("stderr", format!("backup failed: {why}"));
+                backup.status = "failed".into();
+                backup.error = Some(why.clone());
+                self.record(&backup).await?;
+                Err(JobError::failed(why))
+            }
+        }
+    }
+}
+
+/// The server a backup job locks: the database's, one backup at a time per database.
+pub fn job_resource(server: &Server, database_id: &str) -> String {
+    format!("database-backup:{}:{database_id}", server.id)
+}
