@@ -14,11 +14,13 @@ use serde_json::{Value, json};
 use slipway_remote::testing::NetnsHost;
 
 const UNLIMITED: (&str, &str) = ("SLIPWAY_RATE_LIMIT_API", "1000000");
+/// Short job leases: a job whose Slipway was killed is found abandoned within seconds.
+const SHORT_LEASE: (&str, &str) = ("SLIPWAY_JOB_LEASE_SECONDS", "2");
 
 /// A Slipway and a test host provisioned with `database_type`.
 struct Provisioned {
     dir: std::path::PathBuf,
-    _slipway: Server,
+    slipway: Server,
     api: Api,
     server_path: String,
     _host: NetnsHost,
@@ -37,7 +39,7 @@ async fn provisioned_with(database_type: &str) -> Provisioned {
     );
     common::clean_test_host_files();
     let dir = temp_data_dir();
-    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let slipway = Server::start(&dir, &[UNLIMITED, SHORT_LEASE]).unwrap();
     let api = owner(&slipway).await;
     let body = json!({"name": "db", "provider": "custom", "ip_address": "192.0.2.1", "ssh_port": 22,
                       "database_type": database_type});
@@ -50,7 +52,7 @@ async fn provisioned_with(database_type: &str) -> Provisioned {
     let (_, op) = api.call(Method::POST, &format!("{server_path}/provision"), Some(json!({}))).await;
     let op = api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(180)).await;
     assert_eq!(op["status"], "succeeded", "provisioning takes the running engine as installed: {op}");
-    Provisioned { dir, _slipway: slipway, api, server_path, _host: host }
+    Provisioned { dir, slipway, api, server_path, _host: host }
 }
 
 /// Runs `statement` on this machine's engine as its administrator, over the local socket.
@@ -487,6 +489,75 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
     assert_eq!(api.call(Method::GET, "/api/v1/backups?status=lost", None).await.0, 422);
 }
 
+/// kill -9 of Slipway while a backup waits on the engine (a session holds a table locked):
+/// after the restart the backup ends `failed` (interrupted), nothing partial stays in the
+/// storage, and the next backup completes.
+async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned, name: &str) {
+    let directory = p.dir.join("backups-interrupted");
+    let server_id = p.server_path.rsplit('/').next().unwrap().to_string();
+    let body = json!({"name": "interrupted", "kind": "local", "server_id": server_id, "path": directory});
+    let (status, storage) = p.api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+    assert_eq!(status, 201, "{storage}");
+    let storage_id = storage["data"]["id"].as_str().unwrap().to_string();
+    let database = all_databases(&p.api, &p.server_path).await;
+    let database = database.iter().find(|d| d["name"] == name).unwrap()["id"].as_str().unwrap().to_string();
+    let backups = format!("{}/databases/{database}/backups", p.server_path);
+    let out = as_admin_in(name, "CREATE TABLE held (id INT)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // psql itself (not under runuser), so that killing it by PID ends the session.
+    let mut locker = Command::new("psql")
+        .args(["-X", "-h", "/var/run/postgresql", "-U", "postgres", "-d", name, "-c"])
+        .arg("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(300);")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                  WHERE c.relname = 'held' AND l.mode = 'AccessExclusiveLock' AND l.granted";
+    common::eventually(Duration::from_secs(20), "the table is locked", || async {
+        String::from_utf8_lossy(&as_admin_in(name, locked).stdout).trim() == "1"
+    })
+    .await;
+
+    let (status, made) = p.api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+    assert_eq!(status, 202, "{made}");
+    let backup_path = format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap());
+    let api = &p.api;
+    common::eventually(Duration::from_secs(30), "the backup waits on the lock", || async {
+        api.call(Method::GET, &backup_path, None).await.1["data"]["status"] == "in_progress"
+    })
+    .await;
+    Command::new("kill").args(["-KILL", &p.slipway.child.id().to_string()]).status().unwrap();
+    let _ = p.slipway.child.wait();
+    p.slipway = Server::start(&p.dir, &[UNLIMITED, SHORT_LEASE]).unwrap();
+    p.api = Api { url: p.slipway.url.clone(), token: p.api.token.clone() };
+    let api = &p.api;
+    let ended = common::eventually_some(
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+        "the backup is found interrupted",
+        || async {
+            let backup = api.call(Method::GET, &backup_path, None).await.1["data"].clone();
+            (backup["status"] == "failed").then_some(backup)
+        },
+    )
+    .await;
+    assert!(ended["error"].as_str().unwrap().contains("interrupted"), "{ended}");
+
+    let _ = locker.kill();
+    let _ = locker.wait();
+    let release = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE held%'";
+    as_admin_in(name, release);
+    let (status, made) = api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+    assert_eq!(status, 202, "{made}");
+    api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
+    let (_, next) =
+        api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
+    assert_eq!(next["data"]["status"], "completed", "{next}");
+    assert!(!walk_has(&directory, ".partial"), "nothing partial stays");
+    assert_eq!(count_files(&directory), 1);
+}
+
 fn count_files(dir: &std::path::Path) -> usize {
     let out = Command::new("find").arg(dir).args(["-type", "f"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -522,7 +593,7 @@ async fn all_databases(api: &Api, server_path: &str) -> Vec<Value> {
 }
 
 async fn databases_are_managed_for_real(database_type: &str, engine: &'static str, charset: &str) {
-    let p = provisioned_with(database_type).await;
+    let mut p = provisioned_with(database_type).await;
     let (api, collection) = (&p.api, format!("{}/databases", p.server_path));
     let unique = slipway_core::new_id().to_lowercase()[18..].to_string();
     let name = format!("slp_{unique}");
@@ -607,6 +678,10 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
 
     users_are_managed_for_real(&p, engine, &name).await;
     backups_are_streamed_checked_and_never_partial(&p, engine, &name).await;
+    if engine == "postgres" {
+        an_interrupted_backup_fails_and_the_next_one_works(&mut p, &name).await;
+    }
+    let api = &p.api;
 
     // Deleting names the database again, then drops it for real; only it.
     let imported_path = format!("{collection}/{}", imported["id"].as_str().unwrap());
