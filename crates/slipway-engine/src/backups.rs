@@ -317,6 +317,80 @@ impl JobHandler for BackUpDatabase {
     }
 }
 
+/// A download's chunks, or why it stopped.
+pub type Chunks = tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>;
+
+/// Hands each chunk to a download; fails (stopping the command) once nobody reads.
+struct ToChannel(tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>);
+
+#[async_trait]
+impl ByteSink for ToChannel {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.0.send(Ok(chunk.to_vec())).await.map_err(|_| "the download was stopped".to_string())
+    }
+}
+
+/// The stored object of `backup`, chunk by chunk, as it is read from its storage (a download's
+/// body). What cannot be started (the object is gone, or its size is not the recorded one) is an
+/// error before any byte; a later error ends the chunks with it. Reading stops when the receiver
+/// is dropped.
+pub async fn open_download(engine: &Engine, backup: &Backup) -> Result<Chunks, String> {
+    use futures_util::StreamExt;
+    let record = engine.store.backup_storage(&backup.storage_id).await.map_err(|e| e.to_string())?;
+    let storage = Storage::open(engine, &record.ok_or("the backup's storage was deleted")?).await?;
+    let key = storage.key(&backup.object_key);
+    let expected = backup.size_bytes.and_then(|s| u64::try_from(s).ok());
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    match storage {
+        Storage::S3 { client, .. } => {
+            let found = client.get(&ObjectPath::from(key.as_str())).await.map_err(|e| e.to_string())?;
+            if expected != Some(found.meta.size) {
+                return Err(format!("the stored object has {} bytes, not the {expected:?} recorded", found.meta.size));
+            }
+            let mut chunks = found.into_stream();
+            tokio::spawn(async move {
+                while let Some(chunk) = chunks.next().await {
+                    let failed = chunk.is_err();
+                    if tx.send(chunk.map(|b| b.to_vec()).map_err(|e| e.to_string())).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        Storage::Local { server, .. } => {
+            let check = Script::new(
+                "backup size",
+                "[ -f \"$FILE\" ] || fail \"the backup file is gone: $FILE\"\nstat -c 'slipway-size %s' \"$FILE\"\n",
+            )
+            .var("FILE", &key);
+            let lines = crate::probe::read(engine, &server, &check, std::time::Duration::from_secs(20)).await?;
+            let size = lines.iter().find_map(|l| l.strip_prefix("slipway-size ")?.parse::<u64>().ok());
+            if size != expected {
+                return Err(format!("the stored file has {size:?} bytes, not the {expected:?} recorded"));
+            }
+            let connection =
+                crate::session::connect(engine, &crate::session::Quiet, &server).await.map_err(|e| e.to_string())?;
+            let send = Script::new("backup send", "exec cat \"$FILE\"\n").var("FILE", &key).text();
+            let idle = engine.command_idle;
+            tokio::spawn(async move {
+                let mut sink = ToChannel(tx.clone());
+                let mut errors = Vec::new();
+                // Nobody cancels a download; a reader that goes away stops it through the sink.
+                let (_never, cancel) = tokio::sync::watch::channel(false);
+                let result =
+                    connection.stream(&send, None, &mut sink, &mut |l| errors.push(l.to_string()), cancel, idle).await;
+                let failure = match result {
+                    Ok(exit) if exit.success() => return,
+                    Ok(exit) => format!("reading the file failed (exit {:?}): {}", exit.code, errors.join(" ")),
+                    Err(e) => e.to_string(),
+                };
+                let _ = tx.send(Err(failure)).await;
+            });
+        }
+    }
+    Ok(rx)
+}
+
 /// The server a backup job locks: the database's, one backup at a time per database.
 pub fn job_resource(server: &Server, database_id: &str) -> String {
     format!("database-backup:{}:{database_id}", server.id)

@@ -16,6 +16,8 @@ use slipway_remote::testing::NetnsHost;
 const UNLIMITED: (&str, &str) = ("SLIPWAY_RATE_LIMIT_API", "1000000");
 /// Short job leases: a job whose Slipway was killed is found abandoned within seconds.
 const SHORT_LEASE: (&str, &str) = ("SLIPWAY_JOB_LEASE_SECONDS", "2");
+/// Two backup downloads an hour: the third is refused.
+const TWO_DOWNLOADS: (&str, &str) = ("SLIPWAY_RATE_LIMIT_BACKUP_DOWNLOAD", "2");
 
 /// A Slipway and a test host provisioned with `database_type`.
 struct Provisioned {
@@ -39,7 +41,7 @@ async fn provisioned_with(database_type: &str) -> Provisioned {
     );
     common::clean_test_host_files();
     let dir = temp_data_dir();
-    let slipway = Server::start(&dir, &[UNLIMITED, SHORT_LEASE]).unwrap();
+    let slipway = Server::start(&dir, &[UNLIMITED, SHORT_LEASE, TWO_DOWNLOADS]).unwrap();
     let api = owner(&slipway).await;
     let body = json!({"name": "db", "provider": "custom", "ip_address": "192.0.2.1", "ssh_port": 22,
                       "database_type": database_type});
@@ -416,6 +418,7 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
     };
 
     // To S3 and to a directory: what the storage holds is what was recorded.
+    let mut last_completed = String::new();
     for (storage_id, file_of) in [
         (
             to_s3.clone(),
@@ -448,7 +451,20 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
             _ => assert_eq!(&head[..5], b"PGDMP", "pg_dump's custom format"),
         }
         assert!(backup["duration_seconds"].as_i64().is_some(), "{backup}");
+
+        // Downloaded as stored, with its size and checksum in the headers.
+        let got = download(api, backup["id"].as_str().unwrap()).await;
+        assert_eq!(got.status(), 200);
+        let header = |name: &str| got.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(header("content-length"), backup["size_bytes"].as_u64().map(|s| s.to_string()));
+        assert_eq!(header("x-checksum-sha256").as_deref(), backup["sha256"].as_str());
+        let bytes = got.bytes().await.unwrap();
+        assert_eq!(bytes.as_ref(), std::fs::read(&file).unwrap().as_slice(), "the download is the stored object");
+        last_completed = backup["id"].as_str().unwrap().to_string();
     }
+    let refused = download(api, &last_completed).await;
+    assert_eq!(refused.status(), 429, "a third download within the hour");
+    assert!(refused.headers().contains_key("retry-after"));
     assert!(!walk_has(&directory, ".partial"), "no partial file is left");
 
     // A dump that fails (the database is gone from the engine): failed, with the engine's words,
@@ -529,7 +545,7 @@ async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned,
     .await;
     Command::new("kill").args(["-KILL", &p.slipway.child.id().to_string()]).status().unwrap();
     let _ = p.slipway.child.wait();
-    p.slipway = Server::start(&p.dir, &[UNLIMITED, SHORT_LEASE]).unwrap();
+    p.slipway = Server::start(&p.dir, &[UNLIMITED, SHORT_LEASE, TWO_DOWNLOADS]).unwrap();
     p.api = Api { url: p.slipway.url.clone(), token: p.api.token.clone() };
     let api = &p.api;
     let ended = common::eventually_some(
@@ -556,6 +572,11 @@ async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned,
     assert_eq!(next["data"]["status"], "completed", "{next}");
     assert!(!walk_has(&directory, ".partial"), "nothing partial stays");
     assert_eq!(count_files(&directory), 1);
+}
+
+async fn download(api: &Api, backup: &str) -> reqwest::Response {
+    let url = format!("{}/api/v1/backups/{backup}/download", api.url);
+    common::http().get(url).bearer_auth(&api.token).send().await.unwrap()
 }
 
 fn count_files(dir: &std::path::Path) -> usize {

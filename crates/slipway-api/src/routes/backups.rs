@@ -231,9 +231,67 @@ pub async fn get_backup(v: Authorized<Shared<Backup>>) -> Result<Data<BackupReso
     Ok(Data { data: v.record().into() })
 }
 
+/// Download a backup's object, streamed from its storage as it is read: `Content-Length` is its
+/// size and `X-Checksum-SHA256` its SHA-256 (check it). 409 unless it is `completed` or
+/// `restored`; 503 when the storage cannot give it (gone, or not the size recorded). At most 10
+/// downloads per hour per token (`rate_limit_backup_download`).
+#[utoipa::path(
+    get, path = "/api/v1/backups/{backup}/download", tag = "backups",
+    params(("backup" = String, Path)),
+    security(("token" = ["backup:read"])),
+    responses(
+        (status = 200, description = "The backup's bytes", content_type = "application/octet-stream"),
+        (status = 429, body = crate::error::ErrorBody)
+    )
+)]
+pub async fn download_backup(
+    State(state): State<AppState>,
+    v: Authorized<Shared<Backup>>,
+    report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
+) -> Result<axum::response::Response, ApiError> {
+    let limit = state.config.rate_limits.backup_download_per_hour;
+    let decision =
+        state.limiter.hit("backup-download", &format!("token:{}", v.principal.token_id), limit, 3600).await?;
+    if let Some(report) = report.as_deref() {
+        report.record(&decision);
+    }
+    if !decision.allowed {
+        return Err(decision.into_error());
+    }
+    let backup = v.record();
+    let (Some(size), Some(sha256)) = (backup.size_bytes, &backup.sha256) else {
+        return Err(ApiError::Conflict(format!(
+            "The backup is {}; only a completed backup can be downloaded.",
+            backup.status
+        )));
+    };
+    if !matches!(backup.status.as_str(), "completed" | "restored") {
+        return Err(ApiError::Conflict(format!(
+            "The backup is {}; only a completed backup can be downloaded.",
+            backup.status
+        )));
+    }
+    let chunks = slipway_engine::backups::open_download(&state.engine, backup)
+        .await
+        .map_err(|why| ApiError::Unavailable(format!("The storage cannot give the backup: {why}")))?;
+    let body = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        let next = chunks.recv().await?;
+        Some((next.map(axum::body::Bytes::from).map_err(std::io::Error::other), chunks))
+    });
+    let file = backup.object_key.rsplit('/').next().unwrap_or("backup");
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(axum::http::header::CONTENT_LENGTH, size)
+        .header(axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\""))
+        .header("x-checksum-sha256", sha256)
+        .body(axum::body::Body::from_stream(body))
+        .map_err(ApiError::internal)
+}
+
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
     router
         .routes(utoipa_axum::routes!(list_database_backups, create_database_backup))
         .routes(utoipa_axum::routes!(list_backups))
         .routes(utoipa_axum::routes!(get_backup))
+        .routes(utoipa_axum::routes!(download_backup))
 }
