@@ -376,6 +376,25 @@ impl Client {
         self.delete_path(&format!("/api/v1/tokens/{}", encode_segment(id))).await
     }
 
+    /// A backup's bytes, to read as they arrive (`chunk()`); `Content-Length` and
+    /// `X-Checksum-SHA256` say what to expect. Not retried on 429: the limit is per hour.
+    pub async fn backup_download(&self, id: &str) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}/api/v1/backups/{}/download", self.base, encode_segment(id));
+        let mut request = self.streaming.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response =
+            request.send().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes =
+                response.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+            return Err(error_from(status, &bytes));
+        }
+        Ok(response)
+    }
+
     /// `DELETE path` of a resource that answers `204 No Content`.
     pub async fn delete_path(&self, path: &str) -> Result<(), ClientError> {
         self.request::<Value>(Method::DELETE, path, None::<&()>).await.map(|_| ())
@@ -531,6 +550,12 @@ impl Client {
     /// [`queue_workers_path`]`(server, site)`), up to 100.
     pub async fn items(&self, collection: &str) -> Result<Page<Value>, ClientError> {
         self.expect(Method::GET, &format!("{collection}?per_page=100"), None::<&()>).await
+    }
+
+    /// As [`Client::items`], narrowed by `filters` (`status=failed`), each value encoded.
+    pub async fn items_where(&self, collection: &str, filters: &[(&str, &str)]) -> Result<Page<Value>, ClientError> {
+        let query: String = filters.iter().map(|(k, v)| format!("&{k}={}", encode_segment(v))).collect();
+        self.expect(Method::GET, &format!("{collection}?per_page=100{query}"), None::<&()>).await
     }
 
     pub async fn create_item(&self, collection: &str, body: &Value) -> Result<Value, ClientError> {

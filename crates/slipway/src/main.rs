@@ -70,6 +70,9 @@ enum Command {
     /// Databases on a server's own engine
     #[command(subcommand)]
     Db(cli::databases::DbCommand),
+    /// Database backups: list, make, download (checked against their SHA-256)
+    #[command(subcommand)]
+    Backup(cli::backups::BackupCommand),
     /// Where backups go: S3-compatible buckets or a server's directory
     #[command(subcommand)]
     BackupStorage(cli::backup_storages::BackupStorageCommand),
@@ -168,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert(command) => cli::run(cli::certificates::cert(command, &cli.client)),
         Command::Cron(command) => cli::run(cli::cron::cron(command, &cli.client)),
         Command::Db(command) => cli::run(cli::databases::db(command, &cli.client)),
+        Command::Backup(command) => cli::run(cli::backups::backup(command, &cli.client)),
         Command::BackupStorage(command) => cli::run(cli::backup_storages::backup_storage(command, &cli.client)),
         Command::DbUser(command) => cli::run(cli::database_users::db_user(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),

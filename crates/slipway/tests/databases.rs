@@ -452,6 +452,11 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
         }
         assert!(backup["duration_seconds"].as_i64().is_some(), "{backup}");
 
+        last_completed = backup["id"].as_str().unwrap().to_string();
+        if file.starts_with(&directory) {
+            // This one is downloaded with the command line, below.
+            continue;
+        }
         // Downloaded as stored, with its size and checksum in the headers.
         let got = download(api, backup["id"].as_str().unwrap()).await;
         assert_eq!(got.status(), 200);
@@ -460,8 +465,32 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
         assert_eq!(header("x-checksum-sha256").as_deref(), backup["sha256"].as_str());
         let bytes = got.bytes().await.unwrap();
         assert_eq!(bytes.as_ref(), std::fs::read(&file).unwrap().as_slice(), "the download is the stored object");
-        last_completed = backup["id"].as_str().unwrap().to_string();
     }
+    // The command line makes, lists and downloads them (checking the checksum).
+    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+    let cli = |args: &[&str]| {
+        let out = common::slipway(&p.dir, &env).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = cli(&["backup", "create", "db", name, "--storage", &to_dir, "--output", "json"]);
+    assert!(ok, "{out}{err}");
+    let made: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(made["status"], "completed", "{made}");
+    let (ok, out, err) = cli(&["backup", "list", "--status", "completed"]);
+    assert!(ok && out.contains(made["id"].as_str().unwrap()) && out.contains(&last_completed), "{out}{err}");
+    let saved = p.dir.join("downloaded.backup");
+    let (ok, out, err) = cli(&["backup", "download", &last_completed, "--to", saved.to_str().unwrap()]);
+    assert!(ok && err.contains("checked"), "{out}{err}");
+    let stored = directory.join(
+        backups_listed(api, &backups).await.iter().find(|b| b["id"] == last_completed.as_str()).unwrap()["object_key"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read(&saved).unwrap(), std::fs::read(&stored).unwrap());
     let refused = download(api, &last_completed).await;
     assert_eq!(refused.status(), 429, "a third download within the hour");
     assert!(refused.headers().contains_key("retry-after"));
@@ -500,8 +529,7 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
     let (status, failed) = api.call(Method::GET, "/api/v1/backups?status=failed&type=database", None).await;
     assert_eq!(status, 200, "{failed}");
     assert_eq!(failed["data"].as_array().unwrap().len(), 3, "{failed}");
-    let (status, completed) = api.call(Method::GET, &format!("{backups}?per_page=100"), None).await;
-    assert_eq!((status, completed["data"].as_array().unwrap().len()), (200, 5), "{completed}");
+    assert_eq!(backups_listed(api, &backups).await.len(), 6);
     assert_eq!(api.call(Method::GET, "/api/v1/backups?status=lost", None).await.0, 422);
 }
 
@@ -572,6 +600,13 @@ async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned,
     assert_eq!(next["data"]["status"], "completed", "{next}");
     assert!(!walk_has(&directory, ".partial"), "nothing partial stays");
     assert_eq!(count_files(&directory), 1);
+}
+
+/// A database's backups (the first 100).
+async fn backups_listed(api: &Api, backups: &str) -> Vec<Value> {
+    let (status, listed) = api.call(Method::GET, &format!("{backups}?per_page=100"), None).await;
+    assert_eq!(status, 200, "{listed}");
+    listed["data"].as_array().unwrap().clone()
 }
 
 async fn download(api: &Api, backup: &str) -> reqwest::Response {

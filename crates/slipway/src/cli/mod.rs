@@ -4,6 +4,7 @@
 //! credentials file or `SLIPWAY_TOKEN`.
 
 pub mod backup_storages;
+pub mod backups;
 pub mod certificates;
 pub mod credentials;
 pub mod cron;

@@ -1,0 +1,158 @@
+//! `slipway backup …`: database backups, listed, made and downloaded (checked against their
+//! SHA-256).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use slipway_client::ServerItems;
+
+use super::{ClientArgs, Output, connect, print_json, wait_for_change};
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Your organizations' backups, newest first
+    List {
+        /// Only these: pending, in_progress, completed, failed or restored
+        #[arg(long)]
+        status: Option<String>,
+        /// Only these: database or application
+        #[arg(long = "type")]
+        kind: Option<String>,
+    },
+    /// Back a database up now, to a storage, and wait until it is stored
+    Create {
+        /// Server name or id
+        server: String,
+        /// Database name or id
+        database: String,
+        /// The backup storage's id
+        #[arg(long)]
+        storage: String,
+    },
+    /// Download a backup, showing progress, and check it against its SHA-256
+    Download {
+        /// The backup's id
+        id: String,
+        /// Where to write it [default: the backup's file name, here]
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+}
+
+#[allow(clippy::print_stdout)]
+fn print_backups(backups: &[Value]) {
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    println!("{:<26}  {:<8}  {:<11}  {:>12}  {:<20}  ERROR", "ID", "TYPE", "STATUS", "BYTES", "CREATED");
+    for b in backups {
+        let size = b["size_bytes"].as_i64().map(|n| n.to_string()).unwrap_or_default();
+        let created: String = s(b, "created_at").chars().take(19).collect();
+        println!(
+            "{:<26}  {:<8}  {:<11}  {size:>12}  {created:<20}  {}",
+            s(b, "id"),
+            s(b, "type"),
+            s(b, "status"),
+            s(b, "error")
+        );
+    }
+}
+
+pub async fn backup(command: BackupCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    let output = client_args.output;
+    match command {
+        BackupCommand::List { status, kind } => {
+            let mut filters = Vec::new();
+            filters.extend(status.as_deref().map(|s| ("status", s)));
+            filters.extend(kind.as_deref().map(|k| ("type", k)));
+            let page = client.items_where("/api/v1/backups", &filters).await?;
+            if output == Output::Json {
+                return print_json(&Value::Array(page.data));
+            }
+            print_backups(&page.data);
+            Ok(())
+        }
+        BackupCommand::Create { server, database, storage } => {
+            let databases = ServerItems::Databases.collection(&server);
+            let found = client.items(&databases).await?;
+            let id = found
+                .data
+                .iter()
+                .find(|d| d["id"] == database.as_str() || d["name"] == database.as_str())
+                .and_then(|d| d["id"].as_str())
+                .ok_or_else(|| anyhow::anyhow!("No database named or with id {database:?} on server {server:?}."))?;
+            let made =
+                client.create_item(&format!("{databases}/{id}/backups"), &json!({"storage_id": storage})).await?;
+            wait_for_change(&client, &made, output).await?;
+            let backup = client.item("/api/v1/backups", made["id"].as_str().unwrap_or("")).await?;
+            if backup["status"] != "completed" {
+                anyhow::bail!(
+                    "the backup {} failed: {}",
+                    backup["id"].as_str().unwrap_or(""),
+                    backup["error"].as_str().unwrap_or("")
+                );
+            }
+            if output == Output::Json {
+                return print_json(&backup);
+            }
+            eprintln!(
+                "Done: {} stored, {} bytes, SHA-256 {}.",
+                backup["id"].as_str().unwrap_or(""),
+                backup["size_bytes"].as_i64().unwrap_or(0),
+                backup["sha256"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+        BackupCommand::Download { id, to } => download(&client, &id, to).await,
+    }
+}
+
+/// Streams a backup to a `.partial` file beside `to`, hashing as it goes; keeps it only when the
+/// size and SHA-256 are the ones Slipway recorded.
+async fn download(client: &slipway_client::Client, id: &str, to: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut response = client.backup_download(id).await?;
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let expected_sha = header("x-checksum-sha256").ok_or_else(|| anyhow::anyhow!("the answer has no checksum"))?;
+    let total: u64 = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let name = header("content-disposition")
+        .and_then(|d| d.split("filename=\"").nth(1).map(|n| n.trim_end_matches('"').to_string()))
+        .filter(|n| !n.is_empty() && !n.contains('/') && !n.starts_with('.'))
+        .unwrap_or_else(|| format!("{id}.backup"));
+    let target = to.unwrap_or_else(|| PathBuf::from(name));
+    let partial = target.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)?;
+    let (mut hasher, mut done, mut shown) = (Sha256::new(), 0u64, 0u64);
+    let result = async {
+        while let Some(chunk) = response.chunk().await? {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+            done += chunk.len() as u64;
+            // Progress on stderr, at most every 1 MiB.
+            if done - shown >= 1 << 20 || done == total {
+                shown = done;
+                let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+                eprint!("\r\x1b[2K{done} / {total} bytes ({percent}%)");
+            }
+        }
+        eprintln!();
+        file.sync_all()?;
+        anyhow::Ok(())
+    }
+    .await;
+    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.context("the download stopped; nothing was kept"));
+    }
+    if done != total || got != expected_sha {
+        let _ = std::fs::remove_file(&partial);
+        anyhow::bail!(
+            "the download is not the backup ({done} of {total} bytes, SHA-256 {got}, expected {expected_sha}); nothing was kept"
+        );
+    }
+    std::fs::rename(&partial, &target)?;
+    eprintln!("Done: {} ({done} bytes, SHA-256 {got} checked).", target.display());
+    Ok(())
+}
