@@ -380,7 +380,8 @@ impl Transport for SshConnection {
             _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
         };
         // As `run`, but standard output is the data: the process group goes to stderr, and the
-        // script is read by its byte count so that what follows on stdin is the input's.
+        // script is read by its byte count so that what follows on stdin is the input's. The
+        // line holds fixed text and that count only: no value from a user or the script.
         let wrapper =
             format!("setsid -w sh -c 'echo \"{PGID_MARKER}$$\" >&2; {}'", crate::script_then_input(script.len()));
         let start = async {

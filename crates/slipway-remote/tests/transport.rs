@@ -317,11 +317,22 @@ async fn streaming_behaviour(t: &dyn Transport, label: &str) {
     let marker = format!("slipway-secret-{}", std::process::id());
     let script = format!("PASSWORD={marker}; sleep 1; echo \"$PASSWORD\"\n");
     let mut sink = Collect::default();
-    let watching = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        running_count(&marker)
+    // The process list is read every 50 ms for as long as the command runs.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let running = async {
+        let outcome = stream(t, &script, None, &mut sink).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        outcome
     };
-    let ((result, _), seen) = tokio::join!(stream(t, &script, None, &mut sink), watching);
+    let watching = async {
+        let (mut seen, mut every) = (0, tokio::time::interval(Duration::from_millis(50)));
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            every.tick().await;
+            seen = seen.max(running_count(&marker));
+        }
+        seen
+    };
+    let ((result, _), seen) = tokio::join!(running, watching);
     assert!(result.unwrap().success(), "{label}");
     assert_eq!((seen, String::from_utf8_lossy(&sink.bytes).trim()), (0, marker.as_str()), "{label}");
 

@@ -441,9 +441,10 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
         match engine {
             "mysql" => {
                 assert_eq!(&head[..2], &[0x1f, 0x8b], "gzip");
+                // The file goes in as an argument, never into the command's text.
                 let out = Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("gunzip -c {} | grep -c 'INSERT INTO `bulk`'", file.display()))
+                    .args(["-c", "gunzip -c \"$1\" | grep -c 'INSERT INTO `bulk`'", "sh"])
+                    .arg(&file)
                     .output()
                     .unwrap();
                 assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "0", "the dump holds the rows");
