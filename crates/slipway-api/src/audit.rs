@@ -99,6 +99,8 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("delete_backup_storage", "backup-storage.delete", &[]),
     ("test_backup_storage", "backup-storage.test", &[]),
     ("create_database_backup", "backup.create", &[]),
+    ("restore_backup", "backup.restore", &[]),
+    ("verify_backup", "backup.verify", &[]),
     ("create_git_provider", "git-provider.create", &[]),
     ("delete_git_provider", "git-provider.delete", &[]),
     ("create_git_repository", "git-repository.create", &[]),

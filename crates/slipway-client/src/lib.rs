@@ -378,6 +378,12 @@ impl Client {
 
     /// A backup's bytes, to read as they arrive (`chunk()`); `Content-Length` and
     /// `X-Checksum-SHA256` say what to expect. Not retried on 429: the limit is per hour.
+    /// Starts a restore or a verification of a backup; returns the operation that does it.
+    pub async fn backup_action(&self, id: &str, action: BackupAction, body: &Value) -> Result<Value, ClientError> {
+        let path = format!("/api/v1/backups/{}/{}", encode_segment(id), action.path());
+        Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(body)).await?.data)
+    }
+
     pub async fn backup_download(&self, id: &str) -> Result<reqwest::Response, ClientError> {
         let url = format!("{}/api/v1/backups/{}/download", self.base, encode_segment(id));
         let mut request = self.streaming.get(&url);
@@ -860,6 +866,22 @@ pub fn base_url(input: &str) -> Result<String, String> {
 }
 
 /// Percent-encodes a path segment, so an id typed by a user cannot change the path.
+/// What can be done to a stored backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupAction {
+    Restore,
+    Verify,
+}
+
+impl BackupAction {
+    fn path(self) -> &'static str {
+        match self {
+            BackupAction::Restore => "restore",
+            BackupAction::Verify => "verify",
+        }
+    }
+}
+
 fn encode_segment(segment: &str) -> String {
     segment
         .bytes()

@@ -245,12 +245,12 @@ fn dump_failure(outcome: Result<slipway_remote::Exit, slipway_remote::RemoteErro
     }
 }
 
-fn hex(hasher: Sha256) -> String {
+pub(crate) fn hex(hasher: Sha256) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The tables of `database` and their exact row counts, read just before the dump.
-async fn manifest(
+pub(crate) async fn manifest(
     engine: &Engine,
     ctx: &JobContext,
     connection: &crate::session::Connection,

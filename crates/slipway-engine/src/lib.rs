@@ -3,6 +3,7 @@
 //! The API only enqueues; `slipway serve` runs these in its job worker.
 
 pub mod audit;
+pub mod backup_restore;
 pub mod backup_storage;
 pub mod backups;
 pub mod deploy;
@@ -96,6 +97,8 @@ impl Engine {
             .register(SITE_DEPLOY.name, deploy::DeploySite(self.clone()))
             .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()))
             .register(backups::BACKUP_DATABASE.name, backups::BackUpDatabase(self.clone()))
+            .register(backup_restore::BACKUP_RESTORE.name, backup_restore::RestoreBackup(self.clone()))
+            .register(backup_restore::BACKUP_VERIFY.name, backup_restore::VerifyBackup(self.clone()))
             .register(items::supervised::PROGRAM_RESTART.name, items::supervised::RestartProgramJob(self.clone()))
             .register(
                 items::certificates::CERTIFICATE_ACTIVATE.name,

@@ -447,6 +447,12 @@ pub struct Backup {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// When a verification last restored it and found what the manifest lists.
+    pub verified_at: Option<Timestamp>,
+    /// What the last verification found wrong (cleared by one that passes).
+    pub verification_error: Option<String>,
+    /// When it was last restored.
+    pub restored_at: Option<Timestamp>,
 }
 
 /// Which backups to list.

@@ -1105,6 +1105,9 @@ mod cases {
             started_at: None,
             finished_at: None,
             created_at: now(),
+            verified_at: None,
+            verification_error: None,
+            restored_at: None,
         };
         let (old, new) = (backup("database", "pending"), backup("database", "failed"));
         let app = backup("application", "pending");
@@ -1125,10 +1128,16 @@ mod cases {
             manifest: Some("{}".into()),
             started_at: Some(now()),
             finished_at: Some(now()),
+            verified_at: Some(now()),
+            verification_error: Some("table bulk: 3 rows, the manifest says 4".into()),
+            restored_at: Some(now()),
             ..old.clone()
         };
         assert!(store.update_backup(&done).await.unwrap());
-        assert_eq!(store.backup(&old.id).await.unwrap().unwrap().size_bytes, Some(5_000_000_000));
+        let stored = store.backup(&old.id).await.unwrap().unwrap();
+        assert_eq!(stored.size_bytes, Some(5_000_000_000));
+        assert_eq!(stored.verification_error, done.verification_error);
+        assert!(stored.verified_at.is_some() && stored.restored_at.is_some(), "{stored:?}");
     }
 
     fn git_repository(org: &str, webhook_uuid: &str) -> GitRepository {

@@ -362,6 +362,17 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
     api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
 }
 
+/// Runs the command line against `api`: whether it succeeded, its stdout and its stderr.
+fn run_cli(dir: &std::path::PathBuf, api: &Api, args: &[&str]) -> (bool, String, String) {
+    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+    let out = common::slipway(dir, &env).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The hex SHA-256 of a file.
 fn sha256_of(path: &std::path::Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
@@ -468,15 +479,7 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
         assert_eq!(bytes.as_ref(), std::fs::read(&file).unwrap().as_slice(), "the download is the stored object");
     }
     // The command line makes, lists and downloads them (checking the checksum).
-    let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
-    let cli = |args: &[&str]| {
-        let out = common::slipway(&p.dir, &env).args(args).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| run_cli(&p.dir, api, args);
     let (ok, out, err) = cli(&["backup", "create", "db", name, "--storage", &to_dir, "--output", "json"]);
     assert!(ok, "{out}{err}");
     let made: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -532,6 +535,193 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
     assert_eq!(failed["data"].as_array().unwrap().len(), 3, "{failed}");
     assert_eq!(backups_listed(api, &backups).await.len(), 6);
     assert_eq!(api.call(Method::GET, "/api/v1/backups?status=lost", None).await.0, 422);
+}
+
+/// Runs `statement` in database `database` as the administrator; returns stdout (trimmed).
+fn sql_in(engine: &str, database: &str, statement: &str) -> String {
+    let out = match engine {
+        "mysql" => Command::new("mysql")
+            .args(["--protocol=socket", "-uroot", "-N", "-B", "--raw", database, "-e", statement])
+            .output()
+            .unwrap(),
+        _ => as_admin_in(database, statement),
+    };
+    assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What a test database holds, as text to compare: row count and sum of `items`, and every note.
+fn content(engine: &str, database: &str) -> String {
+    let items = sql_in(engine, database, "SELECT COUNT(*), SUM(id) FROM items");
+    let notes = sql_in(engine, database, "SELECT id, body FROM notes ORDER BY id");
+    format!("{items}\n{notes}")
+}
+
+/// Flips one byte in the middle of a stored file: same size, other content.
+fn corrupt(file: &std::path::Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// Restores and verifications of `name`'s backups, for real: a verification restores into a
+/// scratch database and passes; a restore into a new database and one over the database itself
+/// give back exactly what was backed up (hostile text included); an object corrupted in its
+/// storage fails verification with a checksum mismatch and is restored nowhere.
+async fn backups_restore_and_verify_for_real(p: &Provisioned, engine: &'static str, name: &str) {
+    let api = &p.api;
+    let _scratch = DropAfter { engine, prefix: "slpverify_".into() };
+    let s3 = S3Server::start(&p.dir);
+    let hostile = "it's \"quoted\" `ticked` $HOME \\ back; DROP TABLE items; --";
+    let fill = match engine {
+        "mysql" => format!(
+            "CREATE TABLE items (id INT PRIMARY KEY, label TEXT); \
+             INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_5000; \
+             CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); \
+             INSERT INTO notes VALUES (1, '{}'), (2, CONCAT('two', CHAR(10), 'lines'))",
+            hostile.replace('\\', "\\\\").replace('\'', "\\'")
+        ),
+        _ => format!(
+            "CREATE TABLE items (id INT PRIMARY KEY, label TEXT); \
+             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5000) g; \
+             CREATE TABLE notes (id INT PRIMARY KEY, body TEXT); \
+             INSERT INTO notes VALUES (1, '{}'), (2, 'two' || chr(10) || 'lines')",
+            hostile.replace('\'', "''")
+        ),
+    };
+    sql_in(engine, name, &fill);
+    let original = content(engine, name);
+    assert!(original.starts_with("5000\t12502500") || original.starts_with("5000|12502500"), "{original}");
+    assert!(original.contains("DROP TABLE items"), "{original}");
+
+    let storage = |body: Value| async move {
+        let (status, made) = api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+        assert_eq!(status, 201, "{made}");
+        made["data"]["id"].as_str().unwrap().to_string()
+    };
+    let to_s3 = storage(json!({"name": "s3 restores", "kind": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket,
+                               "path_style": true, "access_key_id": s3.access_key,
+                               "secret_access_key": s3.secret_key}))
+    .await;
+    let server_id = p.server_path.rsplit('/').next().unwrap();
+    let directory = p.dir.join("backups-restores");
+    let to_dir =
+        storage(json!({"name": "dir restores", "kind": "local", "server_id": server_id, "path": directory})).await;
+    let databases = all_databases(api, &p.server_path).await;
+    let database = databases.iter().find(|d| d["name"] == name).unwrap()["id"].as_str().unwrap().to_string();
+    let backups = format!("{}/databases/{database}/backups", p.server_path);
+    let backup_of = |id: String| async move { api.call(Method::GET, &format!("/api/v1/backups/{id}"), None).await.1 };
+    let mut made = Vec::new();
+    for storage_id in [&to_s3, &to_dir] {
+        let (status, backup) = api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+        assert_eq!(status, 202, "{backup}");
+        api.finished(backup["data"]["operation_id"].as_str().unwrap()).await;
+        let backup = backup_of(backup["data"]["id"].as_str().unwrap().to_string()).await;
+        assert_eq!(backup["data"]["status"], "completed", "{backup}");
+        made.push(backup["data"].clone());
+    }
+    let (on_s3, on_dir) = (made[0].clone(), made[1].clone());
+    let act = |id: &str, action: &str, body: Value| {
+        let path = format!("/api/v1/backups/{id}/{action}");
+        async move {
+            let (status, reply) = api.call(Method::POST, &path, Some(body)).await;
+            assert_eq!(status, 202, "{path}: {reply}");
+            api.finished(reply["data"]["id"].as_str().unwrap()).await
+        }
+    };
+
+    // Verified: restored into a scratch database that is gone afterwards.
+    for backup in [&on_s3, &on_dir] {
+        let id = backup["id"].as_str().unwrap();
+        let op = act(id, "verify", json!({})).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+        let verified = backup_of(id.to_string()).await;
+        assert_eq!(verified["data"]["status"], "completed", "{verified}");
+        assert!(verified["data"]["verified_at"].is_string(), "{verified}");
+        assert!(verified["data"]["verification_error"].is_null(), "{verified}");
+        assert_eq!(on_engine(engine, &format!("slpverify_{}", id.to_lowercase())), "", "the scratch database is gone");
+    }
+
+    // Into a new database: created for it, and holding exactly what was backed up.
+    let restored = format!("{name}_r1");
+    let s3_id = on_s3["id"].as_str().unwrap();
+    let op = act(s3_id, "restore", json!({"target": {"database": restored}})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(content(engine, &restored), original);
+    let listed = all_databases(api, &p.server_path).await;
+    let new_one = listed.iter().find(|d| d["name"] == restored.as_str()).expect("the new database is managed");
+    assert_eq!(new_one["status"], "active", "{new_one}");
+    let after = backup_of(s3_id.to_string()).await;
+    assert_eq!(after["data"]["status"], "restored", "{after}");
+    assert!(after["data"]["restored_at"].is_string(), "{after}");
+    let (status, reply) = api.call(Method::GET, "/api/v1/backups?status=restored", None).await;
+    assert!(status == 200 && reply["data"].as_array().unwrap().iter().any(|b| b["id"] == s3_id), "{reply}");
+
+    // Over the database itself: it must be named again, then its tables are the backup's.
+    sql_in(engine, name, "DELETE FROM items WHERE id > 100");
+    sql_in(engine, name, "UPDATE notes SET body = 'changed'");
+    assert_ne!(content(engine, name), original);
+    let dir_id = on_dir["id"].as_str().unwrap();
+    let path = format!("/api/v1/backups/{dir_id}/restore");
+    let (status, reply) = api.call(Method::POST, &path, Some(json!({}))).await;
+    assert_eq!((status, reply["errors"]["confirm"].is_array()), (422, true), "{reply}");
+    let (status, reply) = api.call(Method::POST, &path, Some(json!({"confirm": "someone_else"}))).await;
+    assert_eq!(status, 422, "{reply}");
+    for bad in ["x`y", "a;b", "Shop", "a'b", "a\nb", "$HOME", "mysql", "postgres"] {
+        let (status, reply) = api.call(Method::POST, &path, Some(json!({"target": {"database": bad}}))).await;
+        assert_eq!((status, reply["errors"]["target.database"].is_array()), (422, true), "{bad:?}: {reply}");
+    }
+    let op = act(dir_id, "restore", json!({"confirm": name})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(content(engine, name), original, "the database is as backed up");
+
+    // Into a database Slipway does not manage (made by hand): refused, and it is left alone.
+    let by_hand = format!("{name}_mine");
+    let quoted = if engine == "mysql" { format!("`{by_hand}`") } else { format!("\"{by_hand}\"") };
+    sql(engine, &format!("CREATE DATABASE {quoted}"));
+    sql_in(engine, &by_hand, "CREATE TABLE mine (id INT)");
+    let (status, reply) = api.call(Method::POST, &path, Some(json!({"target": {"database": by_hand}}))).await;
+    assert_eq!(status, 422, "{reply}");
+    assert!(reply["errors"]["target.database"][0].as_str().unwrap().contains("does not manage"), "{reply}");
+    assert_eq!(sql_in(engine, &by_hand, "SELECT COUNT(*) FROM mine"), "0", "left as it was");
+    assert!(!all_databases(api, &p.server_path).await.iter().any(|d| d["name"] == by_hand.as_str()));
+
+    // The command line verifies and restores, following the log.
+    let cli = |args: &[&str]| run_cli(&p.dir, api, args);
+    let (ok, out, err) = cli(&["backup", "verify", dir_id]);
+    assert!(ok && err.contains("Verified"), "{out}{err}");
+    let (ok, out, err) = cli(&["backup", "restore", dir_id]);
+    assert!(!ok && err.contains("confirm"), "{out}{err}");
+    let by_cli = format!("{name}_r2");
+    let (ok, out, err) = cli(&["backup", "restore", dir_id, "--database", &by_cli]);
+    assert!(ok && out.contains("restoring into"), "the log is shown: {out}{err}");
+    assert_eq!(content(engine, &by_cli), original);
+
+    // A corrupted object, in each storage: verification fails with the checksum mismatch, the
+    // backup is failed, and it is restored nowhere.
+    let s3_file = s3.root.join(&s3.bucket).join(on_s3["object_key"].as_str().unwrap());
+    let dir_file = directory.join(on_dir["object_key"].as_str().unwrap());
+    for (backup, file) in [(&on_s3, &s3_file), (&on_dir, &dir_file)] {
+        let id = backup["id"].as_str().unwrap();
+        corrupt(file);
+        let op = act(id, "verify", json!({})).await;
+        assert_eq!(op["status"], "failed", "{op}");
+        let failed = backup_of(id.to_string()).await;
+        assert_eq!(failed["data"]["status"], "failed", "{failed}");
+        let why = failed["data"]["verification_error"].as_str().unwrap_or("");
+        assert!(why.contains("checksum mismatch"), "{failed}");
+        assert_eq!(on_engine(engine, &format!("slpverify_{}", id.to_lowercase())), "");
+        let (status, reply) = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/backups/{id}/restore"),
+                Some(json!({"target": {"database": format!("{name}_r3")}})),
+            )
+            .await;
+        assert_eq!(status, 409, "a failed backup is not restored: {reply}");
+    }
+    assert_eq!(on_engine(engine, &format!("{name}_r3")), "");
 }
 
 /// kill -9 of Slipway while a backup waits on the engine (a session holds a table locked):
@@ -692,13 +882,7 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
     assert_eq!(on_engine(engine, &odd), "");
 
     // The same from the command line, which waits and says how it ended.
-    let cli = |args: &[&str]| {
-        let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
-        let out = common::slipway(&p.dir, &env).args(args).output().unwrap();
-        let (stdout, stderr) =
-            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-        (out.status.success(), stdout, stderr)
-    };
+    let cli = |args: &[&str]| run_cli(&p.dir, api, args);
     let by_cli = format!("{name}_cli");
     let (ok, out, err) = cli(&["db", "create", "db", &by_cli, "--output", "json"]);
     assert!(ok, "{out}{err}");
@@ -735,6 +919,7 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
 
     users_are_managed_for_real(&p, engine, &name).await;
     backups_are_streamed_checked_and_never_partial(&p, engine, &name).await;
+    backups_restore_and_verify_for_real(&p, engine, &name).await;
     if engine == "postgres" {
         an_interrupted_backup_fails_and_the_next_one_works(&mut p, &name).await;
     }

@@ -6,8 +6,9 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
+use slipway_engine::backup_restore::{BACKUP_RESTORE, BACKUP_VERIFY, RestoreJob, RestoreMode, VerifyJob};
 use slipway_engine::backups::{BACKUP_DATABASE, BackupJob, Manifest, job_resource, object_key};
-use slipway_engine::items::DatabaseSpec;
+use slipway_engine::items::{DatabaseSpec, Databases, ItemKind};
 use slipway_store::{Backup, BackupFilter};
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,6 +20,7 @@ use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
 use crate::extract::{Json, Page, Query};
 use crate::jobs::enqueue;
+use crate::routes::servers::OperationResource;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,6 +50,13 @@ pub struct BackupResource {
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// When a verification last restored it into a scratch database and found the tables and
+    /// rows of its manifest (`POST /backups/{id}/verify`).
+    pub verified_at: Option<DateTime<Utc>>,
+    /// What the last verification found wrong; the backup is then `failed`.
+    pub verification_error: Option<String>,
+    /// When it was last restored.
+    pub restored_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Backup> for BackupResource {
@@ -71,6 +80,9 @@ impl From<&Backup> for BackupResource {
             finished_at: b.finished_at,
             duration_seconds: b.started_at.zip(b.finished_at).map(|(s, f)| (f - s).num_seconds()),
             created_at: b.created_at,
+            verified_at: b.verified_at,
+            verification_error: b.verification_error.clone(),
+            restored_at: b.restored_at,
         }
     }
 }
@@ -129,6 +141,9 @@ pub async fn create_database_backup(
         started_at: None,
         finished_at: None,
         created_at: now(),
+        verified_at: None,
+        verification_error: None,
+        restored_at: None,
     };
     backup.object_key = object_key(&backup, &database.name, &database.engine);
     state.store.insert_backup(&backup).await?;
@@ -288,10 +303,196 @@ pub async fn download_backup(
         .map_err(ApiError::internal)
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreTarget {
+    /// A database on the backup's server. One Slipway manages has its tables replaced (give
+    /// `confirm`); a new name is created, empty, and restored into.
+    #[schema(example = "shop_restored")]
+    pub database: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBackup {
+    /// Where to restore; by default the database that was backed up.
+    pub target: Option<RestoreTarget>,
+    /// The name of the database restored into, again, when it exists: its tables are replaced
+    /// by the backup's.
+    #[schema(example = "shop")]
+    pub confirm: Option<String>,
+}
+
+/// 409 unless `backup` is a database backup whose object was stored whole (it has a SHA-256).
+/// A restore also needs it good (`completed` or `restored`); a verification may try a `failed`
+/// one again.
+fn restorable(backup: &Backup, doing: &str) -> Result<(), ApiError> {
+    if backup.kind != "database" {
+        return Err(ApiError::Conflict(format!("Only database backups can be {doing} yet.")));
+    }
+    let good = matches!(backup.status.as_str(), "completed" | "restored");
+    if backup.sha256.is_none() || !(good || doing == "verified" && backup.status == "failed") {
+        let why = backup.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        return Err(ApiError::Conflict(format!(
+            "The backup is {}{why}; only a completed backup can be {doing}.",
+            backup.status
+        )));
+    }
+    Ok(())
+}
+
+/// The backup's server, provisioned, with a database engine.
+async fn server_of(state: &AppState, backup: &Backup) -> Result<slipway_store::Server, ApiError> {
+    let server = state
+        .store
+        .server(&backup.server_id)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("The backup's server was deleted.".into()))?;
+    super::items::require_provisioned(&server)?;
+    if slipway_engine::items::databases::engine_of(&server.database_type).is_none() {
+        return Err(ApiError::Conflict("The backup's server has no database engine any more.".into()));
+    }
+    Ok(server)
+}
+
+/// Restore a database backup on its server: into the database that was backed up (name it in
+/// `confirm`: its tables are replaced), into another database Slipway manages there (likewise),
+/// or into a new one (`{"target": {"database": "shop_restored"}}`, created for it). 202 with the
+/// operation; follow it for the log. A restore over a database first checks the stored object's
+/// SHA-256; then the restored tables and rows are compared with the manifest. It ends with the
+/// backup `restored`, or `failed` with the reason (a new database is then dropped again).
+#[utoipa::path(
+    post, path = "/api/v1/backups/{backup}/restore", tag = "backups",
+    params(("backup" = String, Path)),
+    request_body = RestoreBackup,
+    security(("token" = ["backup:update", "database:update"])),
+    responses((status = 202, body = Accepted<OperationResource>))
+)]
+pub async fn restore_backup(
+    State(state): State<AppState>,
+    v: Authorized<Shared<Backup>>,
+    audit: AuditSlot,
+    Json(body): Json<RestoreBackup>,
+) -> Result<Accepted<OperationResource>, ApiError> {
+    let backup = v.record();
+    restorable(backup, "restored")?;
+    let server = server_of(&state, backup).await?;
+    let (databases, _) = state.store.server_items(&server.id, Databases.name(), None).await?;
+    let source = backup.database_id.as_deref().and_then(|id| databases.iter().find(|d| d.id == id));
+    let name = match (&body.target, source) {
+        (Some(target), _) => target.database.clone(),
+        (None, Some(source)) => source.name.clone(),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "target.database",
+                "The database that was backed up is gone; name a database to restore into.",
+            ));
+        }
+    };
+    let (database_id, mode, created) = match databases.iter().find(|d| d.name == name) {
+        Some(existing) => {
+            if body.confirm.as_deref() != Some(name.as_str()) {
+                return Err(ApiError::validation(
+                    "confirm",
+                    format!("Give the database's name ({name}) to confirm: restoring replaces its tables."),
+                ));
+            }
+            if existing.status != "installed" {
+                return Err(ApiError::Conflict(format!(
+                    "The database {name} is not active ({}); restore into it once it is.",
+                    existing.status
+                )));
+            }
+            (existing.id.clone(), RestoreMode::Overwrite, false)
+        }
+        None => {
+            let engine = slipway_engine::items::databases::engine_of(&server.database_type).unwrap_or_default();
+            if let Some(why) = slipway_engine::items::databases::name_problem(engine, &name) {
+                return Err(ApiError::validation("target.database", why));
+            }
+            // A database Slipway does not manage is never restored over, nor taken over.
+            let exists = slipway_engine::items::databases::exists_on_server(&state.engine, &server, &name)
+                .await
+                .map_err(|why| ApiError::Unavailable(format!("The server cannot be asked about {name}: {why}")))?;
+            if exists {
+                return Err(ApiError::validation(
+                    "target.database",
+                    format!(
+                        "The server has a database named {name} that Slipway does not manage: import it first \
+                         (POST /api/v1/servers/{}/databases/sync) and confirm restoring over it, or choose another name.",
+                        server.id
+                    ),
+                ));
+            }
+            // The new database takes the character set of the one backed up, so its data fits.
+            let from: Option<DatabaseSpec> = source.map(super::items::spec).transpose()?;
+            let spec = DatabaseSpec {
+                name: name.clone(),
+                engine: engine.into(),
+                charset: from.as_ref().map_or_else(
+                    || if engine == "postgres" { "UTF8".into() } else { "utf8mb4".into() },
+                    |f| f.charset.clone(),
+                ),
+                collation: from.and_then(|f| f.collation),
+                imported: false,
+            };
+            let item = super::items::new_item::<DatabaseRoutes>(&server, &name, &spec, "installing")?;
+            state.store.insert_server_item(&item).await?;
+            super::items::sync(&state, &server, &Databases).await?;
+            (item.id, RestoreMode::Empty, true)
+        }
+    };
+    let payload = RestoreJob { backup_id: backup.id.clone(), database_id, mode, created };
+    // After the database's own sync (same lock, queued first), so a new database exists.
+    let job = enqueue(&state, BACKUP_RESTORE.about_server(&server, payload)).await?;
+    audit.note(|n| {
+        n.organization_id = Some(backup.organization_id.clone());
+        n.resource_id = Some(backup.id.clone());
+        let into = if created { "new database" } else { "database" };
+        n.detail = Some(format!("into {into} {name} on server {}, operation {}", server.id, job.id));
+    });
+    Ok(Accepted { message: format!("Restoring the backup into {name}."), data: (&job).into() })
+}
+
+/// Verify a database backup: its object is read from the storage, its SHA-256 checked, and it
+/// is restored into a scratch database on its server whose tables and rows are compared with
+/// the manifest; the scratch database is then dropped. 202 with the operation. It records
+/// `verified_at`, or the exact mismatch in `verification_error` with the backup `failed`.
+#[utoipa::path(
+    post, path = "/api/v1/backups/{backup}/verify", tag = "backups",
+    params(("backup" = String, Path)),
+    security(("token" = ["backup:update"])),
+    responses((status = 202, body = Accepted<OperationResource>))
+)]
+pub async fn verify_backup(
+    State(state): State<AppState>,
+    v: Authorized<Shared<Backup>>,
+    audit: AuditSlot,
+) -> Result<Accepted<OperationResource>, ApiError> {
+    let backup = v.record();
+    restorable(backup, "verified")?;
+    if backup.manifest.is_none() {
+        return Err(ApiError::Conflict("The backup has no manifest to compare a restore with.".into()));
+    }
+    let server = server_of(&state, backup).await?;
+    let spec = slipway_jobs::JobSpec::new(BACKUP_VERIFY.name, VerifyJob { backup_id: backup.id.clone() })
+        .resource(job_resource(&server, backup.database_id.as_deref().unwrap_or_default()))
+        .organization(&server.organization_id);
+    let job = enqueue(&state, spec).await?;
+    audit.note(|n| {
+        n.organization_id = Some(backup.organization_id.clone());
+        n.resource_id = Some(backup.id.clone());
+        n.detail = Some(format!("operation {}", job.id));
+    });
+    Ok(Accepted { message: "Verifying the backup.".into(), data: (&job).into() })
+}
+
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
     router
         .routes(utoipa_axum::routes!(list_database_backups, create_database_backup))
         .routes(utoipa_axum::routes!(list_backups))
         .routes(utoipa_axum::routes!(get_backup))
         .routes(utoipa_axum::routes!(download_backup))
+        .routes(utoipa_axum::routes!(restore_backup))
+        .routes(utoipa_axum::routes!(verify_backup))
 }

@@ -311,6 +311,9 @@ async fn world(db: TestDatabase) -> World {
         started_at: None,
         finished_at: None,
         created_at: slipway_core::time::now(),
+        verified_at: None,
+        verification_error: None,
+        restored_at: None,
     };
     app.state.store.insert_backup(&backup).await.unwrap();
     let fixtures = Fixtures {

@@ -71,6 +71,23 @@ pub fn name_problem(engine: &str, name: &str) -> Option<String> {
     None
 }
 
+/// Whether database `name` is on `server`'s engine, managed by Slipway or not (asked over SSH).
+pub async fn exists_on_server(engine: &Engine, server: &Server, name: &str) -> Result<bool, String> {
+    let kind = engine_of(&server.database_type).ok_or("the server has no database engine")?;
+    if let Some(why) = name_problem(kind, name) {
+        return Err(why);
+    }
+    let script = Script::new("database exists", include_str!("../../scripts/database_exists.sh"))
+        .var("ENGINE", kind)
+        .var("NAME", name);
+    let lines = crate::probe::read(engine, server, &script, std::time::Duration::from_secs(20)).await?;
+    match lines.iter().find_map(|l| l.strip_prefix("slipway-exists ")) {
+        Some("0") => Ok(false),
+        Some(_) => Ok(true),
+        None => Err("the server did not say".into()),
+    }
+}
+
 /// Why `value` cannot be a character set, collation or encoding name, if it cannot.
 pub fn charset_problem(value: &str) -> Option<String> {
     if value.is_empty() || value.len() > 64 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

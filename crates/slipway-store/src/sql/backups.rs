@@ -21,7 +21,8 @@ macro_rules! backup_fields {
     ($m:ident!($($args:tt)*)) => {
         $m! { $($args)*;
             id, organization_id, kind, server_id, database_id, site_id, storage_id, object_key, status, size_bytes,
-            sha256, manifest, error, job_id, started_at, finished_at, created_at
+            sha256, manifest, error, job_id, started_at, finished_at, created_at, verified_at, verification_error,
+            restored_at
         }
     };
 }
@@ -163,7 +164,8 @@ macro_rules! impl_backup_store {
             async fn update_backup(&self, v: &Backup) -> StoreResult<bool> {
                 let done = sqlx::query(
                     "UPDATE backups SET status = $2, size_bytes = $3, sha256 = $4, manifest = $5, error = $6, \
-                     job_id = $7, started_at = $8, finished_at = $9 WHERE id = $1",
+                     job_id = $7, started_at = $8, finished_at = $9, verified_at = $10, verification_error = $11, \
+                     restored_at = $12 WHERE id = $1",
                 )
                 .bind(&v.id)
                 .bind(&v.status)
@@ -174,6 +176,9 @@ macro_rules! impl_backup_store {
                 .bind(&v.job_id)
                 .bind(v.started_at)
                 .bind(v.finished_at)
+                .bind(v.verified_at)
+                .bind(&v.verification_error)
+                .bind(v.restored_at)
                 .execute(&self.pool)
                 .await
                 .map_err(StoreError::from_sqlx)?;

@@ -1,5 +1,5 @@
-//! `slipway backup …`: database backups, listed, made and downloaded (checked against their
-//! SHA-256).
+//! `slipway backup …`: database backups, listed, made, downloaded (checked against their
+//! SHA-256), restored and verified.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use slipway_client::ServerItems;
+use slipway_client::{BackupAction, ServerItems};
 
+use super::follow::{Echo, ended_well, follow_operation};
 use super::{ClientArgs, Output, connect, print_json, wait_for_change};
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +40,25 @@ pub enum BackupCommand {
         /// Where to write it [default: the backup's file name, here]
         #[arg(long)]
         to: Option<PathBuf>,
+    },
+    /// Restore a backup, following its log: into the database backed up or another existing
+    /// one (whose tables it replaces: name it again with --confirm), or into a new database
+    Restore {
+        /// The backup's id
+        id: String,
+        /// The database to restore into, on the backup's server; a new name creates it
+        /// [default: the database backed up]
+        #[arg(long)]
+        database: Option<String>,
+        /// The name of the existing database restored into, again
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Verify a backup: restore it into a scratch database, check its SHA-256 and compare its
+    /// tables and rows with its manifest
+    Verify {
+        /// The backup's id
+        id: String,
     },
 }
 
@@ -106,7 +126,47 @@ pub async fn backup(command: BackupCommand, client_args: &ClientArgs) -> anyhow:
             Ok(())
         }
         BackupCommand::Download { id, to } => download(&client, &id, to).await,
+        BackupCommand::Restore { id, database, confirm } => {
+            let mut body = json!({});
+            if let Some(database) = database {
+                body["target"] = json!({"database": database});
+            }
+            if let Some(confirm) = confirm {
+                body["confirm"] = json!(confirm);
+            }
+            let backup = act(&client, &id, BackupAction::Restore, &body, output).await?;
+            if output == Output::Human {
+                eprintln!("Done: backup {id} restored.");
+            } else {
+                print_json(&backup)?;
+            }
+            Ok(())
+        }
+        BackupCommand::Verify { id } => {
+            let backup = act(&client, &id, BackupAction::Verify, &json!({}), output).await?;
+            if output == Output::Human {
+                eprintln!("Verified: backup {id} restores, with its SHA-256 and every table and row of its manifest.");
+            } else {
+                print_json(&backup)?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// Starts a restore or a verification, follows its log, and fails unless it ended well;
+/// returns the backup as it then is.
+async fn act(
+    client: &slipway_client::Client,
+    id: &str,
+    action: BackupAction,
+    body: &Value,
+    output: Output,
+) -> anyhow::Result<Value> {
+    let op = client.backup_action(id, action, body).await?;
+    let op = follow_operation(client, op["id"].as_str().unwrap_or(""), output, Echo::Always).await?;
+    ended_well(&op)?;
+    Ok(client.item("/api/v1/backups", id).await?)
 }
 
 /// Streams a backup to a `.partial` file beside `to`, hashing as it goes; keeps it only when the

@@ -1,0 +1,497 @@
+//! Restoring and verifying database backups. Both stream the stored object from its storage
+//! through Slipway, which hashes it on the way, into the engine's own restore tool on the server
+//! (`gunzip | mysql`, `pg_restore`): nothing is copied whole anywhere.
+//!
+//! - Each first reads the whole stored object and checks its SHA-256 (a second read, but nothing
+//!   is restored from an object that is not the one backed up), then restores, hashing again.
+//! - A restore replaces a database's tables (confirmed by name), or fills a new, empty database,
+//!   which is dropped again if anything fails.
+//! - A verification restores into a scratch database (`slpverify_<backup>`) on the same server,
+//!   checks the SHA-256, compares tables and rows with the manifest, and always drops the scratch
+//!   database. A backup that fails it is `failed`, with the exact mismatch.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_remote::{ByteSink, Stream, Transport};
+use slipway_store::{Backup, Server};
+use tokio::io::AsyncWriteExt;
+
+use crate::backups::{Chunks, Manifest, hex, manifest, open_download};
+use crate::items::databases::engine_of;
+use crate::items::{DatabaseSpec, DatabaseUsers, Databases, ItemKind};
+use crate::script::Script;
+use crate::session::{Connection, FailureTracker, connect, load_server, run_script_with, store_error};
+use crate::verify::ServerJob;
+use crate::{Engine, JobKind};
+
+/// `backup.restore`: a backup restored into a database of its server. Not retried: a second
+/// attempt would restore again over whatever the first left; it says why it failed instead.
+pub const BACKUP_RESTORE: JobKind = JobKind { name: "backup.restore", attempts: 1 };
+/// `backup.verify`: a backup restored into a scratch database and compared with its manifest.
+pub const BACKUP_VERIFY: JobKind = JobKind { name: "backup.verify", attempts: 1 };
+
+/// How a restore treats its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// The target holds no table yet (a new database); one that does is refused.
+    Empty,
+    /// The target's tables are replaced by the backup's (confirmed by name).
+    Overwrite,
+}
+
+impl RestoreMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            RestoreMode::Empty => "empty",
+            RestoreMode::Overwrite => "overwrite",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestoreJob {
+    pub backup_id: String,
+    /// The database item to restore into, on the backup's server.
+    pub database_id: String,
+    pub mode: RestoreMode,
+    /// The database was created for this restore: a failed restore drops it again.
+    pub created: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifyJob {
+    pub backup_id: String,
+}
+
+/// The scratch database a verification of `backup` restores into.
+pub fn scratch_name(backup: &Backup) -> String {
+    format!("slpverify_{}", backup.id.to_lowercase())
+}
+
+/// What differs between the tables a backup's manifest lists and those restored from it, in
+/// words; `None` when every table is there with its rows. Tables restored that the manifest
+/// does not list (a restore over a database that had more) are not a difference.
+pub fn manifest_mismatch(expected: &Manifest, found: &Manifest) -> Option<String> {
+    let mut problems = Vec::new();
+    for table in &expected.tables {
+        match found.tables.iter().find(|t| t.table == table.table) {
+            None => problems.push(format!("table {} is missing", table.table)),
+            Some(t) if t.rows != table.rows => problems
+                .push(format!("table {}: {} rows restored, {} in the manifest", table.table, t.rows, table.rows)),
+            Some(_) => {}
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// Logs each line of a script's standard output as it completes, and watches it for the step
+/// a failure happened in.
+struct LogLines<'a> {
+    ctx: &'a JobContext,
+    failure: &'a std::sync::Mutex<FailureTracker>,
+    pending: Vec<u8>,
+    /// The script passed its checks and began to restore (the target may hold part of it).
+    began: bool,
+}
+
+#[async_trait]
+impl ByteSink for LogLines<'_> {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.pending.extend_from_slice(chunk);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+            self.failure.lock().unwrap_or_else(|p| p.into_inner()).observe(Stream::Stdout, &line);
+            self.began |= line.starts_with("==> restoring into ");
+            self.ctx.log("info", line);
+        }
+        // A line without its end for this long is not a line: logged as it is.
+        if self.pending.len() > 16 * 1024 {
+            self.ctx.log("info", String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Reads the stored object of `backup` to its end, hashing it: its size and SHA-256.
+async fn stored_checksum(engine: &Engine, backup: &Backup) -> Result<(u64, String), String> {
+    let mut chunks = open_download(engine, backup).await?;
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+    }
+    Ok((size, hex(hasher)))
+}
+
+/// Reads the whole stored object first and fails unless it is the one backed up: nothing is
+/// restored from an object that changed.
+async fn check_stored(engine: &Engine, ctx: &JobContext, backup: &Backup) -> Result<(), String> {
+    ctx.log("info", "==> checking the stored object's SHA-256");
+    let (size, sha256) = stored_checksum(engine, backup).await?;
+    check_sum(backup, size, &sha256)?;
+    ctx.log("info", format!("{size} bytes, SHA-256 {sha256}: as recorded"));
+    Ok(())
+}
+
+/// Passes the object's chunks into the restore's standard input, hashing them: its size and
+/// SHA-256 once all were handed over.
+async fn feed(mut chunks: Chunks, mut to: tokio::io::DuplexStream) -> Result<(u64, String), String> {
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.map_err(|e| format!("reading the backup failed: {e}"))?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        to.write_all(&chunk).await.map_err(|_| "the server stopped reading the backup".to_string())?;
+    }
+    // The end of the restore's input.
+    let _ = to.shutdown().await;
+    Ok((size, hex(hasher)))
+}
+
+/// Fails unless `size` and `sha256` are those recorded for `backup`.
+fn check_sum(backup: &Backup, size: u64, sha256: &str) -> Result<(), String> {
+    let recorded = backup.sha256.as_deref().unwrap_or_default();
+    if sha256 != recorded {
+        return Err(format!(
+            "checksum mismatch: the stored object's SHA-256 is {sha256} ({size} bytes), the backup recorded {recorded} \
+             ({} bytes)",
+            backup.size_bytes.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Why a restore failed, and whether it had begun to write into its target.
+#[derive(Debug)]
+struct RestoreFailed {
+    why: String,
+    began: bool,
+}
+
+impl From<String> for RestoreFailed {
+    fn from(why: String) -> Self {
+        RestoreFailed { why, began: false }
+    }
+}
+
+impl From<&str> for RestoreFailed {
+    fn from(why: &str) -> Self {
+        why.to_string().into()
+    }
+}
+
+/// Streams `backup`'s object into database `name` (of `engine`) on the connection's server;
+/// returns the size and SHA-256 of what was read. Fails with the engine's words.
+async fn restore_into(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &Connection,
+    backup: &Backup,
+    database_engine: &str,
+    name: &str,
+    mode: RestoreMode,
+) -> Result<(u64, String), RestoreFailed> {
+    let chunks = open_download(engine, backup).await?;
+    let script = Script::new("database restore", include_str!("../scripts/database_restore.sh"))
+        .var("ENGINE", database_engine)
+        .var("NAME", name)
+        .var("MODE", mode.as_str());
+    let (to_server, input) = tokio::io::duplex(256 * 1024);
+    let failure = std::sync::Mutex::new(FailureTracker::default());
+    let mut sink = LogLines { ctx, failure: &failure, pending: Vec::new(), began: false };
+    let mut on_stderr = |line: &str| {
+        failure.lock().unwrap_or_else(|p| p.into_inner()).observe(Stream::Stderr, line);
+        ctx.log("stderr", line.strip_prefix("slipway-error: ").unwrap_or(line));
+    };
+    let text = script.text();
+    let restoring = connection.stream(
+        &text,
+        Some(Box::new(input)),
+        &mut sink,
+        &mut on_stderr,
+        ctx.cancel_receiver(),
+        engine.command_idle,
+    );
+    let (fed, restored) = tokio::join!(feed(chunks, to_server), restoring);
+    let began = sink.began;
+    let why = match restored {
+        Ok(exit) if exit.success() => return fed.map_err(|why| RestoreFailed { why, began: true }),
+        Ok(_) => failure.into_inner().unwrap_or_else(|p| p.into_inner()).reason(),
+        Err(slipway_remote::RemoteError::Cancelled) => "cancelled".into(),
+        Err(e) => format!("the restore stopped: {e}"),
+    };
+    Err(RestoreFailed { why, began })
+}
+
+/// The database engine of `server`, or why it has none.
+fn engine_of_server(server: &Server) -> Result<&'static str, String> {
+    engine_of(&server.database_type).ok_or_else(|| "the server has no database engine".to_string())
+}
+
+/// Queues a sync of `kind` on `server` (after a restore: grants, or dropping a database).
+async fn resync(engine: &Engine, server: &Server, kind: &dyn ItemKind) -> Result<(), JobError> {
+    let spec = kind.sync_job().about_server(server, ServerJob { server_id: server.id.clone() });
+    slipway_jobs::enqueue(engine.store.as_ref(), spec).await.map_err(store_error)?;
+    Ok(())
+}
+
+#[derive(Debug)]
+pub struct RestoreBackup(pub Engine);
+
+impl RestoreBackup {
+    async fn restore(&self, ctx: &JobContext, job: &RestoreJob, backup: &Backup) -> Result<(), RestoreFailed> {
+        let engine = &self.0;
+        let server = load_server(engine, &backup.server_id).await.map_err(|e| e.to_string())?;
+        let item = engine
+            .store
+            .server_item(&job.database_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the target database was deleted")?;
+        let target: DatabaseSpec = serde_json::from_str(&item.spec).map_err(|e| e.to_string())?;
+        if item.status != "installed" {
+            return Err(RestoreFailed::from(format!(
+                "the database {} is not active ({}{}); nothing was restored",
+                target.name,
+                item.status,
+                item.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            )));
+        }
+        if crate::items::databases::name_problem(&target.engine, &target.name).is_some() {
+            return Err("the database's name is not one Slipway would use".into());
+        }
+        if engine_of_server(&server)? != target.engine {
+            return Err("the backup and the database are of different engines".into());
+        }
+        check_stored(engine, ctx, backup).await?;
+        let connection = connect(engine, ctx, &server).await.map_err(|e| e.to_string())?;
+        ctx.log("info", format!("==> restoring backup {} into {}", backup.id, target.name));
+        let (size, sha256) =
+            restore_into(engine, ctx, &connection, backup, &target.engine, &target.name, job.mode).await?;
+        let began = |why: String| RestoreFailed { why, began: true };
+        check_sum(backup, size, &sha256).map_err(began)?;
+        if let Some(expected) = backup.manifest.as_deref().and_then(|m| serde_json::from_str::<Manifest>(m).ok()) {
+            ctx.log("info", "==> comparing tables and rows with the manifest");
+            let found = manifest(engine, ctx, &connection, &target).await.map_err(began)?;
+            if let Some(mismatch) = manifest_mismatch(&expected, &found) {
+                return Err(began(format!("the restored tables differ from the manifest: {mismatch}")));
+            }
+            ctx.log("info", format!("{} table(s), rows as in the manifest", expected.tables.len()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobHandler for RestoreBackup {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: RestoreJob = ctx.payload()?;
+        let store = &self.0.store;
+        let backup = store
+            .backup(&job.backup_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| JobError::failed("the backup was deleted"))?;
+        let outcome = self.restore(ctx, &job, &backup).await;
+        let server = load_server(&self.0, &backup.server_id).await?;
+        match outcome {
+            Ok(()) => {
+                // Re-read: a verification may have recorded something meanwhile.
+                let mut backup = store.backup(&backup.id).await.map_err(store_error)?.unwrap_or(backup);
+                backup.status = "restored".into();
+                backup.restored_at = Some(slipway_core::time::now());
+                store.update_backup(&backup).await.map_err(store_error)?;
+                // Restored tables carry no grants (PostgreSQL): the users' grants are applied again.
+                resync(&self.0, &server, &DatabaseUsers).await?;
+                ctx.log("info", "restored");
+                Ok(())
+            }
+            Err(RestoreFailed { why, began }) => {
+                ctx.log("stderr", format!("restore failed: {why}"));
+                // Only a database made for this restore, and only once something went into it.
+                if job.created && began {
+                    // What was restored into the new database is not a whole backup: it goes.
+                    ctx.log("info", "dropping the database made for this restore");
+                    store
+                        .set_server_items_status(std::slice::from_ref(&job.database_id), "removing", Some(&why))
+                        .await
+                        .map_err(store_error)?;
+                    resync(&self.0, &server, &Databases).await?;
+                }
+                Err(JobError::failed(why))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct VerifyBackup(pub Engine);
+
+impl VerifyBackup {
+    fn scratch(server: &Server, backup: &Backup, charset: &str, action: &str) -> Result<Script, String> {
+        Ok(Script::new("scratch database", include_str!("../scripts/database_scratch.sh"))
+            .var("ENGINE", engine_of_server(server)?)
+            .var("NAME", &scratch_name(backup))
+            .var("CHARSET", charset)
+            .var("ACTION", action))
+    }
+
+    /// Restores into the scratch database and compares; `Err` holds the mismatch or failure.
+    async fn verify(
+        &self,
+        ctx: &JobContext,
+        server: &Server,
+        connection: &Connection,
+        backup: &Backup,
+    ) -> Result<(), String> {
+        let engine = &self.0;
+        let database_engine = engine_of_server(server)?;
+        let name = scratch_name(backup);
+        let spec = DatabaseSpec {
+            name: name.clone(),
+            engine: database_engine.into(),
+            charset: String::new(),
+            collation: None,
+            imported: false,
+        };
+        ctx.log("info", format!("==> restoring backup {} into the scratch database {name}", backup.id));
+        let (size, sha256) = restore_into(engine, ctx, connection, backup, database_engine, &name, RestoreMode::Empty)
+            .await
+            .map_err(|failed| failed.why)?;
+        // The object could have changed since it was checked.
+        check_sum(backup, size, &sha256)?;
+        let expected: Manifest = backup
+            .manifest
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+            .ok_or("the backup has no manifest to compare with")?;
+        ctx.log("info", "==> comparing tables and rows with the manifest");
+        let found = manifest(engine, ctx, connection, &spec).await?;
+        if let Some(mismatch) = manifest_mismatch(&expected, &found) {
+            return Err(mismatch);
+        }
+        if found.tables.len() != expected.tables.len() {
+            return Err(format!("{} table(s) restored, {} in the manifest", found.tables.len(), expected.tables.len()));
+        }
+        ctx.log("info", format!("{} table(s), rows as in the manifest", expected.tables.len()));
+        Ok(())
+    }
+
+    /// The character set (encoding) the backed-up database had, for the scratch one.
+    async fn charset(&self, server: &Server, backup: &Backup) -> String {
+        let known = match backup.database_id.as_deref() {
+            Some(id) => self.0.store.server_item(id).await.ok().flatten(),
+            None => None,
+        };
+        match known.and_then(|item| serde_json::from_str::<DatabaseSpec>(&item.spec).ok()) {
+            Some(spec) => spec.charset,
+            None if server.database_type == "postgres" => "UTF8".into(),
+            None => "utf8mb4".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for VerifyBackup {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        // Slipway stopped during a verification: its scratch database must not stay.
+        let Ok(payload) = serde_json::from_str::<VerifyJob>(&job.payload) else { return };
+        let Ok(Some(backup)) = self.0.store.backup(&payload.backup_id).await else { return };
+        let Ok(server) = load_server(&self.0, &backup.server_id).await else { return };
+        let charset = self.charset(&server, &backup).await;
+        let Ok(drop) = Self::scratch(&server, &backup, &charset, "drop") else { return };
+        if let Err(why) = crate::probe::read(&self.0, &server, &drop, std::time::Duration::from_secs(60)).await {
+            tracing::warn!(backup = %backup.id, %why, "could not drop an interrupted verification's scratch database");
+        }
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: VerifyJob = ctx.payload()?;
+        let engine = &self.0;
+        let store = &engine.store;
+        let backup = store
+            .backup(&job.backup_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| JobError::failed("the backup was deleted"))?;
+        let server = load_server(engine, &backup.server_id).await?;
+        let charset = self.charset(&server, &backup).await;
+        let create = Self::scratch(&server, &backup, &charset, "create").map_err(JobError::failed)?;
+        let drop = Self::scratch(&server, &backup, &charset, "drop").map_err(JobError::failed)?;
+        let connection = connect(engine, ctx, &server).await?;
+        let (outcome, dropped) = match check_stored(engine, ctx, &backup).await {
+            Err(why) => (Err(why), Ok(Vec::new())),
+            Ok(()) => {
+                // A scratch database left by an earlier, interrupted run goes first.
+                run_script_with(engine, ctx, &connection, &drop, ctx.cancel_receiver()).await?;
+                run_script_with(engine, ctx, &connection, &create, ctx.cancel_receiver()).await?;
+                let outcome = self.verify(ctx, &server, &connection, &backup).await;
+                // Dropped whatever happened, even when the job was cancelled.
+                let (_keep, never) = tokio::sync::watch::channel(false);
+                (outcome, run_script_with(engine, ctx, &connection, &drop, never).await)
+            }
+        };
+
+        let mut backup = store.backup(&backup.id).await.map_err(store_error)?.unwrap_or(backup);
+        let result = match outcome {
+            Ok(()) => {
+                backup.verified_at = Some(slipway_core::time::now());
+                backup.verification_error = None;
+                // A backup failed only by an earlier verification (its upload had completed) is
+                // good again.
+                if backup.status == "failed" && backup.sha256.is_some() {
+                    backup.status = "completed".into();
+                    backup.error = None;
+                }
+                ctx.log("info", "verified");
+                Ok(())
+            }
+            Err(why) if why == "cancelled" => Err(JobError::Cancelled),
+            Err(why) => {
+                ctx.log("stderr", format!("verification failed: {why}"));
+                backup.verification_error = Some(why.clone());
+                backup.status = "failed".into();
+                backup.error = Some(format!("verification failed: {why}"));
+                Err(JobError::failed(format!("verification failed: {why}")))
+            }
+        };
+        store.update_backup(&backup).await.map_err(store_error)?;
+        dropped?;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backups::TableRows;
+
+    fn manifest(tables: &[(&str, u64)]) -> Manifest {
+        Manifest { tables: tables.iter().map(|(t, r)| TableRows { table: t.to_string(), rows: *r }).collect() }
+    }
+
+    #[test]
+    fn a_mismatch_names_each_table_that_differs() {
+        let expected = manifest(&[("public.bulk", 20000), ("public.users", 3)]);
+        assert_eq!(manifest_mismatch(&expected, &expected), None);
+        let more = manifest(&[("public.bulk", 20000), ("public.users", 3), ("public.extra", 1)]);
+        assert_eq!(manifest_mismatch(&expected, &more), None, "tables beyond the manifest's are not compared");
+        let found = manifest(&[("public.bulk", 19999)]);
+        assert_eq!(
+            manifest_mismatch(&expected, &found).as_deref(),
+            Some("table public.bulk: 19999 rows restored, 20000 in the manifest; table public.users is missing")
+        );
+    }
+
+    #[test]
+    fn scratch_databases_have_names_slipway_would_use() {
+        let backup_id = slipway_core::new_id();
+        let name = format!("slpverify_{}", backup_id.to_lowercase());
+        assert!(crate::items::databases::name_problem("postgres", &name).is_none(), "{name}");
+    }
+}
