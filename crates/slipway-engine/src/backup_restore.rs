@@ -462,6 +462,13 @@ impl JobHandler for VerifyBackup {
         };
         store.update_backup(&backup).await.map_err(store_error)?;
         dropped?;
+        // A scheduled backup's retention runs once it is verified (or found wanting).
+        if let Some(schedule) = match &backup.schedule_id {
+            Some(id) => store.backup_schedule(id).await.map_err(store_error)?,
+            None => None,
+        } {
+            crate::backup_schedules::prune(engine, ctx, &schedule).await?;
+        }
         result
     }
 }

@@ -304,7 +304,8 @@ impl JobHandler for BackUpDatabase {
                 backup.size_bytes = Some(i64::try_from(size).unwrap_or(i64::MAX));
                 backup.sha256 = Some(sha256);
                 backup.manifest = Some(serde_json::to_string(&manifest).map_err(|e| JobError::failed(e.to_string()))?);
-                self.record(&backup).await
+                self.record(&backup).await?;
+                crate::backup_schedules::after_stored(&self.0, ctx, &backup).await
             }
             Err(why) => {
                 ctx.log("stderr", format!("backup failed: {why}"));
@@ -394,4 +395,62 @@ pub async fn open_download(engine: &Engine, backup: &Backup) -> Result<Chunks, S
 /// The server a backup job locks: the database's, one backup at a time per database.
 pub fn job_resource(server: &Server, database_id: &str) -> String {
     format!("database-backup:{}:{database_id}", server.id)
+}
+
+/// A database backup record with nothing done yet, in `status`.
+pub fn new_database_backup(
+    organization_id: &str,
+    server_id: &str,
+    database_id: &str,
+    storage_id: &str,
+    schedule_id: Option<&str>,
+    status: &str,
+) -> Backup {
+    Backup {
+        id: slipway_core::new_id(),
+        organization_id: organization_id.into(),
+        kind: "database".into(),
+        server_id: server_id.into(),
+        database_id: Some(database_id.into()),
+        site_id: None,
+        storage_id: storage_id.into(),
+        object_key: String::new(),
+        status: status.into(),
+        size_bytes: None,
+        sha256: None,
+        manifest: None,
+        error: None,
+        job_id: None,
+        started_at: None,
+        finished_at: None,
+        created_at: slipway_core::time::now(),
+        verified_at: None,
+        verification_error: None,
+        restored_at: None,
+        schedule_id: schedule_id.map(str::to_string),
+    }
+}
+
+/// Records a `pending` backup of `database` (an item of `server`) to `storage_id` and queues
+/// the job that makes it; `schedule_id` when a schedule asked for it. The caller checked that
+/// the database is active, the server provisioned and the storage the organisation's.
+pub async fn start_database_backup(
+    store: &dyn slipway_store::Store,
+    server: &Server,
+    database: &slipway_store::ServerItem,
+    spec: &DatabaseSpec,
+    storage_id: &str,
+    schedule_id: Option<&str>,
+) -> Result<Backup, slipway_store::StoreError> {
+    let mut backup =
+        new_database_backup(&server.organization_id, &server.id, &database.id, storage_id, schedule_id, "pending");
+    backup.job_id = Some(slipway_core::new_id());
+    backup.object_key = object_key(&backup, &spec.name, &spec.engine);
+    store.insert_backup(&backup).await?;
+    let job = slipway_jobs::JobSpec::new(BACKUP_DATABASE.name, BackupJob { backup_id: backup.id.clone() })
+        .resource(job_resource(server, &database.id))
+        .organization(&server.organization_id)
+        .with_id(backup.job_id.clone().unwrap_or_default());
+    slipway_jobs::enqueue(store, job).await?;
+    Ok(backup)
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod backup_restore;
+pub mod backup_schedules;
 pub mod backup_storage;
 pub mod backups;
 pub mod deploy;
@@ -99,6 +100,7 @@ impl Engine {
             .register(backups::BACKUP_DATABASE.name, backups::BackUpDatabase(self.clone()))
             .register(backup_restore::BACKUP_RESTORE.name, backup_restore::RestoreBackup(self.clone()))
             .register(backup_restore::BACKUP_VERIFY.name, backup_restore::VerifyBackup(self.clone()))
+            .register(backup_schedules::BACKUP_SCHEDULED.name, backup_schedules::ScheduledBackup(self.clone()))
             .register(items::supervised::PROGRAM_RESTART.name, items::supervised::RestartProgramJob(self.clone()))
             .register(
                 items::certificates::CERTIFICATE_ACTIVATE.name,

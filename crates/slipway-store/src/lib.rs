@@ -476,6 +476,18 @@ pub trait BackupStore: Send + Sync {
     ) -> StoreResult<(Vec<Backup>, u64)>;
     /// Replaces a backup's outcome fields (status, size, checksum, manifest, error, times).
     async fn update_backup(&self, backup: &Backup) -> StoreResult<bool>;
+    /// Forgets a backup (its object was deleted by retention); `false` when it is gone.
+    async fn delete_backup(&self, id: &str) -> StoreResult<bool>;
+
+    async fn insert_backup_schedule(&self, schedule: &BackupSchedule) -> StoreResult<()>;
+    async fn backup_schedule(&self, id: &str) -> StoreResult<Option<BackupSchedule>>;
+    /// The schedules of one database, oldest first.
+    async fn backup_schedules_of_database(&self, database_id: &str) -> StoreResult<Vec<BackupSchedule>>;
+    /// Up to `limit` schedules after `after` (by id), for a walk over all of them.
+    async fn backup_schedules_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<BackupSchedule>>;
+    /// Replaces a schedule's settings and next run; `false` when it is gone.
+    async fn update_backup_schedule(&self, schedule: &BackupSchedule) -> StoreResult<bool>;
+    async fn delete_backup_schedule(&self, id: &str) -> StoreResult<bool>;
 }
 
 /// Deleting old rows, and the database's size and upkeep.

@@ -453,6 +453,32 @@ pub struct Backup {
     pub verification_error: Option<String>,
     /// When it was last restored.
     pub restored_at: Option<Timestamp>,
+    /// The schedule that made it, if one did.
+    pub schedule_id: Option<String>,
+}
+
+/// A database backed up on a frequency, with retention.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BackupSchedule {
+    pub id: String,
+    pub organization_id: String,
+    pub server_id: String,
+    pub database_id: String,
+    pub storage_id: String,
+    /// A named frequency (`nightly`, `hourly`, …) or a five-field cron expression, in UTC.
+    pub frequency: String,
+    /// How many of the newest good backups are kept.
+    pub keep_last: i64,
+    /// Besides: the newest good backup of each of the last this many days (weeks, months).
+    pub keep_daily: i64,
+    pub keep_weekly: i64,
+    pub keep_monthly: i64,
+    /// Each backup it makes is verified once stored.
+    pub verify: bool,
+    /// When it runs next.
+    pub next_run_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// Which backups to list.
@@ -461,6 +487,7 @@ pub struct BackupFilter {
     pub status: Option<String>,
     pub kind: Option<String>,
     pub database_id: Option<String>,
+    pub schedule_id: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -1108,6 +1108,7 @@ mod cases {
             verified_at: None,
             verification_error: None,
             restored_at: None,
+            schedule_id: None,
         };
         let (old, new) = (backup("database", "pending"), backup("database", "failed"));
         let app = backup("application", "pending");
@@ -1138,6 +1139,45 @@ mod cases {
         assert_eq!(stored.size_bytes, Some(5_000_000_000));
         assert_eq!(stored.verification_error, done.verification_error);
         assert!(stored.verified_at.is_some() && stored.restored_at.is_some(), "{stored:?}");
+
+        // Schedules: per database, walked in id order, updated, deleted; backups by schedule.
+        let schedule = BackupSchedule {
+            id: slipway_core::new_id(),
+            organization_id: org.clone(),
+            server_id: "s".into(),
+            database_id: "d".into(),
+            storage_id: second.id.clone(),
+            frequency: "daily".into(),
+            keep_last: 3,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 12,
+            verify: true,
+            next_run_at: Some(now()),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.insert_backup_schedule(&schedule).await.unwrap();
+        let other_schedule = BackupSchedule { id: slipway_core::new_id(), database_id: "e".into(), ..schedule.clone() };
+        store.insert_backup_schedule(&other_schedule).await.unwrap();
+        assert_eq!(store.backup_schedule(&schedule.id).await.unwrap().map(|s| s.verify), Some(true));
+        assert_eq!(store.backup_schedules_of_database("d").await.unwrap().len(), 1);
+        let walked = store.backup_schedules_after(None, 1).await.unwrap();
+        assert_eq!(walked[0].id, schedule.id);
+        let rest = store.backup_schedules_after(Some(&schedule.id), 10).await.unwrap();
+        assert_eq!(rest.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![other_schedule.id.clone()]);
+        let changed = BackupSchedule { frequency: "0 3 * * *".into(), keep_last: 5, verify: false, ..schedule.clone() };
+        assert!(store.update_backup_schedule(&changed).await.unwrap());
+        let read = store.backup_schedule(&schedule.id).await.unwrap().unwrap();
+        assert_eq!((read.frequency.as_str(), read.keep_last, read.verify), ("0 3 * * *", 5, false));
+        let scheduled = Backup { id: slipway_core::new_id(), schedule_id: Some(schedule.id.clone()), ..old.clone() };
+        store.insert_backup(&scheduled).await.unwrap();
+        let by_schedule = BackupFilter { schedule_id: Some(schedule.id.clone()), ..Default::default() };
+        assert_eq!(store.backups_of(orgs, &by_schedule, PAGE).await.unwrap().0, vec![scheduled.clone()]);
+        assert!(store.delete_backup(&scheduled.id).await.unwrap());
+        assert!(!store.delete_backup(&scheduled.id).await.unwrap());
+        assert!(store.delete_backup_schedule(&schedule.id).await.unwrap());
+        assert_eq!(store.backup_schedule(&schedule.id).await.unwrap(), None);
     }
 
     fn git_repository(org: &str, webhook_uuid: &str) -> GitRepository {

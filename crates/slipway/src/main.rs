@@ -70,9 +70,12 @@ enum Command {
     /// Databases on a server's own engine
     #[command(subcommand)]
     Db(cli::databases::DbCommand),
-    /// Database backups: list, make, download (checked against their SHA-256)
+    /// Database backups: list, make, download (checked against their SHA-256), verify, restore
     #[command(subcommand)]
     Backup(cli::backups::BackupCommand),
+    /// Backups on a schedule, with retention
+    #[command(subcommand)]
+    BackupSchedule(cli::backups::BackupScheduleCommand),
     /// Where backups go: S3-compatible buckets or a server's directory
     #[command(subcommand)]
     BackupStorage(cli::backup_storages::BackupStorageCommand),
@@ -172,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cron(command) => cli::run(cli::cron::cron(command, &cli.client)),
         Command::Db(command) => cli::run(cli::databases::db(command, &cli.client)),
         Command::Backup(command) => cli::run(cli::backups::backup(command, &cli.client)),
+        Command::BackupSchedule(command) => cli::run(cli::backups::backup_schedule(command, &cli.client)),
         Command::BackupStorage(command) => cli::run(cli::backup_storages::backup_storage(command, &cli.client)),
         Command::DbUser(command) => cli::run(cli::database_users::db_user(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),

@@ -69,6 +69,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     slipway_engine::items::certificates::schedule_watch(store.as_ref(), slipway_core::time::now(), every)
         .await
         .context("cannot schedule the certificate watch")?;
+    // And each backup schedule's next run (a Slipway that was down runs a missed one at once).
+    slipway_engine::backup_schedules::queue_all(store.as_ref()).await.context("cannot queue the backup schedules")?;
 
     tracing::info!(addr = %local, backend = store.backend().as_str(), version = env!("CARGO_PKG_VERSION"), "listening");
     // One plain line on stdout, for people and for scripts that start Slipway on port 0.

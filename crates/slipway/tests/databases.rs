@@ -724,6 +724,97 @@ async fn backups_restore_and_verify_for_real(p: &Provisioned, engine: &'static s
     assert_eq!(on_engine(engine, &format!("{name}_r3")), "");
 }
 
+/// A schedule runs on its own, and retention deletes for real: with keep-last 3, the fourth
+/// backup deletes the oldest object from the bucket (listed to check). A schedule that verifies
+/// has each backup verified before retention runs.
+async fn scheduled_backups_are_kept_as_retention_says(p: &Provisioned, name: &str) {
+    let api = &p.api;
+    let s3 = S3Server::start(&p.dir);
+    let body = json!({"name": "scheduled", "kind": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket,
+                      "prefix": "sched", "path_style": true, "access_key_id": s3.access_key,
+                      "secret_access_key": s3.secret_key});
+    let (status, storage) = api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+    assert_eq!(status, 201, "{storage}");
+    let storage_id = storage["data"]["id"].as_str().unwrap().to_string();
+    let databases = all_databases(api, &p.server_path).await;
+    let database = databases.iter().find(|d| d["name"] == name).unwrap()["id"].as_str().unwrap().to_string();
+    let schedules = format!("{}/databases/{database}/backup-schedules", p.server_path);
+
+    // Bad settings are refused field by field.
+    let bad = json!({"storage_id": "nope", "frequency": "61 * * * *", "keep_last": 0, "keep_daily": -1});
+    let (status, reply) = api.call(Method::POST, &schedules, Some(bad)).await;
+    assert_eq!(status, 422, "{reply}");
+    for field in ["storage_id", "frequency", "keep_last", "keep_daily"] {
+        assert!(reply["errors"][field].is_array(), "{field}: {reply}");
+    }
+
+    // Every minute, until its first backup is there.
+    let settings = json!({"storage_id": storage_id, "frequency": "minutely", "keep_last": 3});
+    let (status, created) = api.call(Method::POST, &schedules, Some(settings)).await;
+    assert_eq!(status, 201, "{created}");
+    let schedule_path = format!("/api/v1/backup-schedules/{}", created["data"]["id"].as_str().unwrap());
+    assert!(created["data"]["next_run_at"].is_string() && created["data"]["stale"] == false, "{created}");
+    let ours = |all: &[String]| all.iter().filter(|k| k.starts_with("sched/")).cloned().collect::<Vec<_>>();
+    let first = common::eventually_some(
+        Duration::from_secs(1),
+        Duration::from_secs(120),
+        "the schedule's first backup is stored",
+        || async {
+            let (_, shown) = api.call(Method::GET, &schedule_path, None).await;
+            shown["data"]["last_good_backup_at"].is_string().then(|| ours(&s3.objects()))
+        },
+    )
+    .await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Nightly from now on: the runs below are asked for.
+    let settings = json!({"storage_id": storage_id, "frequency": "nightly", "keep_last": 3});
+    let (status, updated) = api.call(Method::PUT, &schedule_path, Some(settings)).await;
+    assert_eq!(status, 200, "{updated}");
+
+    let run = || async {
+        let (status, made) = api.call(Method::POST, &format!("{schedule_path}/run"), Some(json!({}))).await;
+        assert_eq!(status, 202, "{made}");
+        let op = api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+        made["data"]["id"].as_str().unwrap().to_string()
+    };
+    run().await;
+    // The command line runs it too, and lists it.
+    let schedule_id = schedule_path.rsplit('/').next().unwrap();
+    let (ok, out, err) = run_cli(&p.dir, api, &["backup-schedule", "run", schedule_id]);
+    assert!(ok && err.contains("stored"), "{out}{err}");
+    let (ok, out, err) = run_cli(&p.dir, api, &["backup-schedule", "list", "db", name]);
+    assert!(ok && out.contains(schedule_id) && out.contains("nightly"), "{out}{err}");
+    assert_eq!(ours(&s3.objects()).len(), 3, "three kept: {:?}", s3.objects());
+    let newest = run().await;
+    let left = ours(&s3.objects());
+    assert_eq!(left.len(), 3, "the fourth deleted the oldest: {left:?}");
+    assert!(!left.contains(&first[0]), "the first object is gone from the bucket: {left:?}");
+    let (_, pruned) = api.call(Method::GET, "/api/v1/audit-events?action=backup.prune", None).await;
+    assert_eq!(pruned["data"].as_array().map(Vec::len), Some(1), "{pruned}");
+
+    // Verifying: the next backup is verified, then retention keeps three again.
+    let settings = json!({"storage_id": storage_id, "frequency": "nightly", "keep_last": 3, "verify": true});
+    let (status, updated) = api.call(Method::PUT, &schedule_path, Some(settings)).await;
+    assert_eq!(status, 200, "{updated}");
+    let verified = run().await;
+    let backup = common::eventually_some(Duration::from_millis(500), Duration::from_secs(120), "verified", || async {
+        let (_, b) = api.call(Method::GET, &format!("/api/v1/backups/{verified}"), None).await;
+        b["data"]["verified_at"].is_string().then_some(b)
+    })
+    .await;
+    assert_eq!(backup["data"]["status"], "completed", "{backup}");
+    common::eventually(Duration::from_secs(60), "retention after the verification", || async {
+        ours(&s3.objects()).len() == 3
+    })
+    .await;
+    let (_, shown) = api.call(Method::GET, &schedule_path, None).await;
+    assert_eq!((shown["data"]["stale"].as_bool(), shown["data"]["verify"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(api.call(Method::GET, &format!("/api/v1/backups/{newest}"), None).await.0, 200, "kept");
+    assert_eq!(api.call(Method::DELETE, &schedule_path, None).await.0, 204);
+    assert_eq!(api.call(Method::GET, &schedule_path, None).await.0, 404);
+}
+
 /// kill -9 of Slipway while a backup waits on the engine (a session holds a table locked):
 /// after the restart the backup ends `failed` (interrupted), nothing partial stays in the
 /// storage, and the next backup completes.
@@ -920,6 +1011,9 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
     users_are_managed_for_real(&p, engine, &name).await;
     backups_are_streamed_checked_and_never_partial(&p, engine, &name).await;
     backups_restore_and_verify_for_real(&p, engine, &name).await;
+    if engine == "mysql" {
+        scheduled_backups_are_kept_as_retention_says(&p, &name).await;
+    }
     if engine == "postgres" {
         an_interrupted_backup_fails_and_the_next_one_works(&mut p, &name).await;
     }

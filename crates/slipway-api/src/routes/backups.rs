@@ -5,9 +5,8 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use slipway_core::time::now;
 use slipway_engine::backup_restore::{BACKUP_RESTORE, BACKUP_VERIFY, RestoreJob, RestoreMode, VerifyJob};
-use slipway_engine::backups::{BACKUP_DATABASE, BackupJob, Manifest, job_resource, object_key};
+use slipway_engine::backups::{Manifest, job_resource};
 use slipway_engine::items::{DatabaseSpec, Databases, ItemKind};
 use slipway_store::{Backup, BackupFilter};
 use utoipa::{IntoParams, ToSchema};
@@ -122,36 +121,15 @@ pub async fn create_database_backup(
         )));
     }
     super::items::require_provisioned(&v.server)?;
-    let id = slipway_core::new_id();
-    let mut backup = Backup {
-        id: id.clone(),
-        organization_id: v.server.organization_id.clone(),
-        kind: "database".into(),
-        server_id: v.server.id.clone(),
-        database_id: Some(v.item.id.clone()),
-        site_id: None,
-        storage_id: storage.id.clone(),
-        object_key: String::new(),
-        status: "pending".into(),
-        size_bytes: None,
-        sha256: None,
-        manifest: None,
-        error: None,
-        job_id: Some(slipway_core::new_id()),
-        started_at: None,
-        finished_at: None,
-        created_at: now(),
-        verified_at: None,
-        verification_error: None,
-        restored_at: None,
-    };
-    backup.object_key = object_key(&backup, &database.name, &database.engine);
-    state.store.insert_backup(&backup).await?;
-    let spec = slipway_jobs::JobSpec::new(BACKUP_DATABASE.name, BackupJob { backup_id: id })
-        .resource(job_resource(&v.server, &v.item.id))
-        .organization(&v.server.organization_id)
-        .with_id(backup.job_id.clone().unwrap_or_default());
-    enqueue(&state, spec).await?;
+    let backup = slipway_engine::backups::start_database_backup(
+        state.store.as_ref(),
+        &v.server,
+        &v.item,
+        &database,
+        &storage.id,
+        None,
+    )
+    .await?;
     audit.note(|n| {
         n.organization_id = Some(backup.organization_id.clone());
         n.resource_id = Some(backup.id.clone());
@@ -218,7 +196,7 @@ pub async fn list_backups(
         return Err(ApiError::validation("type", "The type is application or database."));
     }
     let orgs = caller.organizations(&state).await?;
-    let filter = BackupFilter { status: query.status, kind: query.kind, database_id: None };
+    let filter = BackupFilter { status: query.status, kind: query.kind, ..Default::default() };
     let (rows, total) = state.store.backups_of(&orgs, &filter, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(BackupResource::from).collect(), total))
 }

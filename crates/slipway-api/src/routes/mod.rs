@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit_events;
+pub mod backup_schedules;
 pub mod backup_storages;
 pub mod backups;
 pub mod git;

@@ -293,29 +293,35 @@ async fn world(db: TestDatabase) -> World {
         .await;
     assert_eq!(storage.status, StatusCode::CREATED, "{}", storage.text());
     // A backup record (making one for real needs a provisioned server with a database).
-    let backup = slipway_store::Backup {
+    let storage_id = storage.json()["data"]["id"].as_str().unwrap().to_string();
+    let mut backup = slipway_engine::backups::new_database_backup(
+        &a.org_id,
+        &server_id,
+        &database_id,
+        &storage_id,
+        None,
+        "completed",
+    );
+    (backup.object_key, backup.size_bytes, backup.sha256) =
+        ("databases/x/shop/x.sql.gz".into(), Some(1), Some("00".repeat(32)));
+    app.state.store.insert_backup(&backup).await.unwrap();
+    let schedule = slipway_store::BackupSchedule {
         id: slipway_core::new_id(),
         organization_id: a.org_id.clone(),
-        kind: "database".into(),
         server_id: server_id.clone(),
-        database_id: Some(database_id.clone()),
-        site_id: None,
-        storage_id: storage.json()["data"]["id"].as_str().unwrap().to_string(),
-        object_key: "databases/x/shop/x.sql.gz".into(),
-        status: "completed".into(),
-        size_bytes: Some(1),
-        sha256: Some("00".repeat(32)),
-        manifest: None,
-        error: None,
-        job_id: None,
-        started_at: None,
-        finished_at: None,
+        database_id: database_id.clone(),
+        storage_id: backup.storage_id.clone(),
+        frequency: "nightly".into(),
+        keep_last: 7,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        verify: false,
+        next_run_at: None,
         created_at: slipway_core::time::now(),
-        verified_at: None,
-        verification_error: None,
-        restored_at: None,
+        updated_at: slipway_core::time::now(),
     };
-    app.state.store.insert_backup(&backup).await.unwrap();
+    app.state.store.insert_backup_schedule(&schedule).await.unwrap();
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
@@ -334,6 +340,7 @@ async fn world(db: TestDatabase) -> World {
             ("database_user", database_user.id.clone()),
             ("backup_storage", storage.json()["data"]["id"].as_str().unwrap().to_string()),
             ("backup", backup.id.clone()),
+            ("backup_schedule", schedule.id.clone()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

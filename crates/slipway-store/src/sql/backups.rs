@@ -5,7 +5,7 @@ use slipway_core::PageRequest;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
-use crate::model::{Backup, BackupFilter, BackupStorage};
+use crate::model::{Backup, BackupFilter, BackupSchedule, BackupStorage};
 use crate::{BackupStore, StoreError, StoreResult};
 
 /// The columns of `backup_storages`: the fields of [`BackupStorage`] (see `sql/mod.rs`).
@@ -22,11 +22,22 @@ macro_rules! backup_fields {
         $m! { $($args)*;
             id, organization_id, kind, server_id, database_id, site_id, storage_id, object_key, status, size_bytes,
             sha256, manifest, error, job_id, started_at, finished_at, created_at, verified_at, verification_error,
-            restored_at
+            restored_at, schedule_id
         }
     };
 }
 backup_fields!(exact_fields!(Backup));
+
+/// The columns of `backup_schedules`: the fields of [`BackupSchedule`].
+macro_rules! backup_schedule_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m! { $($args)*;
+            id, organization_id, server_id, database_id, storage_id, frequency, keep_last, keep_daily, keep_weekly,
+            keep_monthly, verify, next_run_at, created_at, updated_at
+        }
+    };
+}
+backup_schedule_fields!(exact_fields!(BackupSchedule));
 
 /// Adds `filter`'s conditions to a query whose `WHERE` is open.
 fn push_filter<DB>(q: &mut QueryBuilder<DB>, filter: &BackupFilter)
@@ -34,7 +45,13 @@ where
     DB: sqlx::Database,
     for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
-    for (column, value) in [("status", &filter.status), ("kind", &filter.kind), ("database_id", &filter.database_id)] {
+    let filters = [
+        ("status", &filter.status),
+        ("kind", &filter.kind),
+        ("database_id", &filter.database_id),
+        ("schedule_id", &filter.schedule_id),
+    ];
+    for (column, value) in filters {
         if let Some(value) = value {
             q.push(format!(" AND {column} = ")).push_bind(value.clone());
         }
@@ -182,6 +199,95 @@ macro_rules! impl_backup_store {
                 .execute(&self.pool)
                 .await
                 .map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_backup(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM backups WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_backup_schedule(&self, v: &BackupSchedule) -> StoreResult<()> {
+                backup_schedule_fields!(insert_into!($db, "backup_schedules", v))
+                    .build()
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn backup_schedule(&self, id: &str) -> StoreResult<Option<BackupSchedule>> {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    backup_schedule_fields!(columns!()),
+                    " FROM backup_schedules WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)
+            }
+
+            async fn backup_schedules_of_database(&self, database_id: &str) -> StoreResult<Vec<BackupSchedule>> {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    backup_schedule_fields!(columns!()),
+                    " FROM backup_schedules WHERE database_id = $1 ORDER BY id"
+                ))
+                .bind(database_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)
+            }
+
+            async fn backup_schedules_after(
+                &self,
+                after: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<BackupSchedule>> {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    backup_schedule_fields!(columns!()),
+                    " FROM backup_schedules WHERE id > $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)
+            }
+
+            async fn update_backup_schedule(&self, v: &BackupSchedule) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE backup_schedules SET storage_id = $2, frequency = $3, keep_last = $4, keep_daily = $5, \
+                     keep_weekly = $6, keep_monthly = $7, verify = $8, next_run_at = $9, updated_at = $10 WHERE id = $1",
+                )
+                .bind(&v.id)
+                .bind(&v.storage_id)
+                .bind(&v.frequency)
+                .bind(v.keep_last)
+                .bind(v.keep_daily)
+                .bind(v.keep_weekly)
+                .bind(v.keep_monthly)
+                .bind(v.verify)
+                .bind(v.next_run_at)
+                .bind(v.updated_at)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_backup_schedule(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM backup_schedules WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
         }

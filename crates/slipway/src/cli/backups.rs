@@ -62,6 +62,146 @@ pub enum BackupCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BackupScheduleCommand {
+    /// A database's backup schedules, with their next run and whether they are stale
+    List {
+        /// Server name or id
+        server: String,
+        /// Database name or id
+        database: String,
+    },
+    /// Back a database up on a schedule, keeping what the retention says
+    Create {
+        /// Server name or id
+        server: String,
+        /// Database name or id
+        database: String,
+        /// The backup storage's id
+        #[arg(long)]
+        storage: String,
+        /// minutely, hourly, nightly, weekly, monthly, or five cron fields ("0 3 * * *"), in UTC
+        #[arg(long)]
+        frequency: String,
+        /// How many of the newest good backups to keep [default: 7]
+        #[arg(long)]
+        keep_last: Option<i64>,
+        /// Also the newest of each of the last N days
+        #[arg(long)]
+        keep_daily: Option<i64>,
+        /// Also the newest of each of the last N weeks
+        #[arg(long)]
+        keep_weekly: Option<i64>,
+        /// Also the newest of each of the last N months
+        #[arg(long)]
+        keep_monthly: Option<i64>,
+        /// Verify each backup once stored
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Run a schedule now and wait until its backup is stored (then its retention applies)
+    Run {
+        /// The schedule's id
+        id: String,
+    },
+    /// Delete a schedule (its backups stay)
+    Delete {
+        /// The schedule's id
+        id: String,
+    },
+}
+
+/// The id of `database` (a name or an id) on `server`, and the path of its collection.
+async fn database_path(client: &slipway_client::Client, server: &str, database: &str) -> anyhow::Result<String> {
+    let databases = ServerItems::Databases.collection(server);
+    let found = client.items(&databases).await?;
+    let id = found
+        .data
+        .iter()
+        .find(|d| d["id"] == database || d["name"] == database)
+        .and_then(|d| d["id"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("No database named or with id {database:?} on server {server:?}."))?;
+    Ok(format!("{databases}/{id}"))
+}
+
+/// Waits for a backup's operation and fails unless it was stored; returns it.
+async fn stored(client: &slipway_client::Client, made: &Value, output: Output) -> anyhow::Result<Value> {
+    wait_for_change(client, made, output).await?;
+    let backup = client.item("/api/v1/backups", made["id"].as_str().unwrap_or("")).await?;
+    if backup["status"] != "completed" {
+        anyhow::bail!(
+            "the backup {} failed: {}",
+            backup["id"].as_str().unwrap_or(""),
+            backup["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(backup)
+}
+
+#[allow(clippy::print_stdout)]
+pub async fn backup_schedule(command: BackupScheduleCommand, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(client_args)?;
+    let output = client_args.output;
+    match command {
+        BackupScheduleCommand::List { server, database } => {
+            let path = format!("{}/backup-schedules", database_path(&client, &server, &database).await?);
+            let schedules = client.items(&path).await?.data;
+            if output == Output::Json {
+                return print_json(&Value::Array(schedules));
+            }
+            let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+            println!("{:<26}  {:<16}  {:<6}  {:<20}  STATE", "ID", "FREQUENCY", "KEEP", "NEXT RUN");
+            for v in &schedules {
+                let next: String = s(v, "next_run_at").chars().take(19).collect();
+                let state = if v["stale"] == true { "stale" } else { "ok" };
+                println!("{:<26}  {:<16}  {:<6}  {next:<20}  {state}", s(v, "id"), s(v, "frequency"), v["keep_last"]);
+            }
+            Ok(())
+        }
+        BackupScheduleCommand::Create {
+            server,
+            database,
+            storage,
+            frequency,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            verify,
+        } => {
+            let path = format!("{}/backup-schedules", database_path(&client, &server, &database).await?);
+            let body = json!({"storage_id": storage, "frequency": frequency, "keep_last": keep_last,
+                              "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly,
+                              "verify": verify});
+            let made = client.create_item(&path, &body).await?;
+            if output == Output::Json {
+                return print_json(&made);
+            }
+            eprintln!(
+                "Scheduled: {} ({}), next run {}.",
+                made["id"].as_str().unwrap_or(""),
+                made["frequency"].as_str().unwrap_or(""),
+                made["next_run_at"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }
+        BackupScheduleCommand::Run { id } => {
+            let made = client.item_action("/api/v1/backup-schedules", &id, "run", &json!({})).await?;
+            let backup = stored(&client, &made, output).await?;
+            if output == Output::Json {
+                return print_json(&backup);
+            }
+            eprintln!("Done: backup {} stored.", backup["id"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        BackupScheduleCommand::Delete { id } => {
+            client.delete_path(&format!("/api/v1/backup-schedules/{id}")).await?;
+            eprintln!("Deleted; its backups stay.");
+            Ok(())
+        }
+    }
+}
+
 #[allow(clippy::print_stdout)]
 fn print_backups(backups: &[Value]) {
     let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
@@ -95,25 +235,9 @@ pub async fn backup(command: BackupCommand, client_args: &ClientArgs) -> anyhow:
             Ok(())
         }
         BackupCommand::Create { server, database, storage } => {
-            let databases = ServerItems::Databases.collection(&server);
-            let found = client.items(&databases).await?;
-            let id = found
-                .data
-                .iter()
-                .find(|d| d["id"] == database.as_str() || d["name"] == database.as_str())
-                .and_then(|d| d["id"].as_str())
-                .ok_or_else(|| anyhow::anyhow!("No database named or with id {database:?} on server {server:?}."))?;
-            let made =
-                client.create_item(&format!("{databases}/{id}/backups"), &json!({"storage_id": storage})).await?;
-            wait_for_change(&client, &made, output).await?;
-            let backup = client.item("/api/v1/backups", made["id"].as_str().unwrap_or("")).await?;
-            if backup["status"] != "completed" {
-                anyhow::bail!(
-                    "the backup {} failed: {}",
-                    backup["id"].as_str().unwrap_or(""),
-                    backup["error"].as_str().unwrap_or("")
-                );
-            }
+            let path = format!("{}/backups", database_path(&client, &server, &database).await?);
+            let made = client.create_item(&path, &json!({"storage_id": storage})).await?;
+            let backup = stored(&client, &made, output).await?;
             if output == Output::Json {
                 return print_json(&backup);
             }
