@@ -100,6 +100,7 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("test_backup_storage", "backup-storage.test", &[]),
     ("create_database_backup", "backup.create", &[]),
     ("restore_backup", "backup.restore", &[]),
+    ("create_application_backup", "backup.create-application", &[]),
     ("verify_backup", "backup.verify", &[]),
     ("create_backup_schedule", "backup-schedule.create", &[]),
     ("update_backup_schedule", "backup-schedule.update", &[]),

@@ -54,7 +54,9 @@ impl RestoreMode {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RestoreJob {
     pub backup_id: String,
-    /// The database item to restore into, on the backup's server.
+    /// The database item to restore into, on the backup's server (none for an application
+    /// backup: it goes into its site's shared paths).
+    #[serde(default)]
     pub database_id: String,
     pub mode: RestoreMode,
     /// The database was created for this restore: a failed restore drops it again.
@@ -185,22 +187,25 @@ impl From<&str> for RestoreFailed {
     }
 }
 
-/// Streams `backup`'s object into database `name` (of `engine`) on the connection's server;
-/// returns the size and SHA-256 of what was read. Fails with the engine's words.
+/// The script that restores a database dump into database `name` (of `engine`).
+fn database_restore(database_engine: &str, name: &str, mode: RestoreMode) -> Script {
+    Script::new("database restore", include_str!("../scripts/database_restore.sh"))
+        .var("ENGINE", database_engine)
+        .var("NAME", name)
+        .var("MODE", mode.as_str())
+}
+
+/// Streams `backup`'s object into `script` (a restore reading it on standard input) on the
+/// connection's server; returns the size and SHA-256 of what was read. Fails with the
+/// script's (the engine's, tar's) words.
 async fn restore_into(
     engine: &Engine,
     ctx: &JobContext,
     connection: &Connection,
     backup: &Backup,
-    database_engine: &str,
-    name: &str,
-    mode: RestoreMode,
+    script: Script,
 ) -> Result<(u64, String), RestoreFailed> {
     let chunks = open_download(engine, backup).await?;
-    let script = Script::new("database restore", include_str!("../scripts/database_restore.sh"))
-        .var("ENGINE", database_engine)
-        .var("NAME", name)
-        .var("MODE", mode.as_str());
     let (to_server, input) = tokio::io::duplex(256 * 1024);
     let failure = std::sync::Mutex::new(FailureTracker::default());
     let mut sink = LogLines { ctx, failure: &failure, pending: Vec::new(), began: false };
@@ -244,7 +249,27 @@ async fn resync(engine: &Engine, server: &Server, kind: &dyn ItemKind) -> Result
 pub struct RestoreBackup(pub Engine);
 
 impl RestoreBackup {
+    /// An application backup, into its site's shared paths.
+    async fn restore_application(&self, ctx: &JobContext, backup: &Backup) -> Result<(), RestoreFailed> {
+        let engine = &self.0;
+        let site_id = backup.site_id.as_deref().ok_or("the backup names no site")?;
+        let site = engine.store.site(site_id).await.map_err(|e| e.to_string())?.ok_or("the site was deleted")?;
+        let paths = crate::sites::SitePaths::of(&site).map_err(|e| e.to_string())?;
+        let server = load_server(engine, &site.server_id).await.map_err(|e| e.to_string())?;
+        check_stored(engine, ctx, backup).await?;
+        let connection = connect(engine, ctx, &server).await.map_err(|e| e.to_string())?;
+        ctx.log("info", format!("==> restoring backup {} into the shared paths of {}", backup.id, site.domain));
+        let script = Script::new("application restore", include_str!("../scripts/application_restore.sh"))
+            .var("ROOT", &paths.root)
+            .var("DEPLOY_USER", &paths.user);
+        let (size, sha256) = restore_into(engine, ctx, &connection, backup, script).await?;
+        check_sum(backup, size, &sha256).map_err(|why| RestoreFailed { why, began: true })
+    }
+
     async fn restore(&self, ctx: &JobContext, job: &RestoreJob, backup: &Backup) -> Result<(), RestoreFailed> {
+        if backup.kind == "application" {
+            return self.restore_application(ctx, backup).await;
+        }
         let engine = &self.0;
         let server = load_server(engine, &backup.server_id).await.map_err(|e| e.to_string())?;
         let item = engine
@@ -271,8 +296,8 @@ impl RestoreBackup {
         check_stored(engine, ctx, backup).await?;
         let connection = connect(engine, ctx, &server).await.map_err(|e| e.to_string())?;
         ctx.log("info", format!("==> restoring backup {} into {}", backup.id, target.name));
-        let (size, sha256) =
-            restore_into(engine, ctx, &connection, backup, &target.engine, &target.name, job.mode).await?;
+        let script = database_restore(&target.engine, &target.name, job.mode);
+        let (size, sha256) = restore_into(engine, ctx, &connection, backup, script).await?;
         let began = |why: String| RestoreFailed { why, began: true };
         check_sum(backup, size, &sha256).map_err(began)?;
         if let Some(expected) = backup.manifest.as_deref().and_then(|m| serde_json::from_str::<Manifest>(m).ok()) {
@@ -299,6 +324,7 @@ impl JobHandler for RestoreBackup {
             .ok_or_else(|| JobError::failed("the backup was deleted"))?;
         let outcome = self.restore(ctx, &job, &backup).await;
         let server = load_server(&self.0, &backup.server_id).await?;
+        let database = backup.kind == "database";
         match outcome {
             Ok(()) => {
                 // Re-read: a verification may have recorded something meanwhile.
@@ -307,14 +333,16 @@ impl JobHandler for RestoreBackup {
                 backup.restored_at = Some(slipway_core::time::now());
                 store.update_backup(&backup).await.map_err(store_error)?;
                 // Restored tables carry no grants (PostgreSQL): the users' grants are applied again.
-                resync(&self.0, &server, &DatabaseUsers).await?;
+                if database {
+                    resync(&self.0, &server, &DatabaseUsers).await?;
+                }
                 ctx.log("info", "restored");
                 Ok(())
             }
             Err(RestoreFailed { why, began }) => {
                 ctx.log("stderr", format!("restore failed: {why}"));
                 // Only a database made for this restore, and only once something went into it.
-                if job.created && began {
+                if database && job.created && began {
                     // What was restored into the new database is not a whole backup: it goes.
                     ctx.log("info", "dropping the database made for this restore");
                     store
@@ -360,9 +388,9 @@ impl VerifyBackup {
             imported: false,
         };
         ctx.log("info", format!("==> restoring backup {} into the scratch database {name}", backup.id));
-        let (size, sha256) = restore_into(engine, ctx, connection, backup, database_engine, &name, RestoreMode::Empty)
-            .await
-            .map_err(|failed| failed.why)?;
+        let script = database_restore(database_engine, &name, RestoreMode::Empty);
+        let (size, sha256) =
+            restore_into(engine, ctx, connection, backup, script).await.map_err(|failed| failed.why)?;
         // The object could have changed since it was checked.
         check_sum(backup, size, &sha256)?;
         let expected: Manifest = backup

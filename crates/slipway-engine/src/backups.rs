@@ -28,6 +28,9 @@ use crate::{Engine, JobKind};
 /// second backup; a failed one says why and the next one starts afresh.
 pub const BACKUP_DATABASE: JobKind = JobKind { name: "backup.database", attempts: 1 };
 
+/// `backup.application`: one backup of a site's shared paths and `.env` (same handler).
+pub const BACKUP_APPLICATION: JobKind = JobKind { name: "backup.application", attempts: 1 };
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BackupJob {
     pub backup_id: String,
@@ -51,6 +54,12 @@ pub fn object_key(backup: &Backup, database: &str, engine: &str) -> String {
     let at = backup.created_at.format("%Y%m%dT%H%M%SZ");
     let extension = if engine == "postgres" { "dump" } else { "sql.gz" };
     format!("databases/{}/{database}/{at}-{}.{extension}", backup.server_id, backup.id.to_lowercase())
+}
+
+/// The object key of an application backup: by server, site and time.
+pub fn application_object_key(backup: &Backup, domain: &str) -> String {
+    let at = backup.created_at.format("%Y%m%dT%H%M%SZ");
+    format!("applications/{}/{domain}/{at}-{}.tar.gz", backup.server_id, backup.id.to_lowercase())
 }
 
 /// Counts and hashes what passes, then hands it on.
@@ -112,18 +121,55 @@ impl BackUpDatabase {
         Ok(())
     }
 
-    /// Dumps, uploads and proves it; returns the size, checksum and manifest.
-    async fn back_up(&self, ctx: &JobContext, backup: &Backup) -> Result<(u64, String, Manifest), String> {
+    /// What a database backup streams (the dump) and its manifest, read just before.
+    async fn database_dump(
+        &self,
+        ctx: &JobContext,
+        connection: &crate::session::Connection,
+        backup: &Backup,
+    ) -> Result<(Script, Option<Manifest>), String> {
         let engine = &self.0;
-        let store = &engine.store;
-        let server = load_server(engine, &backup.server_id).await.map_err(|e| e.to_string())?;
         let database_id = backup.database_id.as_deref().ok_or("the backup names no database")?;
-        let item =
-            store.server_item(database_id).await.map_err(|e| e.to_string())?.ok_or("the database was deleted")?;
+        let item = engine
+            .store
+            .server_item(database_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the database was deleted")?;
         let database: DatabaseSpec = serde_json::from_str(&item.spec).map_err(|e| e.to_string())?;
         if crate::items::databases::name_problem(&database.engine, &database.name).is_some() {
             return Err("the database's name is not one Slipway would use".into());
         }
+        ctx.log("info", format!("==> counting the rows of {}", database.name));
+        let manifest = manifest(engine, ctx, connection, &database).await?;
+        ctx.log("info", format!("{} table(s)", manifest.tables.len()));
+        ctx.log("info", format!("==> dumping {}", database.name));
+        let dump = Script::new("database dump", include_str!("../scripts/database_dump.sh"))
+            .var("ENGINE", &database.engine)
+            .var("NAME", &database.name);
+        Ok((dump, Some(manifest)))
+    }
+
+    /// What an application backup streams: the site's shared paths and live `.env`, as a tar.
+    async fn application_archive(
+        &self,
+        ctx: &JobContext,
+        backup: &Backup,
+    ) -> Result<(Script, Option<Manifest>), String> {
+        let site_id = backup.site_id.as_deref().ok_or("the backup names no site")?;
+        let site = self.0.store.site(site_id).await.map_err(|e| e.to_string())?.ok_or("the site was deleted")?;
+        let paths = crate::sites::SitePaths::of(&site).map_err(|e| e.to_string())?;
+        ctx.log("info", format!("==> archiving the shared paths and .env of {}", site.domain));
+        let archive = Script::new("application archive", include_str!("../scripts/application_archive.sh"))
+            .var("ROOT", &paths.root);
+        Ok((archive, None))
+    }
+
+    /// Dumps, uploads and proves it; returns the size, checksum and manifest.
+    async fn back_up(&self, ctx: &JobContext, backup: &Backup) -> Result<(u64, String, Option<Manifest>), String> {
+        let engine = &self.0;
+        let store = &engine.store;
+        let server = load_server(engine, &backup.server_id).await.map_err(|e| e.to_string())?;
         let record = store
             .backup_storage(&backup.storage_id)
             .await
@@ -131,16 +177,12 @@ impl BackUpDatabase {
             .ok_or("the storage was deleted")?;
         let storage = Storage::open(engine, &record).await?;
         let connection = connect(engine, ctx, &server).await.map_err(|e| e.to_string())?;
-
-        ctx.log("info", format!("==> counting the rows of {}", database.name));
-        let manifest = manifest(engine, ctx, &connection, &database).await?;
-        ctx.log("info", format!("{} table(s)", manifest.tables.len()));
-
-        let dump = Script::new("database dump", include_str!("../scripts/database_dump.sh"))
-            .var("ENGINE", &database.engine)
-            .var("NAME", &database.name);
+        let (dump, manifest) = match backup.kind.as_str() {
+            "application" => self.application_archive(ctx, backup).await?,
+            _ => self.database_dump(ctx, &connection, backup).await?,
+        };
         let key = storage.key(&backup.object_key);
-        ctx.log("info", format!("==> dumping {} to {key}", database.name));
+        ctx.log("info", format!("streaming to {key}"));
         let mut failed_dump = false;
         let mut on_stderr = |line: &str| {
             if line.starts_with("slipway-dump-failed") {
@@ -303,7 +345,12 @@ impl JobHandler for BackUpDatabase {
                 backup.status = "completed".into();
                 backup.size_bytes = Some(i64::try_from(size).unwrap_or(i64::MAX));
                 backup.sha256 = Some(sha256);
-                backup.manifest = Some(serde_json::to_string(&manifest).map_err(|e| JobError::failed(e.to_string()))?);
+                backup.manifest = match manifest {
+                    Some(manifest) => {
+                        Some(serde_json::to_string(&manifest).map_err(|e| JobError::failed(e.to_string()))?)
+                    }
+                    None => None,
+                };
                 self.record(&backup).await?;
                 crate::backup_schedules::after_stored(&self.0, ctx, &backup).await
             }
@@ -429,6 +476,26 @@ pub fn new_database_backup(
         restored_at: None,
         schedule_id: schedule_id.map(str::to_string),
     }
+}
+
+/// Records a `pending` backup of `site`'s shared paths and `.env` to `storage_id` and queues the
+/// job that makes it (one at a time per site, not during its deploys).
+pub async fn start_application_backup(
+    store: &dyn slipway_store::Store,
+    site: &slipway_store::Site,
+    storage_id: &str,
+) -> Result<Backup, slipway_store::StoreError> {
+    let mut backup = new_database_backup(&site.organization_id, &site.server_id, "", storage_id, None, "pending");
+    (backup.kind, backup.database_id, backup.site_id) = ("application".into(), None, Some(site.id.clone()));
+    backup.job_id = Some(slipway_core::new_id());
+    backup.object_key = application_object_key(&backup, &site.domain);
+    store.insert_backup(&backup).await?;
+    let job = slipway_jobs::JobSpec::new(BACKUP_APPLICATION.name, BackupJob { backup_id: backup.id.clone() })
+        .resource(format!("site:{}", site.id))
+        .organization(&site.organization_id)
+        .with_id(backup.job_id.clone().unwrap_or_default());
+    slipway_jobs::enqueue(store, job).await?;
+    Ok(backup)
 }
 
 /// Records a `pending` backup of `database` (an item of `server`) to `storage_id` and queues

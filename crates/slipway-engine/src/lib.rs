@@ -98,6 +98,7 @@ impl Engine {
             .register(SITE_DEPLOY.name, deploy::DeploySite(self.clone()))
             .register(SITE_ENV_PULL.name, sites::PullEnv(self.clone()))
             .register(backups::BACKUP_DATABASE.name, backups::BackUpDatabase(self.clone()))
+            .register(backups::BACKUP_APPLICATION.name, backups::BackUpDatabase(self.clone()))
             .register(backup_restore::BACKUP_RESTORE.name, backup_restore::RestoreBackup(self.clone()))
             .register(backup_restore::BACKUP_VERIFY.name, backup_restore::VerifyBackup(self.clone()))
             .register(backup_schedules::BACKUP_SCHEDULED.name, backup_schedules::ScheduledBackup(self.clone()))

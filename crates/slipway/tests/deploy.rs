@@ -1920,3 +1920,73 @@ async fn acme_certificates_resume_after_kill_9_renew_under_load_and_failed_renew
     assert_ne!(curl_https(&stage, domain, "/", &root).0, 0, "no HTTPS any more");
     assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".into()), "plain HTTP serves, no redirect");
 }
+
+/// An application backup holds the site's shared files and its live .env, streamed to a real S3
+/// server; restoring it (the domain named again) puts the shared files back, owned by the site.
+#[tokio::test]
+async fn an_application_backup_holds_the_shared_files_and_env_and_restores_them() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("public/index.html", "hello\n")], "v1");
+    let site = stage
+        .site(json!({"domain": "appbackup.example.com", "project_type": "static", "web_directory": "public",
+                     "repository_url": stage.repo.url, "shared_paths": ["public/uploads"],
+                     "deploy_script": "mkdir -p public/uploads\necho 'upload 1' > public/uploads/photo.txt\n"}))
+        .await;
+    let (status, reply) = stage
+        .api
+        .call(Method::POST, &format!("{site}/environment-variables"), Some(json!({"variables": {"APP_NAME": "shop"}})))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let deployed = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(deployed["status"], "succeeded", "{deployed}");
+    let s3 = common::S3Server::start(&stage.dir);
+    let body = json!({"name": "s3", "kind": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket, "path_style": true,
+                      "access_key_id": s3.access_key, "secret_access_key": s3.secret_key});
+    let (status, storage) = stage.api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+    assert_eq!(status, 201, "{storage}");
+    let site_id = site.rsplit('/').next().unwrap();
+    let storage_id = storage["data"]["id"].as_str().unwrap();
+
+    let bad = json!({"site_id": "nope", "storage_id": storage_id});
+    let (status, reply) = stage.api.call(Method::POST, "/api/v1/backups/application", Some(bad)).await;
+    assert_eq!((status, reply["errors"]["site_id"].is_array()), (422, true), "{reply}");
+    let body = json!({"site_id": site_id, "storage_id": storage_id});
+    let (status, made) = stage.api.call(Method::POST, "/api/v1/backups/application", Some(body)).await;
+    assert_eq!(status, 202, "{made}");
+    let op = stage.api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let backup_path = format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap());
+    let (_, backup) = stage.api.call(Method::GET, &backup_path, None).await;
+    assert_eq!(
+        (backup["data"]["status"].as_str(), backup["data"]["type"].as_str()),
+        (Some("completed"), Some("application"))
+    );
+    let object = s3.root.join(&s3.bucket).join(backup["data"]["object_key"].as_str().unwrap());
+    let listed = Command::new("tar").arg("-tzf").arg(&object).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("shared/public/uploads/photo.txt") && listed.contains("current/.env"), "{listed}");
+    let env = Command::new("tar").arg("-xzOf").arg(&object).arg("current/.env").output().unwrap();
+    assert!(String::from_utf8_lossy(&env.stdout).contains("APP_NAME"), "the live .env is in it");
+    let (status, _) = stage.api.call(Method::POST, &format!("{backup_path}/verify"), Some(json!({}))).await;
+    assert_eq!(status, 409, "only database backups are verified");
+
+    // Lost, then restored: the domain must be named again.
+    let photo = Path::new("/home/slipway/appbackup.example.com/shared/public/uploads/photo.txt");
+    std::fs::remove_file(photo).unwrap();
+    assert_eq!(stage.get("appbackup.example.com", "/uploads/photo.txt").await.0, 404);
+    let restore = format!("{backup_path}/restore");
+    let (status, reply) = stage.api.call(Method::POST, &restore, Some(json!({}))).await;
+    assert_eq!((status, reply["errors"]["confirm"].is_array()), (422, true), "{reply}");
+    let (status, reply) =
+        stage.api.call(Method::POST, &restore, Some(json!({"confirm": "appbackup.example.com"}))).await;
+    assert_eq!(status, 202, "{reply}");
+    let op = stage.api.finished(reply["data"]["id"].as_str().unwrap()).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    assert_eq!(stage.get("appbackup.example.com", "/uploads/photo.txt").await, (200, "upload 1\n".to_string()));
+    let owner = Command::new("stat").args(["-c", "%U"]).arg(photo).output().unwrap();
+    assert_ne!(String::from_utf8_lossy(&owner.stdout).trim(), "root", "written as the site's user");
+    let (_, backup) = stage.api.call(Method::GET, &backup_path, None).await;
+    assert_eq!(backup["data"]["status"], "restored", "{backup}");
+    let (ok, out) = stage.cli(&["backup", "create-app", "web", "appbackup.example.com", "--storage", storage_id]);
+    assert!(ok && out.contains("stored"), "{out}");
+}

@@ -301,12 +301,14 @@ pub struct RestoreBackup {
     pub confirm: Option<String>,
 }
 
-/// 409 unless `backup` is a database backup whose object was stored whole (it has a SHA-256).
-/// A restore also needs it good (`completed` or `restored`); a verification may try a `failed`
-/// one again.
+/// 409 unless `backup`'s object was stored whole (it has a SHA-256), and for a verification a
+/// database backup (there is no manifest of files to compare). A restore also needs it good
+/// (`completed` or `restored`); a verification may try a `failed` one again.
 fn restorable(backup: &Backup, doing: &str) -> Result<(), ApiError> {
-    if backup.kind != "database" {
-        return Err(ApiError::Conflict(format!("Only database backups can be {doing} yet.")));
+    if doing == "verified" && backup.kind != "database" {
+        return Err(ApiError::Conflict(
+            "Only database backups are verified (restored into a scratch database); download an application backup to check it.".into(),
+        ));
     }
     let good = matches!(backup.status.as_str(), "completed" | "restored");
     if backup.sha256.is_none() || !(good || doing == "verified" && backup.status == "failed") {
@@ -333,6 +335,97 @@ async fn server_of(state: &AppState, backup: &Backup) -> Result<slipway_store::S
     Ok(server)
 }
 
+/// An application backup goes back into its site's shared paths, once the site's domain is given
+/// in `confirm`.
+async fn restore_application(
+    state: &AppState,
+    backup: &Backup,
+    body: RestoreBackup,
+    audit: &AuditSlot,
+) -> Result<Accepted<OperationResource>, ApiError> {
+    if body.target.is_some() {
+        return Err(ApiError::validation(
+            "target",
+            "An application backup goes back to its own site; leave out target.",
+        ));
+    }
+    let site = match backup.site_id.as_deref() {
+        Some(id) => state.store.site(id).await?,
+        None => None,
+    }
+    .ok_or_else(|| ApiError::Conflict("The backup's site was deleted.".into()))?;
+    if body.confirm.as_deref() != Some(site.domain.as_str()) {
+        return Err(ApiError::validation(
+            "confirm",
+            format!("Give the site's domain ({}) to confirm: restoring writes over its shared files.", site.domain),
+        ));
+    }
+    let payload = RestoreJob {
+        backup_id: backup.id.clone(),
+        database_id: String::new(),
+        mode: RestoreMode::Overwrite,
+        created: false,
+    };
+    let job = enqueue(state, BACKUP_RESTORE.about_site(&site, payload)).await?;
+    audit.note(|n| {
+        n.organization_id = Some(backup.organization_id.clone());
+        n.resource_id = Some(backup.id.clone());
+        n.detail = Some(format!("into the shared paths of {}, operation {}", site.domain, job.id));
+    });
+    Ok(Accepted {
+        message: format!("Restoring the backup into the shared paths of {}.", site.domain),
+        data: (&job).into(),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApplicationBackup {
+    /// The site whose shared paths and `.env` are backed up.
+    pub site_id: String,
+    /// The backup storage to write to (one of the site's organisation's).
+    pub storage_id: String,
+}
+
+/// Back up a site's shared paths (`shared/`: uploads, storage) and its live `.env` as one
+/// gzipped tar, streamed to a storage: 202 with the backup `pending`; follow `operation_id`. It
+/// runs between the site's deploys, never during one.
+#[utoipa::path(
+    post, path = "/api/v1/backups/application", tag = "backups",
+    request_body = CreateApplicationBackup,
+    security(("token" = ["backup:create"])),
+    responses((status = 202, body = Accepted<BackupResource>))
+)]
+pub async fn create_application_backup(
+    State(state): State<AppState>,
+    caller: OrganizationCaller,
+    audit: AuditSlot,
+    Json(body): Json<CreateApplicationBackup>,
+) -> Result<Accepted<BackupResource>, ApiError> {
+    let site = state.store.site(&body.site_id).await?;
+    let Some(site) = site else {
+        return Err(ApiError::validation("site_id", "No site with this id among yours."));
+    };
+    match caller.authorize_in(&state, &site.organization_id).await {
+        Err(ApiError::NotFound) => return Err(ApiError::validation("site_id", "No site with this id among yours.")),
+        other => other?,
+    };
+    let storage = state.store.backup_storage(&body.storage_id).await?;
+    if storage.is_none_or(|s| s.organization_id != site.organization_id) {
+        return Err(ApiError::validation("storage_id", "No backup storage with this id in the site's organisation."));
+    }
+    let server = state.store.server(&site.server_id).await?.ok_or(ApiError::NotFound)?;
+    super::items::require_provisioned(&server)?;
+    let backup =
+        slipway_engine::backups::start_application_backup(state.store.as_ref(), &site, &body.storage_id).await?;
+    audit.note(|n| {
+        n.organization_id = Some(backup.organization_id.clone());
+        n.resource_id = Some(backup.id.clone());
+        n.detail = Some(format!("site {}", site.domain));
+    });
+    Ok(Accepted { message: "Backing up the site's shared paths and .env.".into(), data: (&backup).into() })
+}
+
 /// Restore a database backup on its server: into the database that was backed up (name it in
 /// `confirm`: its tables are replaced), into another database Slipway manages there (likewise),
 /// or into a new one (`{"target": {"database": "shop_restored"}}`, created for it). 202 with the
@@ -354,6 +447,9 @@ pub async fn restore_backup(
 ) -> Result<Accepted<OperationResource>, ApiError> {
     let backup = v.record();
     restorable(backup, "restored")?;
+    if backup.kind == "application" {
+        return restore_application(&state, backup, body, &audit).await;
+    }
     let server = server_of(&state, backup).await?;
     let (databases, _) = state.store.server_items(&server.id, Databases.name(), None).await?;
     let source = backup.database_id.as_deref().and_then(|id| databases.iter().find(|d| d.id == id));
@@ -472,5 +568,6 @@ pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_ax
         .routes(utoipa_axum::routes!(get_backup))
         .routes(utoipa_axum::routes!(download_backup))
         .routes(utoipa_axum::routes!(restore_backup))
+        .routes(utoipa_axum::routes!(create_application_backup))
         .routes(utoipa_axum::routes!(verify_backup))
 }

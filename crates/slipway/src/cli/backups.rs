@@ -33,6 +33,16 @@ pub enum BackupCommand {
         #[arg(long)]
         storage: String,
     },
+    /// Back a site's shared paths and .env up now, to a storage, and wait until it is stored
+    CreateApp {
+        /// Server name or id
+        server: String,
+        /// The site's domain or id
+        site: String,
+        /// The backup storage's id
+        #[arg(long)]
+        storage: String,
+    },
     /// Download a backup, showing progress, and check it against its SHA-256
     Download {
         /// The backup's id
@@ -50,7 +60,8 @@ pub enum BackupCommand {
         /// [default: the database backed up]
         #[arg(long)]
         database: Option<String>,
-        /// The name of the existing database restored into, again
+        /// The name of the existing database restored into, again (for an application backup:
+        /// the site's domain)
         #[arg(long)]
         confirm: Option<String>,
     },
@@ -202,6 +213,20 @@ pub async fn backup_schedule(command: BackupScheduleCommand, client_args: &Clien
     }
 }
 
+/// Says a backup was stored: its size and SHA-256 (or the backup as JSON).
+fn print_stored(backup: &Value, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        return print_json(backup);
+    }
+    eprintln!(
+        "Done: {} stored, {} bytes, SHA-256 {}.",
+        backup["id"].as_str().unwrap_or(""),
+        backup["size_bytes"].as_i64().unwrap_or(0),
+        backup["sha256"].as_str().unwrap_or("")
+    );
+    Ok(())
+}
+
 #[allow(clippy::print_stdout)]
 fn print_backups(backups: &[Value]) {
     let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
@@ -238,16 +263,14 @@ pub async fn backup(command: BackupCommand, client_args: &ClientArgs) -> anyhow:
             let path = format!("{}/backups", database_path(&client, &server, &database).await?);
             let made = client.create_item(&path, &json!({"storage_id": storage})).await?;
             let backup = stored(&client, &made, output).await?;
-            if output == Output::Json {
-                return print_json(&backup);
-            }
-            eprintln!(
-                "Done: {} stored, {} bytes, SHA-256 {}.",
-                backup["id"].as_str().unwrap_or(""),
-                backup["size_bytes"].as_i64().unwrap_or(0),
-                backup["sha256"].as_str().unwrap_or("")
-            );
-            Ok(())
+            print_stored(&backup, output)
+        }
+        BackupCommand::CreateApp { server, site, storage } => {
+            let site = client.site(&server, &site).await?;
+            let body = json!({"site_id": site.id, "storage_id": storage});
+            let made = client.create_item("/api/v1/backups/application", &body).await?;
+            let backup = stored(&client, &made, output).await?;
+            print_stored(&backup, output)
         }
         BackupCommand::Download { id, to } => download(&client, &id, to).await,
         BackupCommand::Restore { id, database, confirm } => {
