@@ -7,6 +7,12 @@ case "$ROOT" in /home/*/*) ;; *) fail "refusing an unexpected site root" ;; esac
 case "$ROOT" in *..* | *[!A-Za-z0-9/._-]*) fail "refusing an unexpected site root" ;; esac
 [ -d "$ROOT/shared" ] || fail "the site has no shared directory: apply the site first"
 step "restoring into $ROOT/shared"
+# The restore tools print nothing until they end; a line a minute shows the restore is alive
+# (and keeps the connection from being taken for idle).
+# sleep writes nowhere: once the loop is killed, nothing holds the output open.
+(while sleep 60 >/dev/null 2>&1; do echo "still restoring"; done) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
 # As the deploy user: nothing in the archive can write outside what that user may write.
 as_user tar -xzf - -C "$ROOT" --no-same-owner shared || fail "tar exited $? (some files may be restored)"
 step "restored"

@@ -33,6 +33,12 @@ if [ "$MODE" = empty ] && [ "$tables" != 0 ]; then
     fail "the database $NAME already holds $tables table(s); restore into a new database, or confirm replacing its tables"
 fi
 step "restoring into $NAME"
+# The restore tools print nothing until they end; a line a minute shows the restore is alive
+# (and keeps the connection from being taken for idle).
+# sleep writes nowhere: once the loop is killed, nothing holds the output open.
+(while sleep 60 >/dev/null 2>&1; do echo "still restoring"; done) &
+heartbeat=$!
+trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
 case "$ENGINE" in
     mysql)
         # gunzip's failure (a damaged or cut object) must fail the restore even when mysql ran

@@ -73,20 +73,60 @@ pub fn scratch_name(backup: &Backup) -> String {
     format!("slpverify_{}", backup.id.to_lowercase())
 }
 
-/// What differs between the tables a backup's manifest lists and those restored from it, in
-/// words; `None` when every table is there with its rows. Tables restored that the manifest
-/// does not list (a restore over a database that had more) are not a difference.
-pub fn manifest_mismatch(expected: &Manifest, found: &Manifest) -> Option<String> {
-    let mut problems = Vec::new();
+/// How the tables restored from a backup compare with its manifest.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Tables the manifest lists that were not restored: the backup is not whole.
+    pub missing: Vec<String>,
+    /// Tables restored with another row count than the manifest's. The manifest is read just
+    /// before the dump starts, so a database being written to can differ by the rows written in
+    /// between: a warning, not a failure.
+    pub differing: Vec<String>,
+}
+
+/// Compares the tables restored (`found`) with those the manifest lists. Tables restored that the
+/// manifest does not list (made between the count and the dump, or already in a database restored
+/// over) are not compared.
+pub fn compare_manifest(expected: &Manifest, found: &Manifest) -> Comparison {
+    let mut comparison = Comparison::default();
     for table in &expected.tables {
         match found.tables.iter().find(|t| t.table == table.table) {
-            None => problems.push(format!("table {} is missing", table.table)),
-            Some(t) if t.rows != table.rows => problems
-                .push(format!("table {}: {} rows restored, {} in the manifest", table.table, t.rows, table.rows)),
+            None => comparison.missing.push(table.table.clone()),
+            Some(t) if t.rows != table.rows => comparison
+                .differing
+                .push(format!("{}: {} rows restored, {} in the manifest", table.table, t.rows, table.rows)),
             Some(_) => {}
         }
     }
-    (!problems.is_empty()).then(|| problems.join("; "))
+    comparison
+}
+
+/// Fails when tables are missing; logs row counts that differ.
+fn judge(ctx: &JobContext, expected: &Manifest, found: &Manifest) -> Result<(), String> {
+    let comparison = compare_manifest(expected, found);
+    if !comparison.missing.is_empty() {
+        return Err(format!("tables in the manifest were not restored: {}", comparison.missing.join(", ")));
+    }
+    if comparison.differing.is_empty() {
+        ctx.log("info", format!("{} table(s), rows as in the manifest", expected.tables.len()));
+    } else {
+        ctx.log(
+            "stderr",
+            format!(
+                "warning: row counts differ from the manifest, read just before the dump (rows written in between): {}",
+                comparison.differing.join("; ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// What a verification found: the backup is bad (its object, or what the engine makes of it), or
+/// the verification could not tell (the storage or the server could not be reached, say).
+#[derive(Debug)]
+enum Verdict {
+    Bad(String),
+    Unknown(String),
 }
 
 /// Logs each line of a script's standard output as it completes, and watches it for the step
@@ -132,10 +172,10 @@ async fn stored_checksum(engine: &Engine, backup: &Backup) -> Result<(u64, Strin
 
 /// Reads the whole stored object first and fails unless it is the one backed up: nothing is
 /// restored from an object that changed.
-async fn check_stored(engine: &Engine, ctx: &JobContext, backup: &Backup) -> Result<(), String> {
+async fn check_stored(engine: &Engine, ctx: &JobContext, backup: &Backup) -> Result<(), Verdict> {
     ctx.log("info", "==> checking the stored object's SHA-256");
-    let (size, sha256) = stored_checksum(engine, backup).await?;
-    check_sum(backup, size, &sha256)?;
+    let (size, sha256) = stored_checksum(engine, backup).await.map_err(Verdict::Unknown)?;
+    check_sum(backup, size, &sha256).map_err(Verdict::Bad)?;
     ctx.log("info", format!("{size} bytes, SHA-256 {sha256}: as recorded"));
     Ok(())
 }
@@ -173,11 +213,21 @@ fn check_sum(backup: &Backup, size: u64, sha256: &str) -> Result<(), String> {
 struct RestoreFailed {
     why: String,
     began: bool,
+    /// The restore ran and the engine (or tar) refused what it was given.
+    rejected: bool,
 }
 
 impl From<String> for RestoreFailed {
     fn from(why: String) -> Self {
-        RestoreFailed { why, began: false }
+        RestoreFailed { why, began: false, rejected: false }
+    }
+}
+
+impl From<Verdict> for RestoreFailed {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Bad(why) | Verdict::Unknown(why) => why.into(),
+        }
     }
 }
 
@@ -225,12 +275,17 @@ async fn restore_into(
     let (fed, restored) = tokio::join!(feed(chunks, to_server), restoring);
     let began = sink.began;
     let why = match restored {
-        Ok(exit) if exit.success() => return fed.map_err(|why| RestoreFailed { why, began: true }),
-        Ok(_) => failure.into_inner().unwrap_or_else(|p| p.into_inner()).reason(),
+        Ok(exit) if exit.success() => {
+            return fed.map_err(|why| RestoreFailed { why, began: true, rejected: false });
+        }
+        Ok(_) => {
+            let why = failure.into_inner().unwrap_or_else(|p| p.into_inner()).reason();
+            return Err(RestoreFailed { why, began, rejected: true });
+        }
         Err(slipway_remote::RemoteError::Cancelled) => "cancelled".into(),
         Err(e) => format!("the restore stopped: {e}"),
     };
-    Err(RestoreFailed { why, began })
+    Err(RestoreFailed { why, began, rejected: false })
 }
 
 /// The database engine of `server`, or why it has none.
@@ -263,7 +318,7 @@ impl RestoreBackup {
             .var("ROOT", &paths.root)
             .var("DEPLOY_USER", &paths.user);
         let (size, sha256) = restore_into(engine, ctx, &connection, backup, script).await?;
-        check_sum(backup, size, &sha256).map_err(|why| RestoreFailed { why, began: true })
+        check_sum(backup, size, &sha256).map_err(|why| RestoreFailed { why, began: true, rejected: false })
     }
 
     async fn restore(&self, ctx: &JobContext, job: &RestoreJob, backup: &Backup) -> Result<(), RestoreFailed> {
@@ -298,15 +353,12 @@ impl RestoreBackup {
         ctx.log("info", format!("==> restoring backup {} into {}", backup.id, target.name));
         let script = database_restore(&target.engine, &target.name, job.mode);
         let (size, sha256) = restore_into(engine, ctx, &connection, backup, script).await?;
-        let began = |why: String| RestoreFailed { why, began: true };
+        let began = |why: String| RestoreFailed { why, began: true, rejected: false };
         check_sum(backup, size, &sha256).map_err(began)?;
         if let Some(expected) = backup.manifest.as_deref().and_then(|m| serde_json::from_str::<Manifest>(m).ok()) {
             ctx.log("info", "==> comparing tables and rows with the manifest");
             let found = manifest(engine, ctx, &connection, &target).await.map_err(began)?;
-            if let Some(mismatch) = manifest_mismatch(&expected, &found) {
-                return Err(began(format!("the restored tables differ from the manifest: {mismatch}")));
-            }
-            ctx.log("info", format!("{} table(s), rows as in the manifest", expected.tables.len()));
+            judge(ctx, &expected, &found).map_err(began)?;
         }
         Ok(())
     }
@@ -339,7 +391,7 @@ impl JobHandler for RestoreBackup {
                 ctx.log("info", "restored");
                 Ok(())
             }
-            Err(RestoreFailed { why, began }) => {
+            Err(RestoreFailed { why, began, .. }) => {
                 ctx.log("stderr", format!("restore failed: {why}"));
                 // Only a database made for this restore, and only once something went into it.
                 if database && job.created && began {
@@ -376,9 +428,9 @@ impl VerifyBackup {
         server: &Server,
         connection: &Connection,
         backup: &Backup,
-    ) -> Result<(), String> {
+    ) -> Result<(), Verdict> {
         let engine = &self.0;
-        let database_engine = engine_of_server(server)?;
+        let database_engine = engine_of_server(server).map_err(Verdict::Unknown)?;
         let name = scratch_name(backup);
         let spec = DatabaseSpec {
             name: name.clone(),
@@ -389,25 +441,20 @@ impl VerifyBackup {
         };
         ctx.log("info", format!("==> restoring backup {} into the scratch database {name}", backup.id));
         let script = database_restore(database_engine, &name, RestoreMode::Empty);
-        let (size, sha256) =
-            restore_into(engine, ctx, connection, backup, script).await.map_err(|failed| failed.why)?;
+        let (size, sha256) = restore_into(engine, ctx, connection, backup, script).await.map_err(|failed| {
+            // The engine refusing the dump says the backup is bad; a lost connection says nothing.
+            if failed.rejected { Verdict::Bad(failed.why) } else { Verdict::Unknown(failed.why) }
+        })?;
         // The object could have changed since it was checked.
-        check_sum(backup, size, &sha256)?;
+        check_sum(backup, size, &sha256).map_err(Verdict::Bad)?;
         let expected: Manifest = backup
             .manifest
             .as_deref()
             .and_then(|m| serde_json::from_str(m).ok())
-            .ok_or("the backup has no manifest to compare with")?;
+            .ok_or_else(|| Verdict::Unknown("the backup has no manifest to compare with".into()))?;
         ctx.log("info", "==> comparing tables and rows with the manifest");
-        let found = manifest(engine, ctx, connection, &spec).await?;
-        if let Some(mismatch) = manifest_mismatch(&expected, &found) {
-            return Err(mismatch);
-        }
-        if found.tables.len() != expected.tables.len() {
-            return Err(format!("{} table(s) restored, {} in the manifest", found.tables.len(), expected.tables.len()));
-        }
-        ctx.log("info", format!("{} table(s), rows as in the manifest", expected.tables.len()));
-        Ok(())
+        let found = manifest(engine, ctx, connection, &spec).await.map_err(Verdict::Unknown)?;
+        judge(ctx, &expected, &found).map_err(Verdict::Bad)
     }
 
     /// The character set (encoding) the backed-up database had, for the scratch one.
@@ -479,8 +526,13 @@ impl JobHandler for VerifyBackup {
                 ctx.log("info", "verified");
                 Ok(())
             }
-            Err(why) if why == "cancelled" => Err(JobError::Cancelled),
-            Err(why) => {
+            Err(Verdict::Unknown(why) | Verdict::Bad(why)) if why == "cancelled" => Err(JobError::Cancelled),
+            // Nothing is known against the backup: the job fails, the backup stays as it was.
+            Err(Verdict::Unknown(why)) => {
+                ctx.log("stderr", format!("the verification could not be done: {why}"));
+                Err(JobError::failed(format!("the verification could not be done: {why}")))
+            }
+            Err(Verdict::Bad(why)) => {
                 ctx.log("stderr", format!("verification failed: {why}"));
                 backup.verification_error = Some(why.clone());
                 backup.status = "failed".into();
@@ -511,22 +563,27 @@ mod tests {
     }
 
     #[test]
-    fn a_mismatch_names_each_table_that_differs() {
+    fn a_comparison_names_missing_tables_and_differing_counts_apart() {
         let expected = manifest(&[("public.bulk", 20000), ("public.users", 3)]);
-        assert_eq!(manifest_mismatch(&expected, &expected), None);
+        assert_eq!(compare_manifest(&expected, &expected), Comparison::default());
         let more = manifest(&[("public.bulk", 20000), ("public.users", 3), ("public.extra", 1)]);
-        assert_eq!(manifest_mismatch(&expected, &more), None, "tables beyond the manifest's are not compared");
+        assert_eq!(compare_manifest(&expected, &more), Comparison::default(), "extra tables are not compared");
         let found = manifest(&[("public.bulk", 19999)]);
         assert_eq!(
-            manifest_mismatch(&expected, &found).as_deref(),
-            Some("table public.bulk: 19999 rows restored, 20000 in the manifest; table public.users is missing")
+            compare_manifest(&expected, &found),
+            Comparison {
+                missing: vec!["public.users".into()],
+                differing: vec!["public.bulk: 19999 rows restored, 20000 in the manifest".into()],
+            }
         );
     }
 
     #[test]
-    fn scratch_databases_have_names_slipway_would_use() {
+    fn scratch_databases_have_plain_names_no_user_database_can_take() {
         let backup_id = slipway_core::new_id();
         let name = format!("slpverify_{}", backup_id.to_lowercase());
-        assert!(crate::items::databases::name_problem("postgres", &name).is_none(), "{name}");
+        assert!(name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        let why = crate::items::databases::name_problem("postgres", &name).expect("reserved");
+        assert!(why.contains("scratch"), "{why}");
     }
 }

@@ -95,10 +95,12 @@ impl Keep {
     }
 }
 
-/// The ids of the backups retention deletes, of one schedule's `backups` (any order). A backup
-/// still being made is never among them; nothing is deleted while no good backup exists.
-pub fn to_prune(backups: &[Backup], keep: Keep) -> Vec<String> {
-    let mut good: Vec<&Backup> = backups.iter().filter(|b| is_good(b, false)).collect();
+/// The ids of the backups retention deletes, of one schedule's `backups` (any order). Good means
+/// verified too when the schedule verifies (`verified`), so an unverified backup never pushes a
+/// verified one out. A backup still being made or waiting for its verification is never among
+/// them; nothing is deleted while no good backup exists.
+pub fn to_prune(backups: &[Backup], keep: Keep, verified: bool) -> Vec<String> {
+    let mut good: Vec<&Backup> = backups.iter().filter(|b| is_good(b, verified)).collect();
     good.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
     let mut kept: HashSet<&str> = good.iter().take(keep.last).map(|b| b.id.as_str()).collect();
     // The newest backup of each of the last `count` periods (days, weeks, months) that have one.
@@ -121,13 +123,21 @@ pub fn to_prune(backups: &[Backup], keep: Keep) -> Vec<String> {
     let Some(oldest_kept) = good.iter().filter(|b| kept.contains(b.id.as_str())).map(|b| b.created_at).min() else {
         return Vec::new();
     };
+    // Backups made before the schedule verified (never verified, never found wanting) go only
+    // once as many verified ones are kept: switching verification on never thins the history.
+    let unverified_may_go = verified && kept.len() >= keep.last;
     backups
         .iter()
         .filter(|b| !kept.contains(b.id.as_str()))
-        .filter(|b| match b.status.as_str() {
-            "pending" | "in_progress" => false,
-            _ if is_good(b, false) => true,
-            _ => b.created_at < oldest_kept,
+        .filter(|b| {
+            if is_good(b, verified) {
+                return true;
+            }
+            // Failed, or found wanting by a verification: old ones go. Those still being made or
+            // verified stay.
+            let bad = b.status == "failed" || b.verification_error.is_some();
+            let unverified = matches!(b.status.as_str(), "completed" | "restored") && unverified_may_go;
+            (bad || unverified) && b.created_at < oldest_kept
         })
         .map(|b| b.id.clone())
         .collect()
@@ -154,13 +164,33 @@ pub async fn queue_next(store: &dyn Store, schedule: &BackupSchedule) -> Result<
     }
 }
 
-/// Plans `schedule`'s next run from now and queues it (its planned run ended without doing so:
-/// Slipway stopped in the middle of it).
+/// Plans `schedule`'s next run after its planned one (now, if that is past) and queues it: the
+/// planned run's job ended without doing so (cancelled, or cut short by a stop).
 async fn advance(store: &dyn Store, mut schedule: BackupSchedule) -> Result<(), StoreError> {
-    let Ok(next) = next_run(&schedule.frequency, slipway_core::time::now()) else { return Ok(()) };
-    schedule.next_run_at = Some(next);
-    store.update_backup_schedule(&schedule).await?;
-    queue_next(store, &schedule).await.map(|_| ())
+    let Some(planned) = schedule.next_run_at else { return Ok(()) };
+    // After the planned run, whose job has ended: never the same time again.
+    let Ok(next) = next_run(&schedule.frequency, planned.max(slipway_core::time::now())) else { return Ok(()) };
+    if store.move_backup_schedule_run(&schedule.id, planned, next).await? {
+        schedule.next_run_at = Some(next);
+        queue_next(store, &schedule).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure `schedule`'s next run is queued; a run that ended without planning the next
+/// (cancelled while queued, or cut short by a stop) gets a new plan. `true` when a job was
+/// queued.
+pub async fn ensure_queued(store: &dyn Store, schedule: BackupSchedule) -> Result<bool, StoreError> {
+    if queue_next(store, &schedule).await? {
+        return Ok(true);
+    }
+    let Some(at) = schedule.next_run_at else { return Ok(false) };
+    let job = store.job(&run_job_id(&schedule, at)).await?;
+    if job.is_some_and(|j| j.status != "queued" && j.status != "running") {
+        advance(store, schedule).await?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Makes sure every schedule's next run is queued (at start-up): a run missed while Slipway was
@@ -173,25 +203,18 @@ pub async fn queue_all(store: &dyn Store) -> Result<usize, StoreError> {
         let Some(last) = batch.last() else { return Ok(queued) };
         after = Some(last.id.clone());
         for schedule in batch {
-            if queue_next(store, &schedule).await? {
-                queued += 1;
-                continue;
-            }
-            let Some(at) = schedule.next_run_at else { continue };
-            let ended = store
-                .job(&run_job_id(&schedule, at))
-                .await?
-                .is_some_and(|j| j.status != "queued" && j.status != "running");
-            if ended {
-                advance(store, schedule).await?;
-                queued += 1;
-            }
+            queued += usize::from(ensure_queued(store, schedule).await?);
         }
     }
 }
 
 /// Deletes a backup's object from its storage (nothing to do when it holds none).
 async fn delete_object(engine: &Engine, backup: &Backup) -> Result<(), String> {
+    // A backup that never stored anything (it failed, or never started) has no object; its
+    // partial one was removed when it failed. An empty key must never reach the storage.
+    if backup.sha256.is_none() || backup.object_key.is_empty() {
+        return Ok(());
+    }
     let record = engine.store.backup_storage(&backup.storage_id).await.map_err(|e| e.to_string())?;
     let storage = Storage::open(engine, &record.ok_or("the backup's storage was deleted")?).await?;
     let key = storage.key(&backup.object_key);
@@ -228,7 +251,7 @@ pub async fn prune(engine: &Engine, ctx: &JobContext, schedule: &BackupSchedule)
             break;
         }
     }
-    let doomed = to_prune(&backups, Keep::of(schedule));
+    let doomed = to_prune(&backups, Keep::of(schedule), schedule.verify);
     ctx.log("info", format!("==> retention: {} backup(s) of this schedule, {} to delete", backups.len(), doomed.len()));
     for backup in backups.iter().filter(|b| doomed.contains(&b.id)) {
         if let Err(why) = delete_object(engine, backup).await {
@@ -351,10 +374,28 @@ impl JobHandler for ScheduledBackup {
         // The next occurrence first: a run that fails still leaves one planned.
         let after = run.at.max(slipway_core::time::now());
         let next = next_run(&schedule.frequency, after).map_err(JobError::failed)?;
+        // Only the next run moves: an edit made since this job read the schedule stays.
+        if !store.move_backup_schedule_run(&schedule.id, run.at, next).await.map_err(store_error)? {
+            ctx.log("info", "the schedule was changed meanwhile; its new plan stands");
+            return Ok(());
+        }
         schedule.next_run_at = Some(next);
-        store.update_backup_schedule(&schedule).await.map_err(store_error)?;
         queue_next(store.as_ref(), &schedule).await.map_err(store_error)?;
         ctx.log("info", format!("next run: {}", next.to_rfc3339()));
+        // A backup still being made (a big database, a slow storage) is not joined by another.
+        let orgs = [schedule.organization_id.clone()];
+        for status in ["pending", "in_progress"] {
+            let filter = BackupFilter {
+                schedule_id: Some(schedule.id.clone()),
+                status: Some(status.into()),
+                ..Default::default()
+            };
+            let page = slipway_core::PageRequest::parse(None, Some("1")).map_err(|_| JobError::failed("paging"))?;
+            if store.backups_of(&orgs, &filter, page).await.map_err(store_error)?.1 > 0 {
+                ctx.log("stderr", "the previous run's backup is not finished yet; this run is skipped");
+                return Ok(());
+            }
+        }
         self.start(ctx, &schedule).await
     }
 }
@@ -402,8 +443,8 @@ mod tests {
     fn keep_last_three_deletes_the_oldest_of_four() {
         let backups: Vec<Backup> = (1..=4).map(|d| backup(&format!("b{d}"), day(d, 3), "completed")).collect();
         let keep = Keep { last: 3, daily: 0, weekly: 0, monthly: 0 };
-        assert_eq!(to_prune(&backups, keep), vec!["b1".to_string()]);
-        assert_eq!(to_prune(&backups[1..], keep), Vec::<String>::new(), "three are all kept");
+        assert_eq!(to_prune(&backups, keep, false), vec!["b1".to_string()]);
+        assert_eq!(to_prune(&backups[1..], keep, false), Vec::<String>::new(), "three are all kept");
     }
 
     #[test]
@@ -416,7 +457,7 @@ mod tests {
             }
         }
         let keep = Keep { last: 2, daily: 3, weekly: 2, monthly: 1 };
-        let doomed = to_prune(&backups, keep);
+        let doomed = to_prune(&backups, keep, false);
         let kept: Vec<String> =
             sorted(backups.iter().map(|b| b.id.clone()).filter(|id| !doomed.contains(id)).collect());
         // Last 2: 10th 18h and 12h; daily: newest of 10th, 9th, 8th; weekly: newest of the week of
@@ -434,12 +475,34 @@ mod tests {
             backup("running", day(5, 0), "in_progress"),
         ];
         let keep = Keep { last: 1, daily: 0, weekly: 0, monthly: 0 };
-        assert_eq!(sorted(to_prune(&backups, keep)), vec!["good-1", "old-failed"]);
+        assert_eq!(sorted(to_prune(&backups, keep, false)), vec!["good-1", "old-failed"]);
         let none_good = vec![backup("f", day(1, 0), "failed"), backup("p", day(2, 0), "pending")];
-        assert!(to_prune(&none_good, keep).is_empty(), "nothing goes while nothing good exists");
+        assert!(to_prune(&none_good, keep, false).is_empty(), "nothing goes while nothing good exists");
         let mut unverified = backup("bad", day(6, 0), "completed");
         unverified.verification_error = Some("checksum mismatch".into());
         assert!(!is_good(&unverified, false));
+    }
+
+    #[test]
+    fn when_a_schedule_verifies_only_verified_backups_count_and_waiting_ones_stay() {
+        let mut verified = backup("verified", day(1, 0), "completed");
+        verified.verified_at = Some(day(1, 1));
+        let waiting = [backup("waiting-1", day(2, 0), "completed"), backup("waiting-2", day(3, 0), "completed")];
+        let mut backups = vec![verified.clone()];
+        backups.extend(waiting.iter().cloned());
+        let keep = Keep { last: 1, daily: 0, weekly: 0, monthly: 0 };
+        assert!(to_prune(&backups, keep, true).is_empty(), "the verified one stays, the waiting ones too");
+        assert_eq!(sorted(to_prune(&backups, keep, false)), vec!["verified", "waiting-1"], "without verify");
+        // Verification switched on after two unverified backups: they go once enough verified
+        // ones are kept, not before.
+        let mut history = vec![backup("before-1", day(1, 0), "completed"), backup("before-2", day(2, 0), "completed")];
+        let mut checked = backup("checked-1", day(3, 0), "completed");
+        checked.verified_at = Some(day(3, 1));
+        history.push(checked.clone());
+        let keep_two = Keep { last: 2, daily: 0, weekly: 0, monthly: 0 };
+        assert!(to_prune(&history, keep_two, true).is_empty());
+        history.push(Backup { id: "checked-2".into(), created_at: day(4, 0), ..checked });
+        assert_eq!(sorted(to_prune(&history, keep_two, true)), vec!["before-1", "before-2"]);
     }
 
     #[tokio::test]

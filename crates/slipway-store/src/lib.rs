@@ -488,6 +488,9 @@ pub trait BackupStore: Send + Sync {
     /// Replaces a schedule's settings and next run; `false` when it is gone.
     async fn update_backup_schedule(&self, schedule: &BackupSchedule) -> StoreResult<bool>;
     async fn delete_backup_schedule(&self, id: &str) -> StoreResult<bool>;
+    /// Moves a schedule's next run from `from` to `to`, only if it is still `from` (an edit made
+    /// meanwhile wins); `false` when it was not.
+    async fn move_backup_schedule_run(&self, id: &str, from: Timestamp, to: Timestamp) -> StoreResult<bool>;
 }
 
 /// Deleting old rows, and the database's size and upkeep.

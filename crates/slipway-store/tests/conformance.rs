@@ -1170,6 +1170,12 @@ mod cases {
         assert!(store.update_backup_schedule(&changed).await.unwrap());
         let read = store.backup_schedule(&schedule.id).await.unwrap().unwrap();
         assert_eq!((read.frequency.as_str(), read.keep_last, read.verify), ("0 3 * * *", 5, false));
+        let planned = read.next_run_at.unwrap();
+        let later = planned + chrono::Duration::hours(1);
+        assert!(store.move_backup_schedule_run(&schedule.id, planned, later).await.unwrap());
+        assert!(!store.move_backup_schedule_run(&schedule.id, planned, later).await.unwrap(), "moved already");
+        let read = store.backup_schedule(&schedule.id).await.unwrap().unwrap();
+        assert_eq!((read.next_run_at, read.frequency.as_str()), (Some(later), "0 3 * * *"));
         let scheduled = Backup { id: slipway_core::new_id(), schedule_id: Some(schedule.id.clone()), ..old.clone() };
         store.insert_backup(&scheduled).await.unwrap();
         let by_schedule = BackupFilter { schedule_id: Some(schedule.id.clone()), ..Default::default() };

@@ -797,20 +797,30 @@ async fn scheduled_backups_are_kept_as_retention_says(p: &Provisioned, name: &st
     let settings = json!({"storage_id": storage_id, "frequency": "nightly", "keep_last": 3, "verify": true});
     let (status, updated) = api.call(Method::PUT, &schedule_path, Some(settings)).await;
     assert_eq!(status, 200, "{updated}");
-    let verified = run().await;
-    let backup = common::eventually_some(Duration::from_millis(500), Duration::from_secs(120), "verified", || async {
-        let (_, b) = api.call(Method::GET, &format!("/api/v1/backups/{verified}"), None).await;
-        b["data"]["verified_at"].is_string().then_some(b)
-    })
-    .await;
-    assert_eq!(backup["data"]["status"], "completed", "{backup}");
-    common::eventually(Duration::from_secs(60), "retention after the verification", || async {
-        ours(&s3.objects()).len() == 3
+    // The three unverified backups stay until three verified ones are kept.
+    let mut verified = Vec::new();
+    for n in 1..=3 {
+        let id = run().await;
+        let backup =
+            common::eventually_some(Duration::from_millis(500), Duration::from_secs(120), "verified", || async {
+                let (_, b) = api.call(Method::GET, &format!("/api/v1/backups/{id}"), None).await;
+                b["data"]["verified_at"].is_string().then_some(b)
+            })
+            .await;
+        assert_eq!(backup["data"]["status"], "completed", "{backup}");
+        verified.push(backup["data"]["object_key"].as_str().unwrap().to_string());
+        if n < 3 {
+            assert_eq!(ours(&s3.objects()).len(), 3 + n, "nothing unverified goes yet");
+        }
+    }
+    common::eventually(Duration::from_secs(60), "retention after the third verification", || async {
+        let left = ours(&s3.objects());
+        left.len() == 3 && verified.iter().all(|k| left.iter().any(|l| l.ends_with(k.as_str())))
     })
     .await;
     let (_, shown) = api.call(Method::GET, &schedule_path, None).await;
     assert_eq!((shown["data"]["stale"].as_bool(), shown["data"]["verify"].as_bool()), (Some(false), Some(true)));
-    assert_eq!(api.call(Method::GET, &format!("/api/v1/backups/{newest}"), None).await.0, 200, "kept");
+    assert_eq!(api.call(Method::GET, &format!("/api/v1/backups/{newest}"), None).await.0, 404, "pruned");
     assert_eq!(api.call(Method::DELETE, &schedule_path, None).await.0, 204);
     assert_eq!(api.call(Method::GET, &schedule_path, None).await.0, 404);
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_core::time::now;
-use slipway_engine::backup_schedules::{is_good, is_stale, next_run, queue_next};
+use slipway_engine::backup_schedules::{ensure_queued, is_good, is_stale, next_run};
 use slipway_engine::items::DatabaseSpec;
 use slipway_store::{BackupFilter, BackupSchedule, Server, ServerItem};
 use utoipa::ToSchema;
@@ -182,7 +182,7 @@ pub async fn create_backup_schedule(
     };
     let schedule = apply_input(&state, &v.server, body, blank).await?;
     state.store.insert_backup_schedule(&schedule).await?;
-    queue_next(state.store.as_ref(), &schedule).await?;
+    ensure_queued(state.store.as_ref(), schedule.clone()).await?;
     audit.note(|n| {
         n.organization_id = Some(schedule.organization_id.clone());
         n.resource_id = Some(schedule.id.clone());
@@ -259,7 +259,7 @@ pub async fn update_backup_schedule(
         return Err(ApiError::NotFound);
     }
     // The run planned before is superseded: it finds another next_run_at and does nothing.
-    queue_next(state.store.as_ref(), &schedule).await?;
+    ensure_queued(state.store.as_ref(), schedule.clone()).await?;
     audit.note(|n| {
         n.organization_id = Some(schedule.organization_id.clone());
         n.resource_id = Some(schedule.id.clone());

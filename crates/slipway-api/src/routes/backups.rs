@@ -426,12 +426,15 @@ pub async fn create_application_backup(
     Ok(Accepted { message: "Backing up the site's shared paths and .env.".into(), data: (&backup).into() })
 }
 
-/// Restore a database backup on its server: into the database that was backed up (name it in
-/// `confirm`: its tables are replaced), into another database Slipway manages there (likewise),
-/// or into a new one (`{"target": {"database": "shop_restored"}}`, created for it). 202 with the
-/// operation; follow it for the log. A restore over a database first checks the stored object's
-/// SHA-256; then the restored tables and rows are compared with the manifest. It ends with the
-/// backup `restored`, or `failed` with the reason (a new database is then dropped again).
+/// Restore a backup. A database backup goes, on its server, into the database that was backed
+/// up (name it in `confirm`: its tables are replaced), into another database Slipway manages
+/// there (likewise), or into a new one (`{"target": {"database": "shop_restored"}}`, created for
+/// it; this also needs `database:create`). An application backup goes into its site's shared
+/// paths (`confirm`: the site's domain). 202 with the operation; follow it for the log. The stored
+/// object's SHA-256 is checked first; restored tables are then compared with the manifest (a
+/// missing table fails it; row counts that differ are a warning). It ends with the backup
+/// `restored`, or the operation `failed` with the reason (a new database that the restore had
+/// begun to fill is dropped again).
 #[utoipa::path(
     post, path = "/api/v1/backups/{backup}/restore", tag = "backups",
     params(("backup" = String, Path)),
@@ -480,6 +483,8 @@ pub async fn restore_backup(
             (existing.id.clone(), RestoreMode::Overwrite, false)
         }
         None => {
+            // Making a database is more than restoring into one.
+            v.require_also(slipway_core::Ability::new(slipway_core::Resource::Database, slipway_core::Action::Create))?;
             let engine = slipway_engine::items::databases::engine_of(&server.database_type).unwrap_or_default();
             if let Some(why) = slipway_engine::items::databases::name_problem(engine, &name) {
                 return Err(ApiError::validation("target.database", why));

@@ -68,6 +68,9 @@ pub fn name_problem(engine: &str, name: &str) -> Option<String> {
     if RESERVED.contains(&name) || name.starts_with("pg_") {
         return Some(format!("{name} is reserved by the database engine."));
     }
+    if name.starts_with("slpverify_") {
+        return Some("Names starting with slpverify_ are Slipway's scratch databases for verifications.".into());
+    }
     None
 }
 

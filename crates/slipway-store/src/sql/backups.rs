@@ -282,6 +282,24 @@ macro_rules! impl_backup_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn move_backup_schedule_run(
+                &self,
+                id: &str,
+                from: crate::Timestamp,
+                to: crate::Timestamp,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE backup_schedules SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2",
+                )
+                .bind(id)
+                .bind(from)
+                .bind(to)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn delete_backup_schedule(&self, id: &str) -> StoreResult<bool> {
                 let done = sqlx::query("DELETE FROM backup_schedules WHERE id = $1")
                     .bind(id)

@@ -233,6 +233,10 @@ pub async fn delete_database(
             users.join(", ")
         )));
     }
+    // Its backup schedules go with it (its backups stay, to be restored elsewhere).
+    for schedule in state.store.backup_schedules_of_database(&v.item.id).await? {
+        state.store.delete_backup_schedule(&schedule.id).await?;
+    }
     super::delete::<DatabaseRoutes>(&state, &v.server, v.item, &audit).await
 }
 
