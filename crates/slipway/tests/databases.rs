@@ -894,6 +894,75 @@ async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned,
     assert_eq!(count_files(&directory), 1);
 }
 
+/// A dump killed mid-way (pg_dump of a table big enough to take seconds, killed by PID) ends the
+/// backup `failed` with the reason, and leaves nothing in the storage: no S3 object, no partial
+/// file. So does a directory the storage's server cannot write.
+async fn a_killed_dump_and_an_unwritable_directory_fail_and_leave_nothing(p: &Provisioned, name: &str) {
+    let api = &p.api;
+    let s3 = S3Server::start(&p.dir);
+    let server_id = p.server_path.rsplit('/').next().unwrap().to_string();
+    let directory = p.dir.join("backups-killed");
+    let mut storages = Vec::new();
+    for body in [
+        json!({"name": "s3 killed", "kind": "s3", "endpoint": s3.endpoint, "bucket": s3.bucket, "path_style": true,
+               "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}),
+        json!({"name": "dir killed", "kind": "local", "server_id": server_id, "path": directory}),
+    ] {
+        let (status, made) = api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+        assert_eq!(status, 201, "{made}");
+        storages.push(made["data"]["id"].as_str().unwrap().to_string());
+    }
+    let database = all_databases(api, &p.server_path).await;
+    let database = database.iter().find(|d| d["name"] == name).unwrap()["id"].as_str().unwrap().to_string();
+    let backups = format!("{}/databases/{database}/backups", p.server_path);
+    let big = "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 4) AS v FROM generate_series(1, 600000) g";
+    let out = as_admin_in(name, big);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The bucket is shared with the tests before (same directory): what is there stays as it is.
+    let objects = s3.objects();
+
+    for storage_id in &storages {
+        let (status, made) = api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+        assert_eq!(status, 202, "{made}");
+        // Found by its command line (pg_dump by its path, as Debian's wrapper runs it, not
+        // runuser) while it dumps, and killed.
+        let pattern = format!("/pg_dump -Fc -d {name}$");
+        let pid = common::eventually_some(Duration::from_millis(10), Duration::from_secs(30), "pg_dump runs", || {
+            let pattern = pattern.clone();
+            async move {
+                let out = Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
+            }
+        })
+        .await;
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
+        let (_, backup) =
+            api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
+        assert_eq!(backup["data"]["status"], "failed", "{backup}");
+        assert!(backup["data"]["error"].as_str().unwrap().contains("dump"), "{backup}");
+    }
+    assert_eq!(s3.objects(), objects, "no new object, no part");
+    assert!(!directory.exists() || count_files(&directory) == 0, "no file, partial or not");
+    let out = as_admin_in(name, "DROP TABLE big");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A directory its server cannot write (a file stands where it should be): failed, nothing left.
+    let blocked = p.dir.join("not-a-directory");
+    std::fs::write(&blocked, "x").unwrap();
+    let body = json!({"name": "blocked", "kind": "local", "server_id": server_id, "path": blocked.join("sub")});
+    let (_, made) = api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+    let storage_id = made["data"]["id"].as_str().unwrap();
+    let (status, made) = api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+    assert_eq!(status, 202, "{made}");
+    api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
+    let (_, backup) =
+        api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
+    assert_eq!(backup["data"]["status"], "failed", "{backup}");
+    assert!(!backup["data"]["error"].as_str().unwrap_or("").is_empty(), "{backup}");
+    assert_eq!(std::fs::read_to_string(&blocked).unwrap(), "x");
+}
+
 /// A database's backups (the first 100).
 async fn backups_listed(api: &Api, backups: &str) -> Vec<Value> {
     let (status, listed) = api.call(Method::GET, &format!("{backups}?per_page=100"), None).await;
@@ -1025,6 +1094,7 @@ async fn databases_are_managed_for_real(database_type: &str, engine: &'static st
         scheduled_backups_are_kept_as_retention_says(&p, &name).await;
     }
     if engine == "postgres" {
+        a_killed_dump_and_an_unwritable_directory_fail_and_leave_nothing(&p, &name).await;
         an_interrupted_backup_fails_and_the_next_one_works(&mut p, &name).await;
     }
     let api = &p.api;
