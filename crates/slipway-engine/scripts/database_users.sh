@@ -95,7 +95,11 @@ step_of() { # step_of <step> <database> <payload…>: runs one step, printing th
             dbs=$(query postgres "SELECT datname FROM pg_database WHERE datallowconn") || { echo "$dbs"; return 1; }
             for in_db in $dbs; do
                 word "$in_db" || continue
-                query "$in_db" "BEGIN; REASSIGN OWNED BY \"$1\" TO postgres; DROP OWNED BY \"$1\"; COMMIT" || return 1
+                out=$(query "$in_db" "BEGIN; REASSIGN OWNED BY \"$1\" TO postgres; DROP OWNED BY \"$1\"; COMMIT") && continue
+                # A database dropped since the list was read holds nothing of the role's.
+                gone=$(query postgres "SELECT 1 FROM pg_database WHERE datname = '$in_db'") && [ -z "$gone" ] && continue
+                echo "$out"
+                return 1
             done
             query postgres "DROP ROLE IF EXISTS \"$1\"" || return 1
             ;;

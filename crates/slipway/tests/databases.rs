@@ -204,7 +204,7 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
     let users = format!("{}/databases/{}/users", p.server_path, id_of(name));
     let other = format!("{name}_other");
     let (_, made) = api.call(Method::POST, &format!("{}/databases", p.server_path), Some(json!({"name": other}))).await;
-    assert_eq!(api.finished(made["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    api.succeeded(made["data"]["operation_id"].as_str().unwrap()).await;
     let other_path = format!("{}/databases/{}", p.server_path, made["data"]["id"].as_str().unwrap());
     let (writer, reader) = (format!("{name}_rw"), format!("{name}_ro"));
 
@@ -280,7 +280,7 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
     let (status, created) = api.call(Method::POST, &users, Some(json!({"name": reader, "access": "read_only"}))).await;
     assert_eq!(status, 201, "{created}");
     let reader_password = created["data"]["password"].as_str().unwrap().to_string();
-    assert_eq!(api.finished(created["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    api.succeeded(created["data"]["operation_id"].as_str().unwrap()).await;
     let (ok, out) = as_user(engine, &reader, &reader_password, name, "SELECT label FROM items");
     assert!(ok && out == "one", "the reader reads what the writer made: {out}");
     let (ok, out) = as_user(engine, &reader, &reader_password, name, "INSERT INTO items VALUES (2, 'two')");
@@ -305,7 +305,7 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
     assert_eq!(status, 202, "{rotated}");
     let new_password = rotated["data"]["password"].as_str().unwrap().to_string();
     assert_ne!(new_password, password);
-    assert_eq!(api.finished(rotated["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    api.succeeded(rotated["data"]["operation_id"].as_str().unwrap()).await;
     assert!(password_matches(engine, &writer, &new_password) && !password_matches(engine, &writer, &password));
     let (_, env) = api.call(Method::GET, &site_env, None).await;
     assert_eq!(value(&env, "DB_PASSWORD").as_deref(), Some(new_password.as_str()));
@@ -345,7 +345,7 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
         let id = page["data"].as_array().unwrap().iter().find(|u| u["name"] == user.as_str()).unwrap()["id"].clone();
         let (status, reply) = api.call(Method::DELETE, &format!("{users}/{}", id.as_str().unwrap()), None).await;
         assert_eq!(status, 202, "{reply}");
-        assert_eq!(api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+        api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
     }
     for user in [&writer, &reader, &by_cli] {
         assert_eq!(accounts(engine, user), 0, "{user} is gone from the engine");

@@ -291,7 +291,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     // Suspend and resume.
     let (status, reply) = stage.api.call(Method::POST, &format!("{site}/suspend"), Some(json!({}))).await;
     assert_eq!(status, 202, "{reply}");
-    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    stage.api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
     let (code, body) = stage.get("static.example.com", "/").await;
     assert_eq!(
         code,
@@ -301,7 +301,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     );
     assert!(body.contains("maintenance"), "{body}");
     let (_, reply) = stage.api.call(Method::POST, &format!("{site}/resume"), Some(json!({}))).await;
-    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    stage.api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
     assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
 
     // Values are masked in lists unless revealed; never in any response by default.
@@ -313,7 +313,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     // Deleting the site removes it from the server.
     let (status, reply) = stage.api.call(Method::DELETE, &site, None).await;
     assert_eq!(status, 202, "{reply}");
-    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    stage.api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
     assert!(!Path::new("/home/slipway/static.example.com").exists());
     assert!(!Path::new("/etc/nginx/sites-enabled/slipway-static.example.com.conf").exists());
     let (_, body) = stage.get("static.example.com", "/").await;
@@ -1561,11 +1561,11 @@ async fn an_uploaded_certificate_is_checked_served_over_https_and_removed() {
         .call(Method::POST, &format!("{cert_path}/activate"), Some(json!({"hsts": true, "https_redirect": false})))
         .await;
     assert_eq!(status, 202, "{reply}");
-    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    stage.api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
     let (status, reply) = stage.api.call(Method::DELETE, &second_path, None).await;
     assert_eq!(status, 202, "{reply}");
     assert!(!reply["message"].as_str().unwrap().contains("plain HTTP"), "it was not the active one: {reply}");
-    assert_eq!(stage.api.finished(reply["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    stage.api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
 
     // The command line: list and show (with what the server serves), upload a full-chain file
     // without serving it, delete.

@@ -263,7 +263,7 @@ async fn netns_a_deploy_only_token_deploys_and_follows_a_long_log_under_the_defa
         "web_directory": "public", "deploy_script": "sh build.sh\n"});
     let (status, site) = api.call(Method::POST, &format!("/api/v1/servers/{server}/sites"), Some(body)).await;
     assert_eq!(status, 201, "{site}");
-    assert_eq!(api.finished(site["data"]["operation_id"].as_str().unwrap()).await["status"], "succeeded");
+    api.succeeded(site["data"]["operation_id"].as_str().unwrap()).await;
     let site = site["data"]["id"].as_str().unwrap().to_string();
 
     // The token CI gets: site:deploy and nothing else.

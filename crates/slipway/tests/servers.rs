@@ -133,7 +133,7 @@ async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
     assert_eq!(status, 422, "only the offered key can be accepted: {reply}");
     let (status, op) = api.call(reqwest::Method::POST, &accept, Some(json!({"fingerprint": offered}))).await;
     assert_eq!(status, 202, "{op}");
-    assert_eq!(api.finished(op["data"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    api.succeeded(op["data"]["id"].as_str().unwrap()).await;
     let (_, server) = api.call(reqwest::Method::GET, &format!("/api/v1/servers/{server_id}"), None).await;
     assert_eq!(server["data"]["host_key_fingerprint"], offered.as_str());
     assert!(server["data"]["offered_host_key_fingerprint"].is_null());
@@ -279,7 +279,7 @@ async fn a_job_interrupted_by_kill_9_is_recovered_after_restart() {
     api.call(reqwest::Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ssh_port": sshd.port}))).await;
     let (_, op) =
         api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
-    assert_eq!(api.finished(op["data"]["id"].as_str().unwrap()).await["status"], "succeeded");
+    api.succeeded(op["data"]["id"].as_str().unwrap()).await;
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
 }

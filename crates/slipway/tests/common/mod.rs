@@ -168,6 +168,12 @@ impl Api {
         self.finished_within(id, Duration::from_secs(60)).await
     }
 
+    /// Waits for operation `id` and fails the test, with the operation's error, unless it succeeded.
+    pub async fn succeeded(&self, id: &str) {
+        let op = self.finished(id).await;
+        assert_eq!(op["status"], "succeeded", "operation {id} ended so: {op}");
+    }
+
     pub async fn finished_within(&self, id: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         let mut every = tokio::time::interval(Duration::from_millis(200));
