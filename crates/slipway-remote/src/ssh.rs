@@ -217,8 +217,11 @@ impl SshConnection {
 /// Runs the script read from stdin as a session leader that first prints its process group.
 const REMOTE_WRAPPER: &str = "setsid -w sh -c 'echo \"slipway-pgid $$\"; exec sh -s'";
 const PGID_MARKER: &str = "slipway-pgid ";
-/// How long a stop waits for the process group to be reported (it is the script's first line).
-const PGID_WAIT: Duration = Duration::from_secs(2);
+/// How long a stop waits for the process group to be reported (it is the script's first line,
+/// on stderr, which sshd may forward after a flood of stdout). Only an upper bound: a stop
+/// kills as soon as the group is known. Without it nothing can be killed, so a busy machine
+/// (2 s was seen to be too short under CI load) gets time.
+const PGID_WAIT: Duration = Duration::from_secs(10);
 
 impl SshConnection {
     /// The shell command line `command` as the channel should execute it: run by a root shell,
