@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Transport};
-use slipway_store::{Backup, Server};
+use slipway_store::{Backup, BackupTarget, Server};
 use tokio::io::AsyncWriteExt;
 
 use crate::backup_storage::Storage;
@@ -221,7 +221,12 @@ impl BackUpDatabase {
                 let (pipe, from_pipe) = tokio::io::duplex(256 * 1024);
                 let mut sink = Measured { hasher: Sha256::new(), size: 0, to: Upload::Pipe(pipe) };
                 let mut ignore = slipway_remote::Discard;
-                let mut receive_log = |line: &str| ctx.log("stderr", format!("storage: {line}"));
+                // The receiving side's words: why it could not write (a full disk, say).
+                let mut receive_lines: Vec<String> = Vec::new();
+                let mut receive_log = |line: &str| {
+                    ctx.log("stderr", format!("storage: {line}"));
+                    receive_lines.push(line.to_string());
+                };
                 let dump = dump.text();
                 let sending = async {
                     let result =
@@ -263,8 +268,14 @@ impl BackUpDatabase {
                     (Ok(exit), Ok(stored)) if exit.success() && !failed_dump && stored.success() => {
                         finished.map_err(|e| format!("the storage's server did not keep the backup: {e}"))?;
                     }
-                    (Ok(exit), Ok(_)) if exit.success() && !failed_dump => {
-                        return Err("the storage's server could not write the backup (see the log)".into());
+                    // The receiving side failed first (its pipe broke under the dump): its
+                    // words are the reason.
+                    (_, Ok(stored)) if !stored.success() => {
+                        let why = match receive_lines.last() {
+                            Some(line) => line.clone(),
+                            None => format!("exit {}", stored.code.map_or("by a signal".into(), |c| c.to_string())),
+                        };
+                        return Err(format!("the storage's server could not write the backup: {why}"));
                     }
                     (Ok(_), Err(e)) => return Err(format!("the storage's server failed: {e}")),
                     (outcome, _) => return Err(dump_failure(outcome, failed_dump)),
@@ -444,22 +455,26 @@ pub fn job_resource(server: &Server, database_id: &str) -> String {
     format!("database-backup:{}:{database_id}", server.id)
 }
 
-/// A database backup record with nothing done yet, in `status`.
-pub fn new_database_backup(
+/// A backup record of `target` (on `server_id`) with nothing done yet, in `status`.
+pub fn new_backup(
     organization_id: &str,
     server_id: &str,
-    database_id: &str,
+    target: BackupTarget<'_>,
     storage_id: &str,
     schedule_id: Option<&str>,
     status: &str,
 ) -> Backup {
+    let (kind, database_id, site_id) = match target {
+        BackupTarget::Database(id) => ("database", Some(id.to_string()), None),
+        BackupTarget::Site(id) => ("application", None, Some(id.to_string())),
+    };
     Backup {
         id: slipway_core::new_id(),
         organization_id: organization_id.into(),
-        kind: "database".into(),
+        kind: kind.into(),
         server_id: server_id.into(),
-        database_id: Some(database_id.into()),
-        site_id: None,
+        database_id,
+        site_id,
         storage_id: storage_id.into(),
         object_key: String::new(),
         status: status.into(),
@@ -484,9 +499,10 @@ pub async fn start_application_backup(
     store: &dyn slipway_store::Store,
     site: &slipway_store::Site,
     storage_id: &str,
+    schedule_id: Option<&str>,
 ) -> Result<Backup, slipway_store::StoreError> {
-    let mut backup = new_database_backup(&site.organization_id, &site.server_id, "", storage_id, None, "pending");
-    (backup.kind, backup.database_id, backup.site_id) = ("application".into(), None, Some(site.id.clone()));
+    let target = BackupTarget::Site(&site.id);
+    let mut backup = new_backup(&site.organization_id, &site.server_id, target, storage_id, schedule_id, "pending");
     backup.job_id = Some(slipway_core::new_id());
     backup.object_key = application_object_key(&backup, &site.domain);
     store.insert_backup(&backup).await?;
@@ -509,8 +525,8 @@ pub async fn start_database_backup(
     storage_id: &str,
     schedule_id: Option<&str>,
 ) -> Result<Backup, slipway_store::StoreError> {
-    let mut backup =
-        new_database_backup(&server.organization_id, &server.id, &database.id, storage_id, schedule_id, "pending");
+    let target = BackupTarget::Database(&database.id);
+    let mut backup = new_backup(&server.organization_id, &server.id, target, storage_id, schedule_id, "pending");
     backup.job_id = Some(slipway_core::new_id());
     backup.object_key = object_key(&backup, &spec.name, &spec.engine);
     store.insert_backup(&backup).await?;

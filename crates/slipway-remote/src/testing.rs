@@ -284,16 +284,27 @@ impl NetnsHost {
         }
     }
 
+    /// The namespace's init (its sshd listener), in this machine's PID numbering: the
+    /// launcher's only child (the pid file holds the namespace's own numbering).
+    fn init_pids(&self) -> Vec<String> {
+        let Some(launcher) = &self.launcher else { return Vec::new() };
+        let out = Command::new("pgrep").args(["-P", &launcher.id().to_string()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+    }
+
     /// Ends every SSH connection to the host (the per-connection sshd processes), as a network
     /// failure would; the listener stays.
     pub fn drop_sessions(&self) {
-        // The listener is the namespace's init, the launcher's only child (host PIDs here: the
-        // pid file holds the namespace's own numbering).
-        let Some(launcher) = &self.launcher else { return };
-        let out = Command::new("pgrep").args(["-P", &launcher.id().to_string()]).output().unwrap();
-        for listener in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("pkill").args(["-KILL", "-P", listener]).status();
+        for listener in self.init_pids() {
+            let _ = Command::new("pkill").args(["-KILL", "-P", &listener]).status();
         }
+    }
+
+    /// Runs a command in the host's private mount namespace, where its sshd and all it starts
+    /// see their files (to mount a filesystem only the host sees, say).
+    pub fn exec_in_mounts(&self, args: &[&str]) -> std::process::Output {
+        let init = self.init_pids().into_iter().next().expect("the host's init runs");
+        Command::new("nsenter").args(["-t", &init, "-m", "--"]).args(args).output().unwrap()
     }
 
     /// Processes in the namespace whose name is `name`.

@@ -25,7 +25,7 @@ struct Provisioned {
     slipway: Server,
     api: Api,
     server_path: String,
-    _host: NetnsHost,
+    host: NetnsHost,
 }
 
 async fn provisioned_with(database_type: &str) -> Provisioned {
@@ -54,7 +54,7 @@ async fn provisioned_with(database_type: &str) -> Provisioned {
     let (_, op) = api.call(Method::POST, &format!("{server_path}/provision"), Some(json!({}))).await;
     let op = api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(180)).await;
     assert_eq!(op["status"], "succeeded", "provisioning takes the running engine as installed: {op}");
-    Provisioned { dir, slipway, api, server_path, _host: host }
+    Provisioned { dir, slipway, api, server_path, host }
 }
 
 /// Runs `statement` on this machine's engine as its administrator, over the local socket.
@@ -944,6 +944,16 @@ async fn a_killed_dump_and_an_unwritable_directory_fail_and_leave_nothing(p: &Pr
     }
     assert_eq!(s3.objects(), objects, "no new object, no part");
     assert!(!directory.exists() || count_files(&directory) == 0, "no file, partial or not");
+
+    // A directory on a full disk (a 256 KiB tmpfs, far smaller than the dump): the write fails,
+    // the backup says the disk is full, and the partial file is removed.
+    let full = TinyDisk::mount(&p.host, &p.dir.join("full-disk"));
+    let body = json!({"name": "full", "kind": "local", "server_id": server_id, "path": full.path});
+    let error = failed_backup_to(api, &backups, body).await;
+    assert!(error.contains("could not write the backup: ") && error.contains("No space left on device"), "{error}");
+    assert_eq!(full.files(), "", "no partial file stays on the full disk");
+    drop(full);
+
     let out = as_admin_in(name, "DROP TABLE big");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -951,16 +961,53 @@ async fn a_killed_dump_and_an_unwritable_directory_fail_and_leave_nothing(p: &Pr
     let blocked = p.dir.join("not-a-directory");
     std::fs::write(&blocked, "x").unwrap();
     let body = json!({"name": "blocked", "kind": "local", "server_id": server_id, "path": blocked.join("sub")});
-    let (_, made) = api.call(Method::POST, "/api/v1/backup-storages", Some(body)).await;
+    let error = failed_backup_to(api, &backups, body).await;
+    assert!(error.contains("could not write the backup: ") && error.contains("Not a directory"), "{error}");
+    assert_eq!(std::fs::read_to_string(&blocked).unwrap(), "x");
+}
+
+/// Makes a storage from `storage` and a backup into it from `backups` (a database's), which
+/// must end `failed`; returns its error.
+async fn failed_backup_to(api: &Api, backups: &str, storage: Value) -> String {
+    let (status, made) = api.call(Method::POST, "/api/v1/backup-storages", Some(storage)).await;
+    assert_eq!(status, 201, "{made}");
     let storage_id = made["data"]["id"].as_str().unwrap();
-    let (status, made) = api.call(Method::POST, &backups, Some(json!({"storage_id": storage_id}))).await;
+    let (status, made) = api.call(Method::POST, backups, Some(json!({"storage_id": storage_id}))).await;
     assert_eq!(status, 202, "{made}");
     api.finished(made["data"]["operation_id"].as_str().unwrap()).await;
     let (_, backup) =
         api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
     assert_eq!(backup["data"]["status"], "failed", "{backup}");
-    assert!(!backup["data"]["error"].as_str().unwrap_or("").is_empty(), "{backup}");
-    assert_eq!(std::fs::read_to_string(&blocked).unwrap(), "x");
+    backup["data"]["error"].as_str().unwrap_or("").to_string()
+}
+
+/// A tiny tmpfs mounted on a test host, at a path of its (a full disk), unmounted when
+/// dropped, even on failure. The host has a mount namespace of its own: mounted there.
+struct TinyDisk<'a> {
+    path: std::path::PathBuf,
+    host: &'a NetnsHost,
+}
+
+impl<'a> TinyDisk<'a> {
+    fn mount(host: &'a NetnsHost, path: &std::path::Path) -> TinyDisk<'a> {
+        std::fs::create_dir_all(path).unwrap();
+        let path_text = path.to_str().unwrap();
+        let out = host.exec_in_mounts(&["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", path_text]);
+        assert!(out.status.success(), "mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
+        TinyDisk { path: path.to_path_buf(), host }
+    }
+
+    /// The files on it, as the host sees them.
+    fn files(&self) -> String {
+        let out = self.host.exec_in_mounts(&["find", self.path.to_str().unwrap(), "-type", "f"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TinyDisk<'_> {
+    fn drop(&mut self) {
+        let _ = self.host.exec_in_mounts(&["umount", self.path.to_str().unwrap()]);
+    }
 }
 
 /// A database's backups (the first 100).
