@@ -103,6 +103,7 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("create_application_backup", "backup.create-application", &[]),
     ("verify_backup", "backup.verify", &[]),
     ("create_backup_schedule", "backup-schedule.create", &[]),
+    ("create_site_backup_schedule", "backup-schedule.create", &[]),
     ("update_backup_schedule", "backup-schedule.update", &[]),
     ("delete_backup_schedule", "backup-schedule.delete", &[]),
     ("run_backup_schedule", "backup-schedule.run", &[]),

@@ -650,6 +650,11 @@ pub fn queue_workers_path(server: &str, site: &str) -> String {
     format!("{}/queues", site_path(server, site))
 }
 
+/// A site's backup schedules: `/api/v1/servers/{server}/sites/{site}/backup-schedules`.
+pub fn site_backup_schedules_path(server: &str, site: &str) -> String {
+    format!("{}/backup-schedules", site_path(server, site))
+}
+
 /// A site's path: `/api/v1/servers/{server}/sites/{site}`.
 fn site_path(server: &str, site: &str) -> String {
     format!("/api/v1/servers/{}/sites/{}", encode_segment(server), encode_segment(site))

@@ -1,5 +1,5 @@
-//! Backup schedules and their retention. A schedule backs a database up on a cron-like
-//! frequency (UTC). Each occurrence is a durable job (`backup.scheduled`) with an id made from
+//! Backup schedules and their retention. A schedule backs a database, or a site's shared paths
+//! and `.env`, up on a cron-like frequency (UTC). Each occurrence is a durable job (`backup.scheduled`) with an id made from
 //! the schedule and the time, so however many times it is queued (at every start of Slipway,
 //! after an edit) it exists once; a run queues the next occurrence before anything else, so a
 //! run that fails still leaves the schedule going.
@@ -18,7 +18,7 @@ use chrono::{DateTime, Datelike, Utc};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use slipway_jobs::{JobContext, JobError, JobHandler};
-use slipway_store::{Backup, BackupFilter, BackupSchedule, Store, StoreError};
+use slipway_store::{Backup, BackupFilter, BackupSchedule, BackupTarget, Store, StoreError};
 
 use crate::backup_storage::Storage;
 use crate::items::DatabaseSpec;
@@ -275,12 +275,16 @@ pub async fn after_stored(engine: &Engine, ctx: &JobContext, backup: &Backup) ->
     let Some(schedule) = engine.store.backup_schedule(schedule_id).await.map_err(store_error)? else {
         return Ok(());
     };
-    if schedule.verify && backup.verified_at.is_none() && backup.verification_error.is_none() {
+    // Only database backups are verified (the API refuses `verify` on a site's schedule).
+    if let (true, BackupTarget::Database(database_id)) = (schedule.verify, schedule.target())
+        && backup.verified_at.is_none()
+        && backup.verification_error.is_none()
+    {
         let job = slipway_jobs::JobSpec::new(
             crate::backup_restore::BACKUP_VERIFY.name,
             crate::backup_restore::VerifyJob { backup_id: backup.id.clone() },
         )
-        .resource(format!("database-backup:{}:{}", schedule.server_id, schedule.database_id))
+        .resource(format!("database-backup:{}:{database_id}", schedule.server_id))
         .organization(&schedule.organization_id);
         let job = slipway_jobs::enqueue(engine.store.as_ref(), job).await.map_err(store_error)?;
         ctx.log("info", format!("==> verification queued (operation {job})"));
@@ -289,52 +293,63 @@ pub async fn after_stored(engine: &Engine, ctx: &JobContext, backup: &Backup) ->
     prune(engine, ctx, &schedule).await
 }
 
+/// Starts a backup of what `schedule` backs up, as one of its backups: `Ok(Err(why))` when it
+/// cannot start (its server or target deleted, not ready). The planned runs and `…/run` both
+/// start theirs here.
+pub async fn start_scheduled(
+    store: &dyn Store,
+    schedule: &BackupSchedule,
+) -> Result<Result<Backup, String>, StoreError> {
+    let Some(server) = store.server(&schedule.server_id).await? else {
+        return Ok(Err("the server was deleted".into()));
+    };
+    if server.provisioned_at.is_none() {
+        return Ok(Err("the server is not provisioned".into()));
+    }
+    let (storage, by) = (&schedule.storage_id, Some(schedule.id.as_str()));
+    match schedule.target() {
+        BackupTarget::Database(id) => {
+            let Some(item) = store.server_item(id).await? else {
+                return Ok(Err("the database was deleted".into()));
+            };
+            let spec = serde_json::from_str::<DatabaseSpec>(&item.spec);
+            match spec {
+                Ok(_) if item.status != "installed" => Ok(Err(format!("the database is not active ({})", item.status))),
+                Ok(spec) => {
+                    Ok(Ok(crate::backups::start_database_backup(store, &server, &item, &spec, storage, by).await?))
+                }
+                Err(e) => Ok(Err(format!("the database's settings cannot be read: {e}"))),
+            }
+        }
+        BackupTarget::Site(id) => match store.site(id).await? {
+            None => Ok(Err("the site was deleted".into())),
+            Some(site) if site.status == "removing" => Ok(Err("the site is being deleted".into())),
+            Some(site) => Ok(Ok(crate::backups::start_application_backup(store, &site, storage, by).await?)),
+        },
+    }
+}
+
 #[derive(Debug)]
 pub struct ScheduledBackup(pub Engine);
 
 impl ScheduledBackup {
     /// Starts the backup of this occurrence, or records why it could not start.
     async fn start(&self, ctx: &JobContext, schedule: &BackupSchedule) -> Result<(), JobError> {
-        let store = &self.0.store;
-        let server = store.server(&schedule.server_id).await.map_err(store_error)?;
-        let item = store.server_item(&schedule.database_id).await.map_err(store_error)?;
-        let why = match (&server, &item) {
-            (None, _) => "the server was deleted".to_string(),
-            (_, None) => "the database was deleted".to_string(),
-            (Some(server), _) if server.provisioned_at.is_none() => "the server is not provisioned".to_string(),
-            (Some(_), Some(item)) if item.status != "installed" => {
-                format!("the database is not active ({})", item.status)
-            }
-            (Some(server), Some(item)) => {
-                let spec: DatabaseSpec =
-                    serde_json::from_str(&item.spec).map_err(|e| JobError::failed(e.to_string()))?;
-                let backup = crate::backups::start_database_backup(
-                    store.as_ref(),
-                    server,
-                    item,
-                    &spec,
-                    &schedule.storage_id,
-                    Some(&schedule.id),
-                )
-                .await
-                .map_err(store_error)?;
-                ctx.log(
-                    "info",
-                    format!(
-                        "backup {} of {} queued (operation {})",
-                        backup.id,
-                        spec.name,
-                        backup.job_id.unwrap_or_default()
-                    ),
-                );
+        let store = self.0.store.as_ref();
+        let why = match start_scheduled(store, schedule).await.map_err(store_error)? {
+            Ok(backup) => {
+                let what = backup.database_id.as_ref().or(backup.site_id.as_ref()).cloned().unwrap_or_default();
+                let operation = backup.job_id.unwrap_or_default();
+                ctx.log("info", format!("backup {} of {what} queued (operation {operation})", backup.id));
                 return Ok(());
             }
+            Err(why) => why,
         };
         // The occurrence did not happen: a failed backup says so, where backups are looked at.
-        let mut failed = crate::backups::new_database_backup(
+        let mut failed = crate::backups::new_backup(
             &schedule.organization_id,
             &schedule.server_id,
-            &schedule.database_id,
+            schedule.target(),
             &schedule.storage_id,
             Some(&schedule.id),
             "failed",
@@ -406,7 +421,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn backup(id: &str, at: DateTime<Utc>, status: &str) -> Backup {
-        let mut backup = crate::backups::new_database_backup("o", "s", "d", "st", Some("sch"), status);
+        let mut backup = crate::backups::new_backup("o", "s", BackupTarget::Database("d"), "st", Some("sch"), status);
         (backup.id, backup.created_at, backup.object_key) = (id.into(), at, format!("k/{id}"));
         backup
     }
@@ -416,7 +431,8 @@ mod tests {
             id: slipway_core::new_id(),
             organization_id: organization_id.into(),
             server_id: "s".into(),
-            database_id: "d".into(),
+            database_id: Some("d".into()),
+            site_id: None,
             storage_id: "st".into(),
             frequency: frequency.into(),
             keep_last: 3,

@@ -345,6 +345,11 @@ impl JobHandler for RemoveSite {
                 engine.store.set_server_items_status(&site_items, "removing", None).await.map_err(store_error)?;
                 engine.store.delete_removed_server_items(&site_items).await.map_err(store_error)?;
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
+                // Its backup schedules go with it; its backups stay, to be restored elsewhere.
+                let schedules = slipway_store::BackupTarget::Site(&site.id);
+                for schedule in engine.store.backup_schedules_of(schedules).await.map_err(store_error)? {
+                    engine.store.delete_backup_schedule(&schedule.id).await.map_err(store_error)?;
+                }
                 // What the removal script did not take away itself (a site's cron files) goes
                 // with the next sync of its kind, which renders the server without them.
                 for kind in kinds_to_sync {

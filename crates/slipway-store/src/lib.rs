@@ -330,6 +330,7 @@ pub trait ServerStore: Send + Sync {
     /// Remembers the key a server offered instead of the pinned one, for an admin to accept.
     async fn record_offered_host_key(&self, id: &str, host_key: &str) -> StoreResult<()>;
     async fn mark_provisioned(&self, id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Forgets a server, its sites and items, and its backup schedules (its backups stay).
     async fn delete_server(&self, id: &str) -> StoreResult<bool>;
 
     // What Slipway keeps on a server.
@@ -481,8 +482,8 @@ pub trait BackupStore: Send + Sync {
 
     async fn insert_backup_schedule(&self, schedule: &BackupSchedule) -> StoreResult<()>;
     async fn backup_schedule(&self, id: &str) -> StoreResult<Option<BackupSchedule>>;
-    /// The schedules of one database, oldest first.
-    async fn backup_schedules_of_database(&self, database_id: &str) -> StoreResult<Vec<BackupSchedule>>;
+    /// The schedules of one database or site, oldest first.
+    async fn backup_schedules_of(&self, target: BackupTarget<'_>) -> StoreResult<Vec<BackupSchedule>>;
     /// Up to `limit` schedules after `after` (by id), for a walk over all of them.
     async fn backup_schedules_after(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<BackupSchedule>>;
     /// Replaces a schedule's settings and next run; `false` when it is gone.

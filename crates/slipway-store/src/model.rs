@@ -457,13 +457,16 @@ pub struct Backup {
     pub schedule_id: Option<String>,
 }
 
-/// A database backed up on a frequency, with retention.
+/// A database or a site backed up on a frequency, with retention.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BackupSchedule {
     pub id: String,
     pub organization_id: String,
     pub server_id: String,
-    pub database_id: String,
+    /// The database it backs up (a database backup schedule)…
+    pub database_id: Option<String>,
+    /// … or the site (an application backup schedule): exactly one of the two.
+    pub site_id: Option<String>,
     pub storage_id: String,
     /// A named frequency (`nightly`, `hourly`, …) or a five-field cron expression, in UTC.
     pub frequency: String,
@@ -479,6 +482,23 @@ pub struct BackupSchedule {
     pub next_run_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// What a backup (or a backup schedule) is of: a database or a site's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupTarget<'a> {
+    Database(&'a str),
+    Site(&'a str),
+}
+
+impl BackupSchedule {
+    /// The database or site it backs up.
+    pub fn target(&self) -> BackupTarget<'_> {
+        match (&self.database_id, &self.site_id) {
+            (Some(database), _) => BackupTarget::Database(database),
+            (None, site) => BackupTarget::Site(site.as_deref().unwrap_or_default()),
+        }
+    }
 }
 
 /// Which backups to list.

@@ -1140,12 +1140,14 @@ mod cases {
         assert_eq!(stored.verification_error, done.verification_error);
         assert!(stored.verified_at.is_some() && stored.restored_at.is_some(), "{stored:?}");
 
-        // Schedules: per database, walked in id order, updated, deleted; backups by schedule.
+        // Schedules: per database or site, walked in id order, updated, deleted; backups by
+        // schedule.
         let schedule = BackupSchedule {
             id: slipway_core::new_id(),
             organization_id: org.clone(),
             server_id: "s".into(),
-            database_id: "d".into(),
+            database_id: Some("d".into()),
+            site_id: None,
             storage_id: second.id.clone(),
             frequency: "daily".into(),
             keep_last: 3,
@@ -1158,10 +1160,21 @@ mod cases {
             updated_at: now(),
         };
         store.insert_backup_schedule(&schedule).await.unwrap();
-        let other_schedule = BackupSchedule { id: slipway_core::new_id(), database_id: "e".into(), ..schedule.clone() };
+        let other_schedule = BackupSchedule {
+            id: slipway_core::new_id(),
+            database_id: None,
+            site_id: Some("d".into()),
+            ..schedule.clone()
+        };
         store.insert_backup_schedule(&other_schedule).await.unwrap();
         assert_eq!(store.backup_schedule(&schedule.id).await.unwrap().map(|s| s.verify), Some(true));
-        assert_eq!(store.backup_schedules_of_database("d").await.unwrap().len(), 1);
+        let of_database = store.backup_schedules_of(BackupTarget::Database("d")).await.unwrap();
+        assert_eq!(of_database, vec![schedule.clone()]);
+        let of_site = store.backup_schedules_of(BackupTarget::Site("d")).await.unwrap();
+        assert_eq!(of_site.iter().map(|s| s.target()).collect::<Vec<_>>(), vec![BackupTarget::Site("d")]);
+        // A schedule names a database or a site, never both.
+        let both = BackupSchedule { id: slipway_core::new_id(), site_id: Some("x".into()), ..schedule.clone() };
+        assert!(store.insert_backup_schedule(&both).await.is_err());
         let walked = store.backup_schedules_after(None, 1).await.unwrap();
         assert_eq!(walked[0].id, schedule.id);
         let rest = store.backup_schedules_after(Some(&schedule.id), 10).await.unwrap();
@@ -1184,6 +1197,9 @@ mod cases {
         assert!(!store.delete_backup(&scheduled.id).await.unwrap());
         assert!(store.delete_backup_schedule(&schedule.id).await.unwrap());
         assert_eq!(store.backup_schedule(&schedule.id).await.unwrap(), None);
+        // Forgetting a server forgets its schedules (the other schedule is on server "s").
+        store.delete_server("s").await.unwrap();
+        assert_eq!(store.backup_schedule(&other_schedule.id).await.unwrap(), None);
     }
 
     fn git_repository(org: &str, webhook_uuid: &str) -> GitRepository {

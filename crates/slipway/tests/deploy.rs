@@ -1989,4 +1989,45 @@ async fn an_application_backup_holds_the_shared_files_and_env_and_restores_them(
     assert_eq!(backup["data"]["status"], "restored", "{backup}");
     let (ok, out) = stage.cli(&["backup", "create-app", "web", "appbackup.example.com", "--storage", storage_id]);
     assert!(ok && out.contains("stored"), "{out}");
+
+    // On a schedule, with retention: the newest two of the schedule's backups stay; the two
+    // made by hand are not its to delete.
+    let schedules = format!("{site}/backup-schedules");
+    let bad = json!({"storage_id": storage_id, "frequency": "nightly", "verify": true});
+    let (status, reply) = stage.api.call(Method::POST, &schedules, Some(bad)).await;
+    assert_eq!((status, reply["errors"]["verify"].is_array()), (422, true), "{reply}");
+    let create = ["backup-schedule", "create", "web", "--site", "appbackup.example.com", "--storage", storage_id];
+    let (ok, out) = stage.cli(&[&create[..], &["--frequency", "nightly", "--keep-last", "2"]].concat());
+    assert!(ok && out.contains("Scheduled"), "{out}");
+    let (ok, out) = stage.cli(&["backup-schedule", "list", "web", "--site", "appbackup.example.com"]);
+    assert!(ok && out.contains("nightly"), "{out}");
+    let (_, listed) = stage.api.call(Method::GET, &schedules, None).await;
+    let schedule = &listed["data"][0];
+    assert_eq!((schedule["type"].as_str(), schedule["site_id"].as_str()), (Some("application"), Some(site_id)));
+    let schedule_path = format!("/api/v1/backup-schedules/{}", schedule["id"].as_str().unwrap());
+    let by_hand = s3.objects();
+    assert_eq!(by_hand.len(), 2, "{by_hand:?}");
+    let mut scheduled = Vec::new();
+    for _ in 0..3 {
+        let (status, made) = stage.api.call(Method::POST, &format!("{schedule_path}/run"), Some(json!({}))).await;
+        assert_eq!(status, 202, "{made}");
+        stage.api.succeeded(made["data"]["operation_id"].as_str().unwrap()).await;
+        let made_path = format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap());
+        let (_, backup) = stage.api.call(Method::GET, &made_path, None).await;
+        assert_eq!(backup["data"]["type"], "application", "{backup}");
+        scheduled.push(backup["data"]["object_key"].as_str().unwrap().to_string());
+    }
+    let left = s3.objects();
+    assert_eq!(left.len(), 4, "two by hand, the schedule's newest two: {left:?}");
+    assert!(by_hand.iter().all(|k| left.contains(k)), "{left:?}");
+    assert!(!left.iter().any(|k| k.ends_with(&scheduled[0])), "the oldest scheduled one is gone: {left:?}");
+    let (_, pruned) = stage.api.call(Method::GET, "/api/v1/audit-events?action=backup.prune", None).await;
+    assert_eq!(pruned["data"].as_array().map(Vec::len), Some(1), "{pruned}");
+
+    // The site's schedules go with it; its backups stay.
+    let (status, removed) = stage.api.call(Method::DELETE, &site, None).await;
+    assert_eq!(status, 202, "{removed}");
+    stage.api.succeeded(removed["data"]["operation_id"].as_str().unwrap()).await;
+    assert_eq!(stage.api.call(Method::GET, &schedule_path, None).await.0, 404);
+    assert_eq!(stage.api.call(Method::GET, &backup_path, None).await.0, 200);
 }

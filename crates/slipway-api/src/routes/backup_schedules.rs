@@ -1,8 +1,8 @@
-//! Backup schedules: a database backed up on a cron-like frequency to one storage, with
-//! retention (keep the last N, and the newest of each of the last days, weeks and months).
-//! Made per database (`…/databases/{database}/backup-schedules`), then addressed by id
-//! (`/backup-schedules/{id}`). A schedule with no good backup within twice its period is
-//! `stale`.
+//! Backup schedules: a database, or a site's shared paths and `.env`, backed up on a cron-like
+//! frequency to one storage, with retention (keep the last N, and the newest of each of the last
+//! days, weeks and months). Made per database (`…/databases/{database}/backup-schedules`) or
+//! site (`…/sites/{site}/backup-schedules`), then addressed by id (`/backup-schedules/{id}`). A
+//! schedule with no good backup within twice its period is `stale`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_core::time::now;
 use slipway_engine::backup_schedules::{ensure_queued, is_good, is_stale, next_run};
-use slipway_engine::items::DatabaseSpec;
-use slipway_store::{BackupFilter, BackupSchedule, Server, ServerItem};
+use slipway_store::{BackupFilter, BackupSchedule, BackupTarget, Server};
 use utoipa::ToSchema;
 
 use super::backups::BackupResource;
 use super::items::OnItem;
 use super::items::databases::DatabaseRoutes;
+use super::sites::VisibleSite;
 use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Shared, SharedRecord};
 use crate::envelope::{Accepted, Data, Paginated};
@@ -29,8 +29,15 @@ use crate::state::AppState;
 pub struct BackupScheduleResource {
     pub id: String,
     pub organization_id: String,
+    /// `database` or `application` (a site's shared paths and `.env`).
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: String,
     pub server_id: String,
-    pub database_id: String,
+    /// The database it backs up (`database` schedules).
+    pub database_id: Option<String>,
+    /// The site it backs up (`application` schedules).
+    pub site_id: Option<String>,
     pub storage_id: String,
     /// `minutely`, `hourly`, `nightly`, `weekly`, `monthly`, or five cron fields; in UTC.
     #[schema(example = "0 3 * * *")]
@@ -68,7 +75,7 @@ pub struct BackupScheduleInput {
     pub keep_weekly: Option<i64>,
     /// … of each of the last this many months (default 0).
     pub keep_monthly: Option<i64>,
-    /// Verify each backup once stored (default false).
+    /// Verify each backup once stored (default false; database schedules only).
     pub verify: Option<bool>,
 }
 
@@ -87,18 +94,24 @@ impl SharedRecord for BackupSchedule {
 /// The schedule with the input's settings, checked field by field (its next run set).
 async fn apply_input(
     state: &AppState,
-    server: &Server,
     input: BackupScheduleInput,
     mut schedule: BackupSchedule,
 ) -> Result<BackupSchedule, ApiError> {
     let mut errors = FieldErrors::new();
     let storage = state.store.backup_storage(&input.storage_id).await?;
-    if storage.is_none_or(|s| s.organization_id != server.organization_id) {
+    if storage.is_none_or(|s| s.organization_id != schedule.organization_id) {
         errors.add("storage_id", "No backup storage with this id in the server's organisation.");
     }
     let next = next_run(&input.frequency, now());
     if let Err(why) = &next {
         errors.add("frequency", why.clone());
+    }
+    let verify = input.verify.unwrap_or(false);
+    if verify && matches!(schedule.target(), BackupTarget::Site(_)) {
+        errors.add(
+            "verify",
+            "Only database backups are verified (restored into a scratch database); an application backup is checked by its SHA-256.",
+        );
     }
     let mut count = |field: &'static str, value: Option<i64>, default: i64, least: i64| {
         let value = value.unwrap_or(default);
@@ -114,10 +127,70 @@ async fn apply_input(
     errors.into_result()?;
     schedule.storage_id = input.storage_id;
     schedule.frequency = input.frequency;
-    schedule.verify = input.verify.unwrap_or(false);
+    schedule.verify = verify;
     schedule.next_run_at = next.ok();
     schedule.updated_at = now();
     Ok(schedule)
+}
+
+/// A new schedule of `target` on `server`, with the input's settings: stored, its first run
+/// queued, and noted in the audit log.
+async fn create(
+    state: &AppState,
+    server: &Server,
+    target: BackupTarget<'_>,
+    input: BackupScheduleInput,
+    audit: &AuditSlot,
+    what: String,
+) -> Result<(StatusCode, Data<BackupScheduleResource>), ApiError> {
+    let at = now();
+    let (database_id, site_id) = match target {
+        BackupTarget::Database(id) => (Some(id.to_string()), None),
+        BackupTarget::Site(id) => (None, Some(id.to_string())),
+    };
+    let blank = BackupSchedule {
+        id: slipway_core::new_id(),
+        organization_id: server.organization_id.clone(),
+        server_id: server.id.clone(),
+        database_id,
+        site_id,
+        storage_id: String::new(),
+        frequency: String::new(),
+        keep_last: 0,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        verify: false,
+        next_run_at: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let schedule = apply_input(state, input, blank).await?;
+    state.store.insert_backup_schedule(&schedule).await?;
+    ensure_queued(state.store.as_ref(), schedule.clone()).await?;
+    audit.note(|n| {
+        n.organization_id = Some(schedule.organization_id.clone());
+        n.resource_id = Some(schedule.id.clone());
+        n.detail = Some(format!("{} of {what} on server {}", schedule.frequency, server.id));
+    });
+    Ok((StatusCode::CREATED, Data { data: resource(state, &schedule).await? }))
+}
+
+/// The schedules of `target`, a page of them.
+async fn list(
+    state: &AppState,
+    target: BackupTarget<'_>,
+    cursor: crate::envelope::PageCursor,
+) -> Result<Paginated<BackupScheduleResource>, ApiError> {
+    // A database or site has a handful of schedules: paged here rather than in SQL.
+    let all = state.store.backup_schedules_of(target).await?;
+    let skip = usize::try_from(cursor.request.offset()).unwrap_or(usize::MAX);
+    let take = usize::try_from(cursor.request.limit()).unwrap_or(0);
+    let mut data = Vec::new();
+    for schedule in all.iter().skip(skip).take(take) {
+        data.push(resource(state, schedule).await?);
+    }
+    Ok(cursor.page(data, all.len() as u64))
 }
 
 /// The API's view of a schedule: with its newest good backup and whether it is stale.
@@ -130,8 +203,13 @@ async fn resource(state: &AppState, schedule: &BackupSchedule) -> Result<BackupS
     Ok(BackupScheduleResource {
         id: schedule.id.clone(),
         organization_id: schedule.organization_id.clone(),
+        kind: match schedule.target() {
+            BackupTarget::Database(_) => "database".into(),
+            BackupTarget::Site(_) => "application".into(),
+        },
         server_id: schedule.server_id.clone(),
         database_id: schedule.database_id.clone(),
+        site_id: schedule.site_id.clone(),
         storage_id: schedule.storage_id.clone(),
         frequency: schedule.frequency.clone(),
         keep_last: schedule.keep_last,
@@ -163,32 +241,29 @@ pub async fn create_backup_schedule(
     audit: AuditSlot,
     Json(body): Json<BackupScheduleInput>,
 ) -> Result<(StatusCode, Data<BackupScheduleResource>), ApiError> {
-    let at = now();
-    let blank = BackupSchedule {
-        id: slipway_core::new_id(),
-        organization_id: v.server.organization_id.clone(),
-        server_id: v.server.id.clone(),
-        database_id: v.item.id.clone(),
-        storage_id: String::new(),
-        frequency: String::new(),
-        keep_last: 0,
-        keep_daily: 0,
-        keep_weekly: 0,
-        keep_monthly: 0,
-        verify: false,
-        next_run_at: None,
-        created_at: at,
-        updated_at: at,
-    };
-    let schedule = apply_input(&state, &v.server, body, blank).await?;
-    state.store.insert_backup_schedule(&schedule).await?;
-    ensure_queued(state.store.as_ref(), schedule.clone()).await?;
-    audit.note(|n| {
-        n.organization_id = Some(schedule.organization_id.clone());
-        n.resource_id = Some(schedule.id.clone());
-        n.detail = Some(format!("{} of database {} on server {}", schedule.frequency, v.item.name, v.server.id));
-    });
-    Ok((StatusCode::CREATED, Data { data: resource(&state, &schedule).await? }))
+    let what = format!("database {}", v.item.name);
+    create(&state, &v.server, BackupTarget::Database(&v.item.id), body, &audit, what).await
+}
+
+/// Back the site's shared paths and `.env` up on a schedule (as `POST /backups/application`
+/// does once): 201 with the schedule and its `next_run_at`. Once one of its backups is stored,
+/// the retention deletes its older ones from the storage for real. `verify` is refused: only
+/// database backups are verified.
+#[utoipa::path(
+    post, path = "/api/v1/servers/{server}/sites/{site}/backup-schedules", tag = "backups",
+    params(("server" = String, Path), ("site" = String, Path)),
+    request_body = BackupScheduleInput,
+    security(("token" = ["backup:create"])),
+    responses((status = 201, body = Data<BackupScheduleResource>))
+)]
+pub async fn create_site_backup_schedule(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    audit: AuditSlot,
+    Json(body): Json<BackupScheduleInput>,
+) -> Result<(StatusCode, Data<BackupScheduleResource>), ApiError> {
+    let what = format!("site {}", v.site.domain);
+    create(&state, &v.server, BackupTarget::Site(&v.site.id), body, &audit, what).await
 }
 
 /// The database's backup schedules, oldest first.
@@ -203,15 +278,22 @@ pub async fn list_backup_schedules(
     v: Authorized<OnItem<DatabaseRoutes>>,
     Page(cursor): Page,
 ) -> Result<Paginated<BackupScheduleResource>, ApiError> {
-    // A database has a handful of schedules: paged here rather than in SQL.
-    let all = state.store.backup_schedules_of_database(&v.item.id).await?;
-    let skip = usize::try_from(cursor.request.offset()).unwrap_or(usize::MAX);
-    let take = usize::try_from(cursor.request.limit()).unwrap_or(0);
-    let mut data = Vec::new();
-    for schedule in all.iter().skip(skip).take(take) {
-        data.push(resource(&state, schedule).await?);
-    }
-    Ok(cursor.page(data, all.len() as u64))
+    list(&state, BackupTarget::Database(&v.item.id), cursor).await
+}
+
+/// The site's backup schedules, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/servers/{server}/sites/{site}/backup-schedules", tag = "backups",
+    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
+    security(("token" = ["backup:read"])),
+    responses((status = 200, body = Paginated<BackupScheduleResource>))
+)]
+pub async fn list_site_backup_schedules(
+    State(state): State<AppState>,
+    v: VisibleSite,
+    Page(cursor): Page,
+) -> Result<Paginated<BackupScheduleResource>, ApiError> {
+    list(&state, BackupTarget::Site(&v.site.id), cursor).await
 }
 
 /// One backup schedule, with its newest good backup and whether it is `stale`.
@@ -228,14 +310,16 @@ pub async fn get_backup_schedule(
     Ok(Data { data: resource(&state, v.record()).await? })
 }
 
-/// The schedule's server and database, which must still exist.
-async fn target_of(state: &AppState, schedule: &BackupSchedule) -> Result<(Server, ServerItem), ApiError> {
-    let server = state.store.server(&schedule.server_id).await?;
-    let item = state.store.server_item(&schedule.database_id).await?;
-    match (server, item) {
-        (Some(server), Some(item)) => Ok((server, item)),
-        _ => Err(ApiError::Conflict("The schedule's database was deleted; delete the schedule.".into())),
+/// Refuses to change a schedule whose database or site was deleted.
+async fn require_target(state: &AppState, schedule: &BackupSchedule) -> Result<(), ApiError> {
+    let exists = match schedule.target() {
+        BackupTarget::Database(id) => state.store.server_item(id).await?.is_some(),
+        BackupTarget::Site(id) => state.store.site(id).await?.is_some(),
+    };
+    if !exists {
+        return Err(ApiError::Conflict("What the schedule backs up was deleted; delete the schedule.".into()));
     }
+    Ok(())
 }
 
 /// Replace a schedule's settings (the whole input, as for create): 200; its next run follows
@@ -253,8 +337,8 @@ pub async fn update_backup_schedule(
     audit: AuditSlot,
     Json(body): Json<BackupScheduleInput>,
 ) -> Result<Data<BackupScheduleResource>, ApiError> {
-    let (server, _) = target_of(&state, v.record()).await?;
-    let schedule = apply_input(&state, &server, body, v.record().clone()).await?;
+    require_target(&state, v.record()).await?;
+    let schedule = apply_input(&state, body, v.record().clone()).await?;
     if !state.store.update_backup_schedule(&schedule).await? {
         return Err(ApiError::NotFound);
     }
@@ -303,32 +387,21 @@ pub async fn run_backup_schedule(
     audit: AuditSlot,
 ) -> Result<Accepted<BackupResource>, ApiError> {
     let schedule = v.record();
-    let (server, item) = target_of(&state, schedule).await?;
-    let spec: DatabaseSpec = super::items::spec(&item)?;
-    if item.status != "installed" {
-        return Err(ApiError::Conflict(format!("The database {} is not active ({}).", spec.name, item.status)));
-    }
-    super::items::require_provisioned(&server)?;
-    let backup = slipway_engine::backups::start_database_backup(
-        state.store.as_ref(),
-        &server,
-        &item,
-        &spec,
-        &schedule.storage_id,
-        Some(&schedule.id),
-    )
-    .await?;
+    let backup = slipway_engine::backup_schedules::start_scheduled(state.store.as_ref(), schedule)
+        .await?
+        .map_err(|why| ApiError::Conflict(format!("The backup cannot start: {why}.")))?;
     audit.note(|n| {
         n.organization_id = Some(schedule.organization_id.clone());
         n.resource_id = Some(schedule.id.clone());
         n.detail = Some(format!("backup {}", backup.id));
     });
-    Ok(Accepted { message: "Backing up the database.".into(), data: (&backup).into() })
+    Ok(Accepted { message: "Backing up.".into(), data: (&backup).into() })
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {
     router
         .routes(utoipa_axum::routes!(list_backup_schedules, create_backup_schedule))
+        .routes(utoipa_axum::routes!(list_site_backup_schedules, create_site_backup_schedule))
         .routes(utoipa_axum::routes!(get_backup_schedule, update_backup_schedule, delete_backup_schedule))
         .routes(utoipa_axum::routes!(run_backup_schedule))
 }

@@ -417,7 +417,7 @@ pub async fn create_application_backup(
     let server = state.store.server(&site.server_id).await?.ok_or(ApiError::NotFound)?;
     super::items::require_provisioned(&server)?;
     let backup =
-        slipway_engine::backups::start_application_backup(state.store.as_ref(), &site, &body.storage_id).await?;
+        slipway_engine::backups::start_application_backup(state.store.as_ref(), &site, &body.storage_id, None).await?;
     audit.note(|n| {
         n.organization_id = Some(backup.organization_id.clone());
         n.resource_id = Some(backup.id.clone());

@@ -294,10 +294,10 @@ async fn world(db: TestDatabase) -> World {
     assert_eq!(storage.status, StatusCode::CREATED, "{}", storage.text());
     // A backup record (making one for real needs a provisioned server with a database).
     let storage_id = storage.json()["data"]["id"].as_str().unwrap().to_string();
-    let mut backup = slipway_engine::backups::new_database_backup(
+    let mut backup = slipway_engine::backups::new_backup(
         &a.org_id,
         &server_id,
-        &database_id,
+        slipway_store::BackupTarget::Database(&database_id),
         &storage_id,
         None,
         "completed",
@@ -309,7 +309,8 @@ async fn world(db: TestDatabase) -> World {
         id: slipway_core::new_id(),
         organization_id: a.org_id.clone(),
         server_id: server_id.clone(),
-        database_id: database_id.clone(),
+        database_id: Some(database_id.clone()),
+        site_id: None,
         storage_id: backup.storage_id.clone(),
         frequency: "nightly".into(),
         keep_last: 7,

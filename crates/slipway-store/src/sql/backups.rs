@@ -5,7 +5,7 @@ use slipway_core::PageRequest;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
-use crate::model::{Backup, BackupFilter, BackupSchedule, BackupStorage};
+use crate::model::{Backup, BackupFilter, BackupSchedule, BackupStorage, BackupTarget};
 use crate::{BackupStore, StoreError, StoreResult};
 
 /// The columns of `backup_storages`: the fields of [`BackupStorage`] (see `sql/mod.rs`).
@@ -32,8 +32,8 @@ backup_fields!(exact_fields!(Backup));
 macro_rules! backup_schedule_fields {
     ($m:ident!($($args:tt)*)) => {
         $m! { $($args)*;
-            id, organization_id, server_id, database_id, storage_id, frequency, keep_last, keep_daily, keep_weekly,
-            keep_monthly, verify, next_run_at, created_at, updated_at
+            id, organization_id, server_id, database_id, site_id, storage_id, frequency, keep_last, keep_daily,
+            keep_weekly, keep_monthly, verify, next_run_at, created_at, updated_at
         }
     };
 }
@@ -232,13 +232,21 @@ macro_rules! impl_backup_store {
                 .map_err(StoreError::from_sqlx)
             }
 
-            async fn backup_schedules_of_database(&self, database_id: &str) -> StoreResult<Vec<BackupSchedule>> {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    backup_schedule_fields!(columns!()),
-                    " FROM backup_schedules WHERE database_id = $1 ORDER BY id"
-                ))
-                .bind(database_id)
+            async fn backup_schedules_of(&self, target: BackupTarget<'_>) -> StoreResult<Vec<BackupSchedule>> {
+                let (sql, id) = match target {
+                    BackupTarget::Database(id) => (
+                        concat!("SELECT ", backup_schedule_fields!(columns!()),
+                                " FROM backup_schedules WHERE database_id = $1 ORDER BY id"),
+                        id,
+                    ),
+                    BackupTarget::Site(id) => (
+                        concat!("SELECT ", backup_schedule_fields!(columns!()),
+                                " FROM backup_schedules WHERE site_id = $1 ORDER BY id"),
+                        id,
+                    ),
+                };
+                sqlx::query_as(sql)
+                .bind(id)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::from_sqlx)

@@ -146,8 +146,13 @@ macro_rules! impl_server_store {
             }
 
             async fn delete_server(&self, id: &str) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                // Its backup schedules have nothing left to back up (its backups stay).
+                sqlx::query("DELETE FROM backup_schedules WHERE server_id = $1")
+                    .bind(id).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
                 let done = sqlx::query("DELETE FROM servers WHERE id = $1")
-                    .bind(id).execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                    .bind(id).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
                 Ok(done.rows_affected() == 1)
             }
 

@@ -75,19 +75,29 @@ pub enum BackupCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BackupScheduleCommand {
-    /// A database's backup schedules, with their next run and whether they are stale
+    /// A database's (or with --site, a site's) backup schedules, with their next run and
+    /// whether they are stale
     List {
         /// Server name or id
         server: String,
         /// Database name or id
-        database: String,
+        #[arg(required_unless_present = "site")]
+        database: Option<String>,
+        /// A site's domain or id instead: its application backup schedules
+        #[arg(long, conflicts_with = "database")]
+        site: Option<String>,
     },
-    /// Back a database up on a schedule, keeping what the retention says
+    /// Back a database (or with --site, a site's shared paths and .env) up on a schedule,
+    /// keeping what the retention says
     Create {
         /// Server name or id
         server: String,
         /// Database name or id
-        database: String,
+        #[arg(required_unless_present = "site")]
+        database: Option<String>,
+        /// A site's domain or id instead: back up its shared paths and .env
+        #[arg(long, conflicts_with = "database")]
+        site: Option<String>,
         /// The backup storage's id
         #[arg(long)]
         storage: String,
@@ -106,7 +116,7 @@ pub enum BackupScheduleCommand {
         /// Also the newest of each of the last N months
         #[arg(long)]
         keep_monthly: Option<i64>,
-        /// Verify each backup once stored
+        /// Verify each backup once stored (database schedules only)
         #[arg(long)]
         verify: bool,
     },
@@ -135,6 +145,20 @@ async fn database_path(client: &slipway_client::Client, server: &str, database: 
     Ok(format!("{databases}/{id}"))
 }
 
+/// The backup schedules of a database, or of a site when `site` is given.
+async fn schedules_path(
+    client: &slipway_client::Client,
+    server: &str,
+    database: Option<&str>,
+    site: Option<&str>,
+) -> anyhow::Result<String> {
+    match (database, site) {
+        (_, Some(site)) => Ok(slipway_client::site_backup_schedules_path(server, site)),
+        (Some(database), None) => Ok(format!("{}/backup-schedules", database_path(client, server, database).await?)),
+        (None, None) => anyhow::bail!("Name a database, or a site with --site."),
+    }
+}
+
 /// Waits for a backup's operation and fails unless it was stored; returns it.
 async fn stored(client: &slipway_client::Client, made: &Value, output: Output) -> anyhow::Result<Value> {
     wait_for_change(client, made, output).await?;
@@ -154,8 +178,8 @@ pub async fn backup_schedule(command: BackupScheduleCommand, client_args: &Clien
     let client = connect(client_args)?;
     let output = client_args.output;
     match command {
-        BackupScheduleCommand::List { server, database } => {
-            let path = format!("{}/backup-schedules", database_path(&client, &server, &database).await?);
+        BackupScheduleCommand::List { server, database, site } => {
+            let path = schedules_path(&client, &server, database.as_deref(), site.as_deref()).await?;
             let schedules = client.items(&path).await?.data;
             if output == Output::Json {
                 return print_json(&Value::Array(schedules));
@@ -172,6 +196,7 @@ pub async fn backup_schedule(command: BackupScheduleCommand, client_args: &Clien
         BackupScheduleCommand::Create {
             server,
             database,
+            site,
             storage,
             frequency,
             keep_last,
@@ -180,7 +205,7 @@ pub async fn backup_schedule(command: BackupScheduleCommand, client_args: &Clien
             keep_monthly,
             verify,
         } => {
-            let path = format!("{}/backup-schedules", database_path(&client, &server, &database).await?);
+            let path = schedules_path(&client, &server, database.as_deref(), site.as_deref()).await?;
             let body = json!({"storage_id": storage, "frequency": frequency, "keep_last": keep_last,
                               "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly,
                               "verify": verify});

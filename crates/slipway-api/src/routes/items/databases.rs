@@ -234,7 +234,7 @@ pub async fn delete_database(
         )));
     }
     // Its backup schedules go with it (its backups stay, to be restored elsewhere).
-    for schedule in state.store.backup_schedules_of_database(&v.item.id).await? {
+    for schedule in state.store.backup_schedules_of(slipway_store::BackupTarget::Database(&v.item.id)).await? {
         state.store.delete_backup_schedule(&schedule.id).await?;
     }
     super::delete::<DatabaseRoutes>(&state, &v.server, v.item, &audit).await
