@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_jobs::{JobContext, JobError, JobHandler};
@@ -193,7 +193,13 @@ impl BackUpDatabase {
         };
         let idle = engine.command_idle;
         let (size, sha256) = match &storage {
-            Storage::S3 { client, .. } => {
+            Storage::S3 { client, prefix } => {
+                // Some stores create a missing bucket on the first write; listing proves the
+                // bucket and the keys first (a missing bucket is NoSuchBucket) before any dump.
+                client
+                    .list_with_delimiter(Some(&ObjectPath::from(prefix.as_str())))
+                    .await
+                    .map_err(|e| format!("the storage's bucket cannot be listed: {e}"))?;
                 let location = ObjectPath::from(key.as_str());
                 let upload =
                     client.put_multipart(&location).await.map_err(|e| format!("the upload could not start: {e}"))?;

@@ -528,12 +528,21 @@ async fn backups_are_streamed_checked_and_never_partial(p: &Provisioned, engine:
     let backup = back_up(wrong).await;
     assert_eq!(backup["status"], "failed", "{backup}");
     assert_eq!(s3.objects().len(), objects);
+    // A bucket that does not exist: failed with the store's words, and nothing written (this
+    // S3 server would make the bucket on a first write).
+    let missing = storage(json!({"name": "missing", "kind": "s3", "endpoint": s3.endpoint, "bucket": "no-such-bucket",
+                                 "path_style": true, "access_key_id": s3.access_key, "secret_access_key": s3.secret_key}))
+    .await;
+    let backup = back_up(missing).await;
+    assert_eq!(backup["status"], "failed", "{backup}");
+    assert!(backup["error"].as_str().unwrap_or("").contains("NoSuchBucket"), "{backup}");
+    assert!(!s3.root.join("no-such-bucket").exists(), "no bucket was made");
 
     // The organisation's list, filtered.
     let (status, failed) = api.call(Method::GET, "/api/v1/backups?status=failed&type=database", None).await;
     assert_eq!(status, 200, "{failed}");
-    assert_eq!(failed["data"].as_array().unwrap().len(), 3, "{failed}");
-    assert_eq!(backups_listed(api, &backups).await.len(), 6);
+    assert_eq!(failed["data"].as_array().unwrap().len(), 4, "{failed}");
+    assert_eq!(backups_listed(api, &backups).await.len(), 7);
     assert_eq!(api.call(Method::GET, "/api/v1/backups?status=lost", None).await.0, 422);
 }
 
