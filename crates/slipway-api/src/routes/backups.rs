@@ -130,6 +130,8 @@ pub async fn create_database_backup(
         None,
     )
     .await?;
+    // Queued by the engine: the worker is woken here rather than at its next poll.
+    state.jobs_enqueued.notify_one();
     audit.note(|n| {
         n.organization_id = Some(backup.organization_id.clone());
         n.resource_id = Some(backup.id.clone());
@@ -418,6 +420,7 @@ pub async fn create_application_backup(
     super::items::require_provisioned(&server)?;
     let backup =
         slipway_engine::backups::start_application_backup(state.store.as_ref(), &site, &body.storage_id, None).await?;
+    state.jobs_enqueued.notify_one();
     audit.note(|n| {
         n.organization_id = Some(backup.organization_id.clone());
         n.resource_id = Some(backup.id.clone());
