@@ -54,6 +54,23 @@ fn watch_rss(pid: u32) -> (Arc<AtomicBool>, Arc<AtomicU64>) {
     (stop, peak)
 }
 
+/// Prints where an operation's time went: queued, then each log line's offset from its start.
+async fn print_timeline(api: &common::Api, id: &str) {
+    let (_, op) = api.call(Method::GET, &format!("/api/v1/operations/{id}"), None).await;
+    let (_, log) = api.call(Method::GET, &format!("/api/v1/operations/{id}/log?limit=1000"), None).await;
+    let at = |v: &Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let (Some(created), Some(started)) = (at(&op["data"]["created_at"]), at(&op["data"]["started_at"])) else {
+        return;
+    };
+    println!("  {:>7.2} s  queued, until a worker took it", (started - created).as_seconds_f64());
+    for line in log["data"].as_array().into_iter().flatten() {
+        if let Some(when) = at(&line["at"]) {
+            let text: String = line["line"].as_str().unwrap_or("").chars().take(70).collect();
+            println!("  {:>7.2} s  {text}", (when - started).as_seconds_f64());
+        }
+    }
+}
+
 /// Waits for an operation to end, failing the bench unless it succeeded.
 async fn succeeded(api: &common::Api, id: &str) {
     let op = api.finished_within(id, Duration::from_secs(1800)).await;
@@ -88,8 +105,8 @@ async fn main() {
     let rows = megabytes * 1024 * 1024 / 150;
     let filled = Instant::now();
     mysql(&format!(
-        "CREATE TABLE `{name}`.rows (id INT PRIMARY KEY, v VARCHAR(200)); \
-         INSERT INTO `{name}`.rows SELECT seq, REPEAT(MD5(seq), 4) FROM seq_1_to_{rows}"
+        "USE `{name}`; CREATE TABLE filler (id INT PRIMARY KEY, v VARCHAR(200)); \
+         INSERT INTO filler SELECT seq, REPEAT(MD5(seq), 4) FROM seq_1_to_{rows}"
     ));
     println!("database {name}: {rows} rows (~{megabytes} MiB) made in {:.1?}", filled.elapsed());
 
@@ -109,6 +126,8 @@ async fn main() {
     succeeded(&api, made["data"]["operation_id"].as_str().unwrap()).await;
     let slipway_backup = started.elapsed();
     stop.store(true, Ordering::Relaxed);
+    println!("Slipway's backup, its operation's timeline:");
+    print_timeline(&api, made["data"]["operation_id"].as_str().unwrap()).await;
     let backup_peak = peak.load(Ordering::Relaxed);
     let (_, backup) =
         api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
@@ -144,6 +163,8 @@ async fn main() {
     succeeded(&api, op["data"]["id"].as_str().unwrap()).await;
     let slipway_restore = started.elapsed();
     stop.store(true, Ordering::Relaxed);
+    println!("Slipway's restore, its operation's timeline:");
+    print_timeline(&api, op["data"]["id"].as_str().unwrap()).await;
     let restore_peak = peak.load(Ordering::Relaxed);
     let floor_target = format!("{name}_f");
     mysql(&format!("CREATE DATABASE `{floor_target}`"));
