@@ -836,7 +836,8 @@ async fn scheduled_backups_are_kept_as_retention_says(p: &Provisioned, name: &st
 
 /// kill -9 of Slipway while a backup waits on the engine (a session holds a table locked):
 /// after the restart the backup ends `failed` (interrupted), nothing partial stays in the
-/// storage, and the next backup completes.
+/// storage, the next backup completes, and so does the next run of a schedule made before the
+/// kill.
 async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned, name: &str) {
     let directory = p.dir.join("backups-interrupted");
     let server_id = p.server_path.rsplit('/').next().unwrap().to_string();
@@ -872,6 +873,12 @@ async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned,
         api.call(Method::GET, &backup_path, None).await.1["data"]["status"] == "in_progress"
     })
     .await;
+    // A schedule, every minute, made before the kill: its runs go on after the restart.
+    let schedules = format!("{}/databases/{database}/backup-schedules", p.server_path);
+    let every_minute = json!({"storage_id": storage_id, "frequency": "minutely", "keep_last": 10});
+    let (status, schedule) = api.call(Method::POST, &schedules, Some(every_minute)).await;
+    assert_eq!(status, 201, "{schedule}");
+    let schedule_path = format!("/api/v1/backup-schedules/{}", schedule["data"]["id"].as_str().unwrap());
     Command::new("kill").args(["-KILL", &p.slipway.child.id().to_string()]).status().unwrap();
     let _ = p.slipway.child.wait();
     p.slipway = Server::start(&p.dir, &[UNLIMITED, SHORT_LEASE, TWO_DOWNLOADS]).unwrap();
@@ -899,8 +906,23 @@ async fn an_interrupted_backup_fails_and_the_next_one_works(p: &mut Provisioned,
     let (_, next) =
         api.call(Method::GET, &format!("/api/v1/backups/{}", made["data"]["id"].as_str().unwrap()), None).await;
     assert_eq!(next["data"]["status"], "completed", "{next}");
+    common::eventually(Duration::from_secs(150), "a run of the schedule completes after the restart", || async {
+        api.call(Method::GET, &schedule_path, None).await.1["data"]["last_good_backup_at"].is_string()
+    })
+    .await;
+    // Deleted, and its run in flight (if any) ended: nothing of it runs in the tests after.
+    assert_eq!(api.call(Method::DELETE, &schedule_path, None).await.0, 204);
+    common::eventually(Duration::from_secs(60), "no backup is being made", || async {
+        let mut busy = 0;
+        for status in ["pending", "in_progress"] {
+            let (_, listed) = api.call(Method::GET, &format!("/api/v1/backups?status={status}"), None).await;
+            busy += listed["data"].as_array().map_or(1, Vec::len);
+        }
+        busy == 0
+    })
+    .await;
     assert!(!walk_has(&directory, ".partial"), "nothing partial stays");
-    assert_eq!(count_files(&directory), 1);
+    assert!(count_files(&directory) >= 2, "the backup after the restart and the scheduled one");
 }
 
 /// A dump killed mid-way (pg_dump of a table big enough to take seconds, killed by PID) ends the
