@@ -1,8 +1,8 @@
 //! Backup schedules and their retention. A schedule backs a database, or a site's shared paths
-//! and `.env`, up on a cron-like frequency (UTC). Each occurrence is a durable job (`backup.scheduled`) with an id made from
-//! the schedule and the time, so however many times it is queued (at every start of Slipway,
-//! after an edit) it exists once; a run queues the next occurrence before anything else, so a
-//! run that fails still leaves the schedule going.
+//! and `.env`, up on a cron-like frequency (UTC). Each occurrence is a durable job
+//! (`backup.scheduled`) with an id made from the schedule and the time, so however many times it
+//! is queued (at every start of Slipway, after an edit) it exists once; a run queues the next
+//! occurrence before anything else, so a run that fails still leaves the schedule going.
 //!
 //! Retention runs once a scheduled backup is stored (and verified, when the schedule verifies):
 //! the newest `keep_last` good backups stay, and besides the newest good backup of each of the
