@@ -470,14 +470,11 @@ pub fn new_backup(
     schedule_id: Option<&str>,
     status: &str,
 ) -> Backup {
-    let (kind, database_id, site_id) = match target {
-        BackupTarget::Database(id) => ("database", Some(id.to_string()), None),
-        BackupTarget::Site(id) => ("application", None, Some(id.to_string())),
-    };
+    let (database_id, site_id) = target.ids();
     Backup {
         id: slipway_core::new_id(),
         organization_id: organization_id.into(),
-        kind: kind.into(),
+        kind: target.kind().into(),
         server_id: server_id.into(),
         database_id,
         site_id,

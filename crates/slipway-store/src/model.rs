@@ -491,6 +491,24 @@ pub enum BackupTarget<'a> {
     Site(&'a str),
 }
 
+impl BackupTarget<'_> {
+    /// The backup type it makes: `database` or `application`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            BackupTarget::Database(_) => "database",
+            BackupTarget::Site(_) => "application",
+        }
+    }
+
+    /// As a record's `(database_id, site_id)` columns: exactly one is set.
+    pub fn ids(self) -> (Option<String>, Option<String>) {
+        match self {
+            BackupTarget::Database(id) => (Some(id.to_string()), None),
+            BackupTarget::Site(id) => (None, Some(id.to_string())),
+        }
+    }
+}
+
 impl BackupSchedule {
     /// The database or site it backs up.
     pub fn target(&self) -> BackupTarget<'_> {

@@ -144,10 +144,7 @@ async fn create(
     what: String,
 ) -> Result<(StatusCode, Data<BackupScheduleResource>), ApiError> {
     let at = now();
-    let (database_id, site_id) = match target {
-        BackupTarget::Database(id) => (Some(id.to_string()), None),
-        BackupTarget::Site(id) => (None, Some(id.to_string())),
-    };
+    let (database_id, site_id) = target.ids();
     let blank = BackupSchedule {
         id: slipway_core::new_id(),
         organization_id: server.organization_id.clone(),
@@ -203,10 +200,7 @@ async fn resource(state: &AppState, schedule: &BackupSchedule) -> Result<BackupS
     Ok(BackupScheduleResource {
         id: schedule.id.clone(),
         organization_id: schedule.organization_id.clone(),
-        kind: match schedule.target() {
-            BackupTarget::Database(_) => "database".into(),
-            BackupTarget::Site(_) => "application".into(),
-        },
+        kind: schedule.target().kind().into(),
         server_id: schedule.server_id.clone(),
         database_id: schedule.database_id.clone(),
         site_id: schedule.site_id.clone(),
