@@ -12,7 +12,7 @@ use crate::state::AppState;
 /// often it may be tried) and wakes the worker; returns the job as an operation.
 pub(crate) async fn enqueue(state: &AppState, spec: slipway_jobs::JobSpec) -> Result<Job, ApiError> {
     let id = slipway_jobs::enqueue(state.store.as_ref(), spec).await?;
-    state.jobs_enqueued.notify_one();
+    state.engine.wake_worker();
     state.store.job(&id).await?.ok_or(ApiError::NotFound)
 }
 

@@ -44,6 +44,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     let router = routes::items::databases::router(router);
     let router = routes::items::database_users::router(router);
     let router = routes::backup_storages::router(router);
+    let router = routes::notifications::router(router);
     let router = routes::backups::router(router);
     let router = routes::backup_schedules::router(router);
     let router = routes::items::daemons::router(router);

@@ -35,6 +35,7 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         (name = "deployments", description = "Deploying, rolling back, releases and deployment logs."),
         (name = "environment", description = "A site's environment variables (encrypted at rest)."),
         (name = "backups", description = "Backup storages (S3-compatible or a server's directory) and backups."),
+        (name = "events", description = "What happened (events), and the channels that send it out: signed webhooks, Slack, Discord, email."),
         (name = "git", description = "Git providers, repositories, deploy keys and incoming push webhooks."),
         (name = "health", description = "Health, readiness and metrics for operators."),
         (name = "operations", description = "The jobs behind every action on a server: status, log, cancel."),

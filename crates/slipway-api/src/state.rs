@@ -71,8 +71,6 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageRecorder>,
     pub jwt: Arc<JwtKeys>,
-    /// Notified after every enqueue, so this process's job worker starts the job at once.
-    pub jobs_enqueued: Arc<tokio::sync::Notify>,
     /// For reads a request makes on a server (a program's live status, a log tail); `serve`
     /// shares its job runner's, so both use the same kept connections.
     pub engine: slipway_engine::Engine,
@@ -98,7 +96,6 @@ impl AppState {
             metrics,
             limiter,
             jwt,
-            jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
             engine,
         }
     }

@@ -46,6 +46,8 @@ resources! {
     Certificate => "certificate": [Read, Create, Update, Delete],
     Provider => "provider": [Read, Create, Update, Delete],
     Backup => "backup": [Read, Create, Update, Delete],
+    Notification => "notification": [Read, Create, Update, Delete],
+    Event => "event": [Read],
     Token => "token": [Read, Create, Update, Delete],
     Organization => "organization": [Read, Update],
     Audit => "audit": [Read],

@@ -541,6 +541,11 @@ impl JobHandler for VerifyBackup {
             }
         };
         store.update_backup(&backup).await.map_err(store_error)?;
+        match &result {
+            Ok(()) => crate::backups::announce(engine, &backup, "backup.verified", "verified").await,
+            Err(JobError::Cancelled) => {}
+            Err(e) => crate::backups::announce(engine, &backup, "backup.verification_failed", &e.to_string()).await,
+        }
         dropped?;
         // A scheduled backup's retention runs once it is verified (or found wanting).
         if let Some(schedule) = match &backup.schedule_id {

@@ -328,6 +328,31 @@ pub(crate) async fn manifest(
     Ok(Manifest { tables })
 }
 
+/// Emits `event_type` about `backup`; the summary reads "Backup <object> <what>".
+pub async fn announce(engine: &Engine, backup: &Backup, event_type: &'static str, what: &str) {
+    let name = backup.object_key.rsplit('/').next().unwrap_or(&backup.object_key).to_string();
+    let subject = crate::notify::Subject {
+        resource_type: "backup",
+        id: backup.id.clone(),
+        name: name.clone(),
+        path: Some(format!("/api/v1/backups/{}", backup.id)),
+        server_id: Some(backup.server_id.clone()),
+        site_id: backup.site_id.clone(),
+    };
+    let summary = format!("Backup {name} {what}");
+    let data = serde_json::json!({
+        "kind": backup.kind,
+        "database_id": backup.database_id,
+        "site_id": backup.site_id,
+        "storage_id": backup.storage_id,
+        "schedule_id": backup.schedule_id,
+        "size_bytes": backup.size_bytes,
+        "error": backup.error,
+    });
+    let event = crate::notify::EventSpec::new(event_type, &backup.organization_id, subject, summary).data(data);
+    crate::notify::emit(engine, event).await;
+}
+
 #[async_trait]
 impl JobHandler for BackUpDatabase {
     async fn abandoned(&self, job: &slipway_store::Job) {
@@ -340,6 +365,8 @@ impl JobHandler for BackUpDatabase {
             backup.finished_at = Some(slipway_core::time::now());
             let _ = self.0.store.update_backup(&backup).await;
             self.remove_partial(&backup).await;
+            announce(&self.0, &backup, "backup.failed", "failed: interrupted (Slipway stopped during the backup)")
+                .await;
         }
     }
 
@@ -369,6 +396,8 @@ impl JobHandler for BackUpDatabase {
                     None => None,
                 };
                 self.record(&backup).await?;
+                let size = backup.size_bytes.unwrap_or(0);
+                announce(&self.0, &backup, "backup.completed", &format!("completed ({size} bytes)")).await;
                 crate::backup_schedules::after_stored(&self.0, ctx, &backup).await
             }
             Err(why) => {
@@ -376,6 +405,7 @@ impl JobHandler for BackUpDatabase {
                 backup.status = "failed".into();
                 backup.error = Some(why.clone());
                 self.record(&backup).await?;
+                announce(&self.0, &backup, "backup.failed", &format!("failed: {why}")).await;
                 Err(JobError::failed(why))
             }
         }

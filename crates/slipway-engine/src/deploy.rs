@@ -449,11 +449,43 @@ fn deploys_in_place(site: &Site, deployment: &Deployment) -> bool {
     !site.zero_downtime && deployment.action == ACTION_DEPLOY
 }
 
-/// Records a deployment's end on it and on its site.
+/// Records a deployment's end on it and on its site, and announces it.
 async fn finish(engine: &Engine, deployment: &Deployment, update: DeploymentUpdate) -> Result<(), JobError> {
     let status = update.status.clone().unwrap_or_default();
     engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
-    engine.store.record_site_deployment(&deployment.site_id, &status, None, None).await.map_err(store_error)
+    engine.store.record_site_deployment(&deployment.site_id, &status, None, None).await.map_err(store_error)?;
+    announce(engine, &deployment.id).await;
+    Ok(())
+}
+
+/// Emits the event for a deployment's status as stored now (started, or how it ended).
+async fn announce(engine: &Engine, deployment_id: &str) {
+    let Ok(Some(deployment)) = engine.store.deployment(deployment_id).await else { return };
+    let Ok(Some(site)) = engine.store.site(&deployment.site_id).await else { return };
+    let what = if deployment.action == ACTION_ROLLBACK { "Rollback" } else { "Deployment" };
+    let domain = &site.domain;
+    let (event_type, summary) = match deployment.status.as_str() {
+        "running" => ("deployment.started", format!("{what} of {domain} started")),
+        "succeeded" => ("deployment.succeeded", format!("{what} of {domain} succeeded")),
+        "cancelled" => ("deployment.cancelled", format!("{what} of {domain} was cancelled")),
+        "failed" => {
+            let step = deployment.failed_step.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
+            let why = deployment.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+            ("deployment.failed", format!("{what} of {domain} failed{step}{why}"))
+        }
+        _ => return,
+    };
+    let data = serde_json::json!({
+        "action": deployment.action,
+        "status": deployment.status,
+        "trigger": deployment.trigger_kind,
+        "commit": deployment.commit_sha,
+        "failed_step": deployment.failed_step,
+        "failure_reason": deployment.failure_reason,
+    });
+    let subject = crate::notify::Subject::deployment(&site, &deployment.id);
+    let event = crate::notify::EventSpec::new(event_type, &deployment.organization_id, subject, summary).data(data);
+    crate::notify::emit(engine, event).await;
 }
 
 #[async_trait]
@@ -472,6 +504,7 @@ impl JobHandler for DeploySite {
             DeploymentUpdate { status: Some("running".into()), started_at: Some(now()), ..Default::default() };
         engine.store.update_deployment(&deployment.id, &started).await.map_err(store_error)?;
         engine.store.record_site_deployment(&site.id, "running", None, None).await.map_err(store_error)?;
+        announce(engine, &deployment.id).await;
 
         // Deploying onto a site whose nginx block and directories were never made would report
         // success for a site nobody can reach.

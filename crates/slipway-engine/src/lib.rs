@@ -10,6 +10,7 @@ pub mod backups;
 pub mod deploy;
 pub mod items;
 pub mod keys;
+pub mod notify;
 pub mod probe;
 pub mod provision;
 pub mod restart;
@@ -72,6 +73,11 @@ pub struct Engine {
     pub certificate_check_interval: Duration,
     /// SSH connections kept open between jobs, one per server.
     pub connections: Arc<session::ConnectionPool>,
+    /// How events leave Slipway (webhooks, Slack, Discord, email).
+    pub notify: notify::NotifySettings,
+    /// Wakes this process's job worker, so that a job queued here starts at once rather than at
+    /// the worker's next poll.
+    pub jobs_enqueued: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -84,7 +90,14 @@ impl Engine {
             acme: items::acme::AcmeSettings::default(),
             certificate_check_interval: items::certificates::DEFAULT_CHECK_INTERVAL,
             connections: Arc::default(),
+            notify: notify::NotifySettings::default(),
+            jobs_enqueued: Arc::default(),
         }
+    }
+
+    /// Tells this process's job worker that a job was queued.
+    pub fn wake_worker(&self) {
+        self.jobs_enqueued.notify_one();
     }
 
     /// Every job kind Slipway knows, for the worker.
@@ -110,7 +123,9 @@ impl Engine {
             .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()))
             .register(items::acme::CERTIFICATE_ISSUE.name, items::acme::IssueCertificate(self.clone()))
             .register(items::acme::CERTIFICATE_REVOKE.name, items::acme::RevokeCertificate(self.clone()))
-            .register(items::databases::DATABASE_IMPORT.name, items::databases::ImportDatabases(self.clone()));
+            .register(items::databases::DATABASE_IMPORT.name, items::databases::ImportDatabases(self.clone()))
+            .register(notify::deliver::DISPATCH.name, notify::deliver::Dispatch(self.clone()))
+            .register(notify::deliver::DELIVER.name, notify::deliver::Deliver(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

@@ -9,6 +9,7 @@ use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::Server;
 
 use crate::items::{self, DEPLOY_USER};
+use crate::notify::{EventSpec, Subject};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
 use crate::verify::{SUPPORTED_OS, ServerJob, detect_os};
@@ -67,6 +68,13 @@ impl ProvisionServer {
     }
 }
 
+async fn provision_failed(engine: &Engine, server: &slipway_store::Server, reason: &str) {
+    let summary = format!("Provisioning {} failed: {reason}", server.name);
+    let event = EventSpec::new("server.provision_failed", &server.organization_id, Subject::server(server), summary)
+        .data(serde_json::json!({ "reason": reason }));
+    crate::notify::emit(engine, event).await;
+}
+
 #[async_trait]
 impl JobHandler for ProvisionServer {
     async fn abandoned(&self, job: &slipway_store::Job) {
@@ -78,6 +86,7 @@ impl JobHandler for ProvisionServer {
             if let Err(e) = self.0.store.set_server_status(&server.id, "failed", Some(reason)).await {
                 tracing::warn!(server.id = %server.id, error = %e, "could not record the interrupted provisioning");
             }
+            provision_failed(&self.0, &server, reason).await;
         }
     }
 
@@ -91,6 +100,10 @@ impl JobHandler for ProvisionServer {
                 store.mark_provisioned(&server.id, now()).await.map_err(store_error)?;
                 items::resync_pending(&self.0, &server).await?;
                 ctx.log("info", "the server is active");
+                let summary = format!("{} is provisioned and active", server.name);
+                let event =
+                    EventSpec::new("server.provisioned", &server.organization_id, Subject::server(&server), summary);
+                crate::notify::emit(&self.0, event).await;
                 Ok(())
             }
             Err(e) => {
@@ -102,6 +115,7 @@ impl JobHandler for ProvisionServer {
                 let current = store.server(&server.id).await.map_err(store_error)?;
                 if current.is_some_and(|s| s.status == "provisioning") {
                     store.set_server_status(&server.id, "failed", Some(&reason)).await.map_err(store_error)?;
+                    provision_failed(&self.0, &server, &reason).await;
                 }
                 Err(e)
             }

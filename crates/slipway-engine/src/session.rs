@@ -12,6 +12,7 @@ use slipway_remote::{RemoteError, SshConnection, SshTarget, Transport};
 use slipway_store::Server;
 
 use crate::Engine;
+use crate::notify::{EventSpec, Subject};
 use crate::script::Script;
 
 /// The line prefix scripts use (through `fail`) to say why they stopped.
@@ -165,6 +166,15 @@ pub async fn connect_new(engine: &Engine, ctx: &dyn Progress, server: &Server) -
                 engine.store.record_offered_host_key(&server.id, presented_key).await.map_err(store_error)?;
             }
             engine.store.set_server_status(&server.id, "unreachable", Some(&reason)).await.map_err(store_error)?;
+            let event = if matches!(e, RemoteError::HostKeyMismatch { .. }) {
+                let summary =
+                    format!("{}'s SSH host key changed; Slipway refuses to connect until it is accepted", server.name);
+                EventSpec::new("server.host_key_changed", &server.organization_id, Subject::server(server), summary)
+            } else {
+                let summary = format!("{} cannot be reached: {reason}", server.name);
+                EventSpec::new("server.unreachable", &server.organization_id, Subject::server(server), summary)
+            };
+            crate::notify::emit(engine, event.data(serde_json::json!({ "reason": reason }))).await;
             Err(match e {
                 RemoteError::Connect { .. } | RemoteError::Disconnected(_) => JobError::Retryable { reason },
                 _ => JobError::failed(reason),

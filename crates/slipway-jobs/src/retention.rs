@@ -35,6 +35,8 @@ pub struct Retention {
     /// Webhook deliveries and the delivery ids claimed to refuse replays.
     pub webhook_deliveries: Duration,
     pub idempotency_keys: Duration,
+    /// Events (`GET /api/v1/events`) and their notification deliveries.
+    pub events: Duration,
     /// How often the pruning job runs.
     pub interval: Duration,
     /// Rows per statement, and the pause between statements.
@@ -54,6 +56,7 @@ impl Default for Retention {
             jobs: Duration::from_secs(30 * DAY),
             webhook_deliveries: Duration::from_secs(30 * DAY),
             idempotency_keys: Duration::from_secs(DAY),
+            events: Duration::from_secs(90 * DAY),
             interval: Duration::from_secs(3600),
             batch: 500,
             pause: Duration::from_millis(20),
@@ -79,6 +82,7 @@ impl Retention {
             PruneRule::JobLogs { before: ago(at, self.job_logs), keep_deployments },
             PruneRule::Jobs { before: ago(at, self.jobs), logs_before: ago(at, self.job_logs), keep_deployments },
             PruneRule::WebhookDeliveries { before: ago(at, self.webhook_deliveries) },
+            PruneRule::Events { before: ago(at, self.events) },
         ]
     }
 

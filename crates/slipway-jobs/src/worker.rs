@@ -57,17 +57,37 @@ impl WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Worker {
     store: Arc<dyn Store>,
     registry: Registry,
     config: WorkerConfig,
     wakeup: Arc<tokio::sync::Notify>,
+    on_failure: Option<Arc<dyn FailureHook>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("registry", &self.registry).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Told of every job that ended `failed` (its handler failed, it panicked, or its worker died and
+/// it will not be retried), after that is recorded. Not told of cancellations or retries.
+#[async_trait::async_trait]
+pub trait FailureHook: Send + Sync + 'static {
+    async fn job_failed(&self, job: &Job, reason: &str);
 }
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Self {
-        Self { store, registry, config, wakeup: Arc::new(tokio::sync::Notify::new()) }
+        Self { store, registry, config, wakeup: Arc::new(tokio::sync::Notify::new()), on_failure: None }
+    }
+
+    /// Tells `hook` of every job that ends `failed`.
+    pub fn with_failure_hook(mut self, hook: Arc<dyn FailureHook>) -> Self {
+        self.on_failure = Some(hook);
+        self
     }
 
     /// Wakes the worker when notified, so work enqueued in this process starts at once
@@ -137,10 +157,13 @@ impl Worker {
                 }
                 for id in &reaped.failed {
                     tracing::warn!(job.id = %id, "job's worker stopped renewing its lease; failed as interrupted");
-                    if let Ok(Some(job)) = self.store.job(id).await
-                        && let Some(handler) = self.registry.get(&job.kind)
-                    {
-                        handler.abandoned(&job).await;
+                    if let Ok(Some(job)) = self.store.job(id).await {
+                        if let Some(handler) = self.registry.get(&job.kind) {
+                            handler.abandoned(&job).await;
+                        }
+                        if let Some(hook) = &self.on_failure {
+                            hook.job_failed(&job, job.failure_reason.as_deref().unwrap_or("interrupted")).await;
+                        }
                     }
                 }
             }
@@ -266,7 +289,12 @@ impl Worker {
 
     async fn finish(&self, job: &Job, end: JobEnd) {
         match self.store.finish_job(&job.id, &self.config.worker_id, &end, now()).await {
-            Ok(true) => tracing::info!(job.id = %job.id, outcome = ?end, "job ended"),
+            Ok(true) => {
+                tracing::info!(job.id = %job.id, outcome = ?end, "job ended");
+                if let (JobEnd::Failed { reason, .. }, Some(hook)) = (&end, &self.on_failure) {
+                    hook.job_failed(job, reason).await;
+                }
+            }
             Ok(false) => tracing::warn!(job.id = %job.id, "job ended after its lease was lost; outcome not recorded"),
             Err(e) => tracing::error!(error = %e, job.id = %job.id, "could not record how the job ended"),
         }

@@ -3,7 +3,7 @@
 //!
 //! `Store` is made of parts, one per concern: [`SettingsStore`], [`IdentityStore`],
 //! [`TokenStore`], [`LimitStore`], [`AuditStore`], [`JobStore`], [`ServerStore`], [`SiteStore`],
-//! [`GitStore`] and [`RetentionStore`]. Callers hold an `Arc<dyn Store>` and call the parts'
+//! [`GitStore`], [`BackupStore`], [`NotificationStore`] and [`RetentionStore`]. Callers hold an `Arc<dyn Store>` and call the parts'
 //! methods on it directly; [`prelude`] imports every part for code that needs them in scope.
 //!
 //! Both backends share every query: each part is implemented once, in a file of its own under
@@ -50,8 +50,8 @@ pub use model::*;
 /// parts' methods can be called without importing them.)
 pub mod prelude {
     pub use crate::{
-        AuditStore, BackupStore, GitStore, IdentityStore, JobStore, LimitStore, RetentionStore, ServerStore,
-        SettingsStore, SiteStore, Store, TokenStore,
+        AuditStore, BackupStore, GitStore, IdentityStore, JobStore, LimitStore, NotificationStore, RetentionStore,
+        ServerStore, SettingsStore, SiteStore, Store, TokenStore,
     };
 }
 
@@ -93,6 +93,7 @@ pub trait Store:
     + SiteStore
     + GitStore
     + BackupStore
+    + NotificationStore
     + RetentionStore
     + Send
     + Sync
@@ -492,6 +493,60 @@ pub trait BackupStore: Send + Sync {
     /// Moves a schedule's next run from `from` to `to`, only if it is still `from` (an edit made
     /// meanwhile wins); `false` when it was not.
     async fn move_backup_schedule_run(&self, id: &str, from: Timestamp, to: Timestamp) -> StoreResult<bool>;
+}
+
+/// Events, the channels they are sent to, and each delivery.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores an event once: `false` when one with its id is already kept.
+    async fn insert_event(&self, event: &Event) -> StoreResult<bool>;
+    async fn event(&self, id: &str) -> StoreResult<Option<Event>>;
+    /// The events of these organisations that `filter` keeps, newest first.
+    async fn events_of(
+        &self,
+        organization_ids: &[String],
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Event>, u64)>;
+
+    async fn insert_notification_channel(&self, channel: &NotificationChannel) -> StoreResult<()>;
+    async fn notification_channel(&self, id: &str) -> StoreResult<Option<NotificationChannel>>;
+    /// The channels of these organisations, oldest first.
+    async fn notification_channels_of(
+        &self,
+        organization_ids: &[String],
+        page: PageRequest,
+    ) -> StoreResult<(Vec<NotificationChannel>, u64)>;
+    /// Replaces a channel's name, config and sealed secret; `false` when it is gone.
+    async fn update_notification_channel(&self, channel: &NotificationChannel) -> StoreResult<bool>;
+    /// Deletes a channel and its deliveries.
+    async fn delete_notification_channel(&self, id: &str) -> StoreResult<bool>;
+
+    /// Stores a delivery unless the channel already has one for its event (`false` then).
+    async fn insert_notification_delivery(&self, delivery: &NotificationDelivery) -> StoreResult<bool>;
+    async fn notification_delivery(&self, id: &str) -> StoreResult<Option<NotificationDelivery>>;
+    /// The deliveries of one event, oldest first.
+    async fn notification_deliveries_of_event(&self, event_id: &str) -> StoreResult<Vec<NotificationDelivery>>;
+    /// A channel's deliveries, newest first.
+    async fn notification_deliveries_of(
+        &self,
+        channel_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<NotificationDelivery>, u64)>;
+    /// The channel's newest delivery with this group key.
+    async fn latest_notification_delivery(
+        &self,
+        channel_id: &str,
+        group_key: &str,
+    ) -> StoreResult<Option<NotificationDelivery>>;
+    /// Counts one more identical event folded into a delivery.
+    async fn add_notification_repeat(&self, id: &str) -> StoreResult<()>;
+    /// Makes a finished delivery pending again (to be sent once more), with a new deadline;
+    /// `false` when it is still pending or gone.
+    async fn reopen_notification_delivery(&self, id: &str, deadline_at: Timestamp) -> StoreResult<bool>;
+    /// Records an attempt's outcome (status, attempts, response, error, next attempt, deadline)
+    /// unless a later attempt was already recorded: `false` then, or when the delivery is gone.
+    async fn record_notification_attempt(&self, delivery: &NotificationDelivery) -> StoreResult<bool>;
 }
 
 /// Deleting old rows, and the database's size and upkeep.

@@ -611,6 +611,8 @@ pub enum PruneRule {
     IdempotencyKeys { before: Timestamp },
     /// Rate-limit windows that ended before this Unix time.
     RateLimits { now_unix: i64 },
+    /// Events that occurred before this time, with their notification deliveries.
+    Events { before: Timestamp },
 }
 
 impl PruneRule {
@@ -624,13 +626,94 @@ impl PruneRule {
             PruneRule::WebhookDeliveries { .. } => "webhook_deliveries",
             PruneRule::IdempotencyKeys { .. } => "idempotency_keys",
             PruneRule::RateLimits { .. } => "rate_limits",
+            PruneRule::Events { .. } => "events",
         }
     }
 }
 
+/// Something that happened to a resource (a deployment failed, a backup completed), as it is
+/// kept and sent to notification channels.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// A ULID: events sort by time.
+    pub id: String,
+    pub organization_id: String,
+    /// `deployment.failed`, `backup.completed`, …
+    pub event_type: String,
+    /// `deployment`, `server`, `backup`, …
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_name: String,
+    /// The resource's path in the API (`/api/v1/…`), when it has one.
+    pub resource_path: Option<String>,
+    pub server_id: Option<String>,
+    pub site_id: Option<String>,
+    /// One line for people.
+    pub summary: String,
+    /// A JSON object with the event's details.
+    pub data: String,
+    pub occurred_at: Timestamp,
+}
+
+/// Which events to list: each field given must match.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub server_id: Option<String>,
+    pub site_id: Option<String>,
+}
+
+/// Where an organisation's events are sent: a signed webhook, Slack, Discord or email.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NotificationChannel {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    /// `webhook`, `slack`, `discord` or `email`.
+    pub kind: String,
+    /// JSON without secrets: subscriptions and the kind's settings.
+    pub config: String,
+    /// Sealed JSON: the URL, the signing secret, SMTP credentials.
+    pub secret: Vec<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One event sent (or being sent) to one channel.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NotificationDelivery {
+    pub id: String,
+    pub channel_id: String,
+    pub organization_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// Deliveries with the same key report the same thing (type and resource): repeats within
+    /// the channel's window are folded into one.
+    pub group_key: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    /// Identical events folded into this delivery.
+    pub repeats: i64,
+    /// Identical events folded into the delivery before this one, reported by this one.
+    pub folded: i64,
+    pub response_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+    /// No attempt starts after this time.
+    pub deadline_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// The tables that grow with use, whose row counts are reported (`Store::table_counts`).
-pub const COUNTED_TABLES: [&str; 11] = [
+pub const COUNTED_TABLES: [&str; 13] = [
     "audit_events",
+    "events",
+    "notification_deliveries",
     "access_tokens",
     "token_families",
     "refresh_tokens",

@@ -1056,6 +1056,125 @@ mod cases {
         assert_eq!(store.webhook_deliveries_of_site(&with_repo.id, PAGE).await.unwrap().1, 0);
     }
 
+    pub async fn events_channels_and_deliveries(db: &TestDatabase) {
+        let store = db.store().await;
+        let (org, other) = (slipway_core::new_id(), slipway_core::new_id());
+        store.create_user_with_organization(&new_user("n@example.com"), &org, "N", "owner").await.unwrap();
+        store.create_user_with_organization(&new_user("o@example.com"), &other, "O", "owner").await.unwrap();
+        let event = |organization_id: &str, event_type: &str, resource_id: &str| Event {
+            id: slipway_core::new_id(),
+            organization_id: organization_id.into(),
+            event_type: event_type.into(),
+            resource_type: "deployment".into(),
+            resource_id: resource_id.into(),
+            resource_name: "example.com".into(),
+            resource_path: Some("/api/v1/x".into()),
+            server_id: Some("s1".into()),
+            site_id: None,
+            summary: "Deployment failed".into(),
+            data: "{}".into(),
+            occurred_at: now(),
+        };
+        let (failed, succeeded, theirs) = (
+            event(&org, "deployment.failed", "d1"),
+            event(&org, "deployment.succeeded", "d2"),
+            event(&other, "x", "d3"),
+        );
+        for e in [&failed, &succeeded, &theirs] {
+            assert!(store.insert_event(e).await.unwrap());
+        }
+        // Stored once: a dispatch that runs again keeps the first.
+        assert!(!store.insert_event(&failed).await.unwrap());
+        assert_eq!(store.event(&failed.id).await.unwrap().as_ref(), Some(&failed));
+        let mine = std::slice::from_ref(&org);
+        let (rows, total) = store.events_of(mine, &EventFilter::default(), PAGE).await.unwrap();
+        assert_eq!((total, rows[0].id.as_str()), (2, succeeded.id.as_str()), "newest first, only mine");
+        let only_failed = EventFilter { event_type: Some("deployment.failed".into()), ..Default::default() };
+        let (rows, total) = store.events_of(mine, &only_failed, PAGE).await.unwrap();
+        assert_eq!((total, rows[0].id.as_str()), (1, failed.id.as_str()));
+        let by_server = EventFilter { server_id: Some("s2".into()), ..Default::default() };
+        assert_eq!(store.events_of(mine, &by_server, PAGE).await.unwrap().1, 0);
+
+        let channel = NotificationChannel {
+            id: slipway_core::new_id(),
+            organization_id: org.clone(),
+            name: "ops".into(),
+            kind: "webhook".into(),
+            config: "{}".into(),
+            secret: b"sealed".to_vec(),
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.insert_notification_channel(&channel).await.unwrap();
+        assert_eq!(store.notification_channel(&channel.id).await.unwrap().as_ref(), Some(&channel));
+        assert_eq!(store.notification_channels_of(mine, PAGE).await.unwrap().1, 1);
+        assert_eq!(store.notification_channels_of(std::slice::from_ref(&other), PAGE).await.unwrap().1, 0);
+        let renamed = NotificationChannel { name: "renamed".into(), updated_at: now(), ..channel.clone() };
+        assert!(store.update_notification_channel(&renamed).await.unwrap());
+
+        let delivery = |e: &Event| NotificationDelivery {
+            id: slipway_core::new_id(),
+            channel_id: channel.id.clone(),
+            organization_id: org.clone(),
+            event_id: e.id.clone(),
+            event_type: e.event_type.clone(),
+            group_key: format!("{}:{}", e.event_type, e.resource_id),
+            status: "pending".into(),
+            attempts: 0,
+            repeats: 0,
+            folded: 0,
+            response_code: None,
+            duration_ms: None,
+            error: None,
+            next_attempt_at: None,
+            deadline_at: now(),
+            created_at: now(),
+            updated_at: now(),
+        };
+        let first = delivery(&failed);
+        assert!(store.insert_notification_delivery(&first).await.unwrap());
+        // One delivery per channel and event, whatever its id.
+        assert!(!store.insert_notification_delivery(&delivery(&failed)).await.unwrap());
+        assert!(store.insert_notification_delivery(&delivery(&succeeded)).await.unwrap());
+        assert_eq!(store.notification_deliveries_of_event(&failed.id).await.unwrap().len(), 1);
+        let latest = store.latest_notification_delivery(&channel.id, &first.group_key).await.unwrap().unwrap();
+        assert_eq!(latest.id, first.id);
+        store.add_notification_repeat(&first.id).await.unwrap();
+        store.add_notification_repeat(&first.id).await.unwrap();
+        assert_eq!(store.notification_delivery(&first.id).await.unwrap().unwrap().repeats, 2);
+
+        // Attempts are recorded in order; an attempt recorded twice (a job run again) is refused.
+        let sent = NotificationDelivery {
+            status: "succeeded".into(),
+            attempts: 1,
+            response_code: Some(200),
+            duration_ms: Some(12),
+            updated_at: now(),
+            ..first.clone()
+        };
+        assert!(store.record_notification_attempt(&sent).await.unwrap());
+        assert!(
+            !store
+                .record_notification_attempt(&NotificationDelivery { status: "failed".into(), ..sent.clone() })
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.notification_delivery(&first.id).await.unwrap().unwrap().status, "succeeded");
+        assert!(store.reopen_notification_delivery(&first.id, now()).await.unwrap());
+        assert!(!store.reopen_notification_delivery(&first.id, now()).await.unwrap(), "already pending");
+        let again = store.notification_delivery(&first.id).await.unwrap().unwrap();
+        assert_eq!((again.status.as_str(), again.attempts), ("pending", 1));
+        let (rows, total) = store.notification_deliveries_of(&channel.id, PAGE).await.unwrap();
+        assert_eq!((total, rows.len()), (2, 2));
+
+        // Events are pruned with their deliveries; deleting a channel deletes its deliveries.
+        let later = now() + chrono::Duration::seconds(1);
+        assert!(store.prune(&PruneRule::Events { before: later }, 100).await.unwrap() >= 5);
+        assert!(store.notification_delivery(&first.id).await.unwrap().is_none());
+        assert!(store.delete_notification_channel(&channel.id).await.unwrap());
+        assert!(store.notification_channel(&channel.id).await.unwrap().is_none());
+    }
+
     pub async fn backup_storages_are_kept_per_organization(db: &TestDatabase) {
         let store = db.store().await;
         let (org, other) = (slipway_core::new_id(), slipway_core::new_id());
@@ -1545,6 +1664,7 @@ conformance!(
     sites_deployments_and_environments,
     git_repositories_and_webhook_deliveries,
     backup_storages_are_kept_per_organization,
+    events_channels_and_deliveries,
     webhook_delivery_ids_are_claimed_once_per_repository,
     retention_prunes_each_kind_and_nothing_younger,
     audit_events_page_by_cursor_and_export_oldest_first,

@@ -115,9 +115,35 @@ pub struct ServerArgs {
     /// How long idempotency keys are kept (and replayed) [default: 24h]
     #[arg(long, env = "SLIPWAY_RETENTION_IDEMPOTENCY_KEYS", value_name = "DURATION", value_parser = parse_duration)]
     pub retention_idempotency_keys: Option<Duration>,
+    /// How long events and their notification deliveries are kept [default: 90d]
+    #[arg(long, env = "SLIPWAY_RETENTION_EVENTS", value_name = "DURATION", value_parser = parse_duration)]
+    pub retention_events: Option<Duration>,
+    /// Address ranges notifications may be sent to although they are not public (loopback,
+    /// private, link-local), comma-separated CIDRs, e.g. 10.0.0.0/8 [default: none]
+    #[arg(long, env = "SLIPWAY_NOTIFICATION_ALLOWED_NETWORKS", value_name = "CIDRS", value_delimiter = ',')]
+    pub notification_allowed_networks: Option<Vec<String>>,
+    /// Allow plain http:// webhook URLs [default: false]
+    #[arg(long, env = "SLIPWAY_NOTIFICATION_ALLOW_HTTP", value_name = "BOOL")]
+    pub notification_allow_http: Option<bool>,
+    /// The wait before a failed notification is first retried; each retry waits twice as long,
+    /// up to an hour [default: 30s]
+    #[arg(long, env = "SLIPWAY_NOTIFICATION_RETRY_BASE", value_name = "DURATION", value_parser = parse_duration)]
+    pub notification_retry_base: Option<Duration>,
+    /// No notification attempt starts later than this after its event [default: 24h]
+    #[arg(long, env = "SLIPWAY_NOTIFICATION_DEADLINE", value_name = "DURATION", value_parser = parse_duration)]
+    pub notification_deadline: Option<Duration>,
     /// How often the pruning job runs [default: 1h]
     #[arg(long, env = "SLIPWAY_PRUNE_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub prune_interval: Option<Duration>,
+}
+
+/// Where and how notifications are sent (see docs/operations.md).
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    pub allow_http: bool,
+    pub retry_base: Duration,
+    pub deadline: Duration,
 }
 
 /// A duration as a whole number and a unit: `30s`, `90m`, `24h`, `365d`.
@@ -178,6 +204,11 @@ struct FileConfig {
     retention_deployment_logs_kept: Option<u32>,
     retention_jobs: Option<String>,
     retention_webhook_deliveries: Option<String>,
+    retention_events: Option<String>,
+    notification_allowed_networks: Option<Vec<String>>,
+    notification_allow_http: Option<bool>,
+    notification_retry_base: Option<String>,
+    notification_deadline: Option<String>,
     retention_idempotency_keys: Option<String>,
     prune_interval: Option<String>,
 }
@@ -226,6 +257,7 @@ pub struct Settings {
     pub certificate_check_interval: Duration,
     pub rate_limits: slipway_api::state::RateLimits,
     pub retention: slipway_jobs::retention::Retention,
+    pub notifications: Notifications,
 }
 
 impl Settings {
@@ -328,6 +360,12 @@ impl Settings {
                 "retention_idempotency_keys",
                 d.idempotency_keys,
             )?,
+            events: duration_setting(
+                args.retention_events,
+                file.retention_events.as_deref(),
+                "retention_events",
+                d.events,
+            )?,
             interval: duration_setting(
                 args.prune_interval,
                 file.prune_interval.as_deref(),
@@ -354,7 +392,37 @@ impl Settings {
             "certificate_check_interval",
             slipway_engine::items::certificates::DEFAULT_CHECK_INTERVAL,
         )?;
+        let defaults = slipway_engine::notify::NotifySettings::default();
+        let mut allowed_networks = Vec::new();
+        for cidr in
+            args.notification_allowed_networks.clone().or(file.notification_allowed_networks).unwrap_or_default()
+        {
+            let cidr = cidr.trim();
+            if cidr.is_empty() {
+                continue;
+            }
+            allowed_networks.push(cidr.parse::<ipnet::IpNet>().map_err(|_| {
+                anyhow::anyhow!("notification_allowed_networks: {cidr:?} is not a CIDR range (e.g. 10.0.0.0/8)")
+            })?);
+        }
+        let notifications = Notifications {
+            allowed_networks,
+            allow_http: args.notification_allow_http.or(file.notification_allow_http).unwrap_or(false),
+            retry_base: duration_setting(
+                args.notification_retry_base,
+                file.notification_retry_base.as_deref(),
+                "notification_retry_base",
+                defaults.retry_base,
+            )?,
+            deadline: duration_setting(
+                args.notification_deadline,
+                file.notification_deadline.as_deref(),
+                "notification_deadline",
+                defaults.deadline,
+            )?,
+        };
         Ok(Settings {
+            notifications,
             acme,
             certificate_check_interval,
             retention,
@@ -413,7 +481,12 @@ impl Settings {
             "retention_jobs": format_duration(self.retention.jobs),
             "retention_webhook_deliveries": format_duration(self.retention.webhook_deliveries),
             "retention_idempotency_keys": format_duration(self.retention.idempotency_keys),
+            "retention_events": format_duration(self.retention.events),
             "prune_interval": format_duration(self.retention.interval),
+            "notification_allowed_networks": self.notifications.allowed_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "notification_allow_http": self.notifications.allow_http,
+            "notification_retry_base": format_duration(self.notifications.retry_base),
+            "notification_deadline": format_duration(self.notifications.deadline),
         });
         toml::to_string(&value).unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
     }

@@ -54,9 +54,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
     engine.acme = settings.acme.clone();
     engine.certificate_check_interval = settings.certificate_check_interval;
+    engine.notify.public_url = public_url.clone();
+    engine.notify.addresses.allowed_networks = settings.notifications.allowed_networks.clone();
+    engine.notify.addresses.allow_http = settings.notifications.allow_http;
+    engine.notify.retry_base = settings.notifications.retry_base;
+    engine.notify.deadline = settings.notifications.deadline;
     let mut state = AppState::new(store.clone(), secrets, config);
     state.engine = engine.clone();
-    let jobs_enqueued = state.jobs_enqueued.clone();
+    let jobs_enqueued = engine.jobs_enqueued.clone();
     let setup_code = prepare_setup_code(store.as_ref()).await?;
     let app = slipway_api::app(state);
     // Pruning old records is a durable job; every replica makes sure this slot's run exists
@@ -97,7 +102,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         slipway_jobs::retention::PRUNE_JOB,
         slipway_jobs::retention::Prune { store: store.clone(), retention: settings.retention.clone() },
     );
-    let worker = slipway_jobs::Worker::new(store.clone(), registry, worker_config).with_wakeup(jobs_enqueued);
+    let worker = slipway_jobs::Worker::new(store.clone(), registry, worker_config)
+        .with_wakeup(jobs_enqueued)
+        .with_failure_hook(std::sync::Arc::new(slipway_engine::notify::operations::ReportFailures(engine.clone())));
     let worker = if settings.job_worker {
         Some(tokio::spawn(worker.run(jobs_stopped)))
     } else {

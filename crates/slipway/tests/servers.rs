@@ -283,3 +283,299 @@ async fn a_job_interrupted_by_kill_9_is_recovered_after_restart() {
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the test's webhook receiver got: path, headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: std::collections::HashMap<String, String>,
+    body: String,
+}
+
+fn headers_delivery(headers: &std::collections::HashMap<String, String>) -> Option<String> {
+    headers.get("slipway-delivery").cloned()
+}
+
+/// A loopback HTTP receiver for notifications. `/flaky` answers 500 twice to each delivery
+/// (`Slipway-Delivery`), then 200; `/down`
+/// always 503, `/redirect` a 302 to `/followed`, anything else 200 (Discord's 204 on
+/// `/discord`). Returns its port and everything it was sent.
+async fn receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end - 4]).to_string();
+                let mut lines = head.lines();
+                let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
+                let headers: std::collections::HashMap<String, String> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+                    .collect();
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+                let delivery = headers_delivery(&headers);
+                let earlier = {
+                    let mut seen = log.lock().unwrap();
+                    let earlier =
+                        seen.iter().filter(|r| r.path == path && headers_delivery(&r.headers) == delivery).count();
+                    seen.push(Received { path: path.clone(), headers, body });
+                    earlier
+                };
+                let answer = match path.as_str() {
+                    "/flaky" if earlier < 2 => {
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops".to_string()
+                    }
+                    "/down" => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_string(),
+                    "/redirect" => format!(
+                        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/followed\r\ncontent-length: 0\r\n\r\n"
+                    ),
+                    "/discord" => "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
+                    _ => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string(),
+                };
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// `openssl dgst -sha256 -hmac KEY` of `text`, in hex: the check docs/api.md shows receivers.
+fn hmac_by_openssl(key: &str, text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    out.trim().rsplit(' ').next().unwrap().to_string()
+}
+
+/// Events reach channels for real: a server Slipway cannot reach makes `server.unreachable`
+/// (and `operation.failed` for its verify), sent as signed webhooks retried after two 500s and
+/// never after the 200, as Slack and Discord messages, folded when they repeat, never following a
+/// redirect; private addresses are refused; and channels that all fail change nothing about a
+/// verify that works.
+#[tokio::test]
+async fn events_reach_channels_signed_retried_folded_and_never_change_the_work() {
+    let (port, seen) = receiver().await;
+    let dir = temp_data_dir();
+    let envs = [
+        ("SLIPWAY_NOTIFICATION_ALLOWED_NETWORKS", "127.0.0.0/8"),
+        ("SLIPWAY_NOTIFICATION_ALLOW_HTTP", "true"),
+        ("SLIPWAY_NOTIFICATION_RETRY_BASE", "1s"),
+    ];
+    let slipway = Server::start(&dir, &envs).unwrap();
+    let api = owner(&slipway).await;
+    let post = |path: &str, body: Value| {
+        let api = &api;
+        let path = path.to_string();
+        async move { api.call(reqwest::Method::POST, &path, Some(body)).await }
+    };
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+
+    // Server-side request forgery: addresses outside the allowed ranges are refused.
+    for bad in ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "ftp://127.0.0.1/", "http://[::1]/"] {
+        let (status, body) =
+            post("/api/v1/notification-channels", json!({"name": "x", "kind": "webhook", "url": bad})).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["errors"]["url"][0].is_string(), "{body}");
+    }
+    let (status, body) = post(
+        "/api/v1/notification-channels",
+        json!({"name": "x", "kind": "webhook", "url": url("/"), "events": ["nope"]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+
+    let channel = |name: &str, kind: &str, path: &str, events: Value| json!({"name": name, "kind": kind, "url": url(path), "events": events});
+    let (status, webhook) =
+        post("/api/v1/notification-channels", channel("hook", "webhook", "/flaky", json!(["failures"]))).await;
+    assert_eq!(status, 201, "{webhook}");
+    let secret = webhook["data"]["signing_secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    let webhook_id = webhook["data"]["id"].as_str().unwrap().to_string();
+    let (_, shown) = api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{webhook_id}"), None).await;
+    assert!(shown["data"].get("signing_secret").is_none(), "the secret is shown once: {shown}");
+    assert_eq!(shown["data"]["url_host"], "127.0.0.1");
+    let (_, slack) =
+        post("/api/v1/notification-channels", channel("slack", "slack", "/slack", json!(["server.unreachable"]))).await;
+    let (_, discord) =
+        post("/api/v1/notification-channels", channel("discord", "discord", "/discord", json!(["server.unreachable"])))
+            .await;
+    let (_, redirect) =
+        post("/api/v1/notification-channels", channel("moved", "webhook", "/redirect", json!(["server.unreachable"])))
+            .await;
+    let slack_id = slack["data"]["id"].as_str().unwrap().to_string();
+
+    // The test endpoint answers with what the receiver said.
+    let (status, tested) = post(&format!("/api/v1/notification-channels/{slack_id}/test"), json!({})).await;
+    if status != 200 {
+        let log: Vec<String> = slipway.stderr.try_iter().collect();
+        panic!("test answered {status}: {tested}\n{}", log.join("\n"));
+    }
+    assert_eq!(tested["data"]["status"].as_u64(), Some(200), "{tested}");
+
+    // A server nobody answers for: verify fails three times.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let body = json!({"name": "gone", "provider": "custom", "ip_address": "127.0.0.1", "ssh_port": closed_port});
+    let (status, created) = post("/api/v1/servers", body).await;
+    assert_eq!(status, 201, "{created}");
+    let server_id = created["data"]["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let (status, op) = post(&format!("/api/v1/servers/{server_id}/verify"), json!({})).await;
+        assert_eq!(status, 202, "{op}");
+        assert_eq!(api.finished(op["data"]["id"].as_str().unwrap()).await["status"], "failed");
+    }
+
+    let count = |path: &str, event: &str| {
+        seen.lock().unwrap().iter().filter(|r| r.path == path && r.body.contains(event)).count()
+    };
+    let waited = Instant::now();
+    while count("/flaky", "\"server.unreachable\"") < 3 || count("/flaky", "\"operation.failed\"") < 9 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "deliveries so far: {:?}", seen.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The 200 ends it: no attempt after it (the next retry would have come within 4 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let flaky: Vec<Received> = seen.lock().unwrap().iter().filter(|r| r.path == "/flaky").cloned().collect();
+    let unreachable: Vec<&Received> = flaky.iter().filter(|r| r.body.contains("\"server.unreachable\"")).collect();
+    assert_eq!(unreachable.len(), 3, "two 500s and the 200, folded repeats not sent: {flaky:?}");
+    let ids: std::collections::HashSet<&String> = unreachable.iter().map(|r| &r.headers["slipway-delivery"]).collect();
+    assert_eq!(ids.len(), 1, "one delivery, attempted three times");
+    for r in &flaky {
+        let signature = &r.headers["slipway-signature"];
+        let (t, v1) = signature.split_once(",v1=").unwrap();
+        let t = t.strip_prefix("t=").unwrap();
+        assert_eq!(v1, hmac_by_openssl(&secret, &format!("{t}.{}", r.body)), "signature of {}", r.body);
+        assert_eq!(r.headers["content-type"], "application/json");
+    }
+    let event: Value = serde_json::from_str(&unreachable[0].body).unwrap();
+    assert_eq!(event["type"], "server.unreachable");
+    assert_eq!(event["resource"]["id"], server_id.as_str());
+    assert_eq!(event["resource"]["url"], format!("{}/api/v1/servers/{server_id}", slipway.url));
+    assert!(event["summary"].as_str().unwrap().contains("gone cannot be reached"), "{event}");
+
+    // The delivery log says what happened, and the repeats folded into it.
+    let (_, deliveries) =
+        api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{webhook_id}/deliveries"), None).await;
+    let delivery = deliveries["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_type"] == "server.unreachable")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&delivery["status"], &delivery["attempts"], &delivery["response_code"], &delivery["repeats"]),
+        (&json!("succeeded"), &json!(3), &json!(200), &json!(2)),
+        "{delivery}"
+    );
+
+    // Slack and Discord got one message each, in their formats.
+    let slack_bodies: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/slack" && r.body.contains("reached"))
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(slack_bodies.len(), 1, "{slack_bodies:?}");
+    let slack = &slack_bodies[0];
+    assert!(slack["text"].as_str().unwrap().contains("gone cannot be reached"), "{slack}");
+    assert_eq!(slack["blocks"][0]["type"], "section");
+    assert_eq!(slack["blocks"][0]["text"]["type"], "mrkdwn");
+    assert!(slack["blocks"][0]["text"]["text"].as_str().unwrap().contains(&format!("/api/v1/servers/{server_id}|")));
+    let discord_bodies: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/discord")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert_eq!(discord_bodies.len(), 1, "{discord_bodies:?}");
+    let embed = &discord_bodies[0]["embeds"][0];
+    assert!(embed["title"].as_str().unwrap().chars().count() <= 256, "{embed}");
+    assert_eq!(discord_bodies[0]["allowed_mentions"]["parse"], json!([]));
+    let discord_id = discord["data"]["id"].as_str().unwrap();
+    let (_, deliveries) =
+        api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{discord_id}/deliveries"), None).await;
+    assert_eq!(deliveries["data"][0]["status"], "succeeded", "Discord's 204 is a success: {deliveries}");
+
+    // A redirect is not followed, and not retried.
+    let redirect_id = redirect["data"]["id"].as_str().unwrap();
+    let (_, deliveries) =
+        api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{redirect_id}/deliveries"), None).await;
+    assert_eq!(deliveries["data"][0]["status"], "failed", "{deliveries}");
+    assert!(deliveries["data"][0]["error"].as_str().unwrap().contains("redirects are not followed"));
+    assert_eq!(seen.lock().unwrap().iter().filter(|r| r.path == "/followed").count(), 0);
+
+    // Events are listed, filtered by type.
+    let (_, events) = api.call(reqwest::Method::GET, "/api/v1/events?type=server.unreachable", None).await;
+    assert_eq!(events["meta"]["total"], 3, "{events}");
+    assert_eq!(events["data"][0]["resource"]["type"], "server");
+
+    // Redelivery sends a finished delivery once more.
+    let delivery_id = delivery["id"].as_str().unwrap();
+    let (status, again) =
+        post(&format!("/api/v1/notification-channels/{webhook_id}/deliveries/{delivery_id}/redeliver"), json!({}))
+            .await;
+    assert_eq!(status, 202, "{again}");
+    let waited = Instant::now();
+    while count("/flaky", "\"server.unreachable\"") < 4 {
+        assert!(waited.elapsed() < Duration::from_secs(30), "no redelivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every channel fails now; a verify that works is not touched by it.
+    for id in [&webhook_id, &slack_id] {
+        let (status, _) = api.call(reqwest::Method::DELETE, &format!("/api/v1/notification-channels/{id}"), None).await;
+        assert_eq!(status, 204);
+    }
+    for name in ["down", "down too"] {
+        let (status, _) = post("/api/v1/notification-channels", channel(name, "webhook", "/down", json!(["*"]))).await;
+        assert_eq!(status, 201);
+    }
+    let sshd = Sshd::start(&[]);
+    let body = json!({"name": "here", "provider": "custom", "ip_address": "127.0.0.1", "ssh_port": sshd.port});
+    let (_, here) = post("/api/v1/servers", body).await;
+    sshd.authorize(&[here["data"]["authorization"]["public_key"].as_str().unwrap()]);
+    let started = Instant::now();
+    let (_, op) = post(&format!("/api/v1/servers/{}/verify", here["data"]["id"].as_str().unwrap()), json!({})).await;
+    api.succeeded(op["data"]["id"].as_str().unwrap()).await;
+    assert!(started.elapsed() < Duration::from_secs(30), "the verify waited for nothing");
+}

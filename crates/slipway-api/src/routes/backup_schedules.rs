@@ -384,7 +384,7 @@ pub async fn run_backup_schedule(
     let backup = slipway_engine::backup_schedules::start_scheduled(state.store.as_ref(), schedule)
         .await?
         .map_err(|why| ApiError::Conflict(format!("The backup cannot start: {why}.")))?;
-    state.jobs_enqueued.notify_one();
+    state.engine.wake_worker();
     audit.note(|n| {
         n.organization_id = Some(schedule.organization_id.clone());
         n.resource_id = Some(schedule.id.clone());

@@ -131,7 +131,7 @@ pub async fn create_database_backup(
     )
     .await?;
     // Queued by the engine: the worker is woken here rather than at its next poll.
-    state.jobs_enqueued.notify_one();
+    state.engine.wake_worker();
     audit.note(|n| {
         n.organization_id = Some(backup.organization_id.clone());
         n.resource_id = Some(backup.id.clone());
@@ -420,7 +420,7 @@ pub async fn create_application_backup(
     super::items::require_provisioned(&server)?;
     let backup =
         slipway_engine::backups::start_application_backup(state.store.as_ref(), &site, &body.storage_id, None).await?;
-    state.jobs_enqueued.notify_one();
+    state.engine.wake_worker();
     audit.note(|n| {
         n.organization_id = Some(backup.organization_id.clone());
         n.resource_id = Some(backup.id.clone());

@@ -10,6 +10,7 @@ pub mod git;
 pub mod index;
 pub mod items;
 pub mod jwt_exchange;
+pub mod notifications;
 pub mod operations;
 pub mod ops;
 pub mod organizations;

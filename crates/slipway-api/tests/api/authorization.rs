@@ -323,6 +323,51 @@ async fn world(db: TestDatabase) -> World {
         updated_at: slipway_core::time::now(),
     };
     app.state.store.insert_backup_schedule(&schedule).await.unwrap();
+    // A notification channel, and a delivery of an event to it (deliveries are made by jobs).
+    let channel = app
+        .post_as(
+            "/api/v1/notification-channels",
+            &a.token,
+            json!({"name": "ops", "kind": "webhook", "url": "https://hooks.example.com/slipway"}),
+        )
+        .await;
+    assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text());
+    let channel_id = channel.json()["data"]["id"].as_str().unwrap().to_string();
+    let event = slipway_store::Event {
+        id: slipway_core::new_id(),
+        organization_id: a.org_id.clone(),
+        event_type: "server.unreachable".into(),
+        resource_type: "server".into(),
+        resource_id: server_id.clone(),
+        resource_name: "web".into(),
+        resource_path: None,
+        server_id: Some(server_id.clone()),
+        site_id: None,
+        summary: "web cannot be reached".into(),
+        data: "{}".into(),
+        occurred_at: slipway_core::time::now(),
+    };
+    app.state.store.insert_event(&event).await.unwrap();
+    let delivery = slipway_store::NotificationDelivery {
+        id: slipway_core::new_id(),
+        channel_id: channel_id.clone(),
+        organization_id: a.org_id.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        group_key: "g".into(),
+        status: "failed".into(),
+        attempts: 1,
+        repeats: 0,
+        folded: 0,
+        response_code: Some(500),
+        duration_ms: Some(1),
+        error: Some("the receiver answered 500".into()),
+        next_attempt_at: None,
+        deadline_at: slipway_core::time::now(),
+        created_at: slipway_core::time::now(),
+        updated_at: slipway_core::time::now(),
+    };
+    app.state.store.insert_notification_delivery(&delivery).await.unwrap();
     let fixtures = Fixtures {
         params: HashMap::from([
             ("id", a_spare_id.clone()),
@@ -342,6 +387,8 @@ async fn world(db: TestDatabase) -> World {
             ("backup_storage", storage.json()["data"]["id"].as_str().unwrap().to_string()),
             ("backup", backup.id.clone()),
             ("backup_schedule", schedule.id.clone()),
+            ("notification_channel", channel_id),
+            ("delivery", delivery.id.clone()),
             ("site", site_id.clone()),
             ("deployment", deployment.json()["data"]["id"].as_str().unwrap().to_string()),
             ("key", "APP_KEY".to_string()),

@@ -24,6 +24,7 @@ use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, ServerItem};
 
 use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, ServersSeen, serve};
+use crate::notify::{EventSpec, Subject};
 use crate::script::Script;
 use crate::session::{connect, load_server, run_script, store_error};
 use crate::{Engine, JobKind, audit};
@@ -290,11 +291,17 @@ async fn issue(engine: &Engine, ctx: &JobContext, job: &CertificateJob) -> Resul
             serve(engine, ctx, &server, &activate, None).await?;
         }
     }
+    let not_after = new.issued.as_ref().map(|i| i.not_after.to_rfc3339()).unwrap_or_default();
     if renewing {
-        let not_after = new.issued.as_ref().map(|i| i.not_after.to_rfc3339()).unwrap_or_default();
         let detail = format!("{}: renewed; now {fingerprint}, valid until {not_after}", spec.domain);
         audit::record(engine, &server.organization_id, "certificate.renew", &item.id, "success", Some(detail)).await;
     }
+    let what = if renewing { "renewed" } else { "issued" };
+    let summary = format!("Certificate for {} {what}, valid until {not_after}", spec.domain);
+    let event =
+        EventSpec::new("certificate.issued", &server.organization_id, subject(&server.id, &item.id, &spec), summary)
+            .data(serde_json::json!({ "renewal": renewing, "fingerprint": fingerprint, "not_after": not_after }));
+    crate::notify::emit(engine, event).await;
     Ok(())
 }
 
@@ -324,6 +331,23 @@ pub async fn record_failure(engine: &Engine, server_id: &str, id: &str, reason: 
         let (action, what) = if issued { ("certificate.renew", "renewal") } else { ("certificate.issue", "issuance") };
         let detail = format!("{}: {what} failed: {reason}", spec.domain);
         audit::record(engine, &server.organization_id, action, id, "failure", Some(detail)).await;
+        let event_type = if issued { "certificate.renewal_failed" } else { "certificate.issue_failed" };
+        let summary = format!("Certificate {what} for {} failed: {reason}", spec.domain);
+        let event = EventSpec::new(event_type, &server.organization_id, subject(server_id, id, &spec), summary)
+            .data(serde_json::json!({ "reason": reason, "still_served": issued && spec.active }));
+        crate::notify::emit(engine, event).await;
+    }
+}
+
+/// What a certificate's events are about.
+fn subject(server_id: &str, id: &str, spec: &CertificateSpec) -> Subject {
+    Subject {
+        resource_type: "certificate",
+        id: id.to_string(),
+        name: spec.domain.clone(),
+        path: Some(format!("/api/v1/servers/{server_id}/sites/{}/certificates/{id}", spec.site_id)),
+        server_id: Some(server_id.to_string()),
+        site_id: Some(spec.site_id.clone()),
     }
 }
 

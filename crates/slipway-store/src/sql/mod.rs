@@ -16,6 +16,7 @@ mod git;
 mod identity;
 mod jobs;
 mod limits;
+mod notifications;
 mod retention;
 mod servers;
 mod settings;

@@ -89,6 +89,16 @@ macro_rules! impl_retention_store {
                     PruneRule::IdempotencyKeys { before } => rows(run(
                         "DELETE FROM idempotency_keys WHERE (principal, key) IN \
                          (SELECT principal, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)", *before).await),
+                    PruneRule::Events { before } => {
+                        // Deliveries first: they name their event.
+                        let deliveries = rows(run(
+                            "DELETE FROM notification_deliveries WHERE id IN (SELECT d.id FROM notification_deliveries d \
+                             JOIN events e ON e.id = d.event_id WHERE e.occurred_at < $1 LIMIT $2)", *before).await)?;
+                        let events = rows(run(
+                            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE occurred_at < $1 LIMIT $2)",
+                            *before).await)?;
+                        Ok(deliveries + events)
+                    }
                     PruneRule::RateLimits { now_unix } => rows(
                         sqlx::query(
                             "DELETE FROM rate_limits WHERE (key, window_start) IN \
