@@ -79,6 +79,11 @@ enum Command {
     /// Where backups go: S3-compatible buckets or a server's directory
     #[command(subcommand)]
     BackupStorage(cli::backup_storages::BackupStorageCommand),
+    /// Notification channels: signed webhooks, Slack, Discord, email
+    #[command(subcommand)]
+    Notify(cli::notify::NotifyCommand),
+    /// What happened (deployments, servers, backups, certificates, operations), newest first
+    Events(cli::notify::EventsArgs),
     /// Users of a database: generated passwords, grants, hosts, a site's DB_* variables
     #[command(subcommand)]
     DbUser(cli::database_users::DbUserCommand),
@@ -177,6 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(command) => cli::run(cli::backups::backup(command, &cli.client)),
         Command::BackupSchedule(command) => cli::run(cli::backups::backup_schedule(command, &cli.client)),
         Command::BackupStorage(command) => cli::run(cli::backup_storages::backup_storage(command, &cli.client)),
+        Command::Notify(command) => cli::run(cli::notify::notify(command, &cli.client)),
+        Command::Events(args) => cli::run(cli::notify::events(args, &cli.client)),
         Command::DbUser(command) => cli::run(cli::database_users::db_user(command, &cli.client)),
         Command::Site(command) => cli::run(cli::sites::site(command, &cli.client)),
         Command::Deploy(args) => cli::run(cli::sites::deploy(args, &cli.client)),

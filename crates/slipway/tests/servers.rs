@@ -369,6 +369,51 @@ async fn receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
     (port, seen)
 }
 
+/// A minimal SMTP server on loopback that accepts every message; returns its port and the
+/// messages' DATA (headers and body) as received.
+async fn smtp_sink() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let kept = mail.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let command = line.to_ascii_uppercase();
+                    let answer: &[u8] = if command.starts_with("EHLO") || command.starts_with("HELO") {
+                        b"250 sink\r\n"
+                    } else if command.starts_with("DATA") {
+                        let _ = write.write_all(b"354 go ahead\r\n").await;
+                        let mut data = String::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                            data.push_str(&line);
+                            data.push('\n');
+                        }
+                        kept.lock().unwrap().push(data);
+                        b"250 queued\r\n"
+                    } else if command.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = write.write_all(answer).await;
+                }
+            });
+        }
+    });
+    (port, mail)
+}
+
 /// `openssl dgst -sha256 -hmac KEY` of `text`, in hex: the check docs/api.md shows receivers.
 fn hmac_by_openssl(key: &str, text: &str) -> String {
     use std::io::Write;
@@ -388,7 +433,8 @@ fn hmac_by_openssl(key: &str, text: &str) -> String {
 /// never after the 200, as Slack and Discord messages, folded when they repeat, never following a
 /// redirect; private addresses are refused; and channels that all fail change nothing about a
 /// verify that works.
-#[tokio::test]
+// Two threads: the command line is run blocking, while the receivers answer on the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_channels_signed_retried_folded_and_never_change_the_work() {
     let (port, seen) = receiver().await;
     let dir = temp_data_dir();
@@ -447,6 +493,47 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
         panic!("test answered {status}: {tested}\n{}", log.join("\n"));
     }
     assert_eq!(tested["data"]["status"].as_u64(), Some(200), "{tested}");
+
+    // An email channel, added with the command line, tested, and listed.
+    let (smtp_port, mail) = smtp_sink().await;
+    let cli = |args: &[&str]| {
+        let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
+        let out = common::slipway(&dir, &env).args(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let smtp_port_text = smtp_port.to_string();
+    let (ok, out, err) = cli(&[
+        "notify",
+        "channel",
+        "add",
+        "mail",
+        "--kind",
+        "email",
+        "--events",
+        "server.unreachable",
+        "--email-to",
+        "ops@example.com",
+        "--email-from",
+        "slipway@example.com",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &smtp_port_text,
+        "--smtp-security",
+        "none",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let mail_id = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = cli(&["notify", "channel", "test", &mail_id]);
+    assert!(ok && out.contains("delivered: the receiver answered 250"), "{out}{err}");
+    assert!(mail.lock().unwrap()[0].contains("Subject: [Slipway] Test notification from Slipway to mail"));
+    let (ok, out, _) = cli(&["notify", "channel", "list"]);
+    assert!(ok && out.contains("mail") && out.contains("ops@example.com") && out.contains("127.0.0.1"), "{out}");
+    let (ok, _, err) = cli(&["notify", "channel", "add", "bad", "--url", "http://10.1.2.3/"]);
+    assert!(!ok && err.contains("not a public address"), "{err}");
 
     // A server nobody answers for: verify fails three times.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -535,6 +622,19 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
     let (_, deliveries) =
         api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{discord_id}/deliveries"), None).await;
     assert_eq!(deliveries["data"][0]["status"], "succeeded", "Discord's 204 is a success: {deliveries}");
+
+    // One email for the three identical failures, with the summary as its subject.
+    let emails: Vec<String> =
+        mail.lock().unwrap().iter().filter(|m| m.contains("cannot be reached")).cloned().collect();
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(emails[0].contains("Subject: [Slipway] gone cannot be reached"), "{}", emails[0]);
+    assert!(emails[0].contains("Event: server.unreachable"), "{}", emails[0]);
+    let (ok, out, err) = cli(&["events", "--type", "server.unreachable", "--server", "gone"]);
+    assert!(ok && out.lines().count() == 3 && out.contains("gone cannot be reached"), "{out}{err}");
+    let (ok, out, err) = cli(&["notify", "channel", "deliveries", &mail_id]);
+    assert!(ok && out.contains("server.unreachable") && out.contains("succeeded"), "{out}{err}");
+    let (ok, _, err) = cli(&["notify", "channel", "remove", &mail_id]);
+    assert!(ok, "{err}");
 
     // A redirect is not followed, and not retried.
     let redirect_id = redirect["data"]["id"].as_str().unwrap();

@@ -12,6 +12,7 @@ pub mod database_users;
 pub mod databases;
 pub mod errors;
 pub mod follow;
+pub mod notify;
 pub mod programs;
 pub mod redirects;
 pub mod sites;
