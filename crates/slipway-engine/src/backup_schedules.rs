@@ -66,6 +66,18 @@ pub fn is_good(backup: &Backup, verified: bool) -> bool {
         && (!verified || backup.verified_at.is_some())
 }
 
+/// When the schedule's newest good backup was made (among its last 100).
+pub async fn last_good(
+    store: &dyn slipway_store::Store,
+    schedule: &BackupSchedule,
+) -> Result<Option<DateTime<Utc>>, slipway_store::StoreError> {
+    let filter = BackupFilter { schedule_id: Some(schedule.id.clone()), ..Default::default() };
+    let orgs = [schedule.organization_id.clone()];
+    let page = slipway_core::PageRequest { page: 1, per_page: 100 };
+    let (newest, _) = store.backups_of(&orgs, &filter, page).await?;
+    Ok(newest.iter().find(|b| is_good(b, schedule.verify)).map(|b| b.created_at))
+}
+
 /// A schedule is stale when it has produced no good backup (verified, if it verifies) within
 /// twice its period: counted from its last good backup, or from its creation.
 pub fn is_stale(schedule: &BackupSchedule, last_good: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
@@ -411,6 +423,24 @@ impl JobHandler for ScheduledBackup {
                 return Ok(());
             }
         }
+        // Each run of a schedule that is stale says so (folded by the channels' repeat window).
+        let last_good = last_good(store.as_ref(), &schedule).await.map_err(store_error)?;
+        if is_stale(&schedule, last_good, slipway_core::time::now()) {
+            let since = last_good.map(|t| format!("since {}", t.to_rfc3339())).unwrap_or_else(|| "yet".into());
+            ctx.log("stderr", format!("the schedule is stale: no good backup {since}"));
+            let subject = crate::notify::Subject {
+                resource_type: "backup_schedule",
+                id: schedule.id.clone(),
+                name: schedule.frequency.clone(),
+                path: Some(format!("/api/v1/backup-schedules/{}", schedule.id)),
+                server_id: Some(schedule.server_id.clone()),
+                site_id: schedule.site_id.clone(),
+            };
+            let summary = format!("Backup schedule ({}) is stale: no good backup {since}", schedule.frequency);
+            let event = crate::notify::EventSpec::new("backup.stale", &schedule.organization_id, subject, summary)
+                .data(serde_json::json!({ "last_good_backup_at": last_good, "database_id": schedule.database_id }));
+            crate::notify::emit(&self.0, event).await;
+        }
         self.start(ctx, &schedule).await
     }
 }
@@ -553,6 +583,47 @@ mod tests {
         let planned = store.backup_schedule(&schedule.id).await.unwrap().unwrap().next_run_at.unwrap();
         assert!(planned > at && planned <= at + chrono::Duration::hours(1), "{planned}");
         assert!(store.job(&run_job_id(&schedule, planned)).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_run_of_a_stale_schedule_emits_backup_stale() {
+        let db = slipway_store::testing::TestDatabase::sqlite().await;
+        let store = db.store().await;
+        let user = slipway_store::NewUser {
+            id: slipway_core::new_id(),
+            email: "s@example.com".into(),
+            email_normalized: "s@example.com".into(),
+            name: "S".into(),
+            password_hash: "x".into(),
+        };
+        store.create_user(&user).await.unwrap();
+        let org = slipway_core::new_id();
+        store.create_organization(&org, "Acme", &user.id).await.unwrap();
+        // Hourly, made three hours ago, never a good backup: stale.
+        let schedule = schedule(&org, "hourly", slipway_core::time::now() - chrono::Duration::hours(3));
+        store.insert_backup_schedule(&schedule).await.unwrap();
+        assert_eq!(queue_all(store.as_ref()).await.unwrap(), 1);
+        let engine = crate::Engine::new(store.clone(), slipway_core::SecretsKey::generate());
+        let config = slipway_jobs::WorkerConfig { poll: std::time::Duration::from_millis(50), ..Default::default() };
+        let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), config);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(worker.run(stopped));
+        let filter = slipway_store::EventFilter { event_type: Some("backup.stale".into()), ..Default::default() };
+        let orgs = [org.clone()];
+        let page = slipway_core::PageRequest { page: 1, per_page: 10 };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let events = loop {
+            let (events, _) = store.events_of(&orgs, &filter, page).await.unwrap();
+            if !events.is_empty() || std::time::Instant::now() > deadline {
+                break events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let _ = stop.send(true);
+        let _ = running.await;
+        assert_eq!(events.len(), 1, "one run, one backup.stale event");
+        assert_eq!(events[0].resource_id, schedule.id);
+        assert!(events[0].summary.contains("is stale: no good backup yet"), "{}", events[0].summary);
     }
 
     #[test]

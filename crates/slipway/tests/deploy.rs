@@ -160,7 +160,22 @@ impl Drop for Stage {
 
 #[tokio::test]
 async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
-    let stage = Stage::new(&[]).await;
+    let notify =
+        [("SLIPWAY_NOTIFICATION_ALLOWED_NETWORKS", "127.0.0.0/8"), ("SLIPWAY_NOTIFICATION_ALLOW_HTTP", "true")];
+    let stage = Stage::new(&notify).await;
+    // Two channels get failures; a third gets everything and never answers: deploys must not
+    // wait for it (each of its attempts takes the 10 s timeout).
+    let (port, received) = common::receiver().await;
+    for (name, kind, path, events) in [
+        ("a", "webhook", "/a", json!(["failures"])),
+        ("b", "slack", "/b", json!(["failures"])),
+        ("c", "webhook", "/hang", json!(["*"])),
+    ] {
+        let body =
+            json!({"name": name, "kind": kind, "url": format!("http://127.0.0.1:{port}{path}"), "events": events});
+        let (status, channel) = stage.api.call(Method::POST, "/api/v1/notification-channels", Some(body)).await;
+        assert_eq!(status, 201, "{channel}");
+    }
     let secret = "s3cr3t-planted-value-9f2c";
     stage.repo.commit(&[("public/index.html", "version one\n")], "first version");
     let site = stage
@@ -180,9 +195,11 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
         .await;
     assert_eq!(status, 200, "{reply}");
 
+    let started = Instant::now();
     let first = stage.deploy(&site, "deploy", json!({})).await;
     let log = stage.log(&site, first["id"].as_str().unwrap()).await;
     assert_eq!(first["status"], "succeeded", "{first}\n{log}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited for a notification channel");
     assert_eq!(first["commit_message"], "first version");
     assert!(!log.contains("slipway-commit") && !log.contains("slipway-pruned"), "no internal markers: {log}");
     assert_eq!(stage.get("static.example.com", "/").await, (200, "version one\n".to_string()));
@@ -252,6 +269,32 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
         "{failed}"
     );
     assert!(failed["failure_reason"].as_str().unwrap().contains("deploy script failed"), "{failed}");
+    // Exactly one deployment.failed notification per subscribed channel, naming the step.
+    let failed_id = failed["id"].as_str().unwrap();
+    let about_it = |path: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path && r.body.contains(failed_id))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let waited = Instant::now();
+    while about_it("/a").is_empty() || about_it("/b").is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(30), "no deployment.failed notification");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (webhook, slack) = (about_it("/a"), about_it("/b"));
+    assert_eq!((webhook.len(), slack.len()), (1, 1), "{webhook:?} {slack:?}");
+    let event: Value = serde_json::from_str(&webhook[0].body).unwrap();
+    assert_eq!(
+        (event["type"].as_str(), event["data"]["failed_step"].as_str()),
+        (Some("deployment.failed"), Some("build"))
+    );
+    assert!(event["summary"].as_str().unwrap().contains("static.example.com failed at build"), "{event}");
+    assert!(slack[0].body.contains("failed at build"), "{}", slack[0].body);
     assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
     let releases_dir = Path::new("/home/slipway/static.example.com/releases");
     assert!(!releases_dir.join(failed["id"].as_str().unwrap()).exists(), "the half-built release is removed");
@@ -336,9 +379,11 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
     let stage = Stage::new(&[]).await;
     stage.repo.commit(&[("index.html", "app one\n"), ("health.txt", "ok\n")], "app one");
     let site = stage.site(app_site("app.example.com", &stage.repo.url)).await;
+    let started = Instant::now();
     let first = stage.deploy(&site, "deploy", json!({})).await;
     let log = stage.log(&site, first["id"].as_str().unwrap()).await;
     assert_eq!(first["status"], "succeeded", "{first}\n{log}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited for a notification channel");
     assert_eq!(stage.get("app.example.com", "/").await, (200, "app one\n".to_string()));
 
     stage.repo.commit(&[("index.html", "app two\n")], "app two");
@@ -1919,6 +1964,20 @@ async fn acme_certificates_resume_after_kill_9_renew_under_load_and_failed_renew
     assert!(status.contains("Revoked"), "pebble has it revoked: {status}");
     assert_ne!(curl_https(&stage, domain, "/", &root).0, 0, "no HTTPS any more");
     assert_eq!(stage.get(domain, "/").await, (200, "version 0\n".into()), "plain HTTP serves, no redirect");
+
+    // All of it is in the event log: issued and renewed, the refused renewals, and (with
+    // 60-second certificates) every watch finding the certificate about to expire.
+    for (event_type, wanted) in [
+        ("certificate.issued", "renewed"),
+        ("certificate.renewal_failed", "renewal"),
+        ("certificate.expiring", "expires in 0 days"),
+    ] {
+        let (_, events) =
+            stage.api.call(Method::GET, &format!("/api/v1/events?type={event_type}&resource_id={id}"), None).await;
+        let summaries: Vec<&str> =
+            events["data"].as_array().unwrap().iter().filter_map(|e| e["summary"].as_str()).collect();
+        assert!(summaries.iter().any(|s| s.contains(wanted) && s.contains(domain)), "{event_type}: {events}");
+    }
 }
 
 /// An application backup holds the site's shared files and its live .env, streamed to a real S3

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Server, owner, temp_data_dir};
+use common::{Api, Received, Server, owner, receiver, temp_data_dir};
 use serde_json::{Value, json};
 use slipway_remote::testing::Sshd;
 
@@ -282,91 +282,6 @@ async fn a_job_interrupted_by_kill_9_is_recovered_after_restart() {
     api.succeeded(op["data"]["id"].as_str().unwrap()).await;
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// What the test's webhook receiver got: path, headers (lower-case names) and body.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: std::collections::HashMap<String, String>,
-    body: String,
-}
-
-fn headers_delivery(headers: &std::collections::HashMap<String, String>) -> Option<String> {
-    headers.get("slipway-delivery").cloned()
-}
-
-/// A loopback HTTP receiver for notifications. `/flaky` answers 500 twice to each delivery
-/// (`Slipway-Delivery`), then 200; `/down`
-/// always 503, `/redirect` a 302 to `/followed`, anything else 200 (Discord's 204 on
-/// `/discord`). Returns its port and everything it was sent.
-async fn receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let (head_end, length) = loop {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
-                            .unwrap_or(0);
-                        break (end + 4, length);
-                    }
-                };
-                while buf.len() < head_end + length {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end - 4]).to_string();
-                let mut lines = head.lines();
-                let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
-                let headers: std::collections::HashMap<String, String> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-                    .collect();
-                let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
-                let delivery = headers_delivery(&headers);
-                let earlier = {
-                    let mut seen = log.lock().unwrap();
-                    let earlier =
-                        seen.iter().filter(|r| r.path == path && headers_delivery(&r.headers) == delivery).count();
-                    seen.push(Received { path: path.clone(), headers, body });
-                    earlier
-                };
-                let answer = match path.as_str() {
-                    "/flaky" if earlier < 2 => {
-                        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops".to_string()
-                    }
-                    "/down" => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_string(),
-                    "/redirect" => format!(
-                        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/followed\r\ncontent-length: 0\r\n\r\n"
-                    ),
-                    "/discord" => "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
-                    _ => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string(),
-                };
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    (port, seen)
 }
 
 /// A minimal SMTP server on loopback that accepts every message; returns its port and the
@@ -661,6 +576,34 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // An organization token's creation and revocation are events too.
+    let (_, orgs) = api.call(reqwest::Method::GET, "/api/v1/organizations", None).await;
+    let org = orgs["data"][0]["id"].as_str().unwrap().to_string();
+    let (status, token) = post(
+        &format!("/api/v1/organizations/{org}/tokens"),
+        json!({"name": "ci deploys", "abilities": ["site:deploy"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let token_id = token["data"]["token"]["id"].as_str().unwrap_or_else(|| token["data"]["id"].as_str().unwrap());
+    let (status, _) =
+        api.call(reqwest::Method::DELETE, &format!("/api/v1/organizations/{org}/tokens/{token_id}"), None).await;
+    assert_eq!(status, 204);
+    for event_type in ["token.created", "token.revoked"] {
+        let waited = Instant::now();
+        loop {
+            let (_, events) = api
+                .call(reqwest::Method::GET, &format!("/api/v1/events?type={event_type}&resource_id={token_id}"), None)
+                .await;
+            if events["meta"]["total"] == 1 {
+                assert!(events["data"][0]["summary"].as_str().unwrap().contains("\"ci deploys\""), "{events}");
+                break;
+            }
+            assert!(waited.elapsed() < Duration::from_secs(10), "no {event_type} event: {events}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     // Every channel fails now; a verify that works is not touched by it.
     for id in [&webhook_id, &slack_id] {
         let (status, _) = api.call(reqwest::Method::DELETE, &format!("/api/v1/notification-channels/{id}"), None).await;
@@ -678,4 +621,69 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
     let (_, op) = post(&format!("/api/v1/servers/{}/verify", here["data"]["id"].as_str().unwrap()), json!({})).await;
     api.succeeded(op["data"]["id"].as_str().unwrap()).await;
     assert!(started.elapsed() < Duration::from_secs(30), "the verify waited for nothing");
+}
+
+/// kill -9 while deliveries are in flight: after the restart each is sent exactly once more (the
+/// interrupted attempt again, same `Slipway-Delivery`) and recorded `succeeded`; none is lost.
+#[tokio::test]
+async fn deliveries_interrupted_by_kill_9_are_sent_once_more_after_restart() {
+    let (port, seen) = receiver().await;
+    let dir = temp_data_dir();
+    let envs = [
+        ("SLIPWAY_NOTIFICATION_ALLOWED_NETWORKS", "127.0.0.0/8"),
+        ("SLIPWAY_NOTIFICATION_ALLOW_HTTP", "true"),
+        ("SLIPWAY_JOB_LEASE_SECONDS", "2"),
+    ];
+    let slipway = Server::start(&dir, &envs).unwrap();
+    let api = owner(&slipway).await;
+    let url = format!("http://127.0.0.1:{port}/hang-once");
+    let (status, channel) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/notification-channels",
+            Some(json!({"name": "hook", "kind": "webhook", "url": url})),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let channel_id = channel["data"]["id"].as_str().unwrap().to_string();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let body = json!({"name": "gone", "provider": "custom", "ip_address": "127.0.0.1", "ssh_port": closed_port});
+    let (_, created) = api.call(reqwest::Method::POST, "/api/v1/servers", Some(body)).await;
+    let server_id = created["data"]["id"].as_str().unwrap();
+    let (_, op) =
+        api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
+    api.finished(op["data"]["id"].as_str().unwrap()).await;
+
+    // Both deliveries (server.unreachable, operation.failed) are waiting for an answer: kill -9.
+    let waited = Instant::now();
+    while seen.lock().unwrap().len() < 2 {
+        assert!(waited.elapsed() < Duration::from_secs(30), "no delivery started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(slipway);
+    let restarted = Server::start(&dir, &envs).unwrap();
+    let deliveries = |seen: &[Received]| {
+        let mut by_id = std::collections::HashMap::<String, usize>::new();
+        for r in seen {
+            *by_id.entry(r.headers["slipway-delivery"].clone()).or_default() += 1;
+        }
+        by_id
+    };
+    let waited = Instant::now();
+    while deliveries(&seen.lock().unwrap()).values().any(|n| *n < 2) {
+        assert!(waited.elapsed() < Duration::from_secs(60), "not sent again: {:?}", seen.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing more comes: each was sent exactly once more.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let counts = deliveries(&seen.lock().unwrap());
+    assert_eq!((counts.len(), counts.values().all(|n| *n == 2)), (2, true), "{counts:?}");
+    let api = Api { url: restarted.url.clone(), token: api.token.clone() };
+    let (_, log) =
+        api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{channel_id}/deliveries"), None).await;
+    for d in log["data"].as_array().unwrap() {
+        assert_eq!((&d["status"], &d["attempts"]), (&json!("succeeded"), &json!(1)), "{d}");
+    }
 }

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
 use slipway_core::time::now;
-use slipway_engine::backup_schedules::{ensure_queued, is_good, is_stale, next_run};
-use slipway_store::{BackupFilter, BackupSchedule, BackupTarget, Server};
+use slipway_engine::backup_schedules::{ensure_queued, is_stale, next_run};
+use slipway_store::{BackupSchedule, BackupTarget, Server};
 use utoipa::ToSchema;
 
 use super::backups::BackupResource;
@@ -192,11 +192,7 @@ async fn list(
 
 /// The API's view of a schedule: with its newest good backup and whether it is stale.
 async fn resource(state: &AppState, schedule: &BackupSchedule) -> Result<BackupScheduleResource, ApiError> {
-    let filter = BackupFilter { schedule_id: Some(schedule.id.clone()), ..Default::default() };
-    let orgs = [schedule.organization_id.clone()];
-    let page = slipway_core::PageRequest::parse(None, Some("100")).map_err(ApiError::Validation)?;
-    let (newest, _) = state.store.backups_of(&orgs, &filter, page).await?;
-    let last_good = newest.iter().find(|b| is_good(b, schedule.verify)).map(|b| b.created_at);
+    let last_good = slipway_engine::backup_schedules::last_good(state.store.as_ref(), schedule).await?;
     Ok(BackupScheduleResource {
         id: schedule.id.clone(),
         organization_id: schedule.organization_id.clone(),

@@ -434,6 +434,7 @@ pub async fn revoke_organization_token(
     });
     let token = token.ok_or(ApiError::NotFound)?;
     state.store.revoke_token(&token.id, now()).await?;
+    crate::routes::tokens::announce(&state, &token, "token.revoked").await;
     audit.note(|n| {
         n.organization_id = Some(org.organization.id.clone());
         n.resource_id = Some(token.id.clone());

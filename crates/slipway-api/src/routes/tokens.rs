@@ -208,7 +208,39 @@ pub async fn issue(
         revoked_at: None,
     };
     state.store.insert_token(&row).await?;
+    if row.created_via == "api" {
+        announce(state, &row, "token.created").await;
+    }
     Ok((row, plain))
+}
+
+/// Tells the token's organisation's channels that it was created or revoked. Tokens bound to no
+/// organisation (a person's own, across their organisations) have nobody else to tell.
+pub async fn announce(state: &AppState, token: &AccessToken, event_type: &'static str) {
+    let Some(org) = &token.organization_id else { return };
+    let path = if token.kind == crate::auth::TokenKind::Organization.as_str() {
+        format!("/api/v1/organizations/{org}/tokens/{}", token.id)
+    } else {
+        format!("/api/v1/tokens/{}", token.id)
+    };
+    let subject = slipway_engine::notify::Subject {
+        resource_type: "token",
+        id: token.id.clone(),
+        name: token.name.clone(),
+        path: Some(path),
+        server_id: None,
+        site_id: None,
+    };
+    let what = if event_type == "token.created" { "created" } else { "revoked" };
+    let summary = format!("Access token {:?} ({}) was {what}", token.name, token.kind);
+    let data = serde_json::json!({
+        "kind": token.kind,
+        "abilities": serde_json::from_str::<serde_json::Value>(&token.abilities).unwrap_or_default(),
+        "expires_at": token.expires_at,
+        "user_id": token.user_id,
+    });
+    let event = slipway_engine::notify::EventSpec::new(event_type, org, subject, summary).data(data);
+    slipway_engine::notify::emit(&state.engine, event).await;
 }
 
 /// A requested id list must stay within the creator's (which it inherits when not given).
@@ -618,6 +650,7 @@ pub async fn revoke_token(
     audit: AuditSlot,
 ) -> Result<StatusCode, ApiError> {
     state.store.revoke_token(&token.id, now()).await?;
+    announce(&state, &token, "token.revoked").await;
     audit.note(|n| {
         n.resource_id = Some(token.id.clone());
     });

@@ -468,7 +468,27 @@ impl JobHandler for WatchCertificates {
                         ctx.log("stderr", format!("{}: the server serves another certificate", spec.domain))
                     }
                     (None, true) if days_left < EXPIRY_WARNING_DAYS => {
-                        ctx.log("stderr", format!("{}: the certificate expires in {days_left} days", spec.domain))
+                        ctx.log("stderr", format!("{}: the certificate expires in {days_left} days", spec.domain));
+                        let subject = crate::notify::Subject {
+                            resource_type: "certificate",
+                            id: item.id.clone(),
+                            name: spec.domain.clone(),
+                            path: Some(format!(
+                                "/api/v1/servers/{}/sites/{}/certificates/{}",
+                                item.server_id, spec.site_id, item.id
+                            )),
+                            server_id: Some(item.server_id.clone()),
+                            site_id: Some(spec.site_id.clone()),
+                        };
+                        let summary = format!("The certificate for {} expires in {days_left} days", spec.domain);
+                        let data = serde_json::json!({ "not_after": not_after, "days_left": days_left });
+                        let event = crate::notify::EventSpec::new(
+                            "certificate.expiring",
+                            &server.organization_id,
+                            subject,
+                            summary,
+                        );
+                        crate::notify::emit(engine, event.data(data)).await;
                     }
                     (None, true) => {}
                 }

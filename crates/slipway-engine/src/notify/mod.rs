@@ -37,6 +37,8 @@ pub const CATALOGUE: &[(&str, bool)] = &[
     ("server.unreachable", true),
     ("server.host_key_changed", true),
     ("operation.failed", true),
+    ("token.created", false),
+    ("token.revoked", false),
     ("certificate.issued", false),
     ("certificate.issue_failed", true),
     ("certificate.renewal_failed", true),
@@ -44,6 +46,8 @@ pub const CATALOGUE: &[(&str, bool)] = &[
     ("backup.failed", true),
     ("backup.verified", false),
     ("backup.verification_failed", true),
+    ("backup.stale", true),
+    ("certificate.expiring", true),
 ];
 
 /// The event sent by `POST …/notification-channels/{id}/test`; it is not stored.

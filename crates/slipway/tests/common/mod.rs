@@ -449,3 +449,94 @@ impl Drop for S3Server {
         let _ = self.process.wait();
     }
 }
+
+/// What the test's webhook receiver got: path, headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+fn headers_delivery(headers: &std::collections::HashMap<String, String>) -> Option<String> {
+    headers.get("slipway-delivery").cloned()
+}
+
+/// A loopback HTTP receiver for notifications. `/flaky` answers 500 twice to each delivery
+/// (`Slipway-Delivery`), then 200; `/hang-once` never answers the first request of each delivery
+/// (then 200); `/hang` never answers; `/down`
+/// always 503, `/redirect` a 302 to `/followed`, anything else 200 (Discord's 204 on
+/// `/discord`). Returns its port and everything it was sent.
+pub async fn receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end - 4]).to_string();
+                let mut lines = head.lines();
+                let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
+                let headers: std::collections::HashMap<String, String> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+                    .collect();
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+                let delivery = headers_delivery(&headers);
+                let earlier = {
+                    let mut seen = log.lock().unwrap();
+                    let earlier =
+                        seen.iter().filter(|r| r.path == path && headers_delivery(&r.headers) == delivery).count();
+                    seen.push(Received { path: path.clone(), headers, body });
+                    earlier
+                };
+                if path == "/hang-once" && earlier == 0 {
+                    // The first attempt of each delivery never gets an answer.
+                    std::future::pending::<()>().await;
+                }
+                let answer = match path.as_str() {
+                    "/flaky" if earlier < 2 => {
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops".to_string()
+                    }
+                    "/hang" => return std::future::pending::<()>().await,
+                    "/down" => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_string(),
+                    "/redirect" => format!(
+                        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/followed\r\ncontent-length: 0\r\n\r\n"
+                    ),
+                    "/discord" => "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
+                    _ => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string(),
+                };
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
+}
