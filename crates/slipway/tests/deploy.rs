@@ -325,9 +325,19 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let stopped = || async { stage.host.processes_named("sleep") == 0 };
     common::eventually(Duration::from_secs(5), "the remote script was stopped", stopped).await;
 
-    // Unlocked: the next deploy runs and succeeds.
+    // Unlocked: the next deploy runs and succeeds, on time, with every channel failing (one
+    // never answers, the other answers 503 to every attempt).
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "true\n"}))).await;
+    let (_, channels) = stage.api.call(Method::GET, "/api/v1/notification-channels", None).await;
+    for channel in channels["data"].as_array().unwrap().iter().filter(|c| c["name"] != "c") {
+        let path = format!("/api/v1/notification-channels/{}", channel["id"].as_str().unwrap());
+        assert_eq!(stage.api.call(Method::DELETE, &path, None).await.0, 204);
+    }
+    let body = json!({"name": "d", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/down"), "events": ["*"]});
+    assert_eq!(stage.api.call(Method::POST, "/api/v1/notification-channels", Some(body)).await.0, 201);
+    let started = Instant::now();
     let third = stage.deploy(&site, "deploy", json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited for failing channels");
     assert_eq!(third["status"], "succeeded", "{third}");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
 

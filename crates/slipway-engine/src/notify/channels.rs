@@ -278,6 +278,34 @@ mod tests {
         assert_eq!(discord["embeds"][0]["color"], json!(0xd93f0b));
     }
 
+    /// The limits Slack (Block Kit: a section's text at most 3,000 characters) and Discord
+    /// (embed title 256, description 4,096, field value 1,024, all of an embed 6,000) document,
+    /// with a summary far longer than any of them.
+    #[test]
+    fn long_events_stay_within_what_slack_and_discord_accept() {
+        let mut e = event("deployment.failed", None);
+        e.summary = "x".repeat(10_000);
+        e.resource_name = "y".repeat(10_000);
+        let Message::Http { body } = render("slack", &e, 0, "https://cp.example") else { panic!() };
+        let slack: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for block in slack["blocks"].as_array().unwrap() {
+            if block["type"] == "section" {
+                assert!(block["text"]["text"].as_str().unwrap().chars().count() <= 3000);
+            }
+        }
+        let Message::Http { body } = render("discord", &e, 0, "https://cp.example") else { panic!() };
+        let discord: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let embed = &discord["embeds"][0];
+        let len = |v: &serde_json::Value| v.as_str().map(|s| s.chars().count()).unwrap_or(0);
+        assert!(len(&embed["title"]) <= 256 && len(&embed["description"]) <= 4096);
+        let mut total = len(&embed["title"]) + len(&embed["description"]) + len(&embed["footer"]["text"]);
+        for field in embed["fields"].as_array().unwrap() {
+            assert!(len(&field["name"]) <= 256 && len(&field["value"]) <= 1024);
+            total += len(&field["name"]) + len(&field["value"]);
+        }
+        assert!(total <= 6000, "{total}");
+    }
+
     #[test]
     fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
         // Checked against `printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac whsec_test`.
