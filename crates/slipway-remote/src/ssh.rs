@@ -413,7 +413,20 @@ impl Transport for SshConnection {
         tokio::pin!(idle_timer);
         let result = loop {
             if let (Some(id), Some(_)) = (pgid, &stopping) {
-                self.kill_group(id).await;
+                // The command may still be flooding its channel. Its messages are drained while
+                // the kill goes over another channel: left unread, they fill the connection's
+                // queue for this channel, and the connection then stops delivering anything,
+                // the kill channel's replies included (seen under CI load: the kill timed out
+                // and the processes lived on).
+                let kill = self.kill_group(id);
+                tokio::pin!(kill);
+                let mut open = true;
+                loop {
+                    tokio::select! {
+                        () = &mut kill => break,
+                        msg = channel.wait(), if open => open = msg.is_some(),
+                    }
+                }
                 let _ = channel.close().await;
                 break Err(stopping.take().expect("checked").0);
             }
