@@ -192,7 +192,9 @@ pub fn render(kind: &str, event: &Event, suppressed: i64, public_url: &str) -> M
             if event.data != "{}" {
                 text.push_str(&format!("\nDetails: {}\n", event.data));
             }
-            Message::Email { subject: format!("[Slipway] {}", truncate(&event.summary, 200)), text }
+            // One line: a reason carried into the summary may hold line breaks.
+            let line: String = event.summary.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            Message::Email { subject: format!("[Slipway] {}", truncate(&line, 200)), text }
         }
         _ => {
             let mut body = event_json(event, public_url);
@@ -304,6 +306,16 @@ mod tests {
             total += len(&field["name"]) + len(&field["value"]);
         }
         assert!(total <= 6000, "{total}");
+    }
+
+    #[test]
+    fn an_email_subject_is_one_line_whatever_the_summary_holds() {
+        let mut e = event("deployment.failed", None);
+        e.summary = "Deployment failed: line one\r\nBcc: someone@example.com".into();
+        let Message::Email { subject, text } = render("email", &e, 0, "https://cp.example") else { panic!() };
+        assert!(!subject.contains('\n') && !subject.contains('\r'), "{subject:?}");
+        assert!(subject.starts_with("[Slipway] Deployment failed: line one"), "{subject}");
+        assert!(text.contains("API: https://cp.example/api/v1/"), "{text}");
     }
 
     #[test]

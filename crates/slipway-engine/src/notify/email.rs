@@ -38,7 +38,9 @@ pub async fn send(
     };
     // The SMTP host is chosen by a user too: the same address rule as webhooks.
     if let Err(why) = engine.notify.addresses.check_resolved(&settings.smtp_host).await {
-        return failed(why, false, None, elapsed());
+        // A refused address stays refused; a name that does not resolve now may later.
+        let retryable = !why.contains("not a public address");
+        return failed(why, retryable, None, elapsed());
     }
     let mut builder = lettre::Message::builder().subject(subject).header(ContentType::TEXT_PLAIN);
     match settings.from.parse() {
