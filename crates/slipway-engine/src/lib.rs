@@ -125,7 +125,8 @@ impl Engine {
             .register(items::acme::CERTIFICATE_REVOKE.name, items::acme::RevokeCertificate(self.clone()))
             .register(items::databases::DATABASE_IMPORT.name, items::databases::ImportDatabases(self.clone()))
             .register(notify::deliver::DISPATCH.name, notify::deliver::Dispatch(self.clone()))
-            .register(notify::deliver::DELIVER.name, notify::deliver::Deliver(self.clone()));
+            .register(notify::deliver::DELIVER.name, notify::deliver::Deliver(self.clone()))
+            .register(notify::tokens::CHECK_JOB, notify::tokens::CheckTokens(self.clone()));
         items::KINDS.iter().fold(registry, |registry, &kind| {
             registry.register(kind.sync_job().name, items::SyncItems { engine: self.clone(), kind })
         })

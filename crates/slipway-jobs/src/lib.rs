@@ -154,6 +154,31 @@ pub async fn enqueue(store: &dyn Store, spec: JobSpec) -> Result<String, StoreEr
     Ok(id)
 }
 
+/// Enqueues the run of periodic job `kind` for the slot of length `every` that contains `at`
+/// (due at the start of that slot, so a Slipway that was down runs it at once, and with an id
+/// made from the slot, so every replica asking makes one); false when it exists already.
+pub async fn schedule_slot(
+    store: &dyn Store,
+    kind: &str,
+    lock: &str,
+    at: Timestamp,
+    every: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let slot_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1000);
+    let slot = u64::try_from(at.timestamp_millis()).unwrap_or(0) / slot_ms * slot_ms;
+    let run_at = chrono::DateTime::from_timestamp_millis(i64::try_from(slot).unwrap_or(0)).unwrap_or(at);
+    let spec = JobSpec::new(kind, serde_json::json!({}))
+        .resource(lock)
+        .idempotent(3)
+        .at(run_at)
+        .with_id(slipway_core::id::id_at_for(slot, kind));
+    match enqueue(store, spec).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Everything a running handler can use.
 #[derive(Debug)]
 pub struct JobContext {

@@ -190,6 +190,15 @@ pub trait TokenStore: Send + Sync {
     /// A user's personal tokens that are not revoked, newest first.
     async fn tokens_of_user(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)>;
     /// An organisation's organisation tokens that are not revoked, newest first.
+    /// Unrevoked tokens bound to an organisation that expire after `from` and by `until`, by id
+    /// after `after_id`, at most `limit`.
+    async fn tokens_expiring(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        after_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AccessToken>>;
     async fn tokens_of_organization(
         &self,
         organization_id: &str,

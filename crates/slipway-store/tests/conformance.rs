@@ -177,6 +177,33 @@ mod cases {
         assert_eq!(demoted, 3, "exactly one owner must remain");
     }
 
+    pub async fn tokens_expiring_soon_are_found_by_window(db: &TestDatabase) {
+        let store = db.store().await;
+        let org = slipway_core::new_id();
+        let user = new_user("x@example.com");
+        store.create_user_with_organization(&user, &org, "X", "owner").await.unwrap();
+        let at = now();
+        let days = |n: i64| Some(at + chrono::Duration::days(n));
+        let make = |hash: &str, organization: Option<&str>, expires_at| AccessToken {
+            organization_id: organization.map(str::to_string),
+            expires_at,
+            ..token_for(&user.id, hash)
+        };
+        let soon = make("h-soon", Some(&org), days(3));
+        let later = make("h-later", Some(&org), days(30));
+        let personal = make("h-personal", None, days(3));
+        let gone = make("h-gone", Some(&org), days(2));
+        for t in [&soon, &later, &personal, &gone] {
+            store.insert_token(t).await.unwrap();
+        }
+        store.revoke_token(&gone.id, at).await.unwrap();
+        let found = store.tokens_expiring(at, at + chrono::Duration::days(7), None, 10).await.unwrap();
+        assert_eq!(found.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec![soon.id.as_str()]);
+        assert!(
+            store.tokens_expiring(at, at + chrono::Duration::days(7), Some(&soon.id), 10).await.unwrap().is_empty()
+        );
+    }
+
     pub async fn tokens_are_found_by_hash_listed_edited_revoked_and_rotated(db: &TestDatabase) {
         let store = db.store().await;
         let user = new_user("t@example.com");
@@ -1648,6 +1675,7 @@ conformance!(
     organizations_keep_at_least_one_owner,
     concurrent_owner_demotions_leave_one_owner,
     tokens_are_found_by_hash_listed_edited_revoked_and_rotated,
+    tokens_expiring_soon_are_found_by_window,
     refresh_tokens_are_single_use,
     rate_limit_windows_count_and_expire,
     idempotency_keys_replay_mismatch_and_expire,

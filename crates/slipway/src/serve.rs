@@ -74,6 +74,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     slipway_engine::items::certificates::schedule_watch(store.as_ref(), slipway_core::time::now(), every)
         .await
         .context("cannot schedule the certificate watch")?;
+    // And today's check for tokens about to expire.
+    slipway_engine::notify::tokens::schedule(store.as_ref(), slipway_core::time::now())
+        .await
+        .context("cannot schedule the token expiry check")?;
     // And each backup schedule's next run (a Slipway that was down runs a missed one at once).
     slipway_engine::backup_schedules::queue_all(store.as_ref()).await.context("cannot queue the backup schedules")?;
 

@@ -218,11 +218,7 @@ pub async fn issue(
 /// organisation (a person's own, across their organisations) have nobody else to tell.
 pub async fn announce(state: &AppState, token: &AccessToken, event_type: &'static str) {
     let Some(org) = &token.organization_id else { return };
-    let path = if token.kind == crate::auth::TokenKind::Organization.as_str() {
-        format!("/api/v1/organizations/{org}/tokens/{}", token.id)
-    } else {
-        format!("/api/v1/tokens/{}", token.id)
-    };
+    let path = slipway_engine::notify::tokens::path(token, org);
     let subject = slipway_engine::notify::Subject {
         resource_type: "token",
         id: token.id.clone(),

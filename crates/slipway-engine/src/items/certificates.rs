@@ -391,19 +391,7 @@ pub async fn schedule_watch(
     at: DateTime<Utc>,
     every: std::time::Duration,
 ) -> Result<bool, slipway_store::StoreError> {
-    let slot_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1000);
-    let slot = u64::try_from(at.timestamp_millis()).unwrap_or(0) / slot_ms * slot_ms;
-    let run_at = DateTime::from_timestamp_millis(i64::try_from(slot).unwrap_or(0)).unwrap_or(at);
-    let spec = slipway_jobs::JobSpec::new(WATCH_JOB, serde_json::json!({}))
-        .resource(WATCH_LOCK)
-        .idempotent(3)
-        .at(run_at)
-        .with_id(slipway_core::id::id_at_for(slot, WATCH_JOB));
-    match slipway_jobs::enqueue(store, spec).await {
-        Ok(_) => Ok(true),
-        Err(slipway_store::StoreError::Conflict(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
+    slipway_jobs::schedule_slot(store, WATCH_JOB, WATCH_LOCK, at, every).await
 }
 
 /// Servers read once per run of the watch, however many certificates each holds.

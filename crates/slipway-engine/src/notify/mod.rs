@@ -13,6 +13,7 @@ pub mod channels;
 pub mod deliver;
 pub mod email;
 pub mod operations;
+pub mod tokens;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub const CATALOGUE: &[(&str, bool)] = &[
     ("operation.failed", true),
     ("token.created", false),
     ("token.revoked", false),
+    ("token.expiring", true),
     ("certificate.issued", false),
     ("certificate.issue_failed", true),
     ("certificate.renewal_failed", true),
@@ -215,13 +217,22 @@ impl EventSpec {
 /// Emits an event: one job that stores it and fans it out to the channels. Never fails the
 /// caller: a store error is logged and the work it reports goes on.
 pub async fn emit(engine: &Engine, spec: EventSpec) {
-    let event = spec.into_event();
+    emit_event(engine, spec.into_event()).await;
+}
+
+/// As [`emit`], under an id the caller makes from what the event is about, so that an event
+/// found again by a later check (a token still expiring tomorrow) is emitted once.
+pub async fn emit_once(engine: &Engine, spec: EventSpec, id: String) {
+    emit_event(engine, Event { id, ..spec.into_event() }).await;
+}
+
+async fn emit_event(engine: &Engine, event: Event) {
     let job = deliver::dispatch_job(&event);
-    if let Err(e) = slipway_jobs::enqueue(engine.store.as_ref(), job).await {
-        tracing::error!(error = %e, event.r#type = %event.event_type, "could not emit the event");
-        return;
+    match slipway_jobs::enqueue(engine.store.as_ref(), job).await {
+        Ok(_) => engine.wake_worker(),
+        Err(slipway_store::StoreError::Conflict(_)) => {}
+        Err(e) => tracing::error!(error = %e, event.r#type = %event.event_type, "could not emit the event"),
     }
-    engine.wake_worker();
 }
 
 /// A job kind of this module: its name and attempts.

@@ -71,6 +71,21 @@ macro_rules! impl_token_store {
                 Ok((rows, as_u64(total)))
             }
 
+            async fn tokens_expiring(
+                &self,
+                from: Timestamp,
+                until: Timestamp,
+                after_id: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<AccessToken>> {
+                sqlx::query_as(concat!(
+                    "SELECT ", access_token_fields!(columns!()), " FROM access_tokens WHERE organization_id IS NOT NULL \
+                     AND revoked_at IS NULL AND expires_at > $1 AND expires_at <= $2 AND id > $3 ORDER BY id LIMIT $4"
+                ))
+                .bind(from).bind(until).bind(after_id.unwrap_or("")).bind(limit)
+                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
+            }
+
             async fn tokens_of_organization(&self, organization_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)> {
                 let total: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM access_tokens WHERE organization_id = $1 AND kind = 'organization' AND revoked_at IS NULL",
