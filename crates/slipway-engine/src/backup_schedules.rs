@@ -589,38 +589,16 @@ mod tests {
     async fn a_run_of_a_stale_schedule_emits_backup_stale() {
         let db = slipway_store::testing::TestDatabase::sqlite().await;
         let store = db.store().await;
-        let user = slipway_store::NewUser {
-            id: slipway_core::new_id(),
-            email: "s@example.com".into(),
-            email_normalized: "s@example.com".into(),
-            name: "S".into(),
-            password_hash: "x".into(),
-        };
-        store.create_user(&user).await.unwrap();
-        let org = slipway_core::new_id();
-        store.create_organization(&org, "Acme", &user.id).await.unwrap();
+        let org = crate::test_support::organization(&store).await;
         // Hourly, made three hours ago, never a good backup: stale.
         let schedule = schedule(&org, "hourly", slipway_core::time::now() - chrono::Duration::hours(3));
         store.insert_backup_schedule(&schedule).await.unwrap();
         assert_eq!(queue_all(store.as_ref()).await.unwrap(), 1);
-        let engine = crate::Engine::new(store.clone(), slipway_core::SecretsKey::generate());
-        let config = slipway_jobs::WorkerConfig { poll: std::time::Duration::from_millis(50), ..Default::default() };
-        let worker = slipway_jobs::Worker::new(store.clone(), engine.registry(), config);
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let running = tokio::spawn(worker.run(stopped));
         let filter = slipway_store::EventFilter { event_type: Some("backup.stale".into()), ..Default::default() };
-        let orgs = [org.clone()];
-        let page = slipway_core::PageRequest { page: 1, per_page: 10 };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let events = loop {
-            let (events, _) = store.events_of(&orgs, &filter, page).await.unwrap();
-            if !events.is_empty() || std::time::Instant::now() > deadline {
-                break events;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
-        let _ = stop.send(true);
-        let _ = running.await;
+        let (orgs, page) = ([org.clone()], slipway_core::PageRequest { page: 1, per_page: 10 });
+        let found = || async { store.events_of(&orgs, &filter, page).await.unwrap().1 > 0 };
+        crate::test_support::run_jobs_until(&store, found).await;
+        let (events, _) = store.events_of(&orgs, &filter, page).await.unwrap();
         assert_eq!(events.len(), 1, "one run, one backup.stale event");
         assert_eq!(events[0].resource_id, schedule.id);
         assert!(events[0].summary.contains("is stale: no good backup yet"), "{}", events[0].summary);

@@ -20,6 +20,9 @@ pub mod sites;
 pub mod tls_probe;
 pub mod verify;
 
+#[cfg(test)]
+mod test_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
