@@ -467,12 +467,12 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
     let count = |path: &str, event: &str| {
         seen.lock().unwrap().iter().filter(|r| r.path == path && r.body.contains(event)).count()
     };
-    let waited = Instant::now();
-    while count("/flaky", "\"server.unreachable\"") < 3 || count("/flaky", "\"operation.failed\"") < 9 {
-        assert!(waited.elapsed() < Duration::from_secs(60), "deliveries so far: {:?}", seen.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The 200 ends it: no attempt after it (the next retry would have come within 4 s).
+    common::eventually(Duration::from_secs(60), "three attempts of each delivery to /flaky", || async {
+        count("/flaky", "\"server.unreachable\"") >= 3 && count("/flaky", "\"operation.failed\"") >= 9
+    })
+    .await;
+    // The 200 ends it: no attempt after it (the next retry would have come within 4 s). A quiet
+    // window, not a wait for a condition: what is checked is that nothing more arrives.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let flaky: Vec<Received> = seen.lock().unwrap().iter().filter(|r| r.path == "/flaky").cloned().collect();
     let unreachable: Vec<&Received> = flaky.iter().filter(|r| r.body.contains("\"server.unreachable\"")).collect();
@@ -570,11 +570,10 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
         post(&format!("/api/v1/notification-channels/{webhook_id}/deliveries/{delivery_id}/redeliver"), json!({}))
             .await;
     assert_eq!(status, 202, "{again}");
-    let waited = Instant::now();
-    while count("/flaky", "\"server.unreachable\"") < 4 {
-        assert!(waited.elapsed() < Duration::from_secs(30), "no redelivery");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(Duration::from_secs(30), "the redelivery", || async {
+        count("/flaky", "\"server.unreachable\"") >= 4
+    })
+    .await;
 
     // An organization token's creation and revocation are events too.
     let (_, orgs) = api.call(reqwest::Method::GET, "/api/v1/organizations", None).await;
@@ -590,18 +589,18 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
         api.call(reqwest::Method::DELETE, &format!("/api/v1/organizations/{org}/tokens/{token_id}"), None).await;
     assert_eq!(status, 204);
     for event_type in ["token.created", "token.revoked"] {
-        let waited = Instant::now();
-        loop {
-            let (_, events) = api
-                .call(reqwest::Method::GET, &format!("/api/v1/events?type={event_type}&resource_id={token_id}"), None)
-                .await;
-            if events["meta"]["total"] == 1 {
-                assert!(events["data"][0]["summary"].as_str().unwrap().contains("\"ci deploys\""), "{events}");
-                break;
-            }
-            assert!(waited.elapsed() < Duration::from_secs(10), "no {event_type} event: {events}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let path = format!("/api/v1/events?type={event_type}&resource_id={token_id}");
+        let events = common::eventually_some(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            &format!("a {event_type} event"),
+            || async {
+                let (_, events) = api.call(reqwest::Method::GET, &path, None).await;
+                (events["meta"]["total"] == 1).then_some(events)
+            },
+        )
+        .await;
+        assert!(events["data"][0]["summary"].as_str().unwrap().contains("\"ci deploys\""), "{events}");
     }
 
     // Every channel fails now; a verify that works is not touched by it.
@@ -657,11 +656,10 @@ async fn deliveries_interrupted_by_kill_9_are_sent_once_more_after_restart() {
     api.finished(op["data"]["id"].as_str().unwrap()).await;
 
     // Both deliveries (server.unreachable, operation.failed) are waiting for an answer: kill -9.
-    let waited = Instant::now();
-    while seen.lock().unwrap().len() < 2 {
-        assert!(waited.elapsed() < Duration::from_secs(30), "no delivery started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(Duration::from_secs(30), "both deliveries in flight", || async {
+        seen.lock().unwrap().len() >= 2
+    })
+    .await;
     drop(slipway);
     let restarted = Server::start(&dir, &envs).unwrap();
     let deliveries = |seen: &[Received]| {
@@ -671,12 +669,11 @@ async fn deliveries_interrupted_by_kill_9_are_sent_once_more_after_restart() {
         }
         by_id
     };
-    let waited = Instant::now();
-    while deliveries(&seen.lock().unwrap()).values().any(|n| *n < 2) {
-        assert!(waited.elapsed() < Duration::from_secs(60), "not sent again: {:?}", seen.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Nothing more comes: each was sent exactly once more.
+    common::eventually(Duration::from_secs(60), "each delivery sent again", || async {
+        deliveries(&seen.lock().unwrap()).values().all(|n| *n >= 2)
+    })
+    .await;
+    // Nothing more comes (a quiet window): each was sent exactly once more.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let counts = deliveries(&seen.lock().unwrap());
     assert_eq!((counts.len(), counts.values().all(|n| *n == 2)), (2, true), "{counts:?}");
