@@ -74,6 +74,8 @@ pub struct Engine {
     pub acme: items::acme::AcmeSettings,
     /// How often every active certificate is checked and due renewals are queued.
     pub certificate_check_interval: Duration,
+    /// How often cron jobs, queue workers and daemons are read and their failures reported.
+    pub process_check_interval: Duration,
     /// SSH connections kept open between jobs, one per server.
     pub connections: Arc<session::ConnectionPool>,
     /// How events leave Slipway (webhooks, Slack, Discord, email).
@@ -92,6 +94,7 @@ impl Engine {
             command_idle: Duration::from_secs(300),
             acme: items::acme::AcmeSettings::default(),
             certificate_check_interval: items::certificates::DEFAULT_CHECK_INTERVAL,
+            process_check_interval: items::watch::DEFAULT_CHECK_INTERVAL,
             connections: Arc::default(),
             notify: notify::NotifySettings::default(),
             jobs_enqueued: Arc::default(),
@@ -124,6 +127,7 @@ impl Engine {
                 items::certificates::ActivateCertificate(self.clone()),
             )
             .register(items::certificates::WATCH_JOB, items::certificates::WatchCertificates(self.clone()))
+            .register(items::watch::WATCH_JOB, items::watch::WatchItems(self.clone()))
             .register(items::acme::CERTIFICATE_ISSUE.name, items::acme::IssueCertificate(self.clone()))
             .register(items::acme::CERTIFICATE_REVOKE.name, items::acme::RevokeCertificate(self.clone()))
             .register(items::databases::DATABASE_IMPORT.name, items::databases::ImportDatabases(self.clone()))

@@ -95,3 +95,32 @@ impl Drop for TestDatabase {
 pub fn postgres_admin_url() -> String {
     std::env::var("SLIPWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
 }
+
+/// A server record in organisation `organization_id`, with a new id, not yet stored.
+pub fn server(organization_id: &str, name: &str) -> crate::Server {
+    let now = slipway_core::time::now();
+    crate::Server {
+        id: slipway_core::new_id(),
+        organization_id: organization_id.into(),
+        name: name.into(),
+        provider: "custom".into(),
+        ip_address: "127.0.0.1".into(),
+        ssh_port: 22,
+        ssh_user: "root".into(),
+        region: None,
+        size: None,
+        php_version: None,
+        database_type: "none".into(),
+        webserver: "nginx".into(),
+        status: "pending".into(),
+        status_reason: None,
+        monitoring_enabled: false,
+        os: None,
+        host_key: None,
+        offered_host_key: None,
+        node: false,
+        provisioned_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}

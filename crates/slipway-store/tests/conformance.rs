@@ -56,6 +56,7 @@ mod cases {
 
     use slipway_core::PageRequest;
     use slipway_core::time::now;
+    use slipway_store::testing::server;
     use slipway_store::*;
 
     fn new_user(email: &str) -> NewUser {
@@ -628,33 +629,6 @@ mod cases {
         let j = store.job(&retried.id).await.unwrap().unwrap();
         assert_eq!((j.status.as_str(), j.failure_reason.as_deref()), ("cancelled", Some("cancelled by request")));
         assert!(store.claim_job("w", now() + chrono::Duration::seconds(5), lease()).await.unwrap().is_none());
-    }
-
-    fn server(org: &str, name: &str) -> Server {
-        Server {
-            id: slipway_core::new_id(),
-            organization_id: org.into(),
-            name: name.into(),
-            provider: "custom".into(),
-            ip_address: "127.0.0.1".into(),
-            ssh_port: 22,
-            ssh_user: "root".into(),
-            region: None,
-            size: None,
-            php_version: None,
-            database_type: "none".into(),
-            webserver: "nginx".into(),
-            status: "pending".into(),
-            status_reason: None,
-            monitoring_enabled: false,
-            os: None,
-            host_key: None,
-            offered_host_key: None,
-            node: false,
-            provisioned_at: None,
-            created_at: now(),
-            updated_at: now(),
-        }
     }
 
     pub async fn servers_are_scoped_to_organizations_and_pin_host_keys(db: &TestDatabase) {

@@ -78,6 +78,10 @@ pub struct ServerArgs {
     /// 6h [default: 1d]
     #[arg(long, env = "SLIPWAY_CERTIFICATE_CHECK_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub certificate_check_interval: Option<Duration>,
+    /// How often cron jobs, queue workers and daemons on every server are read, and their
+    /// failures reported, e.g. 5m, 1m [default: 5m]
+    #[arg(long, env = "SLIPWAY_PROCESS_CHECK_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub process_check_interval: Option<Duration>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -194,6 +198,7 @@ struct FileConfig {
     acme_directory: Option<String>,
     acme_ca_bundle: Option<PathBuf>,
     certificate_check_interval: Option<String>,
+    process_check_interval: Option<String>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -255,6 +260,7 @@ pub struct Settings {
     pub command_idle_seconds: u64,
     pub acme: slipway_engine::items::acme::AcmeSettings,
     pub certificate_check_interval: Duration,
+    pub process_check_interval: Duration,
     pub rate_limits: slipway_api::state::RateLimits,
     pub retention: slipway_jobs::retention::Retention,
     pub notifications: Notifications,
@@ -392,6 +398,12 @@ impl Settings {
             "certificate_check_interval",
             slipway_engine::items::certificates::DEFAULT_CHECK_INTERVAL,
         )?;
+        let process_check_interval = duration_setting(
+            args.process_check_interval,
+            file.process_check_interval.as_deref(),
+            "process_check_interval",
+            slipway_engine::items::watch::DEFAULT_CHECK_INTERVAL,
+        )?;
         let defaults = slipway_engine::notify::NotifySettings::default();
         let mut allowed_networks = Vec::new();
         for cidr in
@@ -425,6 +437,7 @@ impl Settings {
             notifications,
             acme,
             certificate_check_interval,
+            process_check_interval,
             retention,
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
@@ -470,6 +483,7 @@ impl Settings {
             "acme_directory": self.acme.directory,
             "acme_ca_bundle": self.acme.ca_bundle.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(system roots)".into()),
             "certificate_check_interval": format_duration(self.certificate_check_interval),
+            "process_check_interval": format_duration(self.process_check_interval),
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,

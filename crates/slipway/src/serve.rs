@@ -54,6 +54,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
     engine.acme = settings.acme.clone();
     engine.certificate_check_interval = settings.certificate_check_interval;
+    engine.process_check_interval = settings.process_check_interval;
     engine.notify.public_url = public_url.clone();
     engine.notify.addresses.allowed_networks = settings.notifications.allowed_networks.clone();
     engine.notify.addresses.allow_http = settings.notifications.allow_http;
@@ -74,6 +75,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     slipway_engine::items::certificates::schedule_watch(store.as_ref(), slipway_core::time::now(), every)
         .await
         .context("cannot schedule the certificate watch")?;
+    // And the reading of cron jobs, queue workers and daemons (every 5 minutes by default).
+    let every = settings.process_check_interval;
+    slipway_engine::items::watch::schedule_watch(store.as_ref(), slipway_core::time::now(), every)
+        .await
+        .context("cannot schedule the process watch")?;
     // And today's check for tokens about to expire.
     slipway_engine::notify::tokens::schedule(store.as_ref(), slipway_core::time::now())
         .await

@@ -112,7 +112,9 @@ struct Provisioned {
 async fn provisioned() -> Provisioned {
     common::clean_test_host_files();
     let dir = temp_data_dir();
-    let slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    // The watch of cron jobs and programs reads them every 2 s, so their failures are reported
+    // while the test looks.
+    let slipway = Server::start(&dir, &[UNLIMITED, ("SLIPWAY_PROCESS_CHECK_INTERVAL", "2s")]).unwrap();
     let api = owner(&slipway).await;
     let (server_id, slipway_key) = register(&api, "192.0.2.1", json!({})).await;
     let host = NetnsHost::start(&[&slipway_key]);
@@ -122,6 +124,14 @@ async fn provisioned() -> Provisioned {
     let op = operate(&api, &format!("{server_path}/provision"), json!({})).await;
     assert_eq!(op["status"], "succeeded", "{op}");
     Provisioned { dir, slipway, api, server_id, host }
+}
+
+/// The events of `event_type` about resource `resource_id`, newest first.
+async fn events(api: &Api, event_type: &str, resource_id: &str) -> Vec<Value> {
+    let (status, reply) =
+        api.call(Method::GET, &format!("/api/v1/events?type={event_type}&resource_id={resource_id}"), None).await;
+    assert_eq!(status, 200, "{reply}");
+    reply["data"].as_array().unwrap().clone()
 }
 
 /// Runs the command-line client against `api`: whether it succeeded, its stdout and its stderr.
@@ -638,6 +648,15 @@ async fn daemons_run_under_real_supervisor_with_their_true_status() {
         d["data"]["status"] == "failed" && d["data"]["status_reason"].as_str().is_some_and(|r| r.contains("FATAL"))
     })
     .await;
+    // The watch reports it once, with supervisor's reason (checked again at the end: it stays one).
+    let broken_id = broken["data"]["id"].as_str().unwrap().to_string();
+    common::eventually(Duration::from_secs(20), "the broken daemon is reported", || async {
+        events(&api, "daemon.failed", &broken_id).await.len() == 1
+    })
+    .await;
+    let reported = events(&api, "daemon.failed", &broken_id).await;
+    assert!(reported[0]["summary"].as_str().unwrap().contains("is not running: FATAL"), "{reported:?}");
+    assert_eq!(reported[0]["resource"]["url"].as_str().map(|u| u.ends_with(&broken_path)), Some(true), "{reported:?}");
     let (status, reply) = api.call(Method::POST, &format!("{broken_path}/restart"), Some(json!({}))).await;
     assert_eq!(status, 202, "{reply}");
     let op = api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
@@ -667,6 +686,11 @@ async fn daemons_run_under_real_supervisor_with_their_true_status() {
         let (status, _) = api.call(Method::DELETE, &path, None).await;
         assert_eq!(status, 202);
     }
+
+    // The broken daemon, still failing the same way, was not reported again; the one that was
+    // killed and came back was never reported.
+    assert_eq!(events(&api, "daemon.failed", &broken_id).await.len(), 1);
+    assert!(events(&api, "daemon.failed", daemon["data"]["id"].as_str().unwrap()).await.is_empty());
 
     // Deleting stops it and removes its program.
     let (status, deleted) = api.call(Method::DELETE, &daemon_path, None).await;
@@ -765,6 +789,11 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
             && shown["data"]["status_reason"].as_str().is_some_and(|r| r.contains("exited with code 3"))
     })
     .await;
+    common::eventually(Duration::from_secs(20), "the failed run is reported", || async {
+        let reported = events(&api, "cron.failed", &failing_id).await;
+        reported.first().and_then(|e| e["summary"].as_str()).is_some_and(|s| s.contains("exited with code 3"))
+    })
+    .await;
     let failed_run = common::finished_run(&api, &failing_path).await.unwrap();
     assert_eq!((failed_run["exit_code"].as_i64(), failed_run["output"].as_str()), (Some(3), Some("failing\n")));
     let (_, listed) = api.call(Method::GET, &crontabs, None).await;
@@ -792,6 +821,11 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
     })
     .await;
     eprintln!("missed {:?} after cron stopped", stopped.elapsed());
+    common::eventually(Duration::from_secs(20), "the missed run is reported", || async {
+        let reported = events(&api, "cron.missed", id).await;
+        reported.first().and_then(|e| e["summary"].as_str()).is_some_and(|s| s.contains("missed a run"))
+    })
+    .await;
 
     // Deleting removes its cron file, wrapper and records; other entries stay.
     let (status, deleted) = api.call(Method::DELETE, &job_path, None).await;

@@ -19,6 +19,7 @@ pub mod queue_workers;
 pub mod redirects;
 pub mod ssh_keys;
 pub mod supervised;
+pub mod watch;
 
 use async_trait::async_trait;
 use serde::Deserialize;

@@ -50,6 +50,10 @@ pub const CATALOGUE: &[(&str, bool)] = &[
     ("backup.verification_failed", true),
     ("backup.stale", true),
     ("certificate.expiring", true),
+    ("cron.failed", true),
+    ("cron.missed", true),
+    ("worker.failed", true),
+    ("daemon.failed", true),
 ];
 
 /// The event sent by `POST …/notification-channels/{id}/test`; it is not stored.
