@@ -19,7 +19,7 @@ use slipway_core::time::Timestamp;
 use slipway_store::{NewJob, Store, StoreError};
 use tokio::sync::watch;
 
-pub use worker::{FailureHook, Worker, WorkerConfig};
+pub use worker::{DEFAULT_CONCURRENCY, FailureHook, Worker, WorkerConfig};
 
 /// How a job's handler can end other than by succeeding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,11 @@ use tracing::Instrument;
 
 use crate::{JobContext, JobError, LogBuffer, Registry};
 
+/// Jobs one worker runs at once unless configured otherwise. Jobs spend most of their time
+/// waiting on servers, so this is well above the number of cores: ten deploys to ten servers
+/// must not queue behind each other.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Unique per process; recorded as the lease owner.
@@ -33,7 +38,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             worker_id: format!("worker-{}", slipway_core::new_id()),
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
             lease: Duration::from_secs(60),
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_secs(1),

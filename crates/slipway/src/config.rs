@@ -61,6 +61,10 @@ pub struct ServerArgs {
     /// after this [default: 60]
     #[arg(long, env = "SLIPWAY_JOB_LEASE_SECONDS", value_name = "SECONDS")]
     pub job_lease_seconds: Option<u64>,
+    /// Jobs this process runs at once (deploys, provisioning, backups, notifications…); most
+    /// of their time is spent waiting on servers [default: 32]
+    #[arg(long, env = "SLIPWAY_JOB_CONCURRENCY", value_name = "N")]
+    pub job_concurrency: Option<usize>,
     /// Seconds to wait for a server to accept an SSH connection and log in [default: 10]
     #[arg(long, env = "SLIPWAY_SSH_CONNECT_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub ssh_connect_timeout_seconds: Option<u64>,
@@ -193,6 +197,7 @@ struct FileConfig {
     registration_enabled: Option<bool>,
     job_worker: Option<bool>,
     job_lease_seconds: Option<u64>,
+    job_concurrency: Option<usize>,
     ssh_connect_timeout_seconds: Option<u64>,
     command_idle_seconds: Option<u64>,
     acme_directory: Option<String>,
@@ -256,6 +261,7 @@ pub struct Settings {
     pub registration_enabled: bool,
     pub job_worker: bool,
     pub job_lease_seconds: u64,
+    pub job_concurrency: usize,
     pub ssh_connect_timeout_seconds: u64,
     pub command_idle_seconds: u64,
     pub acme: slipway_engine::items::acme::AcmeSettings,
@@ -300,6 +306,11 @@ impl Settings {
         let job_lease_seconds = args.job_lease_seconds.or(file.job_lease_seconds).unwrap_or(60);
         if !(2..=3600).contains(&job_lease_seconds) {
             bail!("job_lease_seconds must be between 2 and 3600 (got {job_lease_seconds})");
+        }
+        let job_concurrency =
+            args.job_concurrency.or(file.job_concurrency).unwrap_or(slipway_jobs::DEFAULT_CONCURRENCY);
+        if !(1..=1024).contains(&job_concurrency) {
+            bail!("job_concurrency must be between 1 and 1024 (got {job_concurrency})");
         }
         let ssh_connect_timeout_seconds =
             args.ssh_connect_timeout_seconds.or(file.ssh_connect_timeout_seconds).unwrap_or(10);
@@ -442,6 +453,7 @@ impl Settings {
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
             job_lease_seconds,
+            job_concurrency,
             ssh_connect_timeout_seconds,
             command_idle_seconds,
             rate_limits,
@@ -478,6 +490,7 @@ impl Settings {
             "registration_enabled": self.registration_enabled,
             "job_worker": self.job_worker,
             "job_lease_seconds": self.job_lease_seconds,
+            "job_concurrency": self.job_concurrency,
             "ssh_connect_timeout_seconds": self.ssh_connect_timeout_seconds,
             "command_idle_seconds": self.command_idle_seconds,
             "acme_directory": self.acme.directory,
@@ -585,6 +598,24 @@ mod tests {
         let args =
             ServerArgs { data_dir: Some(temp_dir()), public_url: Some("cp.example".into()), ..Default::default() };
         assert!(Settings::resolve(&args, None).unwrap_err().to_string().contains("public_url must start with"));
+
+        for bad in [0, 1025] {
+            let args = ServerArgs { data_dir: Some(temp_dir()), job_concurrency: Some(bad), ..Default::default() };
+            let err = Settings::resolve(&args, None).unwrap_err().to_string();
+            assert!(err.contains("job_concurrency must be between 1 and 1024"), "{err}");
+        }
+    }
+
+    #[test]
+    fn job_concurrency_and_check_intervals_come_from_the_file_or_default() {
+        let dir = temp_dir();
+        let args = ServerArgs { data_dir: Some(dir.clone()), ..Default::default() };
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!((s.job_concurrency, s.process_check_interval), (32, Duration::from_secs(300)));
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "job_concurrency = 64\nprocess_check_interval = \"1m\"\n").unwrap();
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!((s.job_concurrency, s.process_check_interval), (64, Duration::from_secs(60)));
+        assert!(s.render_redacted().contains("job_concurrency = 64"));
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let lease = Duration::from_secs(settings.job_lease_seconds);
     let worker_config = slipway_jobs::WorkerConfig {
+        concurrency: settings.job_concurrency,
         lease,
         // Six heartbeats per lease: a few slow database round trips never lose a healthy job.
         heartbeat: lease / 6,
