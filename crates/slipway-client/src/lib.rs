@@ -7,7 +7,8 @@ mod events;
 pub use events::{Event, EventStream};
 pub use slipway_wire as wire;
 pub use slipway_wire::{
-    Authorization, CreatedServer, Deployment, HealthCheck, LogLine, Operation, Release, Repository, Server, Site,
+    Authorization, CreatedServer, Deployment, DeploymentStep, HealthCheck, LogLine, Operation, Release, Repository,
+    Server, Site,
 };
 
 use std::collections::BTreeMap;

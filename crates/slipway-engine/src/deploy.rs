@@ -17,6 +17,7 @@ use slipway_core::time::now;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
 use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
+use slipway_wire::DeploymentStep;
 
 use crate::script::Script;
 use crate::session::{connect, run_script_with, store_error};
@@ -72,15 +73,41 @@ struct Source {
 #[derive(Debug)]
 pub struct DeploySite(pub Engine);
 
-/// What a deployment has done so far, for the cleanup after a failure.
+/// What a deployment has done so far: its steps with their times (recorded on the deployment),
+/// and what the cleanup after a failure must know.
 #[derive(Debug, Default)]
 struct Progress {
     step: &'static str,
+    steps: Vec<DeploymentStep>,
     /// The supervisor program started for the new release.
     started_program: Option<String>,
     switched: bool,
     /// The switch began: from here on, what is live is whatever the server says.
     switch_started: bool,
+}
+
+impl Progress {
+    /// Ends the step running (it succeeded) and starts `step`.
+    fn begin(&mut self, step: &'static str) {
+        let at = now();
+        if let Some(last) = self.steps.last_mut() {
+            last.end("succeeded", at);
+        }
+        self.steps.push(DeploymentStep::start(step, at));
+        self.step = step;
+    }
+
+    /// Ends the step running with `status`.
+    fn end(&mut self, status: &str) {
+        if let Some(last) = self.steps.last_mut() {
+            last.end(status, now());
+        }
+    }
+
+    /// The steps as the deployment stores them.
+    fn recorded(&self) -> Option<String> {
+        serde_json::to_string(&self.steps).ok()
+    }
 }
 
 /// What went live.
@@ -189,7 +216,7 @@ impl DeploySite {
                 (release.clone(), ReleaseDir::release(release))
             }
             None if adopting => {
-                progress.step = "fetch";
+                self.begin(deployment, progress, "fetch").await?;
                 let adopt = Script::new("adopt", include_str!("../scripts/deploy_adopt.sh"))
                     .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
@@ -200,7 +227,7 @@ impl DeploySite {
                 (deployment.id.clone(), ReleaseDir::release(&deployment.id))
             }
             None => {
-                progress.step = "fetch";
+                self.begin(deployment, progress, "fetch").await?;
                 let source = self.source(ctx, site).await?;
                 let commit = match &deployment.requested_commit {
                     Some(c) if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_hexdigit()) => c.clone(),
@@ -235,7 +262,7 @@ impl DeploySite {
 
         // A new release (or the in-place tree, or an adopted copy) is built; a rollback's was.
         if deployment.release_of.is_none() {
-            progress.step = "build";
+            self.begin(deployment, progress, "build").await?;
             let env = self.environment(ctx, site).await?;
             let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut env_sh = String::from("# Managed by Slipway.\n");
@@ -256,7 +283,7 @@ impl DeploySite {
             run(build, ctx.cancel_receiver()).await?;
         }
 
-        progress.step = "health check";
+        self.begin(deployment, progress, "health check").await?;
         let app = is_app(&site.project_type);
         // Apps alternate between the two ports of their pair; in place, the one app restarts.
         let port = app.then(|| {
@@ -292,7 +319,7 @@ impl DeploySite {
         if ctx.is_cancelled() {
             return Err(JobError::Cancelled);
         }
-        progress.step = "switch";
+        self.begin(deployment, progress, "switch").await?;
         let old_program = match (port, site.active_port) {
             (Some(new), Some(old)) if new != old => paths.program(old),
             _ => String::new(),
@@ -319,6 +346,19 @@ impl DeploySite {
         run(switch, uncancellable.clone()).await?;
         progress.switched = true;
         Ok(Live { release, port, kept: !in_place })
+    }
+
+    /// Starts `step` and records the steps so far on the deployment (so a deployment read while
+    /// it runs shows where it is, and one that is interrupted keeps what it did).
+    async fn begin(
+        &self,
+        deployment: &Deployment,
+        progress: &mut Progress,
+        step: &'static str,
+    ) -> Result<(), JobError> {
+        progress.begin(step);
+        let update = DeploymentUpdate { steps: progress.recorded(), ..Default::default() };
+        self.0.store.update_deployment(&deployment.id, &update).await.map_err(store_error)
     }
 
     /// Stores the commit a fetch (or adoption) reported on the deployment.
@@ -516,16 +556,17 @@ impl JobHandler for DeploySite {
             ));
             ctx.log("error", format!("==> {e}"));
             ctx.flush_log().await;
-            finish(engine, &deployment, failed_update(&e, "install")).await?;
+            finish(engine, &deployment, failed_update(&e, "install", None)).await?;
             return Err(e);
         }
         let (_keep_open, uncancellable) = tokio::sync::watch::channel(false);
-        let mut progress = Progress { step: "connect", ..Default::default() };
+        let mut progress = Progress::default();
+        self.begin(&deployment, &mut progress, "connect").await?;
         let connection = match connect(engine, ctx, &server).await {
             Ok(c) => c,
             Err(e) => {
                 ctx.flush_log().await;
-                let update = failed_update(&e, progress.step);
+                let update = failed_update(&e, progress.step, Some(&mut progress));
                 finish(engine, &deployment, update).await?;
                 return Err(e);
             }
@@ -546,6 +587,8 @@ impl JobHandler for DeploySite {
                     .await
                     .map_err(store_error)?;
                 let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
+                // What follows never undoes the deployment: its failures are logged.
+                self.begin(&deployment, &mut progress, "finish").await?;
                 if adopted {
                     ctx.log("info", "==> the site now deploys as releases with an atomic switch");
                 }
@@ -556,9 +599,11 @@ impl JobHandler for DeploySite {
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
                 ctx.flush_log().await;
+                progress.end("succeeded");
                 let update = DeploymentUpdate {
                     status: Some("succeeded".into()),
                     finished_at: Some(now()),
+                    steps: progress.recorded(),
                     ..Default::default()
                 };
                 finish(engine, &deployment, update).await?;
@@ -589,7 +634,7 @@ impl JobHandler for DeploySite {
                     self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 }
                 ctx.flush_log().await;
-                let update = failed_update(&e, progress.step);
+                let update = failed_update(&e, progress.step, Some(&mut progress));
                 finish(engine, &deployment, update).await?;
                 Err(e)
             }
@@ -601,10 +646,18 @@ impl JobHandler for DeploySite {
         if let Ok(Some(deployment)) = engine.store.deployment_by_job(&job.id).await
             && matches!(deployment.status.as_str(), "queued" | "running")
         {
+            // The step it was in failed; how long it ran before the process died is not known.
+            let mut steps: Vec<DeploymentStep> =
+                deployment.steps.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            for step in steps.iter_mut().filter(|s| s.status == "running") {
+                step.status = "failed".into();
+            }
             let update = DeploymentUpdate {
                 status: Some("failed".into()),
+                failed_step: steps.iter().find(|s| s.status == "failed").map(|s| s.name.clone()),
                 failure_reason: Some("interrupted".into()),
                 finished_at: Some(now()),
+                steps: serde_json::to_string(&steps).ok(),
                 ..Default::default()
             };
             if let Err(e) = finish(engine, &deployment, update).await {
@@ -614,16 +667,23 @@ impl JobHandler for DeploySite {
     }
 }
 
-fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
+/// How a deployment that failed (or was cancelled) at `step` ends; the step running in
+/// `progress` ends so too.
+fn failed_update(e: &JobError, step: &str, progress: Option<&mut Progress>) -> DeploymentUpdate {
     let (status, reason) = match e {
         JobError::Cancelled => ("cancelled", "cancelled by request".to_string()),
         other => ("failed", other.to_string()),
     };
+    let steps = progress.and_then(|progress| {
+        progress.end(status);
+        progress.recorded()
+    });
     DeploymentUpdate {
         status: Some(status.into()),
         failed_step: Some(step.into()),
         failure_reason: Some(reason),
         finished_at: Some(now()),
+        steps,
         ..Default::default()
     }
 }

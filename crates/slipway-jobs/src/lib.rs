@@ -239,7 +239,9 @@ impl JobContext {
 /// Log lines waiting to be written, and the secrets to mask in them.
 #[derive(Debug, Default)]
 pub(crate) struct LogBuffer {
-    lines: Mutex<Vec<(String, String)>>,
+    /// Each stamped when it was produced: a batch is written later, and a log whose lines all
+    /// carry the batch's time cannot show where the time went.
+    lines: Mutex<Vec<slipway_store::NewLogLine>>,
     secrets: Mutex<Vec<String>>,
     /// One flush at a time: each numbers its lines from `next_seq`.
     flushing: tokio::sync::Mutex<()>,
@@ -259,7 +261,7 @@ impl LogBuffer {
 
     fn push(&self, stream: &str, line: String) {
         let line = self.mask(line);
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).push((stream.to_string(), line));
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).push(slipway_store::NewLogLine::now(stream, line));
     }
 
     /// Replaces every registered secret in `text`.
@@ -276,7 +278,7 @@ impl LogBuffer {
         self.next_seq.store(last_seq + 1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    fn take(&self) -> Vec<(String, String)> {
+    fn take(&self) -> Vec<slipway_store::NewLogLine> {
         std::mem::take(&mut *self.lines.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -290,7 +292,7 @@ impl LogBuffer {
             return;
         }
         let first = self.next_seq.load(std::sync::atomic::Ordering::SeqCst);
-        match store.append_job_log(job_id, first, &lines, slipway_core::time::now()).await {
+        match store.append_job_log(job_id, first, &lines).await {
             Ok(()) => {
                 self.next_seq.fetch_add(lines.len() as i64, std::sync::atomic::Ordering::SeqCst);
             }

@@ -297,15 +297,10 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<Reaped>;
     /// The last log line number of a job (0 when it has none).
     async fn last_job_log_seq(&self, job_id: &str) -> StoreResult<i64>;
-    /// Appends `(stream, line)` entries numbered from `first_seq`, in one statement. Only the
-    /// lease holder writes a job's log and it numbers its own lines, so there is no read first.
-    async fn append_job_log(
-        &self,
-        job_id: &str,
-        first_seq: i64,
-        entries: &[(String, String)],
-        at: Timestamp,
-    ) -> StoreResult<()>;
+    /// Appends lines numbered from `first_seq`, each with the time it was produced, in one
+    /// statement. Only the lease holder writes a job's log and it numbers its own lines, so
+    /// there is no read first.
+    async fn append_job_log(&self, job_id: &str, first_seq: i64, entries: &[NewLogLine]) -> StoreResult<()>;
     /// Log lines after `after_seq`, oldest first.
     async fn job_log(&self, job_id: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<JobLogLine>>;
 }

@@ -239,6 +239,21 @@ pub struct JobLogLine {
     pub line: String,
 }
 
+/// A log line to append: when it was produced (not when it is written), its stream and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogLine {
+    pub at: Timestamp,
+    pub stream: String,
+    pub line: String,
+}
+
+impl NewLogLine {
+    /// A line produced now.
+    pub fn now(stream: impl Into<String>, line: impl Into<String>) -> Self {
+        NewLogLine { at: slipway_core::time::now(), stream: stream.into(), line: line.into() }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Server {
     pub id: String,
@@ -379,6 +394,8 @@ pub struct Deployment {
     pub requested_commit: Option<String>,
     /// `deploy`, `rollback` or `enable-zero-downtime`.
     pub action: String,
+    /// Its steps as JSON (`[{name, started_at, duration_ms, status}]`), written as they run.
+    pub steps: Option<String>,
 }
 
 /// What a deployment learned or how it ended; `None` leaves a field as it is.
@@ -394,6 +411,7 @@ pub struct DeploymentUpdate {
     pub release_present: Option<bool>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    pub steps: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -590,22 +590,23 @@ mod cases {
         let store = db.store().await;
         let j = job(None, true);
         store.enqueue_job(&j).await.unwrap();
-        let e = |stream: &str, line: &str| (stream.to_string(), line.to_string());
+        let e = NewLogLine::now;
         assert_eq!(store.last_job_log_seq(&j.id).await.unwrap(), 0);
-        store.append_job_log(&j.id, 1, &[e("stdout", "one"), e("stdout", "two")], now()).await.unwrap();
-        store.append_job_log(&j.id, 3, &[e("stderr", "three with 'quotes' and ünïcode")], now()).await.unwrap();
-        store.append_job_log(&j.id, 4, &[], now()).await.unwrap();
+        // Each line keeps the time it was produced, whenever the batch is written.
+        let early = NewLogLine { at: now() - chrono::Duration::milliseconds(1500), ..e("stdout", "one") };
+        store.append_job_log(&j.id, 1, &[early.clone(), e("stdout", "two")]).await.unwrap();
+        store.append_job_log(&j.id, 3, &[e("stderr", "three with 'quotes' and ünïcode")]).await.unwrap();
+        store.append_job_log(&j.id, 4, &[]).await.unwrap();
         assert_eq!(store.last_job_log_seq(&j.id).await.unwrap(), 3);
-        assert!(
-            store.append_job_log(&j.id, 3, &[e("stdout", "duplicate")], now()).await.is_err(),
-            "numbers are unique"
-        );
+        assert!(store.append_job_log(&j.id, 3, &[e("stdout", "duplicate")]).await.is_err(), "numbers are unique");
         let lines = store.job_log(&j.id, 0, 100).await.unwrap();
         let seen: Vec<(i64, &str, &str)> = lines.iter().map(|l| (l.seq, l.stream.as_str(), l.line.as_str())).collect();
         assert_eq!(
             seen,
             vec![(1, "stdout", "one"), (2, "stdout", "two"), (3, "stderr", "three with 'quotes' and ünïcode")]
         );
+        assert_eq!(lines[0].at.timestamp_millis(), early.at.timestamp_millis());
+        assert!((lines[1].at - lines[0].at).num_milliseconds() >= 1400, "{lines:?}");
         assert_eq!(store.job_log(&j.id, 2, 100).await.unwrap().len(), 1);
         assert_eq!(store.job_log(&j.id, 0, 1).await.unwrap().len(), 1);
     }
@@ -850,6 +851,7 @@ mod cases {
             finished_at: None,
             requested_commit: None,
             action: "deploy".into(),
+            steps: None,
         }
     }
 
@@ -928,6 +930,7 @@ mod cases {
                 &DeploymentUpdate {
                     status: Some("failed".into()),
                     failed_step: Some("build".into()),
+                    steps: Some(r#"[{"name":"build"}]"#.into()),
                     ..Default::default()
                 },
             )
@@ -935,6 +938,7 @@ mod cases {
             .unwrap();
         let (rows, total) = store.deployments_of_site(&a.id, PAGE).await.unwrap();
         assert_eq!((total, rows[0].id.as_str(), rows[0].failed_step.as_deref()), (2, d2.id.as_str(), Some("build")));
+        assert_eq!((rows[0].steps.as_deref(), rows[1].steps.as_deref()), (Some(r#"[{"name":"build"}]"#), None));
         assert_eq!(store.unfinished_deployments_of_site(&a.id).await.unwrap(), 0);
         assert_eq!((rows[0].action.as_str(), rows[1].action.as_str()), ("enable-zero-downtime", "deploy"));
         let releases = store.releases_of_site(&a.id).await.unwrap();
@@ -1423,8 +1427,9 @@ mod cases {
         store.enqueue_job(&NewJob { id: id.into(), ..job(None, false) }).await.unwrap();
         let claimed = store.claim_job("w", now(), lease()).await.unwrap().unwrap();
         assert_eq!(claimed.id, id);
-        let entries: Vec<(String, String)> = (0..lines).map(|i| ("stdout".into(), format!("line {i}"))).collect();
-        store.append_job_log(id, 1, &entries, at).await.unwrap();
+        let entries: Vec<NewLogLine> =
+            (0..lines).map(|i| NewLogLine { at, ..NewLogLine::now("stdout", format!("line {i}")) }).collect();
+        store.append_job_log(id, 1, &entries).await.unwrap();
         assert!(store.finish_job(id, "w", &JobEnd::Succeeded, at).await.unwrap());
     }
 
@@ -1516,7 +1521,8 @@ mod cases {
         finished_job(store, &plain_young, 3, young).await;
         store.enqueue_job(&NewJob { id: running.clone(), ..job(None, false) }).await.unwrap();
         store.claim_job("w", now(), lease()).await.unwrap().unwrap();
-        store.append_job_log(&running, 1, &[("stdout".into(), "still going".into())], old).await.unwrap();
+        let line = NewLogLine { at: old, ..NewLogLine::now("stdout", "still going") };
+        store.append_job_log(&running, 1, &[line]).await.unwrap();
 
         let keep_deployments = 1;
         assert_eq!(drain(store, &PruneRule::JobLogs { before: cutoff, keep_deployments }).await, 5 + 5 + 3);

@@ -163,6 +163,38 @@ pub struct Deployment {
     pub finished_at: Option<DateTime<Utc>>,
     /// Seconds from start to finish.
     pub duration: Option<f64>,
+    /// Each step as it ran, in order.
+    #[serde(default)]
+    pub steps: Vec<DeploymentStep>,
+}
+
+/// One step of a deployment: when it started, how long it took, how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct DeploymentStep {
+    /// `connect`, `fetch`, `build`, `health check`, `switch` or `finish` (workers restarted, old
+    /// releases pruned).
+    pub name: String,
+    pub started_at: DateTime<Utc>,
+    /// Until the step ends: none.
+    pub duration_ms: Option<u64>,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+}
+
+impl DeploymentStep {
+    /// A step starting at `at`.
+    pub fn start(name: &str, at: DateTime<Utc>) -> Self {
+        DeploymentStep { name: name.to_string(), started_at: at, duration_ms: None, status: "running".into() }
+    }
+
+    /// Ends the step at `at` with `status` (a step that has ended already stays as it was).
+    pub fn end(&mut self, status: &str, at: DateTime<Utc>) {
+        if self.duration_ms.is_none() {
+            self.duration_ms = Some(u64::try_from((at - self.started_at).num_milliseconds()).unwrap_or(0));
+            self.status = status.to_string();
+        }
+    }
 }
 
 /// Work Slipway runs in the background: provisioning, a restart, applying a site…

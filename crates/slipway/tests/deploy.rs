@@ -202,6 +202,29 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited for a notification channel");
     assert_eq!(first["commit_message"], "first version");
     assert!(!log.contains("slipway-commit") && !log.contains("slipway-pruned"), "no internal markers: {log}");
+    // Where the time went: each step with its start and duration, and log lines stamped when
+    // they were produced (not when their batch was written), so they fall inside their step.
+    let steps = first["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["connect", "fetch", "build", "health check", "switch", "finish"], "{first}");
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    for pair in steps.windows(2) {
+        assert!(pair.iter().all(|s| s["status"] == "succeeded" && s["duration_ms"].is_u64()), "{first}");
+        let end =
+            time(&pair[0]["started_at"]) + chrono::Duration::milliseconds(pair[0]["duration_ms"].as_i64().unwrap());
+        assert!(time(&pair[1]["started_at"]) >= end - chrono::Duration::milliseconds(1), "{first}");
+    }
+    let (_, lines) =
+        stage.api.call(Method::GET, &format!("{site}/deployments/{}/log", first["id"].as_str().unwrap()), None).await;
+    let lines = lines["data"].as_array().unwrap();
+    let stamped =
+        |text: &str| lines.iter().find(|l| l["line"].as_str().unwrap().contains(text)).map(|l| time(&l["at"]));
+    let switch_started = time(&steps[4]["started_at"]);
+    assert!(
+        stamped("building with").unwrap() < switch_started,
+        "the build's output is stamped in the build: {lines:?}"
+    );
+    assert!(stamped("==> deployed").unwrap() >= switch_started, "{lines:?}");
     assert_eq!(stage.get("static.example.com", "/").await, (200, "version one\n".to_string()));
     assert_eq!(stage.get("www.static.example.com", "/").await.1, "version one\n", "aliases are served");
     // Over IPv6 too (the host's default site listens there, so a block without IPv6 would lose).
@@ -269,6 +292,8 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
         "{failed}"
     );
     assert!(failed["failure_reason"].as_str().unwrap().contains("deploy script failed"), "{failed}");
+    let last = failed["steps"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{failed}");
     // Exactly one deployment.failed notification per subscribed channel, naming the step.
     let failed_id = failed["id"].as_str().unwrap();
     let about_it = |path: &str| {
@@ -560,10 +585,12 @@ async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_
     stage.slipway = Some(restarted);
     let ended = stage.wait(&site, &id).await;
     assert_eq!(
-        (ended["status"].as_str(), ended["failure_reason"].as_str()),
-        (Some("failed"), Some("interrupted")),
+        (ended["status"].as_str(), ended["failure_reason"].as_str(), ended["failed_step"].as_str()),
+        (Some("failed"), Some("interrupted"), Some("build")),
         "{ended}"
     );
+    let last = ended["steps"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{ended}");
     let (_, s) = stage.api.call(Method::GET, &site, None).await;
     assert_eq!(s["data"]["deployment_status"], "failed");
     assert_eq!(stage.get("crash.example.com", "/").await.1, "version before\n", "the previous release still serves");

@@ -144,6 +144,7 @@ async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
     repo.commit(&[("public/index.html", "version three\n"), ("build.sh", GOOD_BUILD)], "third version");
     let (ok, out, err) = run(&["deploy", &server, &site]);
     assert!(ok, "{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("Steps: connect ") && l.contains(", switch ")), "{out}");
     assert_eq!(served(&host).await.1, "version three\n");
     let (ok, out, err) = run(&["releases", &server, &site]);
     assert!(ok, "{out}{err}");

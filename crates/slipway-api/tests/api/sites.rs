@@ -226,9 +226,11 @@ async fn scheduled_deploys_wait_and_can_be_cancelled_and_logs_stream_as_events()
     let deploy = app.post_as(&format!("{site}/deploy"), &owner.token, json!({})).await;
     let d = deploy.json()["data"].clone();
     let job = d["operation_id"].as_str().unwrap();
-    let lines =
-        vec![("stdout".to_string(), "==> fetching main".to_string()), ("stderr".to_string(), "warning: x".to_string())];
-    app.state.store.append_job_log(job, 1, &lines, slipway_core::time::now()).await.unwrap();
+    let lines = [
+        slipway_store::NewLogLine::now("stdout", "==> fetching main"),
+        slipway_store::NewLogLine::now("stderr", "warning: x"),
+    ];
+    app.state.store.append_job_log(job, 1, &lines).await.unwrap();
     let end = slipway_store::DeploymentUpdate {
         status: Some("succeeded".into()),
         finished_at: Some(slipway_core::time::now()),

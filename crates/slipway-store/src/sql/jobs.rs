@@ -6,7 +6,7 @@ use slipway_core::time::{Timestamp, now};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into};
-use crate::model::{CancelOutcome, Heartbeat, Job, JobEnd, JobLogLine, NewJob, Reaped};
+use crate::model::{CancelOutcome, Heartbeat, Job, JobEnd, JobLogLine, NewJob, NewLogLine, Reaped};
 use crate::{JobStore, StoreError, StoreResult};
 
 /// The columns of `jobs`: the fields of [`Job`] (see `sql/mod.rs`).
@@ -202,14 +202,14 @@ macro_rules! impl_job_store {
                     .bind(job_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
-            async fn append_job_log(&self, job_id: &str, first_seq: i64, entries: &[(String, String)], at: Timestamp) -> StoreResult<()> {
+            async fn append_job_log(&self, job_id: &str, first_seq: i64, entries: &[NewLogLine]) -> StoreResult<()> {
                 if entries.is_empty() {
                     return Ok(());
                 }
                 let mut insert = QueryBuilder::<$db>::new("INSERT INTO job_logs (job_id, seq, at, stream, line) ");
-                insert.push_values(entries.iter().enumerate(), |mut row, (i, (stream, line))| {
-                    row.push_bind(job_id.to_string()).push_bind(first_seq + i as i64).push_bind(at)
-                        .push_bind(stream.clone()).push_bind(line.clone());
+                insert.push_values(entries.iter().enumerate(), |mut row, (i, entry)| {
+                    row.push_bind(job_id.to_string()).push_bind(first_seq + i as i64).push_bind(entry.at)
+                        .push_bind(entry.stream.clone()).push_bind(entry.line.clone());
                 });
                 insert.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())

@@ -42,7 +42,7 @@ macro_rules! deployment_fields {
         $m! { $($args)*;
             id, site_id, server_id, organization_id, job_id, status, trigger_kind, triggered_by_user,
             triggered_by_token, release_of, commit_sha, commit_message, commit_author, port, failed_step, failure_reason,
-            release_present, created_at, started_at, finished_at, requested_commit, action
+            release_present, created_at, started_at, finished_at, requested_commit, action, steps
         }
     };
 }
@@ -191,10 +191,12 @@ macro_rules! impl_site_store {
                      commit_message = COALESCE($4, commit_message), commit_author = COALESCE($5, commit_author), \
                      port = COALESCE($6, port), failed_step = COALESCE($7, failed_step), \
                      failure_reason = COALESCE($8, failure_reason), release_present = COALESCE($9, release_present), \
-                     started_at = COALESCE($10, started_at), finished_at = COALESCE($11, finished_at) WHERE id = $1",
+                     started_at = COALESCE($10, started_at), finished_at = COALESCE($11, finished_at), \
+                     steps = COALESCE($12, steps) WHERE id = $1",
                 )
                 .bind(id).bind(&u.status).bind(&u.commit_sha).bind(&u.commit_message).bind(&u.commit_author).bind(u.port)
                 .bind(&u.failed_step).bind(&u.failure_reason).bind(u.release_present).bind(u.started_at).bind(u.finished_at)
+                .bind(&u.steps)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }

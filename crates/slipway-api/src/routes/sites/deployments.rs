@@ -46,6 +46,9 @@ pub struct DeploymentResource {
     pub finished_at: Option<DateTime<Utc>>,
     /// Seconds from start to finish.
     pub duration: Option<f64>,
+    /// Each step as it ran, in order, with its start and duration: where a deploy spends its
+    /// time, and which step failed.
+    pub steps: Vec<slipway_wire::DeploymentStep>,
 }
 
 impl From<&Deployment> for DeploymentResource {
@@ -72,6 +75,8 @@ impl From<&Deployment> for DeploymentResource {
                 (Some(s), Some(f)) => Some((f - s).num_milliseconds() as f64 / 1000.0),
                 _ => None,
             },
+            // Written by Slipway itself; a record it cannot read shows no steps rather than fail.
+            steps: d.steps.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default(),
         }
     }
 }
@@ -163,6 +168,7 @@ pub(crate) async fn start_deployment(
         finished_at: None,
         requested_commit,
         action: action.into(),
+        steps: None,
     };
     state.store.insert_deployment(&deployment).await?;
     state.store.record_site_deployment(&site.id, "queued", None, None).await?;
