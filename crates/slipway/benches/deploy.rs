@@ -105,7 +105,7 @@ async fn main() {
             loop {
                 let (_, d) = api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
                 match d["data"]["status"].as_str() {
-                    Some("succeeded") => return started.elapsed(),
+                    Some("succeeded") => return (started.elapsed(), d["data"]["steps"].clone()),
                     Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
                     _ => tokio::time::sleep(Duration::from_millis(10)).await,
                 }
@@ -113,9 +113,16 @@ async fn main() {
         }
     };
     deploy(0).await; // warm: the first one clones the mirror
-    let mut slipway_times = Vec::new();
+    let (mut slipway_times, mut step_times) = (Vec::new(), std::collections::BTreeMap::<String, Vec<_>>::new());
     for n in 1..=RUNS {
-        slipway_times.push(deploy(n).await);
+        let (took, steps) = deploy(n).await;
+        slipway_times.push(took);
+        // Where the time went, from the deployment's own record of its steps.
+        for (i, step) in steps.as_array().into_iter().flatten().enumerate() {
+            let name = format!("{i} {}", step["name"].as_str().unwrap_or("?"));
+            let ms = step["duration_ms"].as_u64().unwrap_or(0);
+            step_times.entry(name).or_default().push(Duration::from_millis(ms));
+        }
     }
 
     Command::new("mkdir").args(["-p", "/home/slipway/floor.example.com"]).status().unwrap();
@@ -179,7 +186,7 @@ async fn main() {
     let loaded_started = Instant::now();
     let mut loaded_times = Vec::new();
     for n in RUNS + 1..=RUNS * 2 {
-        loaded_times.push(deploy(n).await);
+        loaded_times.push(deploy(n).await.0);
     }
     stop_tx.send(true).unwrap();
     let (mut ok, mut failed) = (0, 0);
@@ -215,6 +222,11 @@ async fn main() {
     println!("  slipway POST deploy -> succeeded       {:>8.0} ms", s.as_secs_f64() * 1000.0);
     println!("  hand-written script, one ssh (floor)   {:>8.0} ms", f.as_secs_f64() * 1000.0);
     println!("  ratio slipway / floor                  {:>8.2}", s.as_secs_f64() / f.as_secs_f64());
+    println!("  slipway's steps (median, as the deployment records them):");
+    for (name, times) in step_times {
+        let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n).to_string();
+        println!("    {name:<36} {:>8.0} ms", median(times).as_secs_f64() * 1000.0);
+    }
     println!(
         "under load (4 clients, no keep-alive, 15 ms apart) through {RUNS} deploys in {:.1} s:",
         loaded_for.as_secs_f64()

@@ -6,6 +6,7 @@ mod common;
 mod conventions;
 mod docs;
 mod identity;
+mod queries;
 mod servers;
 mod sites;
 mod spec_committed;

@@ -1,0 +1,109 @@
+//! Every list endpoint reads a page in a bounded number of database queries, whatever the page
+//! size: a list that made one query per row would be fast with ten rows and slow with 100k.
+//!
+//! Queries are counted from sqlx's own statement events (`sqlx::query`, one per statement).
+//! The counter is process-wide: nextest runs each test in a process of its own, and under
+//! `cargo test` other tests can only add to a count, so each figure is the least of three reads.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::common::TestApp;
+use axum::http::StatusCode;
+use serde_json::json;
+use slipway_store::testing::TestDatabase;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+static QUERIES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts sqlx's statement events.
+struct CountQueries;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountQueries {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            QUERIES.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn count_queries() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE))
+            .with(CountQueries);
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in this test binary");
+    });
+}
+
+/// The fewest queries one GET of `uri` made in three tries.
+async fn queries_of(app: &TestApp, uri: &str, token: &str) -> usize {
+    let mut fewest = usize::MAX;
+    for _ in 0..3 {
+        let before = QUERIES.load(Ordering::SeqCst);
+        let reply = app.get_as(uri, token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
+        fewest = fewest.min(QUERIES.load(Ordering::SeqCst) - before);
+    }
+    fewest
+}
+
+#[tokio::test]
+async fn list_endpoints_make_the_same_few_queries_for_any_page_size() {
+    count_queries();
+    for db in TestDatabase::each().await {
+        lists_on(db).await;
+    }
+}
+
+async fn lists_on(db: TestDatabase) {
+    let backend = if db.url().starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
+    let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 100_000).await;
+    let owner = app.user("lists@example.com").await;
+    let mut servers = Vec::new();
+    for n in 0..12 {
+        let body = json!({"name": format!("web-{n}"), "provider": "custom", "ip_address": format!("192.0.2.{n}")});
+        let reply = app.post_as("/api/v1/servers", &owner.token, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+        servers.push(reply.json()["data"]["id"].as_str().unwrap().to_string());
+    }
+    let server = &servers[0];
+    app.state.store.mark_provisioned(server, slipway_core::time::now()).await.unwrap();
+    let mut site = String::new();
+    for n in 0..12 {
+        let body = json!({"domain": format!("s{n}.example.com"), "project_type": "static",
+                          "repository_url": "https://git.example.com/site.git"});
+        let reply = app.post_as(&format!("/api/v1/servers/{server}/sites"), &owner.token, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+        site = reply.json()["data"]["id"].as_str().unwrap().to_string();
+    }
+    app.state.store.set_site_status(&site, "installed", None).await.unwrap();
+    let site_path = format!("/api/v1/servers/{server}/sites/{site}");
+    for _ in 0..12 {
+        let reply = app.post_as(&format!("{site_path}/deploy"), &owner.token, json!({})).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    }
+
+    for list in [
+        "/api/v1/servers".to_string(),
+        format!("/api/v1/servers/{server}/sites"),
+        format!("{site_path}/deployments"),
+        "/api/v1/audit-events".to_string(),
+        "/api/v1/events".to_string(),
+        "/api/v1/tokens".to_string(),
+    ] {
+        let by_size: Vec<usize> = {
+            let mut counts = Vec::new();
+            for per_page in [1, 5, 12] {
+                counts.push(queries_of(&app, &format!("{list}?per_page={per_page}"), &owner.token).await);
+            }
+            counts
+        };
+        assert!(by_size.iter().all(|n| *n == by_size[0]), "{backend} {list}: by page size 1, 5, 12: {by_size:?}");
+        // PostgreSQL has no read cache (replicas must see a revocation at once): it also reads
+        // the token, user and memberships.
+        assert!(by_size[0] <= 9, "{backend} {list}: {} queries for a page", by_size[0]);
+        eprintln!("{backend} {list}: {} queries a page", by_size[0]);
+    }
+}
