@@ -2132,3 +2132,118 @@ async fn an_application_backup_holds_the_shared_files_and_env_and_restores_them(
     assert_eq!(stage.api.call(Method::GET, &schedule_path, None).await.0, 404);
     assert_eq!(stage.api.call(Method::GET, &backup_path, None).await.0, 200);
 }
+
+/// Reads the server-sent events of `url` until their text holds `needle` (or 60 s pass).
+async fn stream_until(url: &str, token: &str, needle: &str) -> String {
+    let client = reqwest::Client::new();
+    let mut response = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled before {needle:?} ({other:?}): {seen}"),
+        }
+    }
+    seen
+}
+
+/// Two `slipway serve` replicas on one PostgreSQL database: kill -9 of the replica running a
+/// deploy hands it to the other once the lease ends (failed as interrupted, the previous
+/// release serving, nothing locked); a token revoked through one is refused by the other on
+/// its next request; a deploy started through one is followed and cancelled through the other;
+/// deploys started through either run exactly once.
+#[tokio::test]
+async fn two_replicas_on_postgresql_share_the_work_and_take_over_after_kill_9() {
+    let db = slipway_store::testing::TestDatabase::postgres().await;
+    let env = [("SLIPWAY_DATABASE_URL", db.url()), ("SLIPWAY_JOB_LEASE_SECONDS", "3")];
+    let mut stage = Stage::new(&env).await;
+    let replica = |dir: &PathBuf| {
+        // The same data directory: the same secrets key, as every replica needs.
+        let mut all = vec![UNLIMITED];
+        all.extend_from_slice(&env);
+        Server::start(dir, &all).unwrap()
+    };
+    stage.repo.commit(&[("public/index.html", "version one\n")], "one");
+    let site = stage
+        .site(json!({"domain": "replicas.example.com", "project_type": "static", "web_directory": "public",
+                     "repository_url": stage.repo.url}))
+        .await;
+    assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded");
+
+    // A slow deploy claimed by the only replica (a); b starts, a is killed: b takes it over.
+    stage.repo.commit(&[("public/index.html", "version two\n")], "two");
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building\nsleep 30\n"}))).await;
+    let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    let id = d["data"]["id"].as_str().unwrap().to_string();
+    common::eventually(Duration::from_secs(60), "the deploy reached its script", || async {
+        stage.log(&site, &id).await.contains("building")
+    })
+    .await;
+    let b = replica(&stage.dir);
+    let mut a = stage.slipway.take().unwrap();
+    Command::new("kill").args(["-KILL", &a.child.id().to_string()]).status().unwrap();
+    let _ = a.child.wait();
+    drop(a);
+    stage.api = Api { url: b.url.clone(), token: stage.api.token.clone() };
+    let ended = stage.wait(&site, &id).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["failure_reason"].as_str(), ended["failed_step"].as_str()),
+        (Some("failed"), Some("interrupted"), Some("build")),
+        "{ended}"
+    );
+    assert_eq!(stage.get("replicas.example.com", "/").await.1, "version one\n", "the previous release serves");
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "true\n"}))).await;
+    assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded", "nothing is left locked");
+    assert_eq!(stage.get("replicas.example.com", "/").await.1, "version two\n");
+
+    // Both replicas up, both running jobs.
+    let a = replica(&stage.dir);
+    let (api_a, api_b) = (
+        Api { url: a.url.clone(), token: stage.api.token.clone() },
+        Api { url: b.url.clone(), token: stage.api.token.clone() },
+    );
+
+    // A token made through a works through b; revoked through b, a refuses it at once.
+    let (status, created) = api_a
+        .call(Method::POST, "/api/v1/tokens", Some(json!({"name": "replicated", "abilities": ["server:read"]})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = Api { url: b.url.clone(), token: created["data"]["plain_text_token"].as_str().unwrap().to_string() };
+    assert_eq!(token.call(Method::GET, "/api/v1/servers", None).await.0, 200);
+    let token_path = format!("/api/v1/tokens/{}", created["data"]["id"].as_str().unwrap());
+    assert_eq!(api_b.call(Method::DELETE, &token_path, None).await.0, 204);
+    let on_a = Api { url: a.url.clone(), token: token.token.clone() };
+    assert_eq!(on_a.call(Method::GET, "/api/v1/servers", None).await.0, 401, "a revocation holds on every replica");
+
+    // A deploy started through a, followed and cancelled through b.
+    stage.repo.commit(&[("public/index.html", "version three\n")], "three");
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building\nsleep 30\n"}))).await;
+    let (_, d) = api_a.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    let id = d["data"]["id"].as_str().unwrap().to_string();
+    let stream = format!("{}{site}/deployments/{id}/log/stream", b.url);
+    stream_until(&stream, &api_b.token, "building").await;
+    let (status, reply) = api_b.call(Method::POST, &format!("{site}/deployments/{id}/cancel"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{reply}");
+    stage.api = Api { url: a.url.clone(), token: stage.api.token.clone() };
+    assert_eq!(stage.wait(&site, &id).await["status"], "cancelled");
+    assert_eq!(stage.get("replicas.example.com", "/").await.1, "version two\n");
+
+    // Deploys through either replica each run once: one deployed line per log.
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "true\n"}))).await;
+    for (n, api) in [&api_a, &api_b, &api_a, &api_b].into_iter().enumerate() {
+        stage.repo.commit(&[("public/index.html", &format!("round {n}\n"))], &format!("round {n}"));
+        let (status, d) = api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+        assert_eq!(status, 202, "{d}");
+        let id = d["data"]["id"].as_str().unwrap();
+        assert_eq!(stage.wait(&site, id).await["status"], "succeeded");
+        let log = stage.log(&site, id).await;
+        assert_eq!(log.matches("==> deployed").count(), 1, "{log}");
+        assert_eq!(stage.get("replicas.example.com", "/").await.1, format!("round {n}\n"));
+    }
+    drop((a, b));
+    drop(stage);
+    drop(db);
+}
