@@ -216,7 +216,7 @@ impl DeploySite {
                 (release.clone(), ReleaseDir::release(release))
             }
             None if adopting => {
-                self.begin(deployment, progress, "fetch").await?;
+                self.begin(deployment, progress, "fetch").await;
                 let adopt = Script::new("adopt", include_str!("../scripts/deploy_adopt.sh"))
                     .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
@@ -227,7 +227,7 @@ impl DeploySite {
                 (deployment.id.clone(), ReleaseDir::release(&deployment.id))
             }
             None => {
-                self.begin(deployment, progress, "fetch").await?;
+                self.begin(deployment, progress, "fetch").await;
                 let source = self.source(ctx, site).await?;
                 let commit = match &deployment.requested_commit {
                     Some(c) if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_hexdigit()) => c.clone(),
@@ -262,7 +262,7 @@ impl DeploySite {
 
         // A new release (or the in-place tree, or an adopted copy) is built; a rollback's was.
         if deployment.release_of.is_none() {
-            self.begin(deployment, progress, "build").await?;
+            self.begin(deployment, progress, "build").await;
             let env = self.environment(ctx, site).await?;
             let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut env_sh = String::from("# Managed by Slipway.\n");
@@ -283,7 +283,7 @@ impl DeploySite {
             run(build, ctx.cancel_receiver()).await?;
         }
 
-        self.begin(deployment, progress, "health check").await?;
+        self.begin(deployment, progress, "health check").await;
         let app = is_app(&site.project_type);
         // Apps alternate between the two ports of their pair; in place, the one app restarts.
         let port = app.then(|| {
@@ -319,7 +319,7 @@ impl DeploySite {
         if ctx.is_cancelled() {
             return Err(JobError::Cancelled);
         }
-        self.begin(deployment, progress, "switch").await?;
+        self.begin(deployment, progress, "switch").await;
         let old_program = match (port, site.active_port) {
             (Some(new), Some(old)) if new != old => paths.program(old),
             _ => String::new(),
@@ -349,16 +349,15 @@ impl DeploySite {
     }
 
     /// Starts `step` and records the steps so far on the deployment (so a deployment read while
-    /// it runs shows where it is, and one that is interrupted keeps what it did).
-    async fn begin(
-        &self,
-        deployment: &Deployment,
-        progress: &mut Progress,
-        step: &'static str,
-    ) -> Result<(), JobError> {
+    /// it runs shows where it is, and one that is interrupted keeps what it did). The record is
+    /// informative: a write that fails never fails the deploy (the final update writes the
+    /// steps again).
+    async fn begin(&self, deployment: &Deployment, progress: &mut Progress, step: &'static str) {
         progress.begin(step);
         let update = DeploymentUpdate { steps: progress.recorded(), ..Default::default() };
-        self.0.store.update_deployment(&deployment.id, &update).await.map_err(store_error)
+        if let Err(e) = self.0.store.update_deployment(&deployment.id, &update).await {
+            tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record the deployment's steps");
+        }
     }
 
     /// Stores the commit a fetch (or adoption) reported on the deployment.
@@ -561,7 +560,7 @@ impl JobHandler for DeploySite {
         }
         let (_keep_open, uncancellable) = tokio::sync::watch::channel(false);
         let mut progress = Progress::default();
-        self.begin(&deployment, &mut progress, "connect").await?;
+        self.begin(&deployment, &mut progress, "connect").await;
         let connection = match connect(engine, ctx, &server).await {
             Ok(c) => c,
             Err(e) => {
@@ -588,7 +587,7 @@ impl JobHandler for DeploySite {
                     .map_err(store_error)?;
                 let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
                 // What follows never undoes the deployment: its failures are logged.
-                self.begin(&deployment, &mut progress, "finish").await?;
+                self.begin(&deployment, &mut progress, "finish").await;
                 if adopted {
                     ctx.log("info", "==> the site now deploys as releases with an atomic switch");
                 }
