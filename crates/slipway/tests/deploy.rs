@@ -1027,7 +1027,8 @@ fn pids_of(marker: &str) -> Vec<u32> {
 /// site.
 #[tokio::test]
 async fn a_sites_queue_worker_follows_each_deploy_and_goes_with_the_site() {
-    let stage = Stage::new(&[]).await;
+    // Workers are read every 2 s by the watch that reports failed ones.
+    let stage = Stage::new(&[("SLIPWAY_PROCESS_CHECK_INTERVAL", "2s")]).await;
     let marker = format!("sleep 6{}.5", std::process::id() % 1000);
     let worker_sh = format!("echo \"worker in $(pwd -P) says $GREETING\"\nexec {marker}\n");
     stage.repo.commit(&[("index.html", "version 0\n"), ("health.txt", "ok\n"), ("worker.sh", &worker_sh)], "v0");
@@ -1083,6 +1084,35 @@ async fn a_sites_queue_worker_follows_each_deploy_and_goes_with_the_site() {
     let (_, log) = stage.api.call(Method::GET, &format!("{worker_path}/log?lines=5"), None).await;
     let expected = format!("worker in {} says hi 'there'", live_release().display());
     assert!(log["data"]["lines"].as_array().unwrap().iter().any(|l| l == &json!(expected)), "{log}");
+
+    // A worker that cannot start is reported once as `worker.failed`; the running one never.
+    let (status, broken) =
+        stage.api.call(Method::POST, &format!("{site}/queues"), Some(json!({"command": "exit 1"}))).await;
+    assert_eq!(status, 201, "{broken}");
+    stage.api.finished(broken["data"]["operation_id"].as_str().unwrap()).await;
+    let broken_path = format!("{site}/queues/{}", broken["data"]["id"].as_str().unwrap());
+    let failed_events = |id: String| {
+        let api = &stage.api;
+        async move {
+            let uri = format!("/api/v1/events?type=worker.failed&resource_id={id}");
+            let (status, reply) = api.call(Method::GET, &uri, None).await;
+            assert_eq!(status, 200, "{reply}");
+            reply["data"].as_array().unwrap().clone()
+        }
+    };
+    let broken_id = broken["data"]["id"].as_str().unwrap().to_string();
+    common::eventually(Duration::from_secs(30), "the broken worker is reported", || async {
+        failed_events(broken_id.clone()).await.len() == 1
+    })
+    .await;
+    let reported = failed_events(broken_id.clone()).await;
+    assert!(reported[0]["summary"].as_str().unwrap().starts_with("Queue worker"), "{reported:?}");
+    assert!(reported[0]["resource"]["url"].as_str().unwrap().ends_with(&broken_path), "{reported:?}");
+    assert_eq!(reported[0]["site_id"], worker["data"]["site_id"], "{reported:?}");
+    assert!(failed_events(worker["data"]["id"].as_str().unwrap().to_string()).await.is_empty());
+    let (status, gone) = stage.api.call(Method::DELETE, &broken_path, None).await;
+    assert_eq!(status, 202, "{gone}");
+    stage.api.finished(gone["data"]["operation_id"].as_str().unwrap()).await;
 
     // The CLI names the worker's site by server name and domain.
     let cli = |args: &[&str]| stage.cli(args);
