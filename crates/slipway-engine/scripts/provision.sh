@@ -93,7 +93,23 @@ service_up supervisor
 service_up cron
 if [ -n "$PHP_VERSION" ]; then
     step "starting PHP $PHP_VERSION FPM"
+    # Every deploy's switch reloads php-fpm (a fresh opcache for the new release). With
+    # php-fpm's default process_control_timeout of 0 a reload kills the workers at once, and the
+    # requests they are serving get 502; with a timeout they finish first.
+    fpm_conf="/etc/php/$PHP_VERSION/fpm/php-fpm.conf"
+    fpm_changed=
+    if ! grep -q '^process_control_timeout = 20s$' "$fpm_conf"; then
+        sed -i 's/^;\{0,1\}process_control_timeout = .*/process_control_timeout = 20s/' "$fpm_conf"
+        grep -q '^process_control_timeout = 20s$' "$fpm_conf" ||
+            fail "could not set process_control_timeout in $fpm_conf"
+        "php-fpm$PHP_VERSION" -t >/dev/null 2>&1 || fail "php-fpm rejects $fpm_conf"
+        fpm_changed=yes
+    fi
     service_up "php$PHP_VERSION-fpm"
+    # A php-fpm that was already running reads the setting now, not at the next deploy's reload.
+    if [ -n "$fpm_changed" ]; then
+        service_reload "php$PHP_VERSION-fpm"
+    fi
 fi
 # An engine already answering on its socket is running: nothing to start. (Debian's init
 # scripts check MariaDB over TCP 127.0.0.1:3306, which a server in a network of its own may not

@@ -1337,6 +1337,10 @@ switch ($argv[1] ?? '') {
 #[tokio::test]
 async fn a_laravel_queue_worker_is_restarted_gracefully_by_queue_restart_on_deploy() {
     let stage = Stage::with_server(&[], json!({"php_version": "8.2"})).await;
+    // Reloads let the requests in flight finish (a deploy's switch reloads php-fpm): the default
+    // of 0 killed them, and one in a few hundred requests got 502 during the deploy below.
+    let fpm = std::fs::read_to_string("/etc/php/8.2/fpm/php-fpm.conf").unwrap();
+    assert!(fpm.lines().any(|l| l == "process_control_timeout = 20s"), "provisioning sets the timeout");
     let index = "<?php echo 'version ', file_get_contents(__DIR__ . '/../VERSION');\n";
     stage.repo.commit(&[("artisan", FAKE_ARTISAN), ("public/index.php", index), ("VERSION", "0")], "v0");
     let domain = "laravel-worker.example.com";
