@@ -75,7 +75,13 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                let log: Vec<String> = stderr.try_iter().collect();
+                // The process has ended, but its stderr reader may not have passed on the last
+                // lines (the reason it stopped) yet: read until it ends, with a deadline.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let mut log = Vec::new();
+                while let Ok(line) = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    log.push(line);
+                }
                 Err(format!("slipway did not start ({status:?}):\n{}", log.join("\n")))
             }
         }
