@@ -77,7 +77,6 @@ pub struct DeploySite(pub Engine);
 /// and what the cleanup after a failure must know.
 #[derive(Debug, Default)]
 struct Progress {
-    step: &'static str,
     steps: Vec<DeploymentStep>,
     /// The supervisor program started for the new release.
     started_program: Option<String>,
@@ -94,7 +93,19 @@ impl Progress {
             last.end("succeeded", at);
         }
         self.steps.push(DeploymentStep::start(step, at));
-        self.step = step;
+    }
+
+    /// The step running (or the last one).
+    fn step(&self) -> &str {
+        self.steps.last().map_or("connect", |s| s.name.as_str())
+    }
+
+    /// How the deployment ends when `e` stopped it in the step running, which ends so too.
+    fn failed(&mut self, e: &JobError) -> DeploymentUpdate {
+        let mut update = failed_update(e, self.step());
+        self.end(update.status.as_deref().unwrap_or("failed"));
+        update.steps = self.recorded();
+        update
     }
 
     /// Ends the step running with `status`.
@@ -555,7 +566,7 @@ impl JobHandler for DeploySite {
             ));
             ctx.log("error", format!("==> {e}"));
             ctx.flush_log().await;
-            finish(engine, &deployment, failed_update(&e, "install", None)).await?;
+            finish(engine, &deployment, failed_update(&e, "install")).await?;
             return Err(e);
         }
         let (_keep_open, uncancellable) = tokio::sync::watch::channel(false);
@@ -565,7 +576,7 @@ impl JobHandler for DeploySite {
             Ok(c) => c,
             Err(e) => {
                 ctx.flush_log().await;
-                let update = failed_update(&e, progress.step, Some(&mut progress));
+                let update = progress.failed(&e);
                 finish(engine, &deployment, update).await?;
                 return Err(e);
             }
@@ -616,7 +627,7 @@ impl JobHandler for DeploySite {
                         format!(
                             "==> {} failed; this site deploys in place, so it may be partly updated \
                              (enable zero-downtime deploys to keep the previous release serving)",
-                            progress.step
+                            progress.step()
                         ),
                     );
                 } else {
@@ -628,12 +639,12 @@ impl JobHandler for DeploySite {
                         } else {
                             "nothing was live before, so the site serves nothing yet"
                         };
-                        ctx.log("stderr", format!("==> {} failed; {after}", progress.step));
+                        ctx.log("stderr", format!("==> {} failed; {after}", progress.step()));
                     }
                     self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 }
                 ctx.flush_log().await;
-                let update = failed_update(&e, progress.step, Some(&mut progress));
+                let update = progress.failed(&e);
                 finish(engine, &deployment, update).await?;
                 Err(e)
             }
@@ -666,23 +677,17 @@ impl JobHandler for DeploySite {
     }
 }
 
-/// How a deployment that failed (or was cancelled) at `step` ends; the step running in
-/// `progress` ends so too.
-fn failed_update(e: &JobError, step: &str, progress: Option<&mut Progress>) -> DeploymentUpdate {
+/// How a deployment that failed (or was cancelled) at `step` ends.
+fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
     let (status, reason) = match e {
         JobError::Cancelled => ("cancelled", "cancelled by request".to_string()),
         other => ("failed", other.to_string()),
     };
-    let steps = progress.and_then(|progress| {
-        progress.end(status);
-        progress.recorded()
-    });
     DeploymentUpdate {
         status: Some(status.into()),
         failed_step: Some(step.into()),
         failure_reason: Some(reason),
         finished_at: Some(now()),
-        steps,
         ..Default::default()
     }
 }
