@@ -27,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
+pub use auth::middleware::InProcess;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 

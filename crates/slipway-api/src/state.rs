@@ -46,6 +46,10 @@ pub struct ApiConfig {
     pub jwt_ttl: Duration,
     /// Lifetime of refresh tokens.
     pub refresh_ttl: Duration,
+    /// A dashboard session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A dashboard session ends this long after login, active or not.
+    pub session_lifetime: Duration,
 }
 
 impl ApiConfig {
@@ -57,6 +61,8 @@ impl ApiConfig {
             rate_limits: RateLimits::default(),
             jwt_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_idle: Duration::from_secs(2 * 3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
         }
     }
 }

@@ -124,3 +124,74 @@ pub fn server(organization_id: &str, name: &str) -> crate::Server {
         updated_at: now,
     }
 }
+
+/// A personal token row for `user_id` with `abilities`, not yet stored, and its secret.
+pub fn personal_token(user_id: &str, abilities: &[&str]) -> (crate::AccessToken, slipway_core::token::PlainToken) {
+    let plain = slipway_core::token::PlainToken::generate();
+    let row = crate::AccessToken {
+        id: slipway_core::new_id(),
+        kind: "personal".into(),
+        user_id: Some(user_id.into()),
+        organization_id: None,
+        name: "test".into(),
+        token_hash: plain.hash(),
+        abilities: format!("[{}]", abilities.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(",")),
+        server_ids: None,
+        site_ids: None,
+        allowed_ips: None,
+        expires_at: None,
+        created_at: slipway_core::time::now(),
+        created_via: "api".into(),
+        created_by: None,
+        last_used_at: None,
+        last_used_ip: None,
+        revoked_at: None,
+    };
+    (row, plain)
+}
+
+/// An installed static site for `domain` on `server`, with a new id, not yet stored.
+pub fn site(server: &crate::Server, domain: &str) -> crate::Site {
+    let now = slipway_core::time::now();
+    crate::Site {
+        id: slipway_core::new_id(),
+        server_id: server.id.clone(),
+        organization_id: server.organization_id.clone(),
+        domain: domain.into(),
+        aliases: "[]".into(),
+        project_type: "static".into(),
+        web_directory: String::new(),
+        repository_url: None,
+        repository_branch: "main".into(),
+        deploy_script: String::new(),
+        app_command: None,
+        health_check_path: "/".into(),
+        health_check_status: 200,
+        health_check_timeout: 30,
+        zero_downtime: true,
+        keep_releases: 5,
+        app_port: 0,
+        status: "installed".into(),
+        status_reason: None,
+        suspended: false,
+        deployment_status: None,
+        last_deployed_at: None,
+        current_release: None,
+        active_port: None,
+        created_at: now,
+        updated_at: now,
+        git_repository_id: None,
+        shared_paths: "[]".into(),
+    }
+}
+
+/// A user record (password hashed for real), with a new id, not yet stored.
+pub fn user(email: &str, name: &str, password: &str) -> crate::NewUser {
+    crate::NewUser {
+        id: slipway_core::new_id(),
+        email: email.into(),
+        email_normalized: email.to_lowercase(),
+        name: name.into(),
+        password_hash: slipway_core::password::hash_password(password),
+    }
+}

@@ -86,6 +86,12 @@ pub struct ServerArgs {
     /// failures reported, e.g. 5m, 1m [default: 5m]
     #[arg(long, env = "SLIPWAY_PROCESS_CHECK_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     pub process_check_interval: Option<Duration>,
+    /// A dashboard session ends after this long without a request, e.g. 2h, 30m [default: 2h]
+    #[arg(long, env = "SLIPWAY_SESSION_IDLE", value_name = "DURATION", value_parser = parse_duration)]
+    pub session_idle: Option<Duration>,
+    /// A dashboard session ends this long after login, active or not, e.g. 12h [default: 12h]
+    #[arg(long, env = "SLIPWAY_SESSION_LIFETIME", value_name = "DURATION", value_parser = parse_duration)]
+    pub session_lifetime: Option<Duration>,
     /// Allow POST /api/v1/register to create accounts [default: false]
     #[arg(long, env = "SLIPWAY_REGISTRATION_ENABLED", value_name = "BOOL")]
     pub registration_enabled: Option<bool>,
@@ -204,6 +210,8 @@ struct FileConfig {
     acme_ca_bundle: Option<PathBuf>,
     certificate_check_interval: Option<String>,
     process_check_interval: Option<String>,
+    session_idle: Option<String>,
+    session_lifetime: Option<String>,
     rate_limit_api: Option<u32>,
     rate_limit_auth: Option<u32>,
     rate_limit_token_create: Option<u32>,
@@ -267,6 +275,8 @@ pub struct Settings {
     pub acme: slipway_engine::items::acme::AcmeSettings,
     pub certificate_check_interval: Duration,
     pub process_check_interval: Duration,
+    pub session_idle: Duration,
+    pub session_lifetime: Duration,
     pub rate_limits: slipway_api::state::RateLimits,
     pub retention: slipway_jobs::retention::Retention,
     pub notifications: Notifications,
@@ -415,6 +425,18 @@ impl Settings {
             "process_check_interval",
             slipway_engine::items::watch::DEFAULT_CHECK_INTERVAL,
         )?;
+        let sessions = slipway_api::ApiConfig::new("");
+        let session_idle =
+            duration_setting(args.session_idle, file.session_idle.as_deref(), "session_idle", sessions.session_idle)?;
+        let session_lifetime = duration_setting(
+            args.session_lifetime,
+            file.session_lifetime.as_deref(),
+            "session_lifetime",
+            sessions.session_lifetime,
+        )?;
+        if session_idle.is_zero() || session_lifetime.is_zero() {
+            anyhow::bail!("session_idle and session_lifetime must be longer than zero");
+        }
         let defaults = slipway_engine::notify::NotifySettings::default();
         let mut allowed_networks = Vec::new();
         for cidr in
@@ -449,6 +471,8 @@ impl Settings {
             acme,
             certificate_check_interval,
             process_check_interval,
+            session_idle,
+            session_lifetime,
             retention,
             registration_enabled: args.registration_enabled.or(file.registration_enabled).unwrap_or(false),
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
@@ -497,6 +521,8 @@ impl Settings {
             "acme_ca_bundle": self.acme.ca_bundle.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(system roots)".into()),
             "certificate_check_interval": format_duration(self.certificate_check_interval),
             "process_check_interval": format_duration(self.process_check_interval),
+            "session_idle": format_duration(self.session_idle),
+            "session_lifetime": format_duration(self.session_lifetime),
             "rate_limit_api": self.rate_limits.api_per_minute,
             "rate_limit_auth": self.rate_limits.auth_per_minute,
             "rate_limit_token_create": self.rate_limits.token_create_per_minute,
@@ -616,6 +642,21 @@ mod tests {
         let s = Settings::resolve(&args, None).unwrap();
         assert_eq!((s.job_concurrency, s.process_check_interval), (64, Duration::from_secs(60)));
         assert!(s.render_redacted().contains("job_concurrency = 64"));
+    }
+
+    #[test]
+    fn dashboard_sessions_default_to_two_hours_idle_and_twelve_in_all() {
+        let dir = temp_dir();
+        let args = ServerArgs { data_dir: Some(dir.clone()), ..Default::default() };
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!((s.session_idle, s.session_lifetime), (Duration::from_secs(7200), Duration::from_secs(43200)));
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "session_idle = \"30m\"\nsession_lifetime = \"8h\"\n").unwrap();
+        let s = Settings::resolve(&args, None).unwrap();
+        assert_eq!((s.session_idle, s.session_lifetime), (Duration::from_secs(1800), Duration::from_secs(28800)));
+        assert!(s.render_redacted().contains("session_idle = \"30m\""), "{}", s.render_redacted());
+        std::fs::write(dir.join(CONFIG_FILE_NAME), "session_idle = \"soon\"\n").unwrap();
+        let err = Settings::resolve(&args, None).unwrap_err().to_string();
+        assert!(err.contains("session_idle"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     config.max_body_bytes = settings.max_body_bytes;
     config.registration_enabled = settings.registration_enabled;
     config.rate_limits = settings.rate_limits.clone();
+    config.session_idle = settings.session_idle;
+    config.session_lifetime = settings.session_lifetime;
     let mut engine = slipway_engine::Engine::new(store.clone(), secrets.clone());
     engine.ssh.connect = Duration::from_secs(settings.ssh_connect_timeout_seconds);
     engine.command_idle = Duration::from_secs(settings.command_idle_seconds);
@@ -64,7 +66,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     state.engine = engine.clone();
     let jobs_enqueued = engine.jobs_enqueued.clone();
     let setup_code = prepare_setup_code(store.as_ref()).await?;
-    let app = slipway_api::app(state);
+    // The dashboard calls the API in process: the same router, conventions and all.
+    let dashboard = slipway_web::router(slipway_api::app(state.clone()), &public_url);
+    let app = slipway_api::app_with(state, dashboard);
     // Pruning old records is a durable job; every replica makes sure this slot's run exists
     // (one job per slot whatever the number of replicas), and each run schedules the next.
     slipway_jobs::retention::schedule(store.as_ref(), &settings.retention, slipway_core::time::now())

@@ -22,6 +22,12 @@ pub fn client_ip(request: &Request) -> Option<IpAddr> {
     request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
+/// Marks a request the dashboard makes to the API in process, on behalf of a browser page.
+/// The page itself was counted against the session's rate limit, so the reads it makes are not
+/// counted again. Only code in this process can add a request extension; no client can.
+#[derive(Debug, Clone, Copy)]
+pub struct InProcess;
+
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(template) = request.extensions().get::<MatchedPath>().cloned() else {
         return next.run(request).await;
@@ -34,7 +40,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     request.extensions_mut().insert(report.clone());
     let ip = client_ip(&request);
     let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let limited = template.starts_with(API_PREFIX);
+    let limited = template.starts_with(API_PREFIX) && request.extensions().get::<InProcess>().is_none();
     let slot = request.extensions().get::<AuditSlot>().cloned();
 
     let outcome: Result<Option<Principal>, ApiError> = async {

@@ -317,6 +317,7 @@ pub async fn login(
     ip: ClientIp,
     audit: AuditSlot,
     report: Option<Extension<RateLimitReport>>,
+    in_process: Option<Extension<crate::InProcess>>,
     Json(body): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let user = match Email::parse(&body.email) {
@@ -357,8 +358,9 @@ pub async fn login(
     }
     count_token_limit(&state, &user.id, report.as_deref()).await?;
     let name = body.name.clone().unwrap_or_else(|| "login".into());
-    let (row, plain) =
-        issue(&state, None, login_token(&user.id, &name, "login", body.abilities, body.expires_at)).await?;
+    // A dashboard login's token is its session; only such tokens are accepted in the cookie.
+    let via = if in_process.is_some() { "dashboard" } else { "login" };
+    let (row, plain) = issue(&state, None, login_token(&user.id, &name, via, body.abilities, body.expires_at)).await?;
     audit.note(|n| {
         n.token_id = Some(row.id.clone());
         n.resource_id = Some(row.id.clone());

@@ -67,7 +67,7 @@ async fn form(State(state): State<AppState>, Query(q): Query<CodeQuery>) -> Resu
     if !setup_code_matches(&state, &code).await? {
         return Ok(page(
             "Setup",
-            "<p>This setup link is invalid or was already used. If Slipway is already set up, log in with <code>slipway login</code> (there is no sign-in page yet); a new setup link is printed only when Slipway starts with an empty database.</p>",
+            "<p>This setup link is invalid or was already used. If Slipway is already set up, <a href=\"/login\">log in</a> (or run <code>slipway login</code>); a new setup link is printed only when Slipway starts with an empty database.</p>",
         ));
     }
     Ok(page("Set up Slipway", &form_html(&code, "", "", "", &[])))
@@ -96,7 +96,8 @@ async fn submit(State(state): State<AppState>, ip: ClientIp, Form(f): Form<Setup
             &format!(
                 "<p>Welcome, {}. Your organization is set up.</p><p>An API token with every ability, shown once:</p>\
                  <p><code>{}</code></p><p>Use it with <code>Authorization: Bearer …</code>, or run <code>slipway login</code>. \
-                 The API reference is at <a href=\"/docs/\">/docs/</a>.</p>",
+                 The API reference is at <a href=\"/docs/\">/docs/</a>.</p>\
+                 <p><a href=\"/login\">Log in to the dashboard</a></p>",
                 escape(&result.user.name),
                 escape(&result.token.plain_text_token)
             ),

@@ -69,15 +69,8 @@ impl TestApp {
 
     /// Creates a user owning a new organisation, and a token for them with every ability.
     pub async fn user(&self, email: &str) -> TestUser {
-        let id = slipway_core::new_id();
-        let org_id = slipway_core::new_id();
-        let new = slipway_store::NewUser {
-            id: id.clone(),
-            email: email.into(),
-            email_normalized: email.to_lowercase(),
-            name: "Test User".into(),
-            password_hash: slipway_core::password::hash_password(PASSWORD),
-        };
+        let new = slipway_store::testing::user(email, "Test User", PASSWORD);
+        let (id, org_id) = (new.id.clone(), slipway_core::new_id());
         self.state
             .store
             .create_user_with_organization(&new, &org_id, &format!("{email}'s org"), "owner")
@@ -89,14 +82,8 @@ impl TestApp {
 
     /// Creates a user whose only membership is `role` in `organization_id`; returns their id.
     pub async fn member(&self, organization_id: &str, email: &str, role: slipway_core::Role) -> String {
-        let id = slipway_core::new_id();
-        let new = slipway_store::NewUser {
-            id: id.clone(),
-            email: email.into(),
-            email_normalized: email.to_lowercase(),
-            name: "Test Member".into(),
-            password_hash: slipway_core::password::hash_password(PASSWORD),
-        };
+        let new = slipway_store::testing::user(email, "Test Member", PASSWORD);
+        let id = new.id.clone();
         self.state.store.create_user(&new).await.unwrap();
         self.state.store.add_member(organization_id, &id, role.as_str()).await.unwrap();
         id
@@ -109,26 +96,7 @@ impl TestApp {
         abilities: &[&str],
         tweak: impl FnOnce(&mut slipway_store::AccessToken),
     ) -> String {
-        let plain = slipway_core::token::PlainToken::generate();
-        let mut row = slipway_store::AccessToken {
-            id: slipway_core::new_id(),
-            kind: "personal".into(),
-            user_id: Some(user_id.into()),
-            organization_id: None,
-            name: "test".into(),
-            token_hash: plain.hash(),
-            abilities: serde_json::to_string(abilities).unwrap(),
-            server_ids: None,
-            site_ids: None,
-            allowed_ips: None,
-            expires_at: None,
-            created_at: slipway_core::time::now(),
-            created_via: "api".into(),
-            created_by: None,
-            last_used_at: None,
-            last_used_ip: None,
-            revoked_at: None,
-        };
+        let (mut row, plain) = slipway_store::testing::personal_token(user_id, abilities);
         tweak(&mut row);
         self.state.store.insert_token(&row).await.unwrap();
         plain.expose().to_string()

@@ -1,0 +1,90 @@
+//! The signed-in user's account: profile and two-factor enrolment (with a QR code drawn here).
+
+use askama::Template;
+use axum::extract::Form;
+use axum::response::Html;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::WebError;
+use crate::session::Session;
+use crate::view::{FieldErrors, Layout, Me, render};
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    layout: Layout,
+    me: Me,
+    /// While enrolling: the QR code (SVG markup drawn by Slipway) and the secret to type in.
+    enrolment: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    errors: FieldErrors,
+}
+
+async fn page(
+    session: &Session,
+    enrolment: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    errors: FieldErrors,
+) -> Result<Html<String>, WebError> {
+    let me = Me::load(session).await?;
+    let layout = Layout::new("Your account", "account", &me, session);
+    render(&AccountPage { layout, me, enrolment, recovery_codes, errors })
+}
+
+pub async fn show(session: Session) -> Result<Html<String>, WebError> {
+    page(&session, None, vec![], FieldErrors::default()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Enrolment {
+    otpauth_uri: String,
+    secret: String,
+}
+
+/// The otpauth URI as an SVG QR code. The URI holds the secret, so it is drawn here rather than
+/// by any outside service.
+fn qr_svg(uri: &str) -> Result<String, WebError> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| WebError::Internal(format!("QR code: {e}")))?;
+    Ok(code.render::<qrcode::render::svg::Color>().min_dimensions(200, 200).quiet_zone(true).build().replacen(
+        "<svg ",
+        "<svg role=\"img\" aria-label=\"QR code for your authenticator app\" ",
+        1,
+    ))
+}
+
+pub async fn enrol(session: Session, Form(form): Form<PasswordForm>) -> Result<Html<String>, WebError> {
+    let reply = session.api.post("/api/v1/user/two-factor", json!({"password": form.password})).await?;
+    if reply.status.as_u16() == 422 {
+        return page(&session, None, vec![], FieldErrors(reply.field_errors())).await;
+    }
+    let enrolment: Enrolment = reply.data()?;
+    let svg = qr_svg(&enrolment.otpauth_uri)?;
+    page(&session, Some((svg, enrolment.secret)), vec![], FieldErrors::default()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecoveryCodes {
+    recovery_codes: Vec<String>,
+}
+
+pub async fn confirm(session: Session, Form(form): Form<CodeForm>) -> Result<Html<String>, WebError> {
+    let reply = session.api.post("/api/v1/user/two-factor/confirm", json!({"code": form.code.trim()})).await?;
+    if reply.status.as_u16() == 422 {
+        let mut errors = reply.field_errors();
+        errors.push(("enrolment".into(), vec!["Start again: turn two-factor on with your password.".into()]));
+        return page(&session, None, vec![], FieldErrors(errors)).await;
+    }
+    let codes: RecoveryCodes = reply.data()?;
+    page(&session, None, codes.recovery_codes, FieldErrors::default()).await
+}

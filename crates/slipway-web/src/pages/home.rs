@@ -1,0 +1,87 @@
+//! The home page: what needs attention now, each item linking to where it can be fixed.
+
+use askama::Template;
+use axum::response::Html;
+
+use crate::error::WebError;
+use crate::model::{Event, Server, Site};
+use crate::session::Session;
+use crate::view::{Layout, Me, render, when};
+
+/// Failure events older than this are history, not news.
+const RECENT_DAYS: i64 = 7;
+
+pub struct Item {
+    pub what: String,
+    pub link: String,
+    pub problem: String,
+}
+
+pub struct Recent {
+    pub when: String,
+    pub kind: String,
+    pub summary: String,
+    pub link: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    layout: Layout,
+    items: Vec<Item>,
+    recent: Vec<Recent>,
+    servers: usize,
+    can_add_server: bool,
+}
+
+/// Every server's sites (the first hundred of each).
+pub async fn sites_of(session: &Session, servers: &[Server]) -> Result<Vec<Site>, WebError> {
+    let mut sites = vec![];
+    for server in servers.iter().filter(|s| s.sites_count > 0) {
+        let path = format!("/api/v1/servers/{}/sites?per_page=100", server.id);
+        sites.extend(session.api.get(&path).await?.page::<Site>()?.0);
+    }
+    Ok(sites)
+}
+
+pub async fn show(session: Session) -> Result<Html<String>, WebError> {
+    let me = Me::load(&session).await?;
+    let (servers, _) = session.api.get("/api/v1/servers?per_page=100").await?.page::<Server>()?;
+    let mut items = vec![];
+    for server in &servers {
+        if let Some(problem) = server.problem() {
+            items.push(Item {
+                what: format!("Server {}", server.name),
+                link: format!("/servers/{}", server.id),
+                problem,
+            });
+        }
+    }
+    for site in sites_of(&session, &servers).await? {
+        if let Some(problem) = site.problem() {
+            items.push(Item { what: format!("Site {}", site.domain), link: site.url(), problem });
+        }
+    }
+    // Recent failures of every kind (deployments, operations, certificates, backups, cron…).
+    let since = slipway_core::time::now() - chrono::Duration::days(RECENT_DAYS);
+    let events = session.api.get("/api/v1/events?per_page=50").await?;
+    let recent = if events.is_success() {
+        let (events, _) = events.page::<Event>()?;
+        events
+            .into_iter()
+            .filter(|e| e.is_problem() && e.occurred_at >= since)
+            .map(|e| Recent { when: when(&e.occurred_at), link: e.link(), kind: e.kind, summary: e.summary })
+            .collect()
+    } else {
+        vec![]
+    };
+    let can_add_server = me.organizations.iter().any(|o| me.may(&o.id, "server:create"));
+    let page = HomePage {
+        layout: Layout::new("Needs attention", "home", &me, &session),
+        items,
+        recent,
+        servers: servers.len(),
+        can_add_server,
+    };
+    render(&page)
+}

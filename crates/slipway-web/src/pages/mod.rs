@@ -1,0 +1,11 @@
+//! One module per page (or group of pages) of the dashboard.
+
+pub mod account;
+pub mod deployments;
+pub mod home;
+pub mod login;
+pub mod operations;
+pub mod organization;
+pub mod servers;
+pub mod sites;
+pub mod tokens;

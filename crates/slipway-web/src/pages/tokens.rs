@@ -1,0 +1,156 @@
+//! Access tokens: the list, creating one (its secret shown once), revoking.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use slipway_api::AppState;
+use slipway_core::ability::Ability;
+
+use crate::api::Web;
+use crate::error::WebError;
+use crate::model::Token;
+use crate::session::{Session, cookie, set_cookie};
+use crate::view::{FieldErrors, Layout, Me, Membership, render, when_opt};
+
+/// Carries a new token's secret, sealed, from the creating POST to the page that shows it once,
+/// so reloading that page (or going back) never shows it again and never creates another.
+const NEW_SECRET_COOKIE: &str = "slipway_new_token";
+const NEW_SECRET_CONTEXT: &str = "dashboard:new-token";
+
+pub struct AbilityGroup {
+    pub resource: &'static str,
+    pub abilities: Vec<String>,
+}
+
+pub struct TokenRow {
+    pub t: Token,
+    pub last_used: String,
+    pub expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    layout: Layout,
+    tokens: Vec<TokenRow>,
+    groups: Vec<AbilityGroup>,
+    organizations: Vec<Membership>,
+    errors: FieldErrors,
+    name: String,
+    current_token: String,
+}
+
+fn ability_groups() -> Vec<AbilityGroup> {
+    let mut groups: Vec<AbilityGroup> = vec![];
+    for ability in Ability::all() {
+        let resource = ability.resource.as_str();
+        match groups.last_mut() {
+            Some(g) if g.resource == resource => g.abilities.push(ability.to_string()),
+            _ => groups.push(AbilityGroup { resource, abilities: vec![ability.to_string()] }),
+        }
+    }
+    groups
+}
+
+async fn tokens_page(session: &Session, errors: FieldErrors, name: String) -> Result<Html<String>, WebError> {
+    let me = Me::load(session).await?;
+    let (tokens, _) = session.api.get("/api/v1/tokens?per_page=100").await?.page::<Token>()?;
+    let tokens = tokens
+        .into_iter()
+        .map(|t| TokenRow {
+            last_used: match (&t.last_used_at, &t.last_used_ip) {
+                (Some(at), Some(ip)) => format!("{} from {ip}", crate::view::when(at)),
+                (at, _) => when_opt(at),
+            },
+            expires: t.expires_at.as_ref().map(crate::view::when).unwrap_or_else(|| "never".into()),
+            t,
+        })
+        .collect();
+    let layout = Layout::new("Access tokens", "tokens", &me, session);
+    render(&TokensPage {
+        layout,
+        tokens,
+        groups: ability_groups(),
+        organizations: me.organizations,
+        errors,
+        name,
+        current_token: session.token_id.clone(),
+    })
+}
+
+pub async fn list(session: Session) -> Result<Html<String>, WebError> {
+    tokens_page(&session, FieldErrors::default(), String::new()).await
+}
+
+/// A comma- or space-separated list field, or `null` when empty.
+fn list_field(text: &str) -> Value {
+    let items: Vec<&str> = text.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect();
+    if items.is_empty() { Value::Null } else { json!(items) }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    axum::Extension(web): axum::Extension<Web>,
+    session: Session,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let field =
+        |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string()).unwrap_or_default();
+    let abilities: Vec<&str> = pairs.iter().filter(|(k, _)| k == "abilities").map(|(_, v)| v.as_str()).collect();
+    let expires = field("expires_on");
+    let expires_at = if expires.is_empty() { Value::Null } else { json!(format!("{expires}T23:59:59Z")) };
+    let organization = field("organization_id");
+    let body = json!({
+        "name": field("name"),
+        "abilities": if abilities.is_empty() { Value::Null } else { json!(abilities) },
+        "organization_id": if organization.is_empty() { Value::Null } else { json!(organization) },
+        "server_ids": list_field(&field("server_ids")),
+        "site_ids": list_field(&field("site_ids")),
+        "allowed_ips": list_field(&field("allowed_ips")),
+        "expires_at": expires_at,
+    });
+    let reply = session.api.post("/api/v1/tokens", body).await?;
+    if reply.status.as_u16() == 422 {
+        return Ok(tokens_page(&session, FieldErrors(reply.field_errors()), field("name")).await?.into_response());
+    }
+    let reply = reply.success()?;
+    let plain = reply.body.pointer("/data/plain_text_token").and_then(Value::as_str).unwrap_or_default();
+    let sealed = state.secrets.seal(&format!("{NEW_SECRET_CONTEXT}:{}", session.token_id), plain.as_bytes());
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+    let mut response = Redirect::to("/tokens/created").into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&web, NEW_SECRET_COOKIE, &value, Some(120)));
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "token_created.html")]
+struct CreatedPage {
+    layout: Layout,
+    secret: Option<String>,
+}
+
+/// Shows a new token's secret, once: the cookie carrying it is removed by this answer.
+pub async fn created(
+    State(state): State<AppState>,
+    axum::Extension(web): axum::Extension<Web>,
+    headers: HeaderMap,
+    session: Session,
+) -> Result<Response, WebError> {
+    let me = Me::load(&session).await?;
+    let secret = cookie(&headers, NEW_SECRET_COOKIE)
+        .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
+        .and_then(|sealed| state.secrets.open(&format!("{NEW_SECRET_CONTEXT}:{}", session.token_id), &sealed).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let page = CreatedPage { layout: Layout::new("New access token", "tokens", &me, &session), secret };
+    let mut response = render(&page)?.into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&web, NEW_SECRET_COOKIE, "", Some(0)));
+    Ok(response)
+}
+
+pub async fn revoke(session: Session, Path(id): Path<String>) -> Result<Response, WebError> {
+    session.api.send(Method::DELETE, &format!("/api/v1/tokens/{}", crate::api::encode(&id)), None).await?.success()?;
+    Ok(Redirect::to("/tokens").into_response())
+}

@@ -1,0 +1,497 @@
+//! The dashboard in process, over a throwaway database: sessions, CSRF, headers, what each
+//! role sees and may do, and that no secret reaches a page. (The browser tests in
+//! `crates/slipway/tests/dashboard.rs` drive the same pages in Chromium end to end.)
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use slipway_api::{ApiConfig, AppState};
+use slipway_core::{Role, SecretsKey};
+use slipway_store::testing::TestDatabase;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Dashboard {
+    _db: TestDatabase,
+    state: AppState,
+    router: Router,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// The CSRF value the page's forms carry.
+    fn csrf(&self) -> String {
+        let at = self.html.find("name=\"csrf\" value=\"").expect("a form with a CSRF value") + 19;
+        self.html[at..].split('"').next().unwrap().to_string()
+    }
+}
+
+impl Dashboard {
+    async fn new(db: TestDatabase, public_url: &str, tweak: impl FnOnce(&mut ApiConfig)) -> Dashboard {
+        let store = db.store().await;
+        let mut config = ApiConfig::new(public_url);
+        tweak(&mut config);
+        let state = AppState::new(store, SecretsKey::generate(), config);
+        let web = slipway_web::router(slipway_api::app(state.clone()), public_url);
+        let router = slipway_api::app_with(state.clone(), web);
+        Dashboard { _db: db, state, router }
+    }
+
+    async fn user(&self, email: &str) -> (String, String) {
+        let new = slipway_store::testing::user(email, "Owner", PASSWORD);
+        let (id, org) = (new.id.clone(), slipway_core::new_id());
+        self.state.store.create_user_with_organization(&new, &org, "Agency", "owner").await.unwrap();
+        (id, org)
+    }
+
+    async fn member(&self, org: &str, email: &str, role: Role) {
+        let new = slipway_store::testing::user(email, &format!("A {role}"), PASSWORD);
+        self.state.store.create_user(&new).await.unwrap();
+        self.state.store.add_member(org, &new.id, role.as_str()).await.unwrap();
+    }
+
+    /// A server and an installed site on it, straight into the store; returns the site's page.
+    async fn site(&self, org: &str) -> String {
+        let server = slipway_store::testing::server(org, "web-1");
+        self.state.store.insert_server(&server).await.unwrap();
+        let site = slipway_store::testing::site(&server, "shop.example.com");
+        let site = self.state.store.insert_site(&site).await.unwrap();
+        format!("/servers/{}/sites/{}", server.id, site.id)
+    }
+}
+
+/// A browser: a cookie jar over the dashboard.
+struct Browser<'a> {
+    app: &'a Dashboard,
+    cookies: BTreeMap<String, String>,
+    /// Every `Set-Cookie` line received, to check their flags.
+    set_cookies: Vec<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a Dashboard) -> Self {
+        Browser { app, cookies: BTreeMap::new(), set_cookies: vec![] }
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, "slipway.test");
+        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !jar.is_empty() {
+            request = request.header(header::COOKIE, jar.join("; "));
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let body = match form {
+            Some(fields) => {
+                request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(serde_urlencoded::to_string(fields).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let mut request = request.body(body).unwrap();
+        request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        for line in headers.get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            self.set_cookies.push(line.to_string());
+            let (pair, attributes) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.into(), value.into());
+            }
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Page { status, headers, html: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, path, Some(form), &[]).await
+    }
+
+    async fn login_with(&mut self, email: &str, otp: &str, next: &str) -> Page {
+        let form = self.get("/login").await;
+        assert_eq!(form.status, 200);
+        let csrf = form.csrf();
+        self.post("/login", &[("csrf", &csrf), ("email", email), ("password", PASSWORD), ("otp", otp), ("next", next)])
+            .await
+    }
+
+    async fn login(&mut self, email: &str) {
+        let done = self.login_with(email, "", "/").await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+        assert_eq!(done.location(), "/");
+    }
+
+    fn session(&self) -> String {
+        self.cookies.get("slipway_session").cloned().expect("a session cookie")
+    }
+}
+
+#[tokio::test]
+async fn login_gives_a_strict_http_only_session_that_logout_ends_on_the_server() {
+    for db in TestDatabase::each().await {
+        let app = Dashboard::new(db, "http://slipway.test", |_| {}).await;
+        app.user("owner@example.com").await;
+        let mut browser = Browser::new(&app);
+        // Without a session every page leads to the login form, and back after it.
+        let page = browser.get("/servers").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.location(), "/login?next=%2Fservers");
+
+        let refused = browser.login_with("owner@example.com", "", "/").await;
+        assert_eq!(refused.status, StatusCode::SEE_OTHER);
+        let wrong = {
+            let form = browser.get("/login").await;
+            let csrf = form.csrf();
+            browser
+                .post("/login", &[("csrf", &csrf), ("email", "owner@example.com"), ("password", "wrong password!")])
+                .await
+        };
+        assert_eq!(wrong.status, StatusCode::OK);
+        assert!(wrong.html.contains("These credentials do not match our records."), "{}", wrong.html);
+        assert!(wrong.html.contains("value=\"owner@example.com\""), "the email is kept");
+
+        let home = browser.get("/").await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.html);
+        assert!(home.html.contains("No servers yet"), "{}", home.html);
+        let session_line = browser.set_cookies.iter().find(|l| l.starts_with("slipway_session=slp_")).unwrap();
+        for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(session_line.contains(flag), "{session_line}");
+        }
+        assert!(!session_line.contains("Secure"), "plain HTTP: no Secure flag");
+
+        // The session is a token the API issued at login, with the session's absolute lifetime.
+        let stolen = browser.session();
+        let row = app
+            .state
+            .store
+            .token_by_hash(&slipway_core::token::PlainToken::parse(&stolen).unwrap().hash())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.created_via, "dashboard");
+        let lifetime = row.expires_at.unwrap() - row.created_at;
+        assert!((lifetime - chrono::Duration::hours(12)).num_seconds().abs() < 60, "{lifetime}");
+
+        let home = browser.get("/").await;
+        let out = browser.post("/logout", &[("csrf", &home.csrf())]).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        assert_eq!(out.location(), "/login?ended=out");
+        assert!(!browser.cookies.contains_key("slipway_session"));
+        // The old cookie is dead on the server too, not only forgotten by the browser.
+        browser.cookies.insert("slipway_session".into(), stolen);
+        let again = browser.get("/").await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER);
+        assert_eq!(again.location(), "/login?ended=expired");
+        // And an API token (not a dashboard login) is not a session.
+    }
+}
+
+#[tokio::test]
+async fn an_api_token_in_the_cookie_is_not_a_session() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (user, _) = app.user("owner@example.com").await;
+    let (row, plain) = slipway_store::testing::personal_token(&user, &["*"]);
+    app.state.store.insert_token(&row).await.unwrap();
+    let mut browser = Browser::new(&app);
+    browser.cookies.insert("slipway_session".into(), plain.expose().to_string());
+    let page = browser.get("/").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert!(page.location().starts_with("/login"), "{}", page.location());
+}
+
+#[tokio::test]
+async fn forms_without_the_right_csrf_value_or_from_another_site_are_refused() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    app.user("owner@example.com").await;
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    let csrf = browser.get("/tokens").await.csrf();
+
+    let missing = browser.post("/tokens", &[("name", "ci")]).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN, "{}", missing.html);
+    assert!(missing.html.contains("did not come from this Slipway"), "{}", missing.html);
+    let wrong = browser.post("/tokens", &[("csrf", &"0".repeat(64)), ("name", "ci")]).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let cross = browser
+        .send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    let fetch_site = browser
+        .send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &[("sec-fetch-site", "cross-site")])
+        .await;
+    assert_eq!(fetch_site.status, StatusCode::FORBIDDEN);
+    // The login form is protected too (no session yet: its own cookie's value).
+    let mut stranger = Browser::new(&app);
+    let login = stranger.post("/login", &[("email", "owner@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN);
+    assert!(!stranger.cookies.contains_key("slipway_session"));
+    // None of the refused forms created anything; the right one does.
+    let listed = browser.get("/tokens").await;
+    assert!(!listed.html.contains("<td>ci<"), "a refused form created a token");
+    let created = browser
+        .send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &[("origin", "http://slipway.test")])
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.html);
+    assert_eq!(created.location(), "/tokens/created");
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_button_it_cannot_use_and_a_forced_action_is_refused() {
+    for db in TestDatabase::each().await {
+        let app = Dashboard::new(db, "http://slipway.test", |_| {}).await;
+        let (_, org) = app.user("owner@example.com").await;
+        app.member(&org, "viewer@example.com", Role::Viewer).await;
+        let site = app.site(&org).await;
+        let server = site.split("/sites/").next().unwrap().to_string();
+
+        let mut owner = Browser::new(&app);
+        owner.login("owner@example.com").await;
+        let page = owner.get(&site).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        assert!(page.html.contains("Deploy now"));
+        assert!(page.html.contains("Save the variable"));
+        assert!(owner.get(&server).await.html.contains("Provision"));
+
+        let mut viewer = Browser::new(&app);
+        viewer.login("viewer@example.com").await;
+        let page = viewer.get(&site).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        assert!(page.html.contains("shop.example.com"));
+        for button in ["Deploy now", "Save the variable", "Reveal the values", "Roll back"] {
+            assert!(!page.html.contains(button), "a viewer sees {button:?}");
+        }
+        let server_page = viewer.get(&server).await;
+        assert!(!server_page.html.contains("Provision") && !server_page.html.contains("Add a site"));
+        assert!(!viewer.get("/servers").await.html.contains("Add a server"));
+        // Forced, with the viewer's own valid CSRF value: the API behind it says no.
+        let csrf = page.csrf();
+        let forced = viewer.post(&format!("{site}/deploy"), &[("csrf", &csrf)]).await;
+        assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+        let forced = viewer.post(&format!("{site}/env"), &[("csrf", &csrf), ("key", "A"), ("value", "b")]).await;
+        assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+        let forced = viewer.get(&format!("{site}/env")).await;
+        assert_eq!(forced.status, StatusCode::FORBIDDEN, "revealing values needs site:update");
+        let page = slipway_core::page::PageRequest::default();
+        let (deployments, _) =
+            app.state.store.deployments_of_site(site.rsplit('/').next().unwrap(), page).await.unwrap();
+        assert!(deployments.is_empty(), "a refused deploy left a deployment");
+    }
+}
+
+#[tokio::test]
+async fn planted_secrets_never_reach_a_page_and_a_new_token_is_shown_once() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    let site = app.site(&org).await;
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    let csrf = browser.get(&site).await.csrf();
+    const PLANTED: &str = "planted-secret-4f1c9a";
+    let saved =
+        browser.post(&format!("{site}/env"), &[("csrf", &csrf), ("key", "API_SECRET"), ("value", PLANTED)]).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+
+    let created = browser
+        .post(
+            "/tokens",
+            &[("csrf", &csrf), ("name", "deploys"), ("abilities", "site:read"), ("abilities", "site:deploy")],
+        )
+        .await;
+    assert_eq!(created.location(), "/tokens/created");
+    // The secret travels sealed, never in clear, in the cookie that carries it to the next page.
+    let carried = browser.cookies.get("slipway_new_token").cloned().unwrap();
+    assert!(!carried.contains("slp_"));
+    let shown = browser.get("/tokens/created").await;
+    let at = shown.html.find("id=\"new-token\">").expect("the secret is shown") + 15;
+    let secret = shown.html[at..].split('<').next().unwrap().to_string();
+    assert!(secret.starts_with("slp_"), "{secret}");
+    // It works against the API, with the abilities picked.
+    let api = app
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/tokens/current")
+                .header("authorization", format!("Bearer {secret}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&api.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["data"]["abilities"], serde_json::json!(["site:read", "site:deploy"]));
+    // Shown once: a reload does not show it again.
+    let reload = browser.get("/tokens/created").await;
+    assert!(!reload.html.contains(&secret) && reload.html.contains("shown once"), "{}", reload.html);
+
+    let mut pages = vec![
+        site.clone(),
+        "/".into(),
+        "/tokens".into(),
+        "/sites".into(),
+        "/servers".into(),
+        "/account".into(),
+        "/organization".into(),
+    ];
+    pages.push(site.split("/sites/").next().unwrap().to_string());
+    for path in &pages {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
+        for planted in [PLANTED, secret.as_str(), browser.session().as_str()] {
+            assert!(!page.html.contains(planted), "{path} shows a secret");
+        }
+    }
+    assert!(browser.get(&site).await.html.contains("<code>API_SECRET</code>"), "the key is listed, its value is not");
+    // Revealed on purpose by someone allowed to: then, and only then.
+    assert!(browser.get(&format!("{site}/env")).await.html.contains(PLANTED));
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_and_says_why() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |c| {
+        c.session_idle = Duration::from_secs(1);
+    })
+    .await;
+    app.user("owner@example.com").await;
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    let session = browser.session();
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let page = browser.get("/tokens").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/login?ended=idle&next=%2Ftokens");
+    assert!(browser.get("/login?ended=idle").await.html.contains("without activity"));
+    // Ended on the server: the token is revoked.
+    let row = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&session).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.revoked_at.is_some());
+}
+
+#[tokio::test]
+async fn over_https_cookies_are_secure_and_host_only() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "https://slipway.test", |_| {}).await;
+    app.user("owner@example.com").await;
+    let mut browser = Browser::new(&app);
+    let form = browser.get("/login").await;
+    let csrf = form.csrf();
+    assert!(browser.set_cookies.iter().any(|l| l.starts_with("__Host-slipway_login=") && l.contains("; Secure")));
+    let done = browser.post("/login", &[("csrf", &csrf), ("email", "owner@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    let line = browser.set_cookies.iter().find(|l| l.starts_with("__Host-slipway_session=slp_")).unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(line.contains(flag), "{line}");
+    }
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn pages_carry_the_security_headers_and_refused_forms_show_field_messages() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    let mut browser = Browser::new(&app);
+    let login = browser.get("/login").await;
+    assert_eq!(login.headers.get("content-security-policy").unwrap(), slipway_web::CONTENT_SECURITY_POLICY);
+    assert!(slipway_web::CONTENT_SECURITY_POLICY.contains("script-src 'self'"));
+    assert!(!slipway_web::CONTENT_SECURITY_POLICY.contains("unsafe"));
+    assert_eq!(login.headers.get("x-frame-options").unwrap(), "DENY");
+    assert_eq!(login.headers.get("cache-control").unwrap(), "no-store");
+    browser.login("owner@example.com").await;
+    for path in ["/", "/servers", "/servers/new", "/sites", "/tokens", "/account", "/organization"] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+        assert!(page.headers.contains_key("content-security-policy"), "{path}");
+        // No inline script or style for the CSP to block, and nothing from elsewhere.
+        assert!(
+            !page.html.contains("<script>") && !page.html.contains(" style=") && !page.html.contains("<style"),
+            "{path}"
+        );
+        assert!(!page.html.contains("https://") && !page.html.contains("http://"), "{path} links outside");
+    }
+    for asset in ["/assets/app.css", "/assets/app.js", "/assets/icon.svg"] {
+        assert_eq!(browser.get(asset).await.status, StatusCode::OK, "{asset}");
+    }
+
+    // A form the API refuses comes back with its message next to the field, and what was typed.
+    let csrf = browser.get("/servers/new").await.csrf();
+    let refused = browser
+        .post("/servers", &[("csrf", &csrf), ("name", ""), ("ip_address", "not an address!"), ("ssh_port", "22")])
+        .await;
+    assert_eq!(refused.status, StatusCode::OK);
+    assert!(refused.html.contains("id=\"name-error\""), "{}", refused.html);
+    assert!(refused.html.contains("id=\"ip_address-error\""), "{}", refused.html);
+    assert!(refused.html.contains("value=\"not an address!\""));
+    let port = browser
+        .post("/servers", &[("csrf", &csrf), ("name", "web"), ("ip_address", "203.0.113.9"), ("ssh_port", "x")])
+        .await;
+    assert!(port.html.contains("The SSH port must be a number"), "{}", port.html);
+    assert!(app.state.store.servers_named(&[org], "web").await.unwrap().is_empty(), "a refused form created a server");
+}
+
+#[tokio::test]
+async fn login_goes_back_only_to_pages_of_this_site() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    app.user("owner@example.com").await;
+    for (next, expected) in
+        [("/tokens", "/tokens"), ("//evil.example/x", "/"), ("https://evil.example", "/"), ("/\\evil.example", "/")]
+    {
+        let mut browser = Browser::new(&app);
+        let done = browser.login_with("owner@example.com", "", next).await;
+        assert_eq!(done.location(), expected, "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn a_page_counts_once_against_the_rate_limit_whatever_it_reads() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |c| {
+        c.rate_limits.api_per_minute = 4;
+    })
+    .await;
+    let (_, org) = app.user("owner@example.com").await;
+    let site = app.site(&org).await;
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    // The site page makes six API reads; four pages fit in a limit of four.
+    for n in 0..4 {
+        assert_eq!(browser.get(&site).await.status, StatusCode::OK, "page {n}");
+    }
+    let limited = browser.get(&site).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.html.contains("Too many requests"));
+}
