@@ -36,6 +36,12 @@ function followDeployment(log) {
     source.close();
     const d = JSON.parse(e.data);
     setStatus("deployment-status", d.status);
+    const commit = document.getElementById("deployment-commit");
+    if (commit && d.commit_sha) {
+      const sha = document.createElement("code");
+      sha.textContent = d.commit_sha.slice(0, 8);
+      commit.replaceChildren(sha, " " + (d.commit_message || ""));
+    }
     const took = document.getElementById("deployment-took");
     if (took && d.duration != null) took.textContent = d.duration.toFixed(1) + " s";
     const steps = document.getElementById("steps");

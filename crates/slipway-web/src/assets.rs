@@ -21,3 +21,8 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
     response
 }
+
+/// Browsers ask for `/favicon.ico` on every page without an icon link (the setup page).
+pub async fn favicon() -> Response {
+    serve(Path("icon.svg".to_string())).await
+}

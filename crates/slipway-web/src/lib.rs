@@ -64,6 +64,7 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/account/two-factor/confirm", post(account::confirm))
         .route("/organization", get(organization::show))
         .route("/assets/{file}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
         .layer(axum::middleware::from_fn(csrf::guard))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::Extension(web))
