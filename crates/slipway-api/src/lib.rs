@@ -92,6 +92,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::servers::provision_server))
         .routes(routes!(routes::servers::restart_server))
         .routes(routes!(routes::servers::accept_host_key))
+        .routes(routes!(routes::sites::list_all_sites))
         .routes(routes!(routes::sites::list_sites, routes::sites::create_site))
         .routes(routes!(routes::sites::get_site, routes::sites::update_site, routes::sites::delete_site))
         .routes(routes!(routes::sites::suspend_site))

@@ -385,6 +385,8 @@ pub trait SiteStore: Send + Sync {
         only: Option<&[String]>,
         page: Option<PageRequest>,
     ) -> StoreResult<(Vec<Site>, u64)>;
+    /// Sites across servers as `filter` says, oldest first, with their total count.
+    async fn sites_where(&self, filter: SiteFilter<'_>, page: PageRequest) -> StoreResult<(Vec<Site>, u64)>;
     async fn update_site(&self, id: &str, changes: &SiteChanges) -> StoreResult<bool>;
     async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
     /// Records a deployment's progress on its site: the status always; what is live now (the

@@ -347,6 +347,17 @@ pub struct Site {
     pub shared_paths: String,
 }
 
+/// Which sites a list across organisations holds: the organisations, the token's restrictions
+/// (`None` for none) and optional status filters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiteFilter<'a> {
+    pub organization_ids: &'a [String],
+    pub server_ids: Option<&'a [String]>,
+    pub site_ids: Option<&'a [String]>,
+    pub status: Option<&'a str>,
+    pub deployment_status: Option<&'a str>,
+}
+
 /// The editable fields of a site; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct SiteChanges {

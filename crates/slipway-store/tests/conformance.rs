@@ -881,6 +881,31 @@ mod cases {
             store.sites_of_server(&s1.id, Some(&only), Some(PageRequest { page: 1, per_page: 1 })).await.unwrap();
         assert_eq!((total, rows.len(), rows[0].id.as_str()), (1, 1, b.id.as_str()));
         assert_eq!(store.sites_of_server(&s1.id, Some(&[]), None).await.unwrap().1, 0);
+        // Across servers: by organisation, narrowed by the token's restrictions and by status.
+        let orgs = [org.clone()];
+        let all = SiteFilter { organization_ids: &orgs, ..Default::default() };
+        let page = PageRequest { page: 1, per_page: 2 };
+        let (rows, total) = store.sites_where(all, page).await.unwrap();
+        assert_eq!((total, rows.len()), (3, 2));
+        let second = store.sites_where(all, PageRequest { page: 2, per_page: 2 }).await.unwrap().0;
+        assert_eq!(second.len(), 1);
+        let servers = [s2.id.clone()];
+        let (rows, total) = store.sites_where(SiteFilter { server_ids: Some(&servers), ..all }, page).await.unwrap();
+        assert_eq!((total, rows[0].id.as_str()), (1, c.id.as_str()));
+        let (_, total) = store.sites_where(SiteFilter { site_ids: Some(&only), ..all }, page).await.unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(store.sites_where(SiteFilter { site_ids: Some(&[]), ..all }, page).await.unwrap().1, 0);
+        let elsewhere = ["01NOSUCHORG".to_string()];
+        let none = SiteFilter { organization_ids: &elsewhere, ..Default::default() };
+        assert_eq!(store.sites_where(none, page).await.unwrap().1, 0);
+        store.set_site_status(&b.id, "failed", Some("nginx refused")).await.unwrap();
+        let (rows, total) = store.sites_where(SiteFilter { status: Some("failed"), ..all }, page).await.unwrap();
+        assert_eq!((total, rows[0].id.as_str()), (1, b.id.as_str()));
+        store.set_site_status(&b.id, "installed", None).await.unwrap();
+        assert_eq!(
+            store.sites_where(SiteFilter { deployment_status: Some("failed"), ..all }, page).await.unwrap().1,
+            0
+        );
         assert_eq!(store.site_by_domain(&s1.id, "b.example.com").await.unwrap().unwrap().id, b.id);
         assert!(store.site_by_domain(&s2.id, "b.example.com").await.unwrap().is_none());
         let mut counts = store.site_counts(&[s1.id.clone(), s2.id.clone(), "01NOSUCH".into()]).await.unwrap();

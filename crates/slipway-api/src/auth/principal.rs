@@ -49,6 +49,8 @@ pub struct Principal {
     pub site_ids: Option<Vec<String>>,
     pub allowed_ips: Option<Vec<IpNet>>,
     pub expires_at: Option<Timestamp>,
+    /// A dashboard session (its expiry is the session's lifetime, not a limit the person set).
+    pub dashboard_session: bool,
     /// Set when the request came with a JWT from this exchange family.
     pub jwt_family: Option<String>,
 }
@@ -108,6 +110,7 @@ impl Principal {
             site_ids: json_list(&row.site_ids),
             allowed_ips,
             expires_at: row.expires_at,
+            dashboard_session: row.created_via == "dashboard",
             jwt_family: None,
         })
     }
@@ -233,7 +236,9 @@ impl Principal {
             (Some(_), None) => false,
             (Some(mine), Some(theirs)) => theirs.iter().all(|net| mine.iter().any(|outer| outer.contains(net))),
         };
-        let expiry_within = match (self.expires_at, target.expires_at) {
+        // A dashboard session's expiry bounds the session, not what its person may manage.
+        let own_expiry = self.expires_at.filter(|_| !self.dashboard_session);
+        let expiry_within = match (own_expiry, target.expires_at) {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(mine), Some(theirs)) => theirs <= mine,

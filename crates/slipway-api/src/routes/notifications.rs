@@ -37,6 +37,8 @@ pub struct EventSubject {
     pub name: String,
     /// The resource in the API.
     pub url: Option<String>,
+    /// The dashboard page that shows it (or the nearest one that does).
+    pub dashboard_url: Option<String>,
 }
 
 /// Something that happened; the body of a webhook is the same JSON (plus
@@ -72,6 +74,7 @@ fn event_resource(event: &Event, public_url: &str) -> EventResource {
             id: event.resource_id.clone(),
             name: event.resource_name.clone(),
             url: json["resource"]["url"].as_str().map(str::to_string),
+            dashboard_url: json["resource"]["dashboard_url"].as_str().map(str::to_string),
         },
         server_id: event.server_id.clone(),
         site_id: event.site_id.clone(),

@@ -303,8 +303,12 @@ async fn lifetime_cap(
     organizations: &[String],
     creator: Option<&Principal>,
 ) -> Result<Option<(Timestamp, String)>, ApiError> {
-    let mut cap: Option<(Timestamp, String)> =
-        creator.and_then(|c| c.expires_at).map(|at| (at, "the expiry of the token making the request".into()));
+    // A dashboard session's expiry is when the person must log in again, not a limit on what
+    // they create: a token made in the dashboard for CI must outlive the session.
+    let mut cap: Option<(Timestamp, String)> = creator
+        .filter(|c| !c.dashboard_session)
+        .and_then(|c| c.expires_at)
+        .map(|at| (at, "the expiry of the token making the request".into()));
     let mut consider = |at: Timestamp, why: String| {
         if cap.as_ref().is_none_or(|(current, _)| at < *current) {
             cap = Some((at, why));

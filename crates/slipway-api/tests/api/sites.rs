@@ -353,6 +353,54 @@ async fn restricted_tokens_page_through_their_own_sites_only() {
     assert_eq!(page["data"][0]["id"].as_str(), Some(ids[3].as_str()), "{page}");
 }
 
+#[tokio::test]
+async fn all_sites_across_servers_are_listed_for_what_the_token_may_see_and_filtered_by_status() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let owner = app.user("everywhere@example.com").await;
+        let stranger = app.user("stranger@example.com").await;
+        let (one, two) = (provisioned_server(&app, &owner.token).await, provisioned_server(&app, &owner.token).await);
+        let a = site_on(&app, &owner.token, &one, "a.example.com").await;
+        let b = site_on(&app, &owner.token, &two, "b.example.com").await;
+        let theirs = provisioned_server(&app, &stranger.token).await;
+        site_on(&app, &stranger.token, &theirs, "theirs.example.com").await;
+        let id = |path: &str| path.rsplit('/').next().unwrap().to_string();
+
+        let all = app.get_as("/api/v1/sites?per_page=1", &owner.token).await;
+        assert_eq!(all.status, StatusCode::OK, "{}", all.text());
+        let all = all.json();
+        assert_eq!(all["meta"]["total"], 2, "another organization's site is not listed: {all}");
+        assert_eq!(all["data"][0]["id"].as_str(), Some(id(&a).as_str()));
+        // Restricted tokens see their servers or sites only, counted in the query.
+        let only_two = serde_json::to_string(&[&two]).unwrap();
+        let token = app.token(&owner.id, &["*"], |t| t.server_ids = Some(only_two)).await;
+        let listed = app.get_as("/api/v1/sites", &token).await.json();
+        assert_eq!(
+            (listed["meta"]["total"].as_u64(), listed["data"][0]["id"].as_str()),
+            (Some(1), Some(id(&b).as_str()))
+        );
+        let only_a = serde_json::to_string(&[id(&a)]).unwrap();
+        let token = app.token(&owner.id, &["*"], |t| t.site_ids = Some(only_a)).await;
+        assert_eq!(app.get_as("/api/v1/sites", &token).await.json()["meta"]["total"], 1);
+        // Filters: the sites that need a look.
+        app.state.store.set_site_status(&id(&b), "failed", Some("nginx refused the block")).await.unwrap();
+        let failed = app.get_as("/api/v1/sites?status=failed", &owner.token).await.json();
+        assert_eq!(
+            (failed["meta"]["total"].as_u64(), failed["data"][0]["id"].as_str()),
+            (Some(1), Some(id(&b).as_str()))
+        );
+        let none = app.get_as("/api/v1/sites?deployment_status=failed", &owner.token).await.json();
+        assert_eq!(none["meta"]["total"], 0);
+        let bad = app.get_as("/api/v1/sites?status=broken&deployment_status=maybe", &owner.token).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let errors = &bad.json()["errors"];
+        assert!(errors["status"].is_array() && errors["deployment_status"].is_array(), "{errors}");
+        // Reading sites is the ability it takes.
+        let servers_only = app.token(&owner.id, &["server:read"], |_| {}).await;
+        assert_eq!(app.get_as("/api/v1/sites", &servers_only).await.status, StatusCode::FORBIDDEN);
+    }
+}
+
 /// When the log cannot be read, the stream says so instead of claiming the deployment ended.
 #[tokio::test]
 async fn the_log_stream_reports_a_failed_read_instead_of_an_end() {

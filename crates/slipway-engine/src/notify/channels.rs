@@ -98,6 +98,24 @@ impl ChannelConfig {
     }
 }
 
+/// The dashboard page for a resource at `api_path`: the same path without `/api/v1` for the
+/// pages that mirror the API (servers, sites, deployments, operations), else the nearest page
+/// that shows it (a site's or a server's), else the home page.
+pub fn dashboard_path(api_path: &str) -> String {
+    let Some(rest) = api_path.strip_prefix("/api/v1/") else { return "/".into() };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        ["operations", id, ..] => format!("/operations/{id}"),
+        ["tokens", ..] => "/tokens".into(),
+        ["servers", server, "sites", site, "deployments", deployment, ..] => {
+            format!("/servers/{server}/sites/{site}/deployments/{deployment}")
+        }
+        ["servers", server, "sites", site, ..] => format!("/servers/{server}/sites/{site}"),
+        ["servers", server, ..] => format!("/servers/{server}"),
+        _ => "/".into(),
+    }
+}
+
 /// An event as Slipway's webhooks send it, and as `GET /api/v1/events` shows it.
 pub fn event_json(event: &Event, public_url: &str) -> serde_json::Value {
     let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_else(|_| json!({}));
@@ -112,6 +130,7 @@ pub fn event_json(event: &Event, public_url: &str) -> serde_json::Value {
             "id": event.resource_id,
             "name": event.resource_name,
             "url": event.resource_path.as_ref().map(|p| format!("{public_url}{p}")),
+            "dashboard_url": event.resource_path.as_ref().map(|p| format!("{public_url}{}", dashboard_path(p))),
         },
         "server_id": event.server_id,
         "site_id": event.site_id,
@@ -129,7 +148,9 @@ pub enum Message {
 /// `event` in the format of a channel of `kind`; `suppressed` identical events were folded
 /// into it since the last notification about the same thing.
 pub fn render(kind: &str, event: &Event, suppressed: i64, public_url: &str) -> Message {
-    let url = event.resource_path.as_ref().map(|p| format!("{public_url}{p}"));
+    // People follow the link in a chat message or an email: it opens the dashboard's page.
+    let url = event.resource_path.as_ref().map(|p| format!("{public_url}{}", dashboard_path(p)));
+    let api_url = event.resource_path.as_ref().map(|p| format!("{public_url}{p}"));
     let repeats = match suppressed {
         0 => String::new(),
         1 => " (1 more like it since the last notification)".to_string(),
@@ -187,6 +208,9 @@ pub fn render(kind: &str, event: &Event, suppressed: i64, public_url: &str) -> M
                 event.occurred_at.to_rfc3339()
             );
             if let Some(u) = &url {
+                text.push_str(&format!("Open: {u}\n"));
+            }
+            if let Some(u) = &api_url {
                 text.push_str(&format!("API: {u}\n"));
             }
             if event.data != "{}" {
@@ -226,6 +250,23 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dashboard_links_lead_to_the_page_that_shows_the_resource() {
+        for (api, page) in [
+            ("/api/v1/servers/s", "/servers/s"),
+            ("/api/v1/servers/s/sites/x", "/servers/s/sites/x"),
+            ("/api/v1/servers/s/sites/x/deployments/d", "/servers/s/sites/x/deployments/d"),
+            ("/api/v1/servers/s/sites/x/certificates/c", "/servers/s/sites/x"),
+            ("/api/v1/servers/s/databases/b/backups/k", "/servers/s"),
+            ("/api/v1/operations/o", "/operations/o"),
+            ("/api/v1/tokens/t", "/tokens"),
+            ("/api/v1/backups/k", "/"),
+            ("/elsewhere", "/"),
+        ] {
+            assert_eq!(dashboard_path(api), page, "{api}");
+        }
+    }
 
     fn event(event_type: &str, server: Option<&str>) -> Event {
         Event {
@@ -270,9 +311,9 @@ mod tests {
         let slack: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let text = slack["blocks"][0]["text"]["text"].as_str().unwrap();
         assert!(text.contains("&lt;@everyone&gt; &amp; co"), "{text}");
-        assert!(text.starts_with(
-            "*<https://cp.example/api/v1/servers/s/sites/x/deployments/d|Deployment of &lt;a&gt; failed>*"
-        ));
+        assert!(
+            text.starts_with("*<https://cp.example/servers/s/sites/x/deployments/d|Deployment of &lt;a&gt; failed>*")
+        );
         assert!(slack["text"].as_str().unwrap().contains("2 more like it"));
         let Message::Http { body } = render("discord", &e, 0, "https://cp.example") else { panic!() };
         let discord: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -316,6 +357,7 @@ mod tests {
         assert!(!subject.contains('\n') && !subject.contains('\r'), "{subject:?}");
         assert!(subject.starts_with("[Slipway] Deployment failed: line one"), "{subject}");
         assert!(text.contains("API: https://cp.example/api/v1/"), "{text}");
+        assert!(text.contains("Open: https://cp.example/servers/s/sites/x/deployments/d\n"), "{text}");
     }
 
     #[test]

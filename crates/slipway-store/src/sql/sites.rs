@@ -6,7 +6,7 @@ use slipway_core::time::{Timestamp, now};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
-use crate::model::{Deployment, DeploymentUpdate, Site, SiteChanges, SiteEnvVar};
+use crate::model::{Deployment, DeploymentUpdate, Site, SiteChanges, SiteEnvVar, SiteFilter};
 use crate::{SiteStore, StoreError, StoreResult};
 
 /// The columns of `sites`: the fields of [`Site`] (see `sql/mod.rs`).
@@ -95,6 +95,39 @@ macro_rules! impl_site_store {
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
                 filter(&mut select);
                 select.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok((rows, as_u64(total)))
+            }
+
+            async fn sites_where(&self, f: SiteFilter<'_>, page: PageRequest) -> StoreResult<(Vec<Site>, u64)> {
+                let nothing = |list: Option<&[String]>| list.is_some_and(<[String]>::is_empty);
+                if f.organization_ids.is_empty() || nothing(f.server_ids) || nothing(f.site_ids) {
+                    return Ok((Vec::new(), 0));
+                }
+                let filter = |q: &mut QueryBuilder<$db>| {
+                    q.push("organization_id IN (");
+                    push_id_list!(q, f.organization_ids);
+                    if let Some(only) = f.server_ids {
+                        q.push(" AND server_id IN (");
+                        push_id_list!(q, only);
+                    }
+                    if let Some(only) = f.site_ids {
+                        q.push(" AND id IN (");
+                        push_id_list!(q, only);
+                    }
+                    if let Some(status) = f.status {
+                        q.push(" AND status = ").push_bind(status.to_string());
+                    }
+                    if let Some(status) = f.deployment_status {
+                        q.push(" AND deployment_status = ").push_bind(status.to_string());
+                    }
+                };
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM sites WHERE ");
+                filter(&mut count);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
+                filter(&mut select);
+                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }

@@ -18,6 +18,54 @@ use crate::state::AppState;
 
 use super::*;
 
+/// Filters of the list of all sites.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct SitesQuery {
+    /// Only sites in this state: `installing`, `installed`, `failed` or `removing`.
+    pub status: Option<String>,
+    /// Only sites whose last deployment is `queued`, `running`, `succeeded`, `failed` or
+    /// `cancelled` (`failed` lists the sites that need a look).
+    pub deployment_status: Option<String>,
+}
+
+const SITE_STATUSES: [&str; 4] = ["installing", "installed", "failed", "removing"];
+const DEPLOYMENT_STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// Every site of your organizations, on every server (oldest first); a token restricted to some
+/// servers or sites lists only those.
+#[utoipa::path(
+    get, path = "/api/v1/sites", tag = "sites",
+    params(crate::extract::PageParams, SitesQuery),
+    security(("token" = ["site:read"])),
+    responses((status = 200, body = Paginated<SiteResource>))
+)]
+pub async fn list_all_sites(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Page(cursor): Page,
+    crate::extract::Query(query): crate::extract::Query<SitesQuery>,
+) -> Result<Paginated<SiteResource>, ApiError> {
+    let mut errors = FieldErrors::new();
+    if query.status.as_deref().is_some_and(|s| !SITE_STATUSES.contains(&s)) {
+        errors.add("status", "The status must be installing, installed, failed or removing.");
+    }
+    if query.deployment_status.as_deref().is_some_and(|s| !DEPLOYMENT_STATUSES.contains(&s)) {
+        errors
+            .add("deployment_status", "The deployment_status must be queued, running, succeeded, failed or cancelled.");
+    }
+    errors.into_result()?;
+    let organization_ids = caller.organizations(&state).await?;
+    let filter = slipway_store::SiteFilter {
+        organization_ids: &organization_ids,
+        server_ids: caller.principal.server_ids.as_deref(),
+        site_ids: caller.principal.site_ids.as_deref(),
+        status: query.status.as_deref(),
+        deployment_status: query.deployment_status.as_deref(),
+    };
+    let (rows, total) = state.store.sites_where(filter, cursor.request).await?;
+    Ok(cursor.page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total))
+}
+
 /// A server's sites.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites", tag = "sites",
