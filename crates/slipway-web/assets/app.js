@@ -36,6 +36,7 @@ function followDeployment(log) {
     source.close();
     const d = JSON.parse(e.data);
     setStatus("deployment-status", d.status);
+    document.getElementById("cancel-deployment")?.remove();
     const commit = document.getElementById("deployment-commit");
     if (commit && d.commit_sha) {
       const sha = document.createElement("code");

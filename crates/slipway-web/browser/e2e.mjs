@@ -215,6 +215,8 @@ async function run() {
   assert((await page.content()).includes("shown once"), "the page says why");
   let used = await api("GET", "/api/v1/servers", secret);
   assert(used.status === 200, `the new token works (${used.status})`);
+  const current = await api("GET", "/api/v1/tokens/current", secret);
+  assert(current.json.data.expires_at === null, "a token made in the dashboard does not end with the session");
   await visit(page, "/tokens");
   await press(page, "Revoke ci deploys");
   await page.waitForURL("**/tokens");
@@ -302,6 +304,14 @@ async function run() {
   await check(page, "site-environment");
   await press(page, "Reveal the values", "link");
   assert((await page.content()).includes(planted), "an owner can reveal it");
+
+  step("suspend and resume");
+  await visit(page, siteUrl);
+  await press(page, "Suspend the site");
+  await page.getByRole("button", { name: "Resume the site", exact: true }).waitFor();
+  assert((await page.content()).includes("status-suspended"), "the site shows as suspended");
+  await press(page, "Resume the site");
+  await page.getByRole("button", { name: "Suspend the site", exact: true }).waitFor();
 
   step("a viewer sees no deploy button, and a forced deploy is refused");
   let r = await api("POST", "/api/v1/register", null, { email: VIEWER, name: "Vic Viewer", password: PASSWORD });

@@ -43,6 +43,18 @@ impl Me {
     }
 }
 
+impl Me {
+    /// Whether this user is an owner or admin of `organization` (who manage its members,
+    /// settings and organization tokens).
+    pub fn manages(&self, organization: &str) -> bool {
+        self.organizations
+            .iter()
+            .find(|m| m.id == organization)
+            .and_then(|m| Role::parse(&m.role))
+            .is_some_and(Role::manages_organization)
+    }
+}
+
 /// The frame around a page: its title, the navigation and the logout form.
 #[derive(Debug)]
 pub struct Layout {
@@ -122,4 +134,21 @@ impl FieldErrors {
 pub fn optional(text: &str) -> serde_json::Value {
     let text = text.trim();
     if text.is_empty() { serde_json::Value::Null } else { serde_json::Value::String(text.to_string()) }
+}
+
+/// `?page=` of a list page.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    page: Option<u32>,
+}
+
+impl PageQuery {
+    pub fn number(&self) -> u32 {
+        self.page.unwrap_or(1).max(1)
+    }
+}
+
+/// Whether a list has pages after `page`.
+pub fn more_after(page: u32, per_page: u32, total: Option<u64>) -> bool {
+    total.is_some_and(|t| t > u64::from(page) * u64::from(per_page))
 }

@@ -495,3 +495,101 @@ async fn a_page_counts_once_against_the_rate_limit_whatever_it_reads() {
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.html.contains("Too many requests"));
 }
+
+#[tokio::test]
+async fn tokens_rotate_and_owners_manage_the_organization_tokens_members_cannot() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    app.member(&org, "member@example.com", Role::Member).await;
+    let mut owner = Browser::new(&app);
+    owner.login("owner@example.com").await;
+    let page = owner.get("/tokens").await;
+    assert!(page.html.contains("Tokens of Agency"), "owners see the organization's tokens");
+    let csrf = page.csrf();
+
+    // An organization token, its secret shown once like any other.
+    let created = owner
+        .post(
+            &format!("/organizations/{org}/tokens"),
+            &[("csrf", &csrf), ("name", "deploy bot"), ("abilities", "site:deploy site:read")],
+        )
+        .await;
+    assert_eq!(created.location(), "/tokens/created", "{}", created.html);
+    let shown = owner.get("/tokens/created").await;
+    let at = shown.html.find("id=\"new-token\">").unwrap() + 15;
+    let first = shown.html[at..].split('<').next().unwrap().to_string();
+    let listed = owner.get("/tokens").await;
+    assert!(
+        listed.html.contains("<td>deploy bot</td>") && listed.html.contains("site:read site:deploy"),
+        "{}",
+        listed.html
+    );
+    let bearer = |secret: &str| {
+        Request::get("/api/v1/tokens/current")
+            .header("authorization", format!("Bearer {secret}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(app.router.clone().oneshot(bearer(&first)).await.unwrap().status(), StatusCode::OK);
+    // Made in a session, it outlives the session: a session's expiry is no cap on what it makes.
+    let row = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&first).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.expires_at, None, "an organization token made in the dashboard does not expire with the session");
+
+    // A personal token rotated: a new secret, shown once; the old one stops working.
+    let made = owner.post("/tokens", &[("csrf", &csrf), ("name", "laptop")]).await;
+    assert_eq!(made.location(), "/tokens/created");
+    let shown = owner.get("/tokens/created").await;
+    let at = shown.html.find("id=\"new-token\">").unwrap() + 15;
+    let old = shown.html[at..].split('<').next().unwrap().to_string();
+    let id = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&old).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let rotated = owner.post(&format!("/tokens/{id}/rotate"), &[("csrf", &csrf)]).await;
+    assert_eq!(rotated.location(), "/tokens/created", "{}", rotated.html);
+    let shown = owner.get("/tokens/created").await;
+    let at = shown.html.find("id=\"new-token\">").unwrap() + 15;
+    let new = shown.html[at..].split('<').next().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(app.router.clone().oneshot(bearer(&old)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.router.clone().oneshot(bearer(&new)).await.unwrap().status(), StatusCode::OK);
+
+    // A member sees no organization tokens, and a forced creation is refused by the API.
+    let mut member = Browser::new(&app);
+    member.login("member@example.com").await;
+    let page = member.get("/tokens").await;
+    assert!(!page.html.contains("Tokens of Agency"));
+    let forced =
+        member.post(&format!("/organizations/{org}/tokens"), &[("csrf", &page.csrf()), ("name", "mine now")]).await;
+    assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+}
+
+#[tokio::test]
+async fn server_and_site_pages_show_what_runs_there() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    let site = app.site(&org).await;
+    let server = site.split("/sites/").next().unwrap().to_string();
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    let page = browser.get(&server).await;
+    for heading in ["SSH keys", "Network rules", "Daemons", "Cron jobs", "Databases"] {
+        assert!(page.html.contains(&format!("<h2>{heading}</h2>")), "the server page lists {heading}");
+    }
+    let page = browser.get(&site).await;
+    for heading in ["Queue workers", "Redirects", "Certificates", "Backup schedules", "Webhook deliveries"] {
+        assert!(page.html.contains(&format!("<h2>{heading}</h2>")), "the site page lists {heading}");
+    }
+    // The sites page lists sites across servers, from the API's list of all sites.
+    assert!(browser.get("/sites").await.html.contains("shop.example.com"));
+}

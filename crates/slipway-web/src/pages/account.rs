@@ -88,3 +88,20 @@ pub async fn confirm(session: Session, Form(form): Form<CodeForm>) -> Result<Htm
     let codes: RecoveryCodes = reply.data()?;
     page(&session, None, codes.recovery_codes, FieldErrors::default()).await
 }
+
+#[derive(Debug, Deserialize)]
+pub struct DisableForm {
+    password: String,
+    code: String,
+}
+
+/// Turns two-factor off (the API asks for the password and a current code).
+pub async fn disable(session: Session, Form(form): Form<DisableForm>) -> Result<Html<String>, WebError> {
+    let body = json!({"password": form.password, "code": form.code.trim()});
+    let reply = session.api.post("/api/v1/user/two-factor/disable", body).await?;
+    if reply.status.as_u16() == 422 {
+        return page(&session, None, vec![], FieldErrors(reply.field_errors())).await;
+    }
+    reply.success()?;
+    page(&session, None, vec![], FieldErrors::default()).await
+}

@@ -20,6 +20,7 @@ struct DeploymentPage {
     started: String,
     lines: Vec<LogLine>,
     last_seq: i64,
+    can_cancel: bool,
 }
 
 pub async fn show(
@@ -34,7 +35,9 @@ pub async fn show(
     let last_seq = lines.last().map(|l| l.seq).unwrap_or(0);
     let layout = Layout::new(format!("Deployment of {}", site.domain), "sites", &me, &session);
     let started = when(&deployment.created_at);
-    render(&DeploymentPage { layout, site, deployment, started, lines, last_seq })
+    let server: crate::model::Server = session.api.get(&format!("/api/v1/servers/{server}")).await?.data()?;
+    let can_cancel = deployment.running() && me.may(&server.organization_id, "site:deploy");
+    render(&DeploymentPage { layout, site, deployment, started, lines, last_seq, can_cancel })
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,4 +58,15 @@ pub async fn events(
         return Err(WebError::Api(response.status(), "The log cannot be followed.".into()));
     }
     Ok(response)
+}
+
+/// Cancels a running deployment (the API stops it at a safe point), then shows it.
+pub async fn cancel(
+    session: Session,
+    Path((server, site, id)): Path<(String, String, String)>,
+) -> Result<axum::response::Response, WebError> {
+    use axum::response::IntoResponse;
+    let path = format!("/api/v1/servers/{server}/sites/{site}/deployments/{id}/cancel");
+    session.api.post(&path, serde_json::json!({})).await?.success()?;
+    Ok(axum::response::Redirect::to(&format!("/servers/{server}/sites/{site}/deployments/{id}")).into_response())
 }

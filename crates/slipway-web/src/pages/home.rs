@@ -34,20 +34,11 @@ struct HomePage {
     can_add_server: bool,
 }
 
-/// Every server's sites (the first hundred of each).
-pub async fn sites_of(session: &Session, servers: &[Server]) -> Result<Vec<Site>, WebError> {
-    let mut sites = vec![];
-    for server in servers.iter().filter(|s| s.sites_count > 0) {
-        let path = format!("/api/v1/servers/{}/sites?per_page=100", server.id);
-        sites.extend(session.api.get(&path).await?.page::<Site>()?.0);
-    }
-    Ok(sites)
-}
-
 pub async fn show(session: Session) -> Result<Html<String>, WebError> {
     let me = Me::load(&session).await?;
     let (servers, _) = session.api.get("/api/v1/servers?per_page=100").await?.page::<Server>()?;
     let mut items = vec![];
+    // Servers that are failed or unreachable, or whose host key changed.
     for server in &servers {
         if let Some(problem) = server.problem() {
             items.push(Item {
@@ -57,9 +48,13 @@ pub async fn show(session: Session) -> Result<Html<String>, WebError> {
             });
         }
     }
-    for site in sites_of(&session, &servers).await? {
-        if let Some(problem) = site.problem() {
-            items.push(Item { what: format!("Site {}", site.domain), link: site.url(), problem });
+    // Sites whose installation or last deployment failed (the API filters them).
+    for filter in ["status=failed", "deployment_status=failed"] {
+        let (sites, _) = session.api.get(&format!("/api/v1/sites?{filter}&per_page=100")).await?.page::<Site>()?;
+        for site in sites {
+            if let Some(problem) = site.problem() {
+                items.push(Item { what: format!("Site {}", site.domain), link: site.url(), problem });
+            }
         }
     }
     // Recent failures of every kind (deployments, operations, certificates, backups, cron…).

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod deployments;
 pub mod home;
+pub mod items;
 pub mod login;
 pub mod operations;
 pub mod organization;

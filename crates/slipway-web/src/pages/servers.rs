@@ -9,12 +9,7 @@ use serde_json::{Value, json};
 use crate::error::WebError;
 use crate::model::{Server, Site};
 use crate::session::Session;
-use crate::view::{FieldErrors, Layout, Me, Membership, optional, render};
-
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    page: Option<u32>,
-}
+use crate::view::{FieldErrors, Layout, Me, Membership, PageQuery, more_after, optional, render};
 
 #[derive(Template)]
 #[template(path = "servers.html")]
@@ -30,10 +25,10 @@ const PER_PAGE: u32 = 50;
 
 pub async fn list(session: Session, Query(q): Query<PageQuery>) -> Result<Html<String>, WebError> {
     let me = Me::load(&session).await?;
-    let page = q.page.unwrap_or(1).max(1);
+    let page = q.number();
     let path = format!("/api/v1/servers?page={page}&per_page={PER_PAGE}");
     let (servers, total) = session.api.get(&path).await?.page::<Server>()?;
-    let more = total.is_some_and(|t| t > u64::from(page * PER_PAGE));
+    let more = more_after(page, PER_PAGE, total);
     let can_add = me.organizations.iter().any(|o| me.may(&o.id, "server:create"));
     render(&ServersPage { layout: Layout::new("Servers", "servers", &me, &session), servers, page, more, can_add })
 }
@@ -128,6 +123,7 @@ struct ServerPage {
     authorization: Option<String>,
     can_update: bool,
     can_add_site: bool,
+    sections: Vec<super::items::Section>,
 }
 
 pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<String>, WebError> {
@@ -141,10 +137,12 @@ pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<Strin
     } else {
         None
     };
+    let sections =
+        super::items::sections(&session, &format!("/api/v1/servers/{id}"), super::items::SERVER_KINDS).await?;
     let can_update = me.may(&server.organization_id, "server:update");
     let can_add_site = me.may(&server.organization_id, "site:create");
     let layout = Layout::new(format!("Server {}", server.name), "servers", &me, &session);
-    render(&ServerPage { layout, server, sites, authorization, can_update, can_add_site })
+    render(&ServerPage { layout, server, sites, authorization, can_update, can_add_site, sections })
 }
 
 /// Starts an operation on the server and shows its live log.

@@ -10,28 +10,27 @@ use serde_json::{Value, json};
 use crate::error::WebError;
 use crate::model::{Deployment, Release, Server, Site};
 use crate::session::Session;
-use crate::view::{FieldErrors, Layout, Me, optional, render, when};
+use crate::view::{FieldErrors, Layout, Me, PageQuery, more_after, optional, render, when};
 
 #[derive(Template)]
 #[template(path = "sites.html")]
 struct SitesPage {
     layout: Layout,
-    sites: Vec<(Site, String)>,
+    sites: Vec<Site>,
+    page: u32,
+    more: bool,
 }
 
-pub async fn list(session: Session) -> Result<Html<String>, WebError> {
+const PER_PAGE: u32 = 50;
+
+/// Every site the session may see, across servers, a page at a time.
+pub async fn list(session: Session, Query(q): Query<PageQuery>) -> Result<Html<String>, WebError> {
     let me = Me::load(&session).await?;
-    let (servers, _) = session.api.get("/api/v1/servers?per_page=100").await?.page::<Server>()?;
-    let sites = super::home::sites_of(&session, &servers).await?;
-    let name_of = |id: &str| servers.iter().find(|s| s.id == id).map(|s| s.name.clone()).unwrap_or_default();
-    let sites = sites
-        .into_iter()
-        .map(|s| {
-            let n = name_of(&s.server_id);
-            (s, n)
-        })
-        .collect();
-    render(&SitesPage { layout: Layout::new("Sites", "sites", &me, &session), sites })
+    let page = q.number();
+    let path = format!("/api/v1/sites?page={page}&per_page={PER_PAGE}");
+    let (sites, total) = session.api.get(&path).await?.page::<Site>()?;
+    let more = more_after(page, PER_PAGE, total);
+    render(&SitesPage { layout: Layout::new("Sites", "sites", &me, &session), sites, page, more })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,9 +118,11 @@ struct SitePage {
     releases: Vec<ReleaseRow>,
     env: Vec<EnvVar>,
     revealed: bool,
+    sections: Vec<super::items::Section>,
     can_deploy: bool,
     can_update: bool,
-    env_errors: FieldErrors,
+    /// Messages of a refused form on this page (environment variables, scheduling).
+    errors: FieldErrors,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,7 +136,7 @@ async fn site_page(
     server_id: &str,
     site_id: &str,
     reveal: bool,
-    env_errors: FieldErrors,
+    errors: FieldErrors,
 ) -> Result<Html<String>, WebError> {
     let me = Me::load(session).await?;
     let base = format!("/api/v1/servers/{server_id}/sites/{site_id}");
@@ -146,6 +147,7 @@ async fn site_page(
     let env_path = format!("{base}/environment-variables{}", if reveal { "?reveal=true" } else { "" });
     // Revealing needs `site:update`: the API says no to anyone else, and so does this page.
     let env: Vec<EnvVar> = session.api.get(&env_path).await?.data()?;
+    let sections = super::items::sections(session, &base, super::items::SITE_KINDS).await?;
     let layout = Layout::new(site.domain.clone(), "sites", &me, session);
     render(&SitePage {
         can_deploy: me.may(&server.organization_id, "site:deploy"),
@@ -157,7 +159,8 @@ async fn site_page(
         releases: releases.into_iter().map(|r| ReleaseRow { when: when(&r.created_at), r }).collect(),
         env,
         revealed: reveal,
-        env_errors,
+        sections,
+        errors,
     })
 }
 
@@ -226,4 +229,50 @@ pub async fn set_env(
         return Ok(Redirect::to(&format!("/servers/{server}/sites/{site}/deployments/{id}")).into_response());
     }
     Ok(Redirect::to(&format!("/servers/{server}/sites/{site}#environment")).into_response())
+}
+
+/// Starts an action on the site that needs no input, then shows the site again.
+async fn site_action(session: Session, server: &str, site: &str, action: &str) -> Result<Response, WebError> {
+    let path = format!("/api/v1/servers/{server}/sites/{site}/{action}");
+    session.api.post(&path, json!({})).await?.success()?;
+    Ok(Redirect::to(&format!("/servers/{server}/sites/{site}")).into_response())
+}
+
+pub async fn suspend(session: Session, Path((server, site)): Path<(String, String)>) -> Result<Response, WebError> {
+    site_action(session, &server, &site, "suspend").await
+}
+
+pub async fn resume(session: Session, Path((server, site)): Path<(String, String)>) -> Result<Response, WebError> {
+    site_action(session, &server, &site, "resume").await
+}
+
+pub async fn cancel_scheduled(
+    session: Session,
+    Path((server, site)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    site_action(session, &server, &site, "cancel-scheduled-deploy").await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScheduleForm {
+    /// From a `datetime-local` field, read as UTC.
+    at: String,
+}
+
+pub async fn schedule(
+    session: Session,
+    Path((server, site)): Path<(String, String)>,
+    Form(form): Form<ScheduleForm>,
+) -> Result<Response, WebError> {
+    let at = form.at.trim();
+    // `datetime-local` gives minutes; the API wants RFC 3339.
+    let at = if at.len() == 16 { format!("{at}:00Z") } else { at.to_string() };
+    let path = format!("/api/v1/servers/{server}/sites/{site}/schedule-deploy");
+    let reply = session.api.post(&path, json!({ "at": at })).await?;
+    if reply.status.as_u16() == 422 {
+        let errors = FieldErrors(reply.field_errors());
+        return Ok(site_page(&session, &server, &site, false, errors).await?.into_response());
+    }
+    reply.success()?;
+    Ok(Redirect::to(&format!("/servers/{server}/sites/{site}")).into_response())
 }

@@ -5,6 +5,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use slipway_api::AppState;
 use slipway_core::ability::Ability;
@@ -25,6 +26,13 @@ pub struct AbilityGroup {
     pub abilities: Vec<String>,
 }
 
+/// An organization's own tokens (not tied to a person), for its owners and admins.
+pub struct OrganizationTokens {
+    pub id: String,
+    pub name: String,
+    pub tokens: Vec<TokenRow>,
+}
+
 pub struct TokenRow {
     pub t: Token,
     pub last_used: String,
@@ -41,6 +49,18 @@ struct TokensPage {
     errors: FieldErrors,
     name: String,
     current_token: String,
+    organization_tokens: Vec<OrganizationTokens>,
+}
+
+fn token_row(t: Token) -> TokenRow {
+    TokenRow {
+        last_used: match (&t.last_used_at, &t.last_used_ip) {
+            (Some(at), Some(ip)) => format!("{} from {ip}", crate::view::when(at)),
+            (at, _) => when_opt(at),
+        },
+        expires: t.expires_at.as_ref().map(crate::view::when).unwrap_or_else(|| "never".into()),
+        t,
+    }
 }
 
 fn ability_groups() -> Vec<AbilityGroup> {
@@ -58,17 +78,14 @@ fn ability_groups() -> Vec<AbilityGroup> {
 async fn tokens_page(session: &Session, errors: FieldErrors, name: String) -> Result<Html<String>, WebError> {
     let me = Me::load(session).await?;
     let (tokens, _) = session.api.get("/api/v1/tokens?per_page=100").await?.page::<Token>()?;
-    let tokens = tokens
-        .into_iter()
-        .map(|t| TokenRow {
-            last_used: match (&t.last_used_at, &t.last_used_ip) {
-                (Some(at), Some(ip)) => format!("{} from {ip}", crate::view::when(at)),
-                (at, _) => when_opt(at),
-            },
-            expires: t.expires_at.as_ref().map(crate::view::when).unwrap_or_else(|| "never".into()),
-            t,
-        })
-        .collect();
+    let tokens = tokens.into_iter().map(token_row).collect();
+    let mut organization_tokens = vec![];
+    for org in me.organizations.iter().filter(|o| me.manages(&o.id)) {
+        let path = format!("/api/v1/organizations/{}/tokens?per_page=100", crate::api::encode(&org.id));
+        let (tokens, _) = session.api.get(&path).await?.page::<Token>()?;
+        let tokens = tokens.into_iter().map(token_row).collect();
+        organization_tokens.push(OrganizationTokens { id: org.id.clone(), name: org.name.clone(), tokens });
+    }
     let layout = Layout::new("Access tokens", "tokens", &me, session);
     render(&TokensPage {
         layout,
@@ -78,6 +95,7 @@ async fn tokens_page(session: &Session, errors: FieldErrors, name: String) -> Re
         errors,
         name,
         current_token: session.token_id.clone(),
+        organization_tokens,
     })
 }
 
@@ -116,13 +134,29 @@ pub async fn create(
     if reply.status.as_u16() == 422 {
         return Ok(tokens_page(&session, FieldErrors(reply.field_errors()), field("name")).await?.into_response());
     }
+    show_once(&state, &web, &session, reply)
+}
+
+/// Sends the browser to the page that shows the new secret in the API's answer, once.
+fn show_once(state: &AppState, web: &Web, session: &Session, reply: crate::api::Reply) -> Result<Response, WebError> {
     let reply = reply.success()?;
     let plain = reply.body.pointer("/data/plain_text_token").and_then(Value::as_str).unwrap_or_default();
     let sealed = state.secrets.seal(&format!("{NEW_SECRET_CONTEXT}:{}", session.token_id), plain.as_bytes());
     let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
     let mut response = Redirect::to("/tokens/created").into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&web, NEW_SECRET_COOKIE, &value, Some(120)));
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(web, NEW_SECRET_COOKIE, &value, Some(120)));
     Ok(response)
+}
+
+/// A new secret for a token (the old one stops working), shown once.
+pub async fn rotate(
+    State(state): State<AppState>,
+    axum::Extension(web): axum::Extension<Web>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let reply = session.api.post(&format!("/api/v1/tokens/{}/rotate", crate::api::encode(&id)), json!({})).await?;
+    show_once(&state, &web, &session, reply)
 }
 
 #[derive(Template)]
@@ -152,5 +186,44 @@ pub async fn created(
 
 pub async fn revoke(session: Session, Path(id): Path<String>) -> Result<Response, WebError> {
     session.api.send(Method::DELETE, &format!("/api/v1/tokens/{}", crate::api::encode(&id)), None).await?.success()?;
+    Ok(Redirect::to("/tokens").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OrganizationTokenForm {
+    name: String,
+    #[serde(default)]
+    abilities: String,
+}
+
+/// A token of the organization (it stays when people leave), its secret shown once.
+pub async fn create_for_organization(
+    State(state): State<AppState>,
+    axum::Extension(web): axum::Extension<Web>,
+    session: Session,
+    Path(organization): Path<String>,
+    Form(form): Form<OrganizationTokenForm>,
+) -> Result<Response, WebError> {
+    let abilities: Vec<&str> = form.abilities.split([',', ' ']).map(str::trim).filter(|a| !a.is_empty()).collect();
+    let body = json!({
+        "name": form.name.trim(),
+        "abilities": if abilities.is_empty() { Value::Null } else { json!(abilities) },
+    });
+    let path = format!("/api/v1/organizations/{}/tokens", crate::api::encode(&organization));
+    let reply = session.api.post(&path, body).await?;
+    if reply.status.as_u16() == 422 {
+        let errors = reply.field_errors().into_iter().map(|(f, m)| (format!("organization.{f}"), m)).collect();
+        return Ok(tokens_page(&session, FieldErrors(errors), String::new()).await?.into_response());
+    }
+    show_once(&state, &web, &session, reply)
+}
+
+pub async fn revoke_for_organization(
+    session: Session,
+    Path((organization, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let path =
+        format!("/api/v1/organizations/{}/tokens/{}", crate::api::encode(&organization), crate::api::encode(&id));
+    session.api.send(Method::DELETE, &path, None).await?.success()?;
     Ok(Redirect::to("/tokens").into_response())
 }
