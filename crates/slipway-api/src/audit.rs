@@ -29,6 +29,7 @@ pub const ACTIONS: &[(&str, &str, &[&str])] = &[
     ("enrol_two_factor", "two_factor.enrol", &["password_confirmation.failed"]),
     ("confirm_two_factor", "two_factor.enable", &[]),
     ("disable_two_factor", "two_factor.disable", &["password_confirmation.failed"]),
+    ("change_password", "password.change", &["password_confirmation.failed"]),
     ("create_token", "token.create", &[]),
     ("update_token", "token.update", &[]),
     ("rotate_token", "token.rotate", &[]),

@@ -68,6 +68,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::account::enrol_two_factor))
         .routes(routes!(routes::account::confirm_two_factor))
         .routes(routes!(routes::account::disable_two_factor))
+        .routes(routes!(routes::account::change_password))
         .routes(routes!(routes::tokens::list_tokens, routes::tokens::create_token))
         .routes(routes!(routes::tokens::current_token, routes::tokens::revoke_current_token))
         .routes(routes!(routes::tokens::get_token, routes::tokens::update_token, routes::tokens::revoke_token))

@@ -207,6 +207,16 @@ pub trait TokenStore: Send + Sync {
     async fn update_token(&self, id: &str, changes: &TokenChanges) -> StoreResult<bool>;
     /// Revokes a token unless it already is; true when this call revoked it.
     async fn revoke_token(&self, id: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Replaces a user's password hash and, in the same transaction, revokes their dashboard
+    /// sessions other than `keep_session`; returns the ids of the sessions revoked. `false`
+    /// in the first place when there is no such user.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<(bool, Vec<String>)>;
     /// Revokes `old_id` and inserts `new` in one transaction; false (and nothing written) when
     /// `old_id` was already revoked.
     async fn rotate_token(&self, old_id: &str, new: &AccessToken, at: Timestamp) -> StoreResult<bool>;

@@ -429,6 +429,24 @@ mod cases {
         store.rotate_token(&r.id, &token_for(&user.id, "rot-hash-2"), now()).await.unwrap();
         assert!(store.token_by_hash("rot-hash").await.unwrap().unwrap().revoked_at.is_some());
 
+        // A new password ends the user's other dashboard sessions, and only those.
+        let session = |hash: &str| AccessToken { created_via: "dashboard".into(), ..token_for(&user.id, hash) };
+        let (here, elsewhere, cli) = (session("here-hash"), session("elsewhere-hash"), token_for(&user.id, "cli-hash"));
+        for t in [&here, &elsewhere, &cli] {
+            store.insert_token(t).await.unwrap();
+            store.token_by_hash(&t.token_hash).await.unwrap();
+        }
+        let (found, ended) = store.change_password(&user.id, "new-hash", Some(&here.id), now()).await.unwrap();
+        assert_eq!((found, ended), (true, vec![elsewhere.id.clone()]));
+        assert_eq!(store.user(&user.id).await.unwrap().unwrap().password_hash, "new-hash");
+        assert!(
+            store.token_by_hash("elsewhere-hash").await.unwrap().unwrap().revoked_at.is_some(),
+            "evicted from any cache"
+        );
+        assert!(store.token_by_hash("here-hash").await.unwrap().unwrap().revoked_at.is_none());
+        assert!(store.token_by_hash("cli-hash").await.unwrap().unwrap().revoked_at.is_none());
+        assert_eq!(store.change_password("01NOSUCHUSER", "x", None, now()).await.unwrap(), (false, vec![]));
+
         assert!(!store.user(&user.id).await.unwrap().unwrap().totp_enabled);
         store.set_user_two_factor(&user.id, Some(b"sealed"), true, Some("[]")).await.unwrap();
         assert!(store.user(&user.id).await.unwrap().unwrap().totp_enabled);

@@ -68,6 +68,7 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/organizations/{organization}/tokens", post(tokens::create_for_organization))
         .route("/organizations/{organization}/tokens/{token}/revoke", post(tokens::revoke_for_organization))
         .route("/account", get(account::show))
+        .route("/account/password", post(account::change_password))
         .route("/account/two-factor", post(account::enrol))
         .route("/account/two-factor/confirm", post(account::confirm))
         .route("/account/two-factor/disable", post(account::disable))

@@ -593,3 +593,32 @@ async fn server_and_site_pages_show_what_runs_there() {
     // The sites page lists sites across servers, from the API's list of all sites.
     assert!(browser.get("/sites").await.html.contains("shop.example.com"));
 }
+
+async fn change_password(b: &mut Browser<'_>, csrf: &str, current: &str, new: &str, again: &str) -> Page {
+    let form = [("csrf", csrf), ("current_password", current), ("password", new), ("confirmation", again)];
+    b.post("/account/password", &form).await
+}
+
+#[tokio::test]
+async fn a_new_password_ends_the_other_sessions_but_not_this_one() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    app.user("owner@example.com").await;
+    let (mut here, mut elsewhere) = (Browser::new(&app), Browser::new(&app));
+    here.login("owner@example.com").await;
+    elsewhere.login("owner@example.com").await;
+    let csrf = here.get("/account").await.csrf();
+    let differ = change_password(&mut here, &csrf, PASSWORD, "a fresh passphrase", "another passphrase").await;
+    assert!(differ.html.contains("The two new passwords differ."), "{}", differ.html);
+    let wrong = change_password(&mut here, &csrf, "not the password", "a fresh passphrase", "a fresh passphrase").await;
+    assert!(wrong.html.contains("id=\"current_password-error\""), "{}", wrong.html);
+    let weak = change_password(&mut here, &csrf, PASSWORD, "short", "short").await;
+    assert!(weak.html.contains("id=\"new_password-error\""), "{}", weak.html);
+    assert!(!weak.html.contains("id=\"password-error\""), "the two-factor form's field stays clean");
+    let done = change_password(&mut here, &csrf, PASSWORD, "a fresh passphrase", "a fresh passphrase").await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(done.html.contains("your other dashboard session has ended"), "{}", done.html);
+    assert_eq!(here.get("/").await.status, StatusCode::OK);
+    let ended = elsewhere.get("/").await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    assert!(ended.location().starts_with("/login"));
+}

@@ -428,6 +428,17 @@ async fn confirm_password(
     password: &str,
     audit: &AuditSlot,
 ) -> Result<User, ApiError> {
+    confirm_password_in(state, principal, password, audit, "password").await
+}
+
+/// [`confirm_password`], naming `field` in the 422 when the password is wrong.
+async fn confirm_password_in(
+    state: &AppState,
+    principal: &Principal,
+    password: &str,
+    audit: &AuditSlot,
+    field: &str,
+) -> Result<User, ApiError> {
     let user = state.store.user(principal.user_id()?).await?.ok_or(ApiError::NotFound)?;
     count_auth_attempt(state, None, Some(&user.email), None).await?;
     let (hash, password) = (user.password_hash.clone(), password.to_string());
@@ -438,9 +449,9 @@ async fn confirm_password(
     } else {
         audit.note(|n| {
             n.action = Some("password_confirmation.failed".into());
-            n.detail = Some("wrong password for a two-factor change".into());
+            n.detail = Some("wrong password for a security change".into());
         });
-        Err(ApiError::validation("password", "The password is incorrect."))
+        Err(ApiError::validation(field, "The password is incorrect."))
     }
 }
 
@@ -551,4 +562,50 @@ pub async fn disable_two_factor(
     }
     state.store.set_user_two_factor(&user.id, None, false, None).await?;
     Ok(axum::Json(crate::routes::tokens::Message { message: "Two-factor authentication is off.".into() }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    /// Your current password.
+    #[schema(format = Password)]
+    pub current_password: String,
+    /// The new password: at least 12 characters.
+    #[schema(format = Password, min_length = 12)]
+    pub password: String,
+}
+
+/// Change your password (needs the current one). Your other dashboard sessions end; access
+/// tokens, command-line logins included, keep working: revoke those separately if need be.
+#[utoipa::path(
+    put, path = "/api/v1/user/password", tag = "account",
+    request_body = ChangePassword,
+    security(("token" = [])),
+    responses((status = 200, body = crate::routes::tokens::Message))
+)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    principal: Principal,
+    audit: AuditSlot,
+    Json(body): Json<ChangePassword>,
+) -> Result<axum::Json<crate::routes::tokens::Message>, ApiError> {
+    principal.refuse_if_jwt("change the password")?;
+    let user = confirm_password_in(&state, &principal, &body.current_password, &audit, "current_password").await?;
+    if let Some(problem) = password_problem(&body.password) {
+        return Err(ApiError::validation("password", problem));
+    }
+    let password = body.password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)?;
+    let keep = principal.dashboard_session.then_some(principal.token_id.as_str());
+    let (found, ended) = state.store.change_password(&user.id, &hash, keep, slipway_core::time::now()).await?;
+    if !found {
+        return Err(ApiError::NotFound);
+    }
+    audit.note(|n| n.detail = Some(format!("{} other dashboard sessions ended", ended.len())));
+    let message = match ended.len() {
+        0 => "Your password is changed.".to_string(),
+        1 => "Your password is changed; your other dashboard session has ended.".to_string(),
+        n => format!("Your password is changed; your {n} other dashboard sessions have ended."),
+    };
+    Ok(axum::Json(crate::routes::tokens::Message { message }))
 }

@@ -128,6 +128,36 @@ macro_rules! impl_token_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn change_password(
+                &self,
+                user_id: &str,
+                password_hash: &str,
+                keep_session: Option<&str>,
+                at: Timestamp,
+            ) -> StoreResult<(bool, Vec<String>)> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let done = sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                    .bind(user_id).bind(password_hash).bind(at).execute(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await.map_err(StoreError::from_sqlx)?;
+                    return Ok((false, Vec::new()));
+                }
+                let keep = keep_session.unwrap_or("");
+                let ended: Vec<String> = sqlx::query_scalar(
+                    "UPDATE access_tokens SET revoked_at = $3 \
+                     WHERE user_id = $1 AND created_via = 'dashboard' AND revoked_at IS NULL AND id <> $2 RETURNING id",
+                )
+                .bind(user_id).bind(keep).bind(at).fetch_all(&mut *tx).await.map_err(StoreError::from_sqlx)?;
+                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                drop(self.evict_after(|c| {
+                    c.evict_user(user_id);
+                    for id in &ended {
+                        c.evict_token(id);
+                    }
+                }));
+                Ok((true, ended))
+            }
+
             async fn rotate_token(&self, old_id: &str, new: &AccessToken, at: Timestamp) -> StoreResult<bool> {
                 let _evict = self.evict_after(|c| c.evict_token(old_id));
                 let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;

@@ -19,6 +19,8 @@ struct AccountPage {
     enrolment: Option<(String, String)>,
     recovery_codes: Vec<String>,
     errors: FieldErrors,
+    /// What the last change did, in the API's words.
+    notice: String,
 }
 
 async fn page(
@@ -27,9 +29,19 @@ async fn page(
     recovery_codes: Vec<String>,
     errors: FieldErrors,
 ) -> Result<Html<String>, WebError> {
+    page_with(session, enrolment, recovery_codes, errors, String::new()).await
+}
+
+async fn page_with(
+    session: &Session,
+    enrolment: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    errors: FieldErrors,
+    notice: String,
+) -> Result<Html<String>, WebError> {
     let me = Me::load(session).await?;
     let layout = Layout::new("Your account", "account", &me, session);
-    render(&AccountPage { layout, me, enrolment, recovery_codes, errors })
+    render(&AccountPage { layout, me, enrolment, recovery_codes, errors, notice })
 }
 
 pub async fn show(session: Session) -> Result<Html<String>, WebError> {
@@ -104,4 +116,30 @@ pub async fn disable(session: Session, Form(form): Form<DisableForm>) -> Result<
     }
     reply.success()?;
     page(&session, None, vec![], FieldErrors::default()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordChange {
+    current_password: String,
+    password: String,
+    confirmation: String,
+}
+
+/// A new password (the API ends the other dashboard sessions and says so).
+pub async fn change_password(session: Session, Form(form): Form<PasswordChange>) -> Result<Html<String>, WebError> {
+    if form.password != form.confirmation {
+        let errors = vec![("confirmation".to_string(), vec!["The two new passwords differ.".to_string()])];
+        return page(&session, None, vec![], FieldErrors(errors)).await;
+    }
+    let body = json!({"current_password": form.current_password, "password": form.password});
+    let reply = session.api.send(axum::http::Method::PUT, "/api/v1/user/password", Some(body)).await?;
+    if reply.status.as_u16() == 422 {
+        // `password` is the new one here; the two-factor forms use that name for the current one.
+        let errors =
+            reply.field_errors().into_iter().map(|(f, m)| (if f == "password" { "new_password".into() } else { f }, m));
+        return page(&session, None, vec![], FieldErrors(errors.collect())).await;
+    }
+    let reply = reply.success()?;
+    let notice = reply.body.get("message").and_then(|m| m.as_str()).unwrap_or("Your password is changed.").to_string();
+    page_with(&session, None, vec![], FieldErrors::default(), notice).await
 }
