@@ -622,3 +622,42 @@ async fn a_new_password_ends_the_other_sessions_but_not_this_one() {
     assert_eq!(ended.status, StatusCode::SEE_OTHER);
     assert!(ended.location().starts_with("/login"));
 }
+
+#[tokio::test]
+async fn owners_manage_members_and_the_last_owner_stays() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (owner_id, org) = app.user("owner@example.com").await;
+    let newcomer = slipway_store::testing::user("new@example.com", "Nina Newcomer", PASSWORD);
+    app.state.store.create_user(&newcomer).await.unwrap();
+    let mut owner = Browser::new(&app);
+    owner.login("owner@example.com").await;
+    let csrf = owner.get("/organization").await.csrf();
+    let members = format!("/organizations/{org}/members");
+
+    let unknown = owner.post(&members, &[("csrf", &csrf), ("email", "nobody@example.com"), ("role", "viewer")]).await;
+    assert_eq!(unknown.status, StatusCode::OK);
+    assert!(unknown.html.contains("id=\"member-email-error\""), "{}", unknown.html);
+    let added = owner.post(&members, &[("csrf", &csrf), ("email", "new@example.com"), ("role", "viewer")]).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    assert_eq!(app.state.store.role_of(&org, &newcomer.id).await.unwrap().as_deref(), Some("viewer"));
+    let changed = owner.post(&format!("{members}/{}/role", newcomer.id), &[("csrf", &csrf), ("role", "member")]).await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.html);
+    assert_eq!(app.state.store.role_of(&org, &newcomer.id).await.unwrap().as_deref(), Some("member"));
+
+    // A member sees the members, not the controls, and cannot use them.
+    let mut member = Browser::new(&app);
+    member.login("new@example.com").await;
+    let page = member.get("/organization").await;
+    assert!(page.html.contains("Nina Newcomer") && !page.html.contains("Add the member"));
+    let forced = member.post(&format!("{members}/{owner_id}/remove"), &[("csrf", &page.csrf())]).await;
+    assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+
+    // The last owner cannot step down: the API's reason is shown.
+    let last = owner.post(&format!("{members}/{owner_id}/role"), &[("csrf", &csrf), ("role", "admin")]).await;
+    assert_eq!(last.status, StatusCode::OK);
+    assert!(last.html.contains("An organization must keep at least one owner."), "{}", last.html);
+    assert_eq!(app.state.store.role_of(&org, &owner_id).await.unwrap().as_deref(), Some("owner"));
+    let removed = owner.post(&format!("{members}/{}/remove", newcomer.id), &[("csrf", &csrf)]).await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.state.store.role_of(&org, &newcomer.id).await.unwrap(), None);
+}

@@ -1,18 +1,21 @@
 //! The organization: its members and roles, and the audit log with filters.
 
 use askama::Template;
-use axum::extract::Query;
-use axum::response::Html;
+use axum::extract::{Form, Path, Query};
+use axum::http::Method;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::api::encode;
 use crate::error::WebError;
 use crate::session::Session;
-use crate::view::{Layout, Me, render, when};
+use crate::view::{FieldErrors, Layout, Me, render, when};
 
 #[derive(Debug, Deserialize)]
 pub struct Member {
+    pub user_id: String,
     pub name: String,
     pub email: String,
     pub role: String,
@@ -60,10 +63,22 @@ struct OrganizationPage {
     members: Vec<Member>,
     audit: Option<Vec<AuditRow>>,
     filters: AuditFilters,
+    /// Owners and admins manage the members.
+    manages: bool,
+    /// Why the last change to the members was refused.
+    errors: FieldErrors,
 }
 
 pub async fn show(session: Session, Query(filters): Query<AuditFilters>) -> Result<Html<String>, WebError> {
-    let me = Me::load(&session).await?;
+    organization_page(&session, filters, FieldErrors::default()).await
+}
+
+async fn organization_page(
+    session: &Session,
+    filters: AuditFilters,
+    errors: FieldErrors,
+) -> Result<Html<String>, WebError> {
+    let me = Me::load(session).await?;
     let Some(org) = me.organizations.iter().find(|o| o.id == filters.organization).or(me.organizations.first()) else {
         return Err(WebError::Api(axum::http::StatusCode::NOT_FOUND, "You are in no organization.".into()));
     };
@@ -98,6 +113,70 @@ pub async fn show(session: Session, Query(filters): Query<AuditFilters>) -> Resu
         ),
     };
     let others = me.organizations.iter().map(|o| (o.id.clone(), o.name.clone())).collect();
-    let layout = Layout::new(format!("Organization {}", org.name), "organization", &me, &session);
-    render(&OrganizationPage { layout, organization_id: org.id.clone(), others, members, audit, filters })
+    let layout = Layout::new(format!("Organization {}", org.name), "organization", &me, session);
+    let manages = me.manages(&org.id);
+    render(&OrganizationPage {
+        layout,
+        organization_id: org.id.clone(),
+        others,
+        members,
+        audit,
+        filters,
+        manages,
+        errors,
+    })
+}
+
+/// After a change to the members: the organization's page again, or its refusal.
+async fn after_change(session: &Session, organization: String, reply: crate::api::Reply) -> Result<Response, WebError> {
+    if reply.status.as_u16() == 422 || reply.status.as_u16() == 409 {
+        let mut errors = reply.field_errors();
+        if errors.is_empty() {
+            errors.push(("members".into(), vec![reply.message()]));
+        }
+        let filters = AuditFilters { organization, ..Default::default() };
+        return Ok(organization_page(session, filters, FieldErrors(errors)).await?.into_response());
+    }
+    reply.success()?;
+    Ok(Redirect::to(&format!("/organization?organization={}", encode(&organization))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewMember {
+    email: String,
+    role: String,
+}
+
+pub async fn add_member(
+    session: Session,
+    Path(organization): Path<String>,
+    Form(form): Form<NewMember>,
+) -> Result<Response, WebError> {
+    let path = format!("/api/v1/organizations/{}/members", encode(&organization));
+    let reply = session.api.post(&path, json!({"email": form.email.trim(), "role": form.role})).await?;
+    after_change(&session, organization, reply).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoleForm {
+    role: String,
+}
+
+pub async fn change_role(
+    session: Session,
+    Path((organization, user)): Path<(String, String)>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, WebError> {
+    let path = format!("/api/v1/organizations/{}/members/{}", encode(&organization), encode(&user));
+    let reply = session.api.send(Method::PATCH, &path, Some(json!({"role": form.role}))).await?;
+    after_change(&session, organization, reply).await
+}
+
+pub async fn remove_member(
+    session: Session,
+    Path((organization, user)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let path = format!("/api/v1/organizations/{}/members/{}", encode(&organization), encode(&user));
+    let reply = session.api.send(Method::DELETE, &path, None).await?;
+    after_change(&session, organization, reply).await
 }
