@@ -584,11 +584,11 @@ async fn server_and_site_pages_show_what_runs_there() {
     browser.login("owner@example.com").await;
     let page = browser.get(&server).await;
     for heading in ["SSH keys", "Network rules", "Daemons", "Cron jobs", "Databases"] {
-        assert!(page.html.contains(&format!("<h2>{heading}</h2>")), "the server page lists {heading}");
+        assert!(page.html.contains(&format!(">{heading}</h2>")), "the server page lists {heading}");
     }
     let page = browser.get(&site).await;
     for heading in ["Queue workers", "Redirects", "Certificates", "Backup schedules", "Webhook deliveries"] {
-        assert!(page.html.contains(&format!("<h2>{heading}</h2>")), "the site page lists {heading}");
+        assert!(page.html.contains(&format!(">{heading}</h2>")), "the site page lists {heading}");
     }
     // The sites page lists sites across servers, from the API's list of all sites.
     assert!(browser.get("/sites").await.html.contains("shop.example.com"));
@@ -660,4 +660,58 @@ async fn owners_manage_members_and_the_last_owner_stays() {
     let removed = owner.post(&format!("{members}/{}/remove", newcomer.id), &[("csrf", &csrf)]).await;
     assert_eq!(removed.status, StatusCode::SEE_OTHER);
     assert_eq!(app.state.store.role_of(&org, &newcomer.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn items_are_added_and_deleted_from_their_pages_with_the_apis_rules() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    app.member(&org, "viewer@example.com", Role::Viewer).await;
+    let site = app.site(&org).await;
+    let server = site.split("/sites/").next().unwrap().to_string();
+    let server_id = server.rsplit('/').next().unwrap();
+    app.state.store.mark_provisioned(server_id, slipway_core::time::now()).await.unwrap();
+    let mut owner = Browser::new(&app);
+    owner.login("owner@example.com").await;
+    let page = owner.get(&server).await;
+    assert!(page.html.contains(&format!("href=\"{server}/items/daemons/new\"")), "an Add link per kind");
+    let form = owner.get(&format!("{server}/items/daemons/new")).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let csrf = form.csrf();
+    let daemons = format!("{server}/items/daemons");
+
+    let not_a_number = owner.post(&daemons, &[("csrf", &csrf), ("command", "node ws.js"), ("processes", "two")]).await;
+    assert!(not_a_number.html.contains("id=\"processes-error\""), "{}", not_a_number.html);
+    assert!(not_a_number.html.contains("value=\"node ws.js\""), "what was typed is kept");
+    let refused = owner.post(&daemons, &[("csrf", &csrf), ("command", ""), ("name", "ws")]).await;
+    assert!(refused.html.contains("id=\"command-error\""), "the API's message next to the field: {}", refused.html);
+    let added = owner.post(&daemons, &[("csrf", &csrf), ("command", "node ws.js"), ("name", "websockets")]).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    assert_eq!(added.location(), server);
+    let page = owner.get(&server).await;
+    assert!(page.html.contains("<td>websockets</td>"), "{}", page.html);
+
+    // A viewer sees neither the Add link nor Delete, and forcing them is refused.
+    let mut viewer = Browser::new(&app);
+    viewer.login("viewer@example.com").await;
+    let seen = viewer.get(&server).await;
+    assert!(
+        seen.html.contains("<td>websockets</td>")
+            && !seen.html.contains("Add a daemon")
+            && !seen.html.contains("Delete websockets")
+    );
+    let forced = viewer.post(&daemons, &[("csrf", &seen.csrf()), ("command", "sh evil.sh")]).await;
+    assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+
+    // Deleting goes through the API too (the item is removed from the server by a job).
+    let end = page.html.find("/delete\"").expect("a Delete button");
+    let id = page.html[..end].rsplit('/').next().unwrap().to_string();
+    let deleted = owner.post(&format!("{daemons}/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.html);
+    let after = owner.get(&server).await;
+    assert!(!after.html.contains("<td>websockets</td>") || after.html.contains("status-removing"), "{}", after.html);
+    // A site's kinds have their own forms (a redirect), and kinds without one are refused.
+    let redirect = owner.get(&format!("{site}/items/redirects/new")).await;
+    assert_eq!(redirect.status, StatusCode::OK);
+    assert_eq!(owner.get(&format!("{server}/items/databases/new")).await.status, StatusCode::NOT_FOUND);
 }

@@ -124,6 +124,8 @@ struct ServerPage {
     can_update: bool,
     can_add_site: bool,
     sections: Vec<super::items::Section>,
+    /// Where this page's item forms are (`/servers/{id}`).
+    item_base: String,
 }
 
 pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<String>, WebError> {
@@ -137,12 +139,22 @@ pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<Strin
     } else {
         None
     };
-    let sections =
-        super::items::sections(&session, &format!("/api/v1/servers/{id}"), super::items::SERVER_KINDS).await?;
+    let may = |ability: &str| me.may(&server.organization_id, ability);
+    let api_path = format!("/api/v1/servers/{id}");
+    let sections = super::items::sections(&session, &api_path, super::items::SERVER_KINDS, may).await?;
     let can_update = me.may(&server.organization_id, "server:update");
     let can_add_site = me.may(&server.organization_id, "site:create");
     let layout = Layout::new(format!("Server {}", server.name), "servers", &me, &session);
-    render(&ServerPage { layout, server, sites, authorization, can_update, can_add_site, sections })
+    render(&ServerPage {
+        layout,
+        server,
+        sites,
+        authorization,
+        can_update,
+        can_add_site,
+        sections,
+        item_base: format!("/servers/{id}"),
+    })
 }
 
 /// Starts an operation on the server and shows its live log.

@@ -119,6 +119,8 @@ struct SitePage {
     env: Vec<EnvVar>,
     revealed: bool,
     sections: Vec<super::items::Section>,
+    /// Where this page's item forms are (the site's page).
+    item_base: String,
     can_deploy: bool,
     can_update: bool,
     /// Messages of a refused form on this page (environment variables, scheduling).
@@ -147,7 +149,8 @@ async fn site_page(
     let env_path = format!("{base}/environment-variables{}", if reveal { "?reveal=true" } else { "" });
     // Revealing needs `site:update`: the API says no to anyone else, and so does this page.
     let env: Vec<EnvVar> = session.api.get(&env_path).await?.data()?;
-    let sections = super::items::sections(session, &base, super::items::SITE_KINDS).await?;
+    let may = |ability: &str| me.may(&server.organization_id, ability);
+    let sections = super::items::sections(session, &base, super::items::SITE_KINDS, may).await?;
     let layout = Layout::new(site.domain.clone(), "sites", &me, session);
     render(&SitePage {
         can_deploy: me.may(&server.organization_id, "site:deploy"),
@@ -160,6 +163,7 @@ async fn site_page(
         env,
         revealed: reveal,
         sections,
+        item_base: format!("/servers/{server_id}/sites/{site_id}"),
         errors,
     })
 }
