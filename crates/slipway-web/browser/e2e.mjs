@@ -215,8 +215,8 @@ async function run() {
   assert((await page.content()).includes("shown once"), "the page says why");
   let used = await api("GET", "/api/v1/servers", secret);
   assert(used.status === 200, `the new token works (${used.status})`);
-  const current = await api("GET", "/api/v1/tokens/current", secret);
-  assert(current.json.data.expires_at === null, "a token made in the dashboard does not end with the session");
+  const currentToken = await api("GET", "/api/v1/tokens/current", secret);
+  assert(currentToken.json.data.expires_at === null, "a token made in the dashboard does not end with the session");
   await visit(page, "/tokens");
   await press(page, "Revoke ci deploys");
   await page.waitForURL("**/tokens");
@@ -304,6 +304,16 @@ async function run() {
   await check(page, "site-environment");
   await press(page, "Reveal the values", "link");
   assert((await page.content()).includes(planted), "an owner can reveal it");
+
+  step("a redirect added from the site's page");
+  await visit(page, siteUrl);
+  await press(page, "Add a redirect", "link");
+  await check(page, "item-new");
+  await page.fill("#from", "/old-page");
+  await page.fill("#to", "/");
+  await press(page, "Add");
+  await page.waitForURL(base + siteUrl);
+  await page.locator("td:text-is('/old-page → /')").waitFor();
 
   step("suspend and resume");
   await visit(page, siteUrl);

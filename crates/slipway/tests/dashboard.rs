@@ -71,6 +71,22 @@ async fn the_dashboard_sets_up_provisions_deploys_and_guards_itself_in_a_real_br
         common::http().get(format!("http://{}/", host.address)).header("host", "shop.test").send().await.unwrap();
     assert_eq!(served.status(), 200);
     assert!(served.text().await.unwrap().contains("Deployed from the dashboard"));
+    // The redirect added from the site's page is applied by nginx on the host.
+    let old = format!("http://{}/old-page", host.address);
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    slipway_remote::testing::eventually(Duration::from_secs(60), "the redirect is served", || {
+        let (old, client) = (old.clone(), no_redirects.clone());
+        async move {
+            match client.get(&old).header("host", "shop.test").send().await {
+                Ok(r) => {
+                    r.status() == 301
+                        && r.headers().get("location").is_some_and(|l| l.to_str().unwrap_or("").ends_with('/'))
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
     for page in ["login", "home", "servers", "server", "site", "deployment", "tokens", "organization", "account"] {
         for width in ["desktop", "phone"] {
             assert!(screenshots.join(format!("{page}-{width}.png")).exists(), "no screenshot of {page} ({width})");
