@@ -106,7 +106,25 @@ async function pollOperation(log) {
   }
 }
 
+// A page showing something still being applied (a site installing) reloads once it is done.
+async function reloadWhenDone(url) {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1500));
+    try {
+      const response = await fetch(url, { headers: { accept: "application/json" } });
+      if (response.ok && !["queued", "running"].includes((await response.json()).status)) {
+        location.reload();
+        return;
+      }
+    } catch (err) {
+      // Try again at the next tick.
+    }
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const pending = document.querySelector("[data-reload-after]");
+  if (pending) reloadWhenDone(pending.dataset.reloadAfter);
   const log = document.getElementById("log");
   if (log) {
     log.addEventListener("scroll", () => {

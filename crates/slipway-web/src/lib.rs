@@ -56,6 +56,7 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/servers/{server}/sites/{site}", get(sites::show))
         .route("/servers/{server}/sites/{site}/deploy", post(sites::deploy))
         .route("/servers/{server}/sites/{site}/rollback", post(sites::rollback))
+        .route("/servers/{server}/sites/{site}/state", get(sites::state))
         .route("/servers/{server}/sites/{site}/suspend", post(sites::suspend))
         .route("/servers/{server}/sites/{site}/resume", post(sites::resume))
         .route("/servers/{server}/sites/{site}/schedule-deploy", post(sites::schedule))

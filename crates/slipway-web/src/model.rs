@@ -53,6 +53,8 @@ pub struct Site {
     pub status_reason: Option<String>,
     pub deployment_status: Option<String>,
     pub suspended: bool,
+    /// The operation applying the last change (installing the site, suspending it, …).
+    pub operation_id: Option<String>,
     pub repository: Repository,
     pub zero_downtime: bool,
     pub unix_user: String,
@@ -75,6 +77,11 @@ impl Site {
 
     pub fn url(&self) -> String {
         format!("/servers/{}/sites/{}", self.server_id, self.id)
+    }
+
+    /// Whether the site is still being changed on its server (installed or removed).
+    pub fn changing(&self) -> bool {
+        matches!(self.status.as_str(), "installing" | "removing")
     }
 }
 

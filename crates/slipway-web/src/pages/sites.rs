@@ -280,3 +280,14 @@ pub async fn schedule(
     reply.success()?;
     Ok(Redirect::to(&format!("/servers/{server}/sites/{site}")).into_response())
 }
+
+/// Whether the site is still being changed on its server, for the page's script to poll:
+/// `running` while it is installing or being removed, else `done`.
+pub async fn state(
+    session: Session,
+    Path((server, site)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, WebError> {
+    let site: Site = session.api.get(&format!("/api/v1/servers/{server}/sites/{site}")).await?.data()?;
+    let status = if site.changing() { "running" } else { "done" };
+    Ok(axum::Json(json!({ "status": status })))
+}
