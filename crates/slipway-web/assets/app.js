@@ -102,14 +102,14 @@ async function pollOperation(log) {
       log.removeAttribute("aria-live");
       return;
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 2000));
   }
 }
 
 // A page showing something still being applied (a site installing) reloads once it is done.
 async function reloadWhenDone(url) {
   for (;;) {
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((r) => setTimeout(r, 2000));
     try {
       const response = await fetch(url, { headers: { accept: "application/json" } });
       if (response.ok && !["queued", "running"].includes((await response.json()).status)) {

@@ -20,6 +20,9 @@ pub struct Web {
     api: axum::Router,
     /// Cookies get `Secure` (and the `__Host-` prefix) when Slipway is served over HTTPS.
     pub secure: bool,
+    /// The public URL's origin (`https://slipway.example.com`): forms may come from it even
+    /// when a proxy in front changes the `Host` header.
+    pub origin: String,
 }
 
 impl std::fmt::Debug for Web {
@@ -30,7 +33,12 @@ impl std::fmt::Debug for Web {
 
 impl Web {
     pub fn new(api: axum::Router, public_url: &str) -> Self {
-        Web { api, secure: public_url.starts_with("https://") }
+        // scheme://host[:port], without any path.
+        let origin = match public_url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()),
+            None => String::new(),
+        };
+        Web { api, secure: public_url.starts_with("https://"), origin: origin.to_ascii_lowercase() }
     }
 
     /// The API as seen by one caller (a session's token, or none for the login itself).

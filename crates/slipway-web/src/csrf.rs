@@ -52,8 +52,9 @@ fn refused(reason: &str) -> Response {
     (StatusCode::FORBIDDEN, page).into_response()
 }
 
-/// Whether the browser says the request comes from another site.
-fn cross_site(request: &Request) -> bool {
+/// Whether the browser says the request comes from another site: `Sec-Fetch-Site`, or an
+/// `Origin` that is neither this request's host nor Slipway's public URL.
+fn cross_site(request: &Request, web: &Web) -> bool {
     let headers = request.headers();
     if headers
         .get("sec-fetch-site")
@@ -65,17 +66,17 @@ fn cross_site(request: &Request) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
-    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
+    origin == "null" || !(origin_host.eq_ignore_ascii_case(host) || origin.eq_ignore_ascii_case(&web.origin))
 }
 
 pub async fn guard(request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
-    if cross_site(&request) {
+    let web = request.extensions().get::<Web>().cloned().expect("the dashboard router adds Web");
+    if cross_site(&request, &web) {
         return refused("cross-site request");
     }
-    let web = request.extensions().get::<Web>().cloned().expect("the dashboard router adds Web");
     let expected = if request.uri().path() == "/login" {
         cookie(request.headers(), login_cookie(&web))
     } else {

@@ -130,11 +130,17 @@ impl FromRequestParts<AppState> for Session {
             }
             return Err(to_login(&web, parts, Ended::Idle));
         }
-        // One page is one request against the session's API rate limit, whatever it reads.
-        let limit = state.config.rate_limits.api_per_minute;
+        // One page is one request against the session's API rate limit, whatever it reads. The
+        // pages' own polls (a log while it runs, a site while it installs) have a budget of
+        // their own, so following a long provisioning never locks the person out of the pages.
+        let (policy, limit) = if is_poll(parts.uri.path()) {
+            ("dashboard-poll", state.config.rate_limits.api_per_minute.saturating_mul(4).max(240))
+        } else {
+            ("api", state.config.rate_limits.api_per_minute)
+        };
         let decision = state
             .limiter
-            .hit("api", &format!("token:{}", row.id), limit, 60)
+            .hit(policy, &format!("token:{}", row.id), limit, 60)
             .await
             .map_err(|e| WebError::Internal(format!("rate limit: {e}")).into_response())?;
         if !decision.allowed {
@@ -144,6 +150,12 @@ impl FromRequestParts<AppState> for Session {
         state.usage.record(&row.id, peer.map(|p| p.ip()));
         Ok(Session { api: web.caller(Some(&token), peer), csrf: crate::csrf::for_session(&token), token_id: row.id })
     }
+}
+
+/// The dashboard routes its scripts poll while something runs (see `assets/app.js`).
+fn is_poll(path: &str) -> bool {
+    path.starts_with("/operations/") && path.ends_with("/log")
+        || path.starts_with("/servers/") && path.ends_with("/state")
 }
 
 /// The browser's address (the TCP peer), when known.

@@ -96,7 +96,10 @@ impl<'a> Browser<'a> {
         form: Option<&[(&str, &str)]>,
         extra: &[(&str, &str)],
     ) -> Page {
-        let mut request = Request::builder().method(method).uri(path).header(header::HOST, "slipway.test");
+        let mut request = Request::builder().method(method).uri(path);
+        if !extra.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+            request = request.header(header::HOST, "slipway.test");
+        }
         let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if !jar.is_empty() {
             request = request.header(header::COOKIE, jar.join("; "));
@@ -245,6 +248,9 @@ async fn forms_without_the_right_csrf_value_or_from_another_site_are_refused() {
     let cross = browser
         .send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &[("origin", "https://evil.example")])
         .await;
+    let elsewhere = [("origin", "http://slipway.test.evil.example"), ("host", "127.0.0.1:8080")];
+    let lookalike = browser.send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &elsewhere).await;
+    assert_eq!(lookalike.status, StatusCode::FORBIDDEN);
     assert_eq!(cross.status, StatusCode::FORBIDDEN);
     let fetch_site = browser
         .send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &[("sec-fetch-site", "cross-site")])
@@ -258,9 +264,9 @@ async fn forms_without_the_right_csrf_value_or_from_another_site_are_refused() {
     // None of the refused forms created anything; the right one does.
     let listed = browser.get("/tokens").await;
     assert!(!listed.html.contains("<td>ci<"), "a refused form created a token");
-    let created = browser
-        .send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &[("origin", "http://slipway.test")])
-        .await;
+    // Behind a proxy that changes the Host header, the public URL's origin is still this site.
+    let proxied = [("origin", "http://slipway.test"), ("host", "127.0.0.1:8080")];
+    let created = browser.send(Method::POST, "/tokens", Some(&[("csrf", &csrf), ("name", "ci")]), &proxied).await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.html);
     assert_eq!(created.location(), "/tokens/created");
 }
@@ -494,6 +500,10 @@ async fn a_page_counts_once_against_the_rate_limit_whatever_it_reads() {
     let limited = browser.get(&site).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.html.contains("Too many requests"));
+    // The pages' live polls have their own budget: following a long operation still works.
+    let poll = browser.get(&format!("{site}/state")).await;
+    assert_eq!(poll.status, StatusCode::OK, "{}", poll.html);
+    assert_eq!(poll.html, r#"{"status":"done"}"#);
 }
 
 #[tokio::test]
