@@ -50,6 +50,8 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         crate::schema::PhpVersion,
         crate::schema::DatabaseType,
         crate::schema::RestartableService,
+        crate::routes::sites::SiteState,
+        crate::routes::sites::DeploymentState,
     ))
 )]
 pub struct ApiDoc;

@@ -184,7 +184,7 @@ async function run() {
 
   step("logout ends the session on the server");
   const session = (await context.cookies()).find((c) => c.name === "slipway_session");
-  assert(session.httpOnly && session.sameSite === "Strict" && !session.secure, `cookie flags: ${JSON.stringify(session)}`);
+  assert(session.httpOnly && session.sameSite === "Lax" && !session.secure, `cookie flags: ${JSON.stringify(session)}`);
   secrets.add(session.value);
   await press(page, "Log out");
   await page.waitForURL("**/login?ended=out");

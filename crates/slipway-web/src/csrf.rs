@@ -4,7 +4,7 @@
 //! cannot compute it without the token, which is in an `HttpOnly` cookie); for the login form,
 //! the value of a random cookie set with the form (double submit). Requests whose `Origin` or
 //! `Sec-Fetch-Site` says they come from another site are refused before that. The session
-//! cookie is also `SameSite=Strict`, so a cross-site form would not carry it in the first place.
+//! cookie is also `SameSite=Lax`, so a form posted from another site does not carry it.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;

@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use slipway_api::AppState;
 
@@ -86,8 +86,21 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
         .layer(axum::middleware::from_fn(csrf::guard))
+        .layer(axum::middleware::from_fn(plain_paths))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::Extension(web))
+}
+
+/// Dashboard paths are made of ids and names (`/servers/01J…/sites/01J…`): nothing in them
+/// needs percent-encoding. Refusing any other character keeps a crafted path segment (an
+/// encoded `/` or `?`) from reaching a different API route when a page builds its API path.
+async fn plain_paths(request: Request, next: Next) -> Response {
+    let plain = request.uri().path().bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if !plain || request.uri().path().contains("..") {
+        let page = view::error_page("Not found", "There is nothing here, or it is not visible to you.");
+        return (axum::http::StatusCode::NOT_FOUND, page).into_response();
+    }
+    next.run(request).await
 }
 
 /// Headers every dashboard response carries: the CSP, no sniffing, no framing, no referrer

@@ -1,5 +1,6 @@
 //! Dashboard sessions. A session is a token the API issued at login (`created_via`
-//! `dashboard`), carried in an `HttpOnly`, `SameSite=Strict` cookie. The token's expiry is the
+//! `dashboard`), carried in an `HttpOnly`, `SameSite=Lax` cookie; the API accepts it only from
+//! the dashboard. The token's expiry is the
 //! session's absolute lifetime; its last use (recorded by the API) gives the idle expiry; and
 //! logging out revokes it, so a session ends on the server, not only in the browser.
 
@@ -29,9 +30,11 @@ pub fn login_cookie(web: &Web) -> &'static str {
     if web.secure { "__Host-slipway_login" } else { "slipway_login" }
 }
 
-/// A `Set-Cookie` value with the flags every dashboard cookie has.
+/// A `Set-Cookie` value with the flags every dashboard cookie has. `SameSite=Lax`: a link to a
+/// dashboard page from a chat message or an email opens it logged in; a form posted from
+/// another site still carries no cookie (and every form needs its CSRF value besides).
 pub fn set_cookie(web: &Web, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
     if let Some(seconds) = max_age {
         cookie.push_str(&format!("; Max-Age={seconds}"));
     }

@@ -187,7 +187,7 @@ async fn login_gives_a_strict_http_only_session_that_logout_ends_on_the_server()
         assert_eq!(home.status, StatusCode::OK, "{}", home.html);
         assert!(home.html.contains("No servers yet"), "{}", home.html);
         let session_line = browser.set_cookies.iter().find(|l| l.starts_with("slipway_session=slp_")).unwrap();
-        for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
             assert!(session_line.contains(flag), "{session_line}");
         }
         assert!(!session_line.contains("Secure"), "plain HTTP: no Secure flag");
@@ -420,7 +420,7 @@ async fn over_https_cookies_are_secure_and_host_only() {
     let done = browser.post("/login", &[("csrf", &csrf), ("email", "owner@example.com"), ("password", PASSWORD)]).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
     let line = browser.set_cookies.iter().find(|l| l.starts_with("__Host-slipway_session=slp_")).unwrap();
-    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(line.contains(flag), "{line}");
     }
     assert_eq!(browser.get("/").await.status, StatusCode::OK);
@@ -472,11 +472,20 @@ async fn pages_carry_the_security_headers_and_refused_forms_show_field_messages(
 
 #[tokio::test]
 async fn login_goes_back_only_to_pages_of_this_site() {
-    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |c| {
+        // More logins than the default five a minute from one address.
+        c.rate_limits.auth_per_minute = 100;
+    })
+    .await;
     app.user("owner@example.com").await;
-    for (next, expected) in
-        [("/tokens", "/tokens"), ("//evil.example/x", "/"), ("https://evil.example", "/"), ("/\\evil.example", "/")]
-    {
+    for (next, expected) in [
+        ("/tokens", "/tokens"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("/%09/evil.example", "/%09/evil.example"),
+    ] {
         let mut browser = Browser::new(&app);
         let done = browser.login_with("owner@example.com", "", next).await;
         assert_eq!(done.location(), expected, "next={next}");
@@ -573,6 +582,21 @@ async fn tokens_rotate_and_owners_manage_the_organization_tokens_members_cannot(
     assert_ne!(new, old);
     assert_eq!(app.router.clone().oneshot(bearer(&old)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.router.clone().oneshot(bearer(&new)).await.unwrap().status(), StatusCode::OK);
+
+    // A dashboard session cannot be rotated into a token that lives on (nor shows a button for it).
+    let mut elsewhere = Browser::new(&app);
+    elsewhere.login("owner@example.com").await;
+    let other_session = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&elsewhere.session()).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(!owner.get("/tokens").await.html.contains(&format!("/tokens/{other_session}/rotate")));
+    let refused = owner.post(&format!("/tokens/{other_session}/rotate"), &[("csrf", &csrf)]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.html);
 
     // A member sees no organization tokens, and a forced creation is refused by the API.
     let mut member = Browser::new(&app);
@@ -724,4 +748,48 @@ async fn items_are_added_and_deleted_from_their_pages_with_the_apis_rules() {
     let redirect = owner.get(&format!("{site}/items/redirects/new")).await;
     assert_eq!(redirect.status, StatusCode::OK);
     assert_eq!(owner.get(&format!("{server}/items/databases/new")).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn crafted_paths_are_refused_and_a_new_login_ends_the_session_it_replaces() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    let site = app.site(&org).await;
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    // An encoded `/` or `?` in an id would make the page call another API route.
+    for path in [format!("{site}%2Fsuspend%3F/items/redirects/new"), format!("{site}%252Fsuspend/items/redirects/new")]
+    {
+        assert_eq!(browser.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let first = browser.session();
+    browser.login("owner@example.com").await;
+    assert_ne!(browser.session(), first);
+    let old = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&first).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(old.revoked_at.is_some(), "the replaced session ended on the server");
+}
+
+#[tokio::test]
+async fn a_short_organization_token_lifetime_shortens_the_session_instead_of_refusing_the_login() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    app.state.store.update_organization(&org, None, Some(Some(3600))).await.unwrap();
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    let row = app
+        .state
+        .store
+        .token_by_hash(&slipway_core::token::PlainToken::parse(&browser.session()).unwrap().hash())
+        .await
+        .unwrap()
+        .unwrap();
+    let lifetime = row.expires_at.unwrap() - row.created_at;
+    assert!(lifetime <= chrono::Duration::hours(1), "{lifetime}");
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
 }

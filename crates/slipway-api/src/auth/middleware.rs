@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::audit::AuditSlot;
 use crate::auth::Principal;
+use crate::auth::principal::AuthFailure;
 use crate::error::ApiError;
 use crate::ratelimit::RateLimitReport;
 use crate::routes::index::API_PREFIX;
@@ -40,12 +41,18 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     request.extensions_mut().insert(report.clone());
     let ip = client_ip(&request);
     let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let limited = template.starts_with(API_PREFIX) && request.extensions().get::<InProcess>().is_none();
+    let in_process = request.extensions().get::<InProcess>().is_some();
+    let limited = template.starts_with(API_PREFIX) && !in_process;
     let slot = request.extensions().get::<AuditSlot>().cloned();
 
     let outcome: Result<Option<Principal>, ApiError> = async {
         let principal = if rule.authenticated {
-            match Principal::authenticate(&state, header.as_deref(), ip).await {
+            // A dashboard session's token works only through the dashboard, where its idle expiry
+            // and CSRF checks apply; presented to the API directly it is not a credential.
+            let authenticated = Principal::authenticate(&state, header.as_deref(), ip)
+                .await
+                .and_then(|p| if p.dashboard_session && !in_process { Err(AuthFailure::Invalid) } else { Ok(p) });
+            match authenticated {
                 Ok(p) => {
                     // Known from here on, so even a refusal below is attributed in the audit log.
                     if let Some(slot) = &slot {

@@ -360,7 +360,16 @@ pub async fn login(
     let name = body.name.clone().unwrap_or_else(|| "login".into());
     // A dashboard login's token is its session; only such tokens are accepted in the cookie.
     let via = if in_process.is_some() { "dashboard" } else { "login" };
-    let (row, plain) = issue(&state, None, login_token(&user.id, &name, via, body.abilities, body.expires_at)).await?;
+    let mut expires_at = body.expires_at;
+    if in_process.is_some() {
+        // A session lasts as long as the dashboard asks, but never longer than an organization
+        // of the user allows tokens to live: then it ends sooner instead of refusing the login.
+        let organizations = crate::routes::tokens::token_organizations(&state, Some(&user.id), None).await?;
+        if let Some((limit, _)) = crate::routes::tokens::lifetime_cap(&state, &organizations, None).await? {
+            expires_at = Some(expires_at.map_or(limit, |asked| asked.min(limit)));
+        }
+    }
+    let (row, plain) = issue(&state, None, login_token(&user.id, &name, via, body.abilities, expires_at)).await?;
     audit.note(|n| {
         n.token_id = Some(row.id.clone());
         n.resource_id = Some(row.id.clone());

@@ -298,7 +298,7 @@ fn narrow_networks(
 
 /// The latest expiry allowed: the creator's own, and the shortest maximum lifetime set by any
 /// organisation the token can act in.
-async fn lifetime_cap(
+pub(crate) async fn lifetime_cap(
     state: &AppState,
     organizations: &[String],
     creator: Option<&Principal>,
@@ -342,7 +342,7 @@ fn parse_abilities(items: &[String]) -> Result<AbilitySet, ApiError> {
 
 /// The organisations a token can act in: the one it is bound to, else every organisation of
 /// its user.
-async fn token_organizations(
+pub(crate) async fn token_organizations(
     state: &AppState,
     user_id: Option<&str>,
     organization_id: Option<&str>,
@@ -674,6 +674,9 @@ pub async fn rotate_token(
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
 ) -> Result<Response, ApiError> {
     principal.refuse_if_jwt("rotate tokens")?;
+    if token.created_via == "dashboard" {
+        return Err(ApiError::Conflict("A dashboard session cannot be rotated: revoke it, and log in again.".into()));
+    }
     count_token_creation(&state, &format!("token:{}", principal.token_id), report.as_deref()).await?;
     let (row, plain) = rotate(&state, &token).await?;
     audit.note(|n| {

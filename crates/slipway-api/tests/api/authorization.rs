@@ -71,6 +71,7 @@ const ANY_TOKEN: &[(&str, &str)] = &[
     ("post", "/api/v1/user/two-factor"),
     ("post", "/api/v1/user/two-factor/confirm"),
     ("post", "/api/v1/user/two-factor/disable"),
+    ("put", "/api/v1/user/password"),
 ];
 
 /// Operations only owners and admins may perform, whatever abilities the token holds.

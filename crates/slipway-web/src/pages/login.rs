@@ -32,10 +32,13 @@ pub struct LoginQuery {
     ended: Option<String>,
 }
 
-/// Only a path on this site is a place to go back to after login (never `//elsewhere`).
+/// Only a path on this site is a place to go back to after login: it starts with one `/`, and
+/// holds only characters a dashboard URL has (no `\\`, no whitespace or control character,
+/// which browsers strip: `/\t/elsewhere` would become `//elsewhere`).
 fn safe_next(next: Option<&str>) -> String {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.?=&%".contains(c);
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.chars().all(allowed) => n.to_string(),
         _ => "/".into(),
     }
 }
@@ -46,7 +49,8 @@ fn login_page(web: &Web, next: String, email: String, notice: String, errors: Fi
     match render(&page) {
         Ok(html) => {
             let mut response = html.into_response();
-            response.headers_mut().append(header::SET_COOKIE, set_cookie(web, login_cookie(web), &value, Some(3600)));
+            // A day: a login tab left open over lunch still works.
+            response.headers_mut().append(header::SET_COOKIE, set_cookie(web, login_cookie(web), &value, Some(86_400)));
             response
         }
         Err(e) => e.into_response(),
@@ -79,6 +83,7 @@ pub async fn submit(
     State(state): State<AppState>,
     Extension(web): Extension<Web>,
     Peer(peer): Peer,
+    headers: axum::http::HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, WebError> {
     let lifetime = chrono::Duration::from_std(state.config.session_lifetime).unwrap_or(chrono::Duration::hours(12));
@@ -101,6 +106,15 @@ pub async fn submit(
     let token = reply.body.pointer("/data/plain_text_token").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     if token.is_empty() {
         return Err(WebError::Internal("the login answer had no token".into()));
+    }
+    // Logging in again replaces the session the browser had: that one ends on the server.
+    if let Some(old) = crate::session::cookie(&headers, session_cookie(&web))
+        && let Ok(old) = slipway_core::token::PlainToken::parse(&old)
+        && let Ok(Some(row)) = state.store.token_by_hash(&old.hash()).await
+        && row.created_via == crate::session::CREATED_VIA
+        && let Err(e) = state.store.revoke_token(&row.id, slipway_core::time::now()).await
+    {
+        tracing::warn!(error = %e, "could not end the session a new login replaces");
     }
     let mut response = Redirect::to(&next).into_response();
     let headers = response.headers_mut();

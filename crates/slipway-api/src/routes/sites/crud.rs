@@ -18,18 +18,60 @@ use crate::state::AppState;
 
 use super::*;
 
-/// Filters of the list of all sites.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-pub struct SitesQuery {
-    /// Only sites in this state: `installing`, `installed`, `failed` or `removing`.
-    pub status: Option<String>,
-    /// Only sites whose last deployment is `queued`, `running`, `succeeded`, `failed` or
-    /// `cancelled` (`failed` lists the sites that need a look).
-    pub deployment_status: Option<String>,
+/// A site's state, as a filter.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteState {
+    Installing,
+    Installed,
+    Failed,
+    Removing,
 }
 
-const SITE_STATUSES: [&str; 4] = ["installing", "installed", "failed", "removing"];
-const DEPLOYMENT_STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+/// A deployment's state, as a filter.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl SiteState {
+    fn as_str(self) -> &'static str {
+        match self {
+            SiteState::Installing => "installing",
+            SiteState::Installed => "installed",
+            SiteState::Failed => "failed",
+            SiteState::Removing => "removing",
+        }
+    }
+}
+
+impl DeploymentState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Queued => "queued",
+            DeploymentState::Running => "running",
+            DeploymentState::Succeeded => "succeeded",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Filters of the list of all sites.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SitesQuery {
+    /// Only sites in this state.
+    pub status: Option<SiteState>,
+    /// Only sites whose last deployment is in this state (`failed` lists the sites that need a
+    /// look).
+    pub deployment_status: Option<DeploymentState>,
+}
 
 /// Every site of your organizations, on every server (oldest first); a token restricted to some
 /// servers or sites lists only those.
@@ -45,22 +87,13 @@ pub async fn list_all_sites(
     Page(cursor): Page,
     crate::extract::Query(query): crate::extract::Query<SitesQuery>,
 ) -> Result<Paginated<SiteResource>, ApiError> {
-    let mut errors = FieldErrors::new();
-    if query.status.as_deref().is_some_and(|s| !SITE_STATUSES.contains(&s)) {
-        errors.add("status", "The status must be installing, installed, failed or removing.");
-    }
-    if query.deployment_status.as_deref().is_some_and(|s| !DEPLOYMENT_STATUSES.contains(&s)) {
-        errors
-            .add("deployment_status", "The deployment_status must be queued, running, succeeded, failed or cancelled.");
-    }
-    errors.into_result()?;
     let organization_ids = caller.organizations(&state).await?;
     let filter = slipway_store::SiteFilter {
         organization_ids: &organization_ids,
         server_ids: caller.principal.server_ids.as_deref(),
         site_ids: caller.principal.site_ids.as_deref(),
-        status: query.status.as_deref(),
-        deployment_status: query.deployment_status.as_deref(),
+        status: query.status.map(SiteState::as_str),
+        deployment_status: query.deployment_status.map(DeploymentState::as_str),
     };
     let (rows, total) = state.store.sites_where(filter, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total))
