@@ -66,6 +66,12 @@ impl Dashboard {
         self.state.store.add_member(org, &new.id, role.as_str()).await.unwrap();
     }
 
+    /// The stored token behind a secret (a session cookie's value, a token shown once).
+    async fn token_row(&self, secret: &str) -> slipway_store::AccessToken {
+        let hash = slipway_core::token::PlainToken::parse(secret).unwrap().hash();
+        self.state.store.token_by_hash(&hash).await.unwrap().expect("a stored token")
+    }
+
     /// A server and an installed site on it, straight into the store; returns the site's page.
     async fn site(&self, org: &str) -> String {
         let server = slipway_store::testing::server(org, "web-1");
@@ -194,13 +200,7 @@ async fn login_gives_a_strict_http_only_session_that_logout_ends_on_the_server()
 
         // The session is a token the API issued at login, with the session's absolute lifetime.
         let stolen = browser.session();
-        let row = app
-            .state
-            .store
-            .token_by_hash(&slipway_core::token::PlainToken::parse(&stolen).unwrap().hash())
-            .await
-            .unwrap()
-            .unwrap();
+        let row = app.token_row(&stolen).await;
         assert_eq!(row.created_via, "dashboard");
         let lifetime = row.expires_at.unwrap() - row.created_at;
         assert!((lifetime - chrono::Duration::hours(12)).num_seconds().abs() < 60, "{lifetime}");
@@ -399,13 +399,7 @@ async fn an_idle_session_ends_and_says_why() {
     assert_eq!(page.location(), "/login?ended=idle&next=%2Ftokens");
     assert!(browser.get("/login?ended=idle").await.html.contains("without activity"));
     // Ended on the server: the token is revoked.
-    let row = app
-        .state
-        .store
-        .token_by_hash(&slipway_core::token::PlainToken::parse(&session).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let row = app.token_row(&session).await;
     assert!(row.revoked_at.is_some());
 }
 
@@ -551,13 +545,7 @@ async fn tokens_rotate_and_owners_manage_the_organization_tokens_members_cannot(
     };
     assert_eq!(app.router.clone().oneshot(bearer(&first)).await.unwrap().status(), StatusCode::OK);
     // Made in a session, it outlives the session: a session's expiry is no cap on what it makes.
-    let row = app
-        .state
-        .store
-        .token_by_hash(&slipway_core::token::PlainToken::parse(&first).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let row = app.token_row(&first).await;
     assert_eq!(row.expires_at, None, "an organization token made in the dashboard does not expire with the session");
 
     // A personal token rotated: a new secret, shown once; the old one stops working.
@@ -566,14 +554,7 @@ async fn tokens_rotate_and_owners_manage_the_organization_tokens_members_cannot(
     let shown = owner.get("/tokens/created").await;
     let at = shown.html.find("id=\"new-token\">").unwrap() + 15;
     let old = shown.html[at..].split('<').next().unwrap().to_string();
-    let id = app
-        .state
-        .store
-        .token_by_hash(&slipway_core::token::PlainToken::parse(&old).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let id = app.token_row(&old).await.id;
     let rotated = owner.post(&format!("/tokens/{id}/rotate"), &[("csrf", &csrf)]).await;
     assert_eq!(rotated.location(), "/tokens/created", "{}", rotated.html);
     let shown = owner.get("/tokens/created").await;
@@ -586,14 +567,7 @@ async fn tokens_rotate_and_owners_manage_the_organization_tokens_members_cannot(
     // A dashboard session cannot be rotated into a token that lives on (nor shows a button for it).
     let mut elsewhere = Browser::new(&app);
     elsewhere.login("owner@example.com").await;
-    let other_session = app
-        .state
-        .store
-        .token_by_hash(&slipway_core::token::PlainToken::parse(&elsewhere.session()).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let other_session = app.token_row(&elsewhere.session()).await.id;
     assert!(!owner.get("/tokens").await.html.contains(&format!("/tokens/{other_session}/rotate")));
     let refused = owner.post(&format!("/tokens/{other_session}/rotate"), &[("csrf", &csrf)]).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.html);
@@ -765,13 +739,7 @@ async fn crafted_paths_are_refused_and_a_new_login_ends_the_session_it_replaces(
     let first = browser.session();
     browser.login("owner@example.com").await;
     assert_ne!(browser.session(), first);
-    let old = app
-        .state
-        .store
-        .token_by_hash(&slipway_core::token::PlainToken::parse(&first).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let old = app.token_row(&first).await;
     assert!(old.revoked_at.is_some(), "the replaced session ended on the server");
 }
 
@@ -782,13 +750,7 @@ async fn a_short_organization_token_lifetime_shortens_the_session_instead_of_ref
     app.state.store.update_organization(&org, None, Some(Some(3600))).await.unwrap();
     let mut browser = Browser::new(&app);
     browser.login("owner@example.com").await;
-    let row = app
-        .state
-        .store
-        .token_by_hash(&slipway_core::token::PlainToken::parse(&browser.session()).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let row = app.token_row(&browser.session()).await;
     let lifetime = row.expires_at.unwrap() - row.created_at;
     assert!(lifetime <= chrono::Duration::hours(1), "{lifetime}");
     assert_eq!(browser.get("/").await.status, StatusCode::OK);
