@@ -490,6 +490,7 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
     assert_eq!(event["type"], "server.unreachable");
     assert_eq!(event["resource"]["id"], server_id.as_str());
     assert_eq!(event["resource"]["url"], format!("{}/api/v1/servers/{server_id}", slipway.url));
+    assert_eq!(event["resource"]["dashboard_url"], format!("{}/servers/{server_id}", slipway.url));
     assert!(event["summary"].as_str().unwrap().contains("gone cannot be reached"), "{event}");
 
     // The delivery log says what happened, and the repeats folded into it.
@@ -521,7 +522,9 @@ async fn events_reach_channels_signed_retried_folded_and_never_change_the_work()
     assert!(slack["text"].as_str().unwrap().contains("gone cannot be reached"), "{slack}");
     assert_eq!(slack["blocks"][0]["type"], "section");
     assert_eq!(slack["blocks"][0]["text"]["type"], "mrkdwn");
-    assert!(slack["blocks"][0]["text"]["text"].as_str().unwrap().contains(&format!("/api/v1/servers/{server_id}|")));
+    // People follow the link: it opens the server's page in the dashboard.
+    let link = format!("<{}/servers/{server_id}|", slipway.url);
+    assert!(slack["blocks"][0]["text"]["text"].as_str().unwrap().contains(&link), "{slack}");
     let discord_bodies: Vec<Value> = seen
         .lock()
         .unwrap()
