@@ -6,6 +6,7 @@
 // Every page visited is checked: the CSP header, no console error (a CSP violation is one), no
 // planted secret in its HTML, no serious or critical axe-core violation, no horizontal scrolling
 // at 360 px; and it is photographed at desktop and phone width into SCREENSHOTS_DIR.
+import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -128,6 +129,17 @@ async function login(page, email, otp = "") {
   await press(page, "Log in");
 }
 
+/** Reloads a page (which does not update itself) until `ready` holds of it. */
+async function reloadUntil(page, what, ready, seconds) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    if (await ready()) return;
+    assert(Date.now() < deadline, `${what}: not within ${seconds} s`);
+    await page.waitForTimeout(2000);
+    await page.reload();
+  }
+}
+
 /** Waits for a status element to read one of `wanted`, while the page updates itself. */
 async function waitStatus(page, selector, wanted, seconds) {
   await page.waitForFunction(
@@ -236,6 +248,9 @@ async function run() {
   await check(page, "server-new");
   await page.fill("#name", "web-1");
   await page.fill("#ip_address", env("TEST_HOST_ADDRESS"));
+  // The test host's MariaDB is this machine's own (it shares the file system), which
+  // provisioning finds running and takes as installed.
+  await page.selectOption("#database_type", "mariadb");
   await press(page, "Add the server");
   await page.locator("#authorization-command").waitFor();
   const serverUrl = new URL(page.url()).pathname;
@@ -311,6 +326,82 @@ async function run() {
   await press(page, "Add");
   await page.waitForURL(base + siteUrl);
   await page.locator("td:text-is('/old-page → /')").waitFor();
+
+  step("a database and a user from the dashboard: the password shown once works, both deleted");
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const dbName = `e2e_${suffix}`;
+  const dbUser = `e2e_user_${suffix}`;
+  await visit(page, serverUrl);
+  await press(page, "Add a database", "link");
+  await check(page, "database-new");
+  await page.fill("#name", dbName);
+  await press(page, "Add");
+  await page.waitForURL(base + serverUrl);
+  await press(page, dbName, "link");
+  await page.waitForURL("**/databases/**");
+  const databaseUrl = new URL(page.url()).pathname;
+  await reloadUntil(page, "the database is made", async () => (await page.locator("dd .status-active").count()) === 1, 60);
+  await press(page, "Add a user", "link");
+  await page.fill("#name", dbUser);
+  await page.selectOption("#access", "read_only");
+  await press(page, "Add");
+  await page.waitForURL("**/shown-once");
+  const dbPassword = await text(page, "#new-secret");
+  secrets.add(dbPassword);
+  await check(page, "database-user-password", { secretsAllowed: true });
+  await page.reload();
+  assert((await page.locator("#new-secret").count()) === 0, "a reload does not show the password again");
+  await visit(page, databaseUrl);
+  await reloadUntil(page, "the user is made", async () => (await page.locator("td .status-active").count()) === 1, 60);
+  await check(page, "database");
+  // The password is the user's on the real engine, with the access picked.
+  const asUser = (sql) => execFileSync("mysql", ["--protocol=tcp", "-h127.0.0.1", `-u${dbUser}`, `-p${dbPassword}`, "-N", "-B", "-e", sql, dbName], { encoding: "utf8" }).trim();
+  assert(asUser("SELECT 1") === "1", "the shown password logs in");
+  let writeRefused = false;
+  try { asUser("CREATE TABLE t (id INT)"); } catch { writeRefused = true; }
+  assert(writeRefused, "a read-only user cannot write");
+  await press(page, `Delete ${dbUser}`);
+  await page.waitForURL(base + databaseUrl);
+  await reloadUntil(page, "the user is gone", async () => (await page.locator(`td:text-is('${dbUser}')`).count()) === 0, 60);
+  await visit(page, serverUrl);
+  await page.getByLabel(`Type ${dbName} to delete it`).fill(dbName);
+  await press(page, `Delete ${dbName}`);
+  await page.waitForURL(base + serverUrl);
+  await reloadUntil(page, "the database is gone", async () => (await page.locator(`a:text-is('${dbName}')`).count()) === 0, 60);
+
+  step("integrations: a backup storage on the server, tested; a notification channel, its secret shown once");
+  await visit(page, "/integrations");
+  await check(page, "integrations-empty");
+  await press(page, "Add a backup storage", "link");
+  await check(page, "backup-storage-new");
+  await page.fill("#name", "On the server");
+  await page.selectOption("#kind", "local");
+  await page.selectOption("#server_id", { label: "web-1" });
+  await page.fill("#path", "/var/backups/slipway-e2e");
+  await press(page, "Add");
+  await page.waitForURL(base + "/integrations");
+  await press(page, "Test: On the server");
+  await page.locator(".notice").first().waitFor();
+  assert((await text(page, ".notice")) === "It worked.", `the storage test: ${await page.locator("main").textContent()}`);
+  await check(page, "backup-storage-test");
+  await visit(page, "/integrations");
+  await press(page, "Add a notification channel", "link");
+  const hook = `https://hooks.example.com/e2e-${suffix}`;
+  secrets.add(hook);
+  await page.fill("#name", "On call");
+  await page.selectOption("#kind", "webhook");
+  await page.fill("#url", hook);
+  await press(page, "Add");
+  await page.waitForURL("**/shown-once");
+  secrets.add(await text(page, "#new-secret"));
+  await visit(page, "/integrations");
+  await press(page, "Change On call", "link");
+  await check(page, "item-edit");
+  await page.fill("#name", "Night shift");
+  await press(page, "Save");
+  await page.waitForURL(base + "/integrations");
+  await page.locator("td:text-is('Night shift')").waitFor();
+  await check(page, "integrations");
 
   step("suspend and resume");
   await visit(page, siteUrl);

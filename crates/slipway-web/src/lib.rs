@@ -45,12 +45,8 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/servers/{server}", get(servers::show))
         .route("/servers/{server}/verify", post(servers::verify))
         .route("/servers/{server}/provision", post(servers::provision))
-        .route("/servers/{server}/items/{kind}/new", get(items::server_new))
-        .route("/servers/{server}/items/{kind}", post(items::server_create))
-        .route("/servers/{server}/items/{kind}/{item}/delete", post(items::server_delete))
-        .route("/servers/{server}/sites/{site}/items/{kind}/new", get(items::site_new))
-        .route("/servers/{server}/sites/{site}/items/{kind}", post(items::site_create))
-        .route("/servers/{server}/sites/{site}/items/{kind}/{item}/delete", post(items::site_delete))
+        .route("/servers/{server}/databases/{database}", get(items::database))
+        .route("/integrations", get(items::integrations))
         .route("/servers/{server}/sites", post(sites::create))
         .route("/servers/{server}/sites/new", get(sites::new_form))
         .route("/servers/{server}/sites/{site}", get(sites::show))
@@ -69,7 +65,8 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/operations/{operation}/log", get(operations::log))
         .route("/sites", get(sites::list))
         .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/created", get(tokens::created))
+        .route("/tokens/created", get(once::show))
+        .route("/shown-once", get(once::show))
         .route("/tokens/{token}/revoke", post(tokens::revoke))
         .route("/tokens/{token}/rotate", post(tokens::rotate))
         .route("/organizations/{organization}/tokens", post(tokens::create_for_organization))
@@ -83,12 +80,35 @@ pub fn router(api: axum::Router, public_url: &str) -> Router<AppState> {
         .route("/organizations/{organization}/members", post(organization::add_member))
         .route("/organizations/{organization}/members/{user}/role", post(organization::change_role))
         .route("/organizations/{organization}/members/{user}/remove", post(organization::remove_member))
+        .merge(item_routes())
         .route("/assets/{file}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
         .layer(axum::middleware::from_fn(csrf::guard))
         .layer(axum::middleware::from_fn(plain_paths))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::Extension(web))
+}
+
+/// The same item pages and actions wherever items live: on a server, a site, a database, or in
+/// the organization's integrations.
+fn item_routes() -> Router<AppState> {
+    use pages::items::*;
+    let mut router = Router::new();
+    for place in [
+        "/servers/{server}",
+        "/servers/{server}/sites/{site}",
+        "/servers/{server}/databases/{database}",
+        "/integrations",
+    ] {
+        router = router
+            .route(&format!("{place}/items/{{kind}}/new"), get(new_form))
+            .route(&format!("{place}/items/{{kind}}"), post(create))
+            .route(&format!("{place}/items/{{kind}}/{{item}}/edit"), get(edit_form))
+            .route(&format!("{place}/items/{{kind}}/{{item}}"), post(update))
+            .route(&format!("{place}/items/{{kind}}/{{item}}/delete"), post(delete))
+            .route(&format!("{place}/items/{{kind}}/{{item}}/do/{{action}}"), post(act));
+    }
+    router
 }
 
 /// Dashboard paths are made of ids and names (`/servers/01J…/sites/01J…`): nothing in them

@@ -145,11 +145,36 @@ pub struct Operation {
     pub status: String,
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
 }
+
+/// An operation still queued this long after it was asked for has no job worker taking it.
+const QUEUED_TOO_LONG: i64 = 10;
+/// Provisioning, the longest routine operation, takes minutes; an hour is a hang.
+const RUNNING_TOO_LONG: i64 = 60;
 
 impl Operation {
     pub fn running(&self) -> bool {
         matches!(self.status.as_str(), "queued" | "running")
+    }
+
+    /// Why this operation looks stuck at `now`, if it does.
+    pub fn stuck(&self, now: DateTime<Utc>) -> Option<String> {
+        let minutes = |since: DateTime<Utc>| (now - since).num_minutes();
+        // Waiting is counted from when it was due (a retry waits out its backoff first).
+        let due = self.run_at.map_or(self.created_at, |at| at.max(self.created_at));
+        match (self.status.as_str(), self.started_at) {
+            ("queued", _) if minutes(due) >= QUEUED_TOO_LONG => {
+                Some(format!("queued for {} minutes: is a Slipway process with the job worker running?", minutes(due)))
+            }
+            ("running", Some(started)) if minutes(started) >= RUNNING_TOO_LONG => {
+                Some(format!("running for {} minutes", minutes(started)))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -225,5 +250,34 @@ impl Token {
             parts.push(format!("from {}", ips.join(", ")));
         }
         if parts.is_empty() { "none".into() } else { parts.join("; ") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Operation;
+    use chrono::{DateTime, Duration, Utc};
+
+    fn operation(status: &str, created: DateTime<Utc>, started: Option<DateTime<Utc>>) -> Operation {
+        let (id, kind) = ("01J".to_string(), "server.provision".to_string());
+        let status = status.into();
+        Operation { id, kind, status, failure_reason: None, created_at: created, run_at: None, started_at: started }
+    }
+
+    #[test]
+    fn an_operation_is_stuck_when_queued_or_running_too_long() {
+        let now = slipway_core::time::now();
+        let ago = |minutes| now - Duration::minutes(minutes);
+        assert_eq!(operation("queued", ago(9), None).stuck(now), None);
+        let queued = operation("queued", ago(25), None).stuck(now).unwrap();
+        assert!(queued.starts_with("queued for 25 minutes"), "{queued}");
+        // A retry due in the future is waiting, not stuck.
+        let retry = Operation { run_at: Some(now + Duration::minutes(5)), ..operation("queued", ago(30), None) };
+        assert_eq!(retry.stuck(now), None);
+        assert_eq!(operation("running", ago(100), Some(ago(59))).stuck(now), None);
+        assert_eq!(operation("running", ago(100), Some(ago(61))).stuck(now).as_deref(), Some("running for 61 minutes"));
+        // Finished ones are history, however long they took.
+        assert_eq!(operation("succeeded", ago(500), Some(ago(400))).stuck(now), None);
+        assert_eq!(operation("failed", ago(500), None).stuck(now), None);
     }
 }

@@ -335,7 +335,7 @@ async fn planted_secrets_never_reach_a_page_and_a_new_token_is_shown_once() {
         .await;
     assert_eq!(created.location(), "/tokens/created");
     // The secret travels sealed, never in clear, in the cookie that carries it to the next page.
-    let carried = browser.cookies.get("slipway_new_token").cloned().unwrap();
+    let carried = browser.cookies.get("slipway_shown_once").cloned().unwrap();
     assert!(!carried.contains("slp_"));
     let shown = browser.get("/tokens/created").await;
     let at = shown.html.find("id=\"new-token\">").expect("the secret is shown") + 15;
@@ -721,7 +721,7 @@ async fn items_are_added_and_deleted_from_their_pages_with_the_apis_rules() {
     // A site's kinds have their own forms (a redirect), and kinds without one are refused.
     let redirect = owner.get(&format!("{site}/items/redirects/new")).await;
     assert_eq!(redirect.status, StatusCode::OK);
-    assert_eq!(owner.get(&format!("{server}/items/databases/new")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(owner.get(&format!("{site}/items/webhooks/new")).await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -754,4 +754,183 @@ async fn a_short_organization_token_lifetime_shortens_the_session_instead_of_ref
     let lifetime = row.expires_at.unwrap() - row.created_at;
     assert!(lifetime <= chrono::Duration::hours(1), "{lifetime}");
     assert_eq!(browser.get("/").await.status, StatusCode::OK);
+}
+
+/// The first `href` on the page that starts with `prefix`.
+fn link(page: &Page, prefix: &str) -> String {
+    let at =
+        page.html.find(&format!("href=\"{prefix}")).unwrap_or_else(|| panic!("a link to {prefix}: {}", page.html)) + 6;
+    page.html[at..].split('"').next().unwrap().to_string()
+}
+
+/// The secret on the page that shows one once.
+fn shown_secret(page: &Page) -> String {
+    let at = page.html.find("id=\"new-secret\">").unwrap_or_else(|| panic!("a secret: {}", page.html)) + 18;
+    page.html[at..].split('<').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_database_its_users_and_backups_are_managed_from_its_own_page() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    let mut server = slipway_store::testing::server(&org, "db-1");
+    server.database_type = "mariadb".into();
+    app.state.store.insert_server(&server).await.unwrap();
+    app.state.store.mark_provisioned(&server.id, slipway_core::time::now()).await.unwrap();
+    let server_page = format!("/servers/{}", server.id);
+    let mut owner = Browser::new(&app);
+    owner.login("owner@example.com").await;
+    let csrf = owner.get(&server_page).await.csrf();
+
+    let added = owner.post(&format!("{server_page}/items/databases"), &[("csrf", &csrf), ("name", "shop")]).await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    let page = owner.get(&server_page).await;
+    let database_page = link(&page, &format!("{server_page}/databases/"));
+    let database_id = database_page.rsplit('/').next().unwrap().to_string();
+    let page = owner.get(&database_page).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for part in ["Database shop", ">Users</h2>", ">Backup schedules</h2>", ">Backups</h2>", "utf8mb4"] {
+        assert!(page.html.contains(part), "{part}: {}", page.html);
+    }
+    // Users are refused while the database is being made, with the API's reason; once it is
+    // there, a user's name is checked before the server is asked (the browser test makes one
+    // on a real engine, its password shown once).
+    let users = format!("{database_page}/items/users");
+    let early = owner.post(&users, &[("csrf", &csrf), ("name", "shop_app")]).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.html);
+    app.state.store.set_server_items_status(&[database_id], "installed", None).await.unwrap();
+    let bad = owner.post(&users, &[("csrf", &csrf), ("name", "Shop App"), ("hosts", "localhost, %evil")]).await;
+    assert!(bad.html.contains("id=\"name-error\""), "{}", bad.html);
+    assert!(bad.html.contains("value=\"localhost, %evil\""), "what was typed is kept: {}", bad.html);
+    let form = owner.get(&format!("{users}/new")).await;
+    assert!(form.html.contains("<option value=\"read_only\">Read only</option>"), "{}", form.html);
+
+    // Deleting the database asks for its name again.
+    let delete = format!("{server_page}/items/databases/{}/delete", database_page.rsplit('/').next().unwrap());
+    let wrong = owner.post(&delete, &[("csrf", &csrf), ("confirm", "shoq")]).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.html);
+    let deleted = owner.post(&delete, &[("csrf", &csrf), ("confirm", "shop")]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.html);
+}
+
+#[tokio::test]
+async fn integrations_are_added_changed_and_tested_and_their_secrets_never_shown_again() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    app.member(&org, "viewer@example.com", Role::Viewer).await;
+    let mut owner = Browser::new(&app);
+    owner.login("owner@example.com").await;
+    let page = owner.get("/integrations").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for heading in ["Notification channels", "Backup storages", "Git providers"] {
+        assert!(page.html.contains(&format!(">{heading}</h2>")), "{heading}");
+    }
+    let csrf = page.csrf();
+    let form = owner.get("/integrations/items/notification-channels/new").await;
+    assert!(form.html.contains(&format!("<option value=\"{org}\"")), "the organization is a choice");
+    assert!(form.html.contains("type=\"password\""), "secrets are typed unseen");
+
+    // A webhook channel: its URL is a secret, its signing secret is shown once.
+    const HOOK: &str = "https://hooks.example.com/planted-path-5e2b";
+    let channels = "/integrations/items/notification-channels";
+    let refused = owner.post(channels, &[("csrf", &csrf), ("name", ""), ("kind", "webhook"), ("url", HOOK)]).await;
+    assert!(refused.html.contains("id=\"name-error\""), "{}", refused.html);
+    assert!(!refused.html.contains("planted-path"), "a refused form does not echo a secret");
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", "On call"),
+        ("kind", "webhook"),
+        ("url", HOOK),
+        ("events", "deployment.failed, server.unreachable"),
+        ("organization_id", org.as_str()),
+    ];
+    let made = owner.post(channels, &fields).await;
+    assert_eq!(made.location(), "/shown-once", "{}", made.html);
+    let signing = shown_secret(&owner.get("/shown-once").await);
+    assert!(!signing.is_empty());
+    let page = owner.get("/integrations").await;
+    assert!(page.html.contains("webhook to hooks.example.com; deployment.failed, server.unreachable"), "{}", page.html);
+    assert!(!page.html.contains("planted-path") && !page.html.contains(&signing));
+
+    // Changing it: the form holds the current values but not the URL, which stays when empty.
+    let at = page.html.find("/edit\" aria-label=\"Change On call\"").expect("a Change link");
+    let edit = format!("{}/edit", &page.html[..at].rsplit('"').next().unwrap());
+    let form = owner.get(&edit).await;
+    assert!(form.html.contains("value=\"On call\"") && !form.html.contains("planted-path"), "{}", form.html);
+    assert!(!form.html.contains("id=\"kind\""), "the kind is fixed once created");
+    let item = edit.trim_end_matches("/edit");
+    assert!(form.html.contains("<input type=\"hidden\" name=\"kind\" value=\"webhook\">"), "carried as it is");
+    let fields = [("csrf", csrf.as_str()), ("name", "Night shift"), ("kind", "webhook"), ("events", "*"), ("url", "")];
+    let saved = owner.post(item, &fields).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let page = owner.get("/integrations").await;
+    assert!(
+        page.html.contains(">Night shift</td>") && page.html.contains("webhook to hooks.example.com; *"),
+        "{}",
+        page.html
+    );
+
+    // A new signing secret, shown once too.
+    let rotated = owner.post(&format!("{item}/do/rotate-secret"), &[("csrf", &csrf)]).await;
+    assert_eq!(rotated.location(), "/shown-once");
+    let new_signing = shown_secret(&owner.get("/shown-once").await);
+    assert_ne!(new_signing, signing);
+
+    // A git provider with a token, which is never shown.
+    let providers = "/integrations/items/git-providers";
+    let fields = [("csrf", csrf.as_str()), ("name", "GitHub"), ("kind", "github"), ("access_token", "ghp_planted7c1d")];
+    assert_eq!(owner.post(providers, &fields).await.status, StatusCode::SEE_OTHER);
+    let page = owner.get("/integrations").await;
+    assert!(page.html.contains("github, with a token") && !page.html.contains("ghp_planted"), "{}", page.html);
+
+    // A viewer sees the integrations and no button, and forcing one is refused.
+    let mut viewer = Browser::new(&app);
+    viewer.login("viewer@example.com").await;
+    let seen = viewer.get("/integrations").await;
+    assert!(seen.html.contains(">Night shift</td>"));
+    for button in ["Add a notification channel", "Change Night shift", "Delete Night shift", "Send a test"] {
+        assert!(!seen.html.contains(button), "{button}");
+    }
+    let forced = viewer.post(item, &[("csrf", &seen.csrf()), ("name", "mine")]).await;
+    assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+    let forced = viewer.post(&format!("{item}/do/rotate-secret"), &[("csrf", &seen.csrf())]).await;
+    assert_eq!(forced.status, StatusCode::FORBIDDEN, "{}", forced.html);
+}
+
+#[tokio::test]
+async fn a_stuck_operation_needs_attention_and_the_server_page_lists_its_operations() {
+    let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
+    let (_, org) = app.user("owner@example.com").await;
+    let site = app.site(&org).await;
+    let server_id = site.split('/').nth(2).unwrap().to_string();
+    let now = slipway_core::time::now();
+    let hours_ago = now - chrono::Duration::hours(2);
+    let job = slipway_store::NewJob {
+        id: slipway_core::new_id(),
+        kind: "server.provision".into(),
+        payload: "{}".into(),
+        organization_id: Some(org.clone()),
+        resource_key: Some(format!("server:{server_id}")),
+        idempotent: false,
+        max_attempts: 1,
+        run_at: hours_ago,
+    };
+    app.state.store.enqueue_job(&job).await.unwrap();
+    let mut browser = Browser::new(&app);
+    browser.login("owner@example.com").await;
+    let home = browser.get("/").await;
+    assert!(home.html.contains("Nothing needs attention"), "just asked for is not stuck: {}", home.html);
+    // A worker took it two hours ago and has not finished.
+    let claimed = app.state.store.claim_job("gone-quiet", hours_ago, now + chrono::Duration::hours(1)).await.unwrap();
+    assert_eq!(claimed.map(|j| j.id), Some(job.id.clone()));
+    let home = browser.get("/").await;
+    assert!(home.html.contains("Operation server.provision on web-1"), "{}", home.html);
+    assert!(home.html.contains("running for 120 minutes"), "{}", home.html);
+    assert!(home.html.contains(&format!("href=\"/operations/{}?server={server_id}\"", job.id)), "{}", home.html);
+    let server = browser.get(&format!("/servers/{server_id}")).await;
+    assert!(
+        server.html.contains(">Operations</h2>") && server.html.contains("running for 120 minutes"),
+        "{}",
+        server.html
+    );
 }

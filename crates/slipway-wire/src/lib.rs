@@ -209,6 +209,8 @@ pub struct Operation {
     pub status: String,
     pub attempts: i64,
     pub created_at: DateTime<Utc>,
+    /// When it is due to run: later than `created_at` for a retry waiting out its backoff.
+    pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i64>,

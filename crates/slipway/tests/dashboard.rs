@@ -27,11 +27,22 @@ async fn the_dashboard_sets_up_provisions_deploys_and_guards_itself_in_a_real_br
         browser_dir.join("node_modules/playwright-core").exists() && std::path::Path::new("/usr/bin/chromium").exists(),
         "the browser tests need Chromium and their node packages: run scripts/install-test-deps"
     );
+    // The test host provisions with MariaDB, which is this machine's own engine.
+    let mariadb = Command::new("mysqladmin").args(["--protocol=socket", "-uroot", "ping"]).status();
+    assert!(
+        mariadb.is_ok_and(|s| s.success()),
+        "MariaDB is not running on this machine; start it (scripts/ensure-services)"
+    );
     common::clean_test_host_files();
     let dir = temp_data_dir();
     // Registration lets the test make a second user for the viewer's part; the login limit is
     // raised because the test logs in more than five times a minute from one address.
-    let envs = [("SLIPWAY_REGISTRATION_ENABLED", "true"), ("SLIPWAY_RATE_LIMIT_AUTH", "60")];
+    // The script clicks through pages faster than a person: more than the default 60 a minute.
+    let envs = [
+        ("SLIPWAY_REGISTRATION_ENABLED", "true"),
+        ("SLIPWAY_RATE_LIMIT_AUTH", "60"),
+        ("SLIPWAY_RATE_LIMIT_API", "300"),
+    ];
     let slipway = Server::start(&dir, &envs).unwrap();
     let setup_url = slipway.stdout.iter().find_map(|l| l.split_once(" at ").map(|(_, u)| u.to_string())).unwrap();
     let host = NetnsHost::start(&[]);
@@ -87,7 +98,8 @@ async fn the_dashboard_sets_up_provisions_deploys_and_guards_itself_in_a_real_br
         }
     })
     .await;
-    for page in ["login", "home", "servers", "server", "site", "deployment", "tokens", "organization", "account"] {
+    let pages = ["login", "home", "servers", "server", "site", "deployment", "tokens", "organization", "account"];
+    for page in pages.into_iter().chain(["database", "integrations", "item-edit"]) {
         for width in ["desktop", "phone"] {
             assert!(screenshots.join(format!("{page}-{width}.png")).exists(), "no screenshot of {page} ({width})");
         }

@@ -459,6 +459,8 @@ pub struct OperationResource {
     pub status: String,
     pub attempts: i64,
     pub created_at: DateTime<Utc>,
+    /// When it is due to run: later than `created_at` for a retry waiting out its backoff.
+    pub run_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i64>,
@@ -473,6 +475,7 @@ impl From<&Job> for OperationResource {
             status: j.status.clone(),
             attempts: j.attempts,
             created_at: j.created_at,
+            run_at: j.run_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
             exit_code: j.exit_code,

@@ -4,7 +4,7 @@ use askama::Template;
 use axum::response::Html;
 
 use crate::error::WebError;
-use crate::model::{Event, Server, Site};
+use crate::model::{Event, Operation, Server, Site};
 use crate::session::Session;
 use crate::view::{Layout, Me, render, when};
 
@@ -48,6 +48,23 @@ pub async fn show(session: Session) -> Result<Html<String>, WebError> {
             });
         }
     }
+    // Operations that look stuck: a server's newest few are where one would be.
+    let now = slipway_core::time::now();
+    for server in &servers {
+        let reply = session.api.get(&format!("/api/v1/servers/{}/logs?per_page=5", server.id)).await?;
+        if !reply.is_success() {
+            continue;
+        }
+        for operation in reply.page::<Operation>()?.0 {
+            if let Some(problem) = operation.stuck(now) {
+                items.push(Item {
+                    what: format!("Operation {} on {}", operation.kind, server.name),
+                    link: format!("/operations/{}?server={}", operation.id, server.id),
+                    problem,
+                });
+            }
+        }
+    }
     // Sites whose installation or last deployment failed (the API filters them).
     for filter in ["status=failed", "deployment_status=failed"] {
         let (sites, _) = session.api.get(&format!("/api/v1/sites?{filter}&per_page=100")).await?.page::<Site>()?;
@@ -58,7 +75,7 @@ pub async fn show(session: Session) -> Result<Html<String>, WebError> {
         }
     }
     // Recent failures of every kind (deployments, operations, certificates, backups, cron…).
-    let since = slipway_core::time::now() - chrono::Duration::days(RECENT_DAYS);
+    let since = now - chrono::Duration::days(RECENT_DAYS);
     let events = session.api.get("/api/v1/events?per_page=50").await?;
     let recent = if events.is_success() {
         let (events, _) = events.page::<Event>()?;

@@ -124,8 +124,13 @@ struct ServerPage {
     can_update: bool,
     can_add_site: bool,
     sections: Vec<super::items::Section>,
-    /// Where this page's item forms are (`/servers/{id}`).
-    item_base: String,
+    operations: Vec<OperationRow>,
+}
+
+pub struct OperationRow {
+    pub o: crate::model::Operation,
+    pub when: String,
+    pub stuck: Option<String>,
 }
 
 pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<String>, WebError> {
@@ -139,22 +144,19 @@ pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<Strin
     } else {
         None
     };
-    let may = |ability: &str| me.may(&server.organization_id, ability);
-    let api_path = format!("/api/v1/servers/{id}");
-    let sections = super::items::sections(&session, &api_path, super::items::SERVER_KINDS, may).await?;
+    let (operations, _) =
+        session.api.get(&format!("/api/v1/servers/{id}/logs?per_page=10")).await?.page::<crate::model::Operation>()?;
+    let now = slipway_core::time::now();
+    let operations = operations
+        .into_iter()
+        .map(|o| OperationRow { when: crate::view::when(&o.created_at), stuck: o.stuck(now), o })
+        .collect();
+    let place = super::items::Place::server(&id);
+    let sections = super::items::sections(&session, &me, &place, Some(&server.organization_id)).await?;
     let can_update = me.may(&server.organization_id, "server:update");
     let can_add_site = me.may(&server.organization_id, "site:create");
     let layout = Layout::new(format!("Server {}", server.name), "servers", &me, &session);
-    render(&ServerPage {
-        layout,
-        server,
-        sites,
-        authorization,
-        can_update,
-        can_add_site,
-        sections,
-        item_base: format!("/servers/{id}"),
-    })
+    render(&ServerPage { layout, server, sites, authorization, can_update, can_add_site, sections, operations })
 }
 
 /// Starts an operation on the server and shows its live log.

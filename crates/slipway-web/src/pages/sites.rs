@@ -119,8 +119,6 @@ struct SitePage {
     env: Vec<EnvVar>,
     revealed: bool,
     sections: Vec<super::items::Section>,
-    /// Where this page's item forms are (the site's page).
-    item_base: String,
     can_deploy: bool,
     can_update: bool,
     /// Messages of a refused form on this page (environment variables, scheduling).
@@ -149,8 +147,8 @@ async fn site_page(
     let env_path = format!("{base}/environment-variables{}", if reveal { "?reveal=true" } else { "" });
     // Revealing needs `site:update`: the API says no to anyone else, and so does this page.
     let env: Vec<EnvVar> = session.api.get(&env_path).await?.data()?;
-    let may = |ability: &str| me.may(&server.organization_id, ability);
-    let sections = super::items::sections(session, &base, super::items::SITE_KINDS, may).await?;
+    let place = super::items::Place::site(server_id, site_id);
+    let sections = super::items::sections(session, &me, &place, Some(&server.organization_id)).await?;
     let layout = Layout::new(site.domain.clone(), "sites", &me, session);
     render(&SitePage {
         can_deploy: me.may(&server.organization_id, "site:deploy"),
@@ -163,7 +161,6 @@ async fn site_page(
         env,
         revealed: reveal,
         sections,
-        item_base: format!("/servers/{server_id}/sites/{site_id}"),
         errors,
     })
 }

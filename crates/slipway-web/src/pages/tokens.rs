@@ -2,24 +2,19 @@
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::Method;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use slipway_api::AppState;
 use slipway_core::ability::Ability;
 
+use super::once::Secret;
 use crate::api::Web;
 use crate::error::WebError;
 use crate::model::Token;
-use crate::session::{Session, cookie, set_cookie};
+use crate::session::Session;
 use crate::view::{FieldErrors, Layout, Me, Membership, render, when_opt};
-
-/// Carries a new token's secret, sealed, from the creating POST to the page that shows it once,
-/// so reloading that page (or going back) never shows it again and never creates another.
-const NEW_SECRET_COOKIE: &str = "slipway_new_token";
-const NEW_SECRET_CONTEXT: &str = "dashboard:new-token";
 
 pub struct AbilityGroup {
     pub resource: &'static str,
@@ -141,11 +136,9 @@ pub async fn create(
 fn show_once(state: &AppState, web: &Web, session: &Session, reply: crate::api::Reply) -> Result<Response, WebError> {
     let reply = reply.success()?;
     let plain = reply.body.pointer("/data/plain_text_token").and_then(Value::as_str).unwrap_or_default();
-    let sealed = state.secrets.seal(&format!("{NEW_SECRET_CONTEXT}:{}", session.token_id), plain.as_bytes());
-    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
-    let mut response = Redirect::to("/tokens/created").into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(web, NEW_SECRET_COOKIE, &value, Some(120)));
-    Ok(response)
+    let secret =
+        Secret { what: "the token".into(), value: plain.into(), back: "/tokens".into(), section: "tokens".into() };
+    Ok(super::once::redirect(state, web, session, "/tokens/created", &secret))
 }
 
 /// A new secret for a token (the old one stops working), shown once.
@@ -157,31 +150,6 @@ pub async fn rotate(
 ) -> Result<Response, WebError> {
     let reply = session.api.post(&format!("/api/v1/tokens/{}/rotate", crate::api::encode(&id)), json!({})).await?;
     show_once(&state, &web, &session, reply)
-}
-
-#[derive(Template)]
-#[template(path = "token_created.html")]
-struct CreatedPage {
-    layout: Layout,
-    secret: Option<String>,
-}
-
-/// Shows a new token's secret, once: the cookie carrying it is removed by this answer.
-pub async fn created(
-    State(state): State<AppState>,
-    axum::Extension(web): axum::Extension<Web>,
-    headers: HeaderMap,
-    session: Session,
-) -> Result<Response, WebError> {
-    let me = Me::load(&session).await?;
-    let secret = cookie(&headers, NEW_SECRET_COOKIE)
-        .and_then(|v| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok())
-        .and_then(|sealed| state.secrets.open(&format!("{NEW_SECRET_CONTEXT}:{}", session.token_id), &sealed).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let page = CreatedPage { layout: Layout::new("New access token", "tokens", &me, &session), secret };
-    let mut response = render(&page)?.into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&web, NEW_SECRET_COOKIE, "", Some(0)));
-    Ok(response)
 }
 
 pub async fn revoke(session: Session, Path(id): Path<String>) -> Result<Response, WebError> {
