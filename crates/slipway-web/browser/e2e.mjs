@@ -383,6 +383,8 @@ async function run() {
   await press(page, "Test: On the server");
   await page.locator(".notice").first().waitFor();
   assert((await text(page, ".notice")) === "It worked.", `the storage test: ${await page.locator("main").textContent()}`);
+  assert((await text(page, "h1")) === "Test: On the server", "the result names the storage");
+  assert((await page.locator("dd:text-is('write: passed')").count()) === 1, "each step of the test is listed");
   await check(page, "backup-storage-test");
   await visit(page, "/integrations");
   await press(page, "Add a notification channel", "link");

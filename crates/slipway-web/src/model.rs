@@ -161,6 +161,14 @@ impl Operation {
         matches!(self.status.as_str(), "queued" | "running")
     }
 
+    /// Why this operation of a server looks stuck at `now`, if it does. `others` are that
+    /// server's other recent operations: one queued behind another that is running (and not
+    /// stuck itself) is waiting its turn, since a server runs one operation at a time.
+    pub fn stuck_among(&self, others: &[Operation], now: DateTime<Utc>) -> Option<String> {
+        let busy = others.iter().any(|o| o.id != self.id && o.status == "running" && o.stuck(now).is_none());
+        if self.status == "queued" && busy { None } else { self.stuck(now) }
+    }
+
     /// Why this operation looks stuck at `now`, if it does.
     pub fn stuck(&self, now: DateTime<Utc>) -> Option<String> {
         let minutes = |since: DateTime<Utc>| (now - since).num_minutes();
@@ -276,6 +284,12 @@ mod tests {
         assert_eq!(retry.stuck(now), None);
         assert_eq!(operation("running", ago(100), Some(ago(59))).stuck(now), None);
         assert_eq!(operation("running", ago(100), Some(ago(61))).stuck(now).as_deref(), Some("running for 61 minutes"));
+        // Queued behind a running one, it waits its turn; behind a stuck one, it is stuck too.
+        let queued = operation("queued", ago(25), None);
+        let running = Operation { id: "01K".into(), ..operation("running", ago(30), Some(ago(20))) };
+        assert_eq!(queued.stuck_among(&[running, operation("succeeded", ago(90), None)], now), None);
+        let hung = Operation { id: "01K".into(), ..operation("running", ago(300), Some(ago(200))) };
+        assert!(queued.stuck_among(&[hung], now).is_some());
         // Finished ones are history, however long they took.
         assert_eq!(operation("succeeded", ago(500), Some(ago(400))).stuck(now), None);
         assert_eq!(operation("failed", ago(500), None).stuck(now), None);

@@ -82,6 +82,33 @@ impl Dashboard {
     }
 }
 
+impl Dashboard {
+    /// An API call with a `*` token of `user_id`: its status and JSON.
+    async fn api(
+        &self,
+        user_id: &str,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let (row, plain) = slipway_store::testing::personal_token(user_id, &["*"]);
+        self.state.store.insert_token(&row).await.unwrap();
+        let mut request =
+            Request::builder().method(method).uri(path).header("authorization", format!("Bearer {}", plain.expose()));
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self.router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+}
+
 /// A browser: a cookie jar over the dashboard.
 struct Browser<'a> {
     app: &'a Dashboard,
@@ -718,6 +745,23 @@ async fn items_are_added_and_deleted_from_their_pages_with_the_apis_rules() {
     assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.html);
     let after = owner.get(&server).await;
     assert!(!after.html.contains("<td>websockets</td>") || after.html.contains("status-removing"), "{}", after.html);
+    // A network rule keeps what its form shows when changed: a deny rule on a UDP range stays one.
+    let rules = format!("{server}/items/network-rules");
+    let rule = [
+        ("csrf", csrf.as_str()),
+        ("name", "no-games"),
+        ("port", "27000-27050"),
+        ("action", "deny"),
+        ("protocol", "udp"),
+    ];
+    assert_eq!(owner.post(&rules, &rule).await.status, StatusCode::SEE_OTHER);
+    let page = owner.get(&server).await;
+    let at = page.html.find("/edit\" aria-label=\"Change no-games\"").expect("a Change link");
+    let edit = format!("{}/edit", &page.html[..at].rsplit('"').next().unwrap());
+    let form = owner.get(&edit).await;
+    for prefilled in ["value=\"27000-27050\"", "<option value=\"deny\" selected>", "<option value=\"udp\" selected>"] {
+        assert!(form.html.contains(prefilled), "{prefilled}: {}", form.html);
+    }
     // A site's kinds have their own forms (a redirect), and kinds without one are refused.
     let redirect = owner.get(&format!("{site}/items/redirects/new")).await;
     assert_eq!(redirect.status, StatusCode::OK);
@@ -816,7 +860,7 @@ async fn a_database_its_users_and_backups_are_managed_from_its_own_page() {
 #[tokio::test]
 async fn integrations_are_added_changed_and_tested_and_their_secrets_never_shown_again() {
     let app = Dashboard::new(TestDatabase::sqlite().await, "http://slipway.test", |_| {}).await;
-    let (_, org) = app.user("owner@example.com").await;
+    let (owner_id, org) = app.user("owner@example.com").await;
     app.member(&org, "viewer@example.com", Role::Viewer).await;
     let mut owner = Browser::new(&app);
     owner.login("owner@example.com").await;
@@ -870,6 +914,31 @@ async fn integrations_are_added_changed_and_tested_and_their_secrets_never_shown
         page.html
     );
 
+    // Sending a test fails here (the host does not exist), and says so without the URL, which
+    // is a credential (reqwest's error names it).
+    let tested = owner.post(&format!("{item}/do/test"), &[("csrf", &csrf)]).await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.html);
+    assert!(
+        tested.html.contains("It did not work") && tested.html.contains("Send a test: Night shift"),
+        "{}",
+        tested.html
+    );
+    assert!(!tested.html.contains("planted-path"), "{}", tested.html);
+
+    // What the form does not show is kept when it is saved: a channel limited to one server
+    // stays limited to it.
+    let server_id = app.site(&org).await.split('/').nth(2).unwrap().to_string();
+    let channel_api = format!("/api/v1/notification-channels/{}", item.rsplit('/').next().unwrap());
+    let body = serde_json::json!({"name": "Night shift", "kind": "webhook", "server_ids": [server_id]});
+    let (status, changed) = app.api(&owner_id, Method::PUT, &channel_api, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    let fields = [("csrf", csrf.as_str()), ("name", "Night owls"), ("kind", "webhook"), ("events", "*")];
+    assert_eq!(owner.post(item, &fields).await.status, StatusCode::SEE_OTHER);
+    let (_, channel) = app.api(&owner_id, Method::GET, &channel_api, None).await;
+    assert_eq!(channel["data"]["name"], "Night owls");
+    assert_eq!(channel["data"]["server_ids"], serde_json::json!([server_id]), "{channel}");
+    assert_eq!(channel["data"]["url_host"], "hooks.example.com");
+
     // A new signing secret, shown once too.
     let rotated = owner.post(&format!("{item}/do/rotate-secret"), &[("csrf", &csrf)]).await;
     assert_eq!(rotated.location(), "/shown-once");
@@ -887,8 +956,8 @@ async fn integrations_are_added_changed_and_tested_and_their_secrets_never_shown
     let mut viewer = Browser::new(&app);
     viewer.login("viewer@example.com").await;
     let seen = viewer.get("/integrations").await;
-    assert!(seen.html.contains(">Night shift</td>"));
-    for button in ["Add a notification channel", "Change Night shift", "Delete Night shift", "Send a test"] {
+    assert!(seen.html.contains(">Night owls</td>"));
+    for button in ["Add a notification channel", "Change Night owls", "Delete Night owls", "Send a test"] {
         assert!(!seen.html.contains(button), "{button}");
     }
     let forced = viewer.post(item, &[("csrf", &seen.csrf()), ("name", "mine")]).await;

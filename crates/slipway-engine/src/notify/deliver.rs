@@ -333,7 +333,9 @@ async fn post(
             Outcome { status: Some(code), error: Some(error), retryable, response, duration_ms }
         }
         Err(e) => {
-            let text = error_chain(&e);
+            // Without the URL: a Slack or Discord webhook URL is a credential, and this text is
+            // kept in the delivery log and shown to whoever tests the channel.
+            let text = error_chain(&e.without_url());
             // A name that resolves to a refused address is not worth retrying.
             let retryable = !text.contains("not a public address");
             Outcome { status: None, error: Some(text), retryable, response: None, duration_ms: elapsed(started) }

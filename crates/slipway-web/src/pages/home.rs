@@ -55,8 +55,9 @@ pub async fn show(session: Session) -> Result<Html<String>, WebError> {
         if !reply.is_success() {
             continue;
         }
-        for operation in reply.page::<Operation>()?.0 {
-            if let Some(problem) = operation.stuck(now) {
+        let operations = reply.page::<Operation>()?.0;
+        for operation in &operations {
+            if let Some(problem) = operation.stuck_among(&operations, now) {
                 items.push(Item {
                     what: format!("Operation {} on {}", operation.kind, server.name),
                     link: format!("/operations/{}?server={}", operation.id, server.id),

@@ -196,7 +196,7 @@ fn row(me: &Me, place: &Place, kind: &Kind, item: &Value, organization: Option<&
     let actions = kind
         .actions
         .iter()
-        .filter(|a| may(a.ability))
+        .filter(|a| may(a.ability) && (a.applies)(item))
         .map(|a| RowAction { label: a.label, url: format!("{}/do/{}", place.item_page(kind, &id), a.path) })
         .collect();
     Row {
@@ -284,7 +284,7 @@ async fn form_page(
         };
         fields.push(FormField { field, widget, value, checked, options, error: errors.of(field.name) });
     }
-    let shown: Vec<&str> = fields.iter().filter(|f| f.widget != "fixed").map(|f| f.field.name).collect();
+    let shown: Vec<&str> = fields.iter().map(|f| f.field.name).collect();
     let (title, action, submit) = match purpose {
         Purpose::Add => (format!("Add {}", kind.one), format!("{}/items/{}", place.page, kind.path), "Add"),
         Purpose::Edit(id) => (format!("Change {}", kind.one), place.item_page(kind, id), "Save"),
@@ -335,8 +335,9 @@ async fn options(
 }
 
 /// The API's JSON for a submitted form: text as given (trimmed; empty optional fields left
-/// out, so the API's default applies or, on an edit, the stored value stays), numbers parsed,
-/// lists split, checkboxes as below; or the fields that are not numbers.
+/// out, so the API's default applies, or on an edit, for a secret, the stored one stays),
+/// numbers parsed, lists split, checkboxes as `Input::Flag` says; or the fields that are not
+/// numbers.
 fn body_of(kind: &Kind, values: &[(String, String)]) -> Result<Value, FieldErrors> {
     let mut body = serde_json::Map::new();
     let mut errors = vec![];
@@ -389,8 +390,7 @@ fn values_of(kind: &Kind, item: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// After a change: the secret the API answered once, else the operation it started, else the
-/// place's page.
+/// After a change: the page showing the secret the API answered once, or the place's page.
 fn after(
     state: &AppState,
     web: &Web,
@@ -474,7 +474,8 @@ pub async fn edit_form(
         return Err(not_found());
     }
     let id = param(&params, "item")?;
-    let item: Value = session.api.get(&place.item_api(kind, id)).await?.data()?;
+    let mut item: Value = session.api.get(&place.item_api(kind, id)).await?.data()?;
+    (kind.tidy)(&mut item);
     let me = Me::load(&session).await?;
     form_page(&session, &me, &place, kind, Purpose::Edit(id), &values_of(kind, &item), FieldErrors::default()).await
 }
@@ -493,13 +494,21 @@ pub async fn update(
     }
     let id = param(&params, "item")?;
     let purpose = Purpose::Edit(id);
-    let body = match body_of(kind, &values) {
+    let mut body = match body_of(kind, &values) {
         Ok(body) => body,
         Err(errors) => {
             let me = Me::load(&session).await?;
             return Ok(form_page(&session, &me, &place, kind, purpose, &values, errors).await?.into_response());
         }
     };
+    if !kind.kept.is_empty() {
+        let current: Value = session.api.get(&place.item_api(kind, id)).await?.data()?;
+        for name in kind.kept {
+            if let Some(value) = current.get(*name).filter(|v| !v.is_null()) {
+                body[*name] = value.clone();
+            }
+        }
+    }
     let reply = session.api.send(Method::PUT, &place.item_api(kind, id), Some(body)).await?;
     match refused_or(&session, &place, kind, purpose, &values, reply).await? {
         Ok(reply) => {
@@ -551,8 +560,13 @@ pub async fn act(
     let kind = place.kind(param(&params, "kind")?)?;
     let name = param(&params, "action")?;
     let action = kind.actions.iter().find(|a| a.path == name).ok_or_else(not_found)?;
-    let path = format!("{}/{}", place.item_api(kind, param(&params, "item")?), action.path);
-    let reply = session.api.post(&path, serde_json::json!({})).await?.success()?;
+    let item_path = place.item_api(kind, param(&params, "item")?);
+    let item: Value = session.api.get(&item_path).await?.data()?;
+    if !(action.applies)(&item) {
+        return Err(not_found());
+    }
+    let path = format!("{item_path}/{}", action.path);
+    let reply = session.api.post(&path, (action.body)(&item)).await?.success()?;
     let data = reply.body.get("data").cloned().unwrap_or(Value::Null);
     if kind.shown_once.is_some_and(|(field, _)| data.get(field).is_some_and(|v| v.is_string())) {
         return Ok(after(&state, &web, &session, &place, kind, (kind.label)(&data), &reply));
@@ -565,7 +579,7 @@ pub async fn act(
     let failed = data.get("ok") == Some(&Value::Bool(false)) || data.get("error").is_some_and(|e| !e.is_null());
     let me = Me::load(&session).await?;
     let page = ResultPage {
-        layout: Layout::new(format!("{}: {}", action.label, kind.title), place.section, &me, &session),
+        layout: Layout::new(format!("{}: {}", action.label, (kind.label)(&item)), place.section, &me, &session),
         back: place.page.clone(),
         ok: !failed,
         facts: facts(&data),
@@ -573,23 +587,35 @@ pub async fn act(
     Ok(render(&page)?.into_response())
 }
 
-/// An answer's fields as label and text; a list of steps becomes one line each.
+/// The fields of a test's answer that say how it went, as label and text; a list of steps
+/// becomes one line each. Only these: an answer is shown in full nowhere, so that a field
+/// added to it later cannot put a secret on a page.
+const OUTCOME_FIELDS: &[&str] = &["ok", "status", "error", "response", "duration_ms", "steps"];
+
 fn facts(data: &Value) -> Vec<(String, String)> {
     let Some(object) = data.as_object() else { return vec![] };
     let mut facts = vec![];
-    for (key, value) in object {
+    for (key, value) in object.iter().filter(|(k, _)| OUTCOME_FIELDS.contains(&k.as_str())) {
         match value {
             Value::Array(steps) => {
                 for step in steps {
+                    // A step is `{name or step, outcome, error}`: its name first, then the rest.
                     let line = match step.as_object() {
-                        Some(o) => o
-                            .values()
-                            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-                            .collect::<Vec<_>>()
-                            .join(" · "),
+                        Some(o) => {
+                            let mut parts: Vec<(bool, String)> = o
+                                .iter()
+                                .filter(|(_, v)| !v.is_null())
+                                .map(|(k, v)| {
+                                    let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                                    (k != "name" && k != "step", text)
+                                })
+                                .collect();
+                            parts.sort_by_key(|(later, _)| *later);
+                            parts.into_iter().map(|(_, text)| text).collect::<Vec<_>>().join(": ")
+                        }
                         None => step.to_string(),
                     };
-                    facts.push((key.clone(), line));
+                    facts.push((key.trim_end_matches('s').to_string(), line));
                 }
             }
             Value::Null => {}

@@ -15,7 +15,8 @@ pub enum Input {
     Multiline,
     /// Values separated by commas or new lines: a JSON array.
     List,
-    /// A checkbox: `true` or `false`, always sent; the value is its default on a new form.
+    /// A checkbox, its default on a new form: sent when checked, or unchecked where the
+    /// default is `true` (a flag that does not apply to an item is refused even when false).
     Flag(bool),
     Choice(Choices),
 }
@@ -87,13 +88,23 @@ const fn once(field: Field) -> Field {
 
 const ORGANIZATION: Field = once(choice("organization_id", "Organization", Choices::Organizations, false));
 
-/// Something done to one item: `POST {item}/{path}` with an empty body.
-#[derive(Debug)]
+/// Something done to one item: `POST {item}/{path}`.
 pub struct Action {
     pub path: &'static str,
     pub label: &'static str,
     /// The ability the API asks for (which decides whether the button shows).
     pub ability: &'static str,
+    /// Whether it applies to this item.
+    pub applies: fn(&Value) -> bool,
+    /// Its body, from the item as it is.
+    pub body: fn(&Value) -> Value,
+}
+
+const ACTION: Action =
+    Action { path: "", label: "", ability: "", applies: |_| true, body: |_| Value::Object(Default::default()) };
+
+const fn action(path: &'static str, label: &'static str, ability: &'static str) -> Action {
+    Action { path, label, ability, ..ACTION }
 }
 
 /// How an item is deleted.
@@ -125,6 +136,11 @@ pub struct Kind {
     pub editable: bool,
     pub removal: Removal,
     pub actions: &'static [Action],
+    /// Fields of the item the form does not show, carried as they are when it is changed (the
+    /// API's `PUT` replaces the whole item, so a field left out would go back to its default).
+    pub kept: &'static [&'static str],
+    /// Adjusts an item's values before they fill its edit form.
+    pub tidy: fn(&mut Value),
     /// Whether an item has a page of its own (a database, with its users and backups).
     pub opens: bool,
     /// A secret the API answers once when one is made or an action runs (`password`), and what
@@ -144,6 +160,8 @@ const KIND: Kind = Kind {
     editable: false,
     removal: Removal::Plain,
     actions: &[],
+    kept: &[],
+    tidy: |_| {},
     opens: false,
     shown_once: None,
 };
@@ -176,6 +194,7 @@ const SCHEDULE_FIELDS: &[Field] = &[
     number("keep_daily", "And one a day for", "days; default 0"),
     number("keep_weekly", "And one a week for", "weeks; default 0"),
     number("keep_monthly", "And one a month for", "months; default 0"),
+    flag("verify", "Verify each backup once stored (databases)", false),
 ];
 
 const BACKUP_SCHEDULES: Kind = Kind {
@@ -192,7 +211,7 @@ const BACKUP_SCHEDULES: Kind = Kind {
     one: "a backup schedule",
     fields: SCHEDULE_FIELDS,
     editable: true,
-    actions: &[Action { path: "run", label: "Back up now", ability: "backup:create" }],
+    actions: &[action("run", "Back up now", "backup:create")],
     ..KIND
 };
 
@@ -220,7 +239,9 @@ pub const SERVER_KINDS: &[Kind] = &[
         one: "a network rule",
         fields: &[
             text("name", "Name", true, ""),
-            number("port", "Port", "1 to 65535"),
+            text("port", "Port", true, "1 to 65535, or a range: 8000-8100"),
+            choice("action", "Action", Choices::Fixed(&[("allow", "Allow"), ("deny", "Deny")]), true),
+            choice("protocol", "Protocol", Choices::Fixed(&[("tcp", "TCP"), ("udp", "UDP")]), true),
             text("from", "From", false, "an address or CIDR range; empty for anywhere"),
         ],
         editable: true,
@@ -240,7 +261,8 @@ pub const SERVER_KINDS: &[Kind] = &[
             number("processes", "Processes", "default 1"),
         ],
         editable: true,
-        actions: &[Action { path: "restart", label: "Restart", ability: "daemon:update" }],
+        actions: &[action("restart", "Restart", "daemon:update")],
+        kept: &["start_seconds", "stop_wait_seconds", "stop_signal"],
         ..KIND
     },
     Kind {
@@ -256,6 +278,7 @@ pub const SERVER_KINDS: &[Kind] = &[
             text("user", "User", false, "default the deploy user"),
         ],
         editable: true,
+        kept: &["site_id"],
         ..KIND
     },
     Kind {
@@ -290,7 +313,17 @@ pub const SITE_KINDS: &[Kind] = &[
             text("command", "Command", false, "for non-Laravel sites: what runs the worker"),
         ],
         editable: true,
-        actions: &[Action { path: "restart", label: "Restart", ability: "queue-worker:update" }],
+        actions: &[action("restart", "Restart", "queue-worker:update")],
+        kept: &["timeout", "sleep", "tries", "max_jobs", "max_time", "memory"],
+        // A Laravel worker's command is made from its queue settings, which the API refuses
+        // alongside a command of the user's.
+        tidy: |v| {
+            if !field(v, "queue").is_empty()
+                && let Some(o) = v.as_object_mut()
+            {
+                o.remove("command");
+            }
+        },
         ..KIND
     },
     Kind {
@@ -303,7 +336,8 @@ pub const SITE_KINDS: &[Kind] = &[
         fields: &[
             text("from", "From", true, "a path on this site: /old or /blog/*"),
             text("to", "To", true, "a path or a URL: /new or https://blog.example.com/*"),
-            number("type", "Status", "301 (default) or 302"),
+            number("type", "Status", "301 (default), 302, 307 or 308"),
+            flag("preserve_query", "Keep the query string", true),
         ],
         editable: true,
         ..KIND
@@ -337,7 +371,11 @@ pub const SITE_KINDS: &[Kind] = &[
             flag("https_redirect", "Redirect HTTP to HTTPS", true),
             flag("hsts", "Send Strict-Transport-Security", false),
         ],
-        actions: &[Action { path: "activate", label: "Serve", ability: "certificate:update" }],
+        // Served again as it was set: its redirect to HTTPS and HSTS as they are.
+        actions: &[Action {
+            body: |v| serde_json::json!({"https_redirect": v.get("https_redirect"), "hsts": v.get("hsts")}),
+            ..action("activate", "Serve", "certificate:update")
+        }],
         ..KIND
     },
     BACKUP_SCHEDULES,
@@ -372,7 +410,7 @@ pub const DATABASE_KINDS: &[Kind] = &[
             list("hosts", "Hosts", "MySQL: where it may connect from; default this server only"),
             choice("site_id", "Site", Choices::Api("/api/v1/servers/{server}/sites", "domain"), false),
         ],
-        actions: &[Action { path: "rotate-password", label: "New password", ability: "database:update" }],
+        actions: &[action("rotate-password", "New password", "database:update")],
         shown_once: Some(("password", "the password")),
         ..KIND
     },
@@ -437,9 +475,14 @@ pub const INTEGRATION_KINDS: &[Kind] = &[
         ],
         editable: true,
         actions: &[
-            Action { path: "test", label: "Send a test", ability: "notification:update" },
-            Action { path: "rotate-secret", label: "New signing secret", ability: "notification:update" },
+            action("test", "Send a test", "notification:update"),
+            // Only webhooks are signed.
+            Action {
+                applies: |v| field(v, "kind") == "webhook",
+                ..action("rotate-secret", "New signing secret", "notification:update")
+            },
         ],
+        kept: &["server_ids", "site_ids"],
         shown_once: Some(("signing_secret", "the signing secret")),
         ..KIND
     },
@@ -472,7 +515,7 @@ pub const INTEGRATION_KINDS: &[Kind] = &[
             ORGANIZATION,
         ],
         editable: true,
-        actions: &[Action { path: "test", label: "Test", ability: "backup:update" }],
+        actions: &[action("test", "Test", "backup:update")],
         ..KIND
     },
     Kind {

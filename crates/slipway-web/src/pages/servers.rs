@@ -147,9 +147,11 @@ pub async fn show(session: Session, Path(id): Path<String>) -> Result<Html<Strin
     let (operations, _) =
         session.api.get(&format!("/api/v1/servers/{id}/logs?per_page=10")).await?.page::<crate::model::Operation>()?;
     let now = slipway_core::time::now();
+    let stuck: Vec<Option<String>> = operations.iter().map(|o| o.stuck_among(&operations, now)).collect();
     let operations = operations
         .into_iter()
-        .map(|o| OperationRow { when: crate::view::when(&o.created_at), stuck: o.stuck(now), o })
+        .zip(stuck)
+        .map(|(o, stuck)| OperationRow { when: crate::view::when(&o.created_at), stuck, o })
         .collect();
     let place = super::items::Place::server(&id);
     let sections = super::items::sections(&session, &me, &place, Some(&server.organization_id)).await?;
