@@ -33,34 +33,22 @@ pub struct Place {
 }
 
 impl Place {
+    /// On a server, or below it (`/sites/{site}`): the API path is the page's under `/api/v1`.
+    fn on_server(server: &str, below: String, kinds: &'static [Kind], section: &'static str) -> Place {
+        let page = format!("/servers/{server}{below}");
+        Place { api: format!("/api/v1{page}"), page, kinds, server: Some(server.into()), section }
+    }
+
     pub fn server(server: &str) -> Place {
-        Place {
-            api: format!("/api/v1/servers/{server}"),
-            page: format!("/servers/{server}"),
-            kinds: SERVER_KINDS,
-            server: Some(server.into()),
-            section: "servers",
-        }
+        Place::on_server(server, String::new(), SERVER_KINDS, "servers")
     }
 
     pub fn site(server: &str, site: &str) -> Place {
-        Place {
-            api: format!("/api/v1/servers/{server}/sites/{site}"),
-            page: format!("/servers/{server}/sites/{site}"),
-            kinds: SITE_KINDS,
-            server: Some(server.into()),
-            section: "sites",
-        }
+        Place::on_server(server, format!("/sites/{site}"), SITE_KINDS, "sites")
     }
 
     pub fn database(server: &str, database: &str) -> Place {
-        Place {
-            api: format!("/api/v1/servers/{server}/databases/{database}"),
-            page: format!("/servers/{server}/databases/{database}"),
-            kinds: DATABASE_KINDS,
-            server: Some(server.into()),
-            section: "servers",
-        }
+        Place::on_server(server, format!("/databases/{database}"), DATABASE_KINDS, "servers")
     }
 
     pub fn integrations() -> Place {
