@@ -7,6 +7,7 @@
 //! (with registered secrets masked), and a cancellation signal it must honour (it fires when a
 //! user cancels, or when the worker loses the lease and someone else may now run the job).
 
+mod clock;
 pub mod retention;
 mod worker;
 

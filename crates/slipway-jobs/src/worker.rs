@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use slipway_core::time::{Timestamp, now};
+use slipway_core::time::Timestamp;
 use slipway_store::{Heartbeat, Job, JobEnd, Store};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::clock::DatabaseClock;
 use crate::{JobContext, JobError, LogBuffer, Registry};
 
 /// Jobs one worker runs at once unless configured otherwise. Jobs spend most of their time
@@ -32,6 +33,9 @@ pub struct WorkerConfig {
     pub log_flush: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How far this process's clock is off. Always zero in production: tests set it to play a
+    /// replica with a wrong clock, which must still time leases by the database's clock.
+    pub simulated_clock_error: chrono::TimeDelta,
 }
 
 impl Default for WorkerConfig {
@@ -45,20 +49,21 @@ impl Default for WorkerConfig {
             log_flush: Duration::from_millis(500),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(600),
+            simulated_clock_error: chrono::TimeDelta::zero(),
         }
     }
 }
 
 impl WorkerConfig {
-    /// When attempt `attempts + 1` may start: base × 2^(attempts − 1), capped.
-    pub fn retry_at(&self, attempts: i64) -> Timestamp {
+    /// How long after `from` attempt `attempts + 1` may start: base × 2^(attempts − 1), capped.
+    pub fn retry_at(&self, attempts: i64, from: Timestamp) -> Timestamp {
         let exp = u32::try_from((attempts - 1).clamp(0, 20)).unwrap_or(20);
         let delay = self.backoff_base.saturating_mul(2u32.saturating_pow(exp)).min(self.backoff_max);
-        now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(600))
+        from + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(600))
     }
 
-    fn lease_until(&self) -> Timestamp {
-        now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60))
+    fn lease_until(&self, from: Timestamp) -> Timestamp {
+        from + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60))
     }
 }
 
@@ -67,6 +72,8 @@ pub struct Worker {
     store: Arc<dyn Store>,
     registry: Registry,
     config: WorkerConfig,
+    /// Every time a worker compares or records (leases, due times, retries) is the database's.
+    clock: Arc<DatabaseClock>,
     wakeup: Arc<tokio::sync::Notify>,
     on_failure: Option<Arc<dyn FailureHook>>,
 }
@@ -86,7 +93,8 @@ pub trait FailureHook: Send + Sync + 'static {
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, registry: Registry, config: WorkerConfig) -> Self {
-        Self { store, registry, config, wakeup: Arc::new(tokio::sync::Notify::new()), on_failure: None }
+        let clock = Arc::new(DatabaseClock::new(config.simulated_clock_error));
+        Self { store, registry, config, clock, wakeup: Arc::new(tokio::sync::Notify::new()), on_failure: None }
     }
 
     /// Tells `hook` of every job that ends `failed`.
@@ -126,7 +134,8 @@ impl Worker {
             while !*shutdown.borrow()
                 && let Ok(slot) = slots.clone().try_acquire_owned()
             {
-                match self.store.claim_job(&self.config.worker_id, now(), self.config.lease_until()).await {
+                let at = self.clock.now();
+                match self.store.claim_job(&self.config.worker_id, at, self.config.lease_until(at)).await {
                     Ok(Some(job)) => {
                         let span =
                             tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);
@@ -153,9 +162,12 @@ impl Worker {
     }
 
     async fn reap(&self) {
-        let config = self.config.clone();
-        let retry_at = move |attempts: i64| config.retry_at(attempts);
-        match self.store.reap_jobs(now(), &retry_at).await {
+        if let Err(e) = self.clock.sync(self.store.as_ref()).await {
+            tracing::warn!(error = %e, "could not read the database's clock; using the last offset measured");
+        }
+        let (config, at) = (self.config.clone(), self.clock.now());
+        let retry_at = move |attempts: i64| config.retry_at(attempts, at);
+        match self.store.reap_jobs(at, &retry_at).await {
             Ok(reaped) => {
                 for id in &reaped.requeued {
                     tracing::warn!(job.id = %id, "job's worker stopped renewing its lease; queued again");
@@ -223,7 +235,7 @@ impl Worker {
                 _ = flush.tick() => log.flush(self.store.as_ref(), &job.id, !lease_lost).await,
                 _ = heartbeat.tick(), if !lease_lost => {
                     let renewing_from = tokio::time::Instant::now();
-                    match self.store.heartbeat_job(&job.id, &self.config.worker_id, self.config.lease_until()).await {
+                    match self.store.heartbeat_job(&job.id, &self.config.worker_id, self.config.lease_until(self.clock.now())).await {
                         Ok(Heartbeat::Held) => lease_holds_until = renewing_from + self.config.lease.saturating_sub(margin),
                         Ok(Heartbeat::CancelRequested) => {
                             lease_holds_until = renewing_from + self.config.lease.saturating_sub(margin);
@@ -260,7 +272,7 @@ impl Worker {
             Ok(Ok(())) => JobEnd::Succeeded,
             Ok(Err(_)) if shut_down && !cancel_requested => {
                 if job.idempotent && job.attempts < job.max_attempts {
-                    JobEnd::Retry { run_at: now(), reason: "interrupted by shutdown; retrying".into() }
+                    JobEnd::Retry { run_at: self.clock.now(), reason: "interrupted by shutdown; retrying".into() }
                 } else {
                     JobEnd::Failed { reason: "interrupted by shutdown".into(), exit_code: None }
                 }
@@ -270,7 +282,7 @@ impl Worker {
             // Reasons are shown to users: the same masking as the log.
             Ok(Err(JobError::Failed { reason, exit_code })) => JobEnd::Failed { reason: log.mask(reason), exit_code },
             Ok(Err(JobError::Retryable { reason })) if job.idempotent && job.attempts < job.max_attempts => {
-                JobEnd::Retry { run_at: self.config.retry_at(job.attempts), reason: log.mask(reason) }
+                JobEnd::Retry { run_at: self.config.retry_at(job.attempts, self.clock.now()), reason: log.mask(reason) }
             }
             Ok(Err(JobError::Retryable { reason })) => JobEnd::Failed { reason: log.mask(reason), exit_code: None },
             Err(join) => {
@@ -293,7 +305,7 @@ impl Worker {
     }
 
     async fn finish(&self, job: &Job, end: JobEnd) {
-        match self.store.finish_job(&job.id, &self.config.worker_id, &end, now()).await {
+        match self.store.finish_job(&job.id, &self.config.worker_id, &end, self.clock.now()).await {
             Ok(true) => {
                 tracing::info!(job.id = %job.id, outcome = ?end, "job ended");
                 if let (JobEnd::Failed { reason, .. }, Some(hook)) = (&end, &self.on_failure) {

@@ -54,6 +54,10 @@ impl JobHandler for Echo {
             Some("fail") => Err(JobError::Failed { reason: "apt-get exited with 100".into(), exit_code: Some(100) }),
             Some("flaky") if ctx.attempt < 3 => Err(JobError::Retryable { reason: "connection reset".into() }),
             Some("panic") => panic!("boom"),
+            Some("slow") => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(())
+            }
             Some("leak") => Err(JobError::failed("login with hunter2-password was refused")),
             Some("wait") => {
                 ctx.cancelled().await;
@@ -74,13 +78,31 @@ fn fast_config(id: &str) -> WorkerConfig {
         log_flush: Duration::from_millis(20),
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(50),
+        simulated_clock_error: chrono::TimeDelta::zero(),
     }
 }
 
 fn start(store: Arc<dyn Store>, record: Arc<Record>, id: &str) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    start_with(store, record, fast_config(id))
+}
+
+fn start_with(
+    store: Arc<dyn Store>,
+    record: Arc<Record>,
+    config: WorkerConfig,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (stop, rx) = watch::channel(false);
-    let worker = Worker::new(store, Registry::new().register("test.echo", Echo(record)), fast_config(id));
+    let worker = Worker::new(store, Registry::new().register("test.echo", Echo(record)), config);
     (stop, tokio::spawn(worker.run(rx)))
+}
+
+/// Polls until the job is running, with a deadline.
+async fn running(store: &dyn Store, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.job(id).await.unwrap().unwrap().status != "running" {
+        assert!(Instant::now() < deadline, "job {id} never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Polls until the job reaches a final status, with a deadline.
@@ -382,4 +404,54 @@ async fn pruning_runs_on_schedule_through_the_worker_on_sqlite() {
 #[tokio::test]
 async fn pruning_runs_on_schedule_through_the_worker_on_postgres() {
     pruning_on_schedule(TestDatabase::postgres().await).await;
+}
+
+/// Replicas whose clocks are wrong by minutes still agree on leases and due times, because
+/// they time jobs by the database's clock: a replica ahead does not take over a job whose
+/// lease is live, and a replica behind starts due work and holds a lease the others respect.
+async fn clocks(db: TestDatabase) {
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let skewed = |id: &str, minutes: i64| WorkerConfig {
+        simulated_clock_error: chrono::TimeDelta::minutes(minutes),
+        ..fast_config(id)
+    };
+
+    // An honest replica holds a job; one ten minutes ahead starts beside it.
+    let first = enqueue(store.as_ref(), spec("slow", "c1")).await.unwrap();
+    let (stop_honest, honest) = start(store.clone(), record.clone(), "honest");
+    running(store.as_ref(), &first).await;
+    let (stop_ahead, ahead) = start_with(db.connect().await, record.clone(), skewed("ahead", 10));
+    let job = finished(store.as_ref(), &first).await;
+    assert_eq!((job.status.as_str(), job.lease_owner.as_deref()), ("succeeded", None), "{job:?}");
+    assert_eq!(job.attempts, 1, "the replica ahead did not take the job over");
+    for (stop, worker) in [(stop_honest, honest), (stop_ahead, ahead)] {
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+    }
+
+    // A replica ten minutes behind, alone: the job is due for it too, and once it holds it, a
+    // replica ahead leaves it alone.
+    let second = enqueue(store.as_ref(), spec("slow", "c2")).await.unwrap();
+    let (stop_behind, behind) = start_with(store.clone(), record.clone(), skewed("behind", -10));
+    running(store.as_ref(), &second).await;
+    let (stop_ahead, ahead) = start_with(db.connect().await, record.clone(), skewed("ahead", 10));
+    let job = finished(store.as_ref(), &second).await;
+    assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 1), "{job:?}");
+    let runs = record.runs.lock().unwrap().clone();
+    assert_eq!((runs.get(&first), runs.get(&second)), (Some(&1), Some(&1)), "each job ran once");
+    for (stop, worker) in [(stop_behind, behind), (stop_ahead, ahead)] {
+        stop.send(true).unwrap();
+        worker.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn replicas_with_wrong_clocks_time_leases_by_the_database_on_sqlite() {
+    clocks(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn replicas_with_wrong_clocks_time_leases_by_the_database_on_postgres() {
+    clocks(TestDatabase::postgres().await).await;
 }

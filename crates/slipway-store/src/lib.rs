@@ -289,6 +289,9 @@ pub trait JobStore: Send + Sync {
     async fn job(&self, id: &str) -> StoreResult<Option<Job>>;
     /// Jobs about one resource (e.g. `server:<id>`), newest first.
     async fn jobs_for_resource(&self, resource_key: &str, page: PageRequest) -> StoreResult<(Vec<Job>, u64)>;
+    /// The database's own clock. Replicas time leases by it (see `slipway-jobs`'s clock), so a
+    /// replica whose clock is wrong cannot take over a job whose lease is still live.
+    async fn database_time(&self) -> StoreResult<Timestamp>;
     /// Claims the next due job whose resource has no running job, with a lease until
     /// `lease_until`, in one committed statement; `None` when there is nothing to do (or another
     /// worker won the race).

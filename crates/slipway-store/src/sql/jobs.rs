@@ -40,7 +40,7 @@ macro_rules! job_log_line_fields {
 job_log_line_fields!(exact_fields!(JobLogLine));
 
 macro_rules! impl_job_store {
-    ($db:ty, $claim_lock:literal) => {
+    ($db:ty, $claim_lock:literal, $clock:literal) => {
         #[async_trait]
         impl JobStore for SqlStore<$db> {
             async fn enqueue_job(&self, j: &NewJob) -> StoreResult<()> {
@@ -65,6 +65,10 @@ macro_rules! impl_job_store {
                 .bind(resource_key).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
+            }
+
+            async fn database_time(&self) -> StoreResult<Timestamp> {
+                sqlx::query_scalar($clock).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
             async fn claim_job(&self, worker: &str, at: Timestamp, lease_until: Timestamp) -> StoreResult<Option<Job>> {
@@ -228,5 +232,7 @@ macro_rules! impl_job_store {
 
 // SQLite runs one writer at a time, so its single-statement claim is atomic as it is; on
 // PostgreSQL, SKIP LOCKED lets concurrent workers pass over a row another worker is claiming.
-impl_job_store!(Sqlite, "");
-impl_job_store!(Postgres, " FOR UPDATE SKIP LOCKED");
+// The clock: `clock_timestamp()` is the time of the call (`now()` would be the transaction's
+// start); SQLite's 'now' is the host's clock, in milliseconds, as RFC 3339 text.
+impl_job_store!(Sqlite, "", "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')");
+impl_job_store!(Postgres, " FOR UPDATE SKIP LOCKED", "SELECT clock_timestamp()");
