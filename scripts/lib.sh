@@ -34,3 +34,35 @@ stop_slipway() {
     SLIPWAY_PID=""
   fi
 }
+
+# setup_owner WORKDIR URL: completes the first-run setup of the server started by start_slipway
+# in WORKDIR (through the setup code it printed) and prints its owner's API token.
+setup_owner() {
+  local code
+  code=$(sed -n 's/.*\/setup?code=\([A-Za-z0-9]*\).*/\1/p' "$1/stdout")
+  curl -fsS -X POST "$2/api/v1/setup" -H 'content-type: application/json' \
+    -d "{\"code\":\"$code\",\"email\":\"bench@example.com\",\"name\":\"Bench\",\"password\":\"bench-password-123\",\"organization\":\"Bench\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["token"]["plain_text_token"])'
+}
+
+# wrk_load URL PATH [WRK ARGS…]: runs wrk against URL PATH (threads, connections and seconds
+# from $threads, $connections and $seconds) and prints "requests_per_second p50_ms p99_ms errors",
+# errors being non-2xx answers and socket errors.
+wrk_load() {
+  local out url=$1 path=$2
+  shift 2
+  out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$@" "$url$path")
+  echo "$out" | awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v
+    }
+    /Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ { errors += $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, errors + 0 }'
+}

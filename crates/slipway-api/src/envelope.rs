@@ -37,7 +37,8 @@ impl<T: Serialize> IntoResponse for Accepted<T> {
 #[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
 pub struct PageLinks {
     pub first: String,
-    pub last: String,
+    /// `null` when the total is not known (the list goes on past the counting horizon).
+    pub last: Option<String>,
     pub next: Option<String>,
     pub prev: Option<String>,
 }
@@ -58,11 +59,14 @@ pub struct PageMetaSchema {
     current_page: u32,
     /// Position of the first item on this page (1-based); null for an empty page.
     from: Option<u64>,
-    last_page: u32,
+    /// Null when `total` is.
+    last_page: Option<u32>,
     per_page: u32,
     /// Position of the last item on this page; null for an empty page.
     to: Option<u64>,
-    total: u64,
+    /// The number of items, counted up to 10,000 past this page; null when there are more
+    /// (follow `links.next`).
+    total: Option<u64>,
 }
 
 impl<T: Serialize> IntoResponse for Paginated<T> {
@@ -81,12 +85,13 @@ pub struct PageCursor {
 }
 
 impl PageCursor {
-    pub fn page<T>(&self, items: Vec<T>, total: u64) -> Paginated<T> {
-        let meta = PageMeta::new(self.request, items.len(), total);
+    /// `counted`: the matching items, counted up to `request.count_limit()` or all of them.
+    pub fn page<T>(&self, items: Vec<T>, counted: u64) -> Paginated<T> {
+        let meta = PageMeta::new(self.request, items.len(), counted);
         let link = |n: u32| format!("{}page={n}", self.link_base);
         let links = PageLinks {
             first: link(1),
-            last: link(meta.last_page),
+            last: meta.last_page.map(link),
             next: meta.next_page().map(link),
             prev: meta.prev_page().map(link),
         };
@@ -109,11 +114,15 @@ mod tests {
             page.links,
             PageLinks {
                 first: "https://cp.example/api/v1/servers?page=1".into(),
-                last: "https://cp.example/api/v1/servers?page=3".into(),
+                last: Some("https://cp.example/api/v1/servers?page=3".into()),
                 next: Some("https://cp.example/api/v1/servers?page=3".into()),
                 prev: Some("https://cp.example/api/v1/servers?page=1".into()),
             }
         );
         assert_eq!((page.meta.from, page.meta.to), (Some(16), Some(30)));
+        // Counted past the horizon: no last page, and a next one.
+        let page = cursor.page(vec![0; 15], u64::try_from(cursor.request.count_limit()).unwrap());
+        assert_eq!((page.links.last, page.meta.total), (None, None));
+        assert_eq!(page.links.next.as_deref(), Some("https://cp.example/api/v1/servers?page=3"));
     }
 }

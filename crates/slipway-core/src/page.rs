@@ -1,6 +1,11 @@
 //! Pagination rules: `?page=` (default 1) and `?per_page=` (default 15, at most 100). A value
 //! out of range is an error, never silently clamped, so a client learns at once that it asked
 //! for something it will not get.
+//!
+//! Totals are counted only so far past the page asked for ([`COUNT_HORIZON`]): counting a
+//! million audit events on every request would make the first page of a long list as slow as
+//! reading the whole list. Within the horizon `total` and `last_page` are exact; past it they
+//! are unknown (`null`), and `next` still leads on.
 
 use serde::Serialize;
 
@@ -10,6 +15,8 @@ pub const DEFAULT_PER_PAGE: u32 = 15;
 pub const MAX_PER_PAGE: u32 = 100;
 /// Far beyond any real listing; keeps `offset` arithmetic well inside `i64`.
 pub const MAX_PAGE: u32 = 1_000_000;
+/// How many items past the end of the page asked for a list's total is counted.
+pub const COUNT_HORIZON: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
@@ -40,6 +47,13 @@ impl PageRequest {
     pub fn offset(&self) -> i64 {
         i64::from(self.page - 1) * i64::from(self.per_page)
     }
+
+    /// How many matching rows a store counts for this page at most: the items before and on
+    /// the page, the horizon, and one more, which tells a total that was cut short from one
+    /// that ended exactly at the horizon.
+    pub fn count_limit(&self) -> i64 {
+        self.offset() + self.limit() + COUNT_HORIZON + 1
+    }
 }
 
 fn parse_bounded(errors: &mut FieldErrors, field: &str, raw: Option<&str>, default: u32, min: u32, max: u32) -> u32 {
@@ -59,36 +73,34 @@ pub struct PageMeta {
     pub current_page: u32,
     /// Position of the first item on this page (1-based), `null` when the page is empty.
     pub from: Option<u64>,
-    pub last_page: u32,
+    /// `null` when the total is not known (see the module's notes).
+    pub last_page: Option<u32>,
     pub per_page: u32,
     /// Position of the last item on this page, `null` when the page is empty.
     pub to: Option<u64>,
-    pub total: u64,
+    /// `null` when the list goes on past the counting horizon.
+    pub total: Option<u64>,
 }
 
 impl PageMeta {
-    pub fn new(request: PageRequest, items_on_page: usize, total: u64) -> Self {
+    /// `counted`: the matching rows, counted up to `request.count_limit()` (or all of them).
+    pub fn new(request: PageRequest, items_on_page: usize, counted: u64) -> Self {
         let per_page = u64::from(request.per_page);
-        let last_page = total.div_ceil(per_page).max(1);
+        let total = (counted < u64::try_from(request.count_limit()).unwrap_or(u64::MAX)).then_some(counted);
+        let last_page = total.map(|total| u32::try_from(total.div_ceil(per_page).max(1)).unwrap_or(u32::MAX));
         let first = u64::from(request.page - 1) * per_page + 1;
         let (from, to) =
             if items_on_page == 0 { (None, None) } else { (Some(first), Some(first + items_on_page as u64 - 1)) };
-        Self {
-            current_page: request.page,
-            from,
-            last_page: u32::try_from(last_page).unwrap_or(u32::MAX),
-            per_page: request.per_page,
-            to,
-            total,
-        }
+        Self { current_page: request.page, from, last_page, per_page: request.per_page, to, total }
     }
 
+    /// Past the horizon there are more items than this page reaches, so there is a next page.
     pub fn next_page(&self) -> Option<u32> {
-        (self.current_page < self.last_page).then(|| self.current_page + 1)
+        self.last_page.is_none_or(|last| self.current_page < last).then(|| self.current_page + 1)
     }
 
     pub fn prev_page(&self) -> Option<u32> {
-        (self.current_page > 1).then(|| (self.current_page - 1).min(self.last_page))
+        (self.current_page > 1).then(|| (self.current_page - 1).min(self.last_page.unwrap_or(u32::MAX)))
     }
 }
 
@@ -120,7 +132,10 @@ mod tests {
     fn meta_matches_the_reference_example() {
         // 42 items, 15 per page: pages of 15, 15, 12.
         let m = PageMeta::new(PageRequest { page: 1, per_page: 15 }, 15, 42);
-        assert_eq!((m.from, m.to, m.last_page, m.next_page(), m.prev_page()), (Some(1), Some(15), 3, Some(2), None));
+        assert_eq!(
+            (m.from, m.to, m.last_page, m.next_page(), m.prev_page()),
+            (Some(1), Some(15), Some(3), Some(2), None)
+        );
         let m = PageMeta::new(PageRequest { page: 3, per_page: 15 }, 12, 42);
         assert_eq!((m.from, m.to, m.next_page(), m.prev_page()), (Some(31), Some(42), None, Some(2)));
     }
@@ -128,8 +143,22 @@ mod tests {
     #[test]
     fn empty_lists_and_pages_past_the_end() {
         let m = PageMeta::new(PageRequest::default(), 0, 0);
-        assert_eq!((m.from, m.to, m.last_page, m.next_page(), m.prev_page()), (None, None, 1, None, None));
+        assert_eq!((m.from, m.to, m.last_page, m.next_page(), m.prev_page()), (None, None, Some(1), None, None));
         let m = PageMeta::new(PageRequest { page: 9, per_page: 15 }, 0, 20);
-        assert_eq!((m.from, m.to, m.last_page, m.next_page(), m.prev_page()), (None, None, 2, None, Some(2)));
+        assert_eq!((m.from, m.to, m.last_page, m.next_page(), m.prev_page()), (None, None, Some(2), None, Some(2)));
+    }
+
+    #[test]
+    fn totals_are_exact_up_to_the_horizon_and_unknown_past_it() {
+        let page = PageRequest { page: 2, per_page: 15 };
+        assert_eq!(page.count_limit(), 30 + COUNT_HORIZON + 1);
+        // A list that ends exactly at the horizon is still counted whole.
+        let at_horizon = u64::try_from(30 + COUNT_HORIZON).unwrap();
+        let m = PageMeta::new(page, 15, at_horizon);
+        assert_eq!((m.total, m.last_page, m.next_page()), (Some(at_horizon), Some(669), Some(3)));
+        // One more and the count was cut short: the total is unknown, the next page is there.
+        let m = PageMeta::new(page, 15, at_horizon + 1);
+        assert_eq!((m.total, m.last_page, m.from, m.to), (None, None, Some(16), Some(30)));
+        assert_eq!((m.next_page(), m.prev_page()), (Some(3), Some(1)));
     }
 }

@@ -356,6 +356,56 @@ mod cases {
         assert!(store.prune(&rule, 100).await.unwrap() >= 3);
     }
 
+    /// A list's total is counted only so far past the page asked for: a long list's first page
+    /// does not read the whole list, while a page near its end still gets the exact total.
+    pub async fn list_totals_are_counted_up_to_the_horizon(db: &TestDatabase) {
+        let store = db.store().await;
+        let many = usize::try_from(slipway_core::COUNT_HORIZON).unwrap() + 20;
+        let mut ids: Vec<String> = (0..many).map(|_| slipway_core::new_id()).collect();
+        for batch in ids.chunks(50) {
+            let mut inserts = tokio::task::JoinSet::new();
+            for id in batch {
+                let (store, id) = (store.clone(), id.clone());
+                inserts.spawn(async move {
+                    let event = AuditEvent {
+                        id,
+                        occurred_at: now(),
+                        actor_user_id: Some("u1".into()),
+                        token_id: None,
+                        organization_id: Some("o1".into()),
+                        action: "site.deploy".into(),
+                        method: None,
+                        route: None,
+                        resource_id: None,
+                        status: Some(202),
+                        outcome: "success".into(),
+                        client_ip: None,
+                        user_agent: None,
+                        request_id: None,
+                        detail: None,
+                    };
+                    store.insert_audit_event(&event).await.unwrap();
+                });
+            }
+            while inserts.join_next().await.is_some() {}
+        }
+        let visible = AuditFilter { organization_ids: vec!["o1".into()], ..Default::default() };
+        let first = PageRequest { page: 1, per_page: 15 };
+        let (rows, counted) = store.audit_events(&visible, first).await.unwrap();
+        assert_eq!(rows.len(), 15);
+        assert_eq!(counted, u64::try_from(first.count_limit()).unwrap(), "counting stopped at the page's limit");
+        let meta = slipway_core::PageMeta::new(first, rows.len(), counted);
+        assert_eq!((meta.total, meta.last_page, meta.next_page()), (None, None, Some(2)));
+        // Near the end the horizon covers the rest: the total is exact.
+        let last = PageRequest { page: 668, per_page: 15 };
+        let (rows, counted) = store.audit_events(&visible, last).await.unwrap();
+        assert_eq!((rows.len(), counted), (15, u64::try_from(many).unwrap()));
+        ids.sort();
+        assert_eq!(rows.last().unwrap().id, ids[0], "the oldest event ends the list");
+        let meta = slipway_core::PageMeta::new(last, rows.len(), counted);
+        assert_eq!((meta.total, meta.last_page, meta.next_page()), (Some(10_020), Some(668), None));
+    }
+
     pub async fn audit_events_filter_by_visibility_and_fields(db: &TestDatabase) {
         let store = db.store().await;
         let event = |actor: &str, org: Option<&str>, action: &str| AuditEvent {
@@ -1703,6 +1753,7 @@ conformance!(
     rate_limit_windows_count_and_expire,
     idempotency_keys_replay_mismatch_and_expire,
     audit_events_filter_by_visibility_and_fields,
+    list_totals_are_counted_up_to_the_horizon,
     hot_reads_see_every_write_at_once,
     jobs_are_claimed_in_order_one_per_resource,
     concurrent_workers_claim_each_job_exactly_once,

@@ -82,13 +82,14 @@ impl Reply {
             .map_err(|e| WebError::Internal(format!("unexpected API answer: {e}")))
     }
 
-    /// A list answer's items and whether there are more pages.
-    pub fn page<T: DeserializeOwned>(self) -> Result<(Vec<T>, Option<u64>), WebError> {
+    /// A list answer's items and whether there are more pages (its `links.next`: a long list's
+    /// total may be unknown, its next page never is).
+    pub fn page<T: DeserializeOwned>(self) -> Result<(Vec<T>, bool), WebError> {
         let reply = self.success()?;
-        let total = reply.body.pointer("/meta/total").and_then(Value::as_u64);
+        let more = reply.body.pointer("/links/next").is_some_and(Value::is_string);
         let items = serde_json::from_value(reply.body.get("data").cloned().unwrap_or(Value::Null))
             .map_err(|e| WebError::Internal(format!("unexpected API answer: {e}")))?;
-        Ok((items, total))
+        Ok((items, more))
     }
 
     /// This answer when it is a success; otherwise the error it stands for.

@@ -147,8 +147,3 @@ impl PageQuery {
         self.page.unwrap_or(1).max(1)
     }
 }
-
-/// Whether a list has pages after `page`.
-pub fn more_after(page: u32, per_page: u32, total: Option<u64>) -> bool {
-    total.is_some_and(|t| t > u64::from(page) * u64::from(per_page))
-}

@@ -38,8 +38,9 @@ macro_rules! impl_audit_store {
                 filter: &AuditFilter,
                 page: PageRequest,
             ) -> StoreResult<(Vec<AuditEvent>, u64)> {
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM audit_events WHERE ");
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE ");
                 push_audit_filter(&mut count, filter);
+                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
                 let total: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!(

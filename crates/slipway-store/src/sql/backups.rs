@@ -157,9 +157,10 @@ macro_rules! impl_backup_store {
                 if organization_ids.is_empty() {
                     return Ok((Vec::new(), 0));
                 }
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM backups WHERE organization_id IN (");
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM backups WHERE organization_id IN (");
                 push_id_list!(count, organization_ids);
                 push_filter(&mut count, filter);
+                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
                 let total: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!(

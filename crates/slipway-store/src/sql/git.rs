@@ -162,8 +162,10 @@ macro_rules! impl_git_store {
                 ))
                 .bind(site_id).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE site_id = $1")
-                    .bind(site_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries WHERE site_id = $1 LIMIT $2) AS counted",
+                )
+                .bind(site_id).bind(page.count_limit()).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }
         }

@@ -57,8 +57,9 @@ macro_rules! impl_job_store {
             }
 
             async fn jobs_for_resource(&self, resource_key: &str, page: PageRequest) -> StoreResult<(Vec<Job>, u64)> {
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE resource_key = $1")
-                    .bind(resource_key).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE resource_key = $1 LIMIT $2) AS counted")
+                        .bind(resource_key).bind(page.count_limit()).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let rows = sqlx::query_as(concat!(
                     "SELECT ", job_fields!(columns!()), " FROM jobs WHERE resource_key = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
                 ))

@@ -87,9 +87,10 @@ macro_rules! impl_notification_store {
                 if organization_ids.is_empty() {
                     return Ok((Vec::new(), 0));
                 }
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM events WHERE organization_id IN (");
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE organization_id IN (");
                 push_id_list!(count, organization_ids);
                 push_filter(&mut count, filter);
+                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
                 let total: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!(
@@ -222,8 +223,11 @@ macro_rules! impl_notification_store {
                 page: PageRequest,
             ) -> StoreResult<(Vec<NotificationDelivery>, u64)> {
                 let total: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM notification_deliveries WHERE channel_id = $1")
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM notification_deliveries WHERE channel_id = $1 LIMIT $2) AS counted",
+                    )
                         .bind(channel_id)
+                        .bind(page.count_limit())
                         .fetch_one(&self.pool)
                         .await
                         .map_err(StoreError::from_sqlx)?;

@@ -67,8 +67,9 @@ macro_rules! impl_server_store {
                         push_id_list!(q, only);
                     }
                 };
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM servers WHERE ");
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM servers WHERE ");
                 filter(&mut count);
+                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE "));
                 filter(&mut select);

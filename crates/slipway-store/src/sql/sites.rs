@@ -88,8 +88,9 @@ macro_rules! impl_site_store {
                         push_id_list!(q, only);
                     }
                 };
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM sites WHERE ");
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM sites WHERE ");
                 filter(&mut count);
+                count.push(" LIMIT ").push_bind(page.map_or(i64::MAX, |p| p.count_limit())).push(") AS counted");
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
@@ -122,8 +123,9 @@ macro_rules! impl_site_store {
                         q.push(" AND deployment_status = ").push_bind(status.to_string());
                     }
                 };
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM sites WHERE ");
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM sites WHERE ");
                 filter(&mut count);
+                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
                 filter(&mut select);
@@ -205,8 +207,9 @@ macro_rules! impl_site_store {
                 ))
                 .bind(site_id).bind(page.limit()).bind(page.offset())
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE site_id = $1")
-                    .bind(site_id).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let total: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM deployments WHERE site_id = $1 LIMIT $2) AS counted")
+                        .bind(site_id).bind(page.count_limit()).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::error::WebError;
 use crate::model::{Server, Site};
 use crate::session::Session;
-use crate::view::{FieldErrors, Layout, Me, Membership, PageQuery, more_after, optional, render};
+use crate::view::{FieldErrors, Layout, Me, Membership, PageQuery, optional, render};
 
 #[derive(Template)]
 #[template(path = "servers.html")]
@@ -27,8 +27,7 @@ pub async fn list(session: Session, Query(q): Query<PageQuery>) -> Result<Html<S
     let me = Me::load(&session).await?;
     let page = q.number();
     let path = format!("/api/v1/servers?page={page}&per_page={PER_PAGE}");
-    let (servers, total) = session.api.get(&path).await?.page::<Server>()?;
-    let more = more_after(page, PER_PAGE, total);
+    let (servers, more) = session.api.get(&path).await?.page::<Server>()?;
     let can_add = me.organizations.iter().any(|o| me.may(&o.id, "server:create"));
     render(&ServersPage { layout: Layout::new("Servers", "servers", &me, &session), servers, page, more, can_add })
 }

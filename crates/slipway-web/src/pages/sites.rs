@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::error::WebError;
 use crate::model::{Deployment, Release, Server, Site};
 use crate::session::Session;
-use crate::view::{FieldErrors, Layout, Me, PageQuery, more_after, optional, render, when};
+use crate::view::{FieldErrors, Layout, Me, PageQuery, optional, render, when};
 
 #[derive(Template)]
 #[template(path = "sites.html")]
@@ -28,8 +28,7 @@ pub async fn list(session: Session, Query(q): Query<PageQuery>) -> Result<Html<S
     let me = Me::load(&session).await?;
     let page = q.number();
     let path = format!("/api/v1/sites?page={page}&per_page={PER_PAGE}");
-    let (sites, total) = session.api.get(&path).await?.page::<Site>()?;
-    let more = more_after(page, PER_PAGE, total);
+    let (sites, more) = session.api.get(&path).await?.page::<Site>()?;
     render(&SitesPage { layout: Layout::new("Sites", "sites", &me, &session), sites, page, more })
 }
 
