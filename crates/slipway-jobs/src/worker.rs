@@ -55,7 +55,7 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// How long after `from` attempt `attempts + 1` may start: base × 2^(attempts − 1), capped.
+    /// When attempt `attempts + 1` may start, counted from `from`: base × 2^(attempts − 1), capped.
     pub fn retry_at(&self, attempts: i64, from: Timestamp) -> Timestamp {
         let exp = u32::try_from((attempts - 1).clamp(0, 20)).unwrap_or(20);
         let delay = self.backoff_base.saturating_mul(2u32.saturating_pow(exp)).min(self.backoff_max);

@@ -28,6 +28,11 @@
 //! to `Store`'s supertraits and to [`prelude`], and a new file in `src/sql/` declared in
 //! `sql/mod.rs`. A table that grows with use also belongs in [`COUNTED_TABLES`], and probably
 //! in a [`PruneRule`].
+//!
+//! A list method takes a [`PageRequest`] and returns its page with the matching rows counted
+//! up to `page.count_limit()` (`SELECT COUNT(*) FROM (SELECT 1 … LIMIT n)`), not all of them, for
+//! any table that grows with use: the API turns a count that reached the limit into an unknown
+//! total, so a long list's first page stays as cheap as a short one's.
 
 mod cache;
 mod connect;
