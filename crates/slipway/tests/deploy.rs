@@ -553,8 +553,13 @@ async fn ten_deploys_and_three_rollbacks_under_load_fail_no_request() {
             }
         })
         .await;
-        println!("{domain}: {ok} requests succeeded, none failed, over {:?}", started.elapsed());
-        assert!(ok > 2000, "the load was too light to prove anything: {ok} requests");
+        let took = started.elapsed();
+        println!("{domain}: {ok} requests succeeded, none failed, over {took:?}");
+        // A rate, not a count: the load runs from before the first deploy to after the last, so
+        // faster deploys mean fewer requests, not lighter load (2,000 requests failed this on a
+        // run whose 13 deploys took 11 s at 168 requests a second).
+        let rate = ok as f64 / took.as_secs_f64();
+        assert!(rate >= 100.0, "the load was too light to prove anything: {ok} requests, {rate:.0} a second");
     }
 }
 
