@@ -3,7 +3,7 @@
 //! workers, one job at a time per resource, and masked secrets in logs.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,16 @@ struct Record {
     running_per_resource: Mutex<HashMap<String, usize>>,
     overlaps: AtomicUsize,
     abandoned: Mutex<Vec<String>>,
+    /// Jobs in `held` mode run until this turns true (or they are cancelled).
+    released: AtomicBool,
+    release: tokio::sync::Notify,
+}
+
+impl Record {
+    fn release_held_jobs(&self, released: bool) {
+        self.released.store(released, Ordering::SeqCst);
+        self.release.notify_waiters();
+    }
 }
 
 struct Echo(Arc<Record>);
@@ -54,10 +64,17 @@ impl JobHandler for Echo {
             Some("fail") => Err(JobError::Failed { reason: "apt-get exited with 100".into(), exit_code: Some(100) }),
             Some("flaky") if ctx.attempt < 3 => Err(JobError::Retryable { reason: "connection reset".into() }),
             Some("panic") => panic!("boom"),
-            Some("slow") => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Ok(())
-            }
+            Some("held") => loop {
+                // Registered before the flag is read, so a release in between is not missed.
+                let released = self.0.release.notified();
+                if self.0.released.load(Ordering::SeqCst) {
+                    break Ok(());
+                }
+                tokio::select! {
+                    () = released => {}
+                    () = ctx.cancelled() => break Err(JobError::Cancelled),
+                }
+            },
             Some("leak") => Err(JobError::failed("login with hunter2-password was refused")),
             Some("wait") => {
                 ctx.cancelled().await;
@@ -99,9 +116,13 @@ fn start_with(
 /// Polls until the job is running, with a deadline.
 async fn running(store: &dyn Store, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.job(id).await.unwrap().unwrap().status != "running" {
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        every.tick().await;
+        if store.job(id).await.unwrap().unwrap().status == "running" {
+            return;
+        }
         assert!(Instant::now() < deadline, "job {id} never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -416,12 +437,25 @@ async fn clocks(db: TestDatabase) {
         simulated_clock_error: chrono::TimeDelta::minutes(minutes),
         ..fast_config(id)
     };
+    // The replica holding the job has one slot, so a second job can only go to the replica
+    // ahead; that one reaps before every claim, so once it has run that job, it has had its
+    // chance to take the held job over. Then the held job is let go.
+    let holding = |id: &str, minutes: i64| WorkerConfig { concurrency: 1, ..skewed(id, minutes) };
+    let ahead_has_looked = |n: &str| {
+        let (store, n) = (store.clone(), n.to_string());
+        async move {
+            let marker = enqueue(store.as_ref(), spec("ok", &n)).await.unwrap();
+            assert_eq!(finished(store.as_ref(), &marker).await.status, "succeeded");
+        }
+    };
 
     // An honest replica holds a job; one ten minutes ahead starts beside it.
-    let first = enqueue(store.as_ref(), spec("slow", "c1")).await.unwrap();
-    let (stop_honest, honest) = start(store.clone(), record.clone(), "honest");
+    let first = enqueue(store.as_ref(), spec("held", "c1")).await.unwrap();
+    let (stop_honest, honest) = start_with(store.clone(), record.clone(), holding("honest", 0));
     running(store.as_ref(), &first).await;
     let (stop_ahead, ahead) = start_with(db.connect().await, record.clone(), skewed("ahead", 10));
+    ahead_has_looked("m1").await;
+    record.release_held_jobs(true);
     let job = finished(store.as_ref(), &first).await;
     assert_eq!((job.status.as_str(), job.lease_owner.as_deref()), ("succeeded", None), "{job:?}");
     assert_eq!(job.attempts, 1, "the replica ahead did not take the job over");
@@ -432,10 +466,13 @@ async fn clocks(db: TestDatabase) {
 
     // A replica ten minutes behind, alone: the job is due for it too, and once it holds it, a
     // replica ahead leaves it alone.
-    let second = enqueue(store.as_ref(), spec("slow", "c2")).await.unwrap();
-    let (stop_behind, behind) = start_with(store.clone(), record.clone(), skewed("behind", -10));
+    record.release_held_jobs(false);
+    let second = enqueue(store.as_ref(), spec("held", "c2")).await.unwrap();
+    let (stop_behind, behind) = start_with(store.clone(), record.clone(), holding("behind", -10));
     running(store.as_ref(), &second).await;
     let (stop_ahead, ahead) = start_with(db.connect().await, record.clone(), skewed("ahead", 10));
+    ahead_has_looked("m2").await;
+    record.release_held_jobs(true);
     let job = finished(store.as_ref(), &second).await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 1), "{job:?}");
     let runs = record.runs.lock().unwrap().clone();
