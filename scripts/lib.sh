@@ -35,6 +35,9 @@ stop_slipway() {
   fi
 }
 
+# rss_kib PID: the resident memory of process PID, in KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
 # setup_owner WORKDIR URL: completes the first-run setup of the server started by start_slipway
 # in WORKDIR (through the setup code it printed) and prints its owner's API token.
 setup_owner() {
