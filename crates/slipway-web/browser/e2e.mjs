@@ -407,10 +407,18 @@ async function run() {
 
   step("suspend and resume");
   await visit(page, siteUrl);
-  await press(page, "Suspend the site");
-  await page.getByRole("button", { name: "Resume the site", exact: true }).waitFor();
+  // Each change is work on the server: the dashboard follows it until nginx has it.
+  async function siteChange(button, what) {
+    await press(page, button);
+    await page.waitForURL("**/operations/**");
+    const status = await waitStatus(page, "#operation-status", ["succeeded", "failed"], 60);
+    assert(status === "succeeded", `${what}: ${status}: ${await page.locator("#operation-failure").textContent()}`);
+    await press(page, "Back to the site", "link");
+    await page.waitForURL(base + siteUrl);
+  }
+  await siteChange("Suspend the site", "suspending");
   assert((await page.content()).includes("status-suspended"), "the site shows as suspended");
-  await press(page, "Resume the site");
+  await siteChange("Resume the site", "resuming");
   await page.getByRole("button", { name: "Suspend the site", exact: true }).waitFor();
 
   step("a viewer sees no deploy button, and a forced deploy is refused");

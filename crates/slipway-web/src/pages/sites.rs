@@ -7,6 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api::encode;
 use crate::error::WebError;
 use crate::model::{Deployment, Release, Server, Site};
 use crate::session::Session;
@@ -231,10 +232,16 @@ pub async fn set_env(
     Ok(Redirect::to(&format!("/servers/{server}/sites/{site}#environment")).into_response())
 }
 
-/// Starts an action on the site that needs no input, then shows the site again.
+/// Starts an action on the site that needs no input. When it queued work on the server
+/// (suspending, resuming), shows that operation's live log, so the page never says "done"
+/// before nginx has the change; otherwise shows the site again.
 async fn site_action(session: Session, server: &str, site: &str, action: &str) -> Result<Response, WebError> {
     let path = format!("/api/v1/servers/{server}/sites/{site}/{action}");
-    session.api.post(&path, json!({})).await?.success()?;
+    let reply = session.api.post(&path, json!({})).await?.success()?;
+    if let Some(operation) = reply.body.pointer("/data/operation_id").and_then(Value::as_str) {
+        let to = format!("/operations/{}?server={}&site={}", encode(operation), encode(server), encode(site));
+        return Ok(Redirect::to(&to).into_response());
+    }
     Ok(Redirect::to(&format!("/servers/{server}/sites/{site}")).into_response())
 }
 
