@@ -217,6 +217,14 @@ impl NetnsHost {
             }
             None => String::new(),
         };
+        // A fresh server's root has a stock profile. This machine's (pyenv, cargo) takes about
+        // 100 ms to run, and sshd's bash runs it for every session, which would make every
+        // SSH step of every test look that much slower than on a real server.
+        let root_bashrc = dir.join("root-bashrc");
+        std::fs::write(&root_bashrc, "# A stock root profile: the test host's stands in for a fresh server's.\n")
+            .unwrap();
+        let plain_profile =
+            format!("if [ -f /root/.bashrc ]; then mount --bind {} /root/.bashrc; fi; ", root_bashrc.display());
         let mut wrappers = String::new();
         std::fs::create_dir_all(dir.join("real")).unwrap();
         for program in hangable {
@@ -247,7 +255,7 @@ impl NetnsHost {
             "set -e; mount --bind /run {machine_run}; mount -t tmpfs -o mode=755 tmpfs /run; \
              for s in mysqld postgresql; do if [ -d {machine_run}/$s ]; then mkdir -p /run/$s; \
              mount --bind {machine_run}/$s /run/$s; fi; done; umount {machine_run}; \
-             mkdir -p /run/sshd /run/lock; {fake_release}{wrappers}\
+             mkdir -p /run/sshd /run/lock; {fake_release}{plain_profile}{wrappers}\
              for d in /usr/sbin /sbin /usr/bin /bin; do for n in reboot shutdown poweroff halt systemctl init telinit; do \
              [ -e \"$d/$n\" ] && mount --bind {stand_in} \"$d/$n\"; done; done; \
              exec /usr/sbin/sshd -D -f {config}",
