@@ -187,3 +187,19 @@ fn has_query_params(op: &Operation) -> bool {
     use utoipa::openapi::path::ParameterIn;
     op.parameters.iter().flatten().any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)))
 }
+
+/// The finished document as the JSON it is served as, made once.
+#[derive(Debug, Clone)]
+pub struct Document(axum::body::Bytes);
+
+impl Document {
+    pub fn of(api: &utoipa::openapi::OpenApi) -> Self {
+        Document(serde_json::to_vec(api).expect("the OpenAPI document serialises").into())
+    }
+}
+
+impl axum::response::IntoResponse for Document {
+    fn into_response(self) -> axum::response::Response {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
