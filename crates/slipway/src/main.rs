@@ -7,6 +7,7 @@ mod config;
 mod doc_commands;
 mod keys;
 mod logging;
+mod memory;
 mod serve;
 #[cfg(test)]
 mod wire_schemas;

@@ -91,6 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // And each backup schedule's next run (a Slipway that was down runs a missed one at once).
     slipway_engine::backup_schedules::queue_all(store.as_ref()).await.context("cannot queue the backup schedules")?;
 
+    crate::memory::release_free_heap();
     tracing::info!(addr = %local, backend = store.backend().as_str(), version = env!("CARGO_PKG_VERSION"), "listening");
     // One plain line on stdout, for people and for scripts that start Slipway on port 0.
     #[allow(clippy::print_stdout)]
