@@ -297,6 +297,7 @@ pub async fn after_stored(engine: &Engine, ctx: &JobContext, backup: &Backup) ->
             crate::backup_restore::VerifyJob { backup_id: backup.id.clone() },
         )
         .resource(format!("database-backup:{}:{database_id}", schedule.server_id))
+        .on_server(&schedule.server_id)
         .organization(&schedule.organization_id);
         let job = slipway_jobs::enqueue(engine.store.as_ref(), job).await.map_err(store_error)?;
         ctx.log("info", format!("==> verification queued (operation {job})"));

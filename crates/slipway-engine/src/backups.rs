@@ -541,6 +541,7 @@ pub async fn start_application_backup(
     store.insert_backup(&backup).await?;
     let job = slipway_jobs::JobSpec::new(BACKUP_APPLICATION.name, BackupJob { backup_id: backup.id.clone() })
         .resource(format!("site:{}", site.id))
+        .on_server(&site.server_id)
         .organization(&site.organization_id)
         .with_id(backup.job_id.clone().unwrap_or_default());
     slipway_jobs::enqueue(store, job).await?;
@@ -565,6 +566,7 @@ pub async fn start_database_backup(
     store.insert_backup(&backup).await?;
     let job = slipway_jobs::JobSpec::new(BACKUP_DATABASE.name, BackupJob { backup_id: backup.id.clone() })
         .resource(job_resource(server, &database.id))
+        .on_server(&server.id)
         .organization(&server.organization_id)
         .with_id(backup.job_id.clone().unwrap_or_default());
     slipway_jobs::enqueue(store, job).await?;

@@ -48,12 +48,12 @@ pub struct JobKind {
 impl JobKind {
     /// A job of this kind about a server: one at a time per server (`server:<id>`).
     pub fn about_server(self, server: &Server, payload: impl serde::Serialize) -> JobSpec {
-        self.spec(payload, format!("server:{}", server.id), &server.organization_id)
+        self.spec(payload, format!("server:{}", server.id), &server.organization_id).on_server(&server.id)
     }
 
     /// A job of this kind about a site: one at a time per site (`site:<id>`).
     pub fn about_site(self, site: &Site, payload: impl serde::Serialize) -> JobSpec {
-        self.spec(payload, format!("site:{}", site.id), &site.organization_id)
+        self.spec(payload, format!("site:{}", site.id), &site.organization_id).on_server(&site.server_id)
     }
 
     fn spec(self, payload: impl serde::Serialize, lock: String, organization_id: &str) -> JobSpec {

@@ -20,7 +20,7 @@ use slipway_core::time::Timestamp;
 use slipway_store::{NewJob, Store, StoreError};
 use tokio::sync::watch;
 
-pub use worker::{DEFAULT_CONCURRENCY, FailureHook, Worker, WorkerConfig};
+pub use worker::{DEFAULT_CONCURRENCY, DEFAULT_PER_SERVER, FailureHook, Worker, WorkerConfig};
 
 /// How a job's handler can end other than by succeeding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +87,9 @@ pub struct JobSpec {
     pub organization_id: Option<String>,
     /// Jobs with the same key never run at the same time (e.g. `server:<id>`).
     pub resource_key: Option<String>,
+    /// The server the job works on: at most `WorkerConfig::per_server` of one server's jobs
+    /// run at once, so work for other servers always finds a slot.
+    pub server_key: Option<String>,
     /// Whether running it again after an interruption is safe.
     pub idempotent: bool,
     pub max_attempts: i64,
@@ -102,6 +105,7 @@ impl JobSpec {
             payload: serde_json::to_value(payload).expect("job payloads serialise"),
             organization_id: None,
             resource_key: None,
+            server_key: None,
             idempotent: false,
             max_attempts: 1,
             run_at: None,
@@ -117,6 +121,12 @@ impl JobSpec {
 
     pub fn resource(mut self, key: impl Into<String>) -> Self {
         self.resource_key = Some(key.into());
+        self
+    }
+
+    /// The job works on server `server_id` (see `server_key`).
+    pub fn on_server(mut self, server_id: &str) -> Self {
+        self.server_key = Some(format!("server:{server_id}"));
         self
     }
 
@@ -147,6 +157,7 @@ pub async fn enqueue(store: &dyn Store, spec: JobSpec) -> Result<String, StoreEr
         payload: spec.payload.to_string(),
         organization_id: spec.organization_id,
         resource_key: spec.resource_key,
+        server_key: spec.server_key,
         idempotent: spec.idempotent,
         max_attempts: spec.max_attempts,
         run_at: spec.run_at.unwrap_or_else(slipway_core::time::now),

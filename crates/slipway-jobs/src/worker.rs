@@ -18,11 +18,18 @@ use crate::{JobContext, JobError, LogBuffer, Registry};
 /// must not queue behind each other.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 
+/// Jobs of one server that run at once (across replicas) unless configured otherwise: a
+/// server with many sites deploying fills at most this many slots, and the others stay free
+/// for other servers' work.
+pub const DEFAULT_PER_SERVER: usize = 4;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Unique per process; recorded as the lease owner.
     pub worker_id: String,
     pub concurrency: usize,
+    /// At most this many jobs of one server run at once (see `JobSpec::on_server`).
+    pub per_server: usize,
     /// How long a claim lasts without a heartbeat. Much longer than `heartbeat`, so a slow
     /// database round trip never loses a healthy job.
     pub lease: Duration,
@@ -43,6 +50,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             worker_id: format!("worker-{}", slipway_core::new_id()),
             concurrency: DEFAULT_CONCURRENCY,
+            per_server: DEFAULT_PER_SERVER,
             lease: Duration::from_secs(60),
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_secs(1),
@@ -135,7 +143,9 @@ impl Worker {
                 && let Ok(slot) = slots.clone().try_acquire_owned()
             {
                 let at = self.clock.now();
-                match self.store.claim_job(&self.config.worker_id, at, self.config.lease_until(at)).await {
+                let per_server = i64::try_from(self.config.per_server.max(1)).unwrap_or(i64::MAX);
+                let lease_until = self.config.lease_until(at);
+                match self.store.claim_job_within(&self.config.worker_id, at, lease_until, per_server).await {
                     Ok(Some(job)) => {
                         let span =
                             tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempts);

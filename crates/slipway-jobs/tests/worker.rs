@@ -89,6 +89,7 @@ fn fast_config(id: &str) -> WorkerConfig {
     WorkerConfig {
         worker_id: id.into(),
         concurrency: 4,
+        per_server: 4,
         lease: Duration::from_secs(5),
         heartbeat: Duration::from_millis(50),
         poll: Duration::from_millis(20),
@@ -272,6 +273,39 @@ async fn two_replicas_run_each_job_once_and_one_per_resource_at_a_time() {
     stop2.send(true).unwrap();
     w1.await.unwrap();
     w2.await.unwrap();
+}
+
+/// Ten deploys queued for one server's ten sites, then one for another server: the other
+/// server's starts while the busy one's still run, and the busy one runs only its cap of two.
+#[tokio::test]
+async fn a_busy_server_never_takes_every_slot() {
+    let db = TestDatabase::sqlite().await;
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let config = WorkerConfig { concurrency: 4, per_server: 2, ..fast_config("w1") };
+    let busy: Vec<String> = {
+        let mut ids = Vec::new();
+        for site in 0..10 {
+            ids.push(enqueue(store.as_ref(), spec("held", &format!("a{site}")).on_server("a")).await.unwrap());
+        }
+        ids
+    };
+    let other = enqueue(store.as_ref(), spec("held", "b0").on_server("b")).await.unwrap();
+    let (stop, worker) = start_with(store.clone(), record.clone(), config);
+    running(store.as_ref(), &other).await;
+    let mut running_of_a = 0;
+    for id in &busy {
+        if store.job(id).await.unwrap().unwrap().status == "running" {
+            running_of_a += 1;
+        }
+    }
+    assert_eq!(running_of_a, 2, "server a runs at most two jobs at once, with two slots free");
+    record.release_held_jobs(true);
+    for id in busy.iter().chain([&other]) {
+        assert_eq!(finished(store.as_ref(), id).await.status, "succeeded");
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }
 
 #[tokio::test]

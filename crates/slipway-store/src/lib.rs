@@ -300,7 +300,19 @@ pub trait JobStore: Send + Sync {
     /// Claims the next due job whose resource has no running job, with a lease until
     /// `lease_until`, in one committed statement; `None` when there is nothing to do (or another
     /// worker won the race).
-    async fn claim_job(&self, worker: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<Job>>;
+    async fn claim_job(&self, worker: &str, now: Timestamp, lease_until: Timestamp) -> StoreResult<Option<Job>> {
+        self.claim_job_within(worker, now, lease_until, i64::MAX).await
+    }
+    /// The same, skipping jobs of a server that has `per_server` jobs running already, so one
+    /// busy server never takes every slot from the others. Two replicas claiming at the same
+    /// moment may each start one: the cap is for fairness, `resource_key` is the lock.
+    async fn claim_job_within(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        per_server: i64,
+    ) -> StoreResult<Option<Job>>;
     /// Renews the lease of a job this worker holds.
     async fn heartbeat_job(&self, id: &str, worker: &str, lease_until: Timestamp) -> StoreResult<Heartbeat>;
     /// Records how a job this worker holds ended; false when the lease was lost meanwhile.

@@ -156,6 +156,8 @@ pub struct Job {
     pub payload: String,
     pub organization_id: Option<String>,
     pub resource_key: Option<String>,
+    /// The server the job works on (`server:<id>`), which caps how many of its jobs run at once.
+    pub server_key: Option<String>,
     pub idempotent: bool,
     pub status: String,
     pub attempts: i64,
@@ -178,6 +180,7 @@ pub struct NewJob {
     pub payload: String,
     pub organization_id: Option<String>,
     pub resource_key: Option<String>,
+    pub server_key: Option<String>,
     pub idempotent: bool,
     pub max_attempts: i64,
     pub run_at: Timestamp,

@@ -526,6 +526,7 @@ mod cases {
             payload: "{}".into(),
             organization_id: None,
             resource_key: resource.map(Into::into),
+            server_key: None,
             idempotent,
             max_attempts: 3,
             run_at: now() - chrono::Duration::seconds(1),
@@ -554,6 +555,32 @@ mod cases {
         assert_eq!((done.status.as_str(), done.lease_owner), ("succeeded", None));
         assert!(done.finished_at.is_some() && done.started_at.is_some());
         assert_eq!(store.jobs_for_resource("server:a", PAGE).await.unwrap().1, 2);
+    }
+
+    pub async fn a_busy_server_leaves_slots_for_the_others(db: &TestDatabase) {
+        let store = db.store().await;
+        // Three sites of server a and one of server b, queued in that order.
+        let on =
+            |server: &str, site: &str| NewJob { server_key: Some(format!("server:{server}")), ..job(Some(site), true) };
+        let (a1, a2, a3, b1) = (on("a", "site:1"), on("a", "site:2"), on("a", "site:3"), on("b", "site:4"));
+        for j in [&a1, &a2, &a3, &b1] {
+            store.enqueue_job(j).await.unwrap();
+        }
+        let claim = |worker: &'static str| {
+            let store = store.clone();
+            async move { store.claim_job_within(worker, now(), lease(), 2).await.unwrap().map(|j| j.id) }
+        };
+        assert_eq!(claim("w1").await, Some(a1.id.clone()));
+        assert_eq!(claim("w2").await, Some(a2.id.clone()));
+        assert_eq!(claim("w1").await, Some(b1.id.clone()), "server a has two running: b's job goes first");
+        assert_eq!(claim("w2").await, None, "a's third waits for one of its two");
+        assert!(store.finish_job(&a1.id, "w1", &JobEnd::Succeeded, now()).await.unwrap());
+        assert_eq!(claim("w2").await, Some(a3.id.clone()));
+        // Without a cap (`claim_job`), only the resource lock holds a job back.
+        let a4 = on("a", "site:5");
+        store.enqueue_job(&a4).await.unwrap();
+        assert_eq!(store.claim_job("w3", now(), lease()).await.unwrap().map(|j| j.id), Some(a4.id.clone()));
+        assert_eq!(store.job(&a4.id).await.unwrap().unwrap().server_key.as_deref(), Some("server:a"));
     }
 
     pub async fn concurrent_workers_claim_each_job_exactly_once(db: &TestDatabase) {
@@ -1756,6 +1783,7 @@ conformance!(
     list_totals_are_counted_up_to_the_horizon,
     hot_reads_see_every_write_at_once,
     jobs_are_claimed_in_order_one_per_resource,
+    a_busy_server_leaves_slots_for_the_others,
     concurrent_workers_claim_each_job_exactly_once,
     heartbeats_carry_cancellation_and_lost_leases,
     the_reaper_retries_idempotent_jobs_and_fails_the_others,

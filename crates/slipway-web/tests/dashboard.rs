@@ -980,6 +980,7 @@ async fn a_stuck_operation_needs_attention_and_the_server_page_lists_its_operati
         payload: "{}".into(),
         organization_id: Some(org.clone()),
         resource_key: Some(format!("server:{server_id}")),
+        server_key: Some(format!("server:{server_id}")),
         idempotent: false,
         max_attempts: 1,
         run_at: hours_ago,

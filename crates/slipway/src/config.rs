@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// of their time is spent waiting on servers [default: 32]
     #[arg(long, env = "SLIPWAY_JOB_CONCURRENCY", value_name = "N")]
     pub job_concurrency: Option<usize>,
+    /// Jobs of one server that run at once across replicas, so a busy server never takes every
+    /// slot from the others [default: 4]
+    #[arg(long, env = "SLIPWAY_JOB_CONCURRENCY_PER_SERVER", value_name = "N")]
+    pub job_concurrency_per_server: Option<usize>,
     /// Seconds to wait for a server to accept an SSH connection and log in [default: 10]
     #[arg(long, env = "SLIPWAY_SSH_CONNECT_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub ssh_connect_timeout_seconds: Option<u64>,
@@ -204,6 +208,7 @@ struct FileConfig {
     job_worker: Option<bool>,
     job_lease_seconds: Option<u64>,
     job_concurrency: Option<usize>,
+    job_concurrency_per_server: Option<usize>,
     ssh_connect_timeout_seconds: Option<u64>,
     command_idle_seconds: Option<u64>,
     acme_directory: Option<String>,
@@ -270,6 +275,7 @@ pub struct Settings {
     pub job_worker: bool,
     pub job_lease_seconds: u64,
     pub job_concurrency: usize,
+    pub job_concurrency_per_server: usize,
     pub ssh_connect_timeout_seconds: u64,
     pub command_idle_seconds: u64,
     pub acme: slipway_engine::items::acme::AcmeSettings,
@@ -321,6 +327,13 @@ impl Settings {
             args.job_concurrency.or(file.job_concurrency).unwrap_or(slipway_jobs::DEFAULT_CONCURRENCY);
         if !(1..=1024).contains(&job_concurrency) {
             bail!("job_concurrency must be between 1 and 1024 (got {job_concurrency})");
+        }
+        let job_concurrency_per_server = args
+            .job_concurrency_per_server
+            .or(file.job_concurrency_per_server)
+            .unwrap_or(slipway_jobs::DEFAULT_PER_SERVER);
+        if !(1..=1024).contains(&job_concurrency_per_server) {
+            bail!("job_concurrency_per_server must be between 1 and 1024 (got {job_concurrency_per_server})");
         }
         let ssh_connect_timeout_seconds =
             args.ssh_connect_timeout_seconds.or(file.ssh_connect_timeout_seconds).unwrap_or(10);
@@ -478,6 +491,7 @@ impl Settings {
             job_worker: args.job_worker.or(file.job_worker).unwrap_or(true),
             job_lease_seconds,
             job_concurrency,
+            job_concurrency_per_server,
             ssh_connect_timeout_seconds,
             command_idle_seconds,
             rate_limits,
@@ -515,6 +529,7 @@ impl Settings {
             "job_worker": self.job_worker,
             "job_lease_seconds": self.job_lease_seconds,
             "job_concurrency": self.job_concurrency,
+            "job_concurrency_per_server": self.job_concurrency_per_server,
             "ssh_connect_timeout_seconds": self.ssh_connect_timeout_seconds,
             "command_idle_seconds": self.command_idle_seconds,
             "acme_directory": self.acme.directory,
@@ -629,6 +644,10 @@ mod tests {
             let args = ServerArgs { data_dir: Some(temp_dir()), job_concurrency: Some(bad), ..Default::default() };
             let err = Settings::resolve(&args, None).unwrap_err().to_string();
             assert!(err.contains("job_concurrency must be between 1 and 1024"), "{err}");
+            let args =
+                ServerArgs { data_dir: Some(temp_dir()), job_concurrency_per_server: Some(bad), ..Default::default() };
+            let err = Settings::resolve(&args, None).unwrap_err().to_string();
+            assert!(err.contains("job_concurrency_per_server must be between 1 and 1024"), "{err}");
         }
     }
 
@@ -637,11 +656,15 @@ mod tests {
         let dir = temp_dir();
         let args = ServerArgs { data_dir: Some(dir.clone()), ..Default::default() };
         let s = Settings::resolve(&args, None).unwrap();
-        assert_eq!((s.job_concurrency, s.process_check_interval), (32, Duration::from_secs(300)));
-        std::fs::write(dir.join(CONFIG_FILE_NAME), "job_concurrency = 64\nprocess_check_interval = \"1m\"\n").unwrap();
+        assert_eq!((s.job_concurrency, s.job_concurrency_per_server), (32, 4));
+        assert_eq!(s.process_check_interval, Duration::from_secs(300));
+        let file = "job_concurrency = 64\njob_concurrency_per_server = 8\nprocess_check_interval = \"1m\"\n";
+        std::fs::write(dir.join(CONFIG_FILE_NAME), file).unwrap();
         let s = Settings::resolve(&args, None).unwrap();
-        assert_eq!((s.job_concurrency, s.process_check_interval), (64, Duration::from_secs(60)));
+        assert_eq!((s.job_concurrency, s.job_concurrency_per_server), (64, 8));
+        assert_eq!(s.process_check_interval, Duration::from_secs(60));
         assert!(s.render_redacted().contains("job_concurrency = 64"));
+        assert!(s.render_redacted().contains("job_concurrency_per_server = 8"));
     }
 
     #[test]

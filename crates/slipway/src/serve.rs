@@ -108,6 +108,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let lease = Duration::from_secs(settings.job_lease_seconds);
     let worker_config = slipway_jobs::WorkerConfig {
         concurrency: settings.job_concurrency,
+        per_server: settings.job_concurrency_per_server,
         lease,
         // Six heartbeats per lease: a few slow database round trips never lose a healthy job.
         heartbeat: lease / 6,

@@ -559,6 +559,7 @@ pub async fn verify_backup(
     let server = server_of(&state, backup).await?;
     let spec = slipway_jobs::JobSpec::new(BACKUP_VERIFY.name, VerifyJob { backup_id: backup.id.clone() })
         .resource(job_resource(&server, backup.database_id.as_deref().unwrap_or_default()))
+        .on_server(&server.id)
         .organization(&server.organization_id);
     let job = enqueue(&state, spec).await?;
     audit.note(|n| {

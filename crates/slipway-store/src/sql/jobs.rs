@@ -13,7 +13,7 @@ use crate::{JobStore, StoreError, StoreResult};
 macro_rules! job_fields {
     ($m:ident!($($args:tt)*)) => {
         $m! { $($args)*;
-            id, kind, payload, organization_id, resource_key, idempotent, status, attempts, max_attempts, run_at,
+            id, kind, payload, organization_id, resource_key, server_key, idempotent, status, attempts, max_attempts, run_at,
             lease_owner, lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, exit_code,
             failure_reason
         }
@@ -25,7 +25,7 @@ job_fields!(exact_fields!(Job));
 /// `created_at` itself, and leaves the rest (lease, times, outcome) empty.
 macro_rules! new_job_fields {
     ($m:ident!($($args:tt)*)) => {
-        $m! { $($args)*; id, kind, payload, organization_id, resource_key, idempotent, max_attempts, run_at }
+        $m! { $($args)*; id, kind, payload, organization_id, resource_key, server_key, idempotent, max_attempts, run_at }
     };
 }
 new_job_fields!(exact_fields!(NewJob));
@@ -72,17 +72,25 @@ macro_rules! impl_job_store {
                 sqlx::query_scalar($clock).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
-            async fn claim_job(&self, worker: &str, at: Timestamp, lease_until: Timestamp) -> StoreResult<Option<Job>> {
+            async fn claim_job_within(
+                &self,
+                worker: &str,
+                at: Timestamp,
+                lease_until: Timestamp,
+                per_server: i64,
+            ) -> StoreResult<Option<Job>> {
                 let claimed = sqlx::query_as(concat!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, lease_expires_at = $3, \
                      started_at = COALESCE(started_at, $2) \
                      WHERE status = 'queued' AND id = (SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $2 \
                        AND (j.resource_key IS NULL OR NOT EXISTS \
                          (SELECT 1 FROM jobs r WHERE r.resource_key = j.resource_key AND r.status = 'running')) \
+                       AND (j.server_key IS NULL OR \
+                         (SELECT COUNT(*) FROM jobs s WHERE s.server_key = j.server_key AND s.status = 'running') < $4) \
                        ORDER BY j.run_at, j.id LIMIT 1", $claim_lock, ") \
                      RETURNING ", job_fields!(columns!())
                 ))
-                .bind(worker).bind(at).bind(lease_until)
+                .bind(worker).bind(at).bind(lease_until).bind(per_server)
                 .fetch_optional(&self.pool).await;
                 match claimed {
                     Ok(job) => Ok(job),
