@@ -2,7 +2,9 @@
 //! (a) the time from `POST deploy` to `succeeded` for a static site over loopback SSH, next to
 //!     the same steps written by hand as one script sent over a single `ssh` invocation (the
 //!     floor), and their ratio;
-//! (b) requests served and failed while four clients load the site through ten deploys.
+//! (b) requests served and failed while four clients load the site through ten deploys;
+//! (c) ten deploys fired at once, one to each of ten servers (each its own namespace host),
+//!     against one deploy alone, in the same run.
 //! No assertion on time: these are figures.
 
 #![allow(clippy::print_stdout)]
@@ -19,6 +21,8 @@ use serde_json::json;
 use slipway_remote::testing::NetnsHost;
 
 const RUNS: usize = 10;
+/// Servers deployed to at once in (c).
+const FLEET: usize = 10;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -217,6 +221,36 @@ async fn main() {
         api.finished(gone["data"]["operation_id"].as_str().unwrap()).await;
     }
 
+    // (c) Ten servers, each with a static site and its own repository (a namespace host reaches
+    // only its own gateway), all deployed at once; against one of them deployed alone.
+    let mut fleet = Vec::new();
+    for k in 0..FLEET {
+        fleet.push(FleetServer::start(&api, &dir, k).await);
+    }
+    let alone: Vec<Duration> = {
+        let mut times = Vec::new();
+        for n in 1..=3 {
+            times.push(fleet[0].deploy(&api, n).await);
+        }
+        times
+    };
+    let mut together = Vec::new();
+    for round in 0..3 {
+        for f in &fleet {
+            f.commit(10 + round);
+        }
+        // The POSTs go out back to back (a few ms each); then every deployment is waited for.
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for f in &fleet {
+            ids.push(f.start_deploy(&api).await);
+        }
+        for (f, id) in fleet.iter().zip(&ids) {
+            f.succeeded(&api, id).await;
+        }
+        together.push(started.elapsed());
+    }
+
     let (s, f) = (median(slipway_times), median(floor_times));
     println!("deploy of a static site over loopback SSH, median of {RUNS}:");
     println!("  slipway POST deploy -> succeeded       {:>8.0} ms", s.as_secs_f64() * 1000.0);
@@ -236,9 +270,75 @@ async fn main() {
     println!("  requests failed                        {failed:>8}");
     println!("queue worker, median of {RUNS} (start_seconds 1: supervisor's own wait):");
     println!("  POST queues -> status running          {:>8.0} ms", median(worker_times).as_secs_f64() * 1000.0);
+    let (one, all) = (median(alone), median(together));
+    println!("{FLEET} servers (namespace hosts sharing this machine's cores), median of 3:");
+    println!("  one deploy alone                       {:>8.0} ms", one.as_secs_f64() * 1000.0);
+    println!("  {FLEET} deploys at once, one per server    {:>8.0} ms", all.as_secs_f64() * 1000.0);
+    println!("  ratio all at once / one                {:>8.2}", all.as_secs_f64() / one.as_secs_f64());
+    drop(fleet);
     drop(repo);
     drop(host);
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
     common::clean_test_host_files();
+}
+
+/// A provisioned namespace host with one static site deploying from its own repository.
+struct FleetServer {
+    site: String,
+    repo: GitRepo,
+    _host: NetnsHost,
+}
+
+impl FleetServer {
+    async fn start(api: &common::Api, dir: &std::path::Path, k: usize) -> FleetServer {
+        let body = json!({"name": format!("fleet-{k}"), "provider": "custom", "ip_address": "192.0.2.1"});
+        let (_, created) = api.call(Method::POST, "/api/v1/servers", Some(body)).await;
+        let server = format!("/api/v1/servers/{}", created["data"]["id"].as_str().unwrap());
+        let host = NetnsHost::start(&[created["data"]["authorization"]["public_key"].as_str().unwrap()]);
+        api.call(Method::PUT, &server, Some(json!({"ip_address": host.address}))).await;
+        let (_, op) = api.call(Method::POST, &format!("{server}/provision"), Some(json!({}))).await;
+        let provisioned = api.finished_within(op["data"]["id"].as_str().unwrap(), Duration::from_secs(300)).await;
+        assert_eq!(provisioned["status"], "succeeded", "provisioning fleet-{k}");
+        let repo = GitRepo::serve(&dir.join(format!("fleet-git-{k}")), &host.gateway);
+        repo.commit(&[("public/index.html", "version 0\n")], "v0");
+        let body = json!({"domain": format!("fleet{k}.example.com"), "project_type": "static", "web_directory": "public", "repository_url": repo.url});
+        let (_, site) = api.call(Method::POST, &format!("{server}/sites"), Some(body)).await;
+        api.finished(site["data"]["operation_id"].as_str().unwrap()).await;
+        let site = format!("{server}/sites/{}", site["data"]["id"].as_str().unwrap());
+        let fleet = FleetServer { site, repo, _host: host };
+        fleet.deploy(api, 0).await; // warm: the first one clones the mirror
+        fleet
+    }
+
+    fn commit(&self, n: usize) {
+        self.repo.commit(&[("public/index.html", &format!("version {n}\n"))], &format!("v{n}"));
+    }
+
+    /// Commits version `n` and deploys it: the time from POST to `succeeded`.
+    async fn deploy(&self, api: &common::Api, n: usize) -> Duration {
+        self.commit(n);
+        let started = Instant::now();
+        let id = self.start_deploy(api).await;
+        self.succeeded(api, &id).await;
+        started.elapsed()
+    }
+
+    /// Asks for a deploy; the deployment's id.
+    async fn start_deploy(&self, api: &common::Api) -> String {
+        let (_, d) = api.call(Method::POST, &format!("{}/deploy", self.site), Some(json!({}))).await;
+        d["data"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits for deployment `id` to succeed (a failure ends the bench).
+    async fn succeeded(&self, api: &common::Api, id: &str) {
+        loop {
+            let (_, d) = api.call(Method::GET, &format!("{}/deployments/{id}", self.site), None).await;
+            match d["data"]["status"].as_str() {
+                Some("succeeded") => return,
+                Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
 }
