@@ -290,6 +290,10 @@ pub trait AuditStore: Send + Sync {
 /// Durable jobs and their logs.
 #[async_trait]
 pub trait JobStore: Send + Sync {
+    /// Changes whenever this process appends a job's log, ends a job or updates a deployment,
+    /// so a reader following a log (the deployment log stream) wakes at once instead of on its
+    /// next poll. Other replicas' writes do not show here: such readers still poll, less often.
+    fn job_activity(&self) -> tokio::sync::watch::Receiver<u64>;
     async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
     async fn job(&self, id: &str) -> StoreResult<Option<Job>>;
     /// Jobs about one resource (e.g. `server:<id>`), newest first.

@@ -583,6 +583,23 @@ mod cases {
         assert_eq!(store.job(&a4.id).await.unwrap().unwrap().server_key.as_deref(), Some("server:a"));
     }
 
+    pub async fn log_lines_and_job_ends_wake_whoever_follows_them(db: &TestDatabase) {
+        let store = db.store().await;
+        let j = job(None, false);
+        store.enqueue_job(&j).await.unwrap();
+        let mut activity = store.job_activity();
+        assert!(!activity.has_changed().unwrap(), "nothing written yet");
+        store.claim_job("w1", now(), lease()).await.unwrap().unwrap();
+        store.append_job_log(&j.id, 1, &[NewLogLine::now("stdout", "cloning")]).await.unwrap();
+        assert!(activity.has_changed().unwrap(), "a log line wakes the reader");
+        activity.mark_unchanged();
+        store.finish_job(&j.id, "w1", &JobEnd::Succeeded, now()).await.unwrap();
+        assert!(activity.has_changed().unwrap(), "the job's end wakes the reader");
+        activity.mark_unchanged();
+        store.update_deployment("no-such-deployment", &DeploymentUpdate::default()).await.unwrap();
+        assert!(activity.has_changed().unwrap(), "a deployment's update wakes the reader");
+    }
+
     pub async fn concurrent_workers_claim_each_job_exactly_once(db: &TestDatabase) {
         let store = db.store().await;
         for i in 0..24 {
@@ -1784,6 +1801,7 @@ conformance!(
     hot_reads_see_every_write_at_once,
     jobs_are_claimed_in_order_one_per_resource,
     a_busy_server_leaves_slots_for_the_others,
+    log_lines_and_job_ends_wake_whoever_follows_them,
     concurrent_workers_claim_each_job_exactly_once,
     heartbeats_carry_cancellation_and_lost_leases,
     the_reaper_retries_idempotent_jobs_and_fails_the_others,

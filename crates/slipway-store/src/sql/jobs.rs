@@ -43,6 +43,10 @@ macro_rules! impl_job_store {
     ($db:ty, $claim_lock:literal, $clock:literal) => {
         #[async_trait]
         impl JobStore for SqlStore<$db> {
+            fn job_activity(&self) -> tokio::sync::watch::Receiver<u64> {
+                self.activity.subscribe()
+            }
+
             async fn enqueue_job(&self, j: &NewJob) -> StoreResult<()> {
                 new_job_fields!(insert_into!(
                     $db, "jobs", j, extra(status = sql("'queued'"), attempts = sql("0"), created_at = bind(now()))
@@ -145,6 +149,7 @@ macro_rules! impl_job_store {
                     }
                 };
                 let done = query.execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                self.bump_activity();
                 Ok(done.rows_affected() == 1)
             }
 
@@ -225,6 +230,7 @@ macro_rules! impl_job_store {
                         .push_bind(entry.stream.clone()).push_bind(entry.line.clone());
                 });
                 insert.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                self.bump_activity();
                 Ok(())
             }
 

@@ -48,8 +48,11 @@ pub async fn deployment_log_stream(
         /// Consecutive failed reads; the stream gives up after `READ_ATTEMPTS`.
         failures: u32,
         pending: std::collections::VecDeque<Event>,
+        /// Wakes the stream when this process writes a log line or a deployment's status.
+        activity: tokio::sync::watch::Receiver<u64>,
     }
     let cursor = Cursor {
+        activity: state.store.job_activity(),
         state,
         deployment_id: d.id,
         job_id: d.job_id,
@@ -108,7 +111,9 @@ pub async fn deployment_log_stream(
                 c.pending.push_back(Event::default().event("end").data(data));
                 c.done = true;
             } else if lines.is_empty() {
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                // Woken by this process's writes at once; another replica's (a deploy running
+                // there) are found by the poll.
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(300), c.activity.changed()).await;
             }
         }
     });
