@@ -30,9 +30,11 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Stor
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        Ok(Arc::new(SqlStore::new(pool)))
+        let store = SqlStore::new(pool);
+        store.follow_other_replicas(connect);
+        Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
         let connect = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)

@@ -1825,3 +1825,39 @@ async fn unknown_url_schemes_are_refused_with_a_clear_error() {
     assert!(text.contains("use sqlite://PATH or postgres://"), "{text}");
     assert!(!text.contains("pw@"), "the password must not appear: {text}");
 }
+
+/// PostgreSQL replicas share the database: a log line written through one wakes a reader on
+/// another (through `NOTIFY`), not only on the process that wrote it.
+#[tokio::test]
+async fn a_log_line_written_by_one_replica_wakes_readers_on_another() {
+    let db = TestDatabase::postgres().await;
+    let (writer, reader) = (db.store().await, db.connect().await);
+    let job = slipway_store::NewJob {
+        id: slipway_core::new_id(),
+        kind: "test.echo".into(),
+        payload: "{}".into(),
+        organization_id: None,
+        resource_key: None,
+        server_key: None,
+        idempotent: false,
+        max_attempts: 1,
+        run_at: slipway_core::time::now(),
+    };
+    writer.enqueue_job(&job).await.unwrap();
+    let mut activity = reader.job_activity();
+    // The reader's listener has connected once it has sent its first wake-up (nothing else
+    // has written through the reader).
+    if *activity.borrow_and_update() == 0 {
+        tokio::time::timeout(std::time::Duration::from_secs(10), activity.changed())
+            .await
+            .expect("the reader listens within 10 s")
+            .unwrap();
+    }
+    let line = slipway_store::NewLogLine::now("stdout", "cloning");
+    writer.append_job_log(&job.id, 1, &[line]).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), activity.changed())
+        .await
+        .expect("the other replica's reader is woken")
+        .unwrap();
+    assert_eq!(reader.job_log(&job.id, 0, 10).await.unwrap().len(), 1);
+}

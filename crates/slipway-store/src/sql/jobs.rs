@@ -149,7 +149,7 @@ macro_rules! impl_job_store {
                     }
                 };
                 let done = query.execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                self.bump_activity();
+                self.announce_activity().await;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -230,7 +230,7 @@ macro_rules! impl_job_store {
                         .push_bind(entry.stream.clone()).push_bind(entry.line.clone());
                 });
                 insert.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                self.bump_activity();
+                self.announce_activity().await;
                 Ok(())
             }
 

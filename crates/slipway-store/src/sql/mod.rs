@@ -10,6 +10,7 @@
 //! statement that truly differs between the two branches on the backend and is covered by the
 //! conformance suite.
 
+mod activity;
 mod audit;
 mod backups;
 mod git;
@@ -140,23 +141,18 @@ pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
     /// Only where this process makes every write (SQLite); see `cache.rs`.
     cache: Option<ReadCache>,
-    /// Bumped when this process appends a job's log or changes a job or deployment
-    /// (`JobStore::job_activity`).
-    activity: tokio::sync::watch::Sender<u64>,
+    /// Bumped when a job's log is appended or a job or deployment changes
+    /// (`JobStore::job_activity`; see `activity.rs`).
+    activity: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl<DB: Database> SqlStore<DB> {
     pub(crate) fn new(pool: Pool<DB>) -> Self {
-        Self { pool, cache: None, activity: tokio::sync::watch::Sender::new(0) }
+        Self { pool, cache: None, activity: Default::default() }
     }
 
     pub(crate) fn with_read_cache(pool: Pool<DB>) -> Self {
-        Self { pool, cache: Some(ReadCache::default()), activity: tokio::sync::watch::Sender::new(0) }
-    }
-
-    /// Wakes whoever waits on `job_activity`.
-    fn bump_activity(&self) {
-        self.activity.send_modify(|n| *n = n.wrapping_add(1));
+        Self { pool, cache: Some(ReadCache::default()), activity: Default::default() }
     }
 
     /// Evicts when the returned guard drops, i.e. after the write has committed (or failed):

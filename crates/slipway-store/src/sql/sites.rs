@@ -234,7 +234,7 @@ macro_rules! impl_site_store {
                 .bind(&u.failed_step).bind(&u.failure_reason).bind(u.release_present).bind(u.started_at).bind(u.finished_at)
                 .bind(&u.steps)
                 .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                self.bump_activity();
+                self.announce_activity().await;
                 Ok(())
             }
 

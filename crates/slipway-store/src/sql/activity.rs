@@ -1,0 +1,92 @@
+//! Waking readers that follow a job's log (`JobStore::job_activity`).
+//!
+//! Every write of a log batch, a job's end or a deployment's update bumps a watch channel in
+//! this process. On PostgreSQL it also sends a `NOTIFY`, and each replica listens on a
+//! connection of its own and bumps its channel when another replica writes, so a log stream
+//! served by one replica follows a deploy running on another without waiting for its poll.
+//! A notification can be lost (the listening connection drops and reconnects); the readers'
+//! poll is the backstop, and a reconnect bumps the channel so they read again at once.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Postgres, Sqlite};
+use tokio::sync::watch;
+
+use super::SqlStore;
+
+/// The PostgreSQL channel the replicas notify on.
+const CHANNEL: &str = "slipway_job_activity";
+
+fn bump(activity: &watch::Sender<u64>) {
+    activity.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+impl SqlStore<Sqlite> {
+    /// One process owns a SQLite database: waking this process's readers is all there is.
+    pub(super) async fn announce_activity(&self) {
+        bump(&self.activity);
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// Wakes this process's readers at once, and the other replicas' through `NOTIFY`. A
+    /// notification that cannot be sent only delays those (their poll finds the write).
+    pub(super) async fn announce_activity(&self) {
+        bump(&self.activity);
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&self.pool).await {
+            tracing::debug!(error = %e, "could not notify the other replicas of job activity");
+        }
+    }
+
+    /// Listens for the other replicas' notifications, on a connection of its own (not one of
+    /// the pool's), until this store is dropped.
+    pub(crate) fn follow_other_replicas(&self, options: PgConnectOptions) {
+        let activity = Arc::downgrade(&self.activity);
+        tokio::spawn(listen(activity, options));
+    }
+}
+
+async fn listen(activity: Weak<watch::Sender<u64>>, options: PgConnectOptions) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let connected = async {
+            let pool = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>((pool, listener))
+        };
+        match connected.await {
+            Ok((_pool, mut listener)) => {
+                backoff = Duration::from_millis(500);
+                // Anything sent while not listening was missed: readers look again.
+                match activity.upgrade() {
+                    Some(a) => bump(&a),
+                    None => return,
+                }
+                loop {
+                    // Wakes now and then to notice that the store is gone.
+                    let event = tokio::time::timeout(Duration::from_secs(30), listener.try_recv()).await;
+                    let Some(a) = activity.upgrade() else { return };
+                    match event {
+                        Err(_) => {}
+                        // Another replica wrote; or (`None`) the connection dropped and comes
+                        // back on the next call, having missed what was sent: look again.
+                        Ok(Ok(_)) => bump(&a),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "lost the job activity listener; connecting again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for other replicas' job activity; retrying"),
+        }
+        if activity.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
