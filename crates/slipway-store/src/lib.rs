@@ -290,9 +290,10 @@ pub trait AuditStore: Send + Sync {
 /// Durable jobs and their logs.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Changes whenever this process appends a job's log, ends a job or updates a deployment,
-    /// so a reader following a log (the deployment log stream) wakes at once instead of on its
-    /// next poll. Other replicas' writes do not show here: such readers still poll, less often.
+    /// Changes whenever a job's log is appended, a job ends or a deployment is updated, so a
+    /// reader following a log (the deployment log stream) wakes at once instead of on its next
+    /// poll. Writes by this process show at once; on PostgreSQL other replicas' show through
+    /// `NOTIFY`, which can be lost while a connection is re-made, so readers still poll too.
     fn job_activity(&self) -> tokio::sync::watch::Receiver<u64>;
     async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
     async fn job(&self, id: &str) -> StoreResult<Option<Job>>;

@@ -41,7 +41,7 @@ impl SqlStore<Postgres> {
     }
 
     /// Listens for the other replicas' notifications, on a connection of its own (not one of
-    /// the pool's), until this store is dropped.
+    /// the pool's), until this store is dropped (noticed at the next notification or error).
     pub(crate) fn follow_other_replicas(&self, options: PgConnectOptions) {
         let activity = Arc::downgrade(&self.activity);
         tokio::spawn(listen(activity, options));
@@ -66,15 +66,15 @@ async fn listen(activity: Weak<watch::Sender<u64>>, options: PgConnectOptions) {
                     None => return,
                 }
                 loop {
-                    // Wakes now and then to notice that the store is gone.
-                    let event = tokio::time::timeout(Duration::from_secs(30), listener.try_recv()).await;
+                    // Never cut short (a read given up half-way could leave the connection
+                    // mid-message); a store dropped meanwhile is noticed at the next event.
+                    let event = listener.try_recv().await;
                     let Some(a) = activity.upgrade() else { return };
                     match event {
-                        Err(_) => {}
                         // Another replica wrote; or (`None`) the connection dropped and comes
                         // back on the next call, having missed what was sent: look again.
-                        Ok(Ok(_)) => bump(&a),
-                        Ok(Err(e)) => {
+                        Ok(_) => bump(&a),
+                        Err(e) => {
                             tracing::warn!(error = %e, "lost the job activity listener; connecting again");
                             break;
                         }

@@ -48,7 +48,7 @@ pub async fn deployment_log_stream(
         /// Consecutive failed reads; the stream gives up after `READ_ATTEMPTS`.
         failures: u32,
         pending: std::collections::VecDeque<Event>,
-        /// Wakes the stream when this process writes a log line or a deployment's status.
+        /// Wakes the stream when a log line or the deployment's status is written.
         activity: tokio::sync::watch::Receiver<u64>,
     }
     let cursor = Cursor {
@@ -111,8 +111,8 @@ pub async fn deployment_log_stream(
                 c.pending.push_back(Event::default().event("end").data(data));
                 c.done = true;
             } else if lines.is_empty() {
-                // Woken by this process's writes at once; another replica's (a deploy running
-                // there) are found by the poll.
+                // Woken by any replica's write (`job_activity`); the poll covers a wake-up
+                // lost between replicas.
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(300), c.activity.changed()).await;
             }
         }
