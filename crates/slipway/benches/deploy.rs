@@ -109,7 +109,7 @@ async fn main() {
             loop {
                 let (_, d) = api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
                 match d["data"]["status"].as_str() {
-                    Some("succeeded") => return (started.elapsed(), d["data"]["steps"].clone()),
+                    Some("succeeded") => return (started.elapsed(), d["data"].clone()),
                     Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
                     _ => tokio::time::sleep(Duration::from_millis(10)).await,
                 }
@@ -118,10 +118,17 @@ async fn main() {
     };
     deploy(0).await; // warm: the first one clones the mirror
     let (mut slipway_times, mut step_times) = (Vec::new(), std::collections::BTreeMap::<String, Vec<_>>::new());
+    let mut queued_times = Vec::new();
     for n in 1..=RUNS {
-        let (took, steps) = deploy(n).await;
+        let (took, deployment) = deploy(n).await;
         slipway_times.push(took);
-        // Where the time went, from the deployment's own record of its steps.
+        // Where the time went, from the deployment's own record: queued until a worker took it,
+        // then its steps.
+        let at = |v: &serde_json::Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(created), Some(started)) = (at(&deployment["created_at"]), at(&deployment["started_at"])) {
+            queued_times.push((started - created).to_std().unwrap_or_default());
+        }
+        let steps = &deployment["steps"];
         for (i, step) in steps.as_array().into_iter().flatten().enumerate() {
             let name = format!("{i} {}", step["name"].as_str().unwrap_or("?"));
             let ms = step["duration_ms"].as_u64().unwrap_or(0);
@@ -257,6 +264,7 @@ async fn main() {
     println!("  hand-written script, one ssh (floor)   {:>8.0} ms", f.as_secs_f64() * 1000.0);
     println!("  ratio slipway / floor                  {:>8.2}", s.as_secs_f64() / f.as_secs_f64());
     println!("  slipway's steps (median, as the deployment records them):");
+    println!("    queued (created -> started)          {:>8.0} ms", median(queued_times).as_secs_f64() * 1000.0);
     for (name, times) in step_times {
         let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n).to_string();
         println!("    {name:<36} {:>8.0} ms", median(times).as_secs_f64() * 1000.0);
