@@ -104,16 +104,9 @@ async fn main() {
             let content = format!("version {n}\n");
             repo.commit(&[("public/index.html", &content)], &format!("v{n}"));
             let started = Instant::now();
-            let (_, d) = api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
-            let id = d["data"]["id"].as_str().unwrap().to_string();
-            loop {
-                let (_, d) = api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
-                match d["data"]["status"].as_str() {
-                    Some("succeeded") => return (started.elapsed(), d["data"].clone()),
-                    Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
-                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
+            let id = start_deploy(api, site).await;
+            let deployment = succeeded(api, site, &id).await;
+            (started.elapsed(), deployment)
         }
     };
     deploy(0).await; // warm: the first one clones the mirror
@@ -332,21 +325,33 @@ impl FleetServer {
         started.elapsed()
     }
 
-    /// Asks for a deploy; the deployment's id.
     async fn start_deploy(&self, api: &common::Api) -> String {
-        let (_, d) = api.call(Method::POST, &format!("{}/deploy", self.site), Some(json!({}))).await;
-        d["data"]["id"].as_str().unwrap().to_string()
+        start_deploy(api, &self.site).await
     }
 
-    /// Waits for deployment `id` to succeed (a failure ends the bench).
     async fn succeeded(&self, api: &common::Api, id: &str) {
-        loop {
-            let (_, d) = api.call(Method::GET, &format!("{}/deployments/{id}", self.site), None).await;
-            match d["data"]["status"].as_str() {
-                Some("succeeded") => return,
-                Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
+        succeeded(api, &self.site, id).await;
+    }
+}
+
+/// Asks for a deploy of `site` (its API path); the deployment's id.
+async fn start_deploy(api: &common::Api, site: &str) -> String {
+    let (_, d) = api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    d["data"]["id"].as_str().unwrap().to_string()
+}
+
+/// Polls deployment `id` every 10 ms until it succeeds, and returns it; a failure, or no end
+/// within five minutes, ends the bench.
+async fn succeeded(api: &common::Api, site: &str, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        every.tick().await;
+        let (_, d) = api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
+        match d["data"]["status"].as_str() {
+            Some("succeeded") => return d["data"].clone(),
+            Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
+            _ => assert!(Instant::now() < deadline, "deployment {id} did not end within 5 minutes: {d}"),
         }
     }
 }
