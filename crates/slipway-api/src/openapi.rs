@@ -50,8 +50,8 @@ use crate::error::{ErrorBody, ValidationErrorBody};
         crate::schema::PhpVersion,
         crate::schema::DatabaseType,
         crate::schema::RestartableService,
-        crate::routes::sites::SiteState,
-        crate::routes::sites::DeploymentState,
+        slipway_core::InstallStatus,
+        slipway_core::RunStatus,
     ))
 )]
 pub struct ApiDoc;

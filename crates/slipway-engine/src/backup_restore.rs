@@ -13,6 +13,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use slipway_core::BackupStatus;
+use slipway_core::InstallStatus;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Stream, Transport};
 use slipway_store::{Backup, Server};
@@ -334,7 +336,7 @@ impl RestoreBackup {
             .map_err(|e| e.to_string())?
             .ok_or("the target database was deleted")?;
         let target: DatabaseSpec = serde_json::from_str(&item.spec).map_err(|e| e.to_string())?;
-        if item.status != "installed" {
+        if item.status != InstallStatus::Installed {
             return Err(RestoreFailed::from(format!(
                 "the database {} is not active ({}{}); nothing was restored",
                 target.name,
@@ -381,7 +383,7 @@ impl JobHandler for RestoreBackup {
             Ok(()) => {
                 // Re-read: a verification may have recorded something meanwhile.
                 let mut backup = store.backup(&backup.id).await.map_err(store_error)?.unwrap_or(backup);
-                backup.status = "restored".into();
+                backup.status = BackupStatus::Restored;
                 backup.restored_at = Some(slipway_core::time::now());
                 store.update_backup(&backup).await.map_err(store_error)?;
                 // Restored tables carry no grants (PostgreSQL): the users' grants are applied again.
@@ -398,7 +400,11 @@ impl JobHandler for RestoreBackup {
                     // What was restored into the new database is not a whole backup: it goes.
                     ctx.log("info", "dropping the database made for this restore");
                     store
-                        .set_server_items_status(std::slice::from_ref(&job.database_id), "removing", Some(&why))
+                        .set_server_items_status(
+                            std::slice::from_ref(&job.database_id),
+                            InstallStatus::Removing,
+                            Some(&why),
+                        )
                         .await
                         .map_err(store_error)?;
                     resync(&self.0, &server, &Databases).await?;
@@ -519,8 +525,8 @@ impl JobHandler for VerifyBackup {
                 backup.verification_error = None;
                 // A backup failed only by an earlier verification (its upload had completed) is
                 // good again.
-                if backup.status == "failed" && backup.sha256.is_some() {
-                    backup.status = "completed".into();
+                if backup.status == BackupStatus::Failed && backup.sha256.is_some() {
+                    backup.status = BackupStatus::Completed;
                     backup.error = None;
                 }
                 ctx.log("info", "verified");
@@ -535,7 +541,7 @@ impl JobHandler for VerifyBackup {
             Err(Verdict::Bad(why)) => {
                 ctx.log("stderr", format!("verification failed: {why}"));
                 backup.verification_error = Some(why.clone());
-                backup.status = "failed".into();
+                backup.status = BackupStatus::Failed;
                 backup.error = Some(format!("verification failed: {why}"));
                 Err(JobError::failed(format!("verification failed: {why}")))
             }

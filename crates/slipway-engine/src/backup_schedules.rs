@@ -11,6 +11,9 @@
 //! deleted from the storage for real, then forgotten; each deletion is recorded in the job's log
 //! and the audit log (`backup.prune`).
 
+use slipway_core::BackupStatus;
+use slipway_core::InstallStatus;
+use slipway_core::RunStatus;
 use std::collections::HashSet;
 
 use async_trait::async_trait;
@@ -61,7 +64,7 @@ pub fn period(frequency: &str, at: DateTime<Utc>) -> Option<chrono::Duration> {
 /// Whether a backup counts as good for retention and staleness: stored, and not found wanting
 /// by a verification (and verified, when `verified` is asked for).
 pub fn is_good(backup: &Backup, verified: bool) -> bool {
-    matches!(backup.status.as_str(), "completed" | "restored")
+    matches!(backup.status, BackupStatus::Completed | BackupStatus::Restored)
         && backup.verification_error.is_none()
         && (!verified || backup.verified_at.is_some())
 }
@@ -147,8 +150,8 @@ pub fn to_prune(backups: &[Backup], keep: Keep, verified: bool) -> Vec<String> {
             }
             // Failed, or found wanting by a verification: old ones go. Those still being made or
             // verified stay.
-            let bad = b.status == "failed" || b.verification_error.is_some();
-            let unverified = matches!(b.status.as_str(), "completed" | "restored") && unverified_may_go;
+            let bad = b.status == BackupStatus::Failed || b.verification_error.is_some();
+            let unverified = matches!(b.status, BackupStatus::Completed | BackupStatus::Restored) && unverified_may_go;
             (bad || unverified) && b.created_at < oldest_kept
         })
         .map(|b| b.id.clone())
@@ -198,7 +201,7 @@ pub async fn ensure_queued(store: &dyn Store, schedule: BackupSchedule) -> Resul
     }
     let Some(at) = schedule.next_run_at else { return Ok(false) };
     let job = store.job(&run_job_id(&schedule, at)).await?;
-    if job.is_some_and(|j| j.status != "queued" && j.status != "running") {
+    if job.is_some_and(|j| j.status != RunStatus::Queued && j.status != RunStatus::Running) {
         advance(store, schedule).await?;
         return Ok(true);
     }
@@ -327,7 +330,9 @@ pub async fn start_scheduled(
             };
             let spec = serde_json::from_str::<DatabaseSpec>(&item.spec);
             match spec {
-                Ok(_) if item.status != "installed" => Ok(Err(format!("the database is not active ({})", item.status))),
+                Ok(_) if item.status != InstallStatus::Installed => {
+                    Ok(Err(format!("the database is not active ({})", item.status)))
+                }
                 Ok(spec) => {
                     Ok(Ok(crate::backups::start_database_backup(store, &server, &item, &spec, storage, by).await?))
                 }
@@ -336,7 +341,7 @@ pub async fn start_scheduled(
         }
         BackupTarget::Site(id) => match store.site(id).await? {
             None => Ok(Err("the site was deleted".into())),
-            Some(site) if site.status == "removing" => Ok(Err("the site is being deleted".into())),
+            Some(site) if site.status == InstallStatus::Removing => Ok(Err("the site is being deleted".into())),
             Some(site) => Ok(Ok(crate::backups::start_application_backup(store, &site, storage, by).await?)),
         },
     }
@@ -365,7 +370,7 @@ impl ScheduledBackup {
             schedule.target(),
             &schedule.storage_id,
             Some(&schedule.id),
-            "failed",
+            BackupStatus::Failed,
         );
         failed.error = Some(format!("the scheduled backup could not start: {why}"));
         failed.job_id = Some(ctx.id.clone());
@@ -412,12 +417,9 @@ impl JobHandler for ScheduledBackup {
         ctx.log("info", format!("next run: {}", next.to_rfc3339()));
         // A backup still being made (a big database, a slow storage) is not joined by another.
         let orgs = [schedule.organization_id.clone()];
-        for status in ["pending", "in_progress"] {
-            let filter = BackupFilter {
-                schedule_id: Some(schedule.id.clone()),
-                status: Some(status.into()),
-                ..Default::default()
-            };
+        for status in [BackupStatus::Pending, BackupStatus::InProgress] {
+            let filter =
+                BackupFilter { schedule_id: Some(schedule.id.clone()), status: Some(status), ..Default::default() };
             let page = slipway_core::PageRequest::parse(None, Some("1")).map_err(|_| JobError::failed("paging"))?;
             if store.backups_of(&orgs, &filter, page).await.map_err(store_error)?.1 > 0 {
                 ctx.log("stderr", "the previous run's backup is not finished yet; this run is skipped");
@@ -451,7 +453,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn backup(id: &str, at: DateTime<Utc>, status: &str) -> Backup {
+    fn backup(id: &str, at: DateTime<Utc>, status: BackupStatus) -> Backup {
         let mut backup = crate::backups::new_backup("o", "s", BackupTarget::Database("d"), "st", Some("sch"), status);
         (backup.id, backup.created_at, backup.object_key) = (id.into(), at, format!("k/{id}"));
         backup
@@ -488,7 +490,8 @@ mod tests {
 
     #[test]
     fn keep_last_three_deletes_the_oldest_of_four() {
-        let backups: Vec<Backup> = (1..=4).map(|d| backup(&format!("b{d}"), day(d, 3), "completed")).collect();
+        let backups: Vec<Backup> =
+            (1..=4).map(|d| backup(&format!("b{d}"), day(d, 3), BackupStatus::Completed)).collect();
         let keep = Keep { last: 3, daily: 0, weekly: 0, monthly: 0 };
         assert_eq!(to_prune(&backups, keep, false), vec!["b1".to_string()]);
         assert_eq!(to_prune(&backups[1..], keep, false), Vec::<String>::new(), "three are all kept");
@@ -500,7 +503,7 @@ mod tests {
         let mut backups = Vec::new();
         for d in 1..=10 {
             for h in [0, 6, 12, 18] {
-                backups.push(backup(&format!("b{d:02}-{h:02}"), day(d, h), "completed"));
+                backups.push(backup(&format!("b{d:02}-{h:02}"), day(d, h), BackupStatus::Completed));
             }
         }
         let keep = Keep { last: 2, daily: 3, weekly: 2, monthly: 1 };
@@ -515,26 +518,30 @@ mod tests {
     #[test]
     fn failed_and_unfinished_backups_are_handled_apart() {
         let backups = vec![
-            backup("old-failed", day(1, 0), "failed"),
-            backup("good-1", day(2, 0), "completed"),
-            backup("good-2", day(3, 0), "restored"),
-            backup("new-failed", day(4, 0), "failed"),
-            backup("running", day(5, 0), "in_progress"),
+            backup("old-failed", day(1, 0), BackupStatus::Failed),
+            backup("good-1", day(2, 0), BackupStatus::Completed),
+            backup("good-2", day(3, 0), BackupStatus::Restored),
+            backup("new-failed", day(4, 0), BackupStatus::Failed),
+            backup("running", day(5, 0), BackupStatus::InProgress),
         ];
         let keep = Keep { last: 1, daily: 0, weekly: 0, monthly: 0 };
         assert_eq!(sorted(to_prune(&backups, keep, false)), vec!["good-1", "old-failed"]);
-        let none_good = vec![backup("f", day(1, 0), "failed"), backup("p", day(2, 0), "pending")];
+        let none_good =
+            vec![backup("f", day(1, 0), BackupStatus::Failed), backup("p", day(2, 0), BackupStatus::Pending)];
         assert!(to_prune(&none_good, keep, false).is_empty(), "nothing goes while nothing good exists");
-        let mut unverified = backup("bad", day(6, 0), "completed");
+        let mut unverified = backup("bad", day(6, 0), BackupStatus::Completed);
         unverified.verification_error = Some("checksum mismatch".into());
         assert!(!is_good(&unverified, false));
     }
 
     #[test]
     fn when_a_schedule_verifies_only_verified_backups_count_and_waiting_ones_stay() {
-        let mut verified = backup("verified", day(1, 0), "completed");
+        let mut verified = backup("verified", day(1, 0), BackupStatus::Completed);
         verified.verified_at = Some(day(1, 1));
-        let waiting = [backup("waiting-1", day(2, 0), "completed"), backup("waiting-2", day(3, 0), "completed")];
+        let waiting = [
+            backup("waiting-1", day(2, 0), BackupStatus::Completed),
+            backup("waiting-2", day(3, 0), BackupStatus::Completed),
+        ];
         let mut backups = vec![verified.clone()];
         backups.extend(waiting.iter().cloned());
         let keep = Keep { last: 1, daily: 0, weekly: 0, monthly: 0 };
@@ -542,8 +549,11 @@ mod tests {
         assert_eq!(sorted(to_prune(&backups, keep, false)), vec!["verified", "waiting-1"], "without verify");
         // Verification switched on after two unverified backups: they go once enough verified
         // ones are kept, not before.
-        let mut history = vec![backup("before-1", day(1, 0), "completed"), backup("before-2", day(2, 0), "completed")];
-        let mut checked = backup("checked-1", day(3, 0), "completed");
+        let mut history = vec![
+            backup("before-1", day(1, 0), BackupStatus::Completed),
+            backup("before-2", day(2, 0), BackupStatus::Completed),
+        ];
+        let mut checked = backup("checked-1", day(3, 0), BackupStatus::Completed);
         checked.verified_at = Some(day(3, 1));
         history.push(checked.clone());
         let keep_two = Keep { last: 2, daily: 0, weekly: 0, monthly: 0 };

@@ -13,6 +13,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use slipway_core::BackupStatus;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Transport};
 use slipway_store::{Backup, BackupTarget, Server};
@@ -358,9 +359,9 @@ impl JobHandler for BackUpDatabase {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let Ok(payload) = serde_json::from_str::<BackupJob>(&job.payload) else { return };
         if let Ok(Some(mut backup)) = self.0.store.backup(&payload.backup_id).await
-            && matches!(backup.status.as_str(), "pending" | "in_progress")
+            && matches!(backup.status, BackupStatus::Pending | BackupStatus::InProgress)
         {
-            backup.status = "failed".into();
+            backup.status = BackupStatus::Failed;
             backup.error = Some("interrupted (Slipway stopped during the backup)".into());
             backup.finished_at = Some(slipway_core::time::now());
             let _ = self.0.store.update_backup(&backup).await;
@@ -378,7 +379,7 @@ impl JobHandler for BackUpDatabase {
             .await
             .map_err(store_error)?
             .ok_or_else(|| JobError::failed("the backup was deleted"))?;
-        backup.status = "in_progress".into();
+        backup.status = BackupStatus::InProgress;
         backup.started_at = Some(slipway_core::time::now());
         backup.job_id = Some(ctx.id.clone());
         self.record(&backup).await?;
@@ -386,7 +387,7 @@ impl JobHandler for BackUpDatabase {
         backup.finished_at = Some(slipway_core::time::now());
         match outcome {
             Ok((size, sha256, manifest)) => {
-                backup.status = "completed".into();
+                backup.status = BackupStatus::Completed;
                 backup.size_bytes = Some(i64::try_from(size).unwrap_or(i64::MAX));
                 backup.sha256 = Some(sha256);
                 backup.manifest = match manifest {
@@ -402,7 +403,7 @@ impl JobHandler for BackUpDatabase {
             }
             Err(why) => {
                 ctx.log("stderr", format!("backup failed: {why}"));
-                backup.status = "failed".into();
+                backup.status = BackupStatus::Failed;
                 backup.error = Some(why.clone());
                 self.record(&backup).await?;
                 announce(&self.0, &backup, "backup.failed", &format!("failed: {why}")).await;
@@ -498,7 +499,7 @@ pub fn new_backup(
     target: BackupTarget<'_>,
     storage_id: &str,
     schedule_id: Option<&str>,
-    status: &str,
+    status: BackupStatus,
 ) -> Backup {
     let (database_id, site_id) = target.ids();
     Backup {
@@ -510,7 +511,7 @@ pub fn new_backup(
         site_id,
         storage_id: storage_id.into(),
         object_key: String::new(),
-        status: status.into(),
+        status,
         size_bytes: None,
         sha256: None,
         manifest: None,
@@ -535,7 +536,8 @@ pub async fn start_application_backup(
     schedule_id: Option<&str>,
 ) -> Result<Backup, slipway_store::StoreError> {
     let target = BackupTarget::Site(&site.id);
-    let mut backup = new_backup(&site.organization_id, &site.server_id, target, storage_id, schedule_id, "pending");
+    let mut backup =
+        new_backup(&site.organization_id, &site.server_id, target, storage_id, schedule_id, BackupStatus::Pending);
     backup.job_id = Some(slipway_core::new_id());
     backup.object_key = application_object_key(&backup, &site.domain);
     store.insert_backup(&backup).await?;
@@ -560,7 +562,8 @@ pub async fn start_database_backup(
     schedule_id: Option<&str>,
 ) -> Result<Backup, slipway_store::StoreError> {
     let target = BackupTarget::Database(&database.id);
-    let mut backup = new_backup(&server.organization_id, &server.id, target, storage_id, schedule_id, "pending");
+    let mut backup =
+        new_backup(&server.organization_id, &server.id, target, storage_id, schedule_id, BackupStatus::Pending);
     backup.job_id = Some(slipway_core::new_id());
     backup.object_key = object_key(&backup, &spec.name, &spec.engine);
     store.insert_backup(&backup).await?;

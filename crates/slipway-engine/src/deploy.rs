@@ -13,6 +13,8 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use slipway_core::InstallStatus;
+use slipway_core::RunStatus;
 use slipway_core::time::now;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
@@ -103,15 +105,15 @@ impl Progress {
     /// How the deployment ends when `e` stopped it in the step running, which ends so too.
     fn failed(&mut self, e: &JobError) -> DeploymentUpdate {
         let mut update = failed_update(e, self.step());
-        self.end(update.status.as_deref().unwrap_or("failed"));
+        self.end(update.status.unwrap_or(RunStatus::Failed));
         update.steps = self.recorded();
         update
     }
 
     /// Ends the step running with `status`.
-    fn end(&mut self, status: &str) {
+    fn end(&mut self, status: RunStatus) {
         if let Some(last) = self.steps.last_mut() {
-            last.end(status, now());
+            last.end(status.as_str(), now());
         }
     }
 
@@ -489,7 +491,7 @@ impl DeploySite {
             return;
         }
         ctx.log("stderr", format!("the switch did not finish; live now: release {release}, port {port:?}"));
-        let status = site.deployment_status.as_deref().unwrap_or("running");
+        let status = site.deployment_status.unwrap_or(RunStatus::Running);
         let _ = self.0.store.record_site_deployment(&site.id, status, Some((&release, port)), None).await;
     }
 }
@@ -501,9 +503,10 @@ fn deploys_in_place(site: &Site, deployment: &Deployment) -> bool {
 
 /// Records a deployment's end on it and on its site, and announces it.
 async fn finish(engine: &Engine, deployment: &Deployment, update: DeploymentUpdate) -> Result<(), JobError> {
-    let status = update.status.clone().unwrap_or_default();
+    // A deployment's end always says how it ended; `failed` if an update ever did not.
+    let status = update.status.unwrap_or(RunStatus::Failed);
     engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
-    engine.store.record_site_deployment(&deployment.site_id, &status, None, None).await.map_err(store_error)?;
+    engine.store.record_site_deployment(&deployment.site_id, status, None, None).await.map_err(store_error)?;
     announce(engine, &deployment.id).await;
     Ok(())
 }
@@ -514,16 +517,16 @@ async fn announce(engine: &Engine, deployment_id: &str) {
     let Ok(Some(site)) = engine.store.site(&deployment.site_id).await else { return };
     let what = if deployment.action == ACTION_ROLLBACK { "Rollback" } else { "Deployment" };
     let domain = &site.domain;
-    let (event_type, summary) = match deployment.status.as_str() {
-        "running" => ("deployment.started", format!("{what} of {domain} started")),
-        "succeeded" => ("deployment.succeeded", format!("{what} of {domain} succeeded")),
-        "cancelled" => ("deployment.cancelled", format!("{what} of {domain} was cancelled")),
-        "failed" => {
+    let (event_type, summary) = match deployment.status {
+        RunStatus::Running => ("deployment.started", format!("{what} of {domain} started")),
+        RunStatus::Succeeded => ("deployment.succeeded", format!("{what} of {domain} succeeded")),
+        RunStatus::Cancelled => ("deployment.cancelled", format!("{what} of {domain} was cancelled")),
+        RunStatus::Failed => {
             let step = deployment.failed_step.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
             let why = deployment.failure_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
             ("deployment.failed", format!("{what} of {domain} failed{step}{why}"))
         }
-        _ => return,
+        RunStatus::Queued => return,
     };
     let data = serde_json::json!({
         "action": deployment.action,
@@ -551,14 +554,14 @@ impl JobHandler for DeploySite {
             .ok_or_else(|| JobError::failed("the deployment was deleted"))?;
         let (site, server) = load_site_and_server(engine, &deployment.site_id).await?;
         let started =
-            DeploymentUpdate { status: Some("running".into()), started_at: Some(now()), ..Default::default() };
+            DeploymentUpdate { status: Some(RunStatus::Running), started_at: Some(now()), ..Default::default() };
         engine.store.update_deployment(&deployment.id, &started).await.map_err(store_error)?;
-        engine.store.record_site_deployment(&site.id, "running", None, None).await.map_err(store_error)?;
+        engine.store.record_site_deployment(&site.id, RunStatus::Running, None, None).await.map_err(store_error)?;
         announce(engine, &deployment.id).await;
 
         // Deploying onto a site whose nginx block and directories were never made would report
         // success for a site nobody can reach.
-        if site.status != "installed" {
+        if site.status != InstallStatus::Installed {
             let why = site.status_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
             let e = JobError::failed(format!(
                 "the site is not installed (its status is {}{why}); update the site to install it again, then deploy",
@@ -593,7 +596,7 @@ impl JobHandler for DeploySite {
                 engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
                 engine
                     .store
-                    .record_site_deployment(&site.id, "running", Some((&live.release, live.port)), Some(now()))
+                    .record_site_deployment(&site.id, RunStatus::Running, Some((&live.release, live.port)), Some(now()))
                     .await
                     .map_err(store_error)?;
                 let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
@@ -609,9 +612,9 @@ impl JobHandler for DeploySite {
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
                 ctx.flush_log().await;
-                progress.end("succeeded");
+                progress.end(RunStatus::Succeeded);
                 let update = DeploymentUpdate {
-                    status: Some("succeeded".into()),
+                    status: Some(RunStatus::Succeeded),
                     finished_at: Some(now()),
                     steps: progress.recorded(),
                     ..Default::default()
@@ -654,7 +657,7 @@ impl JobHandler for DeploySite {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let engine = &self.0;
         if let Ok(Some(deployment)) = engine.store.deployment_by_job(&job.id).await
-            && matches!(deployment.status.as_str(), "queued" | "running")
+            && matches!(deployment.status, RunStatus::Queued | RunStatus::Running)
         {
             // The step it was in failed; how long it ran before the process died is not known.
             let mut steps: Vec<DeploymentStep> =
@@ -663,7 +666,7 @@ impl JobHandler for DeploySite {
                 step.status = "failed".into();
             }
             let update = DeploymentUpdate {
-                status: Some("failed".into()),
+                status: Some(RunStatus::Failed),
                 failed_step: steps.iter().find(|s| s.status == "failed").map(|s| s.name.clone()),
                 failure_reason: Some("interrupted".into()),
                 finished_at: Some(now()),
@@ -680,11 +683,11 @@ impl JobHandler for DeploySite {
 /// How a deployment that failed (or was cancelled) at `step` ends.
 fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
     let (status, reason) = match e {
-        JobError::Cancelled => ("cancelled", "cancelled by request".to_string()),
-        other => ("failed", other.to_string()),
+        JobError::Cancelled => (RunStatus::Cancelled, "cancelled by request".to_string()),
+        other => (RunStatus::Failed, other.to_string()),
     };
     DeploymentUpdate {
-        status: Some(status.into()),
+        status: Some(status),
         failed_step: Some(step.into()),
         failure_reason: Some(reason),
         finished_at: Some(now()),

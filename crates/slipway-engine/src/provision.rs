@@ -4,6 +4,7 @@
 //! `failed` with the reason.
 
 use async_trait::async_trait;
+use slipway_core::ServerStatus;
 use slipway_core::time::now;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::Server;
@@ -80,10 +81,10 @@ impl JobHandler for ProvisionServer {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let Ok(payload) = serde_json::from_str::<ServerJob>(&job.payload) else { return };
         if let Ok(Some(server)) = self.0.store.server(&payload.server_id).await
-            && server.status == "provisioning"
+            && server.status == ServerStatus::Provisioning
         {
             let reason = "provisioning was interrupted (Slipway stopped while it ran); provision again";
-            if let Err(e) = self.0.store.set_server_status(&server.id, "failed", Some(reason)).await {
+            if let Err(e) = self.0.store.set_server_status(&server.id, ServerStatus::Failed, Some(reason)).await {
                 tracing::warn!(server.id = %server.id, error = %e, "could not record the interrupted provisioning");
             }
             provision_failed(&self.0, &server, reason).await;
@@ -94,7 +95,7 @@ impl JobHandler for ProvisionServer {
         let job: ServerJob = ctx.payload()?;
         let store = &self.0.store;
         let server = load_server(&self.0, &job.server_id).await?;
-        store.set_server_status(&server.id, "provisioning", None).await.map_err(store_error)?;
+        store.set_server_status(&server.id, ServerStatus::Provisioning, None).await.map_err(store_error)?;
         match self.provision(ctx, &server).await {
             Ok(()) => {
                 store.mark_provisioned(&server.id, now()).await.map_err(store_error)?;
@@ -113,8 +114,11 @@ impl JobHandler for ProvisionServer {
                 };
                 // A server that could not be reached keeps saying so; anything else failed.
                 let current = store.server(&server.id).await.map_err(store_error)?;
-                if current.is_some_and(|s| s.status == "provisioning") {
-                    store.set_server_status(&server.id, "failed", Some(&reason)).await.map_err(store_error)?;
+                if current.is_some_and(|s| s.status == ServerStatus::Provisioning) {
+                    store
+                        .set_server_status(&server.id, ServerStatus::Failed, Some(&reason))
+                        .await
+                        .map_err(store_error)?;
                     provision_failed(&self.0, &server, &reason).await;
                 }
                 Err(e)

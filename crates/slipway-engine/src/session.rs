@@ -2,6 +2,7 @@
 //! first contact, remembering a changed one for an admin to accept), and run scripts with their
 //! output streamed into the job's log and a failure turned into a reason in words.
 
+use slipway_core::ServerStatus;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -165,7 +166,11 @@ pub async fn connect_new(engine: &Engine, ctx: &dyn Progress, server: &Server) -
             if let RemoteError::HostKeyMismatch { presented_key, .. } = &e {
                 engine.store.record_offered_host_key(&server.id, presented_key).await.map_err(store_error)?;
             }
-            engine.store.set_server_status(&server.id, "unreachable", Some(&reason)).await.map_err(store_error)?;
+            engine
+                .store
+                .set_server_status(&server.id, ServerStatus::Unreachable, Some(&reason))
+                .await
+                .map_err(store_error)?;
             let event = if matches!(e, RemoteError::HostKeyMismatch { .. }) {
                 let summary =
                     format!("{}'s SSH host key changed; Slipway refuses to connect until it is accepted", server.name);

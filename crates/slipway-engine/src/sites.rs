@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use slipway_core::InstallStatus;
 use slipway_core::site_input::{Domain, ProjectType};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, Site};
@@ -290,8 +291,8 @@ impl JobHandler for ApplySite {
         }
         .await;
         let (status, reason) = match &result {
-            Ok(()) => ("installed", None),
-            Err(e) => ("failed", Some(e.to_string())),
+            Ok(()) => (InstallStatus::Installed, None),
+            Err(e) => (InstallStatus::Failed, Some(e.to_string())),
         };
         engine.store.set_site_status(&site.id, status, reason.as_deref()).await.map_err(store_error)?;
         result
@@ -342,7 +343,11 @@ impl JobHandler for RemoveSite {
         let result = run_script(engine, ctx, &connection, &script).await;
         match result {
             Ok(()) => {
-                engine.store.set_server_items_status(&site_items, "removing", None).await.map_err(store_error)?;
+                engine
+                    .store
+                    .set_server_items_status(&site_items, InstallStatus::Removing, None)
+                    .await
+                    .map_err(store_error)?;
                 engine.store.delete_removed_server_items(&site_items).await.map_err(store_error)?;
                 engine.store.delete_site(&site.id).await.map_err(store_error)?;
                 // Its backup schedules go with it; its backups stay, to be restored elsewhere.
@@ -361,7 +366,11 @@ impl JobHandler for RemoveSite {
                 Ok(())
             }
             Err(e) => {
-                engine.store.set_site_status(&site.id, "failed", Some(&e.to_string())).await.map_err(store_error)?;
+                engine
+                    .store
+                    .set_site_status(&site.id, InstallStatus::Failed, Some(&e.to_string()))
+                    .await
+                    .map_err(store_error)?;
                 Err(e)
             }
         }
@@ -392,7 +401,7 @@ mod tests {
             zero_downtime: true,
             keep_releases: 5,
             app_port: 20000,
-            status: "installing".into(),
+            status: InstallStatus::Installing,
             status_reason: None,
             suspended: false,
             deployment_status: None,

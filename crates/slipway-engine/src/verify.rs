@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use slipway_core::ServerStatus;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{SshConnection, Transport};
 
@@ -74,11 +75,11 @@ impl JobHandler for VerifyServer {
         store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;
         // Reachable again: back to what it was before it became unreachable.
         let status = if server.provisioned_at.is_some() {
-            "active"
-        } else if server.status == "unreachable" {
-            "pending"
+            ServerStatus::Active
+        } else if server.status == ServerStatus::Unreachable {
+            ServerStatus::Pending
         } else {
-            &server.status
+            server.status
         };
         // Provisioning would fail on a PHP version the system does not offer: say so now.
         let unavailable = (server.provisioned_at.is_none())

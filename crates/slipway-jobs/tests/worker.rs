@@ -2,6 +2,7 @@
 //! backoff, panics, cancellation, recovery after a worker dies, exactly-once across two
 //! workers, one job at a time per resource, and masked secrets in logs.
 
+use slipway_core::RunStatus;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,7 +121,7 @@ async fn running(store: &dyn Store, id: &str) {
     let mut every = tokio::time::interval(Duration::from_millis(10));
     loop {
         every.tick().await;
-        if store.job(id).await.unwrap().unwrap().status == "running" {
+        if store.job(id).await.unwrap().unwrap().status == RunStatus::Running {
             return;
         }
         assert!(Instant::now() < deadline, "job {id} never started");
@@ -182,14 +183,14 @@ async fn outcomes(db: TestDatabase) {
 
     let panics = enqueue(store.as_ref(), spec("panic", "e")).await.unwrap();
     let job = finished(store.as_ref(), &panics).await;
-    assert_eq!(job.status, "failed");
+    assert_eq!(job.status, RunStatus::Failed);
     assert!(job.failure_reason.unwrap().contains("panicked (boom)"));
     let after = enqueue(store.as_ref(), spec("ok", "e")).await.unwrap();
-    assert_eq!(finished(store.as_ref(), &after).await.status, "succeeded", "the worker survived the panic");
+    assert_eq!(finished(store.as_ref(), &after).await.status, RunStatus::Succeeded, "the worker survived the panic");
 
     let waiting = enqueue(store.as_ref(), spec("wait", "f")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.job(&waiting).await.unwrap().unwrap().status != "running" {
+    while store.job(&waiting).await.unwrap().unwrap().status != RunStatus::Running {
         assert!(Instant::now() < deadline, "never started");
         tokio::task::yield_now().await;
     }
@@ -263,7 +264,7 @@ async fn two_replicas_run_each_job_once_and_one_per_resource_at_a_time() {
     let (stop1, w1) = start(store1.clone(), record.clone(), "replica-1");
     let (stop2, w2) = start(store2, record.clone(), "replica-2");
     for id in &ids {
-        assert_eq!(finished(store1.as_ref(), id).await.status, "succeeded");
+        assert_eq!(finished(store1.as_ref(), id).await.status, RunStatus::Succeeded);
     }
     let runs = record.runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 30);
@@ -295,14 +296,14 @@ async fn a_busy_server_never_takes_every_slot() {
     running(store.as_ref(), &other).await;
     let mut running_of_a = 0;
     for id in &busy {
-        if store.job(id).await.unwrap().unwrap().status == "running" {
+        if store.job(id).await.unwrap().unwrap().status == RunStatus::Running {
             running_of_a += 1;
         }
     }
     assert_eq!(running_of_a, 2, "server a runs at most two jobs at once, with two slots free");
     record.release_held_jobs(true);
     for id in busy.iter().chain([&other]) {
-        assert_eq!(finished(store.as_ref(), id).await.status, "succeeded");
+        assert_eq!(finished(store.as_ref(), id).await.status, RunStatus::Succeeded);
     }
     stop.send(true).unwrap();
     worker.await.unwrap();
@@ -323,7 +324,7 @@ async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
         let running = [&retried, &failed];
         let mut all = true;
         for id in running {
-            all &= store.job(id).await.unwrap().unwrap().status == "running";
+            all &= store.job(id).await.unwrap().unwrap().status == RunStatus::Running;
         }
         if all {
             break;
@@ -361,7 +362,7 @@ async fn a_wakeup_starts_new_work_without_waiting_for_the_next_poll() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         every.tick().await;
-        if store.job(&id).await.unwrap().unwrap().status == "succeeded" {
+        if store.job(&id).await.unwrap().unwrap().status == RunStatus::Succeeded {
             break;
         }
         assert!(Instant::now() < deadline, "the wake-up did not start the job");
@@ -432,7 +433,7 @@ async fn pruning_on_schedule(db: TestDatabase) {
     }
     let (runs, total) = store.jobs_for_resource(PRUNE_LOCK, slipway_core::PageRequest::default()).await.unwrap();
     assert!(total >= 2, "each run schedules the next: {total}");
-    assert!(runs.iter().any(|j| j.status == "succeeded"));
+    assert!(runs.iter().any(|j| j.status == RunStatus::Succeeded));
     // The run that deleted the last one writes its report just after; runs add up.
     let report = loop {
         let text = store.setting(REPORT_SETTING).await.unwrap().unwrap_or_default();
@@ -479,7 +480,7 @@ async fn clocks(db: TestDatabase) {
         let (store, n) = (store.clone(), n.to_string());
         async move {
             let marker = enqueue(store.as_ref(), spec("ok", &n)).await.unwrap();
-            assert_eq!(finished(store.as_ref(), &marker).await.status, "succeeded");
+            assert_eq!(finished(store.as_ref(), &marker).await.status, RunStatus::Succeeded);
         }
     };
 

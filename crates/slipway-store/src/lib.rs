@@ -45,6 +45,7 @@ pub mod testing;
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
+use slipway_core::{InstallStatus, RunStatus, ServerStatus};
 
 pub use connect::{ConnectOptions, connect, redact_url};
 pub use error::StoreError;
@@ -361,7 +362,7 @@ pub trait ServerStore: Send + Sync {
     /// How many sites each of these servers has (servers without sites are left out).
     async fn site_counts(&self, server_ids: &[String]) -> StoreResult<Vec<(String, i64)>>;
     async fn update_server(&self, id: &str, changes: &ServerChanges) -> StoreResult<bool>;
-    async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
+    async fn set_server_status(&self, id: &str, status: ServerStatus, reason: Option<&str>) -> StoreResult<()>;
     /// Records what the first contact learned: the host key to pin and the operating system.
     async fn record_server_contact(&self, id: &str, host_key: Option<&str>, os: Option<&str>) -> StoreResult<()>;
     /// Accepts a new host key (after a reinstall), replacing the pinned one and forgetting any
@@ -399,7 +400,12 @@ pub trait ServerStore: Send + Sync {
     /// Items of one kind on every server, by id, `limit` at a time after id `after` (periodic
     /// work such as watching certificates walks them all).
     async fn items_of_kind(&self, kind: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<ServerItem>>;
-    async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()>;
+    async fn set_server_items_status(
+        &self,
+        ids: &[String],
+        status: InstallStatus,
+        reason: Option<&str>,
+    ) -> StoreResult<()>;
     /// Deletes these items if they are still being removed (status `removing`).
     async fn delete_removed_server_items(&self, ids: &[String]) -> StoreResult<()>;
 }
@@ -423,13 +429,13 @@ pub trait SiteStore: Send + Sync {
     /// Sites across servers as `filter` says, oldest first, with their total count.
     async fn sites_where(&self, filter: SiteFilter<'_>, page: PageRequest) -> StoreResult<(Vec<Site>, u64)>;
     async fn update_site(&self, id: &str, changes: &SiteChanges) -> StoreResult<bool>;
-    async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()>;
+    async fn set_site_status(&self, id: &str, status: InstallStatus, reason: Option<&str>) -> StoreResult<()>;
     /// Records a deployment's progress on its site: the status always; what is live now (the
     /// release's deployment id and the app's port) and the time only when given.
     async fn record_site_deployment(
         &self,
         id: &str,
-        deployment_status: &str,
+        deployment_status: RunStatus,
         live: Option<(&str, Option<i64>)>,
         deployed_at: Option<Timestamp>,
     ) -> StoreResult<()>;

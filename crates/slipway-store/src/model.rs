@@ -1,6 +1,7 @@
 //! Rows as the store returns them. Plain data; rules live in `slipway-core` and the API.
 
 use slipway_core::time::Timestamp;
+use slipway_core::{BackupStatus, DeliveryStatus, InstallStatus, ItemState, RunStatus, ServerStatus};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
@@ -159,7 +160,7 @@ pub struct Job {
     /// The server the job works on (`server:<id>`), which caps how many of its jobs run at once.
     pub server_key: Option<String>,
     pub idempotent: bool,
-    pub status: String,
+    pub status: RunStatus,
     pub attempts: i64,
     pub max_attempts: i64,
     pub run_at: Timestamp,
@@ -271,7 +272,7 @@ pub struct Server {
     pub php_version: Option<String>,
     pub database_type: String,
     pub webserver: String,
-    pub status: String,
+    pub status: ServerStatus,
     pub status_reason: Option<String>,
     pub monitoring_enabled: bool,
     pub os: Option<String>,
@@ -305,11 +306,21 @@ pub struct ServerItem {
     pub kind: String,
     pub name: String,
     pub spec: String,
-    /// `installing`, `installed`, `removing` or `failed`.
-    pub status: String,
+    pub status: InstallStatus,
     pub status_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// What the server reports for it now, when that was read (never stored); shown instead of
+    /// `status`, with `status_reason` saying why.
+    #[sqlx(skip)]
+    pub state: Option<ItemState>,
+}
+
+impl ServerItem {
+    /// The status to show: the state the server reported, else the stored status.
+    pub fn shown_status(&self) -> &'static str {
+        self.state.map_or(self.status.as_str(), ItemState::as_str)
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -334,10 +345,10 @@ pub struct Site {
     pub keep_releases: i64,
     /// The first of the two ports an app alternates between (set by the store).
     pub app_port: i64,
-    pub status: String,
+    pub status: InstallStatus,
     pub status_reason: Option<String>,
     pub suspended: bool,
-    pub deployment_status: Option<String>,
+    pub deployment_status: Option<RunStatus>,
     pub last_deployed_at: Option<Timestamp>,
     pub current_release: Option<String>,
     /// The port the live app listens on (apps only).
@@ -357,8 +368,8 @@ pub struct SiteFilter<'a> {
     pub organization_ids: &'a [String],
     pub server_ids: Option<&'a [String]>,
     pub site_ids: Option<&'a [String]>,
-    pub status: Option<&'a str>,
-    pub deployment_status: Option<&'a str>,
+    pub status: Option<InstallStatus>,
+    pub deployment_status: Option<RunStatus>,
 }
 
 /// The editable fields of a site; `None` leaves a field as it is.
@@ -387,7 +398,7 @@ pub struct Deployment {
     pub server_id: String,
     pub organization_id: String,
     pub job_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub trigger_kind: String,
     pub triggered_by_user: Option<String>,
     pub triggered_by_token: Option<String>,
@@ -415,7 +426,7 @@ pub struct Deployment {
 /// What a deployment learned or how it ended; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct DeploymentUpdate {
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     pub commit_sha: Option<String>,
     pub commit_message: Option<String>,
     pub commit_author: Option<String>,
@@ -467,8 +478,7 @@ pub struct Backup {
     pub storage_id: String,
     /// Where it is in the storage (under the storage's prefix or directory).
     pub object_key: String,
-    /// `pending`, `in_progress`, `completed`, `failed` or `restored`.
-    pub status: String,
+    pub status: BackupStatus,
     pub size_bytes: Option<i64>,
     /// Hex SHA-256 of the object's bytes.
     pub sha256: Option<String>,
@@ -554,7 +564,7 @@ impl BackupSchedule {
 /// Which backups to list.
 #[derive(Debug, Clone, Default)]
 pub struct BackupFilter {
-    pub status: Option<String>,
+    pub status: Option<BackupStatus>,
     pub kind: Option<String>,
     pub database_id: Option<String>,
     pub schedule_id: Option<String>,
@@ -724,8 +734,7 @@ pub struct NotificationDelivery {
     /// Deliveries with the same key report the same thing (type and resource): repeats within
     /// the channel's window are folded into one.
     pub group_key: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     /// Identical events folded into this delivery.
     pub repeats: i64,

@@ -4,6 +4,7 @@
 use slipway_store::testing::TestDatabase;
 
 mod cases {
+    use slipway_core::{BackupStatus, DeliveryStatus, InstallStatus, RunStatus, ServerStatus};
     use std::sync::Arc;
 
     use slipway_store::testing::TestDatabase;
@@ -651,7 +652,7 @@ mod cases {
         store.enqueue_job(&queued).await.unwrap();
         assert_eq!(store.cancel_job(&queued.id, now()).await.unwrap(), CancelOutcome::Cancelled);
         assert!(store.claim_job("w1", now(), lease()).await.unwrap().is_none(), "a cancelled job never starts");
-        assert_eq!(store.job(&queued.id).await.unwrap().unwrap().status, "cancelled");
+        assert_eq!(store.job(&queued.id).await.unwrap().unwrap().status, RunStatus::Cancelled);
     }
 
     pub async fn the_reaper_retries_idempotent_jobs_and_fails_the_others(db: &TestDatabase) {
@@ -736,7 +737,7 @@ mod cases {
         let retry_at = |_: i64| now();
         let out = store.reap_jobs(now() + chrono::Duration::seconds(1), &retry_at).await.unwrap();
         assert!(out.requeued.is_empty());
-        assert_eq!(store.job(&reaped.id).await.unwrap().unwrap().status, "cancelled", "not run again");
+        assert_eq!(store.job(&reaped.id).await.unwrap().unwrap().status, RunStatus::Cancelled, "not run again");
         let end = JobEnd::Retry { run_at: now(), reason: "connection reset".into() };
         assert!(store.finish_job(&retried.id, "w", &end, now()).await.unwrap());
         let j = store.job(&retried.id).await.unwrap().unwrap();
@@ -800,7 +801,7 @@ mod cases {
         let got = store.server(&s1.id).await.unwrap().unwrap();
         assert_eq!((got.host_key.as_deref(), got.offered_host_key), (Some("ssh-ed25519 SECOND"), None));
 
-        store.set_server_status(&s1.id, "failed", Some("unsupported OS")).await.unwrap();
+        store.set_server_status(&s1.id, ServerStatus::Failed, Some("unsupported OS")).await.unwrap();
         assert_eq!(store.server(&s1.id).await.unwrap().unwrap().status_reason.as_deref(), Some("unsupported OS"));
         store.mark_provisioned(&s1.id, now()).await.unwrap();
         let got = store.server(&s1.id).await.unwrap().unwrap();
@@ -830,10 +831,11 @@ mod cases {
             kind: kind.into(),
             name: name.into(),
             spec: r#"{"port":80}"#.into(),
-            status: "installing".into(),
+            status: InstallStatus::Installing,
             status_reason: None,
             created_at: now(),
             updated_at: now(),
+            state: None,
         };
         let (k1, k2, rule, elsewhere) = (
             item(&s1, "ssh_key", "laptop"),
@@ -851,23 +853,30 @@ mod cases {
         assert_eq!((total, page.len(), page[0].name.as_str()), (2, 1, "ci"));
         assert_eq!(store.server_item(&rule.id).await.unwrap().unwrap().spec, r#"{"port":80}"#);
 
-        store.set_server_items_status(&[k1.id.clone(), k2.id.clone()], "failed", Some("unreachable")).await.unwrap();
+        store
+            .set_server_items_status(&[k1.id.clone(), k2.id.clone()], InstallStatus::Failed, Some("unreachable"))
+            .await
+            .unwrap();
         let got = store.server_item(&k1.id).await.unwrap().unwrap();
         assert_eq!((got.status.as_str(), got.status_reason.as_deref()), ("failed", Some("unreachable")));
-        assert_eq!(store.server_item(&rule.id).await.unwrap().unwrap().status, "installing", "others untouched");
+        assert_eq!(
+            store.server_item(&rule.id).await.unwrap().unwrap().status,
+            InstallStatus::Installing,
+            "others untouched"
+        );
 
         // Only items still being removed are deleted, and a late sync cannot revive one.
-        store.set_server_items_status(std::slice::from_ref(&k1.id), "removing", None).await.unwrap();
-        store.set_server_items_status(std::slice::from_ref(&k1.id), "installed", None).await.unwrap();
-        assert_eq!(store.server_item(&k1.id).await.unwrap().unwrap().status, "removing");
+        store.set_server_items_status(std::slice::from_ref(&k1.id), InstallStatus::Removing, None).await.unwrap();
+        store.set_server_items_status(std::slice::from_ref(&k1.id), InstallStatus::Installed, None).await.unwrap();
+        assert_eq!(store.server_item(&k1.id).await.unwrap().unwrap().status, InstallStatus::Removing);
         store.delete_removed_server_items(&[k1.id.clone(), k2.id.clone()]).await.unwrap();
         assert!(store.server_item(&k1.id).await.unwrap().is_none());
         assert!(store.server_item(&k2.id).await.unwrap().is_some());
-        store.set_server_items_status(&[], "installed", None).await.unwrap();
+        store.set_server_items_status(&[], InstallStatus::Installed, None).await.unwrap();
         store.delete_removed_server_items(&[]).await.unwrap();
 
         // An update replaces name and spec and waits for its sync again; never one being removed.
-        store.set_server_items_status(std::slice::from_ref(&k2.id), "failed", Some("old")).await.unwrap();
+        store.set_server_items_status(std::slice::from_ref(&k2.id), InstallStatus::Failed, Some("old")).await.unwrap();
         assert!(store.update_server_item(&k2.id, "renamed", r#"{"new":true}"#).await.unwrap());
         let got = store.server_item(&k2.id).await.unwrap().unwrap();
         assert_eq!(
@@ -875,11 +884,11 @@ mod cases {
             ("renamed", r#"{"new":true}"#, "installing")
         );
         assert_eq!(got.status_reason, None);
-        store.set_server_items_status(std::slice::from_ref(&rule.id), "removing", None).await.unwrap();
+        store.set_server_items_status(std::slice::from_ref(&rule.id), InstallStatus::Removing, None).await.unwrap();
         assert!(!store.update_server_item(&rule.id, "x", "{}").await.unwrap());
         assert!(!store.update_server_item("01NOSUCHITEM", "x", "{}").await.unwrap());
         // A spec the server now has replaces the stored one and keeps the status.
-        store.set_server_items_status(std::slice::from_ref(&k2.id), "installed", None).await.unwrap();
+        store.set_server_items_status(std::slice::from_ref(&k2.id), InstallStatus::Installed, None).await.unwrap();
         assert!(store.set_server_item_spec(&k2.id, r#"{"served":1}"#).await.unwrap());
         let got = store.server_item(&k2.id).await.unwrap().unwrap();
         assert_eq!((got.spec.as_str(), got.status.as_str()), (r#"{"served":1}"#, "installed"));
@@ -925,7 +934,7 @@ mod cases {
             zero_downtime: true,
             keep_releases: 5,
             app_port: 0,
-            status: "installing".into(),
+            status: InstallStatus::Installing,
             status_reason: None,
             suspended: false,
             deployment_status: None,
@@ -939,14 +948,14 @@ mod cases {
         }
     }
 
-    fn deployment(site: &Site, status: &str) -> Deployment {
+    fn deployment(site: &Site, status: RunStatus) -> Deployment {
         Deployment {
             id: slipway_core::new_id(),
             site_id: site.id.clone(),
             server_id: site.server_id.clone(),
             organization_id: site.organization_id.clone(),
             job_id: slipway_core::new_id(),
-            status: status.into(),
+            status,
             trigger_kind: "api".into(),
             triggered_by_user: None,
             triggered_by_token: None,
@@ -1010,12 +1019,13 @@ mod cases {
         let elsewhere = ["01NOSUCHORG".to_string()];
         let none = SiteFilter { organization_ids: &elsewhere, ..Default::default() };
         assert_eq!(store.sites_where(none, page).await.unwrap().1, 0);
-        store.set_site_status(&b.id, "failed", Some("nginx refused")).await.unwrap();
-        let (rows, total) = store.sites_where(SiteFilter { status: Some("failed"), ..all }, page).await.unwrap();
+        store.set_site_status(&b.id, InstallStatus::Failed, Some("nginx refused")).await.unwrap();
+        let (rows, total) =
+            store.sites_where(SiteFilter { status: Some(InstallStatus::Failed), ..all }, page).await.unwrap();
         assert_eq!((total, rows[0].id.as_str()), (1, b.id.as_str()));
-        store.set_site_status(&b.id, "installed", None).await.unwrap();
+        store.set_site_status(&b.id, InstallStatus::Installed, None).await.unwrap();
         assert_eq!(
-            store.sites_where(SiteFilter { deployment_status: Some("failed"), ..all }, page).await.unwrap().1,
+            store.sites_where(SiteFilter { deployment_status: Some(RunStatus::Failed), ..all }, page).await.unwrap().1,
             0
         );
         assert_eq!(store.site_by_domain(&s1.id, "b.example.com").await.unwrap().unwrap().id, b.id);
@@ -1044,16 +1054,16 @@ mod cases {
         assert!(store.update_site(&a.id, &changes).await.unwrap());
         let got = store.site(&a.id).await.unwrap().unwrap();
         assert_eq!((got.zero_downtime, got.shared_paths.as_str()), (false, "[]"));
-        store.set_site_status(&a.id, "installed", None).await.unwrap();
+        store.set_site_status(&a.id, InstallStatus::Installed, None).await.unwrap();
 
         // Deployments, newest first; releases are those still on the server.
-        let d1 = deployment(&a, "queued");
-        let d2 = Deployment { action: "enable-zero-downtime".into(), ..deployment(&a, "queued") };
+        let d1 = deployment(&a, RunStatus::Queued);
+        let d2 = Deployment { action: "enable-zero-downtime".into(), ..deployment(&a, RunStatus::Queued) };
         store.insert_deployment(&d1).await.unwrap();
         store.insert_deployment(&d2).await.unwrap();
         assert_eq!(store.unfinished_deployments_of_site(&a.id).await.unwrap(), 2);
         let update = DeploymentUpdate {
-            status: Some("succeeded".into()),
+            status: Some(RunStatus::Succeeded),
             commit_sha: Some("abc123".into()),
             port: Some(20001),
             release_present: Some(true),
@@ -1065,7 +1075,7 @@ mod cases {
             .update_deployment(
                 &d2.id,
                 &DeploymentUpdate {
-                    status: Some("failed".into()),
+                    status: Some(RunStatus::Failed),
                     failed_step: Some("build".into()),
                     steps: Some(r#"[{"name":"build"}]"#.into()),
                     ..Default::default()
@@ -1084,12 +1094,15 @@ mod cases {
             (1, Some("abc123"), Some(20001))
         );
         assert_eq!(store.deployment_by_job(&d1.job_id).await.unwrap().unwrap().id, d1.id);
-        store.record_site_deployment(&a.id, "succeeded", Some((&d1.id, Some(20001))), Some(now())).await.unwrap();
-        store.record_site_deployment(&a.id, "running", None, None).await.unwrap();
+        store
+            .record_site_deployment(&a.id, RunStatus::Succeeded, Some((&d1.id, Some(20001))), Some(now()))
+            .await
+            .unwrap();
+        store.record_site_deployment(&a.id, RunStatus::Running, None, None).await.unwrap();
         let got = store.site(&a.id).await.unwrap().unwrap();
         assert_eq!(
-            (got.deployment_status.as_deref(), got.current_release.as_deref(), got.last_deployed_at.is_some()),
-            (Some("running"), Some(d1.id.as_str()), true)
+            (got.deployment_status, got.current_release.as_deref(), got.last_deployed_at.is_some()),
+            (Some(RunStatus::Running), Some(d1.id.as_str()), true)
         );
 
         // Environment variables are upserted by key.
@@ -1261,7 +1274,7 @@ mod cases {
             event_id: e.id.clone(),
             event_type: e.event_type.clone(),
             group_key: format!("{}:{}", e.event_type, e.resource_id),
-            status: "pending".into(),
+            status: DeliveryStatus::Pending,
             attempts: 0,
             repeats: 0,
             folded: 0,
@@ -1287,7 +1300,7 @@ mod cases {
 
         // Attempts are recorded in order; an attempt recorded twice (a job run again) is refused.
         let sent = NotificationDelivery {
-            status: "succeeded".into(),
+            status: DeliveryStatus::Succeeded,
             attempts: 1,
             response_code: Some(200),
             duration_ms: Some(12),
@@ -1297,11 +1310,11 @@ mod cases {
         assert!(store.record_notification_attempt(&sent).await.unwrap());
         assert!(
             !store
-                .record_notification_attempt(&NotificationDelivery { status: "failed".into(), ..sent.clone() })
+                .record_notification_attempt(&NotificationDelivery { status: DeliveryStatus::Failed, ..sent.clone() })
                 .await
                 .unwrap()
         );
-        assert_eq!(store.notification_delivery(&first.id).await.unwrap().unwrap().status, "succeeded");
+        assert_eq!(store.notification_delivery(&first.id).await.unwrap().unwrap().status, DeliveryStatus::Succeeded);
         assert!(store.reopen_notification_delivery(&first.id, now()).await.unwrap());
         assert!(!store.reopen_notification_delivery(&first.id, now()).await.unwrap(), "already pending");
         let again = store.notification_delivery(&first.id).await.unwrap().unwrap();
@@ -1348,7 +1361,7 @@ mod cases {
         assert!(!store.update_backup_storage(&changed).await.unwrap());
 
         // Backups: newest first, filtered by status, kind and database; outcomes replaced.
-        let backup = |kind: &str, status: &str| Backup {
+        let backup = |kind: &str, status: BackupStatus| Backup {
             id: slipway_core::new_id(),
             organization_id: org.clone(),
             kind: kind.into(),
@@ -1357,7 +1370,7 @@ mod cases {
             site_id: None,
             storage_id: second.id.clone(),
             object_key: "k".into(),
-            status: status.into(),
+            status,
             size_bytes: None,
             sha256: None,
             manifest: None,
@@ -1371,8 +1384,8 @@ mod cases {
             restored_at: None,
             schedule_id: None,
         };
-        let (old, new) = (backup("database", "pending"), backup("database", "failed"));
-        let app = backup("application", "pending");
+        let (old, new) = (backup("database", BackupStatus::Pending), backup("database", BackupStatus::Failed));
+        let app = backup("application", BackupStatus::Pending);
         for b in [&old, &new, &app] {
             store.insert_backup(b).await.unwrap();
         }
@@ -1380,11 +1393,11 @@ mod cases {
         let (rows, total) = store.backups_of(orgs, &BackupFilter::default(), PAGE).await.unwrap();
         assert_eq!((total, rows[0].id.as_str()), (3, app.id.as_str()), "newest first");
         let pending =
-            BackupFilter { status: Some("pending".into()), kind: Some("database".into()), ..Default::default() };
+            BackupFilter { status: Some(BackupStatus::Pending), kind: Some("database".into()), ..Default::default() };
         assert_eq!(store.backups_of(orgs, &pending, PAGE).await.unwrap().0, vec![old.clone()]);
         assert_eq!(store.backups_of(std::slice::from_ref(&other), &BackupFilter::default(), PAGE).await.unwrap().1, 0);
         let done = Backup {
-            status: "completed".into(),
+            status: BackupStatus::Completed,
             size_bytes: Some(5_000_000_000),
             sha256: Some("ab".repeat(32)),
             manifest: Some("{}".into()),
@@ -1647,7 +1660,11 @@ mod cases {
         let srv = server(&org, "web");
         store.insert_server(&srv).await.unwrap();
         let st = store.insert_site(&site(&srv, "retention.example.com")).await.unwrap();
-        let deployments = [deployment(&st, "succeeded"), deployment(&st, "failed"), deployment(&st, "succeeded")];
+        let deployments = [
+            deployment(&st, RunStatus::Succeeded),
+            deployment(&st, RunStatus::Failed),
+            deployment(&st, RunStatus::Succeeded),
+        ];
         for d in &deployments {
             finished_job(store, &d.job_id, 5, old).await;
             store.insert_deployment(d).await.unwrap();

@@ -2,6 +2,7 @@
 //! role sees and may do, and that no secret reaches a page. (The browser tests in
 //! `crates/slipway/tests/dashboard.rs` drive the same pages in Chromium end to end.)
 
+use slipway_core::InstallStatus;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -842,7 +843,7 @@ async fn a_database_its_users_and_backups_are_managed_from_its_own_page() {
     let users = format!("{database_page}/items/users");
     let early = owner.post(&users, &[("csrf", &csrf), ("name", "shop_app")]).await;
     assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.html);
-    app.state.store.set_server_items_status(&[database_id], "installed", None).await.unwrap();
+    app.state.store.set_server_items_status(&[database_id], InstallStatus::Installed, None).await.unwrap();
     let bad = owner.post(&users, &[("csrf", &csrf), ("name", "Shop App"), ("hosts", "localhost, %evil")]).await;
     assert!(bad.html.contains("id=\"name-error\""), "{}", bad.html);
     assert!(bad.html.contains("value=\"localhost, %evil\""), "what was typed is kept: {}", bad.html);

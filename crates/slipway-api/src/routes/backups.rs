@@ -5,6 +5,8 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use slipway_core::BackupStatus;
+use slipway_core::InstallStatus;
 use slipway_engine::backup_restore::{BACKUP_RESTORE, BACKUP_VERIFY, RestoreJob, RestoreMode, VerifyJob};
 use slipway_engine::backups::{Manifest, job_resource};
 use slipway_engine::items::{DatabaseSpec, Databases, ItemKind};
@@ -69,7 +71,7 @@ impl From<&Backup> for BackupResource {
             site_id: b.site_id.clone(),
             storage_id: b.storage_id.clone(),
             object_key: b.object_key.clone(),
-            status: b.status.clone(),
+            status: b.status.to_string(),
             size_bytes: b.size_bytes,
             sha256: b.sha256.clone(),
             manifest: b.manifest.as_deref().and_then(|m| serde_json::from_str(m).ok()),
@@ -114,7 +116,7 @@ pub async fn create_database_backup(
     let Some(storage) = storage.filter(|s| s.organization_id == v.server.organization_id) else {
         return Err(ApiError::validation("storage_id", "No backup storage with this id in the server's organisation."));
     };
-    if v.item.status != "installed" {
+    if v.item.status != InstallStatus::Installed {
         return Err(ApiError::Conflict(format!(
             "The database {} is not active ({}); back it up once it is.",
             database.name, v.item.status
@@ -184,21 +186,13 @@ pub async fn list_backups(
     Query(query): Query<BackupQuery>,
     Page(cursor): Page,
 ) -> Result<Paginated<BackupResource>, ApiError> {
-    if query
-        .status
-        .as_deref()
-        .is_some_and(|s| !["pending", "in_progress", "completed", "failed", "restored"].contains(&s))
-    {
-        return Err(ApiError::validation(
-            "status",
-            "The status is pending, in_progress, completed, failed or restored.",
-        ));
-    }
+    let status = query.status.as_deref().map(str::parse::<BackupStatus>).transpose();
+    let status = status.map_err(|e| ApiError::validation("status", format!("The status is {}.", e.expected)))?;
     if query.kind.as_deref().is_some_and(|k| !["application", "database"].contains(&k)) {
         return Err(ApiError::validation("type", "The type is application or database."));
     }
     let orgs = caller.organizations(&state).await?;
-    let filter = BackupFilter { status: query.status, kind: query.kind, ..Default::default() };
+    let filter = BackupFilter { status, kind: query.kind, ..Default::default() };
     let (rows, total) = state.store.backups_of(&orgs, &filter, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(BackupResource::from).collect(), total))
 }
@@ -313,7 +307,7 @@ fn restorable(backup: &Backup, doing: &str) -> Result<(), ApiError> {
         ));
     }
     let good = matches!(backup.status.as_str(), "completed" | "restored");
-    if backup.sha256.is_none() || !(good || doing == "verified" && backup.status == "failed") {
+    if backup.sha256.is_none() || !(good || doing == "verified" && backup.status == BackupStatus::Failed) {
         let why = backup.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
         return Err(ApiError::Conflict(format!(
             "The backup is {}{why}; only a completed backup can be {doing}.",
@@ -477,7 +471,7 @@ pub async fn restore_backup(
                     format!("Give the database's name ({name}) to confirm: restoring replaces its tables."),
                 ));
             }
-            if existing.status != "installed" {
+            if existing.status != InstallStatus::Installed {
                 return Err(ApiError::Conflict(format!(
                     "The database {name} is not active ({}); restore into it once it is.",
                     existing.status
@@ -518,7 +512,7 @@ pub async fn restore_backup(
                 collation: from.and_then(|f| f.collation),
                 imported: false,
             };
-            let item = super::items::new_item::<DatabaseRoutes>(&server, &name, &spec, "installing")?;
+            let item = super::items::new_item::<DatabaseRoutes>(&server, &name, &spec, InstallStatus::Installing)?;
             state.store.insert_server_item(&item).await?;
             super::items::sync(&state, &server, &Databases).await?;
             (item.id, RestoreMode::Empty, true)

@@ -589,7 +589,7 @@ impl From<&NotificationDelivery> for DeliveryResource {
             channel_id: d.channel_id.clone(),
             event_id: d.event_id.clone(),
             event_type: d.event_type.clone(),
-            status: d.status.clone(),
+            status: d.status.to_string(),
             attempts: d.attempts,
             repeats: d.repeats,
             suppressed_since_last: d.folded,

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use slipway_core::ServerStatus;
 use slipway_core::server_input::{Host, UnixUser};
 use slipway_core::time::now;
 use slipway_core::{FieldErrors, identity, shell};
@@ -72,7 +73,7 @@ impl From<&Server> for ServerResource {
             php_version: s.php_version.clone(),
             database_type: s.database_type.clone(),
             webserver: s.webserver.clone(),
-            status: s.status.clone(),
+            status: s.status.to_string(),
             status_reason: s.status_reason.clone(),
             monitoring_enabled: s.monitoring_enabled,
             os: s.os.clone(),
@@ -310,7 +311,7 @@ pub async fn create_server(
         php_version: body.php_version,
         database_type: database,
         webserver: "nginx".into(),
-        status: "pending".into(),
+        status: ServerStatus::Pending,
         status_reason: None,
         monitoring_enabled: body.monitoring_enabled.unwrap_or(false),
         os: None,
@@ -472,7 +473,7 @@ impl From<&Job> for OperationResource {
         OperationResource {
             id: j.id.clone(),
             kind: j.kind.clone(),
-            status: j.status.clone(),
+            status: j.status.to_string(),
             attempts: j.attempts,
             created_at: j.created_at,
             run_at: j.run_at,

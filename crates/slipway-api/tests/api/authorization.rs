@@ -3,6 +3,9 @@
 //! added later is covered here without anyone writing a test for it; a new path parameter
 //! needs a fixture below, and the test says so.
 
+use slipway_core::BackupStatus;
+use slipway_core::DeliveryStatus;
+use slipway_core::InstallStatus;
 use std::collections::HashMap;
 
 use crate::common::TestApp;
@@ -202,10 +205,11 @@ async fn world(db: TestDatabase) -> World {
                      "grants": [{"database": "shop", "access": "read_write"}], "hosts": ["localhost"],
                      "sealed_password": ""})
         .to_string(),
-        status: "installed".into(),
+        status: InstallStatus::Installed,
         status_reason: None,
         created_at: slipway_core::time::now(),
         updated_at: slipway_core::time::now(),
+        state: None,
     };
     app.state.store.insert_server_item(&database_user).await.unwrap();
     let operation = app.post_as(&format!("/api/v1/servers/{server_id}/verify"), &a.token, json!({})).await;
@@ -301,7 +305,7 @@ async fn world(db: TestDatabase) -> World {
         slipway_store::BackupTarget::Database(&database_id),
         &storage_id,
         None,
-        "completed",
+        BackupStatus::Completed,
     );
     (backup.object_key, backup.size_bytes, backup.sha256) =
         ("databases/x/shop/x.sql.gz".into(), Some(1), Some("00".repeat(32)));
@@ -356,7 +360,7 @@ async fn world(db: TestDatabase) -> World {
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
         group_key: "g".into(),
-        status: "failed".into(),
+        status: DeliveryStatus::Failed,
         attempts: 1,
         repeats: 0,
         folded: 0,

@@ -5,6 +5,7 @@
 //! The counter is process-wide: nextest runs each test in a process of its own, and under
 //! `cargo test` other tests can only add to a count, so each figure is the least of three reads.
 
+use slipway_core::InstallStatus;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -78,7 +79,7 @@ async fn lists_on(db: TestDatabase) {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
         site = reply.json()["data"]["id"].as_str().unwrap().to_string();
     }
-    app.state.store.set_site_status(&site, "installed", None).await.unwrap();
+    app.state.store.set_site_status(&site, InstallStatus::Installed, None).await.unwrap();
     let site_path = format!("/api/v1/servers/{server}/sites/{site}");
     for _ in 0..12 {
         let reply = app.post_as(&format!("{site_path}/deploy"), &owner.token, json!({})).await;

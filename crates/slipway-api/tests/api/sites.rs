@@ -5,6 +5,8 @@
 use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+use slipway_core::InstallStatus;
+use slipway_core::RunStatus;
 use slipway_store::testing::TestDatabase;
 
 async fn provisioned_server(app: &TestApp, token: &str) -> String {
@@ -232,7 +234,7 @@ async fn scheduled_deploys_wait_and_can_be_cancelled_and_logs_stream_as_events()
     ];
     app.state.store.append_job_log(job, 1, &lines).await.unwrap();
     let end = slipway_store::DeploymentUpdate {
-        status: Some("succeeded".into()),
+        status: Some(RunStatus::Succeeded),
         finished_at: Some(slipway_core::time::now()),
         ..Default::default()
     };
@@ -307,8 +309,8 @@ async fn no_deployment_starts_on_a_site_being_removed_or_not_installed() {
     let owner = app.user("gone@example.com").await;
     let server = provisioned_server(&app, &owner.token).await;
     for (domain, status, expected) in [
-        ("removing.example.com", "removing", StatusCode::UNPROCESSABLE_ENTITY),
-        ("failed.example.com", "failed", StatusCode::CONFLICT),
+        ("removing.example.com", InstallStatus::Removing, StatusCode::UNPROCESSABLE_ENTITY),
+        ("failed.example.com", InstallStatus::Failed, StatusCode::CONFLICT),
     ] {
         let site = site_on(&app, &owner.token, &server, domain).await;
         let id = site.rsplit('/').next().unwrap();
@@ -322,7 +324,7 @@ async fn no_deployment_starts_on_a_site_being_removed_or_not_installed() {
         ] {
             let reply = app.post_as(&format!("{site}/{action}"), &owner.token, body).await;
             assert_eq!(reply.status, expected, "{action} on a {status} site: {}", reply.text());
-            if status == "failed" {
+            if status == InstallStatus::Failed {
                 assert!(reply.text().contains("nginx -t failed"), "{action}: the reason is given: {}", reply.text());
             }
         }
@@ -383,7 +385,7 @@ async fn all_sites_across_servers_are_listed_for_what_the_token_may_see_and_filt
         let token = app.token(&owner.id, &["*"], |t| t.site_ids = Some(only_a)).await;
         assert_eq!(app.get_as("/api/v1/sites", &token).await.json()["meta"]["total"], 1);
         // Filters: the sites that need a look.
-        app.state.store.set_site_status(&id(&b), "failed", Some("nginx refused the block")).await.unwrap();
+        app.state.store.set_site_status(&id(&b), InstallStatus::Failed, Some("nginx refused the block")).await.unwrap();
         let failed = app.get_as("/api/v1/sites?status=failed", &owner.token).await.json();
         assert_eq!(
             (failed["meta"]["total"].as_u64(), failed["data"][0]["id"].as_str()),

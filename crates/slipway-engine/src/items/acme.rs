@@ -7,6 +7,7 @@
 //! stores the certificate; then it is served like an uploaded one. A failure is recorded on the
 //! certificate (with the CA's own words) and never touches the certificate being served.
 
+use slipway_core::InstallStatus;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -237,7 +238,7 @@ async fn load_certificate(engine: &Engine, id: &str) -> Result<(ServerItem, Cert
         .server_item(id)
         .await
         .map_err(store_error)?
-        .filter(|i| i.status != "removing")
+        .filter(|i| i.status != InstallStatus::Removing)
         .ok_or_else(|| JobError::failed("the certificate was deleted"))?;
     let spec = serde_json::from_str(&item.spec).map_err(|e| JobError::failed(e.to_string()))?;
     Ok((item, spec))
@@ -257,7 +258,7 @@ async fn issue(engine: &Engine, ctx: &JobContext, job: &CertificateJob) -> Resul
     if !renewing {
         engine
             .store
-            .set_server_items_status(std::slice::from_ref(&item.id), "installing", None)
+            .set_server_items_status(std::slice::from_ref(&item.id), InstallStatus::Installing, None)
             .await
             .map_err(store_error)?;
     }
@@ -286,7 +287,7 @@ async fn issue(engine: &Engine, ctx: &JobContext, job: &CertificateJob) -> Resul
         if renewing {
             // A renewed certificate that is not served stays as it is, only newer.
             let ids = std::slice::from_ref(&item.id);
-            engine.store.set_server_items_status(ids, "installed", None).await.map_err(store_error)?;
+            engine.store.set_server_items_status(ids, InstallStatus::Installed, None).await.map_err(store_error)?;
         } else {
             serve(engine, ctx, &server, &activate, None).await?;
         }
@@ -323,9 +324,9 @@ pub async fn record_failure(engine: &Engine, server_id: &str, id: &str, reason: 
     }
     let ids = [id.to_string()];
     if issued {
-        let _ = engine.store.set_server_items_status(&ids, "installed", None).await;
+        let _ = engine.store.set_server_items_status(&ids, InstallStatus::Installed, None).await;
     } else {
-        let _ = engine.store.set_server_items_status(&ids, "failed", Some(reason)).await;
+        let _ = engine.store.set_server_items_status(&ids, InstallStatus::Failed, Some(reason)).await;
     }
     if let Ok(Some(server)) = engine.store.server(server_id).await {
         let (action, what) = if issued { ("certificate.renew", "renewal") } else { ("certificate.issue", "issuance") };
@@ -356,7 +357,7 @@ fn subject(server_id: &str, id: &str, spec: &CertificateSpec) -> Subject {
 pub async fn queue_due_renewals(engine: &Engine, items: &[ServerItem], servers: &mut ServersSeen) -> usize {
     let now = slipway_core::time::now();
     let mut queued = 0;
-    for item in items.iter().filter(|i| i.status == "installed") {
+    for item in items.iter().filter(|i| i.status == InstallStatus::Installed) {
         let Ok(spec) = serde_json::from_str::<CertificateSpec>(&item.spec) else { continue };
         let renewal = spec.renewal.as_ref();
         let Some(due) = renewal.and_then(|r| r.next_attempt_at).filter(|due| *due <= now) else { continue };
@@ -435,7 +436,7 @@ impl JobHandler for RevokeCertificate {
         }
         engine
             .store
-            .set_server_items_status(std::slice::from_ref(&item.id), "removing", None)
+            .set_server_items_status(std::slice::from_ref(&item.id), InstallStatus::Removing, None)
             .await
             .map_err(store_error)?;
         let connection = connect(engine, ctx, &server).await?;
@@ -453,7 +454,7 @@ async fn revoke_failed(engine: &Engine, id: &str, reason: &str) {
     if let Ok(text) = serde_json::to_string(&spec) {
         let _ = engine.store.set_server_item_spec(id, &text).await;
     }
-    let _ = engine.store.set_server_items_status(&[id.to_string()], "installed", Some(reason)).await;
+    let _ = engine.store.set_server_items_status(&[id.to_string()], InstallStatus::Installed, Some(reason)).await;
 }
 
 #[cfg(test)]

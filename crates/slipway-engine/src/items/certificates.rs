@@ -9,6 +9,7 @@
 //! same sync with the change made in memory: the change is stored only once nginx serves it, so
 //! `active` never names a certificate that is not being served.
 
+use slipway_core::InstallStatus;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -237,7 +238,7 @@ impl JobHandler for ActivateCertificate {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let Ok(payload) = serde_json::from_str::<ActivateJob>(&job.payload) else { return };
         let reason = Some("interrupted (Slipway stopped while activating it); activate it again");
-        let _ = self.0.store.set_server_items_status(&[payload.certificate_id], "failed", reason).await;
+        let _ = self.0.store.set_server_items_status(&[payload.certificate_id], InstallStatus::Failed, reason).await;
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -262,7 +263,7 @@ pub async fn serve(
     renewed: Option<CertificateSpec>,
 ) -> Result<(), JobError> {
     let (items, _) = engine.store.server_items(&server.id, Certificates.name(), None).await.map_err(store_error)?;
-    let kept: Vec<&ServerItem> = items.iter().filter(|i| i.status != "removing").collect();
+    let kept: Vec<&ServerItem> = items.iter().filter(|i| i.status != InstallStatus::Removing).collect();
     let mut all = specs::<CertificateSpec>(&kept).map_err(JobError::failed)?;
     let Some(site_id) = all.iter().find(|(id, _)| *id == job.certificate_id).map(|(_, s)| s.site_id.clone()) else {
         return Err(JobError::failed("the certificate was deleted"));
@@ -311,7 +312,7 @@ pub async fn serve(
                 let text = serde_json::to_string(spec).map_err(|e| JobError::failed(e.to_string()))?;
                 engine.store.set_server_item_spec(cert_id, &text).await.map_err(store_error)?;
             }
-            engine.store.set_server_items_status(id, "installed", None).await.map_err(store_error)?;
+            engine.store.set_server_items_status(id, InstallStatus::Installed, None).await.map_err(store_error)?;
             ctx.log("info", format!("==> certificate {} is served for its site", job.certificate_id));
             if let Some((_, spec)) = all.into_iter().find(|(cert_id, _)| *cert_id == job.certificate_id) {
                 let served = record_served(engine, server, &job.certificate_id, spec).await;
@@ -326,7 +327,11 @@ pub async fn serve(
         Err(_) if renewal => {}
         Err(e) => {
             let reason = e.to_string();
-            engine.store.set_server_items_status(id, "failed", Some(&reason)).await.map_err(store_error)?;
+            engine
+                .store
+                .set_server_items_status(id, InstallStatus::Failed, Some(&reason))
+                .await
+                .map_err(store_error)?;
         }
     }
     outcome
@@ -437,7 +442,7 @@ impl JobHandler for WatchCertificates {
             if renewing > 0 {
                 ctx.log("info", format!("==> {renewing} ACME certificate(s) due: issuance queued"));
             }
-            for item in batch.iter().filter(|i| i.status == "installed") {
+            for item in batch.iter().filter(|i| i.status == InstallStatus::Installed) {
                 if ctx.is_cancelled() {
                     return Err(JobError::Cancelled);
                 }

@@ -12,6 +12,7 @@
 //! 100 runs. It runs as the job's user (cron starts it so), so those records are the user's own:
 //! they are read as that user, never as root.
 
+use slipway_core::{InstallStatus, ItemState};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -417,16 +418,16 @@ fn when(at: &DateTime<Utc>) -> String {
 /// expected start (at least [`GRACE`] ago, after its cron file was written) passed with no run
 /// started since; else `running`; else the last run's outcome (`succeeded`, `failed` with the
 /// exit code); else `waiting`. A missing file or user is `failed` with what to do.
-pub fn status(schedule: &Schedule, job: &JobOnServer, now: &DateTime<FixedOffset>) -> (&'static str, String) {
+pub fn status(schedule: &Schedule, job: &JobOnServer, now: &DateTime<FixedOffset>) -> (ItemState, String) {
     let Some(installed_at) = job.installed_at else {
         return (
-            "failed",
+            ItemState::Failed,
             "its cron file is missing from the server, so cron does not run it; provision the server to put it back"
                 .into(),
         );
     };
     if !job.user_exists {
-        return ("failed", "its user no longer exists on the server, so cron does not run it".into());
+        return (ItemState::Failed, "its user no longer exists on the server, so cron does not run it".into());
     }
     let newest = job.runs.first();
     if let Some(due) = schedule.latest_at_or_before(&(*now - GRACE)).map(|d| d.with_timezone(&Utc))
@@ -438,19 +439,19 @@ pub fn status(schedule: &Schedule, job: &JobOnServer, now: &DateTime<FixedOffset
             None => "none has run yet".into(),
         };
         return (
-            "missed",
+            ItemState::Missed,
             format!("a run was due at {} and none started ({last}); is cron running on the server?", when(&due)),
         );
     }
     match newest {
-        Some(run) if run.running => ("running", format!("started at {}", when(&run.started_at))),
+        Some(run) if run.running => (ItemState::Running, format!("started at {}", when(&run.started_at))),
         Some(run) => {
             let end = run.finished_at.as_ref().map(when).unwrap_or_default();
             match run.exit_code {
-                Some(0) => ("succeeded", format!("the last run ended at {end}")),
-                Some(code) => ("failed", format!("the last run exited with code {code} at {end}")),
+                Some(0) => (ItemState::Succeeded, format!("the last run ended at {end}")),
+                Some(code) => (ItemState::Failed, format!("the last run exited with code {code} at {end}")),
                 None => (
-                    "failed",
+                    ItemState::Failed,
                     format!(
                         "the last run (started at {}) ended without an exit code: it was killed, or the server stopped",
                         when(&run.started_at)
@@ -459,8 +460,10 @@ pub fn status(schedule: &Schedule, job: &JobOnServer, now: &DateTime<FixedOffset
             }
         }
         None => match schedule.next_after(now) {
-            Some(next) => ("waiting", format!("no run yet; the first is due at {}", when(&next.with_timezone(&Utc)))),
-            None => ("waiting", "no run yet; it runs when the server starts".into()),
+            Some(next) => {
+                (ItemState::Waiting, format!("no run yet; the first is due at {}", when(&next.with_timezone(&Utc))))
+            }
+            None => (ItemState::Waiting, "no run yet; it runs when the server starts".into()),
         },
     }
 }
@@ -468,19 +471,19 @@ pub fn status(schedule: &Schedule, job: &JobOnServer, now: &DateTime<FixedOffset
 /// Sets the live status on installed jobs from a reading; jobs whose state could not be read
 /// say so rather than keep a stale `installed`.
 pub fn overlay(items: &mut [ServerItem], reading: &Result<Reading, String>) {
-    for item in items.iter_mut().filter(|i| i.status == "installed") {
+    for item in items.iter_mut().filter(|i| i.status == InstallStatus::Installed) {
         let (status, reason) = match (reading, serde_json::from_str::<CronSpec>(&item.spec)) {
-            (Err(why), _) => ("unknown", format!("could not read the status from the server: {why}")),
-            (_, Err(e)) => ("unknown", format!("its stored spec cannot be read: {e}")),
+            (Err(why), _) => (ItemState::Unknown, format!("could not read the status from the server: {why}")),
+            (_, Err(e)) => (ItemState::Unknown, format!("its stored spec cannot be read: {e}")),
             (Ok(reading), Ok(spec)) => {
                 match (Schedule::parse(&spec.frequency), reading.jobs.get(&job_name(&item.id))) {
                     (Ok(schedule), Some(job)) => status(&schedule, job, &reading.now),
-                    (Err(why), _) => ("failed", format!("its frequency is not valid: {why}")),
-                    (_, None) => ("unknown", "the server did not report on it".into()),
+                    (Err(why), _) => (ItemState::Failed, format!("its frequency is not valid: {why}")),
+                    (_, None) => (ItemState::Unknown, "the server did not report on it".into()),
                 }
             }
         };
-        item.status = status.into();
+        item.state = Some(status);
         item.status_reason = Some(reason);
     }
 }
@@ -504,12 +507,12 @@ impl ItemKind for CronJobs {
     }
 
     async fn live_status(&self, engine: &Engine, server: &Server, items: &mut [ServerItem]) {
-        if items.iter().all(|i| i.status != "installed") {
+        if items.iter().all(|i| i.status != InstallStatus::Installed) {
             return;
         }
         let jobs: Vec<(String, String)> = items
             .iter()
-            .filter(|i| i.status == "installed")
+            .filter(|i| i.status == InstallStatus::Installed)
             .filter_map(|i| Some((job_name(&i.id), serde_json::from_str::<CronSpec>(&i.spec).ok()?.user)))
             .collect();
         let reading = read(engine, server, &jobs, 0, STATUS_RUNS, false).await;
@@ -832,58 +835,76 @@ mod tests {
     #[test]
     fn status_follows_the_runs_and_the_schedule() {
         let minutely = Schedule::parse("minutely").unwrap();
-        let check = |schedule: &Schedule, job: &JobOnServer, now: &str, want: &str, says: &str| {
+        let check = |schedule: &Schedule, job: &JobOnServer, now: &str, want: ItemState, says: &str| {
             let (status, reason) = status(schedule, job, &at(now));
             assert_eq!(status, want, "{now}: {reason}");
             assert!(reason.contains(says), "{now}: {reason:?} lacks {says:?}");
         };
         let fresh = job("2026-12-03T10:00:30Z", vec![]);
         // Nothing due yet (the first start, 10:01, is less than the grace period ago).
-        check(&minutely, &fresh, "2026-12-03T10:01:10Z", "waiting", "2026-12-03 10:02:00 UTC");
-        check(&minutely, &fresh, "2026-12-03T10:02:29Z", "waiting", "no run yet");
+        check(&minutely, &fresh, "2026-12-03T10:01:10Z", ItemState::Waiting, "2026-12-03 10:02:00 UTC");
+        check(&minutely, &fresh, "2026-12-03T10:02:29Z", ItemState::Waiting, "no run yet");
         // 90 s after 10:01 with no run: missed.
-        check(&minutely, &fresh, "2026-12-03T10:02:31Z", "missed", "due at 2026-12-03 10:01:00 UTC");
-        check(&minutely, &fresh, "2026-12-03T10:02:31Z", "missed", "none has run yet");
+        check(&minutely, &fresh, "2026-12-03T10:02:31Z", ItemState::Missed, "due at 2026-12-03 10:01:00 UTC");
+        check(&minutely, &fresh, "2026-12-03T10:02:31Z", ItemState::Missed, "none has run yet");
 
         let ran = job("2026-12-03T10:00:30Z", vec![run("2026-12-03T10:01:00Z", Some(0), false)]);
-        check(&minutely, &ran, "2026-12-03T10:01:30Z", "succeeded", "ended at 2026-12-03 10:01:02 UTC");
-        check(&minutely, &ran, "2026-12-03T10:02:30Z", "succeeded", "");
+        check(&minutely, &ran, "2026-12-03T10:01:30Z", ItemState::Succeeded, "ended at 2026-12-03 10:01:02 UTC");
+        check(&minutely, &ran, "2026-12-03T10:02:30Z", ItemState::Succeeded, "");
         // The 10:02 run never started: missed once its grace period is over.
-        check(&minutely, &ran, "2026-12-03T10:03:31Z", "missed", "the last one started at 2026-12-03 10:01:00 UTC");
+        check(
+            &minutely,
+            &ran,
+            "2026-12-03T10:03:31Z",
+            ItemState::Missed,
+            "the last one started at 2026-12-03 10:01:00 UTC",
+        );
 
         let failed = job("2026-12-03T10:00:30Z", vec![run("2026-12-03T10:01:00Z", Some(3), false)]);
-        check(&minutely, &failed, "2026-12-03T10:01:30Z", "failed", "exited with code 3 at 2026-12-03 10:01:02 UTC");
+        check(
+            &minutely,
+            &failed,
+            "2026-12-03T10:01:30Z",
+            ItemState::Failed,
+            "exited with code 3 at 2026-12-03 10:01:02 UTC",
+        );
         let running = job(
             "2026-12-03T10:00:30Z",
             vec![run("2026-12-03T10:02:00Z", None, true), run("2026-12-03T10:01:00Z", Some(3), false)],
         );
-        check(&minutely, &running, "2026-12-03T10:02:40Z", "running", "started at 2026-12-03 10:02:00 UTC");
+        check(&minutely, &running, "2026-12-03T10:02:40Z", ItemState::Running, "started at 2026-12-03 10:02:00 UTC");
         let killed = job("2026-12-03T10:00:30Z", vec![run("2026-12-03T10:01:00Z", None, false)]);
-        check(&minutely, &killed, "2026-12-03T10:01:40Z", "failed", "without an exit code");
+        check(&minutely, &killed, "2026-12-03T10:01:40Z", ItemState::Failed, "without an exit code");
 
         // An hourly job created at 09:10 is first due at 10:00.
         let hourly = Schedule::parse("hourly").unwrap();
         let new = job("2026-12-03T09:10:00Z", vec![]);
-        check(&hourly, &new, "2026-12-03T10:01:29Z", "waiting", "");
-        check(&hourly, &new, "2026-12-03T10:01:31Z", "missed", "due at 2026-12-03 10:00:00 UTC");
+        check(&hourly, &new, "2026-12-03T10:01:29Z", ItemState::Waiting, "");
+        check(&hourly, &new, "2026-12-03T10:01:31Z", ItemState::Missed, "due at 2026-12-03 10:00:00 UTC");
 
         // The schedule is the server's local time: 03:00 at +02:00 is 01:00 UTC.
         let night = Schedule::parse("0 3 * * *").unwrap();
         let local = job("2026-12-02T12:00:00Z", vec![]);
-        check(&night, &local, "2026-12-03T03:05:00+02:00", "missed", "due at 2026-12-03 01:00:00 UTC");
-        check(&night, &local, "2026-12-03T01:05:00+00:00", "waiting", "due at 2026-12-03 03:00:00 UTC");
+        check(&night, &local, "2026-12-03T03:05:00+02:00", ItemState::Missed, "due at 2026-12-03 01:00:00 UTC");
+        check(&night, &local, "2026-12-03T01:05:00+00:00", ItemState::Waiting, "due at 2026-12-03 03:00:00 UTC");
 
         // A reboot job is never missed.
         let reboot = Schedule::parse("reboot").unwrap();
-        check(&reboot, &job("2020-01-01T00:00:00Z", vec![]), "2026-12-03T10:00:00Z", "waiting", "server starts");
+        check(
+            &reboot,
+            &job("2020-01-01T00:00:00Z", vec![]),
+            "2026-12-03T10:00:00Z",
+            ItemState::Waiting,
+            "server starts",
+        );
         let booted = job("2020-01-01T00:00:00Z", vec![run("2026-01-01T00:00:00Z", Some(0), false)]);
-        check(&reboot, &booted, "2026-12-03T10:00:00Z", "succeeded", "");
+        check(&reboot, &booted, "2026-12-03T10:00:00Z", ItemState::Succeeded, "");
 
         // What stops cron from running it at all is a failure, with what to do.
         let gone = JobOnServer { installed_at: None, ..fresh.clone() };
-        check(&minutely, &gone, "2026-12-03T10:01:10Z", "failed", "cron file is missing");
+        check(&minutely, &gone, "2026-12-03T10:01:10Z", ItemState::Failed, "cron file is missing");
         let nouser = JobOnServer { user_exists: false, ..fresh };
-        check(&minutely, &nouser, "2026-12-03T10:01:10Z", "failed", "user no longer exists");
+        check(&minutely, &nouser, "2026-12-03T10:01:10Z", ItemState::Failed, "user no longer exists");
     }
 
     #[test]

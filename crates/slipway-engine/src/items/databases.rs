@@ -12,6 +12,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use slipway_core::InstallStatus;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, ServerItem};
 
@@ -212,10 +213,11 @@ impl JobHandler for ImportDatabases {
                 kind: Databases.name().into(),
                 name: name.into(),
                 spec: serde_json::to_string(&spec).map_err(|e| JobError::failed(e.to_string()))?,
-                status: "installed".into(),
+                status: InstallStatus::Installed,
                 status_reason: None,
                 created_at: at,
                 updated_at: at,
+                state: None,
             };
             engine.store.insert_server_item(&item).await.map_err(store_error)?;
             imported += 1;

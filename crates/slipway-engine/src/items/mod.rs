@@ -24,6 +24,7 @@ pub mod watch;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use slipway_core::InstallStatus;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem};
@@ -220,7 +221,8 @@ pub async fn apply(
 ) -> Result<(), JobError> {
     let store = &engine.store;
     let (items, _) = store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
-    let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) = items.iter().partition(|i| i.status == "removing");
+    let (removing, keep): (Vec<&ServerItem>, Vec<&ServerItem>) =
+        items.iter().partition(|i| i.status == InstallStatus::Removing);
     let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
     let outcome = match kind.apply_script(engine, server, &keep, &removing) {
         Ok(script) => run_script_with(engine, ctx, connection, &script, ctx.cancel_receiver()).await,
@@ -234,13 +236,16 @@ pub async fn apply(
                 reported.iter().filter_map(|line| line.strip_prefix("slipway-item-failed ")?.split_once(' ')).collect();
             let (failed, installed): (Vec<&ServerItem>, Vec<&ServerItem>) =
                 keep.iter().partition(|i| left_out.iter().any(|(id, _)| *id == i.id));
-            store.set_server_items_status(&ids(&installed), "installed", None).await.map_err(store_error)?;
+            store
+                .set_server_items_status(&ids(&installed), InstallStatus::Installed, None)
+                .await
+                .map_err(store_error)?;
             kind.applied(engine, ctx, &installed).await;
             for item in failed {
                 let reason = left_out.iter().find(|(id, _)| *id == item.id).map(|(_, why)| *why);
                 ctx.log("stderr", format!("{} {}: {}", kind.name(), item.id, reason.unwrap_or("not applied")));
                 store
-                    .set_server_items_status(std::slice::from_ref(&item.id), "failed", reason)
+                    .set_server_items_status(std::slice::from_ref(&item.id), InstallStatus::Failed, reason)
                     .await
                     .map_err(store_error)?;
             }
@@ -251,9 +256,16 @@ pub async fn apply(
                 JobError::Cancelled => "cancelled".to_string(),
                 other => other.to_string(),
             };
-            let pending: Vec<&ServerItem> = keep.iter().copied().filter(|i| i.status != "installed").collect();
-            store.set_server_items_status(&ids(&pending), "failed", Some(&reason)).await.map_err(store_error)?;
-            store.set_server_items_status(&ids(&removing), "removing", Some(&reason)).await.map_err(store_error)?;
+            let pending: Vec<&ServerItem> =
+                keep.iter().copied().filter(|i| i.status != InstallStatus::Installed).collect();
+            store
+                .set_server_items_status(&ids(&pending), InstallStatus::Failed, Some(&reason))
+                .await
+                .map_err(store_error)?;
+            store
+                .set_server_items_status(&ids(&removing), InstallStatus::Removing, Some(&reason))
+                .await
+                .map_err(store_error)?;
         }
     }
     outcome.map(|_| ())
@@ -264,7 +276,7 @@ pub async fn apply(
 pub async fn resync_pending(engine: &Engine, server: &Server) -> Result<(), JobError> {
     for kind in KINDS {
         let (items, _) = engine.store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
-        if items.iter().any(|i| i.status != "installed") {
+        if items.iter().any(|i| i.status != InstallStatus::Installed) {
             let spec = kind.sync_job().about_server(server, ServerJob { server_id: server.id.clone() });
             slipway_jobs::enqueue(engine.store.as_ref(), spec).await.map_err(store_error)?;
         }
@@ -286,9 +298,9 @@ impl JobHandler for SyncItems {
         let Ok(payload) = serde_json::from_str::<ServerJob>(&job.payload) else { return };
         if let Ok((items, _)) = self.engine.store.server_items(&payload.server_id, self.kind.name(), None).await {
             let waiting: Vec<String> =
-                items.iter().filter(|i| i.status == "installing").map(|i| i.id.clone()).collect();
+                items.iter().filter(|i| i.status == InstallStatus::Installing).map(|i| i.id.clone()).collect();
             let reason = Some("interrupted (Slipway stopped while applying it); add it again or provision the server");
-            let _ = self.engine.store.set_server_items_status(&waiting, "failed", reason).await;
+            let _ = self.engine.store.set_server_items_status(&waiting, InstallStatus::Failed, reason).await;
         }
     }
 

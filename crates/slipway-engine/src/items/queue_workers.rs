@@ -4,6 +4,7 @@
 //! site; deploys restart them on the new release.
 
 use serde::{Deserialize, Serialize};
+use slipway_core::InstallStatus;
 use slipway_jobs::JobContext;
 use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem, Site};
@@ -128,7 +129,7 @@ pub async fn restart_after_deploy(
             return;
         }
     };
-    let installed: Vec<ServerItem> = items.into_iter().filter(|i| i.status == "installed").collect();
+    let installed: Vec<ServerItem> = items.into_iter().filter(|i| i.status == InstallStatus::Installed).collect();
     let programs: Vec<String> =
         super::of_site(&installed, &site.id).iter().map(|id| supervised::program_name(WORKER_PREFIX, id)).collect();
     if programs.is_empty() {

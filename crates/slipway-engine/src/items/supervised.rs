@@ -7,6 +7,7 @@
 //! shell-quoted words. The supervisor file holds only Slipway's names, a checked Unix user,
 //! numbers and a signal from a fixed list.
 
+use slipway_core::{InstallStatus, ItemState};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -161,7 +162,7 @@ pub fn sync_script(prefix: &str, programs: &[(String, ProgramSpec)]) -> Result<S
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveStatus {
     /// `running`, `installing` (starting), `stopped` or `failed`.
-    pub status: &'static str,
+    pub status: ItemState,
     /// Supervisor's words for a process that is not running (`FATAL Exited too quickly …`).
     pub reason: Option<String>,
 }
@@ -193,12 +194,12 @@ pub fn parse_status(lines: &[String]) -> BTreeMap<String, LiveStatus> {
             let (state, description) = worst;
             let reason = Some(format!("{state} {description}").trim().to_string());
             let live = match state.as_str() {
-                "RUNNING" => LiveStatus { status: "running", reason: None },
+                "RUNNING" => LiveStatus { status: ItemState::Running, reason: None },
                 // Starting, or restarting after an early exit: supervisor gives up (FATAL) after
                 // three tries, so this settles within a few start periods.
-                "STARTING" | "BACKOFF" => LiveStatus { status: "installing", reason },
-                "STOPPING" | "STOPPED" => LiveStatus { status: "stopped", reason },
-                _ => LiveStatus { status: "failed", reason },
+                "STARTING" | "BACKOFF" => LiveStatus { status: ItemState::Installing, reason },
+                "STOPPING" | "STOPPED" => LiveStatus { status: ItemState::Stopped, reason },
+                _ => LiveStatus { status: ItemState::Failed, reason },
             };
             (program, live)
         })
@@ -230,7 +231,7 @@ pub async fn log_tail(engine: &Engine, server: &Server, name: &str, lines: u32) 
 /// supervisor says now (`running`, `stopped`, `failed` with its reason).
 pub async fn live_status(engine: &Engine, server: &Server, kind: &dyn ItemKind, items: &mut [ServerItem]) {
     let Some(prefix) = kind.program_prefix() else { return };
-    if !items.iter().any(|i| i.status == "installed") {
+    if !items.iter().any(|i| i.status == InstallStatus::Installed) {
         return;
     }
     let live = live_statuses(engine, server, prefix).await;
@@ -240,15 +241,15 @@ pub async fn live_status(engine: &Engine, server: &Server, kind: &dyn ItemKind, 
 /// Sets the live status on installed items of a supervised kind; items whose status could not
 /// be read say so rather than keep a stale `installed`.
 pub fn overlay(items: &mut [ServerItem], prefix: &str, live: &Result<BTreeMap<String, LiveStatus>, String>) {
-    for item in items.iter_mut().filter(|i| i.status == "installed") {
+    for item in items.iter_mut().filter(|i| i.status == InstallStatus::Installed) {
         match live {
             Ok(map) => match map.get(&program_name(prefix, &item.id)) {
                 Some(state) => {
-                    item.status = state.status.into();
+                    item.state = Some(state.status);
                     item.status_reason = state.reason.clone();
                 }
                 None => {
-                    item.status = "failed".into();
+                    item.state = Some(ItemState::Failed);
                     item.status_reason = Some(
                         "supervisor does not know this program (its file was removed from the server?); \
                          provision the server to put it back"
@@ -257,7 +258,7 @@ pub fn overlay(items: &mut [ServerItem], prefix: &str, live: &Result<BTreeMap<St
                 }
             },
             Err(why) => {
-                item.status = "unknown".into();
+                item.state = Some(ItemState::Unknown);
                 item.status_reason = Some(format!("could not read the status from the server: {why}"));
             }
         }
@@ -369,13 +370,13 @@ mod tests {
         .map(String::from)
         .to_vec();
         let live = parse_status(&lines);
-        assert_eq!(live["slipway-daemon-01a"], LiveStatus { status: "running", reason: None });
-        assert_eq!(live["slipway-daemon-01b"].status, "failed");
+        assert_eq!(live["slipway-daemon-01a"], LiveStatus { status: ItemState::Running, reason: None });
+        assert_eq!(live["slipway-daemon-01b"].status, ItemState::Failed);
         assert_eq!(
             live["slipway-daemon-01b"].reason.as_deref(),
             Some("FATAL Exited too quickly (process log may have details)")
         );
-        assert_eq!(live["slipway-daemon-01c"].status, "installing");
-        assert_eq!(live["slipway-daemon-01d"].status, "stopped");
+        assert_eq!(live["slipway-daemon-01c"].status, ItemState::Installing);
+        assert_eq!(live["slipway-daemon-01d"].status, ItemState::Stopped);
     }
 }

@@ -11,6 +11,7 @@
 //! is reported again. An item whose state cannot be read (its server is down: that server's own
 //! `server.unreachable` says so) keeps what was remembered of it.
 
+use slipway_core::InstallStatus;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -60,7 +61,7 @@ pub enum Finding {
 
 /// Reads an item whose live status was just set ([`ItemKind::live_status`]).
 pub fn finding(item: &ServerItem) -> Finding {
-    let event_type = match (item.kind.as_str(), item.status.as_str()) {
+    let event_type = match (item.kind.as_str(), item.shown_status()) {
         (_, "unknown") | (_, "installing") => return Finding::Unknown,
         ("crontab", "failed") => "cron.failed",
         ("crontab", "missed") => "cron.missed",
@@ -68,7 +69,7 @@ pub fn finding(item: &ServerItem) -> Finding {
         ("daemon", "failed") => "daemon.failed",
         _ => return Finding::Fine,
     };
-    let failure = format!("{}: {}", item.status, item.status_reason.as_deref().unwrap_or_default());
+    let failure = format!("{}: {}", item.shown_status(), item.status_reason.as_deref().unwrap_or_default());
     Finding::Failing { event_type, failure }
 }
 
@@ -114,7 +115,7 @@ pub fn event(server: &Server, item: &ServerItem, event_type: &'static str) -> Ev
     };
     let name = if item.name.is_empty() { item.id.clone() } else { item.name.clone() };
     let reason = item.status_reason.clone().unwrap_or_default();
-    let summary = match item.status.as_str() {
+    let summary = match item.shown_status() {
         "missed" => format!("{what} {name:?} on {} missed a run: {reason}", server.name),
         _ if item.kind == "crontab" => format!("{what} {name:?} on {} failed: {reason}", server.name),
         _ => format!("{what} {name:?} on {} is not running: {reason}", server.name),
@@ -127,7 +128,7 @@ pub fn event(server: &Server, item: &ServerItem, event_type: &'static str) -> Ev
         server_id: Some(server.id.clone()),
         site_id,
     };
-    let data = serde_json::json!({ "status": item.status, "reason": reason });
+    let data = serde_json::json!({ "status": item.shown_status(), "reason": reason });
     EventSpec::new(event_type, &server.organization_id, subject, summary).data(data)
 }
 
@@ -154,7 +155,7 @@ impl JobHandler for WatchItems {
                 let batch = store.items_of_kind(kind.name(), after.as_deref(), 500).await.map_err(retryable)?;
                 let Some(last) = batch.last() else { break };
                 after = Some(last.id.clone());
-                for item in batch.into_iter().filter(|i| i.status == "installed") {
+                for item in batch.into_iter().filter(|i| i.status == InstallStatus::Installed) {
                     by_server.entry(item.server_id.clone()).or_insert_with(|| vec![Vec::new(); WATCHED.len()])[index]
                         .push(item);
                 }
@@ -216,10 +217,11 @@ mod tests {
             kind: kind.into(),
             name: format!("{id}-name"),
             spec: r#"{"site_id": "site1"}"#.into(),
-            status: status.into(),
+            status: InstallStatus::Installed,
             status_reason: reason.map(str::to_string),
             created_at: slipway_core::time::now(),
             updated_at: slipway_core::time::now(),
+            state: Some(status.parse().expect("a live state")),
         }
     }
 

@@ -15,6 +15,7 @@
 //! job never fails as an operation: what happened is on the delivery, and a failing channel
 //! cannot become another event.
 
+use slipway_core::DeliveryStatus;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -113,7 +114,7 @@ impl JobHandler for Dispatch {
         }
         // The first attempt of each delivery not yet tried (again on a re-run: same job ids).
         for delivery in store.notification_deliveries_of_event(&event.id).await.map_err(retry)? {
-            if delivery.status == "pending" && delivery.attempts == 0 {
+            if delivery.status == DeliveryStatus::Pending && delivery.attempts == 0 {
                 queue(engine, attempt_job(&delivery, 1, now())).await.map_err(retry)?;
             }
         }
@@ -150,7 +151,7 @@ async fn plan(engine: &Engine, channel: &NotificationChannel, event: &Event) -> 
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
         group_key,
-        status: "pending".into(),
+        status: DeliveryStatus::Pending,
         attempts: 0,
         repeats: 0,
         folded: latest.map(|d| d.repeats).unwrap_or(0),
@@ -180,7 +181,7 @@ impl JobHandler for Deliver {
             ctx.log("stdout", "the delivery is gone (its channel or event was deleted)");
             return Ok(());
         };
-        if delivery.status != "pending" || delivery.attempts >= attempt {
+        if delivery.status != DeliveryStatus::Pending || delivery.attempts >= attempt {
             ctx.log("stdout", format!("attempt {attempt} is already recorded"));
             return Ok(());
         }
@@ -194,19 +195,19 @@ impl JobHandler for Deliver {
         let delay =
             chrono::Duration::from_std(engine.notify.retry_delay(attempt)).unwrap_or(chrono::Duration::hours(1));
         let status = if outcome.delivered() {
-            "succeeded"
+            DeliveryStatus::Succeeded
         } else if outcome.retryable && attempt < MAX_ATTEMPTS && at + delay <= delivery.deadline_at {
-            "pending"
+            DeliveryStatus::Pending
         } else {
-            "failed"
+            DeliveryStatus::Failed
         };
         let recorded = NotificationDelivery {
-            status: status.into(),
+            status,
             attempts: attempt,
             response_code: outcome.status.map(i64::from),
             duration_ms: Some(outcome.duration_ms),
             error: outcome.error.clone(),
-            next_attempt_at: (status == "pending").then_some(at + delay),
+            next_attempt_at: (status == DeliveryStatus::Pending).then_some(at + delay),
             updated_at: at,
             ..delivery.clone()
         };
@@ -219,7 +220,7 @@ impl JobHandler for Deliver {
                 outcome.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
             ),
         );
-        if store.record_notification_attempt(&recorded).await.map_err(retry)? && status == "pending" {
+        if store.record_notification_attempt(&recorded).await.map_err(retry)? && status == DeliveryStatus::Pending {
             queue(engine, attempt_job(&delivery, attempt + 1, at + delay)).await.map_err(retry)?;
         }
         Ok(())

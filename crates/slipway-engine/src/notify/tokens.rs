@@ -74,6 +74,7 @@ pub fn path(token: &slipway_store::AccessToken, organization_id: &str) -> String
 
 #[cfg(test)]
 mod tests {
+    use slipway_core::RunStatus;
     use super::*;
 
     #[tokio::test]
@@ -114,7 +115,7 @@ mod tests {
         let settled = || async {
             let mut finished = 0;
             for id in &checks {
-                finished += usize::from(store.job(id).await.unwrap().is_some_and(|j| j.status == "succeeded"));
+                finished += usize::from(store.job(id).await.unwrap().is_some_and(|j| j.status == RunStatus::Succeeded));
             }
             finished == 2 && store.events_of(&orgs, &filter, page).await.unwrap().1 > 0
         };

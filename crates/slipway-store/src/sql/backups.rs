@@ -45,8 +45,9 @@ where
     DB: sqlx::Database,
     for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
+    let status = filter.status.map(|s| s.as_str().to_string());
     let filters = [
-        ("status", &filter.status),
+        ("status", &status),
         ("kind", &filter.kind),
         ("database_id", &filter.database_id),
         ("schedule_id", &filter.schedule_id),

@@ -72,9 +72,13 @@ pub(crate) use columns;
 
 /// Compiles only if the struct `$ty` has exactly these fields, so that a field added to a row
 /// type cannot be left out of its table's declaration, nor a removed one left in.
+/// `exact_fields!(Row, not_stored(a, b))` names the fields that are no column (`#[sqlx(skip)]`).
 macro_rules! exact_fields {
     ($ty:ident; $($field:ident),+ $(,)?) => {
         const _: fn($ty) -> $ty = |row| $ty { $($field: row.$field),+ };
+    };
+    ($ty:ident, not_stored($($skip:ident),+); $($field:ident),+ $(,)?) => {
+        const _: fn($ty) -> $ty = |row| $ty { $($field: row.$field,)+ $($skip: row.$skip),+ };
     };
 }
 pub(crate) use exact_fields;

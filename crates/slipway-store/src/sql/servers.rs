@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::{Timestamp, now};
+use slipway_core::{InstallStatus, ServerStatus};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
@@ -27,7 +28,7 @@ macro_rules! server_item_fields {
         $m! { $($args)*; id, server_id, kind, name, spec, status, status_reason, created_at, updated_at }
     };
 }
-server_item_fields!(exact_fields!(ServerItem));
+server_item_fields!(exact_fields!(ServerItem, not_stored(state)));
 
 macro_rules! impl_server_store {
     ($db:ty) => {
@@ -111,7 +112,7 @@ macro_rules! impl_server_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn set_server_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()> {
+            async fn set_server_status(&self, id: &str, status: ServerStatus, reason: Option<&str>) -> StoreResult<()> {
                 sqlx::query("UPDATE servers SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1")
                     .bind(id).bind(status).bind(reason).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -216,14 +217,14 @@ macro_rules! impl_server_store {
                 .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
-            async fn set_server_items_status(&self, ids: &[String], status: &str, reason: Option<&str>) -> StoreResult<()> {
+            async fn set_server_items_status(&self, ids: &[String], status: InstallStatus, reason: Option<&str>) -> StoreResult<()> {
                 if ids.is_empty() {
                     return Ok(());
                 }
                 let mut q = QueryBuilder::<$db>::new("UPDATE server_items SET status = ");
                 q.push_bind(status.to_string()).push(", status_reason = ").push_bind(reason.map(str::to_string));
                 // An item being removed stays so: a sync that read it earlier must not revive it.
-                let guard = if status == "removing" { "" } else { "status <> 'removing' AND " };
+                let guard = if status == InstallStatus::Removing { "" } else { "status <> 'removing' AND " };
                 q.push(", updated_at = ").push_bind(now()).push(" WHERE ").push(guard).push("id IN (");
                 push_id_list!(q, ids);
                 q.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;

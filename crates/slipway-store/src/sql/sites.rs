@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::{Timestamp, now};
+use slipway_core::{InstallStatus, RunStatus};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
 use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
@@ -160,14 +161,14 @@ macro_rules! impl_site_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn set_site_status(&self, id: &str, status: &str, reason: Option<&str>) -> StoreResult<()> {
+            async fn set_site_status(&self, id: &str, status: InstallStatus, reason: Option<&str>) -> StoreResult<()> {
                 sqlx::query("UPDATE sites SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1")
                     .bind(id).bind(status).bind(reason).bind(now())
                     .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
-            async fn record_site_deployment(&self, id: &str, deployment_status: &str, live: Option<(&str, Option<i64>)>, deployed_at: Option<Timestamp>) -> StoreResult<()> {
+            async fn record_site_deployment(&self, id: &str, deployment_status: RunStatus, live: Option<(&str, Option<i64>)>, deployed_at: Option<Timestamp>) -> StoreResult<()> {
                 sqlx::query(
                     "UPDATE sites SET deployment_status = $2, current_release = CASE WHEN $3 THEN $4 ELSE current_release END, \
                      active_port = CASE WHEN $3 THEN $5 ELSE active_port END, \

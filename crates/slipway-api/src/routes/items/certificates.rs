@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
+use slipway_core::InstallStatus;
 use slipway_core::secrets_key::SecretsKey;
 use slipway_core::site_input::Domain;
 use slipway_engine::items::acme::{CERTIFICATE_ISSUE, CERTIFICATE_REVOKE, CertificateJob};
@@ -147,13 +148,14 @@ impl ItemRoutes for CertificateRoutes {
 
     fn resource(item: &ServerItem, spec: CertificateSpec, operation_id: Option<String>) -> CertificateResource {
         let phase = spec.renewal.as_ref().and_then(|r| r.phase.as_deref());
-        let status = match (item.status.as_str(), spec.active, spec.issued.is_some(), phase) {
-            ("installing", _, false, _) => "issuing",
-            ("installing", _, true, _) => "pending",
-            ("installed", _, _, Some(phase @ ("renewing" | "revoking"))) => phase,
-            ("installed", true, _, _) => "active",
-            ("installed", false, _, _) => "inactive",
-            (other, _, _, _) => other,
+        let status = match (item.status, spec.active, spec.issued.is_some(), phase) {
+            _ if item.state.is_some() => item.shown_status(),
+            (InstallStatus::Installing, _, false, _) => "issuing",
+            (InstallStatus::Installing, _, true, _) => "pending",
+            (InstallStatus::Installed, _, _, Some(phase @ ("renewing" | "revoking"))) => phase,
+            (InstallStatus::Installed, true, _, _) => "active",
+            (InstallStatus::Installed, false, _, _) => "inactive",
+            (other, _, _, _) => other.as_str(),
         };
         let issued = spec.issued;
         let served = spec.served.map(|s: Served| ServedCertificate {
@@ -314,7 +316,7 @@ pub async fn create_certificate(
     let options = ActivateCertificate { https_redirect: body.https_redirect, hsts: body.hsts };
     let spec = custom_spec(&v.site, body, &state.engine.secrets)?;
     let name = spec.domains.first().cloned().unwrap_or_default();
-    let status = if activate_now { "installing" } else { "installed" };
+    let status = if activate_now { InstallStatus::Installing } else { InstallStatus::Installed };
     let item = super::new_item::<CertificateRoutes>(&v.server, &name, &spec, status)?;
     if activate_now && v.server.provisioned_at.is_none() {
         return Err(ApiError::Conflict(
@@ -375,7 +377,7 @@ async fn create_acme(
         served: None,
     };
     let name = spec.domains.first().cloned().unwrap_or_default();
-    let item = super::new_item::<CertificateRoutes>(&v.server, &name, &spec, "installing")?;
+    let item = super::new_item::<CertificateRoutes>(&v.server, &name, &spec, InstallStatus::Installing)?;
     state.store.insert_server_item(&item).await?;
     let payload = CertificateJob { server_id: v.server.id.clone(), certificate_id: item.id.clone() };
     let job = enqueue(state, CERTIFICATE_ISSUE.about_server(&v.server, payload)).await?;
@@ -400,7 +402,7 @@ pub async fn activate_certificate(
     Json(options): Json<ActivateCertificate>,
 ) -> Result<Accepted<CertificateResource>, ApiError> {
     let v = v.target;
-    if v.item.status == "removing" {
+    if v.item.status == InstallStatus::Removing {
         return Err(ApiError::Conflict("The certificate is being removed.".into()));
     }
     let spec: CertificateSpec = super::spec(&v.item)?;
@@ -412,9 +414,9 @@ pub async fn activate_certificate(
         Some(_) => {}
     }
     let operation = activate(&state, &v.server, &v.item, options).await?;
-    state.store.set_server_items_status(std::slice::from_ref(&v.item.id), "installing", None).await?;
+    state.store.set_server_items_status(std::slice::from_ref(&v.item.id), InstallStatus::Installing, None).await?;
     let mut item = v.item.clone();
-    item.status = "installing".into();
+    item.status = InstallStatus::Installing;
     super::audit_item(&audit, &v.server, "certificate.activate".into(), &item);
     Ok(Accepted {
         message: "Serving the certificate.".into(),
@@ -450,8 +452,8 @@ pub async fn revoke_certificate(
         return Err(ApiError::Conflict("The certificate has not been issued yet; delete it instead.".into()));
     }
     let busy = spec.renewal.as_ref().and_then(|r| r.phase.clone());
-    if v.item.status != "installed" || busy.is_some() {
-        let doing = busy.unwrap_or_else(|| v.item.status.clone());
+    if v.item.status != InstallStatus::Installed || busy.is_some() {
+        let doing = busy.unwrap_or_else(|| v.item.status.to_string());
         return Err(ApiError::Conflict(format!("The certificate is busy ({doing}); try again once that is done.")));
     }
     if v.server.provisioned_at.is_none() {

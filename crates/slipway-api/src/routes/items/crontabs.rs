@@ -4,6 +4,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
+use slipway_core::InstallStatus;
 use slipway_engine::items::cron::{self, CronSpec, NAMED, Schedule};
 use slipway_engine::items::{CronJobs, DEPLOY_USER, ItemKind, MAX_COMMAND};
 use slipway_store::{Server, ServerItem};
@@ -114,7 +115,7 @@ impl ItemRoutes for CrontabRoutes {
         if let Some(site_id) = &spec.site_id {
             let site = state.store.site(site_id).await?.filter(|s| s.server_id == server.id);
             let site = match site {
-                Some(site) if site.status != "removing" => site,
+                Some(site) if site.status != InstallStatus::Removing => site,
                 Some(_) => return Err(ApiError::validation("site_id", "That site is being removed.")),
                 None => return Err(ApiError::validation("site_id", "No site with this id on this server.")),
             };
@@ -147,7 +148,7 @@ impl ItemRoutes for CrontabRoutes {
             frequency: spec.frequency,
             site_id: spec.site_id,
             directory: spec.directory,
-            status: item.status.clone(),
+            status: item.shown_status().into(),
             status_reason: item.status_reason.clone(),
             operation_id,
             created_at: item.created_at,

@@ -148,7 +148,7 @@ impl ItemRoutes for DaemonRoutes {
             start_seconds: spec.start_seconds,
             stop_wait_seconds: spec.stop_wait_seconds,
             stop_signal: spec.stop_signal,
-            status: item.status.clone(),
+            status: item.shown_status().into(),
             status_reason: item.status_reason.clone(),
             operation_id,
             created_at: item.created_at,

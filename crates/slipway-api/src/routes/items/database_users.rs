@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
+use slipway_core::InstallStatus;
 use slipway_engine::items::database_users::{Access, Grant, LOCAL_HOSTS, host_problem, name_problem, new_password};
 use slipway_engine::items::{DatabaseSpec, DatabaseUserSpec, DatabaseUsers, Databases, ItemKind};
 use slipway_store::{Server, ServerItem};
@@ -91,10 +92,7 @@ impl ItemRoutes for DatabaseUserRoutes {
     type Resource = DatabaseUserResource;
 
     fn resource(item: &ServerItem, spec: DatabaseUserSpec, operation_id: Option<String>) -> DatabaseUserResource {
-        let status = match item.status.as_str() {
-            "installed" => "active",
-            other => other,
-        };
+        let status = super::installed_as(item, "active");
         DatabaseUserResource {
             id: item.id.clone(),
             server_id: item.server_id.clone(),
@@ -151,7 +149,7 @@ async fn new_user(
     input: CreateDatabaseUser,
 ) -> Result<DatabaseUserSpec, ApiError> {
     let own: DatabaseSpec = super::spec(database)?;
-    if database.status != "installed" {
+    if database.status != InstallStatus::Installed {
         return Err(ApiError::Conflict(format!(
             "The database {} is not active ({}); add users once it is.",
             own.name, database.status
@@ -176,7 +174,7 @@ async fn new_user(
         let known = databases.iter().find(|d| d.name == grant.database);
         if grants.iter().any(|g| g.database == grant.database) {
             errors.add("grants", format!("{} is granted twice.", grant.database));
-        } else if known.is_none_or(|d| d.status != "installed") {
+        } else if known.is_none_or(|d| d.status != InstallStatus::Installed) {
             errors.add("grants", format!("The server has no active database named {:?}.", grant.database));
         } else {
             grants.push(grant);

@@ -124,10 +124,7 @@ impl ItemRoutes for DatabaseRoutes {
     }
 
     fn resource(item: &ServerItem, spec: DatabaseSpec, operation_id: Option<String>) -> DatabaseResource {
-        let status = match item.status.as_str() {
-            "installed" => "active",
-            other => other,
-        };
+        let status = super::installed_as(item, "active");
         DatabaseResource {
             id: item.id.clone(),
             server_id: item.server_id.clone(),

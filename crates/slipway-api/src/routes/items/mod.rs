@@ -18,6 +18,8 @@ pub mod queue_workers;
 pub mod redirects;
 pub mod ssh_keys;
 
+use slipway_core::ServerStatus;
+use slipway_core::{InstallStatus, ItemState};
 use std::marker::PhantomData;
 
 use axum::http::StatusCode;
@@ -250,7 +252,7 @@ pub(crate) fn new_item<K: ItemRoutes>(
     server: &Server,
     name: &str,
     spec: &K::Spec,
-    status: &str,
+    status: InstallStatus,
 ) -> Result<ServerItem, ApiError> {
     let at = now();
     Ok(ServerItem {
@@ -259,11 +261,20 @@ pub(crate) fn new_item<K: ItemRoutes>(
         kind: K::KIND.name().into(),
         name: name.trim().to_string(),
         spec: serde_json::to_string(spec).map_err(ApiError::internal)?,
-        status: status.into(),
+        status,
         status_reason: None,
         created_at: at,
         updated_at: at,
+        state: None,
     })
+}
+
+/// The status an item shows, with `installed` called `word` (a database is `active`).
+pub(crate) fn installed_as(item: &ServerItem, word: &'static str) -> &'static str {
+    match (item.state, item.status) {
+        (None, InstallStatus::Installed) => word,
+        _ => item.shown_status(),
+    }
 }
 
 /// Stores a validated item, queues its sync and notes it in the audit log; returns the item and
@@ -275,7 +286,7 @@ pub async fn insert<K: ItemRoutes>(
     name: &str,
     spec: &K::Spec,
 ) -> Result<(ServerItem, Option<String>), ApiError> {
-    let item = new_item::<K>(server, name, spec, "installing")?;
+    let item = new_item::<K>(server, name, spec, InstallStatus::Installing)?;
     state.store.insert_server_item(&item).await?;
     let operation = sync(state, server, K::KIND).await?;
     audit_item(audit, server, format!("{}.create", K::AUDIT), &item);
@@ -335,7 +346,7 @@ pub async fn restart<K: ItemRoutes>(
     audit: &AuditSlot,
 ) -> Result<Accepted<K::Resource>, ApiError> {
     let prefix = K::KIND.program_prefix().ok_or(ApiError::NotFound)?;
-    if item.status != "installed" {
+    if item.status != InstallStatus::Installed {
         return Err(ApiError::Conflict(format!(
             "It is {} on the server; restart it once it is installed.",
             item.status
@@ -394,15 +405,15 @@ pub async fn delete<K: ItemRoutes>(
 ) -> Result<Accepted<K::Resource>, ApiError> {
     let message = K::removing_message(&spec::<K::Spec>(&item)?);
     let ids = std::slice::from_ref(&item.id);
-    state.store.set_server_items_status(ids, "removing", None).await?;
+    state.store.set_server_items_status(ids, InstallStatus::Removing, None).await?;
     // While the first provisioning runs it may already have put the item on the server: mark it
     // instead, and provisioning syncs again when it ends.
-    let operation = if server.provisioned_at.is_none() && server.status != "provisioning" {
+    let operation = if server.provisioned_at.is_none() && server.status != ServerStatus::Provisioning {
         state.store.delete_removed_server_items(ids).await?;
-        item.status = "removed".into();
+        item.state = Some(ItemState::Removed);
         None
     } else {
-        item.status = "removing".into();
+        item.status = InstallStatus::Removing;
         sync(state, server, K::KIND).await?
     };
     audit_item(audit, server, format!("{}.delete", K::AUDIT), &item);

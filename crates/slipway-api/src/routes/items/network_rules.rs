@@ -114,7 +114,7 @@ impl ItemRoutes for NetworkRuleRoutes {
             protocol: spec.protocol,
             from: spec.from.unwrap_or_else(|| "any".into()),
             action: spec.action,
-            status: item.status.clone(),
+            status: item.shown_status().into(),
             status_reason: item.status_reason.clone(),
             operation_id,
             created_at: item.created_at,

@@ -116,7 +116,7 @@ impl ItemRoutes for QueueWorkerRoutes {
             max_time: pick(|l| l.max_time),
             memory: pick(|l| l.memory),
             command: spec.program.command,
-            status: item.status.clone(),
+            status: item.shown_status().into(),
             status_reason: item.status_reason.clone(),
             operation_id,
             created_at: item.created_at,

@@ -81,7 +81,7 @@ impl ItemRoutes for RedirectRoutes {
             to: spec.to,
             status_code: spec.status,
             preserve_query: spec.preserve_query,
-            status: item.status.clone(),
+            status: item.shown_status().into(),
             status_reason: item.status_reason.clone(),
             operation_id,
             created_at: item.created_at,

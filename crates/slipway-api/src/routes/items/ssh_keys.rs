@@ -77,7 +77,7 @@ impl ItemRoutes for SshKeyRoutes {
             name: item.name.clone(),
             public_key: spec.public_key,
             fingerprint: spec.fingerprint,
-            status: item.status.clone(),
+            status: item.shown_status().into(),
             status_reason: item.status_reason.clone(),
             operation_id,
             created_at: item.created_at,

@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use slipway_core::FieldErrors;
 use slipway_core::time::now;
+use slipway_core::{FieldErrors, InstallStatus, RunStatus};
 use slipway_engine::deploy::repository_context;
 use slipway_engine::sites::{self as engine_sites, SiteJob};
 use slipway_store::{Site, SiteChanges};
@@ -18,59 +18,15 @@ use crate::state::AppState;
 
 use super::*;
 
-/// A site's state, as a filter.
-#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SiteState {
-    Installing,
-    Installed,
-    Failed,
-    Removing,
-}
-
-/// A deployment's state, as a filter.
-#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeploymentState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl SiteState {
-    fn as_str(self) -> &'static str {
-        match self {
-            SiteState::Installing => "installing",
-            SiteState::Installed => "installed",
-            SiteState::Failed => "failed",
-            SiteState::Removing => "removing",
-        }
-    }
-}
-
-impl DeploymentState {
-    fn as_str(self) -> &'static str {
-        match self {
-            DeploymentState::Queued => "queued",
-            DeploymentState::Running => "running",
-            DeploymentState::Succeeded => "succeeded",
-            DeploymentState::Failed => "failed",
-            DeploymentState::Cancelled => "cancelled",
-        }
-    }
-}
-
 /// Filters of the list of all sites.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SitesQuery {
     /// Only sites in this state.
-    pub status: Option<SiteState>,
+    pub status: Option<InstallStatus>,
     /// Only sites whose last deployment is in this state (`failed` lists the sites that need a
     /// look).
-    pub deployment_status: Option<DeploymentState>,
+    pub deployment_status: Option<RunStatus>,
 }
 
 /// Every site of your organizations, on every server (oldest first); a token restricted to some
@@ -92,8 +48,8 @@ pub async fn list_all_sites(
         organization_ids: &organization_ids,
         server_ids: caller.principal.server_ids.as_deref(),
         site_ids: caller.principal.site_ids.as_deref(),
-        status: query.status.map(SiteState::as_str),
-        deployment_status: query.deployment_status.map(DeploymentState::as_str),
+        status: query.status,
+        deployment_status: query.deployment_status,
     };
     let (rows, total) = state.store.sites_where(filter, cursor.request).await?;
     Ok(cursor.page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total))
@@ -180,7 +136,7 @@ pub async fn create_site(
         zero_downtime: new.zero_downtime,
         keep_releases: i64::from(new.keep_releases),
         app_port: 0,
-        status: "installing".into(),
+        status: InstallStatus::Installing,
         status_reason: None,
         suspended: false,
         deployment_status: None,
@@ -286,7 +242,7 @@ pub async fn delete_site(
     v: VisibleSite,
     audit: AuditSlot,
 ) -> Result<Accepted<SiteResource>, ApiError> {
-    state.store.set_site_status(&v.site.id, "removing", None).await?;
+    state.store.set_site_status(&v.site.id, InstallStatus::Removing, None).await?;
     let operation =
         enqueue(&state, slipway_engine::SITE_REMOVE.about_site(&v.site, SiteJob { site_id: v.site.id.clone() }))
             .await?

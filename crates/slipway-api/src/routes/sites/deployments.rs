@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
+use slipway_core::{InstallStatus, RunStatus};
 use slipway_engine::deploy::{ACTION_DEPLOY, ACTION_ENABLE_ZERO_DOWNTIME, ACTION_ROLLBACK, DeployJob};
 use slipway_store::{Deployment, Site, SiteChanges};
 use utoipa::{IntoParams, ToSchema};
@@ -56,7 +57,7 @@ impl From<&Deployment> for DeploymentResource {
         DeploymentResource {
             id: d.id.clone(),
             site_id: d.site_id.clone(),
-            status: d.status.clone(),
+            status: d.status.to_string(),
             action: d.action.clone(),
             trigger: d.trigger_kind.clone(),
             triggered_by_user: d.triggered_by_user.clone(),
@@ -112,9 +113,9 @@ pub(crate) enum Plan {
 /// Every way of starting a deployment (deploy, rollback, schedule, an env change with
 /// `?deploy=true`, a push) refuses a site that is going away or whose installation failed.
 pub(crate) fn refuse_unless_deployable(site: &Site) -> Result<(), ApiError> {
-    match site.status.as_str() {
-        "removing" => Err(ApiError::validation("site", "The site is being removed.")),
-        "failed" => Err(ApiError::Conflict(format!(
+    match site.status {
+        InstallStatus::Removing => Err(ApiError::validation("site", "The site is being removed.")),
+        InstallStatus::Failed => Err(ApiError::Conflict(format!(
             "The site is not installed: {}. Update the site to install it again, then deploy.",
             site.status_reason.as_deref().unwrap_or("its installation failed")
         ))),
@@ -144,14 +145,14 @@ pub(crate) async fn start_deployment(
     };
     let (busy, _) =
         state.store.deployments_of_site(&site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
-    let waiting = busy.first().is_some_and(|d| matches!(d.status.as_str(), "queued" | "running"));
+    let waiting = busy.first().is_some_and(|d| !d.status.is_finished());
     let deployment = Deployment {
         id: slipway_core::new_id(),
         site_id: site.id.clone(),
         server_id: site.server_id.clone(),
         organization_id: site.organization_id.clone(),
         job_id: slipway_core::new_id(),
-        status: "queued".into(),
+        status: RunStatus::Queued,
         trigger_kind: trigger.into(),
         triggered_by_user: principal.and_then(|p| p.user_id.clone()),
         triggered_by_token: principal.map(|p| p.token_id.clone()),
@@ -171,7 +172,7 @@ pub(crate) async fn start_deployment(
         steps: None,
     };
     state.store.insert_deployment(&deployment).await?;
-    state.store.record_site_deployment(&site.id, "queued", None, None).await?;
+    state.store.record_site_deployment(&site.id, RunStatus::Queued, None, None).await?;
     let payload = DeployJob { deployment_id: deployment.id.clone() };
     let mut spec = slipway_engine::SITE_DEPLOY.about_site(site, payload).with_id(deployment.job_id.clone());
     if let Some(at) = run_at {
@@ -419,13 +420,13 @@ pub async fn cancel_deployment(
     let message = match state.store.cancel_job(&d.job_id, now()).await? {
         slipway_store::CancelOutcome::Cancelled => {
             let update = slipway_store::DeploymentUpdate {
-                status: Some("cancelled".into()),
+                status: Some(RunStatus::Cancelled),
                 failure_reason: Some("cancelled before it started".into()),
                 finished_at: Some(now()),
                 ..Default::default()
             };
             state.store.update_deployment(&d.id, &update).await?;
-            state.store.record_site_deployment(&v.site.id, "cancelled", None, None).await?;
+            state.store.record_site_deployment(&v.site.id, RunStatus::Cancelled, None, None).await?;
             "Cancelled before it started."
         }
         slipway_store::CancelOutcome::Requested => "Cancellation requested; the deployment stops within seconds.",
@@ -539,10 +540,10 @@ pub async fn cancel_scheduled_deploy(
         if rows.is_empty() {
             break;
         }
-        for d in rows.iter().filter(|d| d.trigger_kind == "schedule" && d.status == "queued") {
+        for d in rows.iter().filter(|d| d.trigger_kind == "schedule" && d.status == RunStatus::Queued) {
             if state.store.cancel_job(&d.job_id, now()).await? == slipway_store::CancelOutcome::Cancelled {
                 let update = slipway_store::DeploymentUpdate {
-                    status: Some("cancelled".into()),
+                    status: Some(RunStatus::Cancelled),
                     failure_reason: Some("scheduled deploy cancelled".into()),
                     finished_at: Some(now()),
                     ..Default::default()

@@ -105,7 +105,7 @@ pub async fn deployment_log_stream(
                     serde_json::json!({"seq": line.seq, "at": line.at, "stream": line.stream, "line": line.line});
                 c.pending.push_back(Event::default().event("line").id(line.seq.to_string()).data(data.to_string()));
             }
-            let ended = matches!(deployment.status.as_str(), "succeeded" | "failed" | "cancelled");
+            let ended = deployment.status.is_finished();
             if ended && lines.is_empty() {
                 let data = serde_json::to_string(&DeploymentResource::from(&deployment)).unwrap_or_default();
                 c.pending.push_back(Event::default().event("end").data(data));
