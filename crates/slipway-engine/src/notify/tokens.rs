@@ -74,8 +74,8 @@ pub fn path(token: &slipway_store::AccessToken, organization_id: &str) -> String
 
 #[cfg(test)]
 mod tests {
-    use slipway_core::RunStatus;
     use super::*;
+    use slipway_core::RunStatus;
 
     #[tokio::test]
     async fn a_token_expiring_within_a_week_is_announced_once() {
