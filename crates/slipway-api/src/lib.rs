@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
+pub mod resources;
 pub mod routes;
 pub mod schema;
 pub mod state;

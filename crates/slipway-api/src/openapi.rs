@@ -104,6 +104,7 @@ const SHARED: [(&str, &str, &str, &str); 10] = [
 
 /// Adds the shared responses to the components and to every operation that can produce them.
 pub fn finish(api: &mut utoipa::openapi::OpenApi) {
+    crate::resources::require_non_null_fields(api);
     let components = api.components.get_or_insert_with(Default::default);
     for (_, name, description, schema) in SHARED {
         let content = Content::new(Some(Ref::from_schema_name(schema)));

@@ -1,7 +1,7 @@
 //! The API's resources as they travel: what `GET /api/v1/servers/{server}` and its kin answer
-//! inside `data`. The client reads them with these types; the API can build them from its
-//! records (with the `utoipa` feature they carry the OpenAPI schemas, under the names the API
-//! document uses). Nothing here does I/O or knows HTTP.
+//! inside `data`. The API builds and documents these very types (with the `utoipa` feature
+//! they carry the OpenAPI schemas, under the names the API document uses); the client and the
+//! dashboard read them. Nothing here does I/O or knows HTTP.
 //!
 //! Reading is lenient: a field a newer Slipway adds is ignored and one an older Slipway lacks
 //! takes its default, so a client keeps working across versions. A test in the `slipway` crate
@@ -163,8 +163,8 @@ pub struct Deployment {
     pub finished_at: Option<DateTime<Utc>>,
     /// Seconds from start to finish.
     pub duration: Option<f64>,
-    /// Each step as it ran, in order.
-    #[serde(default)]
+    /// Each step as it ran, in order, with its start and duration: where a deploy spends its
+    /// time, and which step failed.
     pub steps: Vec<DeploymentStep>,
 }
 

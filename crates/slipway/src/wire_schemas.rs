@@ -1,6 +1,7 @@
-//! The client reads the API's resources with the types in `slipway-wire`; this holds each type
-//! to the schema the API documents for it, field by field, so neither side can drift unseen:
-//! the same properties, and a field may be null exactly when the schema does not require it.
+//! The API serves the types of `slipway-wire` and the client reads them. They read leniently
+//! (`#[serde(default)]`), so the API document states their required fields in a pass of its
+//! own; this holds that pass to the types, field by field: the same properties, and a field may
+//! be null exactly when the schema does not require it.
 
 use std::collections::BTreeSet;
 

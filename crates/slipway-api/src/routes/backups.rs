@@ -370,7 +370,7 @@ async fn restore_application(
     });
     Ok(Accepted {
         message: format!("Restoring the backup into the shared paths of {}.", site.domain),
-        data: (&job).into(),
+        data: crate::resources::operation(&job),
     })
 }
 
@@ -527,7 +527,7 @@ pub async fn restore_backup(
         let into = if created { "new database" } else { "database" };
         n.detail = Some(format!("into {into} {name} on server {}, operation {}", server.id, job.id));
     });
-    Ok(Accepted { message: format!("Restoring the backup into {name}."), data: (&job).into() })
+    Ok(Accepted { message: format!("Restoring the backup into {name}."), data: crate::resources::operation(&job) })
 }
 
 /// Verify a database backup: its object is read from the storage, its SHA-256 checked, and it
@@ -561,7 +561,7 @@ pub async fn verify_backup(
         n.resource_id = Some(backup.id.clone());
         n.detail = Some(format!("operation {}", job.id));
     });
-    Ok(Accepted { message: "Verifying the backup.".into(), data: (&job).into() })
+    Ok(Accepted { message: "Verifying the backup.".into(), data: crate::resources::operation(&job) })
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {

@@ -3,16 +3,16 @@
 
 use axum::extract::State;
 use axum::http::request::Parts;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use slipway_store::{CancelOutcome, Job};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Principal, Target};
 use crate::envelope::{Accepted, Data};
 use crate::error::ApiError;
 use crate::extract::{After, Query};
-use crate::routes::servers::OperationResource;
+use crate::resources::{LogLine, OperationResource};
 use crate::state::AppState;
 
 /// An operation named by `{operation}` that the caller may act on, or 404 / 403.
@@ -63,7 +63,7 @@ impl Target for OnOperation {
     responses((status = 200, body = Data<OperationResource>))
 )]
 pub async fn get_operation(op: VisibleOperation) -> Result<Data<OperationResource>, ApiError> {
-    Ok(Data { data: (&op.job).into() })
+    Ok(Data { data: crate::resources::operation(&op.job) })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -75,15 +75,6 @@ pub struct LogQuery {
     /// At most this many lines (default 1000).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogLine {
-    pub seq: i64,
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// `stdout`, `stderr` or `info`.
-    pub stream: String,
-    pub line: String,
 }
 
 /// The operation's output, oldest first. Poll with `?after=` the last `seq` to follow it.
@@ -103,9 +94,7 @@ pub async fn operation_log(
         return Err(ApiError::validation("limit", "The limit must be between 1 and 10000."));
     }
     let lines = state.store.job_log(&op.job.id, q.after.unwrap_or_default().0, limit).await?;
-    Ok(Data {
-        data: lines.into_iter().map(|l| LogLine { seq: l.seq, at: l.at, stream: l.stream, line: l.line }).collect(),
-    })
+    Ok(Data { data: lines.into_iter().map(crate::resources::log_line).collect() })
 }
 
 /// Cancel an operation: one that has not started never will; a running one is stopped (its
@@ -132,5 +121,5 @@ pub async fn cancel_operation(
         n.resource_id = Some(op.job.id.clone());
     });
     let job = state.store.job(&op.job.id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Accepted { message: message.into(), data: (&job).into() })
+    Ok(Accepted { message: message.into(), data: crate::resources::operation(&job) })
 }

@@ -5,14 +5,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use slipway_core::ServerStatus;
 use slipway_core::server_input::{Host, UnixUser};
 use slipway_core::time::now;
 use slipway_core::{FieldErrors, identity, shell};
-use slipway_store::{Job, Server, ServerChanges};
+use slipway_store::{Server, ServerChanges};
 use utoipa::ToSchema;
+
+pub use crate::resources::{Authorization, CreatedServer, OperationResource, ServerResource};
 
 use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Caller, Principal, Target};
@@ -22,72 +23,6 @@ use crate::extract::{Json, Page};
 use crate::jobs::{enqueue, note_operation};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ServerResource {
-    pub id: String,
-    pub organization_id: String,
-    pub name: String,
-    #[schema(example = "custom")]
-    pub provider: String,
-    pub ip_address: String,
-    pub ssh_port: i64,
-    pub ssh_user: String,
-    pub region: Option<String>,
-    pub size: Option<String>,
-    pub php_version: Option<String>,
-    /// `mysql`, `mariadb`, `postgres` or `none`.
-    pub database_type: String,
-    pub webserver: String,
-    /// `pending`, `provisioning`, `active`, `failed` or `unreachable`.
-    pub status: String,
-    /// Why the server is failed or unreachable, in words.
-    pub status_reason: Option<String>,
-    pub monitoring_enabled: bool,
-    /// The operating system found at first contact, e.g. `debian 12`.
-    pub os: Option<String>,
-    /// SHA-256 fingerprint of the host key pinned at first contact.
-    pub host_key_fingerprint: Option<String>,
-    /// When the server presented another host key: its fingerprint, to accept with
-    /// `POST /servers/{server}/accept-host-key` if the server was reinstalled.
-    pub offered_host_key_fingerprint: Option<String>,
-    /// Provisioning installs Node.js (from the operating system's packages).
-    pub node: bool,
-    pub provisioned_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub sites_count: u64,
-}
-
-impl From<&Server> for ServerResource {
-    fn from(s: &Server) -> Self {
-        ServerResource {
-            id: s.id.clone(),
-            organization_id: s.organization_id.clone(),
-            name: s.name.clone(),
-            provider: s.provider.clone(),
-            ip_address: s.ip_address.clone(),
-            ssh_port: s.ssh_port,
-            ssh_user: s.ssh_user.clone(),
-            region: s.region.clone(),
-            size: s.size.clone(),
-            php_version: s.php_version.clone(),
-            database_type: s.database_type.clone(),
-            webserver: s.webserver.clone(),
-            status: s.status.to_string(),
-            status_reason: s.status_reason.clone(),
-            monitoring_enabled: s.monitoring_enabled,
-            os: s.os.clone(),
-            host_key_fingerprint: s.host_key.as_deref().and_then(slipway_remote::fingerprint),
-            offered_host_key_fingerprint: s.offered_host_key.as_deref().and_then(slipway_remote::fingerprint),
-            node: s.node,
-            provisioned_at: s.provisioned_at,
-            created_at: s.created_at,
-            updated_at: s.updated_at,
-            sites_count: 0,
-        }
-    }
-}
-
 /// The resources of these servers, with how many sites each has (one query for all).
 async fn server_resources(state: &AppState, servers: &[Server]) -> Result<Vec<ServerResource>, ApiError> {
     let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
@@ -96,24 +31,9 @@ async fn server_resources(state: &AppState, servers: &[Server]) -> Result<Vec<Se
         .iter()
         .map(|s| ServerResource {
             sites_count: counts.get(&s.id).copied().unwrap_or(0).try_into().unwrap_or(0),
-            ..ServerResource::from(s)
+            ..crate::resources::server(s)
         })
         .collect())
-}
-
-/// How to let Slipway in: its public key for the organization, and a command that installs it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Authorization {
-    pub public_key: String,
-    /// Run this on the server as the SSH user.
-    pub command: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedServer {
-    #[serde(flatten)]
-    pub server: ServerResource,
-    pub authorization: Authorization,
 }
 
 /// A server named by the `{server}` path segment that the caller may act on as the route
@@ -331,7 +251,7 @@ pub async fn create_server(
         command: authorize_command(keypair.public_openssh()),
         public_key: keypair.public_openssh().into(),
     };
-    Ok((StatusCode::CREATED, Data { data: CreatedServer { server: (&server).into(), authorization } }))
+    Ok((StatusCode::CREATED, Data { data: CreatedServer { server: crate::resources::server(&server), authorization } }))
 }
 
 /// One server.
@@ -451,40 +371,6 @@ pub async fn delete_server(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OperationResource {
-    pub id: String,
-    #[schema(example = "server.provision")]
-    pub kind: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
-    pub attempts: i64,
-    pub created_at: DateTime<Utc>,
-    /// When it is due to run: later than `created_at` for a retry waiting out its backoff.
-    pub run_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub exit_code: Option<i64>,
-    pub failure_reason: Option<String>,
-}
-
-impl From<&Job> for OperationResource {
-    fn from(j: &Job) -> Self {
-        OperationResource {
-            id: j.id.clone(),
-            kind: j.kind.clone(),
-            status: j.status.to_string(),
-            attempts: j.attempts,
-            created_at: j.created_at,
-            run_at: j.run_at,
-            started_at: j.started_at,
-            finished_at: j.finished_at,
-            exit_code: j.exit_code,
-            failure_reason: j.failure_reason.clone(),
-        }
-    }
-}
-
 /// The server's operations (provisioning, restarts, key and firewall changes), newest first.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/logs", tag = "servers",
@@ -498,7 +384,7 @@ pub async fn server_logs(
     Page(cursor): Page,
 ) -> Result<Paginated<OperationResource>, ApiError> {
     let (rows, total) = state.store.jobs_for_resource(&format!("server:{}", v.server.id), cursor.request).await?;
-    Ok(cursor.page(rows.iter().map(OperationResource::from).collect(), total))
+    Ok(cursor.page(rows.iter().map(crate::resources::operation).collect(), total))
 }
 
 /// Check that Slipway can reach the server: connect with the organization's key, pin the host
@@ -519,7 +405,10 @@ pub async fn verify_server(
     // Safe to repeat, but a check a user asked for should answer now, not after backoff.
     let job = enqueue(&state, slipway_engine::SERVER_VERIFY.about_server(&v.server, payload)).await?;
     note_operation(&audit, &v.server, "server.verify", &job);
-    Ok(crate::envelope::Accepted { message: "Checking the connection.".into(), data: (&job).into() })
+    Ok(crate::envelope::Accepted {
+        message: "Checking the connection.".into(),
+        data: crate::resources::operation(&job),
+    })
 }
 
 /// Provision the server (again): install and configure what it needs, then apply its SSH keys
@@ -540,7 +429,7 @@ pub async fn provision_server(
     // Provisioning is idempotent: after a crash it is simply run again.
     let job = enqueue(&state, slipway_engine::SERVER_PROVISION.about_server(&v.server, payload)).await?;
     note_operation(&audit, &v.server, "server.provision", &job);
-    Ok(crate::envelope::Accepted { message: "Provisioning queued.".into(), data: (&job).into() })
+    Ok(crate::envelope::Accepted { message: "Provisioning queued.".into(), data: crate::resources::operation(&job) })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -597,7 +486,7 @@ pub async fn restart_server(
     let action = if body.reboot { "server.reboot" } else { "server.restart" };
     note_operation(&audit, &v.server, action, &job);
     let message = if body.reboot { "Reboot queued." } else { "Restart queued." };
-    Ok(crate::envelope::Accepted { message: message.into(), data: (&job).into() })
+    Ok(crate::envelope::Accepted { message: message.into(), data: crate::resources::operation(&job) })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -636,5 +525,8 @@ pub async fn accept_host_key(
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
     let job = enqueue(&state, slipway_engine::SERVER_VERIFY.about_server(&v.server, payload)).await?;
     note_operation(&audit, &v.server, "server.accept-host-key", &job);
-    Ok(crate::envelope::Accepted { message: "Host key accepted; checking the connection.".into(), data: (&job).into() })
+    Ok(crate::envelope::Accepted {
+        message: "Host key accepted; checking the connection.".into(),
+        data: crate::resources::operation(&job),
+    })
 }

@@ -258,7 +258,7 @@ pub async fn sync_databases(
     let payload = slipway_engine::verify::ServerJob { server_id: v.server.id.clone() };
     let job = enqueue(&state, DATABASE_IMPORT.about_server(&v.server, payload)).await?;
     crate::jobs::note_operation(&audit, &v.server, "database.sync", &job);
-    Ok(Accepted { message: "Importing the server's databases.".into(), data: (&job).into() })
+    Ok(Accepted { message: "Importing the server's databases.".into(), data: crate::resources::operation(&job) })
 }
 
 pub fn router(router: utoipa_axum::router::OpenApiRouter<AppState>) -> utoipa_axum::router::OpenApiRouter<AppState> {

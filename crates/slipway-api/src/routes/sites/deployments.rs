@@ -2,13 +2,15 @@
 //! with their logs and the releases they left.
 
 use axum::extract::State;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
 use slipway_core::{InstallStatus, RunStatus};
 use slipway_engine::deploy::{ACTION_DEPLOY, ACTION_ENABLE_ZERO_DOWNTIME, ACTION_ROLLBACK, DeployJob};
 use slipway_store::{Deployment, Site, SiteChanges};
 use utoipa::{IntoParams, ToSchema};
+
+pub use crate::resources::{DeploymentResource, LogLine, ReleaseResource};
 
 use crate::audit::AuditSlot;
 use crate::auth::Principal;
@@ -19,68 +21,6 @@ use crate::jobs::enqueue;
 use crate::state::AppState;
 
 use super::*;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeploymentResource {
-    pub id: String,
-    pub site_id: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
-    /// `deploy` (a new release, or in place), `rollback` or `enable-zero-downtime`.
-    pub action: String,
-    /// `api`, `webhook`, `schedule`, `rollback`, `cli` or `dashboard`.
-    pub trigger: String,
-    pub triggered_by_user: Option<String>,
-    pub triggered_by_token: Option<String>,
-    /// For a rollback: the release it went back to.
-    pub release: Option<String>,
-    pub commit_sha: Option<String>,
-    pub commit_message: Option<String>,
-    pub commit_author: Option<String>,
-    /// The step that failed: `connect`, `fetch`, `build`, `health check` or `switch`.
-    pub failed_step: Option<String>,
-    pub failure_reason: Option<String>,
-    /// The operation running it (its log is the deployment's log).
-    pub operation_id: String,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Seconds from start to finish.
-    pub duration: Option<f64>,
-    /// Each step as it ran, in order, with its start and duration: where a deploy spends its
-    /// time, and which step failed.
-    pub steps: Vec<slipway_wire::DeploymentStep>,
-}
-
-impl From<&Deployment> for DeploymentResource {
-    fn from(d: &Deployment) -> Self {
-        DeploymentResource {
-            id: d.id.clone(),
-            site_id: d.site_id.clone(),
-            status: d.status.to_string(),
-            action: d.action.clone(),
-            trigger: d.trigger_kind.clone(),
-            triggered_by_user: d.triggered_by_user.clone(),
-            triggered_by_token: d.triggered_by_token.clone(),
-            release: d.release_of.clone(),
-            commit_sha: d.commit_sha.clone(),
-            commit_message: d.commit_message.clone(),
-            commit_author: d.commit_author.clone(),
-            failed_step: d.failed_step.clone(),
-            failure_reason: d.failure_reason.clone(),
-            operation_id: d.job_id.clone(),
-            created_at: d.created_at,
-            started_at: d.started_at,
-            finished_at: d.finished_at,
-            duration: match (d.started_at, d.finished_at) {
-                (Some(s), Some(f)) => Some((f - s).num_milliseconds() as f64 / 1000.0),
-                _ => None,
-            },
-            // Written by Slipway itself; a record it cannot read shows no steps rather than fail.
-            steps: d.steps.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default(),
-        }
-    }
-}
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -186,7 +126,7 @@ pub(crate) async fn start_deployment(
     } else {
         "Deployment queued.".to_string()
     };
-    Ok(Accepted { message, data: (&deployment).into() })
+    Ok(Accepted { message, data: crate::resources::deployment(&deployment) })
 }
 
 /// Deploy the site's branch: fetch, build, start and health-check the new release, then switch
@@ -336,7 +276,7 @@ pub async fn list_deployments(
     Page(cursor): Page,
 ) -> Result<Paginated<DeploymentResource>, ApiError> {
     let (rows, total) = state.store.deployments_of_site(&v.site.id, cursor.request).await?;
-    Ok(cursor.page(rows.iter().map(DeploymentResource::from).collect(), total))
+    Ok(cursor.page(rows.iter().map(crate::resources::deployment).collect(), total))
 }
 
 /// A deployment of this site, from `{deployment}`, or 404.
@@ -360,7 +300,7 @@ pub async fn get_deployment(
     ids: axum::extract::Path<(String, String, String)>,
 ) -> Result<Data<DeploymentResource>, ApiError> {
     let d = find_deployment(&state, &v, &ids.2).await?;
-    Ok(Data { data: (&d).into() })
+    Ok(Data { data: crate::resources::deployment(&d) })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -368,15 +308,6 @@ pub struct LogQuery {
     /// Only lines after this `seq` (to follow a running deployment).
     #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<After>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LogLine {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    /// `stdout`, `stderr` or `info`.
-    pub stream: String,
-    pub line: String,
 }
 
 /// The deployment's log (secrets masked), oldest first, up to 1000 lines after `after`.
@@ -394,7 +325,7 @@ pub async fn deployment_log(
 ) -> Result<Data<Vec<LogLine>>, ApiError> {
     let d = find_deployment(&state, &v, &ids.2).await?;
     let lines = state.store.job_log(&d.job_id, query.after.unwrap_or_default().0, 1000).await?;
-    let data = lines.into_iter().map(|l| LogLine { seq: l.seq, at: l.at, stream: l.stream, line: l.line }).collect();
+    let data = lines.into_iter().map(crate::resources::log_line).collect();
     Ok(Data { data })
 }
 
@@ -437,17 +368,7 @@ pub async fn cancel_deployment(
     };
     audit_site(&audit, &v.site, "deployment.cancel", Some(format!("deployment {}", d.id)));
     let d = state.store.deployment(&d.id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Accepted { message: message.into(), data: (&d).into() })
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReleaseResource {
-    /// The release id (the deployment that built it).
-    pub id: String,
-    pub commit_sha: Option<String>,
-    pub commit_message: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub current: bool,
+    Ok(Accepted { message: message.into(), data: crate::resources::deployment(&d) })
 }
 
 /// Releases kept on the server, newest first, and which one is live.

@@ -107,7 +107,7 @@ pub async fn deployment_log_stream(
             }
             let ended = deployment.status.is_finished();
             if ended && lines.is_empty() {
-                let data = serde_json::to_string(&DeploymentResource::from(&deployment)).unwrap_or_default();
+                let data = serde_json::to_string(&crate::resources::deployment(&deployment)).unwrap_or_default();
                 c.pending.push_back(Event::default().event("end").data(data));
                 c.done = true;
             } else if lines.is_empty() {

@@ -15,14 +15,13 @@ pub use env::*;
 pub use input::*;
 pub use log_stream::*;
 
+pub use crate::resources::{HealthCheck, Repository, SiteResource};
+
 use axum::http::request::Parts;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use slipway_core::site_input::{self};
 use slipway_engine::deploy::repository_context;
 use slipway_engine::sites::{self as engine_sites, SiteJob};
 use slipway_store::{Server, Site};
-use utoipa::ToSchema;
 
 use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Principal, Target};
@@ -61,61 +60,6 @@ impl Target for OnSite {
     fn organization_id(&self) -> &str {
         &self.server.organization_id
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Repository {
-    /// The URL with any credentials replaced by `***`.
-    pub url: Option<String>,
-    pub branch: String,
-    /// The git repository it deploys, when it uses one.
-    pub git_repository_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HealthCheck {
-    pub path: String,
-    pub expected_status: i64,
-    /// Seconds the new release has to answer as expected.
-    pub timeout: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SiteResource {
-    pub id: String,
-    pub server_id: String,
-    pub domain: String,
-    pub aliases: Vec<String>,
-    /// `static`, `php`, `laravel`, `node` or `generic`.
-    pub project_type: String,
-    pub web_directory: String,
-    pub repository: Repository,
-    pub deploy_script: String,
-    /// The command that runs the app (node, generic); it must listen on `$PORT`.
-    pub app_command: Option<String>,
-    pub health_check: HealthCheck,
-    /// Releases with an atomic switch (`true`), or one working tree updated in place (`false`;
-    /// see `enable-zero-downtime`).
-    pub zero_downtime: bool,
-    pub keep_releases: i64,
-    /// Paths kept across releases, linked into each from the site's `shared/` directory.
-    pub shared_paths: Vec<String>,
-    /// The site's own Unix user on the server: its files, deploy script, PHP and app run as it,
-    /// so one site's code cannot read another's.
-    pub unix_user: String,
-    /// `installing`, `installed`, `failed` or `removing`.
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub suspended: bool,
-    /// The last deployment's status: `queued`, `running`, `succeeded`, `failed`, `cancelled`.
-    pub deployment_status: Option<String>,
-    pub last_deployed_at: Option<DateTime<Utc>>,
-    /// The id of the release that is live (a deployment id).
-    pub current_release: Option<String>,
-    /// The operation applying the last change, when this request queued one.
-    pub operation_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 pub(crate) fn site_resource(state: &AppState, s: &Site, operation_id: Option<String>) -> SiteResource {
