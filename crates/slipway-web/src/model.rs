@@ -1,30 +1,27 @@
-//! The parts of the API's resources the pages show (read from its JSON answers).
+//! What the pages read from the API's JSON answers. Servers, sites, deployments, releases,
+//! operations and log lines are the API's own resource types (`slipway-wire`, through
+//! `slipway_api::resources`); the `…View` traits add what the pages ask of them. Events and
+//! tokens are read here in the parts the pages show.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+pub use slipway_api::resources::{
+    DeploymentResource as Deployment, LogLine, OperationResource as Operation, ReleaseResource as Release,
+    ServerResource as Server, SiteResource as Site,
+};
 
-#[derive(Debug, Deserialize)]
-pub struct Server {
-    pub id: String,
-    pub organization_id: String,
-    pub name: String,
-    pub ip_address: String,
-    pub ssh_port: i64,
-    pub ssh_user: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub host_key_fingerprint: Option<String>,
-    pub offered_host_key_fingerprint: Option<String>,
-    pub sites_count: i64,
-    pub os: Option<String>,
-    pub php_version: Option<String>,
-    pub database_type: String,
-    pub provisioned_at: Option<DateTime<Utc>>,
+/// Whether an operation's or a deployment's status has not reached its end.
+fn unfinished(status: &str) -> bool {
+    !slipway_wire::ended(status)
 }
 
-impl Server {
+pub trait ServerView {
     /// Why this server needs someone, if it does.
-    pub fn problem(&self) -> Option<String> {
+    fn problem(&self) -> Option<String>;
+}
+
+impl ServerView for Server {
+    fn problem(&self) -> Option<String> {
         if let Some(offered) = &self.offered_host_key_fingerprint {
             return Some(format!("presented another host key ({offered}); accept it only if you changed it"));
         }
@@ -37,31 +34,18 @@ impl Server {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Repository {
-    pub url: Option<String>,
-    pub branch: Option<String>,
+pub trait SiteView {
+    fn problem(&self) -> Option<String>;
+    /// The last deployment's status, or that there was none.
+    fn deployment(&self) -> &str;
+    /// The site's page.
+    fn url(&self) -> String;
+    /// Whether the site is still being changed on its server (installed or removed).
+    fn changing(&self) -> bool;
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Site {
-    pub id: String,
-    pub server_id: String,
-    pub domain: String,
-    pub project_type: String,
-    pub status: String,
-    pub status_reason: Option<String>,
-    pub deployment_status: Option<String>,
-    pub suspended: bool,
-    /// The operation applying the last change (installing the site, suspending it, …).
-    pub operation_id: Option<String>,
-    pub repository: Repository,
-    pub zero_downtime: bool,
-    pub unix_user: String,
-}
-
-impl Site {
-    pub fn problem(&self) -> Option<String> {
+impl SiteView for Site {
+    fn problem(&self) -> Option<String> {
         if self.status == "failed" {
             return Some(format!(
                 "installation failed: {}",
@@ -71,84 +55,37 @@ impl Site {
         (self.deployment_status.as_deref() == Some("failed")).then(|| "the last deployment failed".to_string())
     }
 
-    pub fn deployment(&self) -> &str {
+    fn deployment(&self) -> &str {
         self.deployment_status.as_deref().unwrap_or("never deployed")
     }
 
-    pub fn url(&self) -> String {
+    fn url(&self) -> String {
         format!("/servers/{}/sites/{}", self.server_id, self.id)
     }
 
-    /// Whether the site is still being changed on its server (installed or removed).
-    pub fn changing(&self) -> bool {
+    fn changing(&self) -> bool {
         matches!(self.status.as_str(), "installing" | "removing")
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Step {
-    pub name: String,
-    pub status: String,
-    pub duration_ms: Option<i64>,
+pub trait DeploymentView {
+    fn short_sha(&self) -> &str;
+    fn running(&self) -> bool;
+    fn took(&self) -> String;
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Deployment {
-    pub id: String,
-    pub status: String,
-    pub action: String,
-    pub trigger: String,
-    pub commit_sha: Option<String>,
-    pub commit_message: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub duration: Option<f64>,
-    pub failed_step: Option<String>,
-    pub failure_reason: Option<String>,
-    #[serde(default)]
-    pub steps: Vec<Step>,
-}
-
-impl Deployment {
-    pub fn short_sha(&self) -> &str {
+impl DeploymentView for Deployment {
+    fn short_sha(&self) -> &str {
         self.commit_sha.as_deref().map(|s| &s[..s.len().min(8)]).unwrap_or("")
     }
 
-    pub fn running(&self) -> bool {
-        matches!(self.status.as_str(), "queued" | "running")
+    fn running(&self) -> bool {
+        unfinished(&self.status)
     }
 
-    pub fn took(&self) -> String {
+    fn took(&self) -> String {
         self.duration.map(|d| format!("{d:.1} s")).unwrap_or_default()
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Release {
-    pub id: String,
-    pub commit_sha: Option<String>,
-    pub commit_message: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub current: bool,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LogLine {
-    pub seq: i64,
-    pub stream: String,
-    pub line: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Operation {
-    pub id: String,
-    pub kind: String,
-    pub status: String,
-    pub failure_reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    #[serde(default)]
-    pub run_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// An operation still queued this long after it was asked for has no job worker taking it.
@@ -156,24 +93,30 @@ const QUEUED_TOO_LONG: i64 = 10;
 /// Provisioning, the longest routine operation, takes minutes; an hour is a hang.
 const RUNNING_TOO_LONG: i64 = 60;
 
-impl Operation {
-    pub fn running(&self) -> bool {
-        matches!(self.status.as_str(), "queued" | "running")
-    }
-
+pub trait OperationView {
+    fn running(&self) -> bool;
     /// Why this operation of a server looks stuck at `now`, if it does. `others` are that
     /// server's other recent operations: one queued behind another that is running (and not
     /// stuck itself) is waiting its turn, since a server runs one operation at a time.
-    pub fn stuck_among(&self, others: &[Operation], now: DateTime<Utc>) -> Option<String> {
+    fn stuck_among(&self, others: &[Operation], now: DateTime<Utc>) -> Option<String>;
+    /// Why this operation looks stuck at `now`, if it does.
+    fn stuck(&self, now: DateTime<Utc>) -> Option<String>;
+}
+
+impl OperationView for Operation {
+    fn running(&self) -> bool {
+        unfinished(&self.status)
+    }
+
+    fn stuck_among(&self, others: &[Operation], now: DateTime<Utc>) -> Option<String> {
         let busy = others.iter().any(|o| o.id != self.id && o.status == "running" && o.stuck(now).is_none());
         if self.status == "queued" && busy { None } else { self.stuck(now) }
     }
 
-    /// Why this operation looks stuck at `now`, if it does.
-    pub fn stuck(&self, now: DateTime<Utc>) -> Option<String> {
+    fn stuck(&self, now: DateTime<Utc>) -> Option<String> {
         let minutes = |since: DateTime<Utc>| (now - since).num_minutes();
         // Waiting is counted from when it was due (a retry waits out its backoff first).
-        let due = self.run_at.map_or(self.created_at, |at| at.max(self.created_at));
+        let due = self.run_at.max(self.created_at);
         match (self.status.as_str(), self.started_at) {
             ("queued", _) if minutes(due) >= QUEUED_TOO_LONG => {
                 Some(format!("queued for {} minutes: is a Slipway process with the job worker running?", minutes(due)))
@@ -263,13 +206,13 @@ impl Token {
 
 #[cfg(test)]
 mod tests {
-    use super::Operation;
+    use super::{Operation, OperationView};
     use chrono::{DateTime, Duration, Utc};
 
     fn operation(status: &str, created: DateTime<Utc>, started: Option<DateTime<Utc>>) -> Operation {
         let (id, kind) = ("01J".to_string(), "server.provision".to_string());
         let status = status.into();
-        Operation { id, kind, status, failure_reason: None, created_at: created, run_at: None, started_at: started }
+        Operation { id, kind, status, created_at: created, run_at: created, started_at: started, ..Default::default() }
     }
 
     #[test]
@@ -280,7 +223,7 @@ mod tests {
         let queued = operation("queued", ago(25), None).stuck(now).unwrap();
         assert!(queued.starts_with("queued for 25 minutes"), "{queued}");
         // A retry due in the future is waiting, not stuck.
-        let retry = Operation { run_at: Some(now + Duration::minutes(5)), ..operation("queued", ago(30), None) };
+        let retry = Operation { run_at: now + Duration::minutes(5), ..operation("queued", ago(30), None) };
         assert_eq!(retry.stuck(now), None);
         assert_eq!(operation("running", ago(100), Some(ago(59))).stuck(now), None);
         assert_eq!(operation("running", ago(100), Some(ago(61))).stuck(now).as_deref(), Some("running for 61 minutes"));

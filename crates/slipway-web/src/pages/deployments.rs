@@ -7,7 +7,7 @@ use axum::response::{Html, Response};
 use serde::Deserialize;
 
 use crate::error::WebError;
-use crate::model::{Deployment, LogLine, Site};
+use crate::model::{Deployment, DeploymentView, LogLine, Site, SiteView};
 use crate::session::Session;
 use crate::view::{Layout, Me, render, when};
 

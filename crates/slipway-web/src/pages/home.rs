@@ -4,7 +4,7 @@ use askama::Template;
 use axum::response::Html;
 
 use crate::error::WebError;
-use crate::model::{Event, Operation, Server, Site};
+use crate::model::{Event, Operation, OperationView, Server, ServerView, Site, SiteView};
 use crate::session::Session;
 use crate::view::{Layout, Me, render, when};
 

@@ -7,7 +7,7 @@ use axum::response::Html;
 use serde::{Deserialize, Serialize};
 
 use crate::error::WebError;
-use crate::model::{LogLine, Operation};
+use crate::model::{LogLine, Operation, OperationView};
 use crate::session::Session;
 use crate::view::{Layout, Me, render, when};
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::WebError;
-use crate::model::{Server, Site};
+use crate::model::{OperationView, Server, ServerView, Site, SiteView};
 use crate::session::Session;
 use crate::view::{FieldErrors, Layout, Me, Membership, PageQuery, optional, render};
 

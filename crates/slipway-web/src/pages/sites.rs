@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::api::encode;
 use crate::error::WebError;
-use crate::model::{Deployment, Release, Server, Site};
+use crate::model::{Deployment, DeploymentView, Release, Server, Site, SiteView};
 use crate::session::Session;
 use crate::view::{FieldErrors, Layout, Me, PageQuery, optional, render, when};
 
