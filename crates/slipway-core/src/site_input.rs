@@ -3,37 +3,23 @@
 //! repository URL and branch. Each parse refuses anything a shell, nginx or a path could read as
 //! more than a value.
 
-/// What a site is, and everything that follows from it: whether nginx serves its files (with
-/// PHP) or proxies to an app, and the defaults a new site of the type starts with. Stored as its
-/// text (`static`, `php`, `laravel`, `node`, `generic`) on both backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProjectType {
-    Static,
-    Php,
-    Laravel,
-    Node,
-    Generic,
+crate::status::word_enum! {
+    /// What a site is, and everything that follows from it: whether nginx serves its files (with
+    /// PHP) or proxies to an app, and the defaults a new site of the type starts with. Stored as
+    /// its word on both backends.
+    ProjectType, "project type" {
+        Static = "static",
+        Php = "php",
+        Laravel = "laravel",
+        Node = "node",
+        Generic = "generic",
+    }
 }
 
 impl ProjectType {
-    pub const ALL: [ProjectType; 5] =
-        [ProjectType::Static, ProjectType::Php, ProjectType::Laravel, ProjectType::Node, ProjectType::Generic];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProjectType::Static => "static",
-            ProjectType::Php => "php",
-            ProjectType::Laravel => "laravel",
-            ProjectType::Node => "node",
-            ProjectType::Generic => "generic",
-        }
-    }
-
+    /// Reads a type a user gave, with the message a field error shows.
     pub fn parse(text: &str) -> Result<ProjectType, String> {
-        Self::ALL.into_iter().find(|t| t.as_str() == text).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
-            format!("must be one of {}", names.join(", "))
-        })
+        text.parse().map_err(|e: crate::status::UnknownWord| format!("must be one of {}", e.expected))
     }
 
     /// An app behind nginx's proxy (started by supervisor), rather than files nginx serves.

@@ -2,9 +2,6 @@
 //! migrations' `CHECK` lists the same words), travels as that text in the API, and is compared
 //! as a value in code, so a misspelt state is a compile error rather than a branch never taken.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// A stored or received text that is none of an enum's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a known {what}: expected {expected}")]
@@ -16,7 +13,7 @@ pub struct UnknownWord {
 }
 
 /// `a, b or c`.
-fn choices<'a>(words: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn choices<'a>(words: impl Iterator<Item = &'a str>) -> String {
     let words: Vec<&str> = words.collect();
     match words.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
@@ -42,28 +39,28 @@ macro_rules! word_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownWord;
+        impl std::str::FromStr for $name {
+            type Err = $crate::status::UnknownWord;
 
-            fn from_str(text: &str) -> Result<Self, UnknownWord> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == text).ok_or_else(|| UnknownWord {
+            fn from_str(text: &str) -> Result<Self, $crate::status::UnknownWord> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text).ok_or_else(|| $crate::status::UnknownWord {
                     what: $what,
                     value: text.to_string(),
-                    expected: choices(Self::ALL.iter().map(|v| v.as_str())),
+                    expected: $crate::status::choices(Self::ALL.iter().map(|v| v.as_str())),
                 })
             }
         }
 
         impl TryFrom<String> for $name {
-            type Error = UnknownWord;
+            type Error = $crate::status::UnknownWord;
 
-            fn try_from(text: String) -> Result<Self, UnknownWord> {
+            fn try_from(text: String) -> Result<Self, $crate::status::UnknownWord> {
                 text.parse()
             }
         }
@@ -133,6 +130,8 @@ macro_rules! word_enum {
         }
     };
 }
+
+pub(crate) use word_enum;
 
 word_enum! {
     /// A background job's, and so a deployment's, run: waiting, running, or how it ended.

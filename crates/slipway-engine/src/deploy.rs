@@ -24,8 +24,7 @@ use slipway_wire::DeploymentStep;
 use crate::script::Script;
 use crate::session::{connect, run_script_with, store_error};
 use crate::sites::{
-    ReleaseDir, SitePaths, is_app, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
-    uses_php,
+    ReleaseDir, SitePaths, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
 };
 use crate::{Engine, JobKind};
 
@@ -214,7 +213,7 @@ impl DeploySite {
     ) -> Result<Live, JobError> {
         let engine = &self.0;
         let paths = SitePaths::of(site)?;
-        let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
+        let php = site.project_type.uses_php().then_some(server.php_version.as_deref()).flatten();
         let run = |script: Script, cancel: tokio::sync::watch::Receiver<bool>| async move {
             run_script_with(engine, ctx, connection, &script, cancel).await
         };
@@ -297,7 +296,7 @@ impl DeploySite {
         }
 
         self.begin(deployment, progress, "health check").await;
-        let app = is_app(&site.project_type);
+        let app = site.project_type.is_app();
         // Apps alternate between the two ports of their pair; in place, the one app restarts.
         let port = app.then(|| {
             if in_place || site.active_port != Some(site.app_port) { site.app_port } else { site.app_port + 1 }

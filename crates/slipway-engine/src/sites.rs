@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use slipway_core::InstallStatus;
-use slipway_core::site_input::{Domain, ProjectType};
+use slipway_core::site_input::Domain;
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_store::{Server, Site};
 
@@ -17,21 +17,6 @@ use crate::{Engine, JobKind};
 pub const SITE_APPLY: JobKind = JobKind { name: "site.apply", attempts: 3 };
 /// Retried: removing a site is safe to run twice.
 pub const SITE_REMOVE: JobKind = JobKind { name: "site.remove", attempts: 3 };
-
-/// Whether a stored project type is an app behind a proxy (an unknown one is not).
-pub fn is_app(project_type: &str) -> bool {
-    ProjectType::parse(project_type).is_ok_and(ProjectType::is_app)
-}
-
-/// Whether a stored project type is a Laravel app (its queue workers run `artisan queue:work`).
-pub fn is_laravel(project_type: &str) -> bool {
-    ProjectType::parse(project_type) == Ok(ProjectType::Laravel)
-}
-
-/// Whether a stored project type is served through PHP-FPM.
-pub fn uses_php(project_type: &str) -> bool {
-    ProjectType::parse(project_type).is_ok_and(ProjectType::uses_php)
-}
 
 /// The Unix user a site's files, deploy script, PHP and app run as: one per site, so that one
 /// site's code cannot read another's files (`.env`, deploy keys). `s` and the lowercased id.
@@ -163,8 +148,8 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
         "    # Redirects (managed through Slipway's API).\n    include {}/*.conf;\n",
         crate::items::redirects::redirects_dir(&paths.domain)
     ));
-    match site.project_type.as_str() {
-        t if is_app(t) => {
+    match site.project_type {
+        t if t.is_app() => {
             let port = app_port.unwrap_or(site.app_port);
             out.push_str(&format!(
                 "    location / {{\n        proxy_pass http://127.0.0.1:{port};\n        proxy_http_version 1.1;\n\
@@ -173,7 +158,7 @@ pub fn nginx_conf(site: &Site, php_version: Option<&str>, app_port: Option<i64>)
                  \x20       proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header Connection \"\";\n    }}\n"
             ));
         }
-        t if uses_php(t) => {
+        t if t.uses_php() => {
             let version = php_version
                 .ok_or_else(|| JobError::failed("the server has no PHP; provision it with a php_version"))?;
             out.push_str(&format!(
@@ -259,7 +244,7 @@ pub struct ApplySite(pub Engine);
 impl ApplySite {
     pub fn script(site: &Site, server: &Server, app_port: Option<i64>) -> Result<Script, JobError> {
         let paths = SitePaths::of(site)?;
-        let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
+        let php = site.project_type.uses_php().then_some(server.php_version.as_deref()).flatten();
         let pool = match php {
             Some(v) => php_pool(site, v)?,
             None => String::new(),
@@ -310,7 +295,7 @@ impl JobHandler for RemoveSite {
         let engine = &self.0;
         let (site, server) = load_site_and_server(engine, &job.site_id).await?;
         let paths = SitePaths::of(&site)?;
-        let php = uses_php(&site.project_type).then_some(server.php_version.as_deref()).flatten();
+        let php = site.project_type.uses_php().then_some(server.php_version.as_deref()).flatten();
         let script = Script::new("site removal", include_str!("../scripts/site_remove.sh"))
             .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
@@ -389,7 +374,7 @@ mod tests {
             organization_id: "01ORG".into(),
             domain: "shop.example.com".into(),
             aliases: r#"["www.shop.example.com","*.shop.example.com"]"#.into(),
-            project_type: project_type.into(),
+            project_type: project_type.parse().expect("a project type"),
             web_directory: "public".into(),
             repository_url: None,
             repository_branch: "main".into(),

@@ -1,5 +1,6 @@
 //! Rows as the store returns them. Plain data; rules live in `slipway-core` and the API.
 
+use slipway_core::site_input::ProjectType;
 use slipway_core::time::Timestamp;
 use slipway_core::{BackupStatus, DeliveryStatus, InstallStatus, ItemState, RunStatus, ServerStatus};
 
@@ -331,7 +332,7 @@ pub struct Site {
     pub domain: String,
     /// JSON array of names.
     pub aliases: String,
-    pub project_type: String,
+    pub project_type: ProjectType,
     pub web_directory: String,
     /// Sealed with the secrets key (a URL may carry a token).
     pub repository_url: Option<Vec<u8>>,

@@ -159,7 +159,7 @@ pub fn site(server: &crate::Server, domain: &str) -> crate::Site {
         organization_id: server.organization_id.clone(),
         domain: domain.into(),
         aliases: "[]".into(),
-        project_type: "static".into(),
+        project_type: slipway_core::site_input::ProjectType::Static,
         web_directory: String::new(),
         repository_url: None,
         repository_branch: "main".into(),

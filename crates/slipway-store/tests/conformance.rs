@@ -4,6 +4,7 @@
 use slipway_store::testing::TestDatabase;
 
 mod cases {
+    use slipway_core::site_input::ProjectType;
     use slipway_core::{BackupStatus, DeliveryStatus, InstallStatus, RunStatus, ServerStatus};
     use std::sync::Arc;
 
@@ -922,7 +923,7 @@ mod cases {
             organization_id: server.organization_id.clone(),
             domain: domain.into(),
             aliases: "[]".into(),
-            project_type: "static".into(),
+            project_type: ProjectType::Static,
             web_directory: "public".into(),
             repository_url: Some(b"sealed-url".to_vec()),
             repository_branch: "main".into(),

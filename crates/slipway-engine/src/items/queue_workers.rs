@@ -13,8 +13,8 @@ use super::supervised::{self, ProgramSpec};
 use super::{ItemKind, specs};
 use crate::script::Script;
 use crate::session::run_script_with;
-use crate::sites::is_laravel;
 use crate::{Engine, JobKind};
+use slipway_core::site_input::ProjectType;
 
 #[derive(Debug)]
 pub struct QueueWorkers;
@@ -135,7 +135,7 @@ pub async fn restart_after_deploy(
     if programs.is_empty() {
         return;
     }
-    let laravel = is_laravel(&site.project_type);
+    let laravel = site.project_type == ProjectType::Laravel;
     let php = server.php_version.clone().unwrap_or_default();
     let paths = match crate::sites::SitePaths::of(site) {
         Ok(paths) => paths,

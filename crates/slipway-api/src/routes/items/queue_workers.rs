@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use slipway_core::FieldErrors;
+use slipway_core::site_input::ProjectType;
 use slipway_engine::items::queue_workers::{LaravelWorker, name_problem};
 use slipway_engine::items::supervised::{ProgramSpec, command_problem};
 use slipway_engine::items::{ItemKind, QueueWorkerSpec, QueueWorkers};
-use slipway_engine::sites::{SitePaths, is_laravel, site_user};
+use slipway_engine::sites::{SitePaths, site_user};
 use slipway_store::{Server, ServerItem, Site};
 use utoipa::{IntoParams, ToSchema};
 
@@ -154,7 +155,7 @@ fn worker_spec(server: &Server, site: &Site, body: CreateQueueWorker) -> Result<
     if let Some(why) = name_problem("queue", &laravel.queue, true) {
         errors.add("queue", why);
     }
-    let is_laravel_site = is_laravel(&site.project_type);
+    let is_laravel_site = site.project_type == ProjectType::Laravel;
     let laravel_only = [
         ("connection", body.connection.is_some()),
         ("queue", body.queue.is_some()),

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use slipway_core::time::now;
 use slipway_core::{FieldErrors, InstallStatus, RunStatus};
 use slipway_engine::deploy::repository_context;
-use slipway_engine::sites::{self as engine_sites, SiteJob};
+use slipway_engine::sites::SiteJob;
 use slipway_store::{Site, SiteChanges};
 
 use crate::audit::AuditSlot;
@@ -124,7 +124,7 @@ pub async fn create_site(
         organization_id: v.server.organization_id.clone(),
         domain: new.domain.as_str().to_string(),
         aliases: serde_json::to_string(&new.aliases).map_err(ApiError::internal)?,
-        project_type: new.project_type.as_str().to_string(),
+        project_type: new.project_type,
         web_directory: new.web_directory,
         repository_url: new.repository_url.map(|u| state.secrets.seal(&repository_context(&id), u.as_bytes())),
         repository_branch: branch,
@@ -200,7 +200,7 @@ pub async fn update_site(
     Json(body): Json<UpdateSite>,
 ) -> Result<Data<SiteResource>, ApiError> {
     let edit = SiteEdit::try_from(body)?;
-    if edit.app_command.is_some() && !engine_sites::is_app(&v.site.project_type) {
+    if edit.app_command.is_some() && !v.site.project_type.is_app() {
         return Err(ApiError::validation("app_command", "Only node and generic sites run an app command."));
     }
     let reapply = edit.aliases.is_some() || edit.web_directory.is_some();

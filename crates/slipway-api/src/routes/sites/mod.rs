@@ -73,7 +73,7 @@ pub(crate) fn site_resource(state: &AppState, s: &Site, operation_id: Option<Str
         server_id: s.server_id.clone(),
         domain: s.domain.clone(),
         aliases: serde_json::from_str(&s.aliases).unwrap_or_default(),
-        project_type: s.project_type.clone(),
+        project_type: s.project_type.to_string(),
         web_directory: s.web_directory.clone(),
         repository: Repository {
             url,
