@@ -1,6 +1,6 @@
 // The dashboard end to end, in headless Chromium (Debian's chromium, driven by playwright-core),
 // against a real `slipway serve` and a network-namespace test host. Run by
-// crates/slipway/tests/dashboard.rs, which starts them and passes their addresses:
+// crates/slipway/tests/e2e/dashboard.rs, which starts them and passes their addresses:
 //   SLIPWAY_URL, SLIPWAY_SETUP_URL, TEST_HOST_ADDRESS, TEST_HOST_AUTHORIZED_KEYS (the host's
 //   authorized_keys file for root), TEST_REPO_URL, SCREENSHOTS_DIR.
 // Every page visited is checked: the CSP header, no console error (a CSP violation is one), no

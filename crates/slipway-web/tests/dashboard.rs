@@ -1,6 +1,6 @@
 //! The dashboard in process, over a throwaway database: sessions, CSRF, headers, what each
 //! role sees and may do, and that no secret reaches a page. (The browser tests in
-//! `crates/slipway/tests/dashboard.rs` drive the same pages in Chromium end to end.)
+//! `crates/slipway/tests/e2e/dashboard.rs` drive the same pages in Chromium end to end.)
 
 use slipway_core::InstallStatus;
 use std::collections::BTreeMap;

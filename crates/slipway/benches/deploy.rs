@@ -9,7 +9,8 @@
 
 #![allow(clippy::print_stdout)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/e2e/common.rs"]
+#[allow(dead_code, reason = "a bench uses only some of the end-to-end tests' helpers")]
 mod common;
 
 use std::process::Command;

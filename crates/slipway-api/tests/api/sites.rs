@@ -1,5 +1,5 @@
 //! Sites, deployments and environment variables through the API, without a server behind them
-//! (jobs stay queued here; `crates/slipway/tests/deploy.rs` runs them for real): validation,
+//! (jobs stay queued here; `crates/slipway/tests/e2e/deploy.rs` runs them for real): validation,
 //! hostile values, masking and the rules about what can be deployed or rolled back.
 
 use crate::common::TestApp;

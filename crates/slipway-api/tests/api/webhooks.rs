@@ -1,7 +1,7 @@
 //! Git repositories and incoming push webhooks: every provider's signature format, valid,
 //! invalid and missing, pushes to other branches, replayed delivery ids, and the site's delivery
 //! history. Deployments
-//! stay queued here (no worker); `crates/slipway/tests/deploy.rs` deploys a pushed commit for real.
+//! stay queued here (no worker); `crates/slipway/tests/e2e/deploy.rs` deploys a pushed commit for real.
 
 use crate::common::TestApp;
 use axum::http::{Method, StatusCode};

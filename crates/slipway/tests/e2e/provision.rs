@@ -4,7 +4,7 @@
 //! a time (nextest group `provisioning`); the packages they need are installed beforehand by
 //! `scripts/install-test-deps`, because the namespace has no route to a mirror.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

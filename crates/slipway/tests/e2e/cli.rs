@@ -1,7 +1,7 @@
 //! End to end through the real binary: first-start setup link, `admin create-user`, and the
 //! command-line client (`login`, `whoami`, `token …`, `logout`) against a running server.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

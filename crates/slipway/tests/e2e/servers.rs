@@ -2,7 +2,7 @@
 //! organization's key on it, verify it (host key pinned, OS found), then meet a different host
 //! key and see the server refused and marked unreachable with the reason.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! End to end: the real binary, started on port 0 with a fresh data directory, on SQLite and
 //! on a fresh PostgreSQL database.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

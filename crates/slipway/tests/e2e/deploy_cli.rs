@@ -2,7 +2,7 @@
 //! real binary against a running Slipway, a provisioned test host in a network namespace (see
 //! `provision.rs`) and a repository served by `git daemon` on this machine's side of the link.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Backup storages, for real: an S3 protocol server on loopback (s3s-fs) and a directory on a
 //! provisioned test host (a network namespace sharing this machine's files).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,5 @@
 //! Spawning the real `slipway` binary for end-to-end tests.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

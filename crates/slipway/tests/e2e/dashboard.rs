@@ -3,7 +3,7 @@
 //! part is `crates/slipway-web/browser/e2e.mjs`; this test starts what it needs, runs it, and
 //! checks from outside that what the browser deployed is served.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! unix sockets; provisioning must take those running engines as installed. Every database made
 //! here has a name of its own and is dropped before the test ends; nothing else is touched.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! machine's side of the link, real nginx and supervisor. What nginx serves is checked after
 //! every step.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
