@@ -1879,3 +1879,36 @@ async fn a_log_line_written_by_one_replica_wakes_readers_on_another() {
         .unwrap();
     assert_eq!(reader.job_log(&job.id, 0, 10).await.unwrap().len(), 1);
 }
+
+/// A PostgreSQL store listens for the other replicas only once someone follows a log: a process
+/// that never does (`slipway admin`, `migrate`) holds no listening connection.
+#[tokio::test]
+async fn a_replica_listens_only_once_a_reader_follows() {
+    let db = TestDatabase::postgres().await;
+    let store = db.connect().await;
+    let probe = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let listeners = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+        )
+        .fetch_one(&probe)
+        .await
+        .unwrap()
+    };
+    store.ping().await.unwrap();
+    // A listener started at connect would be there well within a second.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    for _ in 0..10 {
+        tick.tick().await;
+        assert_eq!(listeners().await, 0, "nobody follows a log yet");
+    }
+    let mut activity = store.job_activity();
+    tokio::time::timeout(std::time::Duration::from_secs(10), activity.changed())
+        .await
+        .expect("the listener connects within 10 s")
+        .unwrap();
+    assert_eq!(listeners().await, 1, "the first reader starts one listener");
+    let _second = store.job_activity();
+    assert_eq!(listeners().await, 1, "and only one");
+    probe.close().await;
+}

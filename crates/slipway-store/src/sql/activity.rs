@@ -6,8 +6,10 @@
 //! served by one replica follows a deploy running on another without waiting for its poll.
 //! A notification can be lost (the listening connection drops and reconnects); the readers'
 //! poll is the backstop, and a reconnect bumps the channel so they read again at once.
+//! A replica starts listening when its first reader subscribes, so a process that follows no
+//! log (`slipway admin`, `migrate`) opens no listening connection.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -23,10 +25,32 @@ fn bump(activity: &watch::Sender<u64>) {
     activity.send_modify(|n| *n = n.wrapping_add(1));
 }
 
+/// Starts following the other replicas, given where to send their wake-ups.
+type Follow = Box<dyn FnOnce(Weak<watch::Sender<u64>>) + Send>;
+
+/// This process's activity channel and, on PostgreSQL until its first reader, how to start
+/// listening to the other replicas.
+#[derive(Default)]
+pub(crate) struct Activity {
+    sender: Arc<watch::Sender<u64>>,
+    follow: Mutex<Option<Follow>>,
+}
+
+impl Activity {
+    /// A reader's end of the channel; the first one starts the listener, if there is one.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        let follow = self.follow.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(start) = follow {
+            start(Arc::downgrade(&self.sender));
+        }
+        self.sender.subscribe()
+    }
+}
+
 impl SqlStore<Sqlite> {
     /// One process owns a SQLite database: waking this process's readers is all there is.
     pub(super) async fn announce_activity(&self) {
-        bump(&self.activity);
+        bump(&self.activity.sender);
     }
 }
 
@@ -34,17 +58,20 @@ impl SqlStore<Postgres> {
     /// Wakes this process's readers at once, and the other replicas' through `NOTIFY`. A
     /// notification that cannot be sent only delays those (their poll finds the write).
     pub(super) async fn announce_activity(&self) {
-        bump(&self.activity);
+        bump(&self.activity.sender);
         if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&self.pool).await {
             tracing::debug!(error = %e, "could not notify the other replicas of job activity");
         }
     }
 
-    /// Listens for the other replicas' notifications, on a connection of its own (not one of
-    /// the pool's), until this store is dropped (noticed at the next notification or error).
+    /// Once a reader subscribes: listens for the other replicas' notifications, on a
+    /// connection of its own (not one of the pool's), until this store is dropped (noticed at
+    /// the next notification or error).
     pub(crate) fn follow_other_replicas(&self, options: PgConnectOptions) {
-        let activity = Arc::downgrade(&self.activity);
-        tokio::spawn(listen(activity, options));
+        let start: Follow = Box::new(move |activity| {
+            tokio::spawn(listen(activity, options));
+        });
+        *self.activity.follow.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
     }
 }
 

@@ -147,7 +147,7 @@ pub(crate) struct SqlStore<DB: Database> {
     cache: Option<ReadCache>,
     /// Bumped when a job's log is appended or a job or deployment changes
     /// (`JobStore::job_activity`; see `activity.rs`).
-    activity: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    activity: activity::Activity,
 }
 
 impl<DB: Database> SqlStore<DB> {
