@@ -76,8 +76,8 @@ if [ -n "$IN_PLACE" ]; then
     as_user git -C "$ROOT/live" checkout --quiet --force --detach "$sha" || fail "git could not check out $sha"
 else
     step "unpacking $sha"
-    as_user rm -rf "$ROOT/releases/$RELEASE"
-    as_user mkdir "$ROOT/releases/$RELEASE"
-    as_user sh -c 'git -C "$1" archive --format=tar "$2" | tar -x -C "$3"' sh "$ROOT/repo.git" "$sha" "$ROOT/releases/$RELEASE"
+    # One session as the site's user (each costs a PAM session): a fresh directory, the tree.
+    as_user sh -c 'set -e; rm -rf "$3"; mkdir "$3"; git -C "$1" archive --format=tar "$2" | tar -x -C "$3"' \
+        sh "$ROOT/repo.git" "$sha" "$ROOT/releases/$RELEASE"
 fi
 printf 'slipway-commit %s\n' "$(git_mirror log -1 --format='%H%x09%an <%ae>%x09%s' "$sha")"
