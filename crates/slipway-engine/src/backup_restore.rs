@@ -13,8 +13,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use slipway_core::BackupStatus;
-use slipway_core::InstallStatus;
+use slipway_core::{BackupStatus, InstallStatus};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Stream, Transport};
 use slipway_store::{Backup, Server};

@@ -11,9 +11,7 @@
 //! deleted from the storage for real, then forgotten; each deletion is recorded in the job's log
 //! and the audit log (`backup.prune`).
 
-use slipway_core::BackupStatus;
-use slipway_core::InstallStatus;
-use slipway_core::RunStatus;
+use slipway_core::{BackupStatus, InstallStatus, RunStatus};
 use std::collections::HashSet;
 
 use async_trait::async_trait;

@@ -13,9 +13,8 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use slipway_core::InstallStatus;
-use slipway_core::RunStatus;
 use slipway_core::time::now;
+use slipway_core::{InstallStatus, RunStatus};
 use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::SshConnection;
 use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};

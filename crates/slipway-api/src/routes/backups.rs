@@ -5,8 +5,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use slipway_core::BackupStatus;
-use slipway_core::InstallStatus;
+use slipway_core::{BackupStatus, InstallStatus};
 use slipway_engine::backup_restore::{BACKUP_RESTORE, BACKUP_VERIFY, RestoreJob, RestoreMode, VerifyJob};
 use slipway_engine::backups::{Manifest, job_resource};
 use slipway_engine::items::{DatabaseSpec, Databases, ItemKind};

@@ -3,9 +3,7 @@
 //! added later is covered here without anyone writing a test for it; a new path parameter
 //! needs a fixture below, and the test says so.
 
-use slipway_core::BackupStatus;
-use slipway_core::DeliveryStatus;
-use slipway_core::InstallStatus;
+use slipway_core::{BackupStatus, DeliveryStatus, InstallStatus};
 use std::collections::HashMap;
 
 use crate::common::TestApp;

@@ -5,8 +5,7 @@
 use crate::common::TestApp;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use slipway_core::InstallStatus;
-use slipway_core::RunStatus;
+use slipway_core::{InstallStatus, RunStatus};
 use slipway_store::testing::TestDatabase;
 
 async fn provisioned_server(app: &TestApp, token: &str) -> String {
