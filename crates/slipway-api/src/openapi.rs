@@ -104,7 +104,6 @@ const SHARED: [(&str, &str, &str, &str); 10] = [
 
 /// Adds the shared responses to the components and to every operation that can produce them.
 pub fn finish(api: &mut utoipa::openapi::OpenApi) {
-    crate::resources::require_non_null_fields(api);
     let components = api.components.get_or_insert_with(Default::default);
     for (_, name, description, schema) in SHARED {
         let content = Content::new(Some(Ref::from_schema_name(schema)));
@@ -194,8 +193,11 @@ fn has_query_params(op: &Operation) -> bool {
 pub struct Document(axum::body::Bytes);
 
 impl Document {
+    /// The document as published: with the wire schemas' required fields stated.
     pub fn of(api: &utoipa::openapi::OpenApi) -> Self {
-        Document(serde_json::to_vec(api).expect("the OpenAPI document serialises").into())
+        let mut document = serde_json::to_value(api).expect("the OpenAPI document serialises");
+        crate::resources::require_non_null_fields(&mut document);
+        Document(serde_json::to_vec(&document).expect("the OpenAPI document serialises").into())
     }
 }
 

@@ -104,8 +104,9 @@ pub fn log_line(l: JobLogLine) -> LogLine {
 /// States what the server always sends for the wire schemas (see [`WIRE_SCHEMAS`]): every
 /// property that is never null is required, and the `default` utoipa gives each property is
 /// dropped (it describes the client's leniency, not the API). Generic envelopes inline a copy
-/// of a schema, so every copy in the document is replaced, found by being equal to it.
-pub(crate) fn require_non_null_fields(api: &mut utoipa::openapi::OpenApi) {
+/// of a schema, so every copy in the document is replaced, found by being equal to it. Works
+/// on the document's JSON, where it is published (served, or written out), and nowhere else.
+pub(crate) fn require_non_null_fields(document: &mut serde_json::Value) {
     use serde_json::Value;
 
     fn nullable(property: &Value) -> bool {
@@ -147,14 +148,10 @@ pub(crate) fn require_non_null_fields(api: &mut utoipa::openapi::OpenApi) {
         }
     }
 
-    let Ok(mut document) = serde_json::to_value(&*api) else { return };
     let fixes: Vec<(Value, Value)> = WIRE_SCHEMAS
         .iter()
         .filter_map(|name| document["components"]["schemas"].get(*name))
         .map(|schema| (schema.clone(), as_sent(schema)))
         .collect();
-    replace(&mut document, &fixes);
-    if let Ok(fixed) = serde_json::from_value(document) {
-        *api = fixed;
-    }
+    replace(document, &fixes);
 }

@@ -94,7 +94,7 @@ impl AppState {
         let jwt = Arc::new(JwtKeys::new(&secrets));
         let engine = slipway_engine::Engine::new(store.clone(), secrets.clone());
         Self {
-            rules: Arc::new(RouteRules::from_spec(&crate::openapi())),
+            rules: Arc::new(RouteRules::from_spec(&crate::described_routes())),
             usage: Arc::new(UsageRecorder::new(store.clone())),
             store,
             secrets,
