@@ -8,13 +8,12 @@ release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 link_shared "$release"
 step "writing the environment"
-as_user rm -rf "$release/.env"
-put_user_file "$release/.env" 600 "$DOTENV"
-put_user_file "$ROOT/.slipway/env-$NAME.sh" 600 "$ENV_SH"
-put_user_file "$ROOT/.slipway/deploy-$NAME.sh" 700 "$SCRIPT"
+# A .env the repository holds (a file, a link, a directory) gives way to the site's.
+printf '%s\n%s\n%s\n' "$DOTENV" "$ENV_SH" "$SCRIPT" | put_user_files "600:$release/.env" \
+    "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh"
 step "running the deploy script"
 cd "$release"
-as_user sh -c '. "$1" && exec sh -e "$2"' sh \
+# shellcheck disable=SC2016 # expanded by the deploy user's shell
+as_user sh -c '. "$1" && sh -e "$2"; code=$?; rm -f "$2"; exit "$code"' sh \
     "$ROOT/.slipway/env-$NAME.sh" "$ROOT/.slipway/deploy-$NAME.sh" || fail "the deploy script failed (exit $?)"
-as_user rm -f "$ROOT/.slipway/deploy-$NAME.sh"
 step "deploy script done"

@@ -107,8 +107,23 @@ as_user() {
 
 # put_user_file PATH MODE BASE64: put_file, done by the deploy user inside its own tree.
 put_user_file() {
-    printf '%s' "$3" | base64 -d | as_user sh -c \
-        'umask 077; t=$(mktemp "$1.XXXXXX") && cat > "$t" && chmod "$2" "$t" && mv -f "$t" "$1"' sh "$1" "$2"
+    printf '%s\n' "$3" | as_user sh -c "$put_user_files_sh" sh "$2:$1"
+}
+
+# put_user_files MODE:PATH...: put_user_file for several files in one session as the deploy user
+# (each costs a PAM session); their contents, base64, one line each in order, on standard input.
+# A file replaces whatever is at PATH, a symlink itself (never its target) or a directory.
+# shellcheck disable=SC2016 # expanded by the deploy user's shell
+put_user_files_sh='umask 077
+for file in "$@"; do
+    IFS= read -r data || data=
+    path=${file#*:}
+    t=$(mktemp "$path.XXXXXX") && printf "%s" "$data" | base64 -d > "$t" && chmod "${file%%:*}" "$t" || exit 1
+    if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || exit 1; fi
+    mv -fT "$t" "$path" || exit 1
+done'
+put_user_files() {
+    as_user sh -c "$put_user_files_sh" sh "$@"
 }
 
 # link_shared DIR: links each of the site's shared paths (SHARED: one relative path per line,

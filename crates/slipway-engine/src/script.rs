@@ -108,6 +108,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The deploy writes a release's files in one session as the site's user: each arrives
+    /// whole with its mode, and whatever the repository left at its path (a link pointing
+    /// elsewhere, a directory) is replaced, never followed.
+    #[test]
+    fn several_user_files_in_one_session_replace_links_and_directories() {
+        let dir = std::env::temp_dir().join(format!("slipway-script-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(dir.join("b/inside")).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("a")).unwrap();
+        let user = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let body: &'static str = "printf '%s\\n%s\\n%s\\n' \"$A\" \"$B\" \"$C\" | \
+                                  put_user_files \"600:$DIR/a\" \"700:$DIR/b\" \"640:$DIR/c\"\n";
+        let script = Script::new("test", body)
+            .var("DEPLOY_USER", user.trim())
+            .var("DIR", dir.to_str().unwrap())
+            .file_var("A", b"A=1\n")
+            .file_var("B", b"#!/bin/sh\ntrue\n")
+            .file_var("C", b"");
+        let out = std::process::Command::new("sh").arg("-c").arg(script.text()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        use std::os::unix::fs::PermissionsExt;
+        for (name, content, mode) in [("a", "A=1\n", 0o600), ("b", "#!/bin/sh\ntrue\n", 0o700), ("c", "", 0o640)] {
+            let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
+            assert!(meta.is_file(), "{name} is a file now");
+            assert_eq!(meta.permissions().mode() & 0o777, mode, "{name}'s mode");
+            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), content);
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n", "the link was not followed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn fail_reports_its_reason_on_stderr() {
         let out = std::process::Command::new("sh")
