@@ -21,13 +21,19 @@ fi
 step "starting the release on port $PORT"
 conf="/etc/supervisor/conf.d/$PROGRAM.conf"
 # A program left on this port by an interrupted deploy is replaced (in place: the live app is
-# restarted, which is the downtime an in-place site accepts).
-supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
+# restarted, which is the downtime an in-place site accepts). Each supervisorctl call starts a
+# Python interpreter, so there are only as many as needed.
+known=
+if [ -e "$conf" ]; then
+    known=yes
+    supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
+fi
 put_user_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
 put_file "$conf" 644 "$PROGRAM_CONF"
-supervisorctl reread >/dev/null
+# `update` rereads the configuration and starts a program it adds (autostart); one it knew
+# already, with the same configuration, stays stopped until `start`.
 supervisorctl update "$PROGRAM" >/dev/null 2>&1 || supervisorctl update >/dev/null
-supervisorctl start "$PROGRAM" >/dev/null 2>&1 || true
+if [ -n "$known" ]; then supervisorctl start "$PROGRAM" >/dev/null 2>&1 || true; fi
 step "health check: GET $HEALTH_PATH on port $PORT, expecting $HEALTH_STATUS"
 deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
 code=none
@@ -40,7 +46,7 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
         echo "still waiting: answered ${code:-nothing} so far"
         last_said=$(date +%s)
     fi
-    sleep 0.3
+    sleep 0.1
 done
 tail -n 5 "$LOG_DIR/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true
 fail "health check failed: GET $HEALTH_PATH on the new release answered ${code:-nothing}, expected $HEALTH_STATUS within ${HEALTH_TIMEOUT}s"
