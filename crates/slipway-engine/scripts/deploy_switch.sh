@@ -1,6 +1,7 @@
 # Moves traffic to the release: apps first get the nginx block that proxies to the new port
 # (checked, then a graceful reload); then "current" is pointed at the release by an atomic
-# rename; the old app is stopped after in-flight requests have drained.
+# rename; the old app is stopped once the requests sent to it have been answered (at most
+# DRAIN_SECONDS).
 # Inputs: DEPLOY_USER, ROOT, DIR (the release's directory under ROOT: releases/ID or live), NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
 # OLD_PROGRAM (empty when none), DRAIN_SECONDS.
 release="$ROOT/$DIR"
@@ -24,8 +25,12 @@ if [ -n "$PHP_VERSION" ]; then
     service_reload "php$PHP_VERSION-fpm"
 fi
 if [ -n "$OLD_PROGRAM" ]; then
-    step "draining the previous release"
-    sleep "$DRAIN_SECONDS"
+    # Requests reach the old app only through the nginx workers the reload replaced: once they
+    # have exited, every request sent to it has its answer.
+    step "draining the previous release (at most ${DRAIN_SECONDS}s)"
+    nginx_drained "$DRAIN_SECONDS" ||
+        echo "warning: requests to the previous release were still open after ${DRAIN_SECONDS}s; stopping it anyway" >&2
+    # Stopped first: `update` would stop it too, but waits about a second longer for it.
     supervisorctl stop "$OLD_PROGRAM" >/dev/null 2>&1 || true
     rm -f "/etc/supervisor/conf.d/$OLD_PROGRAM.conf"
     supervisorctl update >/dev/null 2>&1 || true

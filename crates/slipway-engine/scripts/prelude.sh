@@ -35,14 +35,17 @@ service_reload() {
 
 # Reloads nginx gracefully and waits (up to 5 s) until the new configuration answers: workers
 # started after the reload run, and the old ones have stopped accepting (they finish their
-# requests as "shutting down"). Starts nginx when it is not running.
+# requests as "shutting down"). Starts nginx when it is not running. Leaves the old workers'
+# PIDs in nginx_old_workers (empty when nginx was started), for nginx_drained.
 nginx_reload() {
+    nginx_old_workers=
     master=$(cat /run/nginx.pid 2>/dev/null || true)
     if [ -z "$master" ] || ! kill -0 "$master" 2>/dev/null; then
         service_up nginx
         return
     fi
     before=$(pgrep -P "$master" | sort)
+    nginx_old_workers=$before
     service_reload nginx
     tries=0
     while [ "$tries" -lt 100 ]; do
@@ -62,6 +65,35 @@ nginx_reload() {
         sleep 0.05
     done
     echo "warning: nginx was asked to reload but its old workers still accepted requests after 5 s" >&2
+}
+
+# nginx_drained SECONDS: waits until the nginx workers the last nginx_reload replaced have exited
+# (each exits once the requests it had in flight are answered), for at most SECONDS. Fails when
+# one is still there then. Workers another job's reload replaced meanwhile are "shutting down"
+# by now, and are waited for too.
+nginx_drained() {
+    drain_deadline=$(( $(date +%s) + $1 ))
+    draining=$nginx_old_workers
+    master=$(cat /run/nginx.pid 2>/dev/null || true)
+    if [ -n "$draining" ] && [ -n "$master" ]; then
+        for pid in $(pgrep -P "$master" || true); do
+            if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+                draining="$draining $pid"
+            fi
+        done
+    fi
+    while :; do
+        open=
+        for pid in $draining; do
+            # A PID is only that worker while its command line still says nginx.
+            if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q '^nginx'; then
+                open=yes
+            fi
+        done
+        [ -z "$open" ] && return 0
+        [ "$(date +%s)" -lt "$drain_deadline" ] || return 1
+        sleep 0.05
+    done
 }
 
 # After changing files nginx reads: reloads when nginx accepts the whole configuration, else calls

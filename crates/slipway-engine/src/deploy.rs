@@ -35,8 +35,10 @@ pub const ACTION_DEPLOY: &str = "deploy";
 pub const ACTION_ROLLBACK: &str = "rollback";
 pub const ACTION_ENABLE_ZERO_DOWNTIME: &str = "enable-zero-downtime";
 
-/// Seconds the previous app keeps running after the switch, for requests already sent to it.
-const DRAIN_SECONDS: &str = "2";
+/// The longest the previous app keeps running after the switch, for requests already sent to it:
+/// it is stopped as soon as the nginx workers that could send it one have exited (usually within
+/// milliseconds), or after this many seconds when a long request still holds one.
+const DRAIN_SECONDS: &str = "10";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployJob {

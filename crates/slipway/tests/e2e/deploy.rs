@@ -448,6 +448,68 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
     stage.settles_to_one_app().await;
 }
 
+/// An app that answers `/slow` five seconds late, and says (`slow-started` in its directory)
+/// when such a request has reached it.
+const SLOW_APP: &str = r#"import http.server, os, time
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/slow':
+            open('slow-started', 'w').close()
+            time.sleep(5)
+        return super().do_GET()
+http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Handler).serve_forever()
+"#;
+
+/// The old app keeps running until the requests sent to it are answered: a request longer than
+/// the two seconds the switch used to wait is answered by the release it reached, and only then
+/// does that release's process stop.
+#[tokio::test]
+async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
+    let stage = Stage::new(&[]).await;
+    let files = |version: &str| {
+        [("index.html", format!("{version}\n")), ("slow", format!("{version} slow\n")), ("health.txt", "ok\n".into())]
+    };
+    let commit = |version: &str| {
+        let files = files(version);
+        let mut all: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        all.push(("app.py", SLOW_APP));
+        stage.repo.commit(&all, version);
+    };
+    commit("one");
+    let body = json!({
+        "domain": "slow.example.com", "project_type": "generic", "repository_url": stage.repo.url,
+        "app_command": "exec python3 app.py", "health_check_path": "/health.txt"
+    });
+    let site = stage.site(body).await;
+    let first = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+
+    // A slow request reaches release one.
+    let started = Path::new("/home/slipway/slow.example.com/current/slow-started");
+    let address = stage.host.address.clone();
+    let slow = tokio::spawn(async move {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let response = client.get(format!("http://{address}/slow")).header("host", "slow.example.com").send().await;
+        match response {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the slow request never reached the app");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Release two goes live while it is in flight; the deployment waits for it to be answered.
+    commit("two");
+    let second = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(stage.get("slow.example.com", "/").await, (200, "two\n".to_string()));
+    assert_eq!(slow.await.unwrap(), (200, "one slow\n".to_string()), "the request to release one was answered");
+    stage.settles_to_one_app().await;
+}
+
 /// Requests the site until told to stop; counts successes and failures. Each request opens its
 /// own connection (no keep-alive), so a failure is the server's, not a client reusing a
 /// connection nginx was closing. A short pause between requests keeps the clients below ~250
