@@ -2,9 +2,13 @@
 //! (a) the time from `POST deploy` to `succeeded` for a static site over loopback SSH, next to
 //!     the same steps written by hand as one script sent over a single `ssh` invocation (the
 //!     floor), and their ratio;
-//! (b) requests served and failed while four clients load the site through ten deploys;
-//! (c) ten deploys fired at once, one to each of ten servers (each its own namespace host),
-//!     against one deploy alone, in the same run.
+//! (b) the same for a `generic` app (fetch, start under supervisor, health check, switch nginx to
+//!     the new port, drain, stop the old process) next to its one-ssh hand-written equivalent;
+//! (c) requests served and failed while four clients load the site through ten deploys;
+//! (d) ten deploys fired at once, one to each of ten servers (each its own namespace host),
+//!     against one deploy alone, in the same run, with the CPU time the ten cost the machine and
+//!     Slipway's own process (the least time they need when they share its cores).
+//! `BENCH_PARTS` picks parts (comma-separated: static, app, load, worker, fleet; all by default).
 //! No assertion on time: these are figures.
 
 #![allow(clippy::print_stdout)]
@@ -46,6 +50,138 @@ fn floor_script(url: &str, release: &str) -> String {
          ls -1t releases | tail -n +6 | while read old; do rm -rf \"releases/$old\"; done\n\
          ' sh \"$root\" '{url}' '{release}'\n"
     )
+}
+
+/// The floor for a `generic` app: the same work as Slipway's app deploy (fetch, unpack,
+/// environment, start under supervisor on the other port of the pair, health check, nginx to the
+/// new port, `current`, drain, stop the old program, prune), hand-written as one script.
+fn app_floor_script(url: &str, release: &str, port: u16, old: u16) -> String {
+    format!(
+        "set -eu\nroot=/home/slipway/floorapp.example.com\nport={port}\nold={old}\n\
+         runuser -u slipway -- sh -eu -c '\n\
+         cd \"$1\"; mkdir -p releases shared\n\
+         if [ -d repo.git ]; then git -C repo.git fetch -q --prune --force origin \"+refs/heads/*:refs/heads/*\"; else git clone -q --mirror \"$2\" repo.git; fi\n\
+         mkdir releases/$3; git -C repo.git archive main | tar -x -C releases/$3\n\
+         printf \"APP_ENV=\\\"production\\\"\\n\" > releases/$3/.env\n\
+         printf \"#!/bin/sh\\ncd %s/releases/%s && export PORT=%s && exec python3 -m http.server %s --bind 127.0.0.1\\n\" \"$1\" \"$3\" \"$4\" \"$4\" > start-$4.sh\n\
+         chmod 700 start-$4.sh\n\
+         ' sh \"$root\" '{url}' '{release}' \"$port\"\n\
+         printf '[program:slipway-floorapp-%s]\\ncommand=%s/start-%s.sh\\nuser=slipway\\nautostart=true\\nstartsecs=1\\nstopasgroup=true\\nkillasgroup=true\\n' \
+           \"$port\" \"$root\" \"$port\" > /etc/supervisor/conf.d/slipway-floorapp-$port.conf\n\
+         supervisorctl reread >/dev/null\n\
+         supervisorctl update slipway-floorapp-$port >/dev/null\n\
+         until curl -fs -o /dev/null http://127.0.0.1:$port/health.txt; do sleep 0.1; done\n\
+         printf 'server {{ listen 80; server_name floorapp.example.com; location / {{ proxy_pass http://127.0.0.1:%s; }} }}\\n' \"$port\" \
+           > /etc/nginx/sites-enabled/slipway-floorapp.conf\n\
+         nginx -t -q && nginx -s reload\n\
+         runuser -u slipway -- sh -c 'cd \"$1\" && ln -sfn releases/$2 current.new && mv -Tf current.new current' sh \"$root\" '{release}'\n\
+         sleep 2\n\
+         if [ -e /etc/supervisor/conf.d/slipway-floorapp-$old.conf ]; then\n\
+           supervisorctl stop slipway-floorapp-$old >/dev/null; rm -f /etc/supervisor/conf.d/slipway-floorapp-$old.conf; supervisorctl update >/dev/null\n\
+         fi\n\
+         runuser -u slipway -- sh -c 'cd \"$1\" && ls -1t releases | tail -n +6 | while read r; do rm -rf \"releases/$r\"; done' sh \"$root\"\n"
+    )
+}
+
+/// With `BENCH_LOG` set: a deployment's steps and log lines, in milliseconds after it was created
+/// (each line is stamped when the server produced it), to see where a deploy spends its time.
+async fn print_timeline(api: &common::Api, site: &str, deployment: &serde_json::Value) {
+    let at = |v: &serde_json::Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let Some(created) = at(&deployment["created_at"]) else { return };
+    let after = |v: &serde_json::Value| at(v).map_or(-1, |t| (t - created).num_milliseconds());
+    let mut events: Vec<(i64, String)> = Vec::new();
+    for step in deployment["steps"].as_array().into_iter().flatten() {
+        events.push((after(&step["started_at"]), format!("[step] {}", step["name"].as_str().unwrap_or("?"))));
+    }
+    let id = deployment["id"].as_str().unwrap_or_default();
+    let (_, log) = api.call(Method::GET, &format!("{site}/deployments/{id}/log"), None).await;
+    for line in log["data"].as_array().into_iter().flatten() {
+        events.push((after(&line["at"]), line["line"].as_str().unwrap_or_default().to_string()));
+    }
+    events.push((after(&deployment["finished_at"]), "[finished]".to_string()));
+    events.sort_by_key(|(t, _)| *t);
+    for (t, what) in events {
+        println!("  {t:>6} ms  {what}");
+    }
+}
+
+/// Whether `BENCH_PARTS` (comma-separated) asks for `part`; every part when it is not set.
+fn wanted(part: &str) -> bool {
+    std::env::var("BENCH_PARTS").map_or(true, |parts| parts.split(',').any(|p| p.trim() == part))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The machine's busy CPU time so far, every process and core together (from `/proc/stat`:
+/// all time but idle and I/O wait).
+fn busy_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let ticks: Vec<u64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
+    let busy: u64 = ticks.iter().sum::<u64>() - ticks[3] - ticks[4];
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(busy * 10)
+}
+
+/// CPU time (user and system) process `pid` has used so far, from `/proc/PID/stat`.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) closed by the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Deploys (POST then wait) `runs` new commits of `repo` to `site`, each made by `commit(n)`:
+/// the times, how long each was queued, and each step's times by name.
+struct DeployRuns {
+    times: Vec<Duration>,
+    queued: Vec<Duration>,
+    steps: std::collections::BTreeMap<String, Vec<Duration>>,
+}
+
+impl DeployRuns {
+    async fn measure(api: &common::Api, site: &str, first: usize, runs: usize, commit: impl Fn(usize)) -> DeployRuns {
+        let mut out = DeployRuns { times: Vec::new(), queued: Vec::new(), steps: std::collections::BTreeMap::new() };
+        for n in first..first + runs {
+            commit(n);
+            let started = Instant::now();
+            let id = start_deploy(api, site).await;
+            let deployment = succeeded(api, site, &id).await;
+            out.times.push(started.elapsed());
+            if std::env::var_os("BENCH_LOG").is_some() {
+                print_timeline(api, site, &deployment).await;
+            }
+            // Where the time went, from the deployment's own record: queued until a worker took
+            // it, then its steps.
+            let at = |v: &serde_json::Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let (Some(created), Some(started)) = (at(&deployment["created_at"]), at(&deployment["started_at"])) {
+                out.queued.push((started - created).to_std().unwrap_or_default());
+            }
+            for (i, step) in deployment["steps"].as_array().into_iter().flatten().enumerate() {
+                let name = format!("{i} {}", step["name"].as_str().unwrap_or("?"));
+                let took = Duration::from_millis(step["duration_ms"].as_u64().unwrap_or(0));
+                out.steps.entry(name).or_default().push(took);
+            }
+        }
+        out
+    }
+
+    /// Prints the median deploy next to the floor's, their ratio and the steps.
+    fn print(self, what: &str, floor: Vec<Duration>) {
+        let (s, f) = (median(self.times), median(floor));
+        println!("deploy of {what} over loopback SSH, median of {RUNS}:");
+        println!("  slipway POST deploy -> succeeded       {:>8.0} ms", ms(s));
+        println!("  hand-written script, one ssh (floor)   {:>8.0} ms", ms(f));
+        println!("  ratio slipway / floor                  {:>8.2}", s.as_secs_f64() / f.as_secs_f64());
+        println!("  slipway's steps (median, as the deployment records them):");
+        println!("    queued (created -> started)          {:>8.0} ms", ms(median(self.queued)));
+        for (name, times) in self.steps {
+            let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n).to_string();
+            println!("    {name:<36} {:>8.0} ms", ms(median(times)));
+        }
+    }
 }
 
 #[tokio::main]
@@ -98,40 +234,14 @@ async fn main() {
         Some(json!({"variables": {"APP_ENV": "production"}})),
     )
     .await;
-
-    let deploy = |n: usize| {
-        let (api, site, repo) = (&api, &site, &repo);
-        async move {
-            let content = format!("version {n}\n");
-            repo.commit(&[("public/index.html", &content)], &format!("v{n}"));
-            let started = Instant::now();
-            let id = start_deploy(api, site).await;
-            let deployment = succeeded(api, site, &id).await;
-            (started.elapsed(), deployment)
-        }
+    let commit = |n: usize| {
+        repo.commit(&[("public/index.html", &format!("version {n}\n"))], &format!("v{n}"));
     };
-    deploy(0).await; // warm: the first one clones the mirror
-    let (mut slipway_times, mut step_times) = (Vec::new(), std::collections::BTreeMap::<String, Vec<_>>::new());
-    let mut queued_times = Vec::new();
-    for n in 1..=RUNS {
-        let (took, deployment) = deploy(n).await;
-        slipway_times.push(took);
-        // Where the time went, from the deployment's own record: queued until a worker took it,
-        // then its steps.
-        let at = |v: &serde_json::Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        if let (Some(created), Some(started)) = (at(&deployment["created_at"]), at(&deployment["started_at"])) {
-            queued_times.push((started - created).to_std().unwrap_or_default());
-        }
-        let steps = &deployment["steps"];
-        for (i, step) in steps.as_array().into_iter().flatten().enumerate() {
-            let name = format!("{i} {}", step["name"].as_str().unwrap_or("?"));
-            let ms = step["duration_ms"].as_u64().unwrap_or(0);
-            step_times.entry(name).or_default().push(Duration::from_millis(ms));
-        }
-    }
+    // Warm: the first deploy clones the mirror.
+    DeployRuns::measure(&api, &site, 0, 1, commit).await;
+    let mut next = 1;
 
-    Command::new("mkdir").args(["-p", "/home/slipway/floor.example.com"]).status().unwrap();
-    Command::new("chown").args(["slipway:slipway", "/home/slipway/floor.example.com"]).status().unwrap();
+    // One `ssh` running `script` as root on the host (a cold connection each time).
     let ssh = |script: String| {
         let started = Instant::now();
         let mut child = Command::new("ssh")
@@ -157,127 +267,188 @@ async fn main() {
         assert!(child.wait().unwrap().success(), "the floor script failed");
         started.elapsed()
     };
-    ssh(floor_script(&repo.url, "r0"));
-    let floor_times: Vec<Duration> = (1..=RUNS).map(|n| ssh(floor_script(&repo.url, &format!("r{n}")))).collect();
 
-    // (b) Load through ten deploys: every request counted.
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (address, mut stop) = (host.address.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .pool_max_idle_per_host(0)
-                    .build()
-                    .unwrap();
-                let (mut ok, mut failed) = (0u64, 0u64);
-                while !*stop.borrow_and_update() {
-                    // Below ~250 new connections a second: each closed one holds a local port
-                    // in TIME_WAIT for a minute, and faster clients run out of ports first.
-                    tokio::time::sleep(Duration::from_millis(15)).await;
-                    let served =
-                        match client.get(format!("http://{address}/")).header("host", "bench.example.com").send().await
-                        {
+    // (a) A static site.
+    if wanted("static") {
+        let runs = DeployRuns::measure(&api, &site, next, RUNS, commit).await;
+        next += RUNS;
+        Command::new("mkdir").args(["-p", "/home/slipway/floor.example.com"]).status().unwrap();
+        Command::new("chown").args(["slipway:slipway", "/home/slipway/floor.example.com"]).status().unwrap();
+        ssh(floor_script(&repo.url, "r0"));
+        // A new commit before each, as for Slipway's deploys (the commit is not timed).
+        let floor: Vec<Duration> = (1..=RUNS)
+            .map(|n| {
+                commit(next + n);
+                ssh(floor_script(&repo.url, &format!("r{n}")))
+            })
+            .collect();
+        next += RUNS + 1;
+        // What the floor pays for its connection alone: a cold `ssh` running `true`.
+        let cold: Vec<Duration> = (0..RUNS).map(|_| ssh("true\n".to_string())).collect();
+        runs.print("a static site", floor);
+        println!("  of the floor, a cold ssh running true  {:>8.0} ms", ms(median(cold)));
+    }
+
+    // (b) A generic app: python's http.server on the port Slipway gives it.
+    if wanted("app") {
+        let app_repo = GitRepo::serve(&dir.join("app-git"), &host.gateway);
+        let app_commit = |n: usize| {
+            app_repo.commit(&[("index.html", &format!("app {n}\n")), ("health.txt", "ok\n")], &format!("app {n}"));
+        };
+        app_commit(0);
+        let body = json!({
+            "domain": "app.example.com", "project_type": "generic", "repository_url": app_repo.url,
+            "app_command": "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1",
+            "health_check_path": "/health.txt"
+        });
+        let (_, app) = api.call(Method::POST, &format!("{server}/sites"), Some(body)).await;
+        api.finished(app["data"]["operation_id"].as_str().unwrap()).await;
+        let app = format!("{server}/sites/{}", app["data"]["id"].as_str().unwrap());
+        let body = json!({"variables": {"APP_ENV": "production"}});
+        api.call(Method::POST, &format!("{app}/environment-variables"), Some(body)).await;
+        DeployRuns::measure(&api, &app, 1, 1, app_commit).await;
+        let runs = DeployRuns::measure(&api, &app, 2, RUNS, app_commit).await;
+        Command::new("mkdir").args(["-p", "/home/slipway/floorapp.example.com"]).status().unwrap();
+        Command::new("chown").args(["slipway:slipway", "/home/slipway/floorapp.example.com"]).status().unwrap();
+        let ports = [9300, 9301];
+        ssh(app_floor_script(&app_repo.url, "r0", ports[0], ports[1]));
+        let floor: Vec<Duration> = (1..=RUNS)
+            .map(|n| {
+                app_commit(100 + n);
+                ssh(app_floor_script(&app_repo.url, &format!("r{n}"), ports[n % 2], ports[(n + 1) % 2]))
+            })
+            .collect();
+        let slipway = median(runs.times.clone());
+        let undrained = median(floor.clone()).saturating_sub(Duration::from_secs(2));
+        runs.print("a generic app", floor);
+        // The floor drains with `sleep 2`, as Slipway did until it waited for the old nginx
+        // workers instead; without that sleep the floor is the least its steps can cost.
+        println!(
+            "  ratio slipway / floor without its 2 s sleep {:>4.2}",
+            slipway.as_secs_f64() / undrained.as_secs_f64()
+        );
+        ssh("supervisorctl stop slipway-floorapp-9300 slipway-floorapp-9301 >/dev/null 2>&1 || true; \
+             rm -f /etc/supervisor/conf.d/slipway-floorapp-* /etc/nginx/sites-enabled/slipway-floorapp.conf; \
+             supervisorctl update >/dev/null; nginx -s reload"
+            .to_string());
+    }
+
+    // (c) Load through ten deploys: every request counted.
+    if wanted("load") {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (address, mut stop) = (host.address.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(5))
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap();
+                    let (mut ok, mut failed) = (0u64, 0u64);
+                    while !*stop.borrow_and_update() {
+                        // Below ~250 new connections a second: each closed one holds a local port
+                        // in TIME_WAIT for a minute, and faster clients run out of ports first.
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                        let request =
+                            client.get(format!("http://{address}/")).header("host", "bench.example.com").send();
+                        let served = match request.await {
                             Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|b| b.starts_with("version")),
                             _ => false,
                         };
-                    if served { ok += 1 } else { failed += 1 }
-                }
-                (ok, failed)
+                        if served { ok += 1 } else { failed += 1 }
+                    }
+                    (ok, failed)
+                })
             })
-        })
-        .collect();
-    let loaded_started = Instant::now();
-    let mut loaded_times = Vec::new();
-    for n in RUNS + 1..=RUNS * 2 {
-        loaded_times.push(deploy(n).await.0);
+            .collect();
+        let loaded_started = Instant::now();
+        let loaded = DeployRuns::measure(&api, &site, next, RUNS, commit).await;
+        stop_tx.send(true).unwrap();
+        let (mut ok, mut failed) = (0, 0);
+        for c in clients {
+            let (o, f) = c.await.unwrap();
+            ok += o;
+            failed += f;
+        }
+        println!(
+            "under load (4 clients, no keep-alive, 15 ms apart) through {RUNS} deploys in {:.1} s:",
+            loaded_started.elapsed().as_secs_f64()
+        );
+        println!("  deploy median                          {:>8.0} ms", ms(median(loaded.times)));
+        println!("  requests served                        {ok:>8}");
+        println!("  requests failed                        {failed:>8}");
     }
-    stop_tx.send(true).unwrap();
-    let (mut ok, mut failed) = (0, 0);
-    for c in clients {
-        let (o, f) = c.await.unwrap();
-        ok += o;
-        failed += f;
-    }
-    let loaded_for = loaded_started.elapsed();
 
     // A queue worker, from POST to supervisor saying it runs (the status is read live).
-    let mut worker_times = Vec::new();
-    for n in 0..RUNS {
-        let started = Instant::now();
-        let body = json!({"command": format!("exec sleep 7{n}00.5")});
-        let (_, w) = api.call(Method::POST, &format!("{site}/queues"), Some(body)).await;
-        let path = format!("{site}/queues/{}", w["data"]["id"].as_str().unwrap());
-        loop {
-            let (_, w) = api.call(Method::GET, &path, None).await;
-            match w["data"]["status"].as_str() {
-                Some("running") => break,
-                Some("failed" | "unknown") => panic!("the worker did not start: {w}"),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+    if wanted("worker") {
+        let mut worker_times = Vec::new();
+        for n in 0..RUNS {
+            let started = Instant::now();
+            let body = json!({"command": format!("exec sleep 7{n}00.5")});
+            let (_, w) = api.call(Method::POST, &format!("{site}/queues"), Some(body)).await;
+            let path = format!("{site}/queues/{}", w["data"]["id"].as_str().unwrap());
+            loop {
+                let (_, w) = api.call(Method::GET, &path, None).await;
+                match w["data"]["status"].as_str() {
+                    Some("running") => break,
+                    Some("failed" | "unknown") => panic!("the worker did not start: {w}"),
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
             }
+            worker_times.push(started.elapsed());
+            let (_, gone) = api.call(Method::DELETE, &path, None).await;
+            api.finished(gone["data"]["operation_id"].as_str().unwrap()).await;
         }
-        worker_times.push(started.elapsed());
-        let (_, gone) = api.call(Method::DELETE, &path, None).await;
-        api.finished(gone["data"]["operation_id"].as_str().unwrap()).await;
+        println!("queue worker, median of {RUNS} (start_seconds 1: supervisor's own wait):");
+        println!("  POST queues -> status running          {:>8.0} ms", ms(median(worker_times)));
     }
 
-    // (c) Ten servers, each with a static site and its own repository (a namespace host reaches
+    // (d) Ten servers, each with a static site and its own repository (a namespace host reaches
     // only its own gateway), all deployed at once; against one of them deployed alone.
-    let mut fleet = Vec::new();
-    for k in 0..FLEET {
-        fleet.push(FleetServer::start(&api, &dir, k).await);
-    }
-    let alone: Vec<Duration> = {
-        let mut times = Vec::new();
+    if wanted("fleet") {
+        let mut fleet = Vec::new();
+        for k in 0..FLEET {
+            fleet.push(FleetServer::start(&api, &dir, k).await);
+        }
+        let mut alone = Vec::new();
         for n in 1..=3 {
-            times.push(fleet[0].deploy(&api, n).await);
+            alone.push(fleet[0].deploy(&api, n).await);
         }
-        times
-    };
-    let mut together = Vec::new();
-    for round in 0..3 {
-        for f in &fleet {
-            f.commit(10 + round);
+        let pid = slipway.child.id();
+        let (mut together, mut machine_cpu, mut slipway_cpu) = (Vec::new(), Duration::ZERO, Duration::ZERO);
+        for round in 0..3 {
+            for f in &fleet {
+                f.commit(10 + round);
+            }
+            // The POSTs go out back to back (a few ms each); then every deployment is waited for.
+            let (started, machine, own) = (Instant::now(), busy_cpu(), process_cpu(pid));
+            let mut ids = Vec::new();
+            for f in &fleet {
+                ids.push(f.start_deploy(&api).await);
+            }
+            for (f, id) in fleet.iter().zip(&ids) {
+                f.succeeded(&api, id).await;
+            }
+            together.push(started.elapsed());
+            machine_cpu += busy_cpu() - machine;
+            slipway_cpu += process_cpu(pid) - own;
         }
-        // The POSTs go out back to back (a few ms each); then every deployment is waited for.
-        let started = Instant::now();
-        let mut ids = Vec::new();
-        for f in &fleet {
-            ids.push(f.start_deploy(&api).await);
-        }
-        for (f, id) in fleet.iter().zip(&ids) {
-            f.succeeded(&api, id).await;
-        }
-        together.push(started.elapsed());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (one, all) = (median(alone), median(together.clone()));
+        let rounds = together.len() as u32;
+        let (machine_cpu, slipway_cpu) = (machine_cpu / rounds, slipway_cpu / rounds);
+        // However the work is spread, these cores cannot give the ten their CPU time faster.
+        let bound = machine_cpu.as_secs_f64() / cores as f64 / one.as_secs_f64();
+        println!("{FLEET} servers (namespace hosts sharing this machine's {cores} cores), median of 3:");
+        println!("  one deploy alone                       {:>8.0} ms", ms(one));
+        println!("  {FLEET} deploys at once, one per server    {:>8.0} ms", ms(all));
+        println!("  ratio all at once / one                {:>8.2}", all.as_secs_f64() / one.as_secs_f64());
+        println!("  CPU the {FLEET} used, every process         {:>8.0} ms", ms(machine_cpu));
+        println!("    of which Slipway's own process       {:>8.0} ms", ms(slipway_cpu));
+        println!("  least ratio {cores} cores allow for that CPU   {:>8.2}", bound);
+        drop(fleet);
     }
-
-    let (s, f) = (median(slipway_times), median(floor_times));
-    println!("deploy of a static site over loopback SSH, median of {RUNS}:");
-    println!("  slipway POST deploy -> succeeded       {:>8.0} ms", s.as_secs_f64() * 1000.0);
-    println!("  hand-written script, one ssh (floor)   {:>8.0} ms", f.as_secs_f64() * 1000.0);
-    println!("  ratio slipway / floor                  {:>8.2}", s.as_secs_f64() / f.as_secs_f64());
-    println!("  slipway's steps (median, as the deployment records them):");
-    println!("    queued (created -> started)          {:>8.0} ms", median(queued_times).as_secs_f64() * 1000.0);
-    for (name, times) in step_times {
-        let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n).to_string();
-        println!("    {name:<36} {:>8.0} ms", median(times).as_secs_f64() * 1000.0);
-    }
-    println!(
-        "under load (4 clients, no keep-alive, 15 ms apart) through {RUNS} deploys in {:.1} s:",
-        loaded_for.as_secs_f64()
-    );
-    println!("  deploy median                          {:>8.0} ms", median(loaded_times).as_secs_f64() * 1000.0);
-    println!("  requests served                        {ok:>8}");
-    println!("  requests failed                        {failed:>8}");
-    println!("queue worker, median of {RUNS} (start_seconds 1: supervisor's own wait):");
-    println!("  POST queues -> status running          {:>8.0} ms", median(worker_times).as_secs_f64() * 1000.0);
-    let (one, all) = (median(alone), median(together));
-    println!("{FLEET} servers (namespace hosts sharing this machine's cores), median of 3:");
-    println!("  one deploy alone                       {:>8.0} ms", one.as_secs_f64() * 1000.0);
-    println!("  {FLEET} deploys at once, one per server    {:>8.0} ms", all.as_secs_f64() * 1000.0);
-    println!("  ratio all at once / one                {:>8.2}", all.as_secs_f64() / one.as_secs_f64());
-    drop(fleet);
     drop(repo);
     drop(host);
     drop(slipway);
