@@ -148,7 +148,8 @@ put_user_file() {
 # shellcheck disable=SC2016 # expanded by the deploy user's shell
 put_user_files_sh='umask 077
 for file in "$@"; do
-    IFS= read -r data || data=
+    # A last line without its newline still counts; no line at all is an error.
+    data=; IFS= read -r data || [ -n "$data" ] || exit 1
     path=${file#*:}
     t=$(mktemp "$path.XXXXXX") && printf "%s" "$data" | base64 -d > "$t" && chmod "${file%%:*}" "$t" || exit 1
     if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || exit 1; fi

@@ -137,6 +137,15 @@ mod tests {
             assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), content);
         }
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n", "the link was not followed");
+
+        // A file whose content is missing is an error, not an empty file.
+        let short = Script::new("test", "printf '%s\\n' \"$A\" | put_user_files \"600:$DIR/d\" \"600:$DIR/e\"\n")
+            .var("DEPLOY_USER", user.trim())
+            .var("DIR", dir.to_str().unwrap())
+            .file_var("A", b"d\n");
+        let out = std::process::Command::new("sh").arg("-c").arg(short.text()).output().unwrap();
+        assert!(!out.status.success(), "two files, one content");
+        assert!(!dir.join("e").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
