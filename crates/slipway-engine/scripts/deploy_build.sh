@@ -10,7 +10,8 @@ link_shared "$release"
 step "writing the environment"
 # A .env the repository holds (a file, a link, a directory) gives way to the site's.
 printf '%s\n%s\n%s\n' "$DOTENV" "$ENV_SH" "$SCRIPT" | put_user_files "600:$release/.env" \
-    "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh"
+    "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh" ||
+    fail "the release's environment and deploy script could not be written"
 step "running the deploy script"
 cd "$release"
 # shellcheck disable=SC2016 # expanded by the deploy user's shell

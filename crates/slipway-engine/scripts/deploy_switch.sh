@@ -3,7 +3,7 @@
 # rename; the old app is stopped once the requests sent to it have been answered (at most
 # DRAIN_SECONDS).
 # Inputs: DEPLOY_USER, ROOT, DIR (the release's directory under ROOT: releases/ID or live), NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
-# OLD_PROGRAM (empty when none), DRAIN_SECONDS.
+# OLD_PROGRAM and OLD_PORT (empty when none), DRAIN_SECONDS.
 release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 if [ -n "$NGINX_CONF" ]; then
@@ -25,10 +25,9 @@ if [ -n "$PHP_VERSION" ]; then
     service_reload "php$PHP_VERSION-fpm"
 fi
 if [ -n "$OLD_PROGRAM" ]; then
-    # Requests reach the old app only through the nginx workers the reload replaced: once they
-    # have exited, every request sent to it has its answer.
+    # Requests reach the old app only through the nginx workers the reload replaced.
     step "draining the previous release (at most ${DRAIN_SECONDS}s)"
-    nginx_drained "$DRAIN_SECONDS" ||
+    nginx_drained "$DRAIN_SECONDS" "$OLD_PORT" ||
         echo "warning: requests to the previous release were still open after ${DRAIN_SECONDS}s; stopping it anyway" >&2
     # Stopped first: `update` would stop it too, but waits about a second longer for it.
     supervisorctl stop "$OLD_PROGRAM" >/dev/null 2>&1 || true

@@ -67,30 +67,43 @@ nginx_reload() {
     echo "warning: nginx was asked to reload but its old workers still accepted requests after 5 s" >&2
 }
 
-# nginx_drained SECONDS: waits until the nginx workers the last nginx_reload replaced have exited
-# (each exits once the requests it had in flight are answered), for at most SECONDS. Fails when
-# one is still there then. Workers another job's reload replaced meanwhile are "shutting down"
-# by now, and are waited for too.
+# nginx_drained SECONDS PORT: waits until no request can still be on its way to the app on PORT,
+# which the last nginx_reload took traffic from, for at most SECONDS (fails then). That is when
+# the nginx workers the reload replaced have exited (each exits once its requests are answered;
+# those another job's reload replaced meanwhile are "shutting down" by now and count too), or
+# when no connection to PORT has been open for 2 s: a worker kept by a long connection to
+# another site (a websocket) does not hold the deploy, and a request still uploading its body
+# to an old worker (nginx connects upstream once it has the body) gets the 2 s the drain always
+# gave it.
 nginx_drained() {
     drain_deadline=$(( $(date +%s) + $1 ))
-    draining=$nginx_old_workers
+    port_hex=$(printf '%04X' "$2")
+    draining=${nginx_old_workers:-}
     master=$(cat /run/nginx.pid 2>/dev/null || true)
     if [ -n "$draining" ] && [ -n "$master" ]; then
         for pid in $(pgrep -P "$master" || true); do
-            if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+            if { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'shutting down'; then
                 draining="$draining $pid"
             fi
         done
     fi
+    quiet=0
     while :; do
         open=
         for pid in $draining; do
             # A PID is only that worker while its command line still says nginx.
-            if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q '^nginx'; then
+            if { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -q '^nginx'; then
                 open=yes
             fi
         done
         [ -z "$open" ] && return 0
+        # Connecting or connected to 127.0.0.1:PORT (rem_address, state 01 or 02).
+        if grep -q "^ *[0-9]*: [0-9A-F]*:[0-9A-F]* 0100007F:$port_hex 0[12] " /proc/net/tcp 2>/dev/null; then
+            quiet=0
+        else
+            quiet=$((quiet + 1))
+            [ "$quiet" -ge 40 ] && return 0
+        fi
         [ "$(date +%s)" -lt "$drain_deadline" ] || return 1
         sleep 0.05
     done
@@ -151,9 +164,11 @@ for file in "$@"; do
     # A last line without its newline still counts; no line at all is an error.
     data=; IFS= read -r data || [ -n "$data" ] || exit 1
     path=${file#*:}
-    t=$(mktemp "$path.XXXXXX") && printf "%s" "$data" | base64 -d > "$t" && chmod "${file%%:*}" "$t" || exit 1
-    if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || exit 1; fi
-    mv -fT "$t" "$path" || exit 1
+    t=$(mktemp "$path.XXXXXX") || exit 1
+    # What fails on the way leaves no partial copy (a .env holds secrets).
+    { printf "%s" "$data" | base64 -d > "$t" && chmod "${file%%:*}" "$t"; } || { rm -f "$t"; exit 1; }
+    if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || { rm -f "$t"; exit 1; }; fi
+    mv -fT "$t" "$path" || { rm -f "$t"; exit 1; }
 done'
 put_user_files() {
     as_user sh -c "$put_user_files_sh" sh "$@"

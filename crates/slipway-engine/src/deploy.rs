@@ -37,7 +37,8 @@ pub const ACTION_ENABLE_ZERO_DOWNTIME: &str = "enable-zero-downtime";
 
 /// The longest the previous app keeps running after the switch, for requests already sent to it:
 /// it is stopped as soon as the nginx workers that could send it one have exited (usually within
-/// milliseconds), or after this many seconds when a long request still holds one.
+/// milliseconds) or no connection to it has been open for 2 s, or after this many seconds when
+/// a long request still holds one.
 const DRAIN_SECONDS: &str = "10";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -333,9 +334,9 @@ impl DeploySite {
             return Err(JobError::Cancelled);
         }
         self.begin(deployment, progress, "switch").await;
-        let old_program = match (port, site.active_port) {
-            (Some(new), Some(old)) if new != old => paths.program(old),
-            _ => String::new(),
+        let (old_program, old_port) = match (port, site.active_port) {
+            (Some(new), Some(old)) if new != old => (paths.program(old), old.to_string()),
+            _ => (String::new(), String::new()),
         };
         // Files sites keep their nginx block (it points at `current`); apps get the new port.
         let conf = if app && !in_place { nginx_conf(site, php, port)? } else { String::new() };
@@ -347,6 +348,7 @@ impl DeploySite {
             .file_var("NGINX_CONF", conf.as_bytes())
             .var("PHP_VERSION", php.unwrap_or(""))
             .var("OLD_PROGRAM", &old_program)
+            .var("OLD_PORT", &old_port)
             .var("DRAIN_SECONDS", DRAIN_SECONDS);
         if adopting {
             // Recorded before anything moves: whatever happens to the switch from here, the next

@@ -113,6 +113,12 @@ mod tests {
     /// elsewhere, a directory) is replaced, never followed.
     #[test]
     fn several_user_files_in_one_session_replace_links_and_directories() {
+        // `as_user` runs `runuser`, which only root may use (as the end-to-end tests run).
+        let uid = std::process::Command::new("id").arg("-u").output().unwrap().stdout;
+        if uid.trim_ascii() != b"0" {
+            eprintln!("skipped: needs root, for runuser");
+            return;
+        }
         let dir = std::env::temp_dir().join(format!("slipway-script-{}", slipway_core::new_id()));
         std::fs::create_dir_all(dir.join("b/inside")).unwrap();
         let victim = dir.join("victim");
@@ -146,6 +152,19 @@ mod tests {
         let out = std::process::Command::new("sh").arg("-c").arg(short.text()).output().unwrap();
         assert!(!out.status.success(), "two files, one content");
         assert!(!dir.join("e").exists());
+
+        // Content that does not decode leaves neither the file nor a partial copy.
+        let bad = Script::new("test", "printf '%s\\n' '!!!' | put_user_files \"600:$DIR/f\"\n")
+            .var("DEPLOY_USER", user.trim())
+            .var("DIR", dir.to_str().unwrap());
+        let out = std::process::Command::new("sh").arg("-c").arg(bad.text()).output().unwrap();
+        assert!(!out.status.success(), "undecodable content");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('f'))
+            .collect();
+        assert!(left.is_empty(), "nothing of f is left: {left:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

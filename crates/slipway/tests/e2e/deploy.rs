@@ -462,7 +462,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), Handler)
 
 /// The old app keeps running until the requests sent to it are answered: a request longer than
 /// the two seconds the switch used to wait is answered by the release it reached, and only then
-/// does that release's process stop.
+/// does that release's process stop; a long connection elsewhere does not hold the deploy.
 #[tokio::test]
 async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
     let stage = Stage::new(&[]).await;
@@ -508,6 +508,22 @@ async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
     assert_eq!(stage.get("slow.example.com", "/").await, (200, "two\n".to_string()));
     assert_eq!(slow.await.unwrap(), (200, "one slow\n".to_string()), "the request to release one was answered");
     stage.settles_to_one_app().await;
+
+    // A connection to another site that stays open (a request whose headers never end, as a
+    // websocket would) keeps an old nginx worker alive: the drain does not wait its 10 s for it,
+    // since no connection to the old app is open.
+    use tokio::io::AsyncWriteExt as _;
+    let mut held = tokio::net::TcpStream::connect(format!("{}:80", stage.host.address)).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: other.example.com\r\n").await.unwrap();
+    commit("three");
+    let third = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(third["status"], "succeeded", "{third}");
+    let log = stage.log(&site, third["id"].as_str().unwrap()).await;
+    assert!(log.contains("draining the previous release"), "{log}");
+    assert!(!log.contains("still open after"), "the drain waited for another site's connection:\n{log}");
+    assert_eq!(stage.get("slow.example.com", "/").await, (200, "three\n".to_string()));
+    stage.settles_to_one_app().await;
+    drop(held);
 }
 
 /// Requests the site until told to stop; counts successes and failures. Each request opens its
