@@ -307,20 +307,22 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     };
     // Polled by hand rather than with `eventually`: when it does not come (seen once in CI), the
     // channels' deliveries and the events say why.
-    let until = Instant::now() + Duration::from_secs(30);
-    while about_it("/a").is_empty() || about_it("/b").is_empty() {
-        if Instant::now() > until {
-            let (_, channels) = stage.api.call(Method::GET, "/api/v1/notification-channels", None).await;
-            for channel in channels["data"].as_array().into_iter().flatten() {
-                let id = channel["id"].as_str().unwrap_or_default();
-                let path = format!("/api/v1/notification-channels/{id}/deliveries?per_page=50");
-                eprintln!("channel {}: {}", channel["name"], stage.api.call(Method::GET, &path, None).await.1);
-            }
-            eprintln!("events: {}", stage.api.call(Method::GET, "/api/v1/events?per_page=50", None).await.1);
-            let paths: Vec<String> = received.lock().unwrap().iter().map(|r| r.path.clone()).collect();
-            panic!("no deployment.failed notification on each channel within 30 s; received: {paths:?}");
+    let arrived = async {
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        while about_it("/a").is_empty() || about_it("/b").is_empty() {
+            every.tick().await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if tokio::time::timeout(Duration::from_secs(30), arrived).await.is_err() {
+        let (_, channels) = stage.api.call(Method::GET, "/api/v1/notification-channels", None).await;
+        for channel in channels["data"].as_array().into_iter().flatten() {
+            let id = channel["id"].as_str().unwrap_or_default();
+            let path = format!("/api/v1/notification-channels/{id}/deliveries?per_page=50");
+            eprintln!("channel {}: {}", channel["name"], stage.api.call(Method::GET, &path, None).await.1);
+        }
+        eprintln!("events: {}", stage.api.call(Method::GET, "/api/v1/events?per_page=50", None).await.1);
+        let paths: Vec<String> = received.lock().unwrap().iter().map(|r| r.path.clone()).collect();
+        panic!("no deployment.failed notification on each channel within 30 s; received: {paths:?}");
     }
     // A quiet window: a second notification about the same failure would arrive within it.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -508,11 +510,8 @@ async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
             Err(e) => (0, e.to_string()),
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !started.exists() {
-        assert!(Instant::now() < deadline, "the slow request never reached the app");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(Duration::from_secs(10), "the slow request reaching the app", || async { started.exists() })
+        .await;
 
     // Release two goes live while it is in flight; the deployment waits for it to be answered.
     commit("two");
