@@ -51,10 +51,16 @@ struct Attempt {
 /// queueing the same attempt twice (a dispatch run again) queues it once.
 fn attempt_job(delivery: &NotificationDelivery, attempt: i64, at: Timestamp) -> JobSpec {
     let ms = u64::try_from(delivery.created_at.timestamp_millis()).unwrap_or(0);
-    DELIVER
-        .spec(Attempt { delivery_id: delivery.id.clone(), attempt }, &delivery.organization_id, None)
+    deliver_job(delivery, attempt)
         .with_id(slipway_core::id::id_at_for(ms, &format!("{}/{attempt}", delivery.id)))
         .at(at)
+}
+
+/// One channel's attempts run one at a time: an endpoint that never answers holds one of the
+/// job runner's slots (for its timeout), not one per event, so it cannot starve other work.
+fn deliver_job(delivery: &NotificationDelivery, attempt: i64) -> JobSpec {
+    let lock = format!("notify-channel:{}", delivery.channel_id);
+    DELIVER.spec(Attempt { delivery_id: delivery.id.clone(), attempt }, &delivery.organization_id, Some(lock))
 }
 
 async fn queue(engine: &Engine, job: JobSpec) -> Result<(), StoreError> {
@@ -77,12 +83,7 @@ pub async fn redeliver(engine: &Engine, delivery: &NotificationDelivery) -> Resu
     if !engine.store.reopen_notification_delivery(&delivery.id, deadline).await? {
         return Ok(false);
     }
-    let job = DELIVER.spec(
-        Attempt { delivery_id: delivery.id.clone(), attempt: delivery.attempts + 1 },
-        &delivery.organization_id,
-        None,
-    );
-    queue(engine, job).await?;
+    queue(engine, deliver_job(delivery, delivery.attempts + 1)).await?;
     Ok(true)
 }
 

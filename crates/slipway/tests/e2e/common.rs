@@ -462,6 +462,22 @@ pub struct Received {
     pub body: String,
 }
 
+const HANG_CLOSED: &str = "/hang (closed by the client)";
+
+/// The most requests to `/hang` that were open at the same time.
+pub fn most_open_at_once(seen: &[Received]) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for r in seen {
+        match r.path.as_str() {
+            "/hang" => open += 1,
+            HANG_CLOSED => open = open.saturating_sub(1),
+            _ => continue,
+        }
+        most = most.max(open);
+    }
+    most
+}
+
 fn headers_delivery(headers: &std::collections::HashMap<String, String>) -> Option<String> {
     headers.get("slipway-delivery").cloned()
 }
@@ -529,7 +545,15 @@ pub async fn receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Received>>>
                     "/flaky" if earlier < 2 => {
                         "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops".to_string()
                     }
-                    "/hang" => return std::future::pending::<()>().await,
+                    "/hang" => {
+                        // Held open until the client gives up, which is recorded too (see
+                        // `most_open_at_once`).
+                        while socket.read(&mut chunk).await.is_ok_and(|n| n > 0) {}
+                        let closed =
+                            Received { path: HANG_CLOSED.into(), headers: Default::default(), body: String::new() };
+                        log.lock().unwrap().push(closed);
+                        return;
+                    }
                     "/down" => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_string(),
                     "/redirect" => format!(
                         "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/followed\r\ncontent-length: 0\r\n\r\n"

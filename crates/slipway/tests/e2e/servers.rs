@@ -638,16 +638,21 @@ async fn deliveries_interrupted_by_kill_9_are_sent_once_more_after_restart() {
     ];
     let slipway = Server::start(&dir, &envs).unwrap();
     let api = owner(&slipway).await;
+    // Two channels, one event each: a channel's attempts run one at a time, so two in flight at
+    // once take two channels.
     let url = format!("http://127.0.0.1:{port}/hang-once");
-    let (status, channel) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/notification-channels",
-            Some(json!({"name": "hook", "kind": "webhook", "url": url})),
-        )
-        .await;
-    assert_eq!(status, 201, "{channel}");
-    let channel_id = channel["data"]["id"].as_str().unwrap().to_string();
+    let mut channel_ids = Vec::new();
+    for (name, event) in [("hook", "server.unreachable"), ("hook two", "operation.failed")] {
+        let (status, channel) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/notification-channels",
+                Some(json!({"name": name, "kind": "webhook", "url": url, "events": [event]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{channel}");
+        channel_ids.push(channel["data"]["id"].as_str().unwrap().to_string());
+    }
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -681,9 +686,12 @@ async fn deliveries_interrupted_by_kill_9_are_sent_once_more_after_restart() {
     let counts = deliveries(&seen.lock().unwrap());
     assert_eq!((counts.len(), counts.values().all(|n| *n == 2)), (2, true), "{counts:?}");
     let api = Api { url: restarted.url.clone(), token: api.token.clone() };
-    let (_, log) =
-        api.call(reqwest::Method::GET, &format!("/api/v1/notification-channels/{channel_id}/deliveries"), None).await;
-    for d in log["data"].as_array().unwrap() {
-        assert_eq!((&d["status"], &d["attempts"]), (&json!("succeeded"), &json!(1)), "{d}");
+    for channel_id in &channel_ids {
+        let path = format!("/api/v1/notification-channels/{channel_id}/deliveries");
+        let (_, log) = api.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(log["data"].as_array().unwrap().len(), 1, "{log}");
+        for d in log["data"].as_array().unwrap() {
+            assert_eq!((&d["status"], &d["attempts"]), (&json!("succeeded"), &json!(1)), "{d}");
+        }
     }
 }
