@@ -1,6 +1,8 @@
 //! The authenticated caller, and the checks every handler uses to decide what it may see.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -53,6 +55,18 @@ pub struct Principal {
     pub dashboard_session: bool,
     /// Set when the request came with a JWT from this exchange family.
     pub jwt_family: Option<String>,
+    /// The user's roles as this request read them, so that its extractors and its handler ask
+    /// the database once. A principal is made for each request (never cached across requests),
+    /// so a role changed or removed holds from the next request, as without this.
+    roles_seen: Arc<Mutex<RolesSeen>>,
+}
+
+#[derive(Debug, Default)]
+struct RolesSeen {
+    /// Every organisation of the user, with the role there (`organizations`).
+    all: Option<Vec<(String, Role)>>,
+    /// The role in one organisation, or none (`role_in`).
+    each: HashMap<String, Option<Role>>,
 }
 
 /// Why authentication failed. Each becomes a 401 except a disallowed address (403).
@@ -112,6 +126,7 @@ impl Principal {
             expires_at: row.expires_at,
             dashboard_session: row.created_via == "dashboard",
             jwt_family: None,
+            roles_seen: Arc::default(),
         })
     }
 
@@ -173,13 +188,20 @@ impl Principal {
                 Err(ApiError::NotFound) => vec![],
                 Err(e) => return Err(e),
             },
-            (None, TokenKind::Personal) => state
-                .store
-                .memberships_of(self.user_id()?)
-                .await?
-                .into_iter()
-                .filter_map(|o| Role::parse(&o.role).map(|role| (o.id, role)))
-                .collect(),
+            (None, TokenKind::Personal) => {
+                if let Some(all) = &self.roles_seen().all {
+                    return Ok(all.clone());
+                }
+                let all: Vec<(String, Role)> = state
+                    .store
+                    .memberships_of(self.user_id()?)
+                    .await?
+                    .into_iter()
+                    .filter_map(|o| Role::parse(&o.role).map(|role| (o.id, role)))
+                    .collect();
+                self.roles_seen().all = Some(all.clone());
+                all
+            }
             (None, TokenKind::Organization) => vec![],
         })
     }
@@ -194,10 +216,23 @@ impl Principal {
             TokenKind::Organization => Ok(Role::Admin),
             TokenKind::Personal => {
                 let user = self.user_id()?;
-                let role = state.store.role_of(organization_id, user).await?;
-                role.as_deref().and_then(Role::parse).ok_or(ApiError::NotFound)
+                let seen = self.roles_seen().each.get(organization_id).copied();
+                let role = match seen {
+                    Some(role) => role,
+                    None => {
+                        let role = state.store.role_of(organization_id, user).await?.as_deref().and_then(Role::parse);
+                        self.roles_seen().each.insert(organization_id.to_string(), role);
+                        role
+                    }
+                };
+                role.ok_or(ApiError::NotFound)
             }
         }
+    }
+
+    fn roles_seen(&self) -> MutexGuard<'_, RolesSeen> {
+        // Nothing panics while holding it; a poisoned memo is still a correct one.
+        self.roles_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Effective permission: the token's abilities ∩ the role in the organisation. 404 when the

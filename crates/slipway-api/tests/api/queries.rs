@@ -6,8 +6,8 @@
 //! `cargo test` other tests can only add to a count, so each figure is the least of three reads.
 
 use slipway_core::InstallStatus;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::common::TestApp;
 use axum::http::StatusCode;
@@ -16,6 +16,8 @@ use slipway_store::testing::TestDatabase;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 static QUERIES: AtomicUsize = AtomicUsize::new(0);
+/// The statements' texts, in order (to find one a request made twice).
+static STATEMENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Counts sqlx's statement events.
 struct CountQueries;
@@ -24,6 +26,19 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountQueries {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if event.metadata().target() == "sqlx::query" {
             QUERIES.fetch_add(1, Ordering::SeqCst);
+            let mut statement = Statement(String::new());
+            event.record(&mut statement);
+            STATEMENTS.lock().unwrap().push(statement.0);
+        }
+    }
+}
+
+struct Statement(String);
+
+impl tracing::field::Visit for Statement {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "db.statement" {
+            self.0 = format!("{value:?}");
         }
     }
 }
@@ -38,14 +53,18 @@ fn count_queries() {
     });
 }
 
-/// The fewest queries one GET of `uri` made in three tries.
-async fn queries_of(app: &TestApp, uri: &str, token: &str) -> usize {
-    let mut fewest = usize::MAX;
+/// The fewest queries one GET of `uri` made in three tries, and the statements of that try.
+async fn queries_of(app: &TestApp, uri: &str, token: &str) -> (usize, Vec<String>) {
+    let mut fewest = (usize::MAX, Vec::new());
     for _ in 0..3 {
         let before = QUERIES.load(Ordering::SeqCst);
+        let first = STATEMENTS.lock().unwrap().len();
         let reply = app.get_as(uri, token).await;
         assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
-        fewest = fewest.min(QUERIES.load(Ordering::SeqCst) - before);
+        let made = QUERIES.load(Ordering::SeqCst) - before;
+        if made < fewest.0 {
+            fewest = (made, STATEMENTS.lock().unwrap()[first..].to_vec());
+        }
     }
     fewest
 }
@@ -97,7 +116,12 @@ async fn lists_on(db: TestDatabase) {
         let by_size: Vec<usize> = {
             let mut counts = Vec::new();
             for per_page in [1, 5, 12] {
-                counts.push(queries_of(&app, &format!("{list}?per_page={per_page}"), &owner.token).await);
+                let (made, statements) = queries_of(&app, &format!("{list}?per_page={per_page}"), &owner.token).await;
+                // The caller's roles are read once a request, however many checks use them.
+                let mut seen = std::collections::HashSet::new();
+                let repeated: Vec<&String> = statements.iter().filter(|s| !seen.insert(*s)).collect();
+                assert!(repeated.is_empty(), "{backend} {list}: the same query twice in one request: {repeated:?}");
+                counts.push(made);
             }
             counts
         };
