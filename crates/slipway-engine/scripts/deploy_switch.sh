@@ -15,8 +15,14 @@ if [ -n "$NGINX_CONF" ]; then
         mv -f "$available.slipway-previous" "$available"
         fail "nginx rejects the new configuration; the previous release keeps serving"
     fi
+    # Until nginx runs the new block, it sends requests to the previous release: then the
+    # previous block goes back (a later reload keeps that release) and the switch stops here,
+    # before anything else moves.
+    if ! nginx_reloaded; then
+        mv -f "$available.slipway-previous" "$available"
+        fail "nginx did not reload within 5 s, so requests still go to the previous release, which keeps serving"
+    fi
     rm -f "$available.slipway-previous"
-    nginx_reload
 fi
 step "pointing current at $DIR"
 as_user sh -c 'ln -sfn "$2" "$1/current.slipway-new" && mv -Tf "$1/current.slipway-new" "$1/current"' \

@@ -34,10 +34,12 @@ service_reload() {
 }
 
 # Reloads nginx gracefully and waits (up to 5 s) until the new configuration answers: workers
-# started after the reload run, and the old ones have stopped accepting (they finish their
-# requests as "shutting down"). Starts nginx when it is not running. Leaves the old workers'
-# PIDs in nginx_old_workers (empty when nginx was started), for nginx_drained.
-nginx_reload() {
+# started after the reload was asked for run, and the old ones have stopped accepting (they
+# finish their requests as "shutting down"). Starts nginx when it is not running. Leaves the old
+# workers' PIDs in nginx_old_workers (empty when nginx was started), for nginx_drained. Returns 1,
+# saying nothing, when no worker started within 5 s: nginx did not reload (its master is busy,
+# stopped, or refused the files) and still serves what it served before.
+nginx_reloaded() {
     nginx_old_workers=
     master=$(cat /run/nginx.pid 2>/dev/null || true)
     if [ -z "$master" ] || ! kill -0 "$master" 2>/dev/null; then
@@ -46,25 +48,46 @@ nginx_reload() {
     fi
     before=$(pgrep -P "$master" | sort)
     nginx_old_workers=$before
-    service_reload nginx
+    # Only a worker started from now on has read the files as they are now: one that another
+    # job's reload started a moment ago may have read them before they were written. (The start
+    # of this awk, in the clock the workers' start times use.)
+    asked=$(awk '{ print $22 }' /proc/self/stat)
+    service_reload nginx || return 1
     tries=0
+    started=
     while [ "$tries" -lt 100 ]; do
         tries=$((tries + 1))
-        now=$(pgrep -P "$master" | sort)
-        if [ -z "$(printf '%s\n' "$now" | grep -vxF -e "$before" || true)" ]; then
-            sleep 0.05
-            continue
+        now_master=$(cat /run/nginx.pid 2>/dev/null || true)
+        if [ "$now_master" != "$master" ] && [ -n "$now_master" ] && kill -0 "$now_master" 2>/dev/null; then
+            # Restarted rather than reloaded: a new master read every file.
+            return 0
         fi
-        accepting=
-        for pid in $before; do
-            if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'shutting down'; then
-                accepting=yes
-            fi
-        done
-        [ -z "$accepting" ] && return 0
+        if [ -z "$started" ]; then
+            for pid in $(pgrep -P "$master" || true); do
+                printf '%s\n' "$before" | grep -qxF "$pid" && continue
+                since=$(awk '{ print $22 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+                [ "${since:-0}" -ge "$asked" ] && started=yes
+            done
+        fi
+        if [ -n "$started" ]; then
+            accepting=
+            for pid in $before; do
+                if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q 'shutting down'; then
+                    accepting=yes
+                fi
+            done
+            [ -z "$accepting" ] && return 0
+        fi
         sleep 0.05
     done
+    [ -n "$started" ] || return 1
     echo "warning: nginx was asked to reload but its old workers still accepted requests after 5 s" >&2
+}
+
+# nginx_reloaded, failing the script when nginx did not reload.
+nginx_reload() {
+    nginx_reloaded ||
+        fail "nginx did not reload within 5 s (no worker with the new configuration started); it still serves the previous configuration"
 }
 
 # nginx_drained SECONDS PORT: waits until no request can still be on its way to the app on PORT,
@@ -117,7 +140,11 @@ nginx_apply_or_restore() {
         restore
         fail "nginx refuses the configuration with $1, so the previous one stays: $(printf '%s\n' "$nginx_test_out" | grep -m1 -E 'emerg|error' || printf '%s' "$nginx_test_out" | tail -n1)"
     fi
-    nginx_reload
+    # Not reloaded: the previous files go back, so what is on disk is what nginx serves.
+    if ! nginx_reloaded; then
+        restore
+        fail "nginx did not reload within 5 s, so it still serves the configuration without $1"
+    fi
 }
 
 service_restart() {

@@ -541,6 +541,86 @@ async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
     drop(held);
 }
 
+/// Keeps a process stopped (SIGSTOP) until dropped (SIGCONT), whatever the test does meanwhile.
+struct Stopped(String);
+
+impl Stopped {
+    fn new(pid: &str) -> Stopped {
+        assert!(Command::new("kill").args(["-STOP", pid]).status().unwrap().success());
+        Stopped(pid.to_string())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// An nginx that does not reload (its master stopped, as a hung or busy one would be) fails the
+/// switch: the block for the new port goes back, the previous release keeps serving and running,
+/// the deployment says why, and once nginx reloads it still serves the previous release. The
+/// next deploy goes through.
+#[tokio::test]
+async fn a_switch_nginx_does_not_take_fails_and_the_previous_release_keeps_serving() {
+    let stage = Stage::new(&[]).await;
+    let commit = |version: &str| {
+        let index = format!("{version}\n");
+        stage.repo.commit(&[("app.py", SLOW_APP), ("index.html", &index), ("health.txt", "ok\n")], version);
+    };
+    commit("one");
+    let body = json!({
+        "domain": "stuck.example.com", "project_type": "generic", "repository_url": stage.repo.url,
+        "app_command": "exec python3 app.py", "health_check_path": "/health.txt"
+    });
+    let site = stage.site(body).await;
+    let first = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+
+    let block_path = "/etc/nginx/sites-available/slipway-stuck.example.com.conf";
+    let block_of_one = std::fs::read_to_string(block_path).unwrap();
+
+    commit("two");
+    let is_master = |pid: &String| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("master"))
+    };
+    let master = stage.host.pids_named("nginx").into_iter().find(is_master).expect("the host's nginx runs");
+    let workers = || {
+        let mut pids = stage.host.pids_named("nginx");
+        pids.retain(|p| !is_master(p));
+        pids.sort();
+        pids
+    };
+    let stopped = Stopped::new(&master);
+    let second = stage.deploy(&site, "deploy", json!({})).await;
+    let workers_while_stopped = workers();
+    // The workers kept answering, from release one.
+    assert_eq!(stage.get("stuck.example.com", "/").await, (200, "one\n".to_string()));
+    drop(stopped);
+    assert_eq!(
+        (second["status"].as_str(), second["failed_step"].as_str()),
+        (Some("failed"), Some("switch")),
+        "{second}"
+    );
+    let reason = second["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("nginx did not reload"), "{second}");
+    assert_eq!(std::fs::read_to_string(block_path).unwrap(), block_of_one, "the block for release one is back");
+    // nginx now takes the reload it was asked for, with the block that went back.
+    common::eventually(Duration::from_secs(10), "nginx reloading once it runs again", || async {
+        workers() != workers_while_stopped
+    })
+    .await;
+    assert_eq!(stage.get("stuck.example.com", "/").await, (200, "one\n".to_string()));
+    let (_, shown) = stage.api.call(Method::GET, &site, None).await;
+    assert_eq!(shown["data"]["current_release"], first["id"], "{shown}");
+
+    commit("three");
+    let third = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(third["status"], "succeeded", "{third}");
+    assert_eq!(stage.get("stuck.example.com", "/").await, (200, "three\n".to_string()));
+    stage.settles_to_one_app().await;
+}
+
 /// Requests the site until told to stop; counts successes and failures. Each request opens its
 /// own connection (no keep-alive), so a failure is the server's, not a client reusing a
 /// connection nginx was closing. A short pause between requests keeps the clients below ~250
