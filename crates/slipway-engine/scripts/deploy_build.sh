@@ -8,13 +8,25 @@ release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 link_shared "$release"
 step "writing the environment"
-# A .env the repository holds (a file, a link, a directory) gives way to the site's.
-printf '%s\n%s\n%s\n' "$DOTENV" "$ENV_SH" "$SCRIPT" | put_user_files "600:$release/.env" \
-    "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh" ||
-    fail "the release's environment and deploy script could not be written"
-step "running the deploy script"
-cd "$release"
+# One session as the deploy user (each costs a PAM session) writes the release's files, their
+# contents on standard input as for put_user_files, then runs the deploy script in the release
+# with the variables in its environment and nothing on its standard input. It says why it
+# failed itself. A .env the repository holds (a file, a link, a directory) gives way to the
+# site's.
 # shellcheck disable=SC2016 # expanded by the deploy user's shell
-as_user sh -c '. "$1" && sh -e "$2"; code=$?; rm -f "$2"; exit "$code"' sh \
-    "$ROOT/.slipway/env-$NAME.sh" "$ROOT/.slipway/deploy-$NAME.sh" || fail "the deploy script failed (exit $?)"
+build_as_user='put=$1 release=$2 env_sh=$3 script=$4
+shift 4
+sh -c "$put" sh "$@" ||
+    { echo "slipway-error: the environment and deploy script of the release could not be written" >&2; exit 1; }
+echo "==> running the deploy script"
+cd "$release" || exit 1
+( . "$env_sh" && sh -e "$script" ) </dev/null
+code=$?
+rm -f "$script"
+[ "$code" -eq 0 ] || { echo "slipway-error: the deploy script failed (exit $code)" >&2; exit 1; }'
+printf '%s\n%s\n%s\n' "$DOTENV" "$ENV_SH" "$SCRIPT" |
+    as_user sh -c "$build_as_user" sh "$put_user_files_sh" "$release" \
+        "$ROOT/.slipway/env-$NAME.sh" "$ROOT/.slipway/deploy-$NAME.sh" \
+        "600:$release/.env" "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh" ||
+    exit 1
 step "deploy script done"

@@ -8,15 +8,19 @@ release="$ROOT/$DIR"
 [ -d "$release" ] || fail "the release directory is missing"
 if [ "$KIND" = files ]; then
     step "checking the release"
-    # Checked as the site's user: through a symlink in the release, root would see other sites.
-    as_user test -d "$release/$WEB_DIR" ||
-        fail "health check failed: the web directory ${WEB_DIR:-.} does not exist in the release"
-    if [ "$HEALTH_PATH" != / ]; then
-        path=${HEALTH_PATH%%\?*}
-        as_user test -e "$release/$WEB_DIR$path" ||
-            fail "health check failed: $HEALTH_PATH does not exist in the release"
-    fi
-    exit 0
+    # Checked as the site's user (through a symlink in the release, root would see other
+    # sites), in one session: exit 3 when the web directory is missing, 4 the health path.
+    path=${HEALTH_PATH%%\?*}
+    code=0
+    # shellcheck disable=SC2016 # expanded by the site user's shell
+    as_user sh -c 'test -d "$1" || exit 3; [ "$2" = / ] || test -e "$1$2" || exit 4' sh \
+        "$release/$WEB_DIR" "$path" || code=$?
+    case $code in
+        0) exit 0 ;;
+        3) fail "health check failed: the web directory ${WEB_DIR:-.} does not exist in the release" ;;
+        4) fail "health check failed: $HEALTH_PATH does not exist in the release" ;;
+        *) fail "health check failed: the release could not be checked as the site's user (exit $code)" ;;
+    esac
 fi
 step "starting the release on port $PORT"
 conf="/etc/supervisor/conf.d/$PROGRAM.conf"

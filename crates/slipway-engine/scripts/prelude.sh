@@ -171,10 +171,9 @@ put_nginx_site() {
 
 # Runs a command as the deploy user (for a site: the site's own user). Everything in its tree is
 # touched only this way: as root, a symlink it planted (`.env.new -> /etc/passwd`) would redirect
-# the write. Its home is looked up once per script (a deploy runs this a dozen times).
+# the write. runuser sets HOME (and USER, LOGNAME, SHELL) from the user's entry itself.
 as_user() {
-    [ -n "${slipway_user_home:-}" ] || slipway_user_home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
-    runuser -u "$DEPLOY_USER" -- env HOME="$slipway_user_home" "$@"
+    runuser -u "$DEPLOY_USER" -- "$@"
 }
 
 # put_user_file PATH MODE BASE64: put_file, done by the deploy user inside its own tree.

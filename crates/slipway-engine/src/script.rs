@@ -63,6 +63,17 @@ impl Script {
 mod tests {
     use super::*;
 
+    /// Whether this test runs as root: `as_user` runs `runuser`, which only root may use (as the
+    /// end-to-end tests run). Says so when it does not.
+    fn as_root() -> bool {
+        let uid = std::process::Command::new("id").arg("-u").output().unwrap().stdout;
+        let root = uid.trim_ascii() == b"0";
+        if !root {
+            eprintln!("skipped: needs root, for runuser");
+        }
+        root
+    }
+
     /// Runs a script in a real shell with `put_file` and the variables, proving hostile values
     /// arrive intact and run nothing.
     #[test]
@@ -113,10 +124,7 @@ mod tests {
     /// elsewhere, a directory) is replaced, never followed.
     #[test]
     fn several_user_files_in_one_session_replace_links_and_directories() {
-        // `as_user` runs `runuser`, which only root may use (as the end-to-end tests run).
-        let uid = std::process::Command::new("id").arg("-u").output().unwrap().stdout;
-        if uid.trim_ascii() != b"0" {
-            eprintln!("skipped: needs root, for runuser");
+        if !as_root() {
             return;
         }
         let dir = std::env::temp_dir().join(format!("slipway-script-{}", slipway_core::new_id()));
@@ -165,7 +173,73 @@ mod tests {
             .filter(|n| n.starts_with('f'))
             .collect();
         assert!(left.is_empty(), "nothing of f is left: {left:?}");
+
+        // The user's commands see its own home (git keeps its known hosts there), not root's.
+        let home = Script::new("test", "as_user sh -c 'printf \"%s\" \"$HOME\"'").var("DEPLOY_USER", user.trim());
+        let out = std::process::Command::new("sh").arg("-c").arg(home.text()).env("HOME", "/nowhere").output().unwrap();
+        let entry = std::process::Command::new("getent").args(["passwd", user.trim()]).output().unwrap().stdout;
+        let expected = String::from_utf8_lossy(&entry).split(':').nth(5).unwrap_or_default().to_string();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{}", String::from_utf8_lossy(&out.stderr));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The build writes the release's files and runs its deploy script in one session as the
+    /// site's user: the script sees the variables and nothing on its standard input (where the
+    /// rest of Slipway's own script would be), and each failure says which part failed.
+    #[test]
+    fn the_build_writes_the_environment_then_runs_the_deploy_script_with_nothing_on_stdin() {
+        if !as_root() {
+            return;
+        }
+        let root = std::env::temp_dir().join(format!("slipway-build-{}", slipway_core::new_id()));
+        std::fs::create_dir_all(root.join("releases/r1")).unwrap();
+        let build = |script: &str| {
+            let text = Script::new("build", include_str!("../scripts/deploy_build.sh"))
+                .var("DEPLOY_USER", "root")
+                .var("ROOT", root.to_str().unwrap())
+                .var("DIR", "releases/r1")
+                .var("NAME", "r1")
+                .var("SHARED", "")
+                .file_var("DOTENV", b"GREETING=hello\n")
+                .file_var("ENV_SH", b"export GREETING=hello\n")
+                .file_var("SCRIPT", script.as_bytes())
+                .text();
+            // As the transport runs it: the script's text on standard input.
+            let mut child = std::process::Command::new("sh")
+                .arg("-s")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        };
+
+        // No .slipway directory yet: the files cannot be written, and it says so.
+        let out = build("true\n");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| l.starts_with("slipway-error: ")).unwrap_or_default();
+        assert!(last.contains("could not be written"), "{stderr}");
+
+        std::fs::create_dir_all(root.join(".slipway")).unwrap();
+        let out = build("printf '%s' \"$GREETING\" > greeting\ncat > stdin\n");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let release = root.join("releases/r1");
+        assert_eq!(std::fs::read_to_string(release.join(".env")).unwrap(), "GREETING=hello\n");
+        assert_eq!(std::fs::read_to_string(release.join("greeting")).unwrap(), "hello");
+        assert_eq!(std::fs::read_to_string(release.join("stdin")).unwrap(), "", "the script read nothing");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("==> deploy script done"));
+        assert!(!root.join(".slipway/deploy-r1.sh").exists(), "the deploy script is removed after it ran");
+
+        let out = build("echo about to fail\nexit 3\n");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| l.starts_with("slipway-error: ")).unwrap_or_default();
+        assert_eq!(last, "slipway-error: the deploy script failed (exit 3)", "{stderr}");
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -350,6 +350,17 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
         (Some("failed"), Some("health check")),
         "{unhealthy}"
     );
+    let reason = unhealthy["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("the web directory public does not exist in the release"), "{unhealthy}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
+    // And a health path the release does not have.
+    let change = json!({"deploy_script": "true\n", "health_check_path": "/missing.html?x=1"});
+    let (status, reply) = stage.api.call(Method::PUT, &site, Some(change)).await;
+    assert_eq!(status, 200, "{reply}");
+    let unhealthy = stage.deploy(&site, "deploy", json!({})).await;
+    let reason = unhealthy["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("/missing.html?x=1 does not exist in the release"), "{unhealthy}");
+    stage.api.call(Method::PUT, &site, Some(json!({"health_check_path": "/"}))).await;
     assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
 
     // Cancelled midway: the script is stopped, the release removed, the site unlocked.
