@@ -178,7 +178,7 @@ as_user() {
 
 # put_user_file PATH MODE BASE64: put_file, done by the deploy user inside its own tree.
 put_user_file() {
-    printf '%s\n' "$3" | as_user sh -c "$put_user_files_sh" sh "$2:$1"
+    printf '%s\n' "$3" | put_user_files "$2:$1"
 }
 
 # put_user_files MODE:PATH...: put_user_file for several files in one session as the deploy user

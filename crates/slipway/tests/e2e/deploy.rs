@@ -66,6 +66,16 @@ impl Stage {
         format!("{}/sites/{}", self.server_path, site["data"]["id"].as_str().unwrap())
     }
 
+    /// A `generic` site at `domain` running the repository's `app.py` (such as `SLOW_APP`),
+    /// checked on `/health.txt`; returns its API path.
+    async fn python_app_site(&self, domain: &str) -> String {
+        self.site(json!({
+            "domain": domain, "project_type": "generic", "repository_url": self.repo.url,
+            "app_command": "exec python3 app.py", "health_check_path": "/health.txt"
+        }))
+        .await
+    }
+
     /// Registers a git repository (branch `main`); returns its id.
     async fn git_repository(&self, url: &str, kind: &str) -> String {
         let body = json!({"url": url, "branch": "main", "kind": kind});
@@ -505,11 +515,7 @@ async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
         stage.repo.commit(&all, version);
     };
     commit("one");
-    let body = json!({
-        "domain": "slow.example.com", "project_type": "generic", "repository_url": stage.repo.url,
-        "app_command": "exec python3 app.py", "health_check_path": "/health.txt"
-    });
-    let site = stage.site(body).await;
+    let site = stage.python_app_site("slow.example.com").await;
     let first = stage.deploy(&site, "deploy", json!({})).await;
     assert_eq!(first["status"], "succeeded", "{first}");
 
@@ -580,11 +586,7 @@ async fn a_switch_nginx_does_not_take_fails_and_the_previous_release_keeps_servi
         stage.repo.commit(&[("app.py", SLOW_APP), ("index.html", &index), ("health.txt", "ok\n")], version);
     };
     commit("one");
-    let body = json!({
-        "domain": "stuck.example.com", "project_type": "generic", "repository_url": stage.repo.url,
-        "app_command": "exec python3 app.py", "health_check_path": "/health.txt"
-    });
-    let site = stage.site(body).await;
+    let site = stage.python_app_site("stuck.example.com").await;
     let first = stage.deploy(&site, "deploy", json!({})).await;
     assert_eq!(first["status"], "succeeded", "{first}");
 
