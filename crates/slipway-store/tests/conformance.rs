@@ -1912,3 +1912,20 @@ async fn a_replica_listens_only_once_a_reader_follows() {
     assert_eq!(listeners().await, 1, "and only one");
     probe.close().await;
 }
+
+/// On PostgreSQL the rate-limit windows, counted on every API request, are not written to the
+/// write-ahead log (a crash may only reset a window), and still count across replicas.
+#[tokio::test]
+async fn rate_limit_windows_are_unlogged_and_shared_on_postgres() {
+    let db = TestDatabase::postgres().await;
+    let (one, other) = (db.store().await, db.connect().await);
+    let probe = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let persistence: String =
+        sqlx::query_scalar("SELECT relpersistence::text FROM pg_class WHERE relname = 'rate_limits'")
+            .fetch_one(&probe)
+            .await
+            .unwrap();
+    assert_eq!(persistence, "u", "rate_limits is an unlogged table");
+    assert_eq!(one.rate_limit_hit("token:shared", 0, 60).await.unwrap(), 1);
+    assert_eq!(other.rate_limit_hit("token:shared", 0, 60).await.unwrap(), 2, "the other replica sees the count");
+}
