@@ -147,8 +147,11 @@ impl FromRequestParts<AppState> for Session {
             .await
             .map_err(|e| WebError::Internal(format!("rate limit: {e}")).into_response())?;
         if !decision.allowed {
-            let message = format!("Too many requests. Retry after {} seconds.", decision.retry_after());
-            return Err(WebError::Api(StatusCode::TOO_MANY_REQUESTS, message).into_response());
+            let seconds = decision.retry_after();
+            let message = format!("Too many requests. Retry after {seconds} seconds.");
+            let mut refused = WebError::Api(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+            refused.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+            return Err(refused);
         }
         state.usage.record(&row.id, peer.map(|p| p.ip()));
         Ok(Session { api: web.caller(Some(&token), peer), csrf: crate::csrf::for_session(&token), token_id: row.id })

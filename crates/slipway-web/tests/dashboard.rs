@@ -531,6 +531,10 @@ async fn a_page_counts_once_against_the_rate_limit_whatever_it_reads() {
     let limited = browser.get(&site).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.html.contains("Too many requests"));
+    // As the API does: a client (or a person's script) can tell when to come back.
+    let retry_after: u64 = limited.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After: {retry_after}");
+    assert!(limited.html.contains(&format!("Retry after {retry_after} seconds")), "{}", limited.html);
     // The pages' live polls have their own budget: following a long operation still works.
     let poll = browser.get(&format!("{site}/state")).await;
     assert_eq!(poll.status, StatusCode::OK, "{}", poll.html);
