@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use slipway_core::{PageMeta, PageRequest};
+use slipway_core::{PageMeta, PageRequest, SeekId};
 use utoipa::ToSchema;
 
 /// One resource.
@@ -76,23 +76,46 @@ impl<T: Serialize> IntoResponse for Paginated<T> {
 }
 
 /// What a list handler needs to build its links: the page asked for and the URL it was asked
-/// at, without its `page` parameter.
+/// at, without its `page` and `cursor` parameters.
 #[derive(Debug, Clone)]
 pub struct PageCursor {
+    /// The page by number (what a list without a cursor reads).
     pub request: PageRequest,
     /// Absolute URL ending in `?` or `&`, ready for `page=N`.
     pub link_base: String,
+    /// `?cursor=`, for the lists ordered by id that take one.
+    pub seek: Option<SeekId>,
 }
 
 impl PageCursor {
     /// `counted`: the matching items, counted up to `request.count_limit()` or all of them.
     pub fn page<T>(&self, items: Vec<T>, counted: u64) -> Paginated<T> {
-        let meta = PageMeta::new(self.request, items.len(), counted);
+        self.links(self.request, items, counted, None)
+    }
+
+    /// The page as a list ordered by id reads it: past the cursor when one was given.
+    pub fn seeking(&self) -> PageRequest {
+        PageRequest { seek: self.seek, ..self.request }
+    }
+
+    /// A page read with [`Self::seeking`]: its `next` link carries the last item's id as the
+    /// cursor, so a walk along `next` never reads the rows before its page.
+    pub fn seek_page<T>(&self, items: Vec<T>, counted: u64, id: impl Fn(&T) -> &str) -> Paginated<T> {
+        let last = items.last().and_then(|item| SeekId::parse(id(item)));
+        self.links(self.seeking(), items, counted, last)
+    }
+
+    fn links<T>(&self, request: PageRequest, items: Vec<T>, counted: u64, next_from: Option<SeekId>) -> Paginated<T> {
+        let meta = PageMeta::new(request, items.len(), counted);
         let link = |n: u32| format!("{}page={n}", self.link_base);
+        let next = |n: u32| match next_from {
+            Some(cursor) => format!("{}page={n}&cursor={}", self.link_base, cursor.as_str()),
+            None => link(n),
+        };
         let links = PageLinks {
             first: link(1),
             last: meta.last_page.map(link),
-            next: meta.next_page().map(link),
+            next: meta.next_page().map(next),
             prev: meta.prev_page().map(link),
         };
         Paginated { data: items, meta, links }
@@ -106,8 +129,9 @@ mod tests {
     #[test]
     fn links_follow_the_reference_shape() {
         let cursor = PageCursor {
-            request: PageRequest { page: 2, per_page: 15 },
+            request: PageRequest::new(2, 15),
             link_base: "https://cp.example/api/v1/servers?".into(),
+            seek: None,
         };
         let page = cursor.page(vec![0; 15], 42);
         assert_eq!(
@@ -124,5 +148,29 @@ mod tests {
         let page = cursor.page(vec![0; 15], u64::try_from(cursor.request.count_limit()).unwrap());
         assert_eq!((page.links.last, page.meta.total), (None, None));
         assert_eq!(page.links.next.as_deref(), Some("https://cp.example/api/v1/servers?page=3"));
+    }
+
+    #[test]
+    fn a_list_ordered_by_id_leads_on_past_its_last_item() {
+        let ids = ["01KS0000000000000000000016", "01KS0000000000000000000030"];
+        let cursor = PageCursor {
+            request: PageRequest::new(2, 2),
+            link_base: "https://cp.example/api/v1/servers?".into(),
+            seek: SeekId::parse("01KS0000000000000000000002"),
+        };
+        assert_eq!(cursor.seeking().seek, cursor.seek);
+        // Five items from the cursor on, two before it: page 2 of 4.
+        let page = cursor.seek_page(ids.to_vec(), 5, |id| id);
+        assert_eq!(
+            page.links.next.as_deref(),
+            Some("https://cp.example/api/v1/servers?page=3&cursor=01KS0000000000000000000030")
+        );
+        assert_eq!(
+            (page.meta.from, page.meta.total, page.links.prev.as_deref()),
+            (Some(3), Some(7), Some("https://cp.example/api/v1/servers?page=1"))
+        );
+        // The last page has no next link, with a cursor or without.
+        let page = cursor.seek_page(ids.to_vec(), 2, |id| id);
+        assert_eq!((page.links.next, page.meta.last_page), (None, Some(2)));
     }
 }

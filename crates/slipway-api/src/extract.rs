@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use slipway_core::{FieldErrors, PageRequest};
+use slipway_core::{FieldErrors, PageRequest, SeekId};
 
 use crate::envelope::PageCursor;
 use crate::error::ApiError;
@@ -166,6 +166,18 @@ pub struct PageParams {
     pub per_page: Option<u32>,
 }
 
+/// The cursor of a list ordered by id, as the OpenAPI document describes it (read through
+/// [`Page`] with the page number).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CursorParams {
+    /// Where the page starts: just past this id, the last one of the page before, as
+    /// `links.next` gives it. Costs the same at any depth, and items added or removed before
+    /// it do not shift the walk; `page` still numbers the page.
+    #[param(min_length = 26, max_length = 26)]
+    pub cursor: Option<String>,
+}
+
 /// `?page=` and `?per_page=`, validated (422 when out of range), plus what is needed to build
 /// absolute links to other pages with every other query parameter kept.
 #[derive(Debug, Clone)]
@@ -176,11 +188,12 @@ impl FromRequestParts<AppState> for Page {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        let (mut page, mut per_page) = (None, None);
+        let (mut page, mut per_page, mut cursor) = (None, None, None);
         let mut kept = url::form_urlencoded::Serializer::new(String::new());
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "page" => page = Some(value.into_owned()),
+                "cursor" => cursor = Some(value.into_owned()),
                 "per_page" => {
                     kept.append_pair(&key, &value);
                     per_page = Some(value.into_owned());
@@ -191,10 +204,17 @@ impl FromRequestParts<AppState> for Page {
             }
         }
         let request = PageRequest::parse(page.as_deref(), per_page.as_deref())?;
+        let seek =
+            match cursor {
+                None => None,
+                Some(raw) => Some(SeekId::parse(&raw).ok_or_else(|| {
+                    ApiError::validation("cursor", "The cursor must be an id, as links.next gives it.")
+                })?),
+            };
         let kept = kept.finish();
         let separator = if kept.is_empty() { "" } else { "&" };
         let link_base = format!("{}{}?{kept}{separator}", state.config.public_url, parts.uri.path());
-        Ok(Page(PageCursor { request, link_base }))
+        Ok(Page(PageCursor { request, link_base, seek }))
     }
 }
 

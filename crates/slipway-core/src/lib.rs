@@ -22,7 +22,7 @@ pub mod webhook;
 pub use ability::{Ability, AbilityPattern, AbilitySet, Action, Resource, Role};
 pub use errors::FieldErrors;
 pub use id::new_id;
-pub use page::{COUNT_HORIZON, PageMeta, PageRequest};
+pub use page::{COUNT_HORIZON, PageMeta, PageRequest, SeekId};
 pub use secret::Secret;
 pub use secrets_key::{SecretsKey, SecretsKeyError};
 pub use status::{BackupStatus, DeliveryStatus, InstallStatus, ItemState, RunStatus, ServerStatus};

@@ -74,7 +74,7 @@ pub async fn last_good(
 ) -> Result<Option<DateTime<Utc>>, slipway_store::StoreError> {
     let filter = BackupFilter { schedule_id: Some(schedule.id.clone()), ..Default::default() };
     let orgs = [schedule.organization_id.clone()];
-    let page = slipway_core::PageRequest { page: 1, per_page: 100 };
+    let page = slipway_core::PageRequest::new(1, 100);
     let (newest, _) = store.backups_of(&orgs, &filter, page).await?;
     Ok(newest.iter().find(|b| is_good(b, schedule.verify)).map(|b| b.created_at))
 }
@@ -604,7 +604,7 @@ mod tests {
         store.insert_backup_schedule(&schedule).await.unwrap();
         assert_eq!(queue_all(store.as_ref()).await.unwrap(), 1);
         let filter = slipway_store::EventFilter { event_type: Some("backup.stale".into()), ..Default::default() };
-        let (orgs, page) = ([org.clone()], slipway_core::PageRequest { page: 1, per_page: 10 });
+        let (orgs, page) = ([org.clone()], slipway_core::PageRequest::new(1, 10));
         let found = || async { store.events_of(&orgs, &filter, page).await.unwrap().1 > 0 };
         crate::test_support::run_jobs_until(&store, found).await;
         let (events, _) = store.events_of(&orgs, &filter, page).await.unwrap();

@@ -93,7 +93,7 @@ mod cases {
         }
     }
 
-    const PAGE: PageRequest = PageRequest { page: 1, per_page: 15 };
+    const PAGE: PageRequest = PageRequest::new(1, 15);
 
     pub async fn users_are_unique_by_normalized_email(db: &TestDatabase) {
         let store = db.store().await;
@@ -392,20 +392,33 @@ mod cases {
             while inserts.join_next().await.is_some() {}
         }
         let visible = AuditFilter { organization_ids: vec!["o1".into()], ..Default::default() };
-        let first = PageRequest { page: 1, per_page: 15 };
+        let first = PageRequest::new(1, 15);
         let (rows, counted) = store.audit_events(&visible, first).await.unwrap();
         assert_eq!(rows.len(), 15);
         assert_eq!(counted, u64::try_from(first.count_limit()).unwrap(), "counting stopped at the page's limit");
         let meta = slipway_core::PageMeta::new(first, rows.len(), counted);
         assert_eq!((meta.total, meta.last_page, meta.next_page()), (None, None, Some(2)));
         // Near the end the horizon covers the rest: the total is exact.
-        let last = PageRequest { page: 668, per_page: 15 };
+        let last = PageRequest::new(668, 15);
         let (rows, counted) = store.audit_events(&visible, last).await.unwrap();
         assert_eq!((rows.len(), counted), (15, u64::try_from(many).unwrap()));
         ids.sort();
         assert_eq!(rows.last().unwrap().id, ids[0], "the oldest event ends the list");
         let meta = slipway_core::PageMeta::new(last, rows.len(), counted);
         assert_eq!((meta.total, meta.last_page, meta.next_page()), (Some(10_020), Some(668), None));
+        // The same page past a cursor (the last id of page 667, newest first) reads and counts
+        // only from there, and says the same.
+        let newest_first: Vec<&String> = ids.iter().rev().collect();
+        let cursor = slipway_core::SeekId::parse(newest_first[667 * 15 - 1]);
+        let seeking = PageRequest { seek: cursor, ..last };
+        let (by_cursor, counted) = store.audit_events(&visible, seeking).await.unwrap();
+        assert_eq!((by_cursor.len(), counted), (15, 15));
+        assert_eq!(by_cursor.iter().map(|e| &e.id).collect::<Vec<_>>(), rows.iter().map(|e| &e.id).collect::<Vec<_>>());
+        let meta = slipway_core::PageMeta::new(seeking, by_cursor.len(), counted);
+        assert_eq!(
+            (meta.from, meta.total, meta.last_page, meta.next_page()),
+            (Some(10_006), Some(10_020), Some(668), None)
+        );
     }
 
     pub async fn audit_events_filter_by_visibility_and_fields(db: &TestDatabase) {
@@ -849,8 +862,7 @@ mod cases {
         }
         let (keys, total) = store.server_items(&s1.id, "ssh_key", None).await.unwrap();
         assert_eq!((total, keys.len(), keys[0].name.as_str()), (2, 2, "laptop"));
-        let (page, total) =
-            store.server_items(&s1.id, "ssh_key", Some(PageRequest { page: 2, per_page: 1 })).await.unwrap();
+        let (page, total) = store.server_items(&s1.id, "ssh_key", Some(PageRequest::new(2, 1))).await.unwrap();
         assert_eq!((total, page.len(), page[0].name.as_str()), (2, 1, "ci"));
         assert_eq!(store.server_item(&rule.id).await.unwrap().unwrap().spec, r#"{"port":80}"#);
 
@@ -999,18 +1011,28 @@ mod cases {
         );
         // Restricted to some sites, the count and the page hold only those.
         let only = [b.id.clone(), c.id.clone()];
-        let (rows, total) =
-            store.sites_of_server(&s1.id, Some(&only), Some(PageRequest { page: 1, per_page: 1 })).await.unwrap();
+        let (rows, total) = store.sites_of_server(&s1.id, Some(&only), Some(PageRequest::new(1, 1))).await.unwrap();
         assert_eq!((total, rows.len(), rows[0].id.as_str()), (1, 1, b.id.as_str()));
         assert_eq!(store.sites_of_server(&s1.id, Some(&[]), None).await.unwrap().1, 0);
         // Across servers: by organisation, narrowed by the token's restrictions and by status.
         let orgs = [org.clone()];
         let all = SiteFilter { organization_ids: &orgs, ..Default::default() };
-        let page = PageRequest { page: 1, per_page: 2 };
+        let page = PageRequest::new(1, 2);
         let (rows, total) = store.sites_where(all, page).await.unwrap();
         assert_eq!((total, rows.len()), (3, 2));
-        let second = store.sites_where(all, PageRequest { page: 2, per_page: 2 }).await.unwrap().0;
+        let second = store.sites_where(all, PageRequest::new(2, 2)).await.unwrap().0;
         assert_eq!(second.len(), 1);
+        // Past a cursor (the last id of page 1): the same page, counted from the cursor.
+        let past = |id: &str| PageRequest { seek: slipway_core::SeekId::parse(id), ..PageRequest::new(2, 2) };
+        let (by_cursor, counted) = store.sites_where(all, past(&rows[1].id)).await.unwrap();
+        assert_eq!((by_cursor[0].id.as_str(), counted), (second[0].id.as_str(), 1));
+        let in_server = store.sites_of_server(&s1.id, None, None).await.unwrap().0;
+        let (rest, counted) = store.sites_of_server(&s1.id, None, Some(past(&in_server[0].id))).await.unwrap();
+        assert_eq!((rest.len(), rest[0].id.as_str(), counted), (1, in_server[1].id.as_str(), 1));
+        let (servers, _) = store.servers_of(&orgs, None, PageRequest::new(1, 1)).await.unwrap();
+        let (next, counted) = store.servers_of(&orgs, None, past(&servers[0].id)).await.unwrap();
+        assert_eq!((next.len(), counted), (1, 1));
+        assert_ne!(next[0].id, servers[0].id);
         let servers = [s2.id.clone()];
         let (rows, total) = store.sites_where(SiteFilter { server_ids: Some(&servers), ..all }, page).await.unwrap();
         assert_eq!((total, rows[0].id.as_str()), (1, c.id.as_str()));
@@ -1089,6 +1111,10 @@ mod cases {
         assert_eq!((rows[0].steps.as_deref(), rows[1].steps.as_deref()), (Some(r#"[{"name":"build"}]"#), None));
         assert_eq!(store.unfinished_deployments_of_site(&a.id).await.unwrap(), 0);
         assert_eq!((rows[0].action.as_str(), rows[1].action.as_str()), ("enable-zero-downtime", "deploy"));
+        // Newest first: past the newest is the older one.
+        let past_newest = PageRequest { seek: slipway_core::SeekId::parse(&d2.id), ..PageRequest::new(2, 1) };
+        let (older, counted) = store.deployments_of_site(&a.id, past_newest).await.unwrap();
+        assert_eq!((older.len(), older[0].id.as_str(), counted), (1, d1.id.as_str(), 1));
         let releases = store.releases_of_site(&a.id).await.unwrap();
         assert_eq!(
             (releases.len(), releases[0].commit_sha.as_deref(), releases[0].port),
@@ -1768,7 +1794,7 @@ mod cases {
             store.insert_audit_event(e).await.unwrap();
         }
         let everyone = AuditFilter { own_user_id: Some("someone".into()), ..Default::default() };
-        let two = PageRequest { page: 1, per_page: 2 };
+        let two = PageRequest::new(1, 2);
         let (first, _) = store.audit_events(&everyone, two).await.unwrap();
         assert_eq!(first.iter().map(|e| &e.id).collect::<Vec<_>>(), [&events[4].id, &events[3].id]);
         // The oldest rows are pruned and new ones arrive: the cursor still gives the next page.

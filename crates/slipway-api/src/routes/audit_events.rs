@@ -117,7 +117,7 @@ pub struct AuditQuery {
 /// administer.
 #[utoipa::path(
     get, path = "/api/v1/audit-events", tag = "audit",
-    params(crate::extract::PageParams, AuditQuery),
+    params(crate::extract::PageParams, crate::extract::CursorParams, AuditQuery),
     security(("token" = ["audit:read"])),
     responses((status = 200, body = Paginated<AuditEventResource>))
 )]
@@ -157,6 +157,6 @@ pub async fn list_audit_events(
     if principal.refuse_if_restricted().is_err() {
         filter.organization_ids.clear();
     }
-    let (rows, total) = state.store.audit_events(&filter, cursor.request).await?;
-    Ok(cursor.page(rows.into_iter().map(AuditEventResource::from).collect(), total))
+    let (rows, total) = state.store.audit_events(&filter, cursor.seeking()).await?;
+    Ok(cursor.seek_page(rows.into_iter().map(AuditEventResource::from).collect(), total, |e| &e.id))
 }

@@ -101,7 +101,7 @@ fn authorize_command(public_key: &str) -> String {
 /// Servers of your organizations (and only those your token may touch).
 #[utoipa::path(
     get, path = "/api/v1/servers", tag = "servers",
-    params(crate::extract::PageParams),
+    params(crate::extract::PageParams, crate::extract::CursorParams),
     security(("token" = ["server:read"])),
     responses((status = 200, body = Paginated<ServerResource>))
 )]
@@ -112,8 +112,8 @@ pub async fn list_servers(
 ) -> Result<Paginated<ServerResource>, ApiError> {
     let orgs = caller.organizations(&state).await?;
     let only = caller.principal.server_ids.as_deref();
-    let (rows, total) = state.store.servers_of(&orgs, only, cursor.request).await?;
-    Ok(cursor.page(server_resources(&state, &rows).await?, total))
+    let (rows, total) = state.store.servers_of(&orgs, only, cursor.seeking()).await?;
+    Ok(cursor.seek_page(server_resources(&state, &rows).await?, total, |s| &s.id))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -917,12 +917,8 @@ async fn an_abandoned_idempotent_request_is_replayed_not_stuck() {
             let secret = retry.json()["data"]["plain_text_token"].as_str().unwrap().to_string();
             assert_eq!(app.get_as("/api/v1/tokens/current", &secret).await.status, StatusCode::OK, "the secret works");
         }
-        let (tokens, _) = app
-            .state
-            .store
-            .tokens_of_user(&user.id, slipway_core::PageRequest { page: 1, per_page: 100 })
-            .await
-            .unwrap();
+        let (tokens, _) =
+            app.state.store.tokens_of_user(&user.id, slipway_core::PageRequest::new(1, 100)).await.unwrap();
         for n in 0..24 {
             let made = tokens.iter().filter(|t| t.name == format!("abandoned {n}")).count();
             assert_eq!(made, 1, "key {n} did its work once");

@@ -2,9 +2,9 @@
 //! (jobs stay queued here; `crates/slipway/tests/e2e/deploy.rs` runs them for real): validation,
 //! hostile values, masking and the rules about what can be deployed or rolled back.
 
-use crate::common::TestApp;
+use crate::common::{self, TestApp};
 use axum::http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use slipway_core::{InstallStatus, RunStatus};
 use slipway_store::testing::TestDatabase;
 
@@ -352,6 +352,56 @@ async fn restricted_tokens_page_through_their_own_sites_only() {
     assert_eq!((page["meta"]["total"].as_u64(), page["data"][0]["id"].as_str()), (Some(2), Some(ids[1].as_str())));
     let page = app.get_as(&format!("/api/v1/servers/{server}/sites?per_page=1&page=2"), &token).await.json();
     assert_eq!(page["data"][0]["id"].as_str(), Some(ids[3].as_str()), "{page}");
+}
+
+/// A walk along `links.next` seeks past the last item it read (the cursor) instead of counting
+/// pages: a site removed behind the walk does not make it skip one ahead, and each page still
+/// says where it is.
+#[tokio::test]
+async fn walking_a_list_along_next_is_not_shifted_by_removals_behind_it() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let owner = app.user("walker@example.com").await;
+        let server = provisioned_server(&app, &owner.token).await;
+        let mut ids = Vec::new();
+        for n in 0..7 {
+            let site = site_on(&app, &owner.token, &server, &format!("w{n}.example.com")).await;
+            ids.push(site.rsplit('/').next().unwrap().to_string());
+        }
+        for list in [format!("/api/v1/servers/{server}/sites?per_page=3"), "/api/v1/sites?per_page=3".to_string()] {
+            let first = app.get_as(&list, &owner.token).await.json();
+            let next = first["links"]["next"].as_str().unwrap().to_string();
+            assert!(next.ends_with(&format!("&page=2&cursor={}", ids[2])), "{next}");
+            let second = app.get_as(next.strip_prefix(common::PUBLIC_URL).unwrap(), &owner.token).await.json();
+            let on_page = |page: &Value| -> Vec<String> {
+                page["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+            };
+            assert_eq!(on_page(&second), ids[3..6], "{list}");
+            assert_eq!((second["meta"]["from"].as_u64(), second["meta"]["total"].as_u64()), (Some(4), Some(7)));
+        }
+        // The first site goes while a walk is on page 1: page 2 by number would now start at
+        // the fifth site; past the cursor it starts at the fourth.
+        let first = app.get_as("/api/v1/sites?per_page=3", &owner.token).await.json();
+        assert!(app.state.store.delete_site(&ids[0]).await.unwrap());
+        let next = first["links"]["next"].as_str().unwrap().strip_prefix(common::PUBLIC_URL).unwrap().to_string();
+        let second = app.get_as(&next, &owner.token).await.json();
+        assert_eq!(second["data"][0]["id"].as_str(), Some(ids[3].as_str()), "{second}");
+        let by_number = app.get_as("/api/v1/sites?per_page=3&page=2", &owner.token).await.json();
+        assert_eq!(by_number["data"][0]["id"].as_str(), Some(ids[4].as_str()));
+        // The last page leads nowhere; a cursor that is not an id is a 422 on it.
+        let last = app
+            .get_as(second["links"]["next"].as_str().unwrap().strip_prefix(common::PUBLIC_URL).unwrap(), &owner.token)
+            .await
+            .json();
+        assert_eq!(
+            (last["data"][0]["id"].as_str(), &last["links"]["next"]),
+            (Some(ids[6].as_str()), &Value::Null),
+            "{last}"
+        );
+        let bad = app.get_as("/api/v1/sites?cursor=w3.example.com", &owner.token).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(bad.json()["errors"]["cursor"][0], "The cursor must be an id, as links.next gives it.");
+    }
 }
 
 #[tokio::test]

@@ -101,7 +101,7 @@ impl JobHandler for Dispatch {
         let orgs = [event.organization_id.clone()];
         let mut page = 1;
         loop {
-            let request = slipway_core::PageRequest { page, per_page: 100 };
+            let request = slipway_core::PageRequest::new(page, 100);
             let (channels, total) = store.notification_channels_of(&orgs, request).await.map_err(retry)?;
             for channel in &channels {
                 if let Err(why) = plan(engine, channel, &event).await {

@@ -111,7 +111,7 @@ mod tests {
             checks.push(slipway_jobs::enqueue(store.as_ref(), spec).await.unwrap());
         }
         let filter = slipway_store::EventFilter { event_type: Some("token.expiring".into()), ..Default::default() };
-        let (orgs, page) = ([org.clone()], slipway_core::PageRequest { page: 1, per_page: 10 });
+        let (orgs, page) = ([org.clone()], slipway_core::PageRequest::new(1, 10));
         let settled = || async {
             let mut finished = 0;
             for id in &checks {

@@ -5,7 +5,7 @@ use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
 use sqlx::{Database, Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
+use super::{IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list, push_seek};
 use crate::model::{AuditEvent, AuditFilter};
 use crate::{AuditStore, StoreError, StoreResult};
 
@@ -40,6 +40,7 @@ macro_rules! impl_audit_store {
             ) -> StoreResult<(Vec<AuditEvent>, u64)> {
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE ");
                 push_audit_filter(&mut count, filter);
+                push_seek(&mut count, Some(page), IdOrder::Descending);
                 count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
                 let total: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
@@ -49,11 +50,8 @@ macro_rules! impl_audit_store {
                     " FROM audit_events WHERE "
                 ));
                 push_audit_filter(&mut select, filter);
-                select
-                    .push(" ORDER BY id DESC LIMIT ")
-                    .push_bind(page.limit())
-                    .push(" OFFSET ")
-                    .push_bind(page.offset());
+                push_seek(&mut select, Some(page), IdOrder::Descending);
+                select.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }

@@ -44,6 +44,29 @@ macro_rules! push_id_list {
 }
 pub(crate) use push_id_list;
 
+/// Whether a list runs from the lowest id or from the highest (newest first).
+#[derive(Clone, Copy)]
+pub(crate) enum IdOrder {
+    Ascending,
+    Descending,
+}
+
+/// ` AND id > $cursor` (`<` for a list newest first) when the page has a cursor: the page then
+/// starts just past it, found through the id's index (see `slipway_core::page`).
+pub(crate) fn push_seek<DB>(q: &mut sqlx::QueryBuilder<DB>, page: Option<slipway_core::PageRequest>, order: IdOrder)
+where
+    DB: Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    if let Some(seek) = page.and_then(|p| p.seek) {
+        q.push(match order {
+            IdOrder::Ascending => " AND id > ",
+            IdOrder::Descending => " AND id < ",
+        });
+        q.push_bind(seek.as_str().to_string());
+    }
+}
+
 // Columns are declared once per table. A table whose rows the store reads or writes whole
 // declares them in its file, as a macro that hands the list to another macro:
 //

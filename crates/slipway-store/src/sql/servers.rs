@@ -6,7 +6,7 @@ use slipway_core::time::{Timestamp, now};
 use slipway_core::{InstallStatus, ServerStatus};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
+use super::{IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list, push_seek};
 use crate::model::{Server, ServerChanges, ServerItem};
 use crate::{ServerStore, StoreError, StoreResult};
 
@@ -67,6 +67,7 @@ macro_rules! impl_server_store {
                         q.push(" AND id IN (");
                         push_id_list!(q, only);
                     }
+                    push_seek(q, Some(page), IdOrder::Ascending);
                 };
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM servers WHERE ");
                 filter(&mut count);
@@ -74,7 +75,7 @@ macro_rules! impl_server_store {
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE "));
                 filter(&mut select);
-                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }

@@ -6,7 +6,7 @@ use slipway_core::time::{Timestamp, now};
 use slipway_core::{InstallStatus, RunStatus};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list};
+use super::{IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list, push_seek};
 use crate::model::{Deployment, DeploymentUpdate, Site, SiteChanges, SiteEnvVar, SiteFilter};
 use crate::{SiteStore, StoreError, StoreResult};
 
@@ -88,12 +88,13 @@ macro_rules! impl_site_store {
                         q.push(" AND id IN (");
                         push_id_list!(q, only);
                     }
+                    push_seek(q, page, IdOrder::Ascending);
                 };
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM sites WHERE ");
                 filter(&mut count);
                 count.push(" LIMIT ").push_bind(page.map_or(i64::MAX, |p| p.count_limit())).push(") AS counted");
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.offset()));
+                let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.skip()));
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
                 filter(&mut select);
                 select.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
@@ -123,6 +124,7 @@ macro_rules! impl_site_store {
                     if let Some(status) = f.deployment_status {
                         q.push(" AND deployment_status = ").push_bind(status.to_string());
                     }
+                    push_seek(q, Some(page), IdOrder::Ascending);
                 };
                 let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM sites WHERE ");
                 filter(&mut count);
@@ -130,7 +132,7 @@ macro_rules! impl_site_store {
                 let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
                 filter(&mut select);
-                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.offset());
+                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
                 let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }
@@ -203,14 +205,18 @@ macro_rules! impl_site_store {
             }
 
             async fn deployments_of_site(&self, site_id: &str, page: PageRequest) -> StoreResult<(Vec<Deployment>, u64)> {
-                let rows: Vec<Deployment> = sqlx::query_as(concat!(
-                    "SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE site_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-                ))
-                .bind(site_id).bind(page.limit()).bind(page.offset())
-                .fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let total: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM deployments WHERE site_id = $1 LIMIT $2) AS counted")
-                        .bind(site_id).bind(page.count_limit()).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let filter = |q: &mut QueryBuilder<$db>| {
+                    q.push("site_id = ").push_bind(site_id.to_string());
+                    push_seek(q, Some(page), IdOrder::Descending);
+                };
+                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE "));
+                filter(&mut select);
+                select.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
+                let rows: Vec<Deployment> = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM deployments WHERE ");
+                filter(&mut count);
+                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 Ok((rows, as_u64(total)))
             }
 

@@ -33,7 +33,7 @@ pub struct SitesQuery {
 /// servers or sites lists only those.
 #[utoipa::path(
     get, path = "/api/v1/sites", tag = "sites",
-    params(crate::extract::PageParams, SitesQuery),
+    params(crate::extract::PageParams, crate::extract::CursorParams, SitesQuery),
     security(("token" = ["site:read"])),
     responses((status = 200, body = Paginated<SiteResource>))
 )]
@@ -51,14 +51,14 @@ pub async fn list_all_sites(
         status: query.status,
         deployment_status: query.deployment_status,
     };
-    let (rows, total) = state.store.sites_where(filter, cursor.request).await?;
-    Ok(cursor.page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total))
+    let (rows, total) = state.store.sites_where(filter, cursor.seeking()).await?;
+    Ok(cursor.seek_page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total, |s| &s.id))
 }
 
 /// A server's sites.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites", tag = "sites",
-    params(("server" = String, Path), crate::extract::PageParams),
+    params(("server" = String, Path), crate::extract::PageParams, crate::extract::CursorParams),
     security(("token" = ["site:read"])),
     responses((status = 200, body = Paginated<SiteResource>))
 )]
@@ -69,8 +69,8 @@ pub async fn list_sites(
 ) -> Result<Paginated<SiteResource>, ApiError> {
     // Filtered in the query, so that `meta.total` and the pages count only what the token sees.
     let only = v.principal.site_ids.as_deref();
-    let (rows, total) = state.store.sites_of_server(&v.server.id, only, Some(cursor.request)).await?;
-    Ok(cursor.page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total))
+    let (rows, total) = state.store.sites_of_server(&v.server.id, only, Some(cursor.seeking())).await?;
+    Ok(cursor.seek_page(rows.iter().map(|s| site_resource(&state, s, None)).collect(), total, |s| &s.id))
 }
 
 /// Create a site: answers 201 with the site `installing` and the operation that makes it real

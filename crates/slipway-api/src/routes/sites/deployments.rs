@@ -83,8 +83,7 @@ pub(crate) async fn start_deployment(
         Plan::Rollback { release } => (ACTION_ROLLBACK, Some(release), None),
         Plan::EnableZeroDowntime => (ACTION_ENABLE_ZERO_DOWNTIME, None, None),
     };
-    let (busy, _) =
-        state.store.deployments_of_site(&site.id, slipway_core::PageRequest { page: 1, per_page: 1 }).await?;
+    let (busy, _) = state.store.deployments_of_site(&site.id, slipway_core::PageRequest::new(1, 1)).await?;
     let waiting = busy.first().is_some_and(|d| !d.status.is_finished());
     let deployment = Deployment {
         id: slipway_core::new_id(),
@@ -266,7 +265,7 @@ pub async fn enable_zero_downtime(
 /// The site's deployments, newest first.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites/{site}/deployments", tag = "deployments",
-    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
+    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams, crate::extract::CursorParams),
     security(("token" = ["site:read"])),
     responses((status = 200, body = Paginated<DeploymentResource>))
 )]
@@ -275,8 +274,8 @@ pub async fn list_deployments(
     v: VisibleSite,
     Page(cursor): Page,
 ) -> Result<Paginated<DeploymentResource>, ApiError> {
-    let (rows, total) = state.store.deployments_of_site(&v.site.id, cursor.request).await?;
-    Ok(cursor.page(rows.iter().map(crate::resources::deployment).collect(), total))
+    let (rows, total) = state.store.deployments_of_site(&v.site.id, cursor.seeking()).await?;
+    Ok(cursor.seek_page(rows.iter().map(crate::resources::deployment).collect(), total, |d| &d.id))
 }
 
 /// A deployment of this site, from `{deployment}`, or 404.
@@ -456,8 +455,7 @@ pub async fn cancel_scheduled_deploy(
     let mut cancelled = Vec::new();
     let mut page = 1;
     loop {
-        let (rows, _) =
-            state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest { page, per_page: 100 }).await?;
+        let (rows, _) = state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest::new(page, 100)).await?;
         if rows.is_empty() {
             break;
         }
