@@ -41,6 +41,11 @@ pub const ACTION_ENABLE_ZERO_DOWNTIME: &str = "enable-zero-downtime";
 /// a long request still holds one.
 const DRAIN_SECONDS: &str = "10";
 
+/// The switch script's exit status when it failed and left nothing switched (nginx back on the
+/// previous block, `current` untouched). No command the switch runs exits with it on its own
+/// (sysexits' EX_TEMPFAIL; the commands there fail with 1 to 6).
+const SWITCH_UNDONE_EXIT: i64 = 75;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployJob {
     pub deployment_id: String,
@@ -349,7 +354,9 @@ impl DeploySite {
             .var("PHP_VERSION", php.unwrap_or(""))
             .var("OLD_PROGRAM", &old_program)
             .var("OLD_PORT", &old_port)
-            .var("DRAIN_SECONDS", DRAIN_SECONDS);
+            .var("NEW_PORT", &port.map(|p| p.to_string()).unwrap_or_default())
+            .var("DRAIN_SECONDS", DRAIN_SECONDS)
+            .var("UNDONE_EXIT", &SWITCH_UNDONE_EXIT.to_string());
         if adopting {
             // Recorded before anything moves: whatever happens to the switch from here, the next
             // deploy builds a release (from an in-place tree still live, that is a normal deploy;
@@ -358,7 +365,14 @@ impl DeploySite {
             self.0.store.update_site(&site.id, &changes).await.map_err(store_error)?;
         }
         progress.switch_started = true;
-        run(switch, uncancellable.clone()).await?;
+        if let Err(e) = run(switch, uncancellable.clone()).await {
+            // The script undid its part and said so: nothing of this release is live, so it is
+            // cleaned up as after any earlier step.
+            if matches!(e, JobError::Failed { exit_code: Some(SWITCH_UNDONE_EXIT), .. }) {
+                progress.switch_started = false;
+            }
+            return Err(e);
+        }
         progress.switched = true;
         Ok(Live { release, port, kept: !in_place })
     }

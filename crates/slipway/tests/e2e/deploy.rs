@@ -632,6 +632,36 @@ async fn a_switch_nginx_does_not_take_fails_and_the_previous_release_keeps_servi
     assert_eq!(third["status"], "succeeded", "{third}");
     assert_eq!(stage.get("stuck.example.com", "/").await, (200, "three\n".to_string()));
     stage.settles_to_one_app().await;
+
+    // nginx takes a reload only once asked again, with the previous block back: the switch is
+    // undone, so the new release's app is stopped and its release removed.
+    commit("four");
+    let stopped = Stopped::new(&master);
+    let (status, posted) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{posted}");
+    let id = posted["data"]["id"].as_str().unwrap().to_string();
+    let resume = async {
+        common::eventually(Duration::from_secs(60), "the switch asking nginx again", || async {
+            stage.log(&site, &id).await.contains("asking it again")
+        })
+        .await;
+        drop(stopped);
+    };
+    let (fourth, ()) = tokio::join!(stage.wait(&site, &id), resume);
+    assert_eq!(
+        (fourth["status"].as_str(), fourth["failed_step"].as_str()),
+        (Some("failed"), Some("switch")),
+        "{fourth}"
+    );
+    let reason = fourth["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("reloaded since with the previous block"), "{fourth}");
+    assert_eq!(stage.get("stuck.example.com", "/").await, (200, "three\n".to_string()));
+    stage.settles_to_one_app().await;
+    let releases = Path::new("/home/slipway/stuck.example.com/releases");
+    assert!(releases.is_dir(), "the site's releases are where the test looks");
+    assert!(!releases.join(&id).exists(), "the undone release is removed");
+    let (_, shown) = stage.api.call(Method::GET, &site, None).await;
+    assert_eq!(shown["data"]["current_release"], third["id"], "{shown}");
 }
 
 /// Requests the site until told to stop; counts successes and failures. Each request opens its
