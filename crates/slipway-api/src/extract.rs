@@ -174,7 +174,7 @@ pub struct CursorParams {
     /// Where the page starts: just past this id, the last one of the page before, as
     /// `links.next` gives it. Costs the same at any depth, and items added or removed before
     /// it do not shift the walk; `page` still numbers the page.
-    #[param(min_length = 26, max_length = 26)]
+    #[param(pattern = "^[0-9A-HJKMNP-TV-Z]{26}$")]
     pub cursor: Option<String>,
 }
 
