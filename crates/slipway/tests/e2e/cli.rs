@@ -13,7 +13,7 @@ use common::{Server, slipway, temp_data_dir};
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Runs `slipway ARGS` with a credentials directory of the test's own, feeding `stdin`.
-fn run(data_dir: &std::path::PathBuf, config_dir: &Path, envs: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
+fn run(data_dir: &Path, config_dir: &Path, envs: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
     let mut cmd = slipway(data_dir, envs);
     cmd.env("SLIPWAY_CONFIG_DIR", config_dir)
         .args(args)

@@ -27,7 +27,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `slipway serve` and waits (with a deadline) for its "listening" line.
-    pub fn start(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Result<Server, String> {
+    pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = slipway(data_dir, envs)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -119,7 +119,7 @@ impl Drop for Server {
 }
 
 /// A `slipway` command with a clean environment: no SLIPWAY_* from the caller leaks in.
-pub fn slipway(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Command {
+pub fn slipway(data_dir: &Path, envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
         if key.starts_with("SLIPWAY_") {
@@ -133,8 +133,36 @@ pub fn slipway(data_dir: &PathBuf, envs: &[(&str, &str)]) -> Command {
     cmd
 }
 
-pub fn temp_data_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("slipway-e2e-{}", slipway_core::new_id().to_lowercase()))
+/// A test's data directory under the system's temporary directory: removed when the test
+/// ends, kept (and named on stderr) when it fails, for what it holds (logs, the database).
+pub fn temp_data_dir() -> TempDataDir {
+    TempDataDir(std::env::temp_dir().join(format!("slipway-e2e-{}", slipway_core::new_id().to_lowercase())))
+}
+
+/// See [`temp_data_dir`]. Not `Clone`: a copy dropped early would remove the directory in use.
+pub struct TempDataDir(PathBuf);
+
+impl std::ops::Deref for TempDataDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDataDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDataDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the failed test's data directory is kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// A signed-in API caller.

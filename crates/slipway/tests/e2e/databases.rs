@@ -21,11 +21,12 @@ const TWO_DOWNLOADS: (&str, &str) = ("SLIPWAY_RATE_LIMIT_BACKUP_DOWNLOAD", "2");
 
 /// A Slipway and a test host provisioned with `database_type`.
 struct Provisioned {
-    dir: std::path::PathBuf,
     slipway: Server,
     api: Api,
     server_path: String,
     host: NetnsHost,
+    /// Last: removed once the server has stopped.
+    dir: common::TempDataDir,
 }
 
 async fn provisioned_with(database_type: &str) -> Provisioned {
@@ -363,7 +364,7 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
 }
 
 /// Runs the command line against `api`: whether it succeeded, its stdout and its stderr.
-fn run_cli(dir: &std::path::PathBuf, api: &Api, args: &[&str]) -> (bool, String, String) {
+fn run_cli(dir: &std::path::Path, api: &Api, args: &[&str]) -> (bool, String, String) {
     let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
     let out = common::slipway(dir, &env).args(args).output().unwrap();
     (

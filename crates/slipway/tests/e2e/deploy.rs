@@ -24,7 +24,7 @@ struct Stage {
     host: NetnsHost,
     repo: GitRepo,
     server_path: String,
-    dir: PathBuf,
+    dir: common::TempDataDir,
     slipway: Option<Server>,
 }
 
@@ -2415,7 +2415,7 @@ async fn two_replicas_on_postgresql_share_the_work_and_take_over_after_kill_9() 
     let db = slipway_store::testing::TestDatabase::postgres().await;
     let env = [("SLIPWAY_DATABASE_URL", db.url()), ("SLIPWAY_JOB_LEASE_SECONDS", "3")];
     let mut stage = Stage::new(&env).await;
-    let replica = |dir: &PathBuf| {
+    let replica = |dir: &Path| {
         // The same data directory: the same secrets key, as every replica needs.
         let mut all = vec![UNLIMITED];
         all.extend_from_slice(&env);

@@ -236,7 +236,7 @@ const TICKING_BUILD: &str =
     "n=$(cat ticks); i=1\nwhile [ \"$i\" -le \"$n\" ]; do echo \"tick $i\"; i=$((i + 1)); sleep 1; done\n";
 
 /// Runs `slipway ARGS` to its end, returning each stdout line with when it arrived, and stderr.
-fn run_timed(dir: &std::path::PathBuf, env: &[(&str, &str)], args: &[&str]) -> (bool, Vec<(Instant, String)>, String) {
+fn run_timed(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (bool, Vec<(Instant, String)>, String) {
     let mut child = common::slipway(dir, env).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());

@@ -102,11 +102,12 @@ async fn fetch(address: &str, port: u16) -> Option<String> {
 
 /// A running Slipway with its owner signed in, and a test host it has provisioned.
 struct Provisioned {
-    dir: std::path::PathBuf,
     slipway: Server,
     api: Api,
     server_id: String,
     host: NetnsHost,
+    /// Last: removed once the server has stopped.
+    dir: common::TempDataDir,
 }
 
 async fn provisioned() -> Provisioned {
@@ -135,7 +136,7 @@ async fn events(api: &Api, event_type: &str, resource_id: &str) -> Vec<Value> {
 }
 
 /// Runs the command-line client against `api`: whether it succeeded, its stdout and its stderr.
-fn cli<'a>(dir: &'a std::path::PathBuf, api: &'a Api) -> impl Fn(&[&str]) -> (bool, String, String) + 'a {
+fn cli<'a>(dir: &'a Path, api: &'a Api) -> impl Fn(&[&str]) -> (bool, String, String) + 'a {
     move |args| {
         let env = [("SLIPWAY_URL", api.url.as_str()), ("SLIPWAY_TOKEN", api.token.as_str())];
         let out = common::slipway(dir, &env).args(args).output().unwrap();
