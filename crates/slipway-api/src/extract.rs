@@ -204,13 +204,8 @@ impl FromRequestParts<AppState> for Page {
             }
         }
         let request = PageRequest::parse(page.as_deref(), per_page.as_deref())?;
-        let seek =
-            match cursor {
-                None => None,
-                Some(raw) => Some(SeekId::parse(&raw).ok_or_else(|| {
-                    ApiError::validation("cursor", "The cursor must be an id, as links.next gives it.")
-                })?),
-            };
+        let not_an_id = || ApiError::validation("cursor", "The cursor must be an id, as links.next gives it.");
+        let seek = cursor.map(|raw| SeekId::parse(&raw).ok_or_else(not_an_id)).transpose()?;
         let kept = kept.finish();
         let separator = if kept.is_empty() { "" } else { "&" };
         let link_base = format!("{}{}?{kept}{separator}", state.config.public_url, parts.uri.path());

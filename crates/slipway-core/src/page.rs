@@ -45,6 +45,9 @@ pub struct SeekId([u8; 26]);
 
 impl SeekId {
     /// `None` unless `raw` has the shape of an id (which also keeps it out of any SQL text).
+    /// Stricter than [`crate::id::looks_like_id`], which takes lower case too: a cursor is
+    /// compared with stored ids as text, where only the upper case they are issued in sorts
+    /// right.
     pub fn parse(raw: &str) -> Option<Self> {
         let bytes: [u8; 26] = raw.as_bytes().try_into().ok()?;
         let crockford = |b: &u8| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(b));

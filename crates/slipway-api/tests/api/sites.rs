@@ -300,6 +300,16 @@ async fn site_on(app: &TestApp, token: &str, server: &str, domain: &str) -> Stri
     format!("/api/v1/servers/{server}/sites/{}", reply.json()["data"]["id"].as_str().unwrap())
 }
 
+/// Makes `n` static sites on `server` named `<prefix><i>.example.com`; their ids, in order.
+async fn site_ids_on(app: &TestApp, token: &str, server: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let site = site_on(app, token, server, &format!("{prefix}{i}.example.com")).await;
+        ids.push(site.rsplit('/').next().unwrap().to_string());
+    }
+    ids
+}
+
 /// A site going away, or whose installation failed, starts no deployment by any route, and a
 /// refused `?deploy=true` leaves the variables as they were.
 #[tokio::test]
@@ -341,11 +351,7 @@ async fn restricted_tokens_page_through_their_own_sites_only() {
     let app = TestApp::configured(TestDatabase::postgres().await, |c| c.rate_limits.api_per_minute = 10_000).await;
     let owner = app.user("pages@example.com").await;
     let server = provisioned_server(&app, &owner.token).await;
-    let mut ids = Vec::new();
-    for n in 0..5 {
-        let site = site_on(&app, &owner.token, &server, &format!("s{n}.example.com")).await;
-        ids.push(site.rsplit('/').next().unwrap().to_string());
-    }
+    let ids = site_ids_on(&app, &owner.token, &server, "s", 5).await;
     let only = serde_json::to_string(&[&ids[1], &ids[3]]).unwrap();
     let token = app.token(&owner.id, &["*"], |t| t.site_ids = Some(only)).await;
     let page = app.get_as(&format!("/api/v1/servers/{server}/sites?per_page=1"), &token).await.json();
@@ -363,16 +369,18 @@ async fn walking_a_list_along_next_is_not_shifted_by_removals_behind_it() {
         let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
         let owner = app.user("walker@example.com").await;
         let server = provisioned_server(&app, &owner.token).await;
-        let mut ids = Vec::new();
-        for n in 0..7 {
-            let site = site_on(&app, &owner.token, &server, &format!("w{n}.example.com")).await;
-            ids.push(site.rsplit('/').next().unwrap().to_string());
-        }
+        let ids = site_ids_on(&app, &owner.token, &server, "w", 7).await;
+        // The page a page's `links.next` leads to.
+        let (app, token) = (&app, owner.token.as_str());
+        let follow = |page: &Value| {
+            let next = page["links"]["next"].as_str().unwrap().strip_prefix(common::PUBLIC_URL).unwrap().to_string();
+            async move { app.get_as(&next, token).await.json() }
+        };
         for list in [format!("/api/v1/servers/{server}/sites?per_page=3"), "/api/v1/sites?per_page=3".to_string()] {
             let first = app.get_as(&list, &owner.token).await.json();
             let next = first["links"]["next"].as_str().unwrap().to_string();
             assert!(next.ends_with(&format!("&page=2&cursor={}", ids[2])), "{next}");
-            let second = app.get_as(next.strip_prefix(common::PUBLIC_URL).unwrap(), &owner.token).await.json();
+            let second = follow(&first).await;
             let on_page = |page: &Value| -> Vec<String> {
                 page["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
             };
@@ -383,16 +391,12 @@ async fn walking_a_list_along_next_is_not_shifted_by_removals_behind_it() {
         // the fifth site; past the cursor it starts at the fourth.
         let first = app.get_as("/api/v1/sites?per_page=3", &owner.token).await.json();
         assert!(app.state.store.delete_site(&ids[0]).await.unwrap());
-        let next = first["links"]["next"].as_str().unwrap().strip_prefix(common::PUBLIC_URL).unwrap().to_string();
-        let second = app.get_as(&next, &owner.token).await.json();
+        let second = follow(&first).await;
         assert_eq!(second["data"][0]["id"].as_str(), Some(ids[3].as_str()), "{second}");
         let by_number = app.get_as("/api/v1/sites?per_page=3&page=2", &owner.token).await.json();
         assert_eq!(by_number["data"][0]["id"].as_str(), Some(ids[4].as_str()));
         // The last page leads nowhere; a cursor that is not an id is a 422 on it.
-        let last = app
-            .get_as(second["links"]["next"].as_str().unwrap().strip_prefix(common::PUBLIC_URL).unwrap(), &owner.token)
-            .await
-            .json();
+        let last = follow(&second).await;
         assert_eq!(
             (last["data"][0]["id"].as_str(), &last["links"]["next"]),
             (Some(ids[6].as_str()), &Value::Null),

@@ -50,7 +50,6 @@ async fn first_start_prints_a_setup_link_that_works_once() {
 
     let restarted = Server::start(&dir, &[]).unwrap();
     assert!(!restarted.stdout.iter().any(|l| l.contains("/setup?code=")), "no setup link once an owner exists");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -256,5 +255,4 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
     let logout = run(&dir, &config, &[], &["logout"], "");
     assert!(logout.status.success(), "{:?}", text(&logout));
     assert!(text(&run(&dir, &config, &[], &["whoami"], "")).1.contains("not logged in"));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -161,8 +161,8 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
+        // Slipway stops first; its data directory goes with `dir` (kept if the test failed).
         drop(self.slipway.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
         // The sites' files and Unix users on this machine (the test host shares its files).
         common::clean_test_host_files();
     }
@@ -296,12 +296,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let failed = stage.deploy(&site, "deploy", json!({})).await;
     let live_env = std::fs::read_to_string("/home/slipway/static.example.com/current/.env").unwrap();
     assert!(!live_env.contains("NEW_VAR"), "a failed deploy leaves the live release's variables alone: {live_env}");
-    assert_eq!(
-        (failed["status"].as_str(), failed["failed_step"].as_str()),
-        (Some("failed"), Some("build")),
-        "{failed}"
-    );
-    assert!(failed["failure_reason"].as_str().unwrap().contains("deploy script failed"), "{failed}");
+    assert_failed_at(&failed, "build", "deploy script failed");
     let last = failed["steps"].as_array().unwrap().last().cloned().unwrap();
     assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{failed}");
     // Exactly one deployment.failed notification per subscribed channel, naming the step.
@@ -355,13 +350,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     // A failing health check (the web directory is missing in this commit).
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "rm -rf public\n"}))).await;
     let unhealthy = stage.deploy(&site, "deploy", json!({})).await;
-    assert_eq!(
-        (unhealthy["status"].as_str(), unhealthy["failed_step"].as_str()),
-        (Some("failed"), Some("health check")),
-        "{unhealthy}"
-    );
-    let reason = unhealthy["failure_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("the web directory public does not exist in the release"), "{unhealthy}");
+    assert_failed_at(&unhealthy, "health check", "the web directory public does not exist in the release");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version two\n");
     // And a health path the release does not have.
     let change = json!({"deploy_script": "true\n", "health_check_path": "/missing.html?x=1"});
@@ -471,12 +460,7 @@ async fn a_generic_app_deploys_on_a_fresh_port_and_rolls_back() {
     stage.repo.commit(&[("index.html", "app three\n")], "app three");
     stage.api.call(Method::PUT, &site, Some(json!({"health_check_path": "/missing"}))).await;
     let unhealthy = stage.deploy(&site, "deploy", json!({})).await;
-    assert_eq!(
-        (unhealthy["status"].as_str(), unhealthy["failed_step"].as_str()),
-        (Some("failed"), Some("health check")),
-        "{unhealthy}"
-    );
-    assert!(unhealthy["failure_reason"].as_str().unwrap().contains("answered 404"), "{unhealthy}");
+    assert_failed_at(&unhealthy, "health check", "answered 404");
     assert_eq!(stage.get("app.example.com", "/").await.1, "app two\n");
     stage.settles_to_one_app().await; // the unhealthy process was stopped
     stage.api.call(Method::PUT, &site, Some(json!({"health_check_path": "/health.txt"}))).await;
@@ -558,6 +542,12 @@ async fn a_request_in_flight_to_the_previous_app_is_answered_before_it_stops() {
     drop(held);
 }
 
+/// Asserts that deployment `d` failed at `step` with a reason that mentions `reason`.
+fn assert_failed_at(d: &Value, step: &str, reason: &str) {
+    assert_eq!((d["status"].as_str(), d["failed_step"].as_str()), (Some("failed"), Some(step)), "{d}");
+    assert!(d["failure_reason"].as_str().unwrap_or_default().contains(reason), "{d}");
+}
+
 /// Keeps a process stopped (SIGSTOP) until dropped (SIGCONT), whatever the test does meanwhile.
 struct Stopped(String);
 
@@ -610,13 +600,7 @@ async fn a_switch_nginx_does_not_take_fails_and_the_previous_release_keeps_servi
     // The workers kept answering, from release one.
     assert_eq!(stage.get("stuck.example.com", "/").await, (200, "one\n".to_string()));
     drop(stopped);
-    assert_eq!(
-        (second["status"].as_str(), second["failed_step"].as_str()),
-        (Some("failed"), Some("switch")),
-        "{second}"
-    );
-    let reason = second["failure_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("nginx did not reload"), "{second}");
+    assert_failed_at(&second, "switch", "nginx did not reload");
     assert_eq!(std::fs::read_to_string(block_path).unwrap(), block_of_one, "the block for release one is back");
     // nginx now takes the reload it was asked for, with the block that went back.
     common::eventually(Duration::from_secs(10), "nginx reloading once it runs again", || async {
@@ -648,13 +632,7 @@ async fn a_switch_nginx_does_not_take_fails_and_the_previous_release_keeps_servi
         drop(stopped);
     };
     let (fourth, ()) = tokio::join!(stage.wait(&site, &id), resume);
-    assert_eq!(
-        (fourth["status"].as_str(), fourth["failed_step"].as_str()),
-        (Some("failed"), Some("switch")),
-        "{fourth}"
-    );
-    let reason = fourth["failure_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("reloaded since with the previous block"), "{fourth}");
+    assert_failed_at(&fourth, "switch", "reloaded since with the previous block");
     assert_eq!(stage.get("stuck.example.com", "/").await, (200, "three\n".to_string()));
     stage.settles_to_one_app().await;
     let releases = Path::new("/home/slipway/stuck.example.com/releases");

@@ -228,7 +228,6 @@ async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
     drop(repo);
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A build that prints `tick 1` … `tick N`, one a second (N from the commit's `ticks` file).
@@ -342,5 +341,4 @@ async fn netns_a_deploy_only_token_deploys_and_follows_a_long_log_under_the_defa
     drop(repo);
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }

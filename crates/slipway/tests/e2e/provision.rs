@@ -341,7 +341,6 @@ async fn a_server_is_provisioned_for_real_and_its_keys_rules_and_services_are_ma
 
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -364,7 +363,6 @@ async fn an_unsupported_operating_system_fails_with_the_reason() {
     );
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -399,7 +397,6 @@ async fn provisioning_interrupted_by_kill_9_is_completed_after_restart() {
     assert!(fetch(&host.address, 80).await.is_some());
     drop(host);
     drop(restarted);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -480,7 +477,6 @@ async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
     }
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -546,7 +542,6 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
 
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The pids of processes whose command line holds `marker`, as this machine sees them.
@@ -557,7 +552,7 @@ fn pids_of(marker: &str) -> Vec<u32> {
 
 #[tokio::test]
 async fn daemons_run_under_real_supervisor_with_their_true_status() {
-    let Provisioned { dir, slipway, api, server_id, host } = provisioned().await;
+    let Provisioned { dir: _dir, slipway, api, server_id, host } = provisioned().await;
     let server_path = format!("/api/v1/servers/{server_id}");
     let daemons = format!("{server_path}/daemons");
 
@@ -709,7 +704,6 @@ async fn daemons_run_under_real_supervisor_with_their_true_status() {
 
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The last run of a cron job once one has ended, or `None` yet.
@@ -849,5 +843,4 @@ async fn cron_jobs_run_under_the_real_cron_daemon_and_report_every_run() {
 
     drop(host);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -65,7 +65,6 @@ async fn serves_on_sqlite_keeps_its_key_private_and_stops_cleanly_on_sigterm() {
     let other_key = slipway_core::SecretsKey::generate();
     let err = Server::start(&dir, &[("SLIPWAY_SECRET_KEY", other_key.to_base64())]).err().expect("refused");
     assert!(err.contains("the secrets key does not match"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -80,7 +79,6 @@ async fn serves_on_a_fresh_postgres_database() {
     assert!(!dir.join("slipway.db").exists(), "no SQLite file when running on PostgreSQL");
     let (status, _) = server.terminate();
     assert!(status.success());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -101,7 +99,6 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(request_line["method"], "GET");
     assert_eq!(request_line["span"]["request_id"], "json-log-check");
     assert!(request_line["latency_ms"].is_number());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -136,7 +133,6 @@ fn migrate_config_version_and_openapi_commands() {
     let out = slipway(&dir, &[]).arg("openapi").output().unwrap();
     let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(spec["openapi"], "3.1.0");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// kill -9 in the middle of a burst of 200 token creations, each with its own Idempotency-Key:
@@ -194,7 +190,6 @@ async fn idempotency_keys_survive_kill_9(envs: &[(&str, &str)]) {
         assert_eq!(me.send().await.unwrap().status(), 200, "key {n}: the secret it returns works");
     }
     drop(restarted);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -266,7 +261,6 @@ async fn prunes_on_schedule(envs: &[(&str, &str)]) {
     let vacuum = slipway(&dir, &envs).args(["admin", "vacuum"]).output().unwrap();
     assert!(vacuum.status.success(), "{}", String::from_utf8_lossy(&vacuum.stderr));
     assert!(String::from_utf8_lossy(&vacuum.stdout).contains("Compacted"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -143,7 +143,6 @@ async fn verify_pins_the_host_key_and_refuses_a_changed_one() {
 
     let (status, _) = slipway.terminate();
     assert!(status.success());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -225,7 +224,6 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
     assert!(text(&deleted).1.contains("Server cli-box-2 is forgotten"), "{:?}", text(&deleted));
     assert_eq!(api.call(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None).await.0, 404);
     drop(slipway);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -281,7 +279,6 @@ async fn a_job_interrupted_by_kill_9_is_recovered_after_restart() {
         api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server_id}/verify"), Some(json!({}))).await;
     api.succeeded(op["data"]["id"].as_str().unwrap()).await;
     drop(restarted);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A minimal SMTP server on loopback that accepts every message; returns its port and the
