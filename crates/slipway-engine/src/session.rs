@@ -51,8 +51,8 @@ impl Progress for Quiet {
 pub type Connection = Arc<SshConnection>;
 
 /// Connections kept open between jobs, one per server and address: a job reuses one after
-/// checking it still works (a command round trip), else connects afresh. Unused ones are
-/// dropped after a while.
+/// checking the server still answers on it (a keepalive round trip), else connects afresh.
+/// Unused ones are dropped after a while.
 #[derive(Default)]
 pub struct ConnectionPool {
     /// Connection, last used, opened.
@@ -89,13 +89,7 @@ impl ConnectionPool {
             self.forget(server);
             return None;
         }
-        let (_never, no_cancel) = tokio::sync::watch::channel(false);
-        let alive = tokio::time::timeout(
-            engine.ssh.connect,
-            candidate.run("true\n", &mut |_, _| {}, no_cancel, engine.ssh.connect),
-        )
-        .await;
-        if matches!(alive, Ok(Ok(ref exit)) if exit.success()) {
+        if candidate.alive(engine.ssh.connect).await {
             self.keep(server, &candidate);
             Some(candidate)
         } else {

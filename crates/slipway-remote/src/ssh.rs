@@ -209,6 +209,19 @@ impl SshConnection {
         self.handle.is_closed()
     }
 
+    /// Whether the server still answers on this connection, within `within`: one global request
+    /// and its reply (OpenSSH's keepalive), with no channel or shell started. A kept connection
+    /// is checked so before reuse; a server that rebooted or a network that dropped the
+    /// connection without a word fails it.
+    pub async fn alive(&self, within: std::time::Duration) -> bool {
+        if self.handle.is_closed() {
+            return false;
+        }
+        let answered = tokio::time::timeout(within, self.handle.send_ping()).await;
+        // The reply channel also ends when the connection does; then the handle is closed.
+        matches!(answered, Ok(Ok(()))) && !self.handle.is_closed()
+    }
+
     pub async fn close(&self) {
         let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
     }

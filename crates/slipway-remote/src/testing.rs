@@ -74,6 +74,21 @@ impl Sshd {
     pub fn drop_sessions(&self) {
         let _ = Command::new("pkill").args(["-KILL", "-P", &self.child.id().to_string()]).status();
     }
+
+    /// Stops (or resumes) the per-connection sshd processes and everything under them: the
+    /// connections stay open but nothing answers on them, as with a hung server or a network
+    /// that lost the route without a reset.
+    pub fn freeze_sessions(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let mut parents = vec![self.child.id().to_string()];
+        while let Some(parent) = parents.pop() {
+            let children = Command::new("pgrep").args(["-P", &parent]).output().unwrap().stdout;
+            for pid in String::from_utf8_lossy(&children).split_whitespace() {
+                let _ = Command::new("kill").args([signal, pid]).status();
+                parents.push(pid.to_string());
+            }
+        }
+    }
 }
 
 impl Drop for Sshd {

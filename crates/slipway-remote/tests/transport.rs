@@ -145,6 +145,35 @@ async fn ssh_pins_host_keys_streams_output_and_stops_stalled_or_cancelled_comman
     drop(tx);
 }
 
+/// A kept connection is checked with one keepalive round trip before reuse: it must tell a
+/// server that answers from one that keeps the connection open but answers nothing, and from a
+/// connection that is gone.
+#[tokio::test]
+async fn a_kept_connection_is_alive_only_while_the_server_answers_on_it() {
+    let slipway_key = SshKeypair::generate();
+    let sshd = Sshd::start(&[slipway_key.public_openssh()]);
+    let timeouts = SshTimeouts { connect: Duration::from_secs(5), ..Default::default() };
+    let connection = SshConnection::connect(&sshd.target(None), &slipway_key, &timeouts).await.unwrap();
+    assert!(connection.alive(Duration::from_secs(5)).await, "a fresh connection answers");
+
+    sshd.freeze_sessions(true);
+    let asked = Instant::now();
+    let answered = connection.alive(Duration::from_millis(300)).await;
+    sshd.freeze_sessions(false);
+    assert!(!answered, "a server that answers nothing is not alive");
+    assert!(asked.elapsed() < Duration::from_secs(3), "the check waited {:?}", asked.elapsed());
+    assert!(connection.alive(Duration::from_secs(5)).await, "it answers again once resumed");
+    let (result, lines) = run(&connection, "echo still here\n", Duration::from_secs(10)).await;
+    assert!(result.unwrap().success());
+    assert_eq!(lines, vec![(Stream::Stdout, "still here".to_string())]);
+
+    sshd.drop_sessions();
+    eventually(Duration::from_secs(10), "the dropped connection is not alive", || async {
+        !connection.alive(Duration::from_secs(1)).await
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn more_commands_at_once_than_sshd_allows_sessions_all_run_over_one_connection() {
     let slipway_key = SshKeypair::generate();
