@@ -1,6 +1,6 @@
 # Removes releases beyond those kept (never the current one), and after a conversion to releases
 # the old in-place working tree. Inputs: DEPLOY_USER, ROOT, KEEP (space-separated release ids to
-# keep), REMOVE_LIVE (yes after a conversion). Prints "slipway-pruned ID" for each one removed.
+# keep), REMOVE_LIVE (yes after a conversion). Slipway has already marked the others gone.
 current=$(readlink "$ROOT/current" 2>/dev/null || true)
 if [ -n "$REMOVE_LIVE" ] && [ "$current" != live ]; then
     step "removing the in-place working tree"
@@ -12,5 +12,4 @@ for dir in "$ROOT"/releases/*; do
     case " $KEEP " in *" $id "*) continue ;; esac
     [ "releases/$id" = "$current" ] && continue
     as_user rm -rf -- "$dir" "$ROOT/.slipway/env-$id.sh"
-    printf 'slipway-pruned %s\n' "$id"
 done

@@ -413,34 +413,50 @@ impl DeploySite {
         Ok(if sha.bytes().all(|b| b.is_ascii_hexdigit()) { sha } else { String::new() })
     }
 
-    /// Removes releases beyond `keep_releases` (never the live one); a failure here is reported
-    /// but does not undo a deployment that is live.
-    async fn prune(&self, ctx: &JobContext, connection: &SshConnection, site: &Site, live: &str, remove_live: bool) {
-        let engine = &self.0;
+    /// Records which releases are kept (the newest `keep_releases`, and the live one) and marks
+    /// the others gone; returns the kept ones, for [`Self::remove_releases`]. A deployment that
+    /// reports its end after this never lists a release that is about to be removed. A failure
+    /// is reported but does not undo a deployment that is live.
+    async fn retire_releases(&self, ctx: &JobContext, site: &Site, live: &str) -> Option<Vec<String>> {
+        let store = &self.0.store;
         let result = async {
-            let releases = engine.store.releases_of_site(&site.id).await.map_err(store_error)?;
+            let releases = store.releases_of_site(&site.id).await.map_err(store_error)?;
             let keep_count = usize::try_from(site.keep_releases.max(1)).unwrap_or(1);
-            let mut keep: Vec<&str> = releases.iter().take(keep_count).map(|d| d.id.as_str()).collect();
-            keep.push(live);
+            let mut keep: Vec<String> = releases.iter().take(keep_count).map(|d| d.id.clone()).collect();
+            keep.push(live.to_string());
+            for release in releases.iter().filter(|r| !keep.contains(&r.id)) {
+                let update = DeploymentUpdate { release_present: Some(false), ..Default::default() };
+                store.update_deployment(&release.id, &update).await.map_err(store_error)?;
+            }
+            Ok::<_, JobError>(keep)
+        }
+        .await;
+        result.map_err(|e| ctx.log("stderr", format!("pruning old releases failed (the deployment is live): {e}"))).ok()
+    }
+
+    /// Removes the release directories on the server that are not in `keep` (never the live
+    /// one: the script checks `current` itself), and after a conversion the in-place tree.
+    /// A failure is reported; the next deploy removes what is left.
+    async fn remove_releases(
+        &self,
+        ctx: &JobContext,
+        connection: &SshConnection,
+        site: &Site,
+        keep: &[String],
+        remove_live: bool,
+    ) {
+        let result = async {
             let paths = SitePaths::of(site)?;
             let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
                 .var("DEPLOY_USER", &paths.user)
                 .var("ROOT", &paths.root)
                 .var("KEEP", &keep.join(" "))
                 .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
-            let reported = run_script_with(engine, ctx, connection, &prune, ctx.cancel_receiver()).await?;
-            let gone: Vec<&str> = reported.iter().filter_map(|l| l.strip_prefix("slipway-pruned ")).collect();
-            for release in &releases {
-                if gone.contains(&release.id.as_str()) || !keep.contains(&release.id.as_str()) {
-                    let update = DeploymentUpdate { release_present: Some(false), ..Default::default() };
-                    engine.store.update_deployment(&release.id, &update).await.map_err(store_error)?;
-                }
-            }
-            Ok::<(), JobError>(())
+            run_script_with(&self.0, ctx, connection, &prune, ctx.cancel_receiver()).await
         }
         .await;
         if let Err(e) = result {
-            ctx.log("stderr", format!("pruning old releases failed (the deployment is live): {e}"));
+            ctx.log("stderr", format!("removing old releases failed (the deployment is live): {e}"));
         }
     }
 
@@ -622,8 +638,12 @@ impl JobHandler for DeploySite {
                     ctx.log("info", "==> the site now deploys as releases with an atomic switch");
                 }
                 crate::items::queue_workers::restart_after_deploy(engine, ctx, &connection, &site, &server).await;
-                if live.kept {
-                    self.prune(ctx, &connection, &site, &live.release, adopted).await;
+                let kept = if live.kept { self.retire_releases(ctx, &site, &live.release).await } else { None };
+                // A conversion ends with the in-place tree gone; old releases are removed once
+                // the deployment has said it is live (their removal never changes how it ended,
+                // and they are no longer listed).
+                if adopted && let Some(keep) = &kept {
+                    self.remove_releases(ctx, &connection, &site, keep, true).await;
                 }
                 ctx.log("info", format!("==> deployed: release {} is live", live.release));
                 // The whole log is stored before the deployment says it ended.
@@ -636,6 +656,9 @@ impl JobHandler for DeploySite {
                     ..Default::default()
                 };
                 finish(engine, &deployment, update).await?;
+                if !adopted && let Some(keep) = &kept {
+                    self.remove_releases(ctx, &connection, &site, keep, false).await;
+                }
                 Ok(())
             }
             Err(e) => {

@@ -514,18 +514,28 @@ async fn start_deploy(api: &common::Api, site: &str) -> String {
     d["data"]["id"].as_str().unwrap().to_string()
 }
 
-/// Polls deployment `id` every 10 ms until it succeeds, and returns it; a failure, or no end
-/// within five minutes, ends the bench.
+/// Follows deployment `id`'s log stream, as `slipway deploy` does, until its `end` event, and
+/// returns the deployment that event carries: the client learns of the end when it is written,
+/// not at its next poll. A failure, or no end within five minutes, ends the bench.
 async fn succeeded(api: &common::Api, site: &str, id: &str) -> serde_json::Value {
+    const END: &str = "event: end\ndata: ";
+    let url = format!("{}{site}/deployments/{id}/log/stream", api.url);
+    let mut response = reqwest::Client::new().get(&url).bearer_auth(&api.token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut every = tokio::time::interval(Duration::from_millis(10));
+    let mut seen = String::new();
     loop {
-        every.tick().await;
-        let (_, d) = api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
-        match d["data"]["status"].as_str() {
-            Some("succeeded") => return d["data"].clone(),
-            Some("failed" | "cancelled") => panic!("deployment failed: {d}"),
-            _ => assert!(Instant::now() < deadline, "deployment {id} did not end within 5 minutes: {d}"),
+        if let Some(at) = seen.find(END)
+            && let Some((data, _)) = seen[at + END.len()..].split_once('\n')
+        {
+            let d: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert_eq!(d["status"], "succeeded", "deployment failed: {d}");
+            return d;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("deployment {id}'s stream ended or stalled before its end ({other:?}): {seen}"),
         }
     }
 }
