@@ -186,41 +186,24 @@ put_user_file() {
 # A file replaces whatever is at PATH, a symlink itself (never its target) or a directory.
 # shellcheck disable=SC2016 # expanded by the deploy user's shell
 put_user_files_sh='umask 077
+set -C
 for file in "$@"; do
     # A last line without its newline still counts; no line at all is an error.
     data=; IFS= read -r data || [ -n "$data" ] || exit 1
-    path=${file#*:}
-    t=$(mktemp "$path.XXXXXX") || exit 1
+    path=${file#*:} mode=${file%%:*}
+    # A name of its own (this shell), created only where nothing is (noclobber); each process
+    # saved counts, as every deploy writes three files.
+    t="$path.slipway-$$"
     # What fails on the way leaves no partial copy (a .env holds secrets).
-    { printf "%s" "$data" | base64 -d > "$t" && chmod "${file%%:*}" "$t"; } || { rm -f "$t"; exit 1; }
+    base64 -d > "$t" <<EOF || { rm -f "$t"; exit 1; }
+$data
+EOF
+    if [ "$mode" != 600 ]; then chmod "$mode" "$t" || { rm -f "$t"; exit 1; }; fi
     if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || { rm -f "$t"; exit 1; }; fi
     mv -fT "$t" "$path" || { rm -f "$t"; exit 1; }
 done'
 put_user_files() {
     as_user sh -c "$put_user_files_sh" sh "$@"
-}
-
-# link_shared DIR: links each of the site's shared paths (SHARED: one relative path per line,
-# validated by Slipway) in the release DIR to ROOT/shared/PATH. The first release that has a path
-# seeds shared/ with its copy; a path neither has becomes an empty directory. Done as the deploy
-# user, inside its own tree.
-link_shared() {
-    printf '%s\n' "$SHARED" | while IFS= read -r path; do
-        [ -n "$path" ] || continue
-        step "linking shared/$path"
-        as_user sh -c 'set -e
-            shared="$1/shared/$3"; target="$2/$3"; parent=$(dirname "$3")
-            # The link goes where the path says: no directory on the way is a symlink.
-            want=$(realpath -- "$2"); [ "$parent" = . ] || want="$want/$parent"
-            [ "$(realpath -m -- "$2/$parent")" = "$want" ] || { echo "a directory above $3 is a symlink" >&2; exit 3; }
-            if [ ! -e "$shared" ] && [ ! -L "$shared" ]; then
-                mkdir -p "$(dirname "$shared")"
-                if [ -e "$target" ]; then cp -a "$target" "$shared"; else mkdir -p "$shared"; fi
-            fi
-            rm -rf "$target"
-            mkdir -p "$(dirname "$target")"
-            ln -s "$shared" "$target"' sh "$ROOT" "$1" "$path" || fail "could not link the shared path $path"
-    done
 }
 
 # Installs the packages that are not installed yet (installed ones are left at their version,

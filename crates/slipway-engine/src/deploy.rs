@@ -21,7 +21,7 @@ use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 use slipway_wire::DeploymentStep;
 
 use crate::script::Script;
-use crate::session::{connect, run_script_with, store_error};
+use crate::session::{connect, run_script_observed, run_script_with, store_error};
 use crate::sites::{
     ReleaseDir, SitePaths, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
 };
@@ -225,63 +225,78 @@ impl DeploySite {
             run_script_with(engine, ctx, connection, &script, cancel).await
         };
         // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
-        // tree as its first release.
+        // tree as its first release; a rollback's release was built when it was deployed.
         let in_place = deploys_in_place(site, deployment);
         let adopting = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
+        let rollback = deployment.release_of.is_some();
         let shared = if in_place { String::new() } else { shared_paths(site)? };
         let (release, dir) = match &deployment.release_of {
             Some(release) => {
                 ctx.log("info", format!("==> rolling back to release {release}"));
                 (release.clone(), ReleaseDir::release(release))
             }
-            None if adopting => {
-                self.begin(deployment, progress, "fetch").await;
-                let adopt = Script::new("adopt", include_str!("../scripts/deploy_adopt.sh"))
-                    .var("DEPLOY_USER", &paths.user)
-                    .var("ROOT", &paths.root)
-                    .var("RELEASE", &deployment.id)
-                    .var("SHARED", &shared);
-                let reported = run(adopt, ctx.cancel_receiver()).await?;
-                self.record_commit(deployment, &reported).await?;
-                (deployment.id.clone(), ReleaseDir::release(&deployment.id))
-            }
-            None => {
-                self.begin(deployment, progress, "fetch").await;
-                let source = self.source(ctx, site).await?;
-                let commit = match &deployment.requested_commit {
-                    Some(c) if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_hexdigit()) => c.clone(),
-                    Some(_) => return Err(JobError::failed("the requested commit is not a commit id")),
-                    None => String::new(),
-                };
-                // Credentials reach git through a credential helper, never its arguments.
-                let credentials = slipway_core::site_input::url_credentials(&source.url);
-                if let Some(c) = &credentials {
-                    ctx.add_secret(c.password.clone());
-                }
-                let fetch = Script::new("fetch", include_str!("../scripts/deploy_fetch.sh"))
-                    .var("DEPLOY_USER", &paths.user)
-                    .var("ROOT", &paths.root)
-                    .var("RELEASE", &deployment.id)
-                    .var("REPO_URL", credentials.as_ref().map_or(&source.url, |c| &c.url))
-                    .var("GIT_USERNAME", credentials.as_ref().map_or("", |c| &c.username))
-                    .var("GIT_PASSWORD", credentials.as_ref().map_or("", |c| &c.password))
-                    .var("BRANCH", &site.repository_branch)
-                    .var("COMMIT", &commit)
-                    .var("LIVE_COMMIT", &self.live_commit(site).await?)
-                    .var("IN_PLACE", if in_place { "yes" } else { "" })
-                    .var("KEY_NAME", &source.key_name)
-                    .file_var("DEPLOY_KEY", source.deploy_key.as_deref().unwrap_or("").as_bytes());
-                let reported = run(fetch, ctx.cancel_receiver()).await?;
-                self.record_commit(deployment, &reported).await?;
-
-                let dir = if in_place { ReleaseDir::in_place() } else { ReleaseDir::release(&deployment.id) };
-                (deployment.id.clone(), dir)
-            }
+            None if in_place => (deployment.id.clone(), ReleaseDir::in_place()),
+            None => (deployment.id.clone(), ReleaseDir::release(&deployment.id)),
         };
-
-        // A new release (or the in-place tree, or an adopted copy) is built; a rollback's was.
-        if deployment.release_of.is_none() {
-            self.begin(deployment, progress, "build").await;
+        // Everything before the switch is one script (the prepare script), which says when each
+        // step after the first begins.
+        let steps: &[&'static str] = if rollback { &["health check"] } else { &["fetch", "build", "health check"] };
+        self.begin(deployment, progress, steps[0]).await;
+        let mut prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
+            .var("DEPLOY_USER", &paths.user)
+            .var("ROOT", &paths.root)
+            .var("RELEASE", &deployment.id)
+            .var("DIR", &dir.path)
+            .var("NAME", &dir.name)
+            .var(
+                "SOURCE",
+                if rollback {
+                    ""
+                } else if adopting {
+                    "adopt"
+                } else {
+                    "fetch"
+                },
+            )
+            .var("BUILD", if rollback { "" } else { "yes" })
+            .var("SHARED", &shared);
+        if rollback || adopting {
+            prepare = prepare
+                .var("REPO_URL", "")
+                .var("GIT_USERNAME", "")
+                .var("GIT_PASSWORD", "")
+                .var("BRANCH", "")
+                .var("COMMIT", "")
+                .var("LIVE_COMMIT", "")
+                .var("IN_PLACE", "")
+                .var("KEY_NAME", "")
+                .var("DEPLOY_KEY", "");
+        } else {
+            let source = self.source(ctx, site).await?;
+            let commit = match &deployment.requested_commit {
+                Some(c) if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_hexdigit()) => c.clone(),
+                Some(_) => return Err(JobError::failed("the requested commit is not a commit id")),
+                None => String::new(),
+            };
+            // Credentials reach git through a credential helper, never its arguments.
+            let credentials = slipway_core::site_input::url_credentials(&source.url);
+            if let Some(c) = &credentials {
+                ctx.add_secret(c.password.clone());
+            }
+            prepare = prepare
+                .var("REPO_URL", credentials.as_ref().map_or(&source.url, |c| &c.url))
+                .var("GIT_USERNAME", credentials.as_ref().map_or("", |c| &c.username))
+                .var("GIT_PASSWORD", credentials.as_ref().map_or("", |c| &c.password))
+                .var("BRANCH", &site.repository_branch)
+                .var("COMMIT", &commit)
+                .var("LIVE_COMMIT", &self.live_commit(site).await?)
+                .var("IN_PLACE", if in_place { "yes" } else { "" })
+                .var("KEY_NAME", &source.key_name)
+                .file_var("DEPLOY_KEY", source.deploy_key.as_deref().unwrap_or("").as_bytes());
+        }
+        if rollback {
+            prepare = prepare.var("DOTENV", "").var("ENV_SH", "").var("SCRIPT", "");
+        } else {
             let env = self.environment(ctx, site).await?;
             let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut env_sh = String::from("# Managed by Slipway.\n");
@@ -290,37 +305,27 @@ impl DeploySite {
                     .map_err(|_| JobError::failed(format!("environment variable {key} holds a NUL byte")))?;
                 env_sh.push_str(&format!("export {assign}\n"));
             }
-            let build = Script::new("build", include_str!("../scripts/deploy_build.sh"))
-                .var("DEPLOY_USER", &paths.user)
-                .var("ROOT", &paths.root)
-                .var("DIR", &dir.path)
-                .var("NAME", &dir.name)
-                .var("SHARED", &shared)
+            prepare = prepare
                 .file_var("DOTENV", dotenv.as_bytes())
                 .file_var("ENV_SH", env_sh.as_bytes())
                 .file_var("SCRIPT", site.deploy_script.as_bytes());
-            run(build, ctx.cancel_receiver()).await?;
         }
 
-        self.begin(deployment, progress, "health check").await;
         let app = site.project_type.is_app();
         // Apps alternate between the two ports of their pair; in place, the one app restarts.
         let port = app.then(|| {
             if in_place || site.active_port != Some(site.app_port) { site.app_port } else { site.app_port + 1 }
         });
-        let mut start = Script::new("health check", include_str!("../scripts/deploy_start.sh"))
-            .var("DEPLOY_USER", &paths.user)
-            .var("ROOT", &paths.root)
-            .var("LOG_DIR", &paths.log_dir)
-            .var("DIR", &dir.path)
+        prepare = prepare
             .var("KIND", if app { "app" } else { "files" })
+            .var("LOG_DIR", &paths.log_dir)
             .var("WEB_DIR", &slipway_core::site_input::relative_path(&site.web_directory).map_err(JobError::failed)?)
             .var("HEALTH_PATH", &site.health_check_path)
             .var("HEALTH_STATUS", &site.health_check_status.to_string())
             .var("HEALTH_TIMEOUT", &site.health_check_timeout.to_string());
         if let Some(port) = port {
             let command = site.app_command.as_deref().unwrap_or("npm start");
-            start = start
+            prepare = prepare
                 .var("PORT", &port.to_string())
                 .var("PROGRAM", &paths.program(port))
                 .file_var("PROGRAM_CONF", supervisor_program(&paths, &dir, port).as_bytes())
@@ -330,9 +335,9 @@ impl DeploySite {
                 progress.started_program = Some(paths.program(port));
             }
         } else {
-            start = start.var("PORT", "").var("PROGRAM", "").var("PROGRAM_CONF", "").var("START", "");
+            prepare = prepare.var("PORT", "").var("PROGRAM", "").var("PROGRAM_CONF", "").var("START", "");
         }
-        run(start, ctx.cancel_receiver()).await?;
+        self.prepare(ctx, connection, deployment, progress, steps, &prepare).await?;
 
         // The last moment a cancel is honoured: the switch runs to its end.
         if ctx.is_cancelled() {
@@ -375,6 +380,56 @@ impl DeploySite {
         }
         progress.switched = true;
         Ok(Live { release, port, kept: !in_place })
+    }
+
+    /// Runs the prepare script, recording each step as the script says it begins (so a deployment
+    /// read meanwhile shows where it is, and a failure names its step) and the commit the fetch
+    /// reports. Only the next step of `steps` is taken from a marker, and a commit only during
+    /// the fetch: the deploy script's lines that look like markers are indented by the script.
+    async fn prepare(
+        &self,
+        ctx: &JobContext,
+        connection: &SshConnection,
+        deployment: &Deployment,
+        progress: &mut Progress,
+        steps: &[&'static str],
+        script: &Script,
+    ) -> Result<(), JobError> {
+        let (markers, mut arriving) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let run = async move {
+            let mut send = |line: &str| {
+                let _ = markers.send(line.to_string());
+            };
+            run_script_observed(&self.0, ctx, connection, script, ctx.cancel_receiver(), &mut send).await
+            // `markers` is dropped here, which ends the loop below.
+        };
+        let record = async {
+            let mut recorded = Ok(());
+            let mut next = 1;
+            while let Some(line) = arriving.recv().await {
+                if let Some(step) = line.strip_prefix("slipway-step ") {
+                    if steps.get(next) == Some(&step) {
+                        self.begin(deployment, progress, steps[next]).await;
+                        next += 1;
+                    }
+                } else if line.starts_with("slipway-commit ") && progress.step() == "fetch" && recorded.is_ok() {
+                    recorded = self.record_commit(deployment, std::slice::from_ref(&line)).await;
+                }
+            }
+            recorded
+        };
+        let (ran, recorded) = tokio::join!(run, record);
+        // The reason names the step that failed, as its own script's did.
+        let named = |reason: String| match reason.strip_prefix("prepare") {
+            Some(rest) => format!("{}{rest}", progress.step()),
+            None => reason,
+        };
+        ran.map_err(|e| match e {
+            JobError::Failed { reason, exit_code } => JobError::Failed { reason: named(reason), exit_code },
+            JobError::Retryable { reason } => JobError::Retryable { reason: named(reason) },
+            other => other,
+        })?;
+        recorded
     }
 
     /// Starts `step` and records the steps so far on the deployment (so a deployment read while

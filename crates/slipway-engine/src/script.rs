@@ -183,9 +183,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The build writes the release's files and runs its deploy script in one session as the
-    /// site's user: the script sees the variables and nothing on its standard input (where the
-    /// rest of Slipway's own script would be), and each failure says which part failed.
+    /// The prepare script's build writes the release's files and runs its deploy script in one
+    /// session as the site's user, then checks the release: the deploy script sees the variables
+    /// and nothing on its standard input (where the rest of Slipway's own script would be), its
+    /// lines never read as Slipway's markers, and each failure says which part failed.
     #[test]
     fn the_build_writes_the_environment_then_runs_the_deploy_script_with_nothing_on_stdin() {
         if !as_root() {
@@ -194,16 +195,28 @@ mod tests {
         let root = std::env::temp_dir().join(format!("slipway-build-{}", slipway_core::new_id()));
         std::fs::create_dir_all(root.join("releases/r1")).unwrap();
         let build = |script: &str| {
-            let text = Script::new("build", include_str!("../scripts/deploy_build.sh"))
+            let mut prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
                 .var("DEPLOY_USER", "root")
                 .var("ROOT", root.to_str().unwrap())
+                .var("RELEASE", "r1")
                 .var("DIR", "releases/r1")
                 .var("NAME", "r1")
+                .var("SOURCE", "")
+                .var("BUILD", "yes")
+                .var("KIND", "files")
                 .var("SHARED", "")
                 .file_var("DOTENV", b"GREETING=hello\n")
                 .file_var("ENV_SH", b"export GREETING=hello\n")
                 .file_var("SCRIPT", script.as_bytes())
-                .text();
+                .var("WEB_DIR", "")
+                .var("HEALTH_PATH", "/greeting?x=1");
+            for unused in ["REPO_URL", "GIT_USERNAME", "GIT_PASSWORD", "BRANCH", "COMMIT", "LIVE_COMMIT", "IN_PLACE"] {
+                prepare = prepare.var(unused, "");
+            }
+            for unused in ["KEY_NAME", "DEPLOY_KEY", "LOG_DIR", "HEALTH_STATUS", "HEALTH_TIMEOUT", "PORT", "PROGRAM"] {
+                prepare = prepare.var(unused, "");
+            }
+            let text = prepare.var("PROGRAM_CONF", "").var("START", "").text();
             // As the transport runs it: the script's text on standard input.
             let mut child = std::process::Command::new("sh")
                 .arg("-s")
@@ -216,29 +229,38 @@ mod tests {
             child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
             child.wait_with_output().unwrap()
         };
+        let last_reason = |stderr: &[u8]| {
+            let stderr = String::from_utf8_lossy(stderr).into_owned();
+            stderr.lines().rev().find_map(|l| l.strip_prefix("slipway-error: ")).unwrap_or_default().to_string()
+        };
 
         // No .slipway directory yet: the files cannot be written, and it says so.
         let out = build("true\n");
         assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| l.starts_with("slipway-error: ")).unwrap_or_default();
-        assert!(last.contains("could not be written"), "{stderr}");
+        assert!(last_reason(&out.stderr).contains("could not be written"), "{}", String::from_utf8_lossy(&out.stderr));
 
         std::fs::create_dir_all(root.join(".slipway")).unwrap();
-        let out = build("printf '%s' \"$GREETING\" > greeting\ncat > stdin\n");
+        let out = build("printf '%s' \"$GREETING\" > greeting\ncat > stdin\necho slipway-step switch\n");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let release = root.join("releases/r1");
         assert_eq!(std::fs::read_to_string(release.join(".env")).unwrap(), "GREETING=hello\n");
         assert_eq!(std::fs::read_to_string(release.join("greeting")).unwrap(), "hello");
         assert_eq!(std::fs::read_to_string(release.join("stdin")).unwrap(), "", "the script read nothing");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("==> deploy script done"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let markers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("slipway-")).collect();
+        assert_eq!(markers, ["slipway-step build", "slipway-step health check"], "{stdout}");
+        assert!(stdout.contains("\n slipway-step switch\n"), "the deploy script's line is shown, indented: {stdout}");
+        assert!(stdout.contains("==> deploy script done"));
         assert!(!root.join(".slipway/deploy-r1.sh").exists(), "the deploy script is removed after it ran");
 
         let out = build("echo about to fail\nexit 3\n");
         assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| l.starts_with("slipway-error: ")).unwrap_or_default();
-        assert_eq!(last, "slipway-error: the deploy script failed (exit 3)", "{stderr}");
+        assert_eq!(last_reason(&out.stderr), "the deploy script failed (exit 3)");
+
+        // The health check, after a build that succeeded: the health path must be there.
+        let out = build("rm greeting\n");
+        assert!(!out.status.success());
+        assert_eq!(last_reason(&out.stderr), "health check failed: /greeting?x=1 does not exist in the release");
         let _ = std::fs::remove_dir_all(&root);
     }
 

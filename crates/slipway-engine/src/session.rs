@@ -240,6 +240,19 @@ pub async fn run_script_with(
     script: &Script,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<String>, JobError> {
+    run_script_observed(engine, ctx, connection, script, cancel, &mut |_| {}).await
+}
+
+/// [`run_script_with`], also handing each `slipway-` line to `marker` as it arrives (a script
+/// that runs several steps says when each begins).
+pub async fn run_script_observed(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &SshConnection,
+    script: &Script,
+    cancel: tokio::sync::watch::Receiver<bool>,
+    marker: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<String>, JobError> {
     let mut failure = FailureTracker::default();
     let mut reported = Vec::new();
     let result = connection
@@ -250,11 +263,14 @@ pub async fn run_script_with(
                 let stdout = stream == slipway_remote::Stream::Stdout;
                 // Values a script reports (`slipway-commit …`) are for Slipway, not the log a
                 // person reads; a `fail` reason is logged as its words.
-                let marker = stdout && line.starts_with("slipway-");
-                if marker && reported.len() < 1000 {
-                    reported.push(line.to_string());
+                let is_marker = stdout && line.starts_with("slipway-");
+                if is_marker {
+                    marker(line);
+                    if reported.len() < 1000 {
+                        reported.push(line.to_string());
+                    }
                 }
-                if marker || (stdout && script.secret_output) {
+                if is_marker || (stdout && script.secret_output) {
                     return;
                 }
                 ctx.log(stream.as_str(), line.strip_prefix(ERROR_PREFIX).unwrap_or(line));

@@ -192,7 +192,9 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
         .site(json!({
             "domain": "static.example.com", "aliases": ["www.static.example.com"], "project_type": "static",
             "web_directory": "public", "repository_url": stage.repo.url, "branch": "main",
-            "deploy_script": "echo \"building with APP_SECRET=$APP_SECRET\"\ntest -f public/index.html\n"
+            // Lines that look like Slipway's own markers change neither the steps nor the commit.
+            "deploy_script": "echo \"building with APP_SECRET=$APP_SECRET\"\ntest -f public/index.html\n\
+                              echo 'slipway-commit 0000000 forged <f@example.com>\tforged'\necho 'slipway-step health check'\n"
         }))
         .await;
     let (status, reply) = stage
@@ -211,7 +213,9 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(first["status"], "succeeded", "{first}\n{log}");
     assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited for a notification channel");
     assert_eq!(first["commit_message"], "first version");
-    assert!(!log.contains("slipway-commit") && !log.contains("slipway-pruned"), "no internal markers: {log}");
+    let markers: Vec<&str> = log.lines().filter(|l| l.starts_with("slipway-")).collect();
+    assert!(markers.is_empty(), "no internal markers in the log: {markers:?}\n{log}");
+    assert!(log.contains("\n slipway-step health check"), "the deploy script's own line, shown indented: {log}");
     // Where the time went: each step with its start and duration, and log lines stamped when
     // they were produced (not when their batch was written), so they fall inside their step.
     let steps = first["steps"].as_array().unwrap();
