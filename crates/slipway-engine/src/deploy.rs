@@ -86,7 +86,11 @@ pub struct DeploySite(pub Engine);
 #[derive(Debug, Default)]
 struct Progress {
     steps: Vec<DeploymentStep>,
-    /// The supervisor program started for the new release.
+    /// The supervisor program the health check step starts for the new release (an app not
+    /// deployed in place).
+    new_program: Option<String>,
+    /// `new_program` once the health check began: the cleanup after a failure stops it. Never
+    /// earlier: until then that port may still run an app a failed switch left to nginx.
     started_program: Option<String>,
     switched: bool,
     /// The switch began: from here on, what is live is whatever the server says.
@@ -99,6 +103,9 @@ impl Progress {
         let at = now();
         if let Some(last) = self.steps.last_mut() {
             last.end("succeeded", at);
+        }
+        if step == "health check" {
+            self.started_program = self.new_program.take();
         }
         self.steps.push(DeploymentStep::start(step, at));
     }
@@ -241,6 +248,13 @@ impl DeploySite {
         // Everything before the switch is one script (the prepare script), which says when each
         // step after the first begins.
         let steps: &[&'static str] = if rollback { &["health check"] } else { &["fetch", "build", "health check"] };
+        let app = site.project_type.is_app();
+        // Apps alternate between the two ports of their pair; in place, the one app restarts.
+        let port = app.then(|| {
+            if in_place || site.active_port != Some(site.app_port) { site.app_port } else { site.app_port + 1 }
+        });
+        // In place, the program is the live app itself: a failure never stops it.
+        progress.new_program = port.filter(|_| !in_place).map(|port| paths.program(port));
         self.begin(deployment, progress, steps[0]).await;
         let mut prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
             .var("DEPLOY_USER", &paths.user)
@@ -311,11 +325,6 @@ impl DeploySite {
                 .file_var("SCRIPT", site.deploy_script.as_bytes());
         }
 
-        let app = site.project_type.is_app();
-        // Apps alternate between the two ports of their pair; in place, the one app restarts.
-        let port = app.then(|| {
-            if in_place || site.active_port != Some(site.app_port) { site.app_port } else { site.app_port + 1 }
-        });
         prepare = prepare
             .var("KIND", if app { "app" } else { "files" })
             .var("LOG_DIR", &paths.log_dir)
@@ -330,10 +339,6 @@ impl DeploySite {
                 .var("PROGRAM", &paths.program(port))
                 .file_var("PROGRAM_CONF", supervisor_program(&paths, &dir, port).as_bytes())
                 .file_var("START", start_script(&paths, &dir, port, command).as_bytes());
-            // In place, the program is the live app itself: a failure never stops it.
-            if !in_place {
-                progress.started_program = Some(paths.program(port));
-            }
         } else {
             prepare = prepare.var("PORT", "").var("PROGRAM", "").var("PROGRAM_CONF", "").var("START", "");
         }
@@ -786,5 +791,24 @@ fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
         failure_reason: Some(reason),
         finished_at: Some(now()),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Progress;
+
+    /// The cleanup after a failure stops the new release's app only once the step that starts
+    /// it has begun: a fetch or build that fails leaves whatever runs on that port alone (an
+    /// app a failed switch left running, which nginx may still send requests to).
+    #[test]
+    fn the_new_app_counts_as_started_only_from_the_health_check() {
+        let mut progress = Progress { new_program: Some("slipway-shop-3001".into()), ..Default::default() };
+        progress.begin("fetch");
+        progress.begin("build");
+        assert_eq!(progress.started_program, None);
+        progress.begin("health check");
+        assert_eq!(progress.started_program.as_deref(), Some("slipway-shop-3001"));
+        assert_eq!(progress.step(), "health check");
     }
 }
