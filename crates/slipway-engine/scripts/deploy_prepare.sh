@@ -189,18 +189,16 @@ if [ -n "$check" ]; then
     [ "$path" = / ] || test -e "$work/$web_dir$path" || fail "health check failed: $health_path does not exist in the release"
 fi'
 
-build=
-[ -z "$BUILD" ] || build=yes
 check=
 [ "$KIND" != files ] || check=yes
-if [ -n "$SOURCE$build$check" ]; then
+if [ -n "$SOURCE$BUILD$check" ]; then
     fetch=
     [ "$SOURCE" != fetch ] || fetch=yes
     printf '%s\n%s\n%s\n' "$DOTENV" "$ENV_SH" "$SCRIPT" |
         as_user env GIT_TERMINAL_PROMPT=0 GIT_SSH_COMMAND="$ssh_command" GIT_CONFIG_COUNT=2 \
             GIT_CONFIG_KEY_0=credential.helper GIT_CONFIG_VALUE_0= \
             GIT_CONFIG_KEY_1=credential.helper GIT_CONFIG_VALUE_1="$credential_helper" \
-            sh -c "$prepare_as_user" sh "$put_user_files_sh" "$ROOT" "$RELEASE" "$DIR" "$fetch" "$build" "$check" \
+            sh -c "$prepare_as_user" sh "$put_user_files_sh" "$ROOT" "$RELEASE" "$DIR" "$fetch" "$BUILD" "$check" \
             "$REPO_URL" "$BRANCH" "$COMMIT" "$LIVE_COMMIT" "$IN_PLACE" "$key" "$SHARED" "$WEB_DIR" "$HEALTH_PATH" \
             "$ROOT/.slipway/env-$NAME.sh" "$ROOT/.slipway/deploy-$NAME.sh" \
             "600:$release/.env" "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh" ||

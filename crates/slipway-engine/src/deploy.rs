@@ -228,9 +228,6 @@ impl DeploySite {
         let engine = &self.0;
         let paths = SitePaths::of(site)?;
         let php = site.project_type.uses_php().then_some(server.php_version.as_deref()).flatten();
-        let run = |script: Script, cancel: tokio::sync::watch::Receiver<bool>| async move {
-            run_script_with(engine, ctx, connection, &script, cancel).await
-        };
         // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
         // tree as its first release; a rollback's release was built when it was deployed.
         let in_place = deploys_in_place(site, deployment);
@@ -256,35 +253,32 @@ impl DeploySite {
         // In place, the program is the live app itself: a failure never stops it.
         progress.new_program = port.filter(|_| !in_place).map(|port| paths.program(port));
         self.begin(deployment, progress, steps[0]).await;
+        let source_kind = match (rollback, adopting) {
+            (true, _) => "",
+            (false, true) => "adopt",
+            (false, false) => "fetch",
+        };
         let mut prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
             .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
             .var("RELEASE", &deployment.id)
             .var("DIR", &dir.path)
             .var("NAME", &dir.name)
-            .var(
-                "SOURCE",
-                if rollback {
-                    ""
-                } else if adopting {
-                    "adopt"
-                } else {
-                    "fetch"
-                },
-            )
+            .var("SOURCE", source_kind)
             .var("BUILD", if rollback { "" } else { "yes" })
             .var("SHARED", &shared);
         if rollback || adopting {
-            prepare = prepare
-                .var("REPO_URL", "")
-                .var("GIT_USERNAME", "")
-                .var("GIT_PASSWORD", "")
-                .var("BRANCH", "")
-                .var("COMMIT", "")
-                .var("LIVE_COMMIT", "")
-                .var("IN_PLACE", "")
-                .var("KEY_NAME", "")
-                .var("DEPLOY_KEY", "");
+            prepare = prepare.blank(&[
+                "REPO_URL",
+                "GIT_USERNAME",
+                "GIT_PASSWORD",
+                "BRANCH",
+                "COMMIT",
+                "LIVE_COMMIT",
+                "IN_PLACE",
+                "KEY_NAME",
+                "DEPLOY_KEY",
+            ]);
         } else {
             let source = self.source(ctx, site).await?;
             let commit = match &deployment.requested_commit {
@@ -309,7 +303,7 @@ impl DeploySite {
                 .file_var("DEPLOY_KEY", source.deploy_key.as_deref().unwrap_or("").as_bytes());
         }
         if rollback {
-            prepare = prepare.var("DOTENV", "").var("ENV_SH", "").var("SCRIPT", "");
+            prepare = prepare.blank(&["DOTENV", "ENV_SH", "SCRIPT"]);
         } else {
             let env = self.environment(ctx, site).await?;
             let dotenv = slipway_core::dotenv::render(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -340,7 +334,7 @@ impl DeploySite {
                 .file_var("PROGRAM_CONF", supervisor_program(&paths, &dir, port).as_bytes())
                 .file_var("START", start_script(&paths, &dir, port, command).as_bytes());
         } else {
-            prepare = prepare.var("PORT", "").var("PROGRAM", "").var("PROGRAM_CONF", "").var("START", "");
+            prepare = prepare.blank(&["PORT", "PROGRAM", "PROGRAM_CONF", "START"]);
         }
         self.prepare(ctx, connection, deployment, progress, steps, &prepare).await?;
 
@@ -375,7 +369,7 @@ impl DeploySite {
             self.0.store.update_site(&site.id, &changes).await.map_err(store_error)?;
         }
         progress.switch_started = true;
-        if let Err(e) = run(switch, uncancellable.clone()).await {
+        if let Err(e) = run_script_with(engine, ctx, connection, &switch, uncancellable.clone()).await {
             // The script undid its part and said so: nothing of this release is live, so it is
             // cleaned up as after any earlier step.
             if matches!(e, JobError::Failed { exit_code: Some(SWITCH_UNDONE_EXIT), .. }) {
@@ -417,8 +411,11 @@ impl DeploySite {
                         self.begin(deployment, progress, steps[next]).await;
                         next += 1;
                     }
-                } else if line.starts_with("slipway-commit ") && progress.step() == "fetch" && recorded.is_ok() {
-                    recorded = self.record_commit(deployment, std::slice::from_ref(&line)).await;
+                } else if let Some(commit) = line.strip_prefix("slipway-commit ")
+                    && progress.step() == "fetch"
+                    && recorded.is_ok()
+                {
+                    recorded = self.record_commit(deployment, commit).await;
                 }
             }
             recorded
@@ -449,19 +446,17 @@ impl DeploySite {
         }
     }
 
-    /// Stores the commit a fetch (or adoption) reported on the deployment.
-    async fn record_commit(&self, deployment: &Deployment, reported: &[String]) -> Result<(), JobError> {
-        if let Some(commit) = reported.iter().find_map(|l| l.strip_prefix("slipway-commit ")) {
-            let mut parts = commit.splitn(3, '\t');
-            let update = DeploymentUpdate {
-                commit_sha: parts.next().map(str::to_string),
-                commit_author: parts.next().map(str::to_string),
-                commit_message: parts.next().map(str::to_string),
-                ..Default::default()
-            };
-            self.0.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
-        }
-        Ok(())
+    /// Stores the commit a fetch (or adoption) reported (`SHA<TAB>AUTHOR<TAB>SUBJECT`) on the
+    /// deployment.
+    async fn record_commit(&self, deployment: &Deployment, commit: &str) -> Result<(), JobError> {
+        let mut parts = commit.splitn(3, '\t');
+        let update = DeploymentUpdate {
+            commit_sha: parts.next().map(str::to_string),
+            commit_author: parts.next().map(str::to_string),
+            commit_message: parts.next().map(str::to_string),
+            ..Default::default()
+        };
+        self.0.store.update_deployment(&deployment.id, &update).await.map_err(store_error)
     }
 
     /// The commit of the live release, when Slipway knows it (a pushed commit behind it is not

@@ -37,6 +37,12 @@ impl Script {
         self
     }
 
+    /// Sets each of `names` to the empty string: the variables a template reads (under `set -u`)
+    /// that this run does not use.
+    pub fn blank(self, names: &[&str]) -> Self {
+        names.iter().fold(self, |script, name| script.var(name, ""))
+    }
+
     /// Sets a variable to the base64 form of `bytes` (for `put_file` and the like).
     pub fn file_var(self, name: &str, bytes: &[u8]) -> Self {
         let encoded = STANDARD.encode(bytes);
@@ -195,7 +201,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("slipway-build-{}", slipway_core::new_id()));
         std::fs::create_dir_all(root.join("releases/r1")).unwrap();
         let build = |script: &str| {
-            let mut prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
+            let prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
                 .var("DEPLOY_USER", "root")
                 .var("ROOT", root.to_str().unwrap())
                 .var("RELEASE", "r1")
@@ -209,14 +215,11 @@ mod tests {
                 .file_var("ENV_SH", b"export GREETING=hello\n")
                 .file_var("SCRIPT", script.as_bytes())
                 .var("WEB_DIR", "")
-                .var("HEALTH_PATH", "/greeting?x=1");
-            for unused in ["REPO_URL", "GIT_USERNAME", "GIT_PASSWORD", "BRANCH", "COMMIT", "LIVE_COMMIT", "IN_PLACE"] {
-                prepare = prepare.var(unused, "");
-            }
-            for unused in ["KEY_NAME", "DEPLOY_KEY", "LOG_DIR", "HEALTH_STATUS", "HEALTH_TIMEOUT", "PORT", "PROGRAM"] {
-                prepare = prepare.var(unused, "");
-            }
-            let text = prepare.var("PROGRAM_CONF", "").var("START", "").text();
+                .var("HEALTH_PATH", "/greeting?x=1")
+                .blank(&["REPO_URL", "GIT_USERNAME", "GIT_PASSWORD", "BRANCH", "COMMIT", "LIVE_COMMIT", "IN_PLACE"])
+                .blank(&["KEY_NAME", "DEPLOY_KEY", "LOG_DIR", "HEALTH_STATUS", "HEALTH_TIMEOUT"])
+                .blank(&["PORT", "PROGRAM", "PROGRAM_CONF", "START"]);
+            let text = prepare.text();
             // As the transport runs it: the script's text on standard input.
             let mut child = std::process::Command::new("sh")
                 .arg("-s")
