@@ -62,8 +62,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     engine.notify.addresses.allow_http = settings.notifications.allow_http;
     engine.notify.retry_base = settings.notifications.retry_base;
     engine.notify.deadline = settings.notifications.deadline;
-    let mut state = AppState::new(store.clone(), secrets, config);
-    state.engine = engine.clone();
+    let state = AppState::with_engine(store.clone(), secrets, config, engine.clone());
     let jobs_enqueued = engine.jobs_enqueued.clone();
     let setup_code = prepare_setup_code(store.as_ref()).await?;
     // The dashboard calls the API in process: the same router, conventions and all.
