@@ -33,7 +33,7 @@ pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 
 use crate::extract::BodyLimit;
-use crate::routes::index::Collections;
+use crate::routes::index::IndexBody;
 
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
@@ -154,7 +154,7 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     let (router, mut api) = api_routes().split_for_parts();
     openapi::finish(&mut api);
-    let collections = Arc::new(Collections::from_spec(&api));
+    let index = Arc::new(IndexBody::new(&api, &state.config.public_url));
     // Served as bytes made once: the document as a tree of values holds about 14 MB for the
     // life of the process (most of an idle server's heap), its JSON about 0.4 MB.
     let document = openapi::Document::of(&api);
@@ -163,33 +163,37 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     let swagger = SwaggerUi::new("/docs").config(SwaggerConfig::new([OPENAPI_PATH]).validator_url("none"));
     let document = Router::new().route(OPENAPI_PATH, axum::routing::get(move || std::future::ready(document.clone())));
     with_conventions(
-        router
-            .merge(document)
-            .merge(swagger)
-            .merge(routes::setup_page::router())
-            .merge(extra)
-            .layer(Extension(collections)),
+        router.merge(document).merge(swagger).merge(routes::setup_page::router()).merge(extra),
         state,
+        Extension(index),
     )
 }
 
 /// Applies the conventions every route follows: JSON 404/405 fallbacks, the body limit,
 /// panic containment, the JSON error envelope, request ids, access logs and metrics.
-fn with_conventions(router: Router<AppState>, state: AppState) -> Router {
+fn with_conventions(router: Router<AppState>, state: AppState, index: Extension<Arc<IndexBody>>) -> Router {
     let limit = state.config.max_body_bytes;
-    // Layers run outside-in in the reverse order they are added here.
-    router
+    // The layers that need the matched route (its rules, its audit) wrap each route; they run
+    // outside-in in the reverse order they are added here.
+    let routed = router
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::middleware::guard))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
-        .layer(Extension(BodyLimit(limit)))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), unread_body::settle))
+        .with_state(state.clone());
+    // The rest wrap the whole router once, outermost first. `Router::layer` would wrap every
+    // route instead, and each request then copied that route's whole stack of boxed layers
+    // (about a hundred allocations a request, most of a health check's time).
+    let around = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state, unread_body::settle))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(BodyLimit(limit)))
+        .layer(index)
+        .service(routed);
+    Router::new().fallback_service(around)
 }
