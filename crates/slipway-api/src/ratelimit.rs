@@ -10,10 +10,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use slipway_store::Store;
 
 use crate::error::ApiError;
+
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// A header value made of text this module formatted (a policy name and numbers: always valid).
+fn formatted(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).expect("a policy name and numbers make a valid header value")
+}
 
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -38,19 +49,18 @@ impl Decision {
         (self.reset - unix_now()).max(1)
     }
 
+    /// Every API response carries these, so they are built without parsing header names or
+    /// going through `format!` for the plain numbers.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        let mut set = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        };
-        set("x-ratelimit-limit", self.limit.to_string());
-        set("x-ratelimit-remaining", self.remaining.to_string());
-        set("x-ratelimit-reset", self.reset.to_string());
-        set("ratelimit-policy", format!("\"{}\";q={};w={}", self.policy, self.limit, self.window_seconds));
-        set("ratelimit", format!("\"{}\";r={};t={}", self.policy, self.remaining, (self.reset - unix_now()).max(0)));
+        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(self.limit));
+        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(self.reset));
+        let (policy, limit, window) = (self.policy, self.limit, self.window_seconds);
+        headers.insert(RATELIMIT_POLICY, formatted(format!("\"{policy}\";q={limit};w={window}")));
+        let (remaining, reset_in) = (self.remaining, (self.reset - unix_now()).max(0));
+        headers.insert(RATELIMIT, formatted(format!("\"{policy}\";r={remaining};t={reset_in}")));
         if !self.allowed {
-            set("retry-after", self.retry_after().to_string());
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after()));
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod ability;
 pub mod dotenv;
 pub mod errors;
+pub mod hex;
 pub mod id;
 pub mod identity;
 pub mod page;

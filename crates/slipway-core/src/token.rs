@@ -57,7 +57,7 @@ impl PlainToken {
 
 pub fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(digest)
 }
 
 /// `len` characters drawn uniformly from the base62 alphabet (rejection sampling, no modulo bias).

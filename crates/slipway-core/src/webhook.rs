@@ -142,7 +142,7 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    format!("sha256={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("sha256={}", crate::hex::encode(digest))
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {

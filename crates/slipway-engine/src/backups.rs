@@ -306,7 +306,7 @@ fn dump_failure(outcome: Result<slipway_remote::Exit, slipway_remote::RemoteErro
 }
 
 pub(crate) fn hex(hasher: Sha256) -> String {
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    slipway_core::hex::encode(hasher.finalize())
 }
 
 /// The tables of `database` and their exact row counts, read just before the dump.

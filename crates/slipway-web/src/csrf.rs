@@ -25,18 +25,14 @@ const MAX_FORM_BYTES: usize = 1024 * 1024;
 pub fn for_session(session_token: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(session_token.as_bytes()).expect("any key length");
     mac.update(b"slipway dashboard csrf v1");
-    hex(&mac.finalize().into_bytes())
+    slipway_core::hex::encode(mac.finalize().into_bytes())
 }
 
 /// A fresh random value (for the login form's cookie).
 pub fn random_value() -> String {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).expect("the OS random source works");
-    hex(&bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    slipway_core::hex::encode(bytes)
 }
 
 fn equal(a: &str, b: &str) -> bool {

@@ -77,7 +77,7 @@ pub struct CertificateJob {
 async fn account(engine: &Engine, organization_id: &str) -> Result<Account, String> {
     let settings = &engine.acme;
     let directory_hash = Sha256::digest(settings.directory.as_bytes());
-    let key = format!("acme-account:{organization_id}:{}", hex(&directory_hash[..8]));
+    let key = format!("acme-account:{organization_id}:{}", slipway_core::hex::encode(&directory_hash[..8]));
     let builder = || match &settings.ca_bundle {
         Some(path) => {
             Account::builder_with_root(path).map_err(|e| format!("the ACME CA bundle {}: {e}", path.display()))
@@ -99,10 +99,6 @@ async fn account(engine: &Engine, organization_id: &str) -> Result<Account, Stri
     let sealed = STANDARD.encode(engine.secrets.seal(&key, &plain));
     engine.store.put_setting(&key, &sealed).await.map_err(|e| e.to_string())?;
     Ok(account)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Publishes (or, with an empty list, removes) challenge answers on the server: one line per

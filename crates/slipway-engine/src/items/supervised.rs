@@ -136,7 +136,7 @@ pub fn render(prefix: &str, id: &str, spec: &ProgramSpec) -> Result<ProgramFiles
 /// command would keep running the old one.
 fn revision(wrapper: &str) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(wrapper.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    slipway_core::hex::encode(&sha2::Sha256::digest(wrapper.as_bytes())[..8])
 }
 
 /// The script that makes the server run exactly `programs` among those named `prefix-*`: files

@@ -244,7 +244,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    format!("t={timestamp},v1={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("t={timestamp},v1={}", slipway_core::hex::encode(digest))
 }
 
 #[cfg(test)]

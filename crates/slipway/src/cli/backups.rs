@@ -373,7 +373,7 @@ async fn download(client: &slipway_client::Client, id: &str, to: Option<PathBuf>
         anyhow::Ok(())
     }
     .await;
-    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got = slipway_core::hex::encode(hasher.finalize());
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
         return Err(e.context("the download stopped; nothing was kept"));
