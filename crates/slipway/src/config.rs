@@ -591,10 +591,28 @@ pub fn default_data_dir() -> PathBuf {
 mod tests {
     use super::*;
 
-    fn temp_dir() -> PathBuf {
+    /// A directory of the test's own under the system's temporary directory, removed when the
+    /// test ends (every CI run used to leave thirteen behind).
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for TempDir {
+        type Target = PathBuf;
+
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    fn temp_dir() -> TempDir {
         let dir = std::env::temp_dir().join(format!("slipway-config-{}", slipway_core::new_id()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        TempDir(dir)
     }
 
     #[test]
@@ -636,16 +654,21 @@ mod tests {
         let args = ServerArgs { config: Some(dir.join("missing.toml")), ..Default::default() };
         assert!(format!("{:#}", Settings::resolve(&args, None).unwrap_err()).contains("cannot read config file"));
 
+        // A data directory without a config file, for the checks of flags alone.
+        let fresh = temp_dir();
         let args =
-            ServerArgs { data_dir: Some(temp_dir()), public_url: Some("cp.example".into()), ..Default::default() };
+            ServerArgs { data_dir: Some(fresh.clone()), public_url: Some("cp.example".into()), ..Default::default() };
         assert!(Settings::resolve(&args, None).unwrap_err().to_string().contains("public_url must start with"));
 
         for bad in [0, 1025] {
-            let args = ServerArgs { data_dir: Some(temp_dir()), job_concurrency: Some(bad), ..Default::default() };
+            let args = ServerArgs { data_dir: Some(fresh.clone()), job_concurrency: Some(bad), ..Default::default() };
             let err = Settings::resolve(&args, None).unwrap_err().to_string();
             assert!(err.contains("job_concurrency must be between 1 and 1024"), "{err}");
-            let args =
-                ServerArgs { data_dir: Some(temp_dir()), job_concurrency_per_server: Some(bad), ..Default::default() };
+            let args = ServerArgs {
+                data_dir: Some(fresh.clone()),
+                job_concurrency_per_server: Some(bad),
+                ..Default::default()
+            };
             let err = Settings::resolve(&args, None).unwrap_err().to_string();
             assert!(err.contains("job_concurrency_per_server must be between 1 and 1024"), "{err}");
         }
@@ -706,15 +729,16 @@ mod tests {
         std::fs::write(dir.join(CONFIG_FILE_NAME), "retention_jobs = \"forever\"\n").unwrap();
         let err = format!(
             "{:#}",
-            Settings::resolve(&ServerArgs { data_dir: Some(dir), ..Default::default() }, None).unwrap_err()
+            Settings::resolve(&ServerArgs { data_dir: Some(dir.clone()), ..Default::default() }, None).unwrap_err()
         );
         assert!(err.contains("retention_jobs"), "{err}");
     }
 
     #[test]
     fn rendering_redacts_secrets() {
+        let dir = temp_dir();
         let args = ServerArgs {
-            data_dir: Some(temp_dir()),
+            data_dir: Some(dir.clone()),
             database_url: Some("postgres://slipway:hunter2@db.internal/slipway".into()),
             ..Default::default()
         };
@@ -726,7 +750,7 @@ mod tests {
 
         // A password can be given as a query parameter too (libpq's `password`, `sslpassword`).
         let args = ServerArgs {
-            data_dir: Some(temp_dir()),
+            data_dir: Some(dir.clone()),
             database_url: Some("postgres://u@h/d?sslmode=require&password=hunter2&SSLPassword=s3cret".into()),
             ..Default::default()
         };
