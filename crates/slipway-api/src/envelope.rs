@@ -1,8 +1,7 @@
 //! Response envelopes: `{"data": …}` for one resource, `data` + `meta` + `links` for a page,
 //! `message` + `data` for accepted actions.
 
-use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use slipway_core::{PageMeta, PageRequest, SeekId};
@@ -16,7 +15,19 @@ pub struct Data<T> {
 
 impl<T: Serialize> IntoResponse for Data<T> {
     fn into_response(self) -> Response {
-        Json(self).into_response()
+        json(StatusCode::OK, &self)
+    }
+}
+
+/// What `axum::Json` does, with a buffer that starts at 1 KiB: axum's starts at 128 bytes, so a
+/// resource of a few hundred bytes was copied twice while it was written, and a page many times.
+fn json(status: StatusCode, value: &impl Serialize) -> Response {
+    let mut body = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        }
+        Err(e) => crate::ApiError::internal(format!("serialising the response: {e}")).into_response(),
     }
 }
 
@@ -29,7 +40,7 @@ pub struct Accepted<T> {
 
 impl<T: Serialize> IntoResponse for Accepted<T> {
     fn into_response(self) -> Response {
-        (StatusCode::ACCEPTED, Json(self)).into_response()
+        json(StatusCode::ACCEPTED, &self)
     }
 }
 
@@ -71,7 +82,7 @@ pub struct PageMetaSchema {
 
 impl<T: Serialize> IntoResponse for Paginated<T> {
     fn into_response(self) -> Response {
-        Json(self).into_response()
+        json(StatusCode::OK, &self)
     }
 }
 

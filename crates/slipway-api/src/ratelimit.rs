@@ -21,14 +21,26 @@ const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// A header value made of text this module formatted (a policy name and numbers: always valid).
-fn formatted(text: String) -> HeaderValue {
+/// `"<policy>";<a>=<n>;<b>=<m>`, the shape of both IETF headers. Every API response carries two,
+/// so they are written without `format!` and into a buffer of the exact size (which becomes the
+/// header's bytes without another copy).
+fn structured(policy: &str, (a, n): (&str, u64), (b, m): (&str, u64)) -> HeaderValue {
+    let (mut n_text, mut m_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (n, m) = (n_text.format(n), m_text.format(m));
+    let parts = ["\"", policy, "\";", a, "=", n, ";", b, "=", m];
+    let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| text.push_str(p));
     HeaderValue::try_from(text).expect("a policy name and numbers make a valid header value")
 }
 
+/// By key: the start of the key's current window and its count there.
+type Windows = HashMap<String, (i64, u32)>;
+
 #[derive(Debug)]
 pub struct RateLimiter {
-    counts: Option<Mutex<HashMap<String, (i64, u32)>>>,
+    /// Per policy, per key: the window's start and its count. Two levels so that counting an
+    /// existing key looks it up by `&str` and allocates nothing.
+    counts: Option<Mutex<HashMap<&'static str, Windows>>>,
     store: Option<Arc<dyn Store>>,
 }
 
@@ -52,13 +64,14 @@ impl Decision {
     /// Every API response carries these, so they are built without parsing header names or
     /// going through `format!` for the plain numbers.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.reserve(6);
         headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(self.limit));
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
         headers.insert(X_RATELIMIT_RESET, HeaderValue::from(self.reset));
-        let (policy, limit, window) = (self.policy, self.limit, self.window_seconds);
-        headers.insert(RATELIMIT_POLICY, formatted(format!("\"{policy}\";q={limit};w={window}")));
-        let (remaining, reset_in) = (self.remaining, (self.reset - unix_now()).max(0));
-        headers.insert(RATELIMIT, formatted(format!("\"{policy}\";r={remaining};t={reset_in}")));
+        let window = self.window_seconds.max(0) as u64;
+        headers.insert(RATELIMIT_POLICY, structured(self.policy, ("q", self.limit.into()), ("w", window)));
+        let reset_in = (self.reset - unix_now()).max(0) as u64;
+        headers.insert(RATELIMIT, structured(self.policy, ("r", self.remaining.into()), ("t", reset_in)));
         if !self.allowed {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after()));
         }
@@ -117,10 +130,14 @@ impl RateLimiter {
         let count: u64 = match (&self.counts, &self.store) {
             (Some(counts), _) => {
                 let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
-                if counts.len() > 100_000 {
-                    counts.retain(|_, (start, _)| *start + window_seconds > now);
+                let counts = counts.entry(policy).or_default();
+                if !counts.contains_key(key) {
+                    if counts.len() >= 100_000 {
+                        counts.retain(|_, (start, _)| *start + window_seconds > now);
+                    }
+                    counts.insert(key.to_string(), (window_start, 0));
                 }
-                let entry = counts.entry(format!("{policy}:{key}")).or_insert((window_start, 0));
+                let entry = counts.get_mut(key).expect("inserted above when missing");
                 if entry.0 != window_start {
                     *entry = (window_start, 0);
                 }
@@ -161,6 +178,8 @@ mod tests {
         assert_eq!(headers["x-ratelimit-limit"], "3");
         assert_eq!(headers["x-ratelimit-remaining"], "0");
         assert_eq!(headers["ratelimit-policy"], "\"api\";q=3;w=60");
+        let reset_in = headers["ratelimit"].to_str().unwrap().strip_prefix("\"api\";r=0;t=").expect("the IETF shape");
+        assert!(reset_in.parse::<u32>().is_ok_and(|t| t <= 60), "{reset_in}");
         assert!(headers.contains_key("retry-after"));
     }
 

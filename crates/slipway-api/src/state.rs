@@ -7,6 +7,7 @@ use slipway_core::SecretsKey;
 use slipway_store::{Backend, Store};
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::principal::GrantCache;
 use crate::auth::rules::RouteRules;
 use crate::auth::usage::UsageRecorder;
 use crate::metrics::Metrics;
@@ -82,6 +83,8 @@ pub struct Shared {
     pub rules: Arc<RouteRules>,
     pub limiter: Arc<RateLimiter>,
     pub usage: Arc<UsageRecorder>,
+    /// Parsed token grants, reused while their stored row is unchanged.
+    pub grants: GrantCache,
     pub jwt: Arc<JwtKeys>,
     /// For reads a request makes on a server (a program's live status, a log tail); `serve`
     /// shares its job runner's, so both use the same kept connections.
@@ -120,6 +123,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             rules: Arc::new(RouteRules::from_spec(&crate::described_routes())),
             usage: Arc::new(UsageRecorder::new(store.clone())),
+            grants: GrantCache::default(),
             store,
             secrets,
             config: Arc::new(config),

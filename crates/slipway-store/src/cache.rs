@@ -1,14 +1,15 @@
 //! A read cache for the three lookups on every authenticated request (token by hash, user,
 //! memberships), used only on SQLite, where one process makes every write, so each write can
 //! evict exactly what it changed and a revoked token is refused on the very next request.
-//! (On PostgreSQL, replicas write concurrently and no cache is used.)
+//! (On PostgreSQL, replicas write concurrently and no cache is used.) Tokens, users and
+//! memberships are kept as `Arc`s and handed out shared: a hit copies nothing.
 //!
 //! Invariant for anyone adding a write: if it changes a token, a user or a membership, it must
 //! evict here. Processes other than the server (`slipway admin …`) must not change cached rows
 //! of a running server (today they only create users and add brand-new users to organisations).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::model::{AccessToken, OrganizationWithRole, User};
@@ -31,9 +32,9 @@ struct Inner {
     /// Bumped by every eviction: a read that started before an eviction must not store its
     /// (possibly stale) result after it.
     generation: u64,
-    tokens_by_hash: HashMap<String, (Instant, AccessToken)>,
-    users: HashMap<String, (Instant, User)>,
-    memberships: HashMap<String, (Instant, Vec<OrganizationWithRole>)>,
+    tokens_by_hash: HashMap<String, (Instant, Arc<AccessToken>)>,
+    users: HashMap<String, (Instant, Arc<User>)>,
+    memberships: HashMap<String, (Instant, Arc<[OrganizationWithRole]>)>,
 }
 
 fn bounded_insert<V>(map: &mut HashMap<String, (Instant, V)>, key: String, value: V) {
@@ -56,14 +57,14 @@ impl ReadCache {
         self.lock().generation
     }
 
-    pub fn token(&self, hash: &str) -> Option<AccessToken> {
+    pub fn token(&self, hash: &str) -> Option<Arc<AccessToken>> {
         fresh(&self.lock().tokens_by_hash, hash)
     }
 
-    pub fn put_token(&self, seen_generation: u64, token: &AccessToken) {
+    pub fn put_token(&self, seen_generation: u64, token: &Arc<AccessToken>) {
         let mut inner = self.lock();
         if inner.generation == seen_generation {
-            bounded_insert(&mut inner.tokens_by_hash, token.token_hash.clone(), token.clone());
+            bounded_insert(&mut inner.tokens_by_hash, token.token_hash.clone(), Arc::clone(token));
         }
     }
 
@@ -73,14 +74,14 @@ impl ReadCache {
         inner.tokens_by_hash.retain(|_, (_, t)| t.id != id);
     }
 
-    pub fn user(&self, id: &str) -> Option<User> {
+    pub fn user(&self, id: &str) -> Option<Arc<User>> {
         fresh(&self.lock().users, id)
     }
 
-    pub fn put_user(&self, seen_generation: u64, user: &User) {
+    pub fn put_user(&self, seen_generation: u64, user: &Arc<User>) {
         let mut inner = self.lock();
         if inner.generation == seen_generation {
-            bounded_insert(&mut inner.users, user.id.clone(), user.clone());
+            bounded_insert(&mut inner.users, user.id.clone(), Arc::clone(user));
         }
     }
 
@@ -90,14 +91,14 @@ impl ReadCache {
         inner.users.remove(id);
     }
 
-    pub fn memberships(&self, user_id: &str) -> Option<Vec<OrganizationWithRole>> {
+    pub fn memberships(&self, user_id: &str) -> Option<Arc<[OrganizationWithRole]>> {
         fresh(&self.lock().memberships, user_id)
     }
 
-    pub fn put_memberships(&self, seen_generation: u64, user_id: &str, rows: &[OrganizationWithRole]) {
+    pub fn put_memberships(&self, seen_generation: u64, user_id: &str, rows: &Arc<[OrganizationWithRole]>) {
         let mut inner = self.lock();
         if inner.generation == seen_generation {
-            bounded_insert(&mut inner.memberships, user_id.to_string(), rows.to_vec());
+            bounded_insert(&mut inner.memberships, user_id.to_string(), rows.clone());
         }
     }
 
@@ -119,8 +120,8 @@ impl ReadCache {
 mod tests {
     use super::*;
 
-    fn user(id: &str) -> User {
-        User {
+    fn user(id: &str) -> Arc<User> {
+        Arc::new(User {
             id: id.into(),
             email: "e".into(),
             name: "n".into(),
@@ -131,7 +132,7 @@ mod tests {
             recovery_codes: None,
             created_at: slipway_core::time::now(),
             updated_at: slipway_core::time::now(),
-        }
+        })
     }
 
     #[test]

@@ -42,6 +42,8 @@ mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
@@ -147,7 +149,8 @@ pub trait IdentityStore: Send + Sync {
         organization_name: &str,
         role: &str,
     ) -> StoreResult<()>;
-    async fn user(&self, id: &str) -> StoreResult<Option<User>>;
+    /// Shared (`Arc`) for the same reason as `memberships_of`.
+    async fn user(&self, id: &str) -> StoreResult<Option<Arc<User>>>;
     async fn user_by_email(&self, email_normalized: &str) -> StoreResult<Option<User>>;
     /// Sets (or clears) the sealed TOTP secret, whether it is enabled, and the recovery codes.
     async fn set_user_two_factor(
@@ -168,8 +171,10 @@ pub trait IdentityStore: Send + Sync {
     async fn organizations_named(&self, name: &str) -> StoreResult<Vec<Organization>>;
     async fn organizations_of(&self, user_id: &str, page: PageRequest)
     -> StoreResult<(Vec<OrganizationWithRole>, u64)>;
-    /// Every organisation of a user with their role (at most 1000), in one query.
-    async fn memberships_of(&self, user_id: &str) -> StoreResult<Vec<OrganizationWithRole>>;
+    /// Every organisation of a user with their role (at most 1000), in one query. Shared
+    /// (`Arc`): on SQLite every authenticated request reads it from the read cache, and a
+    /// shared copy costs no allocation.
+    async fn memberships_of(&self, user_id: &str) -> StoreResult<Arc<[OrganizationWithRole]>>;
     async fn update_organization(
         &self,
         id: &str,
@@ -192,7 +197,10 @@ pub trait IdentityStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, token: &AccessToken) -> StoreResult<()>;
     async fn token(&self, id: &str) -> StoreResult<Option<AccessToken>>;
-    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessToken>>;
+    /// Shared (`Arc`) for the same reason as `memberships_of`; the same `Arc` comes back for as
+    /// long as the cached row is unchanged, so a caller may key work derived from it on the
+    /// pointer.
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<Arc<AccessToken>>>;
     /// A user's personal tokens that are not revoked, newest first.
     async fn tokens_of_user(&self, user_id: &str, page: PageRequest) -> StoreResult<(Vec<AccessToken>, u64)>;
     /// An organisation's organisation tokens that are not revoked, newest first.

@@ -154,7 +154,11 @@ impl FromRequestParts<AppState> for Session {
             return Err(refused);
         }
         state.usage.record(&row.id, peer.map(|p| p.ip()));
-        Ok(Session { api: web.caller(Some(&token), peer), csrf: crate::csrf::for_session(&token), token_id: row.id })
+        Ok(Session {
+            api: web.caller(Some(&token), peer),
+            csrf: crate::csrf::for_session(&token),
+            token_id: row.id.clone(),
+        })
     }
 }
 

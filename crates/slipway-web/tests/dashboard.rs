@@ -70,7 +70,7 @@ impl Dashboard {
     /// The stored token behind a secret (a session cookie's value, a token shown once).
     async fn token_row(&self, secret: &str) -> slipway_store::AccessToken {
         let hash = slipway_core::token::PlainToken::parse(secret).unwrap().hash();
-        self.state.store.token_by_hash(&hash).await.unwrap().expect("a stored token")
+        self.state.store.token_by_hash(&hash).await.unwrap().expect("a stored token").as_ref().clone()
     }
 
     /// A server and an installed site on it, straight into the store; returns the site's page.

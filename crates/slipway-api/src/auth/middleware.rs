@@ -40,7 +40,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let report = RateLimitReport::default();
     request.extensions_mut().insert(report.clone());
     let ip = client_ip(&request);
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let in_process = request.extensions().get::<InProcess>().is_some();
     let limited = template.starts_with(API_PREFIX) && !in_process;
     let slot = request.extensions().get::<AuditSlot>().cloned();
@@ -49,7 +49,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         let principal = if rule.authenticated {
             // A dashboard session's token works only through the dashboard, where its idle expiry
             // and CSRF checks apply; presented to the API directly it is not a credential.
-            let authenticated = Principal::authenticate(&state, header.as_deref(), ip)
+            let authenticated = Principal::authenticate(&state, header, ip)
                 .await
                 .and_then(|p| if p.dashboard_session && !in_process { Err(AuthFailure::Invalid) } else { Ok(p) });
             match authenticated {
@@ -81,11 +81,15 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             None
         };
         if limited {
+            let by_address;
             let key = match &principal {
-                Some(p) => format!("token:{}", p.token_id),
-                None => format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default()),
+                Some(p) => p.rate_limit_key.as_str(),
+                None => {
+                    by_address = format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default());
+                    by_address.as_str()
+                }
             };
-            let d = state.limiter.hit("api", &key, state.config.rate_limits.api_per_minute, 60).await?;
+            let d = state.limiter.hit("api", key, state.config.rate_limits.api_per_minute, 60).await?;
             report.record(&d);
             if !d.allowed {
                 return Err(d.into_error());

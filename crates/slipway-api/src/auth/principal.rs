@@ -37,11 +37,13 @@ impl TokenKind {
     }
 }
 
-/// Who is calling: resolved from a personal or organisation access token, or from a JWT
-/// obtained by exchanging one.
-#[derive(Debug, Clone)]
-pub struct Principal {
+/// What a stored token grants, parsed from its row: the same for every request made with it, so
+/// it is parsed once per version of the row (see [`GrantCache`]) and shared.
+#[derive(Debug)]
+pub struct Grant {
     pub token_id: String,
+    /// `token:<id>`: what the API rate limit counts this token's requests under.
+    pub rate_limit_key: String,
     pub kind: TokenKind,
     pub user_id: Option<String>,
     /// The only organisation this token may act in (always set for organisation tokens).
@@ -53,12 +55,66 @@ pub struct Principal {
     pub expires_at: Option<Timestamp>,
     /// A dashboard session (its expiry is the session's lifetime, not a limit the person set).
     pub dashboard_session: bool,
+}
+
+/// Who is calling: resolved from a personal or organisation access token, or from a JWT
+/// obtained by exchanging one. Its grant's fields read through it (`principal.token_id`).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    grant: Arc<Grant>,
     /// Set when the request came with a JWT from this exchange family.
     pub jwt_family: Option<String>,
     /// The user's roles as this request read them, so that its extractors and its handler ask
     /// the database once. A principal is made for each request (never cached across requests),
     /// so a role changed or removed holds from the next request, as without this.
     roles_seen: Arc<Mutex<RolesSeen>>,
+}
+
+impl std::ops::Deref for Principal {
+    type Target = Grant;
+
+    fn deref(&self) -> &Grant {
+        &self.grant
+    }
+}
+
+/// The parsed grants of tokens in use, each kept with the stored row it was parsed from. The
+/// read cache hands back the same `Arc` for as long as a row is unchanged, so a pointer match
+/// means the very same row and its parse is reused; any change to the row (a revocation, new
+/// abilities) evicts it there, the next read is a new `Arc`, and it is parsed again. Holding the
+/// row keeps its address from being reused by another.
+#[derive(Debug, Default)]
+pub struct GrantCache(Mutex<GrantsByToken>);
+
+/// By token id: the row a grant was parsed from, and the grant.
+type GrantsByToken = HashMap<String, (Arc<AccessToken>, Arc<Grant>)>;
+
+/// Entries before the map is simply cleared; far above one instance's tokens in use.
+const GRANT_CACHE_ENTRIES: usize = 10_000;
+
+impl GrantCache {
+    /// The grant of `row`, parsed or reused.
+    pub fn grant(&self, row: &Arc<AccessToken>) -> Result<Arc<Grant>, AuthFailure> {
+        if let Some((seen, grant)) = self.lock().get(&row.id)
+            && Arc::ptr_eq(seen, row)
+        {
+            return Ok(grant.clone());
+        }
+        let grant = Arc::new(Grant::of_token(row)?);
+        // A row no cache shares (PostgreSQL reads a fresh one each time) never comes back.
+        if Arc::strong_count(row) > 1 {
+            let mut map = self.lock();
+            if map.len() >= GRANT_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(row.id.clone(), (row.clone(), grant.clone()));
+        }
+        Ok(grant)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GrantsByToken> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -93,17 +149,16 @@ fn json_list(text: &Option<String>) -> Option<Vec<String>> {
     text.as_deref().and_then(|t| serde_json::from_str(t).ok())
 }
 
-impl Principal {
-    /// The principal a stored token stands for, provided it is neither revoked nor expired.
-    pub fn from_active_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
-        if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now()) {
-            return Err(AuthFailure::Invalid);
-        }
-        Self::of_token(row)
+/// Refuses a token that is revoked or expired.
+fn check_active(row: &AccessToken) -> Result<(), AuthFailure> {
+    if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now()) {
+        return Err(AuthFailure::Invalid);
     }
+    Ok(())
+}
 
-    /// What a stored token would be allowed, whether or not it is still active.
-    pub fn of_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
+impl Grant {
+    fn of_token(row: &AccessToken) -> Result<Grant, AuthFailure> {
         let abilities: Vec<String> = serde_json::from_str(&row.abilities).map_err(|_| AuthFailure::Invalid)?;
         let abilities = AbilitySet::parse("abilities", &abilities).map_err(|_| AuthFailure::Invalid)?;
         // A kind this version does not know grants nothing: guessing would hand a token the
@@ -114,8 +169,9 @@ impl Principal {
         })?;
         let allowed_ips = json_list(&row.allowed_ips)
             .map(|list| list.iter().filter_map(|c| c.parse::<IpNet>().ok()).collect::<Vec<_>>());
-        Ok(Principal {
+        Ok(Grant {
             token_id: row.id.clone(),
+            rate_limit_key: format!("token:{}", row.id),
             kind,
             user_id: row.user_id.clone(),
             organization_id: row.organization_id.clone(),
@@ -125,13 +181,29 @@ impl Principal {
             allowed_ips,
             expires_at: row.expires_at,
             dashboard_session: row.created_via == "dashboard",
-            jwt_family: None,
-            roles_seen: Arc::default(),
         })
+    }
+}
+
+impl Principal {
+    fn new(grant: Arc<Grant>) -> Principal {
+        Principal { grant, jwt_family: None, roles_seen: Arc::default() }
+    }
+
+    /// The principal a stored token stands for, provided it is neither revoked nor expired.
+    pub fn from_active_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
+        check_active(row)?;
+        Self::of_token(row)
+    }
+
+    /// What a stored token would be allowed, whether or not it is still active.
+    pub fn of_token(row: &AccessToken) -> Result<Principal, AuthFailure> {
+        Ok(Principal::new(Arc::new(Grant::of_token(row)?)))
     }
 
     /// Resolves the `Authorization` header: `Bearer` or `Token` (any case), then a Slipway
-    /// token or a JWT. No cache: revocation and expiry hold from the very next request.
+    /// token or a JWT. Revocation and expiry hold from the very next request: the row is read (or
+    /// taken from the read cache, which every change to it evicts) each time.
     pub async fn authenticate(
         state: &AppState,
         header: Option<&str>,
@@ -147,7 +219,9 @@ impl Principal {
             // Typos and made-up strings fail the checksum here, before any database work.
             let token = PlainToken::parse(credential).map_err(|_| AuthFailure::Invalid)?;
             let row = state.store.token_by_hash(&token.hash()).await.map_err(|_| AuthFailure::Invalid)?;
-            Principal::from_active_token(&row.ok_or(AuthFailure::Invalid)?)?
+            let row = row.ok_or(AuthFailure::Invalid)?;
+            check_active(&row)?;
+            Principal::new(state.grants.grant(&row)?)
         } else if credential.split('.').count() == 3 {
             let claims = state.jwt.verify_access(credential).map_err(|_| AuthFailure::Invalid)?;
             // The parent token and the exchange family must both still be live.
@@ -196,8 +270,8 @@ impl Principal {
                     .store
                     .memberships_of(self.user_id()?)
                     .await?
-                    .into_iter()
-                    .filter_map(|o| Role::parse(&o.role).map(|role| (o.id, role)))
+                    .iter()
+                    .filter_map(|o| Role::parse(&o.role).map(|role| (o.id.clone(), role)))
                     .collect();
                 self.roles_seen().all = Some(all.clone());
                 all

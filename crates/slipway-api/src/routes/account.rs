@@ -2,6 +2,7 @@
 //! second factor when enabled), the current user, and enrolling in two-factor authentication.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
@@ -60,8 +61,8 @@ pub async fn user_resource(state: &AppState, user: &User) -> Result<UserResource
         name: user.name.clone(),
         two_factor_enabled: user.totp_enabled,
         organizations: orgs
-            .into_iter()
-            .map(|o| OrganizationMembership { id: o.id, name: o.name, role: o.role })
+            .iter()
+            .map(|o| OrganizationMembership { id: o.id.clone(), name: o.name.clone(), role: o.role.clone() })
             .collect(),
         created_at: user.created_at,
     })
@@ -112,7 +113,7 @@ async fn create_account(
     state: &AppState,
     account: NewAccount,
     organization_name: &str,
-) -> Result<(User, String), ApiError> {
+) -> Result<(Arc<User>, String), ApiError> {
     let password = account.password;
     let password_hash =
         tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)?;
@@ -436,7 +437,7 @@ async fn confirm_password(
     principal: &Principal,
     password: &str,
     audit: &AuditSlot,
-) -> Result<User, ApiError> {
+) -> Result<Arc<User>, ApiError> {
     confirm_password_in(state, principal, password, audit, "password").await
 }
 
@@ -447,7 +448,7 @@ async fn confirm_password_in(
     password: &str,
     audit: &AuditSlot,
     field: &str,
-) -> Result<User, ApiError> {
+) -> Result<Arc<User>, ApiError> {
     let user = state.store.user(principal.user_id()?).await?.ok_or(ApiError::NotFound)?;
     count_auth_attempt(state, None, Some(&user.email), None).await?;
     let (hash, password) = (user.password_hash.clone(), password.to_string());

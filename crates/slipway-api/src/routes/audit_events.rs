@@ -143,10 +143,10 @@ pub async fn list_audit_events(
             let user = principal.user_id()?.to_string();
             let orgs = state.store.memberships_of(&user).await?;
             filter.organization_ids = orgs
-                .into_iter()
+                .iter()
                 .filter(|o| Role::parse(&o.role).is_some_and(Role::manages_organization))
                 .filter(|o| principal.organization_id.as_ref().is_none_or(|only| *only == o.id))
-                .map(|o| o.id)
+                .map(|o| o.id.clone())
                 .collect();
             filter.own_user_id = Some(user);
         }

@@ -58,7 +58,7 @@ async fn pair(
     let (sub, account_id, email, name) = match &principal.user_id {
         Some(user_id) => {
             let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-            (user_id.clone(), user_id.clone(), Some(user.email), Some(user.name))
+            (user_id.clone(), user_id.clone(), Some(user.email.clone()), Some(user.name.clone()))
         }
         None => {
             let org = principal.organization_id.clone().unwrap_or_default();

@@ -349,7 +349,7 @@ pub(crate) async fn token_organizations(
 ) -> Result<Vec<String>, ApiError> {
     Ok(match (organization_id, user_id) {
         (Some(org), _) => vec![org.to_string()],
-        (None, Some(user)) => state.store.memberships_of(user).await?.into_iter().map(|o| o.id).collect(),
+        (None, Some(user)) => state.store.memberships_of(user).await?.iter().map(|o| o.id.clone()).collect(),
         (None, None) => vec![],
     })
 }
@@ -454,7 +454,7 @@ pub async fn create_token(
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
     Json(body): Json<CreateToken>,
 ) -> Result<Response, ApiError> {
-    count_token_creation(&state, &format!("token:{}", principal.token_id), report.as_deref()).await?;
+    count_token_creation(&state, &principal.rate_limit_key, report.as_deref()).await?;
     let request = TokenRequest {
         kind: TokenKind::Personal,
         user_id: Some(principal.user_id()?.to_string()),
@@ -677,7 +677,7 @@ pub async fn rotate_token(
     if token.created_via == "dashboard" {
         return Err(ApiError::Conflict("A dashboard session cannot be rotated: revoke it, and log in again.".into()));
     }
-    count_token_creation(&state, &format!("token:{}", principal.token_id), report.as_deref()).await?;
+    count_token_creation(&state, &principal.rate_limit_key, report.as_deref()).await?;
     let (row, plain) = rotate(&state, &token).await?;
     audit.note(|n| {
         n.resource_id = Some(token.id.clone());

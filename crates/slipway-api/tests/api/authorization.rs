@@ -175,7 +175,8 @@ async fn world(db: TestDatabase) -> World {
         .await
         .unwrap()
         .unwrap()
-        .id;
+        .id
+        .clone();
     let org_token =
         app.post_as(&format!("/api/v1/organizations/{}/tokens", a.org_id), &a.token, json!({"name": "ci"})).await;
     assert_eq!(org_token.status, StatusCode::CREATED, "{}", org_token.text());

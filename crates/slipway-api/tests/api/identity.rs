@@ -786,6 +786,36 @@ async fn token_use_is_recorded_without_a_write_per_request() {
     let _ = PUBLIC_URL;
 }
 
+/// On SQLite a token's row comes from the read cache and what it grants is parsed once per
+/// version of that row; narrowing or revoking it must still hold from its very next request.
+#[tokio::test]
+async fn a_narrowed_or_revoked_token_is_held_to_it_from_the_next_request() {
+    let app = app().await;
+    let user = app.user("cached@example.com").await;
+    let token = app.token(&user.id, &["server:read", "token:read", "token:update", "token:delete"], |_| {}).await;
+    for _ in 0..3 {
+        assert_eq!(app.get_as("/api/v1/servers", &token).await.status, StatusCode::OK);
+    }
+    let id = app.get_as("/api/v1/tokens/current", &token).await.json()["data"]["id"].as_str().unwrap().to_string();
+    let narrowed = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/tokens/{id}"),
+            Some(&token),
+            Some(json!({"abilities": ["token:read", "token:update", "token:delete"]})),
+        )
+        .await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text());
+    let refused = app.get_as("/api/v1/servers", &token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert!(refused.text().contains("server:read"), "{}", refused.text());
+    assert_eq!(app.get_as("/api/v1/tokens/current", &token).await.status, StatusCode::OK);
+
+    let revoked = app.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), Some(&token), None).await;
+    assert!(revoked.status.is_success(), "{}", revoked.text());
+    assert_eq!(app.get_as("/api/v1/user", &token).await.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn a_narrow_token_cannot_reach_a_wider_token_of_the_same_user() {
     let app = app().await;

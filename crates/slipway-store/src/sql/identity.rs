@@ -1,5 +1,7 @@
 //! Users, organisations and memberships ([`IdentityStore`]).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::now;
@@ -80,13 +82,14 @@ macro_rules! impl_identity_store {
                 tx.commit().await.map_err(StoreError::from_sqlx)
             }
 
-            async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+            async fn user(&self, id: &str) -> StoreResult<Option<Arc<User>>> {
                 if let Some(hit) = self.cache.as_ref().and_then(|c| c.user(id)) {
                     return Ok(Some(hit));
                 }
                 let generation = self.cache.as_ref().map(ReadCache::generation);
                 let row: Option<User> = sqlx::query_as(concat!("SELECT ", user_fields!(columns!()), " FROM users WHERE id = $1"))
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let row = row.map(Arc::new);
                 if let (Some(cache), Some(g), Some(user)) = (&self.cache, generation, &row) {
                     cache.put_user(g, user);
                 }
@@ -162,7 +165,7 @@ macro_rules! impl_identity_store {
                 Ok((rows, as_u64(total)))
             }
 
-            async fn memberships_of(&self, user_id: &str) -> StoreResult<Vec<OrganizationWithRole>> {
+            async fn memberships_of(&self, user_id: &str) -> StoreResult<Arc<[OrganizationWithRole]>> {
                 if let Some(hit) = self.cache.as_ref().and_then(|c| c.memberships(user_id)) {
                     return Ok(hit);
                 }
@@ -175,6 +178,7 @@ macro_rules! impl_identity_store {
                     ),
                 )
                 .bind(user_id).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let rows: Arc<[OrganizationWithRole]> = rows.into();
                 if let (Some(cache), Some(g)) = (&self.cache, generation) {
                     cache.put_memberships(g, user_id, &rows);
                 }

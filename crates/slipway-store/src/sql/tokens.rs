@@ -1,5 +1,7 @@
 //! Access tokens, and the token families and refresh tokens of the JWT exchange ([`TokenStore`]).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
@@ -44,13 +46,14 @@ macro_rules! impl_token_store {
                     .bind(id).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)
             }
 
-            async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessToken>> {
+            async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<Arc<AccessToken>>> {
                 if let Some(hit) = self.cache.as_ref().and_then(|c| c.token(token_hash)) {
                     return Ok(Some(hit));
                 }
                 let generation = self.cache.as_ref().map(ReadCache::generation);
                 let row: Option<AccessToken> = sqlx::query_as(concat!("SELECT ", access_token_fields!(columns!()), " FROM access_tokens WHERE token_hash = $1"))
                     .bind(token_hash).fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                let row = row.map(Arc::new);
                 if let (Some(cache), Some(g), Some(token)) = (&self.cache, generation, &row) {
                     cache.put_token(g, token);
                 }
