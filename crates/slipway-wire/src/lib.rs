@@ -10,6 +10,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod time;
+
 /// A server Slipway manages.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(as = ServerResource))]
@@ -43,8 +45,11 @@ pub struct Server {
     pub offered_host_key_fingerprint: Option<String>,
     /// Provisioning installs Node.js (from the operating system's packages).
     pub node: bool,
+    #[serde(serialize_with = "crate::time::rfc3339_option")]
     pub provisioned_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub sites_count: u64,
 }
@@ -124,12 +129,15 @@ pub struct Site {
     pub suspended: bool,
     /// The last deployment's status: `queued`, `running`, `succeeded`, `failed`, `cancelled`.
     pub deployment_status: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339_option")]
     pub last_deployed_at: Option<DateTime<Utc>>,
     /// The id of the release that is live (a deployment id).
     pub current_release: Option<String>,
     /// The operation applying the last change, when this request queued one.
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -158,8 +166,11 @@ pub struct Deployment {
     pub failure_reason: Option<String>,
     /// The operation running it (its log is the deployment's log).
     pub operation_id: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339_option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::time::rfc3339_option")]
     pub finished_at: Option<DateTime<Utc>>,
     /// Seconds from start to finish.
     pub duration: Option<f64>,
@@ -175,6 +186,7 @@ pub struct DeploymentStep {
     /// `connect`, `fetch`, `build`, `health check`, `switch` or `finish` (workers restarted, old
     /// releases pruned).
     pub name: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub started_at: DateTime<Utc>,
     /// Until the step ends: none.
     pub duration_ms: Option<u64>,
@@ -208,10 +220,14 @@ pub struct Operation {
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: String,
     pub attempts: i64,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// When it is due to run: later than `created_at` for a retry waiting out its backoff.
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub run_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339_option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::time::rfc3339_option")]
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i64>,
     pub failure_reason: Option<String>,
@@ -223,6 +239,7 @@ pub struct Operation {
 #[serde(default)]
 pub struct LogLine {
     pub seq: i64,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
     /// `stdout`, `stderr` or `info`.
     pub stream: String,
@@ -238,6 +255,7 @@ pub struct Release {
     pub id: String,
     pub commit_sha: Option<String>,
     pub commit_message: Option<String>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     pub current: bool,
 }

@@ -50,6 +50,7 @@ pub struct UserResource {
     pub name: String,
     pub two_factor_enabled: bool,
     pub organizations: Vec<OrganizationMembership>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

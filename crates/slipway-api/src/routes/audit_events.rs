@@ -18,6 +18,7 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventResource {
     pub id: String,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub actor_user_id: Option<String>,
     pub token_id: Option<String>,

@@ -48,12 +48,16 @@ pub struct BackupScheduleResource {
     pub keep_monthly: i64,
     /// Each backup is verified once stored (restored into a scratch database and compared).
     pub verify: bool,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub next_run_at: Option<DateTime<Utc>>,
     /// When its newest good backup (verified, when it verifies) was made.
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub last_good_backup_at: Option<DateTime<Utc>>,
     /// No good backup within twice its period: look at its failed backups.
     pub stale: bool,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -42,7 +42,9 @@ pub struct BackupStorageResource {
     /// Local: the server and directory.
     pub server_id: Option<String>,
     pub path: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

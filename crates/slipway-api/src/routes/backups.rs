@@ -46,16 +46,21 @@ pub struct BackupResource {
     pub error: Option<String>,
     /// The job that makes it (`GET /operations/{id}` and its log).
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<i64>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// When a verification last restored it into a scratch database and found the tables and
     /// rows of its manifest (`POST /backups/{id}/verify`).
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub verified_at: Option<DateTime<Utc>>,
     /// What the last verification found wrong; the backup is then `failed`.
     pub verification_error: Option<String>,
     /// When it was last restored.
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub restored_at: Option<DateTime<Utc>>,
 }
 

@@ -53,7 +53,9 @@ pub struct GitProviderResource {
     pub kind: String,
     /// Whether an access token is stored (it is never shown again).
     pub has_access_token: bool,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -205,7 +207,9 @@ pub struct GitRepositoryResource {
     pub auto_deploy: bool,
     /// Where the git host sends pushes (when auto-deploy is on).
     pub webhook_url: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -631,6 +635,7 @@ pub async fn receive_push(
 pub struct DeliveryResource {
     pub id: String,
     pub repository_id: String,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub received_at: DateTime<Utc>,
     pub event: Option<String>,
     pub branch: Option<String>,

@@ -49,6 +49,7 @@ pub struct EventResource {
     #[serde(rename = "type")]
     #[schema(example = "deployment.failed")]
     pub event_type: String,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub organization_id: String,
     #[schema(example = "Deployment of example.com failed at build: exit code 2")]
@@ -147,7 +148,9 @@ pub struct NotificationChannelResource {
     /// the key of `Slipway-Signature`. Shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -576,9 +579,13 @@ pub struct DeliveryResource {
     pub response_code: Option<i64>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub deadline_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

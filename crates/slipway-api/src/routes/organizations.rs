@@ -33,6 +33,7 @@ pub struct OrganizationResource {
     pub role: String,
     /// Longest lifetime of tokens that can act in it, in seconds; `null` = no limit.
     pub max_token_lifetime_seconds: Option<i64>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -188,6 +189,7 @@ pub struct MemberResource {
     pub email: String,
     pub name: String,
     pub role: String,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub joined_at: DateTime<Utc>,
 }
 

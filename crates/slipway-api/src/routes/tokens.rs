@@ -36,11 +36,14 @@ pub struct TokenResource {
     pub site_ids: Option<Vec<String>>,
     /// CIDR ranges the token may be used from; `null` = anywhere.
     pub allowed_ips: Option<Vec<String>>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub expires_at: Option<DateTime<Utc>>,
     pub expired: bool,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// `api`, `login`, `dashboard`, `cli` or `setup`.
     pub created_via: String,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
 }

@@ -31,9 +31,11 @@ use crate::state::AppState;
 pub struct ServedCertificate {
     /// SHA-256 of the certificate served, `AB:CD:…`; null when none could be read.
     pub fingerprint: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub not_after: Option<DateTime<Utc>>,
     /// It is this certificate.
     pub matches: bool,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub checked_at: DateTime<Utc>,
     /// Why nothing could be read.
     pub error: Option<String>,
@@ -41,6 +43,7 @@ pub struct ServedCertificate {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RenewalState {
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
 }
@@ -73,7 +76,9 @@ pub struct CertificateResource {
     pub subject: Option<String>,
     #[schema(example = "CN=Example CA")]
     pub issuer: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub not_before: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub not_after: Option<DateTime<Utc>>,
     /// SHA-256 of the certificate, as `openssl x509 -fingerprint -sha256` prints it.
     pub fingerprint: Option<String>,
@@ -83,7 +88,9 @@ pub struct CertificateResource {
     /// What the server was last seen serving for the site; null until checked.
     pub served: Option<ServedCertificate>,
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -43,7 +43,9 @@ pub struct CrontabResource {
     pub status: String,
     pub status_reason: Option<String>,
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -175,8 +177,10 @@ crate::server_item_routes! {
 /// One recorded run of a cron job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CrontabRun {
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub started_at: DateTime<Utc>,
     /// Null while it runs, or when it ended without recording it.
+    #[serde(serialize_with = "slipway_wire::time::rfc3339_option")]
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
     /// `running`, `succeeded`, `failed`, or `interrupted` (killed, or the server stopped, before

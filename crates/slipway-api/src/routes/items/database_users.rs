@@ -48,7 +48,9 @@ pub struct DatabaseUserResource {
     pub status: String,
     pub status_reason: Option<String>,
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

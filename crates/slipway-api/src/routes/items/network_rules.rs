@@ -28,7 +28,9 @@ pub struct NetworkRuleResource {
     pub status: String,
     pub status_reason: Option<String>,
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -26,7 +26,9 @@ pub struct SshKeyResource {
     pub status_reason: Option<String>,
     /// The operation applying the last change, when one was queued by this request.
     pub operation_id: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -27,7 +27,9 @@ pub struct EnvVarResource {
     pub key: String,
     /// `null` unless asked for with `?reveal=true` (needs `site:update`).
     pub value: Option<String>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
