@@ -53,7 +53,7 @@ async fn handle(state: AppState, key: Option<String>, request: Request, next: Ne
                 .into_response()
         },
     )?;
-    let Some(principal) = request.extensions().get::<Principal>().map(|p| p.rate_limit_key.clone()) else {
+    let Some(principal) = request.extensions().get::<Principal>().map(|p| p.subject_key.clone()) else {
         return Ok(next.run(request).await);
     };
     let limit = request.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(1024 * 1024);

@@ -83,7 +83,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         if limited {
             let by_address;
             let key = match &principal {
-                Some(p) => p.rate_limit_key.as_str(),
+                Some(p) => p.subject_key.as_str(),
                 None => {
                     by_address = format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default());
                     by_address.as_str()

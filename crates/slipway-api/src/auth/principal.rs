@@ -42,8 +42,8 @@ impl TokenKind {
 #[derive(Debug)]
 pub struct Grant {
     pub token_id: String,
-    /// `token:<id>`: what the API rate limit counts this token's requests under.
-    pub rate_limit_key: String,
+    /// `token:<id>`: the name rate limits and idempotency keys give this token.
+    pub subject_key: String,
     pub kind: TokenKind,
     pub user_id: Option<String>,
     /// The only organisation this token may act in (always set for organisation tokens).
@@ -171,7 +171,7 @@ impl Grant {
             .map(|list| list.iter().filter_map(|c| c.parse::<IpNet>().ok()).collect::<Vec<_>>());
         Ok(Grant {
             token_id: row.id.clone(),
-            rate_limit_key: format!("token:{}", row.id),
+            subject_key: format!("token:{}", row.id),
             kind,
             user_id: row.user_id.clone(),
             organization_id: row.organization_id.clone(),

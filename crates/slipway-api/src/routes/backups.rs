@@ -243,7 +243,7 @@ pub async fn download_backup(
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
 ) -> Result<axum::response::Response, ApiError> {
     let limit = state.config.rate_limits.backup_download_per_hour;
-    let decision = state.limiter.hit("backup-download", &v.principal.rate_limit_key, limit, 3600).await?;
+    let decision = state.limiter.hit("backup-download", &v.principal.subject_key, limit, 3600).await?;
     if let Some(report) = report.as_deref() {
         report.record(&decision);
     }

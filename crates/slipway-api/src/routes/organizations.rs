@@ -385,7 +385,7 @@ pub async fn create_organization_token(
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
     Json(body): Json<CreateToken>,
 ) -> Result<Response, ApiError> {
-    count_token_creation(&state, &org.principal.rate_limit_key, report.as_deref()).await?;
+    count_token_creation(&state, &org.principal.subject_key, report.as_deref()).await?;
     if body.organization_id.as_ref().is_some_and(|o| *o != org.organization.id) {
         return Err(ApiError::validation(
             "organization_id",

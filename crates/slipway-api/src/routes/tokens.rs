@@ -457,7 +457,7 @@ pub async fn create_token(
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
     Json(body): Json<CreateToken>,
 ) -> Result<Response, ApiError> {
-    count_token_creation(&state, &principal.rate_limit_key, report.as_deref()).await?;
+    count_token_creation(&state, &principal.subject_key, report.as_deref()).await?;
     let request = TokenRequest {
         kind: TokenKind::Personal,
         user_id: Some(principal.user_id()?.to_string()),
@@ -680,7 +680,7 @@ pub async fn rotate_token(
     if token.created_via == "dashboard" {
         return Err(ApiError::Conflict("A dashboard session cannot be rotated: revoke it, and log in again.".into()));
     }
-    count_token_creation(&state, &principal.rate_limit_key, report.as_deref()).await?;
+    count_token_creation(&state, &principal.subject_key, report.as_deref()).await?;
     let (row, plain) = rotate(&state, &token).await?;
     audit.note(|n| {
         n.resource_id = Some(token.id.clone());
