@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use slipway_api::AppState;
+use slipway_api::auth::principal;
 use slipway_core::token::PlainToken;
 
 use crate::api::{InProcessApi, Web, encode};
@@ -119,9 +120,7 @@ impl FromRequestParts<AppState> for Session {
             .await
             .map_err(|e| WebError::Internal(format!("reading the session: {e}")).into_response())?;
         let now = slipway_core::time::now();
-        let Some(row) = row.filter(|r| {
-            r.created_via == CREATED_VIA && r.revoked_at.is_none() && r.expires_at.is_none_or(|at| at > now)
-        }) else {
+        let Some(row) = row.filter(|r| r.created_via == CREATED_VIA && principal::is_active(r, now)) else {
             return Err(to_login(&web, parts, Ended::Expired));
         };
         // Last use is recorded at most once a minute, so idleness is known to within a minute.
@@ -143,7 +142,7 @@ impl FromRequestParts<AppState> for Session {
         };
         let decision = state
             .limiter
-            .hit(policy, &format!("token:{}", row.id), limit, 60)
+            .hit(policy, &principal::subject_key(&row.id), limit, 60)
             .await
             .map_err(|e| WebError::Internal(format!("rate limit: {e}")).into_response())?;
         if !decision.allowed {

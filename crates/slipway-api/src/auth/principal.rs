@@ -149,9 +149,21 @@ fn json_list(text: &Option<String>) -> Option<Vec<String>> {
     text.as_deref().and_then(|t| serde_json::from_str(t).ok())
 }
 
+/// Whether a stored token may still be used at `at`: neither revoked nor expired. The API and
+/// the dashboard's sessions both ask this one question.
+pub fn is_active(row: &AccessToken, at: Timestamp) -> bool {
+    row.revoked_at.is_none() && row.expires_at.is_none_or(|expiry| expiry > at)
+}
+
+/// The key a token's requests are counted and remembered under (rate limits, idempotency keys),
+/// the same for the API and for a dashboard session holding that token.
+pub fn subject_key(token_id: &str) -> String {
+    format!("token:{token_id}")
+}
+
 /// Refuses a token that is revoked or expired.
 fn check_active(row: &AccessToken) -> Result<(), AuthFailure> {
-    if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now()) {
+    if !is_active(row, now()) {
         return Err(AuthFailure::Invalid);
     }
     Ok(())
@@ -171,7 +183,7 @@ impl Grant {
             .map(|list| list.iter().filter_map(|c| c.parse::<IpNet>().ok()).collect::<Vec<_>>());
         Ok(Grant {
             token_id: row.id.clone(),
-            subject_key: format!("token:{}", row.id),
+            subject_key: subject_key(&row.id),
             kind,
             user_id: row.user_id.clone(),
             organization_id: row.organization_id.clone(),
