@@ -44,8 +44,20 @@ listed() { # listed <word> <list…>: whether the word is among the list
 pg_databases_of() {
     query postgres "SELECT DISTINCT d.datname FROM pg_database d, aclexplode(d.datacl) a, pg_roles r WHERE r.rolname = '$1' AND a.grantee = r.oid AND d.datallowconn"
 }
+# Runs SQL $2 in database $1, where a database dropped meanwhile counts as done: it holds
+# nothing of anyone's any more. A forced drop ends the sessions in it before it commits, so the
+# first look may still find it; a second connection waits for the drop to finish (it holds the
+# database's lock), so the next look is sure. Other failures are tried again, then reported.
+pg_in_or_gone() { # pg_in_or_gone <database> <sql>
+    for attempt in 1 2 3; do
+        out=$(query "$1" "$2") && return 0
+        gone=$(query postgres "SELECT 1 FROM pg_database WHERE datname = '$1'") && [ -z "$gone" ] && return 0
+    done
+    echo "$out"
+    return 1
+}
 pg_revoke_in() { # pg_revoke_in <database> <role>
-    query "$1" "BEGIN; REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \"$2\"; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \"$2\"; REVOKE ALL ON SCHEMA public FROM \"$2\"; REVOKE ALL ON DATABASE \"$1\" FROM \"$2\"; COMMIT"
+    pg_in_or_gone "$1" "BEGIN; REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \"$2\"; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM \"$2\"; REVOKE ALL ON SCHEMA public FROM \"$2\"; REVOKE ALL ON DATABASE \"$1\" FROM \"$2\"; COMMIT"
 }
 
 step_of() { # step_of <step> <database> <payload…>: runs one step, printing the engine's words on failure
@@ -95,11 +107,7 @@ step_of() { # step_of <step> <database> <payload…>: runs one step, printing th
             dbs=$(query postgres "SELECT datname FROM pg_database WHERE datallowconn") || { echo "$dbs"; return 1; }
             for in_db in $dbs; do
                 word "$in_db" || continue
-                out=$(query "$in_db" "BEGIN; REASSIGN OWNED BY \"$1\" TO postgres; DROP OWNED BY \"$1\"; COMMIT") && continue
-                # A database dropped since the list was read holds nothing of the role's.
-                gone=$(query postgres "SELECT 1 FROM pg_database WHERE datname = '$in_db'") && [ -z "$gone" ] && continue
-                echo "$out"
-                return 1
+                pg_in_or_gone "$in_db" "BEGIN; REASSIGN OWNED BY \"$1\" TO postgres; DROP OWNED BY \"$1\"; COMMIT" || return 1
             done
             query postgres "DROP ROLE IF EXISTS \"$1\"" || return 1
             ;;

@@ -338,14 +338,22 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
         .await;
     assert_eq!(status, 409, "{reply}");
 
-    // Deleting drops them from the engine; what the writer made stays.
+    // Deleting drops them from the engine; what the writer made stays. On PostgreSQL the writer
+    // also owns a table in a database that is dropped (forced) while the drop of the writer is
+    // reassigning what it owns there: the drop still succeeds, that database holding nothing.
     let (ok, out, err) = cli(&["db-user", "delete", "db", name, &by_cli]);
     assert!(ok, "{out}{err}");
+    let doomed = (engine == "postgres").then(|| HeldDatabase::owned_by(&format!("{name}_doomed"), &writer));
     for user in [&writer, &reader] {
         let page = api.call(Method::GET, &users, None).await.1;
         let id = page["data"].as_array().unwrap().iter().find(|u| u["name"] == user.as_str()).unwrap()["id"].clone();
         let (status, reply) = api.call(Method::DELETE, &format!("{users}/{}", id.as_str().unwrap()), None).await;
         assert_eq!(status, 202, "{reply}");
+        if let Some(held) = &doomed
+            && user == &writer
+        {
+            held.dropped_with_force_once_waited_on();
+        }
         api.succeeded(reply["data"]["operation_id"].as_str().unwrap()).await;
     }
     for user in [&writer, &reader, &by_cli] {
@@ -361,6 +369,66 @@ async fn users_are_managed_for_real(p: &Provisioned, engine: &'static str, name:
     let (status, reply) = api.call(Method::DELETE, &other_path, Some(json!({"confirm": other}))).await;
     assert_eq!(status, 202, "{reply}");
     api.finished(reply["data"]["operation_id"].as_str().unwrap()).await;
+}
+
+/// A PostgreSQL database where `owner` owns a table that another session holds locked, so that
+/// anything reassigning the owner's objects there waits, until the database is dropped under it.
+struct HeldDatabase {
+    name: String,
+    holder: std::process::Child,
+}
+
+impl HeldDatabase {
+    fn owned_by(name: &str, owner: &str) -> HeldDatabase {
+        use std::io::Write;
+        sql("postgres", &format!("CREATE DATABASE \"{name}\""));
+        let made = as_admin_in(name, &format!("CREATE TABLE held (id int); ALTER TABLE held OWNER TO \"{owner}\""));
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let mut holder = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-X", "-q", "-d", name])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let statement = b"BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE;\n";
+        holder.stdin.as_mut().unwrap().write_all(statement).unwrap();
+        let held = HeldDatabase { name: name.to_string(), holder };
+        held.until(
+            "the table is locked",
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        );
+        held
+    }
+
+    /// Waits until a session other than the holder waits for the lock, then drops the database
+    /// with FORCE, which ends both sessions before it commits.
+    fn dropped_with_force_once_waited_on(&self) {
+        self.until(
+            "a session waits for the held table",
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_database d ON d.oid = a.datid \
+             WHERE a.wait_event_type = 'Lock'",
+        );
+        sql("postgres", &format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name));
+    }
+
+    /// Asks `query` (which must join `pg_database d`) of this database until it counts one or
+    /// more, for at most a minute. Each look is a new psql process, so this is not a busy loop.
+    fn until(&self, what: &str, query: &str) {
+        let query = format!("{query} AND d.datname = '{}'", self.name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while sql("postgres", &query) == "0" {
+            assert!(std::time::Instant::now() < deadline, "{what}: not within a minute");
+        }
+    }
+}
+
+impl Drop for HeldDatabase {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
 }
 
 /// Runs the command line against `api`: whether it succeeded, its stdout and its stderr.
