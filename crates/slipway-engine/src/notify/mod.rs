@@ -115,6 +115,11 @@ impl NotifySettings {
             .dns_resolver(self.addresses.resolver())
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
+            // Every attempt has a connection of its own. A kept one saves little (deliveries are
+            // seconds apart, to many hosts), and one the receiver closed just as it was reused
+            // fails that attempt, which then waits for its retry (30 s at first). A new
+            // connection also passes the address rule again.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| format!("cannot make the HTTP client: {e}"))?;
         Ok(self.client.get_or_init(|| client))
@@ -254,5 +259,56 @@ impl NotifyJob {
             Some(lock) => spec.resource(lock),
             None => spec,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A receiver that keeps each connection open after its answer, as HTTP/1.1 allows, and
+    /// closes it unanswered if another request comes on it: what a client sees when it reuses a
+    /// connection at the moment the receiver closes it for being idle.
+    async fn receiver_closing_reused_connections() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut chunk).await {
+                            Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    // A second request on this connection: closed without an answer.
+                    let _ = socket.read(&mut chunk).await;
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test]
+    async fn every_attempt_has_a_connection_of_its_own() {
+        let (url, connections) = receiver_closing_reused_connections().await;
+        let settings = NotifySettings {
+            addresses: AddressPolicy { allow_http: true, allowed_networks: vec!["127.0.0.0/8".parse().unwrap()] },
+            ..NotifySettings::default()
+        };
+        let client = settings.client().unwrap();
+        for attempt in 1..=3 {
+            let answer = client.post(&url).send().await.unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+            assert_eq!(answer.status(), 200, "attempt {attempt}");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
     }
 }
