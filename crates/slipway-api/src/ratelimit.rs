@@ -33,6 +33,28 @@ fn structured(policy: &str, (a, n): (&str, u64), (b, m): (&str, u64)) -> HeaderV
     HeaderValue::try_from(text).expect("a policy name and numbers make a valid header value")
 }
 
+/// The header values a decision shares with every other of its policy, limit and window.
+struct Steady {
+    policy: &'static str,
+    limit: u32,
+    window_seconds: i64,
+    reset: i64,
+    values: [HeaderValue; 3],
+}
+
+impl Steady {
+    fn is_for(&self, decision: &Decision) -> bool {
+        self.reset == decision.reset
+            && self.limit == decision.limit
+            && self.window_seconds == decision.window_seconds
+            && self.policy == decision.policy
+    }
+}
+
+thread_local! {
+    static STEADY: std::cell::RefCell<Option<Steady>> = const { std::cell::RefCell::new(None) };
+}
+
 /// By key: the start of the key's current window and its count there.
 type Windows = HashMap<String, (i64, u32)>;
 
@@ -65,16 +87,42 @@ impl Decision {
     /// going through `format!` for the plain numbers.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         headers.reserve(6);
-        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(self.limit));
+        let [limit, policy, reset] = self.steady_values();
+        headers.insert(X_RATELIMIT_LIMIT, limit);
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
-        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(self.reset));
-        let window = self.window_seconds.max(0) as u64;
-        headers.insert(RATELIMIT_POLICY, structured(self.policy, ("q", self.limit.into()), ("w", window)));
+        headers.insert(X_RATELIMIT_RESET, reset);
+        headers.insert(RATELIMIT_POLICY, policy);
         let reset_in = (self.reset - unix_now()).max(0) as u64;
         headers.insert(RATELIMIT, structured(self.policy, ("r", self.remaining.into()), ("t", reset_in)));
         if !self.allowed {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after()));
         }
+    }
+
+    /// The limit, policy and reset headers, which stay the same for a policy's whole window.
+    /// Each thread keeps the last ones it made: most responses of a minute repeat them, and
+    /// making a numeric header value allocates, where a kept one is shared.
+    fn steady_values(&self) -> [HeaderValue; 3] {
+        STEADY.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if let Some(kept) = slot.as_ref().filter(|kept| kept.is_for(self)) {
+                return kept.values.clone();
+            }
+            let window = self.window_seconds.max(0) as u64;
+            let values = [
+                HeaderValue::from(self.limit),
+                structured(self.policy, ("q", self.limit.into()), ("w", window)),
+                HeaderValue::from(self.reset),
+            ];
+            *slot = Some(Steady {
+                policy: self.policy,
+                limit: self.limit,
+                window_seconds: self.window_seconds,
+                reset: self.reset,
+                values: values.clone(),
+            });
+            values
+        })
     }
 
     pub fn into_error(self) -> ApiError {
@@ -181,6 +229,16 @@ mod tests {
         let reset_in = headers["ratelimit"].to_str().unwrap().strip_prefix("\"api\";r=0;t=").expect("the IETF shape");
         assert!(reset_in.parse::<u32>().is_ok_and(|t| t <= 60), "{reset_in}");
         assert!(headers.contains_key("retry-after"));
+        // Kept values are never another decision's: the same window, another policy and limit.
+        let other = Decision { policy: "login", limit: 5, remaining: 4, allowed: true, ..refused.clone() };
+        let mut headers = HeaderMap::new();
+        other.write_headers(&mut headers);
+        assert_eq!(headers["x-ratelimit-limit"], "5");
+        assert_eq!(headers["ratelimit-policy"], "\"login\";q=5;w=60");
+        let mut headers = HeaderMap::new();
+        Decision { reset: refused.reset + 60, ..refused.clone() }.write_headers(&mut headers);
+        assert_eq!(headers["x-ratelimit-reset"], (refused.reset + 60).to_string().as_str());
+        assert_eq!(headers["ratelimit-policy"], "\"api\";q=3;w=60");
     }
 
     #[test]

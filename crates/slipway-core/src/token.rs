@@ -28,7 +28,8 @@ pub enum TokenFormatError {
 impl PlainToken {
     pub fn generate() -> Self {
         let random = random_base62(RANDOM_LEN);
-        let checksum = base62_fixed(crc32fast::hash(random.as_bytes()), CHECKSUM_LEN);
+        let checksum = checksum_of(&random);
+        let checksum = std::str::from_utf8(&checksum).expect("base62 is ASCII");
         PlainToken(Secret::new(format!("{TOKEN_PREFIX}{random}{checksum}")))
     }
 
@@ -39,7 +40,7 @@ impl PlainToken {
             return Err(TokenFormatError::NotSlipway);
         }
         let (random, checksum) = body.split_at(RANDOM_LEN);
-        if base62_fixed(crc32fast::hash(random.as_bytes()), CHECKSUM_LEN) != checksum {
+        if checksum_of(random) != checksum.as_bytes() {
             return Err(TokenFormatError::BadChecksum);
         }
         Ok(PlainToken(Secret::new(text.to_string())))
@@ -76,13 +77,19 @@ pub fn random_base62(len: usize) -> String {
     out
 }
 
-fn base62_fixed(mut n: u32, len: usize) -> String {
-    let mut digits = vec![b'0'; len];
+/// The token's checksum: the CRC-32 of its random part in base62, fixed width. On the stack:
+/// every authenticated request checks one.
+fn checksum_of(random: &str) -> [u8; CHECKSUM_LEN] {
+    base62_fixed(crc32fast::hash(random.as_bytes()))
+}
+
+fn base62_fixed(mut n: u32) -> [u8; CHECKSUM_LEN] {
+    let mut digits = [b'0'; CHECKSUM_LEN];
     for slot in digits.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    String::from_utf8(digits).expect("base62 is ASCII")
+    digits
 }
 
 #[cfg(test)]
@@ -118,10 +125,10 @@ mod tests {
 
     #[test]
     fn base62_is_fixed_width_and_covers_u32() {
-        assert_eq!(base62_fixed(0, 6), "000000");
-        assert_eq!(base62_fixed(61, 6), "00000z");
-        assert_eq!(base62_fixed(62, 6), "000010");
-        assert_eq!(base62_fixed(u32::MAX, 6), "4gfFC3");
+        assert_eq!(&base62_fixed(0), b"000000");
+        assert_eq!(&base62_fixed(61), b"00000z");
+        assert_eq!(&base62_fixed(62), b"000010");
+        assert_eq!(&base62_fixed(u32::MAX), b"4gfFC3");
         let sample = random_base62(6200);
         assert!(sample.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(sample.len(), 6200);
