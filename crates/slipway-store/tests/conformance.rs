@@ -450,6 +450,14 @@ mod cases {
         let (rows, total) = store.audit_events(&admin, PAGE).await.unwrap();
         assert_eq!(total, 2);
         assert_eq!(rows[0].action, "token.create", "newest first");
+        // The caller's own event in an organisation they administer is seen, once.
+        store.insert_audit_event(&event("u1", Some("o1"), "server.create")).await.unwrap();
+        let (rows, total) = store.audit_events(&admin, PAGE).await.unwrap();
+        let actions: Vec<&str> = rows.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!((total, actions), (3, vec!["server.create", "token.create", "login"]), "newest first, once each");
+        let own_elsewhere =
+            AuditFilter { own_user_id: Some("u1".into()), organization_ids: vec!["o2".into()], ..Default::default() };
+        assert_eq!(store.audit_events(&own_elsewhere, PAGE).await.unwrap().1, 3, "their own events and o2's");
         let filtered = AuditFilter { action: Some("login".into()), ..admin.clone() };
         assert_eq!(store.audit_events(&filtered, PAGE).await.unwrap().1, 1);
         // An action filter finds the action's sub-events, and only those.
