@@ -33,23 +33,14 @@ fn structured(policy: &str, (a, n): (&str, u64), (b, m): (&str, u64)) -> HeaderV
     HeaderValue::try_from(text).expect("a policy name and numbers make a valid header value")
 }
 
-/// The header values a decision shares with every other of its policy, limit and window.
+/// The header values a decision shares with every other of its policy, limit, window and reset.
 struct Steady {
-    policy: &'static str,
-    limit: u32,
-    window_seconds: i64,
-    reset: i64,
+    key: SteadyKey,
     values: [HeaderValue; 3],
 }
 
-impl Steady {
-    fn is_for(&self, decision: &Decision) -> bool {
-        self.reset == decision.reset
-            && self.limit == decision.limit
-            && self.window_seconds == decision.window_seconds
-            && self.policy == decision.policy
-    }
-}
+/// (policy, limit, window in seconds, reset): what the steady headers are made of.
+type SteadyKey = (&'static str, u32, i64, i64);
 
 thread_local! {
     static STEADY: std::cell::RefCell<Option<Steady>> = const { std::cell::RefCell::new(None) };
@@ -105,7 +96,8 @@ impl Decision {
     fn steady_values(&self) -> [HeaderValue; 3] {
         STEADY.with(|slot| {
             let mut slot = slot.borrow_mut();
-            if let Some(kept) = slot.as_ref().filter(|kept| kept.is_for(self)) {
+            let key = (self.policy, self.limit, self.window_seconds, self.reset);
+            if let Some(kept) = slot.as_ref().filter(|kept| kept.key == key) {
                 return kept.values.clone();
             }
             let window = self.window_seconds.max(0) as u64;
@@ -114,13 +106,7 @@ impl Decision {
                 structured(self.policy, ("q", self.limit.into()), ("w", window)),
                 HeaderValue::from(self.reset),
             ];
-            *slot = Some(Steady {
-                policy: self.policy,
-                limit: self.limit,
-                window_seconds: self.window_seconds,
-                reset: self.reset,
-                values: values.clone(),
-            });
+            *slot = Some(Steady { key, values: values.clone() });
             values
         })
     }

@@ -49,7 +49,7 @@ pg_databases_of() {
 # first look may still find it; a second connection waits for the drop to finish (it holds the
 # database's lock), so the next look is sure. Other failures are tried again, then reported.
 pg_in_or_gone() { # pg_in_or_gone <database> <sql>
-    for attempt in 1 2 3; do
+    for _ in 1 2 3; do
         out=$(query "$1" "$2") && return 0
         gone=$(query postgres "SELECT 1 FROM pg_database WHERE datname = '$1'") && [ -z "$gone" ] && return 0
     done

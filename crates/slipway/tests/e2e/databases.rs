@@ -414,7 +414,7 @@ impl HeldDatabase {
     }
 
     /// Asks `query` (which must join `pg_database d`) of this database until it counts one or
-    /// more, for at most a minute. Each look is a new psql process, so this is not a busy loop.
+    /// more: a bounded poll (a minute at most, a new psql process for each look), as `api.finished` is.
     fn until(&self, what: &str, query: &str) {
         let query = format!("{query} AND d.datname = '{}'", self.name);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
