@@ -7,11 +7,13 @@
 //! reading the whole list. Within the horizon `total` and `last_page` are exact; past it they
 //! are unknown (`null`), and `next` still leads on.
 //!
-//! A deep page by number costs the rows before it. Lists ordered by id also take a cursor
-//! (`?cursor=`, the id of the last item of the page before, which their `next` link carries):
-//! a store then seeks past it through the index ([`PageRequest::skip`] is 0) and counts from
-//! there, so every page of a walk costs what the first does, and items added or removed behind
-//! the walk do not shift it. The page number still labels the page (`from`, `to`, `total`).
+//! A deep page by number steps over the rows before it (stores step through the list's index
+//! alone, and count from the page's first row, but the step remains). Lists ordered by id also
+//! take a cursor (`?cursor=`, the id of the last item of the page before, which their `next`
+//! link carries): a store then seeks past it through the index ([`PageRequest::skip`] is 0) and
+//! counts from there, so every page of a walk costs what the first does, and items added or
+//! removed behind the walk do not shift it. The page number still labels the page (`from`,
+//! `to`, `total`).
 
 use serde::Serialize;
 

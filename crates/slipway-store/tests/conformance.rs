@@ -455,6 +455,14 @@ mod cases {
         let (rows, total) = store.audit_events(&admin, PAGE).await.unwrap();
         let actions: Vec<&str> = rows.iter().map(|e| e.action.as_str()).collect();
         assert_eq!((total, actions), (3, vec!["server.create", "token.create", "login"]), "newest first, once each");
+        // Pages after the first, by number, across both branches (these find ids first).
+        for (number, action) in [(2, "token.create"), (3, "login")] {
+            let (rows, total) = store.audit_events(&admin, PageRequest::new(number, 1)).await.unwrap();
+            let actions: Vec<&str> = rows.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!((actions, total), (vec![action], 3), "page {number} of one");
+        }
+        let (past_end, total) = store.audit_events(&admin, PageRequest::new(4, 1)).await.unwrap();
+        assert_eq!((past_end.len(), total), (0, 3));
         let own_elsewhere =
             AuditFilter { own_user_id: Some("u1".into()), organization_ids: vec!["o2".into()], ..Default::default() };
         assert_eq!(store.audit_events(&own_elsewhere, PAGE).await.unwrap().1, 3, "their own events and o2's");
@@ -1037,10 +1045,17 @@ mod cases {
         let in_server = store.sites_of_server(&s1.id, None, None).await.unwrap().0;
         let (rest, counted) = store.sites_of_server(&s1.id, None, Some(past(&in_server[0].id))).await.unwrap();
         assert_eq!((rest.len(), rest[0].id.as_str(), counted), (1, in_server[1].id.as_str(), 1));
+        let (by_number, total) = store.sites_of_server(&s1.id, None, Some(PageRequest::new(2, 1))).await.unwrap();
+        assert_eq!((by_number.len(), by_number[0].id.as_str(), total), (1, in_server[1].id.as_str(), 2));
         let (servers, _) = store.servers_of(&orgs, None, PageRequest::new(1, 1)).await.unwrap();
         let (next, counted) = store.servers_of(&orgs, None, past(&servers[0].id)).await.unwrap();
         assert_eq!((next.len(), counted), (1, 1));
         assert_ne!(next[0].id, servers[0].id);
+        let (by_number, total) = store.servers_of(&orgs, None, PageRequest::new(2, 1)).await.unwrap();
+        assert_eq!((by_number.len(), by_number[0].id.as_str(), total), (1, next[0].id.as_str(), 2));
+        // Past the end: no rows, and the total (counted from the start) says where it ended.
+        let (past_end, total) = store.servers_of(&orgs, None, PageRequest::new(3, 1)).await.unwrap();
+        assert_eq!((past_end.len(), total), (0, 2));
         let servers = [s2.id.clone()];
         let (rows, total) = store.sites_where(SiteFilter { server_ids: Some(&servers), ..all }, page).await.unwrap();
         assert_eq!((total, rows[0].id.as_str()), (1, c.id.as_str()));
@@ -1123,6 +1138,8 @@ mod cases {
         let past_newest = PageRequest { seek: slipway_core::SeekId::parse(&d2.id), ..PageRequest::new(2, 1) };
         let (older, counted) = store.deployments_of_site(&a.id, past_newest).await.unwrap();
         assert_eq!((older.len(), older[0].id.as_str(), counted), (1, d1.id.as_str(), 1));
+        let (by_number, total) = store.deployments_of_site(&a.id, PageRequest::new(2, 1)).await.unwrap();
+        assert_eq!((by_number.len(), by_number[0].id.as_str(), total), (1, d1.id.as_str(), 2));
         let releases = store.releases_of_site(&a.id).await.unwrap();
         assert_eq!(
             (releases.len(), releases[0].commit_sha.as_deref(), releases[0].port),

@@ -5,7 +5,7 @@ use slipway_core::PageRequest;
 use slipway_core::time::Timestamp;
 use sqlx::{Database, Postgres, QueryBuilder, Sqlite};
 
-use super::{IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list, push_seek};
+use super::{IdOrder, PageCount, SqlStore, columns, exact_fields, insert_into, push_id_list, push_seek};
 use crate::model::{AuditEvent, AuditFilter};
 use crate::{AuditStore, StoreError, StoreResult};
 
@@ -39,35 +39,52 @@ macro_rules! impl_audit_store {
                 page: PageRequest,
             ) -> StoreResult<(Vec<AuditEvent>, u64)> {
                 let branches = Visible::branches(filter);
+                // The branches' events merged newest first (each branch a range of its index in
+                // id order; cut at the page's end first where the database needs it, see
+                // `IndexHints`). Past the first page the branches give ids alone (their index
+                // holds them) and only the page's own rows are read (see `push_page_rows`).
+                let by_id = page.skip() > 0;
+                let mut select = QueryBuilder::<$db>::new(if by_id {
+                    concat!("SELECT ", audit_event_fields!(columns!()), " FROM audit_events WHERE id IN (")
+                } else {
+                    ""
+                });
+                for (i, branch) in branches.iter().enumerate() {
+                    if i > 0 {
+                        select.push(" UNION ALL ");
+                    }
+                    let limit_each = $hints.limit_each_branch;
+                    select.push(if limit_each { "SELECT * FROM (SELECT " } else { "SELECT " });
+                    select.push(if by_id { "id" } else { audit_event_fields!(columns!()) });
+                    select.push(" FROM audit_events");
+                    branch.push_where(&mut select, $hints, filter, page);
+                    if limit_each {
+                        select.push(" ORDER BY id DESC LIMIT ").push_bind(page.skip() + page.limit());
+                        select.push(if i == 0 { ") AS first" } else { ") AS second" });
+                    }
+                }
+                select.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
+                if by_id {
+                    select.push(") ORDER BY id DESC");
+                }
+                let rows: Vec<AuditEvent> =
+                    select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 // Each branch counted up to the horizon: their sum reaches it exactly when the
                 // whole does, and is exact below it (the branches never share an event).
+                let first = rows.first().map(|e: &AuditEvent| e.id.as_str());
+                let from = PageCount::new(page.skip(), page.count_limit(), first);
                 let mut count = QueryBuilder::<$db>::new("SELECT ");
                 for (i, branch) in branches.iter().enumerate() {
                     count.push(if i == 0 { "(" } else { " + (" });
                     count.push("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events");
                     branch.push_where(&mut count, $hints, filter, page);
-                    count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted)");
+                    from.push_start(&mut count, IdOrder::Descending);
+                    count.push(" LIMIT ").push_bind(from.limit).push(") AS counted)");
                 }
-                let total: i64 =
+                let counted: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                // Each branch's newest events up to the page's end, merged.
-                let mut select = QueryBuilder::<$db>::new("");
-                for (i, branch) in branches.iter().enumerate() {
-                    if i > 0 {
-                        select.push(" UNION ALL ");
-                    }
-                    select.push(concat!(
-                        "SELECT * FROM (SELECT ",
-                        audit_event_fields!(columns!()),
-                        " FROM audit_events"
-                    ));
-                    branch.push_where(&mut select, $hints, filter, page);
-                    select.push(" ORDER BY id DESC LIMIT ").push_bind(page.skip() + page.limit());
-                    select.push(if i == 0 { ") AS first" } else { ") AS second" });
-                }
-                select.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
-                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                Ok((rows, as_u64(total)))
+                let total = from.total(counted);
+                Ok((rows, total))
             }
 
             async fn audit_events_since(
@@ -94,20 +111,28 @@ macro_rules! impl_audit_store {
 
 /// SQLite is told which index each branch reads. Its statistics count every event without an
 /// actor (jobs, webhooks) as one value of `actor_user_id`, so left to itself it judges that
-/// index useless and scans the whole table for one user's events.
-const SQLITE_HINTS: IndexHints =
-    IndexHints { organizations: " INDEXED BY audit_events_org", own: " INDEXED BY audit_events_actor" };
-/// PostgreSQL's statistics know the share of NULLs; its planner chooses well alone.
-const NO_HINTS: IndexHints = IndexHints { organizations: "", own: "" };
+/// index useless and scans the whole table for one user's events. It merges the branches in id
+/// order as they are; given a `LIMIT` each, it sorted each branch in full first.
+const SQLITE_HINTS: IndexHints = IndexHints {
+    organizations: " INDEXED BY audit_events_org",
+    own: " INDEXED BY audit_events_actor",
+    limit_each_branch: false,
+};
+/// PostgreSQL's statistics know the share of NULLs; its planner chooses the indexes well alone.
+/// Without a `LIMIT` on each branch it sorted every event of both to find the newest few (1.3 s
+/// for the first page among a million events, against 13 ms with one).
+const NO_HINTS: IndexHints = IndexHints { organizations: "", own: "", limit_each_branch: true };
 
 impl_audit_store!(Sqlite, SQLITE_HINTS);
 impl_audit_store!(Postgres, NO_HINTS);
 
-/// What follows `FROM audit_events` in each branch.
+/// How each branch is written for one database: what follows `FROM audit_events`, and whether
+/// each branch is cut at the page's end before the merge.
 #[derive(Clone, Copy)]
 struct IndexHints {
     organizations: &'static str,
     own: &'static str,
+    limit_each_branch: bool,
 }
 
 /// The two ways an event is visible to a caller, which never overlap: it happened in an

@@ -6,7 +6,9 @@ use slipway_core::time::{Timestamp, now};
 use slipway_core::{InstallStatus, ServerStatus};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list, push_seek};
+use super::{
+    IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, list_page, page_bounds, push_id_list, push_seek,
+};
 use crate::model::{Server, ServerChanges, ServerItem};
 use crate::{ServerStore, StoreError, StoreResult};
 
@@ -69,15 +71,7 @@ macro_rules! impl_server_store {
                     }
                     push_seek(q, Some(page), IdOrder::Ascending);
                 };
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM servers WHERE ");
-                filter(&mut count);
-                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
-                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE "));
-                filter(&mut select);
-                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
-                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                Ok((rows, as_u64(total)))
+                Ok(list_page!(self, $db, Server, concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE "), "servers", &filter, IdOrder::Ascending, page_bounds(Some(page))))
             }
 
             async fn servers_named(&self, organization_ids: &[String], name: &str) -> StoreResult<Vec<Server>> {

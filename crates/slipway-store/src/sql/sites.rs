@@ -6,7 +6,9 @@ use slipway_core::time::{Timestamp, now};
 use slipway_core::{InstallStatus, RunStatus};
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use super::{IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, push_id_list, push_seek};
+use super::{
+    IdOrder, SqlStore, as_u64, columns, exact_fields, insert_into, list_page, page_bounds, push_id_list, push_seek,
+};
 use crate::model::{Deployment, DeploymentUpdate, Site, SiteChanges, SiteEnvVar, SiteFilter};
 use crate::{SiteStore, StoreError, StoreResult};
 
@@ -90,16 +92,7 @@ macro_rules! impl_site_store {
                     }
                     push_seek(q, page, IdOrder::Ascending);
                 };
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM sites WHERE ");
-                filter(&mut count);
-                count.push(" LIMIT ").push_bind(page.map_or(i64::MAX, |p| p.count_limit())).push(") AS counted");
-                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let (limit, offset) = page.map_or((i64::MAX, 0), |p| (p.limit(), p.skip()));
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
-                filter(&mut select);
-                select.push(" ORDER BY id LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
-                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                Ok((rows, as_u64(total)))
+                Ok(list_page!(self, $db, Site, concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "), "sites", &filter, IdOrder::Ascending, page_bounds(page)))
             }
 
             async fn sites_where(&self, f: SiteFilter<'_>, page: PageRequest) -> StoreResult<(Vec<Site>, u64)> {
@@ -126,15 +119,7 @@ macro_rules! impl_site_store {
                     }
                     push_seek(q, Some(page), IdOrder::Ascending);
                 };
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM sites WHERE ");
-                filter(&mut count);
-                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
-                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "));
-                filter(&mut select);
-                select.push(" ORDER BY id LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
-                let rows = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                Ok((rows, as_u64(total)))
+                Ok(list_page!(self, $db, Site, concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "), "sites", &filter, IdOrder::Ascending, page_bounds(Some(page))))
             }
 
             async fn update_site(&self, id: &str, c: &SiteChanges) -> StoreResult<bool> {
@@ -209,15 +194,7 @@ macro_rules! impl_site_store {
                     q.push("site_id = ").push_bind(site_id.to_string());
                     push_seek(q, Some(page), IdOrder::Descending);
                 };
-                let mut select = QueryBuilder::<$db>::new(concat!("SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE "));
-                filter(&mut select);
-                select.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit()).push(" OFFSET ").push_bind(page.skip());
-                let rows: Vec<Deployment> = select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                let mut count = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM deployments WHERE ");
-                filter(&mut count);
-                count.push(" LIMIT ").push_bind(page.count_limit()).push(") AS counted");
-                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                Ok((rows, as_u64(total)))
+                Ok(list_page!(self, $db, Deployment, concat!("SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE "), "deployments", &filter, IdOrder::Descending, page_bounds(Some(page))))
             }
 
             async fn unfinished_deployments_of_site(&self, site_id: &str) -> StoreResult<u64> {
