@@ -68,10 +68,10 @@ where
 }
 
 /// Ends a list's `SELECT <fields> FROM <table> WHERE ` with the rows of one page, in id order.
-/// A page reached by number makes the database step over every row before it. Stepping over
-/// whole rows reads each one (100 ms for page 6,000 of 100k sites); so past the first page the
-/// page's ids are found first, by the filter alone, which the list's `(…, id)` index answers
-/// without reading a row, and only the page's own rows are read.
+/// A page reached by number makes the database step over every row before it, and stepping
+/// over whole rows reads each one; so past the first page the page's ids are found first, by
+/// the filter alone, which the list's `(…, id)` index answers without reading a row, and only
+/// the page's own rows are read.
 pub(crate) fn push_page_rows<DB>(
     q: &mut sqlx::QueryBuilder<DB>,
     table: &str,
@@ -127,8 +127,8 @@ pub(crate) fn page_bounds(page: Option<slipway_core::PageRequest>) -> (i64, i64,
 }
 
 /// How a list counts its total for one page. Past the first page by number, from the page's
-/// first row, adding the rows skipped to reach it: counting those again cost as much as
-/// stepping over them (for page 6,000 of 100,000 sites, twice the time of the page itself). The
+/// first row, adding the rows skipped to reach it: counting those again cost more than stepping
+/// over them (for page 6,000 of 100,000 sites, 8–12 ms against 6 ms in `sqlite3`). The
 /// limit stays where it was (the rows skipped, the page and the horizon), so `total` means the
 /// same. A page that came back empty, past the list's end, is counted from the start: its total
 /// tells the client where the list ends.
