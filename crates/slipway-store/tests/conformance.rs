@@ -1059,6 +1059,11 @@ mod cases {
         let servers = [s2.id.clone()];
         let (rows, total) = store.sites_where(SiteFilter { server_ids: Some(&servers), ..all }, page).await.unwrap();
         assert_eq!((total, rows[0].id.as_str()), (1, c.id.as_str()));
+        // Page 2 by number under a filter: the filter holds in the ids found first and in the count.
+        let first_server = [s1.id.clone()];
+        let on_first = SiteFilter { server_ids: Some(&first_server), ..all };
+        let (rows, total) = store.sites_where(on_first, PageRequest::new(2, 1)).await.unwrap();
+        assert_eq!((rows.len(), rows[0].id.as_str(), total), (1, in_server[1].id.as_str(), 2));
         let (_, total) = store.sites_where(SiteFilter { site_ids: Some(&only), ..all }, page).await.unwrap();
         assert_eq!(total, 2);
         assert_eq!(store.sites_where(SiteFilter { site_ids: Some(&[]), ..all }, page).await.unwrap().1, 0);

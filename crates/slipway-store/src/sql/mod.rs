@@ -70,8 +70,9 @@ where
 /// Ends a list's `SELECT <fields> FROM <table> WHERE ` with the rows of one page, in id order.
 /// A page reached by number makes the database step over every row before it, and stepping
 /// over whole rows reads each one; so past the first page the page's ids are found first, by
-/// the filter alone, which the list's `(…, id)` index answers without reading a row, and only
-/// the page's own rows are read.
+/// the filter alone, and only the page's own rows are read. Where an `(…, id)` index holds the
+/// whole filter (an organisation's servers or sites, a site's deployments) the step reads no
+/// row at all; other filters (a status, a server's sites) still read the rows they test.
 pub(crate) fn push_page_rows<DB>(
     q: &mut sqlx::QueryBuilder<DB>,
     table: &str,

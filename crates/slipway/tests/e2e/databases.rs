@@ -414,7 +414,8 @@ impl HeldDatabase {
     }
 
     /// Asks `query` (which must join `pg_database d`) of this database until it counts one or
-    /// more: a bounded poll (a minute at most, a new psql process for each look), as `api.finished` is.
+    /// more, for a minute at most. Each look is a new psql process (milliseconds), so the loop
+    /// does not spin, though it does not pause between looks.
     fn until(&self, what: &str, query: &str) {
         let query = format!("{query} AND d.datname = '{}'", self.name);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
