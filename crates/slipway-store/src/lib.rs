@@ -22,7 +22,8 @@
 //! conformance suite.
 //!
 //! To add a table: a migration for each backend (same number in `migrations/sqlite` and
-//! `migrations/postgres`); its row type in `model.rs` (`sqlx::FromRow`, fields named as the
+//! `migrations/postgres`; a number only one backend needed, such as PostgreSQL's 0021, stays
+//! unused in the other); its row type in `model.rs` (`sqlx::FromRow`, fields named as the
 //! columns); its `thing_fields!` declaration with `thing_fields!(exact_fields!(Thing));` in the
 //! file of its concern; its methods as above. A new concern is a new part: a trait here, added
 //! to `Store`'s supertraits and to [`prelude`], and a new file in `src/sql/` declared in

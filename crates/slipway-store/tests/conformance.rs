@@ -399,17 +399,19 @@ mod cases {
         let meta = slipway_core::PageMeta::new(first, rows.len(), counted);
         assert_eq!((meta.total, meta.last_page, meta.next_page()), (None, None, Some(2)));
         // Near the end the horizon covers the rest: the total is exact.
-        let last = PageRequest::new(668, 15);
+        let pages = u32::try_from(many.div_ceil(15)).unwrap();
+        let many_u64 = u64::try_from(many).unwrap();
+        let last = PageRequest::new(pages, 15);
         let (rows, counted) = store.audit_events(&visible, last).await.unwrap();
-        assert_eq!((rows.len(), counted), (15, u64::try_from(many).unwrap()));
+        assert_eq!((rows.len(), counted), (15, many_u64));
         ids.sort();
         assert_eq!(rows.last().unwrap().id, ids[0], "the oldest event ends the list");
         let meta = slipway_core::PageMeta::new(last, rows.len(), counted);
-        assert_eq!((meta.total, meta.last_page, meta.next_page()), (Some(10_020), Some(668), None));
-        // The same page past a cursor (the last id of page 667, newest first) reads and counts
+        assert_eq!((meta.total, meta.last_page, meta.next_page()), (Some(many_u64), Some(pages), None));
+        // The same page past a cursor (the last id of the page before, newest first) reads and counts
         // only from there, and says the same.
         let newest_first: Vec<&String> = ids.iter().rev().collect();
-        let cursor = slipway_core::SeekId::parse(newest_first[667 * 15 - 1]);
+        let cursor = slipway_core::SeekId::parse(newest_first[(many.div_ceil(15) - 1) * 15 - 1]);
         let seeking = PageRequest { seek: cursor, ..last };
         let (by_cursor, counted) = store.audit_events(&visible, seeking).await.unwrap();
         assert_eq!((by_cursor.len(), counted), (15, 15));
@@ -417,8 +419,30 @@ mod cases {
         let meta = slipway_core::PageMeta::new(seeking, by_cursor.len(), counted);
         assert_eq!(
             (meta.from, meta.total, meta.last_page, meta.next_page()),
-            (Some(10_006), Some(10_020), Some(668), None)
+            (Some((u64::from(pages) - 1) * 15 + 1), Some(many_u64), Some(pages), None)
         );
+
+        // A first page is counted in its own statement (servers, sites, deployments): capped
+        // at the same horizon, exact below it.
+        let org = slipway_core::new_id();
+        store.create_user_with_organization(&new_user("horizon@example.com"), &org, "Many", "owner").await.unwrap();
+        let mut inserts = tokio::task::JoinSet::new();
+        for n in 0..many {
+            let (store, s) = (store.clone(), server(&org, &format!("web-{n}")));
+            inserts.spawn(async move { store.insert_server(&s).await.unwrap() });
+            if inserts.len() == 50 {
+                inserts.join_next().await;
+            }
+        }
+        while inserts.join_next().await.is_some() {}
+        let orgs = [org];
+        let (rows, counted) = store.servers_of(&orgs, None, first).await.unwrap();
+        assert_eq!((rows.len(), counted), (15, u64::try_from(first.count_limit()).unwrap()));
+        let (rows, counted) = store.servers_of(&orgs, None, PageRequest::new(1, 100)).await.unwrap();
+        // A page of 100 sees further: the whole list is within the horizon, counted exactly.
+        assert_eq!((rows.len(), counted), (100, many_u64));
+        let (rows, counted) = store.servers_of(&orgs, None, last).await.unwrap();
+        assert_eq!((rows.len(), counted), (15, u64::try_from(many).unwrap()), "counted from the page near the end");
     }
 
     pub async fn audit_events_filter_by_visibility_and_fields(db: &TestDatabase) {

@@ -125,28 +125,29 @@ async fn lists_on(db: TestDatabase) {
         "/api/v1/events".to_string(),
         "/api/v1/tokens".to_string(),
     ] {
-        let by_size: Vec<usize> = {
-            let mut counts = Vec::new();
-            // Page 2 of one is read past the first page (its ids first): no more queries either.
-            for page in ["per_page=1", "per_page=5", "per_page=12", "per_page=1&page=2"] {
-                let (made, statements) = queries_of(&app, &format!("{list}?{page}"), &owner.token).await;
-                // The caller's roles are read once a request, however many checks use them.
-                let mut seen = std::collections::HashSet::new();
-                let repeated: Vec<&String> = statements.iter().filter(|s| !seen.insert(*s)).collect();
-                assert!(repeated.is_empty(), "{backend} {list}: the same query twice in one request: {repeated:?}");
-                counts.push(made);
-            }
-            counts
-        };
+        // Page 1 and page 2 by number (its ids found first) at three page sizes and two.
+        let mut by_size = Vec::new();
+        for page in ["per_page=1", "per_page=5", "per_page=12", "per_page=1&page=2", "per_page=5&page=2"] {
+            let (made, statements) = queries_of(&app, &format!("{list}?{page}"), &owner.token).await;
+            // The caller's roles are read once a request, however many checks use them.
+            let mut seen = std::collections::HashSet::new();
+            let repeated: Vec<&String> = statements.iter().filter(|s| !seen.insert(*s)).collect();
+            assert!(repeated.is_empty(), "{backend} {list}: the same query twice in one request: {repeated:?}");
+            by_size.push(made);
+        }
+        let (first, deep) = by_size.split_at(3);
         assert!(
-            by_size.iter().all(|n| *n == by_size[0]),
-            "{backend} {list}: by page size 1, 5, 12, page 2: {by_size:?}"
+            first.iter().all(|n| *n == first[0]) && deep.iter().all(|n| *n == deep[0]),
+            "{backend} {list}: by page size 1, 5, 12, then page 2 at 1, 5: {by_size:?}"
         );
-        // At least the page and its count: none would mean the counter lost the request's span.
-        assert!(by_size[0] >= 2, "{backend} {list}: only {} queries counted", by_size[0]);
+        // A first page is counted in its own statement; a deep one by number counts after it
+        // reads (from its first row): one statement more at most.
+        assert!(deep[0] <= first[0] + 1, "{backend} {list}: page 1 {}, page 2 {}", first[0], deep[0]);
+        // At least the page: none would mean the counter lost the request's span.
+        assert!(by_size[0] >= 1, "{backend} {list}: no query counted");
         // PostgreSQL has no read cache (replicas must see a revocation at once): it also reads
         // the token, user and memberships.
-        assert!(by_size[0] <= 9, "{backend} {list}: {} queries for a page", by_size[0]);
-        eprintln!("{backend} {list}: {} queries a page", by_size[0]);
+        assert!(deep[0] <= 9, "{backend} {list}: {} queries for a page", deep[0]);
+        eprintln!("{backend} {list}: {} queries for page 1, {} for page 2", first[0], deep[0]);
     }
 }

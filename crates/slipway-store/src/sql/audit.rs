@@ -44,6 +44,7 @@ macro_rules! impl_audit_store {
                 // `IndexHints`). Past the first page the branches give ids alone (their index
                 // holds them) and only the page's own rows are read (see `push_page_rows`).
                 let by_id = page.skip() > 0;
+                let limit_each = $hints.limit_each_branch;
                 let mut select = QueryBuilder::<$db>::new(if by_id {
                     concat!("SELECT ", audit_event_fields!(columns!()), " FROM audit_events WHERE id IN (")
                 } else {
@@ -53,7 +54,6 @@ macro_rules! impl_audit_store {
                     if i > 0 {
                         select.push(" UNION ALL ");
                     }
-                    let limit_each = $hints.limit_each_branch;
                     select.push(if limit_each { "SELECT * FROM (SELECT " } else { "SELECT " });
                     select.push(if by_id { "id" } else { audit_event_fields!(columns!()) });
                     select.push(" FROM audit_events");
@@ -71,7 +71,7 @@ macro_rules! impl_audit_store {
                     select.build_query_as().fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
                 // Each branch counted up to the horizon: their sum reaches it exactly when the
                 // whole does, and is exact below it (the branches never share an event).
-                let first = rows.first().map(|e: &AuditEvent| e.id.as_str());
+                let first = rows.first().map(|e| e.id.as_str());
                 let from = PageCount::new(page.skip(), page.count_limit(), first);
                 let mut count = QueryBuilder::<$db>::new("SELECT ");
                 for (i, branch) in branches.iter().enumerate() {

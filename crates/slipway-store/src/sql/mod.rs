@@ -51,6 +51,22 @@ pub(crate) enum IdOrder {
     Descending,
 }
 
+/// ` AND id > $id` (`<` for a list newest first; `>=`/`<=` when `inclusive`): where a page or
+/// its count starts, found through the id's index.
+fn push_id_bound<DB>(q: &mut sqlx::QueryBuilder<DB>, order: IdOrder, inclusive: bool, id: &str)
+where
+    DB: Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push(match (order, inclusive) {
+        (IdOrder::Ascending, false) => " AND id > ",
+        (IdOrder::Ascending, true) => " AND id >= ",
+        (IdOrder::Descending, false) => " AND id < ",
+        (IdOrder::Descending, true) => " AND id <= ",
+    });
+    q.push_bind(id.to_string());
+}
+
 /// ` AND id > $cursor` (`<` for a list newest first) when the page has a cursor: the page then
 /// starts just past it, found through the id's index (see `slipway_core::page`).
 pub(crate) fn push_seek<DB>(q: &mut sqlx::QueryBuilder<DB>, page: Option<slipway_core::PageRequest>, order: IdOrder)
@@ -59,11 +75,7 @@ where
     for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
     if let Some(seek) = page.and_then(|p| p.seek) {
-        q.push(match order {
-            IdOrder::Ascending => " AND id > ",
-            IdOrder::Descending => " AND id < ",
-        });
-        q.push_bind(seek.as_str().to_string());
+        push_id_bound(q, order, false, seek.as_str());
     }
 }
 
@@ -98,25 +110,42 @@ pub(crate) fn push_page_rows<DB>(
     q.push(order_by);
 }
 
-/// One page of a list and its total, in a list method of an `impl_…_store!` macro: the page's
-/// rows (see [`push_page_rows`]), then their count (see [`PageCount`]). `$select` is
-/// `SELECT <fields> FROM <table> WHERE `; `$filter` pushes the list's conditions; `$bounds` is
-/// [`page_bounds`]. Evaluates to `(rows, total)`.
+/// One page of a list and its total, in a list method of an `impl_…_store!` macro. `$fields` is
+/// the row's column list (`thing_fields!(columns!())`); `$filter` pushes the list's conditions;
+/// `$bounds` is [`page_bounds`]. Evaluates to `(rows, total)`.
+///
+/// A page that skips nothing (the first, or one reached by cursor) is counted in its own
+/// statement (see [`Counted`]): one round trip to the database fewer on the requests nearly
+/// every client makes. A page past the first by number is read first (see [`push_page_rows`])
+/// and then counted from its first row (see [`PageCount`]).
 macro_rules! list_page {
-    ($self:ident, $db:ty, $row:ty, $select:expr, $table:literal, $filter:expr, $order:expr, $bounds:expr) => {{
+    ($self:ident, $db:ty, $row:ty, $fields:expr, $table:literal, $filter:expr, $order:expr, $bounds:expr) => {{
         let (limit, skip, count_limit) = $bounds;
-        let mut select = sqlx::QueryBuilder::<$db>::new($select);
-        $crate::sql::push_page_rows(&mut select, $table, $filter, $order, (limit, skip));
-        let rows: Vec<$row> = select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
-        let count = $crate::sql::PageCount::new(skip, count_limit, rows.first().map(|r| r.id.as_str()));
-        let counted: i64 = count
-            .query($table, $filter, $order)
-            .build_query_scalar()
-            .fetch_one(&$self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        let total = count.total(counted);
-        (rows, total)
+        let mut select = sqlx::QueryBuilder::<$db>::new(concat!("SELECT ", $fields));
+        if skip == 0 {
+            let count = $crate::sql::PageCount::new(0, count_limit, None);
+            select.push(", (");
+            count.push_query(&mut select, $table, $filter, $order);
+            select.push(concat!(") AS page_total FROM ", $table, " WHERE "));
+            $crate::sql::push_page_rows(&mut select, $table, $filter, $order, (limit, 0));
+            let rows: Vec<$crate::sql::Counted<$row>> =
+                select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
+            // No row, no count; with nothing skipped an empty page means an empty list.
+            let total = count.total(rows.first().map_or(0, |r| r.total));
+            (rows.into_iter().map(|r| r.row).collect::<Vec<$row>>(), total)
+        } else {
+            select.push(concat!(" FROM ", $table, " WHERE "));
+            $crate::sql::push_page_rows(&mut select, $table, $filter, $order, (limit, skip));
+            let rows: Vec<$row> =
+                select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
+            let count = $crate::sql::PageCount::new(skip, count_limit, rows.first().map(|r| r.id.as_str()));
+            let mut query = sqlx::QueryBuilder::<$db>::new("");
+            count.push_query(&mut query, $table, $filter, $order);
+            let counted: i64 =
+                query.build_query_scalar().fetch_one(&$self.pool).await.map_err(StoreError::from_sqlx)?;
+            let total = count.total(counted);
+            (rows, total)
+        }
     }};
 }
 pub(crate) use list_page;
@@ -158,38 +187,51 @@ impl<'a> PageCount<'a> {
         for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     {
         if let Some(first) = self.from {
-            q.push(match order {
-                IdOrder::Ascending => " AND id >= ",
-                IdOrder::Descending => " AND id <= ",
-            });
-            q.push_bind(first.to_string());
+            push_id_bound(q, order, true, first);
         }
     }
 
     /// `SELECT COUNT(*)` of `table`'s rows that pass `filter`, from where this count starts and
-    /// up to its limit.
-    pub fn query<DB>(
+    /// up to its limit, pushed onto `q` (a statement of its own, or a scalar subquery).
+    pub fn push_query<DB>(
         &self,
+        q: &mut sqlx::QueryBuilder<DB>,
         table: &str,
         filter: impl Fn(&mut sqlx::QueryBuilder<DB>),
         order: IdOrder,
-    ) -> sqlx::QueryBuilder<DB>
-    where
+    ) where
         DB: Database,
         for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
         for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     {
-        let mut q = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM ");
-        q.push(table).push(" WHERE ");
-        filter(&mut q);
-        self.push_start(&mut q, order);
+        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ").push(table).push(" WHERE ");
+        filter(q);
+        self.push_start(q, order);
         q.push(" LIMIT ").push_bind(self.limit).push(") AS counted");
-        q
     }
 
     /// The total to report for `counted` rows from where counting started.
     pub fn total(&self, counted: i64) -> u64 {
         as_u64(self.skipped.saturating_add(counted))
+    }
+}
+
+/// A list's row with the page's total beside it (the `page_total` column, a scalar subquery
+/// the database runs once for the statement), so that a page and its count are one round trip.
+pub(crate) struct Counted<T> {
+    pub row: T,
+    pub total: i64,
+}
+
+impl<'r, R, T> sqlx::FromRow<'r, R> for Counted<T>
+where
+    R: sqlx::Row,
+    T: sqlx::FromRow<'r, R>,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Counted { row: T::from_row(row)?, total: row.try_get("page_total")? })
     }
 }
 

@@ -71,7 +71,7 @@ macro_rules! impl_server_store {
                     }
                     push_seek(q, Some(page), IdOrder::Ascending);
                 };
-                Ok(list_page!(self, $db, Server, concat!("SELECT ", server_fields!(columns!()), " FROM servers WHERE "), "servers", &filter, IdOrder::Ascending, page_bounds(Some(page))))
+                Ok(list_page!(self, $db, Server, server_fields!(columns!()), "servers", &filter, IdOrder::Ascending, page_bounds(Some(page))))
             }
 
             async fn servers_named(&self, organization_ids: &[String], name: &str) -> StoreResult<Vec<Server>> {

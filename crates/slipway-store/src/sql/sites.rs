@@ -92,7 +92,7 @@ macro_rules! impl_site_store {
                     }
                     push_seek(q, page, IdOrder::Ascending);
                 };
-                Ok(list_page!(self, $db, Site, concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "), "sites", &filter, IdOrder::Ascending, page_bounds(page)))
+                Ok(list_page!(self, $db, Site, site_fields!(columns!()), "sites", &filter, IdOrder::Ascending, page_bounds(page)))
             }
 
             async fn sites_where(&self, f: SiteFilter<'_>, page: PageRequest) -> StoreResult<(Vec<Site>, u64)> {
@@ -119,7 +119,7 @@ macro_rules! impl_site_store {
                     }
                     push_seek(q, Some(page), IdOrder::Ascending);
                 };
-                Ok(list_page!(self, $db, Site, concat!("SELECT ", site_fields!(columns!()), " FROM sites WHERE "), "sites", &filter, IdOrder::Ascending, page_bounds(Some(page))))
+                Ok(list_page!(self, $db, Site, site_fields!(columns!()), "sites", &filter, IdOrder::Ascending, page_bounds(Some(page))))
             }
 
             async fn update_site(&self, id: &str, c: &SiteChanges) -> StoreResult<bool> {
@@ -194,7 +194,7 @@ macro_rules! impl_site_store {
                     q.push("site_id = ").push_bind(site_id.to_string());
                     push_seek(q, Some(page), IdOrder::Descending);
                 };
-                Ok(list_page!(self, $db, Deployment, concat!("SELECT ", deployment_fields!(columns!()), " FROM deployments WHERE "), "deployments", &filter, IdOrder::Descending, page_bounds(Some(page))))
+                Ok(list_page!(self, $db, Deployment, deployment_fields!(columns!()), "deployments", &filter, IdOrder::Descending, page_bounds(Some(page))))
             }
 
             async fn unfinished_deployments_of_site(&self, site_id: &str) -> StoreResult<u64> {
