@@ -75,7 +75,7 @@ pub struct PageMetaSchema {
     per_page: u32,
     /// Position of the last item on this page; null for an empty page.
     to: Option<u64>,
-    /// The number of items, counted up to 10,000 past this page; null when there are more
+    /// The number of items, counted up to 1,000 past this page; null when there are more
     /// (follow `links.next`).
     total: Option<u64>,
 }
