@@ -83,8 +83,8 @@ where
 /// A page reached by number makes the database step over every row before it, and stepping
 /// over whole rows reads each one; so past the first page the page's ids are found first, by
 /// the filter alone, and only the page's own rows are read. Where an `(…, id)` index holds the
-/// whole filter (an organisation's servers or sites, a site's deployments) the step reads no
-/// row at all; other filters (a status, a server's sites) still read the rows they test.
+/// whole filter (an organisation's servers or sites, a server's sites, a site's deployments)
+/// the step reads no row at all; other filters (a status) still read the rows they test.
 pub(crate) fn push_page_rows<DB>(
     q: &mut sqlx::QueryBuilder<DB>,
     table: &str,
@@ -130,7 +130,7 @@ macro_rules! list_page {
             $crate::sql::push_page_rows(&mut select, $table, $filter, $order, (limit, 0));
             let rows: Vec<$crate::sql::Counted<$row>> =
                 select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
-            // No row, no count; with nothing skipped an empty page means an empty list.
+            // No row, no count: with nothing skipped, an empty page means nothing from where it starts.
             let total = count.total(rows.first().map_or(0, |r| r.total));
             (rows.into_iter().map(|r| r.row).collect::<Vec<$row>>(), total)
         } else {
