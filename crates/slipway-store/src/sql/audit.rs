@@ -76,10 +76,12 @@ macro_rules! impl_audit_store {
                 let mut count = QueryBuilder::<$db>::new("SELECT ");
                 for (i, branch) in branches.iter().enumerate() {
                     count.push(if i == 0 { "(" } else { " + (" });
-                    count.push("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events");
-                    branch.push_where(&mut count, $hints, filter, page);
-                    from.push_start(&mut count, IdOrder::Descending);
-                    count.push(" LIMIT ").push_bind(from.limit).push(") AS counted)");
+                    let source = |q: &mut QueryBuilder<$db>| {
+                        q.push("audit_events");
+                        branch.push_where(q, $hints, filter, page);
+                    };
+                    from.push_query(&mut count, source, IdOrder::Descending);
+                    count.push(")");
                 }
                 let counted: i64 =
                     count.build_query_scalar().fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;

@@ -121,26 +121,32 @@ pub(crate) fn push_page_rows<DB>(
 macro_rules! list_page {
     ($self:ident, $db:ty, $row:ty, $fields:expr, $table:literal, $filter:expr, $order:expr, $bounds:expr) => {{
         let (limit, skip, count_limit) = $bounds;
+        let filter = $filter;
+        let source = |q: &mut sqlx::QueryBuilder<$db>| {
+            q.push(concat!($table, " WHERE "));
+            filter(q);
+        };
         let mut select = sqlx::QueryBuilder::<$db>::new(concat!("SELECT ", $fields));
-        if skip == 0 {
-            let count = $crate::sql::PageCount::new(0, count_limit, None);
+        let counted_with_page = skip == 0;
+        if counted_with_page {
             select.push(", (");
-            count.push_query(&mut select, $table, $filter, $order);
-            select.push(concat!(") AS page_total FROM ", $table, " WHERE "));
-            $crate::sql::push_page_rows(&mut select, $table, $filter, $order, (limit, 0));
+            $crate::sql::PageCount::new(0, count_limit, None).push_query(&mut select, &source, $order);
+            select.push(") AS page_total");
+        }
+        select.push(concat!(" FROM ", $table, " WHERE "));
+        $crate::sql::push_page_rows(&mut select, $table, filter, $order, (limit, skip));
+        if counted_with_page {
             let rows: Vec<$crate::sql::Counted<$row>> =
                 select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
             // No row, no count: with nothing skipped, an empty page means nothing from where it starts.
-            let total = count.total(rows.first().map_or(0, |r| r.total));
+            let total = $crate::sql::as_u64(rows.first().map_or(0, |r| r.total));
             (rows.into_iter().map(|r| r.row).collect::<Vec<$row>>(), total)
         } else {
-            select.push(concat!(" FROM ", $table, " WHERE "));
-            $crate::sql::push_page_rows(&mut select, $table, $filter, $order, (limit, skip));
             let rows: Vec<$row> =
                 select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
             let count = $crate::sql::PageCount::new(skip, count_limit, rows.first().map(|r| r.id.as_str()));
             let mut query = sqlx::QueryBuilder::<$db>::new("");
-            count.push_query(&mut query, $table, $filter, $order);
+            count.push_query(&mut query, &source, $order);
             let counted: i64 =
                 query.build_query_scalar().fetch_one(&$self.pool).await.map_err(StoreError::from_sqlx)?;
             let total = count.total(counted);
@@ -167,7 +173,7 @@ pub(crate) struct PageCount<'a> {
     from: Option<&'a str>,
     skipped: i64,
     /// The most rows to count (from where counting starts).
-    pub limit: i64,
+    limit: i64,
 }
 
 impl<'a> PageCount<'a> {
@@ -180,33 +186,24 @@ impl<'a> PageCount<'a> {
         }
     }
 
-    /// ` AND id >= $first` (`<=` for a list newest first) when counting from the page's first row.
-    pub fn push_start<DB>(&self, q: &mut sqlx::QueryBuilder<DB>, order: IdOrder)
-    where
-        DB: Database,
-        for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    {
-        if let Some(first) = self.from {
-            push_id_bound(q, order, true, first);
-        }
-    }
-
-    /// `SELECT COUNT(*)` of `table`'s rows that pass `filter`, from where this count starts and
-    /// up to its limit, pushed onto `q` (a statement of its own, or a scalar subquery).
+    /// `SELECT COUNT(*)` of the rows `source` gives (it pushes what follows `FROM`: the table
+    /// and its `WHERE …`), from where this count starts (` AND id >= $first`, `<=` newest
+    /// first) and up to its limit, pushed onto `q` (a statement of its own, or a subquery).
     pub fn push_query<DB>(
         &self,
         q: &mut sqlx::QueryBuilder<DB>,
-        table: &str,
-        filter: impl Fn(&mut sqlx::QueryBuilder<DB>),
+        source: impl Fn(&mut sqlx::QueryBuilder<DB>),
         order: IdOrder,
     ) where
         DB: Database,
         for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
         for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     {
-        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ").push(table).push(" WHERE ");
-        filter(q);
-        self.push_start(q, order);
+        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ");
+        source(q);
+        if let Some(first) = self.from {
+            push_id_bound(q, order, true, first);
+        }
         q.push(" LIMIT ").push_bind(self.limit).push(") AS counted");
     }
 
