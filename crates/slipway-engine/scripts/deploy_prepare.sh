@@ -138,7 +138,9 @@ if [ -n "$fetch" ]; then
     else
         step "unpacking $sha"
         dir_new="$root/releases/$release"
-        rm -rf "$dir_new" && mkdir "$dir_new" || fail "the release directory could not be created"
+        # What an interrupted try left goes first (rm only then: every process of a deploy counts).
+        if [ -e "$dir_new" ] || [ -L "$dir_new" ]; then rm -rf "$dir_new"; fi
+        mkdir "$dir_new" || fail "the release directory could not be created"
         git -C "$mirror" archive --format=tar "$sha" | tar -x -C "$dir_new" || fail "git could not unpack $sha"
     fi
     printf "slipway-commit %s\n" "$info"
@@ -149,8 +151,11 @@ if [ -n "$build" ]; then
     echo "slipway-step build"
     [ -d "$work" ] || fail "the release directory is missing"
     # Each shared path becomes a link to shared/PATH; the first release that has it seeds it.
-    printf "%s\n" "$shared" | while IFS= read -r path; do
-        [ -n "$path" ] || continue
+    # One per line: split at newlines only, never globbed (no process for a site without any).
+    set -f
+    IFS="
+"
+    for path in $shared; do
         step "linking shared/$path"
         (
             set -e
@@ -166,18 +171,21 @@ if [ -n "$build" ]; then
             mkdir -p "$(dirname "$target")"
             ln -s "$link" "$target"
         ) || fail "could not link the shared path $path"
-    done || exit 1
+    done
+    unset IFS
+    set +f
     step "writing the environment"
     sh -c "$put" sh "$@" || fail "the environment and deploy script of the release could not be written"
     step "running the deploy script"
     # Its standard output passes through sed so that none of its lines reads as a marker above;
-    # its exit status comes back on descriptor 3, which it never sees.
-    exec 4>&1
-    code=$( { { ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null 3>&- 4>&-; echo $? >&3; } |
-        sed -u "s/^slipway-/ slipway-/" >&4; } 3>&1 )
-    exec 4>&-
-    rm -f "$script"
-    [ "$code" -eq 0 ] || fail "the deploy script failed (exit $code)"
+    # its exit status comes back in a file beside it (dash has no pipefail).
+    code_file="$script.exit"
+    { ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null; echo $? >"$code_file"; } |
+        sed -u "s/^slipway-/ slipway-/"
+    code=
+    read -r code <"$code_file" || true
+    rm -f "$script" "$code_file"
+    [ "$code" = 0 ] || fail "the deploy script failed (exit ${code:-unknown})"
     step "deploy script done"
 fi
 if [ -n "$check" ]; then
@@ -201,7 +209,7 @@ if [ -n "$SOURCE$BUILD$check" ]; then
             sh -c "$prepare_as_user" sh "$put_user_files_sh" "$ROOT" "$RELEASE" "$DIR" "$fetch" "$BUILD" "$check" \
             "$REPO_URL" "$BRANCH" "$COMMIT" "$LIVE_COMMIT" "$IN_PLACE" "$key" "$SHARED" "$WEB_DIR" "$HEALTH_PATH" \
             "$ROOT/.slipway/env-$NAME.sh" "$ROOT/.slipway/deploy-$NAME.sh" \
-            "600:$release/.env" "600:$ROOT/.slipway/env-$NAME.sh" "700:$ROOT/.slipway/deploy-$NAME.sh" ||
+            "600:$release/.env" "600:$ROOT/.slipway/env-$NAME.sh" "600:$ROOT/.slipway/deploy-$NAME.sh" ||
         exit 1
 fi
 [ "$KIND" = app ] || exit 0

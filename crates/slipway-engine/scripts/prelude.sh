@@ -183,7 +183,9 @@ put_user_file() {
 
 # put_user_files MODE:PATH...: put_user_file for several files in one session as the deploy user
 # (each costs a PAM session); their contents, base64, one line each in order, on standard input.
-# A file replaces whatever is at PATH, a symlink itself (never its target) or a directory.
+# A file replaces whatever is at PATH, a symlink itself (never its target) or a directory. Meant
+# for the files of one job (deploys of a site run one at a time): a second writer of a new path
+# at the same moment fails rather than mix its content in.
 # shellcheck disable=SC2016 # expanded by the deploy user's shell
 put_user_files_sh='umask 077
 set -C
@@ -191,14 +193,18 @@ for file in "$@"; do
     # A last line without its newline still counts; no line at all is an error.
     data=; IFS= read -r data || [ -n "$data" ] || exit 1
     path=${file#*:} mode=${file%%:*}
-    # A name of its own (this shell), created only where nothing is (noclobber); each process
-    # saved counts, as every deploy writes three files.
-    t="$path.slipway-$$"
+    # Where something is, a copy with a name of its own (this shell) replaces it in one rename:
+    # a reader sees the old file or the new one, never half. Where nothing is (the files of a
+    # new release), the file is written in place. Either is created only where nothing is
+    # (noclobber), so a link planted meanwhile is never followed. Each process saved counts, as
+    # every deploy writes three files.
+    if [ -e "$path" ] || [ -L "$path" ]; then t="$path.slipway-$$"; else t=$path; fi
     # What fails on the way leaves no partial copy (a .env holds secrets).
     base64 -d > "$t" <<EOF || { rm -f "$t"; exit 1; }
 $data
 EOF
     if [ "$mode" != 600 ]; then chmod "$mode" "$t" || { rm -f "$t"; exit 1; }; fi
+    [ "$t" != "$path" ] || continue
     if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || { rm -f "$t"; exit 1; }; fi
     mv -fT "$t" "$path" || { rm -f "$t"; exit 1; }
 done'

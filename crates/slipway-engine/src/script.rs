@@ -210,7 +210,7 @@ mod tests {
                 .var("SOURCE", "")
                 .var("BUILD", "yes")
                 .var("KIND", "files")
-                .var("SHARED", "")
+                .var("SHARED", "uploads\nstorage/app")
                 .file_var("DOTENV", b"GREETING=hello\n")
                 .file_var("ENV_SH", b"export GREETING=hello\n")
                 .file_var("SCRIPT", script.as_bytes())
@@ -255,10 +255,29 @@ mod tests {
         assert!(stdout.contains("\n slipway-step switch\n"), "the deploy script's line is shown, indented: {stdout}");
         assert!(stdout.contains("==> deploy script done"));
         assert!(!root.join(".slipway/deploy-r1.sh").exists(), "the deploy script is removed after it ran");
+        // The shared paths became links into shared/, and nothing temporary is left beside the
+        // files written (first written in place, then replaced by the runs below).
+        for shared in ["uploads", "storage/app"] {
+            let link = std::fs::read_link(release.join(shared)).unwrap();
+            assert_eq!(link, root.join("shared").join(shared), "{shared}");
+        }
+        let leftovers = || {
+            [root.join(".slipway"), release.clone()]
+                .iter()
+                .flat_map(|d| std::fs::read_dir(d).unwrap())
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".slipway-") || n.ends_with(".exit"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(leftovers(), Vec::<String>::new());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&release.join(".env")), mode(&root.join(".slipway/env-r1.sh"))), (0o600, 0o600));
 
         let out = build("echo about to fail\nexit 3\n");
         assert!(!out.status.success());
         assert_eq!(last_reason(&out.stderr), "the deploy script failed (exit 3)");
+        assert_eq!(leftovers(), Vec::<String>::new(), "replacing the files left nothing either");
 
         // The health check, after a build that succeeded: the health path must be there.
         let out = build("rm greeting\n");
