@@ -380,7 +380,8 @@ impl Drop for NetnsHost {
             if pids.is_empty() {
                 break;
             }
-            let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+            // Some end on their own meanwhile (the init went first): not worth a line each.
+            let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(std::process::Stdio::null()).status();
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();

@@ -9,6 +9,8 @@
 //!     against one deploy alone, in the same run, with the CPU time the ten cost the machine and
 //!     Slipway's own process (the least time they need when they share its cores).
 //! `BENCH_PARTS` picks parts (comma-separated: static, app, load, worker, fleet; all by default).
+//! `BENCH_PERF=FILE` records the whole machine with `perf record` during (d)'s rounds of ten into
+//! FILE (`perf report -i FILE --sort comm` then says which programs the CPU went to).
 //! No assertion on time: these are figures.
 
 #![allow(clippy::print_stdout)]
@@ -418,10 +420,14 @@ async fn main() {
             alone.push(fleet[0].deploy(&api, n).await);
         }
         let pid = slipway.child.id();
+        let perf = std::env::var_os("BENCH_PERF").map(PerfRecording::start);
         let (mut together, mut machine_cpu, mut slipway_cpu) = (Vec::new(), Duration::ZERO, Duration::ZERO);
         for round in 0..3 {
             for f in &fleet {
                 f.commit(10 + round);
+            }
+            if let Some(perf) = &perf {
+                perf.resume();
             }
             // The POSTs go out back to back (a few ms each); then every deployment is waited for.
             let (started, machine, own) = (Instant::now(), busy_cpu(), process_cpu(pid));
@@ -435,7 +441,11 @@ async fn main() {
             together.push(started.elapsed());
             machine_cpu += busy_cpu() - machine;
             slipway_cpu += process_cpu(pid) - own;
+            if let Some(perf) = &perf {
+                perf.pause();
+            }
         }
+        drop(perf);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (one, all) = (median(alone), median(together.clone()));
         let rounds = together.len() as u32;
@@ -456,6 +466,61 @@ async fn main() {
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
     common::clean_test_host_files();
+}
+
+/// `perf record` of every CPU, counting only while resumed (its control FIFO): the rounds of ten,
+/// not the commits between them. Dropping it ends the recording and waits for the file.
+struct PerfRecording {
+    child: std::process::Child,
+    control: std::fs::File,
+    ack: std::fs::File,
+    dir: std::path::PathBuf,
+}
+
+impl PerfRecording {
+    fn start(output: std::ffi::OsString) -> PerfRecording {
+        let dir = std::env::temp_dir().join(format!("slipway-bench-perf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (control, ack) = (dir.join("control"), dir.join("ack"));
+        for fifo in [&control, &ack] {
+            assert!(Command::new("mkfifo").arg(fifo).status().unwrap().success());
+        }
+        let control_arg = format!("fifo:{},{}", control.display(), ack.display());
+        let child = Command::new("perf")
+            .args(["record", "-a", "-F", "999", "-D", "-1", "--control", &control_arg, "-q", "-o"])
+            .arg(&output)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("BENCH_PERF needs perf");
+        // Opening a FIFO waits for its other end: perf has started once both are open.
+        let control = std::fs::OpenOptions::new().write(true).open(&control).unwrap();
+        let ack = std::fs::File::open(&ack).unwrap();
+        PerfRecording { child, control, ack, dir }
+    }
+
+    fn command(&self, command: &str) {
+        use std::io::{Read as _, Write as _};
+        (&self.control).write_all(format!("{command}\n").as_bytes()).unwrap();
+        // perf answers "ack" once it has done it.
+        let mut reply = [0u8; 16];
+        assert!((&self.ack).read(&mut reply).unwrap() > 0, "perf did not answer {command}");
+    }
+
+    fn resume(&self) {
+        self.command("enable");
+    }
+
+    fn pause(&self) {
+        self.command("disable");
+    }
+}
+
+impl Drop for PerfRecording {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A provisioned namespace host with one static site deploying from its own repository.
