@@ -127,7 +127,9 @@ macro_rules! list_page {
             filter(q);
         };
         let mut select = sqlx::QueryBuilder::<$db>::new(concat!("SELECT ", $fields));
-        let counted_with_page = skip == 0;
+        // Without a page (every row), the rows are the total.
+        let whole_list = limit == i64::MAX;
+        let counted_with_page = skip == 0 && !whole_list;
         if counted_with_page {
             select.push(", (");
             $crate::sql::PageCount::new(0, count_limit, None).push_query(&mut select, &source, $order);
@@ -135,7 +137,12 @@ macro_rules! list_page {
         }
         select.push(concat!(" FROM ", $table, " WHERE "));
         $crate::sql::push_page_rows(&mut select, $table, filter, $order, (limit, skip));
-        if counted_with_page {
+        if whole_list {
+            let rows: Vec<$row> =
+                select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
+            let total = rows.len() as u64;
+            (rows, total)
+        } else if counted_with_page {
             let rows: Vec<$crate::sql::Counted<$row>> =
                 select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
             // No row, no count: with nothing skipped, an empty page means nothing from where it starts.

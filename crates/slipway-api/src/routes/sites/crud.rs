@@ -151,10 +151,7 @@ pub async fn create_site(
     let taken = |state: &AppState| {
         let (server_id, domain) = (site.server_id.clone(), site.domain.clone());
         let store = state.store.clone();
-        async move {
-            let (sites, _) = store.sites_of_server(&server_id, None, None).await?;
-            Ok::<bool, ApiError>(sites.iter().any(|s| s.domain == domain))
-        }
+        async move { Ok::<bool, ApiError>(store.site_by_domain(&server_id, &domain).await?.is_some()) }
     };
     if taken(&state).await? {
         return Err(ApiError::validation("domain", "This server already has a site with this domain."));
