@@ -8,6 +8,7 @@ if [ -n "$PROGRAM" ]; then
     supervisorctl update >/dev/null 2>&1 || true
 fi
 if [ -n "$RELEASE" ] && [ "$(readlink "$ROOT/current" 2>/dev/null)" != "releases/$RELEASE" ]; then
-    as_user rm -rf -- "$ROOT/releases/$RELEASE" "$ROOT/.slipway/deploy-$RELEASE.sh" "$ROOT/.slipway/env-$RELEASE.sh"
+    as_user rm -rf -- "$ROOT/releases/$RELEASE" "$ROOT/.slipway/deploy-$RELEASE.sh" \
+        "$ROOT/.slipway/deploy-$RELEASE.sh.exit" "$ROOT/.slipway/env-$RELEASE.sh"
 fi
 step "cleaned up; the previous release keeps serving"

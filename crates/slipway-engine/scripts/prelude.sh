@@ -196,13 +196,16 @@ for file in "$@"; do
     # Where something is, a copy with a name of its own (this shell) replaces it in one rename:
     # a reader sees the old file or the new one, never half. Where nothing is (the files of a
     # new release), the file is written in place. Either is created only where nothing is
-    # (noclobber), so a link planted meanwhile is never followed. Each process saved counts, as
-    # every deploy writes three files.
+    # (noclobber: a link planted meanwhile is not followed to a file), and opened before it is
+    # written, so that what is removed after a failure is only ever this file (a failed open
+    # ends the shell). Each process saved counts, as every deploy writes three files.
     if [ -e "$path" ] || [ -L "$path" ]; then t="$path.slipway-$$"; else t=$path; fi
+    exec 3>"$t"
     # What fails on the way leaves no partial copy (a .env holds secrets).
-    base64 -d > "$t" <<EOF || { rm -f "$t"; exit 1; }
+    base64 -d >&3 <<EOF || { exec 3>&-; rm -f "$t"; exit 1; }
 $data
 EOF
+    exec 3>&-
     if [ "$mode" != 600 ]; then chmod "$mode" "$t" || { rm -f "$t"; exit 1; }; fi
     [ "$t" != "$path" ] || continue
     if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path" || { rm -f "$t"; exit 1; }; fi

@@ -420,13 +420,13 @@ async fn main() {
             alone.push(fleet[0].deploy(&api, n).await);
         }
         let pid = slipway.child.id();
-        let perf = std::env::var_os("BENCH_PERF").map(PerfRecording::start);
+        let mut perf = std::env::var_os("BENCH_PERF").map(PerfRecording::start);
         let (mut together, mut machine_cpu, mut slipway_cpu) = (Vec::new(), Duration::ZERO, Duration::ZERO);
         for round in 0..3 {
             for f in &fleet {
                 f.commit(10 + round);
             }
-            if let Some(perf) = &perf {
+            if let Some(perf) = &mut perf {
                 perf.resume();
             }
             // The POSTs go out back to back (a few ms each); then every deployment is waited for.
@@ -441,7 +441,7 @@ async fn main() {
             together.push(started.elapsed());
             machine_cpu += busy_cpu() - machine;
             slipway_cpu += process_cpu(pid) - own;
-            if let Some(perf) = &perf {
+            if let Some(perf) = &mut perf {
                 perf.pause();
             }
         }
@@ -479,38 +479,58 @@ struct PerfRecording {
 
 impl PerfRecording {
     fn start(output: std::ffi::OsString) -> PerfRecording {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let dir = std::env::temp_dir().join(format!("slipway-bench-perf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (control, ack) = (dir.join("control"), dir.join("ack"));
         for fifo in [&control, &ack] {
             assert!(Command::new("mkfifo").arg(fifo).status().unwrap().success());
         }
+        // Opened read-write, neither end waits for perf (which may never open them, if it fails
+        // to start); the answers are read without blocking, watching perf meanwhile.
+        let open = |path: &std::path::Path, flags| {
+            std::fs::OpenOptions::new().read(true).write(true).custom_flags(flags).open(path).unwrap()
+        };
+        let (control_end, ack_end) = (open(&control, 0), open(&ack, libc::O_NONBLOCK));
         let control_arg = format!("fifo:{},{}", control.display(), ack.display());
-        let child = Command::new("perf")
+        let spawned = Command::new("perf")
             .args(["record", "-a", "-F", "999", "-D", "-1", "--control", &control_arg, "-q", "-o"])
             .arg(&output)
             .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("BENCH_PERF needs perf");
-        // Opening a FIFO waits for its other end: perf has started once both are open.
-        let control = std::fs::OpenOptions::new().write(true).open(&control).unwrap();
-        let ack = std::fs::File::open(&ack).unwrap();
-        PerfRecording { child, control, ack, dir }
+            .spawn();
+        let Ok(child) = spawned else {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("BENCH_PERF needs perf: {spawned:?}");
+        };
+        PerfRecording { child, control: control_end, ack: ack_end, dir }
     }
 
-    fn command(&self, command: &str) {
+    /// Sends `command` and waits (at most 30 s) for perf's answer; ends the bench if perf has
+    /// exited or does not answer.
+    fn command(&mut self, command: &str) {
         use std::io::{Read as _, Write as _};
-        (&self.control).write_all(format!("{command}\n").as_bytes()).unwrap();
-        // perf answers "ack" once it has done it.
+        self.control.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut reply = [0u8; 16];
-        assert!((&self.ack).read(&mut reply).unwrap() > 0, "perf did not answer {command}");
+        loop {
+            match self.ack.read(&mut reply) {
+                Ok(n) if n > 0 => return,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => panic!("reading perf's answer: {e}"),
+                _ => {}
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("perf ended ({status}) before it answered {command}");
+            }
+            assert!(Instant::now() < deadline, "perf did not answer {command} within 30 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
-    fn resume(&self) {
+    fn resume(&mut self) {
         self.command("enable");
     }
 
-    fn pause(&self) {
+    fn pause(&mut self) {
         self.command("disable");
     }
 }
