@@ -487,11 +487,11 @@ impl PerfRecording {
             assert!(Command::new("mkfifo").arg(fifo).status().unwrap().success());
         }
         // Opened read-write, neither end waits for perf (which may never open them, if it fails
-        // to start); the answers are read without blocking, watching perf meanwhile.
-        let open = |path: &std::path::Path, flags| {
-            std::fs::OpenOptions::new().read(true).write(true).custom_flags(flags).open(path).unwrap()
+        // to start); the answers are waited for with poll(2), watching perf meanwhile.
+        let open = |path: &std::path::Path| {
+            std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(path).unwrap()
         };
-        let (control_end, ack_end) = (open(&control, 0), open(&ack, libc::O_NONBLOCK));
+        let (control_end, ack_end) = (open(&control), open(&ack));
         let control_arg = format!("fifo:{},{}", control.display(), ack.display());
         let spawned = Command::new("perf")
             .args(["record", "-a", "-F", "999", "-D", "-1", "--control", &control_arg, "-q", "-o"])
@@ -509,6 +509,7 @@ impl PerfRecording {
     /// exited or does not answer.
     fn command(&mut self, command: &str) {
         use std::io::{Read as _, Write as _};
+        use std::os::fd::AsRawFd as _;
         self.control.write_all(format!("{command}\n").as_bytes()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut reply = [0u8; 16];
@@ -522,7 +523,13 @@ impl PerfRecording {
                 panic!("perf ended ({status}) before it answered {command}");
             }
             assert!(Instant::now() < deadline, "perf did not answer {command} within 30 s");
-            std::thread::sleep(Duration::from_millis(5));
+            // Until the answer arrives, or a tenth of a second passes to look at perf again.
+            let mut ready = libc::pollfd { fd: self.ack.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one pollfd, valid for the call, for a descriptor this struct owns.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::poll(&mut ready, 1, 100)
+            };
         }
     }
 

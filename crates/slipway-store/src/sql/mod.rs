@@ -137,12 +137,7 @@ macro_rules! list_page {
         }
         select.push(concat!(" FROM ", $table, " WHERE "));
         $crate::sql::push_page_rows(&mut select, $table, filter, $order, (limit, skip));
-        if whole_list {
-            let rows: Vec<$row> =
-                select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
-            let total = rows.len() as u64;
-            (rows, total)
-        } else if counted_with_page {
+        if counted_with_page {
             let rows: Vec<$crate::sql::Counted<$row>> =
                 select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
             // No row, no count: with nothing skipped, an empty page means nothing from where it starts.
@@ -151,12 +146,16 @@ macro_rules! list_page {
         } else {
             let rows: Vec<$row> =
                 select.build_query_as().fetch_all(&$self.pool).await.map_err(StoreError::from_sqlx)?;
-            let count = $crate::sql::PageCount::new(skip, count_limit, rows.first().map(|r| r.id.as_str()));
-            let mut query = sqlx::QueryBuilder::<$db>::new("");
-            count.push_query(&mut query, &source, $order);
-            let counted: i64 =
-                query.build_query_scalar().fetch_one(&$self.pool).await.map_err(StoreError::from_sqlx)?;
-            let total = count.total(counted);
+            let total = if whole_list {
+                rows.len() as u64
+            } else {
+                let count = $crate::sql::PageCount::new(skip, count_limit, rows.first().map(|r| r.id.as_str()));
+                let mut query = sqlx::QueryBuilder::<$db>::new("");
+                count.push_query(&mut query, &source, $order);
+                let counted: i64 =
+                    query.build_query_scalar().fetch_one(&$self.pool).await.map_err(StoreError::from_sqlx)?;
+                count.total(counted)
+            };
             (rows, total)
         }
     }};
