@@ -612,7 +612,7 @@ async fn start_deploy(api: &common::Api, site: &str) -> String {
 async fn succeeded(api: &common::Api, site: &str, id: &str) -> serde_json::Value {
     const END: &str = "event: end\ndata: ";
     let url = format!("{}{site}/deployments/{id}/log/stream", api.url);
-    let mut response = reqwest::Client::new().get(&url).bearer_auth(&api.token).send().await.unwrap();
+    let mut response = common::http().get(&url).bearer_auth(&api.token).send().await.unwrap();
     assert_eq!(response.status(), 200, "{url}");
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut seen = String::new();

@@ -9,10 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// An HTTP client for tests (with the TLS crypto provider the binary uses).
+/// The HTTP client of tests and benches (with the TLS crypto provider the binary uses): one for
+/// the process, as making one loads the system's CA certificates (milliseconds of CPU, which
+/// the deploy bench's ten-at-once figure counted against Slipway). It keeps no idle
+/// connections, so a test with a runtime of its own never gets one a finished runtime drove.
 pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("HTTP client")
+        })
+        .clone()
 }
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_slipway");

@@ -2372,8 +2372,7 @@ async fn an_application_backup_holds_the_shared_files_and_env_and_restores_them(
 
 /// Reads the server-sent events of `url` until their text holds `needle` (or 60 s pass).
 async fn stream_until(url: &str, token: &str, needle: &str) -> String {
-    let client = reqwest::Client::new();
-    let mut response = client.get(url).bearer_auth(token).send().await.unwrap();
+    let mut response = common::http().get(url).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), 200, "{url}");
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
