@@ -300,11 +300,12 @@ pub trait AuditStore: Send + Sync {
 /// Durable jobs and their logs.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Changes whenever a job's log is appended, a job ends or a deployment is updated, so a
-    /// reader following a log (the deployment log stream) wakes at once instead of on its next
-    /// poll. Writes by this process show at once; on PostgreSQL other replicas' show through
-    /// `NOTIFY`, which can be lost while a connection is re-made, so readers still poll too.
-    fn job_activity(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Changes whenever job `job_id`'s log is appended, it ends or its deployment is updated, so
+    /// a reader following its log (the deployment log stream) wakes at once instead of on its
+    /// next poll, and is not woken by other jobs' writes. Writes by this process show at once;
+    /// on PostgreSQL other replicas' show through `NOTIFY`, which can be lost while a connection
+    /// is re-made (every reader is then woken), so readers still poll too.
+    fn job_activity(&self, job_id: &str) -> tokio::sync::watch::Receiver<u64>;
     async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
     async fn job(&self, id: &str) -> StoreResult<Option<Job>>;
     /// Jobs about one resource (e.g. `server:<id>`), newest first.

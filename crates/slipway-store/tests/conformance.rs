@@ -640,19 +640,28 @@ mod cases {
 
     pub async fn log_lines_and_job_ends_wake_whoever_follows_them(db: &TestDatabase) {
         let store = db.store().await;
-        let j = job(None, false);
+        let (j, other) = (job(None, false), job(None, false));
         store.enqueue_job(&j).await.unwrap();
-        let mut activity = store.job_activity();
+        store.enqueue_job(&other).await.unwrap();
+        let mut activity = store.job_activity(&j.id);
+        let (mut also, bystander) = (store.job_activity(&j.id), store.job_activity(&other.id));
         assert!(!activity.has_changed().unwrap(), "nothing written yet");
         store.claim_job("w1", now(), lease()).await.unwrap().unwrap();
         store.append_job_log(&j.id, 1, &[NewLogLine::now("stdout", "cloning")]).await.unwrap();
         assert!(activity.has_changed().unwrap(), "a log line wakes the reader");
+        assert!(also.has_changed().unwrap(), "and every reader of that job");
         activity.mark_unchanged();
         store.finish_job(&j.id, "w1", &JobEnd::Succeeded, now()).await.unwrap();
         assert!(activity.has_changed().unwrap(), "the job's end wakes the reader");
-        activity.mark_unchanged();
-        store.update_deployment("no-such-deployment", &DeploymentUpdate::default()).await.unwrap();
-        assert!(activity.has_changed().unwrap(), "a deployment's update wakes the reader");
+        assert!(!bystander.has_changed().unwrap(), "another job's reader sleeps on");
+        // A reader that left takes its channel with it; the job's next write wakes the others.
+        drop(activity);
+        also.mark_unchanged();
+        store.append_job_log(&j.id, 2, &[NewLogLine::now("stdout", "late")]).await.unwrap();
+        assert!(also.has_changed().unwrap());
+        drop(also);
+        store.append_job_log(&j.id, 3, &[NewLogLine::now("stdout", "unread")]).await.unwrap();
+        assert_eq!(*store.job_activity(&j.id).borrow(), 0, "a new reader starts afresh");
     }
 
     pub async fn concurrent_workers_claim_each_job_exactly_once(db: &TestDatabase) {
@@ -1137,6 +1146,14 @@ mod cases {
         store.insert_deployment(&d1).await.unwrap();
         store.insert_deployment(&d2).await.unwrap();
         assert_eq!(store.unfinished_deployments_of_site(&a.id).await.unwrap(), 2);
+        // An update wakes whoever follows the deployment's log (by its job), and no one else.
+        let (mut follows_d1, follows_d2) = (store.job_activity(&d1.job_id), store.job_activity(&d2.job_id));
+        store.update_deployment(&d1.id, &DeploymentUpdate::default()).await.unwrap();
+        assert!(follows_d1.has_changed().unwrap(), "a deployment's update wakes its log's reader");
+        assert!(!follows_d2.has_changed().unwrap(), "not another deployment's");
+        follows_d1.mark_unchanged();
+        store.update_deployment("no-such-deployment", &DeploymentUpdate::default()).await.unwrap();
+        assert!(!follows_d1.has_changed().unwrap());
         let update = DeploymentUpdate {
             status: Some(RunStatus::Succeeded),
             commit_sha: Some("abc123".into()),
@@ -1942,15 +1959,18 @@ async fn a_log_line_written_by_one_replica_wakes_readers_on_another() {
         run_at: slipway_core::time::now(),
     };
     writer.enqueue_job(&job).await.unwrap();
-    let mut activity = reader.job_activity();
-    // The reader's listener has connected once it has sent its first wake-up (nothing else
-    // has written through the reader).
+    let mut activity = reader.job_activity(&job.id);
+    let mut bystander = reader.job_activity("another-job");
+    // The reader's listener has connected once it has sent its first wake-up, to every reader
+    // (nothing else has written through the reader).
     if *activity.borrow_and_update() == 0 {
         tokio::time::timeout(std::time::Duration::from_secs(10), activity.changed())
             .await
             .expect("the reader listens within 10 s")
             .unwrap();
     }
+    assert!(bystander.has_changed().unwrap(), "the listener's start wakes every reader");
+    bystander.mark_unchanged();
     let line = slipway_store::NewLogLine::now("stdout", "cloning");
     writer.append_job_log(&job.id, 1, &[line]).await.unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), activity.changed())
@@ -1958,6 +1978,9 @@ async fn a_log_line_written_by_one_replica_wakes_readers_on_another() {
         .expect("the other replica's reader is woken")
         .unwrap();
     assert_eq!(reader.job_log(&job.id, 0, 10).await.unwrap().len(), 1);
+    // Notifications arrive in order on the one listening connection: had this write woken the
+    // other job's reader, it would have done so by now.
+    assert!(!bystander.has_changed().unwrap(), "a reader of another job is not woken");
 }
 
 /// A PostgreSQL store listens for the other replicas only once someone follows a log: a process
@@ -1982,13 +2005,13 @@ async fn a_replica_listens_only_once_a_reader_follows() {
         tick.tick().await;
         assert_eq!(listeners().await, 0, "nobody follows a log yet");
     }
-    let mut activity = store.job_activity();
+    let mut activity = store.job_activity("a-job");
     tokio::time::timeout(std::time::Duration::from_secs(10), activity.changed())
         .await
         .expect("the listener connects within 10 s")
         .unwrap();
     assert_eq!(listeners().await, 1, "the first reader starts one listener");
-    let _second = store.job_activity();
+    let _second = store.job_activity("another-job");
     assert_eq!(listeners().await, 1, "and only one");
     probe.close().await;
 }

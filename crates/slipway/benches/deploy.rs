@@ -429,14 +429,23 @@ async fn main() {
             if let Some(perf) = &mut perf {
                 perf.resume();
             }
-            // The POSTs go out back to back (a few ms each); then every deployment is waited for.
+            // The POSTs go out back to back (a few ms each); then every deployment's log is
+            // followed at once, as ten CI jobs each running `slipway deploy` would.
             let (started, machine, own) = (Instant::now(), busy_cpu(), process_cpu(pid));
             let mut ids = Vec::new();
             for f in &fleet {
                 ids.push(f.start_deploy(&api).await);
             }
-            for (f, id) in fleet.iter().zip(&ids) {
-                f.succeeded(&api, id).await;
+            let followers: Vec<_> = fleet
+                .iter()
+                .zip(ids)
+                .map(|(f, id)| {
+                    let (api, site) = (common::Api { url: api.url.clone(), token: api.token.clone() }, f.site.clone());
+                    tokio::spawn(async move { succeeded(&api, &site, &id).await })
+                })
+                .collect();
+            for follower in followers {
+                follower.await.unwrap();
             }
             together.push(started.elapsed());
             machine_cpu += busy_cpu() - machine;
@@ -587,16 +596,12 @@ impl FleetServer {
         self.commit(n);
         let started = Instant::now();
         let id = self.start_deploy(api).await;
-        self.succeeded(api, &id).await;
+        succeeded(api, &self.site, &id).await;
         started.elapsed()
     }
 
     async fn start_deploy(&self, api: &common::Api) -> String {
         start_deploy(api, &self.site).await
-    }
-
-    async fn succeeded(&self, api: &common::Api, id: &str) {
-        succeeded(api, &self.site, id).await;
     }
 }
 

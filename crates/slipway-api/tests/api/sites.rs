@@ -300,6 +300,17 @@ async fn site_on(app: &TestApp, token: &str, server: &str, domain: &str) -> Stri
     format!("/api/v1/servers/{server}/sites/{}", reply.json()["data"]["id"].as_str().unwrap())
 }
 
+/// A site at `domain` on a new provisioned server of `token`'s and a deployment of it, which
+/// stays queued (no worker runs here): the site's path and the deployment's id.
+async fn queued_deployment(app: &TestApp, token: &str, domain: &str) -> (String, String) {
+    let server = provisioned_server(app, token).await;
+    let site = site_on(app, token, &server, domain).await;
+    let reply = app.post_as(&format!("{site}/deploy"), token, json!({})).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    let id = reply.json()["data"]["id"].as_str().unwrap().to_string();
+    (site, id)
+}
+
 /// Makes `n` static sites on `server` named `<prefix><i>.example.com`; their ids, in order.
 async fn site_ids_on(app: &TestApp, token: &str, server: &str, prefix: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -457,6 +468,45 @@ async fn all_sites_across_servers_are_listed_for_what_the_token_may_see_and_filt
     }
 }
 
+/// The stream gives every line once and in order, a log longer than one read included, then
+/// one `end`, whether lines come before it starts, while it waits, or just before the end.
+#[tokio::test]
+async fn the_log_stream_sends_every_line_once_then_the_end() {
+    for db in TestDatabase::each().await {
+        let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
+        let owner = app.user("follow@example.com").await;
+        let (site, id) = queued_deployment(&app, &owner.token, "follow.example.com").await;
+        let store = app.state.store.clone();
+        let job = store.deployment(&id).await.unwrap().unwrap().job_id;
+        let lines = |from: i64, n: i64| -> Vec<slipway_store::NewLogLine> {
+            (from..from + n).map(|i| slipway_store::NewLogLine::now("stdout", format!("line {i}"))).collect()
+        };
+        // More than one read's worth before the stream starts.
+        store.append_job_log(&job, 1, &lines(1, 1_200)).await.unwrap();
+        let writer = tokio::spawn({
+            let (store, job, id) = (store.clone(), job.clone(), id.clone());
+            async move {
+                for batch in 0..5 {
+                    let first = 1_201 + batch * 10;
+                    store.append_job_log(&job, first, &lines(first, 10)).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                store.append_job_log(&job, 1_251, &lines(1_251, 1)).await.unwrap();
+                let ended =
+                    slipway_store::DeploymentUpdate { status: Some(RunStatus::Succeeded), ..Default::default() };
+                store.update_deployment(&id, &ended).await.unwrap();
+            }
+        });
+        let text = app.get_as(&format!("{site}/deployments/{id}/log/stream"), &owner.token).await.text();
+        writer.await.unwrap();
+        let sent: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+        let expected: Vec<String> = (1..=1_251).map(|i| i.to_string()).collect();
+        assert_eq!(sent, expected, "every line once, in order");
+        assert_eq!(text.matches("event: end").count(), 1);
+        assert!(text.trim_end().ends_with('}') && text.contains(r#""status":"succeeded""#), "{text}");
+    }
+}
+
 /// When the log cannot be read, the stream says so instead of claiming the deployment ended.
 #[tokio::test]
 async fn the_log_stream_reports_a_failed_read_instead_of_an_end() {
@@ -464,16 +514,12 @@ async fn the_log_stream_reports_a_failed_read_instead_of_an_end() {
     let url = db.url().to_string();
     let app = TestApp::configured(db, |c| c.rate_limits.api_per_minute = 10_000).await;
     let owner = app.user("stream@example.com").await;
-    let server = provisioned_server(&app, &owner.token).await;
-    let site = site_on(&app, &owner.token, &server, "stream.example.com").await;
-    let deployment = app.post_as(&format!("{site}/deploy"), &owner.token, json!({})).await.json()["data"].clone();
+    let (site, deployment) = queued_deployment(&app, &owner.token, "stream.example.com").await;
     // The deployment is still queued; its log table disappears under the stream.
     use sqlx::Connection;
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("ALTER TABLE job_logs RENAME TO job_logs_elsewhere").execute(&mut raw).await.unwrap();
-    let stream = app
-        .get_as(&format!("{site}/deployments/{}/log/stream", deployment["id"].as_str().unwrap()), &owner.token)
-        .await;
+    let stream = app.get_as(&format!("{site}/deployments/{deployment}/log/stream"), &owner.token).await;
     let text = stream.text();
     assert!(text.contains("event: error") && text.contains("could not be read"), "{text}");
     assert!(!text.contains("event: end"), "{text}");
@@ -489,12 +535,8 @@ fn declares(method: &str, path: &str, status: u16) -> bool {
 async fn query_parameter_errors_are_422_naming_the_parameter_and_are_declared() {
     let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
     let owner = app.user("query@example.com").await;
-    let server = provisioned_server(&app, &owner.token).await;
-    let site = site_on(&app, &owner.token, &server, "query.example.com").await;
-    let deployment = app.post_as(&format!("{site}/deploy"), &owner.token, json!({})).await.json()["data"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (site, deployment) = queued_deployment(&app, &owner.token, "query.example.com").await;
+    let server = site.split('/').nth(4).unwrap().to_string();
     let operation =
         app.post_as(&format!("/api/v1/servers/{server}/verify"), &owner.token, json!({})).await.json()["data"]["id"]
             .as_str()

@@ -1,14 +1,17 @@
 //! Waking readers that follow a job's log (`JobStore::job_activity`).
 //!
-//! Every write of a log batch, a job's end or a deployment's update bumps a watch channel in
-//! this process. On PostgreSQL it also sends a `NOTIFY`, and each replica listens on a
-//! connection of its own and bumps its channel when another replica writes, so a log stream
-//! served by one replica follows a deploy running on another without waiting for its poll.
-//! A notification can be lost (the listening connection drops and reconnects); the readers'
-//! poll is the backstop, and a reconnect bumps the channel so they read again at once.
-//! A replica starts listening when its first reader subscribes, so a process that follows no
-//! log (`slipway admin`, `migrate`) opens no listening connection.
+//! Every write of a log batch, a job's end or a deployment's update wakes the readers of that
+//! job, through a watch channel in this process kept per job someone follows: a reader is not
+//! woken (and does not read) for other jobs' writes, so ten logs followed at once cost ten
+//! times one, not a hundred. On PostgreSQL a write also sends a `NOTIFY` naming the job, and
+//! each replica listens on a connection of its own and wakes that job's readers when another
+//! replica writes, so a log stream served by one replica follows a deploy running on another
+//! without waiting for its poll. A notification can be lost (the listening connection drops
+//! and reconnects); the readers' poll is the backstop, and a reconnect wakes every reader so
+//! they read again at once. A replica starts listening when its first reader subscribes, so a
+//! process that follows no log (`slipway admin`, `migrate`) opens no listening connection.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -18,48 +21,88 @@ use tokio::sync::watch;
 
 use super::SqlStore;
 
-/// The PostgreSQL channel the replicas notify on.
+/// The PostgreSQL channel the replicas notify on; the payload is the job's id.
 const CHANNEL: &str = "slipway_job_activity";
 
-fn bump(activity: &watch::Sender<u64>) {
-    activity.send_modify(|n| *n = n.wrapping_add(1));
+/// The channels of the jobs followed in this process, by job id.
+#[derive(Default)]
+pub(crate) struct Followed {
+    by_job: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
-/// Starts following the other replicas, given where to send their wake-ups.
-type Follow = Box<dyn FnOnce(Weak<watch::Sender<u64>>) + Send>;
+fn bump(channel: &watch::Sender<u64>) {
+    channel.send_modify(|n| *n = n.wrapping_add(1));
+}
 
-/// This process's activity channel and, on PostgreSQL until its first reader, how to start
-/// listening to the other replicas.
+impl Followed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        self.by_job.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes `job_id`'s readers, if it has any; a channel whose readers have all gone goes.
+    fn wake(&self, job_id: &str) {
+        let mut by_job = self.lock();
+        if let Some(channel) = by_job.get(job_id) {
+            if channel.receiver_count() == 0 {
+                by_job.remove(job_id);
+            } else {
+                bump(channel);
+            }
+        }
+    }
+
+    /// Wakes every reader: wake-ups may have been missed.
+    fn wake_all(&self) {
+        let mut by_job = self.lock();
+        by_job.retain(|_, channel| channel.receiver_count() > 0);
+        by_job.values().for_each(bump);
+    }
+
+    fn subscribe(&self, job_id: &str) -> watch::Receiver<u64> {
+        let mut by_job = self.lock();
+        // Channels of jobs nobody follows any more and nothing wrote since go here (as many as
+        // the streams that ended since the last subscription).
+        by_job.retain(|_, channel| channel.receiver_count() > 0);
+        by_job.entry(job_id.to_string()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+}
+
+/// Starts following the other replicas, given whom to wake for their writes.
+type Follow = Box<dyn FnOnce(Weak<Followed>) + Send>;
+
+/// This process's readers and, on PostgreSQL until its first reader, how to start listening
+/// to the other replicas.
 #[derive(Default)]
 pub(crate) struct Activity {
-    sender: Arc<watch::Sender<u64>>,
+    followed: Arc<Followed>,
     follow: Mutex<Option<Follow>>,
 }
 
 impl Activity {
-    /// A reader's end of the channel; the first one starts the listener, if there is one.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+    /// A reader's end of `job_id`'s channel; the first one starts the listener, if there is one.
+    pub(crate) fn subscribe(&self, job_id: &str) -> watch::Receiver<u64> {
         let follow = self.follow.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(start) = follow {
-            start(Arc::downgrade(&self.sender));
+            start(Arc::downgrade(&self.followed));
         }
-        self.sender.subscribe()
+        self.followed.subscribe(job_id)
     }
 }
 
 impl SqlStore<Sqlite> {
     /// One process owns a SQLite database: waking this process's readers is all there is.
-    pub(super) async fn announce_activity(&self) {
-        bump(&self.activity.sender);
+    pub(super) async fn announce_activity(&self, job_id: &str) {
+        self.activity.followed.wake(job_id);
     }
 }
 
 impl SqlStore<Postgres> {
-    /// Wakes this process's readers at once, and the other replicas' through `NOTIFY`. A
-    /// notification that cannot be sent only delays those (their poll finds the write).
-    pub(super) async fn announce_activity(&self) {
-        bump(&self.activity.sender);
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&self.pool).await {
+    /// Wakes this process's readers of the job at once, and the other replicas' through
+    /// `NOTIFY`. A notification that cannot be sent only delays those (their poll finds the
+    /// write).
+    pub(super) async fn announce_activity(&self, job_id: &str) {
+        self.activity.followed.wake(job_id);
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(job_id).execute(&self.pool).await {
             tracing::debug!(error = %e, "could not notify the other replicas of job activity");
         }
     }
@@ -68,14 +111,14 @@ impl SqlStore<Postgres> {
     /// connection of its own (not one of the pool's), until this store is dropped (noticed at
     /// the next notification or error).
     pub(crate) fn follow_other_replicas(&self, options: PgConnectOptions) {
-        let start: Follow = Box::new(move |activity| {
-            tokio::spawn(listen(activity, options));
+        let start: Follow = Box::new(move |followed| {
+            tokio::spawn(listen(followed, options));
         });
         *self.activity.follow.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
     }
 }
 
-async fn listen(activity: Weak<watch::Sender<u64>>, options: PgConnectOptions) {
+async fn listen(followed: Weak<Followed>, options: PgConnectOptions) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let connected = async {
@@ -88,19 +131,21 @@ async fn listen(activity: Weak<watch::Sender<u64>>, options: PgConnectOptions) {
             Ok((_pool, mut listener)) => {
                 backoff = Duration::from_millis(500);
                 // Anything sent while not listening was missed: readers look again.
-                match activity.upgrade() {
-                    Some(a) => bump(&a),
+                match followed.upgrade() {
+                    Some(f) => f.wake_all(),
                     None => return,
                 }
                 loop {
                     // Never cut short (a read given up half-way could leave the connection
                     // mid-message); a store dropped meanwhile is noticed at the next event.
                     let event = listener.try_recv().await;
-                    let Some(a) = activity.upgrade() else { return };
+                    let Some(f) = followed.upgrade() else { return };
                     match event {
-                        // Another replica wrote; or (`None`) the connection dropped and comes
-                        // back on the next call, having missed what was sent: look again.
-                        Ok(_) => bump(&a),
+                        // Another replica wrote for a job.
+                        Ok(Some(notification)) => f.wake(notification.payload()),
+                        // The connection dropped and comes back on the next call, having
+                        // missed what was sent: every reader looks again.
+                        Ok(None) => f.wake_all(),
                         Err(e) => {
                             tracing::warn!(error = %e, "lost the job activity listener; connecting again");
                             break;
@@ -110,7 +155,7 @@ async fn listen(activity: Weak<watch::Sender<u64>>, options: PgConnectOptions) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot listen for other replicas' job activity; retrying"),
         }
-        if activity.strong_count() == 0 {
+        if followed.strong_count() == 0 {
             return;
         }
         tokio::time::sleep(backoff).await;

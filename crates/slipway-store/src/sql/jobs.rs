@@ -43,8 +43,8 @@ macro_rules! impl_job_store {
     ($db:ty, $claim_lock:literal, $clock:literal) => {
         #[async_trait]
         impl JobStore for SqlStore<$db> {
-            fn job_activity(&self) -> tokio::sync::watch::Receiver<u64> {
-                self.activity.subscribe()
+            fn job_activity(&self, job_id: &str) -> tokio::sync::watch::Receiver<u64> {
+                self.activity.subscribe(job_id)
             }
 
             async fn enqueue_job(&self, j: &NewJob) -> StoreResult<()> {
@@ -149,7 +149,7 @@ macro_rules! impl_job_store {
                     }
                 };
                 let done = query.execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                self.announce_activity().await;
+                self.announce_activity(id).await;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -230,7 +230,7 @@ macro_rules! impl_job_store {
                         .push_bind(entry.stream.clone()).push_bind(entry.line.clone());
                 });
                 insert.build().execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                self.announce_activity().await;
+                self.announce_activity(job_id).await;
                 Ok(())
             }
 

@@ -206,19 +206,22 @@ macro_rules! impl_site_store {
             }
 
             async fn update_deployment(&self, id: &str, u: &DeploymentUpdate) -> StoreResult<()> {
-                sqlx::query(
+                // Its job's readers (the deployment's log stream) are woken: they read its status.
+                let job_id: Option<String> = sqlx::query_scalar(
                     "UPDATE deployments SET status = COALESCE($2, status), commit_sha = COALESCE($3, commit_sha), \
                      commit_message = COALESCE($4, commit_message), commit_author = COALESCE($5, commit_author), \
                      port = COALESCE($6, port), failed_step = COALESCE($7, failed_step), \
                      failure_reason = COALESCE($8, failure_reason), release_present = COALESCE($9, release_present), \
                      started_at = COALESCE($10, started_at), finished_at = COALESCE($11, finished_at), \
-                     steps = COALESCE($12, steps) WHERE id = $1",
+                     steps = COALESCE($12, steps) WHERE id = $1 RETURNING job_id",
                 )
                 .bind(id).bind(&u.status).bind(&u.commit_sha).bind(&u.commit_message).bind(&u.commit_author).bind(u.port)
                 .bind(&u.failed_step).bind(&u.failure_reason).bind(u.release_present).bind(u.started_at).bind(u.finished_at)
                 .bind(&u.steps)
-                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
-                self.announce_activity().await;
+                .fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                if let Some(job_id) = job_id {
+                    self.announce_activity(&job_id).await;
+                }
                 Ok(())
             }
 

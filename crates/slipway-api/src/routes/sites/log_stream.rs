@@ -48,11 +48,11 @@ pub async fn deployment_log_stream(
         /// Consecutive failed reads; the stream gives up after `READ_ATTEMPTS`.
         failures: u32,
         pending: std::collections::VecDeque<Event>,
-        /// Wakes the stream when a log line or the deployment's status is written.
+        /// Wakes the stream when a line of its log or the deployment's status is written.
         activity: tokio::sync::watch::Receiver<u64>,
     }
     let cursor = Cursor {
-        activity: state.store.job_activity(),
+        activity: state.store.job_activity(&d.job_id),
         state,
         deployment_id: d.id,
         job_id: d.job_id,
@@ -111,8 +111,8 @@ pub async fn deployment_log_stream(
                 c.pending.push_back(Event::default().event("end").data(data));
                 c.done = true;
             } else if lines.is_empty() {
-                // Woken by any replica's write (`job_activity`); the poll covers a wake-up
-                // lost between replicas.
+                // Woken by any replica's write for this job (`job_activity`); the poll covers
+                // a wake-up lost between replicas.
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(300), c.activity.changed()).await;
             }
         }
