@@ -130,15 +130,19 @@ impl Worker {
         loop {
             // Biased, and checked again before claiming: a stopping worker must not claim the
             // jobs it has just requeued as interrupted (it would burn their attempts).
-            tokio::select! {
+            let polled = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                _ = tick.tick() => {}
-                _ = self.wakeup.notified() => {}
+                _ = tick.tick() => true,
+                _ = self.wakeup.notified() => false,
                 // A slot came free: look for more work at once.
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => false,
+            };
+            // Expired leases (a minute long) are looked for at each poll, not at every wake-up,
+            // of which each deploy brings several.
+            if polled {
+                self.reap().await;
             }
-            self.reap().await;
             while !*shutdown.borrow()
                 && let Ok(slot) = slots.clone().try_acquire_owned()
             {
@@ -206,11 +210,17 @@ impl Worker {
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let log = Arc::new(LogBuffer::default());
-        // A retried job continues its earlier attempts' log.
-        match self.store.last_job_log_seq(&job.id).await {
-            Ok(last) => log.start_after(last),
-            Err(e) => tracing::warn!(error = %e, job.id = %job.id, "could not read the job's log position"),
-        }
+        // A retried job continues its earlier attempts' log; a first attempt has none (only a
+        // job's runs write its log).
+        let last = if job.attempts > 1 {
+            self.store.last_job_log_seq(&job.id).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, job.id = %job.id, "could not read the job's log position");
+                0
+            })
+        } else {
+            0
+        };
+        log.start_after(last);
         let ctx = JobContext {
             id: job.id.clone(),
             kind: job.kind.clone(),

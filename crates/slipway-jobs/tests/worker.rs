@@ -169,6 +169,11 @@ async fn outcomes(db: TestDatabase) {
     let flaky = enqueue(store.as_ref(), spec("flaky", "c").idempotent(5)).await.unwrap();
     let job = finished(store.as_ref(), &flaky).await;
     assert_eq!((job.status.as_str(), job.attempts), ("succeeded", 3), "retried with backoff until it worked");
+    // Each attempt's lines follow the last attempt's, numbered on from it.
+    let log = store.job_log(&flaky, 0, 100).await.unwrap();
+    let hellos: Vec<&str> = log.iter().map(|l| l.line.as_str()).filter(|l| l.starts_with("hello")).collect();
+    assert_eq!(hellos, ["hello from attempt 1", "hello from attempt 2", "hello from attempt 3"]);
+    assert_eq!(log.iter().map(|l| l.seq).collect::<Vec<_>>(), (1..=6).collect::<Vec<i64>>());
     let once = enqueue(store.as_ref(), spec("flaky", "d")).await.unwrap();
     let job = finished(store.as_ref(), &once).await;
     assert_eq!(
