@@ -478,8 +478,9 @@ async fn clocks(db: TestDatabase) {
         ..fast_config(id)
     };
     // The replica holding the job has one slot, so a second job can only go to the replica
-    // ahead; that one reaps before every claim, so once it has run that job, it has had its
-    // chance to take the held job over. Then the held job is let go.
+    // ahead; that one reaps at its first poll, on start, before it claims anything, so once it
+    // has run that job, it has had its chance to take the held job over. Then the held job is
+    // let go.
     let holding = |id: &str, minutes: i64| WorkerConfig { concurrency: 1, ..skewed(id, minutes) };
     let ahead_has_looked = |n: &str| {
         let (store, n) = (store.clone(), n.to_string());

@@ -300,11 +300,12 @@ pub trait AuditStore: Send + Sync {
 /// Durable jobs and their logs.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Changes whenever job `job_id`'s log is appended, it ends or its deployment is updated, so
-    /// a reader following its log (the deployment log stream) wakes at once instead of on its
-    /// next poll, and is not woken by other jobs' writes. Writes by this process show at once;
-    /// on PostgreSQL other replicas' show through `NOTIFY`, which can be lost while a connection
-    /// is re-made (every reader is then woken), so readers still poll too.
+    /// Changes whenever job `job_id`'s log is appended, its worker ends it or its deployment is
+    /// updated, so a reader following its log (the deployment log stream) wakes at once instead
+    /// of on its next poll, and is not woken by other jobs' writes. Writes by this process show
+    /// at once; on PostgreSQL other replicas' show through `NOTIFY`, which can be lost while a
+    /// connection is re-made (every reader is then woken). A job ended otherwise (reaped,
+    /// cancelled before it ran) wakes no one: readers still poll too.
     fn job_activity(&self, job_id: &str) -> tokio::sync::watch::Receiver<u64>;
     async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
     async fn job(&self, id: &str) -> StoreResult<Option<Job>>;

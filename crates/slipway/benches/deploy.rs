@@ -5,8 +5,8 @@
 //! (b) the same for a `generic` app (fetch, start under supervisor, health check, switch nginx to
 //!     the new port, drain, stop the old process) next to its one-ssh hand-written equivalent;
 //! (c) requests served and failed while four clients load the site through ten deploys;
-//! (d) ten deploys fired at once, one to each of ten servers (each its own namespace host),
-//!     against one deploy alone, in the same run, with the CPU time the ten cost the machine and
+//! (d) ten deploys fired at once, one to each of ten servers (each its own namespace host), their
+//!     logs followed at once, against one deploy alone, in the same run, with the CPU time the ten cost the machine and
 //!     Slipway's own process (the least time they need when they share its cores).
 //! `BENCH_PARTS` picks parts (comma-separated: static, app, load, worker, fleet; all by default).
 //! `BENCH_PERF=FILE` records the whole machine with `perf record` during (d)'s rounds of ten into

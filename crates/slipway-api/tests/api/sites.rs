@@ -469,7 +469,7 @@ async fn all_sites_across_servers_are_listed_for_what_the_token_may_see_and_filt
 }
 
 /// The stream gives every line once and in order, a log longer than one read included, then
-/// one `end`, whether lines come before it starts, while it waits, or just before the end.
+/// one `end`, with lines written before it starts, as it runs, and just before the end.
 #[tokio::test]
 async fn the_log_stream_sends_every_line_once_then_the_end() {
     for db in TestDatabase::each().await {
@@ -497,7 +497,9 @@ async fn the_log_stream_sends_every_line_once_then_the_end() {
                 store.update_deployment(&id, &ended).await.unwrap();
             }
         });
-        let text = app.get_as(&format!("{site}/deployments/{id}/log/stream"), &owner.token).await.text();
+        let path = format!("{site}/deployments/{id}/log/stream");
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(60), app.get_as(&path, &owner.token));
+        let text = stream.await.expect("the stream ends").text();
         writer.await.unwrap();
         let sent: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
         let expected: Vec<String> = (1..=1_251).map(|i| i.to_string()).collect();

@@ -1,15 +1,17 @@
 //! Waking readers that follow a job's log (`JobStore::job_activity`).
 //!
-//! Every write of a log batch, a job's end or a deployment's update wakes the readers of that
-//! job, through a watch channel in this process kept per job someone follows: a reader is not
-//! woken (and does not read) for other jobs' writes, so ten logs followed at once cost ten
-//! times one, not a hundred. On PostgreSQL a write also sends a `NOTIFY` naming the job, and
-//! each replica listens on a connection of its own and wakes that job's readers when another
-//! replica writes, so a log stream served by one replica follows a deploy running on another
-//! without waiting for its poll. A notification can be lost (the listening connection drops
-//! and reconnects); the readers' poll is the backstop, and a reconnect wakes every reader so
-//! they read again at once. A replica starts listening when its first reader subscribes, so a
-//! process that follows no log (`slipway admin`, `migrate`) opens no listening connection.
+//! Every write of a log batch, a job's end by its worker or a deployment's update wakes the
+//! readers of that job, through a watch channel in this process kept per job someone follows:
+//! a reader is not woken (and does not read) for other jobs' writes, so ten logs followed at
+//! once are woken ten times as often as one, not a hundred. On PostgreSQL a write also sends a
+//! `NOTIFY` naming the replica and the job, and each replica listens on a connection of its own
+//! and wakes that job's readers when another replica writes (its own notifications come back
+//! to it too, and are skipped: its readers were woken at the write), so a log stream served by
+//! one replica follows a deploy running on another without waiting for its poll. A
+//! notification can be lost (the listening connection drops and reconnects); the readers' poll
+//! is the backstop, and a reconnect wakes every reader so they read again at once. A replica
+//! starts listening when its first reader subscribes, so a process that follows no log
+//! (`slipway admin`, `migrate`) opens no listening connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -21,7 +23,8 @@ use tokio::sync::watch;
 
 use super::SqlStore;
 
-/// The PostgreSQL channel the replicas notify on; the payload is the job's id.
+/// The PostgreSQL channel the replicas notify on; the payload is the writing store's
+/// `instance`, a space and the job's id.
 const CHANNEL: &str = "slipway_job_activity";
 
 /// The channels of the jobs followed in this process, by job id.
@@ -72,10 +75,17 @@ type Follow = Box<dyn FnOnce(Weak<Followed>) + Send>;
 
 /// This process's readers and, on PostgreSQL until its first reader, how to start listening
 /// to the other replicas.
-#[derive(Default)]
 pub(crate) struct Activity {
     followed: Arc<Followed>,
     follow: Mutex<Option<Follow>>,
+    /// Names this store in its notifications, so that it can skip its own.
+    instance: String,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { followed: Arc::default(), follow: Mutex::default(), instance: slipway_core::new_id() }
+    }
 }
 
 impl Activity {
@@ -102,7 +112,8 @@ impl SqlStore<Postgres> {
     /// write).
     pub(super) async fn announce_activity(&self, job_id: &str) {
         self.activity.followed.wake(job_id);
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(job_id).execute(&self.pool).await {
+        let payload = format!("{} {job_id}", self.activity.instance);
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await {
             tracing::debug!(error = %e, "could not notify the other replicas of job activity");
         }
     }
@@ -111,14 +122,15 @@ impl SqlStore<Postgres> {
     /// connection of its own (not one of the pool's), until this store is dropped (noticed at
     /// the next notification or error).
     pub(crate) fn follow_other_replicas(&self, options: PgConnectOptions) {
+        let instance = self.activity.instance.clone();
         let start: Follow = Box::new(move |followed| {
-            tokio::spawn(listen(followed, options));
+            tokio::spawn(listen(followed, options, instance));
         });
         *self.activity.follow.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
     }
 }
 
-async fn listen(followed: Weak<Followed>, options: PgConnectOptions) {
+async fn listen(followed: Weak<Followed>, options: PgConnectOptions, instance: String) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let connected = async {
@@ -141,8 +153,13 @@ async fn listen(followed: Weak<Followed>, options: PgConnectOptions) {
                     let event = listener.try_recv().await;
                     let Some(f) = followed.upgrade() else { return };
                     match event {
-                        // Another replica wrote for a job.
-                        Ok(Some(notification)) => f.wake(notification.payload()),
+                        Ok(Some(notification)) => match notification.payload().split_once(' ') {
+                            Some((from, _)) if from == instance => {}
+                            // Another replica wrote for a job.
+                            Some((_, job_id)) => f.wake(job_id),
+                            // Not in this form (a replica of an earlier version): anyone's.
+                            None => f.wake_all(),
+                        },
                         // The connection dropped and comes back on the next call, having
                         // missed what was sent: every reader looks again.
                         Ok(None) => f.wake_all(),
