@@ -303,8 +303,18 @@ impl LogBuffer {
         if lines.is_empty() {
             return;
         }
-        let first = self.next_seq.load(std::sync::atomic::Ordering::SeqCst);
-        match store.append_job_log(job_id, first, &lines).await {
+        let mut first = self.next_seq.load(std::sync::atomic::Ordering::SeqCst);
+        let mut written = store.append_job_log(job_id, first, &lines).await;
+        if keep && matches!(written, Err(slipway_store::StoreError::Conflict(_))) {
+            // Numbers taken meanwhile: a worker that had lost this job's lease wrote its last
+            // lines after this attempt began. These follow the last line stored.
+            if let Ok(last) = store.last_job_log_seq(job_id).await {
+                first = last + 1;
+                self.next_seq.store(first, std::sync::atomic::Ordering::SeqCst);
+                written = store.append_job_log(job_id, first, &lines).await;
+            }
+        }
+        match written {
             Ok(()) => {
                 self.next_seq.fetch_add(lines.len() as i64, std::sync::atomic::Ordering::SeqCst);
             }

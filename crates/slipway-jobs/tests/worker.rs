@@ -65,17 +65,21 @@ impl JobHandler for Echo {
             Some("fail") => Err(JobError::Failed { reason: "apt-get exited with 100".into(), exit_code: Some(100) }),
             Some("flaky") if ctx.attempt < 3 => Err(JobError::Retryable { reason: "connection reset".into() }),
             Some("panic") => panic!("boom"),
-            Some("held") => loop {
-                // Registered before the flag is read, so a release in between is not missed.
-                let released = self.0.release.notified();
-                if self.0.released.load(Ordering::SeqCst) {
-                    break Ok(());
-                }
-                tokio::select! {
-                    () = released => {}
-                    () = ctx.cancelled() => break Err(JobError::Cancelled),
-                }
-            },
+            Some("held") => {
+                let end = loop {
+                    // Registered before the flag is read, so a release in between is not missed.
+                    let released = self.0.release.notified();
+                    if self.0.released.load(Ordering::SeqCst) {
+                        break Ok(());
+                    }
+                    tokio::select! {
+                        () = released => {}
+                        () = ctx.cancelled() => break Err(JobError::Cancelled),
+                    }
+                };
+                ctx.log("stdout", "let go");
+                end
+            }
             Some("leak") => Err(JobError::failed("login with hunter2-password was refused")),
             Some("wait") => {
                 ctx.cancelled().await;
@@ -532,4 +536,40 @@ async fn replicas_with_wrong_clocks_time_leases_by_the_database_on_sqlite() {
 #[tokio::test]
 async fn replicas_with_wrong_clocks_time_leases_by_the_database_on_postgres() {
     clocks(TestDatabase::postgres().await).await;
+}
+
+/// A worker that lost a job's lease may still write its last lines after the next attempt began
+/// numbering its own: the attempt then numbers on from the last line stored, and loses nothing.
+#[tokio::test]
+async fn lines_numbered_meanwhile_by_a_worker_that_lost_the_lease_are_stepped_over() {
+    let db = TestDatabase::sqlite().await;
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let (stop, worker) = start(store.clone(), record.clone(), "w1");
+    let id = enqueue(store.as_ref(), spec("held", "stale")).await.unwrap();
+    running(store.as_ref(), &id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    while store.job_log(&id, 0, 10).await.unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the first lines were never written");
+        every.tick().await;
+    }
+    // The number this attempt gives its next line, taken by the other worker's last flush.
+    let stale = slipway_store::NewLogLine::now("stdout", "from the worker that lost the lease");
+    store.append_job_log(&id, 3, &[stale]).await.unwrap();
+    record.release_held_jobs(true);
+    assert_eq!(finished(store.as_ref(), &id).await.status, RunStatus::Succeeded);
+    let log = store.job_log(&id, 0, 10).await.unwrap();
+    let lines: Vec<(i64, &str)> = log.iter().map(|l| (l.seq, l.line.as_str())).collect();
+    assert_eq!(
+        lines,
+        [
+            (1, "hello from attempt 1"),
+            (2, "connecting with password ********"),
+            (3, "from the worker that lost the lease"),
+            (4, "let go")
+        ]
+    );
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }
