@@ -339,8 +339,8 @@ pub(crate) struct SqlStore<DB: Database> {
     pool: Pool<DB>,
     /// Only where this process makes every write (SQLite); see `cache.rs`.
     cache: Option<ReadCache>,
-    /// Wakes the readers of a job's log when it is appended, the job ends or its deployment
-    /// changes (`JobStore::job_activity`; see `activity.rs`).
+    /// Wakes the readers of a job's log when it is appended, its worker ends the job or its
+    /// deployment changes (`JobStore::job_activity`; see `activity.rs`).
     activity: activity::Activity,
 }
 
