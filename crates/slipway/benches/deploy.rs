@@ -6,8 +6,9 @@
 //!     the new port, drain, stop the old process) next to its one-ssh hand-written equivalent;
 //! (c) requests served and failed while four clients load the site through ten deploys;
 //! (d) ten deploys fired at once, one to each of ten servers (each its own namespace host), their
-//!     logs followed at once, against one deploy alone, in the same run, with the CPU time the ten cost the machine and
-//!     Slipway's own process (the least time they need when they share its cores).
+//!     logs followed at once, against one deploy alone, in the same run, with the CPU time the
+//!     ten cost the machine and Slipway's own process (the least time they need when they share
+//!     its cores).
 //! `BENCH_PARTS` picks parts (comma-separated: static, app, load, worker, fleet; all by default).
 //! `BENCH_PERF=FILE` records the whole machine with `perf record` during (d)'s rounds of ten into
 //! FILE (`perf report -i FILE --sort comm` then says which programs the CPU went to).
@@ -440,7 +441,7 @@ async fn main() {
                 .iter()
                 .zip(ids)
                 .map(|(f, id)| {
-                    let (api, site) = (common::Api { url: api.url.clone(), token: api.token.clone() }, f.site.clone());
+                    let (api, site) = (api.clone(), f.site.clone());
                     tokio::spawn(async move { succeeded(&api, &site, &id).await })
                 })
                 .collect();

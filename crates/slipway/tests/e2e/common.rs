@@ -174,6 +174,7 @@ impl Drop for TempDataDir {
 }
 
 /// A signed-in API caller.
+#[derive(Clone)]
 pub struct Api {
     pub url: String,
     pub token: String,
