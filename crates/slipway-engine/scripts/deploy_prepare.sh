@@ -7,7 +7,9 @@
 # Prints "slipway-step build" and "slipway-step health check" as those steps begin (the first
 # step Slipway begins itself), and "slipway-commit SHA<TAB>AUTHOR<TAB>SUBJECT" for the commit.
 # The deploy script's own lines that start with "slipway-" are shown indented, never read as
-# these.
+# these. It never exits on success: it ends by printing "slipway-prepared", and its shell then
+# waits for what Slipway sends next on the same session (the switch, or the end of input after
+# a cancel).
 # Inputs: DEPLOY_USER, ROOT, RELEASE (the deployment's id), DIR (the release's directory under
 # ROOT: releases/ID, or live in place), NAME (names its files in .slipway), SOURCE (fetch, adopt,
 # or empty for a rollback, whose release is built), BUILD (yes to build), KIND (files or app).
@@ -212,42 +214,49 @@ if [ -n "$SOURCE$BUILD$check" ]; then
             "600:$release/.env" "600:$ROOT/.slipway/env-$NAME.sh" "600:$ROOT/.slipway/deploy-$NAME.sh" ||
         exit 1
 fi
-[ "$KIND" = app ] || exit 0
 
-echo "slipway-step health check"
-[ -d "$release" ] || fail "the release directory is missing"
-step "starting the release on port $PORT"
-conf="/etc/supervisor/conf.d/$PROGRAM.conf"
-# A program left on this port by an interrupted deploy is replaced (in place: the live app is
-# restarted, which is the downtime an in-place site accepts). Each supervisorctl call starts a
-# Python interpreter, so there are only as many as needed.
-known=
-if [ -e "$conf" ]; then
-    known=yes
-    supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
-fi
-put_user_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
-put_file "$conf" 644 "$PROGRAM_CONF"
-# `update` rereads the configuration and starts a program it adds (autostart); one it knew
-# already, with the same configuration, stays stopped until `start`.
-supervisorctl update "$PROGRAM" >/dev/null 2>&1 || supervisorctl update >/dev/null
-if [ -n "$known" ]; then supervisorctl start "$PROGRAM" >/dev/null 2>&1 || true; fi
-step "health check: GET $HEALTH_PATH on port $PORT, expecting $HEALTH_STATUS"
-deadline=$(($(date +%s) + HEALTH_TIMEOUT))
-code=none
-last_said=$(date +%s)
-while [ "$(date +%s)" -lt "$deadline" ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$HEALTH_PATH" || true)
-    [ "$code" = "$HEALTH_STATUS" ] && {
-        step "healthy"
-        exit 0
-    }
-    # A line now and then: a long wait is progress, not a silent (stalled) command.
-    if [ $(($(date +%s) - last_said)) -ge 10 ]; then
-        echo "still waiting: answered ${code:-nothing} so far"
-        last_said=$(date +%s)
+# An app's release starts on its port and must answer its health check; returns once it does.
+start_and_check_app() {
+    echo "slipway-step health check"
+    [ -d "$release" ] || fail "the release directory is missing"
+    step "starting the release on port $PORT"
+    conf="/etc/supervisor/conf.d/$PROGRAM.conf"
+    # A program left on this port by an interrupted deploy is replaced (in place: the live app
+    # is restarted, which is the downtime an in-place site accepts). Each supervisorctl call
+    # starts a Python interpreter, so there are only as many as needed.
+    known=
+    if [ -e "$conf" ]; then
+        known=yes
+        supervisorctl stop "$PROGRAM" >/dev/null 2>&1 || true
     fi
-    sleep 0.1
-done
-tail -n 5 "$LOG_DIR/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true
-fail "health check failed: GET $HEALTH_PATH on the new release answered ${code:-nothing}, expected $HEALTH_STATUS within ${HEALTH_TIMEOUT}s"
+    put_user_file "$ROOT/.slipway/start-$PORT.sh" 700 "$START"
+    put_file "$conf" 644 "$PROGRAM_CONF"
+    # `update` rereads the configuration and starts a program it adds (autostart); one it knew
+    # already, with the same configuration, stays stopped until `start`.
+    supervisorctl update "$PROGRAM" >/dev/null 2>&1 || supervisorctl update >/dev/null
+    if [ -n "$known" ]; then supervisorctl start "$PROGRAM" >/dev/null 2>&1 || true; fi
+    step "health check: GET $HEALTH_PATH on port $PORT, expecting $HEALTH_STATUS"
+    deadline=$(($(date +%s) + HEALTH_TIMEOUT))
+    code=none
+    last_said=$(date +%s)
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$HEALTH_PATH" </dev/null || true)
+        if [ "$code" = "$HEALTH_STATUS" ]; then
+            step "healthy"
+            return 0
+        fi
+        # A line now and then: a long wait is progress, not a silent (stalled) command.
+        if [ $(($(date +%s) - last_said)) -ge 10 ]; then
+            echo "still waiting: answered ${code:-nothing} so far"
+            last_said=$(date +%s)
+        fi
+        sleep 0.1
+    done
+    tail -n 5 "$LOG_DIR/app-$PORT.log" 2>/dev/null | sed 's/^/app: /' >&2 || true
+    fail "health check failed: GET $HEALTH_PATH on the new release answered ${code:-nothing}, expected $HEALTH_STATUS within ${HEALTH_TIMEOUT}s"
+}
+if [ "$KIND" = app ]; then start_and_check_app; fi
+
+# Ready to switch. What this shell reads next is Slipway's to send: nothing here reads standard
+# input, which is the rest of the script.
+echo slipway-prepared

@@ -1,7 +1,8 @@
-# Moves traffic to the release: apps first get the nginx block that proxies to the new port
-# (checked, then a graceful reload); then "current" is pointed at the release by an atomic
-# rename; the old app is stopped once the requests sent to it have been answered (at most
-# DRAIN_SECONDS).
+# Sent to the shell of the prepare script once it says it is ready (where the prelude is
+# defined already), after its own variables. Moves traffic to the release: apps first get the
+# nginx block that proxies to the new port (checked, then a graceful reload); then "current" is
+# pointed at the release by an atomic rename; the old app is stopped once the requests sent to
+# it have been answered (at most DRAIN_SECONDS).
 # Inputs: DEPLOY_USER, ROOT, DIR (the release's directory under ROOT: releases/ID or live), NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
 # OLD_PROGRAM and OLD_PORT (empty when none), NEW_PORT, DRAIN_SECONDS, UNDONE_EXIT.
 # Exits with UNDONE_EXIT when it failed but nothing is left switched (nginx is on the previous

@@ -1,10 +1,12 @@
-//! `site.deploy`: a deployment, or a rollback to a kept release. The steps, each a script on the
-//! server: fetch (mirror the repository, unpack the commit as a new release), build (environment,
-//! shared `.env`, the deploy script as the deploy user), start (apps: a new process on the other
-//! port of the site's pair; every kind: a health check) — all before any traffic moves — then
-//! switch (nginx to the new port with a graceful reload, `current` by atomic rename, drain and stop
-//! the old process) and prune. A failure or cancel before the switch removes what was built and
-//! leaves the previous release serving; the switch itself is never cut short.
+//! `site.deploy`: a deployment, or a rollback to a kept release. The steps, run on the server in
+//! one session (the prepare script, then the switch sent to the same shell once it is ready):
+//! fetch (mirror the repository, unpack the commit as a new release), build (environment, shared
+//! `.env`, the deploy script as the deploy user), start (apps: a new process on the other port of
+//! the site's pair; every kind: a health check) — all before any traffic moves — then switch
+//! (nginx to the new port with a graceful reload, `current` by atomic rename, drain and stop the
+//! old process); old releases are pruned after the deployment reports success. A failure or
+//! cancel before the switch removes what was built and leaves the previous release serving; the
+//! switch itself is never cut short.
 //!
 //! An in-place site (`zero_downtime: false`) has one working tree, `live`, that each deploy
 //! checks out and builds where it is (an app restarts on its one port): quicker and lighter,
@@ -21,7 +23,7 @@ use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 use slipway_wire::DeploymentStep;
 
 use crate::script::Script;
-use crate::session::{connect, run_script_observed, run_script_with, store_error};
+use crate::session::{connect, run_script_in_parts, run_script_with, store_error};
 use crate::sites::{
     ReleaseDir, SitePaths, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
 };
@@ -136,6 +138,16 @@ impl Progress {
     }
 }
 
+/// The scripts of a deploy before and at the switch, for [`DeploySite::prepare_and_switch`].
+struct Stages<'a> {
+    /// The steps the prepare script runs, the first begun already.
+    steps: &'a [&'static str],
+    prepare: &'a Script,
+    switch: &'a Script,
+    /// An in-place site's tree becomes its first release.
+    adopting: bool,
+}
+
 /// What went live.
 struct Live {
     release: String,
@@ -223,9 +235,7 @@ impl DeploySite {
         site: &Site,
         deployment: &Deployment,
         progress: &mut Progress,
-        uncancellable: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<Live, JobError> {
-        let engine = &self.0;
         let paths = SitePaths::of(site)?;
         let php = site.project_type.uses_php().then_some(server.php_version.as_deref()).flatten();
         // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
@@ -336,13 +346,9 @@ impl DeploySite {
         } else {
             prepare = prepare.blank(&["PORT", "PROGRAM", "PROGRAM_CONF", "START"]);
         }
-        self.prepare(ctx, connection, deployment, progress, steps, &prepare).await?;
 
-        // The last moment a cancel is honoured: the switch runs to its end.
-        if ctx.is_cancelled() {
-            return Err(JobError::Cancelled);
-        }
-        self.begin(deployment, progress, "switch").await;
+        // The switch is built before anything runs: what cannot be built fails the deploy before
+        // the server is touched.
         let (old_program, old_port) = match (port, site.active_port) {
             (Some(new), Some(old)) if new != old => (paths.program(old), old.to_string()),
             _ => (String::new(), String::new()),
@@ -361,18 +367,11 @@ impl DeploySite {
             .var("NEW_PORT", &port.map(|p| p.to_string()).unwrap_or_default())
             .var("DRAIN_SECONDS", DRAIN_SECONDS)
             .var("UNDONE_EXIT", &SWITCH_UNDONE_EXIT.to_string());
-        if adopting {
-            // Recorded before anything moves: whatever happens to the switch from here, the next
-            // deploy builds a release (from an in-place tree still live, that is a normal deploy;
-            // recorded in place while a release serves, it would strand nginx on a stopped port).
-            let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
-            self.0.store.update_site(&site.id, &changes).await.map_err(store_error)?;
-        }
-        progress.switch_started = true;
-        if let Err(e) = run_script_with(engine, ctx, connection, &switch, uncancellable.clone()).await {
-            // The script undid its part and said so: nothing of this release is live, so it is
+        let stages = Stages { steps, prepare: &prepare, switch: &switch, adopting };
+        if let Err(e) = self.prepare_and_switch(ctx, connection, site, deployment, progress, stages).await {
+            // The switch undid its part and said so: nothing of this release is live, so it is
             // cleaned up as after any earlier step.
-            if matches!(e, JobError::Failed { exit_code: Some(SWITCH_UNDONE_EXIT), .. }) {
+            if progress.switch_started && matches!(e, JobError::Failed { exit_code: Some(SWITCH_UNDONE_EXIT), .. }) {
                 progress.switch_started = false;
             }
             return Err(e);
@@ -381,31 +380,58 @@ impl DeploySite {
         Ok(Live { release, port, kept: !in_place })
     }
 
-    /// Runs the prepare script, recording each step as the script says it begins (so a deployment
-    /// read meanwhile shows where it is, and a failure names its step) and the commit the fetch
-    /// reports. Only the next step of `steps` is taken from a marker, and a commit only during
-    /// the fetch: the deploy script's lines that look like markers are indented by the script.
-    async fn prepare(
+    /// Runs the prepare script and then, in the same session, the switch (one login to the
+    /// server a deploy, not one a script). Each step is recorded as the script says it begins
+    /// (so a deployment read meanwhile shows where it is, and a failure names its step), and the
+    /// commit the fetch reports. Only the next step of `steps` is taken from a marker, and a
+    /// commit only during the fetch: the deploy script's lines that look like markers are
+    /// indented by the script.
+    ///
+    /// The prepare script ends by saying it is ready and waits: the switch is sent only then,
+    /// unless a cancel came first (the last moment one is honoured: the input ends instead, and
+    /// nothing moves). A cancel stops the session until the switch is sent, never after: the
+    /// switch runs to its end.
+    async fn prepare_and_switch(
         &self,
         ctx: &JobContext,
         connection: &SshConnection,
+        site: &Site,
         deployment: &Deployment,
         progress: &mut Progress,
-        steps: &[&'static str],
-        script: &Script,
+        stages: Stages<'_>,
     ) -> Result<(), JobError> {
+        let Stages { steps, prepare, switch, adopting } = stages;
         let (markers, mut arriving) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (next_part, rest) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let run = async move {
             let mut send = |line: &str| {
                 let _ = markers.send(line.to_string());
             };
-            run_script_observed(&self.0, ctx, connection, script, ctx.cancel_receiver(), &mut send).await
+            run_script_in_parts(&self.0, ctx, connection, prepare, rest, stopped, &mut send).await
             // `markers` is dropped here, which ends the loop below.
         };
         let record = async {
             let mut recorded = Ok(());
             let mut next = 1;
-            while let Some(line) = arriving.recv().await {
+            // Until the switch is sent: taken then, or dropped on a cancel (the end of input).
+            let mut next_part = Some(next_part);
+            let mut cancel = ctx.cancel_receiver();
+            let mut cancel_forwarded = false;
+            let mut cancelled_when_ready = false;
+            loop {
+                let line = tokio::select! {
+                    line = arriving.recv() => match line {
+                        Some(line) => line,
+                        None => break,
+                    },
+                    asked = cancel.wait_for(|c| *c), if next_part.is_some() && !cancel_forwarded => {
+                        // (A sender that is gone can no longer ask.)
+                        cancel_forwarded = asked.is_ok();
+                        let _ = stop.send(cancel_forwarded);
+                        continue;
+                    }
+                };
                 if let Some(step) = line.strip_prefix("slipway-step ") {
                     if steps.get(next) == Some(&step) {
                         self.begin(deployment, progress, steps[next]).await;
@@ -416,11 +442,36 @@ impl DeploySite {
                     && recorded.is_ok()
                 {
                     recorded = self.record_commit(deployment, commit).await;
+                } else if line == "slipway-prepared"
+                    && let Some(part) = next_part.take()
+                {
+                    if ctx.is_cancelled() || cancel_forwarded {
+                        cancelled_when_ready = true;
+                        continue;
+                    }
+                    if recorded.is_err() {
+                        continue;
+                    }
+                    self.begin(deployment, progress, "switch").await;
+                    if adopting {
+                        // Recorded before anything moves: whatever happens to the switch from
+                        // here, the next deploy builds a release (from an in-place tree still
+                        // live, that is a normal deploy; recorded in place while a release
+                        // serves, it would strand nginx on a stopped port).
+                        let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
+                        if let Err(e) = self.0.store.update_site(&site.id, &changes).await {
+                            recorded = Err(store_error(e));
+                            continue;
+                        }
+                    }
+                    progress.switch_started = true;
+                    // The input ends after the switch (the sender goes with `part`).
+                    let _ = part.send(switch.text_continuing());
                 }
             }
-            recorded
+            (recorded, cancelled_when_ready)
         };
-        let (ran, recorded) = tokio::join!(run, record);
+        let (ran, (recorded, cancelled_when_ready)) = tokio::join!(run, record);
         // The reason names the step that failed, as its own script's did.
         let named = |reason: String| match reason.strip_prefix("prepare") {
             Some(rest) => format!("{}{rest}", progress.step()),
@@ -431,7 +482,16 @@ impl DeploySite {
             JobError::Retryable { reason } => JobError::Retryable { reason: named(reason) },
             other => other,
         })?;
-        recorded
+        recorded?;
+        if cancelled_when_ready {
+            return Err(JobError::Cancelled);
+        }
+        if !progress.switch_started {
+            // Status never lies: a script that ended well without saying it was ready did not
+            // prepare the release.
+            return Err(JobError::failed(format!("{} ended without the release being ready", progress.step())));
+        }
+        Ok(())
     }
 
     /// Starts `step` and records the steps so far on the deployment (so a deployment read while
@@ -671,7 +731,7 @@ impl JobHandler for DeploySite {
                 return Err(e);
             }
         };
-        let outcome = self.pipeline(ctx, &connection, &server, &site, &deployment, &mut progress, &uncancellable).await;
+        let outcome = self.pipeline(ctx, &connection, &server, &site, &deployment, &mut progress).await;
         match outcome {
             Ok(live) => {
                 // Live now: recorded at once, so that pruning keeps this release.

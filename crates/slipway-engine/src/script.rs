@@ -52,13 +52,25 @@ impl Script {
     /// The text to run with `sh -s`. It is the same whoever logs in: the connection runs it as
     /// root (through `sudo -n` for another login user), reading it from stdin.
     pub fn text(&self) -> String {
+        self.assembled(true)
+    }
+
+    /// The text to send as the next part of a script running in parts, to the shell that ran
+    /// [`Script::text`] of another: its variables, then its template (the prelude is there).
+    pub fn text_continuing(&self) -> String {
+        self.assembled(false)
+    }
+
+    fn assembled(&self, with_prelude: bool) -> String {
         let mut text = String::new();
         for line in &self.assignments {
             text.push_str(line);
             text.push('\n');
         }
-        text.push_str(PRELUDE);
-        text.push('\n');
+        if with_prelude {
+            text.push_str(PRELUDE);
+            text.push('\n');
+        }
         text.push_str(self.body);
         text.push('\n');
         text
@@ -251,7 +263,8 @@ mod tests {
         assert_eq!(std::fs::read_to_string(release.join("stdin")).unwrap(), "", "the script read nothing");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let markers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("slipway-")).collect();
-        assert_eq!(markers, ["slipway-step build", "slipway-step health check"], "{stdout}");
+        // Ready for the switch, which would come next on the same input.
+        assert_eq!(markers, ["slipway-step build", "slipway-step health check", "slipway-prepared"], "{stdout}");
         assert!(stdout.contains("\n slipway-step switch\n"), "the deploy script's line is shown, indented: {stdout}");
         assert!(stdout.contains("==> deploy script done"));
         assert!(!root.join(".slipway/deploy-r1.sh").exists(), "the deploy script is removed after it ran");

@@ -253,11 +253,28 @@ pub async fn run_script_observed(
     cancel: tokio::sync::watch::Receiver<bool>,
     marker: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<String>, JobError> {
+    let (_, no_more) = tokio::sync::mpsc::unbounded_channel();
+    run_script_in_parts(engine, ctx, connection, script, no_more, cancel, marker).await
+}
+
+/// [`run_script_observed`] for a script whose later parts (each [`Script::text_continuing`])
+/// arrive on `rest` while it runs, as its markers decide (see [`Transport::run_in_parts`]).
+/// A failure is named after `script`, whichever part failed.
+pub async fn run_script_in_parts(
+    engine: &Engine,
+    ctx: &JobContext,
+    connection: &SshConnection,
+    script: &Script,
+    rest: slipway_remote::Parts,
+    cancel: tokio::sync::watch::Receiver<bool>,
+    marker: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<String>, JobError> {
     let mut failure = FailureTracker::default();
     let mut reported = Vec::new();
     let result = connection
-        .run(
+        .run_in_parts(
             &script.text(),
+            rest,
             &mut |stream, line| {
                 failure.observe(stream, line);
                 let stdout = stream == slipway_remote::Stream::Stdout;

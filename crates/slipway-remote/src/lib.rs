@@ -105,6 +105,10 @@ pub(crate) fn script_then_input(len: usize) -> String {
     format!("script=$(dd bs=1 count={len} 2>/dev/null); eval \"$script\"")
 }
 
+/// The later parts of a script run in parts (see [`Transport::run_in_parts`]); the script's
+/// standard input ends when the sender is dropped.
+pub type Parts = tokio::sync::mpsc::UnboundedReceiver<String>;
+
 /// Where scripts run.
 #[async_trait]
 pub trait Transport: Send + Sync {
@@ -113,6 +117,23 @@ pub trait Transport: Send + Sync {
     async fn run(
         &self,
         script: &str,
+        output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
+        cancel: watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Exit, RemoteError> {
+        let (_, no_more) = tokio::sync::mpsc::unbounded_channel();
+        self.run_in_parts(script, no_more, output, cancel, idle).await
+    }
+
+    /// [`Transport::run`] for a script whose text arrives in parts: `first` at once, then each
+    /// part received from `rest` as it comes, run by the same shell after what came before (so
+    /// with its variables and functions), until `rest` closes. The shell reads its script from
+    /// standard input, so one that has run what it was given waits for the next part: a caller
+    /// can decide what comes next from what the script printed, without a new session.
+    async fn run_in_parts(
+        &self,
+        first: &str,
+        rest: Parts,
         output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
         cancel: watch::Receiver<bool>,
         idle: Duration,

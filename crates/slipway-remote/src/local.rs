@@ -15,9 +15,10 @@ pub struct LocalTransport;
 
 #[async_trait]
 impl Transport for LocalTransport {
-    async fn run(
+    async fn run_in_parts(
         &self,
         script: &str,
+        mut rest: crate::Parts,
         output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
         mut cancel: watch::Receiver<bool>,
         idle: Duration,
@@ -38,7 +39,15 @@ impl Transport for LocalTransport {
         let mut stdin = child.stdin.take().expect("piped");
         let script_bytes = script.as_bytes().to_vec();
         let feeder = tokio::spawn(async move {
-            let _ = stdin.write_all(&script_bytes).await;
+            if stdin.write_all(&script_bytes).await.is_err() {
+                return;
+            }
+            while let Some(part) = rest.recv().await {
+                if stdin.write_all(part.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping stdin closes it: the end of the script.
         });
         let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let (mut out_lines, mut err_lines) = (LineSplitter::default(), LineSplitter::default());

@@ -292,9 +292,10 @@ impl SshConnection {
 
 #[async_trait]
 impl Transport for SshConnection {
-    async fn run(
+    async fn run_in_parts(
         &self,
         script: &str,
+        mut rest: crate::Parts,
         output: &mut (dyn for<'a> FnMut(Stream, &'a str) + Send),
         mut cancel: watch::Receiver<bool>,
         idle: Duration,
@@ -316,7 +317,6 @@ impl Transport for SshConnection {
             // channel does not stop a process that is not writing.
             channel.exec(true, self.as_root(REMOTE_WRAPPER)).await.map_err(dropped)?;
             channel.data_bytes(script.as_bytes().to_vec()).await.map_err(dropped)?;
-            channel.eof().await.map_err(dropped)?;
             Ok::<_, RemoteError>(channel)
         };
         let mut channel = tokio::select! {
@@ -326,6 +326,7 @@ impl Transport for SshConnection {
         let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
         let mut code = None;
         let mut pgid: Option<u32> = None;
+        let mut more_to_come = true;
         // Set when asked to stop before the process group was known: keep reading until it is.
         let mut stopping: Option<(RemoteError, tokio::time::Instant)> = None;
         let idle_timer = tokio::time::sleep(idle);
@@ -358,6 +359,16 @@ impl Transport for SshConnection {
                         Some((reason, _)) => return Err(reason),
                         None => break,
                     },
+                },
+                part = rest.recv(), if more_to_come => match part {
+                    // A script that has ended takes no more: the send fails, its exit tells.
+                    Some(text) => {
+                        let _ = channel.data_bytes(text.into_bytes()).await;
+                    }
+                    None => {
+                        more_to_come = false;
+                        let _ = channel.eof().await;
+                    }
                 },
                 _ = cancelled(&mut cancel), if stopping.is_none() => {
                     stopping = Some((RemoteError::Cancelled, tokio::time::Instant::now() + PGID_WAIT));

@@ -115,6 +115,25 @@ async fn a_non_root_login_runs_scripts_as_root_through_sudo_without_exposing_the
         ]
     );
 
+    // A script in parts: the part sent once the first said it was ready runs as root in the
+    // same shell (sudo passes the channel's input through as it comes).
+    let (more, rest) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut more = Some(more);
+    let (_keep, never) = watch::channel(false);
+    let mut lines = Vec::new();
+    let mut collect = |_: Stream, l: &str| {
+        lines.push(l.to_string());
+        if l == "ready"
+            && let Some(more) = more.take()
+        {
+            more.send("echo \"$word, uid $(id -u)\"\n".into()).unwrap();
+        }
+    };
+    let first = "word=later\necho ready\n";
+    let result = connection.run_in_parts(first, rest, &mut collect, never, Duration::from_secs(30)).await;
+    assert_eq!(result.unwrap(), Exit { code: Some(0) }, "{lines:?}");
+    assert_eq!(lines, ["ready", "later, uid 0"]);
+
     // While a script holding a secret runs, no process's arguments hold it; cancelling kills
     // its root-owned processes.
     let secret = format!("slipway-secret-{}", slipway_core::new_id());

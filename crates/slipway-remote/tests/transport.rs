@@ -80,6 +80,49 @@ async fn common_behaviour(t: &dyn Transport, label: &str) {
     let (result, ()) = tokio::join!(t.run(&script, &mut collect, rx, Duration::from_secs(30)), cancel_soon);
     assert_eq!(result.unwrap_err(), RemoteError::Cancelled, "{label}");
     assert!(gone(&marker).await, "{label}: the cancelled process was stopped");
+
+    parts_behaviour(t, label).await;
+}
+
+/// A script run in parts: `first`, then `next` sent only once `first` printed `ready` (or no
+/// part at all, with `next` empty), then the end of input. Returns the exit and stdout lines.
+async fn in_parts(t: &dyn Transport, first: &str, next: &str) -> (Result<Exit, RemoteError>, Vec<String>) {
+    let (more, rest) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut more = Some(more);
+    let (_tx, rx) = watch::channel(false);
+    let mut lines = Vec::new();
+    let mut collect = |s: Stream, l: &str| {
+        if s == Stream::Stdout {
+            lines.push(l.to_string());
+        }
+        if l == "ready"
+            && let Some(more) = more.take()
+            && !next.is_empty()
+        {
+            more.send(next.to_string()).unwrap();
+        }
+    };
+    let result = t.run_in_parts(first, rest, &mut collect, rx, Duration::from_secs(10)).await;
+    (result, lines)
+}
+
+async fn parts_behaviour(t: &dyn Transport, label: &str) {
+    // The next part runs in the same shell (it sees the first part's variable and function),
+    // after the first part's output was read: the shell waited for it.
+    let first = "x=one\nsay() { echo \"said $1\"; }\necho ready\n";
+    let (result, lines) = in_parts(t, first, "say \"$x\"\nexit 4\n").await;
+    assert_eq!(result.unwrap(), Exit { code: Some(4) }, "{label}");
+    assert_eq!(lines, ["ready", "said one"], "{label}");
+
+    // No next part: the input ends and the shell ends after the first.
+    let (result, lines) = in_parts(t, first, "").await;
+    assert_eq!(result.unwrap(), Exit { code: Some(0) }, "{label}");
+    assert_eq!(lines, ["ready"], "{label}");
+
+    // A script that ended runs nothing sent after: its own exit is reported.
+    let (result, lines) = in_parts(t, "echo ready\nexit 2\n", "echo too late\n").await;
+    assert_eq!(result.unwrap(), Exit { code: Some(2) }, "{label}");
+    assert_eq!(lines, ["ready"], "{label}");
 }
 
 #[tokio::test]
