@@ -7,9 +7,10 @@
 # Prints "slipway-step build" and "slipway-step health check" as those steps begin (the first
 # step Slipway begins itself), and "slipway-commit SHA<TAB>AUTHOR<TAB>SUBJECT" for the commit.
 # The deploy script's own lines that start with "slipway-" are shown indented, never read as
-# these. It never exits on success: it ends by printing "slipway-prepared", and its shell then
-# waits for what Slipway sends next on the same session (the switch, or the end of input after
-# a cancel).
+# these. It never exits on success: it ends by printing "slipway-prepared MARK", and its shell
+# then waits for what Slipway sends next on the same session (the switch, or the end of input
+# after a cancel). MARK is a random word only Slipway and this shell know: the site's own
+# processes (which could write to this session's output) cannot say it.
 # Inputs: DEPLOY_USER, ROOT, RELEASE (the deployment's id), DIR (the release's directory under
 # ROOT: releases/ID, or live in place), NAME (names its files in .slipway), SOURCE (fetch, adopt,
 # or empty for a rollback, whose release is built), BUILD (yes to build), KIND (files or app).
@@ -18,7 +19,10 @@
 # release's commit, if known), IN_PLACE (yes in place), DEPLOY_KEY (base64 private key; empty for
 # none) and KEY_NAME. build: SHARED (shared paths, one per line), DOTENV, ENV_SH and SCRIPT
 # (base64). health check: WEB_DIR, HEALTH_PATH, HEALTH_STATUS, HEALTH_TIMEOUT, LOG_DIR; apps:
-# PORT, PROGRAM, PROGRAM_CONF and START (base64).
+# PORT, PROGRAM, PROGRAM_CONF and START (base64). MARK.
+# All of it reads its standard input from /dev/null: the session's input holds what Slipway
+# sends next (the shell reads the whole group before it runs any of it).
+{
 release="$ROOT/$DIR"
 
 if [ "$SOURCE" = adopt ]; then
@@ -240,7 +244,7 @@ start_and_check_app() {
     code=none
     last_said=$(date +%s)
     while [ "$(date +%s)" -lt "$deadline" ]; do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$HEALTH_PATH" </dev/null || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$HEALTH_PATH" || true)
         if [ "$code" = "$HEALTH_STATUS" ]; then
             step "healthy"
             return 0
@@ -256,7 +260,9 @@ start_and_check_app() {
     fail "health check failed: GET $HEALTH_PATH on the new release answered ${code:-nothing}, expected $HEALTH_STATUS within ${HEALTH_TIMEOUT}s"
 }
 if [ "$KIND" = app ]; then start_and_check_app; fi
+} </dev/null
 
-# Ready to switch. What this shell reads next is Slipway's to send: nothing here reads standard
-# input, which is the rest of the script.
-echo slipway-prepared
+# Ready to switch: nothing of the fetch is left for what comes next (the key is gone already).
+unset SLIPWAY_GIT_USERNAME SLIPWAY_GIT_PASSWORD
+trap - EXIT
+echo "slipway-prepared $MARK"

@@ -4,7 +4,8 @@
 # pointed at the release by an atomic rename; the old app is stopped once the requests sent to
 # it have been answered (at most DRAIN_SECONDS).
 # Inputs: DEPLOY_USER, ROOT, DIR (the release's directory under ROOT: releases/ID or live), NGINX_NAME, NGINX_CONF (base64; empty for files), PHP_VERSION,
-# OLD_PROGRAM and OLD_PORT (empty when none), NEW_PORT, DRAIN_SECONDS, UNDONE_EXIT.
+# OLD_PROGRAM and OLD_PORT (empty when none), NEW_PORT, DRAIN_SECONDS, UNDONE_EXIT, MARK (as
+# the prepare script's: the last line, "slipway-switched MARK", says the switch is done).
 # Exits with UNDONE_EXIT when it failed but nothing is left switched (nginx is on the previous
 # block and nothing else moved): Slipway then removes the new release and stops its app.
 release="$ROOT/$DIR"
@@ -52,3 +53,4 @@ if [ -n "$OLD_PROGRAM" ]; then
     supervisorctl update >/dev/null 2>&1 || true
 fi
 step "live"
+echo "slipway-switched $MARK"

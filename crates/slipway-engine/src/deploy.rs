@@ -144,6 +144,8 @@ struct Stages<'a> {
     steps: &'a [&'static str],
     prepare: &'a Script,
     switch: &'a Script,
+    /// Follows `slipway-prepared` and `slipway-switched` in the lines that count.
+    mark: &'a str,
     /// An in-place site's tree becomes its first release.
     adopting: bool,
 }
@@ -268,7 +270,10 @@ impl DeploySite {
             (false, true) => "adopt",
             (false, false) => "fetch",
         };
+        // Says the script is ready, then that the switch is done; unknown to the site's processes.
+        let mark = slipway_core::token::random_base62(22);
         let mut prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
+            .var("MARK", &mark)
             .var("DEPLOY_USER", &paths.user)
             .var("ROOT", &paths.root)
             .var("RELEASE", &deployment.id)
@@ -366,8 +371,9 @@ impl DeploySite {
             .var("OLD_PORT", &old_port)
             .var("NEW_PORT", &port.map(|p| p.to_string()).unwrap_or_default())
             .var("DRAIN_SECONDS", DRAIN_SECONDS)
-            .var("UNDONE_EXIT", &SWITCH_UNDONE_EXIT.to_string());
-        let stages = Stages { steps, prepare: &prepare, switch: &switch, adopting };
+            .var("UNDONE_EXIT", &SWITCH_UNDONE_EXIT.to_string())
+            .var("MARK", &mark);
+        let stages = Stages { steps, prepare: &prepare, switch: &switch, mark: &mark, adopting };
         if let Err(e) = self.prepare_and_switch(ctx, connection, site, deployment, progress, stages).await {
             // The switch undid its part and said so: nothing of this release is live, so it is
             // cleaned up as after any earlier step.
@@ -400,7 +406,8 @@ impl DeploySite {
         progress: &mut Progress,
         stages: Stages<'_>,
     ) -> Result<(), JobError> {
-        let Stages { steps, prepare, switch, adopting } = stages;
+        let Stages { steps, prepare, switch, mark, adopting } = stages;
+        let (prepared, switched) = (format!("slipway-prepared {mark}"), format!("slipway-switched {mark}"));
         let (markers, mut arriving) = tokio::sync::mpsc::unbounded_channel::<String>();
         let (next_part, rest) = tokio::sync::mpsc::unbounded_channel::<String>();
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -417,18 +424,22 @@ impl DeploySite {
             // Until the switch is sent: taken then, or dropped on a cancel (the end of input).
             let mut next_part = Some(next_part);
             let mut cancel = ctx.cancel_receiver();
-            let mut cancel_forwarded = false;
+            // Whether a cancel is still to be watched for: not once forwarded, nor once nobody
+            // can ask for one (a sender that is gone).
+            let mut watching = true;
             let mut cancelled_when_ready = false;
+            let mut done = false;
             loop {
                 let line = tokio::select! {
                     line = arriving.recv() => match line {
                         Some(line) => line,
                         None => break,
                     },
-                    asked = cancel.wait_for(|c| *c), if next_part.is_some() && !cancel_forwarded => {
-                        // (A sender that is gone can no longer ask.)
-                        cancel_forwarded = asked.is_ok();
-                        let _ = stop.send(cancel_forwarded);
+                    asked = cancel.wait_for(|c| *c), if next_part.is_some() && watching => {
+                        watching = false;
+                        if asked.is_ok() {
+                            let _ = stop.send(true);
+                        }
                         continue;
                     }
                 };
@@ -442,14 +453,15 @@ impl DeploySite {
                     && recorded.is_ok()
                 {
                     recorded = self.record_commit(deployment, commit).await;
-                } else if line == "slipway-prepared"
+                } else if line == prepared
                     && let Some(part) = next_part.take()
                 {
-                    if ctx.is_cancelled() || cancel_forwarded {
-                        cancelled_when_ready = true;
+                    // A session that ended meanwhile (its run reports why) gets no switch.
+                    if part.is_closed() || recorded.is_err() {
                         continue;
                     }
-                    if recorded.is_err() {
+                    if ctx.is_cancelled() {
+                        cancelled_when_ready = true;
                         continue;
                     }
                     self.begin(deployment, progress, "switch").await;
@@ -464,14 +476,20 @@ impl DeploySite {
                             continue;
                         }
                     }
-                    progress.switch_started = true;
+                    // Honoured until the last moment, a cancel that came during those writes too.
+                    if ctx.is_cancelled() {
+                        cancelled_when_ready = true;
+                        continue;
+                    }
                     // The input ends after the switch (the sender goes with `part`).
-                    let _ = part.send(switch.text_continuing());
+                    progress.switch_started = part.send(switch.text_continuing()).is_ok();
+                } else if line == switched {
+                    done = true;
                 }
             }
-            (recorded, cancelled_when_ready)
+            (recorded, cancelled_when_ready, done)
         };
-        let (ran, (recorded, cancelled_when_ready)) = tokio::join!(run, record);
+        let (ran, (recorded, cancelled_when_ready, done)) = tokio::join!(run, record);
         // The reason names the step that failed, as its own script's did.
         let named = |reason: String| match reason.strip_prefix("prepare") {
             Some(rest) => format!("{}{rest}", progress.step()),
@@ -486,10 +504,12 @@ impl DeploySite {
         if cancelled_when_ready {
             return Err(JobError::Cancelled);
         }
+        // Status never lies: a script that ended well without saying so did not do its part.
         if !progress.switch_started {
-            // Status never lies: a script that ended well without saying it was ready did not
-            // prepare the release.
             return Err(JobError::failed(format!("{} ended without the release being ready", progress.step())));
+        }
+        if !done {
+            return Err(JobError::failed("switch ended without saying the release is live"));
         }
         Ok(())
     }

@@ -214,6 +214,7 @@ mod tests {
         std::fs::create_dir_all(root.join("releases/r1")).unwrap();
         let build = |script: &str| {
             let prepare = Script::new("prepare", include_str!("../scripts/deploy_prepare.sh"))
+                .var("MARK", "m")
                 .var("DEPLOY_USER", "root")
                 .var("ROOT", root.to_str().unwrap())
                 .var("RELEASE", "r1")
@@ -264,7 +265,7 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let markers: Vec<&str> = stdout.lines().filter(|l| l.starts_with("slipway-")).collect();
         // Ready for the switch, which would come next on the same input.
-        assert_eq!(markers, ["slipway-step build", "slipway-step health check", "slipway-prepared"], "{stdout}");
+        assert_eq!(markers, ["slipway-step build", "slipway-step health check", "slipway-prepared m"], "{stdout}");
         assert!(stdout.contains("\n slipway-step switch\n"), "the deploy script's line is shown, indented: {stdout}");
         assert!(stdout.contains("==> deploy script done"));
         assert!(!root.join(".slipway/deploy-r1.sh").exists(), "the deploy script is removed after it ran");

@@ -182,9 +182,10 @@ pub async fn connect_new(engine: &Engine, ctx: &dyn Progress, server: &Server) -
     }
 }
 
-/// Finds why a script failed from what it printed: the line it marked with `fail`, else the
-/// step it was in (its last `==> ` heading) and the last error line printed since that step
-/// began. An error line from an earlier step (an apt warning, say) is not the reason.
+/// Finds why a script failed from what it printed: the line it marked with `fail` in the step it
+/// was in (its last `==> ` heading), else that step and the last error line printed since it
+/// began. Nothing from an earlier step (an apt warning, a deploy script's own `slipway-error:`
+/// line on stderr before the script went on) is the reason.
 #[derive(Debug, Default)]
 pub(crate) struct FailureTracker {
     stated: Option<String>,
@@ -202,6 +203,7 @@ impl FailureTracker {
             }
         } else if let Some(step) = line.strip_prefix("==> ") {
             self.step = Some(step.trim().to_string());
+            self.stated = None;
             self.last_error = None;
         }
     }
@@ -345,6 +347,13 @@ mod tests {
     fn a_stated_reason_wins() {
         let lines = [(Stdout, "==> checking PHP"), (Stderr, "slipway-error: PHP 8.3 is not available"), (Stderr, "x")];
         assert_eq!(reason(&lines), "PHP 8.3 is not available");
+        // Stated in a step that went on: a later step's failure is its own.
+        let later = [
+            (Stderr, "slipway-error: printed by a deploy script that then succeeded"),
+            (Stdout, "==> pointing current at releases/1"),
+            (Stderr, "mv: cannot move"),
+        ];
+        assert_eq!(reason(&later), "pointing current at releases/1: mv: cannot move");
         assert_eq!(reason(&[(Stderr, "bash: nope: command not found")]), "bash: nope: command not found");
     }
 }

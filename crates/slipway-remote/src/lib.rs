@@ -109,6 +109,16 @@ pub(crate) fn script_then_input(len: usize) -> String {
 /// standard input ends when the sender is dropped.
 pub type Parts = tokio::sync::mpsc::UnboundedReceiver<String>;
 
+/// A task that ends with its owner: the writer of a script's input stops when the script's
+/// run returns, however it returns.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Where scripts run.
 #[async_trait]
 pub trait Transport: Send + Sync {
@@ -129,7 +139,8 @@ pub trait Transport: Send + Sync {
     /// part received from `rest` as it comes, run by the same shell after what came before (so
     /// with its variables and functions), until `rest` closes. The shell reads its script from
     /// standard input, so one that has run what it was given waits for the next part: a caller
-    /// can decide what comes next from what the script printed, without a new session.
+    /// can decide what comes next from what the script printed, without a new session. That
+    /// wait counts towards `idle`; a part sent after the script ended is dropped.
     async fn run_in_parts(
         &self,
         first: &str,

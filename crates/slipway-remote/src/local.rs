@@ -38,7 +38,7 @@ impl Transport for LocalTransport {
         // would otherwise fill both pipes and stall.
         let mut stdin = child.stdin.take().expect("piped");
         let script_bytes = script.as_bytes().to_vec();
-        let feeder = tokio::spawn(async move {
+        let _feeder = crate::AbortOnDrop(tokio::spawn(async move {
             if stdin.write_all(&script_bytes).await.is_err() {
                 return;
             }
@@ -48,7 +48,7 @@ impl Transport for LocalTransport {
                 }
             }
             // Dropping stdin closes it: the end of the script.
-        });
+        }));
         let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let (mut out_lines, mut err_lines) = (LineSplitter::default(), LineSplitter::default());
         let (mut out_buf, mut err_buf) = ([0u8; 8192], [0u8; 8192]);
@@ -81,7 +81,6 @@ impl Transport for LocalTransport {
                 }
             }
         }
-        feeder.abort();
         out_lines.finish(|l| output(Stream::Stdout, l));
         err_lines.finish(|l| output(Stream::Stderr, l));
         let status = child.wait().await.map_err(|e| RemoteError::Io(e.to_string()))?;
@@ -110,14 +109,14 @@ impl Transport for LocalTransport {
         let pid = child.id();
         let mut stdin = child.stdin.take().expect("piped");
         let script_bytes = script.as_bytes().to_vec();
-        let feeder = tokio::spawn(async move {
+        let _feeder = crate::AbortOnDrop(tokio::spawn(async move {
             if stdin.write_all(&script_bytes).await.is_ok()
                 && let Some(mut input) = input
             {
                 let _ = tokio::io::copy(&mut input, &mut stdin).await;
             }
             // Dropping stdin closes it: the end of input.
-        });
+        }));
         let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let mut err_lines = LineSplitter::default();
         let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], [0u8; 8192]);
@@ -146,7 +145,6 @@ impl Transport for LocalTransport {
                 _ = tokio::time::sleep(idle) => failure = Some(RemoteError::Timeout(idle)),
             }
         }
-        feeder.abort();
         if let Some(failure) = failure {
             stop();
             let _ = child.wait().await;

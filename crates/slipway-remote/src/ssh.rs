@@ -323,10 +323,22 @@ impl Transport for SshConnection {
             started = tokio::time::timeout(idle, start) => started.map_err(|_| RemoteError::Timeout(idle))??,
             _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
         };
+        // The later parts go in as they come, beside the reading below: a part waiting for the
+        // channel's window never holds up the output. The input ends when the sender is
+        // dropped, never after a part that could not be written (the script's end tells then).
+        let mut writer = channel.make_writer();
+        let _feeder = crate::AbortOnDrop(tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(part) = rest.recv().await {
+                if writer.write_all(part.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = writer.shutdown().await;
+        }));
         let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
         let mut code = None;
         let mut pgid: Option<u32> = None;
-        let mut more_to_come = true;
         // Set when asked to stop before the process group was known: keep reading until it is.
         let mut stopping: Option<(RemoteError, tokio::time::Instant)> = None;
         let idle_timer = tokio::time::sleep(idle);
@@ -359,16 +371,6 @@ impl Transport for SshConnection {
                         Some((reason, _)) => return Err(reason),
                         None => break,
                     },
-                },
-                part = rest.recv(), if more_to_come => match part {
-                    // A script that has ended takes no more: the send fails, its exit tells.
-                    Some(text) => {
-                        let _ = channel.data_bytes(text.into_bytes()).await;
-                    }
-                    None => {
-                        more_to_come = false;
-                        let _ = channel.eof().await;
-                    }
                 },
                 _ = cancelled(&mut cancel), if stopping.is_none() => {
                     stopping = Some((RemoteError::Cancelled, tokio::time::Instant::now() + PGID_WAIT));
@@ -422,13 +424,13 @@ impl Transport for SshConnection {
             _ = cancelled(&mut cancel) => return Err(RemoteError::Cancelled),
         };
         let mut writer = channel.make_writer();
-        let feeder = tokio::spawn(async move {
+        let _feeder = crate::AbortOnDrop(tokio::spawn(async move {
             if let Some(mut input) = input {
                 let _ = tokio::io::copy(&mut input, &mut writer).await;
             }
             // End of input (EOF on the channel).
             let _ = writer.shutdown().await;
-        });
+        }));
         let mut err = LineSplitter::default();
         let mut code = None;
         let mut pgid: Option<u32> = None;
@@ -492,7 +494,6 @@ impl Transport for SshConnection {
                 }
             }
         };
-        feeder.abort();
         result?;
         err.finish(|l| stderr(l));
         if self.handle.is_closed() && code.is_none() {

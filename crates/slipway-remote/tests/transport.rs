@@ -84,45 +84,65 @@ async fn common_behaviour(t: &dyn Transport, label: &str) {
     parts_behaviour(t, label).await;
 }
 
-/// A script run in parts: `first`, then `next` sent only once `first` printed `ready` (or no
-/// part at all, with `next` empty), then the end of input. Returns the exit and stdout lines.
-async fn in_parts(t: &dyn Transport, first: &str, next: &str) -> (Result<Exit, RemoteError>, Vec<String>) {
+/// A script run in parts: `first`, then each of `next` sent only once the script printed
+/// `ready` since the part before was sent, the input ending after the last. With `cancel_when_ready`,
+/// the first `ready` cancels the run instead. Returns the exit and the stdout lines.
+async fn in_parts(
+    t: &dyn Transport,
+    first: &str,
+    next: &[&str],
+    cancel_when_ready: bool,
+) -> (Result<Exit, RemoteError>, Vec<String>) {
     let (more, rest) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut more = Some(more);
-    let (_tx, rx) = watch::channel(false);
+    let mut next = next.iter();
+    let (cancel, cancelled) = watch::channel(false);
     let mut lines = Vec::new();
     let mut collect = |s: Stream, l: &str| {
         if s == Stream::Stdout {
             lines.push(l.to_string());
         }
-        if l == "ready"
-            && let Some(more) = more.take()
-            && !next.is_empty()
-        {
-            more.send(next.to_string()).unwrap();
+        if l != "ready" {
+            return;
+        }
+        if cancel_when_ready {
+            cancel.send(true).unwrap();
+        } else if let (Some(sender), Some(part)) = (&more, next.next()) {
+            sender.send(part.to_string()).unwrap();
+        }
+        if next.len() == 0 {
+            more = None;
         }
     };
-    let result = t.run_in_parts(first, rest, &mut collect, rx, Duration::from_secs(10)).await;
+    let result = t.run_in_parts(first, rest, &mut collect, cancelled, Duration::from_secs(10)).await;
     (result, lines)
 }
 
 async fn parts_behaviour(t: &dyn Transport, label: &str) {
-    // The next part runs in the same shell (it sees the first part's variable and function),
-    // after the first part's output was read: the shell waited for it.
+    // Each part runs in the same shell (it sees the first part's variable and function), after
+    // the output of the one before was read: the shell waited for it, its input still open.
     let first = "x=one\nsay() { echo \"said $1\"; }\necho ready\n";
-    let (result, lines) = in_parts(t, first, "say \"$x\"\nexit 4\n").await;
+    let (result, lines) = in_parts(t, first, &["say \"$x\"\necho ready\n", "x=two\nsay \"$x\"\nexit 4\n"], false).await;
     assert_eq!(result.unwrap(), Exit { code: Some(4) }, "{label}");
-    assert_eq!(lines, ["ready", "said one"], "{label}");
+    assert_eq!(lines, ["ready", "said one", "ready", "said two"], "{label}");
 
     // No next part: the input ends and the shell ends after the first.
-    let (result, lines) = in_parts(t, first, "").await;
+    let (result, lines) = in_parts(t, first, &[], false).await;
     assert_eq!(result.unwrap(), Exit { code: Some(0) }, "{label}");
     assert_eq!(lines, ["ready"], "{label}");
 
     // A script that ended runs nothing sent after: its own exit is reported.
-    let (result, lines) = in_parts(t, "echo ready\nexit 2\n", "echo too late\n").await;
+    let (result, lines) = in_parts(t, "echo ready\nexit 2\n", &["echo too late\n"], false).await;
     assert_eq!(result.unwrap(), Exit { code: Some(2) }, "{label}");
     assert_eq!(lines, ["ready"], "{label}");
+
+    // Cancelled while it waits for its next part: stopped, with what it started.
+    let marker = format!("sleep 33.{}", std::process::id() % 1000);
+    let first = format!("{marker} &\necho ready\n");
+    let (result, lines) = in_parts(t, &first, &["echo never\n"], true).await;
+    assert_eq!(result.unwrap_err(), RemoteError::Cancelled, "{label}");
+    assert_eq!(lines, ["ready"], "{label}");
+    assert!(gone(&marker).await, "{label}: what the waiting script started was stopped");
 }
 
 #[tokio::test]
