@@ -386,8 +386,8 @@ impl DeploySite {
         Ok(Live { release, port, kept: !in_place })
     }
 
-    /// Runs the prepare script and then, in the same session, the switch (one login to the
-    /// server a deploy, not one a script). Each step is recorded as the script says it begins
+    /// Runs the prepare script and then, in the same session, the switch (one session on the
+    /// server's connection, not one for each). Each step is recorded as the script says it begins
     /// (so a deployment read meanwhile shows where it is, and a failure names its step), and the
     /// commit the fetch reports. Only the next step of `steps` is taken from a marker, and a
     /// commit only during the fetch: the deploy script's lines that look like markers are
