@@ -242,26 +242,14 @@ pub async fn run_script_with(
     script: &Script,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<String>, JobError> {
-    run_script_observed(engine, ctx, connection, script, cancel, &mut |_| {}).await
-}
-
-/// [`run_script_with`], also handing each `slipway-` line to `marker` as it arrives (a script
-/// that runs several steps says when each begins).
-pub async fn run_script_observed(
-    engine: &Engine,
-    ctx: &JobContext,
-    connection: &SshConnection,
-    script: &Script,
-    cancel: tokio::sync::watch::Receiver<bool>,
-    marker: &mut (dyn FnMut(&str) + Send),
-) -> Result<Vec<String>, JobError> {
     let (_, no_more) = tokio::sync::mpsc::unbounded_channel();
-    run_script_in_parts(engine, ctx, connection, script, no_more, cancel, marker).await
+    run_script_in_parts(engine, ctx, connection, script, no_more, cancel, &mut |_| {}).await
 }
 
-/// [`run_script_observed`] for a script whose later parts (each [`Script::text_continuing`])
-/// arrive on `rest` while it runs, as its markers decide (see [`Transport::run_in_parts`]).
-/// A failure is named after `script`, whichever part failed.
+/// [`run_script_with`] for a script whose later parts (each [`Script::text_continuing`]) arrive
+/// on `rest` while it runs, as its markers decide (see [`Transport::run_in_parts`]), handing
+/// each `slipway-` line to `marker` as it arrives (a script that runs several steps says when
+/// each begins). A failure is named after `script`, whichever part failed.
 pub async fn run_script_in_parts(
     engine: &Engine,
     ctx: &JobContext,
