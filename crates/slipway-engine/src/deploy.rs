@@ -4,9 +4,10 @@
 //! `.env`, the deploy script as the deploy user), start (apps: a new process on the other port of
 //! the site's pair; every kind: a health check) — all before any traffic moves — then switch
 //! (nginx to the new port with a graceful reload, `current` by atomic rename, drain and stop the
-//! old process); old releases are pruned after the deployment reports success. A failure or
-//! cancel before the switch removes what was built and leaves the previous release serving; the
-//! switch itself is never cut short.
+//! old process); the site's queue workers restart on it, and old releases are pruned after the
+//! deployment reports success, in the same session. A failure or cancel before the switch
+//! removes what was built and leaves the previous release serving; the switch itself is never
+//! cut short.
 //!
 //! An in-place site (`zero_downtime: false`) has one working tree, `live`, that each deploy
 //! checks out and builds where it is (an app restarts on its one port): quicker and lighter,
@@ -23,7 +24,7 @@ use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 use slipway_wire::DeploymentStep;
 
 use crate::script::Script;
-use crate::session::{connect, run_script_in_parts, run_script_with, store_error};
+use crate::session::{Connection, OpenSession, connect, run_script_with, store_error};
 use crate::sites::{
     ReleaseDir, SitePaths, load_site_and_server, nginx_conf, shared_paths, start_script, supervisor_program,
 };
@@ -232,12 +233,12 @@ impl DeploySite {
     async fn pipeline(
         &self,
         ctx: &JobContext,
-        connection: &SshConnection,
+        connection: &Connection,
         server: &Server,
         site: &Site,
         deployment: &Deployment,
         progress: &mut Progress,
-    ) -> Result<Live, JobError> {
+    ) -> Result<(Live, OpenSession), JobError> {
         let paths = SitePaths::of(site)?;
         let php = site.project_type.uses_php().then_some(server.php_version.as_deref()).flatten();
         // An in-place site deploys into its one working tree; `enable-zero-downtime` adopts that
@@ -374,16 +375,21 @@ impl DeploySite {
             .var("UNDONE_EXIT", &SWITCH_UNDONE_EXIT.to_string())
             .var("MARK", &mark);
         let stages = Stages { steps, prepare: &prepare, switch: &switch, mark: &mark, adopting };
-        if let Err(e) = self.prepare_and_switch(ctx, connection, site, deployment, progress, stages).await {
-            // The switch undid its part and said so: nothing of this release is live, so it is
-            // cleaned up as after any earlier step.
-            if progress.switch_started && matches!(e, JobError::Failed { exit_code: Some(SWITCH_UNDONE_EXIT), .. }) {
-                progress.switch_started = false;
+        match self.prepare_and_switch(ctx, connection, site, deployment, progress, stages).await {
+            Ok(session) => {
+                progress.switched = true;
+                Ok((Live { release, port, kept: !in_place }, session))
             }
-            return Err(e);
+            Err(e) => {
+                // The switch undid its part and said so: nothing of this release is live, so it
+                // is cleaned up as after any earlier step.
+                if progress.switch_started && matches!(e, JobError::Failed { exit_code: Some(SWITCH_UNDONE_EXIT), .. })
+                {
+                    progress.switch_started = false;
+                }
+                Err(e)
+            }
         }
-        progress.switched = true;
-        Ok(Live { release, port, kept: !in_place })
     }
 
     /// Runs the prepare script and then, in the same session, the switch (one session on the
@@ -396,100 +402,71 @@ impl DeploySite {
     /// The prepare script ends by saying it is ready and waits: the switch is sent only then,
     /// unless a cancel came first (the last moment one is honoured: the input ends instead, and
     /// nothing moves). A cancel stops the session until the switch is sent, never after: the
-    /// switch runs to its end.
+    /// switch runs to its end. Once the switch says the release is live, the session is
+    /// returned still open, for what follows a deploy.
     async fn prepare_and_switch(
         &self,
         ctx: &JobContext,
-        connection: &SshConnection,
+        connection: &Connection,
         site: &Site,
         deployment: &Deployment,
         progress: &mut Progress,
         stages: Stages<'_>,
-    ) -> Result<(), JobError> {
+    ) -> Result<OpenSession, JobError> {
         let Stages { steps, prepare, switch, mark, adopting } = stages;
         let (prepared, switched) = (format!("slipway-prepared {mark}"), format!("slipway-switched {mark}"));
-        let (markers, mut arriving) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let (next_part, rest) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let run = async move {
-            let mut send = |line: &str| {
-                let _ = markers.send(line.to_string());
-            };
-            run_script_in_parts(&self.0, ctx, connection, prepare, rest, stopped, &mut send).await
-            // `markers` is dropped here, which ends the loop below.
-        };
-        let record = async {
-            let mut recorded = Ok(());
-            let mut next = 1;
-            // Until the switch is sent: taken then, or dropped on a cancel (the end of input).
-            let mut next_part = Some(next_part);
-            let mut cancel = ctx.cancel_receiver();
-            // Whether a cancel is still to be watched for: not once forwarded, nor once nobody
-            // can ask for one (a sender that is gone).
-            let mut watching = true;
-            let mut cancelled_when_ready = false;
-            let mut done = false;
-            loop {
-                let line = tokio::select! {
-                    line = arriving.recv() => match line {
-                        Some(line) => line,
-                        None => break,
-                    },
-                    asked = cancel.wait_for(|c| *c), if next_part.is_some() && watching => {
-                        watching = false;
-                        if asked.is_ok() {
-                            let _ = stop.send(true);
-                        }
-                        continue;
+        let mut session = OpenSession::start(&self.0, ctx, connection, prepare, mark);
+        let mut recorded = Ok(());
+        let mut next = 1;
+        let mut cancel = ctx.cancel_receiver();
+        // Whether a cancel is still to be watched for: not once forwarded, nor once nobody can
+        // ask for one (a sender that is gone).
+        let mut watching = true;
+        let mut ready = false;
+        let mut cancelled_when_ready = false;
+        loop {
+            let line = tokio::select! {
+                line = session.marker() => match line {
+                    Some(line) => line,
+                    None => break,
+                },
+                asked = cancel.wait_for(|c| *c), if !ready && watching => {
+                    watching = false;
+                    if asked.is_ok() {
+                        session.stop();
                     }
-                };
-                if let Some(step) = line.strip_prefix("slipway-step ") {
-                    if steps.get(next) == Some(&step) {
-                        self.begin(deployment, progress, steps[next]).await;
-                        next += 1;
-                    }
-                } else if let Some(commit) = line.strip_prefix("slipway-commit ")
-                    && progress.step() == "fetch"
-                    && recorded.is_ok()
-                {
-                    recorded = self.record_commit(deployment, commit).await;
-                } else if line == prepared
-                    && let Some(part) = next_part.take()
-                {
-                    // A session that ended meanwhile (its run reports why) gets no switch.
-                    if part.is_closed() || recorded.is_err() {
-                        continue;
-                    }
-                    if ctx.is_cancelled() {
-                        cancelled_when_ready = true;
-                        continue;
-                    }
-                    self.begin(deployment, progress, "switch").await;
-                    if adopting {
-                        // Recorded before anything moves: whatever happens to the switch from
-                        // here, the next deploy builds a release (from an in-place tree still
-                        // live, that is a normal deploy; recorded in place while a release
-                        // serves, it would strand nginx on a stopped port).
-                        let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
-                        if let Err(e) = self.0.store.update_site(&site.id, &changes).await {
-                            recorded = Err(store_error(e));
-                            continue;
-                        }
-                    }
-                    // Honoured until the last moment, a cancel that came during those writes too.
-                    if ctx.is_cancelled() {
-                        cancelled_when_ready = true;
-                        continue;
-                    }
-                    // The input ends after the switch (the sender goes with `part`).
-                    progress.switch_started = part.send(switch.text_continuing()).is_ok();
-                } else if line == switched {
-                    done = true;
+                    continue;
                 }
+            };
+            if let Some(step) = line.strip_prefix("slipway-step ") {
+                if steps.get(next) == Some(&step) {
+                    self.begin(deployment, progress, steps[next]).await;
+                    next += 1;
+                }
+            } else if let Some(commit) = line.strip_prefix("slipway-commit ")
+                && progress.step() == "fetch"
+                && recorded.is_ok()
+            {
+                recorded = self.record_commit(deployment, commit).await;
+            } else if line == prepared && !ready {
+                ready = true;
+                // A session that ended meanwhile (its run reports why) gets no switch.
+                if session.open() && recorded.is_ok() {
+                    match self.begin_switch(ctx, site, deployment, progress, adopting).await {
+                        Ok(true) => progress.switch_started = session.send(switch.text_continuing()),
+                        Ok(false) => cancelled_when_ready = true,
+                        Err(e) => recorded = Err(e),
+                    }
+                }
+                // Unless the switch was sent, the input ends, and the shell with it.
+                if !progress.switch_started {
+                    session.end_input();
+                }
+            } else if line == switched && progress.switch_started {
+                return Ok(session);
             }
-            (recorded, cancelled_when_ready, done)
-        };
-        let (ran, (recorded, cancelled_when_ready, done)) = tokio::join!(run, record);
+        }
+        let ran = session.ended().await;
         // The reason names the step that failed, as its own script's did.
         let named = |reason: String| match reason.strip_prefix("prepare") {
             Some(rest) => format!("{}{rest}", progress.step()),
@@ -508,10 +485,91 @@ impl DeploySite {
         if !progress.switch_started {
             return Err(JobError::failed(format!("{} ended without the release being ready", progress.step())));
         }
-        if !done {
-            return Err(JobError::failed("switch ended without saying the release is live"));
+        Err(JobError::failed("switch ended without saying the release is live"))
+    }
+
+    /// What follows a switch that went through: the deployment and the site record what is
+    /// live, the site's queue workers restart on it, old releases are marked gone, the
+    /// deployment reports `succeeded`, then the old releases' directories are removed. The
+    /// scripts run in the deploy's `session`; none of it undoes the deployment (a failure is
+    /// logged), except a write to the database that fails.
+    #[allow(clippy::too_many_arguments)]
+    async fn after_switch(
+        &self,
+        ctx: &JobContext,
+        session: &mut OpenSession,
+        site: &Site,
+        server: &Server,
+        deployment: &Deployment,
+        progress: &mut Progress,
+        live: Live,
+    ) -> Result<(), JobError> {
+        let engine = &self.0;
+        // Live now: recorded at once, so that pruning keeps this release.
+        let update = DeploymentUpdate {
+            port: live.port,
+            release_present: Some(live.kept && deployment.release_of.is_none()),
+            ..Default::default()
+        };
+        engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
+        engine
+            .store
+            .record_site_deployment(&site.id, RunStatus::Running, Some((&live.release, live.port)), Some(now()))
+            .await
+            .map_err(store_error)?;
+        let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
+        self.begin(deployment, progress, "finish").await;
+        if adopted {
+            ctx.log("info", "==> the site now deploys as releases with an atomic switch");
+        }
+        crate::items::queue_workers::restart_after_deploy(engine, ctx, session, site, server).await;
+        let kept = if live.kept { self.retire_releases(ctx, site, &live.release).await } else { None };
+        // A conversion ends with the in-place tree gone; old releases are removed once the
+        // deployment has said it is live (their removal never changes how it ended, and they
+        // are no longer listed).
+        if adopted && let Some(keep) = &kept {
+            self.remove_releases(ctx, session, site, keep, true).await;
+        }
+        ctx.log("info", format!("==> deployed: release {} is live", live.release));
+        // The whole log is stored before the deployment says it ended.
+        ctx.flush_log().await;
+        progress.end(RunStatus::Succeeded);
+        let update = DeploymentUpdate {
+            status: Some(RunStatus::Succeeded),
+            finished_at: Some(now()),
+            steps: progress.recorded(),
+            ..Default::default()
+        };
+        finish(engine, deployment, update).await?;
+        if !adopted && let Some(keep) = &kept {
+            self.remove_releases(ctx, session, site, keep, false).await;
         }
         Ok(())
+    }
+
+    /// At the ready marker: begins the switch step, unless a cancel came first, and records a
+    /// conversion before anything moves. False when a cancel came, before those records or
+    /// during them (the last moment one is honoured).
+    async fn begin_switch(
+        &self,
+        ctx: &JobContext,
+        site: &Site,
+        deployment: &Deployment,
+        progress: &mut Progress,
+        adopting: bool,
+    ) -> Result<bool, JobError> {
+        if ctx.is_cancelled() {
+            return Ok(false);
+        }
+        self.begin(deployment, progress, "switch").await;
+        if adopting {
+            // Whatever happens to the switch from here, the next deploy builds a release (from
+            // an in-place tree still live, that is a normal deploy; recorded in place while a
+            // release serves, it would strand nginx on a stopped port).
+            let changes = SiteChanges { zero_downtime: Some(true), ..Default::default() };
+            self.0.store.update_site(&site.id, &changes).await.map_err(store_error)?;
+        }
+        Ok(!ctx.is_cancelled())
     }
 
     /// Starts `step` and records the steps so far on the deployment (so a deployment read while
@@ -575,21 +633,22 @@ impl DeploySite {
     async fn remove_releases(
         &self,
         ctx: &JobContext,
-        connection: &SshConnection,
+        session: &mut OpenSession,
         site: &Site,
         keep: &[String],
         remove_live: bool,
     ) {
-        let result = async {
-            let paths = SitePaths::of(site)?;
-            let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
-                .var("DEPLOY_USER", &paths.user)
-                .var("ROOT", &paths.root)
-                .var("KEEP", &keep.join(" "))
-                .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
-            run_script_with(&self.0, ctx, connection, &prune, ctx.cancel_receiver()).await
-        }
-        .await;
+        let result = match SitePaths::of(site) {
+            Ok(paths) => {
+                let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
+                    .var("DEPLOY_USER", &paths.user)
+                    .var("ROOT", &paths.root)
+                    .var("KEEP", &keep.join(" "))
+                    .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
+                session.run(&prune).await
+            }
+            Err(e) => Err(e.to_string()),
+        };
         if let Err(e) = result {
             ctx.log("stderr", format!("removing old releases failed (the deployment is live): {e}"));
         }
@@ -753,48 +812,17 @@ impl JobHandler for DeploySite {
         };
         let outcome = self.pipeline(ctx, &connection, &server, &site, &deployment, &mut progress).await;
         match outcome {
-            Ok(live) => {
-                // Live now: recorded at once, so that pruning keeps this release.
-                let update = DeploymentUpdate {
-                    port: live.port,
-                    release_present: Some(live.kept && deployment.release_of.is_none()),
-                    ..Default::default()
-                };
-                engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
-                engine
-                    .store
-                    .record_site_deployment(&site.id, RunStatus::Running, Some((&live.release, live.port)), Some(now()))
-                    .await
-                    .map_err(store_error)?;
-                let adopted = deployment.action == ACTION_ENABLE_ZERO_DOWNTIME;
-                // What follows never undoes the deployment: its failures are logged.
-                self.begin(&deployment, &mut progress, "finish").await;
-                if adopted {
-                    ctx.log("info", "==> the site now deploys as releases with an atomic switch");
+            Ok((live, mut session)) => {
+                let ended =
+                    self.after_switch(ctx, &mut session, &site, &server, &deployment, &mut progress, live).await;
+                // Always waited for, so that the shell, which waits for input, never outlives the
+                // job. The release is live whatever happened to the session since the switch: a
+                // session that ended badly is reported, nothing more (a cancel is, by its part).
+                match session.ended().await {
+                    Ok(()) | Err(JobError::Cancelled) => {}
+                    Err(e) => ctx.log("stderr", format!("the deploy's session on the server ended with an error: {e}")),
                 }
-                crate::items::queue_workers::restart_after_deploy(engine, ctx, &connection, &site, &server).await;
-                let kept = if live.kept { self.retire_releases(ctx, &site, &live.release).await } else { None };
-                // A conversion ends with the in-place tree gone; old releases are removed once
-                // the deployment has said it is live (their removal never changes how it ended,
-                // and they are no longer listed).
-                if adopted && let Some(keep) = &kept {
-                    self.remove_releases(ctx, &connection, &site, keep, true).await;
-                }
-                ctx.log("info", format!("==> deployed: release {} is live", live.release));
-                // The whole log is stored before the deployment says it ended.
-                ctx.flush_log().await;
-                progress.end(RunStatus::Succeeded);
-                let update = DeploymentUpdate {
-                    status: Some(RunStatus::Succeeded),
-                    finished_at: Some(now()),
-                    steps: progress.recorded(),
-                    ..Default::default()
-                };
-                finish(engine, &deployment, update).await?;
-                if !adopted && let Some(keep) = &kept {
-                    self.remove_releases(ctx, &connection, &site, keep, false).await;
-                }
-                Ok(())
+                ended
             }
             Err(e) => {
                 if deploys_in_place(&site, &deployment) {

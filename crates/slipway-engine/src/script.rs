@@ -77,6 +77,22 @@ impl Script {
     }
 }
 
+/// Runs `text` as the transports do, `sh -s` reading it from standard input; for tests.
+#[cfg(test)]
+pub(crate) fn run_as_sh_s(text: &str) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,18 +248,7 @@ mod tests {
                 .blank(&["REPO_URL", "GIT_USERNAME", "GIT_PASSWORD", "BRANCH", "COMMIT", "LIVE_COMMIT", "IN_PLACE"])
                 .blank(&["KEY_NAME", "DEPLOY_KEY", "LOG_DIR", "HEALTH_STATUS", "HEALTH_TIMEOUT"])
                 .blank(&["PORT", "PROGRAM", "PROGRAM_CONF", "START"]);
-            let text = prepare.text();
-            // As the transport runs it: the script's text on standard input.
-            let mut child = std::process::Command::new("sh")
-                .arg("-s")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            child.wait_with_output().unwrap()
+            run_as_sh_s(&prepare.text())
         };
         let last_reason = |stderr: &[u8]| {
             let stderr = String::from_utf8_lossy(stderr).into_owned();

@@ -302,10 +302,192 @@ pub async fn run_script_in_parts(
     }
 }
 
+/// A script running in parts on a task of its own (see [`run_script_in_parts`]) whose shell,
+/// between parts, waits for the next: the job follows its `slipway-` lines, sends the next part
+/// when they say so, and can then run further scripts in the same shell ([`OpenSession::run`])
+/// instead of opening a session on the connection for each. Dropped, it stops the session (its
+/// process group is killed); [`OpenSession::ended`] is how a job waits for it to end.
+pub(crate) struct OpenSession {
+    input: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    markers: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Stops the session while it is true; held, so that it never reads as gone.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The job's: a script run with [`OpenSession::run`] stops when it turns true.
+    cancel: tokio::sync::watch::Receiver<bool>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<String>, JobError>>>,
+    /// A random word the shell's own lines carry (see [`OpenSession::run`]).
+    mark: String,
+}
+
+impl OpenSession {
+    /// Starts `script` on `connection`; its lines go to the job's log as with
+    /// [`run_script_with`]. `mark` is a random word, known only to Slipway and this shell, that
+    /// the ends of later scripts are reported with.
+    pub(crate) fn start(
+        engine: &Engine,
+        ctx: &JobContext,
+        connection: &Connection,
+        script: &Script,
+        mark: &str,
+    ) -> Self {
+        debug_assert!(mark.len() >= 16 && mark.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let (input, rest) = tokio::sync::mpsc::unbounded_channel();
+        let (found, markers) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (engine, job, connection, script) = (engine.clone(), ctx.clone(), connection.clone(), script.clone());
+        let task = tokio::spawn(async move {
+            let mut marker = |line: &str| {
+                let _ = found.send(line.to_string());
+            };
+            run_script_in_parts(&engine, &job, &connection, &script, rest, stopped, &mut marker).await
+        });
+        let cancel = ctx.cancel_receiver();
+        OpenSession { input: Some(input), markers, stop, cancel, task: Some(task), mark: mark.to_string() }
+    }
+
+    /// The next `slipway-` line the shell printed; `None` once the session has ended.
+    pub(crate) async fn marker(&mut self) -> Option<String> {
+        self.markers.recv().await
+    }
+
+    /// Sends `text` for the shell to run next; false when it can no longer take any (the
+    /// session ended, or its input did).
+    pub(crate) fn send(&self, text: String) -> bool {
+        self.input.as_ref().is_some_and(|input| input.send(text).is_ok())
+    }
+
+    /// Whether the shell can still be sent something.
+    pub(crate) fn open(&self) -> bool {
+        self.input.as_ref().is_some_and(|input| !input.is_closed())
+    }
+
+    /// Ends the shell's input: it exits once it has run what it was sent.
+    pub(crate) fn end_input(&mut self) {
+        self.input = None;
+    }
+
+    /// Stops the session and everything it runs (a cancel).
+    pub(crate) fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Runs `script` in the shell after what it ran before, in a subshell of its own: its
+    /// failure (an `exit`, a failing command under `set -e`) ends only it, and the session
+    /// goes on. Returns once it has ended, or why it failed. A cancel of the job (a user's, a
+    /// shutdown, a lost lease) stops the whole session, this script with it. The script sets
+    /// every variable it reads: those of earlier parts are still set in the shell, so `set -u`
+    /// would not catch one it forgot.
+    pub(crate) async fn run(&mut self, script: &Script) -> Result<(), String> {
+        self.run_part(script, true).await
+    }
+
+    /// [`OpenSession::run`] for a script no cancel cuts short.
+    pub(crate) async fn run_to_its_end(&mut self, script: &Script) -> Result<(), String> {
+        self.run_part(script, false).await
+    }
+
+    async fn run_part(&mut self, script: &Script, cancellable: bool) -> Result<(), String> {
+        // Its output is logged as the first script's is.
+        debug_assert!(!script.secret_output);
+        let name = script.name;
+        if cancellable && *self.cancel.borrow() {
+            return Err(format!("{name}: cancelled"));
+        }
+        let end = format!("slipway-part-end {} ", self.mark);
+        if !self.send(part_text(script, &end)) {
+            return Err(format!("{name}: the session on the server had ended"));
+        }
+        let mut cancel = self.cancel.clone();
+        // Watched once at most: stopped, the session ends and the loop with it; a sender that
+        // is gone never asks.
+        let (mut watching, mut cancelled) = (cancellable, false);
+        loop {
+            let line = tokio::select! {
+                line = self.markers.recv() => line,
+                asked = cancel.wait_for(|c| *c), if watching => {
+                    watching = false;
+                    cancelled = asked.is_ok();
+                    if cancelled {
+                        self.stop();
+                    }
+                    continue;
+                }
+            };
+            let Some(line) = line else { break };
+            match line.strip_prefix(&end) {
+                Some("0") => return Ok(()),
+                Some(code) => return Err(format!("{name} failed (exit {code})")),
+                None => {}
+            }
+        }
+        Err(if cancelled {
+            format!("{name}: cancelled")
+        } else {
+            format!("{name}: the session on the server ended before it finished")
+        })
+    }
+
+    /// Ends the input and waits for the session to end: how the shell exited.
+    pub(crate) async fn ended(mut self) -> Result<(), JobError> {
+        self.end_input();
+        let task = self.task.take().expect("taken only here");
+        match task.await {
+            Ok(result) => result.map(|_| ()),
+            Err(e) => Err(JobError::failed(format!("the session on the server was lost: {e}"))),
+        }
+    }
+}
+
+/// `script` as a part of its own in a running shell: a subshell (its variables and its `exit`
+/// stay in it) that reads nothing of the shell's input, then `END` and its exit status.
+fn part_text(script: &Script, end: &str) -> String {
+    // `set -e` stays on inside the subshell (a subshell tested by `if` or `||` would run without
+    // it); off around it, so that its failure does not end the shell.
+    format!(
+        "set +e\n(\nset -e\n{}) </dev/null\nslipway_code=$?\nset -e\necho \"{end}$slipway_code\"\n",
+        script.text_continuing()
+    )
+}
+
+impl Drop for OpenSession {
+    /// Not waited for ([`OpenSession::ended`] was not called): the session is stopped, its
+    /// process group killed, rather than left waiting for input on the connection.
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.stop();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::FailureTracker;
+    use super::{FailureTracker, part_text};
+    use crate::script::Script;
     use slipway_remote::Stream::{Stderr, Stdout};
+
+    /// Parts run one after another in one shell reading its input (as `sh -s` on a server
+    /// does): a part that fails, by a command under `set -e` or by `fail`, ends only itself and
+    /// says so; its variables stay in it; none reads the input meant for the next part.
+    #[test]
+    fn a_part_that_fails_ends_only_itself() {
+        let end = "slipway-part-end M ";
+        let first = Script::new("first", "echo first ran\n");
+        let failing = Script::new("failing", "cat\nfalse\necho not reached\n");
+        let stating = Script::new("stating", "fail \"stated $X\"\n").var("X", "inside");
+        let after = Script::new("after", "echo \"after ran, X=${X:-unset}\"\n");
+        let text = [first.text(), part_text(&failing, end), part_text(&stating, end), part_text(&after, end)].concat();
+        let out = crate::script::run_as_sh_s(&text);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            ["first ran", "slipway-part-end M 1", "slipway-part-end M 1", "after ran, X=unset", "slipway-part-end M 0"],
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "slipway-error: stated inside");
+        assert!(out.status.success());
+    }
 
     fn reason(lines: &[(slipway_remote::Stream, &str)]) -> String {
         let mut tracker = FailureTracker::default();

@@ -191,8 +191,9 @@ pub async fn schedule_slot(
     }
 }
 
-/// Everything a running handler can use.
-#[derive(Debug)]
+/// Everything a running handler can use. A clone is the same job (its log, secrets and cancel
+/// signal are shared), for work a handler runs on a task of its own.
+#[derive(Debug, Clone)]
 pub struct JobContext {
     pub id: String,
     pub kind: String,

@@ -6,13 +6,12 @@
 use serde::{Deserialize, Serialize};
 use slipway_core::InstallStatus;
 use slipway_jobs::JobContext;
-use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem, Site};
 
 use super::supervised::{self, ProgramSpec};
 use super::{ItemKind, specs};
 use crate::script::Script;
-use crate::session::run_script_with;
+use crate::session::OpenSession;
 use crate::{Engine, JobKind};
 use slipway_core::site_input::ProjectType;
 
@@ -114,11 +113,11 @@ impl LaravelWorker {
 /// (`queue:restart`), other workers are restarted (each process gets its stop period to drain);
 /// supervisor starts them all again on the new release. Recorded in the deploy's log; a worker
 /// that does not come back is reported there and shows `failed` with supervisor's reason, but
-/// the deploy, already live, is not undone.
-pub async fn restart_after_deploy(
+/// the deploy, already live, is not undone. Runs in the deploy's own session.
+pub(crate) async fn restart_after_deploy(
     engine: &Engine,
     ctx: &JobContext,
-    connection: &SshConnection,
+    session: &mut OpenSession,
     site: &Site,
     server: &Server,
 ) {
@@ -151,8 +150,8 @@ pub async fn restart_after_deploy(
         .var("PHP", &format!("php{php}"))
         .var("SITE_USER", &paths.user)
         .var("ROOT", &paths.root);
-    let (_keep, never) = tokio::sync::watch::channel(false);
-    if let Err(e) = run_script_with(engine, ctx, connection, &script, never).await {
+    // Never cut short by a cancel: the deployment is live, and its workers must follow it.
+    if let Err(e) = session.run_to_its_end(&script).await {
         ctx.log("stderr", format!("queue workers: {e}; the release is live, see each worker's status and log"));
     }
 }

@@ -398,6 +398,30 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(third["status"], "succeeded", "{third}");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
 
+    // Old releases go after a deploy (in its session, once it has said it succeeded): the
+    // newest `keep_releases` are left, in the list and on the server.
+    let (status, reply) = stage.api.call(Method::PUT, &site, Some(json!({"keep_releases": 2}))).await;
+    assert_eq!(status, 200, "{reply}");
+    let fourth = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(fourth["status"], "succeeded", "{fourth}");
+    let (_, releases) = stage.api.call(Method::GET, &format!("{site}/releases"), None).await;
+    let listed: Vec<&str> = releases["data"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    let kept = [fourth["id"].as_str().unwrap(), third["id"].as_str().unwrap()];
+    assert_eq!(listed, kept, "{releases}");
+    // Its job ends once they are removed.
+    stage.api.finished(fourth["operation_id"].as_str().unwrap()).await;
+    let mut on_disk: Vec<String> = std::fs::read_dir(releases_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut expected: Vec<String> = kept.iter().map(|id| id.to_string()).collect();
+    expected.sort();
+    assert_eq!(on_disk, expected);
+    let log = stage.log(&site, fourth["id"].as_str().unwrap()).await;
+    assert!(!log.contains("removing old releases failed") && !log.contains("ended with an error"), "{log}");
+    assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
+
     // Suspend and resume.
     let (status, reply) = stage.api.call(Method::POST, &format!("{site}/suspend"), Some(json!({}))).await;
     assert_eq!(status, 202, "{reply}");
