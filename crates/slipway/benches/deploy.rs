@@ -1,7 +1,8 @@
 //! Deploy benchmark (run by `bench/deploy`; needs root, like the end-to-end tests). Prints:
 //! (a) the time from `POST deploy` to `succeeded` for a static site over loopback SSH, next to
 //!     the same steps written by hand as one script sent over a single `ssh` invocation (the
-//!     floor), and their ratio;
+//!     floor), and their ratio, with the steps the deployment recorded and how long its job
+//!     runs on after `succeeded` (removing old releases);
 //! (b) the same for a `generic` app (fetch, start under supervisor, health check, switch nginx to
 //!     the new port, drain, stop the old process) next to its one-ssh hand-written equivalent;
 //! (c) requests served and failed while four clients load the site through ten deploys;
@@ -137,16 +138,20 @@ fn process_cpu(pid: u32) -> Duration {
 }
 
 /// Deploys (POST then wait) `runs` new commits of `repo` to `site`, each made by `commit(n)`:
-/// the times, how long each was queued, and each step's times by name.
+/// the times, how long each was queued, each step's times by name, and how long its job ran on
+/// after `succeeded`.
+#[derive(Default)]
 struct DeployRuns {
     times: Vec<Duration>,
     queued: Vec<Duration>,
     steps: std::collections::BTreeMap<String, Vec<Duration>>,
+    /// From `succeeded` to the end of the deploy's job (what runs after: removing old releases).
+    after: Vec<Duration>,
 }
 
 impl DeployRuns {
     async fn measure(api: &common::Api, site: &str, first: usize, runs: usize, commit: impl Fn(usize)) -> DeployRuns {
-        let mut out = DeployRuns { times: Vec::new(), queued: Vec::new(), steps: std::collections::BTreeMap::new() };
+        let mut out = DeployRuns::default();
         for n in first..first + runs {
             commit(n);
             let started = Instant::now();
@@ -161,6 +166,11 @@ impl DeployRuns {
             let at = |v: &serde_json::Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
             if let (Some(created), Some(started)) = (at(&deployment["created_at"]), at(&deployment["started_at"])) {
                 out.queued.push((started - created).to_std().unwrap_or_default());
+            }
+            // The next deploy starts after this one's job has ended (it would wait for it).
+            let job = api.finished(deployment["operation_id"].as_str().unwrap()).await;
+            if let (Some(succeeded), Some(ended)) = (at(&deployment["finished_at"]), at(&job["finished_at"])) {
+                out.after.push((ended - succeeded).to_std().unwrap_or_default());
             }
             for (i, step) in deployment["steps"].as_array().into_iter().flatten().enumerate() {
                 let name = format!("{i} {}", step["name"].as_str().unwrap_or("?"));
@@ -184,6 +194,7 @@ impl DeployRuns {
             let name = name.split_once(' ').map_or(name.as_str(), |(_, n)| n).to_string();
             println!("    {name:<36} {:>8.0} ms", ms(median(times)));
         }
+        println!("    succeeded -> its job ended           {:>8.1} ms", median(self.after).as_secs_f64() * 1000.0);
     }
 }
 
