@@ -456,14 +456,20 @@ async fn main() {
                     tokio::spawn(async move { succeeded(&api, &site, &id).await })
                 })
                 .collect();
+            let mut deployments = Vec::new();
             for follower in followers {
-                follower.await.unwrap();
+                deployments.push(follower.await.unwrap());
             }
             together.push(started.elapsed());
             machine_cpu += busy_cpu() - machine;
             slipway_cpu += process_cpu(pid) - own;
             if let Some(perf) = &mut perf {
                 perf.pause();
+            }
+            // The next round starts once every job has ended (untimed: what runs after
+            // `succeeded` is the removal of old releases).
+            for deployment in &deployments {
+                api.finished(deployment["operation_id"].as_str().unwrap()).await;
             }
         }
         drop(perf);
@@ -604,12 +610,16 @@ impl FleetServer {
     }
 
     /// Commits version `n` and deploys it: the time from POST to `succeeded`.
+    /// One deploy alone: the time to `succeeded`; returns once its job has ended, so that the
+    /// next deploy never waits for it.
     async fn deploy(&self, api: &common::Api, n: usize) -> Duration {
         self.commit(n);
         let started = Instant::now();
         let id = self.start_deploy(api).await;
-        succeeded(api, &self.site, &id).await;
-        started.elapsed()
+        let deployment = succeeded(api, &self.site, &id).await;
+        let took = started.elapsed();
+        api.finished(deployment["operation_id"].as_str().unwrap()).await;
+        took
     }
 
     async fn start_deploy(&self, api: &common::Api) -> String {
