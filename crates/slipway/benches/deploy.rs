@@ -609,9 +609,8 @@ impl FleetServer {
         self.repo.commit(&[("public/index.html", &format!("version {n}\n"))], &format!("v{n}"));
     }
 
-    /// Commits version `n` and deploys it: the time from POST to `succeeded`.
-    /// One deploy alone: the time to `succeeded`; returns once its job has ended, so that the
-    /// next deploy never waits for it.
+    /// Commits version `n` and deploys it alone: the time from POST to `succeeded`. Returns once
+    /// its job has ended, so that the next deploy never waits for it.
     async fn deploy(&self, api: &common::Api, n: usize) -> Duration {
         self.commit(n);
         let started = Instant::now();
