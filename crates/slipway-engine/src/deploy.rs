@@ -415,13 +415,14 @@ impl DeploySite {
     ) -> Result<OpenSession, JobError> {
         let Stages { steps, prepare, switch, mark, adopting } = stages;
         let (prepared, switched) = (format!("slipway-prepared {mark}"), format!("slipway-switched {mark}"));
+        // Follows the switch in the shell's input: a switch that ended without saying the
+        // release is live, and without exiting, is known at once (not after the idle timeout).
+        let switch_ended = format!("slipway-switch-ended {mark}");
         let mut session = OpenSession::start(&self.0, ctx, connection, prepare, mark);
         let mut recorded = Ok(());
         let mut next = 1;
-        let mut cancel = ctx.cancel_receiver();
-        // Whether a cancel is still to be watched for: not once forwarded, nor once nobody can
-        // ask for one (a sender that is gone).
-        let mut watching = true;
+        // A cancel is forwarded once (the session then ends, and the loop with it).
+        let mut stopped = false;
         let mut ready = false;
         let mut cancelled_when_ready = false;
         loop {
@@ -430,11 +431,9 @@ impl DeploySite {
                     Some(line) => line,
                     None => break,
                 },
-                asked = cancel.wait_for(|c| *c), if !ready && watching => {
-                    watching = false;
-                    if asked.is_ok() {
-                        session.stop();
-                    }
+                () = ctx.cancelled(), if !ready && !stopped => {
+                    stopped = true;
+                    session.stop();
                     continue;
                 }
             };
@@ -453,7 +452,10 @@ impl DeploySite {
                 // A session that ended meanwhile (its run reports why) gets no switch.
                 if session.open() && recorded.is_ok() {
                     match self.begin_switch(ctx, site, deployment, progress, adopting).await {
-                        Ok(true) => progress.switch_started = session.send(switch.text_continuing()),
+                        Ok(true) => {
+                            let text = format!("{}echo \"{switch_ended}\"\n", switch.text_continuing());
+                            progress.switch_started = session.send(text);
+                        }
                         Ok(false) => cancelled_when_ready = true,
                         Err(e) => recorded = Err(e),
                     }
@@ -464,6 +466,8 @@ impl DeploySite {
                 }
             } else if line == switched && progress.switch_started {
                 return Ok(session);
+            } else if line == switch_ended {
+                session.end_input();
             }
         }
         let ran = session.ended().await;

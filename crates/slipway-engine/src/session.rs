@@ -243,13 +243,15 @@ pub async fn run_script_with(
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<String>, JobError> {
     let (_, no_more) = tokio::sync::mpsc::unbounded_channel();
-    run_script_in_parts(engine, ctx, connection, script, no_more, cancel, &mut |_| {}).await
+    run_script_in_parts(engine, ctx, connection, script, no_more, cancel, &mut |_| {}, None).await
 }
 
 /// [`run_script_with`] for a script whose later parts (each [`Script::text_continuing`]) arrive
 /// on `rest` while it runs, as its markers decide (see [`Transport::run_in_parts`]), handing
 /// each `slipway-` line to `marker` as it arrives (a script that runs several steps says when
-/// each begins). A failure is named after `script`, whichever part failed.
+/// each begins), and a part's end (a line that starts with `part_end`) even when it follows
+/// output without a newline of its own. A failure is named after `script`, whichever part failed.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_script_in_parts(
     engine: &Engine,
     ctx: &JobContext,
@@ -258,6 +260,7 @@ pub async fn run_script_in_parts(
     rest: slipway_remote::Parts,
     cancel: tokio::sync::watch::Receiver<bool>,
     marker: &mut (dyn FnMut(&str) + Send),
+    part_end: Option<&str>,
 ) -> Result<Vec<String>, JobError> {
     let mut failure = FailureTracker::default();
     let mut reported = Vec::new();
@@ -270,17 +273,17 @@ pub async fn run_script_in_parts(
                 let stdout = stream == slipway_remote::Stream::Stdout;
                 // Values a script reports (`slipway-commit …`) are for Slipway, not the log a
                 // person reads; a `fail` reason is logged as its words.
-                let is_marker = stdout && line.starts_with("slipway-");
-                if is_marker {
-                    marker(line);
+                let (text, found) = if stdout { split_marker(line, part_end) } else { (line, None) };
+                if let Some(found) = found {
+                    marker(found);
                     if reported.len() < 1000 {
-                        reported.push(line.to_string());
+                        reported.push(found.to_string());
                     }
                 }
-                if is_marker || (stdout && script.secret_output) {
+                if (found.is_some() && text.is_empty()) || (stdout && script.secret_output) {
                     return;
                 }
-                ctx.log(stream.as_str(), line.strip_prefix(ERROR_PREFIX).unwrap_or(line));
+                ctx.log(stream.as_str(), text.strip_prefix(ERROR_PREFIX).unwrap_or(text));
             },
             cancel,
             engine.command_idle,
@@ -302,6 +305,20 @@ pub async fn run_script_in_parts(
     }
 }
 
+/// A line of standard output as what is logged and the `slipway-` line in it, if any: one at
+/// its start, or a part's end (`part_end`, which holds the session's mark, then an exit status)
+/// after output that had no newline of its own (a process the part started printed a partial
+/// line), so that the part is not taken to hang.
+fn split_marker<'a>(line: &'a str, part_end: Option<&str>) -> (&'a str, Option<&'a str>) {
+    if line.starts_with("slipway-") {
+        return ("", Some(line));
+    }
+    match part_end.and_then(|end| line.rfind(end)) {
+        Some(at) => (&line[..at], Some(&line[at..])),
+        None => (line, None),
+    }
+}
+
 /// A script running in parts on a task of its own (see [`run_script_in_parts`]) whose shell,
 /// between parts, waits for the next: the job follows its `slipway-` lines, sends the next part
 /// when they say so, and can then run further scripts in the same shell ([`OpenSession::run`])
@@ -312,8 +329,8 @@ pub(crate) struct OpenSession {
     markers: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// Stops the session while it is true; held, so that it never reads as gone.
     stop: tokio::sync::watch::Sender<bool>,
-    /// The job's: a script run with [`OpenSession::run`] stops when it turns true.
-    cancel: tokio::sync::watch::Receiver<bool>,
+    /// The job: a cancel of it stops a script run with [`OpenSession::run`].
+    job: JobContext,
     task: Option<tokio::task::JoinHandle<Result<Vec<String>, JobError>>>,
     /// A random word the shell's own lines carry (see [`OpenSession::run`]).
     mark: String,
@@ -335,14 +352,14 @@ impl OpenSession {
         let (found, markers) = tokio::sync::mpsc::unbounded_channel();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (engine, job, connection, script) = (engine.clone(), ctx.clone(), connection.clone(), script.clone());
+        let part_end = part_end(mark);
         let task = tokio::spawn(async move {
             let mut marker = |line: &str| {
                 let _ = found.send(line.to_string());
             };
-            run_script_in_parts(&engine, &job, &connection, &script, rest, stopped, &mut marker).await
+            run_script_in_parts(&engine, &job, &connection, &script, rest, stopped, &mut marker, Some(&part_end)).await
         });
-        let cancel = ctx.cancel_receiver();
-        OpenSession { input: Some(input), markers, stop, cancel, task: Some(task), mark: mark.to_string() }
+        OpenSession { input: Some(input), markers, stop, job: ctx.clone(), task: Some(task), mark: mark.to_string() }
     }
 
     /// The next `slipway-` line the shell printed; `None` once the session has ended.
@@ -390,26 +407,22 @@ impl OpenSession {
         // Its output is logged as the first script's is.
         debug_assert!(!script.secret_output);
         let name = script.name;
-        if cancellable && *self.cancel.borrow() {
+        if cancellable && self.job.is_cancelled() {
             return Err(format!("{name}: cancelled"));
         }
-        let end = format!("slipway-part-end {} ", self.mark);
+        let end = part_end(&self.mark);
         if !self.send(part_text(script, &end)) {
             return Err(format!("{name}: the session on the server had ended"));
         }
-        let mut cancel = self.cancel.clone();
-        // Watched once at most: stopped, the session ends and the loop with it; a sender that
-        // is gone never asks.
-        let (mut watching, mut cancelled) = (cancellable, false);
+        let job = self.job.clone();
+        // Honoured once: stopped, the session ends and the loop with it.
+        let mut cancelled = false;
         loop {
             let line = tokio::select! {
                 line = self.markers.recv() => line,
-                asked = cancel.wait_for(|c| *c), if watching => {
-                    watching = false;
-                    cancelled = asked.is_ok();
-                    if cancelled {
-                        self.stop();
-                    }
+                () = job.cancelled(), if cancellable && !cancelled => {
+                    cancelled = true;
+                    self.stop();
                     continue;
                 }
             };
@@ -438,6 +451,11 @@ impl OpenSession {
     }
 }
 
+/// How the end of a part run in the shell that knows `mark` is reported, before its exit status.
+fn part_end(mark: &str) -> String {
+    format!("slipway-part-end {mark} ")
+}
+
 /// `script` as a part of its own in a running shell: a subshell (its variables and its `exit`
 /// stay in it) that reads nothing of the shell's input, then `END` and its exit status.
 fn part_text(script: &Script, end: &str) -> String {
@@ -461,7 +479,7 @@ impl Drop for OpenSession {
 
 #[cfg(test)]
 mod tests {
-    use super::{FailureTracker, part_text};
+    use super::{FailureTracker, part_end, part_text, split_marker};
     use crate::script::Script;
     use slipway_remote::Stream::{Stderr, Stdout};
 
@@ -487,6 +505,25 @@ mod tests {
         );
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "slipway-error: stated inside");
         assert!(out.status.success());
+    }
+
+    /// A part whose output ends without a newline (as a process it started may leave it) still
+    /// reports its end, found after that output; lines that only look like an end are logged.
+    #[test]
+    fn a_part_end_after_a_partial_line_is_found() {
+        let end = part_end("M0123456789abcdefXYZ");
+        let partial = Script::new("partial", "printf 'no newline'\n");
+        let out = crate::script::run_as_sh_s(&part_text(&partial, &end));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<(&str, Option<&str>)> = stdout.lines().map(|l| split_marker(l, Some(&end))).collect();
+        let reported = format!("{end}0");
+        assert_eq!(lines, [("no newline", Some(reported.as_str()))]);
+        assert_eq!(split_marker("slipway-commit abc", Some(&end)), ("", Some("slipway-commit abc")));
+        // Another shell's end, or an end where no part runs, is output like any other.
+        let other = "a slipway-part-end OTHER0123456789ab 0";
+        assert_eq!(split_marker(other, Some(&end)), (other, None));
+        let glued = format!("x{reported}");
+        assert_eq!(split_marker(&glued, None), (glued.as_str(), None));
     }
 
     fn reason(lines: &[(slipway_remote::Stream, &str)]) -> String {
