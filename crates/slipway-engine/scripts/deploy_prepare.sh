@@ -82,6 +82,29 @@ fi
 prepare_as_user='set -u
 fail() { printf "slipway-error: %s\n" "$*" >&2; exit 1; }
 step() { printf "==> %s\n" "$*"; }
+# The processes other than $4 holding pipe number $1 or $2 open for writing ("/proc/PID/fd"
+# lines), once none does or after $3 waits of 0.2 s.
+writers_after() {
+    tries=0
+    while
+        held=$(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -perm -u=w ! -path "/proc/$4/fd/*" \
+            \( -lname "pipe:?$1?" -o -lname "pipe:?$2?" \) -printf "%h\n" 2>/dev/null)
+        [ -n "$held" ] && [ "$tries" -lt "$3" ]
+    do
+        sleep 0.2
+        tries=$((tries + 1))
+    done
+    printf "%s" "$held"
+}
+# The process ids in such lines, each once.
+pids_of() {
+    ids=
+    for held in $1; do
+        id=${held#/proc/}; id=${id%/fd}
+        case " $ids " in *" $id "*) ;; *) ids="$ids $id" ;; esac
+    done
+    printf "%s" "${ids# }"
+}
 put=$1 root=$2 release=$3 dir=$4 fetch=$5 build=$6 check=$7 url=$8 branch=$9
 shift 9
 commit=$1 live_commit=$2 in_place=$3 key=$4 shared=$5 web_dir=$6 health_path=$7 env_sh=$8 script=$9
@@ -184,14 +207,43 @@ if [ -n "$build" ]; then
     sh -c "$put" sh "$@" || fail "the environment and deploy script of the release could not be written"
     step "running the deploy script"
     # Its standard output passes through sed so that none of its lines reads as a marker above;
-    # its exit status comes back in a file beside it (dash has no pipefail).
+    # both its streams go through pipes of their own (standard error through the swap of 1 and
+    # 3), which tell what the script left running: a process that still holds them after the
+    # script has exited would hold the deploy (and the session) for as long as it runs. It is
+    # waited for, its output still shown, for at most 10 s, then stopped, and the deploy fails.
+    # The file beside the script gets its exit status (dash has no pipefail) and what was stopped.
     code_file="$script.exit"
-    { ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null; echo $? >"$code_file"; } |
-        sed -u "s/^slipway-/ slipway-/"
-    code=
-    read -r code <"$code_file" || true
+    {
+        {
+            exec 4>&1
+            pipes=$(readlink /proc/self/fd/3 /proc/self/fd/4 2>/dev/null) || pipes=
+            ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null 2>&1 >&3 3>&- 4>&-
+            echo "exit $?" >"$code_file"
+            # This shell holds them no longer, nor anything it starts; the shell that waits for it
+            # and its reader still holds the first one.
+            exec >/dev/null 3>&- 4>&-
+            read -r _ _ _ parent _ </proc/self/stat || parent=
+            out=${pipes#pipe:?}; out=${out%%]*}; err=${pipes##*:?}; err=${err%?}
+            left=
+            case $out$err$parent in *[!0-9]*|"") ;; *) left=$(writers_after "$out" "$err" 50 "$parent") ;; esac
+            if [ -n "$left" ]; then
+                pids=$(pids_of "$left")
+                echo "the deploy script left processes running that still hold its output 10 s after it exited; they are stopped:" >&2
+                ps -o pid=,args= -p "$pids" >&2 || true
+                echo "stopped $pids" >>"$code_file"
+                kill $pids 2>/dev/null || true
+                left=$(writers_after "$out" "$err" 10 "$parent")
+                [ -z "$left" ] || kill -KILL $(pids_of "$left") 2>/dev/null || true
+            fi
+        } | cat >&2 3>&-
+    } 3>&1 | sed -u "s/^slipway-/ slipway-/"
+    code= stopped=
+    while read -r word rest; do
+        case $word in exit) code=$rest ;; stopped) stopped=$rest ;; esac
+    done <"$code_file"
     rm -f "$script" "$code_file"
     [ "$code" = 0 ] || fail "the deploy script failed (exit ${code:-unknown})"
+    [ -z "$stopped" ] || fail "the deploy script left processes running that still held its output 10 s after it exited (stopped: $stopped); wait for them in the script, or start a long-running process as a daemon or with its output sent elsewhere"
     step "deploy script done"
 fi
 if [ -n "$check" ]; then

@@ -399,11 +399,19 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
 
     // Old releases go after a deploy (in its session, once it has said it succeeded): the
-    // newest `keep_releases` are left, in the list and on the server.
-    let (status, reply) = stage.api.call(Method::PUT, &site, Some(json!({"keep_releases": 2}))).await;
+    // newest `keep_releases` are left, in the list and on the server. Its deploy script leaves
+    // two processes in the background: one that keeps the script's output a moment longer (its
+    // output is shown, the deploy waits for it) and one that does not (left running).
+    let pid = std::process::id() % 1000;
+    let (holding, detached) = (format!("sleep 3{pid}.25"), format!("sleep 3{pid}.75"));
+    let _stop = StopOnDrop([holding.clone(), detached.clone()]);
+    let script = format!("(sleep 1; echo finished in the background) &\n{detached} >/dev/null 2>&1 &\necho built\n");
+    let change = json!({"keep_releases": 2, "deploy_script": script});
+    let (status, reply) = stage.api.call(Method::PUT, &site, Some(change)).await;
     assert_eq!(status, 200, "{reply}");
     let fourth = stage.deploy(&site, "deploy", json!({})).await;
     assert_eq!(fourth["status"], "succeeded", "{fourth}");
+    assert!(!pids_of(&detached).is_empty(), "the detached process is left running");
     let (_, releases) = stage.api.call(Method::GET, &format!("{site}/releases"), None).await;
     let listed: Vec<&str> = releases["data"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
     let kept = [fourth["id"].as_str().unwrap(), third["id"].as_str().unwrap()];
@@ -420,6 +428,21 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     assert_eq!(on_disk, expected);
     let log = stage.log(&site, fourth["id"].as_str().unwrap()).await;
     assert!(!log.contains("removing old releases failed") && !log.contains("ended with an error"), "{log}");
+    let background = log.find("finished in the background").expect(&log);
+    assert!(background < log.find("==> deploy script done").unwrap(), "{log}");
+
+    // A process left holding the script's output 10 s after it exited (a watcher, a server
+    // started with `&`) is stopped and named, and the deploy fails at build: it would hold the
+    // deploy for as long as it runs.
+    let script = format!("sh -c '{holding}; echo late' &\necho built\n");
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": script}))).await;
+    let started = Instant::now();
+    let held = stage.deploy(&site, "deploy", json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(40), "the deploy waited for the background process");
+    assert_failed_at(&held, "build", "left processes running that still held its output 10 s after it exited");
+    assert!(pids_of(&holding).is_empty(), "the process holding the output was stopped");
+    let log = stage.log(&site, held["id"].as_str().unwrap()).await;
+    assert!(log.contains(&format!("sh -c {holding}; echo late")) && !log.contains("\nlate"), "{log}");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
 
     // Suspend and resume.
@@ -1247,6 +1270,18 @@ async fn credentials_in_a_repository_url_are_used_but_never_written_down() {
 fn pids_of(marker: &str) -> Vec<u32> {
     let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Ends the processes whose command lines hold these markers (those a test's deploy scripts
+/// started), whichever way the test ends.
+struct StopOnDrop<const N: usize>([String; N]);
+
+impl<const N: usize> Drop for StopOnDrop<N> {
+    fn drop(&mut self) {
+        for pid in self.0.iter().flat_map(|marker| pids_of(marker)) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
 }
 
 /// A queue worker runs as the site's user in its live release with the site's environment,
