@@ -82,6 +82,20 @@ fi
 prepare_as_user='set -u
 fail() { printf "slipway-error: %s\n" "$*" >&2; exit 1; }
 step() { printf "==> %s\n" "$*"; }
+# Sets inode to the inode number of the pipe on file descriptor $1 of this shell: read from
+# fdinfo (Linux 5.14 and later: no process started), else from the link of the descriptor.
+pipe_inode() {
+    inode=
+    if [ -r "/proc/self/fdinfo/$1" ]; then
+        while read -r key value; do
+            if [ "$key" = ino: ]; then inode=$value; fi
+        done <"/proc/self/fdinfo/$1"
+    fi
+    if [ -z "$inode" ]; then
+        inode=$(readlink "/proc/self/fd/$1" 2>/dev/null) || inode=
+        inode=${inode#pipe:?}; inode=${inode%?}
+    fi
+}
 # The processes other than $4 holding pipe number $1 or $2 open for writing ("/proc/PID/fd"
 # lines), once none does or after $3 waits of 0.2 s.
 writers_after() {
@@ -215,15 +229,14 @@ if [ -n "$build" ]; then
     code_file="$script.exit"
     {
         {
-            exec 4>&1
-            pipes=$(readlink /proc/self/fd/3 /proc/self/fd/4 2>/dev/null) || pipes=
-            ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null 2>&1 >&3 3>&- 4>&-
+            pipe_inode 1; err=$inode
+            pipe_inode 3; out=$inode
+            ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null 2>&1 >&3 3>&-
             echo "exit $?" >"$code_file"
-            # This shell holds them no longer, nor anything it starts; the shell that waits for it
-            # and its reader still holds the first one.
-            exec >/dev/null 3>&- 4>&-
+            # Neither this shell nor what it starts holds them now; the shell that waits for it
+            # and its reader still holds the pipe of standard output (and is skipped).
+            exec >/dev/null 3>&-
             read -r _ _ _ parent _ </proc/self/stat || parent=
-            out=${pipes#pipe:?}; out=${out%%]*}; err=${pipes##*:?}; err=${err%?}
             left=
             case $out$err$parent in *[!0-9]*|"") ;; *) left=$(writers_after "$out" "$err" 50 "$parent") ;; esac
             if [ -n "$left" ]; then
