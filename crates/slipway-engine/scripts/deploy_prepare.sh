@@ -110,6 +110,10 @@ writers_after() {
     done
     printf "%s" "$held"
 }
+# Whether $1 is a number.
+number() {
+    case $1 in "" | *[!0-9]*) return 1 ;; esac
+}
 # The process ids in such lines, each once.
 pids_of() {
     ids=
@@ -229,8 +233,11 @@ if [ -n "$build" ]; then
     code_file="$script.exit"
     {
         {
-            pipe_inode 1; err=$inode
+            # (Through 4: inside a command substitution, 1 is its own.)
+            exec 4>&1
+            pipe_inode 4; err=$inode
             pipe_inode 3; out=$inode
+            exec 4>&-
             ( cd "$work" && . "$env_sh" && exec sh -e "$script" ) </dev/null 2>&1 >&3 3>&-
             echo "exit $?" >"$code_file"
             # Neither this shell nor what it starts holds them now; the shell that waits for it
@@ -238,7 +245,13 @@ if [ -n "$build" ]; then
             exec >/dev/null 3>&-
             read -r _ _ _ parent _ </proc/self/stat || parent=
             left=
-            case $out$err$parent in *[!0-9]*|"") ;; *) left=$(writers_after "$out" "$err" 50 "$parent") ;; esac
+            if number "$out" && number "$err" && number "$parent"; then
+                left=$(writers_after "$out" "$err" 0 "$parent")
+            fi
+            if [ -n "$left" ]; then
+                echo "the deploy script has exited; waiting up to 10 s for what it left running that still holds its output (processes $(pids_of "$left"))" >&2
+                left=$(writers_after "$out" "$err" 50 "$parent")
+            fi
             if [ -n "$left" ]; then
                 pids=$(pids_of "$left")
                 echo "the deploy script left processes running that still hold its output 10 s after it exited; they are stopped:" >&2

@@ -404,7 +404,8 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     // output is shown, the deploy waits for it) and one that does not (left running).
     let pid = std::process::id() % 1000;
     let (holding, detached) = (format!("sleep 3{pid}.25"), format!("sleep 3{pid}.75"));
-    let _stop = StopOnDrop([holding.clone(), detached.clone()]);
+    let holding_stderr = format!("sleep 3{pid}.5");
+    let _stop = StopOnDrop([holding.clone(), detached.clone(), holding_stderr.clone()]);
     let script = format!("(sleep 1; echo finished in the background) &\n{detached} >/dev/null 2>&1 &\necho built\n");
     let change = json!({"keep_releases": 2, "deploy_script": script});
     let (status, reply) = stage.api.call(Method::PUT, &site, Some(change)).await;
@@ -431,18 +432,19 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let background = log.find("finished in the background").expect(&log);
     assert!(background < log.find("==> deploy script done").unwrap(), "{log}");
 
-    // A process left holding the script's output 10 s after it exited (a watcher, a server
-    // started with `&`) is stopped and named, and the deploy fails at build: it would hold the
-    // deploy for as long as it runs.
-    let script = format!("sh -c '{holding}; echo late' &\necho built\n");
+    // Processes left holding the script's output 10 s after it exited (a watcher, a server
+    // started with `&`; one holds only standard error) are stopped and named, and the deploy
+    // fails at build: they would hold the deploy for as long as they run.
+    let script = format!("sh -c '{holding}; echo late' &\nsh -c '{holding_stderr}' >/dev/null &\necho built\n");
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": script}))).await;
     let started = Instant::now();
     let held = stage.deploy(&site, "deploy", json!({})).await;
     assert!(started.elapsed() < Duration::from_secs(40), "the deploy waited for the background process");
     assert_failed_at(&held, "build", "left processes running that still held its output 10 s after it exited");
-    assert!(pids_of(&holding).is_empty(), "the process holding the output was stopped");
+    assert!(pids_of(&holding).is_empty() && pids_of(&holding_stderr).is_empty(), "the processes were stopped");
     let log = stage.log(&site, held["id"].as_str().unwrap()).await;
     assert!(log.contains(&format!("sh -c {holding}; echo late")) && !log.contains("\nlate"), "{log}");
+    assert!(log.contains(&format!("sh -c {holding_stderr}")), "{log}");
     assert_eq!(stage.get("static.example.com", "/").await.1, "version three\n");
 
     // Suspend and resume.
