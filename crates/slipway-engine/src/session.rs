@@ -310,11 +310,9 @@ pub async fn run_script_in_parts(
 /// after output that had no newline of its own (a process the part started printed a partial
 /// line), so that the part is not taken to hang.
 fn split_marker<'a>(line: &'a str, part_end: Option<&str>) -> (&'a str, Option<&'a str>) {
-    if line.starts_with("slipway-") {
-        return ("", Some(line));
-    }
     match part_end.and_then(|end| line.rfind(end)) {
         Some(at) => (&line[..at], Some(&line[at..])),
+        None if line.starts_with("slipway-") => ("", Some(line)),
         None => (line, None),
     }
 }
@@ -524,6 +522,9 @@ mod tests {
         assert_eq!(split_marker(other, Some(&end)), (other, None));
         let glued = format!("x{reported}");
         assert_eq!(split_marker(&glued, None), (glued.as_str(), None));
+        // After a partial line that itself looks like a marker, the end is still found.
+        let after_marker = format!("slipway-step x{reported}");
+        assert_eq!(split_marker(&after_marker, Some(&end)), ("slipway-step x", Some(reported.as_str())));
     }
 
     fn reason(lines: &[(slipway_remote::Stream, &str)]) -> String {
