@@ -330,8 +330,9 @@ pub(crate) struct OpenSession {
     /// The job: a cancel of it stops a script run with [`OpenSession::run`].
     job: JobContext,
     task: Option<tokio::task::JoinHandle<Result<Vec<String>, JobError>>>,
-    /// A random word the shell's own lines carry (see [`OpenSession::run`]).
-    mark: String,
+    /// How a part's end is reported: it carries a random word only Slipway and this shell
+    /// know (see [`OpenSession::run`]).
+    part_end: String,
 }
 
 impl OpenSession {
@@ -350,14 +351,17 @@ impl OpenSession {
         let (found, markers) = tokio::sync::mpsc::unbounded_channel();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (engine, job, connection, script) = (engine.clone(), ctx.clone(), connection.clone(), script.clone());
-        let part_end = part_end(mark);
-        let task = tokio::spawn(async move {
-            let mut marker = |line: &str| {
-                let _ = found.send(line.to_string());
-            };
-            run_script_in_parts(&engine, &job, &connection, &script, rest, stopped, &mut marker, Some(&part_end)).await
+        let end = part_end(mark);
+        let task = tokio::spawn({
+            let end = end.clone();
+            async move {
+                let mut marker = |line: &str| {
+                    let _ = found.send(line.to_string());
+                };
+                run_script_in_parts(&engine, &job, &connection, &script, rest, stopped, &mut marker, Some(&end)).await
+            }
         });
-        OpenSession { input: Some(input), markers, stop, job: ctx.clone(), task: Some(task), mark: mark.to_string() }
+        OpenSession { input: Some(input), markers, stop, job: ctx.clone(), task: Some(task), part_end: end }
     }
 
     /// The next `slipway-` line the shell printed; `None` once the session has ended.
@@ -408,8 +412,7 @@ impl OpenSession {
         if cancellable && self.job.is_cancelled() {
             return Err(format!("{name}: cancelled"));
         }
-        let end = part_end(&self.mark);
-        if !self.send(part_text(script, &end)) {
+        if !self.send(part_text(script, &self.part_end)) {
             return Err(format!("{name}: the session on the server had ended"));
         }
         let job = self.job.clone();
@@ -425,7 +428,7 @@ impl OpenSession {
                 }
             };
             let Some(line) = line else { break };
-            match line.strip_prefix(&end) {
+            match line.strip_prefix(self.part_end.as_str()) {
                 Some("0") => return Ok(()),
                 Some(code) => return Err(format!("{name} failed (exit {code})")),
                 None => {}
