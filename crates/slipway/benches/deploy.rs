@@ -9,8 +9,14 @@
 //! (d) ten deploys fired at once, one to each of ten servers (each its own namespace host), their
 //!     logs followed at once, against one deploy alone, in the same run, with the CPU time the
 //!     ten cost the machine and Slipway's own process (the least time they need when they share
-//!     its cores).
-//! `BENCH_PARTS` picks parts (comma-separated: static, app, load, worker, fleet; all by default).
+//!     its cores);
+//! (e) the same ten servers reached across a slow link: a round trip of `BENCH_RTT_MS` (20 by
+//!     default) between Slipway and each server's SSH, and between each server and its git host,
+//!     made by a relay in this process that holds every byte for half of it each way. Servers are
+//!     seldom on the control plane's loopback; the round trips a deploy waits for, which (d) does
+//!     not see, are what ten deploys at once can overlap.
+//! `BENCH_PARTS` picks parts (comma-separated: static, app, load, worker, fleet, fleet-rtt; all by
+//! default).
 //! `BENCH_PERF=FILE` records the whole machine with `perf record` during (d)'s rounds of ten into
 //! FILE (`perf report -i FILE --sort comm` then says which programs the CPU went to).
 //! No assertion on time: these are figures.
@@ -421,71 +427,33 @@ async fn main() {
     }
 
     // (d) Ten servers, each with a static site and its own repository (a namespace host reaches
-    // only its own gateway), all deployed at once; against one of them deployed alone.
-    if wanted("fleet") {
+    // only its own gateway), all deployed at once; against one of them deployed alone. Then (e)
+    // the same servers reached across a link with a round trip of `BENCH_RTT_MS`.
+    if wanted("fleet") || wanted("fleet-rtt") {
         let mut fleet = Vec::new();
         for k in 0..FLEET {
             fleet.push(FleetServer::start(&api, &dir, k).await);
         }
-        let mut alone = Vec::new();
-        for n in 1..=3 {
-            alone.push(fleet[0].deploy(&api, n).await);
-        }
         let pid = slipway.child.id();
-        let mut perf = std::env::var_os("BENCH_PERF").map(PerfRecording::start);
-        let (mut together, mut machine_cpu, mut slipway_cpu) = (Vec::new(), Duration::ZERO, Duration::ZERO);
-        for round in 0..3 {
-            for f in &fleet {
-                f.commit(10 + round);
-            }
-            if let Some(perf) = &mut perf {
-                perf.resume();
-            }
-            // The POSTs go out back to back (a few ms each); then every deployment's log is
-            // followed at once, as ten CI jobs each running `slipway deploy` would.
-            let (started, machine, own) = (Instant::now(), busy_cpu(), process_cpu(pid));
-            let mut ids = Vec::new();
-            for f in &fleet {
-                ids.push(f.start_deploy(&api).await);
-            }
-            let followers: Vec<_> = fleet
-                .iter()
-                .zip(ids)
-                .map(|(f, id)| {
-                    let (api, site) = (api.clone(), f.site.clone());
-                    tokio::spawn(async move { succeeded(&api, &site, &id).await })
-                })
-                .collect();
-            let mut deployments = Vec::new();
-            for follower in followers {
-                deployments.push(follower.await.unwrap());
-            }
-            together.push(started.elapsed());
-            machine_cpu += busy_cpu() - machine;
-            slipway_cpu += process_cpu(pid) - own;
-            if let Some(perf) = &mut perf {
-                perf.pause();
-            }
-            // The next round starts once every job has ended (untimed: what runs after
-            // `succeeded` is the removal of old releases).
-            for deployment in &deployments {
-                api.finished(deployment["operation_id"].as_str().unwrap()).await;
-            }
+        if wanted("fleet") {
+            let perf = std::env::var_os("BENCH_PERF").map(PerfRecording::start);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            println!("{FLEET} servers (namespace hosts sharing this machine's {cores} cores), median of 3:");
+            fleet_rounds(&api, &fleet, pid, perf).await;
         }
-        drop(perf);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (one, all) = (median(alone), median(together.clone()));
-        let rounds = together.len() as u32;
-        let (machine_cpu, slipway_cpu) = (machine_cpu / rounds, slipway_cpu / rounds);
-        // However the work is spread, these cores cannot give the ten their CPU time faster.
-        let bound = machine_cpu.as_secs_f64() / cores as f64 / one.as_secs_f64();
-        println!("{FLEET} servers (namespace hosts sharing this machine's {cores} cores), median of 3:");
-        println!("  one deploy alone                       {:>8.0} ms", ms(one));
-        println!("  {FLEET} deploys at once, one per server    {:>8.0} ms", ms(all));
-        println!("  ratio all at once / one                {:>8.2}", all.as_secs_f64() / one.as_secs_f64());
-        println!("  CPU the {FLEET} used, every process         {:>8.0} ms", ms(machine_cpu));
-        println!("    of which Slipway's own process       {:>8.0} ms", ms(slipway_cpu));
-        println!("  least ratio {cores} cores allow for that CPU   {:>8.2}", bound);
+        if wanted("fleet-rtt") {
+            let rtt = std::env::var("BENCH_RTT_MS").map_or(20, |v| v.parse().expect("BENCH_RTT_MS: milliseconds"));
+            let one_way = Duration::from_millis(rtt) / 2;
+            for f in &mut fleet {
+                f.behind_latency(&api, one_way).await;
+            }
+            println!(
+                "{FLEET} servers, {rtt} ms round trip between Slipway and each server and between each server and \
+                 its git host (a relay that holds every byte {} ms each way), median of 3:",
+                ms(one_way)
+            );
+            fleet_rounds(&api, &fleet, pid, None).await;
+        }
         drop(fleet);
     }
     drop(repo);
@@ -493,6 +461,67 @@ async fn main() {
     drop(slipway);
     let _ = std::fs::remove_dir_all(&dir);
     common::clean_test_host_files();
+}
+
+/// One of `fleet`'s servers deployed alone (three times), then all of them at once (three rounds,
+/// their logs followed at once); prints the medians, their ratio and the CPU the ten used.
+async fn fleet_rounds(api: &common::Api, fleet: &[FleetServer], pid: u32, mut perf: Option<PerfRecording>) {
+    let mut alone = Vec::new();
+    for _ in 0..3 {
+        alone.push(fleet[0].deploy(api, fleet[0].next_version()).await);
+    }
+    let (mut together, mut machine_cpu, mut slipway_cpu) = (Vec::new(), Duration::ZERO, Duration::ZERO);
+    for _ in 0..3 {
+        for f in fleet {
+            f.commit(f.next_version());
+        }
+        if let Some(perf) = &mut perf {
+            perf.resume();
+        }
+        // The POSTs go out back to back (a few ms each); then every deployment's log is
+        // followed at once, as ten CI jobs each running `slipway deploy` would.
+        let (started, machine, own) = (Instant::now(), busy_cpu(), process_cpu(pid));
+        let mut ids = Vec::new();
+        for f in fleet {
+            ids.push(f.start_deploy(api).await);
+        }
+        let followers: Vec<_> = fleet
+            .iter()
+            .zip(ids)
+            .map(|(f, id)| {
+                let (api, site) = (api.clone(), f.site.clone());
+                tokio::spawn(async move { succeeded(&api, &site, &id).await })
+            })
+            .collect();
+        let mut deployments = Vec::new();
+        for follower in followers {
+            deployments.push(follower.await.unwrap());
+        }
+        together.push(started.elapsed());
+        machine_cpu += busy_cpu() - machine;
+        slipway_cpu += process_cpu(pid) - own;
+        if let Some(perf) = &mut perf {
+            perf.pause();
+        }
+        // The next round starts once every job has ended (untimed: what runs after
+        // `succeeded` is the removal of old releases).
+        for deployment in &deployments {
+            api.finished(deployment["operation_id"].as_str().unwrap()).await;
+        }
+    }
+    drop(perf);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (one, all) = (median(alone), median(together.clone()));
+    let rounds = together.len() as u32;
+    let (machine_cpu, slipway_cpu) = (machine_cpu / rounds, slipway_cpu / rounds);
+    // However the work is spread, these cores cannot give the ten their CPU time faster.
+    let bound = machine_cpu.as_secs_f64() / cores as f64 / one.as_secs_f64();
+    println!("  one deploy alone                       {:>8.0} ms", ms(one));
+    println!("  {FLEET} deploys at once, one per server    {:>8.0} ms", ms(all));
+    println!("  ratio all at once / one                {:>8.2}", all.as_secs_f64() / one.as_secs_f64());
+    println!("  CPU the {FLEET} used, every process         {:>8.0} ms", ms(machine_cpu));
+    println!("    of which Slipway's own process       {:>8.0} ms", ms(slipway_cpu));
+    println!("  least ratio {cores} cores allow for that CPU   {:>8.2}", bound);
 }
 
 /// `perf record` of every CPU, counting only while resumed (its control FIFO): the rounds of ten,
@@ -579,9 +608,14 @@ impl Drop for PerfRecording {
 
 /// A provisioned namespace host with one static site deploying from its own repository.
 struct FleetServer {
+    server: String,
     site: String,
     repo: GitRepo,
-    _host: NetnsHost,
+    host: NetnsHost,
+    /// The last version committed.
+    version: std::sync::atomic::AtomicUsize,
+    /// Once the server is reached across a slow link: the relays its SSH and git go through.
+    relays: Vec<LatencyRelay>,
 }
 
 impl FleetServer {
@@ -600,9 +634,40 @@ impl FleetServer {
         let (_, site) = api.call(Method::POST, &format!("{server}/sites"), Some(body)).await;
         api.finished(site["data"]["operation_id"].as_str().unwrap()).await;
         let site = format!("{server}/sites/{}", site["data"]["id"].as_str().unwrap());
-        let fleet = FleetServer { site, repo, _host: host };
-        fleet.deploy(api, 0).await; // warm: the first one clones the mirror
+        let fleet = FleetServer {
+            server,
+            site,
+            repo,
+            host,
+            version: std::sync::atomic::AtomicUsize::new(0),
+            relays: Vec::new(),
+        };
+        fleet.deploy(api, fleet.next_version()).await; // warm: the first one clones the mirror
         fleet
+    }
+
+    fn next_version(&self) -> usize {
+        self.version.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// From now on Slipway reaches this server's SSH, and the server its git host, through
+    /// relays that hold every byte for `one_way` each way: a link with a round trip of twice that.
+    async fn behind_latency(&mut self, api: &common::Api, one_way: Duration) {
+        let ssh = LatencyRelay::start(&self.host.gateway, (self.host.address.as_str(), 22), one_way).await;
+        let (_, port) = self.repo.url.rsplit_once(':').unwrap();
+        let (port, path) = port.split_once('/').unwrap();
+        let git =
+            LatencyRelay::start(&self.host.gateway, (self.host.gateway.as_str(), port.parse().unwrap()), one_way).await;
+        let url = format!("git://{}:{}/{path}", self.host.gateway, git.port);
+        let (status, body) = api
+            .call(Method::PUT, &self.server, Some(json!({"ip_address": self.host.gateway, "ssh_port": ssh.port})))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = api.call(Method::PUT, &self.site, Some(json!({"repository_url": url}))).await;
+        assert_eq!(status, 200, "{body}");
+        self.relays = vec![ssh, git];
+        // Warm: the first deploy opens the connection through the relay.
+        self.deploy(api, self.next_version()).await;
     }
 
     fn commit(&self, n: usize) {
@@ -624,6 +689,74 @@ impl FleetServer {
     async fn start_deploy(&self, api: &common::Api) -> String {
         start_deploy(api, &self.site).await
     }
+}
+
+/// A TCP relay that holds every byte for a fixed time in each direction before passing it on: a
+/// link with that latency and no bandwidth limit, as between a control plane and servers in
+/// another data centre. (This machine's kernel has no `netem`, hence a relay.) Dropping it ends
+/// its connections.
+struct LatencyRelay {
+    port: u16,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl LatencyRelay {
+    async fn start(listen: &str, to: (&str, u16), one_way: Duration) -> LatencyRelay {
+        let listener = tokio::net::TcpListener::bind((listen, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let to: std::net::SocketAddr = format!("{}:{}", to.0, to.1).parse().unwrap();
+        let accepting = tokio::spawn(async move {
+            // Held here, so that aborting this task ends every connection too.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    // A TCP handshake costs the client one round trip before it can send.
+                    tokio::time::sleep(one_way * 2).await;
+                    let Ok(outbound) = tokio::net::TcpStream::connect(to).await else { return };
+                    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                    let ((from_in, to_in), (from_out, to_out)) = (inbound.into_split(), outbound.into_split());
+                    tokio::join!(delayed_copy(from_in, to_out, one_way), delayed_copy(from_out, to_in, one_way));
+                });
+            }
+        });
+        LatencyRelay { port, accepting }
+    }
+}
+
+impl Drop for LatencyRelay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Copies `from` to `to`, each chunk (and the end) written `delay` after it was read.
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (chunks, mut queued) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reading = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from.read(&mut buf).await.unwrap_or(0);
+            // An empty chunk is the end of the stream.
+            if chunks.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() || n == 0 {
+                break;
+            }
+        }
+    };
+    let writing = async move {
+        while let Some((due, chunk)) = queued.recv().await {
+            tokio::time::sleep_until(due).await;
+            if chunk.is_empty() || to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reading, writing);
 }
 
 /// Asks for a deploy of `site` (its API path); the deployment's id.
