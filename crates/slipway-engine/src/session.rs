@@ -263,6 +263,7 @@ pub async fn run_script_in_parts(
     part_end: Option<&str>,
 ) -> Result<Vec<String>, JobError> {
     let mut failure = FailureTracker::default();
+    let mut part = PartFailure::default();
     let mut reported = Vec::new();
     let result = connection
         .run_in_parts(
@@ -274,10 +275,12 @@ pub async fn run_script_in_parts(
                 // Values a script reports (`slipway-commit …`) are for Slipway, not the log a
                 // person reads; a `fail` reason is logged as its words.
                 let (text, found) = if stdout { split_marker(line, part_end) } else { (line, None) };
+                part.observe(stream, text);
                 if let Some(found) = found {
-                    marker(found);
+                    let found = part.marker(found, part_end);
+                    marker(&found);
                     if reported.len() < 1000 {
-                        reported.push(found.to_string());
+                        reported.push(found);
                     }
                 }
                 if (found.is_some() && text.is_empty()) || (stdout && script.secret_output) {
@@ -302,6 +305,40 @@ pub async fn run_script_in_parts(
         Err(RemoteError::Cancelled) => Err(JobError::Cancelled),
         Err(e @ RemoteError::Disconnected(_)) => Err(JobError::Retryable { reason: format!("{}: {e}", script.name) }),
         Err(e) => Err(JobError::failed(format!("{}: {e}", script.name))),
+    }
+}
+
+/// Why the part running in an open session failed, for the summary the job gives of it (its
+/// lines are logged as they come, but "prune failed (exit 1)" alone does not say why): what a
+/// [`FailureTracker`] finds in the lines since the last marker, so that nothing the part before
+/// it printed is taken for its reason.
+#[derive(Debug, Default)]
+struct PartFailure(FailureTracker);
+
+impl PartFailure {
+    fn observe(&mut self, stream: slipway_remote::Stream, line: &str) {
+        self.0.observe(stream, line);
+    }
+
+    /// The marker `found` as handed on: a part's end with a failing status (`part_end`, the
+    /// status, then a space) carries the part's reason after it. Every marker starts the next
+    /// part's lines.
+    fn marker(&mut self, found: &str, part_end: Option<&str>) -> String {
+        let seen = std::mem::take(&mut self.0);
+        match part_end.and_then(|end| found.strip_prefix(end)) {
+            Some(status) if status != "0" => format!("{found} {}", seen.reason()),
+            _ => found.to_string(),
+        }
+    }
+}
+
+/// What a part's end (the text after `part_end`: its status, and the reason of a failure) says
+/// of part `name`.
+fn part_outcome(name: &str, end: &str) -> Result<(), String> {
+    match end.split_once(' ') {
+        None if end == "0" => Ok(()),
+        Some((code, why)) => Err(format!("{name} failed (exit {code}): {why}")),
+        None => Err(format!("{name} failed (exit {end})")),
     }
 }
 
@@ -428,10 +465,8 @@ impl OpenSession {
                 }
             };
             let Some(line) = line else { break };
-            match line.strip_prefix(self.part_end.as_str()) {
-                Some("0") => return Ok(()),
-                Some(code) => return Err(format!("{name} failed (exit {code})")),
-                None => {}
+            if let Some(end) = line.strip_prefix(self.part_end.as_str()) {
+                return part_outcome(name, end);
             }
         }
         Err(if cancelled {
@@ -480,7 +515,7 @@ impl Drop for OpenSession {
 
 #[cfg(test)]
 mod tests {
-    use super::{FailureTracker, part_end, part_text, split_marker};
+    use super::{FailureTracker, PartFailure, part_end, part_outcome, part_text, split_marker};
     use crate::script::Script;
     use slipway_remote::Stream::{Stderr, Stdout};
 
@@ -528,6 +563,53 @@ mod tests {
         // After a partial line that itself looks like a marker, the end is still found.
         let after_marker = format!("slipway-step x{reported}");
         assert_eq!(split_marker(&after_marker, Some(&end)), ("slipway-step x", Some(reported.as_str())));
+    }
+
+    /// The outcome of the last part in `lines` (as the session reads them, in order), each part
+    /// ending with `end` and its status.
+    fn last_part(name: &str, end: &str, lines: &[(slipway_remote::Stream, &str)]) -> Result<(), String> {
+        let mut part = PartFailure::default();
+        let mut outcome = None;
+        for (stream, line) in lines {
+            let (text, found) = if *stream == Stdout { split_marker(line, Some(end)) } else { (*line, None) };
+            part.observe(*stream, text);
+            if let Some(found) = found {
+                outcome = part.marker(found, Some(end)).strip_prefix(end).map(|status| part_outcome(name, status));
+            }
+        }
+        outcome.expect("the part ended")
+    }
+
+    /// A failing part's summary says why, from its own lines only: its `fail` reason, else its
+    /// step and last error line; nothing a part before it printed.
+    #[test]
+    fn a_failing_part_says_why() {
+        let end = part_end("M0123456789abcdefXYZ");
+        let stating = Script::new("prune", "echo working\nfail \"stated $X\"\n").var("X", "inside");
+        // The session's first script brings the prelude (`fail`) the parts use.
+        let first = Script::new("first", "true\n");
+        let out = crate::script::run_as_sh_s(&[first.text(), part_text(&stating, &end)].concat());
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        // One part: its error lines come before its end, whatever the order between streams.
+        let lines: Vec<_> = stderr.lines().map(|l| (Stderr, l)).chain(stdout.lines().map(|l| (Stdout, l))).collect();
+        assert_eq!(last_part("prune", &end, &lines), Err("prune failed (exit 1): stated inside".into()));
+
+        let (ok, failed) = (format!("{end}0"), format!("{end}1"));
+        let glued = format!("partial{failed}");
+        let lines = [
+            (Stderr, "an error of the part before"),
+            (Stdout, ok.as_str()),
+            (Stdout, "==> removing release 7"),
+            (Stderr, "rm: cannot remove 'x': Permission denied"),
+            (Stdout, glued.as_str()),
+        ];
+        assert_eq!(
+            last_part("prune", &end, &lines),
+            Err("prune failed (exit 1): removing release 7: rm: cannot remove 'x': Permission denied".into())
+        );
+        let silent = [(Stderr, "an error of the part before"), (Stdout, ok.as_str()), (Stdout, failed.as_str())];
+        assert_eq!(last_part("prune", &end, &silent), Err("prune failed (exit 1): no error output".into()));
+        assert_eq!(last_part("prune", &end, &[(Stderr, "a warning"), (Stdout, ok.as_str())]), Ok(()));
     }
 
     fn reason(lines: &[(slipway_remote::Stream, &str)]) -> String {
