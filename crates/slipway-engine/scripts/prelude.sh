@@ -171,7 +171,10 @@ put_nginx_site() {
 
 # Runs a command as the deploy user (for a site: the site's own user). Everything in its tree is
 # touched only this way: as root, a symlink it planted (`.env.new -> /etc/passwd`) would redirect
-# the write. runuser sets HOME (and USER, LOGNAME, SHELL) from the user's entry itself.
+# the write. runuser sets HOME (and USER, LOGNAME, SHELL) from the user's entry itself. Not
+# setpriv, though it starts faster: runuser's PAM session gives the user a session keyring of its
+# own (pam_keyinit), where setpriv's would keep root's login keyring and its keys, and applies
+# the user's limits (pam_limits).
 as_user() {
     runuser -u "$DEPLOY_USER" -- "$@"
 }
