@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use slipway_core::time::now;
 use slipway_core::{InstallStatus, RunStatus};
-use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_jobs::{JobContext, JobError, JobHandler, StopReason};
 use slipway_remote::SshConnection;
 use slipway_store::{Deployment, DeploymentUpdate, Server, Site, SiteChanges};
 use slipway_wire::DeploymentStep;
@@ -808,9 +808,11 @@ impl JobHandler for DeploySite {
         let connection = match connect(engine, ctx, &server).await {
             Ok(c) => c,
             Err(e) => {
+                let e = stopped_as(ctx, e);
                 ctx.flush_log().await;
-                let update = progress.failed(&e);
-                finish(engine, &deployment, update).await?;
+                if owns_its_end(ctx) {
+                    finish(engine, &deployment, progress.failed(&e)).await?;
+                }
                 return Err(e);
             }
         };
@@ -829,6 +831,7 @@ impl JobHandler for DeploySite {
                 ended
             }
             Err(e) => {
+                let e = stopped_as(ctx, e);
                 if deploys_in_place(&site, &deployment) {
                     // Nothing to clean up or fall back to: the working tree is the live site.
                     ctx.log(
@@ -853,8 +856,9 @@ impl JobHandler for DeploySite {
                     self.cleanup(ctx, &connection, &site, &deployment, &progress, &uncancellable).await;
                 }
                 ctx.flush_log().await;
-                let update = progress.failed(&e);
-                finish(engine, &deployment, update).await?;
+                if owns_its_end(ctx) {
+                    finish(engine, &deployment, progress.failed(&e)).await?;
+                }
                 Err(e)
             }
         }
@@ -884,6 +888,24 @@ impl JobHandler for DeploySite {
             }
         }
     }
+}
+
+/// What a deployment stopped before its end records: a user's cancel is `cancelled`, but a
+/// shutdown of Slipway (a restart, an upgrade) interrupts it, which nobody asked for.
+fn stopped_as(ctx: &JobContext, e: JobError) -> JobError {
+    match (e, ctx.stop_reason()) {
+        (JobError::Cancelled, Some(StopReason::Shutdown)) => {
+            ctx.log("stderr", "==> Slipway is shutting down: the deploy is interrupted");
+            JobError::failed("interrupted: Slipway was shut down")
+        }
+        (e, _) => e,
+    }
+}
+
+/// Whether this run may record how its deployment ended: not after its lease was lost, when the
+/// worker that reaped the job has recorded it as interrupted (and may be deploying again).
+fn owns_its_end(ctx: &JobContext) -> bool {
+    ctx.stop_reason() != Some(StopReason::LeaseLost)
 }
 
 /// How a deployment that failed (or was cancelled) at `step` ends.

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use slipway_core::ServerStatus;
 use slipway_core::time::now;
-use slipway_jobs::{JobContext, JobError, JobHandler};
+use slipway_jobs::{JobContext, JobError, JobHandler, StopReason};
 use slipway_store::Server;
 
 use crate::items::{self, DEPLOY_USER};
@@ -108,9 +108,14 @@ impl JobHandler for ProvisionServer {
                 Ok(())
             }
             Err(e) => {
-                let reason = match &e {
-                    JobError::Cancelled => "provisioning was cancelled".to_string(),
-                    other => other.to_string(),
+                let reason = match (&e, ctx.stop_reason()) {
+                    // The worker that reaped the job records it (and may be provisioning again).
+                    (_, Some(StopReason::LeaseLost)) => return Err(e),
+                    (JobError::Cancelled, Some(StopReason::Shutdown)) => {
+                        "provisioning was interrupted: Slipway was shut down".to_string()
+                    }
+                    (JobError::Cancelled, _) => "provisioning was cancelled".to_string(),
+                    (other, _) => other.to_string(),
                 };
                 // A server that could not be reached keeps saying so; anything else failed.
                 let current = store.server(&server.id).await.map_err(store_error)?;

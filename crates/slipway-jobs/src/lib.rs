@@ -191,6 +191,18 @@ pub async fn schedule_slot(
     }
 }
 
+/// Why a running job was asked to stop ([`JobContext::stop_reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A user cancelled it.
+    Requested,
+    /// This process is shutting down: the job is interrupted, not cancelled by anyone.
+    Shutdown,
+    /// Its lease ran out: another worker may own the job now, and whatever the job would record
+    /// of its end is that worker's to record.
+    LeaseLost,
+}
+
 /// Everything a running handler can use. A clone is the same job (its log, secrets and cancel
 /// signal are shared), for work a handler runs on a task of its own.
 #[derive(Debug, Clone)]
@@ -201,6 +213,8 @@ pub struct JobContext {
     pub attempt: i64,
     pub payload: serde_json::Value,
     cancel: watch::Receiver<bool>,
+    /// Set, once, before the cancel signal turns true.
+    stop: Arc<std::sync::OnceLock<StopReason>>,
     log: Arc<LogBuffer>,
     store: Arc<dyn Store>,
 }
@@ -212,9 +226,15 @@ impl JobContext {
         self.log.flush(self.store.as_ref(), &self.id, true).await;
     }
 
-    /// Whether the job should stop (cancelled by a user, or its lease was lost).
+    /// Whether the job should stop (cancelled by a user, a shutdown, or its lease was lost).
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// Why the job was asked to stop; `None` while it is not. The first reason stands: a job a
+    /// user cancelled stays cancelled when a shutdown follows.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop.get().copied()
     }
 
     /// A receiver that turns true when the job should stop, for code that takes one (remote

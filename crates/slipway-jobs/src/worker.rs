@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::clock::DatabaseClock;
-use crate::{JobContext, JobError, LogBuffer, Registry};
+use crate::{JobContext, JobError, LogBuffer, Registry, StopReason};
 
 /// Jobs one worker runs at once unless configured otherwise. Jobs spend most of their time
 /// waiting on servers, so this is well above the number of cores: ten deploys to ten servers
@@ -209,6 +209,12 @@ impl Worker {
             return;
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let stop_reason = Arc::new(std::sync::OnceLock::new());
+        // The reason first, so that a handler woken by the signal finds it.
+        let stop = |reason: StopReason| {
+            let _ = stop_reason.set(reason);
+            let _ = cancel_tx.send(true);
+        };
         let log = Arc::new(LogBuffer::default());
         // A retried job continues its earlier attempts' log; a first attempt has none (only a
         // job's runs write its log).
@@ -227,6 +233,7 @@ impl Worker {
             attempt: job.attempts,
             payload: serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null),
             cancel: cancel_rx,
+            stop: stop_reason.clone(),
             log: log.clone(),
             store: self.store.clone(),
         };
@@ -250,7 +257,7 @@ impl Worker {
                     }
                 }, if !shut_down => {
                     shut_down = true;
-                    let _ = cancel_tx.send(true);
+                    stop(StopReason::Shutdown);
                 }
                 _ = flush.tick() => log.flush(self.store.as_ref(), &job.id, !lease_lost).await,
                 _ = heartbeat.tick(), if !lease_lost => {
@@ -263,12 +270,12 @@ impl Worker {
                                 tracing::info!(job.id = %job.id, "cancellation requested");
                             }
                             cancel_requested = true;
-                            let _ = cancel_tx.send(true);
+                            stop(StopReason::Requested);
                         }
                         Ok(Heartbeat::Lost) => {
                             tracing::warn!(job.id = %job.id, "lost the job's lease; stopping it");
                             lease_lost = true;
-                            let _ = cancel_tx.send(true);
+                            stop(StopReason::LeaseLost);
                         }
                         // A failed renewal is not yet a lost lease: the lease is long enough to retry,
                         // until it may have run out.
@@ -278,7 +285,7 @@ impl Worker {
                         Err(e) => {
                             tracing::error!(error = %e, job.id = %job.id, "could not renew the job's lease before it ran out; stopping it");
                             lease_lost = true;
-                            let _ = cancel_tx.send(true);
+                            stop(StopReason::LeaseLost);
                         }
                     }
                 }

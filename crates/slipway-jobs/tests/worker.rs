@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use slipway_core::time::now;
-use slipway_jobs::{JobContext, JobError, JobHandler, JobSpec, Registry, Worker, WorkerConfig, enqueue};
+use slipway_jobs::{JobContext, JobError, JobHandler, JobSpec, Registry, StopReason, Worker, WorkerConfig, enqueue};
 use slipway_store::testing::TestDatabase;
 use slipway_store::{Job, Store};
 use tokio::sync::watch;
@@ -22,6 +22,8 @@ struct Record {
     running_per_resource: Mutex<HashMap<String, usize>>,
     overlaps: AtomicUsize,
     abandoned: Mutex<Vec<String>>,
+    /// Why each job in `wait` mode was stopped, as its handler saw it.
+    stops: Mutex<HashMap<String, Option<StopReason>>>,
     /// Jobs in `held` mode run until this turns true (or they are cancelled).
     released: AtomicBool,
     release: tokio::sync::Notify,
@@ -83,6 +85,7 @@ impl JobHandler for Echo {
             Some("leak") => Err(JobError::failed("login with hunter2-password was refused")),
             Some("wait") => {
                 ctx.cancelled().await;
+                self.0.stops.lock().unwrap().insert(ctx.id.clone(), ctx.stop_reason());
                 Err(JobError::Cancelled)
             }
             _ => Ok(()),
@@ -206,6 +209,7 @@ async fn outcomes(db: TestDatabase) {
     store.cancel_job(&waiting, now()).await.unwrap();
     let job = finished(store.as_ref(), &waiting).await;
     assert_eq!((job.status.as_str(), job.failure_reason.as_deref()), ("cancelled", Some("cancelled by request")));
+    assert_eq!(record.stops.lock().unwrap()[&waiting], Some(StopReason::Requested), "the handler knew why");
 
     let unknown = enqueue(store.as_ref(), JobSpec::new("no.such.kind", ())).await.unwrap();
     let job = finished(store.as_ref(), &unknown).await;
@@ -348,6 +352,34 @@ async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
     assert_eq!(r.attempts, 1, "the requeued job was not run again during the shutdown");
     let f = store.job(&failed).await.unwrap().unwrap();
     assert_eq!((f.status.as_str(), f.failure_reason.as_deref()), ("failed", Some("interrupted by shutdown")));
+    // Their handlers knew it was a shutdown, not a user's cancel (a deployment records that).
+    let stops = record.stops.lock().unwrap();
+    assert_eq!((stops[&retried], stops[&failed]), (Some(StopReason::Shutdown), Some(StopReason::Shutdown)));
+}
+
+/// A job whose lease another worker has reaped (as after a pause longer than the lease) is
+/// stopped at the next heartbeat, its handler told why, and the record the reaper wrote stands.
+#[tokio::test]
+async fn a_lost_lease_stops_the_job_and_its_handler_knows_why() {
+    let db = TestDatabase::sqlite().await;
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let (stop, worker) = start(store.clone(), record.clone(), "w-lost");
+    let job = enqueue(store.as_ref(), spec("wait", "l1")).await.unwrap();
+    running(store.as_ref(), &job).await;
+    // Reaped as if its lease had run out an hour from now.
+    let later = now() + chrono::Duration::hours(1);
+    store.reap_jobs(later, &|_| later).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !record.stops.lock().unwrap().contains_key(&job) {
+        assert!(Instant::now() < deadline, "the job was not stopped after losing its lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(record.stops.lock().unwrap()[&job], Some(StopReason::LeaseLost));
+    let j = store.job(&job).await.unwrap().unwrap();
+    assert_eq!((j.status.as_str(), j.failure_reason.as_deref()), ("failed", Some("interrupted")));
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }
 
 #[tokio::test]

@@ -811,9 +811,10 @@ async fn ten_deploys_and_three_rollbacks_under_load_fail_no_request() {
 }
 
 /// kill -9 of Slipway mid-deploy: after a restart the deployment ends failed (interrupted), the
-/// previous release still serves, and a new deploy succeeds.
+/// previous release still serves, and a new deploy succeeds. A graceful shutdown mid-deploy
+/// interrupts it too, cleaning up first.
 #[tokio::test]
-async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_serving() {
+async fn a_deploy_interrupted_by_kill_9_or_a_shutdown_fails_as_interrupted_and_the_site_keeps_serving() {
     let mut stage = Stage::new(&[("SLIPWAY_JOB_LEASE_SECONDS", "2")]).await;
     stage.repo.commit(&[("public/index.html", "version before\n")], "before");
     let site = stage
@@ -822,27 +823,14 @@ async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_
     assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded");
     stage.repo.commit(&[("public/index.html", "version after\n")], "after");
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building\nsleep 30\n"}))).await;
-    let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
-    let id = d["data"]["id"].as_str().unwrap().to_string();
-    let building = || async { stage.log(&site, &id).await.contains("building") };
-    common::eventually(Duration::from_secs(60), "the deploy reached its script", building).await;
+    let id = deploy_until_it_prints(&stage, &site, "building").await;
     let mut slipway = stage.slipway.take().unwrap();
     Command::new("kill").args(["-KILL", &slipway.child.id().to_string()]).status().unwrap();
     let _ = slipway.child.wait();
     drop(slipway);
     assert_eq!(stage.get("crash.example.com", "/").await.1, "version before\n");
 
-    let restarted = Server::start(&stage.dir, &[UNLIMITED, ("SLIPWAY_JOB_LEASE_SECONDS", "2")]).unwrap();
-    stage.api = Api { url: restarted.url.clone(), token: stage.api.token.clone() };
-    stage.slipway = Some(restarted);
-    let ended = stage.wait(&site, &id).await;
-    assert_eq!(
-        (ended["status"].as_str(), ended["failure_reason"].as_str(), ended["failed_step"].as_str()),
-        (Some("failed"), Some("interrupted"), Some("build")),
-        "{ended}"
-    );
-    let last = ended["steps"].as_array().unwrap().last().cloned().unwrap();
-    assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{ended}");
+    restart_and_expect_a_failed_build(&mut stage, &site, &id, "interrupted").await;
     let (_, s) = stage.api.call(Method::GET, &site, None).await;
     assert_eq!(s["data"]["deployment_status"], "failed");
     assert_eq!(stage.get("crash.example.com", "/").await.1, "version before\n", "the previous release still serves");
@@ -856,6 +844,47 @@ async fn a_deploy_interrupted_by_kill_9_fails_as_interrupted_and_the_site_keeps_
         !Path::new("/home/slipway/crash.example.com/releases").join(&id).exists(),
         "the half-built release is gone"
     );
+
+    // A graceful shutdown (a restart, an upgrade) mid-deploy interrupts the deploy: it ends
+    // `failed`, not `cancelled` as if someone had asked, and its half-built release is removed
+    // before Slipway exits.
+    stage.repo.commit(&[("public/index.html", "version never\n")], "never");
+    stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building again\nsleep 30\n"}))).await;
+    let id = deploy_until_it_prints(&stage, &site, "building again").await;
+    let (status, _) = stage.slipway.take().unwrap().terminate();
+    assert!(status.success(), "slipway stopped gracefully: {status:?}");
+    let release = Path::new("/home/slipway/crash.example.com/releases").join(&id);
+    assert!(!release.exists(), "the half-built release is removed on the way out");
+    assert_eq!(stage.get("crash.example.com", "/").await.1, "version after\n", "the live release still serves");
+    restart_and_expect_a_failed_build(&mut stage, &site, &id, "interrupted: Slipway was shut down").await;
+    let log = stage.log(&site, &id).await;
+    assert!(log.contains("Slipway is shutting down: the deploy is interrupted"), "{log}");
+}
+
+/// Starts a deploy of `site` and waits until its log shows `line` (its deploy script runs);
+/// the deployment's id.
+async fn deploy_until_it_prints(stage: &Stage, site: &str, line: &str) -> String {
+    let (_, d) = stage.api.call(Method::POST, &format!("{site}/deploy"), Some(json!({}))).await;
+    let id = d["data"]["id"].as_str().unwrap().to_string();
+    let printed = || async { stage.log(site, &id).await.contains(line) };
+    common::eventually(Duration::from_secs(60), "the deploy reached its script", printed).await;
+    id
+}
+
+/// Starts Slipway again on the stage's data (after it was killed or shut down) and waits for
+/// deployment `id` to end: it must have failed at its build with `reason`.
+async fn restart_and_expect_a_failed_build(stage: &mut Stage, site: &str, id: &str, reason: &str) {
+    let restarted = Server::start(&stage.dir, &[UNLIMITED, ("SLIPWAY_JOB_LEASE_SECONDS", "2")]).unwrap();
+    stage.api = Api { url: restarted.url.clone(), token: stage.api.token.clone() };
+    stage.slipway = Some(restarted);
+    let ended = stage.wait(site, id).await;
+    assert_eq!(
+        (ended["status"].as_str(), ended["failure_reason"].as_str(), ended["failed_step"].as_str()),
+        (Some("failed"), Some(reason), Some("build")),
+        "{ended}"
+    );
+    let last = ended["steps"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{ended}");
 }
 
 /// A signed push deploys exactly the pushed commit (even when the branch has moved on since).
