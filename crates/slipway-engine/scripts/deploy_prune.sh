@@ -1,8 +1,9 @@
-# Removes releases beyond those kept (never the current one), and after a conversion to releases
-# the old in-place working tree. Inputs: DEPLOY_USER, ROOT, KEEP (space-separated release ids to
-# keep), REMOVE_LIVE (yes after a conversion). Slipway has already marked the others gone.
+# Removes releases beyond those kept (never the current one), and the in-place working tree of a
+# site converted to releases (by the conversion, or by a later deploy if that removal failed).
+# Inputs: DEPLOY_USER, ROOT, KEEP (space-separated release ids to keep). Slipway has already
+# marked the others gone.
 current=$(readlink "$ROOT/current" 2>/dev/null || true)
-if [ -n "$REMOVE_LIVE" ] && [ "$current" != live ]; then
+if { [ -e "$ROOT/live" ] || [ -L "$ROOT/live" ]; } && [ "$current" != live ]; then
     step "removing the in-place working tree"
     as_user rm -rf -- "$ROOT/live" "$ROOT/.slipway/env-live.sh"
 fi

@@ -532,7 +532,7 @@ impl DeploySite {
         // deployment has said it is live (their removal never changes how it ended, and they
         // are no longer listed).
         if adopted && let Some(keep) = &kept {
-            self.remove_releases(ctx, session, site, keep, true).await;
+            self.remove_releases(ctx, session, site, keep).await;
         }
         ctx.log("info", format!("==> deployed: release {} is live", live.release));
         // The whole log is stored before the deployment says it ended.
@@ -546,7 +546,7 @@ impl DeploySite {
         };
         finish(engine, deployment, update).await?;
         if !adopted && let Some(keep) = &kept {
-            self.remove_releases(ctx, session, site, keep, false).await;
+            self.remove_releases(ctx, session, site, keep).await;
         }
         Ok(())
     }
@@ -632,23 +632,15 @@ impl DeploySite {
     }
 
     /// Removes the release directories on the server that are not in `keep` (never the live
-    /// one: the script checks `current` itself), and after a conversion the in-place tree.
+    /// one: the script checks `current` itself), and the in-place tree of a converted site.
     /// A failure is reported; the next deploy removes what is left.
-    async fn remove_releases(
-        &self,
-        ctx: &JobContext,
-        session: &mut OpenSession,
-        site: &Site,
-        keep: &[String],
-        remove_live: bool,
-    ) {
+    async fn remove_releases(&self, ctx: &JobContext, session: &mut OpenSession, site: &Site, keep: &[String]) {
         let result = match SitePaths::of(site) {
             Ok(paths) => {
                 let prune = Script::new("prune", include_str!("../scripts/deploy_prune.sh"))
                     .var("DEPLOY_USER", &paths.user)
                     .var("ROOT", &paths.root)
-                    .var("KEEP", &keep.join(" "))
-                    .var("REMOVE_LIVE", if remove_live { "yes" } else { "" });
+                    .var("KEEP", &keep.join(" "));
                 session.run(&prune).await
             }
             Err(e) => Err(e.to_string()),

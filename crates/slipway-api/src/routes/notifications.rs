@@ -52,7 +52,9 @@ pub struct EventResource {
     #[serde(serialize_with = "slipway_wire::time::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub organization_id: String,
-    #[schema(example = "Deployment of example.com failed at build: exit code 2")]
+    #[schema(
+        example = "Deployment of example.com failed at build: build failed (exit 1): the deploy script failed (exit 2)"
+    )]
     pub summary: String,
     pub resource: EventSubject,
     pub server_id: Option<String>,

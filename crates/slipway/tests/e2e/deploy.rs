@@ -300,7 +300,7 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let failed = stage.deploy(&site, "deploy", json!({})).await;
     let live_env = std::fs::read_to_string("/home/slipway/static.example.com/current/.env").unwrap();
     assert!(!live_env.contains("NEW_VAR"), "a failed deploy leaves the live release's variables alone: {live_env}");
-    assert_failed_at(&failed, "build", "deploy script failed");
+    assert_failed_at(&failed, "build", "build failed (exit 1): the deploy script failed (exit 3)");
     let last = failed["steps"].as_array().unwrap().last().cloned().unwrap();
     assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{failed}");
     // Exactly one deployment.failed notification per subscribed channel, naming the step.
@@ -1198,10 +1198,21 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
     let uploads = |n: usize| "upload\n".repeat(n);
     assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, uploads(3));
     assert!(root.join("shared/public/uploads/count.txt").is_file());
+    // An in-place tree left behind (by a conversion whose removal of it failed) goes with the
+    // next deploy.
+    let leftover = root.join("live");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("stale.txt"), "left behind\n").unwrap();
+    let site_dir = std::fs::metadata(root).unwrap();
+    let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&site_dir), std::os::unix::fs::MetadataExt::gid(&site_dir));
+    for path in [leftover.clone(), leftover.join("stale.txt")] {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+    }
     for n in 3..=4 {
         commit(n);
         let d = stage.deploy(&static_site, "deploy", json!({})).await;
         assert_eq!(d["status"], "succeeded", "{d}");
+        assert!(!leftover.exists(), "the in-place tree left behind is removed");
         assert_eq!(stage.get("inplace-static.example.com", "/").await.1, format!("version {n}\n"));
         assert_eq!(stage.get("inplace-static.example.com", "/deploys.txt").await.1, "deployed\n");
     }
