@@ -46,9 +46,10 @@ if [ "$SOURCE" = adopt ]; then
         step "moved $path into shared/"
     done
     step "copying the live site into release $RELEASE"
+    # The marker says the tree is in a release now: only then may a prune remove it.
     # shellcheck disable=SC2016 # expanded by the site user's shell
-    as_user sh -c 'rm -rf "$2" && cp -a "$1/live" "$2" && rm -rf "$2/.git"' sh "$ROOT" "$release" ||
-        fail "the live site could not be copied into the release"
+    as_user sh -c 'rm -rf "$2" && cp -a "$1/live" "$2" && rm -rf "$2/.git" && : >"$1/.slipway/live-adopted"' \
+        sh "$ROOT" "$release" || fail "the live site could not be copied into the release"
     commit=$(as_user git -C "$ROOT/live" log -1 --format='%H%x09%an <%ae>%x09%s' HEAD 2>/dev/null || true)
     [ -z "$commit" ] || printf 'slipway-commit %s\n' "$commit"
 fi

@@ -861,16 +861,22 @@ impl JobHandler for DeploySite {
         if let Ok(Some(deployment)) = engine.store.deployment_by_job(&job.id).await
             && matches!(deployment.status, RunStatus::Queued | RunStatus::Running)
         {
-            // The step it was in failed; how long it ran before the process died is not known.
+            // A user had asked to stop it (the reaper then ends the job cancelled): it is
+            // cancelled. Otherwise the step it was in failed. How long the step ran before the
+            // process died is not known.
+            let (status, reason) = match job.status {
+                RunStatus::Cancelled => (RunStatus::Cancelled, "cancelled by request"),
+                _ => (RunStatus::Failed, "interrupted"),
+            };
             let mut steps: Vec<DeploymentStep> =
                 deployment.steps.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
             for step in steps.iter_mut().filter(|s| s.status == "running") {
-                step.status = "failed".into();
+                step.status = status.as_str().into();
             }
             let update = DeploymentUpdate {
-                status: Some(RunStatus::Failed),
-                failed_step: steps.iter().find(|s| s.status == "failed").map(|s| s.name.clone()),
-                failure_reason: Some("interrupted".into()),
+                status: Some(status),
+                failed_step: steps.iter().find(|s| s.status == status.as_str()).map(|s| s.name.clone()),
+                failure_reason: Some(reason.into()),
                 finished_at: Some(now()),
                 steps: serde_json::to_string(&steps).ok(),
                 ..Default::default()

@@ -109,8 +109,6 @@ impl JobHandler for ProvisionServer {
             }
             Err(e) => {
                 let reason = match (&e, ctx.stop_reason()) {
-                    // The worker that reaped the job records it (and may be provisioning again).
-                    (_, Some(StopReason::LeaseLost)) => return Err(e),
                     (JobError::Cancelled, Some(StopReason::Shutdown)) => {
                         "provisioning was interrupted: Slipway was shut down".to_string()
                     }

@@ -191,13 +191,15 @@ pub async fn schedule_slot(
     }
 }
 
-/// Why a running job was asked to stop ([`JobContext::stop_reason`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a running job was asked to stop ([`JobContext::stop_reason`]). When several come, the
+/// strongest stands (they are ordered by strength): a user's cancel outweighs a shutdown, as
+/// the worker records it, and a lost lease outweighs both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StopReason {
-    /// A user cancelled it.
-    Requested,
     /// This process is shutting down: the job is interrupted, not cancelled by anyone.
     Shutdown,
+    /// A user cancelled it.
+    Requested,
     /// Its lease ran out: another worker may own the job now, and whatever the job would record
     /// of its end is that worker's to record.
     LeaseLost,
@@ -213,8 +215,8 @@ pub struct JobContext {
     pub attempt: i64,
     pub payload: serde_json::Value,
     cancel: watch::Receiver<bool>,
-    /// Set, once, before the cancel signal turns true.
-    stop: Arc<std::sync::OnceLock<StopReason>>,
+    /// Set before the cancel signal turns true; only ever strengthened.
+    stop: Arc<std::sync::Mutex<Option<StopReason>>>,
     log: Arc<LogBuffer>,
     store: Arc<dyn Store>,
 }
@@ -231,10 +233,10 @@ impl JobContext {
         *self.cancel.borrow()
     }
 
-    /// Why the job was asked to stop; `None` while it is not. The first reason stands: a job a
-    /// user cancelled stays cancelled when a shutdown follows.
+    /// Why the job was asked to stop; `None` while it is not. Of several reasons the strongest
+    /// ([`StopReason`]), so it can change while the handler winds down: read it when recording.
     pub fn stop_reason(&self) -> Option<StopReason> {
-        self.stop.get().copied()
+        *self.stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A receiver that turns true when the job should stop, for code that takes one (remote

@@ -209,10 +209,12 @@ impl Worker {
             return;
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let stop_reason = Arc::new(std::sync::OnceLock::new());
-        // The reason first, so that a handler woken by the signal finds it.
+        let stop_reason = Arc::new(std::sync::Mutex::new(None));
+        // The reason first, so that a handler woken by the signal finds it; the strongest stands.
         let stop = |reason: StopReason| {
-            let _ = stop_reason.set(reason);
+            let mut current = stop_reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *current = (*current).max(Some(reason));
+            drop(current);
             let _ = cancel_tx.send(true);
         };
         let log = Arc::new(LogBuffer::default());

@@ -128,10 +128,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None
     };
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let serving = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = signalled.send(true);
+        })
+        .into_future();
+    tokio::pin!(serving);
+    // The jobs are stopped as soon as the signal comes, not once the last request has ended: a
+    // log stream follows its deployment to the end, so the streams would wait for the jobs and
+    // the jobs for the streams. Requests still open after that (a stream of a job another
+    // replica runs) get as long as the jobs do.
+    let served = tokio::select! {
+        served = &mut serving => served,
+        Ok(_) = on_signal.wait_for(|signalled| *signalled) => {
+            let _ = stop_jobs.send(true);
+            match tokio::time::timeout(Duration::from_secs(20), &mut serving).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!("requests still open 20 s after the signal; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    served.context("server error")?;
     // Jobs still running get a moment to finish; any left are recovered by a reaper later
     // (retried if idempotent, else failed as interrupted), so stopping never loses track.
     let _ = stop_jobs.send(true);

@@ -851,8 +851,15 @@ async fn a_deploy_interrupted_by_kill_9_or_a_shutdown_fails_as_interrupted_and_t
     stage.repo.commit(&[("public/index.html", "version never\n")], "never");
     stage.api.call(Method::PUT, &site, Some(json!({"deploy_script": "echo building again\nsleep 30\n"}))).await;
     let id = deploy_until_it_prints(&stage, &site, "building again").await;
+    // Followed, as `slipway deploy` does: the open stream must not hold up the shutdown (it
+    // ends with the deployment, which the shutdown ends).
+    let stream = format!("{}{site}/deployments/{id}/log/stream", stage.api.url);
+    let followed = common::http().get(&stream).bearer_auth(&stage.api.token).send().await.unwrap();
+    assert_eq!(followed.status(), 200);
     let (status, _) = stage.slipway.take().unwrap().terminate();
     assert!(status.success(), "slipway stopped gracefully: {status:?}");
+    let told = String::from_utf8_lossy(&followed.bytes().await.unwrap()).into_owned();
+    assert!(told.contains("event: end") && told.contains("Slipway was shut down"), "{told}");
     let release = Path::new("/home/slipway/crash.example.com/releases").join(&id);
     assert!(!release.exists(), "the half-built release is removed on the way out");
     assert_eq!(stage.get("crash.example.com", "/").await.1, "version after\n", "the live release still serves");
@@ -1198,24 +1205,36 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
     let uploads = |n: usize| "upload\n".repeat(n);
     assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, uploads(3));
     assert!(root.join("shared/public/uploads/count.txt").is_file());
-    // An in-place tree left behind (by a conversion whose removal of it failed) goes with the
-    // next deploy.
+    let adopted = root.join(".slipway/live-adopted");
+    assert!(!adopted.exists(), "the marker goes with the in-place tree");
+    // An in-place tree left behind by a conversion whose removal of it failed (the tree and
+    // the conversion's marker) goes with the next deploy.
     let leftover = root.join("live");
     std::fs::create_dir(&leftover).unwrap();
     std::fs::write(leftover.join("stale.txt"), "left behind\n").unwrap();
+    std::fs::write(&adopted, "").unwrap();
     let site_dir = std::fs::metadata(root).unwrap();
     let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&site_dir), std::os::unix::fs::MetadataExt::gid(&site_dir));
-    for path in [leftover.clone(), leftover.join("stale.txt")] {
+    for path in [leftover.clone(), leftover.join("stale.txt"), adopted.clone()] {
         std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
     }
     for n in 3..=4 {
+        if n == 4 {
+            // A tree that was never copied into a release (no marker) may hold the only copy
+            // of its data: it is kept.
+            std::fs::create_dir(&leftover).unwrap();
+            std::os::unix::fs::chown(&leftover, Some(uid), Some(gid)).unwrap();
+        }
         commit(n);
         let d = stage.deploy(&static_site, "deploy", json!({})).await;
         assert_eq!(d["status"], "succeeded", "{d}");
-        assert!(!leftover.exists(), "the in-place tree left behind is removed");
+        let (removed, why) =
+            if n == 3 { (true, "an adopted tree left behind") } else { (false, "a tree never adopted") };
+        assert_eq!(!leftover.exists(), removed, "{why}");
         assert_eq!(stage.get("inplace-static.example.com", "/").await.1, format!("version {n}\n"));
         assert_eq!(stage.get("inplace-static.example.com", "/deploys.txt").await.1, "deployed\n");
     }
+    std::fs::remove_dir(&leftover).unwrap();
     assert_eq!(stage.get("inplace-static.example.com", "/uploads/count.txt").await.1, uploads(5));
     assert!(root.join("current/public/uploads").is_symlink());
     let back = stage.deploy(&static_site, "rollback", json!({})).await;
