@@ -1121,11 +1121,12 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
     // A link in one site's files to another site's: nginx reads both sites, but must not follow it.
     stage.repo.symlink("public/steal.txt", "/home/slipway/inplace-app.example.com/live/deploys.txt");
     commit(1);
+    let static_script =
+        "echo deployed >> public/deploys.txt\nmkdir -p public/uploads\necho upload >> public/uploads/count.txt\n";
     let static_site = stage
         .site(json!({"domain": "inplace-static.example.com", "project_type": "static", "web_directory": "public",
                      "repository_url": stage.repo.url, "zero_downtime": false,
-                     "shared_paths": ["public/uploads"],
-                     "deploy_script": "echo deployed >> public/deploys.txt\nmkdir -p public/uploads\necho upload >> public/uploads/count.txt\n"}))
+                     "shared_paths": ["public/uploads"], "deploy_script": static_script}))
         .await;
     let mut app = app_site("inplace-app.example.com", &stage.repo.url);
     app["zero_downtime"] = json!(false);
@@ -1164,6 +1165,18 @@ async fn in_place_sites_deploy_where_they_are_and_convert_to_releases_without_do
     assert_eq!(stage.get("inplace-static.example.com", "/old.txt").await.0, 404);
     let root = Path::new("/home/slipway/inplace-static.example.com");
     assert_eq!(std::fs::read_link(root.join("current")).unwrap(), Path::new("live"));
+
+    // A conversion that fails before its switch leaves the site in place, and its tree without
+    // the mark of one copied into a release (that release is removed), so no prune takes it.
+    stage.api.call(Method::PUT, &static_site, Some(json!({"deploy_script": "exit 4\n"}))).await;
+    let (status, d) =
+        stage.api.call(Method::POST, &format!("{static_site}/enable-zero-downtime"), Some(json!({}))).await;
+    assert_eq!(status, 202, "{d}");
+    let failed = stage.wait(&static_site, d["data"]["id"].as_str().unwrap()).await;
+    assert_failed_at(&failed, "build", "the deploy script failed (exit 4)");
+    assert!(!root.join(".slipway/live-adopted").exists(), "the failed conversion left its mark");
+    assert_eq!(std::fs::read_link(root.join("current")).unwrap(), Path::new("live"));
+    stage.api.call(Method::PUT, &static_site, Some(json!({"deploy_script": static_script}))).await;
 
     // The conversion, under load: not one request fails.
     for (site, domain) in sites {
