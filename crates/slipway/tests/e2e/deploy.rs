@@ -91,11 +91,16 @@ impl Stage {
         self.wait(site, d["data"]["id"].as_str().unwrap()).await
     }
 
+    /// Waits until deployment `id` has ended, then until its job has too: what the job does after
+    /// the deployment says it ended (removing old releases) is done when this returns.
     async fn wait(&self, site: &str, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (_, d) = self.api.call(Method::GET, &format!("{site}/deployments/{id}"), None).await;
             if matches!(d["data"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                if let Some(operation) = d["data"]["operation_id"].as_str() {
+                    self.api.finished(operation).await;
+                }
                 return d["data"].clone();
             }
             assert!(Instant::now() < deadline, "deployment {id} did not end: {d}");
