@@ -24,6 +24,8 @@ struct Record {
     abandoned: Mutex<Vec<String>>,
     /// Why each job in `wait` mode was stopped, as its handler saw it.
     stops: Mutex<HashMap<String, Option<StopReason>>>,
+    /// Woken each time a stop is recorded in `stops`.
+    stop_recorded: tokio::sync::Notify,
     /// Jobs in `held` mode run until this turns true (or they are cancelled).
     released: AtomicBool,
     release: tokio::sync::Notify,
@@ -86,6 +88,7 @@ impl JobHandler for Echo {
             Some("wait") => {
                 ctx.cancelled().await;
                 self.0.stops.lock().unwrap().insert(ctx.id.clone(), ctx.stop_reason());
+                self.0.stop_recorded.notify_waiters();
                 Err(JobError::Cancelled)
             }
             _ => Ok(()),
@@ -370,10 +373,14 @@ async fn a_lost_lease_stops_the_job_and_its_handler_knows_why() {
     // Reaped as if its lease had run out an hour from now.
     let later = now() + chrono::Duration::hours(1);
     store.reap_jobs(later, &|_| later).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !record.stops.lock().unwrap().contains_key(&job) {
-        assert!(Instant::now() < deadline, "the job was not stopped after losing its lease");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // Registered before the map is read, so a stop recorded in between is not missed.
+        let recorded = record.stop_recorded.notified();
+        if record.stops.lock().unwrap().contains_key(&job) {
+            break;
+        }
+        tokio::time::timeout_at(deadline, recorded).await.expect("the job was not stopped after losing its lease");
     }
     assert_eq!(record.stops.lock().unwrap()[&job], Some(StopReason::LeaseLost));
     let j = store.job(&job).await.unwrap().unwrap();
