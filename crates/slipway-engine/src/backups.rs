@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_core::BackupStatus;
-use slipway_jobs::{JobContext, JobError, JobHandler, StopReason};
+use slipway_jobs::{Ending, JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Transport};
 use slipway_store::{Backup, BackupTarget, Server};
 use tokio::io::AsyncWriteExt;
@@ -402,11 +402,11 @@ impl JobHandler for BackUpDatabase {
                 crate::backup_schedules::after_stored(&self.0, ctx, &backup).await
             }
             Err(why) => {
-                let why = match ctx.stop_reason() {
-                    // The worker that reaped the job records it (and may be running it again).
-                    Some(StopReason::LeaseLost) => return Err(JobError::failed(why)),
-                    Some(StopReason::Shutdown) => "interrupted (Slipway was shut down during the backup)".to_string(),
-                    _ => why,
+                let why = match ctx.ending(&JobError::failed(why)) {
+                    Ending::Failed(why) => why,
+                    Ending::Stopped(how) => how.to_string(),
+                    // The worker that reaped the job records it.
+                    Ending::Resumes | Ending::NotOurs => return Err(JobError::failed("interrupted")),
                 };
                 ctx.log("stderr", format!("backup failed: {why}"));
                 backup.status = BackupStatus::Failed;

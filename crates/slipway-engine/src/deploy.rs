@@ -894,7 +894,7 @@ fn stopped_as(ctx: &JobContext, e: JobError) -> JobError {
     match (e, ctx.stop_reason()) {
         (JobError::Cancelled, Some(StopReason::Shutdown)) => {
             ctx.log("stderr", "==> Slipway is shutting down: the deploy is interrupted");
-            JobError::failed("interrupted: Slipway was shut down")
+            JobError::failed(slipway_jobs::INTERRUPTED_BY_SHUTDOWN)
         }
         (e, _) => e,
     }

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use slipway_core::ServerStatus;
 use slipway_core::time::now;
-use slipway_jobs::{JobContext, JobError, JobHandler, StopReason};
+use slipway_jobs::{Ending, JobContext, JobError, JobHandler};
 use slipway_store::Server;
 
 use crate::items::{self, DEPLOY_USER};
@@ -108,12 +108,14 @@ impl JobHandler for ProvisionServer {
                 Ok(())
             }
             Err(e) => {
-                let reason = match (&e, ctx.stop_reason()) {
-                    (JobError::Cancelled, Some(StopReason::Shutdown)) => {
-                        "provisioning was interrupted: Slipway was shut down".to_string()
-                    }
-                    (JobError::Cancelled, _) => "provisioning was cancelled".to_string(),
-                    (other, _) => other.to_string(),
+                let reason = match ctx.ending(&e) {
+                    // It runs again when Slipway starts: the server is still being provisioned.
+                    Ending::Resumes => return Err(e),
+                    Ending::Stopped(how) => format!("provisioning was {how}"),
+                    Ending::Failed(reason) => reason,
+                    // Recorded all the same: the reaper queues it again, and a retry that is then
+                    // cancelled before it runs would leave the server `provisioning` for good.
+                    Ending::NotOurs => e.to_string(),
                 };
                 // A server that could not be reached keeps saying so; anything else failed.
                 let current = store.server(&server.id).await.map_err(store_error)?;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use slipway_core::server_input::{Host, UnixUser};
-use slipway_jobs::{JobContext, JobError};
+use slipway_jobs::{Ending, JobContext, JobError};
 use slipway_remote::{RemoteError, SshConnection, SshTarget, Transport};
 use slipway_store::Server;
 
@@ -21,6 +21,18 @@ const ERROR_PREFIX: &str = "slipway-error: ";
 
 pub(crate) fn store_error(e: slipway_store::StoreError) -> JobError {
     JobError::Retryable { reason: format!("database error: {e}") }
+}
+
+/// The reason a handler records on what it works on (a site, items, a certificate) when its run
+/// ended in `e`; `None` when that is not this run's to record: a shutdown stopped it and it runs
+/// again when Slipway starts (what it works on keeps its state), or its lease was lost (the
+/// worker that reaped the job records its end).
+pub(crate) fn reason_to_record(ctx: &JobContext, e: &JobError) -> Option<String> {
+    match ctx.ending(e) {
+        Ending::Failed(reason) => Some(reason),
+        Ending::Stopped(how) => Some(how.to_string()),
+        Ending::Resumes | Ending::NotOurs => None,
+    }
 }
 
 /// The server a job is about, or a final failure when it was deleted meanwhile.

@@ -10,7 +10,7 @@ use slipway_store::{Server, Site};
 
 use crate::items::DEPLOY_USER;
 use crate::script::Script;
-use crate::session::{connect, run_script, run_script_with, store_error};
+use crate::session::{connect, reason_to_record, run_script, run_script_with, store_error};
 use crate::{Engine, JobKind};
 
 /// Retried: applying a site is safe to run twice.
@@ -277,7 +277,10 @@ impl JobHandler for ApplySite {
         .await;
         let (status, reason) = match &result {
             Ok(()) => (InstallStatus::Installed, None),
-            Err(e) => (InstallStatus::Failed, Some(e.to_string())),
+            Err(e) => match reason_to_record(ctx, e) {
+                Some(reason) => (InstallStatus::Failed, Some(reason)),
+                None => return result,
+            },
         };
         engine.store.set_site_status(&site.id, status, reason.as_deref()).await.map_err(store_error)?;
         result
@@ -351,11 +354,13 @@ impl JobHandler for RemoveSite {
                 Ok(())
             }
             Err(e) => {
-                engine
-                    .store
-                    .set_site_status(&site.id, InstallStatus::Failed, Some(&e.to_string()))
-                    .await
-                    .map_err(store_error)?;
+                if let Some(reason) = reason_to_record(ctx, &e) {
+                    engine
+                        .store
+                        .set_site_status(&site.id, InstallStatus::Failed, Some(&reason))
+                        .await
+                        .map_err(store_error)?;
+                }
                 Err(e)
             }
         }

@@ -205,6 +205,24 @@ pub enum StopReason {
     LeaseLost,
 }
 
+/// The reason recorded for a job that a shutdown of Slipway stopped for good (one that is not
+/// tried again): nobody cancelled it.
+pub const INTERRUPTED_BY_SHUTDOWN: &str = "interrupted: Slipway was shut down";
+
+/// How a run that did not succeed ends for what its handler works on ([`JobContext::ending`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// It failed: record this reason.
+    Failed(String),
+    /// It was stopped for good: `cancelled by request`, or [`INTERRUPTED_BY_SHUTDOWN`].
+    Stopped(&'static str),
+    /// A shutdown stopped it, and the worker queues it again: it runs when Slipway starts. What
+    /// it works on stays as it was (`installing`, `provisioning`): the work is still to come.
+    Resumes,
+    /// Its lease was lost: the worker that reaped the job owns its end (and may be running it).
+    NotOurs,
+}
+
 /// Everything a running handler can use. A clone is the same job (its log, secrets and cancel
 /// signal are shared), for work a handler runs on a task of its own.
 #[derive(Debug, Clone)]
@@ -217,6 +235,8 @@ pub struct JobContext {
     cancel: watch::Receiver<bool>,
     /// Set before the cancel signal turns true; only ever strengthened.
     stop: Arc<std::sync::Mutex<Option<StopReason>>>,
+    /// Whether a shutdown that stops this run queues the job again (idempotent, attempts left).
+    resumes_after_shutdown: bool,
     log: Arc<LogBuffer>,
     store: Arc<dyn Store>,
 }
@@ -237,6 +257,19 @@ impl JobContext {
     /// ([`StopReason`]), so it can change while the handler winds down: read it when recording.
     pub fn stop_reason(&self) -> Option<StopReason> {
         *self.stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How a run that ended in `e` ends for what the handler works on, the same way the worker
+    /// records the job: a shutdown requeues an idempotent job with attempts left and fails any
+    /// other as interrupted (whatever error the stop caused); a user's cancel is a cancel.
+    pub fn ending(&self, e: &JobError) -> Ending {
+        match (self.stop_reason(), e) {
+            (Some(StopReason::LeaseLost), _) => Ending::NotOurs,
+            (Some(StopReason::Shutdown), _) if self.resumes_after_shutdown => Ending::Resumes,
+            (Some(StopReason::Shutdown), _) => Ending::Stopped(INTERRUPTED_BY_SHUTDOWN),
+            (Some(StopReason::Requested), _) | (None, JobError::Cancelled) => Ending::Stopped("cancelled by request"),
+            (None, e) => Ending::Failed(e.to_string()),
+        }
     }
 
     /// A receiver that turns true when the job should stop, for code that takes one (remote

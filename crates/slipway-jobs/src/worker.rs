@@ -236,6 +236,7 @@ impl Worker {
             payload: serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null),
             cancel: cancel_rx,
             stop: stop_reason.clone(),
+            resumes_after_shutdown: job.may_retry(),
             log: log.clone(),
             store: self.store.clone(),
         };
@@ -293,6 +294,10 @@ impl Worker {
                 }
             }
         };
+        let resumes = shut_down && !cancel_requested && !lease_lost && job.may_retry();
+        if resumes && !matches!(result, Ok(Ok(()))) {
+            log.push("stderr", "==> Slipway is shutting down: this runs again when it starts".into());
+        }
         log.flush(self.store.as_ref(), &job.id, !lease_lost).await;
         if lease_lost {
             return; // someone else owns the record now
@@ -300,7 +305,7 @@ impl Worker {
         let end = match result {
             Ok(Ok(())) => JobEnd::Succeeded,
             Ok(Err(_)) if shut_down && !cancel_requested => {
-                if job.idempotent && job.attempts < job.max_attempts {
+                if resumes {
                     JobEnd::Retry { run_at: self.clock.now(), reason: "interrupted by shutdown; retrying".into() }
                 } else {
                     JobEnd::Failed { reason: "interrupted by shutdown".into(), exit_code: None }
@@ -310,7 +315,7 @@ impl Worker {
             Ok(Err(_)) if cancel_requested => JobEnd::Cancelled { reason: "cancelled by request".into() },
             // Reasons are shown to users: the same masking as the log.
             Ok(Err(JobError::Failed { reason, exit_code })) => JobEnd::Failed { reason: log.mask(reason), exit_code },
-            Ok(Err(JobError::Retryable { reason })) if job.idempotent && job.attempts < job.max_attempts => {
+            Ok(Err(JobError::Retryable { reason })) if job.may_retry() => {
                 JobEnd::Retry { run_at: self.config.retry_at(job.attempts, self.clock.now()), reason: log.mask(reason) }
             }
             Ok(Err(JobError::Retryable { reason })) => JobEnd::Failed { reason: log.mask(reason), exit_code: None },

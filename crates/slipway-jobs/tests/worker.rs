@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use slipway_core::time::now;
-use slipway_jobs::{JobContext, JobError, JobHandler, JobSpec, Registry, StopReason, Worker, WorkerConfig, enqueue};
+use slipway_jobs::{
+    Ending, INTERRUPTED_BY_SHUTDOWN, JobContext, JobError, JobHandler, JobSpec, Registry, StopReason, Worker,
+    WorkerConfig, enqueue,
+};
 use slipway_store::testing::TestDatabase;
 use slipway_store::{Job, Store};
 use tokio::sync::watch;
@@ -22,8 +25,9 @@ struct Record {
     running_per_resource: Mutex<HashMap<String, usize>>,
     overlaps: AtomicUsize,
     abandoned: Mutex<Vec<String>>,
-    /// Why each job in `wait` mode was stopped, as its handler saw it.
-    stops: Mutex<HashMap<String, Option<StopReason>>>,
+    /// Why each job in `wait` mode was stopped, and how it ends for what it works on, as its
+    /// handler saw them.
+    stops: Mutex<HashMap<String, (Option<StopReason>, Ending)>>,
     /// Woken each time a stop is recorded in `stops`.
     stop_recorded: tokio::sync::Notify,
     /// Jobs in `held` mode run until this turns true (or they are cancelled).
@@ -87,7 +91,8 @@ impl JobHandler for Echo {
             Some("leak") => Err(JobError::failed("login with hunter2-password was refused")),
             Some("wait") => {
                 ctx.cancelled().await;
-                self.0.stops.lock().unwrap().insert(ctx.id.clone(), ctx.stop_reason());
+                let seen = (ctx.stop_reason(), ctx.ending(&JobError::Cancelled));
+                self.0.stops.lock().unwrap().insert(ctx.id.clone(), seen);
                 self.0.stop_recorded.notify_waiters();
                 Err(JobError::Cancelled)
             }
@@ -212,7 +217,11 @@ async fn outcomes(db: TestDatabase) {
     store.cancel_job(&waiting, now()).await.unwrap();
     let job = finished(store.as_ref(), &waiting).await;
     assert_eq!((job.status.as_str(), job.failure_reason.as_deref()), ("cancelled", Some("cancelled by request")));
-    assert_eq!(record.stops.lock().unwrap()[&waiting], Some(StopReason::Requested), "the handler knew why");
+    assert_eq!(
+        record.stops.lock().unwrap()[&waiting],
+        (Some(StopReason::Requested), Ending::Stopped("cancelled by request")),
+        "the handler knew why"
+    );
 
     let unknown = enqueue(store.as_ref(), JobSpec::new("no.such.kind", ())).await.unwrap();
     let job = finished(store.as_ref(), &unknown).await;
@@ -355,9 +364,16 @@ async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
     assert_eq!(r.attempts, 1, "the requeued job was not run again during the shutdown");
     let f = store.job(&failed).await.unwrap().unwrap();
     assert_eq!((f.status.as_str(), f.failure_reason.as_deref()), ("failed", Some("interrupted by shutdown")));
-    // Their handlers knew it was a shutdown, not a user's cancel (a deployment records that).
-    let stops = record.stops.lock().unwrap();
-    assert_eq!((stops[&retried], stops[&failed]), (Some(StopReason::Shutdown), Some(StopReason::Shutdown)));
+    // Their handlers knew it was a shutdown, not a user's cancel, and which of them runs again:
+    // that one's resources keep waiting for it, the other's record the interruption.
+    let stops = record.stops.lock().unwrap().clone();
+    assert_eq!(stops[&retried], (Some(StopReason::Shutdown), Ending::Resumes));
+    assert_eq!(stops[&failed], (Some(StopReason::Shutdown), Ending::Stopped(INTERRUPTED_BY_SHUTDOWN)));
+    let says_it_resumes = |log: Vec<slipway_store::JobLogLine>| {
+        log.iter().any(|l| l.line == "==> Slipway is shutting down: this runs again when it starts")
+    };
+    assert!(says_it_resumes(store.job_log(&retried, 0, 100).await.unwrap()), "the requeued job's log says so");
+    assert!(!says_it_resumes(store.job_log(&failed, 0, 100).await.unwrap()), "the failed one's does not");
 }
 
 /// A job whose lease another worker has reaped (as after a pause longer than the lease) is
@@ -382,7 +398,7 @@ async fn a_lost_lease_stops_the_job_and_its_handler_knows_why() {
         }
         tokio::time::timeout_at(deadline, recorded).await.expect("the job was not stopped after losing its lease");
     }
-    assert_eq!(record.stops.lock().unwrap()[&job], Some(StopReason::LeaseLost));
+    assert_eq!(record.stops.lock().unwrap()[&job], (Some(StopReason::LeaseLost), Ending::NotOurs));
     let j = store.job(&job).await.unwrap().unwrap();
     assert_eq!((j.status.as_str(), j.failure_reason.as_deref()), ("failed", Some("interrupted")));
     stop.send(true).unwrap();

@@ -175,6 +175,14 @@ pub struct Job {
     pub failure_reason: Option<String>,
 }
 
+impl Job {
+    /// Whether a run that did not finish (stopped by a shutdown, its lease run out, a failure
+    /// that may pass) is tried again: only a job safe to run twice, with attempts left.
+    pub fn may_retry(&self) -> bool {
+        self.idempotent && self.attempts < self.max_attempts
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: String,

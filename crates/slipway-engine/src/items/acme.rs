@@ -27,7 +27,7 @@ use slipway_store::{Server, ServerItem};
 use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, ServersSeen, serve};
 use crate::notify::{EventSpec, Subject};
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script, store_error};
+use crate::session::{connect, load_server, reason_to_record, run_script, store_error};
 use crate::{Engine, JobKind, audit};
 
 /// Let's Encrypt's production directory: the default.
@@ -216,12 +216,12 @@ impl JobHandler for IssueCertificate {
         let result = issue(engine, ctx, &job).await;
         if let Err(e) = &result {
             // Every attempt that ends without a certificate says why (a retry marks it issuing
-            // again); so nothing stays `issuing` or `renewing` once no job works on it.
-            let reason = match e {
-                JobError::Cancelled => "stopped before it was done".to_string(),
-                other => other.to_string(),
-            };
-            record_failure(engine, &job.server_id, &job.certificate_id, &reason).await;
+            // again); so nothing stays `issuing` or `renewing` once no job works on it. An
+            // attempt that resumes after a shutdown, or whose job another worker reaped, is not
+            // the last one.
+            if let Some(reason) = reason_to_record(ctx, e) {
+                record_failure(engine, &job.server_id, &job.certificate_id, &reason).await;
+            }
         }
         result
     }

@@ -30,7 +30,7 @@ use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem};
 
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script_with, store_error};
+use crate::session::{connect, load_server, reason_to_record, run_script_with, store_error};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
@@ -252,10 +252,8 @@ pub async fn apply(
             store.delete_removed_server_items(&ids(&removing)).await.map_err(store_error)?;
         }
         Err(e) => {
-            let reason = match e {
-                JobError::Cancelled => "cancelled".to_string(),
-                other => other.to_string(),
-            };
+            // Items a resumed run will apply keep waiting for it.
+            let Some(reason) = reason_to_record(ctx, e) else { return outcome.map(|_| ()) };
             let pending: Vec<&ServerItem> =
                 keep.iter().copied().filter(|i| i.status != InstallStatus::Installed).collect();
             store

@@ -399,6 +399,112 @@ async fn provisioning_interrupted_by_kill_9_is_completed_after_restart() {
     drop(restarted);
 }
 
+async fn data_of(api: &Api, path: &str) -> Value {
+    api.call(Method::GET, path, None).await.1["data"].clone()
+}
+
+/// Waits for each operation to be running its `attempt`th attempt.
+async fn running_again(api: &Api, ops: &[&str], attempt: i64) {
+    for op in ops {
+        let again = || async {
+            let op = data_of(api, &format!("/api/v1/operations/{op}")).await;
+            op["status"] == "running" && op["attempts"] == attempt
+        };
+        common::eventually(Duration::from_secs(60), "the operation runs again", again).await;
+    }
+}
+
+/// A shutdown is not a failure of the work it stops. Work that runs again (provisioning, a
+/// site's setup, an item sync) is stopped on the server, stays queued with what it works on
+/// still waiting (no `failed`, no "cancelled", no `server.provision_failed`), and completes
+/// when Slipway starts again.
+#[tokio::test]
+async fn work_a_shutdown_stops_waits_for_the_next_start_and_then_completes() {
+    common::clean_test_host_files();
+    let dir = temp_data_dir();
+    let mut slipway = Server::start(&dir, &[UNLIMITED]).unwrap();
+    let api = owner(&slipway).await;
+    let (server_id, key) = register(&api, "192.0.2.1", json!({})).await;
+    let host = NetnsHost::start_with(&[&key], None, &["/usr/bin/apt-get", "/usr/sbin/nginx"]);
+    let server_path = format!("/api/v1/servers/{server_id}");
+    api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+    // Stops Slipway while `hung` programs hang on the server, then starts it again.
+    let restart = |slipway: Server, hung: usize| {
+        let host = &host;
+        let dir = &dir;
+        async move {
+            let hanging = || async { host.processes_named("sleep") >= hung };
+            common::eventually(Duration::from_secs(60), "the work hangs on the server", hanging).await;
+            let (status, _) = slipway.terminate();
+            assert!(status.success(), "{status:?}");
+            // Stopped there too: nothing of it runs on when Slipway is gone.
+            let ended = || async { host.processes_named("sleep") == 0 };
+            common::eventually(Duration::from_secs(10), "the stopped work ended on the server", ended).await;
+            Server::start(dir, &[UNLIMITED]).unwrap()
+        }
+    };
+
+    // Provisioning, stopped while apt-get hangs.
+    host.hang("apt-get", true);
+    let (_, op) = api.call(Method::POST, &format!("{server_path}/provision"), Some(json!({}))).await;
+    let provisioning = op["data"]["id"].as_str().unwrap().to_string();
+    slipway = restart(slipway, 1).await;
+    let api = Api { url: slipway.url.clone(), token: api.token.clone() };
+    running_again(&api, &[&provisioning], 2).await;
+    let server = data_of(&api, &server_path).await;
+    assert_eq!((server["status"].as_str(), server["status_reason"].as_str()), (Some("provisioning"), None), "{server}");
+    assert!(events(&api, "server.provision_failed", &server_id).await.is_empty(), "a shutdown is not a failure");
+    let log = log_of(&api, &provisioning).await;
+    assert!(log.contains("==> Slipway is shutting down: this runs again when it starts"), "{log}");
+    host.hang("apt-get", false);
+    slipway = restart(slipway, 1).await;
+    let api = Api { url: slipway.url.clone(), token: api.token.clone() };
+    let op = api.finished_within(&provisioning, Duration::from_secs(180)).await;
+    assert_eq!((op["status"].as_str(), op["attempts"].as_i64()), (Some("succeeded"), Some(3)), "{op}");
+    assert_eq!(data_of(&api, &server_path).await["status"], "active");
+
+    // A new site's setup and a redirect's sync, stopped while nginx hangs.
+    let sites = format!("{server_path}/sites");
+    let static_site = |domain: &str| Some(json!({"domain": domain, "project_type": "static"}));
+    let (status, first) = api.call(Method::POST, &sites, static_site("first.example.com")).await;
+    assert_eq!(status, 201, "{first}");
+    applied(&api, &first).await;
+    let first = format!("{server_path}/sites/{}", first["data"]["id"].as_str().unwrap());
+    host.hang("nginx", true);
+    let (status, second) = api.call(Method::POST, &sites, static_site("second.example.com")).await;
+    assert_eq!(status, 201, "{second}");
+    let (status, redirect) =
+        api.call(Method::POST, &format!("{first}/redirects"), Some(json!({"from": "/old", "to": "/new"}))).await;
+    assert_eq!(status, 201, "{redirect}");
+    let ops: Vec<String> =
+        [&second, &redirect].iter().map(|r| r["data"]["operation_id"].as_str().unwrap().to_string()).collect();
+    let second = format!("{server_path}/sites/{}", second["data"]["id"].as_str().unwrap());
+    let redirect = format!("{first}/redirects/{}", redirect["data"]["id"].as_str().unwrap());
+    slipway = restart(slipway, 2).await;
+    let api = Api { url: slipway.url.clone(), token: api.token.clone() };
+    running_again(&api, &[&ops[0], &ops[1]], 2).await;
+    for path in [&second, &redirect] {
+        let waiting = data_of(&api, path).await;
+        assert_eq!(
+            (waiting["status"].as_str(), waiting["status_reason"].as_str()),
+            (Some("installing"), None),
+            "{waiting}"
+        );
+    }
+    host.hang("nginx", false);
+    slipway = restart(slipway, 2).await;
+    let api = Api { url: slipway.url.clone(), token: api.token.clone() };
+    for op in &ops {
+        let op = api.finished_within(op, Duration::from_secs(60)).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+    }
+    for path in [&second, &redirect] {
+        assert_eq!(data_of(&api, path).await["status"], "installed");
+    }
+    drop(host);
+    drop(slipway);
+}
+
 #[tokio::test]
 async fn the_cli_provisions_a_server_and_manages_its_keys_and_rules() {
     common::clean_test_host_files();
