@@ -428,13 +428,20 @@ async fn work_a_shutdown_stops_waits_for_the_next_start_and_then_completes() {
     let host = NetnsHost::start_with(&[&key], None, &["/usr/bin/apt-get", "/usr/sbin/nginx"]);
     let server_path = format!("/api/v1/servers/{server_id}");
     api.call(Method::PUT, &server_path, Some(json!({"ip_address": host.address}))).await;
+    // Waits until `hung` programs hang on the server (a hung program sleeps).
+    let hanging = |hung: usize| {
+        let host = &host;
+        async move {
+            let hanging = || async { host.processes_named("sleep") >= hung };
+            common::eventually(Duration::from_secs(60), "the work hangs on the server", hanging).await;
+        }
+    };
     // Stops Slipway while `hung` programs hang on the server, then starts it again.
     let restart = |slipway: Server, hung: usize| {
         let host = &host;
         let dir = &dir;
         async move {
-            let hanging = || async { host.processes_named("sleep") >= hung };
-            common::eventually(Duration::from_secs(60), "the work hangs on the server", hanging).await;
+            hanging(hung).await;
             let (status, _) = slipway.terminate();
             assert!(status.success(), "{status:?}");
             // Stopped there too: nothing of it runs on when Slipway is gone.
@@ -456,6 +463,8 @@ async fn work_a_shutdown_stops_waits_for_the_next_start_and_then_completes() {
     assert!(events(&api, "server.provision_failed", &server_id).await.is_empty(), "a shutdown is not a failure");
     let log = log_of(&api, &provisioning).await;
     assert!(log.contains("==> Slipway is shutting down: this runs again when it starts"), "{log}");
+    // Let go only once the next attempt hangs too, so that the next stop finds it hanging.
+    hanging(1).await;
     host.hang("apt-get", false);
     slipway = restart(slipway, 1).await;
     let api = Api { url: slipway.url.clone(), token: api.token.clone() };
@@ -491,6 +500,7 @@ async fn work_a_shutdown_stops_waits_for_the_next_start_and_then_completes() {
             "{waiting}"
         );
     }
+    hanging(2).await;
     host.hang("nginx", false);
     slipway = restart(slipway, 2).await;
     let api = Api { url: slipway.url.clone(), token: api.token.clone() };
