@@ -763,14 +763,13 @@ async fn announce(engine: &Engine, deployment_id: &str) {
     crate::notify::emit(engine, event).await;
 }
 
-#[async_trait]
-impl JobHandler for DeploySite {
-    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let job: DeployJob = ctx.payload()?;
+impl DeploySite {
+    /// Runs deployment `deployment_id` to its end, which it records.
+    async fn deploy(&self, ctx: &JobContext, deployment_id: &str) -> Result<(), JobError> {
         let engine = &self.0;
         let deployment = engine
             .store
-            .deployment(&job.deployment_id)
+            .deployment(deployment_id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| JobError::failed("the deployment was deleted"))?;
@@ -811,8 +810,16 @@ impl JobHandler for DeploySite {
         let outcome = self.pipeline(ctx, &connection, &server, &site, &deployment, &mut progress).await;
         match outcome {
             Ok((live, mut session)) => {
-                let ended =
-                    self.after_switch(ctx, &mut session, &site, &server, &deployment, &mut progress, live).await;
+                let release = live.release.clone();
+                // Only a write to the database fails what follows the switch: the new release
+                // serves all the same, and the reason says so.
+                let ended = self
+                    .after_switch(ctx, &mut session, &site, &server, &deployment, &mut progress, live)
+                    .await
+                    .map_err(|e| match e {
+                        JobError::Cancelled => e,
+                        e => JobError::failed(format!("release {release} is live, but recording it failed: {e}")),
+                    });
                 // Always waited for, so that the shell, which waits for input, never outlives the
                 // job. The release is live whatever happened to the session since the switch: a
                 // session that ended badly is reported, nothing more (a cancel is, by its part).
@@ -855,36 +862,62 @@ impl JobHandler for DeploySite {
             }
         }
     }
+}
 
+#[async_trait]
+impl JobHandler for DeploySite {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let engine = &self.0;
         if let Ok(Some(deployment)) = engine.store.deployment_by_job(&job.id).await
             && matches!(deployment.status, RunStatus::Queued | RunStatus::Running)
         {
             // A user had asked to stop it (the reaper then ends the job cancelled): it is
-            // cancelled. Otherwise the step it was in failed. How long the step ran before the
-            // process died is not known.
+            // cancelled. Otherwise the step it was in failed.
             let (status, reason) = match job.status {
                 RunStatus::Cancelled => (RunStatus::Cancelled, "cancelled by request"),
                 _ => (RunStatus::Failed, "interrupted"),
             };
-            let mut steps: Vec<DeploymentStep> =
-                deployment.steps.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            for step in steps.iter_mut().filter(|s| s.status == "running") {
-                step.status = status.as_str().into();
-            }
-            let update = DeploymentUpdate {
-                status: Some(status),
-                failed_step: steps.iter().find(|s| s.status == status.as_str()).map(|s| s.name.clone()),
-                failure_reason: Some(reason.into()),
-                finished_at: Some(now()),
-                steps: serde_json::to_string(&steps).ok(),
-                ..Default::default()
-            };
-            if let Err(e) = finish(engine, &deployment, update).await {
-                tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record the interrupted deployment");
-            }
+            record_unfinished(engine, &deployment, status, reason).await;
         }
+    }
+
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let job: DeployJob = ctx.payload()?;
+        let result = self.deploy(ctx, &job.deployment_id).await;
+        // Every way a deploy ends records its end, but a write to the database that fails on the
+        // way skips that: the deployment must not stay `running` (nor the site say it deploys).
+        if let Err(e) = &result
+            && owns_its_end(ctx)
+            && let Ok(Some(deployment)) = self.0.store.deployment(&job.deployment_id).await
+            && matches!(deployment.status, RunStatus::Queued | RunStatus::Running)
+        {
+            let (status, reason) = how_it_ended(e);
+            ctx.log("stderr", format!("==> {reason}"));
+            ctx.flush_log().await;
+            record_unfinished(&self.0, &deployment, status, &reason).await;
+        }
+        result
+    }
+}
+
+/// Ends a deployment whose run did not: the step it was in ends with `status` (how long it ran
+/// is not known). Best effort: a failure to record is logged.
+async fn record_unfinished(engine: &Engine, deployment: &Deployment, status: RunStatus, reason: &str) {
+    let mut steps: Vec<DeploymentStep> =
+        deployment.steps.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    for step in steps.iter_mut().filter(|s| s.status == "running") {
+        step.status = status.as_str().into();
+    }
+    let update = DeploymentUpdate {
+        status: Some(status),
+        failed_step: steps.iter().find(|s| s.status == status.as_str()).map(|s| s.name.clone()),
+        failure_reason: Some(reason.into()),
+        finished_at: Some(now()),
+        steps: serde_json::to_string(&steps).ok(),
+        ..Default::default()
+    };
+    if let Err(e) = finish(engine, deployment, update).await {
+        tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record how the deployment ended");
     }
 }
 
@@ -906,12 +939,17 @@ fn owns_its_end(ctx: &JobContext) -> bool {
     ctx.stop_reason() != Some(StopReason::LeaseLost)
 }
 
-/// How a deployment that failed (or was cancelled) at `step` ends.
-fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
-    let (status, reason) = match e {
+/// The status and reason of a deployment that ended in `e`.
+fn how_it_ended(e: &JobError) -> (RunStatus, String) {
+    match e {
         JobError::Cancelled => (RunStatus::Cancelled, "cancelled by request".to_string()),
         other => (RunStatus::Failed, other.to_string()),
-    };
+    }
+}
+
+/// How a deployment that failed (or was cancelled) at `step` ends.
+fn failed_update(e: &JobError, step: &str) -> DeploymentUpdate {
+    let (status, reason) = how_it_ended(e);
     DeploymentUpdate {
         status: Some(status),
         failed_step: Some(step.into()),

@@ -899,6 +899,51 @@ async fn restart_and_expect_a_failed_build(stage: &mut Stage, site: &str, id: &s
     assert_eq!((last["name"].as_str(), last["status"].as_str()), (Some("build"), Some("failed")), "{ended}");
 }
 
+/// A write to Slipway's database that fails after the switch (a full disk, say) does not leave
+/// the deployment `running`: it ends `failed`, saying that the new release is live (it is), and
+/// the next deploy goes ahead.
+#[tokio::test]
+async fn a_failed_write_after_the_switch_ends_the_deployment_failed_saying_what_is_live() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("public/index.html", "one\n")], "one");
+    let site = stage
+        .site(json!({"domain": "record.example.com", "project_type": "static", "web_directory": "public",
+                     "repository_url": stage.repo.url}))
+        .await;
+    assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded");
+
+    // The write that records a new release as live fails; every other write goes through.
+    let db = stage.dir.join("slipway.db");
+    sqlite(
+        &db,
+        "CREATE TRIGGER full_disk BEFORE UPDATE OF release_present ON deployments \
+         WHEN NEW.release_present = 1 AND OLD.release_present = 0 \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    );
+    stage.repo.commit(&[("public/index.html", "two\n")], "two");
+    let ended = stage.deploy(&site, "deploy", json!({})).await;
+    let reason = ended["failure_reason"].as_str().unwrap_or_default();
+    assert_eq!((ended["status"].as_str(), ended["failed_step"].as_str()), (Some("failed"), Some("switch")), "{ended}");
+    assert!(reason.starts_with("release ") && reason.contains(" is live, but recording it failed: "), "{reason}");
+    assert!(reason.contains("database or disk is full"), "{reason}");
+    assert_eq!(stage.get("record.example.com", "/").await, (200, "two\n".to_string()), "the switch went through");
+    let (_, listed) = stage.api.call(Method::GET, &site, None).await;
+    assert_eq!(listed["data"]["deployment_status"], "failed", "{listed}");
+
+    sqlite(&db, "DROP TRIGGER full_disk;");
+    stage.repo.commit(&[("public/index.html", "three\n")], "three");
+    assert_eq!(stage.deploy(&site, "deploy", json!({})).await["status"], "succeeded", "nothing was left locked");
+    assert_eq!(stage.get("record.example.com", "/").await.1, "three\n");
+}
+
+/// Runs `sql` on the SQLite database at `path` (Slipway has it open), through Python's driver.
+fn sqlite(path: &Path, sql: &str) {
+    let script =
+        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=10)\nc.executescript(sys.argv[2])\nc.close()";
+    let out = Command::new("python3").args(["-c", script]).arg(path).arg(sql).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A signed push deploys exactly the pushed commit (even when the branch has moved on since).
 #[tokio::test]
 async fn a_signed_push_deploys_the_pushed_commit() {
