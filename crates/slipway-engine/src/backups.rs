@@ -362,12 +362,12 @@ impl JobHandler for BackUpDatabase {
             && matches!(backup.status, BackupStatus::Pending | BackupStatus::InProgress)
         {
             backup.status = BackupStatus::Failed;
-            backup.error = Some("interrupted (Slipway stopped during the backup)".into());
+            let why = crate::session::abandoned_reason(job);
+            backup.error = Some(why.into());
             backup.finished_at = Some(slipway_core::time::now());
             let _ = self.0.store.update_backup(&backup).await;
             self.remove_partial(&backup).await;
-            announce(&self.0, &backup, "backup.failed", "failed: interrupted (Slipway stopped during the backup)")
-                .await;
+            announce(&self.0, &backup, "backup.failed", &format!("failed: {why}")).await;
         }
     }
 

@@ -790,7 +790,7 @@ impl DeploySite {
             ));
             ctx.log("error", format!("==> {e}"));
             ctx.flush_log().await;
-            finish(engine, &deployment, failed_update(&e, "install")).await?;
+            finish_or_leave_to_run(engine, &deployment, failed_update(&e, "install")).await;
             return Err(e);
         }
         let (_keep_open, uncancellable) = tokio::sync::watch::channel(false);
@@ -802,7 +802,7 @@ impl DeploySite {
                 let e = stopped_as(ctx, e);
                 ctx.flush_log().await;
                 if owns_its_end(ctx) {
-                    finish(engine, &deployment, progress.failed(&e)).await?;
+                    finish_or_leave_to_run(engine, &deployment, progress.failed(&e)).await;
                 }
                 return Err(e);
             }
@@ -856,7 +856,7 @@ impl DeploySite {
                 }
                 ctx.flush_log().await;
                 if owns_its_end(ctx) {
-                    finish(engine, &deployment, progress.failed(&e)).await?;
+                    finish_or_leave_to_run(engine, &deployment, progress.failed(&e)).await;
                 }
                 Err(e)
             }
@@ -889,14 +889,32 @@ impl JobHandler for DeploySite {
         if let Err(e) = &result
             && owns_its_end(ctx)
             && let Ok(Some(deployment)) = self.0.store.deployment(&job.deployment_id).await
-            && matches!(deployment.status, RunStatus::Queued | RunStatus::Running)
         {
-            let (status, reason) = how_it_ended(e);
-            ctx.log("stderr", format!("==> {reason}"));
-            ctx.flush_log().await;
-            record_unfinished(&self.0, &deployment, status, &reason).await;
+            if matches!(deployment.status, RunStatus::Queued | RunStatus::Running) {
+                let (status, reason) = how_it_ended(e);
+                ctx.log("stderr", format!("==> {reason}"));
+                ctx.flush_log().await;
+                record_unfinished(&self.0, &deployment, status, &reason).await;
+            } else if let Err(e) =
+                // Its end is recorded, but the site's record of it may not be.
+                self
+                    .0
+                    .store
+                    .record_site_deployment(&deployment.site_id, deployment.status, None, None)
+                    .await
+            {
+                tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record the site's deployment status");
+            }
         }
         result
+    }
+}
+
+/// Records how a failed deployment ended. A write that fails is logged and left to `run`, which
+/// tries again with the same error: the failure's own reason is kept, not the database's.
+async fn finish_or_leave_to_run(engine: &Engine, deployment: &Deployment, update: DeploymentUpdate) {
+    if let Err(e) = finish(engine, deployment, update).await {
+        tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record how the deployment ended");
     }
 }
 

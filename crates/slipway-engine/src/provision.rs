@@ -12,7 +12,7 @@ use slipway_store::Server;
 use crate::items::{self, DEPLOY_USER};
 use crate::notify::{EventSpec, Subject};
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script, store_error};
+use crate::session::{abandoned_reason, connect, load_server, run_script, store_error};
 use crate::verify::{SUPPORTED_OS, ServerJob, detect_os};
 use crate::{Engine, JobKind};
 
@@ -83,11 +83,11 @@ impl JobHandler for ProvisionServer {
         if let Ok(Some(server)) = self.0.store.server(&payload.server_id).await
             && server.status == ServerStatus::Provisioning
         {
-            let reason = "provisioning was interrupted (Slipway stopped while it ran); provision again";
-            if let Err(e) = self.0.store.set_server_status(&server.id, ServerStatus::Failed, Some(reason)).await {
+            let reason = format!("provisioning was {}; provision again", abandoned_reason(job));
+            if let Err(e) = self.0.store.set_server_status(&server.id, ServerStatus::Failed, Some(&reason)).await {
                 tracing::warn!(server.id = %server.id, error = %e, "could not record the interrupted provisioning");
             }
-            provision_failed(&self.0, &server, reason).await;
+            provision_failed(&self.0, &server, &reason).await;
         }
     }
 
@@ -111,11 +111,10 @@ impl JobHandler for ProvisionServer {
                 let reason = match ctx.ending(&e) {
                     // It runs again when Slipway starts: the server is still being provisioned.
                     Ending::Resumes => return Err(e),
+                    // The worker that reaped the job records it, and may be running it again.
+                    Ending::NotOurs => return Err(e),
                     Ending::Stopped(how) => format!("provisioning was {how}"),
                     Ending::Failed(reason) => reason,
-                    // Recorded all the same: the reaper queues it again, and a retry that is then
-                    // cancelled before it runs would leave the server `provisioning` for good.
-                    Ending::NotOurs => e.to_string(),
                 };
                 // A server that could not be reached keeps saying so; anything else failed.
                 let current = store.server(&server.id).await.map_err(store_error)?;

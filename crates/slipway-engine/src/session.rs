@@ -35,6 +35,15 @@ pub(crate) fn reason_to_record(ctx: &JobContext, e: &JobError) -> Option<String>
     }
 }
 
+/// Why a job ended without its handler recording that end, for [`slipway_jobs::JobHandler::abandoned`]:
+/// a user's cancel (one that came while a shutdown queued it again), or its worker stopped.
+pub(crate) fn abandoned_reason(job: &slipway_store::Job) -> &'static str {
+    match job.status {
+        slipway_core::RunStatus::Cancelled => "cancelled by request",
+        _ => "interrupted (Slipway stopped while it ran)",
+    }
+}
+
 /// The server a job is about, or a final failure when it was deleted meanwhile.
 pub(crate) async fn load_server(engine: &Engine, id: &str) -> Result<Server, JobError> {
     engine.store.server(id).await.map_err(store_error)?.ok_or_else(|| JobError::failed("the server was deleted"))

@@ -10,7 +10,7 @@ use slipway_store::{Server, Site};
 
 use crate::items::DEPLOY_USER;
 use crate::script::Script;
-use crate::session::{connect, reason_to_record, run_script, run_script_with, store_error};
+use crate::session::{abandoned_reason, connect, reason_to_record, run_script, run_script_with, store_error};
 use crate::{Engine, JobKind};
 
 /// Retried: applying a site is safe to run twice.
@@ -263,8 +263,26 @@ impl ApplySite {
     }
 }
 
+/// Puts right a site whose setup or removal (`during`) ended without recording it: a site
+/// still `during` is `failed`, saying why.
+async fn site_abandoned(engine: &Engine, job: &slipway_store::Job, during: InstallStatus) {
+    let Ok(payload) = serde_json::from_str::<SiteJob>(&job.payload) else { return };
+    if let Ok(Some(site)) = engine.store.site(&payload.site_id).await
+        && site.status == during
+    {
+        let reason = abandoned_reason(job);
+        if let Err(e) = engine.store.set_site_status(&site.id, InstallStatus::Failed, Some(reason)).await {
+            tracing::warn!(site.id = %site.id, error = %e, "could not record how the site's job ended");
+        }
+    }
+}
+
 #[async_trait]
 impl JobHandler for ApplySite {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        site_abandoned(&self.0, job, InstallStatus::Installing).await;
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: SiteJob = ctx.payload()?;
         let engine = &self.0;
@@ -293,6 +311,10 @@ pub struct RemoveSite(pub Engine);
 
 #[async_trait]
 impl JobHandler for RemoveSite {
+    async fn abandoned(&self, job: &slipway_store::Job) {
+        site_abandoned(&self.0, job, InstallStatus::Removing).await;
+    }
+
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let job: SiteJob = ctx.payload()?;
         let engine = &self.0;

@@ -20,7 +20,7 @@ use slipway_core::time::Timestamp;
 use slipway_store::{NewJob, Store, StoreError};
 use tokio::sync::watch;
 
-pub use worker::{DEFAULT_CONCURRENCY, DEFAULT_PER_SERVER, FailureHook, Worker, WorkerConfig};
+pub use worker::{DEFAULT_CONCURRENCY, DEFAULT_PER_SERVER, FailureHook, RESUMES_LINE, Worker, WorkerConfig};
 
 /// How a job's handler can end other than by succeeding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,8 +49,9 @@ impl JobError {
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
 
-    /// Called when a job of this kind failed without its handler finishing (its worker died
-    /// and it will not be retried), to put right what `run` would have recorded at its end.
+    /// Called when a job of this kind ended without its handler recording its end (its worker
+    /// died and it will not be retried; or a shutdown queued it again and a cancel then ended
+    /// it), to put right what `run` would have recorded. `job.status` says how it ended.
     async fn abandoned(&self, _job: &slipway_store::Job) {}
 }
 
@@ -205,8 +206,9 @@ pub enum StopReason {
     LeaseLost,
 }
 
-/// The reason recorded for a job that a shutdown of Slipway stopped for good (one that is not
-/// tried again): nobody cancelled it.
+/// The reason a handler records on what it works on (a deployment, a backup) when a shutdown of
+/// Slipway stopped it for good (a job that is not tried again): nobody cancelled it. (The job
+/// itself reads `interrupted by shutdown`.)
 pub const INTERRUPTED_BY_SHUTDOWN: &str = "interrupted: Slipway was shut down";
 
 /// How a run that did not succeed ends for what its handler works on ([`JobContext::ending`]).
@@ -216,8 +218,10 @@ pub enum Ending {
     Failed(String),
     /// It was stopped for good: `cancelled by request`, or [`INTERRUPTED_BY_SHUTDOWN`].
     Stopped(&'static str),
-    /// A shutdown stopped it, and the worker queues it again: it runs when Slipway starts. What
-    /// it works on stays as it was (`installing`, `provisioning`): the work is still to come.
+    /// A shutdown stopped it, and the worker queues it again: it runs at the next start (or on
+    /// another replica). What it works on stays as it was (`installing`, `provisioning`): the
+    /// work is still to come. (If a cancel turns that requeue into a cancel, the worker calls
+    /// [`JobHandler::abandoned`].)
     Resumes,
     /// Its lease was lost: the worker that reaped the job owns its end (and may be running it).
     NotOurs,

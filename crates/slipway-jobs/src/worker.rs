@@ -13,6 +13,9 @@ use tracing::Instrument;
 use crate::clock::DatabaseClock;
 use crate::{JobContext, JobError, LogBuffer, Registry, StopReason};
 
+/// The last line of the log of a job that a shutdown stopped and queued again.
+pub const RESUMES_LINE: &str = "==> Slipway is shutting down: this job is queued to run again";
+
 /// Jobs one worker runs at once unless configured otherwise. Jobs spend most of their time
 /// waiting on servers, so this is well above the number of cores: ten deploys to ten servers
 /// must not queue behind each other.
@@ -295,8 +298,8 @@ impl Worker {
             }
         };
         let resumes = shut_down && !cancel_requested && !lease_lost && job.may_retry();
-        if resumes && !matches!(result, Ok(Ok(()))) {
-            log.push("stderr", "==> Slipway is shutting down: this runs again when it starts".into());
+        if resumes && matches!(result, Ok(Err(_))) {
+            log.push("stderr", RESUMES_LINE.into());
         }
         log.flush(self.store.as_ref(), &job.id, !lease_lost).await;
         if lease_lost {
@@ -305,7 +308,7 @@ impl Worker {
         let end = match result {
             Ok(Ok(())) => JobEnd::Succeeded,
             Ok(Err(_)) if shut_down && !cancel_requested => {
-                if resumes {
+                if job.may_retry() {
                     JobEnd::Retry { run_at: self.clock.now(), reason: "interrupted by shutdown; retrying".into() }
                 } else {
                     JobEnd::Failed { reason: "interrupted by shutdown".into(), exit_code: None }
@@ -335,7 +338,18 @@ impl Worker {
                 }
             }
         };
+        let requeued_by_shutdown = resumes && matches!(end, JobEnd::Retry { .. });
         self.finish(&job, end).await;
+        // A cancel that came after the last heartbeat turns the requeue into a cancel (the
+        // store honours it): the job will not run again, though its handler left what it works
+        // on waiting for it. The handler puts that right, as for a job whose worker died.
+        if requeued_by_shutdown
+            && let Ok(Some(ended)) = self.store.job(&job.id).await
+            && ended.status == slipway_core::RunStatus::Cancelled
+            && let Some(handler) = self.registry.get(&job.kind)
+        {
+            handler.abandoned(&ended).await;
+        }
     }
 
     async fn finish(&self, job: &Job, end: JobEnd) {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use slipway_core::time::now;
 use slipway_jobs::{
-    Ending, INTERRUPTED_BY_SHUTDOWN, JobContext, JobError, JobHandler, JobSpec, Registry, StopReason, Worker,
-    WorkerConfig, enqueue,
+    Ending, INTERRUPTED_BY_SHUTDOWN, JobContext, JobError, JobHandler, JobSpec, RESUMES_LINE, Registry, StopReason,
+    Worker, WorkerConfig, enqueue,
 };
 use slipway_store::testing::TestDatabase;
 use slipway_store::{Job, Store};
@@ -369,11 +369,32 @@ async fn shutdown_stops_running_jobs_and_records_them_as_interrupted() {
     let stops = record.stops.lock().unwrap().clone();
     assert_eq!(stops[&retried], (Some(StopReason::Shutdown), Ending::Resumes));
     assert_eq!(stops[&failed], (Some(StopReason::Shutdown), Ending::Stopped(INTERRUPTED_BY_SHUTDOWN)));
-    let says_it_resumes = |log: Vec<slipway_store::JobLogLine>| {
-        log.iter().any(|l| l.line == "==> Slipway is shutting down: this runs again when it starts")
-    };
+    let says_it_resumes = |log: Vec<slipway_store::JobLogLine>| log.iter().any(|l| l.line == RESUMES_LINE);
     assert!(says_it_resumes(store.job_log(&retried, 0, 100).await.unwrap()), "the requeued job's log says so");
     assert!(!says_it_resumes(store.job_log(&failed, 0, 100).await.unwrap()), "the failed one's does not");
+    assert!(record.abandoned.lock().unwrap().is_empty(), "their handlers recorded their ends");
+}
+
+/// A cancel the worker has not seen yet (it comes with the next heartbeat) when a shutdown stops
+/// the job turns its requeue into a cancel: the job does not run again, so its handler, which
+/// left what it works on waiting for the next run, is told (`abandoned`).
+#[tokio::test]
+async fn a_cancel_not_yet_seen_at_shutdown_ends_the_job_and_its_handler_is_told() {
+    let db = TestDatabase::sqlite().await;
+    let store = db.store().await;
+    let record = Arc::new(Record::default());
+    let config =
+        WorkerConfig { heartbeat: Duration::from_secs(30), lease: Duration::from_secs(120), ..fast_config("w-race") };
+    let (stop, worker) = start_with(store.clone(), record.clone(), config);
+    let job = enqueue(store.as_ref(), spec("wait", "c1").idempotent(3)).await.unwrap();
+    running(store.as_ref(), &job).await;
+    store.cancel_job(&job, now()).await.unwrap();
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker).await.expect("shutdown does not hang").unwrap();
+    assert_eq!(record.stops.lock().unwrap()[&job], (Some(StopReason::Shutdown), Ending::Resumes), "it had not seen it");
+    let j = store.job(&job).await.unwrap().unwrap();
+    assert_eq!((j.status.as_str(), j.attempts), ("cancelled", 1), "it does not run again");
+    assert_eq!(*record.abandoned.lock().unwrap(), vec![job.clone()], "its handler was told");
 }
 
 /// A job whose lease another worker has reaped (as after a pause longer than the lease) is

@@ -110,7 +110,8 @@ pub async fn cancel_operation(
     op: VisibleOperation,
     audit: AuditSlot,
 ) -> Result<Accepted<OperationResource>, ApiError> {
-    let message = match state.store.cancel_job(&op.job.id, slipway_core::time::now()).await? {
+    let outcome = state.store.cancel_job(&op.job.id, slipway_core::time::now()).await?;
+    let message = match outcome {
         CancelOutcome::Cancelled => "Cancelled before it started.",
         CancelOutcome::Requested => "Cancellation requested; the operation stops within seconds.",
         CancelOutcome::AlreadyFinished => return Err(ApiError::Conflict("The operation has already finished.".into())),
@@ -121,5 +122,14 @@ pub async fn cancel_operation(
         n.resource_id = Some(op.job.id.clone());
     });
     let job = state.store.job(&op.job.id).await?.ok_or(ApiError::NotFound)?;
+    if outcome == CancelOutcome::Cancelled
+        && let Some(handler) = state.engine.registry().get(&job.kind)
+    {
+        // What it would have worked on waits for it (a server `provisioning`, a site
+        // `installing`); it will never run, so its handler says so. Not in the request: a
+        // handler may have something to remove on a server.
+        let ended = job.clone();
+        tokio::spawn(async move { handler.abandoned(&ended).await });
+    }
     Ok(Accepted { message: message.into(), data: crate::resources::operation(&job) })
 }

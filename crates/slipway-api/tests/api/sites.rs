@@ -252,7 +252,7 @@ async fn scheduled_deploys_wait_and_can_be_cancelled_and_logs_stream_as_events()
 }
 
 /// A token restricted to some sites sees the operations of those sites only (an operation's log
-/// says what a deploy did; another site's is none of its business).
+/// says what a deploy did; another site's is none of its business), and can cancel them.
 #[tokio::test]
 async fn operations_of_other_sites_are_hidden_from_tokens_restricted_to_some_sites() {
     let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
@@ -285,6 +285,26 @@ async fn operations_of_other_sites_are_hidden_from_tokens_restricted_to_some_sit
     }
     let cancel = app.post_as(&format!("/api/v1/operations/{their_operation}/cancel"), &narrow, json!({})).await;
     assert_eq!(cancel.status, StatusCode::NOT_FOUND, "{}", cancel.text());
+
+    // A setup cancelled before it started will never run: the site says so, instead of staying
+    // `installing` for good (its handler is told, in a task of its own).
+    let cancel = app.post_as(&format!("/api/v1/operations/{my_operation}/cancel"), &narrow, json!({})).await;
+    assert_eq!(cancel.status, StatusCode::ACCEPTED, "{}", cancel.text());
+    assert_eq!(cancel.json()["data"]["status"], "cancelled");
+    let site = format!("/api/v1/servers/{server}/sites/{mine}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(20));
+    let told = loop {
+        every.tick().await;
+        let data = app.get_as(&site, &owner.token).await.json()["data"].clone();
+        if data["status"] != "installing" || std::time::Instant::now() > deadline {
+            break data;
+        }
+    };
+    assert_eq!(
+        (told["status"].as_str(), told["status_reason"].as_str()),
+        (Some("failed"), Some("cancelled by request"))
+    );
 }
 
 /// A site at `domain` on a provisioned server, with a repository; returns its path.

@@ -27,7 +27,7 @@ use slipway_store::{Server, ServerItem};
 use super::certificates::{ACME_WEBROOT, ActivateJob, CertificateSpec, Issued, Renewal, ServersSeen, serve};
 use crate::notify::{EventSpec, Subject};
 use crate::script::Script;
-use crate::session::{connect, load_server, reason_to_record, run_script, store_error};
+use crate::session::{abandoned_reason, connect, load_server, reason_to_record, run_script, store_error};
 use crate::{Engine, JobKind, audit};
 
 /// Let's Encrypt's production directory: the default.
@@ -206,8 +206,7 @@ pub struct IssueCertificate(pub Engine);
 impl JobHandler for IssueCertificate {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let Ok(payload) = serde_json::from_str::<CertificateJob>(&job.payload) else { return };
-        let reason = "interrupted (Slipway stopped while issuing it)";
-        record_failure(&self.0, &payload.server_id, &payload.certificate_id, reason).await;
+        record_failure(&self.0, &payload.server_id, &payload.certificate_id, abandoned_reason(job)).await;
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -392,12 +391,8 @@ pub struct RevokeCertificate(pub Engine);
 impl JobHandler for RevokeCertificate {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let Ok(payload) = serde_json::from_str::<CertificateJob>(&job.payload) else { return };
-        revoke_failed(
-            &self.0,
-            &payload.certificate_id,
-            "interrupted (Slipway stopped while revoking it); revoke it again",
-        )
-        .await;
+        let reason = format!("{}; revoke it again", abandoned_reason(job));
+        revoke_failed(&self.0, &payload.certificate_id, &reason).await;
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {

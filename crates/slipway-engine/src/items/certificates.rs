@@ -23,7 +23,7 @@ use slipway_store::{Server, ServerItem};
 
 use super::{ItemKind, check_id, specs};
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script_with, store_error};
+use crate::session::{abandoned_reason, connect, load_server, reason_to_record, run_script_with, store_error};
 use crate::{Engine, JobKind};
 
 #[derive(Debug)]
@@ -237,8 +237,9 @@ pub struct ActivateCertificate(pub Engine);
 impl JobHandler for ActivateCertificate {
     async fn abandoned(&self, job: &slipway_store::Job) {
         let Ok(payload) = serde_json::from_str::<ActivateJob>(&job.payload) else { return };
-        let reason = Some("interrupted (Slipway stopped while activating it); activate it again");
-        let _ = self.0.store.set_server_items_status(&[payload.certificate_id], InstallStatus::Failed, reason).await;
+        let reason = format!("{}; activate it again", abandoned_reason(job));
+        let _ =
+            self.0.store.set_server_items_status(&[payload.certificate_id], InstallStatus::Failed, Some(&reason)).await;
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
@@ -323,15 +324,16 @@ pub async fn serve(
                 }
             }
         }
-        Err(JobError::Cancelled) => {}
         Err(_) if renewal => {}
+        // Not when it runs again (after a shutdown) or another worker owns its end.
         Err(e) => {
-            let reason = e.to_string();
-            engine
-                .store
-                .set_server_items_status(id, InstallStatus::Failed, Some(&reason))
-                .await
-                .map_err(store_error)?;
+            if let Some(reason) = reason_to_record(ctx, e) {
+                engine
+                    .store
+                    .set_server_items_status(id, InstallStatus::Failed, Some(&reason))
+                    .await
+                    .map_err(store_error)?;
+            }
         }
     }
     outcome

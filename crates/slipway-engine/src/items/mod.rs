@@ -30,7 +30,7 @@ use slipway_remote::SshConnection;
 use slipway_store::{Server, ServerItem};
 
 use crate::script::Script;
-use crate::session::{connect, load_server, reason_to_record, run_script_with, store_error};
+use crate::session::{abandoned_reason, connect, load_server, reason_to_record, run_script_with, store_error};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
@@ -292,13 +292,14 @@ pub struct SyncItems {
 #[async_trait]
 impl JobHandler for SyncItems {
     async fn abandoned(&self, job: &slipway_store::Job) {
-        // Retries ran out with the worker gone: say so on the items still waiting.
+        // It will not run again (its worker died with no retries left, or it was cancelled):
+        // say so on the items still waiting.
         let Ok(payload) = serde_json::from_str::<ServerJob>(&job.payload) else { return };
         if let Ok((items, _)) = self.engine.store.server_items(&payload.server_id, self.kind.name(), None).await {
             let waiting: Vec<String> =
                 items.iter().filter(|i| i.status == InstallStatus::Installing).map(|i| i.id.clone()).collect();
-            let reason = Some("interrupted (Slipway stopped while applying it); add it again or provision the server");
-            let _ = self.engine.store.set_server_items_status(&waiting, InstallStatus::Failed, reason).await;
+            let reason = format!("{}; add it again or provision the server", abandoned_reason(job));
+            let _ = self.engine.store.set_server_items_status(&waiting, InstallStatus::Failed, Some(&reason)).await;
         }
     }
 

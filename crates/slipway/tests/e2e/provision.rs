@@ -462,7 +462,7 @@ async fn work_a_shutdown_stops_waits_for_the_next_start_and_then_completes() {
     assert_eq!((server["status"].as_str(), server["status_reason"].as_str()), (Some("provisioning"), None), "{server}");
     assert!(events(&api, "server.provision_failed", &server_id).await.is_empty(), "a shutdown is not a failure");
     let log = log_of(&api, &provisioning).await;
-    assert!(log.contains("==> Slipway is shutting down: this runs again when it starts"), "{log}");
+    assert!(log.contains(slipway_jobs::RESUMES_LINE), "{log}");
     // Let go only once the next attempt hangs too, so that the next stop finds it hanging.
     hanging(1).await;
     host.hang("apt-get", false);
