@@ -50,8 +50,9 @@ pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;
 
     /// Called when a job of this kind ended without its handler recording its end (its worker
-    /// died and it will not be retried; or a shutdown queued it again and a cancel then ended
-    /// it), to put right what `run` would have recorded. `job.status` says how it ended.
+    /// died and it will not be retried; a cancel ended it before it ran, or after a shutdown
+    /// had queued it again), to put right what `run` would have recorded. `job.status` says how
+    /// it ended. It may run in the API's process, not a worker's.
     async fn abandoned(&self, _job: &slipway_store::Job) {}
 }
 
