@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_core::{BackupStatus, InstallStatus};
-use slipway_jobs::{Ending, JobContext, JobError, JobHandler};
+use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Stream, Transport};
 use slipway_store::{Backup, Server};
 use tokio::io::AsyncWriteExt;
@@ -23,7 +23,9 @@ use crate::backups::{Chunks, Manifest, hex, manifest, open_download};
 use crate::items::databases::engine_of;
 use crate::items::{DatabaseSpec, DatabaseUsers, Databases, ItemKind};
 use crate::script::Script;
-use crate::session::{Connection, FailureTracker, connect, load_server, run_script_with, store_error};
+use crate::session::{
+    Connection, FailureTracker, connect, load_server, reason_to_record, run_script_with, store_error,
+};
 use crate::verify::ServerJob;
 use crate::{Engine, JobKind};
 
@@ -396,11 +398,7 @@ impl JobHandler for RestoreBackup {
                 // A stop says what stopped it: a user's cancel, or a shutdown (not "cancelled").
                 // A restore is tried once, so what it made is this run's to drop even when
                 // its lease was lost.
-                let why = match ctx.ending(&JobError::failed(why)) {
-                    Ending::Failed(why) => why,
-                    Ending::Stopped(how) => how.to_string(),
-                    Ending::Resumes | Ending::NotOurs => "interrupted".to_string(),
-                };
+                let why = reason_to_record(ctx, &JobError::failed(why)).unwrap_or_else(|| "interrupted".into());
                 ctx.log("stderr", format!("restore failed: {why}"));
                 // Only a database made for this restore, and only once something went into it.
                 if database && job.created && began {

@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_core::BackupStatus;
-use slipway_jobs::{Ending, JobContext, JobError, JobHandler};
+use slipway_jobs::{JobContext, JobError, JobHandler};
 use slipway_remote::{ByteSink, Transport};
 use slipway_store::{Backup, BackupTarget, Server};
 use tokio::io::AsyncWriteExt;
@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use crate::backup_storage::Storage;
 use crate::items::DatabaseSpec;
 use crate::script::Script;
-use crate::session::{connect, load_server, run_script_with, store_error};
+use crate::session::{abandoned_reason, connect, load_server, reason_to_record, run_script_with, store_error};
 use crate::{Engine, JobKind};
 
 /// `backup.database`: one backup of one database. Not retried: a second attempt would be a
@@ -362,7 +362,7 @@ impl JobHandler for BackUpDatabase {
             && matches!(backup.status, BackupStatus::Pending | BackupStatus::InProgress)
         {
             backup.status = BackupStatus::Failed;
-            let why = crate::session::abandoned_reason(job);
+            let why = abandoned_reason(job);
             backup.error = Some(why.into());
             backup.finished_at = Some(slipway_core::time::now());
             let _ = self.0.store.update_backup(&backup).await;
@@ -402,11 +402,9 @@ impl JobHandler for BackUpDatabase {
                 crate::backup_schedules::after_stored(&self.0, ctx, &backup).await
             }
             Err(why) => {
-                let why = match ctx.ending(&JobError::failed(why)) {
-                    Ending::Failed(why) => why,
-                    Ending::Stopped(how) => how.to_string(),
-                    // The worker that reaped the job records it.
-                    Ending::Resumes | Ending::NotOurs => return Err(JobError::failed("interrupted")),
+                // After a lost lease, the worker that reaped the job records it.
+                let Some(why) = reason_to_record(ctx, &JobError::failed(why)) else {
+                    return Err(JobError::failed("interrupted"));
                 };
                 ctx.log("stderr", format!("backup failed: {why}"));
                 backup.status = BackupStatus::Failed;

@@ -723,12 +723,13 @@ fn deploys_in_place(site: &Site, deployment: &Deployment) -> bool {
     !site.zero_downtime && deployment.action == ACTION_DEPLOY
 }
 
-/// Records a deployment's end on it and on its site, and announces it.
+/// Records a deployment's end on its site and on it, and announces it. The site first: a
+/// deployment that reads as ended has its site's record written (`run` ends one still running).
 async fn finish(engine: &Engine, deployment: &Deployment, update: DeploymentUpdate) -> Result<(), JobError> {
     // A deployment's end always says how it ended; `failed` if an update ever did not.
     let status = update.status.unwrap_or(RunStatus::Failed);
-    engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
     engine.store.record_site_deployment(&deployment.site_id, status, None, None).await.map_err(store_error)?;
+    engine.store.update_deployment(&deployment.id, &update).await.map_err(store_error)?;
     announce(engine, &deployment.id).await;
     Ok(())
 }
@@ -889,22 +890,12 @@ impl JobHandler for DeploySite {
         if let Err(e) = &result
             && owns_its_end(ctx)
             && let Ok(Some(deployment)) = self.0.store.deployment(&job.deployment_id).await
+            && matches!(deployment.status, RunStatus::Queued | RunStatus::Running)
         {
-            if matches!(deployment.status, RunStatus::Queued | RunStatus::Running) {
-                let (status, reason) = how_it_ended(e);
-                ctx.log("stderr", format!("==> {reason}"));
-                ctx.flush_log().await;
-                record_unfinished(&self.0, &deployment, status, &reason).await;
-            } else if let Err(e) =
-                // Its end is recorded, but the site's record of it may not be.
-                self
-                    .0
-                    .store
-                    .record_site_deployment(&deployment.site_id, deployment.status, None, None)
-                    .await
-            {
-                tracing::warn!(deployment.id = %deployment.id, error = %e, "could not record the site's deployment status");
-            }
+            let (status, reason) = how_it_ended(e);
+            ctx.log("stderr", format!("==> {reason}"));
+            ctx.flush_log().await;
+            record_unfinished(&self.0, &deployment, status, &reason).await;
         }
         result
     }

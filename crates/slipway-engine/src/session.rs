@@ -23,7 +23,7 @@ pub(crate) fn store_error(e: slipway_store::StoreError) -> JobError {
     JobError::Retryable { reason: format!("database error: {e}") }
 }
 
-/// The reason a handler records on what it works on (a site, items, a certificate) when its run
+/// The reason a handler records on what it works on (a site, items, a backup) when its run
 /// ended in `e`; `None` when that is not this run's to record: a shutdown stopped it and it runs
 /// again when Slipway starts (what it works on keeps its state), or its lease was lost (the
 /// worker that reaped the job records its end).
