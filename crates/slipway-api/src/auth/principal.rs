@@ -389,22 +389,48 @@ impl Principal {
     }
 
     /// Tokens restricted to some servers or sites never act at the organisation level (members,
-    /// settings, organisation tokens, git providers and repositories, the audit log): from there
-    /// they could hand themselves, or someone else, what their restriction withholds.
+    /// settings, organisation tokens, git providers and repositories, the audit log, new
+    /// servers): from there they could hand themselves, or someone else, what their restriction
+    /// withholds.
     pub fn refuse_if_restricted(&self) -> Result<(), ApiError> {
         if self.server_ids.is_some() || self.site_ids.is_some() {
             return Err(ApiError::Forbidden(
                 "This token is restricted to some servers or sites, so it cannot act on the organization \
-                 (members, settings, organization tokens, git providers and repositories, the audit log)."
+                 (members, settings, organization tokens, git providers and repositories, the audit log, \
+                 new servers)."
                     .into(),
             ));
         }
         Ok(())
     }
 
-    /// Whether the token's resource restrictions let it touch this server / site.
+    /// Whether the token's server restriction lets it reach this server at all (its sites
+    /// included). See [`Principal::may_act_on_server`] for the server itself.
     pub fn may_touch_server(&self, server_id: &str) -> bool {
         self.server_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == server_id))
+    }
+
+    /// Whether the token may act on this server itself: its SSH keys, firewall, daemons,
+    /// databases, operations, its removal. A token restricted to some sites, and not to
+    /// servers, reaches a server only through those sites: the server's own items would give it
+    /// every other site on it (a daemon runs as any user, an SSH key logs in).
+    pub fn may_act_on_server(&self, server_id: &str) -> bool {
+        match &self.server_ids {
+            Some(ids) => ids.iter().any(|i| i == server_id),
+            None => self.site_ids.is_none(),
+        }
+    }
+
+    /// Whether this server hosts one of the sites the token is restricted to (false for a token
+    /// without a site restriction).
+    pub async fn hosts_its_sites(&self, state: &AppState, server_id: &str) -> Result<bool, ApiError> {
+        let Some(ids) = &self.site_ids else { return Ok(false) };
+        if ids.is_empty() || !self.may_touch_server(server_id) {
+            return Ok(false);
+        }
+        let one = slipway_core::PageRequest::new(1, 1);
+        let (sites, _) = state.store.sites_of_server(server_id, Some(ids), Some(one)).await?;
+        Ok(!sites.is_empty())
     }
 
     pub fn may_touch_site(&self, site_id: &str) -> bool {

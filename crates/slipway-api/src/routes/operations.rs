@@ -22,6 +22,9 @@ pub type VisibleOperation = Authorized<OnOperation>;
 pub struct OnOperation {
     pub job: Job,
     pub organization_id: String,
+    /// A server's operation seen by a token restricted to sites on that server: it follows the
+    /// work its sites' changes start there (a redirect's sync is the server's), and nothing more.
+    pub through_sites: bool,
 }
 
 impl Target for OnOperation {
@@ -29,10 +32,14 @@ impl Target for OnOperation {
         let id = &crate::extract::path_param(parts, state, "operation").await?;
         let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
         let organization_id = job.organization_id.clone().ok_or(ApiError::NotFound)?;
+        let mut through_sites = false;
         if let Some(server) = job.resource_key.as_deref().and_then(|k| k.strip_prefix("server:"))
-            && !principal.may_touch_server(server)
+            && !principal.may_act_on_server(server)
         {
-            return Err(ApiError::NotFound);
+            through_sites = principal.hosts_its_sites(state, server).await?;
+            if !through_sites {
+                return Err(ApiError::NotFound);
+            }
         }
         // A site's operation (its deploys included) is visible where the site is: a token
         // restricted to some sites or servers sees theirs only.
@@ -47,7 +54,7 @@ impl Target for OnOperation {
                 }
             }
         }
-        Ok(OnOperation { job, organization_id })
+        Ok(OnOperation { job, organization_id, through_sites })
     }
 
     fn organization_id(&self) -> &str {
@@ -110,6 +117,12 @@ pub async fn cancel_operation(
     op: VisibleOperation,
     audit: AuditSlot,
 ) -> Result<Accepted<OperationResource>, ApiError> {
+    if op.through_sites {
+        return Err(ApiError::Forbidden(
+            "This token is restricted to some sites: it may follow the operations on their server, not cancel them."
+                .into(),
+        ));
+    }
     let outcome = state.store.cancel_job(&op.job.id, slipway_core::time::now()).await?;
     let message = match outcome {
         CancelOutcome::Cancelled => "Cancelled before it started.",

@@ -40,6 +40,8 @@ async fn server_resources(state: &AppState, servers: &[Server]) -> Result<Vec<Se
 /// requires, or 404 / 403.
 pub type VisibleServer = Authorized<OnServer>;
 
+/// The server itself: refused (403) to a token restricted to some of its sites, which reaches it
+/// only through them (see [`Principal::may_act_on_server`]).
 #[derive(Debug)]
 pub struct OnServer {
     pub server: Server,
@@ -47,8 +49,18 @@ pub struct OnServer {
 
 impl Target for OnServer {
     async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
-        let key = crate::extract::path_param(parts, state, "server").await?;
-        Ok(OnServer { server: find_server(state, principal, &key).await? })
+        let (key, server) = server_in_path(parts, state, principal).await?;
+        if principal.may_act_on_server(&server.id) {
+            return Ok(OnServer { server });
+        }
+        if principal.hosts_its_sites(state, &server.id).await? {
+            return Err(ApiError::Forbidden(
+                "This token is restricted to some sites: it may act on them, not on the server they are on \
+                 (its SSH keys, firewall, daemons, databases and operations)."
+                    .into(),
+            ));
+        }
+        Err(missing_server(&key))
     }
 
     fn organization_id(&self) -> &str {
@@ -56,10 +68,47 @@ impl Target for OnServer {
     }
 }
 
+/// A server the caller may read: one it may act on, or one that hosts a site a site-restricted
+/// token may touch (to see where its sites are, and list them).
+#[derive(Debug)]
+pub struct SeenServer {
+    pub server: Server,
+}
+
+impl Target for SeenServer {
+    async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
+        let (key, server) = server_in_path(parts, state, principal).await?;
+        if principal.may_act_on_server(&server.id) || principal.hosts_its_sites(state, &server.id).await? {
+            return Ok(SeenServer { server });
+        }
+        Err(missing_server(&key))
+    }
+
+    fn organization_id(&self) -> &str {
+        &self.server.organization_id
+    }
+}
+
+/// The server the `{server}` segment names, within the token's server restriction, and the key it
+/// was named by. Its site restriction is for the caller to apply: a site's routes check the site.
+pub(crate) async fn server_in_path(
+    parts: &mut Parts,
+    state: &AppState,
+    principal: &Principal,
+) -> Result<(String, Server), ApiError> {
+    let key = crate::extract::path_param(parts, state, "server").await?;
+    let server = find_server(state, principal, &key).await?;
+    Ok((key, server))
+}
+
+fn missing_server(key: &str) -> ApiError {
+    ApiError::Missing(format!("No server with the id or name {key:?} among yours."))
+}
+
 /// The server `{server}` names, by id or by name among the caller's servers. Names need not be
 /// unique: several servers with the name are a 409 listing their ids.
 async fn find_server(state: &AppState, principal: &Principal, key: &str) -> Result<Server, ApiError> {
-    let missing = || ApiError::Missing(format!("No server with the id or name {key:?} among yours."));
+    let missing = || missing_server(key);
     if let Some(server) = state.store.server(key).await? {
         // Another organisation's server answers exactly like one that does not exist.
         let visible = principal.may_touch_server(&server.id)
@@ -111,9 +160,34 @@ pub async fn list_servers(
     Page(cursor): Page,
 ) -> Result<Paginated<ServerResource>, ApiError> {
     let orgs = caller.organizations(&state).await?;
-    let only = caller.principal.server_ids.as_deref();
+    let hosting_its_sites;
+    let only = match (&caller.principal.server_ids, &caller.principal.site_ids) {
+        (Some(ids), _) => Some(ids.as_slice()),
+        // A token restricted to some sites sees the servers they are on.
+        (None, Some(site_ids)) => {
+            hosting_its_sites = servers_of_sites(&state, &orgs, site_ids).await?;
+            Some(hosting_its_sites.as_slice())
+        }
+        (None, None) => None,
+    };
     let (rows, total) = state.store.servers_of(&orgs, only, cursor.seeking()).await?;
     Ok(cursor.seek_page(server_resources(&state, &rows).await?, total, |s| &s.id))
+}
+
+/// The servers these sites are on (a token holds at most 100 sites: one page).
+async fn servers_of_sites(state: &AppState, orgs: &[String], site_ids: &[String]) -> Result<Vec<String>, ApiError> {
+    let filter = slipway_store::SiteFilter {
+        organization_ids: orgs,
+        server_ids: None,
+        site_ids: Some(site_ids),
+        status: None,
+        deployment_status: None,
+    };
+    let (sites, _) = state.store.sites_where(filter, slipway_core::PageRequest::new(1, 100)).await?;
+    let mut servers: Vec<String> = sites.into_iter().map(|s| s.server_id).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    Ok(servers)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -173,13 +247,10 @@ fn check_php_version(errors: &mut FieldErrors, php: &str, os: Option<&str>) {
 )]
 pub async fn create_server(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: crate::auth::OrganizationCaller,
     audit: AuditSlot,
     Json(body): Json<CreateServer>,
 ) -> Result<(StatusCode, Data<CreatedServer>), ApiError> {
-    if caller.principal.server_ids.is_some() {
-        return Err(ApiError::Forbidden("A token restricted to some servers cannot create servers.".into()));
-    }
     let organization_id = caller.organization_for_new(&state, body.organization_id.as_deref()).await?;
     let mut errors = FieldErrors::new();
     identity::check_label(&mut errors, "name", &body.name);
@@ -261,7 +332,10 @@ pub async fn create_server(
     security(("token" = ["server:read"])),
     responses((status = 200, body = Data<ServerResource>))
 )]
-pub async fn get_server(State(state): State<AppState>, v: VisibleServer) -> Result<Data<ServerResource>, ApiError> {
+pub async fn get_server(
+    State(state): State<AppState>,
+    v: Authorized<SeenServer>,
+) -> Result<Data<ServerResource>, ApiError> {
     Ok(Data { data: server_resources(&state, std::slice::from_ref(&v.server)).await?.remove(0) })
 }
 

@@ -82,6 +82,11 @@ const MANAGERS_ONLY: &[&str] = &["/api/v1/organizations/{organization}/tokens"];
 const ORGANIZATION_LEVEL: &[&str] =
     &["/api/v1/organizations/{organization}", "/api/v1/git-providers", "/api/v1/git-repositories"];
 
+/// Routes on a server that a token restricted to some of its sites may call: it reads the server
+/// its sites are on, and lists them. Every other route on the server itself refuses it.
+const SEEN_THROUGH_SITES: &[(&str, &str)] =
+    &[("get", "/api/v1/servers/{server}"), ("get", "/api/v1/servers/{server}/sites")];
+
 /// The abilities an operation needs: any one alternative, each with all of its scopes. An
 /// operation without an ability fails here, so a new handler cannot skip the guard.
 fn alternatives(method: &str, path: &str, security: &Value) -> Vec<Vec<Ability>> {
@@ -158,6 +163,7 @@ struct World {
     b: crate::common::TestUser,
     a_spare_token: String,
     server_id: String,
+    site_id: String,
     fixtures: Fixtures,
 }
 
@@ -402,11 +408,11 @@ async fn world(db: TestDatabase) -> World {
         ]),
         overrides: vec![("/api/v1/organizations/{organization}/tokens/{id}", "id", org_token_id)],
     };
-    World { app, a, b, a_spare_token, server_id, fixtures }
+    World { app, a, b, a_spare_token, server_id, site_id, fixtures }
 }
 
 async fn matrix(db: TestDatabase) {
-    let World { app, a, b, a_spare_token, server_id, fixtures } = world(db).await;
+    let World { app, a, b, a_spare_token, server_id, site_id, fixtures } = world(db).await;
 
     let expired = app
         .token(&a.id, &["*"], |t| t.expires_at = Some(slipway_core::time::now() - chrono::Duration::seconds(1)))
@@ -423,6 +429,7 @@ async fn matrix(db: TestDatabase) {
     let viewer = app.member(&a.org_id, "viewer@example.com", Role::Viewer).await;
     let member = app.member(&a.org_id, "member@example.com", Role::Member).await;
     let restricted_ids = serde_json::to_string(&[&server_id]).unwrap();
+    let site_only = serde_json::to_string(&[&site_id]).unwrap();
 
     let mut checked = 0;
     for (method, path, op) in operations() {
@@ -487,6 +494,20 @@ async fn matrix(db: TestDatabase) {
                 "{method} {path} with a restricted token: {}",
                 reply.text()
             );
+        }
+
+        // A token restricted to a site on the server never acts on the server itself (nor
+        // creates servers, nor cancels the server's operations, though it follows them).
+        let on_the_server = path.starts_with("/api/v1/servers/{server}")
+            && !path.starts_with("/api/v1/servers/{server}/sites/{site}")
+            && !SEEN_THROUGH_SITES.contains(&(method.as_str().to_lowercase().as_str(), path.as_str()));
+        if on_the_server
+            || (method == Method::POST
+                && (path == "/api/v1/servers" || path == "/api/v1/operations/{operation}/cancel"))
+        {
+            let site_token = app.token(&a.id, &["*"], |t| t.site_ids = Some(site_only.clone())).await;
+            let reply = call(Some(site_token)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path} with a site's token: {}", reply.text());
         }
 
         if path.contains('{') {

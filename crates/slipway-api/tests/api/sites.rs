@@ -307,6 +307,78 @@ async fn operations_of_other_sites_are_hidden_from_tokens_restricted_to_some_sit
     );
 }
 
+/// A token restricted to some sites (one site's CI) reaches those sites and sees the server they
+/// are on, but never acts on the server itself: its SSH keys, daemons and databases would reach
+/// every other site on it. Other servers of the organisation do not exist for it.
+#[tokio::test]
+async fn a_token_restricted_to_some_sites_reaches_them_but_not_their_server() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("ci@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let elsewhere = provisioned_server(&app, &owner.token).await;
+    let mine = site_on(&app, &owner.token, &server, "mine.example.com").await;
+    let theirs = site_on(&app, &owner.token, &server, "theirs.example.com").await;
+    let mine_id = mine.rsplit('/').next().unwrap().to_string();
+    let ci = app.token(&owner.id, &["*"], |t| t.site_ids = Some(serde_json::to_string(&[&mine_id]).unwrap())).await;
+
+    // What it reaches: its site, the list of its sites, and the server they are on.
+    for path in [mine.clone(), format!("/api/v1/servers/{server}"), "/api/v1/servers".into()] {
+        let reply = app.get_as(&path, &ci).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+    }
+    let servers = app.get_as("/api/v1/servers", &ci).await.json();
+    let seen: Vec<&str> = servers["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(seen, [server.as_str()], "only the server its site is on");
+    let sites = app.get_as(&format!("/api/v1/servers/{server}/sites"), &ci).await.json();
+    assert_eq!(sites["meta"]["total"], 1, "{sites}");
+    let redirect = app.post_as(&format!("{mine}/redirects"), &ci, json!({"from": "/old", "to": "/new"})).await;
+    assert_eq!(redirect.status, StatusCode::CREATED, "{}", redirect.text());
+    // The redirect's sync is an operation of the server: followed, not cancelled.
+    let operation = redirect.json()["data"]["operation_id"].as_str().unwrap().to_string();
+    let followed = app.get_as(&format!("/api/v1/operations/{operation}"), &ci).await;
+    assert_eq!(followed.status, StatusCode::OK, "{}", followed.text());
+    let cancel = app.post_as(&format!("/api/v1/operations/{operation}/cancel"), &ci, json!({})).await;
+    assert_eq!(cancel.status, StatusCode::FORBIDDEN, "{}", cancel.text());
+
+    // What it does not: the server itself (403, saying why), other sites and servers (404).
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgjfV5Zf0tGxJ+R1zQvq3YpJkGk0r1k3D7mJ0m8n9Qb";
+    let server_level = [
+        (Method::POST, "ssh-keys", json!({"name": "k", "public_key": key})),
+        (Method::POST, "daemons", json!({"command": "sleep 1000", "user": "root"})),
+        (Method::POST, "databases", json!({"name": "shop"})),
+        (Method::POST, "network-rules", json!({"name": "r", "port": 8080})),
+        (Method::GET, "ssh-keys", Value::Null),
+        (Method::GET, "databases", Value::Null),
+        (Method::GET, "logs", Value::Null),
+        (Method::POST, "restart", json!({})),
+        (Method::PUT, "", json!({"name": "renamed"})),
+        (Method::DELETE, "", Value::Null),
+    ];
+    for (method, path, body) in server_level {
+        let body = (!body.is_null()).then_some(body);
+        let uri = format!("/api/v1/servers/{server}/{path}");
+        let reply = app.call(method.clone(), uri.trim_end_matches('/'), Some(&ci), body.clone()).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path}: {}", reply.text());
+        assert!(reply.text().contains("restricted to some sites"), "{method} {path}: {}", reply.text());
+        let uri = format!("/api/v1/servers/{elsewhere}/{path}");
+        let reply = app.call(method.clone(), uri.trim_end_matches('/'), Some(&ci), body).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path} on another server: {}", reply.text());
+    }
+    for path in [theirs, format!("/api/v1/servers/{elsewhere}"), format!("/api/v1/servers/{elsewhere}/sites")] {
+        assert_eq!(app.get_as(&path, &ci).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let body = json!({"name": "more", "provider": "custom", "ip_address": "192.0.2.9"});
+    let created = app.post_as("/api/v1/servers", &ci, body).await;
+    assert_eq!(created.status, StatusCode::FORBIDDEN, "{}", created.text());
+    let body = json!({"domain": "new.example.com", "project_type": "static"});
+    let created = app.post_as(&format!("/api/v1/servers/{server}/sites"), &ci, body).await;
+    assert_eq!(created.status, StatusCode::FORBIDDEN, "{}", created.text());
+    // Nothing it was refused happened.
+    let unrestricted = app.get_as(&format!("/api/v1/servers/{server}/ssh-keys"), &owner.token).await.json();
+    assert_eq!(unrestricted["meta"]["total"], 0, "{unrestricted}");
+    assert_eq!(app.get_as(&format!("/api/v1/servers/{server}"), &owner.token).await.json()["data"]["name"], "web");
+}
+
 /// A site at `domain` on a provisioned server, with a repository; returns its path.
 async fn site_on(app: &TestApp, token: &str, server: &str, domain: &str) -> String {
     let reply = app

@@ -64,7 +64,7 @@ pub async fn list_all_sites(
 )]
 pub async fn list_sites(
     State(state): State<AppState>,
-    v: VisibleServer,
+    v: crate::auth::Authorized<crate::routes::servers::SeenServer>,
     Page(cursor): Page,
 ) -> Result<Paginated<SiteResource>, ApiError> {
     // Filtered in the query, so that `meta.total` and the pages count only what the token sees.

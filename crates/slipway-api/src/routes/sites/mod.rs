@@ -27,7 +27,6 @@ use crate::audit::AuditSlot;
 use crate::auth::{Authorized, Principal, Target};
 use crate::error::ApiError;
 use crate::jobs::enqueue;
-use crate::routes::servers::OnServer;
 use crate::state::AppState;
 
 /// A site named by `{server}` and `{site}` that the caller may act on as the route requires,
@@ -42,7 +41,9 @@ pub struct OnSite {
 
 impl Target for OnSite {
     async fn load(parts: &mut Parts, state: &AppState, principal: &Principal) -> Result<Self, ApiError> {
-        let OnServer { server } = OnServer::load(parts, state, principal).await?;
+        // The site restriction is checked on the site: a site-restricted token reaches its
+        // server's sites, not the server itself.
+        let (_, server) = crate::routes::servers::server_in_path(parts, state, principal).await?;
         // By id or by domain: `…/servers/web-1/sites/shop.example.com/deploy` works.
         let key = crate::extract::path_param(parts, state, "site").await?;
         let site = match state.store.site(&key).await? {
