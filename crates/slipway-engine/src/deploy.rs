@@ -209,8 +209,12 @@ impl DeploySite {
                 }
             }
             None => {
-                let sealed =
-                    site.repository_url.as_ref().ok_or_else(|| JobError::failed("the site has no repository"))?;
+                let sealed = site.repository_url.as_ref().ok_or_else(|| {
+                    JobError::failed(
+                        "the site has no repository (its git repository was deleted?): give it a repository_url \
+                         or a git_repository_id",
+                    )
+                })?;
                 Source {
                     url: open(&repository_context(&site.id), sealed, "repository URL")?,
                     deploy_key: None,

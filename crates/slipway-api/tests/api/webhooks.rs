@@ -218,6 +218,80 @@ async fn tokens_restricted_to_some_sites_cannot_touch_shared_repositories() {
     );
 }
 
+/// A site moves between its own URL and a git repository of the organization by `PUT`: the
+/// source given last is the one it deploys, so a repository recreated (or a site made before it
+/// was) can be attached without deleting the site. A token restricted to sites cannot attach one.
+#[tokio::test]
+async fn a_site_switches_between_a_url_and_a_git_repository() {
+    let hook = setup("github").await;
+    let (app, token, site) = (&hook.app, &hook.token, &hook.site_path);
+    let put = |body: Value, token: String| async move { app.call(Method::PUT, site, Some(&token), Some(body)).await };
+    let second = app
+        .post_as(
+            "/api/v1/git-repositories",
+            token,
+            json!({"url": "git@git.example.com:acme/shop-v2.git", "branch": "production", "kind": "github"}),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
+    let second = second.json()["data"]["id"].as_str().unwrap().to_string();
+
+    // To its own URL: the repository is let go, and the URL is what GET shows and deploys.
+    let reply = put(json!({"repository_url": "https://git.example.com/fork.git"}), token.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let repository = &reply.json()["data"]["repository"];
+    assert_eq!(repository["git_repository_id"], Value::Null, "{repository}");
+    assert_eq!(repository["url"], "https://git.example.com/fork.git", "{repository}");
+
+    // To a repository: its branch unless one is given; the URL is dropped.
+    let reply = put(json!({"git_repository_id": second}), token.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let repository = &reply.json()["data"]["repository"];
+    assert_eq!(repository["git_repository_id"], second.as_str(), "{repository}");
+    assert_eq!((&repository["url"], &repository["branch"]), (&Value::Null, &json!("production")), "{repository}");
+    let reply = put(json!({"git_repository_id": second, "branch": "main"}), token.clone()).await;
+    assert_eq!(reply.json()["data"]["repository"]["branch"], "main");
+    // The repository goes: the site keeps its settings and is given another source.
+    let gone = app.call(Method::DELETE, &format!("/api/v1/git-repositories/{second}"), Some(token), None).await;
+    assert!(gone.status.is_success(), "{}", gone.text());
+    let left = app.get_as(site, token).await.json()["data"]["repository"].clone();
+    assert_eq!(left["git_repository_id"], Value::Null, "{left}");
+    let refused = app.post_as(&format!("{site}/deploy"), token, json!({})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text());
+    assert!(refused.text().contains("git_repository_id"), "says what to set: {}", refused.text());
+
+    // Refused: both at once, a repository that is not there or is another organization's, and
+    // a token restricted to the site (repositories and their deploy keys are the organization's).
+    let other = app.user("other@example.com").await;
+    let theirs = app
+        .post_as(
+            "/api/v1/git-repositories",
+            &other.token,
+            json!({"url": "https://git.example.com/x.git", "kind": "github"}),
+        )
+        .await;
+    let theirs = theirs.json()["data"]["id"].as_str().unwrap().to_string();
+    for (body, field) in [
+        (json!({"git_repository_id": theirs, "repository_url": "https://git.example.com/a.git"}), "repository_url"),
+        (json!({"git_repository_id": "01NOSUCHREPOSITORY00000000"}), "git_repository_id"),
+        (json!({"git_repository_id": theirs}), "git_repository_id"),
+    ] {
+        let reply = put(body.clone(), token.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.text());
+        assert!(reply.json()["errors"][field].is_array(), "{body}: {}", reply.text());
+    }
+    let repos = app.get_as("/api/v1/git-repositories", token).await.json();
+    let first = repos["data"][0]["id"].as_str().unwrap().to_string();
+    let site_id = site.rsplit('/').next().unwrap().to_string();
+    let user = app.get_as("/api/v1/user", token).await.json()["data"]["id"].as_str().unwrap().to_string();
+    let narrow = app.token(&user, &["*"], |t| t.site_ids = Some(serde_json::to_string(&[&site_id]).unwrap())).await;
+    let reply = put(json!({"git_repository_id": first}), narrow.clone()).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    assert_eq!(app.get_as(site, token).await.json()["data"]["repository"]["git_repository_id"], Value::Null);
+    let reply = put(json!({"git_repository_id": first}), token.clone()).await;
+    assert_eq!(reply.json()["data"]["repository"]["git_repository_id"], first.as_str());
+}
+
 /// The header each provider sends its delivery id in.
 fn delivery_header(kind: &str) -> &'static str {
     match kind {

@@ -86,6 +86,10 @@ pub struct SiteSettings {
     /// Git URL the server fetches (https://…, ssh://…, git@host:path, git://…)
     #[arg(long)]
     pub repo: Option<String>,
+    /// Deploy a git repository of the organization instead (its id, from the API's
+    /// /git-repositories): its URL and deploy key, and its branch unless --branch is given
+    #[arg(long, conflicts_with = "repo", value_name = "ID")]
+    pub git_repository: Option<String>,
     /// Branch to deploy (main when a site is created without one)
     #[arg(long)]
     pub branch: Option<String>,
@@ -108,6 +112,7 @@ impl SiteSettings {
     fn fields(self) -> anyhow::Result<serde_json::Map<String, Value>> {
         let fields = [
             ("repository_url", self.repo.map(Value::from)),
+            ("git_repository_id", self.git_repository.map(Value::from)),
             ("branch", self.branch.map(Value::from)),
             ("web_directory", self.web_dir.map(Value::from)),
             ("app_command", self.command.map(Value::from)),
@@ -216,9 +221,12 @@ fn print_site(site: &Site) {
     if !site.aliases.is_empty() {
         println!("aliases: {}", site.aliases.join(" "));
     }
-    match &site.repository.url {
-        Some(url) => println!("repository: {url} ({})", site.repository.branch),
-        None => println!("repository: none yet (set one with `slipway site update … --repo URL`)"),
+    match (&site.repository.git_repository_id, &site.repository.url) {
+        (Some(id), _) => println!("repository: git repository {id} ({})", site.repository.branch),
+        (None, Some(url)) => println!("repository: {url} ({})", site.repository.branch),
+        (None, None) => {
+            println!("repository: none yet (set one with `slipway site update … --repo URL` or `--git-repository ID`)")
+        }
     }
     if !site.web_directory.is_empty() {
         println!("web directory: {}", site.web_directory);

@@ -944,6 +944,36 @@ fn sqlite(path: &Path, sql: &str) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A site moves between its own URL and a git repository with `PUT`, and the next deploy fetches
+/// the source given last, in the same mirror on the server: a repository made after the site (or
+/// made again) is attached without deleting the site.
+#[tokio::test]
+async fn a_site_deploys_the_source_it_was_given_last() {
+    let stage = Stage::new(&[]).await;
+    stage.repo.commit(&[("public/index.html", "from the repository\n")], "one");
+    let fork = GitRepo::serve(&stage.dir.join("fork"), &stage.host.gateway);
+    fork.commit(&[("public/index.html", "from the fork\n")], "fork");
+    let site = stage
+        .site(json!({"domain": "moves.example.com", "project_type": "static", "web_directory": "public", "repository_url": fork.url}))
+        .await;
+    let served = || async { stage.get("moves.example.com", "/").await.1 };
+    let d = stage.deploy(&site, "deploy", json!({})).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(served().await, "from the fork\n");
+
+    let repo_id = stage.git_repository(&stage.repo.url, "generic").await;
+    for (change, expected) in [
+        (json!({"git_repository_id": repo_id}), "from the repository\n"),
+        (json!({"repository_url": fork.url}), "from the fork\n"),
+    ] {
+        let (status, updated) = stage.api.call(Method::PUT, &site, Some(change.clone())).await;
+        assert_eq!(status, 200, "{updated}");
+        let d = stage.deploy(&site, "deploy", json!({})).await;
+        assert_eq!(d["status"], "succeeded", "{change}: {d}");
+        assert_eq!(served().await, expected, "{change}");
+    }
+}
+
 /// A signed push deploys exactly the pushed commit (even when the branch has moved on since).
 #[tokio::test]
 async fn a_signed_push_deploys_the_pushed_commit() {

@@ -200,14 +200,38 @@ pub async fn update_site(
     if edit.app_command.is_some() && !v.site.project_type.is_app() {
         return Err(ApiError::validation("app_command", "Only node and generic sites run an app command."));
     }
+    // What the site deploys: one source at a time, the one given last.
+    let (repository_url, git_repository_id, branch) = match (edit.repository_url, edit.git_repository_id) {
+        (Some(url), _) => {
+            (Some(Some(state.secrets.seal(&repository_context(&v.site.id), url.as_bytes()))), Some(None), edit.branch)
+        }
+        (None, Some(id)) => {
+            if v.principal.server_ids.is_some() || v.principal.site_ids.is_some() {
+                return Err(ApiError::Forbidden(
+                    "This token is restricted to some servers or sites, so it cannot give a site a git repository: \
+                     repositories (and their deploy keys) are shared across the organization."
+                        .into(),
+                ));
+            }
+            let repository = match state.store.git_repository(&id).await? {
+                Some(r) if r.organization_id == v.site.organization_id => r,
+                _ => {
+                    return Err(ApiError::validation(
+                        "git_repository_id",
+                        "No such git repository in this site's organization.",
+                    ));
+                }
+            };
+            (Some(None), Some(Some(repository.id)), Some(edit.branch.unwrap_or(repository.branch)))
+        }
+        (None, None) => (None, None, edit.branch),
+    };
     let reapply = edit.aliases.is_some() || edit.web_directory.is_some();
     let changes = SiteChanges {
         aliases: edit.aliases.map(|a| serde_json::to_string(&a)).transpose().map_err(ApiError::internal)?,
         web_directory: edit.web_directory,
-        repository_url: edit
-            .repository_url
-            .map(|u| Some(state.secrets.seal(&repository_context(&v.site.id), u.as_bytes()))),
-        repository_branch: edit.branch,
+        repository_url,
+        repository_branch: branch,
         deploy_script: edit.deploy_script,
         app_command: edit.app_command.map(Some),
         health_check_path: edit.health_check_path,
@@ -215,7 +239,7 @@ pub async fn update_site(
         health_check_timeout: edit.health_check_timeout.map(i64::from),
         keep_releases: edit.keep_releases.map(i64::from),
         suspended: None,
-        git_repository_id: None,
+        git_repository_id,
         shared_paths: edit.shared_paths.map(|p| serde_json::to_string(&p)).transpose().map_err(ApiError::internal)?,
         zero_downtime: None,
     };

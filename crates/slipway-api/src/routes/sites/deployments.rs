@@ -425,7 +425,10 @@ pub async fn schedule_deploy(
         return Err(ApiError::validation("at", "The at field must be in the future, within a year."));
     }
     if !has_repository(&v.site) {
-        return Err(ApiError::validation("repository_url", "The site has no repository to deploy."));
+        return Err(ApiError::validation(
+            "repository_url",
+            "The site has no repository to deploy; set repository_url or git_repository_id.",
+        ));
     }
     let accepted =
         start_deployment(&state, &v.site, Some(&v.principal), "schedule", Plan::Deploy { commit: None }, Some(at))

@@ -69,8 +69,12 @@ pub struct CreateSite {
 pub struct UpdateSite {
     pub aliases: Option<Vec<String>>,
     pub web_directory: Option<String>,
-    /// A new URL; `null` keeps the current one.
+    /// A new URL; `null` keeps the current one. A site that deploys a git repository deploys
+    /// this URL instead from then on.
     pub repository_url: Option<String>,
+    /// Deploy this git repository of the organization (its URL and deploy key) from then on,
+    /// instead of `repository_url`; the branch becomes the repository's unless `branch` is given.
+    pub git_repository_id: Option<String>,
     pub branch: Option<String>,
     pub deploy_script: Option<String>,
     pub app_command: Option<String>,
@@ -196,6 +200,7 @@ pub struct SiteEdit {
     pub aliases: Option<Vec<String>>,
     pub web_directory: Option<String>,
     pub repository_url: Option<String>,
+    pub git_repository_id: Option<String>,
     pub branch: Option<String>,
     pub deploy_script: Option<String>,
     pub app_command: Option<String>,
@@ -216,6 +221,9 @@ impl TryFrom<UpdateSite> for SiteEdit {
             checked(&mut errors, "web_directory", body.web_directory.as_deref(), site_input::relative_path);
         let repository_url =
             checked(&mut errors, "repository_url", body.repository_url.as_deref(), site_input::git_url);
+        if body.repository_url.is_some() && body.git_repository_id.is_some() {
+            errors.add("repository_url", "Give repository_url or git_repository_id, not both.");
+        }
         let branch = checked(&mut errors, "branch", body.branch.as_deref(), site_input::git_branch);
         if let Some(script) = &body.deploy_script {
             check_script(&mut errors, "deploy_script", script);
@@ -236,6 +244,7 @@ impl TryFrom<UpdateSite> for SiteEdit {
             aliases,
             web_directory,
             repository_url,
+            git_repository_id: body.git_repository_id,
             branch,
             deploy_script: body.deploy_script,
             app_command,
