@@ -104,6 +104,15 @@ impl PageCursor {
         self.links(self.request, items, counted, None)
     }
 
+    /// The items of the page asked for, out of a short list read whole (a site's releases or
+    /// variables, a server's items of a kind): paged here rather than in SQL. Its total is
+    /// `all.len()`.
+    pub fn slice<'a, T>(&self, all: &'a [T]) -> &'a [T] {
+        let skip = usize::try_from(self.request.offset()).unwrap_or(usize::MAX).min(all.len());
+        let take = usize::try_from(self.request.limit()).unwrap_or(usize::MAX);
+        &all[skip..skip.saturating_add(take).min(all.len())]
+    }
+
     /// The page as a list ordered by id reads it: past the cursor when one was given.
     pub fn seeking(&self) -> PageRequest {
         PageRequest { seek: self.seek, ..self.request }

@@ -799,14 +799,26 @@ impl Client {
 
     /// Releases kept on the server, newest first; `current` marks the live one.
     pub async fn releases(&self, server: &str, site: &str) -> Result<Vec<Resource<Release>>, ClientError> {
-        let path = format!("{}/releases", site_path(server, site));
-        Ok(self.expect::<Data<Vec<Resource<Release>>>>(Method::GET, &path, None::<&()>).await?.data)
+        self.every(&format!("{}/releases?", site_path(server, site))).await
     }
 
     /// Environment variables by key; values are `null` unless `reveal`.
     pub async fn env_vars(&self, server: &str, site: &str, reveal: bool) -> Result<Vec<Value>, ClientError> {
-        let path = format!("{}/environment-variables?reveal={reveal}", site_path(server, site));
-        Ok(self.expect::<Data<Vec<Value>>>(Method::GET, &path, None::<&()>).await?.data)
+        self.every(&format!("{}/environment-variables?reveal={reveal}&", site_path(server, site))).await
+    }
+
+    /// Every item of a list, page after page of 100; `path` ends in `?` or `&`.
+    async fn every<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ClientError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let reply: Page<T> =
+                self.expect(Method::GET, &format!("{path}per_page=100&page={page}"), None::<&()>).await?;
+            all.extend(reply.data);
+            if !reply.links.get("next").is_some_and(Value::is_string) {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// Sets variables; with `deploy`, the answer's `deployment` is the deployment it started.
@@ -822,10 +834,10 @@ impl Client {
         Ok(self.expect::<Data<Value>>(Method::POST, &path, Some(&body)).await?.data)
     }
 
-    /// Starts importing the server's `.env`; returns the operation id.
-    pub async fn pull_env(&self, server: &str, site: &str) -> Result<String, ClientError> {
+    /// Starts importing the server's `.env`; returns the operation that does it.
+    pub async fn pull_env(&self, server: &str, site: &str) -> Result<Resource<Operation>, ClientError> {
         let path = format!("{}/environment-variables/pull", site_path(server, site));
-        Ok(self.expect::<Data<String>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
+        Ok(self.expect::<Data<Resource<Operation>>>(Method::POST, &path, Some(&serde_json::json!({}))).await?.data)
     }
 
     pub async fn unset_env_var(&self, server: &str, site: &str, key: &str, deploy: bool) -> Result<Value, ClientError> {

@@ -121,6 +121,20 @@ impl InProcessApi {
         self.send(Method::GET, path, None).await
     }
 
+    /// Every item of a list, page after page of 100 (`path` may carry a query of its own).
+    pub async fn every<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, WebError> {
+        let join = if path.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        for page in 1.. {
+            let (items, more) = self.get(&format!("{path}{join}per_page=100&page={page}")).await?.page::<T>()?;
+            all.extend(items);
+            if !more {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Result<Reply, WebError> {
         self.send(Method::POST, path, Some(body)).await
     }

@@ -185,10 +185,8 @@ async fn list(
 ) -> Result<Paginated<BackupScheduleResource>, ApiError> {
     // A database or site has a handful of schedules: paged here rather than in SQL.
     let all = state.store.backup_schedules_of(target).await?;
-    let skip = usize::try_from(cursor.request.offset()).unwrap_or(usize::MAX);
-    let take = usize::try_from(cursor.request.limit()).unwrap_or(0);
     let mut data = Vec::new();
-    for schedule in all.iter().skip(skip).take(take) {
+    for schedule in cursor.slice(&all) {
         data.push(resource(state, schedule).await?);
     }
     Ok(cursor.page(data, all.len() as u64))

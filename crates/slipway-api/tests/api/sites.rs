@@ -184,6 +184,21 @@ async fn environment_values_are_encrypted_masked_and_revealed_only_to_editors() 
     let denied = app.get_as(&format!("{env}?reveal=true"), &reader).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "revealing needs site:update");
 
+    // A list like any other: paged, in key order; the page's links keep `reveal`.
+    let many: serde_json::Map<String, Value> = (0..30).map(|i| (format!("V{i:02}"), json!(format!("v{i}")))).collect();
+    assert_eq!(app.post_as(&env, &owner.token, json!({"variables": many})).await.status, StatusCode::OK);
+    let page = app.get_as(&format!("{env}?reveal=true&per_page=10&page=2"), &owner.token).await.json();
+    assert_eq!(page["meta"]["total"], 32, "{page}");
+    let keys: Vec<&str> = page["data"].as_array().unwrap().iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, (8..18).map(|i| format!("V{i:02}")).collect::<Vec<_>>(), "{page}");
+    assert_eq!(page["data"][0]["value"], "v8", "{page}");
+    let next = page["links"]["next"].as_str().unwrap();
+    assert!(next.contains("reveal=true") && next.contains("page=3"), "{next}");
+    let last = app.get_as(&format!("{env}?per_page=10&page=4"), &owner.token).await.json();
+    assert_eq!((last["data"].as_array().unwrap().len(), &last["links"]["next"]), (2, &Value::Null), "{last}");
+    let beyond = app.get_as(&format!("{env}?per_page=10&page=9"), &owner.token).await.json();
+    assert_eq!(beyond["data"], json!([]), "{beyond}");
+
     let deleted = app.call(Method::DELETE, &format!("{env}/APP_ENV"), Some(&owner.token), None).await;
     assert_eq!(deleted.status, StatusCode::OK);
     let missing = app.call(Method::DELETE, &format!("{env}/APP_ENV"), Some(&owner.token), None).await;

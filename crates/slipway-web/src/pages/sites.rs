@@ -143,10 +143,10 @@ async fn site_page(
     let server: Server = session.api.get(&format!("/api/v1/servers/{server_id}")).await?.data()?;
     let site: Site = session.api.get(&base).await?.data()?;
     let (deployments, _) = session.api.get(&format!("{base}/deployments?per_page=20")).await?.page::<Deployment>()?;
-    let releases: Vec<Release> = session.api.get(&format!("{base}/releases")).await?.data()?;
+    let releases: Vec<Release> = session.api.every(&format!("{base}/releases")).await?;
     let env_path = format!("{base}/environment-variables{}", if reveal { "?reveal=true" } else { "" });
     // Revealing needs `site:update`: the API says no to anyone else, and so does this page.
-    let env: Vec<EnvVar> = session.api.get(&env_path).await?.data()?;
+    let env: Vec<EnvVar> = session.api.every(&env_path).await?;
     let place = super::items::Place::site(server_id, site_id);
     let sections = super::items::sections(session, &me, &place, Some(&server.organization_id)).await?;
     let layout = Layout::new(site.domain.clone(), "sites", &me, session);

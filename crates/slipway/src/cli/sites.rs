@@ -602,7 +602,7 @@ pub async fn env(command: EnvCommand, client_args: &ClientArgs) -> anyhow::Resul
             (change, deploy)
         }
         EnvCommand::Pull { .. } => {
-            let op = client.pull_env(server, id).await.map_err(site.missing())?;
+            let op = client.pull_env(server, id).await.map_err(site.missing())?.id.clone();
             // The operation's log never holds values; it says how many were imported.
             return ended_well(&*follow_operation(&client, &op, output, Echo::Always).await?);
         }

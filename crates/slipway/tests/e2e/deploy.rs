@@ -262,7 +262,8 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let (status, pull) =
         stage.api.call(Method::POST, &format!("{site}/environment-variables/pull"), Some(json!({}))).await;
     assert_eq!(status, 202, "{pull}");
-    let op = stage.api.finished(pull["data"].as_str().unwrap()).await;
+    assert_eq!(pull["data"]["kind"], "site.env-pull", "the operation: {pull}");
+    let op = stage.api.finished(pull["data"]["id"].as_str().unwrap()).await;
     assert_eq!(op["status"], "succeeded", "{op}");
     let op_log =
         stage.api.call(Method::GET, &format!("/api/v1/operations/{}/log", op["id"].as_str().unwrap()), None).await.1;
@@ -279,6 +280,10 @@ async fn a_static_site_deploys_redeploys_rolls_back_and_survives_failures() {
     let (_, releases) = stage.api.call(Method::GET, &format!("{site}/releases"), None).await;
     assert_eq!(releases["data"].as_array().unwrap().len(), 2, "{releases}");
     assert_eq!(releases["data"][0]["current"], true);
+    // A list like any other: paged, the newest first.
+    let (_, older) = stage.api.call(Method::GET, &format!("{site}/releases?per_page=1&page=2"), None).await;
+    assert_eq!((older["meta"]["total"].as_u64(), older["links"]["next"].as_str()), (Some(2), None), "{older}");
+    assert_eq!(older["data"][0]["id"], releases["data"][1]["id"], "{older}");
     let back = stage.deploy(&site, "rollback", json!({})).await;
     assert_eq!(back["status"], "succeeded", "{back}");
     assert_eq!(back["trigger"], "rollback");

@@ -219,12 +219,9 @@ pub async fn list_where<K: ItemRoutes>(
 ) -> Result<Paginated<K::Resource>, ApiError> {
     // A server has at most MAX_ITEMS of a kind: filtering them here is cheap.
     let (rows, _) = state.store.server_items(&server.id, K::KIND.name(), None).await?;
-    let mut rows: Vec<ServerItem> =
-        rows.into_iter().filter(|i| spec::<K::Spec>(i).is_ok_and(|s| belongs(&s))).collect();
+    let rows: Vec<ServerItem> = rows.into_iter().filter(|i| spec::<K::Spec>(i).is_ok_and(|s| belongs(&s))).collect();
     let total = rows.len() as u64;
-    let offset = usize::try_from(cursor.request.offset()).unwrap_or(usize::MAX).min(rows.len());
-    let limit = usize::try_from(cursor.request.limit()).unwrap_or(usize::MAX);
-    let mut page: Vec<ServerItem> = rows.drain(offset..).take(limit).collect();
+    let mut page = cursor.slice(&rows).to_vec();
     K::KIND.live_status(&state.engine, server, &mut page).await;
     let data = page.iter().map(|i| resource::<K>(i, None)).collect::<Result<_, _>>()?;
     Ok(cursor.page(data, total))

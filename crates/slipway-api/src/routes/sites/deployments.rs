@@ -373,16 +373,19 @@ pub async fn cancel_deployment(
 /// Releases kept on the server, newest first, and which one is live.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites/{site}/releases", tag = "deployments",
-    params(("server" = String, Path), ("site" = String, Path)),
+    params(("server" = String, Path), ("site" = String, Path), crate::extract::PageParams),
     security(("token" = ["site:read"])),
-    responses((status = 200, body = Data<Vec<ReleaseResource>>))
+    responses((status = 200, body = Paginated<ReleaseResource>))
 )]
 pub async fn list_releases(
     State(state): State<AppState>,
     v: VisibleSite,
-) -> Result<Data<Vec<ReleaseResource>>, ApiError> {
+    Page(cursor): Page,
+) -> Result<Paginated<ReleaseResource>, ApiError> {
+    // At most `keep_releases` (50): paged here.
     let releases = state.store.releases_of_site(&v.site.id).await?;
-    let data = releases
+    let data = cursor
+        .slice(&releases)
         .iter()
         .map(|r| ReleaseResource {
             id: r.id.clone(),
@@ -392,7 +395,7 @@ pub async fn list_releases(
             current: v.site.current_release.as_deref() == Some(r.id.as_str()),
         })
         .collect();
-    Ok(Data { data })
+    Ok(cursor.page(data, releases.len() as u64))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

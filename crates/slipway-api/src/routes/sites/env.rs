@@ -10,10 +10,11 @@ use slipway_engine::sites::SiteJob;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::AuditSlot;
-use crate::envelope::{Accepted, Data};
+use crate::envelope::{Accepted, Data, Paginated};
 use crate::error::ApiError;
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Page, Query};
 use crate::jobs::enqueue;
+use crate::resources::OperationResource;
 use crate::state::AppState;
 
 const fn ability(action: Action) -> Ability {
@@ -47,25 +48,33 @@ fn open_env(state: &AppState, site_id: &str, key: &str, sealed: &[u8]) -> Result
 /// The site's environment variables, by key; values only with `?reveal=true`.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites/{site}/environment-variables", tag = "environment",
-    params(("server" = String, Path), ("site" = String, Path), RevealQuery),
+    params(("server" = String, Path), ("site" = String, Path), RevealQuery, crate::extract::PageParams),
     security(("token" = ["site:read"])),
-    responses((status = 200, body = Data<Vec<EnvVarResource>>))
+    responses((status = 200, body = Paginated<EnvVarResource>))
 )]
 pub async fn list_env(
     State(state): State<AppState>,
     v: VisibleSite,
     Query(query): Query<RevealQuery>,
-) -> Result<Data<Vec<EnvVarResource>>, ApiError> {
+    Page(cursor): Page,
+) -> Result<Paginated<EnvVarResource>, ApiError> {
     let reveal = query.reveal.unwrap_or(false);
     if reveal {
         v.require_also(ability(Action::Update))?;
     }
+    // Read whole (a site has a few dozen), paged here; only the page's values are opened.
+    let all = state.store.site_env(&v.site.id).await?;
     let mut data = Vec::new();
-    for var in state.store.site_env(&v.site.id).await? {
+    for var in cursor.slice(&all) {
         let value = if reveal { Some(open_env(&state, &v.site.id, &var.key, &var.value)?) } else { None };
-        data.push(EnvVarResource { key: var.key, value, created_at: var.created_at, updated_at: var.updated_at });
+        data.push(EnvVarResource {
+            key: var.key.clone(),
+            value,
+            created_at: var.created_at,
+            updated_at: var.updated_at,
+        });
     }
-    Ok(Data { data })
+    Ok(cursor.page(data, all.len() as u64))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,15 +199,15 @@ pub async fn delete_env(
     post, path = "/api/v1/servers/{server}/sites/{site}/environment-variables/pull", tag = "environment",
     params(("server" = String, Path), ("site" = String, Path)),
     security(("token" = ["site:update"])),
-    responses((status = 202, body = Accepted<String>, description = "The operation id"))
+    responses((status = 202, body = Accepted<OperationResource>, description = "The operation that imports it"))
 )]
 pub async fn pull_env(
     State(state): State<AppState>,
     v: VisibleSite,
     audit: AuditSlot,
-) -> Result<Accepted<String>, ApiError> {
+) -> Result<Accepted<OperationResource>, ApiError> {
     let spec = slipway_engine::SITE_ENV_PULL.about_site(&v.site, SiteJob { site_id: v.site.id.clone() });
-    let operation = enqueue(&state, spec).await?.id;
-    audit_site(&audit, &v.site, "site.env.pull", Some(format!("operation {operation}")));
-    Ok(Accepted { message: "Reading .env from the server.".into(), data: operation })
+    let job = enqueue(&state, spec).await?;
+    audit_site(&audit, &v.site, "site.env.pull", Some(format!("operation {}", job.id)));
+    Ok(Accepted { message: "Reading .env from the server.".into(), data: crate::resources::operation(&job) })
 }
