@@ -72,22 +72,6 @@ pub fn deploy_key_context(repository_id: &str) -> String {
     format!("git-repository-key:{repository_id}")
 }
 
-/// A git provider's access token, sealed by the API.
-pub fn provider_token_context(provider_id: &str) -> String {
-    format!("git-provider-token:{provider_id}")
-}
-
-/// The user name a git host expects beside an access token over HTTPS (GitHub's, GitLab's and
-/// Bitbucket's documented ones; other hosts, such as Gitea, accept any).
-fn token_user(provider_kind: &str) -> &'static str {
-    match provider_kind {
-        "github" => "x-access-token",
-        "gitlab" => "oauth2",
-        "bitbucket" => "x-token-auth",
-        _ => "token",
-    }
-}
-
 /// Where a repository comes from for one deploy.
 struct Source {
     url: String,
@@ -95,25 +79,6 @@ struct Source {
     deploy_key: Option<String>,
     /// Names the key file on the server.
     key_name: String,
-    /// The repository's provider's access token, with the user name its host expects.
-    token: Option<(&'static str, String)>,
-}
-
-impl Source {
-    /// HTTP(S) credentials, from the URL itself, else from the provider's access token; `None`
-    /// for any other URL.
-    fn credentials(&self) -> Option<slipway_core::site_input::UrlCredentials> {
-        if let Some(given) = slipway_core::site_input::url_credentials(&self.url) {
-            return Some(given);
-        }
-        let (user, token) = self.token.as_ref()?;
-        let web = self.url.starts_with("https://") || self.url.starts_with("http://");
-        web.then(|| slipway_core::site_input::UrlCredentials {
-            url: self.url.clone(),
-            username: (*user).to_string(),
-            password: token.clone(),
-        })
-    }
 }
 
 #[derive(Debug)]
@@ -237,25 +202,10 @@ impl DeploySite {
                     Some(sealed) => Some(open(&deploy_key_context(&repo.id), sealed, "deploy key")?),
                     None => None,
                 };
-                let provider = match &repo.provider_id {
-                    Some(id) => self.0.store.git_provider(id).await.map_err(store_error)?,
-                    None => None,
-                };
-                let token = match provider {
-                    Some(p) => match &p.access_token {
-                        Some(sealed) => Some((
-                            token_user(&p.kind),
-                            open(&provider_token_context(&p.id), sealed, "git provider's access token")?,
-                        )),
-                        None => None,
-                    },
-                    None => None,
-                };
                 Source {
                     url: open(&repository_url_context(&repo.id), &repo.url, "repository URL")?,
                     deploy_key: key,
                     key_name: format!("slipway-repo-{}", repo.id),
-                    token,
                 }
             }
             None => {
@@ -269,7 +219,6 @@ impl DeploySite {
                     url: open(&repository_context(&site.id), sealed, "repository URL")?,
                     deploy_key: None,
                     key_name: String::new(),
-                    token: None,
                 }
             }
         };
@@ -358,7 +307,7 @@ impl DeploySite {
                 None => String::new(),
             };
             // Credentials reach git through a credential helper, never its arguments.
-            let credentials = source.credentials();
+            let credentials = slipway_core::site_input::url_credentials(&source.url);
             if let Some(c) = &credentials {
                 ctx.add_secret(c.password.clone());
             }

@@ -32,10 +32,14 @@ use crate::state::AppState;
 
 pub(crate) const KINDS: [&str; 4] = ["github", "gitlab", "bitbucket", "generic"];
 
-use slipway_engine::deploy::{deploy_key_context, provider_token_context, repository_url_context};
+use slipway_engine::deploy::{deploy_key_context, repository_url_context};
 
 fn webhook_secret_context(id: &str) -> String {
     format!("git-repository-webhook:{id}")
+}
+
+fn provider_token_context(id: &str) -> String {
+    format!("git-provider-token:{id}")
 }
 
 // --- providers ---

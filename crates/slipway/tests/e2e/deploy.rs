@@ -1425,47 +1425,6 @@ async fn credentials_in_a_repository_url_are_used_but_never_written_down() {
     assert!(!log.contains("pa55") && !updated.to_string().contains("pa55"), "{log}");
 }
 
-/// A repository of a git provider that holds an access token is fetched over HTTP(S) with it,
-/// under the user name its host expects (GitHub's `x-access-token`); the token is in no log, no
-/// response and not in the mirror's config. The same repository without the provider is refused.
-#[tokio::test]
-async fn a_git_providers_access_token_fetches_its_repositories() {
-    let stage = Stage::new(&[]).await;
-    stage.repo.commit(&[("public/index.html", "private\n")], "one");
-    let git = HttpGitServer::start(
-        &stage.repo.work(),
-        &stage.dir.join("http"),
-        &stage.host.gateway,
-        "x-access-token:ghp_s3cr3t",
-    );
-    let without = stage.git_repository(&git.url, "github").await;
-    let site = stage
-        .site(json!({"domain": "token.example.com", "project_type": "static", "web_directory": "public",
-                     "git_repository_id": without}))
-        .await;
-    let refused = stage.deploy(&site, "deploy", json!({})).await;
-    assert_eq!((refused["status"].as_str(), refused["failed_step"].as_str()), (Some("failed"), Some("fetch")));
-
-    let body = json!({"name": "github", "kind": "github", "access_token": "ghp_s3cr3t"});
-    let (status, provider) = stage.api.call(Method::POST, "/api/v1/git-providers", Some(body)).await;
-    assert_eq!(status, 201, "{provider}");
-    let body = json!({"url": git.url, "branch": "main", "provider_id": provider["data"]["id"]});
-    let (status, repository) = stage.api.call(Method::POST, "/api/v1/git-repositories", Some(body)).await;
-    assert_eq!(status, 201, "{repository}");
-    let (status, updated) =
-        stage.api.call(Method::PUT, &site, Some(json!({"git_repository_id": repository["data"]["id"]}))).await;
-    assert_eq!(status, 200, "{updated}");
-    let d = stage.deploy(&site, "deploy", json!({})).await;
-    let log = stage.log(&site, d["id"].as_str().unwrap()).await;
-    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
-    assert_eq!(stage.get("token.example.com", "/").await.1, "private\n");
-    let config = std::fs::read_to_string("/home/slipway/token.example.com/repo.git/config").unwrap();
-    assert!(config.contains(&git.url) && !config.contains("s3cr3t"), "{config}");
-    for text in [log, provider.to_string(), repository.to_string(), updated.to_string()] {
-        assert!(!text.contains("s3cr3t"), "{text}");
-    }
-}
-
 /// The pids of processes whose command line holds `marker`, as this machine sees them.
 fn pids_of(marker: &str) -> Vec<u32> {
     let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
