@@ -364,9 +364,13 @@ impl Principal {
             (Some(_), None) => false,
             (Some(mine), Some(theirs)) => theirs <= mine,
         };
+        // Each list narrows on its own, except that a token with both acts on its servers
+        // themselves, which a token restricted to sites alone never does.
+        let servers_within =
+            ids_within(&self.server_ids, &target.server_ids) && !(self.site_only() && target.server_ids.is_some());
         self.abilities.covers(&target.abilities)
             && self.organization_id.as_ref().is_none_or(|only| target.organization_id.as_ref() == Some(only))
-            && ids_within(&self.server_ids, &target.server_ids)
+            && servers_within
             && ids_within(&self.site_ids, &target.site_ids)
             && nets_within
             && expiry_within
@@ -408,6 +412,11 @@ impl Principal {
     /// included). See [`Principal::may_act_on_server`] for the server itself.
     pub fn may_touch_server(&self, server_id: &str) -> bool {
         self.server_ids.as_ref().is_none_or(|ids| ids.iter().any(|i| i == server_id))
+    }
+
+    /// Restricted to some sites and not to servers: it acts on no server itself.
+    pub fn site_only(&self) -> bool {
+        self.server_ids.is_none() && self.site_ids.is_some()
     }
 
     /// Whether the token may act on this server itself: its SSH keys, firewall, daemons,

@@ -22,8 +22,9 @@ pub type VisibleOperation = Authorized<OnOperation>;
 pub struct OnOperation {
     pub job: Job,
     pub organization_id: String,
-    /// A server's operation seen by a token restricted to sites on that server: it follows the
-    /// work its sites' changes start there (a redirect's sync is the server's), and nothing more.
+    /// A server's operation seen by a token restricted to sites on that server: it may follow
+    /// the server's operations (the changes of its sites, a redirect say, are synced by them) but
+    /// not cancel them.
     pub through_sites: bool,
 }
 
@@ -33,17 +34,9 @@ impl Target for OnOperation {
         let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
         let organization_id = job.organization_id.clone().ok_or(ApiError::NotFound)?;
         let mut through_sites = false;
-        if let Some(server) = job.resource_key.as_deref().and_then(|k| k.strip_prefix("server:"))
-            && !principal.may_act_on_server(server)
-        {
-            through_sites = principal.hosts_its_sites(state, server).await?;
-            if !through_sites {
-                return Err(ApiError::NotFound);
-            }
-        }
-        // A site's operation (its deploys included) is visible where the site is: a token
-        // restricted to some sites or servers sees theirs only.
         if let Some(site_id) = job.resource_key.as_deref().and_then(|k| k.strip_prefix("site:")) {
+            // A site's operation (its deploys included) is visible where the site is: a token
+            // restricted to some sites or servers sees theirs only.
             if !principal.may_touch_site(site_id) {
                 return Err(ApiError::NotFound);
             }
@@ -52,6 +45,14 @@ impl Target for OnOperation {
                     Some(site) if principal.may_touch_server(&site.server_id) => {}
                     _ => return Err(ApiError::NotFound),
                 }
+            }
+        } else if principal.server_ids.is_some() || principal.site_ids.is_some() {
+            // Any other operation is its server's (a sync, a database's backup), or the
+            // organisation's, which a restricted token never reaches.
+            match job.server_key.as_deref().and_then(|k| k.strip_prefix("server:")) {
+                Some(server) if principal.may_act_on_server(server) => {}
+                Some(server) if principal.hosts_its_sites(state, server).await? => through_sites = true,
+                _ => return Err(ApiError::NotFound),
             }
         }
         Ok(OnOperation { job, organization_id, through_sites })

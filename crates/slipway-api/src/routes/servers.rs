@@ -23,10 +23,26 @@ use crate::extract::{Json, Page};
 use crate::jobs::{enqueue, note_operation};
 use crate::state::AppState;
 
-/// The resources of these servers, with how many sites each has (one query for all).
-async fn server_resources(state: &AppState, servers: &[Server]) -> Result<Vec<ServerResource>, ApiError> {
+/// The resources of these servers, with how many sites each has (one query for all): for a
+/// token restricted to sites, how many of those, as its lists of them count.
+async fn server_resources(
+    state: &AppState,
+    principal: &Principal,
+    servers: &[Server],
+) -> Result<Vec<ServerResource>, ApiError> {
     let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
-    let counts: std::collections::HashMap<String, i64> = state.store.site_counts(&ids).await?.into_iter().collect();
+    let counts: std::collections::HashMap<String, i64> = match &principal.site_ids {
+        None => state.store.site_counts(&ids).await?.into_iter().collect(),
+        Some(site_ids) => {
+            let mut orgs: Vec<String> = servers.iter().map(|s| s.organization_id.clone()).collect();
+            orgs.dedup();
+            let mut counts = std::collections::HashMap::new();
+            for site in sites_of_token(state, &orgs, site_ids).await? {
+                *counts.entry(site.server_id).or_insert(0) += 1;
+            }
+            counts
+        }
+    };
     Ok(servers
         .iter()
         .map(|s| ServerResource {
@@ -120,13 +136,16 @@ async fn find_server(state: &AppState, principal: &Principal, key: &str) -> Resu
         return if visible { Ok(server) } else { Err(missing()) };
     }
     let organizations: Vec<String> = principal.organizations(state).await?.into_iter().map(|(id, _)| id).collect();
-    let mut named: Vec<Server> = state
-        .store
-        .servers_named(&organizations, key)
-        .await?
-        .into_iter()
-        .filter(|s| principal.may_touch_server(&s.id))
-        .collect();
+    let mut named = Vec::new();
+    for server in state.store.servers_named(&organizations, key).await? {
+        // A token restricted to sites knows only the servers they are on: another server of
+        // the same name is not there for it (and makes no ambiguity).
+        let reachable = principal.may_act_on_server(&server.id)
+            || (principal.may_touch_server(&server.id) && principal.hosts_its_sites(state, &server.id).await?);
+        if reachable {
+            named.push(server);
+        }
+    }
     match named.len() {
         0 => Err(missing()),
         1 => Ok(named.remove(0)),
@@ -171,11 +190,16 @@ pub async fn list_servers(
         (None, None) => None,
     };
     let (rows, total) = state.store.servers_of(&orgs, only, cursor.seeking()).await?;
-    Ok(cursor.seek_page(server_resources(&state, &rows).await?, total, |s| &s.id))
+    Ok(cursor.seek_page(server_resources(&state, &caller.principal, &rows).await?, total, |s| &s.id))
 }
 
-/// The servers these sites are on (a token holds at most 100 sites: one page).
-async fn servers_of_sites(state: &AppState, orgs: &[String], site_ids: &[String]) -> Result<Vec<String>, ApiError> {
+/// The sites a token restricted to `site_ids` may touch in these organisations (it holds at most
+/// 100: one page).
+async fn sites_of_token(
+    state: &AppState,
+    orgs: &[String],
+    site_ids: &[String],
+) -> Result<Vec<slipway_store::Site>, ApiError> {
     let filter = slipway_store::SiteFilter {
         organization_ids: orgs,
         server_ids: None,
@@ -183,8 +207,13 @@ async fn servers_of_sites(state: &AppState, orgs: &[String], site_ids: &[String]
         status: None,
         deployment_status: None,
     };
-    let (sites, _) = state.store.sites_where(filter, slipway_core::PageRequest::new(1, 100)).await?;
-    let mut servers: Vec<String> = sites.into_iter().map(|s| s.server_id).collect();
+    Ok(state.store.sites_where(filter, slipway_core::PageRequest::new(1, 100)).await?.0)
+}
+
+/// The servers these sites are on.
+async fn servers_of_sites(state: &AppState, orgs: &[String], site_ids: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut servers: Vec<String> =
+        sites_of_token(state, orgs, site_ids).await?.into_iter().map(|s| s.server_id).collect();
     servers.sort_unstable();
     servers.dedup();
     Ok(servers)
@@ -336,7 +365,7 @@ pub async fn get_server(
     State(state): State<AppState>,
     v: Authorized<SeenServer>,
 ) -> Result<Data<ServerResource>, ApiError> {
-    Ok(Data { data: server_resources(&state, std::slice::from_ref(&v.server)).await?.remove(0) })
+    Ok(Data { data: server_resources(&state, &v.principal, std::slice::from_ref(&v.server)).await?.remove(0) })
 }
 
 /// How to let Slipway in, again: the organization's public key and the command that installs it
@@ -421,7 +450,7 @@ pub async fn update_server(
         n.resource_id = Some(v.server.id.clone());
     });
     let fresh = state.store.server(&v.server.id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Data { data: server_resources(&state, &[fresh]).await?.remove(0) })
+    Ok(Data { data: server_resources(&state, &v.principal, &[fresh]).await?.remove(0) })
 }
 
 /// Forget a server. Nothing on the machine is changed: remove Slipway's key from its

@@ -165,6 +165,9 @@ pub async fn issue(
         errors.add("organization_id", "You are not a member of this organization.");
     }
 
+    if creator.is_some_and(Principal::site_only) {
+        refuse_servers_from_site_token(&mut errors, req.server_ids.as_ref());
+    }
     let server_ids =
         narrow_ids(&mut errors, "server_ids", req.server_ids.clone(), creator.and_then(|c| c.server_ids.clone()));
     let site_ids = narrow_ids(&mut errors, "site_ids", req.site_ids.clone(), creator.and_then(|c| c.site_ids.clone()));
@@ -240,6 +243,18 @@ pub async fn announce(state: &AppState, token: &AccessToken, event_type: &'stati
     });
     let event = slipway_engine::notify::EventSpec::new(event_type, org, subject, summary).data(data);
     slipway_engine::notify::emit(&state.engine, event).await;
+}
+
+/// A token restricted to sites alone reaches no server itself; with `server_ids` added it would
+/// act on those servers (their keys, daemons, databases), so neither a token it makes nor an edit
+/// of it may name servers.
+fn refuse_servers_from_site_token(errors: &mut FieldErrors, asked: Option<&Vec<String>>) {
+    if asked.is_some() {
+        errors.add(
+            "server_ids",
+            "A token restricted to sites cannot name servers: with server_ids it would act on the servers themselves.",
+        );
+    }
 }
 
 /// A requested id list must stay within the creator's (which it inherits when not given).
@@ -607,6 +622,9 @@ pub async fn update_token(
             errors.add("abilities", "Editing a token cannot widen its abilities.");
         }
         changes.abilities = Some(serde_json::to_string(&asked.to_strings()).expect("strings serialise"));
+    }
+    if current.site_only() {
+        refuse_servers_from_site_token(&mut errors, body.server_ids.as_ref());
     }
     if body.server_ids.is_some() {
         let ids = narrow_ids(&mut errors, "server_ids", body.server_ids.clone(), current.server_ids.clone());

@@ -346,6 +346,30 @@ async fn a_token_restricted_to_some_sites_reaches_them_but_not_their_server() {
     assert_eq!(seen, [server.as_str()], "only the server its site is on");
     let sites = app.get_as(&format!("/api/v1/servers/{server}/sites"), &ci).await.json();
     assert_eq!(sites["meta"]["total"], 1, "{sites}");
+    assert_eq!(servers["data"][0]["sites_count"], 1, "counts what it may see: {servers}");
+    // The other server has the same name: by name it still means the one its site is on.
+    let by_name = app.get_as("/api/v1/servers/web", &ci).await;
+    assert_eq!((by_name.status, by_name.json()["data"]["id"].as_str()), (StatusCode::OK, Some(server.as_str())));
+    let by_name = format!("/api/v1/servers/web/sites/{mine_id}");
+    assert_eq!(app.get_as(&by_name, &ci).await.status, StatusCode::OK);
+    // What its CI does: deploy, follow the deployment, pull the .env and follow that, list
+    // releases and variables.
+    let deploy = app.post_as(&format!("{mine}/deploy"), &ci, json!({})).await;
+    assert_eq!(deploy.status, StatusCode::ACCEPTED, "{}", deploy.text());
+    let deployment = format!("{mine}/deployments/{}", deploy.json()["data"]["id"].as_str().unwrap());
+    let pull = app.post_as(&format!("{mine}/environment-variables/pull"), &ci, json!({})).await;
+    assert_eq!(pull.status, StatusCode::ACCEPTED, "{}", pull.text());
+    let pulled = format!("/api/v1/operations/{}", pull.json()["data"]["id"].as_str().unwrap());
+    for path in [
+        deployment.clone(),
+        format!("{deployment}/log"),
+        format!("{pulled}/log"),
+        format!("{mine}/releases"),
+        format!("{mine}/environment-variables"),
+    ] {
+        let reply = app.get_as(&path, &ci).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+    }
     let redirect = app.post_as(&format!("{mine}/redirects"), &ci, json!({"from": "/old", "to": "/new"})).await;
     assert_eq!(redirect.status, StatusCode::CREATED, "{}", redirect.text());
     // The redirect's sync is an operation of the server: followed, not cancelled.
@@ -388,10 +412,111 @@ async fn a_token_restricted_to_some_sites_reaches_them_but_not_their_server() {
     let body = json!({"domain": "new.example.com", "project_type": "static"});
     let created = app.post_as(&format!("/api/v1/servers/{server}/sites"), &ci, body).await;
     assert_eq!(created.status, StatusCode::FORBIDDEN, "{}", created.text());
+    // Nor can it make or turn itself into a token for the server: with server_ids beside its
+    // site_ids a token acts on those servers themselves.
+    let own = app.get_as("/api/v1/tokens/current", &ci).await.json()["data"]["id"].as_str().unwrap().to_string();
+    let widened = app
+        .call(Method::PATCH, &format!("/api/v1/tokens/{own}"), Some(&ci), Some(json!({"server_ids": [server]})))
+        .await;
+    assert_eq!(widened.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", widened.text());
+    assert!(widened.json()["errors"]["server_ids"].is_array(), "{}", widened.text());
+    let made = app.post_as("/api/v1/tokens", &ci, json!({"name": "wider", "server_ids": [server]})).await;
+    assert_eq!(made.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", made.text());
+    let both = app
+        .token(&owner.id, &["*"], |t| {
+            t.server_ids = Some(serde_json::to_string(&[&server]).unwrap());
+            t.site_ids = Some(serde_json::to_string(&[&mine_id]).unwrap());
+        })
+        .await;
+    let both = app.get_as("/api/v1/tokens/current", &both).await.json()["data"]["id"].as_str().unwrap().to_string();
+    let rotate = app.post_as(&format!("/api/v1/tokens/{both}/rotate"), &ci, json!({})).await;
+    assert_eq!(
+        rotate.status,
+        StatusCode::NOT_FOUND,
+        "a token that acts on the server is not its to rotate: {}",
+        rotate.text()
+    );
+    let narrower = app.post_as("/api/v1/tokens", &ci, json!({"name": "narrower", "abilities": ["site:deploy"]})).await;
+    assert_eq!(narrower.status, StatusCode::CREATED, "{}", narrower.text());
+
+    // A token restricted to the server acts on it, but cannot give a site the organization's
+    // repository (and so its deploy key) either.
+    let server_token =
+        app.token(&owner.id, &["*"], |t| t.server_ids = Some(serde_json::to_string(&[&server]).unwrap())).await;
+    let repository = app
+        .post_as(
+            "/api/v1/git-repositories",
+            &owner.token,
+            json!({"url": "https://git.example.com/x.git", "kind": "github"}),
+        )
+        .await;
+    let repository = repository.json()["data"]["id"].as_str().unwrap().to_string();
+    let body = json!({"domain": "repo.example.com", "project_type": "static", "git_repository_id": repository});
+    let created = app.post_as(&format!("/api/v1/servers/{server}/sites"), &server_token, body).await;
+    assert_eq!(created.status, StatusCode::FORBIDDEN, "{}", created.text());
+    let changed =
+        app.call(Method::PUT, &mine, Some(&server_token), Some(json!({"git_repository_id": repository}))).await;
+    assert_eq!(changed.status, StatusCode::FORBIDDEN, "{}", changed.text());
+
+    // Operations of other servers (a database's backup) and of the organization are out of
+    // reach of both restricted tokens, whatever their kind.
+    let store = app.state.store.as_ref();
+    let backup = slipway_jobs::JobSpec::new("database.backup", json!({}))
+        .resource(format!("database-backup:{elsewhere}:db"))
+        .on_server(&elsewhere)
+        .organization(&owner.org_id);
+    let backup = slipway_jobs::enqueue(store, backup).await.unwrap();
+    let organization = slipway_jobs::JobSpec::new("notification.dispatch", json!({})).organization(&owner.org_id);
+    let organization = slipway_jobs::enqueue(store, organization).await.unwrap();
+    for id in [backup, organization] {
+        let path = format!("/api/v1/operations/{id}/log");
+        for token in [&ci, &server_token] {
+            assert_eq!(app.get_as(&path, token).await.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert_eq!(app.get_as(&path, &owner.token).await.status, StatusCode::OK, "{path}");
+    }
+
     // Nothing it was refused happened.
     let unrestricted = app.get_as(&format!("/api/v1/servers/{server}/ssh-keys"), &owner.token).await.json();
     assert_eq!(unrestricted["meta"]["total"], 0, "{unrestricted}");
     assert_eq!(app.get_as(&format!("/api/v1/servers/{server}"), &owner.token).await.json()["data"]["name"], "web");
+}
+
+/// One name serves one site on a server: a domain or alias that another site there answers to is
+/// refused, at creation and on edit, so that no site can take another's requests or certificates.
+#[tokio::test]
+async fn a_name_of_one_site_cannot_be_taken_by_another_on_the_same_server() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("names@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let sites = format!("/api/v1/servers/{server}/sites");
+    let body = json!({"domain": "shop.example.com", "aliases": ["www.shop.example.com"], "project_type": "static"});
+    assert_eq!(app.post_as(&sites, &owner.token, body).await.status, StatusCode::CREATED);
+    let other = site_on(&app, &owner.token, &server, "blog.example.com").await;
+
+    let taken =
+        app.post_as(&sites, &owner.token, json!({"domain": "www.shop.example.com", "project_type": "static"})).await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", taken.text());
+    assert!(taken.json()["errors"]["domain"][0].as_str().unwrap().contains("shop.example.com"), "{}", taken.text());
+    for alias in ["shop.example.com", "www.shop.example.com"] {
+        let body = json!({"domain": "new.example.com", "aliases": [alias], "project_type": "static"});
+        let taken = app.post_as(&sites, &owner.token, body).await;
+        assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY, "{alias}: {}", taken.text());
+        let edit = app.call(Method::PUT, &other, Some(&owner.token), Some(json!({"aliases": [alias]}))).await;
+        assert_eq!(edit.status, StatusCode::UNPROCESSABLE_ENTITY, "{alias}: {}", edit.text());
+        assert!(edit.json()["errors"]["aliases"].is_array(), "{}", edit.text());
+    }
+    // Its own names, and names free on this server, are fine; another server is another matter.
+    let edit =
+        app.call(Method::PUT, &other, Some(&owner.token), Some(json!({"aliases": ["www.blog.example.com"]}))).await;
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.text());
+    let again =
+        app.call(Method::PUT, &other, Some(&owner.token), Some(json!({"aliases": ["www.blog.example.com"]}))).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    let elsewhere = provisioned_server(&app, &owner.token).await;
+    let body = json!({"domain": "new.example.com", "aliases": ["www.shop.example.com"], "project_type": "static"});
+    let created = app.post_as(&format!("/api/v1/servers/{elsewhere}/sites"), &owner.token, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
 }
 
 /// A site at `domain` on a provisioned server, with a repository; returns its path.

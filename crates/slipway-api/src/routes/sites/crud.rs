@@ -97,6 +97,9 @@ pub async fn create_site(
         Ok(new) => (Some(new), FieldErrors::new()),
         Err(errors) => (None, errors),
     };
+    if new.as_ref().is_some_and(|n| n.git_repository_id.is_some()) {
+        refuse_repository_to_restricted(&v.principal)?;
+    }
     let repository = match new.as_ref().and_then(|n| n.git_repository_id.as_deref()) {
         Some(id) => match state.store.git_repository(id).await? {
             Some(r) if r.organization_id == v.server.organization_id => Some(r),
@@ -112,6 +115,14 @@ pub async fn create_site(
     }
     if new.as_ref().is_some_and(|n| n.project_type.uses_php()) && v.server.php_version.is_none() {
         errors.add("project_type", "The server has no PHP; choose php_version when creating a server.");
+    }
+    if let Some(new) = &new {
+        let others = names_of_other_sites(&state, &v.server.id, None).await?;
+        // The same domain has its own message below (also for a concurrent create).
+        if let Some(owner) = others.get(new.domain.as_str()).filter(|o| o.domain != new.domain.as_str()) {
+            errors.add("domain", format!("The domain is an alias of another site on this server ({}).", owner.domain));
+        }
+        check_aliases_free(&mut errors, &others, &new.aliases);
     }
     errors.into_result()?;
     let new = new.expect("valid when there are no errors");
@@ -170,6 +181,54 @@ pub async fn create_site(
     Ok((StatusCode::CREATED, Data { data: site_resource(&state, &site, Some(operation)) }))
 }
 
+/// Every name (domain and aliases) the other sites of a server answer to, with the site that has
+/// it. A server has at most a few thousand sites: read whole.
+async fn names_of_other_sites(
+    state: &AppState,
+    server_id: &str,
+    except: Option<&str>,
+) -> Result<std::collections::HashMap<String, Site>, ApiError> {
+    let (sites, _) = state.store.sites_of_server(server_id, None, None).await?;
+    let mut names = std::collections::HashMap::new();
+    for site in sites.into_iter().filter(|s| Some(s.id.as_str()) != except) {
+        let aliases: Vec<String> = serde_json::from_str(&site.aliases).unwrap_or_default();
+        for name in aliases.into_iter().chain([site.domain.clone()]) {
+            names.insert(name, site.clone());
+        }
+    }
+    Ok(names)
+}
+
+/// One name serves one site on a server: an alias that another site answers to would let this
+/// one take its requests (nginx picks one of the two) and its certificates.
+fn check_aliases_free(errors: &mut FieldErrors, others: &std::collections::HashMap<String, Site>, aliases: &[String]) {
+    for alias in aliases {
+        if let Some(owner) = others.get(alias) {
+            errors.add(
+                "aliases",
+                format!("The alias {alias} is a name of another site on this server ({}).", owner.domain),
+            );
+        }
+    }
+}
+
+/// Repositories (and their deploy keys) are the organization's: a token restricted to servers or
+/// sites cannot point a site at one, which would put its key on a server the token controls.
+fn refuse_repository_to_restricted(principal: &crate::auth::Principal) -> Result<(), ApiError> {
+    if principal.server_ids.is_some() || principal.site_ids.is_some() {
+        return Err(repository_refused());
+    }
+    Ok(())
+}
+
+fn repository_refused() -> ApiError {
+    ApiError::Forbidden(
+        "This token is restricted to some servers or sites, so it cannot give a site a git repository: \
+         repositories (and their deploy keys) are shared across the organization."
+            .into(),
+    )
+}
+
 /// One site.
 #[utoipa::path(
     get, path = "/api/v1/servers/{server}/sites/{site}", tag = "sites",
@@ -200,19 +259,19 @@ pub async fn update_site(
     if edit.app_command.is_some() && !v.site.project_type.is_app() {
         return Err(ApiError::validation("app_command", "Only node and generic sites run an app command."));
     }
+    if let Some(aliases) = &edit.aliases {
+        let mut errors = FieldErrors::new();
+        let others = names_of_other_sites(&state, &v.site.server_id, Some(&v.site.id)).await?;
+        check_aliases_free(&mut errors, &others, aliases);
+        errors.into_result()?;
+    }
     // What the site deploys: one source at a time, the one given last.
     let (repository_url, git_repository_id, branch) = match (edit.repository_url, edit.git_repository_id) {
         (Some(url), _) => {
             (Some(Some(state.secrets.seal(&repository_context(&v.site.id), url.as_bytes()))), Some(None), edit.branch)
         }
         (None, Some(id)) => {
-            if v.principal.server_ids.is_some() || v.principal.site_ids.is_some() {
-                return Err(ApiError::Forbidden(
-                    "This token is restricted to some servers or sites, so it cannot give a site a git repository: \
-                     repositories (and their deploy keys) are shared across the organization."
-                        .into(),
-                ));
-            }
+            refuse_repository_to_restricted(&v.principal)?;
             let repository = match state.store.git_repository(&id).await? {
                 Some(r) if r.organization_id == v.site.organization_id => r,
                 _ => {
