@@ -225,7 +225,8 @@ pub async fn get_backup(v: Authorized<Shared<Backup>>) -> Result<Data<BackupReso
 }
 
 /// Download a backup's object, streamed from its storage as it is read: `Content-Length` is its
-/// size and `X-Checksum-SHA256` its SHA-256 (check it). 409 unless it is `completed` or
+/// size and `X-Checksum-SHA256` its SHA-256 (check it). An application backup (it holds the
+/// site's `.env`) also needs `site:update`, as revealing the values does. 409 unless it is `completed` or
 /// `restored`; 503 when the storage cannot give it (gone, or not the size recorded). At most 10
 /// downloads per hour per token (`rate_limit_backup_download`).
 #[utoipa::path(
@@ -242,6 +243,11 @@ pub async fn download_backup(
     v: Authorized<Shared<Backup>>,
     report: Option<axum::Extension<crate::ratelimit::RateLimitReport>>,
 ) -> Result<axum::response::Response, ApiError> {
+    // An application backup holds the site's `.env`: whoever may not reveal its values (that
+    // needs `site:update`) may not download them either.
+    if v.record().site_id.is_some() {
+        v.require_also(slipway_core::Ability::new(slipway_core::Resource::Site, slipway_core::Action::Update))?;
+    }
     let limit = state.config.rate_limits.backup_download_per_hour;
     let decision = state.limiter.hit("backup-download", &v.principal.subject_key, limit, 3600).await?;
     if let Some(report) = report.as_deref() {

@@ -519,6 +519,57 @@ async fn a_name_of_one_site_cannot_be_taken_by_another_on_the_same_server() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
 }
 
+/// An application backup holds the site's `.env`: downloading it needs `site:update`, as
+/// revealing the values does, so a viewer (who may read backups) cannot read secrets through one.
+/// A database backup needs `backup:read` only.
+#[tokio::test]
+async fn an_application_backups_download_needs_what_revealing_the_environment_needs() {
+    let app = TestApp::configured(TestDatabase::sqlite().await, |c| c.rate_limits.api_per_minute = 10_000).await;
+    let owner = app.user("backups@example.com").await;
+    let server = provisioned_server(&app, &owner.token).await;
+    let site = site_on(&app, &owner.token, &server, "app.example.com").await;
+    let site_id = site.rsplit('/').next().unwrap();
+    let storage = app
+        .post_as(
+            "/api/v1/backup-storages",
+            &owner.token,
+            json!({"name": "offsite", "kind": "s3", "bucket": "acme-backups", "access_key_id": "AK",
+                   "secret_access_key": "SK", "endpoint": "http://127.0.0.1:9"}),
+        )
+        .await;
+    let storage = storage.json()["data"]["id"].as_str().unwrap().to_string();
+    let record = |target| {
+        let mut backup = slipway_engine::backups::new_backup(
+            &owner.org_id,
+            &server,
+            target,
+            &storage,
+            None,
+            slipway_core::BackupStatus::Completed,
+        );
+        (backup.object_key, backup.size_bytes, backup.sha256) = ("x/y.tar.gz".into(), Some(1), Some("00".repeat(32)));
+        backup
+    };
+    let application = record(slipway_store::BackupTarget::Site(site_id));
+    app.state.store.insert_backup(&application).await.unwrap();
+    let database = record(slipway_store::BackupTarget::Database("01DATABASE0000000000000000"));
+    app.state.store.insert_backup(&database).await.unwrap();
+
+    let viewer = app.member(&owner.org_id, "viewer@example.com", slipway_core::Role::Viewer).await;
+    let viewer = app.token(&viewer, &["*"], |_| {}).await;
+    let reader = app.token(&owner.id, &["backup:read"], |_| {}).await;
+    for token in [&viewer, &reader] {
+        let refused = app.get_as(&format!("/api/v1/backups/{}/download", application.id), token).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+        assert!(refused.text().contains("site:update"), "{}", refused.text());
+        // A database backup is what `backup:read` is for: past the check, to the (absent) storage.
+        let allowed = app.get_as(&format!("/api/v1/backups/{}/download", database.id), token).await;
+        assert_ne!(allowed.status, StatusCode::FORBIDDEN, "{}", allowed.text());
+    }
+    let owner_reply = app.get_as(&format!("/api/v1/backups/{}/download", application.id), &owner.token).await;
+    assert_ne!(owner_reply.status, StatusCode::FORBIDDEN, "{}", owner_reply.text());
+}
+
 /// A site at `domain` on a provisioned server, with a repository; returns its path.
 async fn site_on(app: &TestApp, token: &str, server: &str, domain: &str) -> String {
     let reply = app
