@@ -41,15 +41,19 @@ impl Target for OnOperation {
                 return Err(ApiError::NotFound);
             }
             if principal.server_ids.is_some() {
-                match state.store.site(site_id).await? {
-                    Some(site) if principal.may_touch_server(&site.server_id) => {}
-                    _ => return Err(ApiError::NotFound),
+                // The site may be gone (its removal's operation is still read).
+                let server = match server_of(&job) {
+                    Some(server) => Some(server.to_string()),
+                    None => state.store.site(site_id).await?.map(|site| site.server_id),
+                };
+                if !server.is_some_and(|server| principal.may_touch_server(&server)) {
+                    return Err(ApiError::NotFound);
                 }
             }
         } else if principal.server_ids.is_some() || principal.site_ids.is_some() {
             // Any other operation is its server's (a sync, a database's backup), or the
             // organisation's, which a restricted token never reaches.
-            match job.server_key.as_deref().and_then(|k| k.strip_prefix("server:")) {
+            match server_of(&job) {
                 Some(server) if principal.may_act_on_server(server) => {}
                 Some(server) if principal.hosts_its_sites(state, server).await? => through_sites = true,
                 _ => return Err(ApiError::NotFound),
@@ -61,6 +65,16 @@ impl Target for OnOperation {
     fn organization_id(&self) -> &str {
         &self.organization_id
     }
+}
+
+/// The server a job works on: its `server_key`, or for a job queued before that was recorded,
+/// what its lock names (`server:<id>`, `database-backup:<server>:<database>`).
+fn server_of(job: &Job) -> Option<&str> {
+    if let Some(key) = &job.server_key {
+        return key.strip_prefix("server:");
+    }
+    let key = job.resource_key.as_deref()?;
+    key.strip_prefix("server:").or_else(|| key.strip_prefix("database-backup:").and_then(|rest| rest.split(':').next()))
 }
 
 /// One operation: what it is, where it stands, and why it failed if it did.

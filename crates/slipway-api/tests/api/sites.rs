@@ -403,7 +403,7 @@ async fn a_token_restricted_to_some_sites_reaches_them_but_not_their_server() {
         let reply = app.call(method.clone(), uri.trim_end_matches('/'), Some(&ci), body).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path} on another server: {}", reply.text());
     }
-    for path in [theirs, format!("/api/v1/servers/{elsewhere}"), format!("/api/v1/servers/{elsewhere}/sites")] {
+    for path in [theirs.clone(), format!("/api/v1/servers/{elsewhere}"), format!("/api/v1/servers/{elsewhere}/sites")] {
         assert_eq!(app.get_as(&path, &ci).await.status, StatusCode::NOT_FOUND, "{path}");
     }
     let body = json!({"name": "more", "provider": "custom", "ip_address": "192.0.2.9"});
@@ -457,6 +457,12 @@ async fn a_token_restricted_to_some_sites_reaches_them_but_not_their_server() {
     let changed =
         app.call(Method::PUT, &mine, Some(&server_token), Some(json!({"git_repository_id": repository}))).await;
     assert_eq!(changed.status, StatusCode::FORBIDDEN, "{}", changed.text());
+    // It removes a site of its server, and follows the removal to its end (when the site is gone).
+    let removal = app.call(Method::DELETE, &theirs, Some(&server_token), None).await;
+    assert_eq!(removal.status, StatusCode::ACCEPTED, "{}", removal.text());
+    let removal = format!("/api/v1/operations/{}", removal.json()["data"]["operation_id"].as_str().unwrap());
+    app.state.store.delete_site(theirs.rsplit('/').next().unwrap()).await.unwrap();
+    assert_eq!(app.get_as(&removal, &server_token).await.status, StatusCode::OK, "{removal}");
 
     // Operations of other servers (a database's backup) and of the organization are out of
     // reach of both restricted tokens, whatever their kind.
@@ -475,6 +481,12 @@ async fn a_token_restricted_to_some_sites_reaches_them_but_not_their_server() {
         }
         assert_eq!(app.get_as(&path, &owner.token).await.status, StatusCode::OK, "{path}");
     }
+    // One queued before jobs recorded their server is found by its lock.
+    let older = slipway_jobs::JobSpec::new("server.verify", json!({}))
+        .resource(format!("server:{server}"))
+        .organization(&owner.org_id);
+    let older = format!("/api/v1/operations/{}", slipway_jobs::enqueue(store, older).await.unwrap());
+    assert_eq!(app.get_as(&older, &server_token).await.status, StatusCode::OK, "{older}");
 
     // Nothing it was refused happened.
     let unrestricted = app.get_as(&format!("/api/v1/servers/{server}/ssh-keys"), &owner.token).await.json();
@@ -506,6 +518,30 @@ async fn a_name_of_one_site_cannot_be_taken_by_another_on_the_same_server() {
         assert_eq!(edit.status, StatusCode::UNPROCESSABLE_ENTITY, "{alias}: {}", edit.text());
         assert!(edit.json()["errors"]["aliases"].is_array(), "{}", edit.text());
     }
+    // A wildcard covers the names under it, both ways.
+    let body = json!({"domain": "wild.example.com", "aliases": ["*.wild.example.com"], "project_type": "static"});
+    assert_eq!(app.post_as(&sites, &owner.token, body).await.status, StatusCode::CREATED);
+    for alias in ["api.wild.example.com", "*.api.wild.example.com"] {
+        let edit = app.call(Method::PUT, &other, Some(&owner.token), Some(json!({"aliases": [alias]}))).await;
+        assert_eq!(edit.status, StatusCode::UNPROCESSABLE_ENTITY, "{alias}: {}", edit.text());
+    }
+    let body = json!({"domain": "api.wild.example.com", "project_type": "static"});
+    let taken = app.post_as(&sites, &owner.token, body).await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", taken.text());
+    let body = json!({"domain": "shop2.example.com", "aliases": ["*.example.com"], "project_type": "static"});
+    let taken = app.post_as(&sites, &owner.token, body).await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY, "a wildcard over others' names: {}", taken.text());
+    // A token restricted to its site is refused without learning whose name it is.
+    let other_id = other.rsplit('/').next().unwrap().to_string();
+    let narrow =
+        app.token(&owner.id, &["*"], |t| t.site_ids = Some(serde_json::to_string(&[&other_id]).unwrap())).await;
+    let edit = app.call(Method::PUT, &other, Some(&narrow), Some(json!({"aliases": ["www.shop.example.com"]}))).await;
+    assert_eq!(edit.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", edit.text());
+    assert!(!edit.text().contains("(shop.example.com)"), "{}", edit.text());
+    let edit =
+        app.call(Method::PUT, &other, Some(&owner.token), Some(json!({"aliases": ["www.shop.example.com"]}))).await;
+    assert!(edit.text().contains("(shop.example.com)"), "{}", edit.text());
+
     // Its own names, and names free on this server, are fine; another server is another matter.
     let edit =
         app.call(Method::PUT, &other, Some(&owner.token), Some(json!({"aliases": ["www.blog.example.com"]}))).await;

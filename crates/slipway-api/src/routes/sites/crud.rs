@@ -117,10 +117,13 @@ pub async fn create_site(
         errors.add("project_type", "The server has no PHP; choose php_version when creating a server.");
     }
     if let Some(new) = &new {
-        let others = names_of_other_sites(&state, &v.server.id, None).await?;
-        // The same domain has its own message below (also for a concurrent create).
-        if let Some(owner) = others.get(new.domain.as_str()).filter(|o| o.domain != new.domain.as_str()) {
-            errors.add("domain", format!("The domain is an alias of another site on this server ({}).", owner.domain));
+        let domain = new.domain.as_str();
+        let others = OtherNames::of(&state, &v.principal, &v.server.id, None).await?;
+        // Another site's domain has its own message below (also for a concurrent create).
+        if others.names.iter().all(|(_, owner)| owner != domain)
+            && let Some(whose) = others.taken(domain)
+        {
+            errors.add("domain", format!("The domain is a name of {whose}."));
         }
         check_aliases_free(&mut errors, &others, &new.aliases);
     }
@@ -181,33 +184,60 @@ pub async fn create_site(
     Ok((StatusCode::CREATED, Data { data: site_resource(&state, &site, Some(operation)) }))
 }
 
-/// Every name (domain and aliases) the other sites of a server answer to, with the site that has
-/// it. A server has at most a few thousand sites: read whole.
-async fn names_of_other_sites(
-    state: &AppState,
-    server_id: &str,
-    except: Option<&str>,
-) -> Result<std::collections::HashMap<String, Site>, ApiError> {
-    let (sites, _) = state.store.sites_of_server(server_id, None, None).await?;
-    let mut names = std::collections::HashMap::new();
-    for site in sites.into_iter().filter(|s| Some(s.id.as_str()) != except) {
-        let aliases: Vec<String> = serde_json::from_str(&site.aliases).unwrap_or_default();
-        for name in aliases.into_iter().chain([site.domain.clone()]) {
-            names.insert(name, site.clone());
-        }
-    }
-    Ok(names)
+/// The names (domain and aliases) the other sites of a server answer to. A server has at most a
+/// few thousand sites: read whole.
+struct OtherNames {
+    names: Vec<(String, String)>,
+    /// The caller may learn the other site's domain (a token restricted to sites may not).
+    say_which: bool,
 }
 
-/// One name serves one site on a server: an alias that another site answers to would let this
-/// one take its requests (nginx picks one of the two) and its certificates.
-fn check_aliases_free(errors: &mut FieldErrors, others: &std::collections::HashMap<String, Site>, aliases: &[String]) {
+impl OtherNames {
+    async fn of(
+        state: &AppState,
+        principal: &crate::auth::Principal,
+        server_id: &str,
+        except: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let (sites, _) = state.store.sites_of_server(server_id, None, None).await?;
+        let mut names = Vec::new();
+        for site in sites.into_iter().filter(|s| Some(s.id.as_str()) != except) {
+            let aliases: Vec<String> = serde_json::from_str(&site.aliases).unwrap_or_default();
+            for name in aliases.into_iter().chain([site.domain.clone()]) {
+                names.push((name, site.domain.clone()));
+            }
+        }
+        Ok(OtherNames { names, say_which: principal.site_ids.is_none() })
+    }
+
+    /// Why `name` is not free: another site answers to it, or to a wildcard that covers it, or
+    /// it is a wildcard covering one of theirs (nginx would pick one of the two sites for that
+    /// host, and the taker could get its certificates).
+    fn taken(&self, name: &str) -> Option<String> {
+        let (_, owner) = self.names.iter().find(|(other, _)| names_overlap(other, name))?;
+        Some(if self.say_which {
+            format!("another site on this server ({owner})")
+        } else {
+            "another site on this server".into()
+        })
+    }
+}
+
+/// Whether two host names (each maybe a wildcard `*.example.com`) answer for a same host.
+fn names_overlap(a: &str, b: &str) -> bool {
+    // `*.d` covers every name with more labels ending in `.d` (not `d` itself), wildcards included.
+    let covers = |wild: &str, name: &str| {
+        wild.strip_prefix("*.")
+            .is_some_and(|base| name.strip_suffix(base).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')))
+    };
+    a == b || covers(a, b) || covers(b, a)
+}
+
+/// One name serves one site on a server.
+fn check_aliases_free(errors: &mut FieldErrors, others: &OtherNames, aliases: &[String]) {
     for alias in aliases {
-        if let Some(owner) = others.get(alias) {
-            errors.add(
-                "aliases",
-                format!("The alias {alias} is a name of another site on this server ({}).", owner.domain),
-            );
+        if let Some(whose) = others.taken(alias) {
+            errors.add("aliases", format!("The alias {alias} is a name of {whose}."));
         }
     }
 }
@@ -261,7 +291,7 @@ pub async fn update_site(
     }
     if let Some(aliases) = &edit.aliases {
         let mut errors = FieldErrors::new();
-        let others = names_of_other_sites(&state, &v.site.server_id, Some(&v.site.id)).await?;
+        let others = OtherNames::of(&state, &v.principal, &v.site.server_id, Some(&v.site.id)).await?;
         check_aliases_free(&mut errors, &others, aliases);
         errors.into_result()?;
     }
@@ -375,4 +405,30 @@ pub async fn resume_site(
     audit: AuditSlot,
 ) -> Result<Accepted<SiteResource>, ApiError> {
     set_suspended(&state, &v, &audit, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_overlap;
+
+    #[test]
+    fn wildcards_overlap_the_names_they_cover() {
+        for (a, b) in [
+            ("shop.example.com", "shop.example.com"),
+            ("*.shop.example.com", "api.shop.example.com"),
+            ("*.shop.example.com", "a.b.shop.example.com"),
+            ("*.shop.example.com", "*.api.shop.example.com"),
+            ("*.shop.example.com", "*.shop.example.com"),
+        ] {
+            assert!(names_overlap(a, b) && names_overlap(b, a), "{a} {b}");
+        }
+        for (a, b) in [
+            ("*.shop.example.com", "shop.example.com"),
+            ("*.shop.example.com", "xshop.example.com"),
+            ("*.shop.example.com", "api.example.com"),
+            ("shop.example.com", "www.shop.example.com"),
+        ] {
+            assert!(!names_overlap(a, b) && !names_overlap(b, a), "{a} {b}");
+        }
+    }
 }
