@@ -148,6 +148,12 @@ pub async fn connect(engine: &Engine, ctx: &dyn Progress, server: &Server) -> Re
     Ok(connection)
 }
 
+/// What an unreachable server is once it answers again: what it was before (active once
+/// provisioned, else pending).
+pub(crate) fn reachable_again(server: &Server) -> ServerStatus {
+    if server.provisioned_at.is_some() { ServerStatus::Active } else { ServerStatus::Pending }
+}
+
 /// Connects afresh and records what first contact learns; marks the server unreachable (with
 /// the reason) when it cannot be reached. `verify` uses this directly: it checks the connection
 /// itself.
@@ -164,6 +170,11 @@ pub async fn connect_new(engine: &Engine, ctx: &dyn Progress, server: &Server) -
     ctx.line("info", format!("connecting to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port));
     match SshConnection::connect(&target, &keypair, &engine.ssh).await {
         Ok(connection) => {
+            // Reachable again: whatever work connected says so, not only a verify.
+            if server.status == ServerStatus::Unreachable {
+                engine.store.set_server_status(&server.id, reachable_again(server), None).await.map_err(store_error)?;
+                ctx.line("info", format!("{} can be reached again", server.name));
+            }
             if server.host_key.is_none() {
                 engine
                     .store

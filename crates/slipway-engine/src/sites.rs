@@ -349,8 +349,11 @@ impl JobHandler for RemoveSite {
         let script = script
             .var("WORKER_PROGRAMS", &programs.join(" "))
             .var("REDIRECTS_DIR", &crate::items::redirects::redirects_dir(&paths.domain));
-        let connection = connect(engine, ctx, &server).await?;
-        let result = run_script(engine, ctx, &connection, &script).await;
+        // An unreachable server is recorded on the site like a failed removal.
+        let result = match connect(engine, ctx, &server).await {
+            Ok(connection) => run_script(engine, ctx, &connection, &script).await,
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => {
                 engine

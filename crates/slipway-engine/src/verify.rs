@@ -73,14 +73,10 @@ impl JobHandler for VerifyServer {
         let os = detect_os(&self.0, ctx, &connection).await?;
         connection.close().await;
         store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;
-        // Reachable again: back to what it was before it became unreachable.
-        let status = if server.provisioned_at.is_some() {
-            ServerStatus::Active
-        } else if server.status == ServerStatus::Unreachable {
-            ServerStatus::Pending
-        } else {
-            server.status
-        };
+        // Reachable (connecting set an unreachable server back to what it was). A failed
+        // provisioning stays failed, with its reason, until provisioning succeeds.
+        let server = load_server(&self.0, &job.server_id).await?;
+        let status = server.status;
         // Provisioning would fail on a PHP version the system does not offer: say so now.
         let unavailable = (server.provisioned_at.is_none())
             .then_some(server.php_version.as_deref())
@@ -93,7 +89,9 @@ impl JobHandler for VerifyServer {
             store.set_server_status(&server.id, status, Some(&reason)).await.map_err(store_error)?;
             return Err(JobError::failed(reason));
         }
-        store.set_server_status(&server.id, status, None).await.map_err(store_error)?;
+        if status != ServerStatus::Failed {
+            store.set_server_status(&server.id, status, None).await.map_err(store_error)?;
+        }
         Ok(())
     }
 }

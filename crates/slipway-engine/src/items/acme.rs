@@ -430,8 +430,7 @@ impl JobHandler for RevokeCertificate {
             .set_server_items_status(std::slice::from_ref(&item.id), InstallStatus::Removing, None)
             .await
             .map_err(store_error)?;
-        let connection = connect(engine, ctx, &server).await?;
-        super::apply(engine, ctx, &connection, &server, &super::certificates::Certificates).await
+        super::connect_and_apply(engine, ctx, &server, &super::certificates::Certificates).await
     }
 }
 

@@ -293,8 +293,11 @@ pub async fn serve(
     }
     let outcome = match script(engine, &all) {
         Ok(script) => {
-            let connection = connect(engine, ctx, server).await?;
-            let reported = run_script_with(engine, ctx, &connection, &script, ctx.cancel_receiver()).await;
+            // An unreachable server is recorded like a failed script (below).
+            let reported = match connect(engine, ctx, server).await {
+                Ok(connection) => run_script_with(engine, ctx, &connection, &script, ctx.cancel_receiver()).await,
+                Err(e) => Err(e),
+            };
             // The script leaves out a site it cannot serve HTTPS for, and says why.
             reported.and_then(|lines| {
                 let prefix = format!("slipway-item-failed {} ", job.certificate_id);

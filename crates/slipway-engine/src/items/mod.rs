@@ -251,22 +251,51 @@ pub async fn apply(
             }
             store.delete_removed_server_items(&ids(&removing)).await.map_err(store_error)?;
         }
-        Err(e) => {
-            // Items a resumed run will apply keep waiting for it.
-            let Some(reason) = reason_to_record(ctx, e) else { return outcome.map(|_| ()) };
-            let pending: Vec<&ServerItem> =
-                keep.iter().copied().filter(|i| i.status != InstallStatus::Installed).collect();
-            store
-                .set_server_items_status(&ids(&pending), InstallStatus::Failed, Some(&reason))
-                .await
-                .map_err(store_error)?;
-            store
-                .set_server_items_status(&ids(&removing), InstallStatus::Removing, Some(&reason))
-                .await
-                .map_err(store_error)?;
-        }
+        Err(e) => record_not_applied(engine, ctx, &items, e).await?,
     }
     outcome.map(|_| ())
+}
+
+/// Connects to the server and [`apply`]s `kind`. A server that cannot be reached is recorded on
+/// the items waiting for it as a failed apply is, not left `installing` for good.
+pub(crate) async fn connect_and_apply(
+    engine: &Engine,
+    ctx: &JobContext,
+    server: &Server,
+    kind: &dyn ItemKind,
+) -> Result<(), JobError> {
+    match connect(engine, ctx, server).await {
+        Ok(connection) => apply(engine, ctx, &connection, server, kind).await,
+        Err(e) => {
+            let (items, _) = engine.store.server_items(&server.id, kind.name(), None).await.map_err(store_error)?;
+            record_not_applied(engine, ctx, &items, &e).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Says why on the items of a sync that did not apply them (the script failed, or the server
+/// could not be reached): those waiting to be applied are `failed`, those waiting to be removed
+/// stay `removing`, each with the reason. Items a resumed run will apply keep waiting for it.
+async fn record_not_applied(
+    engine: &Engine,
+    ctx: &JobContext,
+    items: &[ServerItem],
+    e: &JobError,
+) -> Result<(), JobError> {
+    let Some(reason) = reason_to_record(ctx, e) else { return Ok(()) };
+    let (removing, pending): (Vec<&ServerItem>, Vec<&ServerItem>) = items
+        .iter()
+        .filter(|i| i.status != InstallStatus::Installed)
+        .partition(|i| i.status == InstallStatus::Removing);
+    let ids = |list: &[&ServerItem]| list.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    let store = &engine.store;
+    store.set_server_items_status(&ids(&pending), InstallStatus::Failed, Some(&reason)).await.map_err(store_error)?;
+    store
+        .set_server_items_status(&ids(&removing), InstallStatus::Removing, Some(&reason))
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// Queues a sync for each kind of item that changed while it could not be applied (during the
@@ -311,7 +340,6 @@ impl JobHandler for SyncItems {
             ctx.log("info", "the server is not provisioned yet; provisioning will apply this");
             return Ok(());
         }
-        let connection = connect(&self.engine, ctx, &server).await?;
-        apply(&self.engine, ctx, &connection, &server, self.kind).await
+        connect_and_apply(&self.engine, ctx, &server, self.kind).await
     }
 }

@@ -630,6 +630,12 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
     let (_, server) = api.call(Method::GET, &server_path, None).await;
     assert_eq!(server["data"]["status"], "failed", "{server}");
     assert!(server["data"]["status_reason"].as_str().unwrap().contains("no output"), "{server}");
+    // Verifying it (it answers) does not hide that provisioning failed, nor why.
+    let op = operate(&api, &format!("{server_path}/verify"), json!({})).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let (_, server) = api.call(Method::GET, &server_path, None).await;
+    assert_eq!(server["data"]["status"], "failed", "{server}");
+    assert!(server["data"]["status_reason"].as_str().unwrap().contains("no output"), "{server}");
     let until = Instant::now() + Duration::from_secs(5);
     while host.processes_named("sleep") > 0 {
         assert!(Instant::now() < until, "the stalled command was left running");
@@ -655,6 +661,40 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
     assert!(reason.contains("connection dropped") || reason.contains("ended by a signal"), "{reason}");
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     host.hang("service", false);
+
+    // The provisioned server can no longer be reached (it now answers nothing): an item added
+    // meanwhile says why, instead of staying `installing` for good.
+    let moved = json!({"ip_address": "127.0.0.1", "ssh_port": silent_port});
+    let (status, reply) = api.call(Method::PUT, &server_path, Some(moved)).await;
+    assert_eq!(status, 200, "{reply}");
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGgjfV5Zf0tGxJ+R1zQvq3YpJkGk0r1k3D7mJ0m8n9Qb late";
+    let (status, added) = api
+        .call(Method::POST, &format!("{server_path}/ssh-keys"), Some(json!({"name": "late", "public_key": key})))
+        .await;
+    assert_eq!(status, 201, "{added}");
+    let item_path = format!("{server_path}/ssh-keys/{}", added["data"]["id"].as_str().unwrap());
+    let settled = || async { api.call(Method::GET, &item_path, None).await.1["data"]["status"] != "installing" };
+    common::eventually(Duration::from_secs(30), "the key's sync ended", settled).await;
+    let (_, item) = api.call(Method::GET, &item_path, None).await;
+    assert_eq!(item["data"]["status"], "failed", "{item}");
+    assert!(item["data"]["status_reason"].as_str().unwrap().contains("no answer within 2s"), "{item}");
+    let (_, server) = api.call(Method::GET, &server_path, None).await;
+    assert_eq!(server["data"]["status"], "unreachable", "{server}");
+
+    // Back where it answers: the next sync applies the key that failed, and the server reads
+    // active again without anyone verifying it.
+    let back = json!({"ip_address": host.address, "ssh_port": 22});
+    assert_eq!(api.call(Method::PUT, &server_path, Some(back)).await.0, 200);
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPxRsbkAjSdx6QMa5Z9GkJm/bj6RhvpnTaFodNLAB6r5 back";
+    let (status, again) = api
+        .call(Method::POST, &format!("{server_path}/ssh-keys"), Some(json!({"name": "back", "public_key": key})))
+        .await;
+    assert_eq!(status, 201, "{again}");
+    applied(&api, &again).await;
+    let (_, item) = api.call(Method::GET, &item_path, None).await;
+    assert_eq!((item["data"]["status"].as_str(), item["data"]["status_reason"].as_str()), (Some("installed"), None));
+    let (_, server) = api.call(Method::GET, &server_path, None).await;
+    assert_eq!((server["data"]["status"].as_str(), server["data"]["status_reason"].as_str()), (Some("active"), None));
 
     drop(host);
     drop(slipway);
