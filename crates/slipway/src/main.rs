@@ -132,6 +132,9 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_when_stdout_closes();
+    }
     let output = cli.client.output;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +143,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A reader that stops reading (`slipway server list | head -1`) ends the command quietly, as
+/// it would any Unix tool, instead of a panic and its trace from `println!`.
+fn end_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 #[allow(clippy::print_stdout)]

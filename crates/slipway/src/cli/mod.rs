@@ -231,20 +231,49 @@ fn client_for(url: &str, token: Option<String>) -> anyhow::Result<Client> {
     Ok(Client::new(&url, token).on_rate_limited(|wait| eprintln!("rate-limited, retrying in {} s", wait.as_secs())))
 }
 
-/// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile.
-pub(crate) fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+/// Where the token a command uses came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenFrom {
+    Environment,
+    Profile,
+}
+
+/// The server and token to use: `SLIPWAY_URL`/`SLIPWAY_TOKEN` first, then the profile. A
+/// profile's token goes only to the profile's own URL: with `SLIPWAY_URL` naming another
+/// server, it is never sent there.
+fn resolve(args: &ClientArgs) -> anyhow::Result<(Client, TokenFrom)> {
     let creds = Credentials::load()?;
     let profile = creds.profiles.get(&args.profile);
-    let url = std::env::var("SLIPWAY_URL").ok().filter(|u| !u.is_empty()).or_else(|| profile.map(|p| p.url.clone()));
-    let token =
-        std::env::var("SLIPWAY_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| profile.and_then(|p| p.token.clone()));
-    match (url, token) {
-        (Some(url), Some(token)) => client_for(&url, Some(token)),
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let url = env("SLIPWAY_URL").or_else(|| profile.map(|p| p.url.clone()));
+    let Some(url) = url else {
+        bail!("not logged in (profile {:?}): run `slipway login`, or set SLIPWAY_URL and SLIPWAY_TOKEN", args.profile)
+    };
+    if let Some(token) = env("SLIPWAY_TOKEN") {
+        return Ok((client_for(&url, Some(token))?, TokenFrom::Environment));
+    }
+    let same_server = |saved: &str| {
+        let base = |u: &str| slipway_client::base_url(u).ok();
+        base(saved).is_some_and(|saved| base(&url) == Some(saved))
+    };
+    match profile {
+        Some(p) if !same_server(&p.url) => bail!(
+            "SLIPWAY_URL ({url}) is not the server profile {:?} logged in to ({}), so its token is not sent there: \
+             set SLIPWAY_TOKEN for {url}, or run `slipway login --url {url} --profile NAME`",
+            args.profile,
+            p.url
+        ),
+        Some(p) if p.token.is_some() => Ok((client_for(&url, p.token.clone())?, TokenFrom::Profile)),
         _ => bail!(
             "not logged in (profile {:?}): run `slipway login`, or set SLIPWAY_URL and SLIPWAY_TOKEN",
             args.profile
         ),
     }
+}
+
+/// A client for the server and token to use (see [`resolve`]).
+pub(crate) fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+    Ok(resolve(args)?.0)
 }
 
 fn ask(prompt: &str) -> anyhow::Result<String> {
@@ -341,22 +370,35 @@ pub async fn login(args: LoginArgs, client_args: &ClientArgs) -> anyhow::Result<
 
 #[allow(clippy::print_stdout)]
 pub async fn logout(client_args: &ClientArgs) -> anyhow::Result<()> {
-    let client = connect(client_args)?;
+    let (client, from) = resolve(client_args)?;
     match client.logout().await {
         Ok(()) => {}
         // Already revoked or expired: forgetting it locally is all that is left to do.
         Err(ClientError::Api { status: 401, .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut creds = Credentials::load()?;
-    if let Some(profile) = creds.profiles.get_mut(&client_args.profile) {
-        profile.token = None;
-        creds.save()?;
+    // The profile forgets its token only when that is the one revoked: a token given in
+    // SLIPWAY_TOKEN is not the profile's, which stays logged in.
+    if from == TokenFrom::Profile {
+        let mut creds = Credentials::load()?;
+        if let Some(profile) = creds.profiles.get_mut(&client_args.profile) {
+            profile.token = None;
+            creds.save()?;
+        }
     }
+    let message = match from {
+        TokenFrom::Profile => "Logged out; the token is revoked.".to_string(),
+        TokenFrom::Environment => {
+            format!("The token in SLIPWAY_TOKEN is revoked; profile {:?} keeps its own login.", client_args.profile)
+        }
+    };
     if client_args.output == Output::Human {
-        println!("Logged out; the token is revoked.");
+        println!("{message}");
     } else {
-        print_json(&serde_json::json!({"logged_out": true}))?;
+        print_json(&serde_json::json!({"logged_out": true, "revoked": match from {
+            TokenFrom::Profile => "profile",
+            TokenFrom::Environment => "SLIPWAY_TOKEN",
+        }}))?;
     }
     Ok(())
 }

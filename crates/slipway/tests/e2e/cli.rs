@@ -252,6 +252,34 @@ async fn admin_create_user_then_the_cli_logs_in_manages_tokens_and_logs_out() {
     assert!(text(&self_rotate).1.contains("now uses the new secret"), "{:?}", text(&self_rotate));
     assert!(run(&dir, &config, &[], &["whoami"], "").status.success());
 
+    // The saved token goes only to the server it was saved for: SLIPWAY_URL naming another one
+    // is refused before anything is sent there.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let other_url = format!("http://{}", elsewhere.local_addr().unwrap());
+    let refused = run(&dir, &config, &[("SLIPWAY_URL", &other_url)], &["whoami"], "");
+    assert!(!refused.status.success());
+    assert!(text(&refused).1.contains("its token is not sent there"), "{:?}", text(&refused));
+    assert!(elsewhere.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "a connection was made");
+    let same = run(&dir, &config, &[("SLIPWAY_URL", &format!("{url}/"))], &["whoami"], "");
+    assert!(same.status.success(), "the saved server, written another way: {:?}", text(&same));
+
+    // `logout` with SLIPWAY_TOKEN revokes that token, and the profile stays logged in.
+    let spare = run(&dir, &config, &[], &["token", "create", "spare", "--ability", "site:read"], "");
+    let spare = text(&spare).0.trim().to_string();
+    let out = run(&dir, &config, &[("SLIPWAY_TOKEN", &spare)], &["logout"], "");
+    assert!(text(&out).0.contains("The token in SLIPWAY_TOKEN is revoked"), "{:?}", text(&out));
+    assert!(!run(&dir, &config, &[("SLIPWAY_TOKEN", &spare)], &["whoami"], "").status.success());
+    assert!(run(&dir, &config, &[], &["whoami"], "").status.success(), "the profile's login is kept");
+
+    // A reader that stops reading ends the command quietly, not with a panic.
+    let mut cmd = slipway(&dir, &[]);
+    cmd.env("SLIPWAY_CONFIG_DIR", &config).arg("openapi").stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    assert!(closed.status.success() && !text(&closed).1.contains("panicked"), "{:?}", text(&closed));
+
     let logout = run(&dir, &config, &[], &["logout"], "");
     assert!(logout.status.success(), "{:?}", text(&logout));
     assert!(text(&run(&dir, &config, &[], &["whoami"], "")).1.contains("not logged in"));
