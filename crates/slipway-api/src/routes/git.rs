@@ -581,6 +581,7 @@ pub async fn receive_push(
         ));
     };
     let mut deployments = Vec::new();
+    let mut refused = Vec::new();
     for site in &sites {
         let delivery = if site.repository_branch != pushed.0 {
             let reason = format!("push to {}; the site deploys {}", pushed.0, site.repository_branch);
@@ -593,14 +594,18 @@ pub async fn receive_push(
                     .await
                 {
                     Ok(started) => started,
+                    // This site cannot deploy now (its installation failed, it is being
+                    // removed…): recorded on it, and the other sites of the push still deploy.
+                    Err(e) if e.status().is_client_error() => {
+                        let reason = refusal(&e);
+                        let d = record(Some(&site.id), "rejected", Some(reason.clone()), Some(&pushed), None);
+                        state.store.insert_webhook_delivery(&d).await?;
+                        refused.push(format!("{}: {reason}", site.domain));
+                        continue;
+                    }
                     Err(e) => {
-                        // Nothing deployed yet: forget the id, so that the host's redelivery is not
-                        // taken for a duplicate. (Once a site deploys, a redelivery would repeat it.)
-                        if deployments.is_empty()
-                            && let Some(id) = &delivery_id
-                            && let Err(release) = state.store.release_webhook_delivery(&repository.id, id).await
-                        {
-                            tracing::warn!(error = %release, "could not forget the id of a failed webhook delivery");
+                        if deployments.is_empty() {
+                            forget_delivery(&state, &repository.id, delivery_id.as_deref()).await;
                         }
                         return Err(e);
                     }
@@ -623,10 +628,14 @@ pub async fn receive_push(
             ))
             .await?;
     }
-    let (status, message) = if deployments.is_empty() {
-        (StatusCode::OK, format!("Push to {} recorded; no site deploys that branch.", pushed.0))
-    } else {
-        (StatusCode::ACCEPTED, format!("Deploying {} site(s).", deployments.len()))
+    if deployments.is_empty() && !refused.is_empty() {
+        forget_delivery(&state, &repository.id, delivery_id.as_deref()).await;
+        return Err(ApiError::Conflict(format!("No site could deploy the push: {}", refused.join("; "))));
+    }
+    let (status, message) = match (deployments.len(), refused.len()) {
+        (0, _) => (StatusCode::OK, format!("Push to {} recorded; no site deploys that branch.", pushed.0)),
+        (n, 0) => (StatusCode::ACCEPTED, format!("Deploying {n} site(s).")),
+        (n, _) => (StatusCode::ACCEPTED, format!("Deploying {n} site(s); not {}.", refused.join("; "))),
     };
     Ok((status, Accepted { message, data: WebhookOutcome { deployments } }))
 }
@@ -678,4 +687,27 @@ pub async fn site_webhooks(
         })
         .collect();
     Ok(cursor.page(data, total))
+}
+
+/// The words of a refusal, for a delivery's reason (a field error's message, not the generic
+/// "The given data was invalid.").
+fn refusal(e: &ApiError) -> String {
+    match e {
+        ApiError::Validation(errors) => {
+            let messages: Vec<&str> =
+                errors.fields().filter_map(|f| errors.get(f)).flatten().map(String::as_str).collect();
+            messages.join(" ")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Nothing deployed: forgets the delivery's id, so that the host's redelivery (once the sites can
+/// deploy) is not taken for a duplicate. Once a site deploys, a redelivery would repeat it.
+async fn forget_delivery(state: &AppState, repository_id: &str, delivery_id: Option<&str>) {
+    if let Some(id) = delivery_id
+        && let Err(e) = state.store.release_webhook_delivery(repository_id, id).await
+    {
+        tracing::warn!(error = %e, "could not forget the id of a failed webhook delivery");
+    }
 }

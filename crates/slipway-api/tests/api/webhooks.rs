@@ -292,6 +292,57 @@ async fn a_site_switches_between_a_url_and_a_git_repository() {
     assert_eq!(reply.json()["data"]["repository"]["git_repository_id"], first.as_str());
 }
 
+/// A site of the repository that cannot deploy (its installation failed) is recorded as refused,
+/// and the push still deploys the others. When none can, the push is a 409 and its delivery id
+/// is forgotten, so the host's redelivery deploys once the sites are mended.
+#[tokio::test]
+async fn a_site_that_cannot_deploy_does_not_hold_back_the_others() {
+    let hook = setup("github").await;
+    let app = &hook.app;
+    let repo = app.get_as("/api/v1/git-repositories", &hook.token).await.json()["data"][0]["id"].clone();
+    let sites = hook.site_path.rsplit_once('/').unwrap().0.to_string();
+    let second = app
+        .post_as(
+            &sites,
+            &hook.token,
+            json!({"domain": "second.example.com", "project_type": "static", "git_repository_id": repo}),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text());
+    let second = format!("{sites}/{}", second.json()["data"]["id"].as_str().unwrap());
+    // The first site (the older, read first) failed to install.
+    let first_id = hook.site_path.rsplit('/').next().unwrap();
+    app.state
+        .store
+        .set_site_status(first_id, slipway_core::InstallStatus::Failed, Some("nginx -t failed"))
+        .await
+        .unwrap();
+
+    let (status, reply) = hook
+        .deliver_with("github", &payload("github", "main"), Some(&hook.secret), &[("x-github-delivery", "d-1")])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    assert_eq!(reply["data"]["deployments"].as_array().unwrap().len(), 1, "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("nginx -t failed"), "{reply}");
+    let deployed = app.get_as(&format!("{second}/deployments"), &hook.token).await.json();
+    assert_eq!(deployed["meta"]["total"], 1, "{deployed}");
+    let history = hook.history().await;
+    assert_eq!((history[0]["outcome"].as_str(), hook.deployments().await), (Some("rejected"), 0), "{history:?}");
+    assert!(history[0]["reason"].as_str().unwrap().contains("nginx -t failed"), "{history:?}");
+
+    // No site can deploy: a 409 saying why, and the same delivery may come again.
+    let second_id = second.rsplit('/').next().unwrap();
+    app.state.store.set_site_status(second_id, slipway_core::InstallStatus::Failed, Some("no PHP")).await.unwrap();
+    let again = [("x-github-delivery", "d-2")];
+    let (status, reply) = hook.deliver_with("github", &payload("github", "main"), Some(&hook.secret), &again).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("no PHP"), "{reply}");
+    app.state.store.set_site_status(first_id, slipway_core::InstallStatus::Installed, None).await.unwrap();
+    let (status, reply) = hook.deliver_with("github", &payload("github", "main"), Some(&hook.secret), &again).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the redelivery is not a duplicate: {reply}");
+    assert_eq!(hook.deployments().await, 1);
+}
+
 /// The header each provider sends its delivery id in.
 fn delivery_header(kind: &str) -> &'static str {
     match kind {
