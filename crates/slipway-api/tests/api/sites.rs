@@ -236,6 +236,8 @@ async fn scheduled_deploys_wait_and_can_be_cancelled_and_logs_stream_as_events()
     let id = scheduled.json()["data"]["id"].as_str().unwrap().to_string();
     let d = app.get_as(&format!("{site}/deployments/{id}"), &owner.token).await;
     assert_eq!(d.json()["data"]["status"], "cancelled");
+    let after = app.get_as(&site, &owner.token).await.json();
+    assert_eq!(after["data"]["deployment_status"], "cancelled", "no longer queued: {after}");
 
     // The live log: lines as events, then the end with the deployment. (Written here by hand:
     // there is no worker in this test.)

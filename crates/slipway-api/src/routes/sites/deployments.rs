@@ -479,6 +479,13 @@ pub async fn cancel_scheduled_deploy(
         }
         page += 1;
     }
+    if !cancelled.is_empty() {
+        // The site read `queued` for them: it reads what its newest other deployment is, or
+        // `cancelled` when they were its only ones.
+        let (newest, _) = state.store.deployments_of_site(&v.site.id, slipway_core::PageRequest::new(1, 100)).await?;
+        let status = newest.iter().find(|d| !cancelled.contains(&d.id)).map_or(RunStatus::Cancelled, |d| d.status);
+        state.store.record_site_deployment(&v.site.id, status, None, None).await?;
+    }
     audit_site(&audit, &v.site, "site.cancel-scheduled-deploy", Some(format!("{} cancelled", cancelled.len())));
     Ok(Data { data: CancelledSchedule { cancelled } })
 }
