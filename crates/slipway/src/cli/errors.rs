@@ -72,16 +72,25 @@ pub fn report(e: &anyhow::Error, output: Output) {
         Output::Human => eprintln!("error: {}", chain_text(e)),
         Output::Json => {
             let api = e.chain().find_map(|c| c.downcast_ref::<ClientError>());
-            let value = match api {
-                // The API's own words when nothing was added around them.
-                Some(ClientError::Api { status, message, errors }) if e.chain().count() == 1 => {
-                    serde_json::json!({"message": message, "errors": errors, "status": status})
-                }
-                other => serde_json::json!({
-                    "message": chain_text(e),
+            let failed = e.chain().find_map(|c| c.downcast_ref::<super::follow::OperationFailed>());
+            let value = match (api, failed) {
+                (_, Some(failed)) => serde_json::json!({
+                    "message": failed.message,
                     "errors": BTreeMap::<String, Vec<String>>::new(),
-                    "status": other.and_then(ClientError::status),
+                    "status": null,
+                    "operation": failed.operation,
                 }),
+                (api, None) => match api {
+                    // The API's own words when nothing was added around them.
+                    Some(ClientError::Api { status, message, errors }) if e.chain().count() == 1 => {
+                        serde_json::json!({"message": message, "errors": errors, "status": status})
+                    }
+                    other => serde_json::json!({
+                        "message": chain_text(e),
+                        "errors": BTreeMap::<String, Vec<String>>::new(),
+                        "status": other.and_then(ClientError::status),
+                    }),
+                },
             };
             println!("{}", serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()));
         }

@@ -72,8 +72,41 @@ pub async fn follow_operation(
 pub fn ended_well(op: &Operation) -> anyhow::Result<()> {
     match op.status.as_str() {
         "succeeded" => Ok(()),
-        status => bail!("operation {} {status}: {}", op.id, op.failure_reason.as_deref().unwrap_or("no reason given")),
+        _ => bail!("{}", failure(op)),
     }
+}
+
+fn failure(op: &Operation) -> String {
+    format!("operation {} {}: {}", op.id, op.status, op.failure_reason.as_deref().unwrap_or("no reason given"))
+}
+
+/// An operation that did not succeed. With `--output json` the error printed for it carries
+/// the operation, so that standard output holds one JSON document, not the operation and then
+/// the error.
+#[derive(Debug)]
+pub struct OperationFailed {
+    pub message: String,
+    pub operation: serde_json::Value,
+}
+
+impl std::fmt::Display for OperationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OperationFailed {}
+
+/// The end of a command that followed an operation: with `--output json` the operation is
+/// printed when it succeeded; when it did not, the command fails saying why.
+pub fn finish(op: &Resource<Operation>, output: Output) -> anyhow::Result<()> {
+    if op.status != "succeeded" {
+        return Err(OperationFailed { message: failure(op), operation: op.raw().clone() }.into());
+    }
+    if output == Output::Json {
+        super::print_json(op)?;
+    }
+    Ok(())
 }
 
 /// Whether trying again later may help.

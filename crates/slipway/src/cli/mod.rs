@@ -656,10 +656,7 @@ pub async fn server(command: ServerCommand, client_args: &ClientArgs) -> anyhow:
             if follow {
                 let latest = ops.data.first().ok_or_else(|| anyhow::anyhow!("the server has no operations yet"))?;
                 let op = follow_operation(&client, &latest.id, client_args.output, Echo::Always).await?;
-                if json {
-                    print_json(&op)?;
-                }
-                return ended_well(&op);
+                return follow::finish(&op, client_args.output);
             }
             if json {
                 return print_json(&ops);
@@ -690,10 +687,7 @@ pub(crate) async fn run_server_action(
 ) -> anyhow::Result<()> {
     let op = client.server_action(id, action, &body).await.map_err(Missing::Server(id).describe())?;
     let op = follow_operation(client, &op.id, output, Echo::Always).await?;
-    if output == Output::Json {
-        print_json(&op)?;
-    }
-    ended_well(&op)?;
+    follow::finish(&op, output)?;
     if output == Output::Human {
         print_server(&*client.server(id).await?);
     }

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use slipway_client::{ServerItems, queue_workers_path};
 
 use super::errors::Missing;
-use super::follow::{Echo, ended_well, follow_operation};
+use super::follow::{Echo, follow_operation};
 use super::sites::SiteRef;
 use super::{ClientArgs, Output, connect, print_json, server_items, wait_for_change};
 
@@ -233,10 +233,7 @@ async fn restart(client_args: &ClientArgs, collection: &str, id: &str, place: Mi
     let item = client.restart_item(collection, id).await.map_err(place.describe())?;
     let op = item["operation_id"].as_str().unwrap_or_default();
     let op = follow_operation(&client, op, client_args.output, Echo::Always).await?;
-    if client_args.output == Output::Json {
-        print_json(&op)?;
-    }
-    ended_well(&op)
+    super::follow::finish(&op, client_args.output)
 }
 
 async fn log(

@@ -167,6 +167,14 @@ async fn the_cli_registers_verifies_and_shows_a_server() {
     std::fs::create_dir_all(&home).unwrap();
     let command = created["authorization"]["command"].as_str().unwrap();
     assert!(std::process::Command::new("sh").arg("-c").arg(command).env("HOME", &home).status().unwrap().success());
+    // Not let in yet: with --output json a failed verify prints one JSON document, the error,
+    // carrying the operation.
+    let refused = run(&["server", "verify", &id, "--output", "json"]);
+    assert!(!refused.status.success());
+    let document: Value =
+        serde_json::from_slice(&refused.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&refused)));
+    assert_eq!(document["operation"]["status"], "failed", "{document}");
+    assert!(document["message"].as_str().unwrap().contains("failed"), "{document}");
     let authorized = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
     sshd.authorize(&[authorized.trim()]);
     // Lost the output? `server show` prints the same command again until Slipway gets in.
