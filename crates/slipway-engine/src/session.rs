@@ -170,9 +170,10 @@ pub async fn connect_new(engine: &Engine, ctx: &dyn Progress, server: &Server) -
     ctx.line("info", format!("connecting to {}@{}:{}", server.ssh_user, server.ip_address, server.ssh_port));
     match SshConnection::connect(&target, &keypair, &engine.ssh).await {
         Ok(connection) => {
-            // Reachable again: whatever work connected says so, not only a verify.
-            if server.status == ServerStatus::Unreachable {
-                engine.store.set_server_status(&server.id, reachable_again(server), None).await.map_err(store_error)?;
+            // Reachable again: whatever work connected says so, not only a verify. Only from
+            // `unreachable` as the database has it now: the copy here may be older than a
+            // provisioning that began since.
+            if engine.store.set_server_reachable(&server.id, reachable_again(server)).await.map_err(store_error)? {
                 ctx.line("info", format!("{} can be reached again", server.name));
             }
             if server.host_key.is_none() {

@@ -374,6 +374,9 @@ pub trait ServerStore: Send + Sync {
     async fn site_counts(&self, server_ids: &[String]) -> StoreResult<Vec<(String, i64)>>;
     async fn update_server(&self, id: &str, changes: &ServerChanges) -> StoreResult<bool>;
     async fn set_server_status(&self, id: &str, status: ServerStatus, reason: Option<&str>) -> StoreResult<()>;
+    /// Sets a server that reads `unreachable` to `status`, without a reason; one whose status
+    /// moved on meanwhile (provisioning, failed) is left as it is. Whether it was changed.
+    async fn set_server_reachable(&self, id: &str, status: ServerStatus) -> StoreResult<bool>;
     /// Records what the first contact learned: the host key to pin and the operating system.
     async fn record_server_contact(&self, id: &str, host_key: Option<&str>, os: Option<&str>) -> StoreResult<()>;
     /// Accepts a new host key (after a reinstall), replacing the pinned one and forgetting any

@@ -878,6 +878,15 @@ mod cases {
         let got = store.server(&s1.id).await.unwrap().unwrap();
         assert_eq!((got.host_key.as_deref(), got.offered_host_key), (Some("ssh-ed25519 SECOND"), None));
 
+        // Reachable again: only a server that still reads unreachable is set back.
+        store.set_server_status(&s1.id, ServerStatus::Unreachable, Some("no answer")).await.unwrap();
+        assert!(store.set_server_reachable(&s1.id, ServerStatus::Pending).await.unwrap());
+        let got = store.server(&s1.id).await.unwrap().unwrap();
+        assert_eq!((got.status, got.status_reason), (ServerStatus::Pending, None));
+        store.set_server_status(&s1.id, ServerStatus::Provisioning, None).await.unwrap();
+        assert!(!store.set_server_reachable(&s1.id, ServerStatus::Pending).await.unwrap());
+        assert_eq!(store.server(&s1.id).await.unwrap().unwrap().status, ServerStatus::Provisioning);
+
         store.set_server_status(&s1.id, ServerStatus::Failed, Some("unsupported OS")).await.unwrap();
         assert_eq!(store.server(&s1.id).await.unwrap().unwrap().status_reason.as_deref(), Some("unsupported OS"));
         store.mark_provisioned(&s1.id, now()).await.unwrap();

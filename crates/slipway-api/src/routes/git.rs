@@ -482,7 +482,7 @@ pub struct WebhookOutcome {
         (status = 202, body = Accepted<WebhookOutcome>),
         (status = 200, body = Accepted<WebhookOutcome>, description = "Recorded and ignored (another event or branch, or a duplicate delivery)"),
         (status = 401, description = "The signature is missing or wrong; nothing is deployed", body = crate::error::ErrorBody),
-        (status = 409, description = "A site of the repository could not start deploying (its installation failed)", body = crate::error::ErrorBody),
+        (status = 409, description = "No site of the repository could start deploying (each is recorded as rejected, with the reason)", body = crate::error::ErrorBody),
     )
 )]
 pub async fn receive_push(

@@ -35,6 +35,7 @@ async fn server_resources(
         None => state.store.site_counts(&ids).await?.into_iter().collect(),
         Some(site_ids) => {
             let mut orgs: Vec<String> = servers.iter().map(|s| s.organization_id.clone()).collect();
+            orgs.sort_unstable();
             orgs.dedup();
             let mut counts = std::collections::HashMap::new();
             for site in sites_of_token(state, &orgs, site_ids).await? {

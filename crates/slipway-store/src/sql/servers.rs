@@ -114,6 +114,15 @@ macro_rules! impl_server_store {
                 Ok(())
             }
 
+            async fn set_server_reachable(&self, id: &str, status: ServerStatus) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE servers SET status = $2, status_reason = NULL, updated_at = $3 WHERE id = $1 AND status = $4",
+                )
+                .bind(id).bind(status).bind(now()).bind(ServerStatus::Unreachable)
+                .execute(&self.pool).await.map_err(StoreError::from_sqlx)?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn record_server_contact(&self, id: &str, host_key: Option<&str>, os: Option<&str>) -> StoreResult<()> {
                 sqlx::query("UPDATE servers SET host_key = COALESCE(host_key, $2), os = COALESCE($3, os), updated_at = $4 WHERE id = $1")
                     .bind(id).bind(host_key).bind(os).bind(now())

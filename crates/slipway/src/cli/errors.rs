@@ -74,12 +74,15 @@ pub fn report(e: &anyhow::Error, output: Output) {
             let api = e.chain().find_map(|c| c.downcast_ref::<ClientError>());
             let failed = e.chain().find_map(|c| c.downcast_ref::<super::follow::OperationFailed>());
             let value = match (api, failed) {
-                (_, Some(failed)) => serde_json::json!({
-                    "message": failed.message,
-                    "errors": BTreeMap::<String, Vec<String>>::new(),
-                    "status": null,
-                    "operation": failed.operation,
-                }),
+                (_, Some(failed)) => {
+                    let mut value = serde_json::json!({
+                        "message": failed.message,
+                        "errors": BTreeMap::<String, Vec<String>>::new(),
+                        "status": null,
+                    });
+                    value[failed.key] = failed.resource.clone();
+                    value
+                }
                 (api, None) => match api {
                     // The API's own words when nothing was added around them.
                     Some(ClientError::Api { status, message, errors }) if e.chain().count() == 1 => {

@@ -80,13 +80,15 @@ fn failure(op: &Operation) -> String {
     format!("operation {} {}: {}", op.id, op.status, op.failure_reason.as_deref().unwrap_or("no reason given"))
 }
 
-/// An operation that did not succeed. With `--output json` the error printed for it carries
-/// the operation, so that standard output holds one JSON document, not the operation and then
-/// the error.
+/// An operation (or deployment) that did not succeed. With `--output json` the error printed
+/// for it carries it (under `key`), so that standard output holds one JSON document, not the
+/// resource and then the error.
 #[derive(Debug)]
 pub struct OperationFailed {
     pub message: String,
-    pub operation: serde_json::Value,
+    /// `operation` or `deployment`.
+    pub key: &'static str,
+    pub resource: serde_json::Value,
 }
 
 impl std::fmt::Display for OperationFailed {
@@ -101,7 +103,7 @@ impl std::error::Error for OperationFailed {}
 /// printed when it succeeded; when it did not, the command fails saying why.
 pub fn finish(op: &Resource<Operation>, output: Output) -> anyhow::Result<()> {
     if op.status != "succeeded" {
-        return Err(OperationFailed { message: failure(op), operation: op.raw().clone() }.into());
+        return Err(OperationFailed { message: failure(op), key: "operation", resource: op.raw().clone() }.into());
     }
     if output == Output::Json {
         super::print_json(op)?;

@@ -245,7 +245,8 @@ fn resolve(args: &ClientArgs) -> anyhow::Result<(Client, TokenFrom)> {
     let creds = Credentials::load()?;
     let profile = creds.profiles.get(&args.profile);
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let url = env("SLIPWAY_URL").or_else(|| profile.map(|p| p.url.clone()));
+    let from_env = env("SLIPWAY_URL");
+    let url = from_env.clone().or_else(|| profile.map(|p| p.url.clone()));
     let Some(url) = url else {
         bail!("not logged in (profile {:?}): run `slipway login`, or set SLIPWAY_URL and SLIPWAY_TOKEN", args.profile)
     };
@@ -254,7 +255,7 @@ fn resolve(args: &ClientArgs) -> anyhow::Result<(Client, TokenFrom)> {
     }
     let same_server = |saved: &str| {
         let base = |u: &str| slipway_client::base_url(u).ok();
-        base(saved).is_some_and(|saved| base(&url) == Some(saved))
+        from_env.is_none() || base(saved).is_some_and(|saved| base(&url) == Some(saved))
     };
     match profile {
         Some(p) if !same_server(&p.url) => bail!(

@@ -431,10 +431,18 @@ async fn run_deployment(
             return Ok(());
         }
     };
+    if let Err(why) = deployed_well(&deployment) {
+        // With --output json, one document: the error, carrying the deployment.
+        let failed = super::follow::OperationFailed {
+            message: why.to_string(),
+            key: "deployment",
+            resource: deployment.raw().clone(),
+        };
+        return Err(failed.into());
+    }
     if output == Output::Json {
         print_json(&deployment)?;
     }
-    deployed_well(&deployment)?;
     if output == Output::Human {
         println!("{}", done(&deployment));
         if !deployment.steps.is_empty() {

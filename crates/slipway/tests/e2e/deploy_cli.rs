@@ -132,13 +132,23 @@ async fn netns_the_cli_creates_a_site_sets_env_deploys_fails_and_rolls_back() {
     assert!(out.contains("about to fail"), "{out}");
     assert!(err.contains("failed at the build step") && err.contains("deploy script failed"), "{err}");
     assert_eq!(served(&host).await.1, "version one\n");
+    // With --output json: one document, the error carrying the deployment.
+    let (ok, out, err) = run(&["deploy", &server, DOMAIN, "--output", "json"]);
+    assert!(!ok, "{out}{err}");
+    let document: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (document["deployment"]["status"].as_str(), document["deployment"]["failed_step"].as_str()),
+        (Some("failed"), Some("build"))
+    );
 
     let (ok, out, err) = run(&["deployments", &server, &site]);
     assert!(ok, "{out}{err}");
     let rows: Vec<&str> = out.lines().skip(1).collect();
-    assert_eq!(rows.len(), 2, "{out}");
-    assert!(rows[0].contains("failed") && rows[0].contains("broken") && rows[0].contains("build"), "{out}");
-    assert!(rows[1].contains("succeeded") && rows[1].contains("cli") && rows[1].contains("first version"), "{out}");
+    assert_eq!(rows.len(), 3, "{out}");
+    for row in &rows[..2] {
+        assert!(row.contains("failed") && row.contains("broken") && row.contains("build"), "{out}");
+    }
+    assert!(rows[2].contains("succeeded") && rows[2].contains("cli") && rows[2].contains("first version"), "{out}");
 
     // A good third version, then a rollback to the first.
     repo.commit(&[("public/index.html", "version three\n"), ("build.sh", GOOD_BUILD)], "third version");

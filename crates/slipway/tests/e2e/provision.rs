@@ -618,6 +618,14 @@ async fn unreachable_servers_stalled_commands_and_dropped_connections_fail_with_
     let host = NetnsHost::start_with(&[&key], None, &["/usr/bin/apt-get", "/usr/sbin/service"]);
     api.call(Method::PUT, &format!("/api/v1/servers/{server_id}"), Some(json!({"ip_address": host.address}))).await;
     let server_path = format!("/api/v1/servers/{server_id}");
+    // First unreachable (as after a verify before its SSH was up), then where it answers: the
+    // provisioning below still reads provisioning, and then failed, not what the connection
+    // that found it reachable again would have made it.
+    let silent = json!({"ip_address": "127.0.0.1", "ssh_port": silent_port});
+    assert_eq!(api.call(Method::PUT, &server_path, Some(silent)).await.0, 200);
+    assert_eq!(operate(&api, &format!("{server_path}/verify"), json!({})).await["status"], "failed");
+    let back = json!({"ip_address": host.address, "ssh_port": 22});
+    assert_eq!(api.call(Method::PUT, &server_path, Some(back)).await.0, 200);
 
     // A command that stalls (apt-get hangs, printing nothing) is stopped after the idle timeout,
     // with its processes on the server.

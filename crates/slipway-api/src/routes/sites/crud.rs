@@ -246,17 +246,13 @@ fn check_aliases_free(errors: &mut FieldErrors, others: &OtherNames, aliases: &[
 /// sites cannot point a site at one, which would put its key on a server the token controls.
 fn refuse_repository_to_restricted(principal: &crate::auth::Principal) -> Result<(), ApiError> {
     if principal.server_ids.is_some() || principal.site_ids.is_some() {
-        return Err(repository_refused());
+        return Err(ApiError::Forbidden(
+            "This token is restricted to some servers or sites, so it cannot give a site a git repository: \
+             repositories (and their deploy keys) are shared across the organization."
+                .into(),
+        ));
     }
     Ok(())
-}
-
-fn repository_refused() -> ApiError {
-    ApiError::Forbidden(
-        "This token is restricted to some servers or sites, so it cannot give a site a git repository: \
-         repositories (and their deploy keys) are shared across the organization."
-            .into(),
-    )
 }
 
 /// One site.
