@@ -73,10 +73,12 @@ impl JobHandler for VerifyServer {
         let os = detect_os(&self.0, ctx, &connection).await?;
         connection.close().await;
         store.record_server_contact(&server.id, None, os.as_deref()).await.map_err(store_error)?;
-        // Reachable (connecting set an unreachable server back to what it was). A failed
-        // provisioning stays failed, with its reason, until provisioning succeeds.
-        let server = load_server(&self.0, &job.server_id).await?;
-        let status = server.status;
+        // Reachable: an unreachable server is back to what it was (connecting recorded that).
+        // A failed provisioning stays failed, with its reason, until provisioning succeeds.
+        let status = match server.status {
+            ServerStatus::Unreachable => crate::session::reachable_again(&server),
+            status => status,
+        };
         // Provisioning would fail on a PHP version the system does not offer: say so now.
         let unavailable = (server.provisioned_at.is_none())
             .then_some(server.php_version.as_deref())

@@ -72,29 +72,21 @@ pub fn report(e: &anyhow::Error, output: Output) {
         Output::Human => eprintln!("error: {}", chain_text(e)),
         Output::Json => {
             let api = e.chain().find_map(|c| c.downcast_ref::<ClientError>());
-            let failed = e.chain().find_map(|c| c.downcast_ref::<super::follow::OperationFailed>());
-            let value = match (api, failed) {
-                (_, Some(failed)) => {
-                    let mut value = serde_json::json!({
-                        "message": failed.message,
-                        "errors": BTreeMap::<String, Vec<String>>::new(),
-                        "status": null,
-                    });
-                    value[failed.key] = failed.resource.clone();
-                    value
+            let mut value = match api {
+                // The API's own words when nothing was added around them.
+                Some(ClientError::Api { status, message, errors }) if e.chain().count() == 1 => {
+                    serde_json::json!({"message": message, "errors": errors, "status": status})
                 }
-                (api, None) => match api {
-                    // The API's own words when nothing was added around them.
-                    Some(ClientError::Api { status, message, errors }) if e.chain().count() == 1 => {
-                        serde_json::json!({"message": message, "errors": errors, "status": status})
-                    }
-                    other => serde_json::json!({
-                        "message": chain_text(e),
-                        "errors": BTreeMap::<String, Vec<String>>::new(),
-                        "status": other.and_then(ClientError::status),
-                    }),
-                },
+                other => serde_json::json!({
+                    "message": chain_text(e),
+                    "errors": BTreeMap::<String, Vec<String>>::new(),
+                    "status": other.and_then(ClientError::status),
+                }),
             };
+            // What ended badly (an operation, a deployment) goes in the same document.
+            if let Some(failed) = e.chain().find_map(|c| c.downcast_ref::<super::follow::OperationFailed>()) {
+                value[failed.key] = failed.resource.clone();
+            }
             println!("{}", serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()));
         }
     }

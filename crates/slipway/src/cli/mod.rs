@@ -387,19 +387,17 @@ pub async fn logout(client_args: &ClientArgs) -> anyhow::Result<()> {
             creds.save()?;
         }
     }
-    let message = match from {
-        TokenFrom::Profile => "Logged out; the token is revoked.".to_string(),
-        TokenFrom::Environment => {
-            format!("The token in SLIPWAY_TOKEN is revoked; profile {:?} keeps its own login.", client_args.profile)
-        }
+    let (message, revoked) = match from {
+        TokenFrom::Profile => ("Logged out; the token is revoked.".to_string(), "profile"),
+        TokenFrom::Environment => (
+            format!("The token in SLIPWAY_TOKEN is revoked; profile {:?} keeps its own login.", client_args.profile),
+            "SLIPWAY_TOKEN",
+        ),
     };
     if client_args.output == Output::Human {
         println!("{message}");
     } else {
-        print_json(&serde_json::json!({"logged_out": true, "revoked": match from {
-            TokenFrom::Profile => "profile",
-            TokenFrom::Environment => "SLIPWAY_TOKEN",
-        }}))?;
+        print_json(&serde_json::json!({"logged_out": true, "revoked": revoked}))?;
     }
     Ok(())
 }
